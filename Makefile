@@ -1,0 +1,115 @@
+# gpumode build. `make` builds the three programs into build/; `make test` runs
+# everything CI runs; `make demo` shows a switch on a local control plane.
+# Sources are found by wildcard so adding a file needs no edit here:
+#   controller/cmd/<program>.c      one main per program
+#   controller/<concern>/*.c        linked into build/libgm.a
+#   test/test_<module>.c            one cmocka binary each
+#   test/support/*.c                helpers linked into every test
+
+VERSION  := 0.1.0
+BUILD    ?= build
+CC       ?= cc
+PKGS     := libcurl libuv json-c yaml-0.1 openssl
+PREFIX   ?= /usr/local
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla \
+            -Wcast-qual -Wundef -Wno-unused-parameter
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   := -std=c11 -D_GNU_SOURCE -DGM_VERSION='"$(VERSION)"' $(OPT) -g \
+            $(WARN) $(SAN) -Icontroller -MMD -MP
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+LIB_SRCS  := $(sort $(shell find controller -name '*.c' -not -path 'controller/cmd/*'))
+PROG_SRCS := $(sort $(wildcard controller/cmd/*.c))
+TEST_SRCS := $(sort $(wildcard test/test_*.c))
+SUP_SRCS  := $(sort $(wildcard test/support/*.c))
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+SUP_OBJS  := $(SUP_SRCS:%.c=$(BUILD)/obj/%.o)
+PROGS     := $(PROG_SRCS:controller/cmd/%.c=$(BUILD)/%)
+TESTS     := $(TEST_SRCS:test/%.c=$(BUILD)/test/%)
+LIBGM     := $(BUILD)/libgm.a
+
+.PHONY: all deps programs unit check asan valgrind format format-check \
+        test e2e demo demo-down bench chaos fuzz install clean
+
+all: deps
+	@$(MAKE) --no-print-directory programs
+
+# deps installs what is missing (apt packages, Go) and is quick when nothing is.
+deps:
+	@scripts/deps.sh
+
+programs: $(PROGS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIBGM): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%: $(BUILD)/obj/controller/cmd/%.o $(LIBGM)
+	$(CC) $(SAN) -o $@ $< $(LIBGM) $(PKG_LIBS)
+
+$(BUILD)/test/%: $(BUILD)/obj/test/%.o $(SUP_OBJS) $(LIBGM)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $< $(SUP_OBJS) $(LIBGM) $(PKG_LIBS) -lcmocka
+
+# Unit tests: every test binary, run from the repository root so fixtures
+# resolve as test/fixtures/...; the first failure stops the run.
+unit: $(TESTS) $(PROGS)
+	@set -e; for t in $(TESTS); do echo "== $$t"; GM_BUILD=$(BUILD) $$t; done
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  unit
+
+valgrind: $(TESTS)
+	@set -e; for t in $(TESTS); do echo "== valgrind $$t"; \
+	  GM_BUILD=$(BUILD) GM_VALGRIND=1 valgrind -q --leak-check=full \
+	    --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+	    --error-exitcode=99 --trace-children=no $$t; done
+
+FMT_SRCS = $(shell find controller test -name '*.[ch]')
+format:
+	clang-format -i $(FMT_SRCS)
+
+format-check:
+	@clang-format --dry-run --Werror $(FMT_SRCS) && echo "format: ok"
+
+check: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory valgrind
+	@$(MAKE) --no-print-directory format-check
+
+test: check
+	@$(MAKE) --no-print-directory e2e
+
+e2e: deps programs
+	@e2e/run-tests.sh
+
+demo: deps programs
+	@scripts/demo.sh $(DEMO_ARGS)
+
+demo-down:
+	@scripts/demo.sh --down
+
+bench: deps programs
+	@scripts/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJS:.o=.d) $(SUP_OBJS:.o=.d) $(TESTS:$(BUILD)/test/%=$(BUILD)/obj/test/%.d) \
+         $(PROGS:$(BUILD)/%=$(BUILD)/obj/controller/cmd/%.d)

@@ -1,0 +1,52 @@
+/* Credentials that change while we run: a token file re-read at least every
+ * minute and after a 401; exec plugins re-run before expirationTimestamp and
+ * after a 401. Exec plugins run through uv_spawn so the loop never blocks. */
+#ifndef GM_KUBE_AUTH_H
+#define GM_KUBE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "kube/config.h"
+
+struct gm_auth;
+
+/* A snapshot of the current credentials. Pointers stay valid until the next
+ * call into the same gm_auth (they are owned by it). */
+struct gm_cred {
+    const char *token; /* bearer token or NULL */
+    const char *cert_pem;
+    size_t cert_len; /* client certificate from an exec plugin, or NULL */
+    const char *key_pem;
+    size_t key_len;
+    uint64_t generation; /* bumps whenever any credential changes */
+};
+
+#define GM_AUTH_PENDING 1
+
+/* cb is called with err 0 (cred valid) or a negative errno and *msg text. */
+typedef void (*gm_auth_cb)(void *data, int err, const char *msg);
+
+/* cfg must outlive the auth object. */
+int gm_auth_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
+                struct gm_auth **out);
+
+/* Fills *cred and returns 0 when credentials are fresh. Returns
+ * GM_AUTH_PENDING when a refresh had to start: cb(data, ...) runs when it ends
+ * and the caller then calls gm_auth_current again. Returns a negative errno
+ * on failure (with the message available from gm_auth_last_error). */
+int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
+                    void *data);
+
+/* After a 401: the next gm_auth_current re-reads the token file or re-runs
+ * the exec plugin. */
+void gm_auth_invalidate(struct gm_auth *a);
+
+const char *gm_auth_last_error(const struct gm_auth *a);
+
+/* Cancels pending callbacks (they are never called) and frees after any
+ * running plugin process is closed. */
+void gm_auth_free(struct gm_auth *a);
+
+#endif

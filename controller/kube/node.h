@@ -1,0 +1,66 @@
+/* The compact form of a Node that the controller keeps in memory: only what
+ * the planner and the node switch read. Strings that repeat across nodes
+ * (label keys and values, resource names) are interned and shared, which is
+ * what keeps a cached node well under 2 KiB. */
+#ifndef GM_KUBE_NODE_H
+#define GM_KUBE_NODE_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gm_label {
+    const char *key; /* interned */
+    const char *value; /* interned */
+};
+
+struct gm_quantity {
+    const char *name; /* interned, e.g. "nvidia.com/mig-1g.10gb" */
+    int64_t value;    /* whole units; GPU resources are counts */
+};
+
+struct gm_taint {
+    const char *key;    /* interned */
+    const char *value;  /* interned, "" when absent */
+    const char *effect; /* interned */
+};
+
+struct gm_node {
+    char *name; /* owned */
+    char *uid;  /* owned */
+    char *resource_version; /* owned */
+    struct gm_label *labels; /* owned array, sorted by key */
+    size_t n_labels;
+    /* gpumode.io annotations, owned or NULL */
+    char *ann_switch;
+    char *ann_boot_id;
+    char *ann_retry;
+    bool unschedulable;
+    bool ready; /* condition Ready is True */
+    char *boot_id; /* owned, status.nodeInfo.bootID */
+    struct gm_quantity *allocatable; /* owned; only GPU-related resources */
+    size_t n_allocatable;
+    struct gm_taint *taints; /* owned */
+    size_t n_taints;
+};
+
+/* Builds a compact node from a Node JSON object. Returns 0, -EINVAL when the
+ * object is not a Node with metadata.name, or -ENOMEM. *out is the caller's;
+ * free it with gm_node_free. */
+int gm_node_from_json(json_object *obj, struct gm_node **out);
+void gm_node_free(struct gm_node *n);
+
+/* NULL when the label is absent. Binary search over the sorted labels. */
+const char *gm_node_label(const struct gm_node *n, const char *key);
+/* -1 when the node does not advertise the resource. */
+int64_t gm_node_allocatable(const struct gm_node *n, const char *resource);
+
+/* Is a resource name one we keep (nvidia.com/..., HAMi's resources)? */
+bool gm_is_gpu_resource(const char *name);
+
+/* Approximate bytes a node holds beyond the shared intern table, for the
+ * memory benchmark. */
+size_t gm_node_footprint(const struct gm_node *n);
+
+#endif
