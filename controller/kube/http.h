@@ -1,0 +1,94 @@
+/* The transport: libcurl's multi interface driven by the libuv loop (socket
+ * and timer callbacks), one connection pool for every request and watch.
+ * HTTP/2 is negotiated over TLS and streams are multiplexed (PIPEWAIT), so a
+ * hundred watches and requests share a handful of connections. The transport
+ * knows nothing of Kubernetes objects; client.h builds on it. */
+#ifndef GM_KUBE_HTTP_H
+#define GM_KUBE_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "kube/auth.h"
+#include "kube/config.h"
+
+struct gm_http;
+struct gm_http_call;
+
+/* Where credentials come from. gm_auth_current and gm_auth_invalidate fit
+ * these shapes; tests pass their own. */
+typedef int (*gm_cred_fn)(void *src, struct gm_cred *cred, gm_auth_cb cb,
+                          void *data);
+typedef void (*gm_cred_invalidate_fn)(void *src);
+
+struct gm_http_opts {
+    const struct gm_kube_config *cfg; /* borrowed; outlives the transport */
+    gm_cred_fn cred;                  /* NULL: no credentials beyond cfg */
+    gm_cred_invalidate_fn cred_invalidate;
+    void *cred_src;
+    double qps;          /* client-side rate limit; <= 0 means none */
+    int burst;           /* tokens available at once */
+    long timeout_ms;     /* per non-streamed request; 0 means 30 s */
+    size_t max_body;     /* cap on a non-streamed response; 0: 64 MiB */
+    long stream_idle_s;  /* streams abort after this long with no byte */
+    const char *user_agent; /* borrowed; NULL means gpumode/<version> */
+};
+
+struct gm_http_req {
+    const char *method; /* GET, POST, PUT, PATCH, DELETE */
+    const char *path;   /* path and query, appended to cfg->server */
+    const char *content_type; /* for a body; NULL means application/json */
+    const char *body;   /* copied by gm_http_send */
+    size_t body_len;
+    int stream;         /* deliver the body to on_data as it arrives */
+    long timeout_ms;    /* overrides the default; for streams, the whole */
+    int retry;          /* retry 429 (any verb) and 5xx/transport errors
+                           (GET only), honouring Retry-After */
+};
+
+struct gm_http_result {
+    int err;     /* 0, or negative errno when no HTTP answer was had:
+                    -ETIMEDOUT, -ECONNREFUSED, -E2BIG (body over the cap),
+                    -ECANCELED when gm_http_free closed the call */
+    long status; /* HTTP status, 0 when err */
+    const char *body; /* borrowed until the callback returns; NUL-ended */
+    size_t body_len;
+    const char *errmsg; /* transport detail when err, else NULL */
+};
+
+/* Called exactly once per call that was not cancelled. */
+typedef void (*gm_http_done_cb)(void *data, const struct gm_http_result *res);
+/* Stream bytes; return non-zero to abort the call (done then gets -EPIPE). */
+typedef int (*gm_http_data_cb)(void *data, const char *p, size_t n);
+
+/* opts is copied (its pointers are borrowed). */
+int gm_http_new(uv_loop_t *loop, const struct gm_http_opts *opts,
+                struct gm_http **out);
+
+/* Starts a call. On success *call (may be NULL if not wanted) identifies it
+ * until done runs or gm_http_cancel is called. A failure to start returns a
+ * negative errno and calls nothing. */
+int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
+                 gm_http_done_cb done, gm_http_data_cb on_data, void *data,
+                 struct gm_http_call **call);
+
+/* Stops a call; its callbacks are never called afterwards, so the caller
+ * frees whatever it gave as data. */
+void gm_http_cancel(struct gm_http_call *call);
+
+/* Counts for metrics and tests. */
+struct gm_http_stats {
+    unsigned long requests;   /* HTTP requests sent, retries included */
+    unsigned long retries;
+    unsigned long auth_refreshes; /* 401s that led to a credential refresh */
+    unsigned long connects;   /* new connections opened */
+    long last_http_version;   /* CURL_HTTP_VERSION_* of the last response */
+};
+void gm_http_get_stats(const struct gm_http *h, struct gm_http_stats *out);
+
+/* Calls every open call's done with -ECANCELED (so owners free their
+ * data), closes handles; the memory goes once the loop has run the close
+ * callbacks. */
+void gm_http_free(struct gm_http *h);
+
+#endif

@@ -1,0 +1,135 @@
+/* The compact node: what is kept from a real Node payload, label lookup,
+ * GPU allocatable, and the memory each cached node costs. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/intern.h"
+#include "kube/node.h"
+#include "support/testutil.h"
+
+static json_object *load_node(void)
+{
+    char *text = tu_read_file("test/fixtures/nodes/gpu-node.json", NULL);
+    json_object *o = json_tokener_parse(text);
+    free(text);
+    assert_non_null(o);
+    return o;
+}
+
+static void test_decodes_what_the_controller_reads(void **state)
+{
+    (void)state;
+    json_object *o = load_node();
+    struct gm_node *n;
+
+    assert_int_equal(gm_node_from_json(o, &n), 0);
+    assert_string_equal(n->name, "gpu-a100-07");
+    assert_string_equal(n->resource_version, "918273");
+    assert_true(n->ready);
+    assert_false(n->unschedulable);
+    assert_string_equal(n->boot_id, "0c9b3d63-2b0b-4b1e-8a36-8f0b1f9f3f11");
+    assert_string_equal(n->ann_boot_id, n->boot_id);
+    assert_null(n->ann_switch);
+    assert_string_equal(gm_node_label(n, "nvidia.com/gpu.product"),
+                        "NVIDIA-A100-SXM4-40GB");
+    assert_string_equal(gm_node_label(n, "pool"), "inference");
+    assert_string_equal(gm_node_label(n, "beta.kubernetes.io/arch"), "amd64");
+    assert_null(gm_node_label(n, "missing"));
+    /* Only GPU resources are kept. */
+    assert_int_equal(n->n_allocatable, 1);
+    assert_int_equal(gm_node_allocatable(n, "nvidia.com/gpu"), 8);
+    assert_int_equal(gm_node_allocatable(n, "cpu"), -1);
+    assert_int_equal(n->n_taints, 1);
+    assert_string_equal(n->taints[0].effect, "NoSchedule");
+    gm_node_free(n);
+    json_object_put(o);
+    assert_int_equal(gm_intern_count(), 0);
+}
+
+static void test_rejects_non_nodes(void **state)
+{
+    (void)state;
+    struct gm_node *n = NULL;
+    json_object *pod = json_tokener_parse(
+        "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}");
+    json_object *noname = json_tokener_parse("{\"metadata\":{}}");
+    assert_int_equal(gm_node_from_json(pod, &n), -EINVAL);
+    assert_int_equal(gm_node_from_json(noname, &n), -EINVAL);
+    assert_null(n);
+    json_object_put(pod);
+    json_object_put(noname);
+}
+
+static void test_ready_false_and_cordoned(void **state)
+{
+    (void)state;
+    struct gm_node *n;
+    json_object *o = json_tokener_parse(
+        "{\"metadata\":{\"name\":\"x\",\"annotations\":{\"gpumode.io/"
+        "switch\":\"{}\",\"gpumode.io/retry\":\"1\"}},"
+        "\"spec\":{\"unschedulable\":true},"
+        "\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":"
+        "\"Unknown\"}],\"allocatable\":{\"nvidia.com/mig-1g.10gb\":\"7\","
+        "\"nvidia.com/gpumem\":\"40k\"}}}");
+    assert_int_equal(gm_node_from_json(o, &n), 0);
+    assert_false(n->ready);
+    assert_true(n->unschedulable);
+    assert_string_equal(n->ann_switch, "{}");
+    assert_string_equal(n->ann_retry, "1");
+    assert_int_equal(gm_node_allocatable(n, "nvidia.com/mig-1g.10gb"), 7);
+    assert_int_equal(gm_node_allocatable(n, "nvidia.com/gpumem"), 40000);
+    gm_node_free(n);
+    json_object_put(o);
+}
+
+/* 1,000 nodes like the fixture: each costs well under 2 KiB beyond the
+ * strings they share. */
+static void test_footprint_per_node(void **state)
+{
+    (void)state;
+    json_object *o = load_node();
+    json_object *meta;
+    enum { N = 1000 };
+    struct gm_node **nodes = calloc(N, sizeof(*nodes));
+    size_t total = 0;
+    char name[32];
+
+    json_object_object_get_ex(o, "metadata", &meta);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "gpu-%05d", i);
+        json_object_object_add(meta, "name", json_object_new_string(name));
+        assert_int_equal(gm_node_from_json(o, &nodes[i]), 0);
+        total += gm_node_footprint(nodes[i]);
+    }
+    size_t per_node = (total + gm_intern_bytes()) / N;
+    print_message("bytes per cached node: %zu (interned strings: %zu)\n",
+                  per_node, gm_intern_count());
+    assert_true(per_node < 2048);
+    /* Label strings are shared, not copied per node. */
+    assert_ptr_equal(gm_node_label(nodes[0], "pool"),
+                     gm_node_label(nodes[N - 1], "pool"));
+    for (int i = 0; i < N; i++)
+        gm_node_free(nodes[i]);
+    free(nodes);
+    json_object_put(o);
+    assert_int_equal(gm_intern_count(), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decodes_what_the_controller_reads),
+        cmocka_unit_test(test_rejects_non_nodes),
+        cmocka_unit_test(test_ready_false_and_cordoned),
+        cmocka_unit_test(test_footprint_per_node),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
