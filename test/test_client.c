@@ -1,0 +1,678 @@
+/* The transport and the request layer, through the real libcurl + libuv
+ * path against a loopback server: typed errors, retries, 401 refresh, caps,
+ * timeouts, pagination, rate limiting, connection reuse and watches. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kube/client.h"
+#include "kube/http.h"
+#include "support/httpd.h"
+
+/* ---- fixture: a loop, a server whose behaviour a test sets, a client ---- */
+
+struct fx;
+typedef void (*behaviour)(struct fx *f, const struct th_req *r,
+                          struct th_conn *c);
+
+struct fx {
+    uv_loop_t loop;
+    struct th_server *srv;
+    struct gm_kube_config cfg;
+    struct gm_kube *k;
+    behaviour serve;
+    int hits;
+    struct th_req last;
+    char last_body[4096];
+    struct th_conn *held; /* a connection a test keeps for streaming */
+    /* results */
+    int done;
+    struct gm_kube_error err;
+    int has_err;
+    long code;
+    char got[4096];
+};
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+    f->hits++;
+    f->last = *r;
+    f->last.body = NULL;
+    snprintf(f->last_body, sizeof(f->last_body), "%s", r->body);
+    f->serve(f, r, c);
+}
+
+static struct fx *fx_new(behaviour b, const struct gm_kube_opts *opts)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    uv_loop_init(&f->loop);
+    assert_int_equal(th_start(&f->loop, handler, f, &f->srv), 0);
+    f->serve = b;
+    f->cfg.server = strdup(th_url(f->srv));
+    assert_int_equal(gm_kube_new(&f->loop, &f->cfg, opts, &f->k), 0);
+    return f;
+}
+
+static void fx_free(struct fx *f)
+{
+    gm_kube_free(f->k);
+    th_stop(f->srv);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f->cfg.server);
+    free(f);
+}
+
+static void on_resp(void *data, const struct gm_kube_resp *resp)
+{
+    struct fx *f = data;
+    f->done = 1;
+    f->code = resp->code;
+    f->has_err = resp->error != NULL;
+    if (resp->error)
+        f->err = *resp->error;
+    if (resp->obj)
+        snprintf(f->got, sizeof(f->got), "%s",
+                 json_object_to_json_string_ext(resp->obj,
+                                                JSON_C_TO_STRING_PLAIN));
+}
+
+static void wait_done(struct fx *f, int ms)
+{
+    assert_true(th_run_until(&f->loop, &f->done, ms));
+}
+
+/* ---- behaviours ---- */
+
+static void serve_ok(struct fx *f, const struct th_req *r, struct th_conn *c)
+{
+    (void)f;
+    (void)r;
+    th_respond(c, 200, NULL, "{\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}}");
+}
+
+static void serve_not_found(struct fx *f, const struct th_req *r,
+                            struct th_conn *c)
+{
+    (void)f;
+    (void)r;
+    th_respond(c, 404, NULL,
+               "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":"
+               "\"Failure\",\"message\":\"nodes \\\"nx\\\" not found\","
+               "\"reason\":\"NotFound\",\"code\":404}");
+}
+
+static void serve_echo(struct fx *f, const struct th_req *r, struct th_conn *c)
+{
+    (void)f;
+    th_respond(c, r->method[0] == 'P' && r->method[1] == 'O' ? 201 : 200, NULL,
+               r->body_len ? r->body : "{}");
+}
+
+static void serve_429_then_ok(struct fx *f, const struct th_req *r,
+                              struct th_conn *c)
+{
+    (void)r;
+    if (f->hits == 1)
+        th_respond(c, 429, "Retry-After: 0\r\n",
+                   "{\"kind\":\"Status\",\"reason\":\"TooManyRequests\","
+                   "\"message\":\"slow down\",\"code\":429}");
+    else
+        serve_ok(f, r, c);
+}
+
+static void serve_500_twice(struct fx *f, const struct th_req *r,
+                            struct th_conn *c)
+{
+    if (f->hits <= 2)
+        th_respond(c, 500, "Retry-After: 0\r\n",
+                   "{\"kind\":\"Status\",\"reason\":\"InternalError\","
+                   "\"message\":\"etcd is sad\",\"code\":500}");
+    else
+        serve_ok(f, r, c);
+}
+
+static void serve_eviction_blocked(struct fx *f, const struct th_req *r,
+                                   struct th_conn *c)
+{
+    (void)f;
+    (void)r;
+    th_respond(c, 429, NULL,
+               "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":"
+               "\"Cannot evict pod as it would violate the pod's disruption "
+               "budget.\",\"reason\":\"TooManyRequests\",\"details\":{"
+               "\"causes\":[{\"reason\":\"DisruptionBudget\",\"message\":"
+               "\"The disruption budget web needs 2 healthy pods and has 2 "
+               "currently\"}]},\"code\":429}");
+}
+
+static void serve_big(struct fx *f, const struct th_req *r, struct th_conn *c)
+{
+    (void)f;
+    (void)r;
+    char body[8192];
+    memset(body, 'x', sizeof(body));
+    memcpy(body, "{\"x\":\"", 6);
+    memcpy(body + sizeof(body) - 3, "\"}", 3);
+    th_respond(c, 200, NULL, body);
+}
+
+static void serve_nothing(struct fx *f, const struct th_req *r,
+                          struct th_conn *c)
+{
+    (void)r;
+    f->held = c; /* a peer that never answers */
+}
+
+static void serve_pages(struct fx *f, const struct th_req *r,
+                        struct th_conn *c)
+{
+    (void)f;
+    if (strstr(r->path, "continue=tok%2F2"))
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                   "\"77\"},\"items\":[{\"metadata\":{\"name\":\"c\"}}]}");
+    else if (strstr(r->path, "continue=tok1"))
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                   "\"77\",\"continue\":\"tok/2\"},\"items\":[{\"metadata\":"
+                   "{\"name\":\"b\"}}]}");
+    else
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                   "\"77\",\"continue\":\"tok1\"},\"items\":[{\"metadata\":"
+                   "{\"name\":\"a\"}}]}");
+}
+
+/* ---- tests ---- */
+
+static void test_get_ok_headers(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_ok, NULL);
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_false(f->has_err);
+    assert_int_equal(f->code, 200);
+    assert_non_null(strstr(f->got, "\"n1\""));
+    assert_string_equal(f->last.method, "GET");
+    assert_string_equal(f->last.path, "/api/v1/nodes/n1");
+    assert_string_equal(f->last.user_agent, "gpumode/" GM_VERSION);
+    fx_free(f);
+}
+
+static void test_typed_error_from_status(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_not_found, NULL);
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/nx", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_true(f->has_err);
+    assert_int_equal(f->err.code, 404);
+    assert_int_equal(f->err.err, 0);
+    assert_string_equal(f->err.reason, "NotFound");
+    assert_string_equal(f->err.message, "nodes \"nx\" not found");
+    assert_int_equal(f->hits, 1); /* 404 is an answer, not retried */
+    fx_free(f);
+}
+
+static void test_create_and_patch_kinds(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_echo, NULL);
+    json_object *body = json_tokener_parse("{\"metadata\":{\"name\":\"p\"}}");
+    assert_int_equal(gm_kube_create(f->k, "/api/v1/namespaces/x/pods", body,
+                                    on_resp, f),
+                     0);
+    wait_done(f, 5000);
+    json_object_put(body);
+    assert_int_equal(f->code, 201);
+    assert_string_equal(f->last.method, "POST");
+    assert_string_equal(f->last.content_type, "application/json");
+    assert_string_equal(f->last_body, "{\"metadata\":{\"name\":\"p\"}}");
+
+    static const struct {
+        enum gm_patch_type t;
+        const char *ctype;
+    } kinds[] = {
+        {GM_PATCH_MERGE, "application/merge-patch+json"},
+        {GM_PATCH_JSON, "application/json-patch+json"},
+        {GM_PATCH_APPLY, "application/apply-patch+yaml"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        f->done = 0;
+        const char *b = kinds[i].t == GM_PATCH_JSON
+                            ? "[{\"op\":\"add\",\"path\":\"/x\",\"value\":1}]"
+                            : "{\"x\":1}";
+        assert_int_equal(gm_kube_patch(f->k, "/api/v1/nodes/n1", kinds[i].t,
+                                       b, "gpumode", 1, on_resp, f),
+                         0);
+        wait_done(f, 5000);
+        assert_string_equal(f->last.method, "PATCH");
+        assert_string_equal(f->last.content_type, kinds[i].ctype);
+        assert_string_equal(f->last_body, b);
+    }
+    assert_string_equal(f->last.path,
+                        "/api/v1/nodes/n1?fieldManager=gpumode&force=true");
+    /* Server-side apply without a field manager is refused up front. */
+    assert_int_equal(gm_kube_patch(f->k, "/x", GM_PATCH_APPLY, "{}", NULL, 0,
+                                   on_resp, f),
+                     -EINVAL);
+    fx_free(f);
+}
+
+static void test_delete_preconditions(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_echo, NULL);
+    assert_int_equal(gm_kube_delete(f->k, "/api/v1/namespaces/a/pods/p",
+                                    "uid-1", "42", 0, on_resp, f),
+                     0);
+    wait_done(f, 5000);
+    assert_string_equal(f->last.method, "DELETE");
+    json_object *o = json_tokener_parse(f->last_body), *pre, *v;
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "preconditions", &pre));
+    assert_true(json_object_object_get_ex(pre, "uid", &v));
+    assert_string_equal(json_object_get_string(v), "uid-1");
+    assert_true(json_object_object_get_ex(pre, "resourceVersion", &v));
+    assert_string_equal(json_object_get_string(v), "42");
+    assert_true(json_object_object_get_ex(o, "gracePeriodSeconds", &v));
+    assert_int_equal(json_object_get_int(v), 0);
+    json_object_put(o);
+    fx_free(f);
+}
+
+static void test_eviction_429_not_retried(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_eviction_blocked, NULL);
+    assert_int_equal(gm_kube_evict(f->k, "team-a", "train-0", -1, on_resp, f),
+                     0);
+    wait_done(f, 5000);
+    assert_int_equal(f->hits, 1);
+    assert_string_equal(f->last.path,
+                        "/api/v1/namespaces/team-a/pods/train-0/eviction");
+    assert_non_null(strstr(f->last_body, "\"kind\":\"Eviction\""));
+    assert_true(f->has_err);
+    assert_int_equal(f->err.code, 429);
+    assert_string_equal(f->err.reason, "TooManyRequests");
+    assert_non_null(strstr(f->err.message, "disruption budget"));
+    fx_free(f);
+}
+
+static void test_get_retries_429_and_5xx(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_429_then_ok, NULL);
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_false(f->has_err);
+    assert_int_equal(f->hits, 2);
+    fx_free(f);
+
+    f = fx_new(serve_500_twice, NULL);
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_false(f->has_err);
+    assert_int_equal(f->hits, 3);
+    struct gm_http_stats st;
+    gm_http_get_stats(gm_kube_http(f->k), &st);
+    assert_int_equal(st.retries, 2);
+    fx_free(f);
+}
+
+static void test_post_5xx_not_retried(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_500_twice, NULL);
+    json_object *b = json_object_new_object();
+    assert_int_equal(gm_kube_create(f->k, "/api/v1/nodes", b, on_resp, f), 0);
+    json_object_put(b);
+    wait_done(f, 5000);
+    assert_true(f->has_err);
+    assert_int_equal(f->err.code, 500);
+    assert_string_equal(f->err.message, "etcd is sad");
+    assert_int_equal(f->hits, 1);
+    fx_free(f);
+}
+
+static void test_body_cap(void **state)
+{
+    (void)state;
+    struct gm_kube_opts o = {.max_body = 1024};
+    struct fx *f = fx_new(serve_big, &o);
+    assert_int_equal(gm_kube_get(f->k, "/big", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_true(f->has_err);
+    assert_int_equal(f->err.err, -E2BIG);
+    fx_free(f);
+}
+
+static void test_request_timeout(void **state)
+{
+    (void)state;
+    struct gm_kube_opts o = {.timeout_ms = 300};
+    struct fx *f = fx_new(serve_nothing, &o);
+    json_object *b = json_object_new_object();
+    assert_int_equal(gm_kube_create(f->k, "/slow", b, on_resp, f), 0);
+    json_object_put(b);
+    wait_done(f, 5000);
+    assert_true(f->has_err);
+    assert_int_equal(f->err.err, -ETIMEDOUT);
+    fx_free(f);
+}
+
+static void test_connection_refused(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_ok, NULL);
+    free(f->cfg.server);
+    /* The server's port, once closed, refuses. */
+    gm_kube_free(f->k);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", th_port(f->srv));
+    th_stop(f->srv);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    f->cfg.server = strdup(url);
+    assert_int_equal(gm_kube_new(&f->loop, &f->cfg, NULL, &f->k), 0);
+    json_object *b = json_object_new_object();
+    assert_int_equal(gm_kube_create(f->k, "/x", b, on_resp, f), 0);
+    json_object_put(b);
+    wait_done(f, 5000);
+    assert_true(f->has_err);
+    assert_int_equal(f->err.err, -ECONNREFUSED);
+    gm_kube_free(f->k);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f->cfg.server);
+    free(f);
+}
+
+static int page_items;
+static char page_names[8];
+
+static int on_page(void *data, json_object *items)
+{
+    (void)data;
+    for (size_t i = 0; i < json_object_array_length(items); i++) {
+        json_object *meta, *name;
+        json_object_object_get_ex(json_object_array_get_idx(items, i),
+                                  "metadata", &meta);
+        json_object_object_get_ex(meta, "name", &name);
+        page_names[page_items++] = json_object_get_string(name)[0];
+    }
+    return 0;
+}
+
+static void test_paginated_list(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_pages, NULL);
+    page_items = 0;
+    memset(page_names, 0, sizeof(page_names));
+    assert_int_equal(gm_kube_list(f->k, "/api/v1/nodes?labelSelector=a%3Db",
+                                  1, on_page, on_resp, f),
+                     0);
+    wait_done(f, 5000);
+    assert_false(f->has_err);
+    assert_int_equal(page_items, 3);
+    assert_string_equal(page_names, "abc");
+    assert_int_equal(f->hits, 3);
+    assert_non_null(strstr(f->got, "\"resourceVersion\":\"77\""));
+    assert_string_equal(f->last.path,
+                        "/api/v1/nodes?labelSelector=a%3Db&limit=1&continue="
+                        "tok%2F2");
+    fx_free(f);
+}
+
+static int count_done;
+static void on_count(void *data, const struct gm_kube_resp *resp)
+{
+    (void)data;
+    (void)resp;
+    count_done++;
+}
+
+static void test_rate_limit_and_reuse(void **state)
+{
+    (void)state;
+    struct gm_kube_opts o = {.qps = 20, .burst = 1};
+    struct fx *f = fx_new(serve_ok, &o);
+    count_done = 0;
+    uint64_t start = uv_now(&f->loop);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes", on_count, f), 0);
+    int all = 0;
+    while (count_done < 5 && uv_now(&f->loop) - start < 5000)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    all = count_done == 5;
+    assert_true(all);
+    /* One token at once, then one per 50 ms. */
+    assert_true(uv_now(&f->loop) - start >= 190);
+    struct gm_http_stats st;
+    gm_http_get_stats(gm_kube_http(f->k), &st);
+    assert_int_equal(st.requests, 5);
+    /* Sequential requests reuse the one keep-alive connection. */
+    assert_int_equal(st.connects, 1);
+    fx_free(f);
+}
+
+/* ---- 401: the credential source is refreshed once and the call replayed */
+
+struct cred_src {
+    int generation;
+    int invalidations;
+    char token[32];
+};
+
+static int fake_cred(void *src, struct gm_cred *cred, gm_auth_cb cb,
+                     void *data)
+{
+    struct cred_src *s = src;
+    (void)cb;
+    (void)data;
+    snprintf(s->token, sizeof(s->token), "token-%d", s->generation);
+    cred->token = s->token;
+    return 0;
+}
+
+static void fake_invalidate(void *src)
+{
+    struct cred_src *s = src;
+    s->invalidations++;
+    s->generation++;
+}
+
+static void serve_auth(struct fx *f, const struct th_req *r,
+                       struct th_conn *c)
+{
+    (void)f;
+    if (strcmp(r->authorization, "Bearer token-1") == 0)
+        serve_ok(f, r, c);
+    else
+        th_respond(c, 401, NULL,
+                   "{\"kind\":\"Status\",\"reason\":\"Unauthorized\","
+                   "\"message\":\"Unauthorized\",\"code\":401}");
+}
+
+static int http_done;
+static long http_status;
+static void on_http(void *data, const struct gm_http_result *res)
+{
+    (void)data;
+    http_done = 1;
+    http_status = res->status;
+}
+
+static void test_401_refreshes_once(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_auth, NULL);
+    struct cred_src src = {0};
+    struct gm_http_opts ho = {.cfg = &f->cfg,
+                              .cred = fake_cred,
+                              .cred_invalidate = fake_invalidate,
+                              .cred_src = &src};
+    struct gm_http *h;
+    assert_int_equal(gm_http_new(&f->loop, &ho, &h), 0);
+    struct gm_http_req req = {.method = "GET", .path = "/api"};
+    http_done = 0;
+    assert_int_equal(gm_http_send(h, &req, on_http, NULL, NULL, NULL), 0);
+    assert_true(th_run_until(&f->loop, &http_done, 5000));
+    assert_int_equal(http_status, 200);
+    assert_int_equal(src.invalidations, 1);
+    assert_string_equal(f->last.authorization, "Bearer token-1");
+
+    /* A credential that stays wrong: one refresh, then the 401 comes out. */
+    src.generation = 5;
+    http_done = 0;
+    assert_int_equal(gm_http_send(h, &req, on_http, NULL, NULL, NULL), 0);
+    assert_true(th_run_until(&f->loop, &http_done, 5000));
+    assert_int_equal(http_status, 401);
+    assert_int_equal(src.invalidations, 2);
+    gm_http_free(h);
+    fx_free(f);
+}
+
+/* ---- watches ---- */
+
+struct wstate {
+    int events;
+    int ended;
+    int end_err;
+    long end_code;
+    char names[8][16];
+};
+
+static int on_event(void *data, enum gm_watch_type t, json_object *obj)
+{
+    struct wstate *w = data;
+    json_object *meta, *name;
+    (void)t;
+    if (json_object_object_get_ex(obj, "metadata", &meta) &&
+        json_object_object_get_ex(meta, "name", &name) && w->events < 8)
+        snprintf(w->names[w->events], 16, "%s", json_object_get_string(name));
+    w->events++;
+    return 0;
+}
+
+static void on_end(void *data, const struct gm_kube_error *err)
+{
+    struct wstate *w = data;
+    w->ended = 1;
+    w->end_err = err ? (err->err ? err->err : 1) : 0;
+    w->end_code = err ? err->code : 200;
+}
+
+static void serve_stream(struct fx *f, const struct th_req *r,
+                         struct th_conn *c)
+{
+    (void)r;
+    f->held = c;
+    th_stream_start(c, 200);
+}
+
+static void test_watch_stream_and_normal_end(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_stream, NULL);
+    struct wstate w = {0};
+    struct gm_kube_watch *wh;
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
+                                   on_event, on_end, &w, &wh),
+                     0);
+    while (f->held == NULL)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    const char *ev1 = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
+                      "\"n1\"}}}\n{\"type\":\"MODI";
+    const char *ev2 = "FIED\",\"object\":{\"metadata\":{\"name\":\"n2\"}}}\n";
+    th_stream_write(f->held, ev1, strlen(ev1));
+    int one = 0;
+    while (w.events < 1)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    one = w.events;
+    assert_int_equal(one, 1);
+    th_stream_write(f->held, ev2, strlen(ev2));
+    th_stream_end(f->held);
+    assert_true(th_run_until(&f->loop, &w.ended, 5000));
+    assert_int_equal(w.events, 2);
+    assert_string_equal(w.names[1], "n2");
+    assert_int_equal(w.end_err, 0);
+    fx_free(f);
+}
+
+static void test_dead_watch_is_detected(void **state)
+{
+    (void)state;
+    struct gm_kube_opts o = {.stream_idle_s = 1};
+    struct fx *f = fx_new(serve_stream, &o);
+    struct wstate w = {0};
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
+                                   on_event, on_end, &w, NULL),
+                     0);
+    /* Headers arrive, then silence: the low-speed limit cuts it. */
+    assert_true(th_run_until(&f->loop, &w.ended, 10000));
+    assert_int_equal(w.end_err, -ETIMEDOUT);
+    fx_free(f);
+}
+
+static void test_watch_stop_and_free_with_calls_open(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_stream, NULL);
+    struct wstate w = {0};
+    struct gm_kube_watch *wh;
+    assert_int_equal(gm_kube_watch(f->k, "/w", 300, on_event, on_end, &w, &wh),
+                     0);
+    while (f->held == NULL)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    gm_kube_watch_stop(wh);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.ended, 0);
+    /* A request still open when the client is freed gets -ECANCELED. */
+    f->serve = serve_nothing;
+    f->done = 0;
+    assert_int_equal(gm_kube_get(f->k, "/never", on_resp, f), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    gm_kube_free(f->k);
+    f->k = NULL;
+    assert_true(f->done);
+    assert_int_equal(f->err.err, -ECANCELED);
+    th_stop(f->srv);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f->cfg.server);
+    free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_get_ok_headers),
+        cmocka_unit_test(test_typed_error_from_status),
+        cmocka_unit_test(test_create_and_patch_kinds),
+        cmocka_unit_test(test_delete_preconditions),
+        cmocka_unit_test(test_eviction_429_not_retried),
+        cmocka_unit_test(test_get_retries_429_and_5xx),
+        cmocka_unit_test(test_post_5xx_not_retried),
+        cmocka_unit_test(test_body_cap),
+        cmocka_unit_test(test_request_timeout),
+        cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_paginated_list),
+        cmocka_unit_test(test_rate_limit_and_reuse),
+        cmocka_unit_test(test_401_refreshes_once),
+        cmocka_unit_test(test_watch_stream_and_normal_end),
+        cmocka_unit_test(test_dead_watch_is_detected),
+        cmocka_unit_test(test_watch_stop_and_free_with_calls_open),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
