@@ -1,0 +1,145 @@
+package bed
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"gpumode.io/e2e/internal/pki"
+)
+
+func etcdArgs(st *State) []string {
+	return []string{"--data-dir", filepath.Join(st.Dir, "etcd"),
+		"--client-port", strconv.Itoa(st.EtcdPort), "--peer-port", strconv.Itoa(st.EtcdPeerPort)}
+}
+
+func apiserverArgs(st *State, f pki.Files) []string {
+	return []string{
+		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", st.EtcdPort),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(st.APIServerPort),
+		"--tls-cert-file=" + f.APIServerCert,
+		"--tls-private-key-file=" + f.APIServerKey,
+		"--client-ca-file=" + f.CA,
+		"--service-account-key-file=" + f.SAPub,
+		"--service-account-signing-key-file=" + f.SAKey,
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--service-cluster-ip-range=" + st.ServiceCIDR,
+		"--allow-privileged=true",
+		// The advertise address is loopback, which Endpoints may not hold;
+		// nothing in the bed reaches the apiserver through its Service.
+		"--endpoint-reconciler-type=none",
+		"--profiling=false",
+		"--cert-dir=" + filepath.Join(st.Dir, "pki"),
+		"--v=0",
+	}
+}
+
+func kcmArgs(st *State, f pki.Files) []string {
+	kc := filepath.Join(st.Dir, "kcm.kubeconfig")
+	return []string{
+		"--kubeconfig=" + kc,
+		"--authentication-kubeconfig=" + kc,
+		"--authorization-kubeconfig=" + kc,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(st.KCMPort),
+		"--cert-dir=" + filepath.Join(st.Dir, "kcm-certs"),
+		"--leader-elect=false",
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + f.SAKey,
+		"--root-ca-file=" + f.CA,
+		"--cluster-signing-cert-file=" + f.CA,
+		"--cluster-signing-key-file=" + f.CAKey,
+		"--controllers=*",
+		"--node-monitor-grace-period=" + st.NodeGracePeriod,
+		"--kube-api-qps=300",
+		"--kube-api-burst=600",
+		"--concurrent-daemonset-syncs=4",
+		"--profiling=false",
+		"--v=0",
+	}
+}
+
+func schedulerArgs(st *State) []string {
+	kc := filepath.Join(st.Dir, "scheduler.kubeconfig")
+	return []string{
+		"--config=" + filepath.Join(st.Dir, "scheduler.yaml"),
+		"--authentication-kubeconfig=" + kc,
+		"--authorization-kubeconfig=" + kc,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(st.SchedulerPort),
+		"--cert-dir=" + filepath.Join(st.Dir, "scheduler-certs"),
+		"--profiling=false",
+		"--v=0",
+	}
+}
+
+func simArgs(st *State) []string {
+	return []string{
+		"--kubeconfig=" + filepath.Join(st.Dir, "sim.kubeconfig"),
+		"--dir=" + st.Dir,
+		"--nodes=" + strconv.Itoa(st.Nodes),
+		"--node-prefix=" + st.NodePrefix,
+		"--gpu-model=" + st.GPUModel,
+		"--gpus-per-node=" + strconv.Itoa(st.GPUsPerNode),
+		"--grace-factor=" + strconv.FormatFloat(st.GraceFactor, 'g', -1, 64),
+	}
+}
+
+// Etcd implements the `etcd` subcommand: an embedded single-member etcd on
+// loopback, without TLS and without fsync (test data only).
+func Etcd(args []string) error {
+	fs := flag.NewFlagSet("etcd", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "data directory")
+	clientPort := fs.Int("client-port", 2379, "client port on 127.0.0.1")
+	peerPort := fs.Int("peer-port", 2380, "peer port on 127.0.0.1")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "gpumode-e2e"
+	cfg.Dir = *dataDir
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", *clientPort))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", *peerPort))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.LogLevel = "warn"
+	cfg.UnsafeNoFsync = true
+	cfg.QuotaBackendBytes = 8 << 30
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "5m"
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return fmt.Errorf("etcd did not become ready")
+	}
+	fmt.Fprintf(os.Stderr, "etcd ready on %s\n", cu)
+	ctx, stopSig := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopSig()
+	select {
+	case <-ctx.Done():
+	case err := <-e.Err():
+		e.Close()
+		return err
+	}
+	e.Close()
+	return nil
+}

@@ -1,0 +1,568 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	"gpumode.io/e2e/fakesmi"
+)
+
+// TerminationMessageEnv names the file a helper command should write its
+// termination message to. The simulated kubelet reads it as the kubelet reads
+// the container's terminationMessagePath (which on this machine would be
+// shared by every helper). A program can honour it with
+// "path = $GPUMODE_TERMINATION_MESSAGE_PATH or /dev/termination-log".
+const TerminationMessageEnv = "GPUMODE_TERMINATION_MESSAGE_PATH"
+
+// ---- helper pods: run the container's command locally ----
+
+type helperProc struct {
+	cmd     *exec.Cmd
+	done    chan struct{}
+	msgPath string
+	logPath string
+	policy  corev1.TerminationMessagePolicy
+
+	mu       sync.Mutex
+	exitCode int
+	reason   string
+	message  string
+	finished time.Time
+}
+
+func (s *Sim) isHelper(pod *corev1.Pod) bool {
+	return pod.Labels[HelperLabelKey] == HelperLabelValue
+}
+
+// binaryFor maps an image to a local binary: "gpumode/agent:dev" and
+// "registry/gpumode/agent@sha256:..." both match the key "gpumode/agent".
+func (s *Sim) binaryFor(image string) (string, bool) {
+	ref := image
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	for k, v := range s.opts.ImageMap {
+		if ref == k || strings.HasSuffix(ref, "/"+k) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func fieldValue(pod *corev1.Pod, node *Node, path string) string {
+	switch path {
+	case "metadata.name":
+		return pod.Name
+	case "metadata.namespace":
+		return pod.Namespace
+	case "metadata.uid":
+		return string(pod.UID)
+	case "spec.nodeName":
+		return pod.Spec.NodeName
+	case "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName
+	case "status.hostIP":
+		return node.IP
+	}
+	return ""
+}
+
+// startHelper runs the helper pod's first container as a local process: the
+// image's binary with the container's arguments, with env NVIDIA_SMI and
+// FAKE_NVIDIA_SMI_STATE pointing at the fake nvidia-smi and this node's
+// GPU state.
+func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc, error) {
+	c := pod.Spec.Containers[0]
+	var argv []string
+	switch {
+	case len(c.Command) == 0:
+		argv = append([]string{bin}, c.Args...)
+	case filepath.Base(c.Command[0]) == filepath.Base(bin):
+		argv = append(append([]string{bin}, c.Command[1:]...), c.Args...)
+	default:
+		return nil, fmt.Errorf("failed to create containerd task: exec: %q: executable file not found in $PATH (the simulator runs only the image's own binary %s)", c.Command[0], filepath.Base(bin))
+	}
+	podDir := filepath.Join(s.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
+	if err := os.MkdirAll(podDir, 0o755); err != nil {
+		return nil, err
+	}
+	hp := &helperProc{done: make(chan struct{}), msgPath: filepath.Join(podDir, "termination-log"),
+		logPath: filepath.Join(podDir, c.Name+".log"), policy: c.TerminationMessagePolicy}
+	if err := os.WriteFile(hp.msgPath, nil, 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(hp.logPath)
+	if err != nil {
+		return nil, err
+	}
+	env := []string{
+		"PATH=" + filepath.Dir(s.opts.NvidiaSmi) + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOSTNAME=" + pod.Name,
+		"HOME=/root",
+	}
+	for _, e := range c.Env {
+		v := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			v = fieldValue(pod, run.node, e.ValueFrom.FieldRef.FieldPath)
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	env = append(env,
+		"NVIDIA_SMI="+s.opts.NvidiaSmi,
+		fakesmi.StateEnv+"="+run.node.StatePath,
+		TerminationMessageEnv+"="+hp.msgPath,
+		"SIM_NODE_NAME="+run.node.Name,
+	)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = podDir
+	if c.WorkingDir != "" {
+		if fi, err := os.Stat(c.WorkingDir); err == nil && fi.IsDir() {
+			cmd.Dir = c.WorkingDir
+		}
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Helpers stay in the simulator's process group (so stopping the
+	// simulator's group ends them) and die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	hp.cmd = cmd
+	klog.Infof("pod %s/%s: started %v (pid %d)", pod.Namespace, pod.Name, argv, cmd.Process.Pid)
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+		} else if err != nil {
+			code = 128
+		}
+		msg, _ := os.ReadFile(hp.msgPath)
+		if len(msg) == 0 && code != 0 && hp.policy == corev1.TerminationMessageFallbackToLogsOnError {
+			msg = logTail(hp.logPath, 80, 2048)
+		}
+		if len(msg) > 4096 {
+			msg = msg[:4096]
+		}
+		hp.mu.Lock()
+		hp.exitCode, hp.message, hp.finished = code, string(msg), time.Now()
+		hp.mu.Unlock()
+		close(hp.done)
+		klog.Infof("pod %s: process exited with %d", run.key, code)
+		s.podQ.Add(run.key)
+	}()
+	return hp, nil
+}
+
+func logTail(path string, lines, max int) []byte {
+	b, _ := os.ReadFile(path)
+	ls := strings.SplitAfter(string(b), "\n")
+	if len(ls) > lines+1 {
+		ls = ls[len(ls)-lines-1:]
+	}
+	out := strings.Join(ls, "")
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return []byte(out)
+}
+
+func (h *helperProc) exitedResult() (code int, msg string, finished time.Time, ok bool) {
+	select {
+	case <-h.done:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.exitCode, h.message, h.finished, true
+	default:
+		return 0, "", time.Time{}, false
+	}
+}
+
+func (h *helperProc) term() {
+	if h.cmd != nil && h.cmd.Process != nil {
+		_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	}
+}
+
+func (h *helperProc) kill() {
+	if h.cmd != nil && h.cmd.Process != nil {
+		_ = h.cmd.Process.Kill()
+	}
+}
+
+func (h *helperProc) wait() {
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// collect moves a finished helper's result into run.
+func (run *podRun) collect() {
+	if run.proc == nil {
+		return
+	}
+	if code, msg, fin, ok := run.proc.exitedResult(); ok {
+		run.exited, run.exitCode, run.message, run.finished = true, code, msg, fin
+		run.proc = nil
+	}
+}
+
+// ---- device plugins and other GPU clients ----
+
+// pluginRun is a GPU software pod running on a node: what it holds and,
+// for device plugins, the resources it registered when it started (a real
+// plugin sees MIG changes only after a restart).
+type pluginRun struct {
+	role      string
+	uid       string
+	holder    string
+	resources corev1.ResourceList
+	healthy   bool
+	problem   string
+	checked   time.Time
+}
+
+// holdsGPUs tells whether this kind of pod keeps the GPUs open.
+func holdsGPUs(role string) bool {
+	switch role {
+	case RoleNvidiaPlugin, RoleHAMiPlugin, RoleFeatureDiscovery, RoleDCGMExporter:
+		return true
+	}
+	return false
+}
+
+func resName(profile string) corev1.ResourceName {
+	return corev1.ResourceName("nvidia.com/mig-" + strings.ReplaceAll(profile, "+", "."))
+}
+
+// snapshot computes what a plugin pod starting now on the node would do.
+func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
+	role := pod.Annotations[RoleAnnotation]
+	pr := &pluginRun{role: role, uid: string(pod.UID), healthy: true, checked: time.Now(),
+		holder: fmt.Sprintf("%s (%s/%s)", role, pod.Namespace, pod.Name)}
+	if role != RoleNvidiaPlugin && role != RoleHAMiPlugin {
+		return pr
+	}
+	st, err := fakesmi.Load(n.StatePath)
+	if err != nil {
+		pr.healthy, pr.problem = false, "reading GPU state: "+err.Error()
+		return pr
+	}
+	if st.DriverUnloaded {
+		pr.healthy, pr.problem = false, "failed to initialize NVML: Driver Not Loaded"
+		return pr
+	}
+	var labels map[string]string
+	if node, err := s.nodeLister.Get(n.Name); err == nil {
+		labels = node.Labels
+	}
+	res := corev1.ResourceList{}
+	switch role {
+	case RoleNvidiaPlugin:
+		strategy := labels["nvidia.com/device-plugin.config"]
+		if strategy != "single" && strategy != "mixed" {
+			strategy = labels["nvidia.com/mig.strategy"]
+		}
+		full, migDevs := 0, map[string]int{}
+		for _, g := range st.GPUs {
+			if g.Lost {
+				continue
+			}
+			if !g.MIGCurrent {
+				full++
+				continue
+			}
+			m, err := fakesmi.LookupModel(g.Model)
+			if err != nil {
+				continue
+			}
+			cis := 0
+			for _, gi := range g.Instances {
+				p, ok := m.Profile(strconv.Itoa(gi.ProfileID))
+				if !ok {
+					continue
+				}
+				for range gi.ComputeInstances {
+					migDevs[p.Name]++
+					cis++
+				}
+			}
+			if cis == 0 {
+				pr.healthy, pr.problem = false, fmt.Sprintf("error starting plugins: GPU %d has MIG enabled but no MIG devices", g.Index)
+				return pr
+			}
+		}
+		if strategy == "single" && len(migDevs) > 0 {
+			if full > 0 || len(migDevs) > 1 {
+				pr.healthy, pr.problem = false, "invalid MIG configuration for the single strategy: all GPUs must be MIG enabled with one profile"
+				return pr
+			}
+			for _, c := range migDevs {
+				res["nvidia.com/gpu"] = *resource.NewQuantity(int64(c), resource.DecimalSI)
+			}
+		} else {
+			res["nvidia.com/gpu"] = *resource.NewQuantity(int64(full), resource.DecimalSI)
+			for p, c := range migDevs {
+				res[resName(p)] = *resource.NewQuantity(int64(c), resource.DecimalSI)
+			}
+		}
+	case RoleHAMiPlugin:
+		split, memScale, coreScale := 10.0, 1.0, 1.0
+		if cfg := s.hamiNodeConfig(n.Name); cfg != nil {
+			if cfg.DeviceSplitCount > 0 {
+				split = float64(cfg.DeviceSplitCount)
+			}
+			if cfg.DeviceMemoryScaling > 0 {
+				memScale = cfg.DeviceMemoryScaling
+			}
+			if cfg.DeviceCoreScaling > 0 {
+				coreScale = cfg.DeviceCoreScaling
+			}
+		}
+		count, mem := 0, 0
+		for _, g := range st.GPUs {
+			if g.Lost || g.MIGCurrent {
+				continue
+			}
+			count++
+			if m, err := fakesmi.LookupModel(g.Model); err == nil {
+				mem += m.MemoryMiB
+			}
+		}
+		res["nvidia.com/vgpu"] = *resource.NewQuantity(int64(float64(count)*split), resource.DecimalSI)
+		res["nvidia.com/gpumem"] = *resource.NewQuantity(int64(float64(mem)*memScale), resource.DecimalSI)
+		res["nvidia.com/gpucores"] = *resource.NewQuantity(int64(float64(100*count)*coreScale), resource.DecimalSI)
+	}
+	pr.resources = res
+	return pr
+}
+
+type hamiNodeConfig struct {
+	Name                string  `json:"name"`
+	DeviceSplitCount    int     `json:"devicesplitcount"`
+	DeviceMemoryScaling float64 `json:"devicememoryscaling"`
+	DeviceCoreScaling   float64 `json:"devicecorescaling"`
+}
+
+// hamiNodeConfig reads HAMi's per-node config (read when the plugin starts).
+func (s *Sim) hamiNodeConfig(node string) *hamiNodeConfig {
+	cm, err := s.cs.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "hami-device-plugin", metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	var cfg struct {
+		NodeConfig []hamiNodeConfig `json:"nodeconfig"`
+	}
+	if json.Unmarshal([]byte(cm.Data["config.json"]), &cfg) != nil {
+		return nil
+	}
+	for i := range cfg.NodeConfig {
+		if cfg.NodeConfig[i].Name == node {
+			return &cfg.NodeConfig[i]
+		}
+	}
+	return nil
+}
+
+// applyPluginHealth computes the plugin's snapshot before its status is
+// written; a plugin that cannot start shows as a crash-looping container.
+func (s *Sim) applyPluginHealth(pod *corev1.Pod, run *podRun, st *corev1.PodStatus) {
+	n := run.node
+	n.mu.Lock()
+	pr := n.plugins[run.role]
+	n.mu.Unlock()
+	if pr == nil || pr.uid != string(pod.UID) {
+		pr = s.snapshot(pod, n)
+		n.mu.Lock()
+		n.pending(run.uidString(), pr)
+		n.mu.Unlock()
+	}
+	if pr.healthy {
+		return
+	}
+	now := metav1.Now()
+	for i := range st.ContainerStatuses {
+		cs := &st.ContainerStatuses[i]
+		cs.Ready = false
+		f := false
+		cs.Started = &f
+		cs.RestartCount++
+		cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+			Message: "back-off restarting failed container " + cs.Name}}
+		cs.LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 1, Reason: "Error", Message: pr.problem, StartedAt: now, FinishedAt: now, ContainerID: cs.ContainerID}}
+	}
+	setCondition(st, corev1.ContainersReady, corev1.ConditionFalse, "ContainersNotReady", now)
+	setCondition(st, corev1.PodReady, corev1.ConditionFalse, "ContainersNotReady", now)
+}
+
+func (run *podRun) uidString() string { return string(run.uid) }
+
+// pending parks a plugin snapshot until its pod's status is written.
+func (n *Node) pending(uid string, pr *pluginRun) {
+	if n.pendingPlugins == nil {
+		n.pendingPlugins = map[string]*pluginRun{}
+	}
+	n.pendingPlugins[uid] = pr
+}
+
+// startPlugin registers a running plugin pod on its node: it holds the
+// GPUs and, if healthy, its resources appear on the node.
+func (s *Sim) startPlugin(pod *corev1.Pod, run *podRun) {
+	n := run.node
+	uid := string(pod.UID)
+	n.mu.Lock()
+	if cur := n.plugins[run.role]; cur != nil && cur.uid == uid {
+		crashing := !cur.healthy && time.Since(cur.checked) >= 10*time.Second
+		n.mu.Unlock()
+		if crashing {
+			s.retryPlugin(pod, run)
+		}
+		return
+	}
+	pr := n.pendingPlugins[uid]
+	delete(n.pendingPlugins, uid)
+	n.mu.Unlock()
+	if pr == nil {
+		pr = s.snapshot(pod, n)
+	}
+	n.mu.Lock()
+	old := n.plugins[run.role]
+	n.plugins[run.role] = pr
+	n.mu.Unlock()
+	if old != nil && old.holder != pr.holder && holdsGPUs(old.role) {
+		_ = fakesmi.RemoveHolderFile(n.StatePath, fakesmi.AllGPUs, old.holder)
+	}
+	if pr.healthy && holdsGPUs(pr.role) {
+		if err := fakesmi.AddHolderFile(n.StatePath, fakesmi.AllGPUs, pr.holder); err != nil {
+			klog.Warningf("node %s: add GPU holder: %v", n.Name, err)
+		}
+	}
+	s.nodeQ.Add(n.Name)
+	if !pr.healthy {
+		s.podQ.AddAfter(run.key, 10*time.Second)
+	}
+}
+
+// retryPlugin restarts a crash-looping plugin: it looks at the GPUs again.
+func (s *Sim) retryPlugin(pod *corev1.Pod, run *podRun) {
+	n := run.node
+	pr := s.snapshot(pod, n)
+	if !pr.healthy {
+		n.mu.Lock()
+		if cur := n.plugins[run.role]; cur != nil && cur.uid == pr.uid {
+			cur.checked, cur.problem = time.Now(), pr.problem
+		}
+		n.mu.Unlock()
+		s.podQ.AddAfter(run.key, 10*time.Second)
+		return
+	}
+	np := pod.DeepCopy()
+	now := metav1.Now()
+	t := true
+	for i := range np.Status.ContainerStatuses {
+		cs := &np.Status.ContainerStatuses[i]
+		cs.Ready, cs.Started = true, &t
+		cs.RestartCount++
+		cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
+	}
+	setCondition(&np.Status, corev1.ContainersReady, corev1.ConditionTrue, "", now)
+	setCondition(&np.Status, corev1.PodReady, corev1.ConditionTrue, "", now)
+	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(context.Background(), np, metav1.UpdateOptions{}); err != nil {
+		s.podQ.AddAfter(run.key, time.Second)
+		return
+	}
+	n.mu.Lock()
+	n.plugins[run.role] = pr
+	n.mu.Unlock()
+	if holdsGPUs(pr.role) {
+		_ = fakesmi.AddHolderFile(n.StatePath, fakesmi.AllGPUs, pr.holder)
+	}
+	s.nodeQ.Add(n.Name)
+}
+
+// stopPlugin unregisters a plugin pod that stopped.
+func (s *Sim) stopPlugin(run *podRun) {
+	if run.role == "" {
+		return
+	}
+	n := run.node
+	n.mu.Lock()
+	delete(n.pendingPlugins, string(run.uid))
+	pr := n.plugins[run.role]
+	if pr == nil || pr.uid != string(run.uid) {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.plugins, run.role)
+	n.mu.Unlock()
+	if holdsGPUs(pr.role) {
+		if err := fakesmi.RemoveHolderFile(n.StatePath, fakesmi.AllGPUs, pr.holder); err != nil {
+			klog.Warningf("node %s: remove GPU holder: %v", n.Name, err)
+		}
+	}
+	s.nodeQ.Add(n.Name)
+}
+
+// pluginRetryLoop is a placeholder for periodic work; crash-looping plugins
+// re-queue themselves.
+func (s *Sim) pluginRetryLoop(ctx context.Context) { <-ctx.Done() }
+
+// gpuResources is the set of GPU extended resources the node should
+// advertise: the running healthy plugins' resources, and zero for every
+// nvidia.com resource the node advertised before that no plugin serves now.
+func (s *Sim) gpuResources(n *Node, cur *corev1.Node) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for rn := range cur.Status.Capacity {
+		if strings.HasPrefix(string(rn), "nvidia.com/") {
+			out[rn] = *resource.NewQuantity(0, resource.DecimalSI)
+		}
+	}
+	n.mu.Lock()
+	roles := make([]string, 0, len(n.plugins))
+	for r := range n.plugins {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	for _, r := range roles {
+		pr := n.plugins[r]
+		if !pr.healthy {
+			continue
+		}
+		for rn, q := range pr.resources {
+			if old, ok := out[rn]; ok && !old.IsZero() {
+				q.Add(old)
+			}
+			out[rn] = q
+		}
+	}
+	n.mu.Unlock()
+	return out
+}
