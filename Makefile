@@ -33,6 +33,9 @@ PROGS     := $(PROG_SRCS:controller/cmd/%.c=$(BUILD)/%)
 TESTS     := $(TEST_SRCS:test/%.c=$(BUILD)/test/%)
 LIBGM     := $(BUILD)/libgm.a
 
+# Keep objects make would treat as intermediate (test objects).
+.SECONDARY:
+
 .PHONY: all deps programs unit check asan valgrind format format-check \
         test e2e demo demo-down bench chaos fuzz install clean
 

@@ -1,0 +1,276 @@
+#include "common/yaml.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "common/buf.h"
+#include "common/map.h"
+
+#define MAX_DEPTH 64
+#define MAX_FILE (8u * 1024 * 1024)
+
+struct ctx {
+    yaml_parser_t parser;
+    struct gm_map anchors; /* anchor -> json_object (one reference held) */
+    char *err;
+    size_t err_len;
+};
+
+static int fail(struct ctx *c, const yaml_mark_t *m, const char *what)
+{
+    snprintf(c->err, c->err_len, "line %zu, column %zu: %s", m->line + 1,
+             m->column + 1, what);
+    return -EINVAL;
+}
+
+static int parser_fail(struct ctx *c)
+{
+    yaml_mark_t m = c->parser.problem_mark;
+    return fail(c, &m, c->parser.problem ? c->parser.problem : "bad YAML");
+}
+
+static int is_int(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+static json_object *scalar(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t len = ev->data.scalar.length;
+
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+        (ev->data.scalar.tag &&
+         strcmp((const char *)ev->data.scalar.tag, YAML_STR_TAG) == 0))
+        return json_object_new_string_len(v, (int)len);
+    if (len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+        strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0)
+        return NULL;
+    if (strcmp(v, "true") == 0 || strcmp(v, "True") == 0 ||
+        strcmp(v, "TRUE") == 0)
+        return json_object_new_boolean(1);
+    if (strcmp(v, "false") == 0 || strcmp(v, "False") == 0 ||
+        strcmp(v, "FALSE") == 0)
+        return json_object_new_boolean(0);
+    if (is_int(v) && len < 19)
+        return json_object_new_int64(strtoll(v, NULL, 10));
+    /* Decimal floats only: "0x20B010DE" (a PCI id) stays a string. */
+    if (strspn(v, "0123456789+-.eE") == len && strpbrk(v, "0123456789")) {
+        char *end;
+        double d = strtod(v, &end);
+        if (*end == '\0')
+            return json_object_new_double(d);
+    }
+    return json_object_new_string_len(v, (int)len);
+}
+
+static int parse_node(struct ctx *c, yaml_event_t *ev, json_object **out,
+                      int depth);
+
+static int next_event(struct ctx *c, yaml_event_t *ev)
+{
+    if (!yaml_parser_parse(&c->parser, ev))
+        return parser_fail(c);
+    return 0;
+}
+
+static int remember_anchor(struct ctx *c, const yaml_char_t *anchor,
+                           json_object *o)
+{
+    void *old = NULL;
+    if (anchor == NULL)
+        return 0;
+    json_object_get(o);
+    if (gm_map_put(&c->anchors, (const char *)anchor, o, &old) != 0) {
+        json_object_put(o); /* the reference taken for the map */
+        return -ENOMEM;
+    }
+    json_object_put(old);
+    return 0;
+}
+
+static int parse_mapping(struct ctx *c, yaml_event_t *start, json_object **out,
+                         int depth)
+{
+    json_object *obj = json_object_new_object();
+    int err = remember_anchor(c, start->data.mapping_start.anchor, obj);
+
+    while (!err) {
+        yaml_event_t kev;
+        err = next_event(c, &kev);
+        if (err)
+            break;
+        if (kev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&kev);
+            *out = obj;
+            return 0;
+        }
+        if (kev.type != YAML_SCALAR_EVENT) {
+            err = fail(c, &kev.start_mark, "mapping keys must be scalars");
+            yaml_event_delete(&kev);
+            break;
+        }
+        char *key = strdup((const char *)kev.data.scalar.value);
+        yaml_event_delete(&kev);
+        yaml_event_t vev;
+        json_object *val = NULL;
+        err = key ? next_event(c, &vev) : -ENOMEM;
+        if (!err) {
+            err = parse_node(c, &vev, &val, depth + 1);
+            yaml_event_delete(&vev);
+        }
+        if (!err && key)
+            json_object_object_add(obj, key, val);
+        free(key);
+    }
+    json_object_put(obj);
+    return err;
+}
+
+static int parse_sequence(struct ctx *c, yaml_event_t *start,
+                          json_object **out, int depth)
+{
+    json_object *arr = json_object_new_array();
+    int err = remember_anchor(c, start->data.sequence_start.anchor, arr);
+
+    while (!err) {
+        yaml_event_t ev;
+        err = next_event(c, &ev);
+        if (err)
+            break;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            *out = arr;
+            return 0;
+        }
+        json_object *val = NULL;
+        err = parse_node(c, &ev, &val, depth + 1);
+        yaml_event_delete(&ev);
+        if (!err)
+            json_object_array_add(arr, val);
+    }
+    json_object_put(arr);
+    return err;
+}
+
+static int parse_node(struct ctx *c, yaml_event_t *ev, json_object **out,
+                      int depth)
+{
+    if (depth > MAX_DEPTH)
+        return fail(c, &ev->start_mark, "nested too deeply");
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        *out = scalar(ev);
+        return remember_anchor(c, ev->data.scalar.anchor, *out);
+    case YAML_MAPPING_START_EVENT:
+        return parse_mapping(c, ev, out, depth);
+    case YAML_SEQUENCE_START_EVENT:
+        return parse_sequence(c, ev, out, depth);
+    case YAML_ALIAS_EVENT: {
+        json_object *o =
+            gm_map_get(&c->anchors, (const char *)ev->data.alias.anchor);
+        if (o == NULL)
+            return fail(c, &ev->start_mark, "unknown alias");
+        *out = json_object_get(o);
+        return 0;
+    }
+    default:
+        return fail(c, &ev->start_mark, "unexpected YAML event");
+    }
+}
+
+int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
+                  size_t err_len)
+{
+    struct ctx c = {.err = err, .err_len = err_len};
+    yaml_event_t ev;
+    int rc = 0;
+    int in_doc = 0;
+
+    *out = NULL;
+    if (err_len)
+        err[0] = '\0';
+    if (!yaml_parser_initialize(&c.parser))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
+    gm_map_init(&c.anchors);
+    for (;;) {
+        rc = next_event(&c, &ev);
+        if (rc)
+            break;
+        yaml_event_type_t t = ev.type;
+        if (t == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        if (t == YAML_DOCUMENT_START_EVENT) {
+            if (in_doc++ > 0) {
+                rc = fail(&c, &ev.start_mark,
+                          "only one YAML document is allowed");
+                yaml_event_delete(&ev);
+                break;
+            }
+        } else if (t != YAML_STREAM_START_EVENT &&
+                   t != YAML_DOCUMENT_END_EVENT) {
+            rc = parse_node(&c, &ev, out, 0);
+        }
+        yaml_event_delete(&ev);
+        if (rc)
+            break;
+    }
+    for (struct gm_map_entry *e = gm_map_first(&c.anchors); e;
+         e = gm_map_next(&c.anchors, e))
+        json_object_put(e->value);
+    gm_map_free(&c.anchors);
+    yaml_parser_delete(&c.parser);
+    if (rc) {
+        json_object_put(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int gm_yaml_parse_file(const char *path, json_object **out, char *err,
+                       size_t err_len)
+{
+    FILE *f = fopen(path, "rb");
+    struct gm_buf b;
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+
+    *out = NULL;
+    if (f == NULL) {
+        rc = -errno;
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    gm_buf_init(&b, MAX_FILE);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        rc = gm_buf_append(&b, chunk, n);
+        if (rc) {
+            snprintf(err, err_len, "%s: larger than %u bytes", path, MAX_FILE);
+            break;
+        }
+    }
+    fclose(f);
+    if (rc == 0) {
+        char inner[512];
+        rc = gm_yaml_parse(b.data ? b.data : "", b.len, out, inner,
+                           sizeof(inner));
+        if (rc)
+            snprintf(err, err_len, "%s: %s", path, inner);
+    }
+    gm_buf_free(&b);
+    return rc;
+}

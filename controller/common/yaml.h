@@ -1,0 +1,22 @@
+/* YAML to json-c: one document parsed with libyaml into the same tree JSON
+ * would give, so every config (controller config, policy files, mig-parted
+ * layouts) is read with the same json-c accessors. Plain scalars get YAML
+ * 1.2 core types (null, booleans, integers, floats); quoted ones stay
+ * strings. Anchors and aliases are resolved. */
+#ifndef GM_YAML_H
+#define GM_YAML_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+/* On success *out is the caller's (json_object_put). On a syntax error
+ * returns -EINVAL and writes "line L, column C: problem" to err. An empty
+ * document gives a NULL *out and 0. */
+int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
+                  size_t err_len);
+
+/* Reads and parses a file; errors are prefixed with the path. */
+int gm_yaml_parse_file(const char *path, json_object **out, char *err,
+                       size_t err_len);
+
+#endif

@@ -1,0 +1,122 @@
+/* YAML to json-c: types, nesting, anchors, and errors with positions. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/yaml.h"
+
+static json_object *parse_ok(const char *text)
+{
+    json_object *o = NULL;
+    char err[256];
+    int rc = gm_yaml_parse(text, strlen(text), &o, err, sizeof(err));
+    if (rc)
+        fail_msg("parse failed: %s", err);
+    return o;
+}
+
+static void test_types(void **state)
+{
+    (void)state;
+    json_object *o = parse_ok("a: 1\nb: true\nc: \"1\"\nd: 1.5\ne: ~\n"
+                              "f: hello world\ng: '22:00'\nh: 22:00\n"
+                              "i: -3\nj: 0x20B010DE\n");
+    assert_string_equal(json_object_to_json_string_ext(o,
+                                                       JSON_C_TO_STRING_PLAIN),
+                        "{\"a\":1,\"b\":true,\"c\":\"1\",\"d\":1.5,\"e\":null,"
+                        "\"f\":\"hello world\",\"g\":\"22:00\",\"h\":\"22:00\","
+                        "\"i\":-3,\"j\":\"0x20B010DE\"}");
+    json_object_put(o);
+}
+
+static void test_nesting_and_flow(void **state)
+{
+    (void)state;
+    json_object *o = parse_ok(
+        "version: v1\nmig-configs:\n  all-1g.10gb:\n    - devices: all\n"
+        "      mig-enabled: true\n      mig-devices: {\"1g.10gb\": 7}\n"
+        "  mixed:\n    - devices: [0, 1]\n      mig-enabled: false\n");
+    assert_string_equal(
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+        "{\"version\":\"v1\",\"mig-configs\":{\"all-1g.10gb\":[{\"devices\":"
+        "\"all\",\"mig-enabled\":true,\"mig-devices\":{\"1g.10gb\":7}}],"
+        "\"mixed\":[{\"devices\":[0,1],\"mig-enabled\":false}]}}");
+    json_object_put(o);
+}
+
+static void test_anchors(void **state)
+{
+    (void)state;
+    json_object *o = parse_ok("base: &b {x: 1}\ncopy: *b\n");
+    assert_string_equal(json_object_to_json_string_ext(o,
+                                                       JSON_C_TO_STRING_PLAIN),
+                        "{\"base\":{\"x\":1},\"copy\":{\"x\":1}}");
+    json_object_put(o);
+}
+
+static void test_json_is_yaml(void **state)
+{
+    (void)state;
+    json_object *o = parse_ok("{\"kind\": \"Config\", \"n\": [1, 2]}");
+    assert_string_equal(json_object_to_json_string_ext(o,
+                                                       JSON_C_TO_STRING_PLAIN),
+                        "{\"kind\":\"Config\",\"n\":[1,2]}");
+    json_object_put(o);
+}
+
+static void test_errors_name_the_position(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *expect;
+    } cases[] = {
+        {"a: b: c\n", "line 1, column 5"},
+        {"a:\n  - x\n  y: 1\n", "line 3"},
+        {"a: *nope\n", "unknown alias"},
+        {"a: 1\n---\nb: 2\n", "only one YAML document"},
+        {"key: [1, 2\n", "line 2"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *o = NULL;
+        char err[256];
+        assert_int_equal(gm_yaml_parse(cases[i].text, strlen(cases[i].text),
+                                       &o, err, sizeof(err)),
+                         -EINVAL);
+        assert_null(o);
+        if (strstr(err, cases[i].expect) == NULL)
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err,
+                     cases[i].expect);
+    }
+}
+
+static void test_empty_and_missing_file(void **state)
+{
+    (void)state;
+    json_object *o = (json_object *)1;
+    char err[256];
+    assert_int_equal(gm_yaml_parse("", 0, &o, err, sizeof(err)), 0);
+    assert_null(o);
+    assert_int_equal(gm_yaml_parse_file("/nonexistent/x.yaml", &o, err,
+                                        sizeof(err)),
+                     -ENOENT);
+    assert_non_null(strstr(err, "/nonexistent/x.yaml"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_types),
+        cmocka_unit_test(test_nesting_and_flow),
+        cmocka_unit_test(test_anchors),
+        cmocka_unit_test(test_json_is_yaml),
+        cmocka_unit_test(test_errors_name_the_position),
+        cmocka_unit_test(test_empty_and_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
