@@ -1,0 +1,181 @@
+#include "app/profile.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const mode_names[] = {"full", "vgpu", "mig"};
+
+const char *gm_mode_name(enum gm_mode m)
+{
+    if (m < 0 || m >= GM_MODE_COUNT)
+        return "unknown";
+    return mode_names[m];
+}
+
+enum gm_mode gm_mode_parse(const char *s)
+{
+    for (int i = 0; s && i < GM_MODE_COUNT; i++)
+        if (strcmp(s, mode_names[i]) == 0)
+            return (enum gm_mode)i;
+    return GM_MODE_NONE;
+}
+
+#define DP "nvidia.com/gpu.deploy.device-plugin"
+#define VDP "nvidia.com/vgpu.deploy.device-plugin"
+#define GFD "nvidia.com/gpu.deploy.gpu-feature-discovery"
+#define DCGME "nvidia.com/gpu.deploy.dcgm-exporter"
+#define DCGM "nvidia.com/gpu.deploy.dcgm"
+#define MIGM "nvidia.com/gpu.deploy.mig-manager"
+
+/* The NVIDIA GPU Operator plus HAMi as DaoCloud ships them: the operator's
+ * operand labels switch each DaemonSet on and off per node, and HAMi's
+ * plugin follows nvidia.com/vgpu.deploy.device-plugin. Feature discovery,
+ * DCGM and the exporter come back on with every mode; mig-manager stays off
+ * so it cannot undo a layout gpumode applied. */
+static const struct gm_profile preset_operator = {
+    .name = "gpu-operator-hami",
+    .modes =
+        {
+            [GM_MODE_FULL] =
+                {
+                    .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                              .value = {"true", "false", "true", "true",
+                                        "true", "false"},
+                              .n = 6},
+                    .plugins = {{"gpu-operator",
+                                 "app=nvidia-device-plugin-daemonset"}},
+                    .n_plugins = 1,
+                },
+            [GM_MODE_VGPU] =
+                {
+                    .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                              .value = {"false", "true", "true", "true",
+                                        "true", "false"},
+                              .n = 6},
+                    .plugins = {{"gpu-operator",
+                                 "app.kubernetes.io/component=hami-device-"
+                                 "plugin"}},
+                    .n_plugins = 1,
+                },
+            [GM_MODE_MIG] =
+                {
+                    .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                              .value = {"true", "false", "true", "true",
+                                        "true", "false"},
+                              .n = 6},
+                    .plugins = {{"gpu-operator",
+                                 "app=nvidia-device-plugin-daemonset"}},
+                    .n_plugins = 1,
+                },
+        },
+    .stop = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+             .value = {"false", "false", "false", "false", "false", "false"},
+             .n = 6},
+    .clients =
+        {
+            {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
+            {"gpu-operator", "app.kubernetes.io/component=hami-device-plugin"},
+            {"gpu-operator", "app=gpu-feature-discovery"},
+            {"gpu-operator", "app=nvidia-dcgm-exporter"},
+            {"gpu-operator", "app=nvidia-dcgm"},
+            {"gpu-operator", "app=nvidia-mig-manager"},
+        },
+    .n_clients = 6,
+    .mig_config_label = "nvidia.com/device-plugin.config",
+};
+
+/* Upstream HAMi's chart: its plugin DaemonSet selects gpu=on; the NVIDIA
+ * plugin is deployed by the GPU Operator's operand label. */
+static const struct gm_profile preset_hami = {
+    .name = "hami",
+    .modes =
+        {
+            [GM_MODE_FULL] =
+                {
+                    .start = {.key = {DP, "gpu"},
+                              .value = {"true", NULL},
+                              .n = 2},
+                    .plugins = {{"gpu-operator",
+                                 "app=nvidia-device-plugin-daemonset"}},
+                    .n_plugins = 1,
+                },
+            [GM_MODE_VGPU] =
+                {
+                    .start = {.key = {DP, "gpu"},
+                              .value = {"false", "on"},
+                              .n = 2},
+                    .plugins = {{"kube-system",
+                                 "app.kubernetes.io/component=hami-device-"
+                                 "plugin"}},
+                    .n_plugins = 1,
+                },
+            [GM_MODE_MIG] =
+                {
+                    .start = {.key = {DP, "gpu"},
+                              .value = {"true", NULL},
+                              .n = 2},
+                    .plugins = {{"gpu-operator",
+                                 "app=nvidia-device-plugin-daemonset"}},
+                    .n_plugins = 1,
+                },
+        },
+    .stop = {.key = {DP, "gpu"}, .value = {"false", NULL}, .n = 2},
+    .clients =
+        {
+            {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
+            {"kube-system", "app.kubernetes.io/component=hami-device-plugin"},
+        },
+    .n_clients = 2,
+    .mig_config_label = "nvidia.com/device-plugin.config",
+};
+
+const struct gm_profile *gm_profile_preset(const char *name)
+{
+    if (name == NULL || strcmp(name, preset_operator.name) == 0)
+        return &preset_operator;
+    if (strcmp(name, preset_hami.name) == 0)
+        return &preset_hami;
+    return NULL;
+}
+
+size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
+                               const char *strategy, const char **keys,
+                               const char **values)
+{
+    const struct gm_label_set *s = &p->modes[m].start;
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n; i++) {
+        keys[n] = s->key[i];
+        values[n++] = s->value[i];
+    }
+    if (p->mig_config_label) {
+        keys[n] = p->mig_config_label;
+        /* Outside mig the config label goes, so the plugin runs plain. */
+        values[n++] = m == GM_MODE_MIG ? (strategy ? strategy : "mixed")
+                                       : NULL;
+    }
+    return n;
+}
+
+int gm_simple_selector_match(const char *selector, gm_label_lookup lookup,
+                             const void *obj)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", selector);
+    char *save = NULL;
+    for (char *term = strtok_r(buf, ",", &save); term;
+         term = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(term, '=');
+        if (eq == NULL) {
+            if (lookup(obj, term) == NULL)
+                return 0;
+            continue;
+        }
+        *eq = '\0';
+        const char *v = lookup(obj, term);
+        if (v == NULL || strcmp(v, eq + 1) != 0)
+            return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,75 @@
+/* Mode profiles: which node labels start and stop which GPU software, and how
+ * to see that the target's device plugin is serving. Clusters deploy device
+ * plugins differently, so this is configuration with built-in presets
+ * (SPEC.md, "Mode profiles"). */
+#ifndef GM_APP_PROFILE_H
+#define GM_APP_PROFILE_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+enum gm_mode {
+    GM_MODE_NONE = -1,
+    GM_MODE_FULL = 0,
+    GM_MODE_VGPU = 1,
+    GM_MODE_MIG = 2,
+};
+#define GM_MODE_COUNT 3
+
+const char *gm_mode_name(enum gm_mode m);
+/* GM_MODE_NONE for anything but "full", "vgpu", "mig". */
+enum gm_mode gm_mode_parse(const char *s);
+
+#define GM_PROFILE_MAX_LABELS 12
+#define GM_PROFILE_MAX_PLUGINS 4
+
+/* value NULL means the label is removed. */
+struct gm_label_set {
+    const char *key[GM_PROFILE_MAX_LABELS];
+    const char *value[GM_PROFILE_MAX_LABELS];
+    size_t n;
+};
+
+/* Pods that must be Running and Ready on the node for the mode to count as
+ * served, e.g. the device plugin DaemonSet's pods. */
+struct gm_plugin_ref {
+    const char *namespace;
+    const char *selector; /* label selector, "k=v,k2=v2" (equality only) */
+};
+
+struct gm_mode_profile {
+    struct gm_label_set start;     /* set to serve the mode */
+    struct gm_plugin_ref plugins[GM_PROFILE_MAX_PLUGINS];
+    size_t n_plugins;
+};
+
+struct gm_profile {
+    const char *name;
+    struct gm_mode_profile modes[GM_MODE_COUNT];
+    /* Set while the hardware changes: every GPU client stopped. */
+    struct gm_label_set stop;
+    /* Where GPU client pods live, to wait for them to go. */
+    struct gm_plugin_ref clients[8];
+    size_t n_clients;
+    /* The label whose value selects the device plugin's MIG config; the
+     * strategy (single|mixed) is written to it in mig mode. NULL: none. */
+    const char *mig_config_label;
+};
+
+/* The built-in preset by name ("gpu-operator-hami", "hami"), or NULL. */
+const struct gm_profile *gm_profile_preset(const char *name);
+
+/* Labels that a mode sets, with the MIG strategy filled in. Returns the
+ * count written to keys/values (at most GM_PROFILE_MAX_LABELS + 1). The
+ * strings are borrowed from the profile or from strategy. */
+size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
+                               const char *strategy, const char **keys,
+                               const char **values);
+
+/* Does a label selector of the simple form "k=v,k2=v2" match labels (a
+ * lookup function over the pod's labels)? */
+typedef const char *(*gm_label_lookup)(const void *obj, const char *key);
+int gm_simple_selector_match(const char *selector, gm_label_lookup lookup,
+                             const void *obj);
+
+#endif
