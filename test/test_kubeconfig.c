@@ -355,6 +355,74 @@ static void test_in_cluster(void **state)
     rmdir(dir);
 }
 
+/* Field-level errors, one small kubeconfig each: {text, expected field}. */
+static const struct {
+    const char *yaml;
+    const char *field;
+} field_errors[] = {
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: [a]}}]\n"
+     "contexts: [{name: c, context: {cluster: c}}]\n",
+     "clusters[0].cluster.server: expected a string"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x', "
+     "insecure-skip-tls-verify: maybe}}]\n"
+     "contexts: [{name: c, context: {cluster: c}}]\n",
+     "clusters[0].cluster.insecure-skip-tls-verify: expected true or false"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x', "
+     "insecure-skip-tls-verify: true, certificate-authority: ca.crt}}]\n"
+     "contexts: [{name: c, context: {cluster: c}}]\n",
+     "clusters[0].cluster.insecure-skip-tls-verify: cannot be combined"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+     "users: [{name: u, user: {client-certificate: a.crt}}]\n"
+     "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+     "users[0].user.client-key: missing"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+     "users: [{name: u, user: {exec: {command: x}}}]\n"
+     "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+     "users[0].user.exec.apiVersion: missing"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+     "users: [{name: u, user: {exec: {apiVersion: "
+     "client.authentication.k8s.io/v1, command: x, env: [{value: v}]}}}]\n"
+     "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+     "users[0].user.exec.env[0].name: missing"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+     "users: [{name: u, user: {username: admin, password: secret}}]\n"
+     "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+     "users[0].user.username: basic auth is not supported"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+     "contexts: [{name: c, context: {cluster: c, user: ghost}}]\n",
+     "contexts[0].context.user: user \"ghost\" not found"},
+    {"contexts: [{context: {cluster: c}}]\n", "contexts[0].name: missing"},
+    {"- just\n- a list\n", "expected a mapping at the top level"},
+    {"clusters: {a: 1}\n", "clusters: expected a list"},
+};
+
+static void test_field_errors(void **state)
+{
+    char dir[] = "/tmp/gm-kc-XXXXXX";
+    char path[PATH_MAX];
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/config", dir);
+    for (size_t i = 0; i < sizeof(field_errors) / sizeof(field_errors[0]);
+         i++) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(field_errors[i].yaml, f);
+        fclose(f);
+        load_fails(path, NULL, path, field_errors[i].field);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_missing_server),
         cmocka_unit_test(test_auth_provider_rejected),
         cmocka_unit_test(test_in_cluster),
+        cmocka_unit_test(test_field_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

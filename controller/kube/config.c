@@ -230,7 +230,10 @@ static int b64_decode(const char *in, char **out, size_t *out_len)
     dec = NULL;
     err = 0;
 out:
+    OPENSSL_cleanse(clean, n + 1);
     free(clean);
+    if (dec)
+        OPENSSL_cleanse(dec, m / 4 * 3 + 1);
     free(dec);
     return err;
 }
@@ -442,6 +445,8 @@ static int load_file(struct loader *L, struct kfile *f, int skip_missing)
         err = fail_errno(L, -ENOMEM, f->path, "cannot resolve directory");
     if (!err)
         err = parse_file(L, f, text, len);
+    /* The text may hold client-key-data; only the decoded copy lives on. */
+    OPENSSL_cleanse(text, len);
     free(text);
     if (!err)
         err = index_file(L, f);
