@@ -43,10 +43,25 @@ int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
  * the exec plugin. */
 void gm_auth_invalidate(struct gm_auth *a);
 
+/* The text of the last failure, owned by a; NULL when the last refresh
+ * worked. */
 const char *gm_auth_last_error(const struct gm_auth *a);
 
-/* Cancels pending callbacks (they are never called) and frees after any
- * running plugin process is closed. */
+/* Cancels pending callbacks (they are never called). A running plugin is
+ * killed; its handles close on the loop and their memory is freed in the
+ * close callbacks, so run the loop once more before uv_loop_close. Safe to
+ * call from inside a gm_auth_cb. */
 void gm_auth_free(struct gm_auth *a);
+
+/* Wall clock in milliseconds since the epoch. Token-file age and exec
+ * credential expiry are both measured with it, so tests can move time. */
+typedef int64_t (*gm_auth_clock)(void *data);
+
+/* For tests: replaces the clock (NULL restores the real one). */
+void gm_auth_set_clock(struct gm_auth *a, gm_auth_clock now, void *data);
+
+/* For tests: how long an exec plugin may run before it is killed (default
+ * 30 s). */
+void gm_auth_set_exec_timeout(struct gm_auth *a, uint64_t ms);
 
 #endif

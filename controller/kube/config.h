@@ -1,6 +1,7 @@
 /* Where the cluster is and who we are: kubeconfig files (merged the way kubectl
  * merges KUBECONFIG) or the in-cluster service-account files. Pure parsing; the
- * credentials that change over time (token files, exec plugins) live in auth.h. */
+ * credentials that change over time (token files, exec plugins) live in auth.h.
+ */
 #ifndef GM_KUBE_CONFIG_H
 #define GM_KUBE_CONFIG_H
 
@@ -16,9 +17,9 @@ struct gm_kube_exec {
 };
 
 struct gm_kube_config {
-    char *server;          /* owned; e.g. https://127.0.0.1:6443, no slash */
-    char *ca_file;         /* owned or NULL */
-    char *ca_data;         /* owned decoded PEM or NULL */
+    char *server;  /* owned; e.g. https://127.0.0.1:6443, no slash */
+    char *ca_file; /* owned or NULL */
+    char *ca_data; /* owned decoded PEM or NULL */
     size_t ca_data_len;
     int insecure;          /* insecure-skip-tls-verify */
     char *tls_server_name; /* owned or NULL */
@@ -29,11 +30,11 @@ struct gm_kube_config {
     size_t cert_data_len;
     char *key_data; /* owned decoded PEM or NULL */
     size_t key_data_len;
-    char *token;                 /* owned or NULL */
-    char *token_file;            /* owned or NULL; re-read by auth.c */
-    struct gm_kube_exec *exec;   /* owned or NULL */
-    char *namespace;             /* owned; "default" when unset */
-    char *context;               /* owned; the context used, or NULL */
+    char *token;               /* owned or NULL */
+    char *token_file;          /* owned or NULL; re-read by auth.c */
+    struct gm_kube_exec *exec; /* owned or NULL */
+    char *namespace;           /* owned; "default" when unset */
+    char *context;             /* owned; the context used, or NULL */
 };
 
 /* Loads kubeconfig. paths is a colon-separated list (as in KUBECONFIG); NULL

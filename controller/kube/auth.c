@@ -1,0 +1,927 @@
+/* Credentials that change while we run. Three sources, by precedence the way
+ * client-go picks them: an exec plugin, a token file, a static token (client
+ * certificate files need nothing here; the HTTP layer reads them from the
+ * config).
+ *
+ * Token files are read synchronously: they are a few bytes on a local
+ * tmpfs (service-account projection), cheaper than a thread-pool round trip.
+ * Exec plugins run through uv_spawn; every caller that asks while a run is in
+ * flight is queued and called back once when it ends. */
+#include "kube/auth.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+
+/* kubelet rotates projected tokens well before they expire; client-go
+ * re-reads the file once a minute, and so do we. */
+#define TOKEN_FILE_TTL_MS 60000
+#define TOKEN_FILE_MAX (1u << 20)
+#define EXEC_TIMEOUT_MS 30000
+/* A credential is a few KiB; anything far larger is a broken plugin. */
+#define EXEC_STDOUT_MAX (64u << 10)
+/* Only the end of stderr is kept: that is where the error usually is. */
+#define EXEC_STDERR_KEEP 4096
+#define EXEC_SNIPPET 512
+/* After a failed run, callers get the error for this long instead of
+ * starting the plugin again on every request. */
+#define EXEC_RETRY_MS 5000
+/* Refresh this long (or 10% of the lifetime, if larger) before expiry. */
+#define EXEC_EXPIRY_SLACK_MS 30000
+
+enum auth_kind {
+    AUTH_NONE,
+    AUTH_TOKEN,
+    AUTH_TOKEN_FILE,
+    AUTH_EXEC,
+};
+
+struct waiter {
+    gm_auth_cb cb;
+    void *data;
+    struct waiter *next;
+};
+
+/* One plugin run. It owns its handles and outlives its gm_auth when that is
+ * freed mid-run: then a is NULL and the run only cleans up after itself. */
+struct exec_run {
+    uv_process_t proc;
+    uv_pipe_t out;
+    uv_pipe_t err;
+    uv_timer_t timer;
+    struct gm_auth *a;
+    struct gm_buf out_buf; /* owned; may hold secrets, wiped on free */
+    struct gm_buf err_buf; /* owned; the last EXEC_STDERR_KEEP bytes */
+    int open;              /* initialised handles not yet closed */
+    int exited;
+    int out_done;
+    int err_done;
+    int finished;
+    int64_t status;
+    int term_signal;
+    int fail; /* -ETIMEDOUT or -E2BIG when we stopped it */
+    char rbuf[16384];
+};
+
+struct gm_auth {
+    uv_loop_t *loop;
+    const struct gm_kube_config *cfg; /* borrowed; outlives us */
+    enum auth_kind kind;
+    char *token; /* owned, wiped on free */
+    char *cert;  /* owned; from an exec plugin */
+    size_t cert_len;
+    char *key; /* owned, wiped on free */
+    size_t key_len;
+    uint64_t generation;
+    int have_cred;
+    int invalid;        /* a 401 was seen since the last refresh started */
+    int64_t fetched_ms; /* when the token file was last read */
+    int64_t expiry_ms;  /* exec credential expiry, 0 when none */
+    int64_t refresh_ms; /* when to run the plugin again, 0 when never */
+    int64_t failed_ms;  /* when the last exec refresh failed */
+    int last_err;       /* negative errno of that failure, 0 after success */
+    char *last_error;   /* owned message, or NULL */
+    struct exec_run *run;
+    struct waiter *waiters; /* owned list, called in order */
+    struct waiter **tail;
+    int dispatching; /* inside callbacks: gm_auth_free must wait */
+    int free_requested;
+    gm_auth_clock now;
+    void *now_data;
+    uint64_t exec_timeout_ms;
+};
+
+static int64_t real_clock(void *data)
+{
+    struct timespec ts;
+
+    (void)data;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ms(const struct gm_auth *a)
+{
+    return a->now(a->now_data);
+}
+
+static void wipe_free(char *p, size_t n)
+{
+    if (p)
+        OPENSSL_cleanse(p, n);
+    free(p);
+}
+
+static void set_error(struct gm_auth *a, int err, char *msg)
+{
+    free(a->last_error);
+    a->last_error = msg;
+    a->last_err = err;
+}
+
+/* Takes ownership of the new credentials and bumps the generation when they
+ * differ from what callers saw before. */
+static void set_cred(struct gm_auth *a, char *token, char *cert,
+                     size_t cert_len, char *key, size_t key_len)
+{
+    int same = a->have_cred;
+
+    if ((token == NULL) != (a->token == NULL) ||
+        (token && strcmp(token, a->token) != 0))
+        same = 0;
+    if (cert_len != a->cert_len ||
+        (cert && memcmp(cert, a->cert, cert_len) != 0))
+        same = 0;
+    if (key_len != a->key_len || (key && memcmp(key, a->key, key_len) != 0))
+        same = 0;
+    wipe_free(a->token, a->token ? strlen(a->token) : 0);
+    free(a->cert);
+    wipe_free(a->key, a->key_len);
+    a->token = token;
+    a->cert = cert;
+    a->cert_len = cert_len;
+    a->key = key;
+    a->key_len = key_len;
+    a->have_cred = 1;
+    if (!same)
+        a->generation++;
+}
+
+static void fill(const struct gm_auth *a, struct gm_cred *cred)
+{
+    cred->token = a->token;
+    cred->cert_pem = a->cert;
+    cred->cert_len = a->cert_len;
+    cred->key_pem = a->key;
+    cred->key_len = a->key_len;
+    cred->generation = a->generation;
+}
+
+int gm_auth_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
+                struct gm_auth **out)
+{
+    struct gm_auth *a = calloc(1, sizeof(*a));
+
+    *out = NULL;
+    if (a == NULL)
+        return -ENOMEM;
+    a->loop = loop;
+    a->cfg = cfg;
+    a->tail = &a->waiters;
+    a->now = real_clock;
+    a->exec_timeout_ms = EXEC_TIMEOUT_MS;
+    a->generation = 1;
+    if (cfg->exec) {
+        a->kind = AUTH_EXEC;
+    } else if (cfg->token_file) {
+        a->kind = AUTH_TOKEN_FILE;
+    } else if (cfg->token) {
+        a->kind = AUTH_TOKEN;
+        a->token = strdup(cfg->token);
+        if (a->token == NULL) {
+            free(a);
+            return -ENOMEM;
+        }
+        a->have_cred = 1;
+    } else {
+        a->kind = AUTH_NONE;
+        a->have_cred = 1;
+    }
+    *out = a;
+    return 0;
+}
+
+void gm_auth_set_clock(struct gm_auth *a, gm_auth_clock now, void *data)
+{
+    a->now = now ? now : real_clock;
+    a->now_data = data;
+}
+
+void gm_auth_set_exec_timeout(struct gm_auth *a, uint64_t ms)
+{
+    a->exec_timeout_ms = ms;
+}
+
+const char *gm_auth_last_error(const struct gm_auth *a)
+{
+    return a->last_error;
+}
+
+void gm_auth_invalidate(struct gm_auth *a)
+{
+    /* A static token cannot get better by asking again. */
+    if (a->kind == AUTH_TOKEN_FILE || a->kind == AUTH_EXEC)
+        a->invalid = 1;
+}
+
+/* ---- token file ---- */
+
+static char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *msgf(const char *fmt, ...)
+{
+    char small[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    return strdup(small);
+}
+
+static int read_token_file(const char *path, char **out)
+{
+    struct gm_buf b;
+    char chunk[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int err = 0;
+
+    if (fd < 0)
+        return -errno;
+    gm_buf_init(&b, TOKEN_FILE_MAX);
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            err = r < 0 ? -errno : 0;
+            break;
+        }
+        err = gm_buf_append(&b, chunk, (size_t)r);
+        if (err)
+            break;
+    }
+    close(fd);
+    OPENSSL_cleanse(chunk, sizeof(chunk));
+    if (err) {
+        wipe_free(b.data, b.cap);
+        return err;
+    }
+    /* Files written by editors end in a newline; a token never has
+     * whitespace at either end. */
+    size_t start = 0, end = b.len;
+    while (start < end && isspace((unsigned char)b.data[start]))
+        start++;
+    while (end > start && isspace((unsigned char)b.data[end - 1]))
+        end--;
+    if (start == end) {
+        wipe_free(b.data, b.cap);
+        return -ENODATA;
+    }
+    *out = strndup(b.data + start, end - start);
+    wipe_free(b.data, b.cap);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int refresh_token_file(struct gm_auth *a)
+{
+    const char *path = a->cfg->token_file;
+    char *token = NULL;
+    int err = read_token_file(path, &token);
+
+    if (err) {
+        const char *why = err == -ENODATA ? "file is empty" : strerror(-err);
+        set_error(a, err, msgf("%s: cannot read token: %s", path, why));
+        return err;
+    }
+    set_cred(a, token, NULL, 0, NULL, 0);
+    a->fetched_ms = now_ms(a);
+    a->invalid = 0;
+    set_error(a, 0, NULL);
+    return 0;
+}
+
+static int current_token_file(struct gm_auth *a, struct gm_cred *cred)
+{
+    int64_t age = now_ms(a) - a->fetched_ms;
+
+    /* A clock that went backwards makes the age negative: re-read too. */
+    if (a->have_cred && !a->invalid && age >= 0 && age < TOKEN_FILE_TTL_MS) {
+        fill(a, cred);
+        return 0;
+    }
+    int err = refresh_token_file(a);
+    if (err && (!a->have_cred || a->invalid))
+        return err;
+    if (err) {
+        /* kubelet swaps the file atomically, so this is rare; the old token
+         * is likely still valid for a while, as client-go also assumes. */
+        gm_warn("%s; keeping the previous token", a->last_error);
+    }
+    fill(a, cred);
+    return 0;
+}
+
+/* ---- exec plugin: running it ---- */
+
+static void run_on_close(uv_handle_t *h)
+{
+    struct exec_run *r = h->data;
+
+    if (--r->open > 0)
+        return;
+    wipe_free(r->out_buf.data, r->out_buf.cap);
+    gm_buf_free(&r->err_buf);
+    OPENSSL_cleanse(r->rbuf, sizeof(r->rbuf));
+    free(r);
+}
+
+static void run_close(struct exec_run *r, uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, run_on_close);
+}
+
+static void exec_complete(struct gm_auth *a, struct exec_run *r);
+
+static void run_maybe_finish(struct exec_run *r)
+{
+    if (r->finished || !r->exited || !r->out_done || !r->err_done)
+        return;
+    r->finished = 1;
+    run_close(r, (uv_handle_t *)&r->timer);
+    if (r->a) {
+        struct gm_auth *a = r->a;
+        a->run = NULL;
+        r->a = NULL;
+        exec_complete(a, r);
+    }
+}
+
+static void run_stop_pipe(struct exec_run *r, uv_pipe_t *p, int *done)
+{
+    if (*done)
+        return;
+    *done = 1;
+    uv_read_stop((uv_stream_t *)p);
+    run_close(r, (uv_handle_t *)p);
+}
+
+/* Kills the plugin and everything it started (it leads its own process
+ * group), and stops listening to it; the exit callback still comes. */
+static void run_kill(struct exec_run *r)
+{
+    if (!r->exited) {
+        if (kill(-r->proc.pid, SIGKILL) != 0)
+            uv_process_kill(&r->proc, SIGKILL);
+    }
+    run_stop_pipe(r, &r->out, &r->out_done);
+    run_stop_pipe(r, &r->err, &r->err_done);
+}
+
+static void run_on_exit(uv_process_t *p, int64_t status, int term_signal)
+{
+    struct exec_run *r = p->data;
+
+    r->exited = 1;
+    r->status = status;
+    r->term_signal = term_signal;
+    run_close(r, (uv_handle_t *)p);
+    run_maybe_finish(r);
+}
+
+static void run_on_timer(uv_timer_t *t)
+{
+    struct exec_run *r = t->data;
+
+    r->fail = -ETIMEDOUT;
+    run_kill(r);
+    run_maybe_finish(r);
+}
+
+static void run_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct exec_run *r = h->data;
+
+    /* Reads are delivered before the next alloc, so one buffer serves both
+     * pipes. */
+    buf->base = r->rbuf;
+    buf->len = sizeof(r->rbuf);
+}
+
+static void keep_tail(struct gm_buf *b, const char *p, size_t n)
+{
+    if (n > EXEC_STDERR_KEEP) {
+        p += n - EXEC_STDERR_KEEP;
+        n = EXEC_STDERR_KEEP;
+    }
+    if (gm_buf_append(b, p, n) == 0 && b->len > EXEC_STDERR_KEEP)
+        gm_buf_consume(b, b->len - EXEC_STDERR_KEEP);
+}
+
+static void run_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct exec_run *r = s->data;
+    int is_out = s == (uv_stream_t *)&r->out;
+
+    if (n > 0 && is_out) {
+        if (gm_buf_append(&r->out_buf, buf->base, (size_t)n) != 0) {
+            r->fail = -E2BIG;
+            run_kill(r);
+        }
+    } else if (n > 0) {
+        keep_tail(&r->err_buf, buf->base, (size_t)n);
+    } else if (n < 0) {
+        if (is_out)
+            run_stop_pipe(r, &r->out, &r->out_done);
+        else
+            run_stop_pipe(r, &r->err, &r->err_done);
+    }
+    run_maybe_finish(r);
+}
+
+/* KUBERNETES_EXEC_INFO tells the plugin which API we speak and that nobody
+ * is at a terminal to answer prompts. */
+static char *exec_info(const char *api_version)
+{
+    struct json_object *o = json_object_new_object();
+    struct json_object *spec = json_object_new_object();
+    char *s = NULL;
+
+    if (o && spec) {
+        json_object_object_add(o, "apiVersion",
+                               json_object_new_string(api_version));
+        json_object_object_add(o, "kind",
+                               json_object_new_string("ExecCredential"));
+        json_object_object_add(spec, "interactive", json_object_new_boolean(0));
+        json_object_object_add(o, "spec", spec);
+        spec = NULL;
+        s = msgf("KUBERNETES_EXEC_INFO=%s",
+                 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    }
+    json_object_put(spec);
+    json_object_put(o);
+    return s;
+}
+
+static size_t name_len(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+static int env_overridden(const char *kv, char **extra)
+{
+    size_t n = name_len(kv);
+
+    for (size_t i = 0; extra[i]; i++) {
+        if (name_len(extra[i]) == n && strncmp(kv, extra[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Our environment, then the plugin's additions (which win, as in client-go),
+ * then KUBERNETES_EXEC_INFO. Only the vector is allocated; the strings are
+ * borrowed. */
+static char **exec_env(char **plugin_env, char *info)
+{
+    extern char **environ;
+    size_t n = 0, m = 0, k = 0;
+
+    for (; environ && environ[n]; n++)
+        ;
+    for (; plugin_env && plugin_env[m]; m++)
+        ;
+    char **extra = calloc(m + 2, sizeof(char *));
+    char **env = calloc(n + m + 2, sizeof(char *));
+    if (extra == NULL || env == NULL) {
+        free(extra);
+        free(env);
+        return NULL;
+    }
+    for (size_t i = 0; i < m; i++)
+        extra[i] = plugin_env[i];
+    extra[m] = info;
+    for (size_t i = 0; i < n; i++) {
+        if (!env_overridden(environ[i], extra))
+            env[k++] = environ[i];
+    }
+    for (size_t i = 0; i <= m; i++)
+        env[k++] = extra[i];
+    free(extra);
+    return env;
+}
+
+static int exec_start(struct gm_auth *a)
+{
+    const struct gm_kube_exec *x = a->cfg->exec;
+    struct exec_run *r = calloc(1, sizeof(*r));
+    uv_process_options_t opts = {0};
+    uv_stdio_container_t stdio[3];
+    char *info = NULL;
+    char **env = NULL;
+    int err;
+
+    if (r == NULL)
+        return -ENOMEM;
+    gm_buf_init(&r->out_buf, EXEC_STDOUT_MAX);
+    gm_buf_init(&r->err_buf, EXEC_STDERR_KEEP * 2);
+    info = exec_info(x->api_version);
+    env = info ? exec_env(x->env, info) : NULL;
+    if (env == NULL) {
+        free(info);
+        free(r);
+        return -ENOMEM;
+    }
+    uv_pipe_init(a->loop, &r->out, 0);
+    uv_pipe_init(a->loop, &r->err, 0);
+    uv_timer_init(a->loop, &r->timer);
+    r->out.data = r->err.data = r->timer.data = r->proc.data = r;
+    r->open = 3;
+
+    stdio[0].flags = UV_IGNORE; /* /dev/null: nobody will type anything */
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&r->out;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&r->err;
+    opts.exit_cb = run_on_exit;
+    opts.file = x->command;
+    opts.args = x->args;
+    opts.env = env;
+    opts.stdio = stdio;
+    opts.stdio_count = 3;
+    /* Its own session and process group, so a timeout kills the plugin's
+     * children too. */
+    opts.flags = UV_PROCESS_DETACHED;
+
+    err = uv_spawn(a->loop, &r->proc, &opts);
+    /* uv_spawn has returned after the child exec'd; it keeps no pointer. */
+    free(env);
+    free(info);
+    r->open++; /* the process handle is initialised even on failure */
+    if (err) {
+        /* No exit callback will come; close everything now. */
+        r->exited = r->out_done = r->err_done = r->finished = 1;
+        run_close(r, (uv_handle_t *)&r->proc);
+        run_close(r, (uv_handle_t *)&r->out);
+        run_close(r, (uv_handle_t *)&r->err);
+        run_close(r, (uv_handle_t *)&r->timer);
+        return err;
+    }
+    uv_read_start((uv_stream_t *)&r->out, run_alloc, run_on_read);
+    uv_read_start((uv_stream_t *)&r->err, run_alloc, run_on_read);
+    uv_timer_start(&r->timer, run_on_timer, a->exec_timeout_ms, 0);
+    r->a = a;
+    a->run = r;
+    return 0;
+}
+
+/* ---- exec plugin: reading its answer ---- */
+
+/* RFC 3339 as Go's time.Time marshals it: 2006-01-02T15:04:05[.frac]Z or
+ * with a numeric offset. */
+static int parse_rfc3339(const char *s, int64_t *out)
+{
+    int y, mo, d, h, mi, sec, n = 0;
+    int64_t frac_ms = 0, off_s = 0;
+
+    if (sscanf(s, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec,
+               &n) != 6 ||
+        n != 19)
+        return -EINVAL;
+    const char *p = s + n;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; isdigit((unsigned char)*p); p++, digits++) {
+            if (digits < 3)
+                frac_ms = frac_ms * 10 + (*p - '0');
+        }
+        if (digits == 0)
+            return -EINVAL;
+        for (; digits < 3; digits++)
+            frac_ms *= 10;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5)
+            return -EINVAL;
+        off_s = (int64_t)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return -EINVAL;
+    }
+    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+        sec > 60)
+        return -EINVAL;
+    struct tm tm = {
+        .tm_year = y - 1900,
+        .tm_mon = mo - 1,
+        .tm_mday = d,
+        .tm_hour = h,
+        .tm_min = mi,
+        .tm_sec = sec,
+    };
+    time_t t = timegm(&tm);
+    *out = ((int64_t)t - off_s) * 1000 + frac_ms;
+    return 0;
+}
+
+static const char *obj_str(struct json_object *o, const char *key, int *bad)
+{
+    struct json_object *v;
+
+    if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+        return NULL;
+    if (!json_object_is_type(v, json_type_string)) {
+        *bad = 1;
+        return NULL;
+    }
+    return json_object_get_string(v);
+}
+
+/* Parses stdout into a credential. On failure returns -EPROTO and a reason
+ * in why (static or in buf). */
+static int exec_parse(struct gm_auth *a, const char *text, size_t len,
+                      char *why, size_t why_len)
+{
+    const char *want = a->cfg->exec->api_version;
+    struct json_tokener *tok = json_tokener_new();
+    struct json_object *root = NULL, *status;
+    const char *api, *kind, *token, *cert, *key, *exp;
+    int bad = 0, err = -EPROTO;
+    int64_t expiry = 0, now = now_ms(a);
+
+    if (tok == NULL)
+        return -ENOMEM;
+    root = json_tokener_parse_ex(tok, text, (int)len);
+    if (root == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+        enum json_tokener_error e = json_tokener_get_error(tok);
+        snprintf(why, why_len, "invalid ExecCredential JSON: %s",
+                 e == json_tokener_continue ? "unexpected end of input"
+                                            : json_tokener_error_desc(e));
+        goto out;
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        snprintf(why, why_len, "invalid ExecCredential JSON: not an object");
+        goto out;
+    }
+    api = obj_str(root, "apiVersion", &bad);
+    kind = obj_str(root, "kind", &bad);
+    if (api == NULL || strcmp(api, want) != 0) {
+        snprintf(why, why_len, "apiVersion \"%s\" does not match \"%s\"",
+                 api ? api : "", want);
+        goto out;
+    }
+    if (kind == NULL || strcmp(kind, "ExecCredential") != 0) {
+        snprintf(why, why_len, "kind \"%s\" is not ExecCredential",
+                 kind ? kind : "");
+        goto out;
+    }
+    if (!json_object_object_get_ex(root, "status", &status) ||
+        !json_object_is_type(status, json_type_object)) {
+        snprintf(why, why_len, "status: missing");
+        goto out;
+    }
+    token = obj_str(status, "token", &bad);
+    cert = obj_str(status, "clientCertificateData", &bad);
+    key = obj_str(status, "clientKeyData", &bad);
+    exp = obj_str(status, "expirationTimestamp", &bad);
+    if (bad) {
+        snprintf(why, why_len, "status: fields must be strings");
+        goto out;
+    }
+    if (token && token[0] == '\0')
+        token = NULL;
+    if ((cert == NULL) != (key == NULL)) {
+        snprintf(why, why_len,
+                 "status: clientCertificateData and "
+                 "clientKeyData must come together");
+        goto out;
+    }
+    if (token == NULL && cert == NULL) {
+        snprintf(why, why_len, "status: no token and no client certificate");
+        goto out;
+    }
+    if (exp && parse_rfc3339(exp, &expiry) != 0) {
+        snprintf(why, why_len,
+                 "status.expirationTimestamp: \"%.64s\" is not "
+                 "RFC 3339",
+                 exp);
+        goto out;
+    }
+    if (exp && expiry <= now) {
+        snprintf(why, why_len, "status.expirationTimestamp: %.64s has passed",
+                 exp);
+        goto out;
+    }
+    char *t = token ? strdup(token) : NULL;
+    char *c = cert ? strdup(cert) : NULL;
+    char *k = key ? strdup(key) : NULL;
+    if ((token && !t) || (cert && !c) || (key && !k)) {
+        free(t);
+        free(c);
+        wipe_free(k, k ? strlen(k) : 0);
+        err = -ENOMEM;
+        snprintf(why, why_len, "out of memory");
+        goto out;
+    }
+    set_cred(a, t, c, c ? strlen(c) : 0, k, k ? strlen(k) : 0);
+    a->expiry_ms = exp ? expiry : 0;
+    a->refresh_ms = 0;
+    if (exp) {
+        int64_t life = expiry - now;
+        int64_t slack = life / 10;
+        if (slack < EXEC_EXPIRY_SLACK_MS)
+            slack = EXEC_EXPIRY_SLACK_MS;
+        /* A short-lived credential is still used for half its life, so a
+         * 20 s token does not make every request run the plugin. */
+        if (slack > life / 2)
+            slack = life / 2;
+        a->refresh_ms = expiry - slack;
+    }
+    err = 0;
+out:
+    json_object_put(root);
+    json_tokener_free(tok);
+    return err;
+}
+
+/* Copies the end of stderr into out as one printable line. */
+static void stderr_snippet(const struct gm_buf *b, char *out, size_t n)
+{
+    size_t start = 0, end = b->len, k = 0;
+
+    while (end > 0 && isspace((unsigned char)b->data[end - 1]))
+        end--;
+    if (end > EXEC_SNIPPET)
+        start = end - EXEC_SNIPPET;
+    while (start < end && isspace((unsigned char)b->data[start]))
+        start++;
+    for (size_t i = start; i < end && k + 1 < n; i++) {
+        unsigned char c = (unsigned char)b->data[i];
+        out[k++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+    }
+    out[k] = '\0';
+}
+
+/* Calls every queued waiter once. A callback may call back into a, even
+ * gm_auth_free, which then waits until we are done here. */
+static void dispatch(struct gm_auth *a, int err, const char *msg)
+{
+    struct waiter *w = a->waiters;
+    char *copy = msg ? strdup(msg) : NULL;
+
+    a->waiters = NULL;
+    a->tail = &a->waiters;
+    a->dispatching++;
+    while (w) {
+        struct waiter *next = w->next;
+        if (!a->free_requested)
+            w->cb(w->data, err, err ? (copy ? copy : "out of memory") : NULL);
+        free(w);
+        w = next;
+    }
+    a->dispatching--;
+    free(copy);
+    if (a->free_requested && a->dispatching == 0)
+        gm_auth_free(a);
+}
+
+static void exec_complete(struct gm_auth *a, struct exec_run *r)
+{
+    const struct gm_kube_exec *x = a->cfg->exec;
+    char why[512], snippet[EXEC_SNIPPET + 1];
+    int err = 0;
+
+    why[0] = '\0';
+    stderr_snippet(&r->err_buf, snippet, sizeof(snippet));
+    if (r->fail == -ETIMEDOUT) {
+        err = -ETIMEDOUT;
+        snprintf(why, sizeof(why), "timed out after %" PRIu64 " ms",
+                 a->exec_timeout_ms);
+    } else if (r->fail == -E2BIG) {
+        err = -E2BIG;
+        snprintf(why, sizeof(why), "output larger than %u bytes",
+                 EXEC_STDOUT_MAX);
+    } else if (r->term_signal) {
+        err = -ECHILD;
+        snprintf(why, sizeof(why), "killed by signal %d", r->term_signal);
+    } else if (r->status != 0) {
+        err = -ECHILD;
+        snprintf(why, sizeof(why), "exit status %" PRId64, r->status);
+    } else {
+        err = exec_parse(a, r->out_buf.data ? r->out_buf.data : "",
+                         r->out_buf.len, why, sizeof(why));
+    }
+    if (err) {
+        a->failed_ms = now_ms(a);
+        set_error(a, err,
+                  msgf("exec plugin \"%s\" (from %s): %s%s%s", x->command,
+                       x->source ? x->source : "kubeconfig", why,
+                       snippet[0] ? "; stderr: " : "", snippet));
+        gm_warn("%s", a->last_error);
+    } else {
+        set_error(a, 0, NULL);
+    }
+    dispatch(a, err, a->last_error);
+}
+
+static int exec_fresh(const struct gm_auth *a, int64_t now)
+{
+    return a->have_cred && !a->invalid &&
+           (a->refresh_ms == 0 || now < a->refresh_ms);
+}
+
+static int current_exec(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
+                        void *data)
+{
+    int64_t now = now_ms(a);
+
+    if (exec_fresh(a, now)) {
+        fill(a, cred);
+        return 0;
+    }
+    if (a->run == NULL && a->last_err && now >= a->failed_ms &&
+        now - a->failed_ms < EXEC_RETRY_MS) {
+        /* Recently failed: an unexpired credential is better than none. */
+        if (a->have_cred && !a->invalid &&
+            (a->expiry_ms == 0 || now < a->expiry_ms)) {
+            fill(a, cred);
+            return 0;
+        }
+        return a->last_err;
+    }
+    if (a->run == NULL) {
+        /* This run answers any 401 seen so far. */
+        a->invalid = 0;
+        int err = exec_start(a);
+        if (err) {
+            a->failed_ms = now;
+            set_error(
+                a, err,
+                msgf("exec plugin \"%s\" (from %s): cannot run: %s",
+                     a->cfg->exec->command,
+                     a->cfg->exec->source ? a->cfg->exec->source : "kubeconfig",
+                     uv_strerror(err)));
+            return err;
+        }
+    }
+    if (cb) {
+        struct waiter *w = calloc(1, sizeof(*w));
+        if (w == NULL)
+            return -ENOMEM;
+        w->cb = cb;
+        w->data = data;
+        *a->tail = w;
+        a->tail = &w->next;
+    }
+    return GM_AUTH_PENDING;
+}
+
+int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
+                    void *data)
+{
+    memset(cred, 0, sizeof(*cred));
+    switch (a->kind) {
+    case AUTH_EXEC:
+        return current_exec(a, cred, cb, data);
+    case AUTH_TOKEN_FILE:
+        return current_token_file(a, cred);
+    case AUTH_TOKEN:
+    case AUTH_NONE:
+        fill(a, cred);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+void gm_auth_free(struct gm_auth *a)
+{
+    if (a == NULL)
+        return;
+    if (a->dispatching) {
+        a->free_requested = 1;
+        return;
+    }
+    for (struct waiter *w = a->waiters, *next; w; w = next) {
+        next = w->next;
+        free(w);
+    }
+    if (a->run) {
+        a->run->a = NULL;
+        run_kill(a->run);
+        a->run = NULL;
+    }
+    wipe_free(a->token, a->token ? strlen(a->token) : 0);
+    free(a->cert);
+    wipe_free(a->key, a->key_len);
+    free(a->last_error);
+    free(a);
+}

@@ -1,0 +1,578 @@
+/* Tests for controller/kube/auth.c: token files, exec plugins on a real libuv
+ * loop (test/fixtures/exec/plugin.sh), expiry with an injected clock. Run
+ * from the repository root. */
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "common/log.h"
+#include "kube/auth.h"
+
+#define PLUGIN "test/fixtures/exec/plugin.sh"
+#define API_V1 "client.authentication.k8s.io/v1"
+/* 2030-01-01T00:00:00Z, the expiry the plugin reports in expiry tests. */
+#define EXPIRY_MS INT64_C(1893456000000)
+
+struct fixture {
+    uv_loop_t loop;
+    struct gm_kube_config cfg;
+    struct gm_kube_exec exec;
+    struct gm_auth *a;
+    int64_t clock;
+    char dir[32];
+    char token_path[PATH_MAX];
+    char count_path[PATH_MAX];
+    char info_path[PATH_MAX];
+    char command[PATH_MAX];
+    char api[64];
+    char source[32];
+    char arg1[16];
+    char env_mode[64];
+    char env_count[PATH_MAX + 16];
+    char env_info[PATH_MAX + 16];
+    char env_expiry[64];
+    char *args[3];
+    char *env[5];
+};
+
+struct result {
+    int called;
+    int err;
+    char msg[2048];
+};
+
+static int64_t fake_clock(void *data)
+{
+    return *(int64_t *)data;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/gm-auth-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->token_path, sizeof(f->token_path), "%s/token", f->dir);
+    snprintf(f->count_path, sizeof(f->count_path), "%s/count", f->dir);
+    snprintf(f->info_path, sizeof(f->info_path), "%s/info", f->dir);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->clock = EXPIRY_MS - 3600 * 1000;
+    f->cfg.namespace = "default";
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    gm_auth_free(f->a);
+    /* Killed plugins and closing handles finish here. */
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    unlink(f->token_path);
+    unlink(f->count_path);
+    unlink(f->info_path);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void new_auth(struct fixture *f)
+{
+    assert_int_equal(gm_auth_new(&f->loop, &f->cfg, &f->a), 0);
+    gm_auth_set_clock(f->a, fake_clock, &f->clock);
+}
+
+/* An exec config for plugin.sh in the given mode, counting runs. */
+static void use_exec(struct fixture *f, const char *mode, const char *expiry)
+{
+    int i = 0;
+
+    snprintf(f->command, sizeof(f->command), "%s", PLUGIN);
+    snprintf(f->api, sizeof(f->api), "%s", API_V1);
+    snprintf(f->source, sizeof(f->source), "test.kubeconfig");
+    snprintf(f->arg1, sizeof(f->arg1), "arg1");
+    snprintf(f->env_mode, sizeof(f->env_mode), "PLUGIN_MODE=%s", mode);
+    snprintf(f->env_count, sizeof(f->env_count), "PLUGIN_COUNT=%s",
+             f->count_path);
+    snprintf(f->env_info, sizeof(f->env_info), "PLUGIN_INFO=%s", f->info_path);
+    f->args[0] = f->command;
+    f->args[1] = f->arg1;
+    f->args[2] = NULL;
+    f->env[i++] = f->env_mode;
+    f->env[i++] = f->env_count;
+    f->env[i++] = f->env_info;
+    if (expiry) {
+        snprintf(f->env_expiry, sizeof(f->env_expiry), "PLUGIN_EXPIRY=%s",
+                 expiry);
+        f->env[i++] = f->env_expiry;
+    }
+    f->env[i] = NULL;
+    f->exec.api_version = f->api;
+    f->exec.command = f->command;
+    f->exec.args = f->args;
+    f->exec.env = f->env;
+    f->exec.source = f->source;
+    f->cfg.exec = &f->exec;
+    new_auth(f);
+}
+
+static void on_done(void *data, int err, const char *msg)
+{
+    struct result *r = data;
+
+    r->called++;
+    r->err = err;
+    snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "");
+}
+
+static void on_done_free(void *data, int err, const char *msg)
+{
+    struct fixture *f = data;
+
+    gm_auth_free(f->a);
+    f->a = NULL;
+}
+
+/* Runs the loop until *called reaches want (or nothing is left to run). */
+static void wait_for(struct fixture *f, const int *called, int want)
+{
+    while (*called < want) {
+        if (uv_run(&f->loop, UV_RUN_ONCE) == 0 && *called < want)
+            break;
+    }
+    assert_int_equal(*called, want);
+}
+
+static int count_runs(const struct fixture *f)
+{
+    char line[64];
+    int n = 0;
+    FILE *fp = fopen(f->count_path, "r");
+
+    if (fp == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), fp))
+        n++;
+    fclose(fp);
+    return n;
+}
+
+static void write_token(const struct fixture *f, const char *text)
+{
+    FILE *fp = fopen(f->token_path, "w");
+
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* Asks once, waits for the refresh, asks again; returns the final code. */
+static int refresh(struct fixture *f, struct gm_cred *cred, struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    int rc = gm_auth_current(f->a, cred, on_done, r);
+    if (rc != GM_AUTH_PENDING)
+        return rc;
+    /* Never called from inside gm_auth_current. */
+    assert_int_equal(r->called, 0);
+    wait_for(f, &r->called, 1);
+    if (r->err)
+        return r->err;
+    return gm_auth_current(f->a, cred, on_done, r);
+}
+
+static void test_static_token(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    char token[] = "static";
+
+    f->cfg.token = token;
+    new_auth(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, NULL), 0);
+    assert_string_equal(cred.token, "static");
+    assert_null(cred.cert_pem);
+    uint64_t gen = cred.generation;
+    gm_auth_invalidate(f->a);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, NULL), 0);
+    assert_int_equal(cred.generation, gen);
+}
+
+static void test_token_file_invalidate(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+
+    write_token(f, "token-one\n");
+    f->cfg.token_file = f->token_path;
+    new_auth(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "token-one");
+    uint64_t gen = cred.generation;
+
+    /* Within the minute the file is not read again... */
+    write_token(f, "token-two");
+    f->clock += 10 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "token-one");
+    assert_int_equal(cred.generation, gen);
+
+    /* ...unless a 401 said the token is bad. */
+    gm_auth_invalidate(f->a);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "token-two");
+    assert_true(cred.generation > gen);
+}
+
+static void test_token_file_after_60s(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+
+    write_token(f, "  token-one  \n");
+    f->cfg.token_file = f->token_path;
+    new_auth(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "token-one");
+    uint64_t gen = cred.generation;
+
+    write_token(f, "token-one\n");
+    f->clock += 61 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_int_equal(cred.generation, gen); /* same text, same generation */
+
+    write_token(f, "token-two\n");
+    f->clock += 59 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "token-one");
+    f->clock += 2 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "token-two");
+    assert_int_equal(cred.generation, gen + 1);
+}
+
+static void test_token_file_missing(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+
+    f->cfg.token_file = f->token_path;
+    new_auth(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), -ENOENT);
+    assert_non_null(strstr(gm_auth_last_error(f->a), f->token_path));
+
+    /* Once a token was read, a vanished file keeps the old one until a 401
+     * says it is bad. */
+    write_token(f, "kept\n");
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    unlink(f->token_path);
+    f->clock += 120 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "kept");
+    gm_auth_invalidate(f->a);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), -ENOENT);
+}
+
+static void test_exec_token(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    /* The plugin's own env wins over ours. */
+    setenv("PLUGIN_MODE", "fail", 1);
+    use_exec(f, "token", NULL);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    unsetenv("PLUGIN_MODE");
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    assert_null(cred.cert_pem);
+    assert_null(gm_auth_last_error(f->a));
+
+    /* No expiry: used until a 401. */
+    f->clock += 24 * 3600 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_int_equal(count_runs(f), 1);
+
+    /* The plugin was told what we speak and that nobody can answer. */
+    struct json_object *info = json_object_from_file(f->info_path);
+    struct json_object *v, *spec;
+    assert_non_null(info);
+    assert_true(json_object_object_get_ex(info, "apiVersion", &v));
+    assert_string_equal(json_object_get_string(v), API_V1);
+    assert_true(json_object_object_get_ex(info, "kind", &v));
+    assert_string_equal(json_object_get_string(v), "ExecCredential");
+    assert_true(json_object_object_get_ex(info, "spec", &spec));
+    assert_true(json_object_object_get_ex(spec, "interactive", &v));
+    assert_true(json_object_is_type(v, json_type_boolean));
+    assert_false(json_object_get_boolean(v));
+    json_object_put(info);
+}
+
+static void test_exec_cert(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "cert", NULL);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_null(cred.token);
+    assert_non_null(cred.cert_pem);
+    assert_int_equal(cred.cert_len, strlen(cred.cert_pem));
+    assert_non_null(strstr(cred.cert_pem, "BEGIN CERTIFICATE-----\nQ0VSVA"));
+    assert_non_null(strstr(cred.key_pem, "BEGIN PRIVATE KEY"));
+    assert_int_equal(cred.key_len, strlen(cred.key_pem));
+}
+
+static void assert_names_plugin(const char *msg, const char *detail)
+{
+    if (!strstr(msg, PLUGIN) || !strstr(msg, "test.kubeconfig") ||
+        !strstr(msg, detail))
+        print_error("message \"%s\" lacks \"%s\"\n", msg, detail);
+    assert_non_null(strstr(msg, PLUGIN));
+    assert_non_null(strstr(msg, "test.kubeconfig"));
+    assert_non_null(strstr(msg, detail));
+}
+
+static void test_exec_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "fail", NULL);
+    assert_true(refresh(f, &cred, &r) < 0);
+    assert_names_plugin(r.msg, "exit status 1");
+    assert_names_plugin(r.msg, "stderr: error: could not get token: access "
+                               "denied for user test");
+    /* Asking again right away gives the error without another run. */
+    int rc = gm_auth_current(f->a, &cred, on_done, &r);
+    assert_int_equal(rc, r.err);
+    assert_string_equal(gm_auth_last_error(f->a), r.msg);
+    assert_int_equal(count_runs(f), 1);
+    /* A little later it tries again. */
+    f->clock += 10 * 1000;
+    assert_true(refresh(f, &cred, &r) < 0);
+    assert_int_equal(count_runs(f), 2);
+}
+
+static void test_exec_bad_json(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "badjson", NULL);
+    assert_int_equal(refresh(f, &cred, &r), -EPROTO);
+    assert_names_plugin(r.msg, "invalid ExecCredential JSON");
+    assert_names_plugin(r.msg, "stderr: warning: cache is cold");
+}
+
+static void test_exec_wrong_api_version(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "wrongapi", NULL);
+    assert_int_equal(refresh(f, &cred, &r), -EPROTO);
+    assert_names_plugin(r.msg, "apiVersion \"client.authentication.k8s.io/"
+                               "v1beta1\" does not match");
+}
+
+static void test_exec_timeout(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "sleep", NULL);
+    gm_auth_set_exec_timeout(f->a, 1000);
+    assert_int_equal(refresh(f, &cred, &r), -ETIMEDOUT);
+    assert_names_plugin(r.msg, "timed out after 1000 ms");
+    assert_names_plugin(r.msg, "waiting for browser login");
+}
+
+static void test_exec_output_cap(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "big", NULL);
+    assert_int_equal(refresh(f, &cred, &r), -E2BIG);
+    assert_names_plugin(r.msg, "output larger than");
+}
+
+static void test_exec_spawn_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r = {0};
+
+    use_exec(f, "token", NULL);
+    snprintf(f->command, sizeof(f->command), "%s", "/nonexistent/plugin");
+    int rc = gm_auth_current(f->a, &cred, on_done, &r);
+    assert_int_equal(rc, UV_ENOENT);
+    assert_non_null(strstr(gm_auth_last_error(f->a), "/nonexistent/plugin"));
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.called, 0);
+}
+
+static void test_exec_expiry_reruns(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "token", "2030-01-01T00:00:00Z");
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    uint64_t gen = cred.generation;
+
+    /* Half an hour later, with half an hour left: still fresh. */
+    f->clock += 30 * 60 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_int_equal(count_runs(f), 1);
+
+    /* Inside the last 10% of an hour's life: run again. */
+    f->clock = EXPIRY_MS - 5 * 60 * 1000;
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_int_equal(count_runs(f), 2);
+    assert_string_equal(cred.token, "exec-token-2-arg1");
+    assert_true(cred.generation > gen);
+}
+
+static void test_exec_expired_answer(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "token", "2020-01-01T00:00:00.5+02:00");
+    assert_int_equal(refresh(f, &cred, &r), -EPROTO);
+    assert_names_plugin(r.msg, "has passed");
+}
+
+static void test_exec_invalidate_reruns(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "token", NULL);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    uint64_t gen = cred.generation;
+    gm_auth_invalidate(f->a);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_int_equal(count_runs(f), 2);
+    assert_string_equal(cred.token, "exec-token-2-arg1");
+    assert_int_equal(cred.generation, gen + 1);
+}
+
+static void test_exec_concurrent_waiters(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r[3];
+    int total = 0;
+
+    memset(r, 0, sizeof(r));
+    use_exec(f, "token", NULL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r[i]),
+                         GM_AUTH_PENDING);
+        assert_null(cred.token);
+    }
+    while (total < 3 && uv_run(&f->loop, UV_RUN_ONCE) != 0)
+        total = r[0].called + r[1].called + r[2].called;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].called, 1);
+        assert_int_equal(r[i].err, 0);
+    }
+    assert_int_equal(count_runs(f), 1);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r[0]), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+}
+
+static void test_free_cancels(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r = {0};
+
+    use_exec(f, "sleep", NULL);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
+                     GM_AUTH_PENDING);
+    gm_auth_free(f->a);
+    f->a = NULL;
+    /* The plugin is killed and every handle closes; nothing is called. */
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.called, 0);
+}
+
+static void test_free_from_callback(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r = {0};
+
+    use_exec(f, "token", NULL);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done_free, f),
+                     GM_AUTH_PENDING);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
+                     GM_AUTH_PENDING);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_null(f->a);
+    assert_int_equal(r.called, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_static_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_file_invalidate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_token_file_after_60s, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_token_file_missing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_cert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_bad_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_wrong_api_version, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_output_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_spawn_failure, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_expiry_reruns, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_expired_answer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_invalidate_reruns, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_concurrent_waiters, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_from_callback, setup,
+                                        teardown),
+    };
+    /* Failures are asserted on; their warnings would only be noise. */
+    gm_log_setup(GM_LOG_ERROR, 0);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
