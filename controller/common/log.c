@@ -85,8 +85,7 @@ void gm_log_kv(enum gm_log_level level, const char *node, const char *policy,
         if (node)
             json_object_object_add(o, "node", json_object_new_string(node));
         if (policy)
-            json_object_object_add(o, "policy",
-                                   json_object_new_string(policy));
+            json_object_object_add(o, "policy", json_object_new_string(policy));
         fprintf(stderr, "%s\n",
                 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);

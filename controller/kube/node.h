@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 struct gm_label {
-    const char *key; /* interned */
+    const char *key;   /* interned */
     const char *value; /* interned */
 };
 
@@ -27,9 +27,9 @@ struct gm_taint {
 };
 
 struct gm_node {
-    char *name; /* owned */
-    char *uid;  /* owned */
-    char *resource_version; /* owned */
+    char *name;              /* owned */
+    char *uid;               /* owned */
+    char *resource_version;  /* owned */
     struct gm_label *labels; /* owned array, sorted by key */
     size_t n_labels;
     /* gpumode.io annotations, owned or NULL */
@@ -37,8 +37,8 @@ struct gm_node {
     char *ann_boot_id;
     char *ann_retry;
     bool unschedulable;
-    bool ready; /* condition Ready is True */
-    char *boot_id; /* owned, status.nodeInfo.bootID */
+    bool ready;                      /* condition Ready is True */
+    char *boot_id;                   /* owned, status.nodeInfo.bootID */
     struct gm_quantity *allocatable; /* owned; only GPU-related resources */
     size_t n_allocatable;
     struct gm_taint *taints; /* owned */

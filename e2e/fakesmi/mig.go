@@ -365,3 +365,38 @@ func (g *GPU) MIGDevices() []MIGDevice {
 	}
 	return out
 }
+
+// MIGDevices lists the MIG devices of every GPU whose MIG mode is in effect,
+// in -L order.
+func (s *State) MIGDevices() []MIGDevice {
+	var out []MIGDevice
+	for _, g := range s.GPUs {
+		if g.MIGCurrent {
+			out = append(out, g.MIGDevices()...)
+		}
+	}
+	return out
+}
+
+// MIGDeviceCounts counts MIG devices by name ("1g.10gb", "1c.3g.20gb"): what
+// a device plugin with the mixed strategy would advertise as
+// nvidia.com/mig-<name>.
+func (s *State) MIGDeviceCounts() map[string]int {
+	n := map[string]int{}
+	for _, d := range s.MIGDevices() {
+		n[d.Name]++
+	}
+	return n
+}
+
+// FullGPUs lists the GPUs usable whole (MIG not in effect), as a device
+// plugin in full or vgpu mode would see them.
+func (s *State) FullGPUs() []*GPU {
+	var out []*GPU
+	for _, g := range s.GPUs {
+		if !g.MIGCurrent && !g.Lost {
+			out = append(out, g)
+		}
+	}
+	return out
+}

@@ -291,3 +291,19 @@ func TestComputeInstanceProfiles(t *testing.T) {
 			"Failed to create compute instances: Invalid Argument\n")
 	expect(t, smi(t, p, "mig -cci -gi 7"), ExitNotFound, "Failed to create compute instances: Not Found\n")
 }
+
+func TestDeviceCountsForSimulators(t *testing.T) {
+	p := node(t, "A100-SXM4-80GB", 3)
+	must(t, p, "--fake-auto-reset true")
+	must(t, p, "-i 0,1 -mig 1")
+	must(t, p, "mig -cgi 3g.40gb,2g.20gb,1g.10gb,1g.10gb -C -i 0")
+	must(t, p, "mig -cgi 7g.80gb -C -i 1")
+	s := load(t, p)
+	got := s.MIGDeviceCounts()
+	if fmt.Sprint(got) != "map[1g.10gb:2 2g.20gb:1 3g.40gb:1 7g.80gb:1]" {
+		t.Errorf("counts %v", got)
+	}
+	if f := s.FullGPUs(); len(f) != 1 || f[0].Index != 2 {
+		t.Errorf("full GPUs %v", f)
+	}
+}

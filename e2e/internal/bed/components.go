@@ -41,6 +41,13 @@ func apiserverArgs(st *State, f pki.Files) []string {
 		// The advertise address is loopback, which Endpoints may not hold;
 		// nothing in the bed reaches the apiserver through its Service.
 		"--endpoint-reconciler-type=none",
+		"--requestheader-client-ca-file=" + f.FrontProxyCA,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + f.FrontProxyCert,
+		"--proxy-client-key-file=" + f.FrontProxyKey,
 		"--profiling=false",
 		"--cert-dir=" + filepath.Join(st.Dir, "pki"),
 		"--v=0",
@@ -116,7 +123,7 @@ func Etcd(args []string) error {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.LogLevel = "warn"
+	cfg.LogLevel = "error"
 	cfg.UnsafeNoFsync = true
 	cfg.QuotaBackendBytes = 8 << 30
 	cfg.AutoCompactionMode = "periodic"

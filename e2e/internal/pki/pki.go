@@ -138,6 +138,9 @@ type Bundle struct {
 	Scheduler       Pair
 	Sim             Pair
 	SAKey, SAPubKey []byte
+	// The front proxy (aggregation layer) has its own CA, as kubeadm sets it up.
+	FrontProxyCA     []byte
+	FrontProxyClient Pair
 }
 
 // Generate makes a full bundle. serviceIP is the first IP of the service
@@ -166,6 +169,14 @@ func Generate(serviceIP string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	fp, _, err := NewCA("front-proxy-ca")
+	if err != nil {
+		return nil, err
+	}
+	b.FrontProxyCA = fp.PEM
+	if b.FrontProxyClient.Cert, b.FrontProxyClient.Key, err = fp.Issue("front-proxy-client", nil, nil, true, false); err != nil {
+		return nil, err
+	}
 	b.SAKey, b.SAPubKey, err = ServiceAccountKey()
 	if err != nil {
 		return nil, err
@@ -175,10 +186,12 @@ func Generate(serviceIP string) (*Bundle, error) {
 
 // Files are the paths Write puts the bundle at.
 type Files struct {
-	Dir                         string
-	CA, CAKey                   string
-	APIServerCert, APIServerKey string
-	SAKey, SAPub                string
+	Dir                           string
+	CA, CAKey                     string
+	APIServerCert, APIServerKey   string
+	SAKey, SAPub                  string
+	FrontProxyCA                  string
+	FrontProxyCert, FrontProxyKey string
 }
 
 // Write stores the files the components read by path; client pairs go
@@ -191,6 +204,7 @@ func (b *Bundle) Write(dir string) (Files, error) {
 	for path, data := range map[string][]byte{
 		f.CA: b.CA, f.CAKey: b.CAKey, f.APIServerCert: b.APIServer.Cert, f.APIServerKey: b.APIServer.Key,
 		f.SAKey: b.SAKey, f.SAPub: b.SAPubKey,
+		f.FrontProxyCA: b.FrontProxyCA, f.FrontProxyCert: b.FrontProxyClient.Cert, f.FrontProxyKey: b.FrontProxyClient.Key,
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			return f, fmt.Errorf("write %s: %w", path, err)
@@ -205,5 +219,7 @@ func FilesIn(dir string) Files {
 		Dir: dir, CA: filepath.Join(dir, "ca.crt"), CAKey: filepath.Join(dir, "ca.key"),
 		APIServerCert: filepath.Join(dir, "apiserver.crt"), APIServerKey: filepath.Join(dir, "apiserver.key"),
 		SAKey: filepath.Join(dir, "sa.key"), SAPub: filepath.Join(dir, "sa.pub"),
+		FrontProxyCA:   filepath.Join(dir, "front-proxy-ca.crt"),
+		FrontProxyCert: filepath.Join(dir, "front-proxy-client.crt"), FrontProxyKey: filepath.Join(dir, "front-proxy-client.key"),
 	}
 }

@@ -68,6 +68,15 @@ func (s *Sim) binaryFor(image string) (string, bool) {
 	return "", false
 }
 
+// entrypointName is the program name an image is known to contain: the
+// agent image holds gpumode-agent.
+func entrypointName(image string) string {
+	if strings.Contains(image, "gpumode/agent") {
+		return "gpumode-agent"
+	}
+	return ""
+}
+
 func fieldValue(pod *corev1.Pod, node *Node, path string) string {
 	switch path {
 	case "metadata.name":
@@ -96,7 +105,7 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	switch {
 	case len(c.Command) == 0:
 		argv = append([]string{bin}, c.Args...)
-	case filepath.Base(c.Command[0]) == filepath.Base(bin):
+	case filepath.Base(c.Command[0]) == filepath.Base(bin) || filepath.Base(c.Command[0]) == entrypointName(c.Image):
 		argv = append(append([]string{bin}, c.Command[1:]...), c.Args...)
 	default:
 		return nil, fmt.Errorf("failed to create containerd task: exec: %q: executable file not found in $PATH (the simulator runs only the image's own binary %s)", c.Command[0], filepath.Base(bin))
