@@ -625,7 +625,7 @@ func resetGPUs(gpus []*GPU, out *bytes.Buffer) int {
 func summary(gpus []*GPU, out *bytes.Buffer) int {
 	line := "+-----------------------------------------------------------------------------------------+\n"
 	sep := "+-----------------------------------------+------------------------+----------------------+\n"
-	out.WriteString(time.Now().Format("Mon Jan  2 15:04:05 2006") + "\n")
+	out.WriteString(time.Now().Format("Mon Jan _2 15:04:05 2006") + "\n")
 	out.WriteString(line)
 	fmt.Fprintf(out, "| NVIDIA-SMI %-22s Driver Version: %-14s CUDA Version: %-8s |\n", DriverVersion, DriverVersion, cudaVersion)
 	out.WriteString(sep)
@@ -635,14 +635,14 @@ func summary(gpus []*GPU, out *bytes.Buffer) int {
 	out.WriteString("|=========================================+========================+======================|\n")
 	for _, g := range gpus {
 		name := g.ProductName()
-		if len(name) > 22 {
-			name = name[:19] + "..."
+		if len(name) > 28 {
+			name = name[:25] + "..."
 		}
 		mig := "N/A"
 		if g.model().MIGCapable() {
 			mig = enabled(g.MIGCurrent)
 		}
-		fmt.Fprintf(out, "| %3d  %-22s          On  |   %s Off |                    0 |\n", g.Index, name, g.BusID)
+		fmt.Fprintf(out, "|%4d  %-31s%-3s |   %s Off |                    0 |\n", g.Index, name, "On", g.BusID)
 		mem := fmt.Sprintf("%dMiB / %dMiB", usedMiB(g), g.model().MemoryMiB)
 		fmt.Fprintf(out, "| N/A   30C    P0             60W /  400W | %22s |      0%%      Default |\n", mem)
 		fmt.Fprintf(out, "|                                         |                        | %20s |\n", mig)

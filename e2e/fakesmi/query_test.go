@@ -141,3 +141,21 @@ func TestGPULost(t *testing.T) {
 	must(t, p, "--fake-reboot")
 	must(t, p, "-L")
 }
+
+func TestSummaryTable(t *testing.T) {
+	p := node(t, "A100-SXM4-40GB", 2)
+	r := must(t, p, "")
+	ls := r.lines()
+	if len(ls) != 1+7+4*2 {
+		t.Fatalf("%d lines:\n%s", len(ls), r.out)
+	}
+	for _, l := range ls[1:] {
+		if len(l) != 91 {
+			t.Errorf("width %d: %q", len(l), l)
+		}
+	}
+	if !strings.Contains(r.out, "|   0  NVIDIA A100-SXM4-40GB          On  |   00000000:07:00.0 Off |") ||
+		!strings.Contains(r.out, "|        0MiB / 40960MiB |") {
+		t.Errorf("summary:\n%s", r.out)
+	}
+}
