@@ -80,9 +80,9 @@ static void on_resp(void *data, const struct gm_kube_resp *resp)
     if (resp->error)
         f->err = *resp->error;
     if (resp->obj)
-        snprintf(f->got, sizeof(f->got), "%s",
-                 json_object_to_json_string_ext(resp->obj,
-                                                JSON_C_TO_STRING_PLAIN));
+        snprintf(
+            f->got, sizeof(f->got), "%s",
+            json_object_to_json_string_ext(resp->obj, JSON_C_TO_STRING_PLAIN));
 }
 
 static void wait_done(struct fx *f, int ms)
@@ -96,7 +96,8 @@ static void serve_ok(struct fx *f, const struct th_req *r, struct th_conn *c)
 {
     (void)f;
     (void)r;
-    th_respond(c, 200, NULL, "{\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}}");
+    th_respond(c, 200, NULL,
+               "{\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}}");
 }
 
 static void serve_not_found(struct fx *f, const struct th_req *r,
@@ -172,8 +173,7 @@ static void serve_nothing(struct fx *f, const struct th_req *r,
     f->held = c; /* a peer that never answers */
 }
 
-static void serve_pages(struct fx *f, const struct th_req *r,
-                        struct th_conn *c)
+static void serve_pages(struct fx *f, const struct th_req *r, struct th_conn *c)
 {
     (void)f;
     if (strstr(r->path, "continue=tok%2F2"))
@@ -229,9 +229,8 @@ static void test_create_and_patch_kinds(void **state)
     (void)state;
     struct fx *f = fx_new(serve_echo, NULL);
     json_object *body = json_tokener_parse("{\"metadata\":{\"name\":\"p\"}}");
-    assert_int_equal(gm_kube_create(f->k, "/api/v1/namespaces/x/pods", body,
-                                    on_resp, f),
-                     0);
+    assert_int_equal(
+        gm_kube_create(f->k, "/api/v1/namespaces/x/pods", body, on_resp, f), 0);
     wait_done(f, 5000);
     json_object_put(body);
     assert_int_equal(f->code, 201);
@@ -252,8 +251,8 @@ static void test_create_and_patch_kinds(void **state)
         const char *b = kinds[i].t == GM_PATCH_JSON
                             ? "[{\"op\":\"add\",\"path\":\"/x\",\"value\":1}]"
                             : "{\"x\":1}";
-        assert_int_equal(gm_kube_patch(f->k, "/api/v1/nodes/n1", kinds[i].t,
-                                       b, "gpumode", 1, on_resp, f),
+        assert_int_equal(gm_kube_patch(f->k, "/api/v1/nodes/n1", kinds[i].t, b,
+                                       "gpumode", 1, on_resp, f),
                          0);
         wait_done(f, 5000);
         assert_string_equal(f->last.method, "PATCH");
@@ -263,9 +262,9 @@ static void test_create_and_patch_kinds(void **state)
     assert_string_equal(f->last.path,
                         "/api/v1/nodes/n1?fieldManager=gpumode&force=true");
     /* Server-side apply without a field manager is refused up front. */
-    assert_int_equal(gm_kube_patch(f->k, "/x", GM_PATCH_APPLY, "{}", NULL, 0,
-                                   on_resp, f),
-                     -EINVAL);
+    assert_int_equal(
+        gm_kube_patch(f->k, "/x", GM_PATCH_APPLY, "{}", NULL, 0, on_resp, f),
+        -EINVAL);
     fx_free(f);
 }
 
@@ -419,8 +418,8 @@ static void test_paginated_list(void **state)
     struct fx *f = fx_new(serve_pages, NULL);
     page_items = 0;
     memset(page_names, 0, sizeof(page_names));
-    assert_int_equal(gm_kube_list(f->k, "/api/v1/nodes?labelSelector=a%3Db",
-                                  1, on_page, on_resp, f),
+    assert_int_equal(gm_kube_list(f->k, "/api/v1/nodes?labelSelector=a%3Db", 1,
+                                  on_page, on_resp, f),
                      0);
     wait_done(f, 5000);
     assert_false(f->has_err);
@@ -474,8 +473,7 @@ struct cred_src {
     char token[32];
 };
 
-static int fake_cred(void *src, struct gm_cred *cred, gm_auth_cb cb,
-                     void *data)
+static int fake_cred(void *src, struct gm_cred *cred, gm_auth_cb cb, void *data)
 {
     struct cred_src *s = src;
     (void)cb;
@@ -492,8 +490,7 @@ static void fake_invalidate(void *src)
     s->generation++;
 }
 
-static void serve_auth(struct fx *f, const struct th_req *r,
-                       struct th_conn *c)
+static void serve_auth(struct fx *f, const struct th_req *r, struct th_conn *c)
 {
     (void)f;
     if (strcmp(r->authorization, "Bearer token-1") == 0)
@@ -587,8 +584,8 @@ static void test_watch_stream_and_normal_end(void **state)
     struct fx *f = fx_new(serve_stream, NULL);
     struct wstate w = {0};
     struct gm_kube_watch *wh;
-    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
-                                   on_event, on_end, &w, &wh),
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300, on_event,
+                                   on_end, &w, &wh),
                      0);
     while (f->held == NULL)
         uv_run(&f->loop, UV_RUN_ONCE);
@@ -616,8 +613,8 @@ static void test_dead_watch_is_detected(void **state)
     struct gm_kube_opts o = {.stream_idle_s = 1};
     struct fx *f = fx_new(serve_stream, &o);
     struct wstate w = {0};
-    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
-                                   on_event, on_end, &w, NULL),
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300, on_event,
+                                   on_end, &w, NULL),
                      0);
     /* Headers arrive, then silence: the low-speed limit cuts it. */
     assert_true(th_run_until(&f->loop, &w.ended, 10000));

@@ -58,8 +58,8 @@ static void test_rejects_non_nodes(void **state)
 {
     (void)state;
     struct gm_node *n = NULL;
-    json_object *pod = json_tokener_parse(
-        "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}");
+    json_object *pod =
+        json_tokener_parse("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}");
     json_object *noname = json_tokener_parse("{\"metadata\":{}}");
     assert_int_equal(gm_node_from_json(pod, &n), -EINVAL);
     assert_int_equal(gm_node_from_json(noname, &n), -EINVAL);

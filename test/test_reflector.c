@@ -49,8 +49,7 @@ static void node_json(char *out, size_t n, const char *name, const char *rv)
              name, rv);
 }
 
-static void serve_list(struct fx *f, const struct th_req *r,
-                       struct th_conn *c)
+static void serve_list(struct fx *f, const struct th_req *r, struct th_conn *c)
 {
     /* Pages of two; the continue token is the index to resume at. */
     int start = 0;
@@ -78,8 +77,9 @@ static void serve_list(struct fx *f, const struct th_req *r,
                  "\"%d\"}}",
                  f->api.list_rv, i);
     else
-        snprintf(meta, sizeof(meta), "],\"metadata\":{\"resourceVersion\":"
-                                     "\"%s\"}}",
+        snprintf(meta, sizeof(meta),
+                 "],\"metadata\":{\"resourceVersion\":"
+                 "\"%s\"}}",
                  f->api.list_rv);
     strcat(body, meta);
     th_respond(c, 200, NULL, body);
@@ -113,9 +113,10 @@ static void send_event(struct fx *f, const char *type, const char *name,
 {
     char obj[256], ev[512];
     if (strcmp(type, "BOOKMARK") == 0)
-        snprintf(obj, sizeof(obj),
-                 "{\"kind\":\"Node\",\"metadata\":{\"resourceVersion\":\"%s\"}}",
-                 rv);
+        snprintf(
+            obj, sizeof(obj),
+            "{\"kind\":\"Node\",\"metadata\":{\"resourceVersion\":\"%s\"}}",
+            rv);
     else if (strcmp(type, "ERROR") == 0)
         snprintf(obj, sizeof(obj),
                  "{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\","
@@ -231,15 +232,14 @@ static void start(struct fx *f)
         .backoff_min_ms = 50,
         .backoff_max_ms = 200,
     };
-    assert_int_equal(gm_reflector_start(f->k, &f->loop, &o, &ops, f, &f->r),
-                     0);
+    assert_int_equal(gm_reflector_start(f->k, &f->loop, &o, &ops, f, &f->r), 0);
 }
 
 static void run_until_watches(struct fx *f, int n)
 {
     uint64_t end = uv_now(&f->loop) + 5000;
-    while ((f->api.watches < n || (f->api.watch == NULL &&
-                                   f->api.watch_answer == 0)) &&
+    while ((f->api.watches < n ||
+            (f->api.watch == NULL && f->api.watch_answer == 0)) &&
            uv_now(&f->loop) < end)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_true(f->api.watches >= n);
@@ -293,9 +293,9 @@ static void test_events_bookmark_and_resume(void **state)
     run_until_log(f, "-n1 ");
     assert_string_equal(f->log, "~n2 +n4 -n1 ");
     assert_null(gm_reflector_get(f->r, "n1"));
-    assert_string_equal(
-        ((const struct gm_node *)gm_reflector_get(f->r, "n2"))->resource_version,
-        "120");
+    assert_string_equal(((const struct gm_node *)gm_reflector_get(f->r, "n2"))
+                            ->resource_version,
+                        "120");
     /* The server's timeout ends the stream: resume from the bookmark. */
     while (strcmp(gm_reflector_resource_version(f->r), "150") != 0)
         uv_run(&f->loop, UV_RUN_ONCE);

@@ -160,7 +160,7 @@ static void test_overall_bucket_limits(void **state)
     uv_loop_init(&loop);
     assert_int_equal(gm_wq_new(&loop, &o, NULL, NULL, &q), 0);
     uint64_t start = uv_now(&loop);
-    char key[8];
+    char key[16];
     for (int i = 0; i < 6; i++) {
         snprintf(key, sizeof(key), "k%d", i);
         gm_wq_add_rate_limited(q, key);
@@ -186,8 +186,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dedup_and_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ready_callback_runs_on_loop,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ready_callback_runs_on_loop, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_never_twice_in_flight, setup,
                                         teardown),
         cmocka_unit_test(test_backoff_schedule),

@@ -26,11 +26,11 @@ static void test_types(void **state)
     json_object *o = parse_ok("a: 1\nb: true\nc: \"1\"\nd: 1.5\ne: ~\n"
                               "f: hello world\ng: '22:00'\nh: 22:00\n"
                               "i: -3\nj: 0x20B010DE\n");
-    assert_string_equal(json_object_to_json_string_ext(o,
-                                                       JSON_C_TO_STRING_PLAIN),
-                        "{\"a\":1,\"b\":true,\"c\":\"1\",\"d\":1.5,\"e\":null,"
-                        "\"f\":\"hello world\",\"g\":\"22:00\",\"h\":\"22:00\","
-                        "\"i\":-3,\"j\":\"0x20B010DE\"}");
+    assert_string_equal(
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+        "{\"a\":1,\"b\":true,\"c\":\"1\",\"d\":1.5,\"e\":null,"
+        "\"f\":\"hello world\",\"g\":\"22:00\",\"h\":\"22:00\","
+        "\"i\":-3,\"j\":\"0x20B010DE\"}");
     json_object_put(o);
 }
 
@@ -53,9 +53,9 @@ static void test_anchors(void **state)
 {
     (void)state;
     json_object *o = parse_ok("base: &b {x: 1}\ncopy: *b\n");
-    assert_string_equal(json_object_to_json_string_ext(o,
-                                                       JSON_C_TO_STRING_PLAIN),
-                        "{\"base\":{\"x\":1},\"copy\":{\"x\":1}}");
+    assert_string_equal(
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+        "{\"base\":{\"x\":1},\"copy\":{\"x\":1}}");
     json_object_put(o);
 }
 
@@ -63,9 +63,9 @@ static void test_json_is_yaml(void **state)
 {
     (void)state;
     json_object *o = parse_ok("{\"kind\": \"Config\", \"n\": [1, 2]}");
-    assert_string_equal(json_object_to_json_string_ext(o,
-                                                       JSON_C_TO_STRING_PLAIN),
-                        "{\"kind\":\"Config\",\"n\":[1,2]}");
+    assert_string_equal(
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+        "{\"kind\":\"Config\",\"n\":[1,2]}");
     json_object_put(o);
 }
 
@@ -85,13 +85,12 @@ static void test_errors_name_the_position(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_object *o = NULL;
         char err[256];
-        assert_int_equal(gm_yaml_parse(cases[i].text, strlen(cases[i].text),
-                                       &o, err, sizeof(err)),
+        assert_int_equal(gm_yaml_parse(cases[i].text, strlen(cases[i].text), &o,
+                                       err, sizeof(err)),
                          -EINVAL);
         assert_null(o);
         if (strstr(err, cases[i].expect) == NULL)
-            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err,
-                     cases[i].expect);
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, cases[i].expect);
     }
 }
 
@@ -102,9 +101,9 @@ static void test_empty_and_missing_file(void **state)
     char err[256];
     assert_int_equal(gm_yaml_parse("", 0, &o, err, sizeof(err)), 0);
     assert_null(o);
-    assert_int_equal(gm_yaml_parse_file("/nonexistent/x.yaml", &o, err,
-                                        sizeof(err)),
-                     -ENOENT);
+    assert_int_equal(
+        gm_yaml_parse_file("/nonexistent/x.yaml", &o, err, sizeof(err)),
+        -ENOENT);
     assert_non_null(strstr(err, "/nonexistent/x.yaml"));
 }
 

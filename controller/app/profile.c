@@ -32,101 +32,108 @@ enum gm_mode gm_mode_parse(const char *s)
  * plugin follows nvidia.com/vgpu.deploy.device-plugin. Feature discovery,
  * DCGM and the exporter come back on with every mode; mig-manager stays off
  * so it cannot undo a layout gpumode applied. */
-static const struct gm_profile preset_operator = {
-    .name = "gpu-operator-hami",
-    .modes =
+static const struct gm_profile
+    preset_operator =
         {
-            [GM_MODE_FULL] =
+            .name = "gpu-operator-hami",
+            .modes =
                 {
-                    .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-                              .value = {"true", "false", "true", "true",
-                                        "true", "false"},
-                              .n = 6},
-                    .plugins = {{"gpu-operator",
-                                 "app=nvidia-device-plugin-daemonset"}},
-                    .n_plugins = 1,
+                    [GM_MODE_FULL] =
+                        {
+                            .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                                      .value = {"true", "false", "true", "true",
+                                                "true", "false"},
+                                      .n = 6},
+                            .plugins = {{"gpu-operator",
+                                         "app=nvidia-device-plugin-daemonset"}},
+                            .n_plugins = 1,
+                        },
+                    [GM_MODE_VGPU] =
+                        {
+                            .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                                      .value = {"false", "true", "true", "true",
+                                                "true", "false"},
+                                      .n = 6},
+                            .plugins =
+                                {{"gpu-operator",
+                                  "app.kubernetes.io/component=hami-device-"
+                                  "plugin"}},
+                            .n_plugins = 1,
+                        },
+                    [GM_MODE_MIG] =
+                        {
+                            .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                                      .value = {"true", "false", "true", "true",
+                                                "true", "false"},
+                                      .n = 6},
+                            .plugins = {{"gpu-operator",
+                                         "app=nvidia-device-plugin-daemonset"}},
+                            .n_plugins = 1,
+                        },
                 },
-            [GM_MODE_VGPU] =
+            .stop = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                     .value = {"false", "false", "false", "false", "false",
+                               "false"},
+                     .n = 6},
+            .clients =
                 {
-                    .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-                              .value = {"false", "true", "true", "true",
-                                        "true", "false"},
-                              .n = 6},
-                    .plugins = {{"gpu-operator",
-                                 "app.kubernetes.io/component=hami-device-"
-                                 "plugin"}},
-                    .n_plugins = 1,
+                    {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
+                    {"gpu-operator",
+                     "app.kubernetes.io/component=hami-device-plugin"},
+                    {"gpu-operator", "app=gpu-feature-discovery"},
+                    {"gpu-operator", "app=nvidia-dcgm-exporter"},
+                    {"gpu-operator", "app=nvidia-dcgm"},
+                    {"gpu-operator", "app=nvidia-mig-manager"},
                 },
-            [GM_MODE_MIG] =
-                {
-                    .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-                              .value = {"true", "false", "true", "true",
-                                        "true", "false"},
-                              .n = 6},
-                    .plugins = {{"gpu-operator",
-                                 "app=nvidia-device-plugin-daemonset"}},
-                    .n_plugins = 1,
-                },
-        },
-    .stop = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-             .value = {"false", "false", "false", "false", "false", "false"},
-             .n = 6},
-    .clients =
-        {
-            {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
-            {"gpu-operator", "app.kubernetes.io/component=hami-device-plugin"},
-            {"gpu-operator", "app=gpu-feature-discovery"},
-            {"gpu-operator", "app=nvidia-dcgm-exporter"},
-            {"gpu-operator", "app=nvidia-dcgm"},
-            {"gpu-operator", "app=nvidia-mig-manager"},
-        },
-    .n_clients = 6,
-    .mig_config_label = "nvidia.com/device-plugin.config",
+            .n_clients = 6,
+            .mig_config_label = "nvidia.com/device-plugin.config",
 };
 
 /* Upstream HAMi's chart: its plugin DaemonSet selects gpu=on; the NVIDIA
  * plugin is deployed by the GPU Operator's operand label. */
-static const struct gm_profile preset_hami = {
-    .name = "hami",
-    .modes =
-        {
-            [GM_MODE_FULL] =
-                {
-                    .start = {.key = {DP, "gpu"},
-                              .value = {"true", NULL},
-                              .n = 2},
-                    .plugins = {{"gpu-operator",
-                                 "app=nvidia-device-plugin-daemonset"}},
-                    .n_plugins = 1,
-                },
-            [GM_MODE_VGPU] =
-                {
-                    .start = {.key = {DP, "gpu"},
-                              .value = {"false", "on"},
-                              .n = 2},
-                    .plugins = {{"kube-system",
-                                 "app.kubernetes.io/component=hami-device-"
-                                 "plugin"}},
-                    .n_plugins = 1,
-                },
-            [GM_MODE_MIG] =
-                {
-                    .start = {.key = {DP, "gpu"},
-                              .value = {"true", NULL},
-                              .n = 2},
-                    .plugins = {{"gpu-operator",
-                                 "app=nvidia-device-plugin-daemonset"}},
-                    .n_plugins = 1,
-                },
-        },
-    .stop = {.key = {DP, "gpu"}, .value = {"false", NULL}, .n = 2},
-    .clients =
-        {
-            {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
-            {"kube-system", "app.kubernetes.io/component=hami-device-plugin"},
-        },
-    .n_clients = 2,
-    .mig_config_label = "nvidia.com/device-plugin.config",
+static const struct gm_profile preset_hami =
+    {
+        .name = "hami",
+        .modes =
+            {
+                [GM_MODE_FULL] =
+                    {
+                        .start = {.key = {DP, "gpu"},
+                                  .value = {"true", NULL},
+                                  .n = 2},
+                        .plugins = {{"gpu-operator",
+                                     "app=nvidia-device-plugin-daemonset"}},
+                        .n_plugins = 1,
+                    },
+                [GM_MODE_VGPU] =
+                    {
+                        .start = {.key = {DP, "gpu"},
+                                  .value = {"false", "on"},
+                                  .n = 2},
+                        .plugins = {{"kube-system",
+                                     "app.kubernetes.io/component=hami-device-"
+                                     "plugin"}},
+                        .n_plugins = 1,
+                    },
+                [GM_MODE_MIG] =
+                    {
+                        .start = {.key = {DP, "gpu"},
+                                  .value = {"true", NULL},
+                                  .n = 2},
+                        .plugins = {{"gpu-operator",
+                                     "app=nvidia-device-plugin-daemonset"}},
+                        .n_plugins = 1,
+                    },
+            },
+        .stop = {.key = {DP, "gpu"}, .value = {"false", NULL}, .n = 2},
+        .clients =
+            {
+                {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
+                {"kube-system",
+                 "app.kubernetes.io/component=hami-device-plugin"},
+            },
+        .n_clients = 2,
+        .mig_config_label = "nvidia.com/device-plugin.config",
 };
 
 const struct gm_profile *gm_profile_preset(const char *name)
@@ -152,8 +159,7 @@ size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
     if (p->mig_config_label) {
         keys[n] = p->mig_config_label;
         /* Outside mig the config label goes, so the plugin runs plain. */
-        values[n++] = m == GM_MODE_MIG ? (strategy ? strategy : "mixed")
-                                       : NULL;
+        values[n++] = m == GM_MODE_MIG ? (strategy ? strategy : "mixed") : NULL;
     }
     return n;
 }

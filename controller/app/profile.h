@@ -38,7 +38,7 @@ struct gm_plugin_ref {
 };
 
 struct gm_mode_profile {
-    struct gm_label_set start;     /* set to serve the mode */
+    struct gm_label_set start; /* set to serve the mode */
     struct gm_plugin_ref plugins[GM_PROFILE_MAX_PLUGINS];
     size_t n_plugins;
 };

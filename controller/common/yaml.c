@@ -137,8 +137,8 @@ static int parse_mapping(struct ctx *c, yaml_event_t *start, json_object **out,
     return err;
 }
 
-static int parse_sequence(struct ctx *c, yaml_event_t *start,
-                          json_object **out, int depth)
+static int parse_sequence(struct ctx *c, yaml_event_t *start, json_object **out,
+                          int depth)
 {
     json_object *arr = json_object_new_array();
     int err = remember_anchor(c, start->data.sequence_start.anchor, arr);

@@ -10,8 +10,8 @@
 
 struct gm_kube {
     uv_loop_t *loop;
-    struct gm_http *http;  /* owned */
-    struct gm_auth *auth;  /* owned, or NULL when cfg needs none */
+    struct gm_http *http; /* owned */
+    struct gm_auth *auth; /* owned, or NULL when cfg needs none */
 };
 
 /* One request in flight; freed once its callback ran. */
@@ -174,8 +174,7 @@ static int send_req(struct gm_kube *k, const char *method, const char *path,
     return err;
 }
 
-int gm_kube_get(struct gm_kube *k, const char *path, gm_kube_cb cb,
-                void *data)
+int gm_kube_get(struct gm_kube *k, const char *path, gm_kube_cb cb, void *data)
 {
     return send_req(k, "GET", path, NULL, NULL, 1, cb, data);
 }
@@ -183,8 +182,8 @@ int gm_kube_get(struct gm_kube *k, const char *path, gm_kube_cb cb,
 static int send_json(struct gm_kube *k, const char *method, const char *path,
                      json_object *body, gm_kube_cb cb, void *data)
 {
-    const char *s = json_object_to_json_string_ext(body,
-                                                   JSON_C_TO_STRING_PLAIN);
+    const char *s =
+        json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN);
     return send_req(k, method, path, "application/json", s, 1, cb, data);
 }
 
@@ -247,10 +246,10 @@ int gm_kube_delete(struct gm_kube *k, const char *path, const char *uid,
     if (grace_seconds >= 0)
         json_object_object_add(opts, "gracePeriodSeconds",
                                json_object_new_int64(grace_seconds));
-    int err = send_req(k, "DELETE", path, "application/json",
-                       json_object_to_json_string_ext(opts,
-                                                      JSON_C_TO_STRING_PLAIN),
-                       1, cb, data);
+    int err =
+        send_req(k, "DELETE", path, "application/json",
+                 json_object_to_json_string_ext(opts, JSON_C_TO_STRING_PLAIN),
+                 1, cb, data);
     json_object_put(opts);
     return err;
 }
@@ -262,8 +261,8 @@ int gm_kube_evict(struct gm_kube *k, const char *ns, const char *name,
     json_object *ev = json_object_new_object();
     json_object *meta = json_object_new_object();
 
-    int n = snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/eviction",
-                     ns, name);
+    int n = snprintf(path, sizeof(path),
+                     "/api/v1/namespaces/%s/pods/%s/eviction", ns, name);
     if (n < 0 || (size_t)n >= sizeof(path)) {
         json_object_put(ev);
         json_object_put(meta);
@@ -281,10 +280,10 @@ int gm_kube_evict(struct gm_kube *k, const char *ns, const char *name,
                                json_object_new_int64(grace_seconds));
         json_object_object_add(ev, "deleteOptions", del);
     }
-    int err = send_req(k, "POST", path, "application/json",
-                       json_object_to_json_string_ext(ev,
-                                                      JSON_C_TO_STRING_PLAIN),
-                       0, cb, data);
+    int err =
+        send_req(k, "POST", path, "application/json",
+                 json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN), 0,
+                 cb, data);
     json_object_put(ev);
     return err;
 }
@@ -383,7 +382,7 @@ int gm_kube_list(struct gm_kube *k, const char *path, long limit,
 
 struct gm_kube_watch {
     struct gm_kube *k;
-    struct gm_http_call *call; /* borrowed handle of the stream */
+    struct gm_http_call *call;    /* borrowed handle of the stream */
     struct gm_watch_decoder *dec; /* owned */
     gm_kube_event_cb ev_cb;
     gm_kube_watch_end_cb end_cb;

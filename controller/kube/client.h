@@ -17,9 +17,9 @@ struct gm_kube;
 /* What went wrong, as the API server said it (metav1.Status) or as the
  * transport saw it. code 0 means no HTTP answer (see err). */
 struct gm_kube_error {
-    int err;          /* 0 or negative errno (transport) */
-    long code;        /* HTTP status */
-    char reason[64];  /* Status.reason, e.g. "NotFound", "Conflict" */
+    int err;         /* 0 or negative errno (transport) */
+    long code;       /* HTTP status */
+    char reason[64]; /* Status.reason, e.g. "NotFound", "Conflict" */
     char message[512];
 };
 
@@ -33,8 +33,8 @@ struct gm_kube_resp {
 typedef void (*gm_kube_cb)(void *data, const struct gm_kube_resp *resp);
 
 struct gm_kube_opts {
-    double qps;  /* default 50 */
-    int burst;   /* default 100 */
+    double qps; /* default 50 */
+    int burst;  /* default 100 */
     long timeout_ms;
     size_t max_body;
     long stream_idle_s;     /* watches with no byte for this long are cut */
@@ -56,8 +56,7 @@ enum gm_patch_type {
 
 /* Paths are the API path with any query, e.g. "/api/v1/nodes/n1". GETs are
  * retried on 429/5xx; mutations only on 429. */
-int gm_kube_get(struct gm_kube *k, const char *path, gm_kube_cb cb,
-                void *data);
+int gm_kube_get(struct gm_kube *k, const char *path, gm_kube_cb cb, void *data);
 int gm_kube_create(struct gm_kube *k, const char *path, json_object *body,
                    gm_kube_cb cb, void *data);
 int gm_kube_update(struct gm_kube *k, const char *path, json_object *body,

@@ -28,20 +28,20 @@ struct gm_http_call {
     struct gm_http_call *cred_next;   /* h->cred_waiters */
     enum call_state state;
     int cancelled;
-    CURL *easy;                  /* owned while active */
-    struct curl_slist *headers;  /* owned while active */
-    char *method;                /* owned */
-    char *url;                   /* owned */
-    char *content_type;          /* owned or NULL */
-    char *req_body;              /* owned or NULL */
+    CURL *easy;                 /* owned while active */
+    struct curl_slist *headers; /* owned while active */
+    char *method;               /* owned */
+    char *url;                  /* owned */
+    char *content_type;         /* owned or NULL */
+    char *req_body;             /* owned or NULL */
     size_t req_body_len;
     int stream;
     long timeout_ms;
     int retry;
     int attempts;
     int tried_401;
-    int body_err;      /* -E2BIG when the body passed the cap */
-    int aborted;       /* on_data asked to stop */
+    int body_err;       /* -E2BIG when the body passed the cap */
+    int aborted;        /* on_data asked to stop */
     long retry_after_s; /* from the last response's Retry-After, or -1 */
     struct gm_buf body;
     gm_http_done_cb done;
@@ -60,10 +60,10 @@ struct gm_http {
     CURLM *multi;
     uv_timer_t *timer; /* curl's timeout; heap so it can outlive h */
     struct gm_http_opts opts;
-    char *user_agent;     /* owned */
-    char *connect_to;     /* owned; for tls-server-name, or NULL */
+    char *user_agent; /* owned */
+    char *connect_to; /* owned; for tls-server-name, or NULL */
     struct curl_slist *connect_to_list;
-    char *server;         /* owned; URL base, host swapped for tls name */
+    char *server; /* owned; URL base, host swapped for tls name */
     struct gm_http_call *calls;
     struct gm_http_call *cred_waiters;
     int cred_pending;
@@ -323,8 +323,7 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
 
     /* TLS: key material stays in memory (blobs), never in temp files. */
     if (cfg->ca_data) {
-        struct curl_blob b = {cfg->ca_data, cfg->ca_data_len,
-                              CURL_BLOB_NOCOPY};
+        struct curl_blob b = {cfg->ca_data, cfg->ca_data_len, CURL_BLOB_NOCOPY};
         curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
     } else if (cfg->ca_file) {
         curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
@@ -339,15 +338,14 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
         curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy_url);
 
     const char *cert = cred && cred->cert_pem ? cred->cert_pem : cfg->cert_data;
-    size_t cert_len = cred && cred->cert_pem ? cred->cert_len
-                                             : cfg->cert_data_len;
+    size_t cert_len =
+        cred && cred->cert_pem ? cred->cert_len : cfg->cert_data_len;
     const char *key = cred && cred->key_pem ? cred->key_pem : cfg->key_data;
     size_t key_len = cred && cred->key_pem ? cred->key_len : cfg->key_data_len;
     if (cert && key) {
         struct curl_blob cb = {(void *)(uintptr_t)cert, cert_len,
                                CURL_BLOB_COPY};
-        struct curl_blob kb = {(void *)(uintptr_t)key, key_len,
-                               CURL_BLOB_COPY};
+        struct curl_blob kb = {(void *)(uintptr_t)key, key_len, CURL_BLOB_COPY};
         curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cb);
         curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
         curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &kb);
@@ -359,9 +357,9 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
 
     err = add_header(&c->headers, "Accept", "application/json");
     if (!err && c->req_body)
-        err = add_header(&c->headers, "Content-Type",
-                         c->content_type ? c->content_type
-                                         : "application/json");
+        err =
+            add_header(&c->headers, "Content-Type",
+                       c->content_type ? c->content_type : "application/json");
     const char *token = cred && cred->token ? cred->token : cfg->token;
     if (!err && token) {
         char bearer[8192];
@@ -647,9 +645,9 @@ static int setup_server(struct gm_http *h)
     size_t host_len = colon ? (size_t)(colon - hostport) : hp_len;
     char buf[1024];
 
-    int n = snprintf(buf, sizeof(buf), "https://%s:%.*s%s",
-                     cfg->tls_server_name, (int)port_len, port,
-                     slash ? slash : "");
+    int n =
+        snprintf(buf, sizeof(buf), "https://%s:%.*s%s", cfg->tls_server_name,
+                 (int)port_len, port, slash ? slash : "");
     if (n < 0 || (size_t)n >= sizeof(buf))
         return -E2BIG;
     h->server = strdup(buf);
@@ -764,8 +762,9 @@ int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
         return -ENOMEM;
     }
     c->stream = req->stream;
-    c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms
-                                        : (req->stream ? 0 : h->opts.timeout_ms);
+    c->timeout_ms = req->timeout_ms > 0
+                        ? req->timeout_ms
+                        : (req->stream ? 0 : h->opts.timeout_ms);
     c->retry = req->retry;
     c->done = done;
     c->on_data = on_data;
@@ -804,9 +803,8 @@ static void teardown(struct gm_http *h)
         struct gm_http_call *c = h->calls;
         c->state = CALL_WAIT_TOKEN;
         if (!c->cancelled) {
-            struct gm_http_result res = {.err = -ECANCELED,
-                                         .body = "",
-                                         .errmsg = "client closed"};
+            struct gm_http_result res = {
+                .err = -ECANCELED, .body = "", .errmsg = "client closed"};
             c->cancelled = 1;
             call_release_easy(c);
             if (c->done)

@@ -26,31 +26,31 @@ struct gm_http_opts {
     gm_cred_fn cred;                  /* NULL: no credentials beyond cfg */
     gm_cred_invalidate_fn cred_invalidate;
     void *cred_src;
-    double qps;          /* client-side rate limit; <= 0 means none */
-    int burst;           /* tokens available at once */
-    long timeout_ms;     /* per non-streamed request; 0 means 30 s */
-    size_t max_body;     /* cap on a non-streamed response; 0: 64 MiB */
-    long stream_idle_s;  /* streams abort after this long with no byte */
+    double qps;             /* client-side rate limit; <= 0 means none */
+    int burst;              /* tokens available at once */
+    long timeout_ms;        /* per non-streamed request; 0 means 30 s */
+    size_t max_body;        /* cap on a non-streamed response; 0: 64 MiB */
+    long stream_idle_s;     /* streams abort after this long with no byte */
     const char *user_agent; /* borrowed; NULL means gpumode/<version> */
 };
 
 struct gm_http_req {
-    const char *method; /* GET, POST, PUT, PATCH, DELETE */
-    const char *path;   /* path and query, appended to cfg->server */
+    const char *method;       /* GET, POST, PUT, PATCH, DELETE */
+    const char *path;         /* path and query, appended to cfg->server */
     const char *content_type; /* for a body; NULL means application/json */
-    const char *body;   /* copied by gm_http_send */
+    const char *body;         /* copied by gm_http_send */
     size_t body_len;
-    int stream;         /* deliver the body to on_data as it arrives */
-    long timeout_ms;    /* overrides the default; for streams, the whole */
-    int retry;          /* retry 429 (any verb) and 5xx/transport errors
-                           (GET only), honouring Retry-After */
+    int stream;      /* deliver the body to on_data as it arrives */
+    long timeout_ms; /* overrides the default; for streams, the whole */
+    int retry;       /* retry 429 (any verb) and 5xx/transport errors
+                        (GET only), honouring Retry-After */
 };
 
 struct gm_http_result {
-    int err;     /* 0, or negative errno when no HTTP answer was had:
-                    -ETIMEDOUT, -ECONNREFUSED, -E2BIG (body over the cap),
-                    -ECANCELED when gm_http_free closed the call */
-    long status; /* HTTP status, 0 when err */
+    int err;          /* 0, or negative errno when no HTTP answer was had:
+                         -ETIMEDOUT, -ECONNREFUSED, -E2BIG (body over the cap),
+                         -ECANCELED when gm_http_free closed the call */
+    long status;      /* HTTP status, 0 when err */
     const char *body; /* borrowed until the callback returns; NUL-ended */
     size_t body_len;
     const char *errmsg; /* transport detail when err, else NULL */
@@ -78,11 +78,11 @@ void gm_http_cancel(struct gm_http_call *call);
 
 /* Counts for metrics and tests. */
 struct gm_http_stats {
-    unsigned long requests;   /* HTTP requests sent, retries included */
+    unsigned long requests; /* HTTP requests sent, retries included */
     unsigned long retries;
     unsigned long auth_refreshes; /* 401s that led to a credential refresh */
-    unsigned long connects;   /* new connections opened */
-    long last_http_version;   /* CURL_HTTP_VERSION_* of the last response */
+    unsigned long connects;       /* new connections opened */
+    long last_http_version;       /* CURL_HTTP_VERSION_* of the last response */
 };
 void gm_http_get_stats(const struct gm_http *h, struct gm_http_stats *out);
 

@@ -11,7 +11,7 @@
 struct gm_reflector {
     struct gm_kube *k;
     uv_loop_t *loop;
-    uv_timer_t *timer; /* owned; freed in its close callback */
+    uv_timer_t *timer;             /* owned; freed in its close callback */
     struct gm_reflector_opts opts; /* strings owned */
     const struct gm_reflector_ops *ops;
     void *ud;
@@ -19,8 +19,8 @@ struct gm_reflector {
     struct gm_map next;  /* objects of a list in progress */
     char *rv;            /* owned; resume point */
     struct gm_kube_watch *watch;
-    int listing;     /* a list request is in flight */
-    int stopped;     /* gm_reflector_free ran while listing */
+    int listing; /* a list request is in flight */
+    int stopped; /* gm_reflector_free ran while listing */
     int synced;
     int need_relist; /* set by a 410 inside the stream */
     long backoff_ms;
@@ -41,8 +41,7 @@ static char *object_key(json_object *obj)
     json_object_object_get_ex(meta, "namespace", &ns);
     const char *nss = ns ? json_object_get_string(ns) : NULL;
     if (nss && nss[0])
-        snprintf(buf, sizeof(buf), "%s/%s", nss,
-                 json_object_get_string(name));
+        snprintf(buf, sizeof(buf), "%s/%s", nss, json_object_get_string(name));
     else
         snprintf(buf, sizeof(buf), "%s", json_object_get_string(name));
     return strdup(buf);
@@ -228,8 +227,8 @@ static void start_list(struct gm_reflector *r)
      * every delete that happened while we were away. */
     r->stats.lists++;
     clear_map(r, &r->next);
-    int err = gm_kube_list(r->k, b.data, r->opts.page_size, list_page,
-                           list_done, r);
+    int err =
+        gm_kube_list(r->k, b.data, r->opts.page_size, list_page, list_done, r);
     gm_buf_free(&b);
     if (err) {
         retry_later(r);
@@ -317,14 +316,14 @@ static void watch_end(void *data, const struct gm_kube_error *err)
         if (err->code == 410)
             r->stats.gone++;
         r->need_relist = 1;
-        gm_info("watch %s: resourceVersion %s is gone, relisting",
-                r->opts.path, r->rv ? r->rv : "");
+        gm_info("watch %s: resourceVersion %s is gone, relisting", r->opts.path,
+                r->rv ? r->rv : "");
         start_list(r);
         return;
     }
     r->stats.errors++;
-    gm_warn("watch %s ended: %ld %s: %s", r->opts.path, err->code,
-            err->reason, err->message);
+    gm_warn("watch %s ended: %ld %s: %s", r->opts.path, err->code, err->reason,
+            err->message);
     retry_later(r);
 }
 
@@ -373,8 +372,8 @@ int gm_reflector_start(struct gm_kube *k, uv_loop_t *loop,
     if (r->opts.min_watch_s <= 0)
         r->opts.min_watch_s = 300;
     if (r->opts.max_watch_s < r->opts.min_watch_s)
-        r->opts.max_watch_s = r->opts.min_watch_s == 300 ? 600
-                                                         : r->opts.min_watch_s;
+        r->opts.max_watch_s =
+            r->opts.min_watch_s == 300 ? 600 : r->opts.min_watch_s;
     if (r->opts.backoff_min_ms <= 0)
         r->opts.backoff_min_ms = 800;
     if (r->opts.backoff_max_ms <= 0)

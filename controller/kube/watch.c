@@ -58,8 +58,7 @@ static int is_space(char c)
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
-int gm_watch_decoder_feed(struct gm_watch_decoder *d, const char *p,
-                          size_t n)
+int gm_watch_decoder_feed(struct gm_watch_decoder *d, const char *p, size_t n)
 {
     while (n > 0) {
         /* Whitespace between events never starts an event. */

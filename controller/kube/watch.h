@@ -29,8 +29,7 @@ int gm_watch_decoder_new(size_t max_event, gm_watch_event_cb cb, void *data,
                          struct gm_watch_decoder **out);
 /* Returns 0, the callback's non-zero value, -EPROTO on malformed JSON or an
  * event without a known type, or -E2BIG when an event passes max_event. */
-int gm_watch_decoder_feed(struct gm_watch_decoder *d, const char *p,
-                          size_t n);
+int gm_watch_decoder_feed(struct gm_watch_decoder *d, const char *p, size_t n);
 /* Forgets a partial event (after a reconnect). */
 void gm_watch_decoder_reset(struct gm_watch_decoder *d);
 void gm_watch_decoder_free(struct gm_watch_decoder *d);

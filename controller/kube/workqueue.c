@@ -129,8 +129,7 @@ static void waiting_fire(uv_timer_t *t)
     waiting_remove(q, w);
 }
 
-void gm_wq_add_after(struct gm_workqueue *q, const char *key,
-                     uint64_t delay_ms)
+void gm_wq_add_after(struct gm_workqueue *q, const char *key, uint64_t delay_ms)
 {
     if (delay_ms == 0) {
         gm_wq_add(q, key);

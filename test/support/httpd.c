@@ -183,8 +183,7 @@ static void process(struct th_conn *c)
                      sizeof(r->authorization));
         header_value(c->in, "Content-Type", r->content_type,
                      sizeof(r->content_type));
-        header_value(c->in, "User-Agent", r->user_agent,
-                     sizeof(r->user_agent));
+        header_value(c->in, "User-Agent", r->user_agent, sizeof(r->user_agent));
         r->body = malloc(body_len + 1);
         memcpy(r->body, c->in + head_len, body_len);
         r->body[body_len] = '\0';
@@ -207,7 +206,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         c->in = realloc(c->in, c->in_cap);
     }
     (void)suggested;
-    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len - 1));
+    *buf =
+        uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len - 1));
 }
 
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
