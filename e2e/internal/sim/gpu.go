@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -308,21 +307,11 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 				full++
 				continue
 			}
-			m, err := fakesmi.LookupModel(g.Model)
-			if err != nil {
-				continue
+			devs := g.MIGDevices()
+			for _, d := range devs {
+				migDevs[d.Name]++
 			}
-			cis := 0
-			for _, gi := range g.Instances {
-				p, ok := m.Profile(strconv.Itoa(gi.ProfileID))
-				if !ok {
-					continue
-				}
-				for range gi.ComputeInstances {
-					migDevs[p.Name]++
-					cis++
-				}
-			}
+			cis := len(devs)
 			if cis == 0 {
 				pr.healthy, pr.problem = false, fmt.Sprintf("error starting plugins: GPU %d has MIG enabled but no MIG devices", g.Index)
 				return pr
