@@ -55,7 +55,7 @@ static const struct gm_profile
                                                 "true", "false"},
                                       .n = 6},
                             .plugins =
-                                {{"gpu-operator",
+                                {{"kube-system",
                                   "app.kubernetes.io/component=hami-device-"
                                   "plugin"}},
                             .n_plugins = 1,
@@ -78,7 +78,7 @@ static const struct gm_profile
             .clients =
                 {
                     {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
-                    {"gpu-operator",
+                    {"kube-system",
                      "app.kubernetes.io/component=hami-device-plugin"},
                     {"gpu-operator", "app=gpu-feature-discovery"},
                     {"gpu-operator", "app=nvidia-dcgm-exporter"},
@@ -162,26 +162,4 @@ size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
         values[n++] = m == GM_MODE_MIG ? (strategy ? strategy : "mixed") : NULL;
     }
     return n;
-}
-
-int gm_simple_selector_match(const char *selector, gm_label_lookup lookup,
-                             const void *obj)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", selector);
-    char *save = NULL;
-    for (char *term = strtok_r(buf, ",", &save); term;
-         term = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(term, '=');
-        if (eq == NULL) {
-            if (lookup(obj, term) == NULL)
-                return 0;
-            continue;
-        }
-        *eq = '\0';
-        const char *v = lookup(obj, term);
-        if (v == NULL || strcmp(v, eq + 1) != 0)
-            return 0;
-    }
-    return 1;
 }

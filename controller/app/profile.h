@@ -66,10 +66,4 @@ size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
                                const char *strategy, const char **keys,
                                const char **values);
 
-/* Does a label selector of the simple form "k=v,k2=v2" match labels (a
- * lookup function over the pod's labels)? */
-typedef const char *(*gm_label_lookup)(const void *obj, const char *key);
-int gm_simple_selector_match(const char *selector, gm_label_lookup lookup,
-                             const void *obj);
-
 #endif

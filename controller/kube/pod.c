@@ -1,0 +1,214 @@
+#include "kube/pod.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/intern.h"
+
+static json_object *get(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (o && json_object_object_get_ex(o, key, &v))
+        return v;
+    return NULL;
+}
+
+static char *dup_or_null(json_object *o)
+{
+    const char *s = o ? json_object_get_string(o) : NULL;
+    return s ? strdup(s) : NULL;
+}
+
+static int cmp_label(const void *a, const void *b)
+{
+    const struct gm_label *x = a, *y = b;
+    return strcmp(x->key, y->key);
+}
+
+static bool is_gpu_request(json_object *resources)
+{
+    static const char *const kinds[] = {"requests", "limits"};
+    for (int i = 0; i < 2; i++) {
+        json_object *m = get(resources, kinds[i]);
+        if (m == NULL || !json_object_is_type(m, json_type_object))
+            continue;
+        json_object_object_foreach(m, k, v)
+        {
+            (void)v;
+            if (gm_is_gpu_resource(k))
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool containers_request_gpu(json_object *list)
+{
+    size_t n = list && json_object_is_type(list, json_type_array)
+                   ? json_object_array_length(list)
+                   : 0;
+    for (size_t i = 0; i < n; i++)
+        if (is_gpu_request(get(json_object_array_get_idx(list, i),
+                               "resources")))
+            return true;
+    return false;
+}
+
+static enum gm_pod_phase parse_phase(const char *s)
+{
+    if (s == NULL)
+        return GM_POD_PENDING;
+    if (strcmp(s, "Running") == 0)
+        return GM_POD_RUNNING;
+    if (strcmp(s, "Succeeded") == 0)
+        return GM_POD_SUCCEEDED;
+    if (strcmp(s, "Failed") == 0)
+        return GM_POD_FAILED;
+    if (strcmp(s, "Pending") == 0)
+        return GM_POD_PENDING;
+    return GM_POD_UNKNOWN;
+}
+
+static int decode_labels(struct gm_pod *p, json_object *labels)
+{
+    size_t count = labels ? (size_t)json_object_object_length(labels) : 0;
+    if (count == 0)
+        return 0;
+    p->labels = calloc(count, sizeof(*p->labels));
+    if (p->labels == NULL)
+        return -ENOMEM;
+    json_object_object_foreach(labels, k, v)
+    {
+        const char *val = json_object_get_string(v);
+        struct gm_label *l = &p->labels[p->n_labels++];
+        l->key = gm_intern(k);
+        l->value = gm_intern(val ? val : "");
+        if (!l->key || !l->value)
+            return -ENOMEM;
+    }
+    qsort(p->labels, p->n_labels, sizeof(*p->labels), cmp_label);
+    return 0;
+}
+
+static void decode_status(struct gm_pod *p, json_object *status)
+{
+    p->phase = parse_phase(json_object_get_string(get(status, "phase")));
+    json_object *conds = get(status, "conditions");
+    size_t nc = conds && json_object_is_type(conds, json_type_array)
+                    ? json_object_array_length(conds)
+                    : 0;
+    for (size_t i = 0; i < nc; i++) {
+        json_object *c = json_object_array_get_idx(conds, i);
+        const char *type = json_object_get_string(get(c, "type"));
+        const char *st = json_object_get_string(get(c, "status"));
+        if (type && st && strcmp(type, "Ready") == 0)
+            p->ready = strcmp(st, "True") == 0;
+    }
+    json_object *cs = get(status, "containerStatuses");
+    size_t n = cs && json_object_is_type(cs, json_type_array)
+                   ? json_object_array_length(cs)
+                   : 0;
+    p->exit_code = -1;
+    for (size_t i = 0; i < n; i++) {
+        json_object *term =
+            get(get(json_object_array_get_idx(cs, i), "state"), "terminated");
+        if (term == NULL)
+            continue;
+        p->exit_code = json_object_get_int(get(term, "exitCode"));
+        p->term_message = dup_or_null(get(term, "message"));
+        break;
+    }
+}
+
+int gm_pod_from_json(json_object *obj, struct gm_pod **out)
+{
+    json_object *meta = get(obj, "metadata");
+    json_object *spec = get(obj, "spec");
+    json_object *name = get(meta, "name");
+    int err;
+
+    if (name == NULL)
+        return -EINVAL;
+    struct gm_pod *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return -ENOMEM;
+    p->namespace = dup_or_null(get(meta, "namespace"));
+    p->name = dup_or_null(name);
+    p->uid = dup_or_null(get(meta, "uid"));
+    p->resource_version = dup_or_null(get(meta, "resourceVersion"));
+    p->node_name = dup_or_null(get(spec, "nodeName"));
+    p->deleting = get(meta, "deletionTimestamp") != NULL;
+    p->mirror = get(get(meta, "annotations"), "kubernetes.io/config.mirror") !=
+                NULL;
+    json_object *owners = get(meta, "ownerReferences");
+    size_t no = owners && json_object_is_type(owners, json_type_array)
+                    ? json_object_array_length(owners)
+                    : 0;
+    for (size_t i = 0; i < no; i++) {
+        json_object *o = json_object_array_get_idx(owners, i);
+        if (json_object_get_boolean(get(o, "controller"))) {
+            p->owner_kind = dup_or_null(get(o, "kind"));
+            break;
+        }
+    }
+    json_object *vols = get(spec, "volumes");
+    size_t nv = vols && json_object_is_type(vols, json_type_array)
+                    ? json_object_array_length(vols)
+                    : 0;
+    for (size_t i = 0; i < nv; i++)
+        if (get(json_object_array_get_idx(vols, i), "emptyDir"))
+            p->empty_dir = true;
+    p->requests_gpu = containers_request_gpu(get(spec, "containers")) ||
+                      containers_request_gpu(get(spec, "initContainers"));
+    json_object *grace = get(spec, "terminationGracePeriodSeconds");
+    p->grace_seconds = grace ? json_object_get_int64(grace) : -1;
+    decode_status(p, get(obj, "status"));
+    err = p->name ? decode_labels(p, get(meta, "labels")) : -ENOMEM;
+    if (err) {
+        gm_pod_free(p);
+        return err;
+    }
+    *out = p;
+    return 0;
+}
+
+void gm_pod_free(struct gm_pod *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->n_labels; i++) {
+        gm_intern_release(p->labels[i].key);
+        gm_intern_release(p->labels[i].value);
+    }
+    free(p->labels);
+    free(p->namespace);
+    free(p->name);
+    free(p->uid);
+    free(p->resource_version);
+    free(p->node_name);
+    free(p->owner_kind);
+    free(p->term_message);
+    free(p);
+}
+
+const char *gm_pod_label(const struct gm_pod *p, const char *key)
+{
+    size_t lo = 0, hi = p->n_labels;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(p->labels[mid].key, key);
+        if (c == 0)
+            return p->labels[mid].value;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+const char *gm_pod_label_lookup(const void *pod, const char *key)
+{
+    return gm_pod_label(pod, key);
+}

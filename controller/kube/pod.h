@@ -1,0 +1,48 @@
+/* The compact form of a Pod: what drain, client shutdown, plugin readiness
+ * and helper pods need to read. Like nodes, label strings are interned. */
+#ifndef GM_KUBE_POD_H
+#define GM_KUBE_POD_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kube/node.h"
+
+enum gm_pod_phase {
+    GM_POD_PENDING,
+    GM_POD_RUNNING,
+    GM_POD_SUCCEEDED,
+    GM_POD_FAILED,
+    GM_POD_UNKNOWN,
+};
+
+struct gm_pod {
+    char *namespace; /* owned */
+    char *name;      /* owned */
+    char *uid;       /* owned */
+    char *resource_version; /* owned */
+    char *node_name; /* owned, or NULL when unscheduled */
+    struct gm_label *labels; /* owned array, sorted by key, interned */
+    size_t n_labels;
+    char *owner_kind; /* owned; kind of the controller owner, or NULL */
+    enum gm_pod_phase phase;
+    bool ready;        /* condition Ready is True */
+    bool deleting;     /* metadata.deletionTimestamp is set */
+    bool mirror;       /* a static pod's mirror */
+    bool empty_dir;    /* has an emptyDir volume */
+    bool requests_gpu; /* a container asks for an nvidia.com/ or HAMi
+                          resource */
+    long grace_seconds; /* spec.terminationGracePeriodSeconds, or -1 */
+    /* First terminated container: exit code and message (helper pods). */
+    int exit_code;
+    char *term_message; /* owned or NULL */
+};
+
+int gm_pod_from_json(json_object *obj, struct gm_pod **out);
+void gm_pod_free(struct gm_pod *p);
+const char *gm_pod_label(const struct gm_pod *p, const char *key);
+/* Fits gm_label_lookup (app/profile.h). */
+const char *gm_pod_label_lookup(const void *pod, const char *key);
+
+#endif

@@ -1,0 +1,49 @@
+#include "nodeswitch/drain.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum gm_drain_action gm_drain_classify(const struct gm_drain_opts *o,
+                                       const struct gm_pod *p, char *why,
+                                       size_t why_len)
+{
+    why[0] = '\0';
+    if (p->mirror)
+        return GM_DRAIN_SKIP;
+    if (p->owner_kind && strcmp(p->owner_kind, "DaemonSet") == 0)
+        return GM_DRAIN_SKIP;
+    if (o->own_namespace && p->namespace &&
+        strcmp(p->namespace, o->own_namespace) == 0)
+        return GM_DRAIN_SKIP;
+    if (o->gpu_pods_only && !p->requests_gpu)
+        return GM_DRAIN_SKIP;
+    if (o->pod_selector &&
+        !gm_selector_match(o->pod_selector, gm_pod_label_lookup, p))
+        return GM_DRAIN_SKIP;
+    if (p->deleting) {
+        snprintf(why, why_len, "terminating");
+        return GM_DRAIN_WAIT;
+    }
+    /* Finished pods hold nothing; evicting them is how kubectl clears
+     * them, and no budget counts them. */
+    if (p->phase == GM_POD_SUCCEEDED || p->phase == GM_POD_FAILED)
+        return GM_DRAIN_EVICT;
+    if (o->wait_selector &&
+        gm_selector_match(o->wait_selector, gm_pod_label_lookup, p)) {
+        snprintf(why, why_len, "waiting for completion");
+        return GM_DRAIN_WAIT;
+    }
+    if (p->owner_kind == NULL && !o->force) {
+        snprintf(why, why_len,
+                 "not managed by a controller (set "
+                 "spec.rollout.drain.force to delete it)");
+        return GM_DRAIN_BLOCKED;
+    }
+    if (p->empty_dir && !o->delete_empty_dir) {
+        snprintf(why, why_len,
+                 "uses emptyDir local storage (set "
+                 "spec.rollout.drain.deleteEmptyDirData to evict it)");
+        return GM_DRAIN_BLOCKED;
+    }
+    return GM_DRAIN_EVICT;
+}
