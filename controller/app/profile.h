@@ -8,17 +8,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
-enum gm_mode {
-    GM_MODE_NONE = -1,
-    GM_MODE_FULL = 0,
-    GM_MODE_VGPU = 1,
-    GM_MODE_MIG = 2,
-};
-#define GM_MODE_COUNT 3
-
-const char *gm_mode_name(enum gm_mode m);
-/* GM_MODE_NONE for anything but "full", "vgpu", "mig". */
-enum gm_mode gm_mode_parse(const char *s);
+#include "common/mode.h"
 
 #define GM_PROFILE_MAX_LABELS 12
 #define GM_PROFILE_MAX_PLUGINS 4
