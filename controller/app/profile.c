@@ -70,6 +70,7 @@ static const struct gm_profile
                 },
             .n_clients = 6,
             .mig_config_label = "nvidia.com/device-plugin.config",
+            .vgpu_resource = "nvidia.com/vgpu",
 };
 
 /* Upstream HAMi's chart: its plugin DaemonSet selects gpu=on; the NVIDIA
@@ -117,6 +118,7 @@ static const struct gm_profile preset_hami =
             },
         .n_clients = 2,
         .mig_config_label = "nvidia.com/device-plugin.config",
+        .vgpu_resource = "nvidia.com/gpu",
 };
 
 const struct gm_profile *gm_profile_preset(const char *name)

@@ -44,6 +44,8 @@ struct gm_profile {
     /* The label whose value selects the device plugin's MIG config; the
      * strategy (single|mixed) is written to it in mig mode. NULL: none. */
     const char *mig_config_label;
+    /* The resource the vgpu plugin advertises: GPUs x split of it. */
+    const char *vgpu_resource;
 };
 
 /* The built-in preset by name ("gpu-operator-hami", "hami"), or NULL. */
