@@ -755,9 +755,14 @@ int gm_smi_parse_gipp(const char *text, struct gm_smi_gipp *out, size_t max,
             return -E2BIG;
         struct gm_smi_gipp *g = &out[*n];
         char placements[64];
+        /* A profile with one placement prints "Placement :". */
         err = match_tokens(tok, ntok, "GPU %d Profile ID %d Placements: %s",
                            &g->gpu, &g->profile_id, placements,
                            sizeof(placements));
+        if (err)
+            err = match_tokens(tok, ntok, "GPU %d Profile ID %d Placement : %s",
+                               &g->gpu, &g->profile_id, placements,
+                               sizeof(placements));
         if (err)
             return err == -ENAMETOOLONG ? -EBADMSG : err;
         struct span p = {placements, strlen(placements)};
