@@ -847,6 +847,27 @@ static int set_modes(struct run *c)
     return 0;
 }
 
+/* Drops the "Successfully ..." lines in place, so a failed create reports
+ * what went wrong rather than what went right before it. */
+static void drop_success_lines(char *text)
+{
+    char *w = text;
+    const char *r = text;
+    while (*r) {
+        const char *e = strchr(r, '\n');
+        size_t len = e ? (size_t)(e - r) + 1 : strlen(r);
+        const char *p = r;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncmp(p, "Successfully", 12) != 0) {
+            memmove(w, r, len);
+            w += len;
+        }
+        r += len;
+    }
+    *w = '\0';
+}
+
 static int create(struct run *c, size_t gi, const struct item *items, int n)
 {
     const struct gm_smi_gpu *g = &c->res->snap.gpus[gi];
@@ -874,6 +895,9 @@ static int create(struct run *c, size_t gi, const struct item *items, int n)
     c->res->changed = 1;
     unsigned f = gm_smi_scan(o.out) | gm_smi_scan(o.err);
     char msg[GM_AGENT_MESSAGE_MAX];
+    if (o.status != 0 ||
+        (f & (GM_SMI_F_INSUFFICIENT | GM_SMI_F_INVALID_PROFILE)))
+        drop_success_lines(o.out);
     out_message(&o, msg, sizeof(msg));
     if (f & GM_SMI_F_INSUFFICIENT)
         err = gm_agent_fail(c->res, "InsufficientResources", GM_NEEDS_NONE,

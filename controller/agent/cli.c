@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +96,8 @@ static int opt_value(int argc, char **argv, int *i, const char *name,
     }
     if (a[n] != '\0')
         return 0;
-    if (*i + 1 >= argc)
+    /* "--nvidia-smi --allow-reset" is a forgotten value, not a path. */
+    if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0)
         return -EINVAL;
     *val = argv[++(*i)];
     return 1;
@@ -112,6 +114,22 @@ static int parse_timeout(const char *s, int *out)
     return 0;
 }
 
+/* Records the first usage error and keeps parsing, so options after a bad
+ * one (--termination-log above all) still take effect. */
+static void usage_note(char *why, size_t cap, int *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void usage_note(char *why, size_t cap, int *err, const char *fmt, ...)
+{
+    va_list ap;
+    if (*err)
+        return;
+    *err = -EINVAL;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+}
+
 /* Fills o from argv; on a usage error writes why into why. */
 static int parse_args(int argc, char **argv, struct opts *o, char *why,
                       size_t cap)
@@ -120,6 +138,7 @@ static int parse_args(int argc, char **argv, struct opts *o, char *why,
         "--mode",    "--layout",    "--nvidia-smi", "--driver-root",
         "--timeout", "--log-level", "--log-format", "--termination-log"};
     const char *vals[8] = {NULL};
+    int err = 0;
 
     if (argc < 2) {
         snprintf(why, cap, "missing command");
@@ -143,41 +162,31 @@ static int parse_args(int argc, char **argv, struct opts *o, char *why,
         }
         for (size_t k = 0; k < 8 && !hit; k++) {
             int r = opt_value(argc, argv, &i, value_opts[k], &vals[k]);
-            if (r < 0) {
-                snprintf(why, cap, "%s needs a value", value_opts[k]);
-                return -EINVAL;
-            }
-            hit = r;
+            if (r < 0)
+                usage_note(why, cap, &err, "%s needs a value", value_opts[k]);
+            hit = r != 0;
         }
-        if (!hit) {
-            snprintf(why, cap, "unknown argument \"%.64s\"", a);
-            return -EINVAL;
-        }
+        if (!hit)
+            usage_note(why, cap, &err, "unknown argument \"%.64s\"", a);
     }
+    if (vals[7])
+        o->term_log = vals[7];
     o->mode = vals[0];
     o->layout = vals[1];
     if (vals[2])
         o->smi = vals[2];
     if (vals[3])
         o->driver_root = vals[3];
-    if (vals[4] && parse_timeout(vals[4], &o->timeout_s) != 0) {
-        snprintf(why, cap, "--timeout: want 1..3600 seconds");
-        return -EINVAL;
-    }
-    if (vals[5] && gm_log_parse_level(vals[5], &o->level) != 0) {
-        snprintf(why, cap, "--log-level: want debug|info|warn|error");
-        return -EINVAL;
-    }
+    if (vals[4] && parse_timeout(vals[4], &o->timeout_s) != 0)
+        usage_note(why, cap, &err, "--timeout: want 1..3600 seconds");
+    if (vals[5] && gm_log_parse_level(vals[5], &o->level) != 0)
+        usage_note(why, cap, &err, "--log-level: want debug|info|warn|error");
     if (vals[6]) {
-        if (strcmp(vals[6], "json") != 0 && strcmp(vals[6], "text") != 0) {
-            snprintf(why, cap, "--log-format: want text|json");
-            return -EINVAL;
-        }
+        if (strcmp(vals[6], "json") != 0 && strcmp(vals[6], "text") != 0)
+            usage_note(why, cap, &err, "--log-format: want text|json");
         o->json_log = strcmp(vals[6], "json") == 0;
     }
-    if (vals[7])
-        o->term_log = vals[7];
-    return 0;
+    return err;
 }
 
 /* Checks what each command accepts, so a flag meant for another command is
@@ -209,7 +218,7 @@ static int check_command(const struct opts *o, char *why, size_t cap)
 
 static void usage_error(struct gm_agent_result *res, const char *why)
 {
-    fprintf(stderr, "gpumode-agent: %s\n%s", why, usage_text);
+    fprintf(stderr, "gpumode-agent: %s (see gpumode-agent help)\n", why);
     gm_agent_fail(res, "InvalidArgument", GM_NEEDS_NONE, "%s", why);
 }
 
