@@ -50,34 +50,42 @@ struct opts {
     int json_log;
 };
 
+static void write_term_log(const char *path, const char *buf, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        buf += w;
+        len -= (size_t)w;
+    }
+    close(fd);
+}
+
+/* Renders the result; the kubelet drops what passes 4096 bytes and a cut
+ * JSON object would be unreadable, so the size is a promise, not a hope. */
+static size_t render(const struct gm_agent_result *res, char *buf, size_t cap)
+{
+    size_t len = gm_agent_result_json(res, buf, cap);
+    if (len >= GM_AGENT_RESULT_MAX)
+        abort();
+    return len;
+}
+
 /* Writes the result to stdout and the termination log; the log is best
  * effort because outside a pod it usually does not exist. */
 static void emit(const struct gm_agent_result *res, const char *term_log)
 {
     char buf[GM_AGENT_RESULT_MAX];
-    size_t len = gm_agent_result_json(res, buf, sizeof(buf));
-
-    /* The kubelet drops what passes 4096 bytes; a cut JSON object would be
-     * unreadable, so this is a promise, not a hope. */
-    if (len >= GM_AGENT_RESULT_MAX)
-        abort();
+    size_t len = render(res, buf, sizeof(buf));
     fprintf(stdout, "%s\n", buf);
     fflush(stdout);
-    int fd = open(term_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return;
-    const char *p = buf;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        p += w;
-        left -= (size_t)w;
-    }
-    close(fd);
+    write_term_log(term_log, buf, len);
 }
 
 /* Accepts "--name value" and "--name=value". Returns 1 and sets *val when
@@ -251,9 +259,11 @@ static int run_reboot(const struct opts *o, const struct gm_agent_hooks *h,
                          "--confirm");
         return 2;
     }
+    char buf[GM_AGENT_RESULT_MAX];
     snprintf(res->message, sizeof(res->message), "rebooting the node");
-    /* Report first: if the reboot works, nothing after it runs. */
-    emit(res, o->term_log);
+    /* Only the termination log hears of it first: if the reboot works,
+     * nothing after it runs; if not, stdout gets the one failure result. */
+    write_term_log(o->term_log, buf, render(res, buf, sizeof(buf)));
     int err = h && h->reboot ? h->reboot() : gm_agent_reboot_node();
     gm_agent_fail(res, "RebootFailed", GM_NEEDS_REBOOT,
                   "reboot did not happen: %s", strerror(-err));
