@@ -27,7 +27,7 @@ import (
 // the container's terminationMessagePath (which on this machine would be
 // shared by every helper). A program can honour it with
 // "path = $GPUMODE_TERMINATION_MESSAGE_PATH or /dev/termination-log".
-const TerminationMessageEnv = "GPUMODE_TERMINATION_MESSAGE_PATH"
+const TerminationMessageEnv = "GPUMODE_TERMINATION_LOG"
 
 // ---- helper pods: run the container's command locally ----
 
