@@ -21,8 +21,11 @@ struct gm_node_state {
     struct gm_reflector *pods; /* owned; pods on this node, or NULL */
     struct gm_map evictions;   /* pod uid -> struct gm_eviction* (owned) */
     char message[512];         /* status line for this node */
-    int inflight;              /* API calls whose callbacks use this */
-    bool doomed;               /* free once inflight drops to 0 */
+    /* The node resourceVersion when we last patched it: while the cache
+     * still shows it, our write has not come back through the watch. */
+    char written_from_rv[32];
+    int inflight; /* API calls whose callbacks use this */
+    bool doomed;  /* free once inflight drops to 0 */
 };
 
 struct gm_eviction {

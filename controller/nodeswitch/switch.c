@@ -73,6 +73,8 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     int failed = 0;
 
     if (resp->error) {
+        /* Nothing was written: the cached node is not stale after all. */
+        w->ns->written_from_rv[0] = '\0';
         if (resp->error->code == 409) {
             /* Our cache was behind the node: read again shortly. */
             requeue = 200;
@@ -145,6 +147,8 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
         return err;
     }
     s->ns->inflight++;
+    snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
+             s->node->resource_version ? s->node->resource_version : "");
     return STEP_ASYNC;
 }
 
@@ -923,6 +927,14 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
     if (s.ns == NULL) {
         gm_record_clear(&s.rec);
         return -ENOMEM;
+    }
+    if (node->resource_version &&
+        strcmp(node->resource_version, s.ns->written_from_rv) == 0) {
+        /* Our last write has not reached the cache yet; its watch event
+         * will requeue the node. Acting now would repeat the step. */
+        gm_record_clear(&s.rec);
+        *requeue_ms = 2000;
+        return 0;
     }
     gm_switch_policy_defaults(&s.pol);
     s.pol.drain.own_namespace = ctl->cfg->namespace;
