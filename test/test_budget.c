@@ -25,7 +25,7 @@ static void test_limit(void **state)
     struct gm_policy_spec p100 = spec(100, true, 1);
 
     assert_int_equal(gm_budget_limit(&n3, 10), 3);
-    assert_int_equal(gm_budget_limit(&n3, 1), 3); /* an int is taken as is */
+    assert_int_equal(gm_budget_limit(&n3, 1), 3);   /* an int is taken as is */
     assert_int_equal(gm_budget_limit(&p25, 10), 2); /* 2.5 rounds down */
     assert_int_equal(gm_budget_limit(&p25, 8), 2);
     assert_int_equal(gm_budget_limit(&p25, 3), 1); /* 0.75: at least 1 */

@@ -61,8 +61,8 @@ static struct gm_migparted *parse_ok(void)
     struct gm_migparted *m = NULL;
     char err[512] = "";
 
-    int rc = gm_migparted_parse(config, strlen(config), SRC, &m, err,
-                                sizeof(err));
+    int rc =
+        gm_migparted_parse(config, strlen(config), SRC, &m, err, sizeof(err));
     if (rc != 0)
         fail_msg("parse: %s", err);
     return m;
@@ -79,8 +79,8 @@ static void resolve(const struct gm_migparted *m, const char *name,
 
     assert_non_null(l);
     snprintf(what, sizeof(what), "layout \"%s\"", name);
-    int rc = gm_layout_resolve(l, what, product, count, &json, err,
-                               sizeof(err));
+    int rc =
+        gm_layout_resolve(l, what, product, count, &json, err, sizeof(err));
     if (rc != want_rc)
         fail_msg("%s on %s: rc %d (%s), want %d", name, product, rc, err,
                  want_rc);
@@ -223,8 +223,7 @@ static void test_parse_errors(void **state)
                        SRC ": config.yaml line 4:");
     expect_parse_error("version: v2\nmig-configs: {}\n",
                        SRC ": config.yaml line 1: version must be v1");
-    expect_parse_error("version: v1\n",
-                       "mig-configs must be a mapping");
+    expect_parse_error("version: v1\n", "mig-configs must be a mapping");
     expect_parse_error("version: v1\nmig-configs:\n  a:\n"
                        "    - devices: all\n      mig-enabled: true\n",
                        "line 4: config \"a\": mig-devices is required when "

@@ -13,8 +13,9 @@
 #include "planner/policy.h"
 #include "support/planner_nodes.h"
 
-#define META "\"metadata\":{\"name\":\"p\",\"uid\":\"u1\",\"generation\":3," \
-             "\"resourceVersion\":\"42\"}"
+#define META                                                                   \
+    "\"metadata\":{\"name\":\"p\",\"uid\":\"u1\",\"generation\":3,"            \
+    "\"resourceVersion\":\"42\"}"
 #define SEL "\"nodeSelector\":{\"matchLabels\":{\"pool\":\"a\"}}"
 
 static void test_defaults(void **state)
@@ -101,10 +102,10 @@ static void test_full_spec(void **state)
 
 static void test_vgpu(void **state)
 {
-    struct gm_policy *p = gmt_policy(
-        "{" META ",\"spec\":{\"mode\":\"vgpu\"," SEL ",\"vgpu\":"
-        "{\"splitCount\":10,\"memoryScaling\":1.5}}}",
-        0);
+    struct gm_policy *p =
+        gmt_policy("{" META ",\"spec\":{\"mode\":\"vgpu\"," SEL ",\"vgpu\":"
+                   "{\"splitCount\":10,\"memoryScaling\":1.5}}}",
+                   0);
 
     assert_true(p->spec.has_split_count);
     assert_int_equal(p->spec.split_count, 10);
@@ -117,10 +118,10 @@ static void test_vgpu(void **state)
 
 static void test_window_defaults(void **state)
 {
-    struct gm_policy *p = gmt_policy(
-        "{" META ",\"spec\":{\"mode\":\"full\"," SEL ",\"rollout\":"
-        "{\"window\":{\"start\":\"01:00\",\"end\":\"02:00\"}}}}",
-        0);
+    struct gm_policy *p =
+        gmt_policy("{" META ",\"spec\":{\"mode\":\"full\"," SEL ",\"rollout\":"
+                   "{\"window\":{\"start\":\"01:00\",\"end\":\"02:00\"}}}}",
+                   0);
 
     assert_int_equal(p->spec.window.days, GM_DAYS_ALL);
     assert_string_equal(p->spec.window.time_zone, "UTC");

@@ -34,9 +34,11 @@ static void test_match_labels(void **state)
     struct gm_node *n = gmt_node("n1", "pool=a", "zone=x", NULL);
 
     assert_true(matches("{\"matchLabels\":{\"pool\":\"a\"}}", n));
-    assert_true(matches("{\"matchLabels\":{\"pool\":\"a\",\"zone\":\"x\"}}", n));
+    assert_true(
+        matches("{\"matchLabels\":{\"pool\":\"a\",\"zone\":\"x\"}}", n));
     assert_false(matches("{\"matchLabels\":{\"pool\":\"b\"}}", n));
-    assert_false(matches("{\"matchLabels\":{\"pool\":\"a\",\"gpu\":\"y\"}}", n));
+    assert_false(
+        matches("{\"matchLabels\":{\"pool\":\"a\",\"gpu\":\"y\"}}", n));
     gmt_node_free(n);
 }
 
@@ -77,9 +79,8 @@ static void test_exists(void **state)
 static void test_labels_and_expressions_combine(void **state)
 {
     struct gm_node *n = gmt_node("n1", "pool=a", "maint=yes", NULL);
-    const char *sel =
-        "{\"matchLabels\":{\"pool\":\"a\"},\"matchExpressions\":"
-        "[{\"key\":\"maint\",\"operator\":\"DoesNotExist\"}]}";
+    const char *sel = "{\"matchLabels\":{\"pool\":\"a\"},\"matchExpressions\":"
+                      "[{\"key\":\"maint\",\"operator\":\"DoesNotExist\"}]}";
 
     assert_false(matches(sel, n));
     gmt_node_free(n);
@@ -87,10 +88,10 @@ static void test_labels_and_expressions_combine(void **state)
 
 static void test_empty_selector_refused(void **state)
 {
-    struct gm_policy *p = gmt_policy(
-        "{\"metadata\":{\"name\":\"p\"},\"spec\":{\"mode\":\"full\","
-        "\"nodeSelector\":{\"matchLabels\":{}}}}",
-        -EINVAL);
+    struct gm_policy *p =
+        gmt_policy("{\"metadata\":{\"name\":\"p\"},\"spec\":{\"mode\":\"full\","
+                   "\"nodeSelector\":{\"matchLabels\":{}}}}",
+                   -EINVAL);
     struct gm_selector empty = {NULL, 0};
     struct gm_node *n = gmt_node("n1", "pool=a", NULL);
 
@@ -172,10 +173,10 @@ static void test_skip_and_none(void **state)
 {
     struct gm_policy *p = pol("p", 0, "a");
     const struct gm_policy *all[] = {p};
-    struct gm_node *skip = gmt_node("n1", "pool=a", "gpumode.io/skip=true",
-                                    NULL);
-    struct gm_node *notskip = gmt_node("n2", "pool=a",
-                                       "gpumode.io/skip=false", NULL);
+    struct gm_node *skip =
+        gmt_node("n1", "pool=a", "gpumode.io/skip=true", NULL);
+    struct gm_node *notskip =
+        gmt_node("n2", "pool=a", "gpumode.io/skip=false", NULL);
     struct gm_node *other = gmt_node("n3", "pool=b", NULL);
     struct gm_assignment a;
 

@@ -413,6 +413,7 @@ static int schedule(struct ctx *c)
 
     qsort(c->cands, c->n_cands, sizeof(*c->cands), cmp_cand);
     int slots = out->budget.slots;
+    int used = out->budget.used; /* including the starts made here */
     for (size_t i = 0; i < c->n_cands; i++) {
         struct cand *k = &c->cands[i];
         struct gm_plan_node *e = &out->nodes[k->entry];
@@ -433,10 +434,12 @@ static int schedule(struct ctx *c)
         } else if (!free_start && slots <= 0) {
             snprintf(why, sizeof(why),
                      "waiting for rollout budget: %d of %d nodes unavailable",
-                     out->budget.used, out->budget.limit);
+                     used, out->budget.limit);
         } else {
-            if (!free_start)
+            if (!free_start) {
                 slots--;
+                used++;
+            }
             struct gm_plan_start *st = realloc(
                 out->starts, (out->n_starts + 1) * sizeof(*out->starts));
             if (st == NULL)

@@ -35,8 +35,7 @@ struct gm_node *gmt_node(const char *name, ...)
         const char *eq = strchr(kv, '=');
         if (eq == NULL)
             die("label without =");
-        struct gm_label *l =
-            realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
+        struct gm_label *l = realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
         if (l == NULL)
             die("out of memory");
         n->labels = l;
