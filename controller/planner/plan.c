@@ -73,11 +73,11 @@ struct ctx {
     size_t n_cands;
     int unavailable;
     int layout_errors;
-    char first_layout_error[512];
+    char first_layout_error[1024];
     /* The named layout, resolved once: NULL with layout_msg when missing. */
     const struct gm_mig_layout *layout;
     char layout_what[300];
-    char layout_msg[512];
+    char layout_msg[1024];
 };
 
 static char *xstrdup(const char *s)
@@ -411,7 +411,8 @@ static int schedule(struct ctx *c)
             out->requeue_at = t;
     }
 
-    qsort(c->cands, c->n_cands, sizeof(*c->cands), cmp_cand);
+    if (c->n_cands > 1)
+        qsort(c->cands, c->n_cands, sizeof(*c->cands), cmp_cand);
     int slots = out->budget.slots;
     int used = out->budget.used; /* including the starts made here */
     for (size_t i = 0; i < c->n_cands; i++) {
@@ -495,7 +496,7 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
                 err = add_conflict(&c, in->nodes[i], &a);
     }
     if (!err && c.layout_errors > 0) {
-        char msg[600];
+        char msg[1100];
         snprintf(msg, sizeof(msg), "%s%s", c.first_layout_error,
                  c.layout_errors > 1 ? " (and other nodes)" : "");
         err = set_stall(out, "InvalidLayout", msg);
@@ -517,7 +518,8 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
         gm_plan_free(out);
         return err;
     }
-    qsort(out->nodes, out->n_nodes, sizeof(*out->nodes), cmp_node);
+    if (out->n_nodes > 1)
+        qsort(out->nodes, out->n_nodes, sizeof(*out->nodes), cmp_node);
     return 0;
 }
 
