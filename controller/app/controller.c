@@ -54,31 +54,58 @@ static const char *pod_rv(const void *obj)
 
 /* ---- events: only enqueue ---- */
 
-static void node_event(struct gm_ctl *ctl, const char *name)
+static void node_event(struct gm_ctl *ctl, const char *name, int plan)
 {
     gm_ctl_enqueue_node(ctl, name);
-    if (ctl->on_node_change)
+    if (plan && ctl->on_node_change)
         ctl->on_node_change(ctl->policy_data, name);
 }
 
 static void node_add(void *ud, const char *key, const void *obj)
 {
     (void)obj;
-    node_event(ud, key);
+    node_event(ud, key, 1);
+}
+
+static int str_differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Does a node update change what planning reads? Kubelet status updates
+ * (heartbeats, images) do not; skipping them keeps a quiet fleet of 5,000
+ * nodes from re-planning every policy on every heartbeat. Label strings
+ * are interned, so equal labels are equal pointers. */
+static int plan_relevant(const struct gm_node *a, const struct gm_node *b)
+{
+    if (a->n_labels != b->n_labels || a->unschedulable != b->unschedulable ||
+        a->ready != b->ready || a->n_allocatable != b->n_allocatable ||
+        str_differ(a->ann_switch, b->ann_switch) ||
+        str_differ(a->ann_boot_id, b->ann_boot_id) ||
+        str_differ(a->ann_retry, b->ann_retry) ||
+        str_differ(a->boot_id, b->boot_id))
+        return 1;
+    for (size_t i = 0; i < a->n_labels; i++)
+        if (a->labels[i].key != b->labels[i].key ||
+            a->labels[i].value != b->labels[i].value)
+            return 1;
+    for (size_t i = 0; i < a->n_allocatable; i++)
+        if (a->allocatable[i].name != b->allocatable[i].name ||
+            a->allocatable[i].value != b->allocatable[i].value)
+            return 1;
+    return 0;
 }
 
 static void node_update(void *ud, const char *key, const void *old,
                         const void *obj)
 {
-    (void)old;
-    (void)obj;
-    node_event(ud, key);
+    node_event(ud, key, plan_relevant(old, obj));
 }
 
 static void node_delete(void *ud, const char *key, const void *obj)
 {
     (void)obj;
-    node_event(ud, key);
+    node_event(ud, key, 1);
 }
 
 static const struct gm_reflector_ops node_ops = {
@@ -128,7 +155,7 @@ static const struct gm_reflector_ops pod_ops = {
 
 /* ---- node runtime state ---- */
 
-static void node_state_destroy(struct gm_node_state *ns)
+static void node_state_destroy(struct gm_node_rt *ns)
 {
     gm_reflector_free(ns->pods);
     for (struct gm_map_entry *e = gm_map_first(&ns->evictions); e;
@@ -139,9 +166,9 @@ static void node_state_destroy(struct gm_node_state *ns)
     free(ns);
 }
 
-struct gm_node_state *gm_ctl_node_state(struct gm_ctl *ctl, const char *node)
+struct gm_node_rt *gm_ctl_node_state(struct gm_ctl *ctl, const char *node)
 {
-    struct gm_node_state *ns = gm_map_get(&ctl->node_states, node);
+    struct gm_node_rt *ns = gm_map_get(&ctl->node_states, node);
     if (ns)
         return ns;
     ns = calloc(1, sizeof(*ns));
@@ -158,8 +185,7 @@ struct gm_node_state *gm_ctl_node_state(struct gm_ctl *ctl, const char *node)
     return ns;
 }
 
-struct gm_reflector *gm_ctl_node_pods(struct gm_ctl *ctl,
-                                      struct gm_node_state *ns)
+struct gm_reflector *gm_ctl_node_pods(struct gm_ctl *ctl, struct gm_node_rt *ns)
 {
     char field[320];
     if (ns->pods)
@@ -177,7 +203,7 @@ struct gm_reflector *gm_ctl_node_pods(struct gm_ctl *ctl,
 
 void gm_ctl_node_done(struct gm_ctl *ctl, const char *node)
 {
-    struct gm_node_state *ns = gm_map_del(&ctl->node_states, node);
+    struct gm_node_rt *ns = gm_map_del(&ctl->node_states, node);
     if (ns == NULL)
         return;
     if (ns->inflight > 0) {
@@ -243,6 +269,23 @@ static void reconcile_node(struct recon *r, const char *name)
     recon_finish(r, requeue, 0);
 }
 
+static void reconcile_policy(struct recon *r, const char *name)
+{
+    struct gm_ctl *ctl = r->ctl;
+    long requeue = -1;
+    int rc =
+        ctl->reconcile_policy(ctl->policy_data, name, recon_done, r, &requeue);
+    if (rc == GM_SWITCH_ASYNC)
+        return;
+    if (rc < 0) {
+        gm_log_kv(GM_LOG_WARN, NULL, name, "reconcile failed: %s",
+                  strerror(-rc));
+        recon_finish(r, -1, 1);
+        return;
+    }
+    recon_finish(r, requeue, 0);
+}
+
 static void queue_ready(void *data)
 {
     struct gm_ctl *ctl = data;
@@ -263,6 +306,8 @@ static void queue_ready(void *data)
         ctl->reconciles++;
         if (strncmp(key, "n/", 2) == 0)
             reconcile_node(r, key + 2);
+        else if (strncmp(key, "p/", 2) == 0 && ctl->reconcile_policy)
+            reconcile_policy(r, key + 2);
         else
             recon_finish(r, -1, 0);
     }
@@ -282,6 +327,21 @@ void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node)
         return;
     snprintf(key, sizeof(key), "n/%s", node);
     gm_wq_add(ctl->queue, key);
+}
+
+void gm_ctl_enqueue_policy_after(struct gm_ctl *ctl, const char *policy,
+                                 uint64_t delay_ms)
+{
+    char key[300];
+    if (ctl->stopping)
+        return;
+    snprintf(key, sizeof(key), "p/%s", policy);
+    gm_wq_add_after(ctl->queue, key, delay_ms);
+}
+
+void gm_ctl_enqueue_policy(struct gm_ctl *ctl, const char *policy)
+{
+    gm_ctl_enqueue_policy_after(ctl, policy, 0);
 }
 
 int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
@@ -345,7 +405,7 @@ void gm_ctl_free(struct gm_ctl *ctl)
     gm_reflector_free(ctl->helpers);
     for (struct gm_map_entry *e = gm_map_first(&ctl->node_states); e;
          e = gm_map_next(&ctl->node_states, e)) {
-        struct gm_node_state *ns = e->value;
+        struct gm_node_rt *ns = e->value;
         if (ns->inflight > 0) {
             gm_reflector_free(ns->pods);
             ns->pods = NULL;
@@ -359,7 +419,7 @@ void gm_ctl_free(struct gm_ctl *ctl)
     free(ctl);
 }
 
-void gm_ctl_node_state_release(struct gm_node_state *ns)
+void gm_ctl_node_state_release(struct gm_node_rt *ns)
 {
     if (--ns->inflight == 0 && ns->doomed)
         node_state_destroy(ns);

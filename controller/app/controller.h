@@ -16,7 +16,7 @@
 #include "nodeswitch/switch.h"
 
 /* Runtime state of one node while it switches; not persisted. */
-struct gm_node_state {
+struct gm_node_rt {
     char *name;                /* owned */
     struct gm_reflector *pods; /* owned; pods on this node, or NULL */
     struct gm_map evictions;   /* pod uid -> struct gm_eviction* (owned) */
@@ -40,14 +40,20 @@ struct gm_ctl {
     const struct gm_ctl_config *cfg; /* borrowed */
     struct gm_reflector *nodes;      /* owned: struct gm_node */
     struct gm_reflector *helpers;    /* owned: struct gm_pod (helper pods) */
-    struct gm_map node_states;       /* name -> struct gm_node_state* */
+    struct gm_map node_states;       /* name -> struct gm_node_rt* */
     struct gm_workqueue *queue;      /* owned */
     /* Policy lookup for switches; set by the rollout layer. */
     int (*policy_for)(void *data, const char *policy,
                       struct gm_switch_policy *out);
     void *policy_data;
-    /* Called for each node event, so policies re-plan. */
+    /* Called for node events that matter to planning (labels, annotations,
+     * cordon, readiness, GPU resources), so policies re-plan. */
     void (*on_node_change)(void *data, const char *node);
+    /* Reconciles a "p/<policy>" key; same contract as
+     * gm_switch_reconcile. */
+    int (*reconcile_policy)(void *data, const char *policy,
+                            gm_switch_done_cb done, void *ctx,
+                            long *requeue_ms);
     bool dry_run;
     bool stopping;
     unsigned long reconciles;
@@ -59,16 +65,19 @@ int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
 int gm_ctl_start(struct gm_ctl *ctl);
 bool gm_ctl_synced(const struct gm_ctl *ctl);
 void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node);
+void gm_ctl_enqueue_policy(struct gm_ctl *ctl, const char *policy);
+void gm_ctl_enqueue_policy_after(struct gm_ctl *ctl, const char *policy,
+                                 uint64_t delay_ms);
 void gm_ctl_free(struct gm_ctl *ctl);
 
 /* The runtime state of node, created on first use. */
-struct gm_node_state *gm_ctl_node_state(struct gm_ctl *ctl, const char *node);
+struct gm_node_rt *gm_ctl_node_state(struct gm_ctl *ctl, const char *node);
 /* Starts (or keeps) a pod cache for the node; returns it. */
 struct gm_reflector *gm_ctl_node_pods(struct gm_ctl *ctl,
-                                      struct gm_node_state *ns);
+                                      struct gm_node_rt *ns);
 /* Drops the node's runtime state (pod cache, eviction marks). */
 void gm_ctl_node_done(struct gm_ctl *ctl, const char *node);
 /* An API call holding ns ended: frees a state dropped meanwhile. */
-void gm_ctl_node_state_release(struct gm_node_state *ns);
+void gm_ctl_node_state_release(struct gm_node_rt *ns);
 
 #endif

@@ -11,6 +11,7 @@
 #include "app/config.h"
 #include "app/controller.h"
 #include "app/options.h"
+#include "app/rollout.h"
 #include "common/log.h"
 #include "kube/client.h"
 #include "kube/config.h"
@@ -24,6 +25,7 @@ struct app {
     struct gm_kube_config *kcfg;
     struct gm_kube *kube;
     struct gm_ctl *ctl;
+    struct gm_rollout *rollout;
     uv_signal_t sigterm, sigint;
     int exit_code;
 };
@@ -98,8 +100,10 @@ int main(int argc, char **argv)
         rc = gm_ctl_new(a.loop, a.kube, &a.cfg, &a.ctl);
     if (rc == 0) {
         a.ctl->dry_run = a.opts.dry_run;
-        rc = gm_ctl_start(a.ctl);
+        rc = gm_rollout_start(a.ctl, &a.rollout);
     }
+    if (rc == 0)
+        rc = gm_ctl_start(a.ctl);
     if (rc) {
         gm_error("cannot start: %s", strerror(-rc));
         a.exit_code = 1;
@@ -116,6 +120,7 @@ int main(int argc, char **argv)
         uv_close((uv_handle_t *)&a.sigterm, NULL);
         uv_close((uv_handle_t *)&a.sigint, NULL);
     }
+    gm_rollout_free(a.rollout);
     gm_ctl_free(a.ctl);
     gm_kube_free(a.kube);
     /* Let close callbacks and cancelled calls run before the loop goes. */

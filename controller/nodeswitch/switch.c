@@ -21,7 +21,7 @@ struct sw {
     const struct gm_node *node;
     struct gm_switch_record rec;
     struct gm_switch_policy pol;
-    struct gm_node_state *ns;
+    struct gm_node_rt *ns;
     gm_switch_done_cb done;
     void *ctx;
     long requeue_ms;
@@ -60,7 +60,7 @@ static const char *target_layout(const struct sw *s)
 
 struct write {
     struct gm_ctl *ctl;
-    struct gm_node_state *ns;
+    struct gm_node_rt *ns;
     gm_switch_done_cb done;
     void *ctx;
     char *node; /* owned */
@@ -276,7 +276,7 @@ static int pod_matches(const struct gm_pod *p, const struct gm_plugin_ref *ref)
 
 struct evict_call {
     struct gm_ctl *ctl;
-    struct gm_node_state *ns;
+    struct gm_node_rt *ns;
     char *uid; /* owned */
 };
 
@@ -992,6 +992,6 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
 
 const char *gm_switch_message(struct gm_ctl *ctl, const char *node)
 {
-    struct gm_node_state *ns = gm_map_get(&ctl->node_states, node);
+    struct gm_node_rt *ns = gm_map_get(&ctl->node_states, node);
     return ns ? ns->message : "";
 }

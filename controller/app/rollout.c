@@ -1,0 +1,491 @@
+#include "app/rollout.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/strsel.h"
+#include "planner/plan.h"
+#include "planner/status.h"
+
+/* A cached policy with its drain selectors parsed once. */
+struct entry {
+    struct gm_policy *p;        /* owned */
+    struct gm_strsel *pod_sel;  /* owned or NULL */
+    struct gm_strsel *wait_sel; /* owned or NULL */
+    char sel_error[256];        /* a selector that did not parse */
+};
+
+/* The MIG layout ConfigMap, parsed. */
+struct layouts {
+    char *rv;               /* owned */
+    struct gm_migparted *m; /* owned or NULL */
+    char error[512];        /* why m is NULL */
+};
+
+struct gm_rollout {
+    struct gm_ctl *ctl;
+    struct gm_reflector *policies; /* struct entry */
+    struct gm_reflector *cms;      /* struct layouts */
+    char source[256];
+};
+
+/* One policy reconcile that went asynchronous: starts and a status write
+ * in flight; done runs when the last ends. */
+struct pass {
+    struct gm_rollout *r;
+    gm_switch_done_cb done;
+    void *ctx;
+    int pending;
+    int failed;
+    long requeue_ms;
+};
+
+/* ---- caches ---- */
+
+static void *policy_decode(void *ud, json_object *obj)
+{
+    struct entry *e = calloc(1, sizeof(*e));
+    (void)ud;
+    if (e == NULL)
+        return NULL;
+    gm_policy_decode(obj, &e->p);
+    if (e->p == NULL) {
+        free(e);
+        return NULL;
+    }
+    if (e->p->valid) {
+        char err[200];
+        const char *ps = e->p->spec.drain_pod_selector;
+        if (ps && ps[0] &&
+            gm_strsel_parse(ps, &e->pod_sel, err, sizeof(err)) != 0)
+            snprintf(e->sel_error, sizeof(e->sel_error),
+                     "spec.rollout.drain.podSelector: %s", err);
+        const char *ws = e->p->spec.wait_pod_selector;
+        if (e->p->spec.has_wait && ws && ws[0] &&
+            gm_strsel_parse(ws, &e->wait_sel, err, sizeof(err)) != 0)
+            snprintf(e->sel_error, sizeof(e->sel_error),
+                     "spec.rollout.waitForCompletion.podSelector: %s", err);
+    }
+    return e;
+}
+
+static void policy_free(void *ud, void *obj)
+{
+    struct entry *e = obj;
+    (void)ud;
+    gm_policy_free(e->p);
+    gm_strsel_free(e->pod_sel);
+    gm_strsel_free(e->wait_sel);
+    free(e);
+}
+
+static const char *policy_rv(const void *obj)
+{
+    const struct entry *e = obj;
+    return e->p->resource_version ? e->p->resource_version : "";
+}
+
+static void policy_changed(void *ud, const char *key, const void *obj)
+{
+    struct gm_rollout *r = ud;
+    (void)obj;
+    gm_ctl_enqueue_policy(r->ctl, key);
+}
+
+static void policy_update(void *ud, const char *key, const void *old,
+                          const void *obj)
+{
+    (void)old;
+    policy_changed(ud, key, obj);
+}
+
+static void enqueue_all(struct gm_rollout *r)
+{
+    if (r->policies == NULL)
+        return;
+    const struct gm_map *m = gm_reflector_items(r->policies);
+    for (struct gm_map_entry *e = gm_map_first(m); e; e = gm_map_next(m, e))
+        gm_ctl_enqueue_policy(r->ctl, e->key);
+}
+
+static void policy_delete(void *ud, const char *key, const void *obj)
+{
+    /* Nodes the policy governed may now belong to another one. */
+    (void)key;
+    (void)obj;
+    enqueue_all(ud);
+}
+
+static const struct gm_reflector_ops policy_ops = {
+    .decode = policy_decode,
+    .free_obj = policy_free,
+    .resource_version = policy_rv,
+    .on_add = policy_changed,
+    .on_update = policy_update,
+    .on_delete = policy_delete,
+};
+
+static json_object *jget(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (o && json_object_object_get_ex(o, k, &v))
+        return v;
+    return NULL;
+}
+
+static void *cm_decode(void *ud, json_object *obj)
+{
+    struct gm_rollout *r = ud;
+    struct layouts *l = calloc(1, sizeof(*l));
+    const char *key = r->ctl->cfg->mig_cm.key;
+    if (l == NULL)
+        return NULL;
+    l->rv = strdup(
+        json_object_get_string(jget(jget(obj, "metadata"), "resourceVersion")));
+    const char *yaml = json_object_get_string(jget(jget(obj, "data"), key));
+    if (yaml == NULL) {
+        snprintf(l->error, sizeof(l->error), "%s has no key %s", r->source,
+                 key);
+    } else if (gm_migparted_parse(yaml, strlen(yaml), r->source, &l->m,
+                                  l->error, sizeof(l->error)) != 0) {
+        l->m = NULL;
+    }
+    return l;
+}
+
+static void cm_free(void *ud, void *obj)
+{
+    struct layouts *l = obj;
+    (void)ud;
+    gm_migparted_free(l->m);
+    free(l->rv);
+    free(l);
+}
+
+static const char *cm_rv(const void *obj)
+{
+    const struct layouts *l = obj;
+    return l->rv ? l->rv : "";
+}
+
+static void cm_event(void *ud, const char *key, const void *obj)
+{
+    (void)key;
+    (void)obj;
+    enqueue_all(ud);
+}
+
+static void cm_update(void *ud, const char *key, const void *old,
+                      const void *obj)
+{
+    (void)old;
+    cm_event(ud, key, obj);
+}
+
+static const struct gm_reflector_ops cm_ops = {
+    .decode = cm_decode,
+    .free_obj = cm_free,
+    .resource_version = cm_rv,
+    .on_add = cm_event,
+    .on_update = cm_update,
+    .on_delete = cm_event,
+};
+
+/* ---- hooks for the switch ---- */
+
+static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
+{
+    struct gm_rollout *r = data;
+    const struct entry *e = name ? gm_reflector_get(r->policies, name) : NULL;
+    if (e == NULL || !e->p->valid)
+        return -ENOENT; /* the defaults stand */
+    const struct gm_policy_spec *s = &e->p->spec;
+    o->drain.gpu_pods_only = s->drain_gpu_pods_only;
+    o->drain.pod_selector = e->pod_sel;
+    o->drain.wait_selector = e->wait_sel;
+    o->drain.timeout_s = (long)s->drain_timeout_seconds;
+    o->drain.wait_timeout_s = s->has_wait ? (long)s->wait_timeout_seconds : 0;
+    o->drain.grace_s = (long)s->drain_grace_period_seconds;
+    o->drain.delete_empty_dir = s->drain_delete_empty_dir_data;
+    o->drain.force = s->drain_force;
+    o->hold_on_failure = s->on_failure == GM_ON_FAILURE_HOLD;
+    o->allow_reboot = s->allow_reboot;
+    o->has_vgpu_config = s->has_split_count;
+    o->split_count = s->has_split_count ? s->split_count : 10;
+    o->memory_scaling = s->has_memory_scaling ? s->memory_scaling : 1;
+    o->core_scaling = s->has_core_scaling ? s->core_scaling : 1;
+    return 0;
+}
+
+static void node_changed(void *data, const char *node)
+{
+    (void)node;
+    enqueue_all(data);
+}
+
+/* ---- the policy reconcile ---- */
+
+static void pass_end(struct pass *p)
+{
+    if (--p->pending > 0)
+        return;
+    p->done(p->ctx, p->requeue_ms, p->failed);
+    free(p);
+}
+
+static void start_done(void *ctx, long requeue_ms, int failed)
+{
+    struct pass *p = ctx;
+    (void)requeue_ms;
+    p->failed |= failed;
+    pass_end(p);
+}
+
+static void status_done(void *data, const struct gm_kube_resp *resp)
+{
+    struct pass *p = data;
+    if (resp->error && resp->error->err != -ECANCELED) {
+        gm_log_kv(GM_LOG_WARN, NULL, NULL, "status write failed: %s: %s",
+                  resp->error->reason, resp->error->message);
+        p->failed = 1;
+    }
+    pass_end(p);
+}
+
+/* A merge patch replacing status: keys the old status had and the new one
+ * lacks are set to null, or the server would keep them. */
+static char *status_patch(const struct gm_policy *pol, json_object *status)
+{
+    json_object *patch = json_object_new_object();
+    json_object *st = json_object_get(status);
+    if (pol->status && json_object_is_type(pol->status, json_type_object)) {
+        json_object_object_foreach(pol->status, k, v)
+        {
+            (void)v;
+            if (!json_object_object_get_ex(st, k, NULL))
+                json_object_object_add(st, k, NULL);
+        }
+    }
+    json_object_object_add(patch, "status", st);
+    char *s =
+        strdup(json_object_to_json_string_ext(patch, JSON_C_TO_STRING_PLAIN));
+    json_object_put(patch);
+    return s;
+}
+
+static int write_status(struct gm_rollout *r, struct pass *pass,
+                        const struct gm_policy *pol, json_object *status)
+{
+    char path[512];
+    if (!gm_status_changed(pol, status))
+        return 0;
+    char *body = status_patch(pol, status);
+    if (body == NULL)
+        return -ENOMEM;
+    if (r->ctl->dry_run) {
+        gm_log_kv(GM_LOG_INFO, NULL, pol->name, "dry run: status %s", body);
+        free(body);
+        return 0;
+    }
+    snprintf(path, sizeof(path), GM_POLICY_API "/%s/status", pol->name);
+    int err = gm_kube_patch(r->ctl->kube, path, GM_PATCH_MERGE, body, NULL, 0,
+                            status_done, pass);
+    free(body);
+    if (err == 0)
+        pass->pending++;
+    return err;
+}
+
+static int collect(struct gm_rollout *r, const struct gm_node ***nodes,
+                   size_t *n_nodes, const struct gm_policy ***pols,
+                   size_t *n_pols)
+{
+    const struct gm_map *nm = gm_reflector_items(r->ctl->nodes);
+    const struct gm_map *pm = gm_reflector_items(r->policies);
+    size_t i = 0;
+
+    *nodes = calloc(nm->len + 1, sizeof(**nodes));
+    *pols = calloc(pm->len + 1, sizeof(**pols));
+    if (*nodes == NULL || *pols == NULL) {
+        free(*nodes);
+        free(*pols);
+        return -ENOMEM;
+    }
+    for (struct gm_map_entry *e = gm_map_first(nm); e; e = gm_map_next(nm, e))
+        (*nodes)[i++] = e->value;
+    *n_nodes = i;
+    i = 0;
+    for (struct gm_map_entry *e = gm_map_first(pm); e; e = gm_map_next(pm, e)) {
+        const struct entry *en = e->value;
+        if (en->p->valid)
+            (*pols)[i++] = en->p;
+    }
+    *n_pols = i;
+    return 0;
+}
+
+static int reconcile(void *data, const char *name, gm_switch_done_cb done,
+                     void *ctx, long *requeue_ms)
+{
+    struct gm_rollout *r = data;
+    const struct entry *e;
+    json_object *status = NULL;
+    time_t now = time(NULL);
+    int rc;
+
+    *requeue_ms = -1;
+    if (!gm_rollout_synced(r) || !gm_ctl_synced(r->ctl)) {
+        *requeue_ms = 200;
+        return 0;
+    }
+    e = gm_reflector_get(r->policies, name);
+    if (e == NULL)
+        return 0;
+    struct pass *pass = calloc(1, sizeof(*pass));
+    if (pass == NULL)
+        return -ENOMEM;
+    pass->r = r;
+    pass->done = done;
+    pass->ctx = ctx;
+    pass->pending = 1; /* this function's own hold */
+    pass->requeue_ms = -1;
+
+    if (!e->p->valid || e->sel_error[0]) {
+        if (e->sel_error[0] && e->p->valid) {
+            /* A selector the schema let through but we cannot parse. */
+            struct gm_policy tmp = *e->p;
+            tmp.valid = false;
+            tmp.error = (char *)(uintptr_t)e->sel_error;
+            rc = gm_status_build_invalid(&tmp, now, &status);
+        } else {
+            rc = gm_status_build_invalid(e->p, now, &status);
+        }
+        if (rc == 0)
+            rc = write_status(r, pass, e->p, status);
+        json_object_put(status);
+        goto out;
+    }
+
+    const struct gm_node **nodes;
+    const struct gm_policy **pols;
+    size_t n_nodes, n_pols;
+    rc = collect(r, &nodes, &n_nodes, &pols, &n_pols);
+    if (rc)
+        goto out;
+    const struct layouts *lay = NULL;
+    const struct gm_map *cms = gm_reflector_items(r->cms);
+    struct gm_map_entry *first = gm_map_first(cms);
+    if (first)
+        lay = first->value;
+    struct gm_plan_input in = {
+        .policy = e->p,
+        .policies = pols,
+        .n_policies = n_pols,
+        .nodes = nodes,
+        .n_nodes = n_nodes,
+        .now = now,
+        .layouts = lay ? lay->m : NULL,
+        .layouts_source = r->source,
+        .layouts_error =
+            lay ? (lay->m ? NULL : lay->error) : "the ConfigMap does not exist",
+    };
+    struct gm_plan plan;
+    rc = gm_plan_policy(&in, &plan);
+    free(nodes);
+    free(pols);
+    if (rc)
+        goto out;
+    const char *strategy =
+        e->p->spec.mig_strategy == GM_MIG_SINGLE ? "single" : "mixed";
+    for (size_t i = 0; i < plan.n_starts && !r->ctl->stopping; i++) {
+        const struct gm_plan_start *st = &plan.starts[i];
+        int err = gm_switch_start(r->ctl, st->node, name, st->to, st->layout,
+                                  strategy, start_done, pass);
+        if (err == GM_SWITCH_ASYNC || err == 1)
+            pass->pending++;
+        else if (err < 0)
+            pass->failed = 1;
+    }
+    /* The status is built from the cache as it is now; the starts show up
+     * as switching on the next pass, when their node events come back. */
+    rc = gm_status_build(e->p, &plan, now, &status);
+    if (rc == 0)
+        rc = write_status(r, pass, e->p, status);
+    json_object_put(status);
+    if (plan.requeue_at > now)
+        pass->requeue_ms = (long)(plan.requeue_at - now) * 1000;
+    gm_plan_free(&plan);
+out:
+    if (rc < 0)
+        pass->failed = 1;
+    if (pass->pending == 1) {
+        /* Nothing went asynchronous. */
+        *requeue_ms = pass->requeue_ms;
+        int failed = pass->failed;
+        free(pass);
+        return failed ? -EIO : 0;
+    }
+    pass_end(pass);
+    return GM_SWITCH_ASYNC;
+}
+
+/* ---- public ---- */
+
+int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
+{
+    struct gm_rollout *r = calloc(1, sizeof(*r));
+    char path[256], field[320];
+    const struct gm_ctl_config *c = ctl->cfg;
+    int err;
+
+    if (r == NULL)
+        return -ENOMEM;
+    r->ctl = ctl;
+    snprintf(r->source, sizeof(r->source), "ConfigMap %s/%s",
+             c->mig_cm.namespace, c->mig_cm.name);
+    ctl->policy_for = policy_for;
+    ctl->policy_data = r;
+    ctl->on_node_change = node_changed;
+    ctl->reconcile_policy = reconcile;
+    struct gm_reflector_opts po = {.path = GM_POLICY_API};
+    err = gm_reflector_start(ctl->kube, ctl->loop, &po, &policy_ops, r,
+                             &r->policies);
+    if (err) {
+        free(r);
+        return err;
+    }
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps",
+             c->mig_cm.namespace);
+    snprintf(field, sizeof(field), "metadata.name=%s", c->mig_cm.name);
+    struct gm_reflector_opts co = {.path = path, .field_selector = field};
+    err = gm_reflector_start(ctl->kube, ctl->loop, &co, &cm_ops, r, &r->cms);
+    if (err) {
+        gm_reflector_free(r->policies);
+        free(r);
+        return err;
+    }
+    *out = r;
+    return 0;
+}
+
+bool gm_rollout_synced(const struct gm_rollout *r)
+{
+    return gm_reflector_has_synced(r->policies) &&
+           gm_reflector_has_synced(r->cms);
+}
+
+void gm_rollout_free(struct gm_rollout *r)
+{
+    if (r == NULL)
+        return;
+    r->ctl->policy_for = NULL;
+    r->ctl->on_node_change = NULL;
+    r->ctl->reconcile_policy = NULL;
+    gm_reflector_free(r->policies);
+    gm_reflector_free(r->cms);
+    free(r);
+}
