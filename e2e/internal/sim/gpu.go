@@ -109,13 +109,25 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	default:
 		return nil, fmt.Errorf("failed to create containerd task: exec: %q: executable file not found in $PATH (the simulator runs only the image's own binary %s)", c.Command[0], filepath.Base(bin))
 	}
+	// A helper that asks for a reboot must never reach this machine (the
+	// agent would write to /proc/sysrq-trigger as root): the simulator
+	// reboots the simulated node instead and the container "succeeds".
+	rebootAsked := len(argv) > 1 && argv[1] == "reboot"
+	if rebootAsked {
+		argv = []string{"/bin/true"}
+	}
 	podDir := filepath.Join(s.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 	if err := os.MkdirAll(podDir, 0o755); err != nil {
 		return nil, err
 	}
 	hp := &helperProc{done: make(chan struct{}), msgPath: filepath.Join(podDir, "termination-log"),
 		logPath: filepath.Join(podDir, c.Name+".log"), policy: c.TerminationMessagePolicy}
-	if err := os.WriteFile(hp.msgPath, nil, 0o644); err != nil {
+	msg := []byte(nil)
+	if rebootAsked {
+		msg = []byte(`{"ok":true,"command":"reboot","needs":"none","message":"rebooting (simulated)"}`)
+		go s.rebootNode(run.node)
+	}
+	if err := os.WriteFile(hp.msgPath, msg, 0o644); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(hp.logPath)
@@ -563,4 +575,24 @@ func (s *Sim) gpuResources(n *Node, cur *corev1.Node) corev1.ResourceList {
 	}
 	n.mu.Unlock()
 	return out
+}
+
+// rebootNode simulates a reboot: the node goes NotReady, its GPUs lose what
+// the model loses on a reboot (fakesmi.Reboot), and it comes back Ready
+// with a new boot ID.
+func (s *Sim) rebootNode(n *Node) {
+	n.mu.Lock()
+	n.down = true
+	n.mu.Unlock()
+	s.nodeQ.Add(n.Name)
+	if err := fakesmi.RebootFile(n.StatePath); err != nil {
+		klog.Errorf("node %s: reboot of the fake GPUs failed: %v", n.Name, err)
+	}
+	time.Sleep(3 * time.Second)
+	n.mu.Lock()
+	n.down = false
+	n.bootID = newBootID()
+	n.mu.Unlock()
+	klog.Infof("node %s: rebooted", n.Name)
+	s.nodeQ.Add(n.Name)
 }
