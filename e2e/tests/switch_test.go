@@ -1,0 +1,589 @@
+package tests
+
+// End-to-end tests of the node switch on the real control plane (issue 5).
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+const gpuWorkload = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s, namespace: default}
+spec:
+  replicas: %[2]d
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      terminationGracePeriodSeconds: 30
+      nodeSelector: %[3]s
+      containers:
+      - name: c
+        image: registry.example/train:1
+        resources: {limits: {nvidia.com/gpu: 1}}
+`
+
+func workload(name string, replicas int, nodeSelector string) string {
+	return fmt.Sprintf(gpuWorkload, name, replicas, nodeSelector)
+}
+
+func podsRunningOn(t *testing.T, b *Bed, selector string) map[string]string {
+	t.Helper()
+	pl, err := b.CS.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, p := range pl.Items {
+		if runningReady(&p) {
+			m[string(p.UID)] = p.Spec.NodeName
+		}
+	}
+	return m
+}
+
+// watchCordons records the most nodes cordoned at once by the switch.
+func watchCordons(t *testing.T, b *Bed) func() int {
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	cordoned := map[string]bool{}
+	most := 0
+	w, err := b.CS.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev := range w.ResultChan() {
+			n, ok := ev.Object.(*corev1.Node)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			cordoned[n.Name] = n.Spec.Unschedulable && ev.Type != watch.Deleted
+			c := 0
+			for _, v := range cordoned {
+				if v {
+					c++
+				}
+			}
+			if c > most {
+				most = c
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() int {
+		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		return most
+	}
+}
+
+// TestSwitchFullMigVgpuFull moves three nodes of a mixed A100/H100 fleet
+// through every mode while GPU workloads run: they are evicted and the real
+// scheduler places them on the node that stays full.
+func TestSwitchFullMigVgpuFull(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "4", "--gpu-model", "mixed")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=switch", "gpu-001", "gpu-002", "gpu-003")
+	LabelNodes(t, b, "pool=stay", "gpu-004")
+	Apply(t, b, workload("train", 2, "{pool: switch}"))
+	Eventually(t, 60*time.Second, "workloads running", func(ctx context.Context) error {
+		if n := len(podsRunningOn(t, b, "app=train")); n != 2 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+	// Evicted pods may go anywhere with GPUs once the selector allows it.
+	b.MustKubectl("patch", "deployment", "train", "--type=merge", "-p",
+		`{"spec":{"template":{"spec":{"nodeSelector":null}}}}`)
+	Eventually(t, 60*time.Second, "rollout of the workload", func(ctx context.Context) error {
+		if n := len(podsRunningOn(t, b, "app=train")); n != 2 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+	ctl := StartController(t, b)
+	cordons := watchCordons(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: pool}
+spec:
+  nodeSelector: {matchLabels: {pool: switch}}
+  mode: mig
+  mig: {config: all-balanced, strategy: mixed}
+  rollout: {maxUnavailable: 1}
+`)
+	WaitPolicy(t, b, "pool", 180*time.Second, "all nodes in mig", Converged)
+	for _, name := range []string{"gpu-001", "gpu-002", "gpu-003"} {
+		n := GetNode(t, b, name)
+		if n.Labels["gpumode.io/mode"] != "mig" || n.Labels["gpumode.io/state"] != "ready" {
+			t.Errorf("%s: labels mode=%q state=%q", name, n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"])
+		}
+		mig := false
+		for r, q := range n.Status.Allocatable {
+			if strings.HasPrefix(string(r), "nvidia.com/mig-") && q.Value() > 0 {
+				mig = true
+			}
+		}
+		if !mig || n.Spec.Unschedulable {
+			t.Errorf("%s: mig resources %v, unschedulable %v", name, mig, n.Spec.Unschedulable)
+		}
+	}
+	// The workloads asked for whole GPUs: only gpu-004 has them now.
+	Eventually(t, 60*time.Second, "workloads rescheduled onto the full node", func(ctx context.Context) error {
+		m := podsRunningOn(t, b, "app=train")
+		if len(m) != 2 {
+			return fmt.Errorf("%d running", len(m))
+		}
+		for _, node := range m {
+			if node != "gpu-004" {
+				return fmt.Errorf("pod on %s", node)
+			}
+		}
+		return nil
+	})
+
+	PatchPolicy(t, b, "pool", `{"spec":{"mode":"vgpu","mig":null,"vgpu":{"splitCount":4}}}`)
+	WaitPolicy(t, b, "pool", 180*time.Second, "all nodes in vgpu", Converged)
+	for _, name := range []string{"gpu-001", "gpu-002", "gpu-003"} {
+		n := GetNode(t, b, name)
+		gpus := n.Labels["nvidia.com/gpu.count"]
+		if got := Allocatable(n, "nvidia.com/vgpu"); fmt.Sprint(got) != fmt.Sprint(4*atoi(gpus)) {
+			t.Errorf("%s: nvidia.com/vgpu=%d, want 4 x %s", name, got, gpus)
+		}
+		if n.Labels["nvidia.com/gpu.deploy.device-plugin"] != "false" || n.Labels["nvidia.com/vgpu.deploy.device-plugin"] != "true" {
+			t.Errorf("%s: plugin labels %v", name, n.Labels)
+		}
+	}
+
+	PatchPolicy(t, b, "pool", `{"spec":{"mode":"full","vgpu":null}}`)
+	WaitPolicy(t, b, "pool", 180*time.Second, "all nodes in full", Converged)
+	for _, name := range []string{"gpu-001", "gpu-002", "gpu-003"} {
+		n := GetNode(t, b, name)
+		if got := Allocatable(n, "nvidia.com/gpu"); fmt.Sprint(got) != n.Labels["nvidia.com/gpu.count"] {
+			t.Errorf("%s: nvidia.com/gpu=%d, want %s", name, got, n.Labels["nvidia.com/gpu.count"])
+		}
+		if _, ok := n.Labels["nvidia.com/device-plugin.config"]; ok {
+			t.Errorf("%s: device-plugin.config left behind", name)
+		}
+	}
+	if most := cordons(); most > 1 {
+		t.Errorf("%d nodes cordoned at once; maxUnavailable is 1", most)
+	}
+	// No helper pod is left behind.
+	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
+		pl, _ := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if len(pl.Items) > 0 {
+			return fmt.Errorf("%d helper pods left", len(pl.Items))
+		}
+		return nil
+	})
+	_ = ctl
+}
+
+func atoi(s string) int {
+	n := 0
+	fmt.Sscan(s, &n)
+	return n
+}
+
+const pdb = `
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: %[1]s, namespace: default}
+spec:
+  minAvailable: %[2]d
+  selector: {matchLabels: {app: %[1]s}}
+`
+
+// TestPDBBlocksThenAllows: a PodDisruptionBudget holds the drain; freeing
+// it lets the switch finish. A budget never freed ends in a drain timeout
+// and a rollback, with no pod evicted against its budget.
+func TestPDBBlocksThenAllows(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "pool=b", "gpu-002")
+	Apply(t, b, workload("web", 1, "{pool: a}"))
+	Apply(t, b, fmt.Sprintf(pdb, "web", 1))
+	Apply(t, b, workload("db", 1, "{pool: b}"))
+	Apply(t, b, fmt.Sprintf(pdb, "db", 1))
+	Eventually(t, 60*time.Second, "workloads running", func(ctx context.Context) error {
+		if a, d := len(podsRunningOn(t, b, "app=web")), len(podsRunningOn(t, b, "app=db")); a != 1 || d != 1 {
+			return fmt.Errorf("web %d db %d", a, d)
+		}
+		return nil
+	})
+	dbPods := podsRunningOn(t, b, "app=db")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+`)
+	WaitPolicy(t, b, "a", 60*time.Second, "the drain to report the budget", func(s *PolicyStatus) error {
+		for _, n := range s.Nodes {
+			if n.Phase == "Draining" && strings.Contains(n.Message, "PodDisruptionBudget") {
+				return nil
+			}
+		}
+		return fmt.Errorf("nodes %+v", s.Nodes)
+	})
+	b.MustKubectl("patch", "pdb", "web", "--type=merge", "-p", `{"spec":{"minAvailable":0}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "switch to finish once the budget allows", Converged)
+
+	// A budget that never allows: the drain times out and rolls back.
+	labelsBefore := GetNode(t, b, "gpu-002").Labels
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: b}
+spec:
+  nodeSelector: {matchLabels: {pool: b}}
+  mode: vgpu
+  rollout: {drain: {timeoutSeconds: 15}}
+`)
+	s := WaitPolicy(t, b, "b", 120*time.Second, "the node to fail and roll back", func(s *PolicyStatus) error {
+		if s.Summary.Failed != 1 {
+			return fmt.Errorf("summary %+v", s.Summary)
+		}
+		n := GetNode(t, b, "gpu-002")
+		if n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
+			return fmt.Errorf("unschedulable=%v state=%q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
+		}
+		return nil
+	})
+	found := false
+	for _, n := range s.Nodes {
+		if n.Name == "gpu-002" && strings.Contains(n.Message, "DrainTimeout") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("status does not name the drain timeout: %+v", s.Nodes)
+	}
+	after := GetNode(t, b, "gpu-002").Labels
+	for k, v := range labelsBefore {
+		if strings.HasPrefix(k, "gpumode.io/") {
+			continue
+		}
+		if after[k] != v {
+			t.Errorf("label %s changed: %q -> %q", k, v, after[k])
+		}
+	}
+	for uid := range dbPods {
+		if _, ok := podsRunningOn(t, b, "app=db")[uid]; !ok {
+			t.Errorf("pod %s was evicted against its budget", uid)
+		}
+	}
+}
+
+// TestAgentFailureRollsBack: nvidia-smi fails to create instances; the node
+// goes back to full and is uncordoned; a retry after the fault clears
+// completes.
+func TestAgentFailureRollsBack(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "A100-SXM4-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--exit", "255", "--times", "-1",
+		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
+`)
+	s := WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || Allocatable(n, "nvidia.com/gpu") != 8 {
+			return fmt.Errorf("summary %+v unschedulable %v gpus %d", s.Summary, n.Spec.Unschedulable, Allocatable(n, "nvidia.com/gpu"))
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	if n.Labels["gpumode.io/mode"] != "full" || n.Labels["gpumode.io/state"] != "failed" {
+		t.Errorf("labels after rollback: mode=%q state=%q", n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"])
+	}
+	if rec := SwitchAnnotation(n); rec == nil || rec["reason"] != "InsufficientResources" {
+		t.Errorf("switch record %v", rec)
+	}
+	if !strings.Contains(fmt.Sprint(s.Nodes), "Insufficient Resources") {
+		t.Errorf("status lacks nvidia-smi's message: %+v", s.Nodes)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
+	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	WaitPolicy(t, b, "a", 120*time.Second, "retry to converge", Converged)
+	if _, ok := GetNode(t, b, "gpu-001").Annotations["gpumode.io/retry"]; ok {
+		t.Errorf("retry annotation not cleared")
+	}
+}
+
+// TestCordonedAndSkippedNodes: a node a person cordoned stays cordoned; a
+// node labelled gpumode.io/skip=true is never touched.
+func TestCordonedAndSkippedNodes(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002", "gpu-003")
+	LabelNodes(t, b, "gpumode.io/skip=true", "gpu-003")
+	b.MustKubectl("cordon", "gpu-001")
+	skipped := GetNode(t, b, "gpu-003")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  rollout: {maxUnavailable: 2}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "converged", Converged)
+	if !GetNode(t, b, "gpu-001").Spec.Unschedulable {
+		t.Errorf("gpu-001 was cordoned by a person and got uncordoned")
+	}
+	if GetNode(t, b, "gpu-002").Spec.Unschedulable {
+		t.Errorf("gpu-002 left cordoned")
+	}
+	after := GetNode(t, b, "gpu-003")
+	if fmt.Sprint(after.Labels) != fmt.Sprint(skipped.Labels) || len(after.Annotations) != len(skipped.Annotations) || after.Spec.Unschedulable {
+		t.Errorf("skipped node was touched:\nbefore %v\nafter  %v", skipped.Labels, after.Labels)
+	}
+}
+
+// TestRebootRequired: a GPU whose reset is unsupported needs a reboot;
+// without allowReboot the node fails with RebootRequired, with it the node
+// reboots (simulated) and completes.
+func TestRebootRequired(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-40GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	FakeSMI(t, b, "gpu-001", "--fake-reset-unsupported", "all", "true")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"3g.20gb": 2}}]}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "RebootRequired", func(s *PolicyStatus) error {
+		if s.Summary.Failed == 1 && strings.Contains(fmt.Sprint(s.Nodes), "RebootRequired") {
+			return nil
+		}
+		return fmt.Errorf("summary %+v nodes %+v", s.Summary, s.Nodes)
+	})
+	boot := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID
+	PatchPolicy(t, b, "a", `{"spec":{"rollout":{"allowReboot":true}}}`)
+	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	WaitPolicy(t, b, "a", 180*time.Second, "converged after a reboot", Converged)
+	n := GetNode(t, b, "gpu-001")
+	if n.Status.NodeInfo.BootID == boot {
+		t.Errorf("node did not reboot")
+	}
+	if n.Annotations["gpumode.io/boot-id"] != n.Status.NodeInfo.BootID {
+		t.Errorf("boot-id annotation %q, node bootID %q", n.Annotations["gpumode.io/boot-id"], n.Status.NodeInfo.BootID)
+	}
+}
+
+// TestKillControllerInEveryPhase: SIGKILL the controller once in every
+// phase it passes through; the switch completes, no agent step runs twice
+// and nothing is left changed.
+func TestKillControllerInEveryPhase(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	Apply(t, b, workload("job", 1, "{pool: a}"))
+	Eventually(t, 60*time.Second, "workload running", func(ctx context.Context) error {
+		if len(podsRunningOn(t, b, "app=job")) != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	// Slow the hardware step so the controller can die in the middle of it.
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--delay-ms", "3000", "--passthrough", "--times", "-1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	helpers := map[string]bool{}
+	var hmu sync.Mutex
+	hw, err := b.CS.CoreV1().Pods("gpumode-system").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev := range hw.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+				hmu.Lock()
+				helpers[p.Name] = true
+				hmu.Unlock()
+			}
+		}
+	}()
+	ctl := StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
+`)
+	killed := map[string]bool{}
+	nw, err := b.CS.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", "gpu-001").String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(180 * time.Second)
+loop:
+	for {
+		select {
+		case ev := <-nw.ResultChan():
+			n, ok := ev.Object.(*corev1.Node)
+			if !ok {
+				continue
+			}
+			rec := SwitchAnnotation(n)
+			if rec == nil {
+				if n.Labels["gpumode.io/mode"] == "mig" && n.Labels["gpumode.io/state"] == "ready" {
+					break loop
+				}
+				continue
+			}
+			phase, _ := rec["phase"].(string)
+			if !killed[phase] {
+				killed[phase] = true
+				t.Logf("killing the controller in phase %s", phase)
+				ctl.Restart()
+			}
+		case <-deadline:
+			t.Fatalf("switch did not complete; killed in %v", killed)
+		}
+	}
+	t.Logf("killed in phases %v", killed)
+	if len(killed) < 4 {
+		t.Errorf("only %d phases seen: %v", len(killed), killed)
+	}
+	n := GetNode(t, b, "gpu-001")
+	if n.Spec.Unschedulable {
+		t.Errorf("node left cordoned")
+	}
+	hmu.Lock()
+	applies := 0
+	for name := range helpers {
+		if strings.Contains(name, "-apply-") {
+			applies++
+		}
+	}
+	hmu.Unlock()
+	if applies != 1 {
+		t.Errorf("%d apply helper pods were created, want 1: %v", applies, helpers)
+	}
+	if strings.Contains(ctl.Log(), "unreadable switch record") {
+		t.Errorf("a restart could not read the record")
+	}
+}
+
+// TestHelperPodSpec checks the helper pod as created: pinned, tolerating
+// every taint, privileged, no shell, a deterministic name, cleaned up.
+func TestHelperPodSpec(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hw, err := b.CS.CoreV1().Pods("gpumode-system").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *corev1.Pod, 10)
+	go func() {
+		for ev := range hw.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+				got <- p
+			}
+		}
+	}()
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+`)
+	var p *corev1.Pod
+	select {
+	case p = <-got:
+	case <-time.After(90 * time.Second):
+		t.Fatal("no helper pod")
+	}
+	if p.Spec.NodeName != "gpu-001" || p.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("nodeName %q restartPolicy %q", p.Spec.NodeName, p.Spec.RestartPolicy)
+	}
+	if len(p.Spec.Tolerations) != 1 || p.Spec.Tolerations[0].Operator != corev1.TolerationOpExists || p.Spec.Tolerations[0].Key != "" {
+		t.Errorf("tolerations %+v", p.Spec.Tolerations)
+	}
+	c := p.Spec.Containers[0]
+	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
+		t.Errorf("helper is not privileged")
+	}
+	if p.Spec.HostPID || p.Spec.HostNetwork {
+		t.Errorf("apply helper needs neither host PID nor host network")
+	}
+	if c.Command[0] != "gpumode-agent" || len(c.Args) != 0 {
+		t.Errorf("command %v args %v", c.Command, c.Args)
+	}
+	for _, a := range c.Command {
+		if a == "sh" || a == "/bin/sh" || a == "bash" || a == "-c" {
+			t.Errorf("a shell in the command: %v", c.Command)
+		}
+	}
+	if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken {
+		t.Errorf("helper mounts a service account token")
+	}
+	if !strings.HasPrefix(p.Name, "gpumode-gpu-001-apply-") {
+		t.Errorf("name %q", p.Name)
+	}
+	WaitPolicy(t, b, "a", 120*time.Second, "converged", Converged)
+	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
+		pl, _ := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if len(pl.Items) > 0 {
+			return fmt.Errorf("%d left", len(pl.Items))
+		}
+		return nil
+	})
+}
