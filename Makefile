@@ -26,17 +26,19 @@ LIB_SRCS  := $(sort $(shell find controller -name '*.c' -not -path 'controller/c
 PROG_SRCS := $(sort $(wildcard controller/cmd/*.c))
 TEST_SRCS := $(sort $(wildcard test/test_*.c))
 SUP_SRCS  := $(sort $(wildcard test/support/*.c))
+TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
 
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 SUP_OBJS  := $(SUP_SRCS:%.c=$(BUILD)/obj/%.o)
 PROGS     := $(PROG_SRCS:controller/cmd/%.c=$(BUILD)/%)
 TESTS     := $(TEST_SRCS:test/%.c=$(BUILD)/test/%)
+TOOLS     := $(TOOL_SRCS:test/tools/%.c=$(BUILD)/tools/%)
 LIBGM     := $(BUILD)/libgm.a
 
 # Keep objects make would treat as intermediate (test objects).
 .SECONDARY:
 
-.PHONY: all deps programs unit check asan valgrind format format-check \
+.PHONY: all deps programs tools unit check asan valgrind format format-check \
         test e2e demo demo-down bench chaos fuzz install clean
 
 all: deps
@@ -48,6 +50,9 @@ deps:
 
 programs: $(PROGS)
 
+# Helpers for e2e tests and benchmarks (not installed).
+tools: $(TOOLS)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
@@ -57,6 +62,10 @@ $(LIBGM): $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/%: $(BUILD)/obj/controller/cmd/%.o $(LIBGM)
+	$(CC) $(SAN) -o $@ $< $(LIBGM) $(PKG_LIBS)
+
+$(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(LIBGM)
+	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $< $(LIBGM) $(PKG_LIBS)
 
 $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(SUP_OBJS) $(LIBGM)
@@ -95,7 +104,7 @@ check: deps
 test: check
 	@$(MAKE) --no-print-directory e2e
 
-e2e: deps programs
+e2e: deps programs tools
 	@e2e/run-tests.sh
 
 demo: deps programs

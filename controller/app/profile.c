@@ -3,23 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const mode_names[] = {"full", "vgpu", "mig"};
-
-const char *gm_mode_name(enum gm_mode m)
-{
-    if (m < 0 || m >= GM_MODE_COUNT)
-        return "unknown";
-    return mode_names[m];
-}
-
-enum gm_mode gm_mode_parse(const char *s)
-{
-    for (int i = 0; s && i < GM_MODE_COUNT; i++)
-        if (strcmp(s, mode_names[i]) == 0)
-            return (enum gm_mode)i;
-    return GM_MODE_NONE;
-}
-
 #define DP "nvidia.com/gpu.deploy.device-plugin"
 #define VDP "nvidia.com/vgpu.deploy.device-plugin"
 #define GFD "nvidia.com/gpu.deploy.gpu-feature-discovery"
@@ -87,6 +70,7 @@ static const struct gm_profile
                 },
             .n_clients = 6,
             .mig_config_label = "nvidia.com/device-plugin.config",
+            .vgpu_resource = "nvidia.com/vgpu",
 };
 
 /* Upstream HAMi's chart: its plugin DaemonSet selects gpu=on; the NVIDIA
@@ -134,6 +118,7 @@ static const struct gm_profile preset_hami =
             },
         .n_clients = 2,
         .mig_config_label = "nvidia.com/device-plugin.config",
+        .vgpu_resource = "nvidia.com/gpu",
 };
 
 const struct gm_profile *gm_profile_preset(const char *name)

@@ -8,17 +8,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
-enum gm_mode {
-    GM_MODE_NONE = -1,
-    GM_MODE_FULL = 0,
-    GM_MODE_VGPU = 1,
-    GM_MODE_MIG = 2,
-};
-#define GM_MODE_COUNT 3
-
-const char *gm_mode_name(enum gm_mode m);
-/* GM_MODE_NONE for anything but "full", "vgpu", "mig". */
-enum gm_mode gm_mode_parse(const char *s);
+#include "common/mode.h"
 
 #define GM_PROFILE_MAX_LABELS 12
 #define GM_PROFILE_MAX_PLUGINS 4
@@ -54,6 +44,8 @@ struct gm_profile {
     /* The label whose value selects the device plugin's MIG config; the
      * strategy (single|mixed) is written to it in mig mode. NULL: none. */
     const char *mig_config_label;
+    /* The resource the vgpu plugin advertises: GPUs x split of it. */
+    const char *vgpu_resource;
 };
 
 /* The built-in preset by name ("gpu-operator-hami", "hami"), or NULL. */

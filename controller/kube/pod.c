@@ -49,8 +49,8 @@ static bool containers_request_gpu(json_object *list)
                    ? json_object_array_length(list)
                    : 0;
     for (size_t i = 0; i < n; i++)
-        if (is_gpu_request(get(json_object_array_get_idx(list, i),
-                               "resources")))
+        if (is_gpu_request(
+                get(json_object_array_get_idx(list, i), "resources")))
             return true;
     return false;
 }
@@ -139,8 +139,8 @@ int gm_pod_from_json(json_object *obj, struct gm_pod **out)
     p->resource_version = dup_or_null(get(meta, "resourceVersion"));
     p->node_name = dup_or_null(get(spec, "nodeName"));
     p->deleting = get(meta, "deletionTimestamp") != NULL;
-    p->mirror = get(get(meta, "annotations"), "kubernetes.io/config.mirror") !=
-                NULL;
+    p->mirror =
+        get(get(meta, "annotations"), "kubernetes.io/config.mirror") != NULL;
     json_object *owners = get(meta, "ownerReferences");
     size_t no = owners && json_object_is_type(owners, json_type_array)
                     ? json_object_array_length(owners)

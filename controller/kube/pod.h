@@ -18,21 +18,21 @@ enum gm_pod_phase {
 };
 
 struct gm_pod {
-    char *namespace; /* owned */
-    char *name;      /* owned */
-    char *uid;       /* owned */
-    char *resource_version; /* owned */
-    char *node_name; /* owned, or NULL when unscheduled */
+    char *namespace;         /* owned */
+    char *name;              /* owned */
+    char *uid;               /* owned */
+    char *resource_version;  /* owned */
+    char *node_name;         /* owned, or NULL when unscheduled */
     struct gm_label *labels; /* owned array, sorted by key, interned */
     size_t n_labels;
     char *owner_kind; /* owned; kind of the controller owner, or NULL */
     enum gm_pod_phase phase;
-    bool ready;        /* condition Ready is True */
-    bool deleting;     /* metadata.deletionTimestamp is set */
-    bool mirror;       /* a static pod's mirror */
-    bool empty_dir;    /* has an emptyDir volume */
-    bool requests_gpu; /* a container asks for an nvidia.com/ or HAMi
-                          resource */
+    bool ready;         /* condition Ready is True */
+    bool deleting;      /* metadata.deletionTimestamp is set */
+    bool mirror;        /* a static pod's mirror */
+    bool empty_dir;     /* has an emptyDir volume */
+    bool requests_gpu;  /* a container asks for an nvidia.com/ or HAMi
+                           resource */
     long grace_seconds; /* spec.terminationGracePeriodSeconds, or -1 */
     /* First terminated container: exit code and message (helper pods). */
     int exit_code;

@@ -18,7 +18,7 @@ enum gm_drain_action gm_drain_classify(const struct gm_drain_opts *o,
     if (o->gpu_pods_only && !p->requests_gpu)
         return GM_DRAIN_SKIP;
     if (o->pod_selector &&
-        !gm_selector_match(o->pod_selector, gm_pod_label_lookup, p))
+        !gm_strsel_match(o->pod_selector, gm_pod_label_lookup, p))
         return GM_DRAIN_SKIP;
     if (p->deleting) {
         snprintf(why, why_len, "terminating");
@@ -29,7 +29,7 @@ enum gm_drain_action gm_drain_classify(const struct gm_drain_opts *o,
     if (p->phase == GM_POD_SUCCEEDED || p->phase == GM_POD_FAILED)
         return GM_DRAIN_EVICT;
     if (o->wait_selector &&
-        gm_selector_match(o->wait_selector, gm_pod_label_lookup, p)) {
+        gm_strsel_match(o->wait_selector, gm_pod_label_lookup, p)) {
         snprintf(why, why_len, "waiting for completion");
         return GM_DRAIN_WAIT;
     }

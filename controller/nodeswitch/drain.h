@@ -9,14 +9,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "common/selector.h"
+#include "common/strsel.h"
 #include "kube/pod.h"
 
 struct gm_drain_opts {
     bool gpu_pods_only;
-    const struct gm_selector *pod_selector;  /* borrowed; NULL: all */
-    const struct gm_selector *wait_selector; /* borrowed; NULL: none */
-    long timeout_s;      /* 0: no limit */
+    const struct gm_strsel *pod_selector;  /* borrowed; NULL: all */
+    const struct gm_strsel *wait_selector; /* borrowed; NULL: none */
+    long timeout_s;                        /* 0: no limit */
     long wait_timeout_s; /* for waitForCompletion pods; 0: no limit */
     long grace_s;        /* -1: the pod's own */
     bool delete_empty_dir;

@@ -88,10 +88,9 @@ json_object *gm_helper_pod(const struct gm_helper_config *c,
                            json_object_new_boolean(0));
     json_object_object_add(spec, "priorityClassName",
                            str("system-node-critical"));
-    json_object_object_add(spec, "activeDeadlineSeconds",
-                           json_object_new_int64(c->deadline_s > 0
-                                                     ? c->deadline_s
-                                                     : 900));
+    json_object_object_add(
+        spec, "activeDeadlineSeconds",
+        json_object_new_int64(c->deadline_s > 0 ? c->deadline_s : 900));
     json_object_object_add(spec, "terminationGracePeriodSeconds",
                            json_object_new_int(5));
     /* Only a reboot needs the host's PID namespace: reboot(2) in a

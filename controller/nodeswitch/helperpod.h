@@ -13,17 +13,17 @@
 #define GM_HELPER_NODE_LABEL "gpumode.io/node"
 
 struct gm_helper_config {
-    const char *namespace;   /* where helper pods live */
-    const char *image;       /* the controller's own image */
-    const char *driver_root; /* host path mounted at /driver-root */
-    const char *nvidia_smi;  /* path under the driver root */
+    const char *namespace;     /* where helper pods live */
+    const char *image;         /* the controller's own image */
+    const char *driver_root;   /* host path mounted at /driver-root */
+    const char *nvidia_smi;    /* path under the driver root */
     const char *runtime_class; /* NULL or e.g. "nvidia" */
     long deadline_s;           /* activeDeadlineSeconds */
 };
 
 struct gm_helper_step {
     const char *node;
-    const char *step;   /* "probe", "apply", "rollback", "reboot" */
+    const char *step; /* "probe", "apply", "rollback", "reboot" */
     int attempt;
     const char *const *argv; /* agent arguments after the program name */
     size_t argc;

@@ -60,8 +60,8 @@ void gm_record_clear(struct gm_switch_record *r)
         free(r->saved[i].value);
     }
     memset(r, 0, sizeof(*r));
-    r->from = GM_MODE_NONE;
-    r->to = GM_MODE_NONE;
+    r->from = GM_MODE_UNKNOWN;
+    r->to = GM_MODE_UNKNOWN;
 }
 
 const struct gm_saved_label *gm_record_saved(const struct gm_switch_record *r,
@@ -123,8 +123,8 @@ static int get_mode(json_object *o, const char *k, enum gm_mode *out,
                     int allow_none, char *err, size_t err_len)
 {
     const char *s = json_object_get_string(get(o, k));
-    *out = gm_mode_parse(s);
-    if (*out == GM_MODE_NONE && !(allow_none && (s == NULL || !s[0]))) {
+    *out = GM_MODE_UNKNOWN;
+    if (gm_mode_parse(s, out) != 0 && !(allow_none && (s == NULL || !s[0]))) {
         snprintf(err, err_len, "switch.%s: \"%s\" is not full, vgpu or mig", k,
                  s ? s : "");
         return -EINVAL;
@@ -140,7 +140,7 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
     int rc;
 
     memset(r, 0, sizeof(*r));
-    r->from = r->to = GM_MODE_NONE;
+    r->from = r->to = GM_MODE_UNKNOWN;
     if (o == NULL || !json_object_is_type(o, json_type_object)) {
         snprintf(err, err_len, "switch: not a JSON object");
         json_object_put(o);
@@ -213,7 +213,7 @@ char *gm_record_format(const struct gm_switch_record *r)
     json_object *labels = json_object_new_object();
 
     add_str(o, "policy", r->policy);
-    if (r->from != GM_MODE_NONE)
+    if (r->from != GM_MODE_UNKNOWN)
         add_str(o, "from", gm_mode_name(r->from));
     add_str(o, "to", gm_mode_name(r->to));
     add_str(o, "layout", r->layout);

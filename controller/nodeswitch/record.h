@@ -43,11 +43,11 @@ struct gm_saved_label {
 };
 
 struct gm_switch_record {
-    char *policy; /* owned */
-    enum gm_mode from; /* GM_MODE_NONE when the node had no verified mode */
+    char *policy;      /* owned */
+    enum gm_mode from; /* GM_MODE_UNKNOWN when the node had no verified mode */
     enum gm_mode to;
-    char *layout;   /* owned agent layout JSON for mig, or NULL */
-    char *strategy; /* owned, "single" or "mixed" for mig, or NULL */
+    char *layout;      /* owned agent layout JSON for mig, or NULL */
+    char *strategy;    /* owned, "single" or "mixed" for mig, or NULL */
     char *from_layout; /* owned: the layout found before, for rollback */
     enum gm_phase phase;
     long long since; /* unix seconds when the phase began */
@@ -55,16 +55,16 @@ struct gm_switch_record {
     bool cordoned;   /* we cordoned the node (it was schedulable) */
     bool rolling_back;
     bool reconfigured; /* the hardware may differ from `from` */
-    char *boot_id;  /* owned; bootID when the reboot was asked, or NULL */
-    char *reason;   /* owned CamelCase failure reason, or NULL */
-    char *message;  /* owned human message, or NULL */
+    char *boot_id;     /* owned; bootID when the reboot was asked, or NULL */
+    char *reason;      /* owned CamelCase failure reason, or NULL */
+    char *message;     /* owned human message, or NULL */
     struct gm_saved_label saved[GM_RECORD_MAX_LABELS];
     size_t n_saved;
 };
 
 /* Parses the annotation. Errors name the field ("switch.phase: ..."). */
-int gm_record_parse(const char *json, struct gm_switch_record *out,
-                    char *err, size_t err_len);
+int gm_record_parse(const char *json, struct gm_switch_record *out, char *err,
+                    size_t err_len);
 /* Serialises to a malloc'd string the caller frees. */
 char *gm_record_format(const struct gm_switch_record *r);
 void gm_record_clear(struct gm_switch_record *r);

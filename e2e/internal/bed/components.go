@@ -102,6 +102,7 @@ func simArgs(st *State) []string {
 		"--gpu-model=" + st.GPUModel,
 		"--gpus-per-node=" + strconv.Itoa(st.GPUsPerNode),
 		"--grace-factor=" + strconv.FormatFloat(st.GraceFactor, 'g', -1, 64),
+		"--lease-interval=" + st.LeaseInterval,
 	}
 }
 

@@ -30,6 +30,7 @@ type State struct {
 	GPUOperator     bool    `json:"gpuOperator"`
 	GraceFactor     float64 `json:"graceFactor"`
 	NodeGracePeriod string  `json:"nodeMonitorGracePeriod"`
+	LeaseInterval   string  `json:"leaseInterval"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "bed.json") }

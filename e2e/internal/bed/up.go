@@ -56,13 +56,20 @@ func Up(args []string) error {
 		return errors.New("up: --nodes must be >= 0 and --gpus-per-node 1..16")
 	}
 	if *timeout == 0 {
-		*timeout = 3*time.Minute + time.Duration(*nodes)*60*time.Millisecond
+		*timeout = 3*time.Minute + time.Duration(*nodes)*150*time.Millisecond
+	}
+	// Keep Lease writes near 100/s at most: renew every 10s, slower above
+	// 1000 nodes, and give the node lifecycle controller 3 renewals of grace.
+	leaseInterval := 10 * time.Second
+	if d := time.Duration(*nodes) * 10 * time.Millisecond; d > leaseInterval {
+		leaseInterval = d.Round(time.Second)
 	}
 	if *nodeGrace == "" {
-		*nodeGrace = "60s"
-		if *nodes > 1000 {
-			*nodeGrace = "120s"
+		g := 3 * leaseInterval
+		if g < 60*time.Second {
+			g = 60 * time.Second
 		}
+		*nodeGrace = g.String()
 	}
 	d, err := filepath.Abs(*dir)
 	if err != nil {
@@ -94,6 +101,7 @@ func Up(args []string) error {
 		Dir: d, EtcdPort: ports[0], EtcdPeerPort: ports[1], APIServerPort: ports[2], KCMPort: ports[3], SchedulerPort: ports[4],
 		Nodes: *nodes, GPUModel: *model, GPUsPerNode: *perNode, ServiceCIDR: "10.96.0.0/16", ServiceIP: "10.96.0.1",
 		NodePrefix: "gpu-", GPUOperator: *operator, GraceFactor: *grace, NodeGracePeriod: *nodeGrace,
+		LeaseInterval: leaseInterval.String(),
 	}
 	if err := st.save(); err != nil {
 		return err
@@ -203,7 +211,7 @@ leaderElection:
 	}); err != nil {
 		return fail(err)
 	}
-	if err := waitFor(ctx, "nodes Ready", d, func() (bool, string, error) {
+	if err := waitForEvery(ctx, pollInterval(st.Nodes), "nodes Ready", d, func() (bool, string, error) {
 		nl, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
 		if err != nil {
 			return false, "", err
@@ -219,7 +227,7 @@ leaderElection:
 		return fail(err)
 	}
 	if *operator {
-		if err := waitFor(ctx, "GPU capacity", d, func() (bool, string, error) {
+		if err := waitForEvery(ctx, pollInterval(st.Nodes), "GPU capacity", d, func() (bool, string, error) {
 			nl, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
 			if err != nil {
 				return false, "", err
@@ -264,6 +272,8 @@ func AdminClient(dir string) (*kubernetes.Clientset, error) {
 		return nil, err
 	}
 	cfg.QPS, cfg.Burst = 100, 200
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	return kubernetes.NewForConfig(cfg)
 }
 
@@ -295,6 +305,20 @@ func tail(path string, lines int) string {
 // waitFor polls cond every 200ms until it holds, the context ends, or a
 // component of the bed dies.
 func waitFor(ctx context.Context, what, dir string, cond func() (bool, string, error)) error {
+	return waitForEvery(ctx, 200*time.Millisecond, what, dir, cond)
+}
+
+// pollInterval for conditions that list every node: cheap on a small bed,
+// not a load of its own on a big one.
+func pollInterval(nodes int) time.Duration {
+	d := time.Duration(nodes) * time.Millisecond
+	if d < 200*time.Millisecond {
+		d = 200 * time.Millisecond
+	}
+	return d
+}
+
+func waitForEvery(ctx context.Context, every time.Duration, what, dir string, cond func() (bool, string, error)) error {
 	var last string
 	var lastErr error
 	for {
@@ -312,7 +336,7 @@ func waitFor(ctx context.Context, what, dir string, cond func() (bool, string, e
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("timed out waiting for %s (%s; last error: %v)", what, last, lastErr)
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }

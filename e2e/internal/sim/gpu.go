@@ -26,8 +26,8 @@ import (
 // termination message to. The simulated kubelet reads it as the kubelet reads
 // the container's terminationMessagePath (which on this machine would be
 // shared by every helper). A program can honour it with
-// "path = $GPUMODE_TERMINATION_MESSAGE_PATH or /dev/termination-log".
-const TerminationMessageEnv = "GPUMODE_TERMINATION_MESSAGE_PATH"
+// "path = $GPUMODE_TERMINATION_LOG or /dev/termination-log".
+const TerminationMessageEnv = "GPUMODE_TERMINATION_LOG"
 
 // ---- helper pods: run the container's command locally ----
 

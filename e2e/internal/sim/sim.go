@@ -168,6 +168,8 @@ func New(o Options) (*Sim, error) {
 	}
 	cfg.QPS, cfg.Burst = float32(o.QPS), int(o.QPS*2)
 	cfg.UserAgent = "gpumode-e2e-sim"
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -237,7 +239,7 @@ func (s *Sim) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.podWorker(ctx) }()
 	}
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 4; i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.nodeWorker(ctx) }()
 	}
@@ -497,7 +499,7 @@ func (s *Sim) renewLease(ctx context.Context, n *Node) error {
 	return wait.ExponentialBackoff(wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 5}, func() (bool, error) {
 		cur, err := leases.Get(ctx, n.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			dur := int32(40)
+			dur := int32(4 * s.opts.LeaseInterval / time.Second)
 			holder := n.Name
 			cur, err = leases.Create(ctx, &coordv1.Lease{
 				ObjectMeta: metav1.ObjectMeta{Name: n.Name, Namespace: corev1.NamespaceNodeLease},

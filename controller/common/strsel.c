@@ -1,4 +1,4 @@
-#include "common/selector.h"
+#include "common/strsel.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,7 +18,7 @@ struct term {
     size_t n_values;
 };
 
-struct gm_selector {
+struct gm_strsel {
     struct term terms[MAX_TERMS];
     size_t n;
 };
@@ -125,8 +125,7 @@ static int parse_term(struct term *t, char *s, char *err, size_t err_len)
         t->op = OP_NOT_EXISTS;
         char *k = trim(s + 1);
         t->key = strdup(k);
-        return t->key ? check_token(k, "key", term, err, err_len, 0)
-                      : -ENOMEM;
+        return t->key ? check_token(k, "key", term, err, err_len, 0) : -ENOMEM;
     }
     if ((p = strstr(s, "!=")) != NULL) {
         t->op = OP_NE;
@@ -179,10 +178,10 @@ static int parse_term(struct term *t, char *s, char *err, size_t err_len)
     return -EINVAL;
 }
 
-int gm_selector_parse(const char *s, struct gm_selector **out, char *err,
-                      size_t err_len)
+int gm_strsel_parse(const char *s, struct gm_strsel **out, char *err,
+                    size_t err_len)
 {
-    struct gm_selector *sel = calloc(1, sizeof(*sel));
+    struct gm_strsel *sel = calloc(1, sizeof(*sel));
     char *copy, *terms[MAX_TERMS];
     size_t n;
     int rc = 0;
@@ -217,7 +216,7 @@ int gm_selector_parse(const char *s, struct gm_selector **out, char *err,
     }
     free(copy);
     if (rc) {
-        gm_selector_free(sel);
+        gm_strsel_free(sel);
         return rc;
     }
     *out = sel;
@@ -232,9 +231,9 @@ static int in_values(const struct term *t, const char *v)
     return 0;
 }
 
-int gm_selector_match(const struct gm_selector *sel,
-                      const char *(*lookup)(const void *obj, const char *key),
-                      const void *obj)
+int gm_strsel_match(const struct gm_strsel *sel,
+                    const char *(*lookup)(const void *obj, const char *key),
+                    const void *obj)
 {
     for (size_t i = 0; i < sel->n; i++) {
         const struct term *t = &sel->terms[i];
@@ -262,12 +261,12 @@ int gm_selector_match(const struct gm_selector *sel,
     return 1;
 }
 
-int gm_selector_empty(const struct gm_selector *sel)
+int gm_strsel_empty(const struct gm_strsel *sel)
 {
     return sel->n == 0;
 }
 
-void gm_selector_free(struct gm_selector *sel)
+void gm_strsel_free(struct gm_strsel *sel)
 {
     if (sel == NULL)
         return;

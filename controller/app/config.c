@@ -1,0 +1,216 @@
+#include "app/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/yaml.h"
+#include "nodeswitch/record.h"
+
+static int set(char **dst, const char *v)
+{
+    return gm_set_str(dst, v);
+}
+
+int gm_ctl_config_defaults(struct gm_ctl_config *c)
+{
+    int err = 0;
+    memset(c, 0, sizeof(*c));
+    err |= set(&c->namespace, "gpumode-system");
+    err |= set(&c->profile_name, "gpu-operator-hami");
+    err |= set(&c->agent_image, "ghcr.io/gpumode/gpumode:" GM_VERSION);
+    err |= set(&c->driver_root, "/run/nvidia/driver");
+    err |= set(&c->nvidia_smi, "/usr/bin/nvidia-smi");
+    err |= set(&c->mig_cm.namespace, "gpu-operator");
+    err |= set(&c->mig_cm.name, "default-mig-parted-config");
+    err |= set(&c->mig_cm.key, "config.yaml");
+    err |= set(&c->hami_cm.namespace, "kube-system");
+    err |= set(&c->hami_cm.name, "hami-device-plugin");
+    err |= set(&c->hami_cm.key, "config.json");
+    c->profile = gm_profile_preset(c->profile_name);
+    c->qps = 50;
+    c->burst = 100;
+    c->clients_timeout_s = 300;
+    c->helper_timeout_s = 900;
+    c->reboot_timeout_s = 1200;
+    return err ? -ENOMEM : 0;
+}
+
+static json_object *get(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (o && json_object_object_get_ex(o, k, &v))
+        return v;
+    return NULL;
+}
+
+static int read_str(json_object *o, const char *field, const char *k,
+                    char **dst, const char *path, char *err, size_t err_len)
+{
+    json_object *v = get(o, k);
+    if (v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_string)) {
+        snprintf(err, err_len, "%s: %s%s: must be a string", path, field, k);
+        return -EINVAL;
+    }
+    return set(dst, json_object_get_string(v));
+}
+
+static int read_num(json_object *o, const char *k, double min, double max,
+                    double *dst, const char *path, char *err, size_t err_len)
+{
+    json_object *v = get(o, k);
+    if (v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_int) &&
+        !json_object_is_type(v, json_type_double)) {
+        snprintf(err, err_len, "%s: %s: must be a number", path, k);
+        return -EINVAL;
+    }
+    double d = json_object_get_double(v);
+    if (d < min || d > max) {
+        snprintf(err, err_len, "%s: %s: %g is out of range [%g, %g]", path, k,
+                 d, min, max);
+        return -EINVAL;
+    }
+    *dst = d;
+    return 0;
+}
+
+static int read_cm(json_object *o, const char *k, struct gm_cm_ref *ref,
+                   const char *path, char *err, size_t err_len)
+{
+    json_object *v = get(o, k);
+    char field[64];
+    if (v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_object)) {
+        snprintf(err, err_len, "%s: %s: must be a mapping", path, k);
+        return -EINVAL;
+    }
+    snprintf(field, sizeof(field), "%s.", k);
+    int rc =
+        read_str(v, field, "namespace", &ref->namespace, path, err, err_len);
+    if (!rc)
+        rc = read_str(v, field, "name", &ref->name, path, err, err_len);
+    if (!rc)
+        rc = read_str(v, field, "key", &ref->key, path, err, err_len);
+    return rc;
+}
+
+int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
+                       size_t err_len)
+{
+    static const char *const known[] = {
+        "namespace",
+        "profile",
+        "agentImage",
+        "driverRoot",
+        "nvidiaSmiPath",
+        "runtimeClassName",
+        "migConfigMap",
+        "hamiConfigMap",
+        "qps",
+        "burst",
+        "clientsTimeoutSeconds",
+        "helperTimeoutSeconds",
+        "rebootTimeoutSeconds",
+    };
+    json_object *o = NULL;
+    int rc = gm_yaml_parse_file(path, &o, err, err_len);
+    if (rc)
+        return rc;
+    if (o == NULL)
+        return 0;
+    if (!json_object_is_type(o, json_type_object)) {
+        snprintf(err, err_len, "%s: must be a mapping", path);
+        json_object_put(o);
+        return -EINVAL;
+    }
+    json_object_object_foreach(o, key, val)
+    {
+        (void)val;
+        size_t i;
+        for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            if (strcmp(key, known[i]) == 0)
+                break;
+        if (i == sizeof(known) / sizeof(known[0])) {
+            snprintf(err, err_len, "%s: %s: unknown field", path, key);
+            json_object_put(o);
+            return -EINVAL;
+        }
+    }
+    double qps = c->qps, burst = c->burst, ct = (double)c->clients_timeout_s,
+           ht = (double)c->helper_timeout_s, rt = (double)c->reboot_timeout_s;
+    rc = read_str(o, "", "namespace", &c->namespace, path, err, err_len);
+    if (!rc)
+        rc = read_str(o, "", "profile", &c->profile_name, path, err, err_len);
+    if (!rc)
+        rc = read_str(o, "", "agentImage", &c->agent_image, path, err, err_len);
+    if (!rc)
+        rc = read_str(o, "", "driverRoot", &c->driver_root, path, err, err_len);
+    if (!rc)
+        rc = read_str(o, "", "nvidiaSmiPath", &c->nvidia_smi, path, err,
+                      err_len);
+    if (!rc)
+        rc = read_str(o, "", "runtimeClassName", &c->runtime_class, path, err,
+                      err_len);
+    if (!rc)
+        rc = read_cm(o, "migConfigMap", &c->mig_cm, path, err, err_len);
+    if (!rc)
+        rc = read_cm(o, "hamiConfigMap", &c->hami_cm, path, err, err_len);
+    if (!rc)
+        rc = read_num(o, "qps", 1, 10000, &qps, path, err, err_len);
+    if (!rc)
+        rc = read_num(o, "burst", 1, 10000, &burst, path, err, err_len);
+    if (!rc)
+        rc = read_num(o, "clientsTimeoutSeconds", 10, 86400, &ct, path, err,
+                      err_len);
+    if (!rc)
+        rc = read_num(o, "helperTimeoutSeconds", 30, 86400, &ht, path, err,
+                      err_len);
+    if (!rc)
+        rc = read_num(o, "rebootTimeoutSeconds", 60, 86400, &rt, path, err,
+                      err_len);
+    json_object_put(o);
+    if (rc)
+        return rc;
+    c->qps = qps;
+    c->burst = (int)burst;
+    c->clients_timeout_s = (long)ct;
+    c->helper_timeout_s = (long)ht;
+    c->reboot_timeout_s = (long)rt;
+    c->profile = gm_profile_preset(c->profile_name);
+    if (c->profile == NULL) {
+        snprintf(err, err_len,
+                 "%s: profile: unknown preset \"%s\" (known: "
+                 "gpu-operator-hami, hami)",
+                 path, c->profile_name);
+        return -EINVAL;
+    }
+    if (c->nvidia_smi[0] != '/') {
+        snprintf(err, err_len, "%s: nvidiaSmiPath: must be an absolute path",
+                 path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void gm_ctl_config_free(struct gm_ctl_config *c)
+{
+    free(c->namespace);
+    free(c->profile_name);
+    free(c->agent_image);
+    free(c->driver_root);
+    free(c->nvidia_smi);
+    free(c->runtime_class);
+    free(c->mig_cm.namespace);
+    free(c->mig_cm.name);
+    free(c->mig_cm.key);
+    free(c->hami_cm.namespace);
+    free(c->hami_cm.name);
+    free(c->hami_cm.key);
+    memset(c, 0, sizeof(*c));
+}

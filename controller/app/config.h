@@ -1,0 +1,57 @@
+/* The controller's configuration file (YAML), e.g. the ConfigMap
+ * gpumode-config in manifests/:
+ *
+ *   namespace: gpumode-system        # helper pods, lease, events
+ *   profile: gpu-operator-hami       # or hami
+ *   agentImage: ghcr.io/gpumode/gpumode:0.1.0
+ *   driverRoot: /run/nvidia/driver   # host path holding nvidia-smi
+ *   nvidiaSmiPath: /usr/bin/nvidia-smi
+ *   runtimeClassName: ""             # set to use the NVIDIA runtime instead
+ *   migConfigMap: {namespace: gpu-operator, name: default-mig-parted-config,
+ *                  key: config.yaml}
+ *   hamiConfigMap: {namespace: kube-system, name: hami-device-plugin,
+ *                   key: config.json}
+ *   qps: 50
+ *   burst: 100
+ *   clientsTimeoutSeconds: 300       # stop/start of device plugins
+ *   helperTimeoutSeconds: 900        # one agent run
+ *   rebootTimeoutSeconds: 1200
+ */
+#ifndef GM_APP_CONFIG_H
+#define GM_APP_CONFIG_H
+
+#include <stddef.h>
+
+#include "app/profile.h"
+
+struct gm_cm_ref {
+    char *namespace; /* owned */
+    char *name;      /* owned */
+    char *key;       /* owned */
+};
+
+struct gm_ctl_config {
+    char *namespace;                  /* owned */
+    char *profile_name;               /* owned */
+    const struct gm_profile *profile; /* static preset */
+    char *agent_image;                /* owned */
+    char *driver_root;                /* owned */
+    char *nvidia_smi;                 /* owned */
+    char *runtime_class;              /* owned or NULL */
+    struct gm_cm_ref mig_cm;
+    struct gm_cm_ref hami_cm;
+    double qps;
+    int burst;
+    long clients_timeout_s;
+    long helper_timeout_s;
+    long reboot_timeout_s;
+};
+
+/* Defaults for every field. */
+int gm_ctl_config_defaults(struct gm_ctl_config *c);
+/* Loads path over the defaults; errors name the file and the field. */
+int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
+                       size_t err_len);
+void gm_ctl_config_free(struct gm_ctl_config *c);
+
+#endif

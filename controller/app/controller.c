@@ -1,0 +1,366 @@
+#include "app/controller.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "kube/node.h"
+#include "kube/pod.h"
+#include "nodeswitch/helperpod.h"
+
+/* ---- cache decoders ---- */
+
+static void *node_decode(void *ud, json_object *obj)
+{
+    struct gm_node *n = NULL;
+    (void)ud;
+    gm_node_from_json(obj, &n);
+    return n;
+}
+
+static void node_free(void *ud, void *obj)
+{
+    (void)ud;
+    gm_node_free(obj);
+}
+
+static const char *node_rv(const void *obj)
+{
+    const char *rv = ((const struct gm_node *)obj)->resource_version;
+    return rv ? rv : "";
+}
+
+static void *pod_decode(void *ud, json_object *obj)
+{
+    struct gm_pod *p = NULL;
+    (void)ud;
+    gm_pod_from_json(obj, &p);
+    return p;
+}
+
+static void pod_free(void *ud, void *obj)
+{
+    (void)ud;
+    gm_pod_free(obj);
+}
+
+static const char *pod_rv(const void *obj)
+{
+    const char *rv = ((const struct gm_pod *)obj)->resource_version;
+    return rv ? rv : "";
+}
+
+/* ---- events: only enqueue ---- */
+
+static void node_event(struct gm_ctl *ctl, const char *name)
+{
+    gm_ctl_enqueue_node(ctl, name);
+    if (ctl->on_node_change)
+        ctl->on_node_change(ctl->policy_data, name);
+}
+
+static void node_add(void *ud, const char *key, const void *obj)
+{
+    (void)obj;
+    node_event(ud, key);
+}
+
+static void node_update(void *ud, const char *key, const void *old,
+                        const void *obj)
+{
+    (void)old;
+    (void)obj;
+    node_event(ud, key);
+}
+
+static void node_delete(void *ud, const char *key, const void *obj)
+{
+    (void)obj;
+    node_event(ud, key);
+}
+
+static const struct gm_reflector_ops node_ops = {
+    .decode = node_decode,
+    .free_obj = node_free,
+    .resource_version = node_rv,
+    .on_add = node_add,
+    .on_update = node_update,
+    .on_delete = node_delete,
+};
+
+/* Pod events (helper pods and pods of switching nodes) wake the node. */
+static void pod_event(struct gm_ctl *ctl, const struct gm_pod *p)
+{
+    if (p->node_name)
+        gm_ctl_enqueue_node(ctl, p->node_name);
+}
+
+static void pod_add(void *ud, const char *key, const void *obj)
+{
+    (void)key;
+    pod_event(ud, obj);
+}
+
+static void pod_update(void *ud, const char *key, const void *old,
+                       const void *obj)
+{
+    (void)key;
+    (void)old;
+    pod_event(ud, obj);
+}
+
+static void pod_delete(void *ud, const char *key, const void *obj)
+{
+    (void)key;
+    pod_event(ud, obj);
+}
+
+static const struct gm_reflector_ops pod_ops = {
+    .decode = pod_decode,
+    .free_obj = pod_free,
+    .resource_version = pod_rv,
+    .on_add = pod_add,
+    .on_update = pod_update,
+    .on_delete = pod_delete,
+};
+
+/* ---- node runtime state ---- */
+
+static void node_state_destroy(struct gm_node_state *ns)
+{
+    gm_reflector_free(ns->pods);
+    for (struct gm_map_entry *e = gm_map_first(&ns->evictions); e;
+         e = gm_map_next(&ns->evictions, e))
+        free(e->value);
+    gm_map_free(&ns->evictions);
+    free(ns->name);
+    free(ns);
+}
+
+struct gm_node_state *gm_ctl_node_state(struct gm_ctl *ctl, const char *node)
+{
+    struct gm_node_state *ns = gm_map_get(&ctl->node_states, node);
+    if (ns)
+        return ns;
+    ns = calloc(1, sizeof(*ns));
+    if (ns == NULL)
+        return NULL;
+    ns->name = strdup(node);
+    gm_map_init(&ns->evictions);
+    if (ns->name == NULL ||
+        gm_map_put(&ctl->node_states, node, ns, NULL) != 0) {
+        free(ns->name);
+        free(ns);
+        return NULL;
+    }
+    return ns;
+}
+
+struct gm_reflector *gm_ctl_node_pods(struct gm_ctl *ctl,
+                                      struct gm_node_state *ns)
+{
+    char field[320];
+    if (ns->pods)
+        return ns->pods;
+    /* Only this node's pods: a switch watches its own node, which is what
+     * keeps a 20,000-pod cluster out of our memory. */
+    snprintf(field, sizeof(field), "spec.nodeName=%s", ns->name);
+    struct gm_reflector_opts o = {.path = "/api/v1/pods",
+                                  .field_selector = field};
+    if (gm_reflector_start(ctl->kube, ctl->loop, &o, &pod_ops, ctl,
+                           &ns->pods) != 0)
+        ns->pods = NULL;
+    return ns->pods;
+}
+
+void gm_ctl_node_done(struct gm_ctl *ctl, const char *node)
+{
+    struct gm_node_state *ns = gm_map_del(&ctl->node_states, node);
+    if (ns == NULL)
+        return;
+    if (ns->inflight > 0) {
+        /* Callbacks still hold it; the last one frees it. */
+        gm_reflector_free(ns->pods);
+        ns->pods = NULL;
+        ns->doomed = true;
+        return;
+    }
+    node_state_destroy(ns);
+}
+
+/* ---- the queue ---- */
+
+struct recon {
+    struct gm_ctl *ctl;
+    char *key; /* owned */
+};
+
+static void recon_finish(struct recon *r, long requeue_ms, int failed)
+{
+    struct gm_ctl *ctl = r->ctl;
+    gm_wq_done(ctl->queue, r->key);
+    if (!ctl->stopping) {
+        if (failed) {
+            gm_wq_add_rate_limited(ctl->queue, r->key);
+        } else {
+            gm_wq_forget(ctl->queue, r->key);
+            if (requeue_ms >= 0)
+                gm_wq_add_after(ctl->queue, r->key, (uint64_t)requeue_ms);
+        }
+    }
+    free(r->key);
+    free(r);
+}
+
+static void recon_done(void *ctx, long requeue_ms, int failed)
+{
+    recon_finish(ctx, requeue_ms, failed);
+}
+
+static void reconcile_node(struct recon *r, const char *name)
+{
+    struct gm_ctl *ctl = r->ctl;
+    const struct gm_node *node = gm_reflector_get(ctl->nodes, name);
+    long requeue = -1;
+
+    if (node == NULL) {
+        /* Gone: nothing to switch; drop what we kept for it. */
+        gm_ctl_node_done(ctl, name);
+        recon_finish(r, -1, 0);
+        return;
+    }
+    int rc = gm_switch_reconcile(ctl, node, recon_done, r, &requeue);
+    if (rc == GM_SWITCH_ASYNC)
+        return;
+    if (rc < 0) {
+        gm_log_kv(GM_LOG_WARN, name, NULL, "reconcile failed: %s",
+                  strerror(-rc));
+        recon_finish(r, -1, 1);
+        return;
+    }
+    recon_finish(r, requeue, 0);
+}
+
+static void queue_ready(void *data)
+{
+    struct gm_ctl *ctl = data;
+    char *key;
+
+    if (!gm_reflector_has_synced(ctl->nodes) ||
+        !gm_reflector_has_synced(ctl->helpers))
+        return; /* on_synced kicks the queue again */
+    while (!ctl->stopping && gm_wq_get(ctl->queue, &key) == 0) {
+        struct recon *r = calloc(1, sizeof(*r));
+        if (r == NULL) {
+            gm_wq_done(ctl->queue, key);
+            free(key);
+            break;
+        }
+        r->ctl = ctl;
+        r->key = key;
+        ctl->reconciles++;
+        if (strncmp(key, "n/", 2) == 0)
+            reconcile_node(r, key + 2);
+        else
+            recon_finish(r, -1, 0);
+    }
+}
+
+static void cache_synced(void *ud)
+{
+    struct gm_ctl *ctl = ud;
+    if (gm_ctl_synced(ctl))
+        queue_ready(ctl);
+}
+
+void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node)
+{
+    char key[300];
+    if (ctl->stopping)
+        return;
+    snprintf(key, sizeof(key), "n/%s", node);
+    gm_wq_add(ctl->queue, key);
+}
+
+int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
+               const struct gm_ctl_config *cfg, struct gm_ctl **out)
+{
+    struct gm_ctl *ctl = calloc(1, sizeof(*ctl));
+    if (ctl == NULL)
+        return -ENOMEM;
+    ctl->loop = loop;
+    ctl->kube = kube;
+    ctl->cfg = cfg;
+    gm_map_init(&ctl->node_states);
+    int err = gm_wq_new(loop, NULL, queue_ready, ctl, &ctl->queue);
+    if (err) {
+        free(ctl);
+        return err;
+    }
+    *out = ctl;
+    return 0;
+}
+
+static struct gm_reflector_ops node_ops_synced;
+static struct gm_reflector_ops helper_ops_synced;
+
+int gm_ctl_start(struct gm_ctl *ctl)
+{
+    char path[256];
+    int err;
+
+    node_ops_synced = node_ops;
+    node_ops_synced.on_synced = cache_synced;
+    helper_ops_synced = pod_ops;
+    helper_ops_synced.on_synced = cache_synced;
+    struct gm_reflector_opts no = {.path = "/api/v1/nodes"};
+    err = gm_reflector_start(ctl->kube, ctl->loop, &no, &node_ops_synced, ctl,
+                             &ctl->nodes);
+    if (err)
+        return err;
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods",
+             ctl->cfg->namespace);
+    struct gm_reflector_opts ho = {
+        .path = path,
+        .label_selector = GM_HELPER_LABEL_KEY "=" GM_HELPER_LABEL_VALUE,
+    };
+    return gm_reflector_start(ctl->kube, ctl->loop, &ho, &helper_ops_synced,
+                              ctl, &ctl->helpers);
+}
+
+bool gm_ctl_synced(const struct gm_ctl *ctl)
+{
+    return ctl->nodes && ctl->helpers && gm_reflector_has_synced(ctl->nodes) &&
+           gm_reflector_has_synced(ctl->helpers);
+}
+
+void gm_ctl_free(struct gm_ctl *ctl)
+{
+    if (ctl == NULL)
+        return;
+    ctl->stopping = true;
+    gm_reflector_free(ctl->nodes);
+    gm_reflector_free(ctl->helpers);
+    for (struct gm_map_entry *e = gm_map_first(&ctl->node_states); e;
+         e = gm_map_next(&ctl->node_states, e)) {
+        struct gm_node_state *ns = e->value;
+        if (ns->inflight > 0) {
+            gm_reflector_free(ns->pods);
+            ns->pods = NULL;
+            ns->doomed = true;
+        } else {
+            node_state_destroy(ns);
+        }
+    }
+    gm_map_free(&ctl->node_states);
+    gm_wq_free(ctl->queue);
+    free(ctl);
+}
+
+void gm_ctl_node_state_release(struct gm_node_state *ns)
+{
+    if (--ns->inflight == 0 && ns->doomed)
+        node_state_destroy(ns);
+}

@@ -1,0 +1,74 @@
+/* The controller: caches (nodes, helper pods, pods of switching nodes,
+ * policies), one work queue, and the reconcilers. Watch handlers only
+ * enqueue keys ("n/<node>", "p/<policy>"); every decision happens in a
+ * reconcile, which is level-triggered and idempotent. */
+#ifndef GM_APP_CONTROLLER_H
+#define GM_APP_CONTROLLER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "app/config.h"
+#include "common/map.h"
+#include "kube/client.h"
+#include "kube/reflector.h"
+#include "kube/workqueue.h"
+#include "nodeswitch/switch.h"
+
+/* Runtime state of one node while it switches; not persisted. */
+struct gm_node_state {
+    char *name;                /* owned */
+    struct gm_reflector *pods; /* owned; pods on this node, or NULL */
+    struct gm_map evictions;   /* pod uid -> struct gm_eviction* (owned) */
+    char message[512];         /* status line for this node */
+    /* The node resourceVersion when we last patched it: while the cache
+     * still shows it, our write has not come back through the watch. */
+    char written_from_rv[32];
+    int inflight; /* API calls whose callbacks use this */
+    bool doomed;  /* free once inflight drops to 0 */
+};
+
+struct gm_eviction {
+    uint64_t next_try_ms; /* loop time before which we do not ask again */
+    int blocked;          /* the last answer was 429 (a budget said no) */
+    int sent;             /* an eviction is in flight */
+};
+
+struct gm_ctl {
+    uv_loop_t *loop;
+    struct gm_kube *kube;            /* borrowed */
+    const struct gm_ctl_config *cfg; /* borrowed */
+    struct gm_reflector *nodes;      /* owned: struct gm_node */
+    struct gm_reflector *helpers;    /* owned: struct gm_pod (helper pods) */
+    struct gm_map node_states;       /* name -> struct gm_node_state* */
+    struct gm_workqueue *queue;      /* owned */
+    /* Policy lookup for switches; set by the rollout layer. */
+    int (*policy_for)(void *data, const char *policy,
+                      struct gm_switch_policy *out);
+    void *policy_data;
+    /* Called for each node event, so policies re-plan. */
+    void (*on_node_change)(void *data, const char *node);
+    bool dry_run;
+    bool stopping;
+    unsigned long reconciles;
+};
+
+int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
+               const struct gm_ctl_config *cfg, struct gm_ctl **out);
+/* Starts the caches and the queue. */
+int gm_ctl_start(struct gm_ctl *ctl);
+bool gm_ctl_synced(const struct gm_ctl *ctl);
+void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node);
+void gm_ctl_free(struct gm_ctl *ctl);
+
+/* The runtime state of node, created on first use. */
+struct gm_node_state *gm_ctl_node_state(struct gm_ctl *ctl, const char *node);
+/* Starts (or keeps) a pod cache for the node; returns it. */
+struct gm_reflector *gm_ctl_node_pods(struct gm_ctl *ctl,
+                                      struct gm_node_state *ns);
+/* Drops the node's runtime state (pod cache, eviction marks). */
+void gm_ctl_node_done(struct gm_ctl *ctl, const char *node);
+/* An API call holding ns ended: frees a state dropped meanwhile. */
+void gm_ctl_node_state_release(struct gm_node_state *ns);
+
+#endif

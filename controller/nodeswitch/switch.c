@@ -1,0 +1,997 @@
+#include "nodeswitch/switch.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/controller.h"
+#include "common/log.h"
+#include "kube/pod.h"
+#include "nodeswitch/helperpod.h"
+
+#define EVICT_RETRY_MS 5000
+#define WAIT_POLL_MS 2000
+
+/* One reconcile of one node. */
+struct sw {
+    struct gm_ctl *ctl;
+    const struct gm_node *node;
+    struct gm_switch_record rec;
+    struct gm_switch_policy pol;
+    struct gm_node_state *ns;
+    gm_switch_done_cb done;
+    void *ctx;
+    long requeue_ms;
+    long long now;
+};
+
+enum { STEP_WAIT = 0, STEP_ASYNC = 1 };
+
+void gm_switch_policy_defaults(struct gm_switch_policy *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->drain.gpu_pods_only = true;
+    p->drain.timeout_s = 600;
+    p->drain.grace_s = -1;
+    p->split_count = 10;
+    p->memory_scaling = 1;
+    p->core_scaling = 1;
+}
+
+static const char *node_name(const struct sw *s)
+{
+    return s->node->name;
+}
+
+static enum gm_mode target_mode(const struct sw *s)
+{
+    return s->rec.rolling_back ? s->rec.from : s->rec.to;
+}
+
+static const char *target_layout(const struct sw *s)
+{
+    return s->rec.rolling_back ? s->rec.from_layout : s->rec.layout;
+}
+
+/* ---- writing the node ---- */
+
+struct write {
+    struct gm_ctl *ctl;
+    struct gm_node_state *ns;
+    gm_switch_done_cb done;
+    void *ctx;
+    char *node; /* owned */
+};
+
+static void write_done(void *data, const struct gm_kube_resp *resp)
+{
+    struct write *w = data;
+    long requeue = -1;
+    int failed = 0;
+
+    if (resp->error) {
+        /* Nothing was written: the cached node is not stale after all. */
+        w->ns->written_from_rv[0] = '\0';
+        if (resp->error->code == 409) {
+            /* Our cache was behind the node: read again shortly. */
+            requeue = 200;
+        } else if (resp->error->err != -ECANCELED) {
+            gm_log_kv(GM_LOG_WARN, w->node, NULL, "node update failed: %s: %s",
+                      resp->error->reason, resp->error->message);
+            failed = 1;
+        }
+    }
+    if (resp->error == NULL || resp->error->err != -ECANCELED)
+        w->done(w->ctx, requeue, failed);
+    else
+        w->done(w->ctx, -1, 0);
+    gm_ctl_node_state_release(w->ns);
+    free(w->node);
+    free(w);
+}
+
+/* A merge patch of the node carrying its resourceVersion: a stale cache
+ * gets 409 instead of overwriting a newer node. labels and annotations are
+ * consumed (may be NULL); unschedulable < 0 leaves it. */
+static int patch_node(struct sw *s, json_object *labels, json_object *ann,
+                      int unschedulable)
+{
+    json_object *patch = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    char path[320];
+
+    json_object_object_add(
+        meta, "resourceVersion",
+        json_object_new_string(
+            s->node->resource_version ? s->node->resource_version : ""));
+    if (labels)
+        json_object_object_add(meta, "labels", labels);
+    if (ann)
+        json_object_object_add(meta, "annotations", ann);
+    json_object_object_add(patch, "metadata", meta);
+    if (unschedulable >= 0) {
+        json_object *spec = json_object_new_object();
+        json_object_object_add(spec, "unschedulable",
+                               json_object_new_boolean(unschedulable));
+        json_object_object_add(patch, "spec", spec);
+    }
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", node_name(s));
+    const char *body =
+        json_object_to_json_string_ext(patch, JSON_C_TO_STRING_PLAIN);
+    if (s->ctl->dry_run) {
+        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+                  "dry run: would patch node: %s", body);
+        json_object_put(patch);
+        s->requeue_ms = -1;
+        return STEP_WAIT;
+    }
+    struct write *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        json_object_put(patch);
+        return -ENOMEM;
+    }
+    w->ctl = s->ctl;
+    w->ns = s->ns;
+    w->done = s->done;
+    w->ctx = s->ctx;
+    w->node = strdup(node_name(s));
+    int err = gm_kube_patch(s->ctl->kube, path, GM_PATCH_MERGE, body, NULL, 0,
+                            write_done, w);
+    json_object_put(patch);
+    if (err) {
+        free(w->node);
+        free(w);
+        return err;
+    }
+    s->ns->inflight++;
+    snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
+             s->node->resource_version ? s->node->resource_version : "");
+    return STEP_ASYNC;
+}
+
+/* Writes the record (and optional label changes and cordon) at once. */
+static int write_record(struct sw *s, json_object *labels, int unschedulable)
+{
+    json_object *ann = json_object_new_object();
+    char *rec = gm_record_format(&s->rec);
+    if (rec == NULL) {
+        json_object_put(ann);
+        json_object_put(labels);
+        return -ENOMEM;
+    }
+    json_object_object_add(ann, GM_ANN_SWITCH, json_object_new_string(rec));
+    free(rec);
+    return patch_node(s, labels, ann, unschedulable);
+}
+
+static int advance(struct sw *s, enum gm_phase next, json_object *labels,
+                   int unschedulable)
+{
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s -> %s%s",
+              gm_phase_name(s->rec.phase), gm_phase_name(next),
+              s->rec.rolling_back ? " (rolling back)" : "");
+    s->rec.phase = next;
+    s->rec.since = s->now;
+    return write_record(s, labels, unschedulable);
+}
+
+static void set_message(struct sw *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_message(struct sw *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->ns->message, sizeof(s->ns->message), fmt, ap);
+    va_end(ap);
+}
+
+/* Failure: record why, then roll back (the default) or hold the node as it
+ * is for a person. A failure while rolling back always holds. */
+static int fail(struct sw *s, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct sw *s, const char *reason, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy, "%s in %s: %s", reason,
+              gm_phase_name(s->rec.phase), msg);
+    snprintf(s->ns->message, sizeof(s->ns->message), "%.60s: %.440s", reason,
+             msg);
+    if (gm_set_str(&s->rec.reason, reason) || gm_set_str(&s->rec.message, msg))
+        return -ENOMEM;
+    if (s->pol.hold_on_failure || s->rec.rolling_back) {
+        json_object *labels = json_object_new_object();
+        json_object_object_add(labels, GM_LABEL_STATE,
+                               json_object_new_string("failed"));
+        return advance(s, GM_PHASE_FAILED, labels, -1);
+    }
+    enum gm_phase at = s->rec.phase;
+    s->rec.rolling_back = true;
+    if ((s->rec.reconfigured || at >= GM_PHASE_RECONFIGURE) &&
+        s->rec.from != GM_MODE_UNKNOWN)
+        return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
+    return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+}
+
+static int wait_for(struct sw *s, long ms)
+{
+    s->requeue_ms = ms;
+    return STEP_WAIT;
+}
+
+static long long elapsed(const struct sw *s)
+{
+    return s->now - s->rec.since;
+}
+
+/* ---- label sets ---- */
+
+/* Adds key=value to labels when the node differs, saving the old value in
+ * the record the first time we touch the key. Returns 1 when added. */
+static int want_label(struct sw *s, json_object *labels, const char *key,
+                      const char *value)
+{
+    const char *cur = gm_node_label(s->node, key);
+    if ((cur == NULL && value == NULL) ||
+        (cur && value && strcmp(cur, value) == 0))
+        return 0;
+    gm_record_save_label(&s->rec, key, cur);
+    json_object_object_add(labels, key,
+                           value ? json_object_new_string(value) : NULL);
+    return 1;
+}
+
+/* ---- pods on the node ---- */
+
+static const struct gm_map *node_pods(struct sw *s)
+{
+    struct gm_reflector *r = gm_ctl_node_pods(s->ctl, s->ns);
+    if (r == NULL || !gm_reflector_has_synced(r))
+        return NULL;
+    return gm_reflector_items(r);
+}
+
+static int pod_matches(const struct gm_pod *p, const struct gm_plugin_ref *ref)
+{
+    struct gm_strsel *sel;
+    char err[128];
+    int ok = 0;
+    if (p->namespace == NULL || strcmp(p->namespace, ref->namespace) != 0)
+        return 0;
+    if (gm_strsel_parse(ref->selector, &sel, err, sizeof(err)) != 0)
+        return 0;
+    ok = gm_strsel_match(sel, gm_pod_label_lookup, p);
+    gm_strsel_free(sel);
+    return ok;
+}
+
+/* ---- evictions ---- */
+
+struct evict_call {
+    struct gm_ctl *ctl;
+    struct gm_node_state *ns;
+    char *uid; /* owned */
+};
+
+static void evict_done(void *data, const struct gm_kube_resp *resp)
+{
+    struct evict_call *c = data;
+    struct gm_eviction *e =
+        c->ns->doomed ? NULL : gm_map_get(&c->ns->evictions, c->uid);
+    uint64_t now = uv_now(c->ctl->loop);
+
+    if (e) {
+        e->sent = 0;
+        e->blocked = 0;
+        if (resp->error == NULL || resp->error->code == 404) {
+            /* Accepted (or already gone): wait for the pod to go. */
+            e->next_try_ms = now + 60000;
+        } else if (resp->error->code == 429) {
+            /* A PodDisruptionBudget (or the rate limit) said no: ask again
+             * in about five seconds, jittered so many nodes spread out. */
+            e->blocked = 1;
+            e->next_try_ms =
+                now + EVICT_RETRY_MS - 1000 + (uint64_t)(rand() % 2000);
+        } else if (resp->error->code == 500) {
+            e->blocked = 2; /* misconfigured budgets: the step fails */
+        } else {
+            e->next_try_ms = now + EVICT_RETRY_MS;
+        }
+        if (!c->ctl->stopping)
+            gm_ctl_enqueue_node(c->ctl, c->ns->name);
+    }
+    gm_ctl_node_state_release(c->ns);
+    free(c->uid);
+    free(c);
+}
+
+static int send_eviction(struct sw *s, const struct gm_pod *p,
+                         struct gm_eviction *e)
+{
+    if (s->ctl->dry_run) {
+        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+                  "dry run: would evict %s/%s", p->namespace, p->name);
+        e->next_try_ms = uv_now(s->ctl->loop) + 60000;
+        return 0;
+    }
+    struct evict_call *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    c->ctl = s->ctl;
+    c->ns = s->ns;
+    c->uid = strdup(p->uid);
+    int err = c->uid ? gm_kube_evict(s->ctl->kube, p->namespace, p->name,
+                                     s->pol.drain.grace_s, evict_done, c)
+                     : -ENOMEM;
+    if (err) {
+        free(c->uid);
+        free(c);
+        return err;
+    }
+    e->sent = 1;
+    s->ns->inflight++;
+    return 0;
+}
+
+/* ---- phases ---- */
+
+static int step_cordon(struct sw *s)
+{
+    return advance(s, GM_PHASE_DRAIN, NULL, s->node->unschedulable ? -1 : 1);
+}
+
+static int step_drain(struct sw *s)
+{
+    const struct gm_map *pods = node_pods(s);
+    int evicting = 0, waiting = 0, blocked = 0;
+    const struct gm_pod *first_blocked = NULL;
+    uint64_t now_ms = uv_now(s->ctl->loop);
+    char why[256];
+
+    if (s->rec.rolling_back)
+        return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+    if (pods == NULL)
+        return wait_for(s, 500);
+    for (struct gm_map_entry *it = gm_map_first(pods); it;
+         it = gm_map_next(pods, it)) {
+        const struct gm_pod *p = it->value;
+        enum gm_drain_action a =
+            gm_drain_classify(&s->pol.drain, p, why, sizeof(why));
+        if (a == GM_DRAIN_SKIP)
+            continue;
+        if (a == GM_DRAIN_BLOCKED)
+            return fail(s, "DrainBlocked", "pod %s/%s %s", p->namespace,
+                        p->name, why);
+        if (a == GM_DRAIN_WAIT) {
+            waiting++;
+            continue;
+        }
+        evicting++;
+        struct gm_eviction *e = gm_map_get(&s->ns->evictions, p->uid);
+        if (e == NULL) {
+            e = calloc(1, sizeof(*e));
+            if (e == NULL || gm_map_put(&s->ns->evictions, p->uid, e, NULL)) {
+                free(e);
+                return -ENOMEM;
+            }
+        }
+        if (e->blocked == 2)
+            return fail(s, "EvictionFailed",
+                        "eviction of %s/%s answered 500: the "
+                        "PodDisruptionBudgets for it are misconfigured",
+                        p->namespace, p->name);
+        if (e->blocked) {
+            blocked++;
+            if (first_blocked == NULL)
+                first_blocked = p;
+        }
+        if (!e->sent && e->next_try_ms <= now_ms) {
+            int err = send_eviction(s, p, e);
+            if (err)
+                return err;
+        }
+    }
+    if (evicting + waiting == 0) {
+        s->ns->message[0] = '\0';
+        return advance(s, GM_PHASE_STOP_CLIENTS, NULL, -1);
+    }
+    if (first_blocked)
+        set_message(s,
+                    "%d pods left; eviction of %s/%s blocked by "
+                    "PodDisruptionBudget",
+                    evicting + waiting, first_blocked->namespace,
+                    first_blocked->name);
+    else
+        set_message(s, "%d pods left", evicting + waiting);
+    if (evicting > 0 && s->pol.drain.timeout_s > 0 &&
+        elapsed(s) > s->pol.drain.timeout_s)
+        return fail(s, "DrainTimeout", "drain did not finish in %lds: %s",
+                    s->pol.drain.timeout_s, s->ns->message);
+    if (evicting == 0 && s->pol.drain.wait_timeout_s > 0 &&
+        elapsed(s) > s->pol.drain.wait_timeout_s)
+        return fail(s, "WaitTimeout",
+                    "pods to wait for did not complete in %lds",
+                    s->pol.drain.wait_timeout_s);
+    (void)blocked;
+    return wait_for(s, 1000);
+}
+
+static int step_stop_clients(struct sw *s)
+{
+    const struct gm_profile *prof = s->ctl->cfg->profile;
+    json_object *labels = json_object_new_object();
+    int changed = 0;
+
+    for (size_t i = 0; i < prof->stop.n; i++)
+        changed +=
+            want_label(s, labels, prof->stop.key[i], prof->stop.value[i]);
+    if (changed)
+        return write_record(s, labels, -1);
+    json_object_put(labels);
+
+    const struct gm_map *pods = node_pods(s);
+    if (pods == NULL)
+        return wait_for(s, 500);
+    int left = 0;
+    for (struct gm_map_entry *it = gm_map_first(pods); it;
+         it = gm_map_next(pods, it)) {
+        const struct gm_pod *p = it->value;
+        if (p->phase == GM_POD_SUCCEEDED || p->phase == GM_POD_FAILED)
+            continue;
+        for (size_t i = 0; i < prof->n_clients; i++)
+            if (pod_matches(p, &prof->clients[i]))
+                left++;
+    }
+    if (left == 0)
+        return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
+    set_message(s, "waiting for %d GPU client pods to stop", left);
+    if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
+        return fail(s, "ClientsStuck", "%d GPU client pods still on the node",
+                    left);
+    return wait_for(s, WAIT_POLL_MS);
+}
+
+/* Helper pods of this node other than `keep` are from finished steps (or a
+ * crash between reading a result and deleting the pod): remove them. */
+static void collect_helpers(struct sw *s, const char *keep)
+{
+    const struct gm_map *m = gm_reflector_items(s->ctl->helpers);
+    for (struct gm_map_entry *it = gm_map_first(m); it;
+         it = gm_map_next(m, it)) {
+        const struct gm_pod *p = it->value;
+        const char *n = gm_pod_label(p, GM_HELPER_NODE_LABEL);
+        if (n == NULL || strcmp(n, node_name(s)) != 0 || p->deleting)
+            continue;
+        if (keep && strcmp(p->name, keep) == 0)
+            continue;
+        if (s->ctl->dry_run)
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s",
+                 p->namespace, p->name);
+        gm_kube_delete(s->ctl->kube, path, p->uid, NULL, 0, NULL, NULL);
+    }
+}
+
+/* Creates the helper pod if it is not there; returns it when it is. */
+static int helper(struct sw *s, const char *step, const char *salt,
+                  const char *const *argv, size_t argc,
+                  const struct gm_pod **out)
+{
+    const char *hash_argv[16];
+    char name[64], key[320];
+    size_t n = 0;
+
+    for (size_t i = 0; i < argc && n < 15; i++)
+        hash_argv[n++] = argv[i];
+    hash_argv[n++] = salt ? salt : "";
+    struct gm_helper_step st = {.node = node_name(s),
+                                .step = step,
+                                .attempt = s->rec.attempt,
+                                .argv = hash_argv,
+                                .argc = n};
+    gm_helper_pod_name(&st, name, sizeof(name));
+    collect_helpers(s, name);
+    snprintf(key, sizeof(key), "%s/%s", s->ctl->cfg->namespace, name);
+    *out = gm_reflector_get(s->ctl->helpers, key);
+    if (*out)
+        return STEP_WAIT;
+
+    const struct gm_ctl_config *c = s->ctl->cfg;
+    struct gm_helper_config hc = {.namespace = c->namespace,
+                                  .image = c->agent_image,
+                                  .driver_root = c->driver_root,
+                                  .nvidia_smi = c->nvidia_smi,
+                                  .runtime_class = c->runtime_class,
+                                  .deadline_s = c->helper_timeout_s};
+    st.argv = argv;
+    st.argc = argc;
+    json_object *pod = gm_helper_pod(&hc, &st);
+    /* The name must hash the salt too: rebuild it with the full set. */
+    json_object *meta;
+    json_object_object_get_ex(pod, "metadata", &meta);
+    json_object_object_add(meta, "name", json_object_new_string(name));
+    if (s->ctl->dry_run) {
+        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+                  "dry run: would create helper pod %s", name);
+        json_object_put(pod);
+        return wait_for(s, -1);
+    }
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", c->namespace);
+    struct write *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        json_object_put(pod);
+        return -ENOMEM;
+    }
+    w->ctl = s->ctl;
+    w->ns = s->ns;
+    w->done = s->done;
+    w->ctx = s->ctx;
+    w->node = strdup(node_name(s));
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+              "starting helper pod %s (%s)", name, step);
+    int err = gm_kube_create(s->ctl->kube, path, pod, write_done, w);
+    json_object_put(pod);
+    if (err) {
+        free(w->node);
+        free(w);
+        return err;
+    }
+    s->ns->inflight++;
+    return STEP_ASYNC;
+}
+
+static json_object *jget(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (o && json_object_object_get_ex(o, k, &v))
+        return v;
+    return NULL;
+}
+
+static int step_reconfigure(struct sw *s)
+{
+    enum gm_mode mode = target_mode(s);
+    const char *layout = target_layout(s);
+    const char *argv[8];
+    size_t argc = 0;
+    const struct gm_pod *p;
+
+    if (mode == GM_MODE_UNKNOWN)
+        return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+    if (mode == GM_MODE_MIG && (layout == NULL || layout[0] == '\0'))
+        return fail(s, "NoLayout",
+                    "no MIG layout is known to restore on this node");
+    argv[argc++] = "apply";
+    argv[argc++] = "--mode";
+    argv[argc++] = gm_mode_name(mode);
+    if (mode == GM_MODE_MIG) {
+        argv[argc++] = "--layout";
+        argv[argc++] = layout;
+    }
+    argv[argc++] = "--allow-reset";
+    if (s->pol.allow_reboot)
+        argv[argc++] = "--allow-reboot";
+    int rc = helper(s, s->rec.rolling_back ? "rollback" : "apply",
+                    s->node->boot_id, argv, argc, &p);
+    if (rc != STEP_WAIT || p == NULL)
+        return rc;
+    if (p->phase != GM_POD_SUCCEEDED && p->phase != GM_POD_FAILED) {
+        set_message(s, "agent running in pod %s", p->name);
+        if (elapsed(s) > s->ctl->cfg->helper_timeout_s)
+            return fail(s, "HelperTimeout",
+                        "agent pod %s did not finish in %lds", p->name,
+                        s->ctl->cfg->helper_timeout_s);
+        return wait_for(s, -1);
+    }
+    json_object *res =
+        p->term_message ? json_tokener_parse(p->term_message) : NULL;
+    const char *reason = json_object_get_string(jget(res, "reason"));
+    const char *msg = json_object_get_string(jget(res, "message"));
+    const char *needs = json_object_get_string(jget(res, "needs"));
+    int ok = json_object_get_boolean(jget(res, "ok"));
+    char reason_c[64], msg_c[768];
+    snprintf(reason_c, sizeof(reason_c), "%s", reason ? reason : "AgentFailed");
+    snprintf(
+        msg_c, sizeof(msg_c), "%s",
+        msg ? msg
+            : (p->term_message ? p->term_message : "the agent left no result"));
+    int reboot = needs && strcmp(needs, "reboot") == 0;
+    json_object_put(res);
+    if (ok && p->phase == GM_POD_SUCCEEDED) {
+        s->rec.reconfigured = true;
+        s->ns->message[0] = '\0';
+        return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+    }
+    if (reboot && s->pol.allow_reboot && !s->rec.rolling_back) {
+        if (gm_set_str(&s->rec.boot_id, s->node->boot_id))
+            return -ENOMEM;
+        s->rec.reconfigured = true;
+        return advance(s, GM_PHASE_REBOOT, NULL, -1);
+    }
+    if (reboot)
+        return fail(s, "RebootRequired",
+                    "%s (set spec.rollout.allowReboot to let gpumode reboot "
+                    "the node)",
+                    msg_c);
+    return fail(s, reason_c, "%s", msg_c);
+}
+
+static int step_reboot(struct sw *s)
+{
+    const struct gm_pod *p;
+    const char *argv[] = {"reboot", "--confirm"};
+
+    if (s->node->boot_id && s->rec.boot_id &&
+        strcmp(s->node->boot_id, s->rec.boot_id) != 0) {
+        if (!s->node->ready)
+            return wait_for(s, WAIT_POLL_MS);
+        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+                  "node rebooted (bootID %s)", s->node->boot_id);
+        return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
+    }
+    if (elapsed(s) > s->ctl->cfg->reboot_timeout_s)
+        return fail(s, "RebootTimeout", "node did not come back in %lds",
+                    s->ctl->cfg->reboot_timeout_s);
+    set_message(s, "rebooting");
+    int rc = helper(s, "reboot", s->rec.boot_id, argv, 2, &p);
+    if (rc != STEP_WAIT)
+        return rc;
+    return wait_for(s, WAIT_POLL_MS);
+}
+
+static int step_start_clients(struct sw *s)
+{
+    const struct gm_profile *prof = s->ctl->cfg->profile;
+    json_object *labels = json_object_new_object();
+
+    if (s->rec.rolling_back) {
+        /* Put back every label we changed: the old clients return. */
+        for (size_t i = 0; i < s->rec.n_saved; i++) {
+            const struct gm_saved_label *l = &s->rec.saved[i];
+            const char *cur = gm_node_label(s->node, l->key);
+            if ((cur == NULL) != (l->value == NULL) ||
+                (cur && strcmp(cur, l->value) != 0))
+                json_object_object_add(
+                    labels, l->key,
+                    l->value ? json_object_new_string(l->value) : NULL);
+        }
+    } else {
+        const char *keys[GM_PROFILE_MAX_LABELS + 1];
+        const char *vals[GM_PROFILE_MAX_LABELS + 1];
+        size_t n = gm_profile_start_labels(prof, s->rec.to, s->rec.strategy,
+                                           keys, vals);
+        for (size_t i = 0; i < n; i++)
+            want_label(s, labels, keys[i], vals[i]);
+    }
+    return advance(s, GM_PHASE_VERIFY, labels, -1);
+}
+
+/* Counts GPU instances per profile in an agent layout for a node with gpus
+ * GPUs: entries with devices count for those, "all" for the rest. */
+size_t gm_switch_expected(const struct gm_profile *p, enum gm_mode m,
+                          const char *layout, const char *strategy, int gpus,
+                          int split, const char **names, long long *counts,
+                          size_t max, char *buf, size_t buf_len)
+{
+    size_t n = 0, used = 0;
+
+    if (max == 0)
+        return 0;
+    if (m == GM_MODE_FULL) {
+        names[0] = "nvidia.com/gpu";
+        counts[0] = gpus;
+        return 1;
+    }
+    if (m == GM_MODE_VGPU) {
+        names[0] = p->vgpu_resource;
+        counts[0] = (long long)gpus * (split > 0 ? split : 10);
+        return 1;
+    }
+    json_object *l = layout ? json_tokener_parse(layout) : NULL;
+    size_t ne = l && json_object_is_type(l, json_type_array)
+                    ? json_object_array_length(l)
+                    : 0;
+    int explicit_gpus = 0;
+    for (size_t i = 0; i < ne; i++) {
+        json_object *d = jget(json_object_array_get_idx(l, i), "devices");
+        if (d && json_object_is_type(d, json_type_array))
+            explicit_gpus += (int)json_object_array_length(d);
+    }
+    int single = strategy && strcmp(strategy, "single") == 0;
+    for (size_t i = 0; i < ne; i++) {
+        json_object *e = json_object_array_get_idx(l, i);
+        json_object *d = jget(e, "devices");
+        json_object *md = jget(e, "migDevices");
+        int ngpu = d && json_object_is_type(d, json_type_array)
+                       ? (int)json_object_array_length(d)
+                       : gpus - explicit_gpus;
+        if (!json_object_get_boolean(jget(e, "migEnabled")) || md == NULL ||
+            ngpu <= 0)
+            continue;
+        json_object_object_foreach(md, prof, cnt)
+        {
+            char res[96];
+            if (single)
+                snprintf(res, sizeof(res), "nvidia.com/gpu");
+            else
+                snprintf(res, sizeof(res), "nvidia.com/mig-%s", prof);
+            for (char *c = res; *c; c++)
+                if (*c == '+')
+                    *c = '.';
+            size_t k;
+            for (k = 0; k < n; k++)
+                if (strcmp(names[k], res) == 0)
+                    break;
+            if (k == n) {
+                size_t len = strlen(res) + 1;
+                if (n == max || used + len > buf_len)
+                    continue;
+                memcpy(buf + used, res, len);
+                names[n] = buf + used;
+                counts[n++] = 0;
+                used += len;
+            }
+            counts[k] += (long long)json_object_get_int(cnt) * ngpu;
+        }
+    }
+    json_object_put(l);
+    return n;
+}
+
+static int gpu_count(const struct gm_node *n)
+{
+    const char *c = gm_node_label(n, "nvidia.com/gpu.count");
+    return c ? atoi(c) : 0;
+}
+
+static int step_verify(struct sw *s)
+{
+    const struct gm_profile *prof = s->ctl->cfg->profile;
+    enum gm_mode mode = target_mode(s);
+
+    if (mode == GM_MODE_UNKNOWN)
+        return advance(s, GM_PHASE_FINISH, NULL, -1);
+    const struct gm_map *pods = node_pods(s);
+    if (pods == NULL)
+        return wait_for(s, 500);
+    const struct gm_mode_profile *mp = &prof->modes[mode];
+    for (size_t i = 0; i < mp->n_plugins; i++) {
+        int ready = 0;
+        for (struct gm_map_entry *it = gm_map_first(pods); it && !ready;
+             it = gm_map_next(pods, it)) {
+            const struct gm_pod *p = it->value;
+            ready = pod_matches(p, &mp->plugins[i]) &&
+                    p->phase == GM_POD_RUNNING && p->ready && !p->deleting;
+        }
+        if (!ready) {
+            set_message(s, "waiting for %s pods (%s) to be ready",
+                        mp->plugins[i].namespace, mp->plugins[i].selector);
+            goto not_ready;
+        }
+    }
+    const char *names[16];
+    long long counts[16];
+    char buf[1024];
+    int split = s->pol.has_vgpu_config ? s->pol.split_count : 10;
+    size_t n = gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy,
+                                  gpu_count(s->node), split, names, counts, 16,
+                                  buf, sizeof(buf));
+    for (size_t i = 0; i < n; i++) {
+        int64_t have = gm_node_allocatable(s->node, names[i]);
+        if (have != counts[i]) {
+            set_message(s, "node advertises %s=%lld, expected %lld", names[i],
+                        (long long)(have < 0 ? 0 : have), counts[i]);
+            goto not_ready;
+        }
+    }
+    s->ns->message[0] = '\0';
+    return advance(s, GM_PHASE_FINISH, NULL, -1);
+not_ready:
+    if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
+        return fail(s, "PluginNotReady", "%s", s->ns->message);
+    return wait_for(s, WAIT_POLL_MS);
+}
+
+static int step_finish(struct sw *s)
+{
+    const struct gm_profile *prof = s->ctl->cfg->profile;
+    json_object *labels = json_object_new_object();
+    json_object *ann = json_object_new_object();
+    int uncordon = s->rec.cordoned && s->node->unschedulable ? 0 : -1;
+
+    if (s->rec.rolling_back) {
+        /* Labels were restored before the old clients were verified; the
+         * record stays (phase Failed) so the failure counts and a person
+         * can retry. */
+        json_object_object_add(labels, GM_LABEL_STATE,
+                               json_object_new_string("failed"));
+        json_object_put(ann);
+        s->rec.rolling_back = false;
+        s->rec.reconfigured = false;
+        s->rec.cordoned = false; /* uncordoned in this same write */
+        return advance(s, GM_PHASE_FAILED, labels, uncordon);
+    }
+    const char *keys[GM_PROFILE_MAX_LABELS + 1];
+    const char *vals[GM_PROFILE_MAX_LABELS + 1];
+    size_t n =
+        gm_profile_start_labels(prof, s->rec.to, s->rec.strategy, keys, vals);
+    /* Restore every label we changed that the target does not set. */
+    for (size_t i = 0; i < s->rec.n_saved; i++) {
+        const struct gm_saved_label *l = &s->rec.saved[i];
+        size_t k;
+        for (k = 0; k < n; k++)
+            if (strcmp(keys[k], l->key) == 0)
+                break;
+        if (k < n)
+            continue;
+        json_object_object_add(
+            labels, l->key, l->value ? json_object_new_string(l->value) : NULL);
+    }
+    json_object_object_add(labels, GM_LABEL_MODE,
+                           json_object_new_string(gm_mode_name(s->rec.to)));
+    json_object_object_add(labels, GM_LABEL_STATE,
+                           json_object_new_string("ready"));
+    json_object_object_add(ann, GM_ANN_SWITCH, NULL);
+    if (s->node->boot_id)
+        json_object_object_add(ann, GM_ANN_BOOT_ID,
+                               json_object_new_string(s->node->boot_id));
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "switch to %s complete",
+              gm_mode_name(s->rec.to));
+    s->ns->message[0] = '\0';
+    return patch_node(s, labels, ann, uncordon);
+}
+
+static int step_failed(struct sw *s)
+{
+    if (s->node->ann_retry == NULL)
+        return wait_for(s, -1);
+    /* A person asked for a retry: start over from the cordon, one attempt
+     * later (so helper pod names differ), and clear the retry mark. */
+    json_object *labels = json_object_new_object();
+    json_object *ann = json_object_new_object();
+    char *rec;
+
+    s->rec.attempt++;
+    s->rec.phase = GM_PHASE_CORDON;
+    s->rec.since = s->now;
+    s->rec.rolling_back = false;
+    gm_set_str(&s->rec.reason, NULL);
+    gm_set_str(&s->rec.message, NULL);
+    if (!s->node->unschedulable)
+        s->rec.cordoned = true;
+    else if (!s->rec.cordoned)
+        s->rec.cordoned = false;
+    rec = gm_record_format(&s->rec);
+    if (rec == NULL)
+        return -ENOMEM;
+    json_object_object_add(ann, GM_ANN_SWITCH, json_object_new_string(rec));
+    json_object_object_add(ann, GM_ANN_RETRY, NULL);
+    free(rec);
+    json_object_object_add(labels, GM_LABEL_STATE,
+                           json_object_new_string("switching"));
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "retry, attempt %d",
+              s->rec.attempt);
+    return patch_node(s, labels, ann, -1);
+}
+
+static int (*const steps[GM_PHASE_COUNT])(struct sw *) = {
+    [GM_PHASE_CORDON] = step_cordon,
+    [GM_PHASE_DRAIN] = step_drain,
+    [GM_PHASE_STOP_CLIENTS] = step_stop_clients,
+    [GM_PHASE_RECONFIGURE] = step_reconfigure,
+    [GM_PHASE_REBOOT] = step_reboot,
+    [GM_PHASE_START_CLIENTS] = step_start_clients,
+    [GM_PHASE_VERIFY] = step_verify,
+    [GM_PHASE_FINISH] = step_finish,
+    [GM_PHASE_FAILED] = step_failed,
+};
+
+int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
+                        gm_switch_done_cb done, void *ctx, long *requeue_ms)
+{
+    struct sw s = {.ctl = ctl,
+                   .node = node,
+                   .done = done,
+                   .ctx = ctx,
+                   .requeue_ms = -1,
+                   .now = (long long)time(NULL)};
+    char err[256];
+    int rc;
+
+    *requeue_ms = -1;
+    if (node->ann_switch == NULL) {
+        /* Nothing in flight: drop any per-node state and stray helpers. */
+        if (gm_map_get(&ctl->node_states, node->name))
+            gm_ctl_node_done(ctl, node->name);
+        return 0;
+    }
+    const char *skip = gm_node_label(node, GM_LABEL_SKIP);
+    if (skip && strcmp(skip, "true") == 0)
+        return 0;
+    rc = gm_record_parse(node->ann_switch, &s.rec, err, sizeof(err));
+    if (rc) {
+        gm_log_kv(GM_LOG_ERROR, node->name, NULL,
+                  "unreadable switch record, leaving the node alone: %s", err);
+        return 0;
+    }
+    s.ns = gm_ctl_node_state(ctl, node->name);
+    if (s.ns == NULL) {
+        gm_record_clear(&s.rec);
+        return -ENOMEM;
+    }
+    if (node->resource_version &&
+        strcmp(node->resource_version, s.ns->written_from_rv) == 0) {
+        /* Our last write has not reached the cache yet; its watch event
+         * will requeue the node. Acting now would repeat the step. */
+        gm_record_clear(&s.rec);
+        *requeue_ms = 2000;
+        return 0;
+    }
+    gm_switch_policy_defaults(&s.pol);
+    s.pol.drain.own_namespace = ctl->cfg->namespace;
+    if (ctl->policy_for)
+        ctl->policy_for(ctl->policy_data, s.rec.policy, &s.pol);
+    rc = steps[s.rec.phase](&s);
+    if (rc == STEP_WAIT)
+        *requeue_ms = s.requeue_ms;
+    gm_record_clear(&s.rec);
+    return rc == STEP_ASYNC ? GM_SWITCH_ASYNC : rc;
+}
+
+int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
+                    const char *policy, enum gm_mode to, const char *layout,
+                    const char *strategy, gm_switch_done_cb done, void *ctx)
+{
+    struct sw s = {.ctl = ctl,
+                   .node = node,
+                   .done = done,
+                   .ctx = ctx,
+                   .requeue_ms = -1,
+                   .now = (long long)time(NULL)};
+    enum gm_mode from = GM_MODE_UNKNOWN;
+    json_object *labels = json_object_new_object();
+
+    gm_mode_parse(gm_node_label(node, GM_LABEL_MODE), &from);
+    s.ns = gm_ctl_node_state(ctl, node->name);
+    if (s.ns == NULL) {
+        json_object_put(labels);
+        return -ENOMEM;
+    }
+    memset(&s.rec, 0, sizeof(s.rec));
+    s.rec.from = from;
+    s.rec.to = to;
+    s.rec.attempt = 1;
+    s.rec.phase = GM_PHASE_DRAIN;
+    s.rec.since = s.now;
+    /* Only a node we cordon is one we uncordon. */
+    s.rec.cordoned = !node->unschedulable;
+    if (gm_set_str(&s.rec.policy, policy) ||
+        gm_set_str(&s.rec.layout, layout) ||
+        gm_set_str(&s.rec.strategy, to == GM_MODE_MIG ? strategy : NULL)) {
+        gm_record_clear(&s.rec);
+        json_object_put(labels);
+        return -ENOMEM;
+    }
+    json_object_object_add(labels, GM_LABEL_STATE,
+                           json_object_new_string("switching"));
+    gm_log_kv(GM_LOG_INFO, node->name, policy, "switch %s -> %s starts",
+              gm_mode_name(from), gm_mode_name(to));
+    int rc = write_record(&s, labels, node->unschedulable ? -1 : 1);
+    gm_record_clear(&s.rec);
+    return rc;
+}
+
+const char *gm_switch_message(struct gm_ctl *ctl, const char *node)
+{
+    struct gm_node_state *ns = gm_map_get(&ctl->node_states, node);
+    return ns ? ns->message : "";
+}

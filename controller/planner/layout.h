@@ -1,0 +1,73 @@
+/* MIG layouts: mig-parted v1 configs (a ConfigMap's config.yaml) and inline
+ * layouts, resolved for one node's GPU model into the JSON the agent takes:
+ *
+ *   [{"devices":[0,1],"migEnabled":true,"migDevices":{"1g.10gb":7}},
+ *    {"devices":"all","migEnabled":true,"migDevices":{"3g.40gb":2}}]
+ *
+ * "all" means every GPU that no other entry names. Entries whose
+ * device-filter does not list the node's PCI device id are dropped first,
+ * the way mig-parted drops them for a GPU that does not match.
+ *
+ * Profiles are checked against the model's table: the profile must exist,
+ * each count must be within the profile's maximum, and the instances must
+ * fit the GPU's 7 compute and 8 memory slices. Placement (which slice an
+ * instance may start on) can still refuse a mix that fits these sums; the
+ * agent reports that as InsufficientResources. */
+#ifndef GM_PLANNER_LAYOUT_H
+#define GM_PLANNER_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "planner/policy.h"
+
+struct gm_mig_profile {
+    const char *name; /* "1g.10gb" */
+    int max_count;    /* instances of it a GPU can hold */
+    int compute;      /* compute slices, of 7 */
+    int memory;       /* memory slices, of 8 */
+};
+
+struct gm_gpu_model {
+    const char *name;   /* canonical product, e.g. "NVIDIA-A100-SXM4-40GB" */
+    uint32_t device_id; /* PCI device and vendor id as mig-parted writes it:
+                         * 0x20B010DE */
+    const struct gm_mig_profile *profiles;
+    size_t n_profiles;
+};
+
+/* Looks up a nvidia.com/gpu.product label value. Tolerant of the spellings
+ * feature discovery uses over versions: with or without "NVIDIA-", spaces
+ * for dashes, any case, and the "-SHARED" and "-MIG-<profile>" suffixes it
+ * appends under time-slicing and the single MIG strategy. NULL: unknown. */
+const struct gm_gpu_model *gm_gpu_model_find(const char *product);
+
+/* A parsed mig-parted v1 document. */
+struct gm_migparted {
+    char **names;                  /* owned; config names in document order */
+    struct gm_mig_layout *layouts; /* owned; layouts[i] is names[i] */
+    size_t n;
+};
+
+/* Parses config.yaml. source names the ConfigMap in messages
+ * ("ConfigMap gpumode-system/gpumode-mig-layouts"). Returns 0 with *out the
+ * caller's (gm_migparted_free), -EINVAL with a message naming the line in
+ * err, or -ENOMEM. */
+int gm_migparted_parse(const char *yaml, size_t len, const char *source,
+                       struct gm_migparted **out, char *err, size_t errlen);
+void gm_migparted_free(struct gm_migparted *m);
+/* Borrowed from m; NULL when the config is not there. */
+const struct gm_mig_layout *gm_migparted_find(const struct gm_migparted *m,
+                                              const char *name);
+
+/* Resolves a layout for a node. what names the layout in messages
+ * (`layout "all-1g.10gb"`, `inline layout`); product is the node's
+ * nvidia.com/gpu.product (NULL when absent); gpu_count its GPU count, or 0
+ * when unknown (device indexes are then not range-checked). Returns 0 with
+ * *json the caller's (free()), -EINVAL with a message for the user in err,
+ * or -ENOMEM. */
+int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
+                      const char *product, int gpu_count, char **json,
+                      char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,569 @@
+#include "planner/plan.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner/assign.h"
+#include "planner/labels.h"
+#include "planner/window.h"
+
+/* What the planner reads from a gpumode.io/switch annotation. */
+struct sw {
+    char policy[254];
+    char from[17];
+    char to[17];
+    char phase[65];
+    char since[41];
+    char message[1025];
+    int attempt;
+};
+
+static void copy_field(json_object *o, const char *key, char *dst, size_t len)
+{
+    json_object *v = NULL;
+
+    dst[0] = '\0';
+    if (json_object_object_get_ex(o, key, &v) &&
+        json_object_is_type(v, json_type_string))
+        snprintf(dst, len, "%s", json_object_get_string(v));
+}
+
+/* A malformed annotation still means a switch is in flight (someone wrote
+ * it); the planner keeps its hands off and reports what it can. */
+static void parse_switch(const char *ann, struct sw *s)
+{
+    json_object *o = json_tokener_parse(ann);
+    json_object *v = NULL;
+
+    memset(s, 0, sizeof(*s));
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        snprintf(s->message, sizeof(s->message),
+                 "gpumode.io/switch annotation is not a JSON object");
+        return;
+    }
+    copy_field(o, "policy", s->policy, sizeof(s->policy));
+    copy_field(o, "from", s->from, sizeof(s->from));
+    copy_field(o, "to", s->to, sizeof(s->to));
+    copy_field(o, "phase", s->phase, sizeof(s->phase));
+    copy_field(o, "since", s->since, sizeof(s->since));
+    copy_field(o, "message", s->message, sizeof(s->message));
+    if (json_object_object_get_ex(o, "attempt", &v) &&
+        json_object_is_type(v, json_type_int))
+        s->attempt = json_object_get_int(v);
+    json_object_put(o);
+}
+
+struct cand {
+    const struct gm_node *node;
+    enum gm_mode from;
+    char *layout; /* owned until moved into a start */
+    size_t entry; /* index into out->nodes */
+};
+
+struct ctx {
+    const struct gm_plan_input *in;
+    const struct gm_policy *p;
+    struct gm_plan *out;
+    struct cand *cands;
+    size_t n_cands;
+    int unavailable;
+    int layout_errors;
+    char first_layout_error[1024];
+    /* The named layout, resolved once: NULL with layout_msg when missing. */
+    const struct gm_mig_layout *layout;
+    char layout_what[300];
+    char layout_msg[1024];
+};
+
+static char *xstrdup(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+__attribute__((format(printf, 7, 8))) static int
+add_node(struct gm_plan *out, const char *name, enum gm_node_state st,
+         const char *phase, const char *from, const char *to, const char *fmt,
+         ...)
+{
+    char msg[1025];
+    va_list ap;
+    struct gm_plan_node *n =
+        realloc(out->nodes, (out->n_nodes + 1) * sizeof(*out->nodes));
+
+    if (n == NULL)
+        return -ENOMEM;
+    out->nodes = n;
+    n = &out->nodes[out->n_nodes++];
+    memset(n, 0, sizeof(*n));
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    n->name = xstrdup(name);
+    n->state = st;
+    n->phase = xstrdup(phase);
+    n->from = xstrdup(from);
+    n->to = xstrdup(to);
+    n->message = xstrdup(msg);
+    if (!n->name || !n->phase || !n->from || !n->to || !n->message)
+        return -ENOMEM;
+    return 0;
+}
+
+static bool unavailable(const struct gm_node *n)
+{
+    return n->unschedulable || !n->ready;
+}
+
+static enum gm_mode node_mode(const struct gm_node *n)
+{
+    enum gm_mode m = GM_MODE_UNKNOWN;
+
+    if (gm_mode_parse(gm_planner_label(n, GM_LABEL_MODE), &m))
+        return GM_MODE_UNKNOWN;
+    return m;
+}
+
+static bool streq(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static bool converged(const struct gm_policy *p, const struct gm_node *n)
+{
+    const char *state = gm_planner_label(n, GM_LABEL_STATE);
+
+    if (node_mode(n) != p->spec.mode)
+        return false;
+    if (state != NULL && strcmp(state, "ready") != 0)
+        return false;
+    /* Instances never survive a reboot and Hopper loses MIG mode too. */
+    if (p->spec.mode == GM_MODE_MIG && n->ann_boot_id != NULL &&
+        n->boot_id != NULL && strcmp(n->ann_boot_id, n->boot_id) != 0)
+        return false;
+    return true;
+}
+
+static int gpu_count(const struct gm_node *n)
+{
+    const char *s = gm_planner_label(n, GM_LABEL_GPU_COUNT);
+    char *end = NULL;
+
+    if (s == NULL)
+        return 0;
+    long v = strtol(s, &end, 10);
+    if (*end != '\0' || v < 0 || v > 64)
+        return 0;
+    return (int)v;
+}
+
+/* Finds the policy's layout once, so a missing config name is one message
+ * that names the ConfigMap rather than one per node. */
+static void find_layout(struct ctx *c)
+{
+    const struct gm_policy_spec *s = &c->p->spec;
+    const char *src =
+        c->in->layouts_source ? c->in->layouts_source : "the layout ConfigMap";
+
+    if (s->mode != GM_MODE_MIG)
+        return;
+    if (s->has_mig_layout) {
+        c->layout = &s->mig_layout;
+        snprintf(c->layout_what, sizeof(c->layout_what), "inline layout");
+        return;
+    }
+    snprintf(c->layout_what, sizeof(c->layout_what), "layout \"%s\"",
+             s->mig_config);
+    if (c->in->layouts == NULL) {
+        snprintf(c->layout_msg, sizeof(c->layout_msg), "%s: %s", c->layout_what,
+                 c->in->layouts_error ? c->in->layouts_error
+                                      : "the layout ConfigMap is not loaded");
+        return;
+    }
+    c->layout = gm_migparted_find(c->in->layouts, s->mig_config);
+    if (c->layout != NULL)
+        return;
+    char names[256] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < c->in->layouts->n && off < sizeof(names); i++)
+        off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+                                i ? ", " : "", c->in->layouts->names[i]);
+    snprintf(c->layout_msg, sizeof(c->layout_msg),
+             "%s is not in %s (mig-configs has: %s)", c->layout_what, src,
+             names);
+}
+
+static int note_layout_error(struct ctx *c, const struct gm_node *n,
+                             enum gm_mode from, const char *msg)
+{
+    if (c->layout_errors++ == 0)
+        snprintf(c->first_layout_error, sizeof(c->first_layout_error), "%s",
+                 msg);
+    return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
+                    gm_mode_name(from), gm_mode_name(c->p->spec.mode), "%s",
+                    msg);
+}
+
+static int classify_pending(struct ctx *c, const struct gm_node *n)
+{
+    enum gm_mode from = node_mode(n);
+    char *layout = NULL;
+    int err;
+
+    c->out->summary.pending++;
+    if (c->p->spec.mode == GM_MODE_MIG) {
+        char msg[512];
+        if (c->layout == NULL)
+            return note_layout_error(c, n, from, c->layout_msg);
+        err = gm_layout_resolve(c->layout, c->layout_what,
+                                gm_planner_label(n, GM_LABEL_PRODUCT),
+                                gpu_count(n), &layout, msg, sizeof(msg));
+        if (err == -EINVAL)
+            return note_layout_error(c, n, from, msg);
+        if (err)
+            return err;
+    }
+    if (!n->ready) {
+        free(layout);
+        return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
+                        gm_mode_name(from), gm_mode_name(c->p->spec.mode),
+                        "node is NotReady");
+    }
+    struct cand *cs = realloc(c->cands, (c->n_cands + 1) * sizeof(*cs));
+    if (cs == NULL) {
+        free(layout);
+        return -ENOMEM;
+    }
+    c->cands = cs;
+    c->cands[c->n_cands].node = n;
+    c->cands[c->n_cands].from = from;
+    c->cands[c->n_cands].layout = layout;
+    c->cands[c->n_cands].entry = c->out->n_nodes;
+    c->n_cands++;
+    /* The message is filled in once the budget is known. */
+    return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
+                    gm_mode_name(from), gm_mode_name(c->p->spec.mode), "%s",
+                    "");
+}
+
+static int classify(struct ctx *c, const struct gm_node *n)
+{
+    const struct gm_policy *p = c->p;
+    struct gm_plan *out = c->out;
+
+    out->summary.matched++;
+    if (n->ann_switch != NULL) {
+        struct sw s;
+        parse_switch(n->ann_switch, &s);
+        out->summary.switching++;
+        if (s.policy[0] != '\0' && strcmp(s.policy, p->name) != 0 &&
+            s.message[0] == '\0')
+            snprintf(s.message, sizeof(s.message),
+                     "a switch for policy %s is in flight", s.policy);
+        int err = add_node(
+            out, n->name, GM_NODE_SWITCHING, s.phase[0] ? s.phase : "Switching",
+            s.from[0] ? s.from : gm_mode_name(node_mode(n)),
+            s.to[0] ? s.to : gm_mode_name(p->spec.mode), "%s", s.message);
+        if (err)
+            return err;
+        struct gm_plan_node *e = &out->nodes[out->n_nodes - 1];
+        e->attempt = s.attempt;
+        if (s.since[0] != '\0') {
+            e->since = strdup(s.since);
+            if (e->since == NULL)
+                return -ENOMEM;
+        }
+        return 0;
+    }
+    if (unavailable(n))
+        c->unavailable++;
+    if (streq(gm_planner_label(n, GM_LABEL_STATE), "failed") &&
+        n->ann_retry == NULL) {
+        out->summary.failed++;
+        return add_node(out, n->name, GM_NODE_FAILED, "Failed",
+                        gm_mode_name(node_mode(n)), gm_mode_name(p->spec.mode),
+                        "switch failed; annotate the node gpumode.io/retry "
+                        "to try again");
+    }
+    if (converged(p, n)) {
+        out->summary.converged++;
+        return 0;
+    }
+    return classify_pending(c, n);
+}
+
+static int add_conflict(struct ctx *c, const struct gm_node *n,
+                        const struct gm_assignment *a)
+{
+    char others[256] = "";
+    size_t off = 0;
+    size_t shown =
+        a->n_tied < GM_ASSIGN_MAX_TIED ? a->n_tied : GM_ASSIGN_MAX_TIED;
+
+    for (size_t i = 0; i < shown && off < sizeof(others); i++) {
+        if (a->tied[i] == c->p)
+            continue;
+        off += (size_t)snprintf(others + off, sizeof(others) - off, "%s%s",
+                                off ? ", " : "", a->tied[i]->name);
+    }
+    c->out->summary.conflicted++;
+    return add_node(c->out, n->name, GM_NODE_CONFLICT, "Conflict",
+                    gm_mode_name(node_mode(n)), gm_mode_name(c->p->spec.mode),
+                    "also selected by %s with the same priority %d; neither "
+                    "acts on this node",
+                    others, c->p->spec.priority);
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const struct cand *x = a;
+    const struct cand *y = b;
+
+    return strcmp(x->node->name, y->node->name);
+}
+
+static int cmp_node(const void *a, const void *b)
+{
+    const struct gm_plan_node *x = a;
+    const struct gm_plan_node *y = b;
+
+    return strcmp(x->name, y->name);
+}
+
+static void format_utc(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL)
+        snprintf(buf, len, "?");
+    else
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int set_message(struct gm_plan_node *e, const char *msg)
+{
+    char *m = strdup(msg);
+
+    if (m == NULL)
+        return -ENOMEM;
+    free(e->message);
+    e->message = m;
+    return 0;
+}
+
+static int set_stall(struct gm_plan *out, const char *reason, const char *msg)
+{
+    if (out->stall_reason != NULL)
+        return 0; /* the first reason is the one to fix first */
+    out->stall_reason = reason;
+    out->stall_message = strdup(msg);
+    return out->stall_message ? 0 : -ENOMEM;
+}
+
+/* Decides the starts among the candidates and says why the others wait. */
+static int schedule(struct ctx *c)
+{
+    const struct gm_policy_spec *s = &c->p->spec;
+    struct gm_plan *out = c->out;
+    struct gm_budget_input bi = {
+        .matched = out->summary.matched,
+        .unavailable = c->unavailable,
+        .in_flight = out->summary.switching,
+        .failed = out->summary.failed,
+    };
+    char why[256];
+    bool window_ok = true;
+    int err;
+
+    gm_budget_compute(s, &bi, &out->budget);
+    out->window = -1;
+    if (s->has_window) {
+        int w = gm_window_open(&s->window, c->in->now);
+        if (w < 0) {
+            snprintf(why, sizeof(why),
+                     "spec.rollout.window.timeZone: unknown time zone \"%s\"",
+                     s->window.time_zone);
+            err = set_stall(out, "InvalidTimeZone", why);
+            if (err)
+                return err;
+            window_ok = false;
+        } else {
+            out->window = w;
+            window_ok = w == 1;
+        }
+    }
+    if (out->budget.stalled) {
+        snprintf(why, sizeof(why),
+                 "%d failed nodes reached spec.rollout.maxFailures (%d); "
+                 "retry or fix them to continue",
+                 out->summary.failed, s->max_failures);
+        err = set_stall(out, "MaxFailuresReached", why);
+        if (err)
+            return err;
+    }
+    if (out->window == 0 && c->n_cands > 0) {
+        time_t t;
+        if (gm_window_next_open(&s->window, c->in->now, &t) == 0)
+            out->requeue_at = t;
+    }
+
+    if (c->n_cands > 1)
+        qsort(c->cands, c->n_cands, sizeof(*c->cands), cmp_cand);
+    int slots = out->budget.slots;
+    int used = out->budget.used; /* including the starts made here */
+    for (size_t i = 0; i < c->n_cands; i++) {
+        struct cand *k = &c->cands[i];
+        struct gm_plan_node *e = &out->nodes[k->entry];
+        bool free_start = unavailable(k->node);
+        if (out->budget.paused) {
+            snprintf(why, sizeof(why), "rollout paused");
+        } else if (out->budget.stalled) {
+            snprintf(why, sizeof(why), "rollout stopped: maxFailures reached");
+        } else if (!window_ok && out->window != 0) {
+            snprintf(why, sizeof(why),
+                     "rollout window has an unknown "
+                     "time zone");
+        } else if (!window_ok) {
+            char at[32];
+            format_utc(out->requeue_at, at, sizeof(at));
+            snprintf(why, sizeof(why),
+                     "waiting for the rollout window (opens %s)", at);
+        } else if (!free_start && slots <= 0) {
+            snprintf(why, sizeof(why),
+                     "waiting for rollout budget: %d of %d nodes unavailable",
+                     used, out->budget.limit);
+        } else {
+            if (!free_start) {
+                slots--;
+                used++;
+            }
+            struct gm_plan_start *st = realloc(
+                out->starts, (out->n_starts + 1) * sizeof(*out->starts));
+            if (st == NULL)
+                return -ENOMEM;
+            out->starts = st;
+            st = &out->starts[out->n_starts++];
+            st->node = k->node;
+            st->from = k->from;
+            st->to = s->mode;
+            st->layout = k->layout;
+            k->layout = NULL;
+            out->summary.pending--;
+            out->summary.switching++;
+            e->state = GM_NODE_SWITCHING;
+            free(e->phase);
+            e->phase = strdup("Starting");
+            if (e->phase == NULL)
+                return -ENOMEM;
+            snprintf(why, sizeof(why), "switch starting");
+        }
+        err = set_message(e, why);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
+{
+    struct ctx c;
+    int err = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (in->policy == NULL || !in->policy->valid)
+        return -EINVAL;
+    memset(&c, 0, sizeof(c));
+    c.in = in;
+    c.p = in->policy;
+    c.out = out;
+    find_layout(&c);
+
+    for (size_t i = 0; i < in->n_nodes && !err; i++) {
+        struct gm_assignment a;
+        gm_assign_node(in->nodes[i], in->policies, in->n_policies, &a);
+        if (a.kind == GM_ASSIGN_OWNED && a.owner == c.p) {
+            err = classify(&c, in->nodes[i]);
+            continue;
+        }
+        if (a.kind != GM_ASSIGN_CONFLICT)
+            continue;
+        for (size_t j = 0; j < a.n_tied && j < GM_ASSIGN_MAX_TIED; j++)
+            if (a.tied[j] == c.p)
+                err = add_conflict(&c, in->nodes[i], &a);
+    }
+    if (!err && c.layout_errors > 0) {
+        char msg[1100];
+        snprintf(msg, sizeof(msg), "%s%s", c.first_layout_error,
+                 c.layout_errors > 1 ? " (and other nodes)" : "");
+        err = set_stall(out, "InvalidLayout", msg);
+    }
+    if (!err)
+        err = schedule(&c);
+    if (!err && out->summary.conflicted > 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg),
+                 "%d nodes are also selected by another policy with the "
+                 "same priority",
+                 out->summary.conflicted);
+        err = set_stall(out, "PolicyConflict", msg);
+    }
+    for (size_t i = 0; i < c.n_cands; i++)
+        free(c.cands[i].layout);
+    free(c.cands);
+    if (err) {
+        gm_plan_free(out);
+        return err;
+    }
+    if (out->n_nodes > 1)
+        qsort(out->nodes, out->n_nodes, sizeof(*out->nodes), cmp_node);
+    return 0;
+}
+
+void gm_plan_free(struct gm_plan *p)
+{
+    for (size_t i = 0; i < p->n_starts; i++)
+        free(p->starts[i].layout);
+    free(p->starts);
+    for (size_t i = 0; i < p->n_nodes; i++) {
+        free(p->nodes[i].name);
+        free(p->nodes[i].phase);
+        free(p->nodes[i].from);
+        free(p->nodes[i].to);
+        free(p->nodes[i].since);
+        free(p->nodes[i].message);
+    }
+    free(p->nodes);
+    free(p->stall_message);
+    memset(p, 0, sizeof(*p));
+}
+
+int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,
+                     size_t len)
+{
+    const struct gm_summary *s = &p->summary;
+    int n = snprintf(buf, len, "%d/%d nodes in %s", s->converged, s->matched,
+                     gm_mode_name(mode));
+    const struct {
+        int count;
+        const char *what;
+    } parts[] = {
+        {s->switching, "switching"},
+        {s->pending, "pending"},
+        {s->failed, "failed"},
+        {s->conflicted, "in conflict"},
+    };
+    const char *sep = "; ";
+
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (parts[i].count == 0 || n < 0 || (size_t)n >= len)
+            continue;
+        n += snprintf(buf + n, len - (size_t)n, "%s%d %s", sep, parts[i].count,
+                      parts[i].what);
+        sep = ", ";
+    }
+    return n < 0 ? -EINVAL : 0;
+}

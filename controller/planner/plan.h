@@ -1,0 +1,107 @@
+/* The planner's decision for one policy: from the cached nodes, every
+ * policy, the clock and the MIG layouts, which nodes to start switching
+ * now, and what the status should say. Pure: no I/O, no clock reads; the
+ * caller executes the starts and writes the status.
+ *
+ * How a governed node is classified, first match wins:
+ *   switching  it carries a gpumode.io/switch annotation (whoever's it is:
+ *              a switch in flight is finished by the switch machine, and the
+ *              node is busy either way);
+ *   failed     gpumode.io/state=failed and no gpumode.io/retry annotation;
+ *   converged  gpumode.io/mode is the policy's mode, gpumode.io/state is
+ *              ready (or absent), and for mig the boot id has not changed
+ *              since the layout was verified (gpumode.io/boot-id);
+ *   pending    everything else. A node without gpumode.io/mode is "unknown"
+ *              and needs a switch: labels like
+ *              nvidia.com/gpu.deploy.device-plugin=true do not tell full
+ *              from mig, so only the agent's probe can; the switch should
+ *              probe first and skip the hardware step if it already matches.
+ *
+ * Budget: governed nodes cordoned or NotReady without a switch count
+ * against maxUnavailable, as do switches in flight. A pending node that is
+ * already cordoned (and Ready) starts without spending budget: it is
+ * unavailable either way. NotReady nodes never start (no helper pod could
+ * run). Candidates are taken in name order. Nothing starts while the policy
+ * is paused, stalled, or outside its window. */
+#ifndef GM_PLANNER_PLAN_H
+#define GM_PLANNER_PLAN_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "kube/node.h"
+#include "planner/budget.h"
+#include "planner/layout.h"
+#include "planner/policy.h"
+
+enum gm_node_state {
+    GM_NODE_CONVERGED = 0,
+    GM_NODE_SWITCHING,
+    GM_NODE_PENDING,
+    GM_NODE_FAILED,
+    GM_NODE_CONFLICT,
+};
+
+/* A node that is not converged, as status.nodes lists it. */
+struct gm_plan_node {
+    char *name; /* owned */
+    enum gm_node_state state;
+    char *phase;   /* owned: Pending, Starting, Failed, Conflict, or the
+                    * switch annotation's phase */
+    char *from;    /* owned mode name */
+    char *to;      /* owned mode name */
+    char *since;   /* owned or NULL: from the switch annotation */
+    int attempt;   /* 0 when unknown */
+    char *message; /* owned, "" when nothing to say */
+};
+
+/* A switch to start now. */
+struct gm_plan_start {
+    const struct gm_node *node; /* borrowed from the input */
+    enum gm_mode from;          /* GM_MODE_UNKNOWN without a mode label */
+    enum gm_mode to;
+    char *layout; /* owned agent layout JSON when to is mig, else NULL */
+};
+
+struct gm_plan_input {
+    const struct gm_policy *policy; /* must be valid */
+    /* Every policy, this one included, to decide who owns each node. */
+    const struct gm_policy *const *policies;
+    size_t n_policies;
+    const struct gm_node *const *nodes;
+    size_t n_nodes;
+    time_t now;
+    /* The parsed layout ConfigMap (for spec.mig.config), or NULL with
+     * layouts_error saying why (missing, malformed). */
+    const struct gm_migparted *layouts;
+    const char *layouts_source; /* "ConfigMap gpumode-system/..." */
+    const char *layouts_error;
+};
+
+struct gm_plan {
+    struct gm_summary summary;
+    struct gm_budget budget;
+    struct gm_plan_start *starts; /* owned, in name order */
+    size_t n_starts;
+    struct gm_plan_node *nodes; /* owned, every node not converged, sorted
+                                 * by name (status caps the list) */
+    size_t n_nodes;
+    int window;        /* 1 open, 0 closed, -1 the policy has none */
+    time_t requeue_at; /* when to look again (window opening), or 0 */
+    /* Set when the policy cannot make progress without a person: a
+     * CamelCase reason (InvalidLayout, InvalidTimeZone, MaxFailuresReached,
+     * PolicyConflict) and a message. */
+    const char *stall_reason; /* static or NULL */
+    char *stall_message;      /* owned or NULL */
+};
+
+/* Returns 0 with *out filled (free with gm_plan_free), -EINVAL when the
+ * policy is not valid, or -ENOMEM. */
+int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out);
+void gm_plan_free(struct gm_plan *p);
+
+/* "1/3 nodes in mig" style progress line the status and the CLI share. */
+int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,
+                     size_t len);
+
+#endif

@@ -1,0 +1,97 @@
+#include "planner_nodes.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_label(const void *a, const void *b)
+{
+    const struct gm_label *x = a;
+    const struct gm_label *y = b;
+
+    return strcmp(x->key, y->key);
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "test support: %s\n", what);
+    abort();
+}
+
+struct gm_node *gmt_node(const char *name, ...)
+{
+    struct gm_node *n = calloc(1, sizeof(*n));
+    va_list ap;
+    const char *kv;
+
+    if (n == NULL)
+        die("out of memory");
+    n->name = strdup(name);
+    n->ready = true;
+    va_start(ap, name);
+    while ((kv = va_arg(ap, const char *)) != NULL) {
+        const char *eq = strchr(kv, '=');
+        if (eq == NULL)
+            die("label without =");
+        struct gm_label *l = realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
+        if (l == NULL)
+            die("out of memory");
+        n->labels = l;
+        l[n->n_labels].key = strndup(kv, (size_t)(eq - kv));
+        l[n->n_labels].value = strdup(eq + 1);
+        n->n_labels++;
+    }
+    va_end(ap);
+    if (n->n_labels)
+        qsort(n->labels, n->n_labels, sizeof(*n->labels), cmp_label);
+    return n;
+}
+
+void gmt_node_free(struct gm_node *n)
+{
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->n_labels; i++) {
+        /* The test made these with strdup; interned ones would be shared. */
+        char *k;
+        char *v;
+        memcpy(&k, &n->labels[i].key, sizeof(k));
+        memcpy(&v, &n->labels[i].value, sizeof(v));
+        free(k);
+        free(v);
+    }
+    free(n->labels);
+    free(n->name);
+    free(n->uid);
+    free(n->resource_version);
+    free(n->ann_switch);
+    free(n->ann_boot_id);
+    free(n->ann_retry);
+    free(n->boot_id);
+    free(n);
+}
+
+void gmt_set(char **field, const char *value)
+{
+    free(*field);
+    *field = value ? strdup(value) : NULL;
+}
+
+struct gm_policy *gmt_policy(const char *json, int expect_err)
+{
+    json_object *o = json_tokener_parse(json);
+    struct gm_policy *p = NULL;
+
+    if (o == NULL)
+        die("policy JSON does not parse");
+    int err = gm_policy_decode(o, &p);
+    json_object_put(o);
+    if (err != expect_err) {
+        fprintf(stderr, "decode returned %d, want %d: %s\n", err, expect_err,
+                p && p->error ? p->error : "");
+        abort();
+    }
+    return p;
+}

@@ -1,0 +1,256 @@
+/* mig-parted parsing and layout resolution per GPU model. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner/layout.h"
+#include "support/planner_nodes.h"
+
+#define SRC "ConfigMap gpumode-system/layouts"
+
+static const char config[] =
+    "version: v1\n"
+    "mig-configs:\n"
+    "  all-disabled:\n"
+    "    - devices: all\n"
+    "      mig-enabled: false\n"
+    "  all-1g.10gb:\n"
+    "    - device-filter: [\"0x20B210DE\", \"0x233010DE\"]\n"
+    "      devices: all\n"
+    "      mig-enabled: true\n"
+    "      mig-devices:\n"
+    "        \"1g.10gb\": 7\n"
+    "    - device-filter: \"0x20B010DE\"\n"
+    "      devices: all\n"
+    "      mig-enabled: true\n"
+    "      mig-devices: {\"1g.10gb\": 4}\n"
+    "  all-1g.5gb:\n"
+    "    - devices: all\n"
+    "      mig-enabled: true\n"
+    "      mig-devices: {\"1g.5gb\": 7}\n"
+    "  split:\n"
+    "    - devices: [0, 1]\n"
+    "      mig-enabled: true\n"
+    "      mig-devices: {\"3g.40gb\": 2}\n"
+    "    - devices: [2, 3]\n"
+    "      mig-enabled: false\n"
+    "  too-many:\n"
+    "    - devices: all\n"
+    "      mig-enabled: true\n"
+    "      mig-devices: {\"3g.40gb\": 2, \"1g.10gb\": 2}\n"
+    "  over-max:\n"
+    "    - devices: all\n"
+    "      mig-enabled: true\n"
+    "      mig-devices: {\"3g.40gb\": 3}\n"
+    "  h100-only:\n"
+    "    - device-filter: [\"0x233010DE\"]\n"
+    "      devices: all\n"
+    "      mig-enabled: true\n"
+    "      mig-devices: {\"7g.80gb\": 1}\n";
+
+static struct gm_migparted *parse_ok(void)
+{
+    struct gm_migparted *m = NULL;
+    char err[512] = "";
+
+    int rc =
+        gm_migparted_parse(config, strlen(config), SRC, &m, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("parse: %s", err);
+    return m;
+}
+
+static void resolve(const struct gm_migparted *m, const char *name,
+                    const char *product, int count, int want_rc,
+                    const char *want)
+{
+    char what[128];
+    char err[512] = "";
+    char *json = NULL;
+    const struct gm_mig_layout *l = gm_migparted_find(m, name);
+
+    assert_non_null(l);
+    snprintf(what, sizeof(what), "layout \"%s\"", name);
+    int rc =
+        gm_layout_resolve(l, what, product, count, &json, err, sizeof(err));
+    if (rc != want_rc)
+        fail_msg("%s on %s: rc %d (%s), want %d", name, product, rc, err,
+                 want_rc);
+    if (rc == 0)
+        assert_string_equal(json, want);
+    else
+        assert_string_equal(err, want);
+    free(json);
+}
+
+static void test_parse_and_find(void **state)
+{
+    struct gm_migparted *m = parse_ok();
+
+    assert_int_equal(m->n, 7);
+    assert_string_equal(m->names[0], "all-disabled");
+    assert_null(gm_migparted_find(m, "nope"));
+    const struct gm_mig_layout *l = gm_migparted_find(m, "all-1g.10gb");
+    assert_int_equal(l->n_entries, 2);
+    assert_int_equal(l->entries[0].n_device_filter, 2);
+    assert_int_equal(l->entries[1].n_device_filter, 1);
+    gm_migparted_free(m);
+}
+
+static void test_device_filter_picks_entry(void **state)
+{
+    struct gm_migparted *m = parse_ok();
+
+    resolve(m, "all-1g.10gb", "NVIDIA-H100-80GB-HBM3", 8, 0,
+            "[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+            "{\"1g.10gb\":7}}]");
+    resolve(m, "all-1g.10gb", "NVIDIA-A100-SXM4-40GB", 8, 0,
+            "[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+            "{\"1g.10gb\":4}}]");
+    /* Without the NVIDIA- prefix, as older feature discovery wrote it. */
+    resolve(m, "all-1g.10gb", "A100-SXM4-80GB", 8, 0,
+            "[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+            "{\"1g.10gb\":7}}]");
+    resolve(m, "h100-only", "NVIDIA-A100-SXM4-40GB", 8, -EINVAL,
+            "layout \"h100-only\": no entry applies to "
+            "NVIDIA-A100-SXM4-40GB (device id 0x20B010DE)");
+    gm_migparted_free(m);
+}
+
+static void test_lists_and_disabled(void **state)
+{
+    struct gm_migparted *m = parse_ok();
+
+    resolve(m, "split", "NVIDIA-A100-SXM4-80GB", 4, 0,
+            "[{\"devices\":[0,1],\"migEnabled\":true,\"migDevices\":"
+            "{\"3g.40gb\":2}},{\"devices\":[2,3],\"migEnabled\":false}]");
+    resolve(m, "split", "NVIDIA-A100-SXM4-80GB", 2, -EINVAL,
+            "layout \"split\": GPU 2 does not exist on a node with 2 GPUs");
+    resolve(m, "all-disabled", "NVIDIA-H200", 8, 0,
+            "[{\"devices\":\"all\",\"migEnabled\":false}]");
+    gm_migparted_free(m);
+}
+
+static void test_profile_checks(void **state)
+{
+    struct gm_migparted *m = parse_ok();
+
+    resolve(m, "all-1g.5gb", "NVIDIA-H100-80GB-HBM3", 8, -EINVAL,
+            "layout \"all-1g.5gb\": profile 1g.5gb is not available on "
+            "NVIDIA-H100-80GB-HBM3 (available: 1g.10gb, 1g.10gb+me, "
+            "1g.20gb, 2g.20gb, 3g.40gb, 4g.40gb, 7g.80gb)");
+    resolve(m, "too-many", "NVIDIA-H100-80GB-HBM3", 8, -EINVAL,
+            "layout \"too-many\": the instances need 8 compute and 10 "
+            "memory slices per GPU; NVIDIA-H100-80GB-HBM3 has 7 and 8");
+    resolve(m, "over-max", "NVIDIA-A100-SXM4-80GB", 8, -EINVAL,
+            "layout \"over-max\": 3 instances of 3g.40gb requested per GPU; "
+            "NVIDIA-A100-SXM4-80GB holds at most 2");
+    resolve(m, "all-1g.5gb", "Tesla-T4", 1, -EINVAL,
+            "layout \"all-1g.5gb\": GPU model Tesla-T4 is not known to "
+            "support MIG");
+    resolve(m, "all-1g.5gb", NULL, 1, -EINVAL,
+            "layout \"all-1g.5gb\": the node has no nvidia.com/gpu.product "
+            "label, so its GPU model is unknown");
+    gm_migparted_free(m);
+}
+
+static void test_inline_layout(void **state)
+{
+    struct gm_policy *p = gmt_policy(
+        "{\"metadata\":{\"name\":\"p\"},\"spec\":{\"mode\":\"mig\","
+        "\"nodeSelector\":{\"matchLabels\":{\"a\":\"b\"}},\"mig\":{\"layout\":"
+        "[{\"devices\":[0,1],\"migDevices\":{\"1g.10gb\":7}},"
+        "{\"migDevices\":{\"3g.40gb\":2}}]}}}",
+        0);
+    char err[512] = "";
+    char *json = NULL;
+
+    assert_int_equal(gm_layout_resolve(&p->spec.mig_layout, "inline layout",
+                                       "NVIDIA-H100-80GB-HBM3", 8, &json, err,
+                                       sizeof(err)),
+                     0);
+    assert_string_equal(json, "[{\"devices\":[0,1],\"migEnabled\":true,"
+                              "\"migDevices\":{\"1g.10gb\":7}},{\"devices\":"
+                              "\"all\",\"migEnabled\":true,\"migDevices\":"
+                              "{\"3g.40gb\":2}}]");
+    free(json);
+    gm_policy_free(p);
+}
+
+static void test_models(void **state)
+{
+    const struct gm_gpu_model *a = gm_gpu_model_find("NVIDIA-A100-SXM4-40GB");
+
+    assert_non_null(a);
+    assert_int_equal(a->device_id, 0x20B010DE);
+    assert_ptr_equal(gm_gpu_model_find("A100-SXM4-40GB"), a);
+    assert_ptr_equal(gm_gpu_model_find("NVIDIA A100-SXM4-40GB"), a);
+    assert_ptr_equal(gm_gpu_model_find("NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"), a);
+    assert_ptr_equal(gm_gpu_model_find("NVIDIA-A100-SXM4-40GB-SHARED"), a);
+    assert_int_equal(gm_gpu_model_find("NVIDIA-H100-80GB-HBM3")->device_id,
+                     0x233010DE);
+    assert_int_equal(gm_gpu_model_find("nvidia-h200")->device_id, 0x233510DE);
+    assert_int_equal(gm_gpu_model_find("A100-SXM4-80GB")->device_id,
+                     0x20B210DE);
+    assert_null(gm_gpu_model_find("NVIDIA-GeForce-RTX-4090"));
+    assert_null(gm_gpu_model_find(NULL));
+}
+
+static void expect_parse_error(const char *yaml, const char *want)
+{
+    struct gm_migparted *m = (struct gm_migparted *)1;
+    char err[512] = "";
+
+    assert_int_equal(
+        gm_migparted_parse(yaml, strlen(yaml), SRC, &m, err, sizeof(err)),
+        -EINVAL);
+    assert_null(m);
+    if (strstr(err, want) == NULL)
+        fail_msg("got \"%s\", want \"%s\"", err, want);
+}
+
+static void test_parse_errors(void **state)
+{
+    expect_parse_error("version: v1\nmig-configs:\n  a: [\n",
+                       SRC ": config.yaml line 4:");
+    expect_parse_error("version: v2\nmig-configs: {}\n",
+                       SRC ": config.yaml line 1: version must be v1");
+    expect_parse_error("version: v1\n", "mig-configs must be a mapping");
+    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
+                       "    - devices: all\n      mig-enabled: true\n",
+                       "line 4: config \"a\": mig-devices is required when "
+                       "mig-enabled is true");
+    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
+                       "    - devices: all\n      mig-enabled: false\n"
+                       "      mig-devices: {\"1g.10gb\": 1}\n",
+                       "line 6: config \"a\": mig-devices is not allowed");
+    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
+                       "    - devices: [0, 99]\n      mig-enabled: false\n",
+                       "line 4: config \"a\": devices[1] is not a GPU index");
+    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
+                       "    - devices: all\n      mig-enabled: true\n"
+                       "      mig-devices: {\"1g.10GB\": 1}\n",
+                       "\"1g.10GB\" is not a MIG profile name");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_and_find),
+        cmocka_unit_test(test_device_filter_picks_entry),
+        cmocka_unit_test(test_lists_and_disabled),
+        cmocka_unit_test(test_profile_checks),
+        cmocka_unit_test(test_inline_layout),
+        cmocka_unit_test(test_models),
+        cmocka_unit_test(test_parse_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,326 @@
+/* Planning one policy: classification, budget, gates, conflicts, layouts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner/plan.h"
+#include "support/planner_nodes.h"
+
+#define NOW 1715034600 /* Mon 2024-05-06 22:30Z */
+
+static struct gm_policy *policy(const char *name, const char *mode,
+                                const char *extra)
+{
+    char json[2048];
+
+    snprintf(json, sizeof(json),
+             "{\"metadata\":{\"name\":\"%s\",\"generation\":1},\"spec\":"
+             "{\"mode\":\"%s\",\"nodeSelector\":{\"matchLabels\":"
+             "{\"pool\":\"a\"}}%s}}",
+             name, mode, extra);
+    return gmt_policy(json, 0);
+}
+
+struct fleet {
+    struct gm_node *n[400];
+    size_t len;
+};
+
+static struct gm_node *add(struct fleet *f, struct gm_node *n)
+{
+    f->n[f->len++] = n;
+    return n;
+}
+
+static void fleet_free(struct fleet *f)
+{
+    for (size_t i = 0; i < f->len; i++)
+        gmt_node_free(f->n[i]);
+}
+
+static void plan(const struct gm_policy *p, const struct gm_policy *other,
+                 struct fleet *f, const struct gm_migparted *layouts,
+                 struct gm_plan *out)
+{
+    const struct gm_policy *all[2] = {p, other};
+    struct gm_plan_input in = {
+        .policy = p,
+        .policies = all,
+        .n_policies = other ? 2 : 1,
+        .nodes = (const struct gm_node *const *)f->n,
+        .n_nodes = f->len,
+        .now = NOW,
+        .layouts = layouts,
+        .layouts_source = "ConfigMap gpumode-system/layouts",
+        .layouts_error = layouts ? NULL : "ConfigMap not found",
+    };
+    assert_int_equal(gm_plan_policy(&in, out), 0);
+}
+
+static const struct gm_plan_node *entry(const struct gm_plan *pl,
+                                        const char *name)
+{
+    for (size_t i = 0; i < pl->n_nodes; i++)
+        if (strcmp(pl->nodes[i].name, name) == 0)
+            return &pl->nodes[i];
+    return NULL;
+}
+
+static void test_classify_and_budget(void **state)
+{
+    struct gm_policy *p = policy("p", "full",
+                                 ",\"rollout\":{\"maxUnavailable\":2,"
+                                 "\"maxFailures\":2}");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    add(&f, gmt_node("n1", "pool=a", "gpumode.io/mode=full",
+                     "gpumode.io/state=ready", NULL));
+    struct gm_node *sw = add(&f, gmt_node("n2", "pool=a", NULL));
+    gmt_set(&sw->ann_switch,
+            "{\"policy\":\"p\",\"from\":\"mig\",\"to\":\"full\",\"phase\":"
+            "\"Draining\",\"since\":\"2024-05-06T22:00:00Z\",\"attempt\":1,"
+            "\"message\":\"2 pods left\"}");
+    sw->unschedulable = true;
+    add(&f, gmt_node("n3", "pool=a", "gpumode.io/mode=mig",
+                     "gpumode.io/state=failed", NULL));
+    add(&f, gmt_node("n6", "pool=a", "gpumode.io/mode=mig", NULL));
+    add(&f, gmt_node("n5", "pool=a", "gpumode.io/mode=vgpu", NULL));
+    add(&f, gmt_node("n4", "pool=a", NULL));
+    add(&f, gmt_node("x1", "pool=b", NULL));
+    plan(p, NULL, &f, NULL, &pl);
+
+    assert_int_equal(pl.summary.matched, 6);
+    assert_int_equal(pl.summary.converged, 1);
+    assert_int_equal(pl.summary.switching, 2);
+    assert_int_equal(pl.summary.pending, 2);
+    assert_int_equal(pl.summary.failed, 1);
+    assert_int_equal(pl.budget.limit, 2);
+    assert_int_equal(pl.budget.used, 1); /* the switch in flight */
+    assert_null(pl.stall_reason);
+    /* One slot, taken by name: n4 (no mode label: unknown). */
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "n4");
+    assert_int_equal(pl.starts[0].from, GM_MODE_UNKNOWN);
+    assert_int_equal(pl.starts[0].to, GM_MODE_FULL);
+    assert_null(pl.starts[0].layout);
+    /* The list is sorted and leaves out the converged node. */
+    assert_int_equal(pl.n_nodes, 5);
+    assert_string_equal(pl.nodes[0].name, "n2");
+    assert_string_equal(pl.nodes[0].phase, "Draining");
+    assert_string_equal(pl.nodes[0].from, "mig");
+    assert_string_equal(pl.nodes[0].since, "2024-05-06T22:00:00Z");
+    assert_int_equal(pl.nodes[0].attempt, 1);
+    assert_string_equal(pl.nodes[0].message, "2 pods left");
+    assert_string_equal(entry(&pl, "n3")->phase, "Failed");
+    assert_string_equal(entry(&pl, "n4")->phase, "Starting");
+    assert_string_equal(entry(&pl, "n5")->message,
+                        "waiting for rollout budget: 2 of 2 nodes "
+                        "unavailable");
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
+static void test_cordoned_start_free_and_notready_waits(void **state)
+{
+    struct gm_policy *p = policy("p", "vgpu", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    add(&f, gmt_node("a", "pool=a", NULL))->ready = false;
+    add(&f, gmt_node("b", "pool=a", NULL))->unschedulable = true;
+    add(&f, gmt_node("c", "pool=a", NULL));
+    plan(p, NULL, &f, NULL, &pl);
+
+    /* a NotReady and b cordoned use the budget of 1 twice over; b starts
+     * anyway because it is unavailable already, c waits. */
+    assert_int_equal(pl.budget.used, 2);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "b");
+    assert_string_equal(entry(&pl, "a")->message, "node is NotReady");
+    assert_string_equal(entry(&pl, "c")->message,
+                        "waiting for rollout budget: 2 of 1 nodes "
+                        "unavailable");
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
+static void test_max_failures_stalls(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    add(&f, gmt_node("a", "pool=a", "gpumode.io/state=failed", NULL));
+    add(&f, gmt_node("b", "pool=a", NULL));
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.stall_reason, "MaxFailuresReached");
+    assert_string_equal(entry(&pl, "b")->message,
+                        "rollout stopped: maxFailures reached");
+    gm_plan_free(&pl);
+
+    /* A retry annotation makes the failed node a candidate again. */
+    gmt_set(&f.n[0]->ann_retry, "1");
+    plan(p, NULL, &f, NULL, &pl);
+    assert_null(pl.stall_reason);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "a");
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
+static void test_paused_and_window(void **state)
+{
+    struct gm_policy *paused =
+        policy("p", "full", ",\"rollout\":{\"paused\":true}");
+    /* Closed at Mon 22:30Z: opens Tue 01:00Z. */
+    struct gm_policy *win = policy(
+        "p", "full",
+        ",\"rollout\":{\"window\":{\"start\":\"01:00\",\"end\":\"05:00\"}}");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    add(&f, gmt_node("a", "pool=a", NULL));
+    plan(paused, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_true(pl.budget.paused);
+    assert_string_equal(entry(&pl, "a")->message, "rollout paused");
+    gm_plan_free(&pl);
+
+    plan(win, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_int_equal(pl.window, 0);
+    assert_int_equal(pl.requeue_at, 1715043600);
+    assert_string_equal(entry(&pl, "a")->message,
+                        "waiting for the rollout window (opens "
+                        "2024-05-07T01:00:00Z)");
+    gm_plan_free(&pl);
+    gm_policy_free(paused);
+    gm_policy_free(win);
+    fleet_free(&f);
+}
+
+static void test_conflict_reported(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct gm_policy *q = policy("q", "mig", ",\"mig\":{\"config\":\"x\"}");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    add(&f, gmt_node("a", "pool=a", NULL));
+    plan(p, q, &f, NULL, &pl);
+    assert_int_equal(pl.summary.matched, 0);
+    assert_int_equal(pl.summary.conflicted, 1);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.nodes[0].phase, "Conflict");
+    assert_string_equal(pl.nodes[0].message,
+                        "also selected by q with the same priority 0; "
+                        "neither acts on this node");
+    assert_string_equal(pl.stall_reason, "PolicyConflict");
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    gm_policy_free(q);
+    fleet_free(&f);
+}
+
+static const char layouts_yaml[] =
+    "version: v1\nmig-configs:\n  all-3g.40gb:\n    - devices: all\n"
+    "      mig-enabled: true\n      mig-devices: {\"3g.40gb\": 2}\n";
+
+static void test_mig_layouts(void **state)
+{
+    struct gm_policy *p = policy("p", "mig",
+                                 ",\"mig\":{\"config\":"
+                                 "\"all-3g.40gb\"}");
+    struct gm_policy *missing =
+        policy("p", "mig", ",\"mig\":{\"config\":\"all-1g.10gb\"}");
+    struct gm_migparted *m = NULL;
+    char err[256];
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    assert_int_equal(gm_migparted_parse(layouts_yaml, strlen(layouts_yaml),
+                                        "cm", &m, err, sizeof(err)),
+                     0);
+    add(&f, gmt_node("a", "pool=a",
+                     "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", NULL));
+    add(&f, gmt_node("b", "pool=a",
+                     "nvidia.com/gpu.product=NVIDIA-A100-SXM4-40GB", NULL));
+    plan(p, NULL, &f, m, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].layout,
+                        "[{\"devices\":\"all\",\"migEnabled\":true,"
+                        "\"migDevices\":{\"3g.40gb\":2}}]");
+    assert_string_equal(pl.stall_reason, "InvalidLayout");
+    assert_non_null(strstr(pl.stall_message, "profile 3g.40gb is not "
+                                             "available on "
+                                             "NVIDIA-A100-SXM4-40GB"));
+    gm_plan_free(&pl);
+
+    plan(missing, NULL, &f, m, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.stall_reason, "InvalidLayout");
+    assert_string_equal(pl.stall_message,
+                        "layout \"all-1g.10gb\" is not in ConfigMap "
+                        "gpumode-system/layouts (mig-configs has: "
+                        "all-3g.40gb) (and other nodes)");
+    gm_plan_free(&pl);
+    gm_migparted_free(m);
+    gm_policy_free(p);
+    gm_policy_free(missing);
+    fleet_free(&f);
+}
+
+static void test_reboot_reapplies_mig(void **state)
+{
+    struct gm_policy *p = policy("p", "mig",
+                                 ",\"mig\":{\"layout\":"
+                                 "[{\"migDevices\":"
+                                 "{\"7g.80gb\":1}}]}");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    struct gm_node *n =
+        add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=mig",
+                         "gpumode.io/state=ready",
+                         "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", NULL));
+
+    gmt_set(&n->ann_boot_id, "boot-1");
+    gmt_set(&n->boot_id, "boot-1");
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    gm_plan_free(&pl);
+    gmt_set(&n->boot_id, "boot-2");
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 0);
+    assert_int_equal(pl.n_starts, 1);
+    assert_int_equal(pl.starts[0].from, GM_MODE_MIG);
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_classify_and_budget),
+        cmocka_unit_test(test_cordoned_start_free_and_notready_waits),
+        cmocka_unit_test(test_max_failures_stalls),
+        cmocka_unit_test(test_paused_and_window),
+        cmocka_unit_test(test_conflict_reported),
+        cmocka_unit_test(test_mig_layouts),
+        cmocka_unit_test(test_reboot_reapplies_mig),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

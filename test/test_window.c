@@ -1,0 +1,150 @@
+/* Rollout windows: days, midnight crossing, time zones, DST, next opening.
+ * Instants are Unix times; the comments give them in UTC. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner/window.h"
+
+#define MON (1 << 1)
+#define TUE (1 << 2)
+#define WED (1 << 3)
+#define THU (1 << 4)
+#define FRI (1 << 5)
+#define SAT (1 << 6)
+#define WEEKDAYS (MON | TUE | WED | THU | FRI)
+
+static struct gm_window win(int days, int sh, int sm, int eh, int em,
+                            const char *tz)
+{
+    struct gm_window w;
+
+    memset(&w, 0, sizeof(w));
+    w.days = (uint8_t)days;
+    w.start_minute = sh * 60 + sm;
+    w.end_minute = eh * 60 + em;
+    snprintf(w.time_zone, sizeof(w.time_zone), "%s", tz);
+    return w;
+}
+
+static void test_crossing_midnight_belongs_to_start_day(void **state)
+{
+    struct gm_window w = win(MON, 22, 0, 6, 0, "UTC");
+
+    assert_int_equal(gm_window_open(&w, 1715034600), 1); /* Mon 22:30 */
+    assert_int_equal(gm_window_open(&w, 1715050800), 1); /* Tue 03:00 */
+    assert_int_equal(gm_window_open(&w, 1714964400), 0); /* Mon 03:00 */
+    assert_int_equal(gm_window_open(&w, 1715061600), 0); /* Tue 06:00 */
+}
+
+static void test_friday_night_runs_into_saturday(void **state)
+{
+    struct gm_window w = win(WEEKDAYS, 22, 0, 6, 0, "UTC");
+
+    assert_int_equal(gm_window_open(&w, 1715382000), 1); /* Fri 23:00 */
+    assert_int_equal(gm_window_open(&w, 1715407140), 1); /* Sat 05:59 */
+    assert_int_equal(gm_window_open(&w, 1715464800), 0); /* Sat 22:00 */
+}
+
+static void test_new_york_across_dst(void **state)
+{
+    struct gm_window w = win(WEEKDAYS, 9, 0, 17, 0, "America/New_York");
+
+    /* Fri 2024-03-08 is EST (UTC-5): 13:30Z is 08:30, 14:00Z is 09:00. */
+    assert_int_equal(gm_window_open(&w, 1709904600), 0);
+    assert_int_equal(gm_window_open(&w, 1709906400), 1);
+    /* Mon 2024-03-11 is EDT (UTC-4): 13:00Z is 09:00. */
+    assert_int_equal(gm_window_open(&w, 1710162000), 1);
+}
+
+static void test_next_open_across_dst(void **state)
+{
+    struct gm_window w = win(0x7f, 1, 0, 2, 0, "America/New_York");
+    time_t t = 0;
+
+    /* From Sun 2024-03-10 12:00Z (clocks went forward at 02:00 local), the
+     * next 01:00 local is Mon 01:00 EDT = 05:00Z, not 06:00Z. */
+    assert_int_equal(gm_window_next_open(&w, 1710072000, &t), 0);
+    assert_int_equal(t, 1710133200);
+}
+
+static void test_kolkata_half_hour_offset(void **state)
+{
+    struct gm_window w = win(MON, 22, 0, 6, 0, "Asia/Kolkata");
+
+    assert_int_equal(gm_window_open(&w, 1715012940), 0); /* Mon 21:59 IST */
+    assert_int_equal(gm_window_open(&w, 1715013000), 1); /* Mon 22:00 IST */
+    assert_int_equal(gm_window_open(&w, 1715041740), 1); /* Tue 05:59 IST */
+    assert_int_equal(gm_window_open(&w, 1715041800), 0); /* Tue 06:00 IST */
+}
+
+static void test_start_equals_end_is_all_day(void **state)
+{
+    struct gm_window w = win(SAT, 8, 0, 8, 0, "UTC");
+
+    assert_int_equal(gm_window_open(&w, 1715385600), 1); /* Sat 00:00 */
+    assert_int_equal(gm_window_open(&w, 1715471940), 1); /* Sat 23:59 */
+    assert_int_equal(gm_window_open(&w, 1715472000), 0); /* Sun 00:00 */
+}
+
+static void test_next_open(void **state)
+{
+    struct gm_window w = win(MON, 22, 0, 6, 0, "UTC");
+    struct gm_window sat = win(SAT, 8, 0, 8, 0, "UTC");
+    time_t t = 0;
+
+    /* Tue 07:00 -> next Monday 22:00. */
+    assert_int_equal(gm_window_next_open(&w, 1715065200, &t), 0);
+    assert_int_equal(t, 1715637600);
+    /* Open now -> now. */
+    assert_int_equal(gm_window_next_open(&w, 1715050800, &t), 0);
+    assert_int_equal(t, 1715050800);
+    /* An all-day window opens at midnight: Tue 07:00 -> Sat 00:00. */
+    assert_int_equal(gm_window_next_open(&sat, 1715065200, &t), 0);
+    assert_int_equal(t, 1715385600);
+}
+
+static void test_unknown_zone(void **state)
+{
+    struct gm_window w = win(MON, 22, 0, 6, 0, "Mars/Olympus_Mons");
+    time_t t;
+
+    assert_int_equal(gm_window_open(&w, 1715034600), -ENOENT);
+    assert_int_equal(gm_window_next_open(&w, 1715034600, &t), -ENOENT);
+}
+
+static void test_tz_restored(void **state)
+{
+    struct gm_window w = win(MON, 22, 0, 6, 0, "Asia/Kolkata");
+
+    setenv("TZ", "Europe/Paris", 1);
+    assert_int_equal(gm_window_open(&w, 1715013000), 1);
+    assert_string_equal(getenv("TZ"), "Europe/Paris");
+    unsetenv("TZ");
+    assert_int_equal(gm_window_open(&w, 1715013000), 1);
+    assert_null(getenv("TZ"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crossing_midnight_belongs_to_start_day),
+        cmocka_unit_test(test_friday_night_runs_into_saturday),
+        cmocka_unit_test(test_new_york_across_dst),
+        cmocka_unit_test(test_next_open_across_dst),
+        cmocka_unit_test(test_kolkata_half_hour_offset),
+        cmocka_unit_test(test_start_equals_end_is_all_day),
+        cmocka_unit_test(test_next_open),
+        cmocka_unit_test(test_unknown_zone),
+        cmocka_unit_test(test_tz_restored),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
