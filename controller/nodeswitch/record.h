@@ -9,13 +9,11 @@
 #include <stddef.h>
 
 #include "app/profile.h"
+#include "planner/labels.h"
 
 #define GM_ANN_SWITCH "gpumode.io/switch"
 #define GM_ANN_BOOT_ID "gpumode.io/boot-id"
 #define GM_ANN_RETRY "gpumode.io/retry"
-#define GM_LABEL_MODE "gpumode.io/mode"
-#define GM_LABEL_STATE "gpumode.io/state"
-#define GM_LABEL_SKIP "gpumode.io/skip"
 
 enum gm_phase {
     GM_PHASE_CORDON,

@@ -7,7 +7,7 @@
 
 bool gm_node_skipped(const struct gm_node *n)
 {
-    const char *v = gm_planner_label(n, GM_LABEL_SKIP);
+    const char *v = gm_node_label(n, GM_LABEL_SKIP);
 
     return v != NULL && strcmp(v, "true") == 0;
 }

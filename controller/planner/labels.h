@@ -1,6 +1,5 @@
-/* Label lookups on the compact cached node, and the node contract's keys.
- * The planner keeps its own lookup so it does not depend on node.c; the two
- * agree because both rely on node.h's promise that labels are sorted. */
+/* The node contract's label keys (SPEC.md, "Node contract"). Lookups use
+ * gm_node_label from kube/node.h. */
 #ifndef GM_PLANNER_LABELS_H
 #define GM_PLANNER_LABELS_H
 
@@ -11,8 +10,5 @@
 #define GM_LABEL_SKIP "gpumode.io/skip"
 #define GM_LABEL_PRODUCT "nvidia.com/gpu.product"
 #define GM_LABEL_GPU_COUNT "nvidia.com/gpu.count"
-
-/* NULL when absent. Binary search over n->labels (sorted by key, strcmp). */
-const char *gm_planner_label(const struct gm_node *n, const char *key);
 
 #endif

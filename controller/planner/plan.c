@@ -123,7 +123,7 @@ static enum gm_mode node_mode(const struct gm_node *n)
 {
     enum gm_mode m = GM_MODE_UNKNOWN;
 
-    if (gm_mode_parse(gm_planner_label(n, GM_LABEL_MODE), &m))
+    if (gm_mode_parse(gm_node_label(n, GM_LABEL_MODE), &m))
         return GM_MODE_UNKNOWN;
     return m;
 }
@@ -135,7 +135,7 @@ static bool streq(const char *a, const char *b)
 
 static bool converged(const struct gm_policy *p, const struct gm_node *n)
 {
-    const char *state = gm_planner_label(n, GM_LABEL_STATE);
+    const char *state = gm_node_label(n, GM_LABEL_STATE);
 
     if (node_mode(n) != p->spec.mode)
         return false;
@@ -150,7 +150,7 @@ static bool converged(const struct gm_policy *p, const struct gm_node *n)
 
 static int gpu_count(const struct gm_node *n)
 {
-    const char *s = gm_planner_label(n, GM_LABEL_GPU_COUNT);
+    const char *s = gm_node_label(n, GM_LABEL_GPU_COUNT);
     char *end = NULL;
 
     if (s == NULL)
@@ -220,7 +220,7 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
         if (c->layout == NULL)
             return note_layout_error(c, n, from, c->layout_msg);
         err = gm_layout_resolve(c->layout, c->layout_what,
-                                gm_planner_label(n, GM_LABEL_PRODUCT),
+                                gm_node_label(n, GM_LABEL_PRODUCT),
                                 gpu_count(n), &layout, msg, sizeof(msg));
         if (err == -EINVAL)
             return note_layout_error(c, n, from, msg);
@@ -281,7 +281,7 @@ static int classify(struct ctx *c, const struct gm_node *n)
     }
     if (unavailable(n))
         c->unavailable++;
-    if (streq(gm_planner_label(n, GM_LABEL_STATE), "failed") &&
+    if (streq(gm_node_label(n, GM_LABEL_STATE), "failed") &&
         n->ann_retry == NULL) {
         out->summary.failed++;
         return add_node(out, n->name, GM_NODE_FAILED, "Failed",

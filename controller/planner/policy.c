@@ -25,36 +25,6 @@ __attribute__((format(printf, 2, 3))) static int fail(struct dec *d,
     return -EINVAL;
 }
 
-const char *gm_mode_name(enum gm_mode m)
-{
-    switch (m) {
-    case GM_MODE_FULL:
-        return "full";
-    case GM_MODE_VGPU:
-        return "vgpu";
-    case GM_MODE_MIG:
-        return "mig";
-    case GM_MODE_UNKNOWN:
-        break;
-    }
-    return "unknown";
-}
-
-int gm_mode_parse(const char *s, enum gm_mode *out)
-{
-    if (s == NULL)
-        return -EINVAL;
-    if (strcmp(s, "full") == 0)
-        *out = GM_MODE_FULL;
-    else if (strcmp(s, "vgpu") == 0)
-        *out = GM_MODE_VGPU;
-    else if (strcmp(s, "mig") == 0)
-        *out = GM_MODE_MIG;
-    else
-        return -EINVAL;
-    return 0;
-}
-
 static json_object *field(json_object *o, const char *key)
 {
     json_object *v = NULL;

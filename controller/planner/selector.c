@@ -14,7 +14,7 @@ static bool has_value(const struct gm_sel_req *r, const char *v)
 
 static bool req_matches(const struct gm_sel_req *r, const struct gm_node *n)
 {
-    const char *v = gm_planner_label(n, r->key);
+    const char *v = gm_node_label(n, r->key);
 
     switch (r->op) {
     case GM_SEL_IN:
