@@ -1,0 +1,318 @@
+/* The event recorder against a loopback API server: the created Event's
+ * fields, repeats folded into a series patch, a storm of identical events
+ * costing a handful of requests, the rate limit on distinct events, the
+ * bounded table, and a vanished Event starting over. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kube/client.h"
+#include "server/events.h"
+#include "support/httpd.h"
+
+struct fx {
+    uv_loop_t loop;
+    struct th_server *srv;
+    struct gm_kube_config cfg;
+    struct gm_kube *k;
+    struct gm_recorder *r;
+    int posts, patches;
+    int patch_404;
+    char post_path[2048], post_body[4096];
+    char patch_path[2048], patch_body[1024], patch_type[128];
+};
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+    if (strcmp(r->method, "POST") == 0) {
+        f->posts++;
+        snprintf(f->post_path, sizeof(f->post_path), "%s", r->path);
+        snprintf(f->post_body, sizeof(f->post_body), "%s", r->body);
+        th_respond(c, 201, NULL, r->body);
+    } else if (strcmp(r->method, "PATCH") == 0) {
+        f->patches++;
+        snprintf(f->patch_path, sizeof(f->patch_path), "%s", r->path);
+        snprintf(f->patch_body, sizeof(f->patch_body), "%s", r->body);
+        snprintf(f->patch_type, sizeof(f->patch_type), "%s", r->content_type);
+        if (f->patch_404)
+            th_respond(c, 404, NULL,
+                       "{\"kind\":\"Status\",\"reason\":\"NotFound\","
+                       "\"code\":404}");
+        else
+            th_respond(c, 200, NULL, "{}");
+    } else {
+        th_respond(c, 405, NULL, "{}");
+    }
+}
+
+static struct fx *fx_new(const struct gm_recorder_opts *extra)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    uv_loop_init(&f->loop);
+    assert_int_equal(th_start(&f->loop, handler, f, &f->srv), 0);
+    f->cfg.server = strdup(th_url(f->srv));
+    assert_int_equal(gm_kube_new(&f->loop, &f->cfg, NULL, &f->k), 0);
+    struct gm_recorder_opts o = {.series_interval_ms = 200};
+    if (extra)
+        o = *extra;
+    o.identity = "gpumode-controller-abc";
+    assert_int_equal(gm_recorder_new(&f->loop, f->k, &o, &f->r), 0);
+    return f;
+}
+
+static void fx_free(struct fx *f)
+{
+    gm_recorder_free(f->r);
+    gm_kube_free(f->k);
+    th_stop(f->srv);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f->cfg.server);
+    free(f);
+}
+
+static void run_for(struct fx *f, int ms)
+{
+    int never = 0;
+    th_run_until(&f->loop, &never, ms);
+}
+
+static const struct gm_event_ref node = {
+    .api_version = "v1", .kind = "Node", .name = "gpu-07", .uid = "u-1"};
+
+/* The string at a dotted path of a JSON text ("" when absent). */
+static const char *field(const char *text, const char *dotted)
+{
+    static char out[1200];
+    char path[128];
+    json_object *root = json_tokener_parse(text), *o = root;
+    snprintf(path, sizeof(path), "%s", dotted);
+    out[0] = '\0';
+    for (char *save, *p = strtok_r(path, ".", &save); p && o;
+         p = strtok_r(NULL, ".", &save))
+        if (!json_object_object_get_ex(o, p, &o))
+            o = NULL;
+    if (o)
+        snprintf(out, sizeof(out), "%s", json_object_get_string(o));
+    json_object_put(root);
+    return out;
+}
+
+static void test_first_event_fields(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_EVICTION_BLOCKED, "Drain",
+                              "eviction of %s blocked by PodDisruptionBudget",
+                              "team-a/train-0"),
+                     0);
+    assert_true(th_run_until(&f->loop, &f->posts, 2000));
+    run_for(f, 20);
+    const char *b = f->post_body;
+    assert_string_equal(f->post_path,
+                        "/apis/events.k8s.io/v1/namespaces/default/events");
+    assert_string_equal(field(b, "apiVersion"), "events.k8s.io/v1");
+    assert_string_equal(field(b, "kind"), "Event");
+    assert_string_equal(field(b, "metadata.namespace"), "default");
+    assert_memory_equal(field(b, "metadata.name"), "gpu-07.", 7);
+    assert_string_equal(field(b, "regarding.kind"), "Node");
+    assert_string_equal(field(b, "regarding.name"), "gpu-07");
+    assert_string_equal(field(b, "regarding.uid"), "u-1");
+    assert_string_equal(field(b, "regarding.apiVersion"), "v1");
+    assert_null(strstr(b, "\"regarding\":{\"apiVersion\":\"v1\",\"kind\":"
+                          "\"Node\",\"namespace\""));
+    assert_string_equal(field(b, "reason"), "EvictionBlocked");
+    assert_string_equal(field(b, "action"), "Drain");
+    assert_string_equal(field(b, "type"), "Warning");
+    assert_string_equal(field(b, "note"),
+                        "eviction of team-a/train-0 blocked by "
+                        "PodDisruptionBudget");
+    assert_string_equal(field(b, "reportingController"),
+                        "gpumode.io/controller");
+    assert_string_equal(field(b, "reportingInstance"),
+                        "gpumode-controller-abc");
+    assert_int_equal(strlen(field(b, "eventTime")), 27);
+    assert_null(strstr(b, "\"series\""));
+
+    /* A namespaced object's events stay in its namespace. */
+    const struct gm_event_ref pod = {.api_version = "v1",
+                                     .kind = "Pod",
+                                     .namespace = "gpumode-system",
+                                     .name = "helper-gpu-07"};
+    assert_int_equal(gm_event(f->r, &pod, GM_EVENT_NORMAL,
+                              GM_REASON_RECONFIGURED, "Reconfigure", "done"),
+                     0);
+    int two = 0;
+    while (f->posts < 2 && two++ < 200)
+        run_for(f, 10);
+    assert_string_equal(
+        f->post_path,
+        "/apis/events.k8s.io/v1/namespaces/gpumode-system/events");
+    assert_string_equal(field(f->post_body, "regarding.namespace"),
+                        "gpumode-system");
+    assert_string_equal(field(f->post_body, "type"), "Normal");
+
+    /* A long note is cut to the API's 1 KiB without splitting a rune. */
+    char longnote[3000];
+    memset(longnote, 'a', 1023);
+    strcpy(longnote + 1023, "\xc3\xa9 and more");
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                              GM_REASON_SWITCH_STARTED, "Switch", "%s",
+                              longnote),
+                     0);
+    while (f->posts < 3 && two++ < 400)
+        run_for(f, 10);
+    assert_int_equal(strlen(field(f->post_body, "note")), 1023);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL, "", "x", "y"),
+                     -EINVAL);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL, "R", NULL, "y"),
+                     -EINVAL);
+    fx_free(f);
+}
+
+static void test_repeat_becomes_series_patch(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                                  GM_REASON_SWITCH_FAILED, "Switch",
+                                  "helper pod failed: %s", "GPUInUse"),
+                         0);
+    assert_true(th_run_until(&f->loop, &f->patches, 2000));
+    assert_int_equal(f->posts, 1);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "/apis/events.k8s.io/v1/namespaces/default/events/%s",
+             field(f->post_body, "metadata.name"));
+    assert_string_equal(f->patch_path, want);
+    assert_string_equal(f->patch_type, "application/merge-patch+json");
+    assert_string_equal(field(f->patch_body, "series.count"), "3");
+    assert_int_equal(strlen(field(f->patch_body, "series.lastObservedTime")),
+                     27);
+
+    /* Nothing new, nothing sent; one more, one more patch after the
+     * interval. */
+    run_for(f, 300);
+    assert_int_equal(f->patches, 1);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch",
+                              "helper pod failed: %s", "GPUInUse"),
+                     0);
+    run_for(f, 300);
+    assert_int_equal(f->patches, 2);
+    assert_string_equal(field(f->patch_body, "series.count"), "4");
+    assert_int_equal(f->posts, 1);
+
+    /* A different note is a different event. */
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch",
+                              "helper pod failed: %s", "ResetRequired"),
+                     0);
+    run_for(f, 100);
+    assert_int_equal(f->posts, 2);
+    fx_free(f);
+}
+
+static void test_storm_is_a_handful_of_requests(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                                  GM_REASON_EVICTION_BLOCKED, "Drain",
+                                  "eviction blocked"),
+                         0);
+    run_for(f, 700);
+    assert_int_equal(f->posts, 1);
+    assert_true(f->patches >= 1 && f->patches <= 2);
+    assert_string_equal(field(f->patch_body, "series.count"), "1000");
+
+    /* A storm of distinct events is held by the rate limit. */
+    int ok = 0, dropped = 0;
+    for (int i = 0; i < 200; i++) {
+        int err =
+            gm_event(f->r, &node, GM_EVENT_WARNING, GM_REASON_EVICTION_BLOCKED,
+                     "Drain", "eviction of pod-%d blocked", i);
+        if (err == 0)
+            ok++;
+        else if (err == -EAGAIN)
+            dropped++;
+    }
+    assert_true(ok <= 25);
+    assert_int_equal(ok + dropped, 200);
+    struct gm_recorder_stats st;
+    gm_recorder_get_stats(f->r, &st);
+    assert_int_equal(st.dropped, (unsigned long)dropped);
+    run_for(f, 200);
+    assert_true(f->posts <= 26);
+    fx_free(f);
+}
+
+static void test_bounded_table_and_gone_event(void **state)
+{
+    (void)state;
+    struct gm_recorder_opts o = {
+        .series_interval_ms = 100, .max_keys = 4, .burst = 100, .qps = 100};
+    struct fx *f = fx_new(&o);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                                  GM_REASON_SWITCH_STARTED, "Switch",
+                                  "attempt %d", i),
+                         0);
+        run_for(f, 30); /* let each create finish so it can be evicted */
+    }
+    struct gm_recorder_stats st;
+    gm_recorder_get_stats(f->r, &st);
+    assert_true(st.keys <= 4);
+    assert_int_equal(f->posts, 10);
+
+    /* The API server dropped the Event (TTL): the failed patch forgets it
+     * and the next occurrence creates a new one. */
+    f->patch_404 = 1;
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                              GM_REASON_SWITCH_STARTED, "Switch", "attempt %d",
+                              9),
+                     0);
+    run_for(f, 250);
+    assert_int_equal(f->patches, 1);
+    f->patch_404 = 0;
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                              GM_REASON_SWITCH_STARTED, "Switch", "attempt %d",
+                              9),
+                     0);
+    run_for(f, 100);
+    assert_int_equal(f->posts, 11);
+    fx_free(f);
+}
+
+static void test_free_with_requests_out(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                              GM_REASON_SWITCH_COMPLETED, "Switch", "done"),
+                     0);
+    fx_free(f); /* the create is still out; nothing may touch the recorder */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_event_fields),
+        cmocka_unit_test(test_repeat_becomes_series_patch),
+        cmocka_unit_test(test_storm_is_a_handful_of_requests),
+        cmocka_unit_test(test_bounded_table_and_gone_event),
+        cmocka_unit_test(test_free_with_requests_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,375 @@
+/* The operational HTTP server on a real loopback socket, driven from the
+ * same loop: endpoints through the project's own curl transport (with
+ * keep-alive visible as one connection), and raw requests from a tiny uv
+ * client for what a well-behaved client never sends: pipelining, bodies,
+ * oversized heads, garbage, idling, too many connections. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kube/http.h"
+#include "server/httpserver.h"
+#include "support/httpd.h"
+
+struct fx {
+    uv_loop_t loop;
+    struct gm_metrics *metrics;
+    struct gm_httpd *srv;
+    int ready;
+};
+
+static int ready_fn(void *data, char *reason, size_t n)
+{
+    struct fx *f = data;
+    if (!f->ready)
+        snprintf(reason, n, "caches not synced: nodes");
+    return f->ready;
+}
+
+static struct fx *fx_new(const struct gm_httpd_opts *extra)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    uv_loop_init(&f->loop);
+    assert_int_equal(gm_metrics_new(&f->metrics), 0);
+    assert_int_equal(gm_metrics_define_gpumode(f->metrics, "9.9.9"), 0);
+    struct gm_httpd_opts o = {0};
+    if (extra)
+        o = *extra;
+    o.addr = "127.0.0.1:0";
+    o.endpoints = GM_HTTPD_METRICS | GM_HTTPD_HEALTH;
+    o.metrics = f->metrics;
+    o.ready = ready_fn;
+    o.ready_data = f;
+    assert_int_equal(gm_httpd_start(&f->loop, &o, &f->srv), 0);
+    assert_true(gm_httpd_port(f->srv) > 0);
+    return f;
+}
+
+static void fx_free(struct fx *f)
+{
+    gm_httpd_close(f->srv);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    gm_metrics_free(f->metrics);
+    free(f);
+}
+
+/* ---- a raw client ---- */
+
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t conn;
+    uv_write_t w;
+    uv_buf_t req;
+    char in[65536];
+    size_t len;
+    int eof;
+    int connected;
+};
+
+static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    struct raw *r = h->data;
+    (void)s;
+    *b = uv_buf_init(r->in + r->len, (unsigned)(sizeof(r->in) - 1 - r->len));
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct raw *r = s->data;
+    (void)b;
+    if (n < 0) {
+        r->eof = 1;
+        uv_read_stop(s);
+        return;
+    }
+    r->len += (size_t)n;
+    r->in[r->len] = '\0';
+}
+
+static void raw_written(uv_write_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+static void raw_connected(uv_connect_t *c, int status)
+{
+    struct raw *r = c->handle->data;
+    assert_int_equal(status, 0);
+    r->connected = 1;
+    uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+    if (r->req.len)
+        uv_write(&r->w, (uv_stream_t *)&r->tcp, &r->req, 1, raw_written);
+}
+
+/* Sends req (may be "") and collects what comes back until the server
+ * closes or ms pass. Returns the raw client; raw_free it. */
+static struct raw *raw_send(struct fx *f, const char *req, int ms)
+{
+    struct raw *r = calloc(1, sizeof(*r));
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", gm_httpd_port(f->srv), &sa);
+    uv_tcp_init(&f->loop, &r->tcp);
+    r->tcp.data = r;
+    r->req = uv_buf_init((char *)(uintptr_t)req, (unsigned)strlen(req));
+    assert_int_equal(uv_tcp_connect(&r->conn, &r->tcp,
+                                    (const struct sockaddr *)&sa,
+                                    raw_connected),
+                     0);
+    th_run_until(&f->loop, &r->eof, ms);
+    return r;
+}
+
+static void raw_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void raw_free(struct fx *f, struct raw *r)
+{
+    uv_close((uv_handle_t *)&r->tcp, raw_closed);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* ---- through the curl transport ---- */
+
+struct got {
+    int done;
+    long status;
+    int err;
+    char body[65536];
+};
+
+static void got_cb(void *data, const struct gm_http_result *res)
+{
+    struct got *g = data;
+    g->done = 1;
+    g->status = res->status;
+    g->err = res->err;
+    snprintf(g->body, sizeof(g->body), "%s", res->body ? res->body : "");
+}
+
+static void get(struct fx *f, struct gm_http *h, const char *path,
+                struct got *g)
+{
+    memset(g, 0, sizeof(*g));
+    struct gm_http_req req = {.method = "GET", .path = path};
+    assert_int_equal(gm_http_send(h, &req, got_cb, NULL, g, NULL), 0);
+    assert_true(th_run_until(&f->loop, &g->done, 3000));
+    assert_int_equal(g->err, 0);
+}
+
+static void test_parse_addr(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+
+    assert_int_equal(gm_httpd_parse_addr(":8080", &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET);
+    assert_int_equal(ntohs(in4->sin_port), 8080);
+    assert_int_equal(in4->sin_addr.s_addr, htonl(INADDR_ANY));
+    assert_int_equal(gm_httpd_parse_addr("127.0.0.1:8081", &ss), 0);
+    assert_int_equal(in4->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    assert_int_equal(gm_httpd_parse_addr("localhost:0", &ss), 0);
+    assert_int_equal(in4->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    assert_int_equal(gm_httpd_parse_addr("[::1]:9090", &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_int_equal(ntohs(in6->sin6_port), 9090);
+
+    const char *bad[] = {"8080",        ":",         ":65536",  ":-1",
+                         ":80x",        "host.x:80", "[::1]80", "[::1:80",
+                         "1.2.3.4:80:", "",          NULL};
+    for (int i = 0; bad[i]; i++)
+        if (gm_httpd_parse_addr(bad[i], &ss) != -EINVAL)
+            fail_msg("accepted %s", bad[i]);
+    assert_int_equal(gm_httpd_parse_addr(NULL, &ss), -EINVAL);
+}
+
+static void test_endpoints_keepalive(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", gm_httpd_port(f->srv));
+    struct gm_kube_config cfg = {.server = url};
+    struct gm_http_opts ho = {.cfg = &cfg};
+    struct gm_http *h;
+    assert_int_equal(gm_http_new(&f->loop, &ho, &h), 0);
+    struct got *g = malloc(sizeof(*g));
+
+    get(f, h, "/metrics", g);
+    assert_int_equal(g->status, 200);
+    assert_non_null(
+        strstr(g->body, "gpumode_build_info{version=\"9.9.9\"} 1\n"));
+    assert_non_null(strstr(g->body, "# TYPE gpumode_nodes gauge\n"));
+
+    get(f, h, "/healthz", g);
+    assert_int_equal(g->status, 200);
+    assert_string_equal(g->body, "ok\n");
+
+    get(f, h, "/readyz", g);
+    assert_int_equal(g->status, 503);
+    assert_string_equal(g->body, "not ready: caches not synced: nodes\n");
+    f->ready = 1;
+    get(f, h, "/readyz?verbose", g);
+    assert_int_equal(g->status, 200);
+
+    get(f, h, "/nope", g);
+    assert_int_equal(g->status, 404);
+
+    struct gm_http_stats st;
+    gm_http_get_stats(h, &st);
+    assert_int_equal(st.connects, 1); /* every request on one connection */
+    assert_int_equal(gm_httpd_requests(f->srv), 5);
+
+    free(g);
+    gm_http_free(h);
+    fx_free(f);
+}
+
+static void test_pipelined_and_close(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    struct raw *r =
+        raw_send(f,
+                 "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                 3000);
+    assert_true(r->eof);
+    assert_int_equal(count(r->in, "HTTP/1.1 "), 3);
+    assert_non_null(strstr(r->in, "HTTP/1.1 200 OK\r\n"));
+    /* HEAD: the length of what GET would send, and no body. */
+    const char *head = strstr(r->in, "Content-Type: text/plain; version=0.0.4");
+    assert_non_null(head);
+    assert_null(strstr(r->in, "# HELP"));
+    assert_non_null(strstr(r->in, "HTTP/1.1 503 Service Unavailable\r\n"));
+    assert_non_null(strstr(r->in, "Connection: close\r\n"));
+    raw_free(f, r);
+
+    /* HTTP/1.0 closes unless asked to keep the connection. */
+    r = raw_send(f, "GET /healthz HTTP/1.0\r\n\r\n", 3000);
+    assert_true(r->eof);
+    assert_non_null(strstr(r->in, "HTTP/1.1 200 OK\r\n"));
+    raw_free(f, r);
+    fx_free(f);
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+
+    struct raw *r = raw_send(
+        f, "POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", 3000);
+    assert_true(r->eof);
+    assert_non_null(strstr(r->in, "HTTP/1.1 405 Method Not Allowed\r\n"));
+    assert_non_null(strstr(r->in, "Allow: GET, HEAD\r\n"));
+    raw_free(f, r);
+
+    r = raw_send(f, "DELETE /healthz HTTP/1.1\r\n\r\n", 300);
+    assert_non_null(strstr(r->in, "HTTP/1.1 405 "));
+    raw_free(f, r);
+
+    r = raw_send(f, "GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+                 3000);
+    assert_true(r->eof);
+    assert_non_null(strstr(r->in, "HTTP/1.1 400 "));
+    raw_free(f, r);
+
+    r = raw_send(f, "garbage\r\n\r\n", 3000);
+    assert_true(r->eof);
+    assert_non_null(strstr(r->in, "HTTP/1.1 400 "));
+    raw_free(f, r);
+
+    r = raw_send(f, "GET / SPDY/3\r\n\r\n", 3000);
+    assert_true(r->eof);
+    assert_non_null(strstr(r->in, "HTTP/1.1 400 "));
+    raw_free(f, r);
+
+    /* A head that never ends within the cap. */
+    char *big = malloc(10000);
+    memset(big, 'a', 9999);
+    memcpy(big, "GET /healthz HTTP/1.1\r\nX-Long: ", 31);
+    big[9999] = '\0';
+    r = raw_send(f, big, 3000);
+    assert_true(r->eof);
+    assert_non_null(strstr(r->in, "HTTP/1.1 431 "));
+    raw_free(f, r);
+    free(big);
+    fx_free(f);
+}
+
+static void test_idle_and_conn_cap(void **state)
+{
+    (void)state;
+    struct gm_httpd_opts o = {.idle_ms = 100, .max_conns = 1};
+    struct fx *f = fx_new(&o);
+
+    /* An unfinished head is cut after the idle time. */
+    uint64_t t0 = uv_now(&f->loop);
+    struct raw *r = raw_send(f, "GET /healthz HTTP/1.1\r\n", 3000);
+    assert_true(r->eof);
+    assert_int_equal(r->len, 0);
+    assert_true(uv_now(&f->loop) - t0 < 2000);
+    raw_free(f, r);
+
+    /* One connection held open; the second is refused at once. */
+    struct raw *held = raw_send(f, "", 20);
+    assert_true(held->connected);
+    assert_false(held->eof);
+    r = raw_send(f, "GET /healthz HTTP/1.1\r\n\r\n", 50);
+    assert_true(r->eof);
+    assert_int_equal(r->len, 0);
+    raw_free(f, r);
+    raw_free(f, held);
+    fx_free(f);
+}
+
+static void test_address_in_use(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", gm_httpd_port(f->srv));
+    struct gm_httpd_opts o = {.addr = addr, .endpoints = GM_HTTPD_HEALTH};
+    struct gm_httpd *other = NULL;
+    assert_int_equal(gm_httpd_start(&f->loop, &o, &other), -EADDRINUSE);
+    assert_null(other);
+    o.addr = "nonsense";
+    assert_int_equal(gm_httpd_start(&f->loop, &o, &other), -EINVAL);
+    fx_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_addr),
+        cmocka_unit_test(test_endpoints_keepalive),
+        cmocka_unit_test(test_pipelined_and_close),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_idle_and_conn_cap),
+        cmocka_unit_test(test_address_in_use),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
