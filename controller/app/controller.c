@@ -291,9 +291,9 @@ static void queue_ready(void *data)
     struct gm_ctl *ctl = data;
     char *key;
 
-    if (!gm_reflector_has_synced(ctl->nodes) ||
+    if (!ctl->leading || !gm_reflector_has_synced(ctl->nodes) ||
         !gm_reflector_has_synced(ctl->helpers))
-        return; /* on_synced kicks the queue again */
+        return; /* on_synced and gm_ctl_lead kick the queue again */
     while (!ctl->stopping && gm_wq_get(ctl->queue, &key) == 0) {
         struct recon *r = calloc(1, sizeof(*r));
         if (r == NULL) {
@@ -316,7 +316,7 @@ static void queue_ready(void *data)
 static void cache_synced(void *ud)
 {
     struct gm_ctl *ctl = ud;
-    if (gm_ctl_synced(ctl))
+    if (gm_ctl_synced(ctl) && ctl->leading)
         queue_ready(ctl);
 }
 
@@ -363,6 +363,64 @@ int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
     return 0;
 }
 
+/* ---- one ConfigMap key ---- */
+
+static json_object *jget(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (o && json_object_object_get_ex(o, k, &v))
+        return v;
+    return NULL;
+}
+
+static void *cm_decode(void *ud, json_object *obj)
+{
+    struct gm_ctl *ctl = ud;
+    struct gm_cm_data *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    const char *rv =
+        json_object_get_string(jget(jget(obj, "metadata"), "resourceVersion"));
+    const char *v =
+        json_object_get_string(jget(jget(obj, "data"), ctl->cfg->hami_cm.key));
+    d->rv = strdup(rv ? rv : "");
+    d->value = v ? strdup(v) : NULL;
+    return d;
+}
+
+static void cm_free(void *ud, void *obj)
+{
+    struct gm_cm_data *d = obj;
+    (void)ud;
+    free(d->rv);
+    free(d->value);
+    free(d);
+}
+
+static const char *cm_rv(const void *obj)
+{
+    return ((const struct gm_cm_data *)obj)->rv;
+}
+
+static const struct gm_reflector_ops cm_ops = {
+    .decode = cm_decode,
+    .free_obj = cm_free,
+    .resource_version = cm_rv,
+};
+
+const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
+                               bool *exists)
+{
+    const struct gm_map *m = gm_reflector_items(ctl->hami_cm);
+    struct gm_map_entry *e = gm_map_first(m);
+    *exists = e != NULL;
+    if (e == NULL)
+        return NULL;
+    const struct gm_cm_data *d = e->value;
+    *rv = d->rv;
+    return d->value;
+}
+
 static struct gm_reflector_ops node_ops_synced;
 static struct gm_reflector_ops helper_ops_synced;
 
@@ -386,14 +444,45 @@ int gm_ctl_start(struct gm_ctl *ctl)
         .path = path,
         .label_selector = GM_HELPER_LABEL_KEY "=" GM_HELPER_LABEL_VALUE,
     };
-    return gm_reflector_start(ctl->kube, ctl->loop, &ho, &helper_ops_synced,
-                              ctl, &ctl->helpers);
+    err = gm_reflector_start(ctl->kube, ctl->loop, &ho, &helper_ops_synced, ctl,
+                             &ctl->helpers);
+    if (err)
+        return err;
+    char cm_path[256], cm_field[320];
+    snprintf(cm_path, sizeof(cm_path), "/api/v1/namespaces/%s/configmaps",
+             ctl->cfg->hami_cm.namespace);
+    snprintf(cm_field, sizeof(cm_field), "metadata.name=%s",
+             ctl->cfg->hami_cm.name);
+    struct gm_reflector_opts co = {.path = cm_path, .field_selector = cm_field};
+    return gm_reflector_start(ctl->kube, ctl->loop, &co, &cm_ops, ctl,
+                              &ctl->hami_cm);
+}
+
+void gm_ctl_lead(struct gm_ctl *ctl)
+{
+    ctl->leading = true;
+    if (gm_ctl_synced(ctl)) {
+        const struct gm_map *m = gm_reflector_items(ctl->nodes);
+        for (struct gm_map_entry *e = gm_map_first(m); e; e = gm_map_next(m, e))
+            gm_ctl_enqueue_node(ctl, e->key);
+        if (ctl->on_node_change)
+            ctl->on_node_change(ctl->policy_data, NULL);
+    }
+    queue_ready(ctl);
+}
+
+void gm_ctl_stop_work(struct gm_ctl *ctl)
+{
+    ctl->leading = false;
+    ctl->stopping = true;
 }
 
 bool gm_ctl_synced(const struct gm_ctl *ctl)
 {
-    return ctl->nodes && ctl->helpers && gm_reflector_has_synced(ctl->nodes) &&
-           gm_reflector_has_synced(ctl->helpers);
+    return ctl->nodes && ctl->helpers && ctl->hami_cm &&
+           gm_reflector_has_synced(ctl->nodes) &&
+           gm_reflector_has_synced(ctl->helpers) &&
+           gm_reflector_has_synced(ctl->hami_cm);
 }
 
 void gm_ctl_free(struct gm_ctl *ctl)
@@ -403,6 +492,7 @@ void gm_ctl_free(struct gm_ctl *ctl)
     ctl->stopping = true;
     gm_reflector_free(ctl->nodes);
     gm_reflector_free(ctl->helpers);
+    gm_reflector_free(ctl->hami_cm);
     for (struct gm_map_entry *e = gm_map_first(&ctl->node_states); e;
          e = gm_map_next(&ctl->node_states, e)) {
         struct gm_node_rt *ns = e->value;

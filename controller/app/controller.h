@@ -40,6 +40,7 @@ struct gm_ctl {
     const struct gm_ctl_config *cfg; /* borrowed */
     struct gm_reflector *nodes;      /* owned: struct gm_node */
     struct gm_reflector *helpers;    /* owned: struct gm_pod (helper pods) */
+    struct gm_reflector *hami_cm;    /* owned: struct gm_cm_data */
     struct gm_map node_states;       /* name -> struct gm_node_rt* */
     struct gm_workqueue *queue;      /* owned */
     /* Policy lookup for switches; set by the rollout layer. */
@@ -54,15 +55,34 @@ struct gm_ctl {
     int (*reconcile_policy)(void *data, const char *policy,
                             gm_switch_done_cb done, void *ctx,
                             long *requeue_ms);
+    struct gm_metrics *metrics; /* borrowed or NULL */
+    struct gm_recorder *events; /* borrowed or NULL */
+    bool leading; /* false: caches warm, queue idle (a standby replica) */
     bool dry_run;
     bool stopping;
     unsigned long reconciles;
 };
 
+/* A cached ConfigMap's one key we care about. */
+struct gm_cm_data {
+    char *rv;    /* owned */
+    char *value; /* owned; NULL when the key is absent */
+};
+
+/* HAMi's per-node config (config.json) as cached, or NULL when the
+ * ConfigMap does not exist; *rv receives its resourceVersion. */
+const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
+                               bool *exists);
+
 int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
                const struct gm_ctl_config *cfg, struct gm_ctl **out);
 /* Starts the caches and the queue. */
 int gm_ctl_start(struct gm_ctl *ctl);
+/* This replica became the leader: process the queue, look at every node
+ * and policy again. */
+void gm_ctl_lead(struct gm_ctl *ctl);
+/* Stop taking keys from the queue (shutdown, lost lease). */
+void gm_ctl_stop_work(struct gm_ctl *ctl);
 bool gm_ctl_synced(const struct gm_ctl *ctl);
 void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node);
 void gm_ctl_enqueue_policy(struct gm_ctl *ctl, const char *policy);

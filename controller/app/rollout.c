@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/strsel.h"
+#include "app/observe.h"
 #include "planner/plan.h"
 #include "planner/status.h"
 
@@ -364,6 +365,12 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         } else {
             rc = gm_status_build_invalid(e->p, now, &status);
         }
+        if (rc == 0 && gm_status_changed(e->p, status))
+            gm_obs_policy_event(r->ctl, name, e->p->uid, GM_EVENT_WARNING,
+                                GM_REASON_INVALID_POLICY, "%s",
+                                e->sel_error[0]
+                                    ? e->sel_error
+                                    : (e->p->error ? e->p->error : "invalid"));
         if (rc == 0)
             rc = write_status(r, pass, e->p, status);
         json_object_put(status);
@@ -410,6 +417,24 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         else if (err < 0)
             pass->failed = 1;
     }
+    /* What a switch in flight is waiting for lives in memory (it changes
+     * too often to write to the node); show it in the status. */
+    for (size_t i = 0; i < plan.n_nodes; i++) {
+        struct gm_plan_node *pn = &plan.nodes[i];
+        const char *m = gm_switch_message(r->ctl, pn->name);
+        if (pn->state == GM_NODE_SWITCHING && m[0] &&
+            strcmp(m, pn->message) != 0) {
+            char *copy = strdup(m);
+            if (copy) {
+                free(pn->message);
+                pn->message = copy;
+            }
+        }
+    }
+    if (plan.stall_reason && strcmp(plan.stall_reason, "PolicyConflict") == 0)
+        gm_obs_policy_event(r->ctl, name, e->p->uid, GM_EVENT_WARNING,
+                            GM_REASON_POLICY_CONFLICT, "%s",
+                            plan.stall_message ? plan.stall_message : "");
     /* The status is built from the cache as it is now; the starts show up
      * as switching on the next pass, when their node events come back. */
     rc = gm_status_build(e->p, &plan, now, &status);

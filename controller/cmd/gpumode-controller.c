@@ -1,20 +1,28 @@
 /* gpumode-controller: watches GPUModePolicies and nodes and switches nodes
- * between full, vgpu and mig modes (SPEC.md). One libuv loop runs it all. */
+ * between full, vgpu and mig modes (SPEC.md). One libuv loop runs it all:
+ * the caches, the work queue, leader election, metrics and health. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "app/config.h"
 #include "app/controller.h"
+#include "app/observe.h"
 #include "app/options.h"
 #include "app/rollout.h"
 #include "common/log.h"
 #include "kube/client.h"
 #include "kube/config.h"
+#include "server/events.h"
+#include "server/httpserver.h"
+#include "server/leader.h"
+#include "server/metrics.h"
+#include "server/shutdown.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -24,22 +32,104 @@ struct app {
     struct gm_ctl_config cfg;
     struct gm_kube_config *kcfg;
     struct gm_kube *kube;
+    struct gm_metrics *metrics;
+    struct gm_recorder *events;
+    struct gm_leader *leader;
+    struct gm_httpd *metrics_srv;
+    struct gm_httpd *health_srv;
     struct gm_ctl *ctl;
     struct gm_rollout *rollout;
-    uv_signal_t sigterm, sigint;
+    struct gm_shutdown *shutdown;
+    char identity[128];
     int exit_code;
 };
 
-static void on_signal(uv_signal_t *h, int signum)
+/* ---- leadership ---- */
+
+static void on_lead(void *data)
 {
-    struct app *a = h->data;
-    gm_info("received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    /* All progress is already on the nodes; closing the handles lets the
-     * loop end once in-flight writes complete or are cancelled. */
-    uv_signal_stop(&a->sigterm);
-    uv_signal_stop(&a->sigint);
+    struct app *a = data;
+    gm_info("became the leader (%s)", a->identity);
+    gm_ctl_lead(a->ctl);
+}
+
+static void on_lost(void *data)
+{
+    struct app *a = data;
+    /* Another replica may act from now on: stop at once, with nothing half
+     * written that the node records do not already describe, and exit so
+     * the pod restarts clean. */
+    gm_ctl_stop_work(a->ctl);
+    gm_error("lost the leader lease; exiting");
+    fflush(stderr);
+    _exit(1);
+}
+
+/* ---- health ---- */
+
+static int ready(void *data, char *reason, size_t len)
+{
+    struct app *a = data;
+    if (!gm_ctl_synced(a->ctl) || !gm_rollout_synced(a->rollout)) {
+        snprintf(reason, len, "caches not synced");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- shutdown ---- */
+
+static void stop_new_work(void *data)
+{
+    struct app *a = data;
+    gm_ctl_stop_work(a->ctl);
+}
+
+static size_t in_flight(void *data)
+{
+    struct app *a = data;
+    return gm_http_pending(gm_kube_http(a->kube));
+}
+
+struct release_ctx {
+    void (*done)(void *arg);
+    void *arg;
+};
+
+static void released(void *data, int err)
+{
+    struct release_ctx *r = data;
+    if (err)
+        gm_warn("lease release: %s", strerror(-err));
+    r->done(r->arg);
+    free(r);
+}
+
+static int release(void *data, void (*done)(void *arg), void *arg)
+{
+    struct app *a = data;
+    struct release_ctx *r;
+    if (a->leader == NULL || !gm_leader_is_leader(a->leader))
+        return 1;
+    r = malloc(sizeof(*r));
+    if (r == NULL)
+        return 1;
+    r->done = done;
+    r->arg = arg;
+    if (gm_leader_release(a->leader, released, r) != 0) {
+        free(r);
+        return 1;
+    }
+    return 0;
+}
+
+static void finish(void *data)
+{
+    struct app *a = data;
     uv_stop(a->loop);
 }
+
+/* ---- start-up ---- */
 
 static int load_kube_config(struct app *a)
 {
@@ -55,6 +145,108 @@ static int load_kube_config(struct app *a)
         free(err);
     }
     return rc;
+}
+
+static int serve(struct app *a, const char *addr, unsigned endpoints,
+                 struct gm_httpd **out)
+{
+    if (addr == NULL || strcmp(addr, "0") == 0 || addr[0] == '\0')
+        return 0;
+    struct gm_httpd_opts o = {.addr = addr,
+                              .endpoints = endpoints,
+                              .metrics = a->metrics,
+                              .ready = ready,
+                              .ready_data = a};
+    int rc = gm_httpd_start(a->loop, &o, out);
+    if (rc)
+        gm_error("cannot serve on %s: %s", addr, strerror(-rc));
+    return rc;
+}
+
+static int start(struct app *a)
+{
+    int rc;
+    struct gm_kube_opts ko = {.qps = a->cfg.qps,
+                              .burst = a->cfg.burst,
+                              .on_response = gm_obs_api_response};
+
+    if (gm_leader_default_identity(a->identity, sizeof(a->identity)) != 0)
+        snprintf(a->identity, sizeof(a->identity), "gpumode-%d", getpid());
+    rc = gm_metrics_new(&a->metrics);
+    if (rc == 0)
+        rc = gm_metrics_define_gpumode(a->metrics, GM_VERSION);
+    if (rc)
+        return rc;
+    ko.on_response_data = a->metrics;
+    rc = gm_kube_new(a->loop, a->kcfg, &ko, &a->kube);
+    if (rc)
+        return rc;
+    struct gm_recorder_opts ro = {.identity = a->identity};
+    rc = gm_recorder_new(a->loop, a->kube, &ro, &a->events);
+    if (rc == 0)
+        rc = gm_ctl_new(a->loop, a->kube, &a->cfg, &a->ctl);
+    if (rc)
+        return rc;
+    a->ctl->dry_run = a->opts.dry_run;
+    a->ctl->metrics = a->metrics;
+    a->ctl->events = a->events;
+    rc = gm_rollout_start(a->ctl, &a->rollout);
+    if (rc == 0)
+        rc = gm_ctl_start(a->ctl);
+    if (rc == 0)
+        rc = gm_obs_start(a->ctl, 5000);
+    if (rc == 0 && a->opts.metrics_addr && a->opts.health_addr &&
+        strcmp(a->opts.metrics_addr, a->opts.health_addr) == 0)
+        rc = serve(a, a->opts.metrics_addr, GM_HTTPD_METRICS | GM_HTTPD_HEALTH,
+                   &a->metrics_srv);
+    else if (rc == 0) {
+        rc = serve(a, a->opts.metrics_addr, GM_HTTPD_METRICS, &a->metrics_srv);
+        if (rc == 0)
+            rc = serve(a, a->opts.health_addr, GM_HTTPD_HEALTH, &a->health_srv);
+    }
+    if (rc)
+        return rc;
+    struct gm_shutdown_hooks hooks = {.stop_new_work = stop_new_work,
+                                      .in_flight = in_flight,
+                                      .release = release,
+                                      .finish = finish,
+                                      .data = a};
+    rc = gm_shutdown_new(a->loop, &hooks, &a->shutdown);
+    if (rc)
+        return rc;
+    if (!a->opts.leader_elect) {
+        gm_ctl_lead(a->ctl);
+        return 0;
+    }
+    struct gm_leader_opts lo = {.namespace = a->cfg.namespace,
+                                .identity = a->identity,
+                                .on_started_leading = on_lead,
+                                .on_lost = on_lost,
+                                .data = a,
+                                .metrics = a->metrics};
+    rc = gm_leader_new(a->loop, a->kube, &lo, &a->leader);
+    if (rc == 0)
+        rc = gm_leader_start(a->leader);
+    return rc;
+}
+
+static void cleanup(struct app *a)
+{
+    gm_shutdown_free(a->shutdown);
+    gm_leader_free(a->leader);
+    gm_httpd_close(a->metrics_srv);
+    gm_httpd_close(a->health_srv);
+    gm_obs_stop(a->ctl);
+    gm_rollout_free(a->rollout);
+    gm_ctl_free(a->ctl);
+    gm_recorder_free(a->events);
+    gm_kube_free(a->kube);
+    /* Let close callbacks and cancelled calls run before the loop goes. */
+    uv_run(a->loop, UV_RUN_NOWAIT);
+    uv_run(a->loop, UV_RUN_NOWAIT);
+    gm_metrics_free(a->metrics);
+    gm_kube_config_free(a->kcfg);
+    gm_ctl_config_free(&a->cfg);
 }
 
 int main(int argc, char **argv)
@@ -94,39 +286,19 @@ int main(int argc, char **argv)
         return 2;
     }
     a.loop = uv_default_loop();
-    struct gm_kube_opts ko = {.qps = a.cfg.qps, .burst = a.cfg.burst};
-    int rc = gm_kube_new(a.loop, a.kcfg, &ko, &a.kube);
-    if (rc == 0)
-        rc = gm_ctl_new(a.loop, a.kube, &a.cfg, &a.ctl);
-    if (rc == 0) {
-        a.ctl->dry_run = a.opts.dry_run;
-        rc = gm_rollout_start(a.ctl, &a.rollout);
-    }
-    if (rc == 0)
-        rc = gm_ctl_start(a.ctl);
+    int rc = start(&a);
     if (rc) {
         gm_error("cannot start: %s", strerror(-rc));
         a.exit_code = 1;
     } else {
-        uv_signal_init(a.loop, &a.sigterm);
-        uv_signal_init(a.loop, &a.sigint);
-        a.sigterm.data = a.sigint.data = &a;
-        uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-        uv_signal_start(&a.sigint, on_signal, SIGINT);
-        gm_info("gpumode-controller %s started (namespace %s, profile %s%s)",
-                GM_VERSION, a.cfg.namespace, a.cfg.profile_name,
+        gm_info("gpumode-controller %s started as %s (namespace %s, profile "
+                "%s%s%s)",
+                GM_VERSION, a.identity, a.cfg.namespace, a.cfg.profile_name,
+                a.opts.leader_elect ? ", leader election" : "",
                 a.opts.dry_run ? ", dry run" : "");
         uv_run(a.loop, UV_RUN_DEFAULT);
-        uv_close((uv_handle_t *)&a.sigterm, NULL);
-        uv_close((uv_handle_t *)&a.sigint, NULL);
+        gm_info("stopped");
     }
-    gm_rollout_free(a.rollout);
-    gm_ctl_free(a.ctl);
-    gm_kube_free(a.kube);
-    /* Let close callbacks and cancelled calls run before the loop goes. */
-    uv_run(a.loop, UV_RUN_NOWAIT);
-    uv_run(a.loop, UV_RUN_NOWAIT);
-    gm_kube_config_free(a.kcfg);
-    gm_ctl_config_free(&a.cfg);
+    cleanup(&a);
     return a.exit_code;
 }

@@ -58,6 +58,8 @@ int gm_kube_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
     ho.timeout_ms = opts ? opts->timeout_ms : 0;
     ho.max_body = opts ? opts->max_body : 0;
     ho.stream_idle_s = opts ? opts->stream_idle_s : 0;
+    ho.on_response = opts ? opts->on_response : NULL;
+    ho.on_response_data = opts ? opts->on_response_data : NULL;
     ho.user_agent = opts ? opts->user_agent : NULL;
     err = gm_http_new(loop, &ho, &k->http);
     if (err) {

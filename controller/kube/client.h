@@ -37,7 +37,9 @@ struct gm_kube_opts {
     int burst;  /* default 100 */
     long timeout_ms;
     size_t max_body;
-    long stream_idle_s;     /* watches with no byte for this long are cut */
+    long stream_idle_s; /* watches with no byte for this long are cut */
+    void (*on_response)(void *data, const char *method, long status);
+    void *on_response_data;
     const char *user_agent; /* NULL: gpumode/<version> */
 };
 

@@ -472,6 +472,9 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &conns);
     curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
     h->stats.connects += (unsigned long)conns;
+    if (h->opts.on_response)
+        h->opts.on_response(h->opts.on_response_data, c->method,
+                            rc == CURLE_OK ? status : 0);
     if (version)
         h->stats.last_http_version = version;
 
@@ -792,6 +795,15 @@ void gm_http_cancel(struct gm_http_call *call)
 void gm_http_get_stats(const struct gm_http *h, struct gm_http_stats *out)
 {
     *out = h->stats;
+}
+
+size_t gm_http_pending(const struct gm_http *h)
+{
+    size_t n = 0;
+    for (const struct gm_http_call *c = h->calls; c; c = c->next)
+        if (!c->stream && !c->cancelled)
+            n++;
+    return n;
 }
 
 static void teardown(struct gm_http *h)

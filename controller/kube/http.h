@@ -32,6 +32,10 @@ struct gm_http_opts {
     size_t max_body;        /* cap on a non-streamed response; 0: 64 MiB */
     long stream_idle_s;     /* streams abort after this long with no byte */
     const char *user_agent; /* borrowed; NULL means gpumode/<version> */
+    /* Optional: told of every HTTP answer (retries included), for the
+     * requests-by-verb-and-code metric. status 0: no answer. */
+    void (*on_response)(void *data, const char *method, long status);
+    void *on_response_data;
 };
 
 struct gm_http_req {
@@ -85,6 +89,9 @@ struct gm_http_stats {
     long last_http_version;       /* CURL_HTTP_VERSION_* of the last response */
 };
 void gm_http_get_stats(const struct gm_http *h, struct gm_http_stats *out);
+/* Calls not yet answered, watches excluded: what a graceful stop waits
+ * for. */
+size_t gm_http_pending(const struct gm_http *h);
 
 /* Calls every open call's done with -ECANCELED (so owners free their
  * data), closes handles; the memory goes once the loop has run the close

@@ -171,6 +171,7 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
     }
     free(phase);
     r->since = json_object_get_int64(get(o, "since"));
+    r->started = json_object_get_int64(get(o, "started"));
     r->attempt = json_object_get_int(get(o, "attempt"));
     if (r->attempt < 1)
         r->attempt = 1;
@@ -221,6 +222,8 @@ char *gm_record_format(const struct gm_switch_record *r)
     add_str(o, "fromLayout", r->from_layout);
     add_str(o, "phase", gm_phase_name(r->phase));
     json_object_object_add(o, "since", json_object_new_int64(r->since));
+    if (r->started)
+        json_object_object_add(o, "started", json_object_new_int64(r->started));
     json_object_object_add(o, "attempt", json_object_new_int(r->attempt));
     json_object_object_add(o, "cordoned", json_object_new_boolean(r->cordoned));
     if (r->rolling_back)

@@ -48,9 +48,10 @@ struct gm_switch_record {
     char *strategy;    /* owned, "single" or "mixed" for mig, or NULL */
     char *from_layout; /* owned: the layout found before, for rollback */
     enum gm_phase phase;
-    long long since; /* unix seconds when the phase began */
-    int attempt;     /* 1 on the first try, +1 per retry */
-    bool cordoned;   /* we cordoned the node (it was schedulable) */
+    long long since;   /* unix seconds when the phase began */
+    long long started; /* unix seconds when the switch began */
+    int attempt;       /* 1 on the first try, +1 per retry */
+    bool cordoned;     /* we cordoned the node (it was schedulable) */
     bool rolling_back;
     bool reconfigured; /* the hardware may differ from `from` */
     char *boot_id;     /* owned; bootID when the reboot was asked, or NULL */

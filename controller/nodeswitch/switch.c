@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "app/controller.h"
+#include "app/observe.h"
 #include "common/log.h"
 #include "kube/pod.h"
 #include "nodeswitch/helperpod.h"
@@ -59,6 +60,7 @@ static const char *target_layout(const struct sw *s)
 /* ---- writing the node ---- */
 
 struct write {
+    long ok_requeue_ms; /* requeue after a success (-1: the watch will) */
     struct gm_ctl *ctl;
     struct gm_node_rt *ns;
     gm_switch_done_cb done;
@@ -69,7 +71,7 @@ struct write {
 static void write_done(void *data, const struct gm_kube_resp *resp)
 {
     struct write *w = data;
-    long requeue = -1;
+    long requeue = resp->error ? -1 : w->ok_requeue_ms;
     int failed = 0;
 
     if (resp->error) {
@@ -133,6 +135,7 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
         json_object_put(patch);
         return -ENOMEM;
     }
+    w->ok_requeue_ms = -1;
     w->ctl = s->ctl;
     w->ns = s->ns;
     w->done = s->done;
@@ -150,6 +153,11 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
     snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
              s->node->resource_version ? s->node->resource_version : "");
     return STEP_ASYNC;
+}
+
+static long long elapsed_since(const struct sw *s)
+{
+    return s->now - s->rec.since;
 }
 
 /* Writes the record (and optional label changes and cordon) at once. */
@@ -170,6 +178,9 @@ static int write_record(struct sw *s, json_object *labels, int unschedulable)
 static int advance(struct sw *s, enum gm_phase next, json_object *labels,
                    int unschedulable)
 {
+    if (next != s->rec.phase)
+        gm_obs_phase_done(s->ctl, gm_phase_name(s->rec.phase),
+                          (double)elapsed_since(s));
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s -> %s%s",
               gm_phase_name(s->rec.phase), gm_phase_name(next),
               s->rec.rolling_back ? " (rolling back)" : "");
@@ -182,10 +193,17 @@ static void set_message(struct sw *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_message(struct sw *s, const char *fmt, ...)
 {
+    char msg[sizeof(s->ns->message)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->ns->message, sizeof(s->ns->message), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (strcmp(msg, s->ns->message) == 0)
+        return;
+    memcpy(s->ns->message, msg, sizeof(msg));
+    /* The policy's status shows this line: let it be rebuilt. */
+    if (s->ctl->on_node_change)
+        s->ctl->on_node_change(s->ctl->policy_data, node_name(s));
 }
 
 /* Failure: record why, then roll back (the default) or hold the node as it
@@ -206,7 +224,17 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
              msg);
     if (gm_set_str(&s->rec.reason, reason) || gm_set_str(&s->rec.message, msg))
         return -ENOMEM;
+    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
+                      strcmp(reason, "RebootRequired") == 0
+                          ? GM_REASON_REBOOT_REQUIRED
+                          : GM_REASON_SWITCH_FAILED,
+                      "%s %s -> %s failed in %s: %s: %s", node_name(s),
+                      gm_mode_name(s->rec.from), gm_mode_name(s->rec.to),
+                      gm_phase_name(s->rec.phase), reason, msg);
     if (s->pol.hold_on_failure || s->rec.rolling_back) {
+        gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
+                           gm_mode_name(s->rec.to), "failed",
+                           (double)(s->now - s->rec.started));
         json_object *labels = json_object_new_object();
         json_object_object_add(labels, GM_LABEL_STATE,
                                json_object_new_string("failed"));
@@ -389,8 +417,14 @@ static int step_drain(struct sw *s)
                         p->namespace, p->name);
         if (e->blocked) {
             blocked++;
-            if (first_blocked == NULL)
+            if (first_blocked == NULL) {
                 first_blocked = p;
+                gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
+                                  GM_REASON_EVICTION_BLOCKED,
+                                  "eviction of %s/%s blocked by a "
+                                  "PodDisruptionBudget",
+                                  p->namespace, p->name);
+            }
         }
         if (!e->sent && e->next_try_ms <= now_ms) {
             int err = send_eviction(s, p, e);
@@ -449,8 +483,12 @@ static int step_stop_clients(struct sw *s)
             if (pod_matches(p, &prof->clients[i]))
                 left++;
     }
-    if (left == 0)
+    if (left == 0) {
+        gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
+                          GM_REASON_CLIENTS_STOPPED,
+                          "GPU clients stopped on %s", node_name(s));
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
+    }
     set_message(s, "waiting for %d GPU client pods to stop", left);
     if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
         return fail(s, "ClientsStuck", "%d GPU client pods still on the node",
@@ -460,24 +498,30 @@ static int step_stop_clients(struct sw *s)
 
 /* Helper pods of this node other than `keep` are from finished steps (or a
  * crash between reading a result and deleting the pod): remove them. */
-static void collect_helpers(struct sw *s, const char *keep)
+static void collect_helpers_of(struct gm_ctl *ctl, const char *node,
+                               const char *keep)
 {
-    const struct gm_map *m = gm_reflector_items(s->ctl->helpers);
+    const struct gm_map *m = gm_reflector_items(ctl->helpers);
     for (struct gm_map_entry *it = gm_map_first(m); it;
          it = gm_map_next(m, it)) {
         const struct gm_pod *p = it->value;
         const char *n = gm_pod_label(p, GM_HELPER_NODE_LABEL);
-        if (n == NULL || strcmp(n, node_name(s)) != 0 || p->deleting)
+        if (n == NULL || strcmp(n, node) != 0 || p->deleting)
             continue;
         if (keep && strcmp(p->name, keep) == 0)
             continue;
-        if (s->ctl->dry_run)
+        if (ctl->dry_run)
             continue;
         char path[512];
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s",
                  p->namespace, p->name);
-        gm_kube_delete(s->ctl->kube, path, p->uid, NULL, 0, NULL, NULL);
+        gm_kube_delete(ctl->kube, path, p->uid, NULL, 0, NULL, NULL);
     }
+}
+
+static void collect_helpers(struct sw *s, const char *keep)
+{
+    collect_helpers_of(s->ctl, node_name(s), keep);
 }
 
 /* Creates the helper pod if it is not there; returns it when it is. */
@@ -531,6 +575,7 @@ static int helper(struct sw *s, const char *step, const char *salt,
         json_object_put(pod);
         return -ENOMEM;
     }
+    w->ok_requeue_ms = -1;
     w->ctl = s->ctl;
     w->ns = s->ns;
     w->done = s->done;
@@ -607,6 +652,9 @@ static int step_reconfigure(struct sw *s)
     int reboot = needs && strcmp(needs, "reboot") == 0;
     json_object_put(res);
     if (ok && p->phase == GM_POD_SUCCEEDED) {
+        gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
+                          GM_REASON_RECONFIGURED, "GPUs of %s set for %s",
+                          node_name(s), gm_mode_name(mode));
         s->rec.reconfigured = true;
         s->ns->message[0] = '\0';
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
@@ -648,8 +696,117 @@ static int step_reboot(struct sw *s)
     return wait_for(s, WAIT_POLL_MS);
 }
 
+/* HAMi reads its per-node config only when its plugin starts, so the
+ * node's entry (splitCount and scaling from the policy) must be right
+ * before the vgpu labels start the plugin. Returns 0 when it is (or the
+ * ConfigMap does not exist), STEP_ASYNC while writing it. */
+static int ensure_hami_config(struct sw *s)
+{
+    const char *rv = "";
+    bool exists;
+    const char *cur = gm_ctl_hami_config(s->ctl, &rv, &exists);
+    if (!exists)
+        return 0;
+    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
+    if (cfg == NULL || !json_object_is_type(cfg, json_type_object)) {
+        json_object_put(cfg);
+        cfg = json_object_new_object();
+    }
+    json_object *list = jget(cfg, "nodeconfig");
+    if (list == NULL || !json_object_is_type(list, json_type_array)) {
+        list = json_object_new_array();
+        json_object_object_add(cfg, "nodeconfig", list);
+    }
+    int idx = -1;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        const char *n = json_object_get_string(
+            jget(json_object_array_get_idx(list, i), "name"));
+        if (n && strcmp(n, node_name(s)) == 0)
+            idx = (int)i;
+    }
+    json_object *want = NULL;
+    if (s->pol.has_vgpu_config) {
+        want = json_object_new_object();
+        json_object_object_add(want, "name",
+                               json_object_new_string(node_name(s)));
+        json_object_object_add(want, "operatingmode",
+                               json_object_new_string("hami-core"));
+        json_object_object_add(want, "devicesplitcount",
+                               json_object_new_int(s->pol.split_count));
+        json_object_object_add(want, "devicememoryscaling",
+                               json_object_new_double(s->pol.memory_scaling));
+        json_object_object_add(want, "devicecorescaling",
+                               json_object_new_double(s->pol.core_scaling));
+    }
+    int same;
+    if (want && idx >= 0)
+        same = json_object_equal(want,
+                                 json_object_array_get_idx(list, (size_t)idx));
+    else
+        same = want == NULL && idx < 0;
+    if (same) {
+        json_object_put(want);
+        json_object_put(cfg);
+        return 0;
+    }
+    if (idx >= 0)
+        json_object_array_del_idx(list, (size_t)idx, 1);
+    if (want)
+        json_object_array_add(list, want);
+    const char *text =
+        json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN);
+    json_object *patch = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    json_object *data = json_object_new_object();
+    json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
+    json_object_object_add(patch, "metadata", meta);
+    json_object_object_add(data, s->ctl->cfg->hami_cm.key,
+                           json_object_new_string(text));
+    json_object_object_add(patch, "data", data);
+    json_object_put(cfg);
+    char path[320];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
+             s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name);
+    const char *body =
+        json_object_to_json_string_ext(patch, JSON_C_TO_STRING_PLAIN);
+    if (s->ctl->dry_run) {
+        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+                  "dry run: would patch %s: %s", path, body);
+        json_object_put(patch);
+        return 0;
+    }
+    struct write *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        json_object_put(patch);
+        return -ENOMEM;
+    }
+    w->ok_requeue_ms = 200; /* the cache follows; look again shortly */
+    w->ctl = s->ctl;
+    w->ns = s->ns;
+    w->done = s->done;
+    w->ctx = s->ctx;
+    w->node = strdup(node_name(s));
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+              "writing HAMi's per-node config for %s", node_name(s));
+    int err = gm_kube_patch(s->ctl->kube, path, GM_PATCH_MERGE, body, NULL, 0,
+                            write_done, w);
+    json_object_put(patch);
+    if (err) {
+        free(w->node);
+        free(w);
+        return err;
+    }
+    s->ns->inflight++;
+    return STEP_ASYNC;
+}
+
 static int step_start_clients(struct sw *s)
 {
+    if (!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) {
+        int rc = ensure_hami_config(s);
+        if (rc != 0)
+            return rc;
+    }
     const struct gm_profile *prof = s->ctl->cfg->profile;
     json_object *labels = json_object_new_object();
 
@@ -815,6 +972,14 @@ static int step_finish(struct sw *s)
         json_object_object_add(labels, GM_LABEL_STATE,
                                json_object_new_string("failed"));
         json_object_put(ann);
+        gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
+                          GM_REASON_ROLLED_BACK, "back in %s after %s%s",
+                          gm_mode_name(s->rec.from),
+                          s->rec.reason ? s->rec.reason : "a failure",
+                          uncordon == 0 ? "; uncordoned" : "");
+        gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
+                           gm_mode_name(s->rec.to), "rolledback",
+                           (double)(s->now - s->rec.started));
         s->rec.rolling_back = false;
         s->rec.reconfigured = false;
         s->rec.cordoned = false; /* uncordoned in this same write */
@@ -846,6 +1011,12 @@ static int step_finish(struct sw *s)
                                json_object_new_string(s->node->boot_id));
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "switch to %s complete",
               gm_mode_name(s->rec.to));
+    gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
+                      GM_REASON_SWITCH_COMPLETED, "%s is in %s mode",
+                      node_name(s), gm_mode_name(s->rec.to));
+    gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
+                       gm_mode_name(s->rec.to), "succeeded",
+                       (double)(s->now - s->rec.started));
     s->ns->message[0] = '\0';
     return patch_node(s, labels, ann, uncordon);
 }
@@ -863,6 +1034,7 @@ static int step_failed(struct sw *s)
     s->rec.attempt++;
     s->rec.phase = GM_PHASE_CORDON;
     s->rec.since = s->now;
+    s->rec.started = s->now;
     s->rec.rolling_back = false;
     gm_set_str(&s->rec.reason, NULL);
     gm_set_str(&s->rec.message, NULL);
@@ -912,6 +1084,7 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
         /* Nothing in flight: drop any per-node state and stray helpers. */
         if (gm_map_get(&ctl->node_states, node->name))
             gm_ctl_node_done(ctl, node->name);
+        collect_helpers_of(ctl, node->name, NULL);
         return 0;
     }
     const char *skip = gm_node_label(node, GM_LABEL_SKIP);
@@ -940,6 +1113,8 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
     s.pol.drain.own_namespace = ctl->cfg->namespace;
     if (ctl->policy_for)
         ctl->policy_for(ctl->policy_data, s.rec.policy, &s.pol);
+    if (s.rec.phase != GM_PHASE_RECONFIGURE && s.rec.phase != GM_PHASE_REBOOT)
+        collect_helpers(&s, NULL);
     rc = steps[s.rec.phase](&s);
     if (rc == STEP_WAIT)
         *requeue_ms = s.requeue_ms;
@@ -972,6 +1147,7 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
     s.rec.attempt = 1;
     s.rec.phase = GM_PHASE_DRAIN;
     s.rec.since = s.now;
+    s.rec.started = s.now;
     /* Only a node we cordon is one we uncordon. */
     s.rec.cordoned = !node->unschedulable;
     if (gm_set_str(&s.rec.policy, policy) ||
@@ -985,6 +1161,9 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
                            json_object_new_string("switching"));
     gm_log_kv(GM_LOG_INFO, node->name, policy, "switch %s -> %s starts",
               gm_mode_name(from), gm_mode_name(to));
+    gm_obs_node_event(ctl, node, GM_EVENT_NORMAL, GM_REASON_SWITCH_STARTED,
+                      "%s: %s -> %s for policy %s", node->name,
+                      gm_mode_name(from), gm_mode_name(to), policy);
     int rc = write_record(&s, labels, node->unschedulable ? -1 : 1);
     gm_record_clear(&s.rec);
     return rc;

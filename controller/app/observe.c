@@ -1,0 +1,159 @@
+#include "app/observe.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner/labels.h"
+
+static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
+                   enum gm_event_type type, const char *reason, const char *fmt,
+                   va_list ap)
+{
+    char msg[1024];
+    if (ctl->events == NULL || ctl->dry_run)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    gm_event(ctl->events, ref, type, reason, reason, "%s", msg);
+}
+
+void gm_obs_node_event(struct gm_ctl *ctl, const struct gm_node *node,
+                       enum gm_event_type type, const char *reason,
+                       const char *fmt, ...)
+{
+    struct gm_event_ref ref = {.api_version = "v1",
+                               .kind = "Node",
+                               .name = node->name,
+                               .uid = node->uid};
+    va_list ap;
+    va_start(ap, fmt);
+    vevent(ctl, &ref, type, reason, fmt, ap);
+    va_end(ap);
+}
+
+void gm_obs_policy_event(struct gm_ctl *ctl, const char *policy,
+                         const char *uid, enum gm_event_type type,
+                         const char *reason, const char *fmt, ...)
+{
+    struct gm_event_ref ref = {.api_version = "gpumode.io/v1alpha1",
+                               .kind = "GPUModePolicy",
+                               .name = policy,
+                               .uid = uid};
+    va_list ap;
+    va_start(ap, fmt);
+    vevent(ctl, &ref, type, reason, fmt, ap);
+    va_end(ap);
+}
+
+void gm_obs_switch_done(struct gm_ctl *ctl, const char *from, const char *to,
+                        const char *result, double seconds)
+{
+    if (ctl->metrics == NULL)
+        return;
+    gm_metrics_counter_add(ctl->metrics, GM_METRIC_SWITCHES, 1, "from", from,
+                           "to", to, "result", result, NULL);
+    if (strcmp(result, "succeeded") == 0)
+        gm_metrics_observe(ctl->metrics, GM_METRIC_SWITCH_DURATION, seconds,
+                           NULL);
+}
+
+void gm_obs_phase_done(struct gm_ctl *ctl, const char *phase, double seconds)
+{
+    if (ctl->metrics)
+        gm_metrics_observe(ctl->metrics, GM_METRIC_PHASE_DURATION, seconds,
+                           "phase", phase, NULL);
+}
+
+void gm_obs_api_response(void *metrics, const char *method, long status)
+{
+    char code[16];
+    snprintf(code, sizeof(code), "%ld", status);
+    gm_metrics_counter_add(metrics, GM_METRIC_API_REQUESTS, 1, "verb", method,
+                           "code", status ? code : "error", NULL);
+}
+
+/* ---- periodic gauges ---- */
+
+struct obs_timer {
+    uv_timer_t timer; /* freed in its close callback */
+    struct gm_ctl *ctl;
+    unsigned long restarts; /* reflector watches counted so far */
+};
+
+static struct obs_timer *g_timer;
+
+static void refresh(uv_timer_t *t)
+{
+    struct obs_timer *o = t->data;
+    struct gm_ctl *ctl = o->ctl;
+    static const char *const states[] = {"ready", "switching", "failed", ""};
+    static const char *const modes[] = {"full", "vgpu", "mig", "unknown"};
+    int counts[4][4] = {{0}};
+
+    if (ctl->metrics == NULL || ctl->nodes == NULL)
+        return;
+    const struct gm_map *m = gm_reflector_items(ctl->nodes);
+    for (struct gm_map_entry *e = gm_map_first(m); e; e = gm_map_next(m, e)) {
+        const struct gm_node *n = e->value;
+        const char *mode = gm_node_label(n, GM_LABEL_MODE);
+        const char *state = gm_node_label(n, GM_LABEL_STATE);
+        int mi = 3, si = 3;
+        for (int i = 0; i < 3; i++) {
+            if (mode && strcmp(mode, modes[i]) == 0)
+                mi = i;
+            if (state && strcmp(state, states[i]) == 0)
+                si = i;
+        }
+        counts[mi][si]++;
+    }
+    gm_metrics_clear(ctl->metrics, GM_METRIC_NODES);
+    for (int mi = 0; mi < 4; mi++)
+        for (int si = 0; si < 4; si++)
+            if (counts[mi][si])
+                gm_metrics_gauge_set(ctl->metrics, GM_METRIC_NODES,
+                                     counts[mi][si], "mode", modes[mi], "state",
+                                     si == 3 ? "none" : states[si], NULL);
+    gm_metrics_gauge_set(ctl->metrics, GM_METRIC_QUEUE_DEPTH,
+                         (double)gm_wq_len(ctl->queue), NULL);
+    struct gm_reflector_stats st;
+    gm_reflector_get_stats(ctl->nodes, &st);
+    /* The first watch is a start, not a restart. */
+    unsigned long restarts = st.watches > 0 ? st.watches - 1 : 0;
+    if (restarts > o->restarts) {
+        gm_metrics_counter_add(ctl->metrics, GM_METRIC_WATCH_RESTARTS,
+                               (double)(restarts - o->restarts), "resource",
+                               "nodes", NULL);
+        o->restarts = restarts;
+    }
+}
+
+int gm_obs_start(struct gm_ctl *ctl, uint64_t interval_ms)
+{
+    struct obs_timer *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return -1;
+    o->ctl = ctl;
+    uv_timer_init(ctl->loop, &o->timer);
+    o->timer.data = o;
+    uv_timer_start(&o->timer, refresh, interval_ms, interval_ms);
+    /* The gauges' timer must not keep the loop alive on its own. */
+    uv_unref((uv_handle_t *)&o->timer);
+    g_timer = o;
+    return 0;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void gm_obs_stop(struct gm_ctl *ctl)
+{
+    (void)ctl;
+    if (g_timer == NULL)
+        return;
+    uv_timer_stop(&g_timer->timer);
+    uv_close((uv_handle_t *)&g_timer->timer, close_cb);
+    g_timer = NULL;
+}
