@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const phase_names[GM_PHASE_COUNT] = {
     [GM_PHASE_CORDON] = "Cordoning",
@@ -132,6 +133,33 @@ static int get_mode(json_object *o, const char *k, enum gm_mode *out,
     return 0;
 }
 
+/* Times are RFC 3339 in UTC, as everywhere in Kubernetes; a number (unix
+ * seconds) is read too. 0 when absent or unreadable. */
+static long long get_time(json_object *v)
+{
+    struct tm tm;
+    if (v == NULL)
+        return 0;
+    if (json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v);
+    const char *s = json_object_get_string(v);
+    memset(&tm, 0, sizeof(tm));
+    const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (end == NULL)
+        return 0;
+    return (long long)timegm(&tm);
+}
+
+static void add_time(json_object *o, const char *k, long long t)
+{
+    char buf[32];
+    struct tm tm;
+    time_t tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_object_add(o, k, json_object_new_string(buf));
+}
+
 int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
                     size_t err_len)
 {
@@ -170,8 +198,8 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
         rc = -EINVAL;
     }
     free(phase);
-    r->since = json_object_get_int64(get(o, "since"));
-    r->started = json_object_get_int64(get(o, "started"));
+    r->since = get_time(get(o, "since"));
+    r->started = get_time(get(o, "started"));
     r->attempt = json_object_get_int(get(o, "attempt"));
     if (r->attempt < 1)
         r->attempt = 1;
@@ -221,9 +249,9 @@ char *gm_record_format(const struct gm_switch_record *r)
     add_str(o, "strategy", r->strategy);
     add_str(o, "fromLayout", r->from_layout);
     add_str(o, "phase", gm_phase_name(r->phase));
-    json_object_object_add(o, "since", json_object_new_int64(r->since));
+    add_time(o, "since", r->since);
     if (r->started)
-        json_object_object_add(o, "started", json_object_new_int64(r->started));
+        add_time(o, "started", r->started);
     json_object_object_add(o, "attempt", json_object_new_int(r->attempt));
     json_object_object_add(o, "cordoned", json_object_new_boolean(r->cordoned));
     if (r->rolling_back)

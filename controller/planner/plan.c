@@ -19,6 +19,7 @@ struct sw {
     char phase[65];
     char since[41];
     char message[1025];
+    char reason[65];
     int attempt;
 };
 
@@ -52,6 +53,7 @@ static void parse_switch(const char *ann, struct sw *s)
     copy_field(o, "phase", s->phase, sizeof(s->phase));
     copy_field(o, "since", s->since, sizeof(s->since));
     copy_field(o, "message", s->message, sizeof(s->message));
+    copy_field(o, "reason", s->reason, sizeof(s->reason));
     if (json_object_object_get_ex(o, "attempt", &v) &&
         json_object_is_type(v, json_type_int))
         s->attempt = json_object_get_int(v);
@@ -259,6 +261,17 @@ static int classify(struct ctx *c, const struct gm_node *n)
     if (n->ann_switch != NULL) {
         struct sw s;
         parse_switch(n->ann_switch, &s);
+        /* A switch that failed keeps its record (so a retry resumes from
+         * it); it counts as failed until a person asks for the retry. */
+        if (strcmp(s.phase, "Failed") == 0 && n->ann_retry == NULL) {
+            out->summary.failed++;
+            return add_node(out, n->name, GM_NODE_FAILED, "Failed",
+                            s.from[0] ? s.from : gm_mode_name(node_mode(n)),
+                            s.to[0] ? s.to : gm_mode_name(p->spec.mode),
+                            "%s%s%s; annotate the node gpumode.io/retry to "
+                            "try again",
+                            s.reason, s.reason[0] ? ": " : "", s.message);
+        }
         out->summary.switching++;
         if (s.policy[0] != '\0' && strcmp(s.policy, p->name) != 0 &&
             s.message[0] == '\0')
