@@ -278,3 +278,5 @@ func SwitchAnnotation(n *corev1.Node) map[string]any {
 }
 
 var _ = unstructured.Unstructured{}
+
+func metav1GetOptions() metav1.GetOptions { return metav1.GetOptions{} }
