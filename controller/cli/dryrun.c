@@ -506,6 +506,13 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
             break;
         case GM_DRAIN_SKIP:
             d = GM_DRY_SKIP;
+            /* The classifier says nothing for a skip; the user asks why. */
+            if (why[0] == '\0' && pod->owner_kind &&
+                strcmp(pod->owner_kind, "DaemonSet") == 0)
+                snprintf(why, sizeof(why), "DaemonSet pod");
+            else if (why[0] == '\0' && o.drain.gpu_pods_only &&
+                     !pod->requests_gpu)
+                snprintf(why, sizeof(why), "requests no GPU");
             break;
         }
         err = add_pod(n, pod, d, why);
