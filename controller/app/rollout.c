@@ -7,17 +7,15 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "common/strsel.h"
 #include "app/observe.h"
+#include "app/policyopts.h"
 #include "planner/plan.h"
 #include "planner/status.h"
 
 /* A cached policy with its drain selectors parsed once. */
 struct entry {
     struct gm_policy *p;        /* owned */
-    struct gm_strsel *pod_sel;  /* owned or NULL */
-    struct gm_strsel *wait_sel; /* owned or NULL */
-    char sel_error[256];        /* a selector that did not parse */
+    struct gm_policy_sels sels; /* owned; sels.error: one did not parse */
 };
 
 /* The MIG layout ConfigMap, parsed. */
@@ -58,19 +56,8 @@ static void *policy_decode(void *ud, json_object *obj)
         free(e);
         return NULL;
     }
-    if (e->p->valid) {
-        char err[200];
-        const char *ps = e->p->spec.drain_pod_selector;
-        if (ps && ps[0] &&
-            gm_strsel_parse(ps, &e->pod_sel, err, sizeof(err)) != 0)
-            snprintf(e->sel_error, sizeof(e->sel_error),
-                     "spec.rollout.drain.podSelector: %s", err);
-        const char *ws = e->p->spec.wait_pod_selector;
-        if (e->p->spec.has_wait && ws && ws[0] &&
-            gm_strsel_parse(ws, &e->wait_sel, err, sizeof(err)) != 0)
-            snprintf(e->sel_error, sizeof(e->sel_error),
-                     "spec.rollout.waitForCompletion.podSelector: %s", err);
-    }
+    if (e->p->valid)
+        gm_policy_sels_parse(e->p, &e->sels);
     return e;
 }
 
@@ -79,8 +66,7 @@ static void policy_free(void *ud, void *obj)
     struct entry *e = obj;
     (void)ud;
     gm_policy_free(e->p);
-    gm_strsel_free(e->pod_sel);
-    gm_strsel_free(e->wait_sel);
+    gm_policy_sels_clear(&e->sels);
     free(e);
 }
 
@@ -145,16 +131,11 @@ static void *cm_decode(void *ud, json_object *obj)
     const char *key = r->ctl->cfg->mig_cm.key;
     if (l == NULL)
         return NULL;
-    l->rv = strdup(
-        json_object_get_string(jget(jget(obj, "metadata"), "resourceVersion")));
-    const char *yaml = json_object_get_string(jget(jget(obj, "data"), key));
-    if (yaml == NULL) {
-        snprintf(l->error, sizeof(l->error), "%s has no key %s", r->source,
-                 key);
-    } else if (gm_migparted_parse(yaml, strlen(yaml), r->source, &l->m,
-                                  l->error, sizeof(l->error)) != 0) {
-        l->m = NULL;
-    }
+    const char *rv =
+        json_object_get_string(jget(jget(obj, "metadata"), "resourceVersion"));
+    l->rv = strdup(rv ? rv : "");
+    gm_layouts_from_configmap(obj, key, r->source, &l->m, l->error,
+                              sizeof(l->error));
     return l;
 }
 
@@ -204,21 +185,7 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
     const struct entry *e = name ? gm_reflector_get(r->policies, name) : NULL;
     if (e == NULL || !e->p->valid)
         return -ENOENT; /* the defaults stand */
-    const struct gm_policy_spec *s = &e->p->spec;
-    o->drain.gpu_pods_only = s->drain_gpu_pods_only;
-    o->drain.pod_selector = e->pod_sel;
-    o->drain.wait_selector = e->wait_sel;
-    o->drain.timeout_s = (long)s->drain_timeout_seconds;
-    o->drain.wait_timeout_s = s->has_wait ? (long)s->wait_timeout_seconds : 0;
-    o->drain.grace_s = (long)s->drain_grace_period_seconds;
-    o->drain.delete_empty_dir = s->drain_delete_empty_dir_data;
-    o->drain.force = s->drain_force;
-    o->hold_on_failure = s->on_failure == GM_ON_FAILURE_HOLD;
-    o->allow_reboot = s->allow_reboot;
-    o->has_vgpu_config = s->has_split_count;
-    o->split_count = s->has_split_count ? s->split_count : 10;
-    o->memory_scaling = s->has_memory_scaling ? s->memory_scaling : 1;
-    o->core_scaling = s->has_core_scaling ? s->core_scaling : 1;
+    gm_policy_switch_opts(e->p, &e->sels, o);
     return 0;
 }
 
@@ -355,12 +322,12 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     pass->pending = 1; /* this function's own hold */
     pass->requeue_ms = -1;
 
-    if (!e->p->valid || e->sel_error[0]) {
-        if (e->sel_error[0] && e->p->valid) {
+    if (!e->p->valid || e->sels.error[0]) {
+        if (e->sels.error[0] && e->p->valid) {
             /* A selector the schema let through but we cannot parse. */
             struct gm_policy tmp = *e->p;
             tmp.valid = false;
-            tmp.error = (char *)(uintptr_t)e->sel_error;
+            tmp.error = (char *)(uintptr_t)e->sels.error;
             rc = gm_status_build_invalid(&tmp, now, &status);
         } else {
             rc = gm_status_build_invalid(e->p, now, &status);
@@ -368,8 +335,8 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         if (rc == 0 && gm_status_changed(e->p, status))
             gm_obs_policy_event(r->ctl, name, e->p->uid, GM_EVENT_WARNING,
                                 GM_REASON_INVALID_POLICY, "%s",
-                                e->sel_error[0]
-                                    ? e->sel_error
+                                e->sels.error[0]
+                                    ? e->sels.error
                                     : (e->p->error ? e->p->error : "invalid"));
         if (rc == 0)
             rc = write_status(r, pass, e->p, status);

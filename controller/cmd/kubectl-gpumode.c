@@ -1,16 +1,578 @@
-/* kubectl-gpumode: the kubectl plugin (status, plan, retry, pause, resume).
- * The commands land with the plugin's issue; this entry point already
- * builds so `make` produces all three programs. */
+/* kubectl-gpumode: the kubectl plugin. kubectl finds it on PATH and runs it
+ * for `kubectl gpumode ...` with the remaining arguments. Each command is a
+ * row of the table at the bottom; rendering and planning live in
+ * controller/cli so they can be tested without a cluster. Exit codes: 0 ok,
+ * 1 error, 2 usage. */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/config.h"
+#include "app/policyopts.h"
+#include "app/rollout.h"
+#include "cli/args.h"
+#include "cli/conn.h"
+#include "cli/dryrun.h"
+#include "cli/status.h"
+#include "common/buf.h"
+#include "common/yaml.h"
+#include "kube/node.h"
+#include "kube/pod.h"
+#include "nodeswitch/record.h"
+#include "planner/layout.h"
+#include "planner/policy.h"
+
+#define EXIT_USAGE 2
+#define OUT_MAX (64u << 20)
+
+static const char crd_hint[] =
+    "the GPUModePolicy CRD is not installed: kubectl apply -f "
+    "crd/gpumodepolicy.yaml";
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int open_conn(const struct gm_cli_args *a, struct gm_cli_conn **c)
+{
+    char err[1024];
+
+    if (gm_cli_connect(a->kubeconfig, a->context, c, err, sizeof(err))) {
+        fail("%s", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* A 404 on a policy means either the policy or the whole API is missing;
+ * asking for the collection tells which. */
+static void explain_policy_error(struct gm_cli_conn *c,
+                                 const struct gm_kube_error *e,
+                                 const char *name)
+{
+    char what[300], msg[1024];
+
+    if (e->code == 404) {
+        struct gm_kube_error e2;
+        if (gm_cli_get(c, GM_POLICY_API "?limit=1", NULL, &e2) != 0 &&
+            e2.code == 404) {
+            fail("%s", crd_hint);
+            return;
+        }
+        if (name) {
+            fail("GPUModePolicy %s not found (kubectl get gmp lists them)",
+                 name);
+            return;
+        }
+    }
+    snprintf(what, sizeof(what), "GPUModePolicy %s", name ? name : "");
+    gm_cli_describe(c, e, name ? what : NULL, msg, sizeof(msg));
+    fail("%s", msg);
+}
+
+static void print_buf(struct gm_buf *b)
+{
+    if (b->data)
+        fwrite(b->data, 1, b->len, stdout);
+    fflush(stdout);
+}
+
+/* ---- status ---- */
+
+static int fetch_status(struct gm_cli_conn *c, const struct gm_cli_args *a,
+                        json_object **pols, json_object **nodes)
+{
+    struct gm_kube_error e;
+    char msg[1024];
+    int rc;
+
+    *pols = NULL;
+    *nodes = NULL;
+    if (a->name) {
+        char path[512];
+        json_object *one = NULL;
+        snprintf(path, sizeof(path), GM_POLICY_API "/%s", a->name);
+        rc = gm_cli_get(c, path, &one, &e);
+        if (rc == 0) {
+            *pols = json_object_new_array();
+            json_object_array_add(*pols, one);
+        }
+    } else {
+        rc = gm_cli_list(c, GM_POLICY_API, pols, &e);
+    }
+    if (rc) {
+        explain_policy_error(c, &e, a->name);
+        return 1;
+    }
+    /* Nodes give each row its verified mode and state; without them
+     * (RBAC) the status alone still says enough. */
+    if (gm_cli_list(c, "/api/v1/nodes", nodes, &e) != 0) {
+        gm_cli_describe(c, &e, "nodes", msg, sizeof(msg));
+        if (e.code == 0) {
+            fail("%s", msg);
+            json_object_put(*pols);
+            return 1;
+        }
+        *nodes = NULL;
+    }
+    return 0;
+}
+
+static int cmd_status(const struct gm_cli_args *a)
+{
+    struct gm_cli_conn *c;
+    struct gm_buf prev, cur;
+    bool tty = isatty(STDOUT_FILENO);
+    int rc = 0;
+
+    if (open_conn(a, &c))
+        return 1;
+    gm_buf_init(&prev, OUT_MAX);
+    gm_buf_init(&cur, OUT_MAX);
+    for (int round = 0;; round++) {
+        json_object *pols, *nodes;
+        if (fetch_status(c, a, &pols, &nodes)) {
+            rc = 1;
+            break;
+        }
+        struct gm_status_opts o = {
+            .color = tty && !a->no_color,
+            .now = time(NULL),
+        };
+        gm_buf_reset(&cur);
+        int err = gm_status_render(pols, nodes, &o, &cur);
+        json_object_put(pols);
+        json_object_put(nodes);
+        if (err) {
+            fail("rendering: %s", strerror(-err));
+            rc = 1;
+            break;
+        }
+        /* Redraw only on change; "time in phase" ticks, so a terminal
+         * redraws every refresh while a pipe gets one snapshot per change,
+         * separated by a blank line. */
+        bool same = prev.data && cur.len == prev.len &&
+                    memcmp(cur.data, prev.data, cur.len) == 0;
+        if (!same) {
+            if (a->watch && tty)
+                fputs("\033[H\033[2J", stdout);
+            else if (round > 0)
+                fputs("\n", stdout);
+            print_buf(&cur);
+            gm_buf_reset(&prev);
+            gm_buf_append(&prev, cur.data, cur.len);
+        }
+        if (!a->watch || gm_cli_sleep(c, 2000))
+            break;
+    }
+    gm_buf_free(&prev);
+    gm_buf_free(&cur);
+    gm_cli_close(c);
+    return rc;
+}
+
+/* ---- pause, resume ---- */
+
+static int set_paused(const struct gm_cli_args *a, bool paused)
+{
+    struct gm_cli_conn *c;
+    struct gm_kube_error e;
+    char path[512];
+    int rc;
+
+    if (open_conn(a, &c))
+        return 1;
+    snprintf(path, sizeof(path), GM_POLICY_API "/%s", a->name);
+    rc =
+        gm_cli_merge_patch(c, path,
+                           paused ? "{\"spec\":{\"rollout\":{\"paused\":true}}}"
+                                  : "{\"spec\":{\"rollout\":{\"paused\":"
+                                    "false}}}",
+                           NULL, &e);
+    if (rc)
+        explain_policy_error(c, &e, a->name);
+    else
+        printf("gpumodepolicy/%s %s\n", a->name, paused ? "paused" : "resumed");
+    gm_cli_close(c);
+    return rc ? 1 : 0;
+}
+
+static int cmd_pause(const struct gm_cli_args *a)
+{
+    return set_paused(a, true);
+}
+
+static int cmd_resume(const struct gm_cli_args *a)
+{
+    return set_paused(a, false);
+}
+
+/* ---- retry ---- */
+
+static json_object *jget(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (o && json_object_is_type(o, json_type_object) &&
+        json_object_object_get_ex(o, k, &v))
+        return v;
+    return NULL;
+}
+
+static int cmd_retry(const struct gm_cli_args *a)
+{
+    struct gm_cli_conn *c;
+    struct gm_kube_error e;
+    json_object *node = NULL;
+    char path[512], msg[1024], what[300];
+    int rc = 1;
+
+    if (open_conn(a, &c))
+        return 1;
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", a->name);
+    snprintf(what, sizeof(what), "node %s", a->name);
+    if (gm_cli_get(c, path, &node, &e)) {
+        gm_cli_describe(c, &e, what, msg, sizeof(msg));
+        fail("%s", msg);
+        goto out;
+    }
+    json_object *md = jget(node, "metadata");
+    const char *sw =
+        json_object_get_string(jget(jget(md, "annotations"), GM_ANN_SWITCH));
+    const char *state =
+        json_object_get_string(jget(jget(md, "labels"), GM_LABEL_STATE));
+    const char *phase = NULL;
+    json_object *rec = sw ? json_tokener_parse(sw) : NULL;
+    if (rec)
+        phase = json_object_get_string(jget(rec, "phase"));
+    bool failed = (phase && strcmp(phase, "Failed") == 0) ||
+                  (sw == NULL && state && strcmp(state, "failed") == 0);
+    if (!failed) {
+        if (sw)
+            fail("node %s is not failed: its switch is in phase %s; retry "
+                 "is only for a failed switch",
+                 a->name, phase ? phase : "?");
+        else
+            fail("node %s is not failed (gpumode.io/state=%s); retry is only "
+                 "for a failed switch",
+                 a->name, state ? state : "unset");
+        json_object_put(rec);
+        goto out;
+    }
+    json_object_put(rec);
+    char ts[32], body[256];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(body, sizeof(body),
+             "{\"metadata\":{\"annotations\":{\"" GM_ANN_RETRY "\":\"%s\"}}}",
+             ts);
+    if (gm_cli_merge_patch(c, path, body, NULL, &e)) {
+        gm_cli_describe(c, &e, what, msg, sizeof(msg));
+        fail("%s", msg);
+        goto out;
+    }
+    printf("node/%s annotated %s=%s; the controller will retry the switch\n",
+           a->name, GM_ANN_RETRY, ts);
+    rc = 0;
+out:
+    json_object_put(node);
+    gm_cli_close(c);
+    return rc;
+}
+
+/* ---- plan ---- */
+
+struct plan_ctx {
+    struct gm_policy *file;     /* owned */
+    struct gm_policy **cluster; /* owned, valid ones */
+    size_t n_cluster;
+    struct gm_node **nodes; /* owned */
+    size_t n_nodes;
+    struct gm_pod **pods; /* owned */
+    size_t n_pods;
+    struct gm_migparted *layouts; /* owned or NULL */
+    char layouts_error[1400];
+    char layouts_source[600];
+    json_object *pdbs; /* owned or NULL */
+};
+
+static void plan_ctx_free(struct plan_ctx *p)
+{
+    gm_policy_free(p->file);
+    for (size_t i = 0; i < p->n_cluster; i++)
+        gm_policy_free(p->cluster[i]);
+    free(p->cluster);
+    for (size_t i = 0; i < p->n_nodes; i++)
+        gm_node_free(p->nodes[i]);
+    free(p->nodes);
+    for (size_t i = 0; i < p->n_pods; i++)
+        gm_pod_free(p->pods[i]);
+    free(p->pods);
+    gm_migparted_free(p->layouts);
+    json_object_put(p->pdbs);
+}
+
+/* Reads the policy file; errors name the file and the field. */
+static int read_policy(const char *file, struct gm_policy **out)
+{
+    json_object *obj = NULL;
+    char err[600];
+
+    *out = NULL;
+    if (gm_yaml_parse_file(file, &obj, err, sizeof(err))) {
+        fail("%s", err);
+        return 1;
+    }
+    const char *kind = json_object_get_string(jget(obj, "kind"));
+    if (obj == NULL || (kind && strcmp(kind, "GPUModePolicy") != 0)) {
+        fail("%s: kind: expected GPUModePolicy, got %s", file,
+             obj ? (kind ? kind : "nothing") : "an empty document");
+        json_object_put(obj);
+        return 1;
+    }
+    int rc = gm_policy_decode(obj, out);
+    json_object_put(obj);
+    if (rc == -EINVAL && *out == NULL) {
+        fail("%s: metadata.name: required", file);
+        return 1;
+    }
+    if (rc == -EINVAL) {
+        fail("%s: %s", file, (*out)->error);
+        return 1;
+    }
+    if (rc) {
+        fail("%s: %s", file, strerror(-rc));
+        return 1;
+    }
+    return 0;
+}
+
+static int fetch_plan_inputs(struct gm_cli_conn *c, const struct gm_cli_args *a,
+                             const struct gm_ctl_config *cfg,
+                             struct plan_ctx *p)
+{
+    struct gm_kube_error e;
+    json_object *items = NULL;
+    char msg[1024], path[1024];
+
+    if (gm_cli_list(c, GM_POLICY_API, &items, &e)) {
+        explain_policy_error(c, &e, NULL);
+        return 1;
+    }
+    size_t n = json_object_array_length(items);
+    p->cluster = calloc(n + 1, sizeof(*p->cluster));
+    for (size_t i = 0; p->cluster && i < n; i++) {
+        struct gm_policy *pol = NULL;
+        gm_policy_decode(json_object_array_get_idx(items, i), &pol);
+        if (pol && pol->valid)
+            p->cluster[p->n_cluster++] = pol;
+        else
+            gm_policy_free(pol);
+    }
+    json_object_put(items);
+    if (gm_cli_list(c, "/api/v1/nodes", &items, &e)) {
+        gm_cli_describe(c, &e, "nodes", msg, sizeof(msg));
+        fail("listing nodes: %s", msg);
+        return 1;
+    }
+    n = json_object_array_length(items);
+    p->nodes = calloc(n + 1, sizeof(*p->nodes));
+    for (size_t i = 0; p->nodes && i < n; i++)
+        if (gm_node_from_json(json_object_array_get_idx(items, i),
+                              &p->nodes[p->n_nodes]) == 0)
+            p->n_nodes++;
+    json_object_put(items);
+    if (p->cluster == NULL || p->nodes == NULL) {
+        fail("out of memory");
+        return 1;
+    }
+
+    const char *ns = a->mig_ns[0] ? a->mig_ns : cfg->mig_cm.namespace;
+    const char *name = a->mig_name[0] ? a->mig_name : cfg->mig_cm.name;
+    json_object *cm = NULL;
+    snprintf(p->layouts_source, sizeof(p->layouts_source), "ConfigMap %s/%s",
+             ns, name);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", ns,
+             name);
+    if (gm_cli_get(c, path, &cm, &e)) {
+        if (e.code == 0) {
+            gm_cli_describe(c, &e, NULL, msg, sizeof(msg));
+            fail("%s", msg);
+            return 1;
+        }
+        snprintf(p->layouts_error, sizeof(p->layouts_error),
+                 "%s: %s (--mig-configmap NS/NAME names another)",
+                 p->layouts_source, e.code == 404 ? "not found" : e.message);
+    } else {
+        gm_layouts_from_configmap(cm, cfg->mig_cm.key, p->layouts_source,
+                                  &p->layouts, p->layouts_error,
+                                  sizeof(p->layouts_error));
+        json_object_put(cm);
+    }
+    /* PDBs are read across namespaces once; a cluster that forbids it
+     * still gets a plan, without the protection column. */
+    if (gm_cli_list(c, "/apis/policy/v1/poddisruptionbudgets", &p->pdbs, &e))
+        p->pdbs = NULL;
+    return 0;
+}
+
+static int fetch_pods(struct gm_cli_conn *c, const struct gm_dry_run *run,
+                      struct plan_ctx *p)
+{
+    const char **names;
+    size_t n;
+    struct gm_kube_error e;
+
+    if (gm_dry_run_switching(run, &names, &n))
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        char sel[512], esc[1024], path[1200], msg[1024];
+        json_object *items = NULL;
+        snprintf(sel, sizeof(sel), "spec.nodeName=%s", names[i]);
+        gm_url_escape(sel, esc, sizeof(esc));
+        snprintf(path, sizeof(path), "/api/v1/pods?fieldSelector=%s", esc);
+        if (gm_cli_list(c, path, &items, &e)) {
+            gm_cli_describe(c, &e, "pods", msg, sizeof(msg));
+            fail("listing pods on %s: %s", names[i], msg);
+            free(names);
+            return 1;
+        }
+        size_t m = json_object_array_length(items);
+        struct gm_pod **ps =
+            realloc(p->pods, (p->n_pods + m + 1) * sizeof(*ps));
+        if (ps == NULL) {
+            json_object_put(items);
+            free(names);
+            return 1;
+        }
+        p->pods = ps;
+        for (size_t j = 0; j < m; j++)
+            if (gm_pod_from_json(json_object_array_get_idx(items, j),
+                                 &p->pods[p->n_pods]) == 0)
+                p->n_pods++;
+        json_object_put(items);
+    }
+    free(names);
+    return 0;
+}
+
+static int cmd_plan(const struct gm_cli_args *a)
+{
+    struct plan_ctx p = {0};
+    struct gm_ctl_config cfg;
+    struct gm_cli_conn *c = NULL;
+    struct gm_dry_run run = {0};
+    int rc = 1;
+
+    /* The file first: a typo should not wait for the network. */
+    if (read_policy(a->file, &p.file))
+        goto out_nocfg;
+    if (gm_ctl_config_defaults(&cfg))
+        goto out_nocfg;
+    if (open_conn(a, &c))
+        goto out;
+    if (fetch_plan_inputs(c, a, &cfg, &p))
+        goto out;
+    struct gm_dry_input in = {
+        .policy = p.file,
+        .existing = (const struct gm_policy *const *)p.cluster,
+        .n_existing = p.n_cluster,
+        .nodes = (const struct gm_node *const *)p.nodes,
+        .n_nodes = p.n_nodes,
+        .layouts = p.layouts,
+        .layouts_source = p.layouts_source,
+        .layouts_error = p.layouts ? NULL : p.layouts_error,
+        .now = time(NULL),
+    };
+    int err = gm_dry_run_plan(&in, &run);
+    if (err) {
+        fail("planning: %s", strerror(-err));
+        goto out;
+    }
+    if (fetch_pods(c, &run, &p))
+        goto out;
+    err = gm_dry_run_pods(&run, p.file, (const struct gm_pod *const *)p.pods,
+                          p.n_pods, p.pdbs,
+                          a->namespace ? a->namespace : cfg.namespace);
+    if (err) {
+        fail("classifying pods: %s", strerror(-err));
+        goto out;
+    }
+    if (a->json) {
+        json_object *o = gm_dry_run_json(&run);
+        printf("%s\n", json_object_to_json_string_ext(
+                           o, JSON_C_TO_STRING_PRETTY |
+                                  JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+    } else {
+        struct gm_buf b;
+        gm_buf_init(&b, OUT_MAX);
+        gm_dry_run_render(&run, &b);
+        print_buf(&b);
+        gm_buf_free(&b);
+    }
+    /* Problems the cluster would report as Stalled fail the command, so a
+     * pipeline can gate on it. */
+    rc = run.n_errors > 0 ? 1 : 0;
+out:
+    gm_ctl_config_free(&cfg);
+out_nocfg:
+    gm_dry_run_free(&run);
+    plan_ctx_free(&p);
+    gm_cli_close(c);
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+static int cmd_version(const struct gm_cli_args *a)
+{
+    (void)a;
+    printf("kubectl-gpumode %s\n", GM_VERSION);
+    return 0;
+}
+
+static int cmd_help(const struct gm_cli_args *a)
+{
+    (void)a;
+    fputs(gm_cli_usage(), stdout);
+    return 0;
+}
+
+static const struct {
+    enum gm_cli_cmd cmd;
+    int (*run)(const struct gm_cli_args *a);
+} handlers[] = {
+    {GM_CLI_HELP, cmd_help},       {GM_CLI_STATUS, cmd_status},
+    {GM_CLI_PLAN, cmd_plan},       {GM_CLI_RETRY, cmd_retry},
+    {GM_CLI_PAUSE, cmd_pause},     {GM_CLI_RESUME, cmd_resume},
+    {GM_CLI_VERSION, cmd_version},
+};
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "version") == 0) {
-        printf("kubectl-gpumode %s\n", GM_VERSION);
-        return 0;
+    struct gm_cli_args a;
+    char err[512];
+
+    if (gm_cli_parse_args(argc, argv, &a, err, sizeof(err))) {
+        fprintf(stderr, "error: %s\nsee: kubectl gpumode --help\n", err);
+        return EXIT_USAGE;
     }
-    fprintf(stderr, "usage: kubectl gpumode status|plan|retry|pause|resume\n"
-                    "(not implemented yet in this build)\n");
-    return 2;
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if (handlers[i].cmd == a.cmd)
+            return handlers[i].run(&a);
+    return EXIT_USAGE;
 }

@@ -144,17 +144,17 @@ static int parse_op(const char *s, enum gm_sel_op *op)
     return 0;
 }
 
-static int decode_expression(struct dec *d, json_object *e, size_t i,
-                             struct gm_selector *s)
+static int decode_expression(struct dec *d, json_object *e, const char *at,
+                             size_t i, struct gm_selector *s)
 {
-    char path[96];
+    char path[160];
     const char *key = NULL;
     const char *ops = NULL;
     enum gm_sel_op op;
     struct gm_sel_req *r;
     int err;
 
-    snprintf(path, sizeof(path), "spec.nodeSelector.matchExpressions[%zu]", i);
+    snprintf(path, sizeof(path), "%s.matchExpressions[%zu]", at, i);
     if (!json_object_is_type(e, json_type_object))
         return fail(d, "%s: must be an object", path);
     err = get_string(d, e, "key", path, &key);
@@ -198,29 +198,31 @@ static int decode_expression(struct dec *d, json_object *e, size_t i,
     return 0;
 }
 
-static int decode_selector(struct dec *d, json_object *sel,
-                           struct gm_selector *s)
+/* at is the field's path in messages ("spec.nodeSelector"). An empty
+ * selector is refused unless allow_empty: a policy must never select every
+ * node, while a PodDisruptionBudget's {} means every pod. */
+static int decode_selector(struct dec *d, json_object *sel, const char *at,
+                           bool allow_empty, struct gm_selector *s)
 {
     int err;
 
     if (sel == NULL)
-        return fail(d, "spec.nodeSelector: required");
-    err = want_object(d, sel, "spec.nodeSelector");
+        return fail(d, "%s: required", at);
+    err = want_object(d, sel, at);
     if (err)
         return err;
     json_object *ml = field(sel, "matchLabels");
     if (ml != NULL) {
-        err = want_object(d, ml, "spec.nodeSelector.matchLabels");
+        char path[160];
+        snprintf(path, sizeof(path), "%s.matchLabels", at);
+        err = want_object(d, ml, path);
         if (err)
             return err;
         json_object_object_foreach(ml, k, v)
         {
             struct gm_sel_req *r;
             if (!json_object_is_type(v, json_type_string))
-                return fail(d,
-                            "spec.nodeSelector.matchLabels.%s: must be a "
-                            "string",
-                            k);
+                return fail(d, "%s.%s: must be a string", path, k);
             err = add_req(s, k, GM_SEL_IN, &r);
             if (!err)
                 err = add_value(r, json_object_get_string(v));
@@ -231,18 +233,35 @@ static int decode_selector(struct dec *d, json_object *sel,
     json_object *me = field(sel, "matchExpressions");
     if (me != NULL) {
         if (!json_object_is_type(me, json_type_array))
-            return fail(d, "spec.nodeSelector.matchExpressions: must be a "
-                           "list");
+            return fail(d, "%s.matchExpressions: must be a list", at);
         for (size_t i = 0; i < json_object_array_length(me); i++) {
-            err = decode_expression(d, json_object_array_get_idx(me, i), i, s);
+            err = decode_expression(d, json_object_array_get_idx(me, i), at, i,
+                                    s);
             if (err)
                 return err;
         }
     }
-    if (s->n_reqs == 0)
-        return fail(d, "spec.nodeSelector: must not be empty (an empty "
-                       "selector would select every node)");
+    if (s->n_reqs == 0 && !allow_empty)
+        return fail(d,
+                    "%s: must not be empty (an empty selector would select "
+                    "every node)",
+                    at);
     return 0;
+}
+
+int gm_selector_decode(json_object *sel, const char *at, bool allow_empty,
+                       struct gm_selector *out, char *err, size_t err_len)
+{
+    struct dec d = {{0}};
+
+    memset(out, 0, sizeof(*out));
+    int rc = decode_selector(&d, sel, at, allow_empty, out);
+    if (rc) {
+        gm_selector_clear(out);
+        if (rc == -EINVAL && err_len > 0)
+            snprintf(err, err_len, "%s", d.msg);
+    }
+    return rc;
 }
 
 /* ---- mig ---- */
@@ -727,7 +746,8 @@ static int decode_spec(struct dec *d, json_object *spec,
         return fail(d, "spec.mode: required (full, vgpu or mig)");
     if (gm_mode_parse(str, &s->mode))
         return fail(d, "spec.mode: \"%s\" is not one of full, vgpu, mig", str);
-    err = decode_selector(d, field(spec, "nodeSelector"), &s->selector);
+    err = decode_selector(d, field(spec, "nodeSelector"), "spec.nodeSelector",
+                          false, &s->selector);
     if (err)
         return err;
     err = get_int(d, spec, "priority", "spec.priority", -1000, 1000, &prio);
@@ -881,7 +901,7 @@ void gm_mig_layout_clear(struct gm_mig_layout *l)
     l->n_entries = 0;
 }
 
-static void selector_clear(struct gm_selector *s)
+void gm_selector_clear(struct gm_selector *s)
 {
     for (size_t i = 0; i < s->n_reqs; i++) {
         free(s->reqs[i].key);
@@ -890,6 +910,8 @@ static void selector_clear(struct gm_selector *s)
         free(s->reqs[i].values);
     }
     free(s->reqs);
+    s->reqs = NULL;
+    s->n_reqs = 0;
 }
 
 void gm_policy_free(struct gm_policy *p)
@@ -900,7 +922,7 @@ void gm_policy_free(struct gm_policy *p)
     free(p->uid);
     free(p->resource_version);
     free(p->error);
-    selector_clear(&p->spec.selector);
+    gm_selector_clear(&p->spec.selector);
     free(p->spec.mig_config);
     gm_mig_layout_clear(&p->spec.mig_layout);
     free(p->spec.drain_pod_selector);

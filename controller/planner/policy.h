@@ -163,6 +163,15 @@ struct gm_policy {
 int gm_policy_decode(json_object *obj, struct gm_policy **out);
 void gm_policy_free(struct gm_policy *p);
 
+/* Decodes a metav1.LabelSelector (matchLabels, matchExpressions). at names
+ * the field in messages ("spec.selector"); an empty selector is an error
+ * unless allow_empty. Returns 0, -EINVAL with err naming the field, or
+ * -ENOMEM; on error *out is left empty. Free with gm_selector_clear. */
+int gm_selector_decode(json_object *sel, const char *at, bool allow_empty,
+                       struct gm_selector *out, char *err, size_t err_len);
+/* Frees what a selector owns (not the struct) and zeroes it. */
+void gm_selector_clear(struct gm_selector *s);
+
 /* Frees what a layout owns (not the struct itself) and zeroes it. */
 void gm_mig_layout_clear(struct gm_mig_layout *l);
 

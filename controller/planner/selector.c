@@ -12,9 +12,10 @@ static bool has_value(const struct gm_sel_req *r, const char *v)
     return false;
 }
 
-static bool req_matches(const struct gm_sel_req *r, const struct gm_node *n)
+static bool req_matches(const struct gm_sel_req *r, gm_label_fn lookup,
+                        const void *obj)
 {
-    const char *v = gm_node_label(n, r->key);
+    const char *v = lookup(obj, r->key);
 
     switch (r->op) {
     case GM_SEL_IN:
@@ -29,12 +30,23 @@ static bool req_matches(const struct gm_sel_req *r, const struct gm_node *n)
     return false;
 }
 
-bool gm_selector_matches(const struct gm_selector *s, const struct gm_node *n)
+bool gm_selector_matches_fn(const struct gm_selector *s, gm_label_fn lookup,
+                            const void *obj)
 {
     if (s->n_reqs == 0)
         return false;
     for (size_t i = 0; i < s->n_reqs; i++)
-        if (!req_matches(&s->reqs[i], n))
+        if (!req_matches(&s->reqs[i], lookup, obj))
             return false;
     return true;
+}
+
+static const char *node_lookup(const void *obj, const char *key)
+{
+    return gm_node_label(obj, key);
+}
+
+bool gm_selector_matches(const struct gm_selector *s, const struct gm_node *n)
+{
+    return gm_selector_matches_fn(s, node_lookup, n);
 }

@@ -13,4 +13,10 @@
  * a policy must never grab every node by accident. */
 bool gm_selector_matches(const struct gm_selector *s, const struct gm_node *n);
 
+/* The same test against any labelled object (pods for PodDisruptionBudget
+ * selectors): lookup returns a label's value or NULL. */
+typedef const char *(*gm_label_fn)(const void *obj, const char *key);
+bool gm_selector_matches_fn(const struct gm_selector *s, gm_label_fn lookup,
+                            const void *obj);
+
 #endif

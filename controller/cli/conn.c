@@ -1,0 +1,256 @@
+#include "cli/conn.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "kube/config.h"
+
+struct gm_cli_conn {
+    uv_loop_t loop;
+    struct gm_kube_config *cfg; /* owned */
+    struct gm_kube *kube;       /* owned */
+    uv_signal_t sigint, sigterm;
+    int interrupted;
+};
+
+/* One call in flight. */
+struct wait {
+    bool done;
+    long code;
+    json_object *obj; /* reference taken on 2xx */
+    json_object *items;
+    struct gm_kube_error err;
+};
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct gm_cli_conn *c = h->data;
+    (void)signum;
+    c->interrupted = 1;
+}
+
+int gm_cli_connect(const char *paths, const char *context,
+                   struct gm_cli_conn **out, char *err, size_t err_len)
+{
+    struct gm_cli_conn *c = calloc(1, sizeof(*c));
+    char *msg = NULL;
+    int rc;
+
+    *out = NULL;
+    if (c == NULL)
+        return -ENOMEM;
+    rc = gm_kubeconfig_load(paths, context, &c->cfg, &msg);
+    if (rc) {
+        snprintf(err, err_len, "%s", msg ? msg : strerror(-rc));
+        free(msg);
+        free(c);
+        return rc;
+    }
+    rc = uv_loop_init(&c->loop);
+    if (rc) {
+        gm_kube_config_free(c->cfg);
+        free(c);
+        snprintf(err, err_len, "event loop: %s", uv_strerror(rc));
+        return rc;
+    }
+    struct gm_kube_opts o = {.qps = 50, .burst = 100, .timeout_ms = 15000};
+    rc = gm_kube_new(&c->loop, c->cfg, &o, &c->kube);
+    if (rc) {
+        snprintf(err, err_len, "cannot make a client for %s: %s",
+                 c->cfg->server, strerror(-rc));
+        c->kube = NULL;
+        gm_cli_close(c);
+        return rc;
+    }
+    /* Ctrl-C ends a --watch cleanly instead of killing it mid-write. */
+    uv_signal_init(&c->loop, &c->sigint);
+    uv_signal_init(&c->loop, &c->sigterm);
+    c->sigint.data = c;
+    c->sigterm.data = c;
+    uv_signal_start(&c->sigint, on_signal, SIGINT);
+    uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&c->sigint);
+    uv_unref((uv_handle_t *)&c->sigterm);
+    *out = c;
+    return 0;
+}
+
+void gm_cli_close(struct gm_cli_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->kube) {
+        gm_kube_free(c->kube);
+        uv_close((uv_handle_t *)&c->sigint, NULL);
+        uv_close((uv_handle_t *)&c->sigterm, NULL);
+    }
+    /* Close callbacks free the transport's handles. */
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c->loop);
+    gm_kube_config_free(c->cfg);
+    free(c);
+}
+
+const char *gm_cli_server(const struct gm_cli_conn *c)
+{
+    return c->cfg->server;
+}
+
+int gm_cli_interrupted(const struct gm_cli_conn *c)
+{
+    return c->interrupted;
+}
+
+static void on_done(void *data, const struct gm_kube_resp *resp)
+{
+    struct wait *w = data;
+
+    w->done = true;
+    w->code = resp->code;
+    if (resp->error) {
+        w->err = *resp->error;
+        return;
+    }
+    if (resp->obj)
+        w->obj = json_object_get(resp->obj);
+}
+
+static int on_page(void *data, json_object *items)
+{
+    struct wait *w = data;
+
+    for (size_t i = 0; i < json_object_array_length(items); i++)
+        json_object_array_add(
+            w->items, json_object_get(json_object_array_get_idx(items, i)));
+    return 0;
+}
+
+/* Runs the loop until the call ends. UV_RUN_ONCE because the client keeps
+ * handles (timers, pooled connections) alive between calls. */
+static int wait_for(struct gm_cli_conn *c, struct wait *w, int started,
+                    struct gm_kube_error *kerr)
+{
+    if (started) {
+        memset(kerr, 0, sizeof(*kerr));
+        kerr->err = started;
+        snprintf(kerr->message, sizeof(kerr->message), "%s",
+                 strerror(-started));
+        return started;
+    }
+    while (!w->done)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    if (w->code >= 200 && w->code < 300)
+        return 0;
+    *kerr = w->err;
+    return w->err.err ? w->err.err : -EIO;
+}
+
+int gm_cli_get(struct gm_cli_conn *c, const char *path, json_object **out,
+               struct gm_kube_error *kerr)
+{
+    struct wait w = {0};
+    int rc = wait_for(c, &w, gm_kube_get(c->kube, path, on_done, &w), kerr);
+
+    if (rc == 0 && out)
+        *out = w.obj;
+    else
+        json_object_put(w.obj);
+    return rc;
+}
+
+int gm_cli_list(struct gm_cli_conn *c, const char *path, json_object **items,
+                struct gm_kube_error *kerr)
+{
+    struct wait w = {0};
+
+    *items = NULL;
+    w.items = json_object_new_array();
+    if (w.items == NULL)
+        return -ENOMEM;
+    int rc = wait_for(
+        c, &w, gm_kube_list(c->kube, path, 500, on_page, on_done, &w), kerr);
+    json_object_put(w.obj);
+    if (rc) {
+        json_object_put(w.items);
+        return rc;
+    }
+    *items = w.items;
+    return 0;
+}
+
+int gm_cli_merge_patch(struct gm_cli_conn *c, const char *path,
+                       const char *body, json_object **out,
+                       struct gm_kube_error *kerr)
+{
+    struct wait w = {0};
+    int rc = wait_for(c, &w,
+                      gm_kube_patch(c->kube, path, GM_PATCH_MERGE, body, NULL,
+                                    0, on_done, &w),
+                      kerr);
+
+    if (rc == 0 && out)
+        *out = w.obj;
+    else
+        json_object_put(w.obj);
+    return rc;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+int gm_cli_sleep(struct gm_cli_conn *c, long ms)
+{
+    uv_timer_t t;
+    int fired = 0;
+
+    uv_timer_init(&c->loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, on_timer, (uint64_t)ms, 0);
+    while (!fired && !c->interrupted)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&c->loop, UV_RUN_NOWAIT);
+    return c->interrupted;
+}
+
+void gm_cli_describe(const struct gm_cli_conn *c,
+                     const struct gm_kube_error *kerr, const char *what,
+                     char *buf, size_t len)
+{
+    const char *server = c ? c->cfg->server : "?";
+
+    if (kerr->code == 0) {
+        const char *why = kerr->err ? strerror(-kerr->err) : kerr->message;
+        if (kerr->err == -ECONNREFUSED)
+            why = "connection refused";
+        snprintf(buf, len,
+                 "cannot reach the cluster at %s: %s - is KUBECONFIG "
+                 "right?",
+                 server, why);
+        return;
+    }
+    if (kerr->code == 401) {
+        snprintf(buf, len,
+                 "the cluster at %s did not accept our credentials (401): "
+                 "check the user in your kubeconfig",
+                 server);
+        return;
+    }
+    if (kerr->code == 403) {
+        snprintf(buf, len, "not allowed: %s", kerr->message);
+        return;
+    }
+    if (kerr->code == 404 && what) {
+        snprintf(buf, len, "%s not found", what);
+        return;
+    }
+    snprintf(buf, len, "%s%s%s (HTTP %ld)", what ? what : "", what ? ": " : "",
+             kerr->message[0] ? kerr->message : kerr->reason, kerr->code);
+}

@@ -1,0 +1,740 @@
+#include "cli/dryrun.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/policyopts.h"
+#include "nodeswitch/drain.h"
+#include "planner/assign.h"
+#include "planner/labels.h"
+#include "planner/selector.h"
+
+/* The simulation stops here whatever happens: a plan that keeps starting
+ * nodes forever would be a planner bug, not a reason to hang. */
+#define MAX_ROUNDS 10000
+
+const char *gm_dry_action_name(enum gm_dry_action a)
+{
+    static const char *const names[] = {
+        [GM_DRY_EVICT] = "evict", [GM_DRY_PROTECTED] = "protected",
+        [GM_DRY_WAIT] = "wait",   [GM_DRY_BLOCKED] = "blocked",
+        [GM_DRY_SKIP] = "skip",
+    };
+    return names[a];
+}
+
+__attribute__((format(printf, 3, 4))) static int push(char ***list, size_t *n,
+                                                      const char *fmt, ...)
+{
+    char buf[1200];
+    va_list ap;
+    char **l = realloc(*list, (*n + 1) * sizeof(**list));
+
+    if (l == NULL)
+        return -ENOMEM;
+    *list = l;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    l[*n] = strdup(buf);
+    if (l[*n] == NULL)
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+static struct gm_dry_node *find(struct gm_dry_run *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_nodes; i++)
+        if (strcmp(r->nodes[i].name, name) == 0)
+            return &r->nodes[i];
+    return NULL;
+}
+
+static int add_node(struct gm_dry_run *r, const char *name, const char *from,
+                    enum gm_node_state st, const char *note)
+{
+    struct gm_dry_node *n = realloc(r->nodes, (r->n_nodes + 1) * sizeof(*n));
+
+    if (n == NULL)
+        return -ENOMEM;
+    r->nodes = n;
+    n = &r->nodes[r->n_nodes++];
+    memset(n, 0, sizeof(*n));
+    n->name = strdup(name);
+    n->from = strdup(from);
+    n->note = strdup(note ? note : "");
+    n->state = st;
+    n->batch = st == GM_NODE_SWITCHING ? 0 : -1;
+    return n->name && n->from && n->note ? 0 : -ENOMEM;
+}
+
+static int set_note(struct gm_dry_node *n, const char *note)
+{
+    char *s = strdup(note ? note : "");
+
+    if (s == NULL)
+        return -ENOMEM;
+    free(n->note);
+    n->note = s;
+    return 0;
+}
+
+/* ---- simulated nodes ---- */
+
+static int cmp_label(const void *a, const void *b)
+{
+    const struct gm_label *x = a;
+    const struct gm_label *y = b;
+    return strcmp(x->key, y->key);
+}
+
+/* A node as it would be once its switch is done: the mode label set, state
+ * ready, no switch or retry annotation. Strings are borrowed from the
+ * original (which outlives the simulation) or static; only the struct and
+ * the label array are ours. */
+static struct gm_node *converged_copy(const struct gm_node *orig,
+                                      enum gm_mode to)
+{
+    struct gm_node *n = malloc(sizeof(*n));
+    struct gm_label *labels = calloc(orig->n_labels + 2, sizeof(*labels));
+    size_t k = 0;
+
+    if (n == NULL || labels == NULL) {
+        free(n);
+        free(labels);
+        return NULL;
+    }
+    *n = *orig;
+    for (size_t i = 0; i < orig->n_labels; i++)
+        if (strcmp(orig->labels[i].key, GM_LABEL_MODE) != 0 &&
+            strcmp(orig->labels[i].key, GM_LABEL_STATE) != 0)
+            labels[k++] = orig->labels[i];
+    labels[k].key = GM_LABEL_MODE;
+    labels[k++].value = gm_mode_name(to);
+    labels[k].key = GM_LABEL_STATE;
+    labels[k++].value = "ready";
+    /* gm_node_label searches by bisection: keep the order it needs. */
+    qsort(labels, k, sizeof(*labels), cmp_label);
+    n->labels = labels;
+    n->n_labels = k;
+    n->ann_switch = NULL;
+    n->ann_retry = NULL;
+    n->ann_boot_id = orig->boot_id;
+    return n;
+}
+
+struct sim {
+    const struct gm_node **nodes; /* current view */
+    struct gm_node **owned;       /* copies we made, by index, or NULL */
+    size_t n;
+};
+
+static void sim_free(struct sim *s)
+{
+    for (size_t i = 0; s->owned && i < s->n; i++) {
+        if (s->owned[i]) {
+            free(s->owned[i]->labels);
+            free(s->owned[i]);
+        }
+    }
+    free(s->owned);
+    free(s->nodes);
+}
+
+static int sim_converge(struct sim *s, const struct gm_node *which,
+                        enum gm_mode to)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->nodes[i] != which)
+            continue;
+        struct gm_node *c = converged_copy(which, to);
+        if (c == NULL)
+            return -ENOMEM;
+        if (s->owned[i]) {
+            free(s->owned[i]->labels);
+            free(s->owned[i]);
+        }
+        s->owned[i] = c;
+        s->nodes[i] = c;
+        return 0;
+    }
+    return 0;
+}
+
+/* ---- the plan ---- */
+
+static int first_view(struct gm_dry_run *r, const struct gm_dry_input *in,
+                      const struct gm_policy *sim_pol,
+                      const struct gm_policy *const *pols, size_t n_pols,
+                      const struct gm_plan *pl)
+{
+    int err = 0;
+
+    for (size_t i = 0; i < in->n_nodes && !err; i++) {
+        const struct gm_node *n = in->nodes[i];
+        struct gm_assignment a;
+        const char *mode = gm_node_label(n, GM_LABEL_MODE);
+
+        if (!gm_selector_matches(&sim_pol->spec.selector, n))
+            continue;
+        gm_assign_node(n, pols, n_pols, &a);
+        if (a.kind == GM_ASSIGN_SKIPPED) {
+            err = push(&r->elsewhere, &r->n_elsewhere,
+                       "%s: gpumode.io/skip=true, never touched", n->name);
+            continue;
+        }
+        if (a.kind == GM_ASSIGN_OWNED && a.owner != sim_pol) {
+            err = push(&r->elsewhere, &r->n_elsewhere,
+                       "%s: governed by policy %s (priority %d)", n->name,
+                       a.owner->name, a.owner->spec.priority);
+            continue;
+        }
+        const struct gm_plan_node *pn = NULL;
+        for (size_t j = 0; j < pl->n_nodes; j++)
+            if (strcmp(pl->nodes[j].name, n->name) == 0)
+                pn = &pl->nodes[j];
+        if (pn == NULL) {
+            err = add_node(r, n->name, mode ? mode : "unknown",
+                           GM_NODE_CONVERGED, "already converged");
+            continue;
+        }
+        /* A start of the first plan shows as switching; it is batch 1. */
+        enum gm_node_state st = pn->state;
+        if (st == GM_NODE_SWITCHING && strcmp(pn->phase, "Starting") == 0)
+            st = GM_NODE_PENDING;
+        err = add_node(r, n->name, mode ? mode : "unknown", st,
+                       st == GM_NODE_SWITCHING ? "switch in flight now"
+                                               : pn->message);
+    }
+    return err;
+}
+
+static int cmp_node(const void *a, const void *b)
+{
+    const struct gm_dry_node *x = a;
+    const struct gm_dry_node *y = b;
+    return strcmp(x->name, y->name);
+}
+
+static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
+                    const struct gm_policy *sim_pol,
+                    const struct gm_policy *const *pols, size_t n_pols)
+{
+    struct sim s = {0};
+    time_t now = in->now;
+    bool window_moved = false;
+    int err = 0;
+
+    s.n = in->n_nodes;
+    s.nodes = calloc(s.n + 1, sizeof(*s.nodes));
+    s.owned = calloc(s.n + 1, sizeof(*s.owned));
+    if (s.nodes == NULL || s.owned == NULL) {
+        sim_free(&s);
+        return -ENOMEM;
+    }
+    memcpy(s.nodes, in->nodes, s.n * sizeof(*s.nodes));
+
+    for (int round = 0; round <= MAX_ROUNDS && !err; round++) {
+        struct gm_plan pl;
+        struct gm_plan_input pi = {
+            .policy = sim_pol,
+            .policies = pols,
+            .n_policies = n_pols,
+            .nodes = s.nodes,
+            .n_nodes = s.n,
+            .now = now,
+            .layouts = in->layouts,
+            .layouts_source = in->layouts_source,
+            .layouts_error = in->layouts_error,
+        };
+        err = gm_plan_policy(&pi, &pl);
+        if (err)
+            break;
+        if (round == 0 && !window_moved && pl.window == 0 &&
+            pl.requeue_at > now) {
+            /* Simulate from the window's opening rather than show that
+             * nothing starts now. */
+            char at[32];
+            struct tm tm;
+            gmtime_r(&pl.requeue_at, &tm);
+            strftime(at, sizeof(at), "%Y-%m-%dT%H:%MZ", &tm);
+            err = push(&r->notes, &r->n_notes,
+                       "the rollout window is closed now; batch 1 starts "
+                       "when it opens (%s)",
+                       at);
+            now = pl.requeue_at;
+            window_moved = true;
+            gm_plan_free(&pl);
+            round = -1;
+            continue;
+        }
+        if (round == 0) {
+            r->matched = pl.summary.matched;
+            r->limit = pl.budget.limit;
+            err = first_view(r, in, sim_pol, pols, n_pols, &pl);
+            if (!err && pl.stall_reason != NULL)
+                err = push(&r->errors, &r->n_errors, "%s: %s", pl.stall_reason,
+                           pl.stall_message);
+        }
+        bool moved = false;
+        /* Nodes in flight finish first: they hold budget in round 1. */
+        for (size_t i = 0; i < pl.n_nodes && !err; i++) {
+            const struct gm_plan_node *pn = &pl.nodes[i];
+            struct gm_dry_node *dn = find(r, pn->name);
+            if (pn->state == GM_NODE_PENDING && dn && dn->batch < 0)
+                err = set_note(dn, pn->message);
+            if (pn->state != GM_NODE_SWITCHING ||
+                strcmp(pn->phase, "Starting") == 0)
+                continue;
+            for (size_t j = 0; j < s.n && !err; j++)
+                if (strcmp(s.nodes[j]->name, pn->name) == 0) {
+                    err = sim_converge(&s, s.nodes[j], sim_pol->spec.mode);
+                    moved = true;
+                }
+        }
+        for (size_t i = 0; i < pl.n_starts && !err; i++) {
+            struct gm_dry_node *dn = find(r, pl.starts[i].node->name);
+            if (dn) {
+                dn->batch = r->n_batches + 1;
+                err = set_note(dn, "");
+            }
+            if (!err)
+                err = sim_converge(&s, pl.starts[i].node, pl.starts[i].to);
+            moved = true;
+        }
+        if (pl.n_starts > 0)
+            r->n_batches++;
+        gm_plan_free(&pl);
+        if (!moved)
+            break;
+    }
+    sim_free(&s);
+    return err;
+}
+
+void gm_dry_run_free(struct gm_dry_run *r)
+{
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        struct gm_dry_node *n = &r->nodes[i];
+        for (size_t j = 0; j < n->n_pods; j++) {
+            free(n->pods[j].namespace);
+            free(n->pods[j].name);
+            free(n->pods[j].why);
+        }
+        free(n->pods);
+        free(n->name);
+        free(n->from);
+        free(n->note);
+    }
+    free(r->nodes);
+    char **lists[] = {r->elsewhere, r->notes, r->errors};
+    size_t lens[] = {r->n_elsewhere, r->n_notes, r->n_errors};
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t i = 0; i < lens[k]; i++)
+            free(lists[k][i]);
+        free(lists[k]);
+    }
+    free(r->policy);
+    memset(r, 0, sizeof(*r));
+}
+
+int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (in->policy == NULL || !in->policy->valid)
+        return -EINVAL;
+
+    /* The simulation plans an unpaused copy, so a paused policy still
+     * shows what resuming it would do. Strings stay the file policy's. */
+    struct gm_policy sim_pol = *in->policy;
+    sim_pol.spec.paused = false;
+    const struct gm_policy **pols = calloc(in->n_existing + 1, sizeof(*pols));
+    size_t n_pols = 0;
+    int err;
+
+    if (pols == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < in->n_existing; i++)
+        if (strcmp(in->existing[i]->name, in->policy->name) != 0)
+            pols[n_pols++] = in->existing[i];
+    pols[n_pols++] = &sim_pol;
+
+    out->policy = strdup(in->policy->name);
+    out->mode = in->policy->spec.mode;
+    out->priority = in->policy->spec.priority;
+    err = out->policy ? 0 : -ENOMEM;
+    if (!err && in->policy->spec.paused)
+        err = push(&out->notes, &out->n_notes,
+                   "spec.rollout.paused is true: nothing starts until it "
+                   "is resumed; the batches show what resuming would do");
+    struct gm_policy_sels sels;
+    if (!err && gm_policy_sels_parse(in->policy, &sels) == -EINVAL)
+        err = push(&out->errors, &out->n_errors, "%s", sels.error);
+    gm_policy_sels_clear(&sels);
+    if (!err)
+        err = simulate(out, in, &sim_pol, pols, n_pols);
+    free(pols);
+    if (err) {
+        gm_dry_run_free(out);
+        return err;
+    }
+    if (out->n_nodes > 1)
+        qsort(out->nodes, out->n_nodes, sizeof(*out->nodes), cmp_node);
+    return 0;
+}
+
+/* ---- pods ---- */
+
+static json_object *jget(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (o && json_object_is_type(o, json_type_object) &&
+        json_object_object_get_ex(o, k, &v))
+        return v;
+    return NULL;
+}
+
+static const char *pod_lookup(const void *obj, const char *key)
+{
+    return gm_pod_label(obj, key);
+}
+
+bool gm_dry_pdb_blocks(json_object *pdbs, const struct gm_pod *pod,
+                       const char **which)
+{
+    for (size_t i = 0; pdbs && i < json_object_array_length(pdbs); i++) {
+        json_object *pdb = json_object_array_get_idx(pdbs, i);
+        json_object *md = jget(pdb, "metadata");
+        const char *ns = json_object_get_string(jget(md, "namespace"));
+        json_object *sel = jget(jget(pdb, "spec"), "selector");
+        struct gm_selector s;
+        char err[128];
+
+        if (ns == NULL || strcmp(ns, pod->namespace) != 0)
+            continue;
+        /* policy/v1: a null selector selects nothing, {} every pod. */
+        if (sel == NULL || json_object_is_type(sel, json_type_null))
+            continue;
+        if (gm_selector_decode(sel, "spec.selector", true, &s, err,
+                               sizeof(err)))
+            continue;
+        bool match =
+            s.n_reqs == 0 || gm_selector_matches_fn(&s, pod_lookup, pod);
+        gm_selector_clear(&s);
+        if (!match)
+            continue;
+        json_object *allowed = jget(jget(pdb, "status"), "disruptionsAllowed");
+        if (allowed == NULL || json_object_get_int64(allowed) <= 0) {
+            *which = json_object_get_string(jget(md, "name"));
+            return true;
+        }
+    }
+    return false;
+}
+
+static int add_pod(struct gm_dry_node *n, const struct gm_pod *p,
+                   enum gm_dry_action a, const char *why)
+{
+    struct gm_dry_pod *ps = realloc(n->pods, (n->n_pods + 1) * sizeof(*ps));
+
+    if (ps == NULL)
+        return -ENOMEM;
+    n->pods = ps;
+    ps = &n->pods[n->n_pods++];
+    ps->namespace = strdup(p->namespace);
+    ps->name = strdup(p->name);
+    ps->why = strdup(why);
+    ps->action = a;
+    return ps->namespace && ps->name && ps->why ? 0 : -ENOMEM;
+}
+
+static int cmp_pod(const void *a, const void *b)
+{
+    const struct gm_dry_pod *x = a;
+    const struct gm_dry_pod *y = b;
+    int c = (int)x->action - (int)y->action;
+    if (c == 0)
+        c = strcmp(x->namespace, y->namespace);
+    if (c == 0)
+        c = strcmp(x->name, y->name);
+    return c;
+}
+
+int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
+                    const struct gm_pod *const *pods, size_t n_pods,
+                    json_object *pdbs, const char *own_namespace)
+{
+    struct gm_policy_sels sels;
+    struct gm_switch_policy o;
+    int err = 0;
+
+    gm_policy_sels_parse(p, &sels);
+    gm_switch_policy_defaults(&o);
+    gm_policy_switch_opts(p, &sels, &o);
+    o.drain.own_namespace = own_namespace;
+    for (size_t i = 0; i < n_pods && !err; i++) {
+        const struct gm_pod *pod = pods[i];
+        struct gm_dry_node *n =
+            pod->node_name ? find(run, pod->node_name) : NULL;
+        char why[256] = "";
+        if (n == NULL || n->batch < 1)
+            continue;
+        enum gm_drain_action a =
+            gm_drain_classify(&o.drain, pod, why, sizeof(why));
+        enum gm_dry_action d = GM_DRY_SKIP;
+        const char *pdb = NULL;
+        switch (a) {
+        case GM_DRAIN_EVICT:
+            d = GM_DRY_EVICT;
+            if (gm_dry_pdb_blocks(pdbs, pod, &pdb)) {
+                d = GM_DRY_PROTECTED;
+                snprintf(why, sizeof(why),
+                         "PodDisruptionBudget %s/%s allows no disruption "
+                         "now; the drain waits for it",
+                         pod->namespace, pdb ? pdb : "?");
+            }
+            break;
+        case GM_DRAIN_WAIT:
+            d = GM_DRY_WAIT;
+            break;
+        case GM_DRAIN_BLOCKED:
+            d = GM_DRY_BLOCKED;
+            break;
+        case GM_DRAIN_SKIP:
+            d = GM_DRY_SKIP;
+            /* The classifier says nothing for a skip; the user asks why. */
+            if (why[0] == '\0' && pod->owner_kind &&
+                strcmp(pod->owner_kind, "DaemonSet") == 0)
+                snprintf(why, sizeof(why), "DaemonSet pod");
+            else if (why[0] == '\0' && o.drain.gpu_pods_only &&
+                     !pod->requests_gpu)
+                snprintf(why, sizeof(why), "requests no GPU");
+            break;
+        }
+        err = add_pod(n, pod, d, why);
+    }
+    for (size_t i = 0; i < run->n_nodes; i++)
+        if (run->nodes[i].n_pods > 1)
+            qsort(run->nodes[i].pods, run->nodes[i].n_pods,
+                  sizeof(*run->nodes[i].pods), cmp_pod);
+    gm_policy_sels_clear(&sels);
+    return err;
+}
+
+int gm_dry_run_switching(const struct gm_dry_run *r, const char ***out,
+                         size_t *n)
+{
+    *n = 0;
+    *out = calloc(r->n_nodes + 1, sizeof(**out));
+    if (*out == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->n_nodes; i++)
+        if (r->nodes[i].batch >= 1)
+            (*out)[(*n)++] = r->nodes[i].name;
+    return 0;
+}
+
+/* ---- output ---- */
+
+static const char *state_name(enum gm_node_state s)
+{
+    switch (s) {
+    case GM_NODE_CONVERGED:
+        return "converged";
+    case GM_NODE_SWITCHING:
+        return "switching";
+    case GM_NODE_PENDING:
+        return "pending";
+    case GM_NODE_FAILED:
+        return "failed";
+    case GM_NODE_CONFLICT:
+        return "conflict";
+    }
+    return "?";
+}
+
+static size_t width(const struct gm_dry_run *r, size_t min)
+{
+    size_t w = min;
+    for (size_t i = 0; i < r->n_nodes; i++)
+        if (strlen(r->nodes[i].name) > w)
+            w = strlen(r->nodes[i].name);
+    return w;
+}
+
+static int render_batches(const struct gm_dry_run *r, struct gm_buf *out)
+{
+    int err = gm_buf_appendf(out,
+                             "\nBatches (maxUnavailable %d of %d "
+                             "matched nodes):\n",
+                             r->limit, r->matched);
+    if (!err && r->n_batches == 0)
+        err = gm_buf_appendf(out, "  none: no node would switch\n");
+    for (int b = 1; b <= r->n_batches && !err; b++) {
+        const char *sep = "";
+        err = gm_buf_appendf(out, "  %d: ", b);
+        for (size_t i = 0; i < r->n_nodes && !err; i++) {
+            if (r->nodes[i].batch != b)
+                continue;
+            err = gm_buf_appendf(out, "%s%s", sep, r->nodes[i].name);
+            sep = ", ";
+        }
+        if (!err)
+            err = gm_buf_appendf(out, "\n");
+    }
+    return err;
+}
+
+static int render_pods(const struct gm_dry_run *r, struct gm_buf *out)
+{
+    int err = 0;
+    bool any = false;
+
+    for (size_t i = 0; i < r->n_nodes && !err; i++) {
+        const struct gm_dry_node *n = &r->nodes[i];
+        if (n->batch < 1)
+            continue;
+        if (!any)
+            err = gm_buf_appendf(out, "\nPods on the nodes that would "
+                                      "switch:\n");
+        any = true;
+        if (!err && n->n_pods == 0)
+            err = gm_buf_appendf(out, "  %s: no pods\n", n->name);
+        for (size_t j = 0; j < n->n_pods && !err; j++) {
+            const struct gm_dry_pod *p = &n->pods[j];
+            err = gm_buf_appendf(out, "  %-*s  %-9s  %s/%s%s%s\n",
+                                 (int)width(r, 4), n->name,
+                                 gm_dry_action_name(p->action), p->namespace,
+                                 p->name, p->why[0] ? ": " : "", p->why);
+        }
+    }
+    return err;
+}
+
+static int render_list(const char *title, char *const *l, size_t n,
+                       struct gm_buf *out)
+{
+    int err = 0;
+
+    if (n == 0)
+        return 0;
+    err = gm_buf_appendf(out, "\n%s:\n", title);
+    for (size_t i = 0; i < n && !err; i++)
+        err = gm_buf_appendf(out, "  %s\n", l[i]);
+    return err;
+}
+
+int gm_dry_run_render(const struct gm_dry_run *r, struct gm_buf *out)
+{
+    size_t w = width(r, 4);
+    int err = gm_buf_appendf(out,
+                             "Policy %s: mode %s, priority %d; %d nodes "
+                             "matched\n",
+                             r->policy, gm_mode_name(r->mode), r->priority,
+                             r->matched);
+
+    if (!err && r->n_nodes > 0)
+        err = gm_buf_appendf(out, "\n%-*s  %-7s  %-9s  %-5s  %s\n", (int)w,
+                             "NODE", "FROM", "STATE", "BATCH", "NOTE");
+    for (size_t i = 0; i < r->n_nodes && !err; i++) {
+        const struct gm_dry_node *n = &r->nodes[i];
+        char batch[16];
+        if (n->batch >= 1)
+            snprintf(batch, sizeof(batch), "%d", n->batch);
+        else
+            snprintf(batch, sizeof(batch), "-");
+        err =
+            gm_buf_appendf(out, "%-*s  %-7s  %-9s  %-5s  %s\n", (int)w, n->name,
+                           n->from, state_name(n->state), batch, n->note);
+    }
+    if (!err)
+        err = render_batches(r, out);
+    if (!err)
+        err = render_pods(r, out);
+    if (!err)
+        err = render_list("Selected but not governed by this policy",
+                          r->elsewhere, r->n_elsewhere, out);
+    if (!err)
+        err = render_list("Notes", r->notes, r->n_notes, out);
+    if (!err)
+        err = render_list("Problems (fix before applying)", r->errors,
+                          r->n_errors, out);
+    return err;
+}
+
+static json_object *strings(char *const *l, size_t n)
+{
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_object_array_add(a, json_object_new_string(l[i]));
+    return a;
+}
+
+json_object *gm_dry_run_json(const struct gm_dry_run *r)
+{
+    json_object *o = json_object_new_object();
+    json_object *nodes = json_object_new_array();
+    json_object *batches = json_object_new_array();
+
+    if (o == NULL || nodes == NULL || batches == NULL) {
+        json_object_put(o);
+        json_object_put(nodes);
+        json_object_put(batches);
+        return NULL;
+    }
+    json_object_object_add(o, "policy", json_object_new_string(r->policy));
+    json_object_object_add(o, "mode",
+                           json_object_new_string(gm_mode_name(r->mode)));
+    json_object_object_add(o, "priority", json_object_new_int(r->priority));
+    json_object_object_add(o, "matched", json_object_new_int(r->matched));
+    json_object_object_add(o, "maxUnavailable", json_object_new_int(r->limit));
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const struct gm_dry_node *n = &r->nodes[i];
+        json_object *no = json_object_new_object();
+        json_object *pods = json_object_new_array();
+        json_object_object_add(no, "name", json_object_new_string(n->name));
+        json_object_object_add(no, "from", json_object_new_string(n->from));
+        json_object_object_add(no, "state",
+                               json_object_new_string(state_name(n->state)));
+        if (n->batch >= 1)
+            json_object_object_add(no, "batch", json_object_new_int(n->batch));
+        json_object_object_add(no, "note", json_object_new_string(n->note));
+        for (size_t j = 0; j < n->n_pods; j++) {
+            json_object *po = json_object_new_object();
+            json_object_object_add(
+                po, "namespace", json_object_new_string(n->pods[j].namespace));
+            json_object_object_add(po, "name",
+                                   json_object_new_string(n->pods[j].name));
+            json_object_object_add(
+                po, "action",
+                json_object_new_string(gm_dry_action_name(n->pods[j].action)));
+            json_object_object_add(po, "reason",
+                                   json_object_new_string(n->pods[j].why));
+            json_object_array_add(pods, po);
+        }
+        if (n->batch >= 1)
+            json_object_object_add(no, "pods", pods);
+        else
+            json_object_put(pods);
+        json_object_array_add(nodes, no);
+    }
+    for (int b = 1; b <= r->n_batches; b++) {
+        json_object *batch = json_object_new_array();
+        for (size_t i = 0; i < r->n_nodes; i++)
+            if (r->nodes[i].batch == b)
+                json_object_array_add(batch,
+                                      json_object_new_string(r->nodes[i].name));
+        json_object_array_add(batches, batch);
+    }
+    json_object_object_add(o, "nodes", nodes);
+    json_object_object_add(o, "batches", batches);
+    json_object_object_add(o, "notGoverned",
+                           strings(r->elsewhere, r->n_elsewhere));
+    json_object_object_add(o, "notes", strings(r->notes, r->n_notes));
+    json_object_object_add(o, "errors", strings(r->errors, r->n_errors));
+    return o;
+}
