@@ -61,6 +61,7 @@ static const char *target_layout(const struct sw *s)
 
 struct write {
     long ok_requeue_ms; /* requeue after a success (-1: the watch will) */
+    char from_rv[32];   /* the node resourceVersion this write started from */
     struct gm_ctl *ctl;
     struct gm_node_rt *ns;
     gm_switch_done_cb done;
@@ -75,8 +76,10 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     int failed = 0;
 
     if (resp->error) {
-        /* Nothing was written: the cached node is not stale after all. */
-        w->ns->written_from_rv[0] = '\0';
+        /* Nothing was written: unless a later write started meanwhile, the
+         * cached node is not stale after all. */
+        if (strcmp(w->ns->written_from_rv, w->from_rv) == 0)
+            w->ns->written_from_rv[0] = '\0';
         if (resp->error->code == 409) {
             /* Our cache was behind the node: read again shortly. */
             requeue = 200;
@@ -152,6 +155,7 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
     s->ns->inflight++;
     snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
              s->node->resource_version ? s->node->resource_version : "");
+    memcpy(w->from_rv, s->ns->written_from_rv, sizeof(w->from_rv));
     return STEP_ASYNC;
 }
 
@@ -1140,6 +1144,13 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
     if (s.ns == NULL) {
         json_object_put(labels);
         return -ENOMEM;
+    }
+    if (node->resource_version &&
+        strcmp(node->resource_version, s.ns->written_from_rv) == 0) {
+        /* We wrote to this node and the cache has not caught up: the start
+         * (or a step) is already on its way. */
+        json_object_put(labels);
+        return 0;
     }
     memset(&s.rec, 0, sizeof(s.rec));
     s.rec.from = from;

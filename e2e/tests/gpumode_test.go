@@ -34,8 +34,11 @@ type Controller struct {
 	cmd  *exec.Cmd
 	log  string
 	args []string
+	id   int
 	n    int
 }
+
+var controllerIDs int
 
 // InstallGpumode applies the CRD and creates the controller's namespace.
 func InstallGpumode(t *testing.T, b *Bed) {
@@ -66,8 +69,12 @@ func StartController(t *testing.T, b *Bed, args ...string) *Controller {
 
 func (c *Controller) start() {
 	c.t.Helper()
+	if c.id == 0 {
+		controllerIDs++
+		c.id = controllerIDs
+	}
 	c.n++
-	c.log = filepath.Join(c.b.Dir, fmt.Sprintf("controller-%d.log", c.n))
+	c.log = filepath.Join(c.b.Dir, fmt.Sprintf("controller-%d-%d.log", c.id, c.n))
 	f, err := os.Create(c.log)
 	if err != nil {
 		c.t.Fatal(err)
@@ -122,7 +129,7 @@ func (c *Controller) Stop() {
 func (c *Controller) Log() string {
 	var sb strings.Builder
 	for i := 1; i <= c.n; i++ {
-		raw, _ := os.ReadFile(filepath.Join(c.b.Dir, fmt.Sprintf("controller-%d.log", i)))
+		raw, _ := os.ReadFile(filepath.Join(c.b.Dir, fmt.Sprintf("controller-%d-%d.log", c.id, i)))
 		sb.Write(raw)
 	}
 	return sb.String()

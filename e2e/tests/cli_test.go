@@ -1,0 +1,132 @@
+package tests
+
+// End-to-end tests of the kubectl plugin and the demo (issue 7).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func plugin(t *testing.T, b *Bed, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(b.Dir, "kubeconfig"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestPluginPlanAndStatus: plan against a known fleet, then status while
+// the same policy rolls out, and the plugin's errors.
+func TestPluginPlanAndStatus(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "5", "--gpu-model", "H100-80GB")
+
+	// Before the CRD: a message that says what to do.
+	out, err := plugin(t, b, "status")
+	if err == nil || !strings.Contains(out, "kubectl apply -f crd/gpumodepolicy.yaml") {
+		t.Errorf("status without the CRD: %v\n%s", err, out)
+	}
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002", "gpu-003", "gpu-004", "gpu-005")
+	Apply(t, b, workload("web", 1, "{kubernetes.io/hostname: gpu-002}"))
+	Apply(t, b, fmt.Sprintf(pdb, "web", 1))
+	Eventually(t, 60*time.Second, "workload running", func(ctx context.Context) error {
+		if len(podsRunningOn(t, b, "app=web")) != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(policy, []byte(`
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  rollout: {maxUnavailable: 2}
+`), 0o644)
+	out, err = plugin(t, b, "plan", "-f", policy)
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Batches (maxUnavailable 2 of 5 matched nodes)",
+		"1: gpu-001, gpu-002", "2: gpu-003, gpu-004", "3: gpu-005", "protected"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, out)
+		}
+	}
+	// Plan changes nothing.
+	if n := GetNode(t, b, "gpu-001"); n.Annotations["gpumode.io/switch"] != "" {
+		t.Errorf("plan wrote to a node")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("apiVersion: gpumode.io/v1alpha1\nkind: GPUModePolicy\nmetadata: {name: b}\nspec:\n  nodeSelector: {matchLabels: {pool: a}}\n  mode: turbo\n"), 0o644)
+	if out, err := plugin(t, b, "plan", "-f", bad); err == nil || !strings.Contains(out, "spec.mode") {
+		t.Errorf("plan of an invalid file: %v\n%s", err, out)
+	}
+
+	b.MustKubectl("patch", "pdb", "web", "--type=merge", "-p", `{"spec":{"minAvailable":0}}`)
+	StartController(t, b)
+	b.MustKubectl("apply", "-f", policy)
+	sawProgress := false
+	Eventually(t, 120*time.Second, "status to show the rollout finish", func(ctx context.Context) error {
+		out, err := plugin(t, b, "status", "a")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if strings.Contains(out, "switching") || strings.Contains(out, "Draining") || strings.Contains(out, "Pending") {
+			sawProgress = true
+		}
+		if !strings.Contains(out, "5/5") {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
+	if !sawProgress {
+		t.Logf("the rollout finished before status saw it in progress")
+	}
+	if out, err := plugin(t, b, "pause", "a"); err != nil || !strings.Contains(out, "paused") {
+		t.Errorf("pause: %v %s", err, out)
+	}
+	if out := b.MustKubectl("get", "gmp", "a", "-o", "jsonpath={.spec.rollout.paused}"); out != "true" {
+		t.Errorf("paused = %q", out)
+	}
+	if out, err := plugin(t, b, "resume", "a"); err != nil || !strings.Contains(out, "resumed") {
+		t.Errorf("resume: %v %s", err, out)
+	}
+	if out, err := plugin(t, b, "retry", "gpu-001"); err == nil || !strings.Contains(out, "not failed") {
+		t.Errorf("retry of a healthy node: %v %s", err, out)
+	}
+}
+
+// TestDemoNonInteractive runs make demo's script unattended: it must end
+// with every node converged (exit 0) and leave nothing running after down.
+func TestDemoNonInteractive(t *testing.T) {
+	requireE2E(t)
+	dir := t.TempDir()
+	script := filepath.Join(repoRoot(t), "scripts", "demo.sh")
+	cmd := exec.Command(script, "--non-interactive")
+	cmd.Env = append(os.Environ(), "DEMO_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	defer func() {
+		down := exec.Command(script, "--down")
+		down.Env = append(os.Environ(), "DEMO_DIR="+dir)
+		down.Run()
+		if left := processesUsing(dir); len(left) > 0 {
+			t.Errorf("processes left after demo --down: %v", left)
+		}
+	}()
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, tailLines(string(out), 60))
+	}
+	if !strings.Contains(string(out), "Every node converged") {
+		t.Errorf("demo output lacks its summary:\n%s", tailLines(string(out), 30))
+	}
+}

@@ -1,0 +1,215 @@
+package tests
+
+// End-to-end tests of running gpumode in production (issue 6): the install
+// manifests and their RBAC, leader election, metrics, events, SIGTERM.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const saUser = "system:serviceaccount:gpumode-system:gpumode-controller"
+
+// TestManifestsAndRBAC installs with kubectl apply -k, runs the controller
+// with exactly the ServiceAccount's token, and checks what it may not do.
+func TestManifestsAndRBAC(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "H100-80GB")
+	b.MustKubectl("apply", "-k", filepath.Join(repoRoot(t), "manifests"))
+	// The image cannot run here; the controller runs as a process below.
+	b.MustKubectl("scale", "deployment", "-n", "gpumode-system", "gpumode-controller", "--replicas=0")
+	b.MustKubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gpumodepolicies.gpumode.io")
+
+	can := func(args ...string) bool {
+		out, _ := b.Kubectl(append([]string{"auth", "can-i", "--as=" + saUser}, args...)...)
+		return strings.TrimSpace(out) == "yes"
+	}
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"get", "secrets", "-n", "gpumode-system"}, false},
+		{[]string{"list", "secrets", "-A"}, false},
+		{[]string{"create", "pods", "-n", "default"}, false},
+		{[]string{"delete", "pods", "-n", "default"}, false},
+		{[]string{"create", "pods", "-n", "gpumode-system"}, true},
+		{[]string{"create", "pods", "--subresource=eviction", "-n", "default"}, true},
+		{[]string{"delete", "deployments", "-n", "default"}, false},
+		{[]string{"patch", "deployments", "-n", "default"}, false},
+		{[]string{"update", "nodes"}, false},
+		{[]string{"patch", "nodes"}, true},
+		{[]string{"patch", "gpumodepolicies.gpumode.io", "--subresource=status"}, true},
+		{[]string{"patch", "gpumodepolicies.gpumode.io"}, false},
+		{[]string{"delete", "gpumodepolicies.gpumode.io"}, false},
+	} {
+		if got := can(c.args...); got != c.want {
+			t.Errorf("can-i %v: %v, want %v", c.args, got, c.want)
+		}
+	}
+
+	kc, err := testbed(t, nil, "token", "--dir", b.Dir, "--sa", "gpumode-system/gpumode-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saKC := filepath.Join(b.Dir, "sa.kubeconfig")
+	if err := os.WriteFile(saKC, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	c := &Controller{t: t, b: b, args: []string{"--kubeconfig", saKC}}
+	c.start()
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("---- controller log ----\n%s", tailLines(c.Log(), 60))
+		}
+	})
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {config: all-1g.10gb}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "a switch with the ServiceAccount's rights", Converged)
+	if strings.Contains(c.Log(), "Forbidden") || strings.Contains(c.Log(), " 403 ") {
+		t.Errorf("the controller hit a permission error:\n%s", tailLines(c.Log(), 40))
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestLeaderElectionMetricsEvents: two replicas, one acts; killing the
+// leader mid-switch hands over within 20 s and the switch completes. Metrics
+// pass promtool, events name the switch, SIGTERM releases the lease.
+func TestLeaderElectionMetricsEvents(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "A100-SXM4-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001", "gpu-002")
+	// Slow the hardware step so the leader dies in the middle of a switch.
+	for _, n := range []string{"gpu-001", "gpu-002"} {
+		FakeSMI(t, b, n, "--fake-inject", "--match", "-cgi", "--delay-ms", "4000", "--passthrough", "--times", "-1")
+	}
+	p1, p2 := freePort(t), freePort(t)
+	c1 := StartController(t, b, "--leader-elect", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", p1), "--health-addr", fmt.Sprintf("127.0.0.1:%d", p1))
+	Eventually(t, 30*time.Second, "first replica leads", func(ctx context.Context) error {
+		l, err := b.CS.CoordinationV1().Leases("gpumode-system").Get(ctx, "gpumode-controller", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+			return fmt.Errorf("no holder yet")
+		}
+		return nil
+	})
+	c2 := StartController(t, b, "--leader-elect", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", p2), "--health-addr", fmt.Sprintf("127.0.0.1:%d", p2))
+	Eventually(t, 30*time.Second, "both replicas ready", func(ctx context.Context) error {
+		for _, p := range []int{p1, p2} {
+			if code, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/readyz", p)); code != 200 {
+				return fmt.Errorf("readyz %d: %s", code, body)
+			}
+		}
+		return nil
+	})
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {config: all-1g.10gb}
+`)
+	Eventually(t, 60*time.Second, "the first switch reaching the hardware step", func(ctx context.Context) error {
+		n := GetNode(t, b, "gpu-001")
+		if rec := SwitchAnnotation(n); rec == nil || rec["phase"] != "Reconfiguring" {
+			return fmt.Errorf("record %v", rec)
+		}
+		return nil
+	})
+	if strings.Contains(c2.Log(), "starts") || strings.Contains(c2.Log(), "->") {
+		t.Errorf("the standby acted:\n%s", tailLines(c2.Log(), 20))
+	}
+	killed := time.Now()
+	c1.Kill()
+	Eventually(t, 25*time.Second, "the standby to take over", func(ctx context.Context) error {
+		if !strings.Contains(c2.Log(), "became the leader") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if d := time.Since(killed); d > 20*time.Second {
+		t.Errorf("hand-over took %s", d)
+	}
+	WaitPolicy(t, b, "a", 120*time.Second, "both switches completed by the new leader", Converged)
+
+	code, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", p2))
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, m := range []string{`gpumode_switches_total{from="full",result="succeeded",to="mig"}`, "gpumode_leader 1",
+		"gpumode_api_requests_total", "gpumode_switch_duration_seconds_bucket", "gpumode_build_info"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else {
+		t.Errorf("promtool not installed (make deps installs prometheus)")
+	}
+	Eventually(t, 30*time.Second, "events on the nodes", func(ctx context.Context) error {
+		out, _ := b.Kubectl("get", "events.events.k8s.io", "-A", "-o", "custom-columns=REASON:.reason,OBJ:.regarding.name")
+		for _, r := range []string{"SwitchStarted", "SwitchCompleted", "ClientsStopped", "Reconfigured"} {
+			if !strings.Contains(out, r) {
+				return fmt.Errorf("no %s event:\n%s", r, out)
+			}
+		}
+		return nil
+	})
+	start := time.Now()
+	c2.Stop()
+	if d := time.Since(start); d > 12*time.Second {
+		t.Errorf("SIGTERM took %s", d)
+	}
+	l, err := b.CS.CoordinationV1().Leases("gpumode-system").Get(context.Background(), "gpumode-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+		t.Errorf("lease still held by %q after SIGTERM", *l.Spec.HolderIdentity)
+	}
+}
