@@ -33,6 +33,7 @@ Bed commands:
   stop    --dir DIR COMPONENT...   stop components (etcd, kube-apiserver,
                                    kube-controller-manager, kube-scheduler, sim)
   start   --dir DIR COMPONENT...   start them again
+  reboot  --dir DIR [--down 5s] NODE...  power-cycle simulated nodes
   kubectl ARGS...                  kubectl (KUBECONFIG, or $TESTBED_DIR/kubeconfig)
 
 Components (run by up):
@@ -92,6 +93,8 @@ func main() {
 		err = bed.Stop(args)
 	case "start":
 		err = bed.Start(args)
+	case "reboot":
+		err = bed.Reboot(args)
 	default:
 		fmt.Fprintf(os.Stderr, "testbed: unknown command %q\n\n%s", name, usage)
 		os.Exit(2)

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"gpumode.io/e2e/internal/pki"
+	"gpumode.io/e2e/internal/sim"
 )
 
 func dirFlag(fs *flag.FlagSet) *string {
@@ -251,4 +252,30 @@ migConfigMap:
   name: default-mig-parted-config
 `, d, smi)
 	return os.WriteFile(filepath.Join(d, "controller.yaml"), []byte(cfg), 0o644)
+}
+
+// Reboot implements `testbed reboot --dir DIR [--down D] NODE...`: ask the
+// simulator to power-cycle nodes (it stops heartbeating, its GPUs reboot, it
+// comes back with a new boot ID after D).
+func Reboot(args []string) error {
+	fs := flag.NewFlagSet("reboot", flag.ContinueOnError)
+	dir := dirFlag(fs)
+	down := fs.Duration("down", 5*time.Second, "how long the node stays down")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	d, err := absDir(*dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range fs.Args() {
+		p := sim.RebootRequestPath(d, n)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(down.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -151,6 +151,7 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 		fakesmi.StateEnv+"="+run.node.StatePath,
 		TerminationMessageEnv+"="+hp.msgPath,
 		"SIM_NODE_NAME="+run.node.Name,
+		"SIM_REBOOT_FILE="+RebootRequestPath(s.opts.Dir, run.node.Name),
 	)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
@@ -518,8 +519,10 @@ func (s *Sim) retryPlugin(pod *corev1.Pod, run *podRun) {
 	s.nodeQ.Add(n.Name)
 }
 
-// stopPlugin unregisters a plugin pod that stopped.
+// stopPlugin unregisters a pod that stopped: a plugin's resources and GPU
+// holds, a workload's compute process.
 func (s *Sim) stopPlugin(run *podRun) {
+	s.detachGPU(run)
 	if run.role == "" {
 		return
 	}
@@ -540,10 +543,6 @@ func (s *Sim) stopPlugin(run *podRun) {
 	}
 	s.nodeQ.Add(n.Name)
 }
-
-// pluginRetryLoop is a placeholder for periodic work; crash-looping plugins
-// re-queue themselves.
-func (s *Sim) pluginRetryLoop(ctx context.Context) { <-ctx.Done() }
 
 // gpuResources is the set of GPU extended resources the node should
 // advertise: the running healthy plugins' resources, and zero for every
@@ -595,4 +594,73 @@ func (s *Sim) rebootNode(n *Node) {
 	n.mu.Unlock()
 	klog.Infof("node %s: rebooted", n.Name)
 	s.nodeQ.Add(n.Name)
+}
+
+// ---- workloads: a running pod that requested GPUs is a compute process ----
+
+func requestsGPU(pod *corev1.Pod) int64 {
+	var n int64
+	for _, c := range pod.Spec.Containers {
+		for rn, q := range c.Resources.Limits {
+			if strings.HasPrefix(string(rn), "nvidia.com/") && rn != "nvidia.com/gpumem" && rn != "nvidia.com/gpucores" {
+				n += q.Value()
+			}
+		}
+	}
+	return n
+}
+
+// attachGPU makes a running pod that requested GPU resources show up as
+// compute processes in the node's fake nvidia-smi (so the hardware cannot be
+// changed under it), one per requested device.
+func (s *Sim) attachGPU(pod *corev1.Pod, run *podRun) {
+	want := requestsGPU(pod)
+	if want == 0 || run.role != "" || s.isHelper(pod) {
+		return
+	}
+	h := fnv32(string(pod.UID))
+	err := fakesmi.Update(run.node.StatePath, func(st *fakesmi.State) error {
+		if len(st.GPUs) == 0 {
+			return nil
+		}
+		for i := int64(0); i < want; i++ {
+			pid := 100000 + int((h+uint32(i)*7919)%800000)
+			gpu := int((h + uint32(i)) % uint32(len(st.GPUs)))
+			st.RemoveProcess(pid) // idempotent when a restarted simulator adopts the pod
+			if err := st.AddProcess(gpu, fakesmi.Process{PID: pid, Name: "python3", UsedMiB: 1024}); err != nil {
+				return err
+			}
+			run.gpuPIDs = append(run.gpuPIDs, pid)
+		}
+		return nil
+	})
+	if err != nil {
+		klog.Warningf("pod %s: add GPU processes: %v", run.key, err)
+	}
+}
+
+func (s *Sim) detachGPU(run *podRun) {
+	if len(run.gpuPIDs) == 0 {
+		return
+	}
+	pids := run.gpuPIDs
+	run.gpuPIDs = nil
+	err := fakesmi.Update(run.node.StatePath, func(st *fakesmi.State) error {
+		for _, p := range pids {
+			st.RemoveProcess(p)
+		}
+		return nil
+	})
+	if err != nil && err != fakesmi.ErrNoState {
+		klog.Warningf("pod %s: remove GPU processes: %v", run.key, err)
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }

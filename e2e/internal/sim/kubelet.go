@@ -33,8 +33,10 @@ type podRun struct {
 	finished time.Time
 	// terminal is set once the terminal status was written.
 	terminal bool
-	// killAt is when a terminating pod's containers stop.
-	killAt time.Time
+	// gpuPIDs are the fake compute processes of a workload using GPUs.
+	gpuPIDs []int
+	// boot is the node's boot count when the containers started.
+	boot int
 }
 
 func (s *Sim) podWorker(ctx context.Context) {
@@ -123,13 +125,14 @@ func (s *Sim) syncPod(ctx context.Context, key string) error {
 		return nil
 	}
 	if run == nil {
-		run = &podRun{uid: pod.UID, key: key, node: n, role: pod.Annotations[RoleAnnotation]}
+		run = &podRun{uid: pod.UID, key: key, node: n, role: pod.Annotations[RoleAnnotation], boot: n.curBoot()}
 		if pod.Status.Phase == corev1.PodRunning {
 			// Adopted after a simulator restart.
 			run.startedAt = time.Now()
 			if pod.Status.StartTime != nil {
 				run.startedAt = pod.Status.StartTime.Time
 			}
+			s.attachGPU(pod, run)
 			if s.isHelper(pod) {
 				// Its process died with the previous simulator.
 				run.exited, run.exitCode, run.reason, run.finished = true, 137, "ContainerStatusUnknown", time.Now()
@@ -142,6 +145,9 @@ func (s *Sim) syncPod(ctx context.Context, key string) error {
 	}
 	if run.terminal {
 		return nil
+	}
+	if !run.startedAt.IsZero() && run.boot != n.curBoot() {
+		return s.restartAfterBoot(ctx, pod, run)
 	}
 	run.collect()
 	if run.startedAt.IsZero() {
@@ -246,6 +252,7 @@ func (s *Sim) startPod(ctx context.Context, pod *corev1.Pod, run *podRun) error 
 		}
 	}
 	run.startedAt = now.Time
+	run.boot = run.node.curBoot()
 	st.Phase = corev1.PodRunning
 	st.HostIP, st.HostIPs = run.node.IP, []corev1.HostIP{{IP: run.node.IP}}
 	ip := s.podIP(run.node, pod.UID)
@@ -294,6 +301,7 @@ func (s *Sim) startPod(ctx context.Context, pod *corev1.Pod, run *podRun) error 
 	if run.role != "" {
 		s.startPlugin(np, run)
 	}
+	s.attachGPU(np, run)
 	if d, ok := s.runDuration(pod); ok && run.proc == nil {
 		s.podQ.AddAfter(run.key, d)
 	}

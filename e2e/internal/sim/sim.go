@@ -89,7 +89,8 @@ type Node struct {
 
 	mu             sync.Mutex
 	bootID         string
-	down           bool      // simulated power-off: no lease renewal, NotReady
+	down           bool      // powered off (rebooting): no heartbeat, no status, runs nothing
+	boot           int       // boots since the simulator started
 	lastReport     time.Time // last full status heartbeat
 	lease          *coordv1.Lease
 	plugins        map[string]*pluginRun // role -> running plugin on this node
@@ -248,7 +249,7 @@ func (s *Sim) Run(ctx context.Context) error {
 		go func(n *Node) { defer wg.Done(); s.heartbeat(ctx, n) }(n)
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); s.pluginRetryLoop(ctx) }()
+	go func() { defer wg.Done(); s.controlLoop(ctx) }()
 	klog.Infof("simulating %d nodes", len(s.ordered))
 	<-ctx.Done()
 	s.podQ.ShutDown()
@@ -560,6 +561,9 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 	down, bootID := n.down, n.bootID
 	report := time.Since(n.lastReport) > s.opts.StatusReport
 	n.mu.Unlock()
+	if down {
+		return nil // a rebooting node is silent
+	}
 	ext := s.gpuResources(n, cur)
 
 	node := cur.DeepCopy()
