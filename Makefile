@@ -113,7 +113,7 @@ demo: deps programs
 demo-down:
 	@scripts/demo.sh --down
 
-bench: deps programs
+bench: deps programs tools
 	@scripts/bench.sh
 
 install: all

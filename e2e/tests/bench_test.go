@@ -1,0 +1,325 @@
+package tests
+
+// make bench: figures, not pass/fail. Runs only with GPUMODE_BENCH=1 and
+// prints Markdown tables (also appended to $BENCH_OUT when set).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func requireBench(t *testing.T) {
+	if os.Getenv("GPUMODE_BENCH") != "1" {
+		t.Skip("benchmark: set GPUMODE_BENCH=1 (make bench does)")
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func report(t *testing.T, lines ...string) {
+	text := strings.Join(lines, "\n") + "\n"
+	t.Log("\n" + text)
+	fmt.Print(text)
+	if out := os.Getenv("BENCH_OUT"); out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			f.WriteString(text + "\n")
+			f.Close()
+		}
+	}
+}
+
+// runSynced starts a cache program and returns its first "synced" report.
+func runSynced(t *testing.T, bin string, args ...string) (map[string]any, func() map[string]any) {
+	cmd := exec.Command(bin, args...)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan map[string]any, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["event"] != nil {
+				lines <- m
+			}
+		}
+		close(lines)
+	}()
+	var synced map[string]any
+	deadline := time.After(5 * time.Minute)
+	for synced == nil {
+		select {
+		case m, ok := <-lines:
+			if !ok {
+				t.Fatalf("%s exited", bin)
+			}
+			if m["event"] == "synced" {
+				synced = m
+			}
+		case <-deadline:
+			t.Fatalf("%s did not sync", bin)
+		}
+	}
+	stop := func() map[string]any {
+		cmd.Process.Signal(syscall.SIGTERM)
+		var last map[string]any
+		for m := range lines {
+			last = m
+		}
+		cmd.Wait()
+		return last
+	}
+	return synced, stop
+}
+
+func num(m map[string]any, k string) float64 {
+	v, _ := m[k].(float64)
+	return v
+}
+
+// cpuSeconds of a process (user + system), from /proc.
+func cpuSeconds(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func peakRSS(pid int) int {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	return 0
+}
+
+// apiRequests sums gpumode_api_requests_total from the controller's metrics.
+func apiRequests(t *testing.T, port int) float64 {
+	_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	total := 0.0
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "gpumode_api_requests_total{") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += v
+		}
+	}
+	return total
+}
+
+// labelAll labels the first n of a bed of total nodes.
+func labelAll(t *testing.T, b *Bed, n, total int, labels map[string]string) {
+	ctx := context.Background()
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
+	for i := 1; i <= n; i++ {
+		name := nodeName(i, total)
+		if _, err := b.CS.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatalf("label %s: %v", name, err)
+		}
+	}
+}
+
+// TestBenchFleet: one bed of BENCH_NODES (5,000) nodes for the cache,
+// idle-fleet and per-switch figures.
+func TestBenchFleet(t *testing.T) {
+	requireBench(t)
+	requireE2E(t)
+	nodes := envInt("BENCH_NODES", 5000)
+	t0 := time.Now()
+	b := StartBed(t, nil, "--nodes", strconv.Itoa(nodes), "--gpu-model", "mixed")
+	bedUp := time.Since(t0)
+	kc := filepath.Join(b.Dir, "kubeconfig")
+	root := repoRoot(t)
+
+	// 1. Memory and initial sync: gpumode's reflector vs a client-go
+	// shared informer, each three times.
+	var ours, peer []map[string]any
+	for i := 0; i < 3; i++ {
+		s, stop := runSynced(t, filepath.Join(root, "build", "tools", "watchcheck"), kc)
+		stop()
+		ours = append(ours, s)
+		p, stopP := runSynced(t, filepath.Join(root, "build", "e2e", "bin", "informer-peer"), kc)
+		stopP()
+		peer = append(peer, p)
+	}
+	med := func(ms []map[string]any, k string) float64 {
+		v := []float64{num(ms[0], k), num(ms[1], k), num(ms[2], k)}
+		if v[0] > v[1] {
+			v[0], v[1] = v[1], v[0]
+		}
+		if v[1] > v[2] {
+			v[1], v[2] = v[2], v[1]
+		}
+		if v[0] > v[1] {
+			v[0], v[1] = v[1], v[0]
+		}
+		return v[1]
+	}
+	oRSS, pRSS := med(ours, "peak_rss_kb"), med(peer, "peak_rss_kb")
+	oMS, pMS := med(ours, "ms"), med(peer, "ms")
+	report(t,
+		fmt.Sprintf("### Node cache, %d nodes (median of 3; bed up in %.0f s)", nodes, bedUp.Seconds()),
+		"",
+		"| | gpumode reflector (C) | client-go shared informer | ratio | goal |",
+		"|---|---|---|---|---|",
+		fmt.Sprintf("| peak RSS | %.1f MiB | %.1f MiB | %.3f | <= 0.1 |", oRSS/1024, pRSS/1024, oRSS/pRSS),
+		fmt.Sprintf("| time to synced cache | %.0f ms | %.0f ms | %.2f | <= 1 |", oMS, pMS, oMS/pMS))
+
+	// 2. An idle, converged fleet: CPU and API requests for a minute.
+	labelAll(t, b, nodes, nodes, map[string]string{"gpumode.io/mode": "full", "gpumode.io/state": "ready", "bench": "fleet"})
+	InstallGpumode(t, b)
+	port := freePort(t)
+	c := StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "info")
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: fleet}
+spec:
+  nodeSelector: {matchLabels: {bench: fleet}}
+  mode: full
+  rollout: {maxUnavailable: 50}
+`)
+	WaitPolicy(t, b, "fleet", 5*time.Minute, "the fleet policy ready", Converged)
+	time.Sleep(5 * time.Second)
+	pid := c.cmd.Process.Pid
+	cpu0, req0 := cpuSeconds(pid), apiRequests(t, port)
+	time.Sleep(60 * time.Second)
+	cpu1, req1 := cpuSeconds(pid), apiRequests(t, port)
+	report(t,
+		fmt.Sprintf("### Idle: %d converged nodes, one minute", nodes),
+		"",
+		"| measure | value | goal |",
+		"|---|---|---|",
+		fmt.Sprintf("| controller CPU | %.2f%% of a core | < 1%% |", 100*(cpu1-cpu0)/60),
+		fmt.Sprintf("| API requests per minute (all verbs) | %.0f | 0 beyond watches and lease renewals |", req1-req0),
+		fmt.Sprintf("| controller peak RSS | %.1f MiB | |", float64(peakRSS(pid))/1024))
+
+	// 3. Per switch: API requests and controller CPU for SWITCHES nodes
+	// switching full -> vgpu at once (no workloads to evict).
+	sw := envInt("BENCH_SWITCHES", 20)
+	labelAll(t, b, sw, nodes, map[string]string{"bench": "switch"})
+	cpu0, req0 = cpuSeconds(pid), apiRequests(t, port)
+	start := time.Now()
+	Apply(t, b, fmt.Sprintf(`
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: sw}
+spec:
+  nodeSelector: {matchLabels: {bench: switch}}
+  priority: 10
+  mode: vgpu
+  rollout: {maxUnavailable: %d}
+`, sw))
+	WaitPolicy(t, b, "sw", 5*time.Minute, "switches done", Converged)
+	wall := time.Since(start)
+	cpu1, req1 = cpuSeconds(pid), apiRequests(t, port)
+	report(t,
+		fmt.Sprintf("### Per switch: %d nodes full -> vgpu together, no pods to evict", sw),
+		"",
+		"| measure | value | goal |",
+		"|---|---|---|",
+		fmt.Sprintf("| API requests per node switch | %.1f | <= 15 + 2 per evicted pod |", (req1-req0)/float64(sw)),
+		fmt.Sprintf("| controller CPU per switch | %.0f ms | < 200 ms |", 1000*(cpu1-cpu0)/float64(sw)),
+		fmt.Sprintf("| wall time for all %d | %.1f s | |", sw, wall.Seconds()))
+}
+
+// TestBenchRollout: a rollout of BENCH_ROLLOUT_NODES (1,000) nodes with
+// maxUnavailable 50 and a fixed simulated hardware time per node.
+func TestBenchRollout(t *testing.T) {
+	requireBench(t)
+	requireE2E(t)
+	nodes := envInt("BENCH_ROLLOUT_NODES", 1000)
+	batch := envInt("BENCH_ROLLOUT_BATCH", 50)
+	hwMS := envInt("BENCH_HW_MS", 5000)
+	b := StartBed(t, nil, "--nodes", strconv.Itoa(nodes), "--gpu-model", "H100-80GB")
+	for i := 1; i <= nodes; i++ {
+		FakeSMI(t, b, nodeName(i, nodes), "--fake-inject", "--match", "-mig 0", "--delay-ms", strconv.Itoa(hwMS), "--passthrough", "--times", "-1")
+	}
+	labelAll(t, b, nodes, nodes, map[string]string{"gpumode.io/mode": "mig", "gpumode.io/state": "ready", "bench": "rollout"})
+	InstallGpumode(t, b)
+	StartController(t, b, "--log-level", "info")
+	// One node alone first: the per-node time the ideal is made of.
+	LabelNodes(t, b, "solo=yes", nodeName(1, nodes))
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: solo}
+spec:
+  nodeSelector: {matchLabels: {solo: "yes"}}
+  priority: 10
+  mode: full
+`)
+	t0 := time.Now()
+	WaitPolicy(t, b, "solo", 5*time.Minute, "one node", Converged)
+	one := time.Since(t0)
+	rest := nodes - 1
+	Apply(t, b, fmt.Sprintf(`
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: fleet}
+spec:
+  nodeSelector: {matchLabels: {bench: rollout}}
+  mode: full
+  rollout: {maxUnavailable: %d}
+`, batch))
+	t1 := time.Now()
+	WaitPolicy(t, b, "fleet", 60*time.Minute, "the rollout", func(s *PolicyStatus) error {
+		if s.Summary.Converged+s.Summary.Conflicted >= nodes-1 && s.Summary.Switching == 0 {
+			return nil
+		}
+		return fmt.Errorf("%+v", s.Summary)
+	})
+	took := time.Since(t1)
+	batches := math.Ceil(float64(rest) / float64(batch))
+	ideal := batches * one.Seconds()
+	report(t,
+		fmt.Sprintf("### Rollout: %d nodes mig -> full, maxUnavailable %d, %d ms simulated hardware time per node", rest, batch, hwMS),
+		"",
+		"| measure | value | goal |",
+		"|---|---|---|",
+		fmt.Sprintf("| one node alone (the ideal's unit) | %.1f s | |", one.Seconds()),
+		fmt.Sprintf("| ideal (%.0f batches x one node) | %.0f s | |", batches, ideal),
+		fmt.Sprintf("| measured | %.0f s | |", took.Seconds()),
+		fmt.Sprintf("| efficiency (ideal / measured) | %.2f | >= 0.95 |", ideal/took.Seconds()))
+}
+
+// nodeName is the test bed's name for node i of total (zero-padded to the
+// width of the total, at least 3).
+func nodeName(i, total int) string {
+	w := len(strconv.Itoa(total))
+	if w < 3 {
+		w = 3
+	}
+	return fmt.Sprintf("gpu-%0*d", w, i)
+}
