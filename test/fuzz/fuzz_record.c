@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = gm_record_parse(text, &r, err, sizeof(err));
     free(text);
     if (rc != 0) {
-        gmf_assert(rc == -EINVAL);
+        /* -EINVAL, or -E2BIG for more labels than a record keeps. */
+        gmf_assert(rc == -EINVAL || rc == -E2BIG || rc == -ENOMEM);
         return 0;
     }
     (void)gm_record_saved(&r, "nvidia.com/mig.config");
