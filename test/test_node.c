@@ -68,6 +68,31 @@ static void test_rejects_non_nodes(void **state)
     json_object_put(noname);
 }
 
+/* Found by fuzz_watch: labels or allocatable that are not objects made
+ * json_object_object_foreach read through a NULL table. They are ignored
+ * now, like missing fields. */
+static void test_fields_of_the_wrong_type(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "{\"metadata\":{\"name\":\"n\",\"labels\":\"x\"}}",
+        "{\"metadata\":{\"name\":\"n\",\"labels\":[1,2]}}",
+        "{\"metadata\":{\"name\":\"n\"},\"status\":{\"allocatable\":7}}",
+        "{\"metadata\":{\"name\":\"n\"},\"status\":"
+        "{\"allocatable\":[\"nvidia.com/gpu\"]}}",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gm_node *n = NULL;
+        json_object *o = json_tokener_parse(cases[i]);
+        assert_non_null(o);
+        assert_int_equal(gm_node_from_json(o, &n), 0);
+        assert_int_equal(n->n_labels, 0);
+        assert_int_equal(n->n_allocatable, 0);
+        gm_node_free(n);
+        json_object_put(o);
+    }
+}
+
 static void test_ready_false_and_cordoned(void **state)
 {
     (void)state;
@@ -128,6 +153,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decodes_what_the_controller_reads),
         cmocka_unit_test(test_rejects_non_nodes),
+        cmocka_unit_test(test_fields_of_the_wrong_type),
         cmocka_unit_test(test_ready_false_and_cordoned),
         cmocka_unit_test(test_footprint_per_node),
     };

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -56,6 +57,56 @@ static void test_anchors(void **state)
     assert_string_equal(
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
         "{\"base\":{\"x\":1},\"copy\":{\"x\":1}}");
+    json_object_put(o);
+}
+
+/* Found by fuzz_yaml: an alias inside its own anchor made a reference cycle
+ * (leaked, and printing it never ended); nested aliases multiplied the
+ * tree. Both are errors now; aliases of aliases still work. */
+static void test_alias_cycles_and_bombs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *expect;
+    } cases[] = {
+        {"list: &l [a, *l]\n", "unknown alias"},
+        {"m: &m {x: {y: *m}}\n", "unknown alias"},
+        {"a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+         "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+         "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+         "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+         "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+         "aliases expand too much"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *o = NULL;
+        char err[256];
+        assert_int_equal(gm_yaml_parse(cases[i].text, strlen(cases[i].text), &o,
+                                       err, sizeof(err)),
+                         -EINVAL);
+        assert_null(o);
+        if (strstr(err, cases[i].expect) == NULL)
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, cases[i].expect);
+    }
+
+    /* A chain of aliases deeper than the nesting limit. */
+    char deep[8192];
+    size_t len = (size_t)snprintf(deep, sizeof(deep), "a0: &a0 [x]\n");
+    for (int i = 1; i < 80; i++)
+        len += (size_t)snprintf(deep + len, sizeof(deep) - len,
+                                "a%d: &a%d [*a%d]\n", i, i, i - 1);
+    json_object *o = NULL;
+    char err[256];
+    assert_int_equal(gm_yaml_parse(deep, len, &o, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "nest too deeply"));
+
+    o = parse_ok("a: &a {x: 1}\nb: &b [*a, *a]\nc: [*b, *a]\n");
+    assert_string_equal(
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+        "{\"a\":{\"x\":1},\"b\":[{\"x\":1},{\"x\":1}],"
+        "\"c\":[[{\"x\":1},{\"x\":1}],{\"x\":1}]}");
     json_object_put(o);
 }
 
@@ -113,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_types),
         cmocka_unit_test(test_nesting_and_flow),
         cmocka_unit_test(test_anchors),
+        cmocka_unit_test(test_alias_cycles_and_bombs),
         cmocka_unit_test(test_json_is_yaml),
         cmocka_unit_test(test_errors_name_the_position),
         cmocka_unit_test(test_empty_and_missing_file),

@@ -11,10 +11,17 @@
 
 #define MAX_DEPTH 64
 #define MAX_FILE (8u * 1024 * 1024)
+/* Nodes that aliases may add to a document, all aliases together. An alias
+ * shares its anchor's tree rather than copying it, but whoever walks the
+ * result (printing it, decoding a policy) visits every copy: without a cap,
+ * ten lines of nested aliases ("billion laughs") make a tree of 10^9 nodes.
+ * Real configs alias a few small maps. */
+#define MAX_ALIAS_NODES 100000
 
 struct ctx {
     yaml_parser_t parser;
     struct gm_map anchors; /* anchor -> json_object (one reference held) */
+    size_t alias_budget;   /* nodes aliases may still add */
     char *err;
     size_t err_len;
 };
@@ -99,11 +106,15 @@ static int remember_anchor(struct ctx *c, const yaml_char_t *anchor,
     return 0;
 }
 
+/* Collections remember their anchor once complete, not at their start: an
+ * alias inside its own anchor's node would otherwise put the node inside
+ * itself, a reference cycle that is never freed and that printing follows
+ * forever. Such an alias is "unknown", as in most YAML loaders. */
 static int parse_mapping(struct ctx *c, yaml_event_t *start, json_object **out,
                          int depth)
 {
     json_object *obj = json_object_new_object();
-    int err = remember_anchor(c, start->data.mapping_start.anchor, obj);
+    int err = 0;
 
     while (!err) {
         yaml_event_t kev;
@@ -112,6 +123,9 @@ static int parse_mapping(struct ctx *c, yaml_event_t *start, json_object **out,
             break;
         if (kev.type == YAML_MAPPING_END_EVENT) {
             yaml_event_delete(&kev);
+            err = remember_anchor(c, start->data.mapping_start.anchor, obj);
+            if (err)
+                break;
             *out = obj;
             return 0;
         }
@@ -141,7 +155,7 @@ static int parse_sequence(struct ctx *c, yaml_event_t *start, json_object **out,
                           int depth)
 {
     json_object *arr = json_object_new_array();
-    int err = remember_anchor(c, start->data.sequence_start.anchor, arr);
+    int err = 0;
 
     while (!err) {
         yaml_event_t ev;
@@ -150,6 +164,9 @@ static int parse_sequence(struct ctx *c, yaml_event_t *start, json_object **out,
             break;
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&ev);
+            err = remember_anchor(c, start->data.sequence_start.anchor, arr);
+            if (err)
+                break;
             *out = arr;
             return 0;
         }
@@ -161,6 +178,31 @@ static int parse_sequence(struct ctx *c, yaml_event_t *start, json_object **out,
     }
     json_object_put(arr);
     return err;
+}
+
+/* Charges the nodes of an aliased tree placed at depth against the alias
+ * budget. Returns -1 when the budget runs out or the copy would nest deeper
+ * than MAX_DEPTH (aliases of aliases can each add a level). The walk stops
+ * there, so all walks together visit at most MAX_ALIAS_NODES + 1 nodes. */
+static int charge_alias(struct ctx *c, json_object *o, int depth)
+{
+    if (depth > MAX_DEPTH || c->alias_budget == 0)
+        return -1;
+    c->alias_budget--;
+    if (json_object_is_type(o, json_type_object)) {
+        json_object_object_foreach(o, k, v)
+        {
+            (void)k;
+            if (charge_alias(c, v, depth + 1) != 0)
+                return -1;
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        size_t n = json_object_array_length(o);
+        for (size_t i = 0; i < n; i++)
+            if (charge_alias(c, json_object_array_get_idx(o, i), depth + 1))
+                return -1;
+    }
+    return 0;
 }
 
 static int parse_node(struct ctx *c, yaml_event_t *ev, json_object **out,
@@ -181,6 +223,9 @@ static int parse_node(struct ctx *c, yaml_event_t *ev, json_object **out,
             gm_map_get(&c->anchors, (const char *)ev->data.alias.anchor);
         if (o == NULL)
             return fail(c, &ev->start_mark, "unknown alias");
+        if (charge_alias(c, o, depth) != 0)
+            return fail(c, &ev->start_mark,
+                        "aliases expand too much or nest too deeply");
         *out = json_object_get(o);
         return 0;
     }
@@ -192,7 +237,8 @@ static int parse_node(struct ctx *c, yaml_event_t *ev, json_object **out,
 int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
                   size_t err_len)
 {
-    struct ctx c = {.err = err, .err_len = err_len};
+    struct ctx c = {
+        .err = err, .err_len = err_len, .alias_budget = MAX_ALIAS_NODES};
     yaml_event_t ev;
     int rc = 0;
     int in_doc = 0;

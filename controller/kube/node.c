@@ -54,9 +54,18 @@ static int64_t parse_count(const char *s)
     }
 }
 
+/* labels and allocatable are objects in a valid Node; anything else is
+ * ignored, as a missing field is (json-c's object accessors would read
+ * through a NULL table). */
+static bool is_object(json_object *o)
+{
+    return o != NULL && json_object_is_type(o, json_type_object);
+}
+
 static int decode_labels(struct gm_node *n, json_object *labels)
 {
-    size_t count = labels ? (size_t)json_object_object_length(labels) : 0;
+    size_t count =
+        is_object(labels) ? (size_t)json_object_object_length(labels) : 0;
     size_t i = 0;
 
     if (count == 0)
@@ -80,7 +89,7 @@ static int decode_labels(struct gm_node *n, json_object *labels)
 static int decode_allocatable(struct gm_node *n, json_object *alloc)
 {
     size_t count = 0;
-    if (alloc == NULL)
+    if (!is_object(alloc))
         return 0;
     json_object_object_foreach(alloc, k0, v0)
     {

@@ -72,7 +72,11 @@ static enum gm_pod_phase parse_phase(const char *s)
 
 static int decode_labels(struct gm_pod *p, json_object *labels)
 {
-    size_t count = labels ? (size_t)json_object_object_length(labels) : 0;
+    /* A non-object is ignored like a missing field: json-c's object
+     * accessors would read through a NULL table. */
+    size_t count = labels && json_object_is_type(labels, json_type_object)
+                       ? (size_t)json_object_object_length(labels)
+                       : 0;
     if (count == 0)
         return 0;
     p->labels = calloc(count, sizeof(*p->labels));
