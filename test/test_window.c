@@ -119,6 +119,9 @@ static void test_unknown_zone(void **state)
 
     assert_int_equal(gm_window_open(&w, 1715034600), -ENOENT);
     assert_int_equal(gm_window_next_open(&w, 1715034600, &t), -ENOENT);
+    /* A directory of the zone database is not a zone. */
+    struct gm_window d = win(MON, 22, 0, 6, 0, "America");
+    assert_int_equal(gm_window_open(&d, 1715034600), -ENOENT);
 }
 
 static void test_tz_restored(void **state)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct tz_saved {
@@ -24,7 +25,11 @@ static bool zone_known(const char *zone)
         dir = "/usr/share/zoneinfo";
     if (snprintf(path, sizeof(path), "%s/%s", dir, zone) >= (int)sizeof(path))
         return false;
-    return access(path, R_OK) == 0;
+    /* A directory such as "America" exists too, but is no zone: glibc
+     * would fall back to UTC. */
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+           access(path, R_OK) == 0;
 }
 
 static int tz_enter(const char *zone, struct tz_saved *s)
