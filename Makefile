@@ -100,6 +100,7 @@ check: deps
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 test: check
 	@$(MAKE) --no-print-directory e2e

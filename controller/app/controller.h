@@ -24,6 +24,8 @@ struct gm_node_rt {
     /* The node resourceVersion when we last patched it: while the cache
      * still shows it, our write has not come back through the watch. */
     char written_from_rv[32];
+    /* The helper pod we last asked to delete, so each is asked once. */
+    char deleted_helper[64];
     int inflight; /* API calls whose callbacks use this */
     bool doomed;  /* free once inflight drops to 0 */
 };

@@ -379,6 +379,34 @@ static int step_cordon(struct sw *s)
     return advance(s, GM_PHASE_DRAIN, NULL, s->node->unschedulable ? -1 : 1);
 }
 
+static int step_start_clients(struct sw *s);
+static int step_finish(struct sw *s);
+
+/* Adds the profile's stop labels to labels; returns how many differ. */
+static int stop_labels(struct sw *s, json_object *labels)
+{
+    const struct gm_profile *prof = s->ctl->cfg->profile;
+    int changed = 0;
+    for (size_t i = 0; i < prof->stop.n; i++)
+        changed +=
+            want_label(s, labels, prof->stop.key[i], prof->stop.value[i]);
+    return changed;
+}
+
+/* Moves straight on to the next phase without writing the record in
+ * between: the next phase's own write carries it. Saves an API call and a
+ * watch round trip per phase. */
+static void enter(struct sw *s, enum gm_phase next)
+{
+    gm_obs_phase_done(s->ctl, gm_phase_name(s->rec.phase),
+                      (double)elapsed_since(s));
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s -> %s%s",
+              gm_phase_name(s->rec.phase), gm_phase_name(next),
+              s->rec.rolling_back ? " (rolling back)" : "");
+    s->rec.phase = next;
+    s->rec.since = s->now;
+}
+
 static int step_drain(struct sw *s)
 {
     const struct gm_map *pods = node_pods(s);
@@ -437,8 +465,11 @@ static int step_drain(struct sw *s)
         }
     }
     if (evicting + waiting == 0) {
+        /* Drained: stop the GPU clients in the same write. */
+        json_object *labels = json_object_new_object();
         s->ns->message[0] = '\0';
-        return advance(s, GM_PHASE_STOP_CLIENTS, NULL, -1);
+        stop_labels(s, labels);
+        return advance(s, GM_PHASE_STOP_CLIENTS, labels, -1);
     }
     if (first_blocked)
         set_message(s,
@@ -465,12 +496,8 @@ static int step_stop_clients(struct sw *s)
 {
     const struct gm_profile *prof = s->ctl->cfg->profile;
     json_object *labels = json_object_new_object();
-    int changed = 0;
 
-    for (size_t i = 0; i < prof->stop.n; i++)
-        changed +=
-            want_label(s, labels, prof->stop.key[i], prof->stop.value[i]);
-    if (changed)
+    if (stop_labels(s, labels))
         return write_record(s, labels, -1);
     json_object_put(labels);
 
@@ -516,6 +543,12 @@ static void collect_helpers_of(struct gm_ctl *ctl, const char *node,
             continue;
         if (ctl->dry_run)
             continue;
+        struct gm_node_rt *ns = gm_map_get(&ctl->node_states, node);
+        if (ns && strcmp(ns->deleted_helper, p->name) == 0)
+            continue;
+        if (ns)
+            snprintf(ns->deleted_helper, sizeof(ns->deleted_helper), "%s",
+                     p->name);
         char path[512];
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s",
                  p->namespace, p->name);
@@ -661,7 +694,10 @@ static int step_reconfigure(struct sw *s)
                           node_name(s), gm_mode_name(mode));
         s->rec.reconfigured = true;
         s->ns->message[0] = '\0';
-        return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+        /* Start the clients in the same write that records the result;
+         * the helper pod goes once the record has left this phase. */
+        enter(s, GM_PHASE_START_CLIENTS);
+        return step_start_clients(s);
     }
     if (reboot && s->pol.allow_reboot && !s->rec.rolling_back) {
         if (gm_set_str(&s->rec.boot_id, s->node->boot_id))
@@ -955,7 +991,8 @@ static int step_verify(struct sw *s)
         }
     }
     s->ns->message[0] = '\0';
-    return advance(s, GM_PHASE_FINISH, NULL, -1);
+    enter(s, GM_PHASE_FINISH);
+    return step_finish(s);
 not_ready:
     if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
         return fail(s, "PluginNotReady", "%s", s->ns->message);

@@ -264,9 +264,9 @@ func TestBenchRollout(t *testing.T) {
 	hwMS := envInt("BENCH_HW_MS", 5000)
 	b := StartBed(t, nil, "--nodes", strconv.Itoa(nodes), "--gpu-model", "H100-80GB")
 	for i := 1; i <= nodes; i++ {
-		FakeSMI(t, b, nodeName(i, nodes), "--fake-inject", "--match", "-mig 0", "--delay-ms", strconv.Itoa(hwMS), "--passthrough", "--times", "-1")
+		FakeSMI(t, b, nodeName(i, nodes), "--fake-inject", "--match", "-cgi", "--delay-ms", strconv.Itoa(hwMS), "--passthrough", "--times", "-1")
 	}
-	labelAll(t, b, nodes, nodes, map[string]string{"gpumode.io/mode": "mig", "gpumode.io/state": "ready", "bench": "rollout"})
+	labelAll(t, b, nodes, nodes, map[string]string{"gpumode.io/mode": "full", "gpumode.io/state": "ready", "bench": "rollout"})
 	InstallGpumode(t, b)
 	StartController(t, b, "--log-level", "info")
 	// One node alone first: the per-node time the ideal is made of.
@@ -278,7 +278,8 @@ metadata: {name: solo}
 spec:
   nodeSelector: {matchLabels: {solo: "yes"}}
   priority: 10
-  mode: full
+  mode: mig
+  mig: {config: all-1g.10gb}
 `)
 	t0 := time.Now()
 	WaitPolicy(t, b, "solo", 5*time.Minute, "one node", Converged)
@@ -290,7 +291,8 @@ kind: GPUModePolicy
 metadata: {name: fleet}
 spec:
   nodeSelector: {matchLabels: {bench: rollout}}
-  mode: full
+  mode: mig
+  mig: {config: all-1g.10gb}
   rollout: {maxUnavailable: %d}
 `, batch))
 	t1 := time.Now()
@@ -304,7 +306,7 @@ spec:
 	batches := math.Ceil(float64(rest) / float64(batch))
 	ideal := batches * one.Seconds()
 	report(t,
-		fmt.Sprintf("### Rollout: %d nodes mig -> full, maxUnavailable %d, %d ms simulated hardware time per node", rest, batch, hwMS),
+		fmt.Sprintf("### Rollout: %d nodes full -> mig, maxUnavailable %d, %d ms simulated hardware time per node", rest, batch, hwMS),
 		"",
 		"| measure | value | goal |",
 		"|---|---|---|",
