@@ -7,6 +7,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "kube/listdecode.h"
 
 struct gm_kube {
     uv_loop_t *loop;
@@ -290,7 +291,9 @@ int gm_kube_evict(struct gm_kube *k, const char *ns, const char *name,
     return err;
 }
 
-/* ---- paginated list ---- */
+/* ---- paginated list, streamed ---- */
+
+#define MAX_ITEM_BYTES (16u * 1024 * 1024)
 
 struct list {
     struct gm_kube *k;
@@ -299,43 +302,92 @@ struct list {
     gm_kube_page_cb page_cb;
     gm_kube_cb done_cb;
     void *data;
+    struct gm_list_decoder *dec; /* owned; one per page */
+    int stopped;                 /* page_cb asked to stop */
+    int decode_err;
 };
 
 static int list_next(struct list *l, const char *cont);
 
-static void list_page_done(void *data, const struct gm_kube_resp *resp)
+static void list_free(struct list *l)
+{
+    gm_list_decoder_free(l->dec);
+    free(l->path);
+    free(l);
+}
+
+static int list_item(void *data, json_object *one)
 {
     struct list *l = data;
-    json_object *items, *meta, *cont = NULL;
+    if (l->page_cb(l->data, one) != 0) {
+        l->stopped = 1;
+        return 1;
+    }
+    return 0;
+}
 
-    if (resp->error || resp->obj == NULL) {
-        l->done_cb(l->data, resp);
-        goto out;
+static int list_data(void *data, const char *p, size_t n)
+{
+    struct list *l = data;
+    int rc = gm_list_decoder_feed(l->dec, p, n);
+    if (rc < 0)
+        l->decode_err = rc;
+    return rc != 0;
+}
+
+static void list_page_done(void *data, const struct gm_http_result *res)
+{
+    struct list *l = data;
+    struct gm_kube_error kerr;
+    struct gm_kube_resp resp = {.code = res->status};
+    json_object *meta = NULL, *cont = NULL;
+
+    if (l->stopped) {
+        /* The reader is done: report the list as it stood. */
+        l->done_cb(l->data, &resp);
+        list_free(l);
+        return;
     }
-    if (json_object_object_get_ex(resp->obj, "items", &items) &&
-        json_object_is_type(items, json_type_array)) {
-        if (l->page_cb(l->data, items) != 0) {
-            l->done_cb(l->data, resp);
-            goto out;
-        }
+    if (res->err || res->status != 200 || l->decode_err ||
+        !gm_list_decoder_complete(l->dec)) {
+        int terr =
+            res->err == -EPIPE && l->decode_err ? l->decode_err : res->err;
+        if (!terr && res->status == 200)
+            terr = -EPROTO; /* the body ended early */
+        gm_kube_error_from(&kerr, res->status, terr, res->body, res->body_len,
+                           l->decode_err ? "malformed list" : res->errmsg);
+        resp.error = &kerr;
+        l->done_cb(l->data, &resp);
+        list_free(l);
+        return;
     }
-    if (json_object_object_get_ex(resp->obj, "metadata", &meta))
+    meta = gm_list_decoder_metadata(l->dec);
+    if (meta)
         json_object_object_get_ex(meta, "continue", &cont);
     const char *c = cont ? json_object_get_string(cont) : NULL;
     if (c && c[0]) {
-        int err = list_next(l, c);
+        char *next = strdup(c);
+        gm_list_decoder_free(l->dec);
+        l->dec = NULL;
+        int err = next ? list_next(l, next) : -ENOMEM;
+        free(next);
         if (err == 0)
             return;
-        struct gm_kube_error kerr;
-        struct gm_kube_resp r = {.code = 0, .error = &kerr};
         gm_kube_error_from(&kerr, 0, err, NULL, 0, "next page");
-        l->done_cb(l->data, &r);
-        goto out;
+        resp.error = &kerr;
+        l->done_cb(l->data, &resp);
+        list_free(l);
+        return;
     }
-    l->done_cb(l->data, resp);
-out:
-    free(l->path);
-    free(l);
+    /* The final page: callers read metadata.resourceVersion from obj. */
+    json_object *obj = json_object_new_object();
+    json_object_object_add(obj, "metadata",
+                           meta ? json_object_get(meta)
+                                : json_object_new_object());
+    resp.obj = obj;
+    l->done_cb(l->data, &resp);
+    json_object_put(obj);
+    list_free(l);
 }
 
 static int list_next(struct list *l, const char *cont)
@@ -344,6 +396,9 @@ static int list_next(struct list *l, const char *cont)
     char esc[4096];
     int err;
 
+    err = gm_list_decoder_new(MAX_ITEM_BYTES, list_item, l, &l->dec);
+    if (err)
+        return err;
     gm_buf_init(&b, 16384);
     err = gm_buf_appendf(&b, "%s%climit=%ld", l->path,
                          strchr(l->path, '?') ? '&' : '?', l->limit);
@@ -352,9 +407,20 @@ static int list_next(struct list *l, const char *cont)
         if (!err)
             err = gm_buf_appendf(&b, "&continue=%s", esc);
     }
+    struct gm_http_req hr = {
+        .method = "GET",
+        .path = b.data,
+        .stream = 1,
+        .retry = 1,
+        .timeout_ms = 120000,
+    };
     if (!err)
-        err = gm_kube_get(l->k, b.data, list_page_done, l);
+        err = gm_http_send(l->k->http, &hr, list_page_done, list_data, l, NULL);
     gm_buf_free(&b);
+    if (err) {
+        gm_list_decoder_free(l->dec);
+        l->dec = NULL;
+    }
     return err;
 }
 

@@ -77,9 +77,11 @@ int gm_kube_delete(struct gm_kube *k, const char *path, const char *uid,
 int gm_kube_evict(struct gm_kube *k, const char *ns, const char *name,
                   long grace_seconds, gm_kube_cb cb, void *data);
 
-/* Paginated list. page_cb gets each page's items array (borrowed) and may
- * return non-zero to stop; done_cb gets the final response whose obj is the
- * last page (metadata.resourceVersion is the list's). */
+/* Paginated list, streamed: page_cb gets the items as they arrive, each in
+ * a one-element array (borrowed), and may return non-zero to stop; done_cb
+ * gets the final response whose obj is {"metadata": <the last page's
+ * metadata>} (metadata.resourceVersion is the list's). Only one item is
+ * parsed at a time, whatever the page size. */
 typedef int (*gm_kube_page_cb)(void *data, json_object *items);
 int gm_kube_list(struct gm_kube *k, const char *path, long limit,
                  gm_kube_page_cb page_cb, gm_kube_cb done_cb, void *data);
