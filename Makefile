@@ -114,6 +114,13 @@ demo: deps programs
 demo-down:
 	@scripts/demo.sh --down
 
+# A longer run of the chaos test than make test's (3 cycles of 8 nodes):
+# CHAOS_CYCLES cycles of 8 switches each under controller kills, an
+# apiserver restart, etcd compaction and nvidia-smi faults.
+chaos: deps programs tools
+	@cd e2e && PATH="$$PATH:/usr/local/go/bin" TESTBED_NO_BUILD= GPUMODE_E2E=1 \
+	  E2E_TIMEOUT=90m CHAOS_CYCLES=$${CHAOS_CYCLES:-13} ./run-tests.sh -run TestChaos -v
+
 bench: deps programs tools
 	@scripts/bench.sh
 

@@ -1,0 +1,202 @@
+package tests
+
+// make chaos (and a short run in make test): switches under SIGKILLs of the
+// controller at random moments, an API server restart mid-rollout, a forced
+// 410 by etcd compaction and nvidia-smi faults. Every cycle must end with
+// each node converged or failed with a reason; nothing left cordoned by
+// gpumode without a failed state; no label changed beyond the mode's own;
+// the PodDisruptionBudget never violated; no helper pod left behind.
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// Labels a switch may change: gpumode's own and the mode profile's.
+func switchOwnedLabel(k string) bool {
+	return strings.HasPrefix(k, "gpumode.io/") ||
+		strings.HasPrefix(k, "nvidia.com/gpu.deploy.") ||
+		k == "nvidia.com/vgpu.deploy.device-plugin" ||
+		k == "nvidia.com/device-plugin.config"
+}
+
+func TestChaos(t *testing.T) {
+	requireE2E(t)
+	cycles := envInt("CHAOS_CYCLES", 3)
+	const nodes = 8
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("chaos seed %d, %d cycles of %d nodes", seed, cycles, nodes)
+	b := StartBed(t, nil, "--nodes", "10", "--gpu-model", "mixed")
+	InstallGpumode(t, b)
+	var names []string
+	for i := 1; i <= nodes; i++ {
+		names = append(names, nodeName(i, 10))
+	}
+	LabelNodes(t, b, "pool=chaos", names...)
+	before := map[string]map[string]string{}
+	for _, n := range names {
+		before[n] = GetNode(t, b, n).Labels
+	}
+	Apply(t, b, workload("train", 6, "{}"))
+	Apply(t, b, fmt.Sprintf(pdb, "train", 4))
+	Eventually(t, 90*time.Second, "workload running", func(ctx context.Context) error {
+		if n := len(podsRunningOn(t, b, "app=train")); n != 6 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+
+	// Watch the budget: ready train pods must never fall below 4 through
+	// evictions. (Scheduling a replacement takes a moment; evictions are
+	// only allowed while more than 4 are healthy, so the count stays >= 4.)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	ready := map[string]bool{}
+	minReady := 6
+	pw, err := b.CS.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=train"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev := range pw.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			ready[p.Name] = ev.Type != watch.Deleted && runningReady(p)
+			c := 0
+			for _, r := range ready {
+				if r {
+					c++
+				}
+			}
+			if c < minReady {
+				minReady = c
+			}
+			mu.Unlock()
+		}
+	}()
+
+	ctl := StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: chaos}
+spec:
+  nodeSelector: {matchLabels: {pool: chaos}}
+  mode: full
+  rollout: {maxUnavailable: 2, maxFailures: 8}
+`)
+	modes := []string{"mig", "vgpu", "full"}
+	switches, kills := 0, 0
+	apiRestarted, compacted := false, false
+	for c := 0; c < cycles; c++ {
+		mode := modes[c%3]
+		patch := map[string]string{
+			"mig":  `{"spec":{"mode":"mig","vgpu":null,"mig":{"config":"all-balanced"}}}`,
+			"vgpu": `{"spec":{"mode":"vgpu","mig":null,"vgpu":{"splitCount":5}}}`,
+			"full": `{"spec":{"mode":"full","mig":null,"vgpu":null}}`,
+		}[mode]
+		// One node's nvidia-smi fails once in this cycle.
+		faulty := names[rng.Intn(len(names))]
+		if mode != "vgpu" {
+			FakeSMI(t, b, faulty, "--fake-inject", "--match", "-mig [01]$|-cgi", "--exit", "255", "--times", "1",
+				"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\n")
+		}
+		PatchPolicy(t, b, "chaos", patch)
+		deadline := time.Now().Add(6 * time.Minute)
+		for {
+			s, err := GetPolicyStatus(t, b, "chaos")
+			if err == nil && s.ObservedGeneration == s.Generation && s.Summary.Switching == 0 &&
+				s.Summary.Pending == 0 && s.Summary.Converged+s.Summary.Failed == nodes {
+				if s.Summary.Failed == 0 {
+					break
+				}
+				// Failed nodes: retry them, as a person would.
+				for _, n := range s.Nodes {
+					if n.Phase == "Failed" {
+						b.MustKubectl("annotate", "node", n.Name, "gpumode.io/retry=1", "--overwrite")
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cycle %d (%s) did not converge: %+v", c, mode, s)
+			}
+			time.Sleep(time.Duration(1000+rng.Intn(4000)) * time.Millisecond)
+			switch {
+			case !apiRestarted && c == 0:
+				apiRestarted = true
+				t.Logf("restarting kube-apiserver mid-rollout")
+				testbed(t, nil, "stop", "--dir", b.Dir, "kube-apiserver")
+				if _, err := testbed(t, nil, "start", "--dir", b.Dir, "kube-apiserver"); err != nil {
+					t.Fatal(err)
+				}
+			case !compacted && c == 1:
+				compacted = true
+				t.Logf("compacting etcd and restarting kube-apiserver (410 Gone for watches)")
+				etcdCompact(t, b)
+				testbed(t, nil, "stop", "--dir", b.Dir, "kube-apiserver")
+				if _, err := testbed(t, nil, "start", "--dir", b.Dir, "kube-apiserver"); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				kills++
+				ctl.Restart()
+			}
+		}
+		switches += nodes
+		checkInvariants(t, b, names, before, mode)
+	}
+	mu.Lock()
+	lowest := minReady
+	mu.Unlock()
+	t.Logf("%d switches, %d controller kills, lowest ready train pods %d", switches, kills, lowest)
+	if lowest < 4 {
+		t.Errorf("ready pods fell to %d, below the budget's minAvailable 4", lowest)
+	}
+}
+
+func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map[string]string, mode string) {
+	t.Helper()
+	for _, name := range names {
+		n := GetNode(t, b, name)
+		if n.Spec.Unschedulable {
+			t.Errorf("%s left cordoned (state %q)", name, n.Labels["gpumode.io/state"])
+		}
+		if n.Labels["gpumode.io/mode"] != mode || n.Labels["gpumode.io/state"] != "ready" {
+			t.Errorf("%s: mode %q state %q, want %s ready", name, n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"], mode)
+		}
+		if _, ok := n.Annotations["gpumode.io/switch"]; ok {
+			t.Errorf("%s: switch record left", name)
+		}
+		for k, v := range before[name] {
+			if !switchOwnedLabel(k) && n.Labels[k] != v {
+				t.Errorf("%s: label %s changed %q -> %q", name, k, v, n.Labels[k])
+			}
+		}
+		for k := range n.Labels {
+			if _, had := before[name][k]; !had && !switchOwnedLabel(k) {
+				t.Errorf("%s: label %s added", name, k)
+			}
+		}
+	}
+	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
+		pl, _ := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if len(pl.Items) > 0 {
+			return fmt.Errorf("%d helper pods left", len(pl.Items))
+		}
+		return nil
+	})
+}
