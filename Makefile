@@ -53,24 +53,29 @@ programs: $(PROGS)
 # Helpers for e2e tests and benchmarks (not installed).
 tools: $(TOOLS)
 
+# V=1 shows the full compiler command lines.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	@$(if $(V),true,echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(LIBGM): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/%: $(BUILD)/obj/controller/cmd/%.o $(LIBGM)
-	$(CC) $(SAN) -o $@ $< $(LIBGM) $(PKG_LIBS)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(SAN) -o $@ $< $(LIBGM) $(PKG_LIBS)
 
 $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(LIBGM)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $< $(LIBGM) $(PKG_LIBS)
+	$(Q)$(CC) $(SAN) -o $@ $< $(LIBGM) $(PKG_LIBS)
 
 $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(SUP_OBJS) $(LIBGM)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) -o $@ $< $(SUP_OBJS) $(LIBGM) $(PKG_LIBS) -lcmocka
+	$(Q)$(CC) $(SAN) -o $@ $< $(SUP_OBJS) $(LIBGM) $(PKG_LIBS) -lcmocka
 
 # Unit tests: every test binary, run from the repository root so fixtures
 # resolve as test/fixtures/...; the first failure stops the run.
@@ -169,7 +174,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(FUZZ_LIB): $(FUZZ_OBJS)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/test/fuzz/fuzz_%.o $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
