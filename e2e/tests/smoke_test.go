@@ -17,6 +17,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"gpumode.io/e2e/internal/sim"
 )
 
 func int32p(v int32) *int32 { return &v }
@@ -56,7 +58,7 @@ echo "agent $*" >&2
 n=$("$NVIDIA_SMI" --query-gpu=count --format=csv,noheader | head -n1)
 msg="{\"ok\":true,\"gpus\":$n,\"node\":\"$SIM_NODE_NAME\"}"
 echo "$msg"
-printf '%s' "$msg" > "$GPUMODE_TERMINATION_MESSAGE_PATH"
+printf '%s' "$msg" > "$` + sim.TerminationMessageEnv + `"
 [ "$1" = fail ] && exit 3
 exit 0
 `

@@ -125,7 +125,7 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	msg := []byte(nil)
 	if rebootAsked {
 		msg = []byte(`{"ok":true,"command":"reboot","needs":"none","message":"rebooting (simulated)"}`)
-		go s.rebootNode(run.node)
+		go s.reboot(run.node, 3*time.Second, pod.UID)
 	}
 	if err := os.WriteFile(hp.msgPath, msg, 0o644); err != nil {
 		return nil, err
@@ -574,26 +574,6 @@ func (s *Sim) gpuResources(n *Node, cur *corev1.Node) corev1.ResourceList {
 	}
 	n.mu.Unlock()
 	return out
-}
-
-// rebootNode simulates a reboot: the node goes NotReady, its GPUs lose what
-// the model loses on a reboot (fakesmi.Reboot), and it comes back Ready
-// with a new boot ID.
-func (s *Sim) rebootNode(n *Node) {
-	n.mu.Lock()
-	n.down = true
-	n.mu.Unlock()
-	s.nodeQ.Add(n.Name)
-	if err := fakesmi.RebootFile(n.StatePath); err != nil {
-		klog.Errorf("node %s: reboot of the fake GPUs failed: %v", n.Name, err)
-	}
-	time.Sleep(3 * time.Second)
-	n.mu.Lock()
-	n.down = false
-	n.bootID = newBootID()
-	n.mu.Unlock()
-	klog.Infof("node %s: rebooted", n.Name)
-	s.nodeQ.Add(n.Name)
 }
 
 // ---- workloads: a running pod that requested GPUs is a compute process ----

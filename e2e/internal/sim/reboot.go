@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	"gpumode.io/e2e/fakesmi"
@@ -55,7 +56,7 @@ func (s *Sim) controlLoop(ctx context.Context) {
 			if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil && d >= 0 {
 				down = d
 			}
-			s.reboot(n, down)
+			s.reboot(n, down, "")
 		}
 	}
 }
@@ -65,7 +66,11 @@ func (s *Sim) controlLoop(ctx context.Context) {
 // instances lost, Hopper MIG mode lost, pending Ampere mode applied). Then it
 // boots with a new boot ID, and its pods' containers start again (helper
 // pods, restartPolicy Never, fail).
-func (s *Sim) reboot(n *Node, down time.Duration) {
+//
+// except is the helper pod that asked for the reboot: its process is left
+// to finish (it "succeeds", as the real one would have been cut off after
+// reporting).
+func (s *Sim) reboot(n *Node, down time.Duration, except types.UID) {
 	n.mu.Lock()
 	if n.down {
 		n.mu.Unlock()
@@ -84,7 +89,7 @@ func (s *Sim) reboot(n *Node, down time.Duration) {
 	}
 	s.mu.Lock()
 	for _, r := range s.runs {
-		if r.node == n && r.proc != nil {
+		if r.node == n && r.proc != nil && r.uid != except {
 			r.proc.kill()
 		}
 	}
@@ -116,14 +121,13 @@ func (s *Sim) restartAfterBoot(ctx context.Context, pod *corev1.Pod, run *podRun
 	run.gpuPIDs = nil // the reboot ended them
 	if s.isHelper(pod) {
 		if run.proc != nil {
-			run.proc.kill()
+			run.proc.kill() // no-op when it already exited
 			run.proc.wait()
 			run.collect()
 		}
 		if !run.exited {
 			run.exited, run.exitCode, run.finished = true, 137, time.Now()
 		}
-		run.reason = "Error"
 		run.boot = run.node.curBoot()
 		return s.finishPod(ctx, pod, run)
 	}
