@@ -8,12 +8,11 @@
 #include "planner/labels.h"
 
 static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
-                   enum gm_event_type type, const char *reason,
-                   const char *fmt, va_list ap)
-    __attribute__((format(printf, 5, 0)));
+                   enum gm_event_type type, const char *reason, const char *fmt,
+                   va_list ap) __attribute__((format(printf, 5, 0)));
 static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
-                   enum gm_event_type type, const char *reason,
-                   const char *fmt, va_list ap)
+                   enum gm_event_type type, const char *reason, const char *fmt,
+                   va_list ap)
 {
     char msg[1024];
     if (ctl->events == NULL || ctl->dry_run)
