@@ -132,8 +132,14 @@ func readPid(dir, name string) (pidRecord, bool) {
 }
 
 // stop ends a component and every process in its group: SIGTERM, then
-// SIGKILL after timeout, and waits until none is left.
+// SIGKILL after timeout, and waits until none is left. kube-apiserver gets 5
+// seconds at most: it stops serving at once but, while other components
+// still hold watches on it, its process lingers until killed (it keeps no
+// state of its own).
 func stop(dir, name string, timeout time.Duration) error {
+	if name == "kube-apiserver" && timeout > 5*time.Second {
+		timeout = 5 * time.Second
+	}
 	r, ok := readPid(dir, name)
 	if !ok {
 		return nil
