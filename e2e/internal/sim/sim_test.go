@@ -1,0 +1,51 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestBinaryFor(t *testing.T) {
+	s := &Sim{opts: Options{ImageMap: map[string]string{"gpumode/agent": "/b/gpumode-agent"}}}
+	for image, ok := range map[string]bool{
+		"gpumode/agent:dev": true, "registry.local:5000/gpumode/agent:v1": true,
+		"gpumode/agent@sha256:abc": true, "gpumode/agent": true,
+		"gpumode/agentx:dev": false, "busybox": false, "other/gpumode/agentsmith:1": false,
+	} {
+		if bin, got := s.binaryFor(image); got != ok || (ok && bin != "/b/gpumode-agent") {
+			t.Errorf("%s: %q %v", image, bin, got)
+		}
+	}
+}
+
+func TestRunDuration(t *testing.T) {
+	s := &Sim{opts: Options{JobSeconds: 5}}
+	yes := true
+	job := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: []metav1.OwnerReference{{Kind: "Job", Controller: &yes}}}}
+	if d, ok := s.runDuration(job); !ok || d != 5*time.Second {
+		t.Errorf("job pod: %v %v", d, ok)
+	}
+	job.Annotations = map[string]string{RunSecondsAnnotation: "0.5"}
+	if d, ok := s.runDuration(job); !ok || d != 500*time.Millisecond {
+		t.Errorf("annotated job pod: %v %v", d, ok)
+	}
+	if _, ok := s.runDuration(&corev1.Pod{}); ok {
+		t.Error("plain pod finishes")
+	}
+}
+
+func TestRequestsGPU(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{
+		{Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"nvidia.com/mig-1g.10gb": resourceQ("2"), "nvidia.com/gpumem": resourceQ("1000")}}},
+		{Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"nvidia.com/gpu": resourceQ("1"), corev1.ResourceCPU: resourceQ("4")}}},
+	}}}
+	if n := requestsGPU(pod); n != 3 {
+		t.Errorf("requestsGPU = %d, want 3", n)
+	}
+}
+
+func resourceQ(s string) resource.Quantity { return resource.MustParse(s) }
