@@ -119,6 +119,18 @@ static void test_record_unknown_from_is_allowed(void **state)
     assert_int_equal(r.since, 5);
     assert_int_equal(r.attempt, 1);
     gm_record_clear(&r);
+    /* Times RFC 3339 cannot write read as unknown (0), so what is written
+     * reads back the same (found by fuzz_record). */
+    assert_int_equal(gm_record_parse("{\"policy\":\"p\",\"to\":\"vgpu\","
+                                     "\"phase\":\"Failed\",\"since\":"
+                                     "122222222222222222}",
+                                     &r, err, sizeof(err)),
+                     0);
+    assert_int_equal(r.since, 0);
+    char *json = gm_record_format(&r);
+    assert_non_null(strstr(json, "\"since\":\"1970-01-01T00:00:00Z\""));
+    free(json);
+    gm_record_clear(&r);
 }
 
 /* ---- drain ---- */

@@ -135,13 +135,18 @@ static int get_mode(json_object *o, const char *k, enum gm_mode *out,
 
 /* Times are RFC 3339 in UTC, as everywhere in Kubernetes; a number (unix
  * seconds) is read too. 0 when absent or unreadable. */
+/* The last second of year 9999: beyond it RFC 3339 has no form. */
+#define MAX_TIME 253402300799LL
+
 static long long get_time(json_object *v)
 {
     struct tm tm;
     if (v == NULL)
         return 0;
-    if (json_object_is_type(v, json_type_int))
-        return json_object_get_int64(v);
+    if (json_object_is_type(v, json_type_int)) {
+        long long t = json_object_get_int64(v);
+        return t < 0 || t > MAX_TIME ? 0 : t;
+    }
     const char *s = json_object_get_string(v);
     memset(&tm, 0, sizeof(tm));
     const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
@@ -154,7 +159,7 @@ static void add_time(json_object *o, const char *k, long long t)
 {
     char buf[32];
     struct tm tm;
-    time_t tt = (time_t)t;
+    time_t tt = (time_t)(t < 0 || t > MAX_TIME ? 0 : t);
     gmtime_r(&tt, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_object_object_add(o, k, json_object_new_string(buf));
