@@ -27,9 +27,12 @@ struct sw {
     void *ctx;
     long requeue_ms;
     long long now;
+    bool hw_untouched; /* a failure now leaves the hardware as it was */
 };
 
-enum { STEP_WAIT = 0, STEP_ASYNC = 1 };
+/* A step either waits (for an event or a requeue) or has a write in
+ * flight. STEP_PENDING is internal to one step: "not ready, wait". */
+enum { STEP_WAIT = 0, STEP_ASYNC = 1, STEP_PENDING = 2 };
 
 void gm_switch_policy_defaults(struct gm_switch_policy *p)
 {
@@ -246,7 +249,8 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
     }
     enum gm_phase at = s->rec.phase;
     s->rec.rolling_back = true;
-    if ((s->rec.reconfigured || at >= GM_PHASE_RECONFIGURE) &&
+    if ((s->rec.reconfigured ||
+         (at >= GM_PHASE_RECONFIGURE && !s->hw_untouched)) &&
         s->rec.from != GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
@@ -639,6 +643,86 @@ static json_object *jget(json_object *o, const char *k)
     return NULL;
 }
 
+/* The layout a probe found, in the agent's layout form: one entry per GPU
+ * so a rollback restores exactly what was there. NULL when the result
+ * cannot be read. */
+static char *layout_from_probe(const char *result)
+{
+    json_object *r = result ? json_tokener_parse(result) : NULL;
+    json_object *gpus = jget(r, "gpus");
+    json_object *out = json_object_new_array();
+    char *text = NULL;
+
+    if (gpus == NULL || !json_object_is_type(gpus, json_type_array) ||
+        !json_object_get_boolean(jget(r, "ok")))
+        goto done;
+    for (size_t i = 0; i < json_object_array_length(gpus); i++) {
+        json_object *g = json_object_array_get_idx(gpus, i);
+        json_object *inst = jget(g, "instances");
+        const char *cur = json_object_get_string(jget(g, "migCurrent"));
+        json_object *e = json_object_new_object();
+        json_object *dev = json_object_new_array();
+        json_object_array_add(
+            dev, json_object_new_int(json_object_get_int(jget(g, "index"))));
+        json_object_object_add(e, "devices", dev);
+        int enabled = cur && strcmp(cur, "Enabled") == 0;
+        if (enabled && (inst == NULL || json_object_object_length(inst) == 0)) {
+            /* MIG on without instances serves nothing; leave the GPU. */
+            json_object_put(e);
+            continue;
+        }
+        json_object_object_add(e, "migEnabled",
+                               json_object_new_boolean(enabled));
+        if (enabled)
+            json_object_object_add(e, "migDevices", json_object_get(inst));
+        json_object_array_add(out, e);
+    }
+    text = strdup(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+done:
+    json_object_put(out);
+    json_object_put(r);
+    return text;
+}
+
+/* Before a MIG node changes, a probe writes its current layout into the
+ * record, so a rollback can put back exactly that. Returns 0 once it is
+ * there. */
+static int record_from_layout(struct sw *s)
+{
+    const char *argv[] = {"probe"};
+    const struct gm_pod *p;
+
+    if (s->rec.rolling_back || s->rec.from != GM_MODE_MIG ||
+        (s->rec.from_layout && s->rec.from_layout[0]))
+        return 0;
+    int rc = helper(s, "probe", s->node->boot_id, argv, 1, &p);
+    if (rc != STEP_WAIT)
+        return rc;
+    if (p == NULL)
+        return STEP_PENDING; /* dry run: no pod was made */
+    if (p->phase != GM_POD_SUCCEEDED && p->phase != GM_POD_FAILED) {
+        set_message(s, "probing the GPUs in pod %s", p->name);
+        if (elapsed(s) > s->ctl->cfg->helper_timeout_s) {
+            s->hw_untouched = true;
+            return fail(s, "HelperTimeout",
+                        "probe pod %s did not finish in %lds", p->name,
+                        s->ctl->cfg->helper_timeout_s);
+        }
+        return STEP_PENDING; /* the pod's events requeue the node */
+    }
+    char *layout = layout_from_probe(p->term_message);
+    if (layout == NULL) {
+        s->hw_untouched = true;
+        return fail(s, "ProbeFailed", "could not read the GPUs: %s",
+                    p->term_message ? p->term_message : "no result");
+    }
+    int err = gm_set_str(&s->rec.from_layout, layout);
+    free(layout);
+    if (err)
+        return err;
+    return write_record(s, NULL, -1);
+}
+
 static int step_reconfigure(struct sw *s)
 {
     enum gm_mode mode = target_mode(s);
@@ -652,6 +736,11 @@ static int step_reconfigure(struct sw *s)
     if (mode == GM_MODE_MIG && (layout == NULL || layout[0] == '\0'))
         return fail(s, "NoLayout",
                     "no MIG layout is known to restore on this node");
+    int prc = record_from_layout(s);
+    if (prc == STEP_PENDING)
+        return wait_for(s, -1);
+    if (prc != 0)
+        return prc;
     argv[argc++] = "apply";
     argv[argc++] = "--mode";
     argv[argc++] = gm_mode_name(mode);

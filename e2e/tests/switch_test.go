@@ -587,3 +587,45 @@ spec:
 		return nil
 	})
 }
+
+// TestRollbackRestoresMigLayout: leaving MIG fails; the rollback puts back
+// the very layout the node had (read by a probe before the change).
+func TestRollbackRestoresMigLayout(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{devices: [0, 1], migDevices: {"1g.10gb": 7}}, {migDevices: {"3g.40gb": 2}}]}
+`)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig", Converged)
+	n := GetNode(t, b, "gpu-001")
+	small, big := Allocatable(n, "nvidia.com/mig-1g.10gb"), Allocatable(n, "nvidia.com/mig-3g.40gb")
+	if small != 14 || big != 12 {
+		t.Fatalf("layout: 1g.10gb=%d 3g.40gb=%d", small, big)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-mig 0", "--exit", "255", "--times", "1",
+		"--stdout", "Unable to disable MIG Mode for GPU 00000000:07:00.0: Unknown Error\n")
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable {
+			return fmt.Errorf("summary %+v unschedulable %v", s.Summary, n.Spec.Unschedulable)
+		}
+		return nil
+	})
+	n = GetNode(t, b, "gpu-001")
+	if got := [2]int64{Allocatable(n, "nvidia.com/mig-1g.10gb"), Allocatable(n, "nvidia.com/mig-3g.40gb")}; got != [2]int64{14, 12} {
+		t.Errorf("after rollback: 1g.10gb=%d 3g.40gb=%d, want 14 and 12", got[0], got[1])
+	}
+	if n.Labels["gpumode.io/mode"] != "mig" || n.Labels["gpumode.io/state"] != "failed" {
+		t.Errorf("labels mode=%q state=%q", n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"])
+	}
+}
