@@ -157,7 +157,9 @@ func TestBenchFleet(t *testing.T) {
 	requireE2E(t)
 	nodes := envInt("BENCH_NODES", 5000)
 	t0 := time.Now()
-	b := StartBed(t, nil, "--nodes", strconv.Itoa(nodes), "--gpu-model", "mixed")
+	// No GPU add-ons: 20,000 DaemonSet pods would take this 2-core machine
+	// ten minutes to start, and the cache and idle figures do not need them.
+	b := StartBed(t, nil, "--nodes", strconv.Itoa(nodes), "--gpu-model", "mixed", "--gpu-operator=false")
 	bedUp := time.Since(t0)
 	kc := filepath.Join(b.Dir, "kubeconfig")
 	root := repoRoot(t)
@@ -225,33 +227,6 @@ spec:
 		fmt.Sprintf("| API requests per minute (all verbs) | %.0f | 0 beyond watches and lease renewals |", req1-req0),
 		fmt.Sprintf("| controller peak RSS | %.1f MiB | |", float64(peakRSS(pid))/1024))
 
-	// 3. Per switch: API requests and controller CPU for SWITCHES nodes
-	// switching full -> vgpu at once (no workloads to evict).
-	sw := envInt("BENCH_SWITCHES", 20)
-	labelAll(t, b, sw, nodes, map[string]string{"bench": "switch"})
-	cpu0, req0 = cpuSeconds(pid), apiRequests(t, port)
-	start := time.Now()
-	Apply(t, b, fmt.Sprintf(`
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: sw}
-spec:
-  nodeSelector: {matchLabels: {bench: switch}}
-  priority: 10
-  mode: vgpu
-  rollout: {maxUnavailable: %d}
-`, sw))
-	WaitPolicy(t, b, "sw", 5*time.Minute, "switches done", Converged)
-	wall := time.Since(start)
-	cpu1, req1 = cpuSeconds(pid), apiRequests(t, port)
-	report(t,
-		fmt.Sprintf("### Per switch: %d nodes full -> vgpu together, no pods to evict", sw),
-		"",
-		"| measure | value | goal |",
-		"|---|---|---|",
-		fmt.Sprintf("| API requests per node switch | %.1f | <= 15 + 2 per evicted pod |", (req1-req0)/float64(sw)),
-		fmt.Sprintf("| controller CPU per switch | %.0f ms | < 200 ms |", 1000*(cpu1-cpu0)/float64(sw)),
-		fmt.Sprintf("| wall time for all %d | %.1f s | |", sw, wall.Seconds()))
 }
 
 // TestBenchRollout: a rollout of BENCH_ROLLOUT_NODES (1,000) nodes with
@@ -268,7 +243,8 @@ func TestBenchRollout(t *testing.T) {
 	}
 	labelAll(t, b, nodes, nodes, map[string]string{"gpumode.io/mode": "full", "gpumode.io/state": "ready", "bench": "rollout"})
 	InstallGpumode(t, b)
-	StartController(t, b, "--log-level", "info")
+	port := freePort(t)
+	c := StartController(t, b, "--log-level", "info", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
 	// One node alone first: the per-node time the ideal is made of.
 	LabelNodes(t, b, "solo=yes", nodeName(1, nodes))
 	Apply(t, b, `
@@ -285,6 +261,8 @@ spec:
 	WaitPolicy(t, b, "solo", 5*time.Minute, "one node", Converged)
 	one := time.Since(t0)
 	rest := nodes - 1
+	pid := c.cmd.Process.Pid
+	cpu0, req0 := cpuSeconds(pid), apiRequests(t, port)
 	Apply(t, b, fmt.Sprintf(`
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -303,6 +281,7 @@ spec:
 		return fmt.Errorf("%+v", s.Summary)
 	})
 	took := time.Since(t1)
+	cpu1, req1 := cpuSeconds(pid), apiRequests(t, port)
 	batches := math.Ceil(float64(rest) / float64(batch))
 	ideal := batches * one.Seconds()
 	report(t,
@@ -313,7 +292,10 @@ spec:
 		fmt.Sprintf("| one node alone (the ideal's unit) | %.1f s | |", one.Seconds()),
 		fmt.Sprintf("| ideal (%.0f batches x one node) | %.0f s | |", batches, ideal),
 		fmt.Sprintf("| measured | %.0f s | |", took.Seconds()),
-		fmt.Sprintf("| efficiency (ideal / measured) | %.2f | >= 0.95 |", ideal/took.Seconds()))
+		fmt.Sprintf("| efficiency (ideal / measured) | %.2f | >= 0.95 |", ideal/took.Seconds()),
+		fmt.Sprintf("| API requests per node switch (no pods to evict; events and status writes included) | %.1f | <= 15 |", (req1-req0)/float64(rest)),
+		fmt.Sprintf("| controller CPU per switch | %.0f ms | < 200 ms |", 1000*(cpu1-cpu0)/float64(rest)),
+		fmt.Sprintf("| controller peak RSS | %.1f MiB | |", float64(peakRSS(pid))/1024))
 }
 
 // nodeName is the test bed's name for node i of total (zero-padded to the
