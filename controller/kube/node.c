@@ -62,28 +62,55 @@ static bool is_object(json_object *o)
     return o != NULL && json_object_is_type(o, json_type_object);
 }
 
-static int decode_labels(struct gm_node *n, json_object *labels)
+int gm_labels_decode(json_object *labels, struct gm_label **out, size_t *n)
 {
     size_t count =
         is_object(labels) ? (size_t)json_object_object_length(labels) : 0;
-    size_t i = 0;
 
+    *out = NULL;
+    *n = 0;
     if (count == 0)
         return 0;
-    n->labels = calloc(count, sizeof(*n->labels));
-    if (n->labels == NULL)
+    *out = calloc(count, sizeof(**out));
+    if (*out == NULL)
         return -ENOMEM;
     json_object_object_foreach(labels, k, v)
     {
         const char *val = json_object_get_string(v);
-        n->labels[i].key = gm_intern(k);
-        n->labels[i].value = gm_intern(val ? val : "");
-        n->n_labels = ++i;
-        if (!n->labels[i - 1].key || !n->labels[i - 1].value)
+        struct gm_label *l = &(*out)[(*n)++];
+        l->key = gm_intern(k);
+        l->value = gm_intern(val ? val : "");
+        if (!l->key || !l->value)
             return -ENOMEM;
     }
-    qsort(n->labels, n->n_labels, sizeof(*n->labels), cmp_label);
+    qsort(*out, *n, sizeof(**out), cmp_label);
     return 0;
+}
+
+void gm_labels_free(struct gm_label *labels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        gm_intern_release(labels[i].key);
+        gm_intern_release(labels[i].value);
+    }
+    free(labels);
+}
+
+const char *gm_labels_get(const struct gm_label *labels, size_t n,
+                          const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(labels[mid].key, key);
+        if (c == 0)
+            return labels[mid].value;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 static int decode_allocatable(struct gm_node *n, json_object *alloc)
@@ -177,7 +204,7 @@ int gm_node_from_json(json_object *obj, struct gm_node **out)
     }
     err = n->name ? 0 : -ENOMEM;
     if (!err)
-        err = decode_labels(n, get(meta, "labels"));
+        err = gm_labels_decode(get(meta, "labels"), &n->labels, &n->n_labels);
     if (!err)
         err = decode_allocatable(n, get(status, "allocatable"));
     if (!err)
@@ -194,10 +221,7 @@ void gm_node_free(struct gm_node *n)
 {
     if (n == NULL)
         return;
-    for (size_t i = 0; i < n->n_labels; i++) {
-        gm_intern_release(n->labels[i].key);
-        gm_intern_release(n->labels[i].value);
-    }
+    gm_labels_free(n->labels, n->n_labels);
     for (size_t i = 0; i < n->n_allocatable; i++)
         gm_intern_release(n->allocatable[i].name);
     for (size_t i = 0; i < n->n_taints; i++) {
@@ -205,7 +229,6 @@ void gm_node_free(struct gm_node *n)
         gm_intern_release(n->taints[i].value);
         gm_intern_release(n->taints[i].effect);
     }
-    free(n->labels);
     free(n->allocatable);
     free(n->taints);
     free(n->name);
@@ -220,18 +243,7 @@ void gm_node_free(struct gm_node *n)
 
 const char *gm_node_label(const struct gm_node *n, const char *key)
 {
-    size_t lo = 0, hi = n->n_labels;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(n->labels[mid].key, key);
-        if (c == 0)
-            return n->labels[mid].value;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return gm_labels_get(n->labels, n->n_labels, key);
 }
 
 int64_t gm_node_allocatable(const struct gm_node *n, const char *resource)

@@ -51,6 +51,16 @@ struct gm_node {
 int gm_node_from_json(json_object *obj, struct gm_node **out);
 void gm_node_free(struct gm_node *n);
 
+/* Decodes a labels object into an array sorted by key with interned
+ * strings (a non-object counts as no labels). The array (*out, *n) is the
+ * caller's;
+ * free with gm_labels_free even on error. */
+int gm_labels_decode(json_object *labels, struct gm_label **out, size_t *n);
+void gm_labels_free(struct gm_label *labels, size_t n);
+/* NULL when absent: a binary search of a sorted label array. */
+const char *gm_labels_get(const struct gm_label *labels, size_t n,
+                          const char *key);
+
 /* NULL when the label is absent. Binary search over the sorted labels. */
 const char *gm_node_label(const struct gm_node *n, const char *key);
 /* -1 when the node does not advertise the resource. */

@@ -20,12 +20,6 @@ static char *dup_or_null(json_object *o)
     return s ? strdup(s) : NULL;
 }
 
-static int cmp_label(const void *a, const void *b)
-{
-    const struct gm_label *x = a, *y = b;
-    return strcmp(x->key, y->key);
-}
-
 static bool is_gpu_request(json_object *resources)
 {
     static const char *const kinds[] = {"requests", "limits"};
@@ -68,31 +62,6 @@ static enum gm_pod_phase parse_phase(const char *s)
     if (strcmp(s, "Pending") == 0)
         return GM_POD_PENDING;
     return GM_POD_UNKNOWN;
-}
-
-static int decode_labels(struct gm_pod *p, json_object *labels)
-{
-    /* A non-object is ignored like a missing field: json-c's object
-     * accessors would read through a NULL table. */
-    size_t count = labels && json_object_is_type(labels, json_type_object)
-                       ? (size_t)json_object_object_length(labels)
-                       : 0;
-    if (count == 0)
-        return 0;
-    p->labels = calloc(count, sizeof(*p->labels));
-    if (p->labels == NULL)
-        return -ENOMEM;
-    json_object_object_foreach(labels, k, v)
-    {
-        const char *val = json_object_get_string(v);
-        struct gm_label *l = &p->labels[p->n_labels++];
-        l->key = gm_intern(k);
-        l->value = gm_intern(val ? val : "");
-        if (!l->key || !l->value)
-            return -ENOMEM;
-    }
-    qsort(p->labels, p->n_labels, sizeof(*p->labels), cmp_label);
-    return 0;
 }
 
 static void decode_status(struct gm_pod *p, json_object *status)
@@ -168,7 +137,9 @@ int gm_pod_from_json(json_object *obj, struct gm_pod **out)
     json_object *grace = get(spec, "terminationGracePeriodSeconds");
     p->grace_seconds = grace ? json_object_get_int64(grace) : -1;
     decode_status(p, get(obj, "status"));
-    err = p->name ? decode_labels(p, get(meta, "labels")) : -ENOMEM;
+    err = p->name
+              ? gm_labels_decode(get(meta, "labels"), &p->labels, &p->n_labels)
+              : -ENOMEM;
     if (err) {
         gm_pod_free(p);
         return err;
@@ -181,11 +152,7 @@ void gm_pod_free(struct gm_pod *p)
 {
     if (p == NULL)
         return;
-    for (size_t i = 0; i < p->n_labels; i++) {
-        gm_intern_release(p->labels[i].key);
-        gm_intern_release(p->labels[i].value);
-    }
-    free(p->labels);
+    gm_labels_free(p->labels, p->n_labels);
     free(p->namespace);
     free(p->name);
     free(p->uid);
@@ -198,18 +165,7 @@ void gm_pod_free(struct gm_pod *p)
 
 const char *gm_pod_label(const struct gm_pod *p, const char *key)
 {
-    size_t lo = 0, hi = p->n_labels;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(p->labels[mid].key, key);
-        if (c == 0)
-            return p->labels[mid].value;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return gm_labels_get(p->labels, p->n_labels, key);
 }
 
 const char *gm_pod_label_lookup(const void *pod, const char *key)

@@ -101,6 +101,44 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     free(w);
 }
 
+/* Sends one write (a merge patch, or a create when create is set) on
+ * behalf of this reconcile: done(ctx, ...) runs when it ends. body is
+ * consumed. Returns STEP_ASYNC or a negative errno. */
+static int send_write(struct sw *s, const char *path, json_object *body,
+                      int create, long ok_requeue_ms, struct write **out)
+{
+    struct write *w = calloc(1, sizeof(*w));
+    int err;
+
+    if (w == NULL) {
+        json_object_put(body);
+        return -ENOMEM;
+    }
+    w->ok_requeue_ms = ok_requeue_ms;
+    w->ctl = s->ctl;
+    w->ns = s->ns;
+    w->done = s->done;
+    w->ctx = s->ctx;
+    w->node = strdup(node_name(s));
+    if (create)
+        err = gm_kube_create(s->ctl->kube, path, body, write_done, w);
+    else
+        err = gm_kube_patch(
+            s->ctl->kube, path, GM_PATCH_MERGE,
+            json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN), NULL,
+            0, write_done, w);
+    json_object_put(body);
+    if (err || w->node == NULL) {
+        free(w->node);
+        free(w);
+        return err ? err : -ENOMEM;
+    }
+    s->ns->inflight++;
+    if (out)
+        *out = w;
+    return STEP_ASYNC;
+}
+
 /* A merge patch of the node carrying its resourceVersion: a stale cache
  * gets 409 instead of overwriting a newer node. labels and annotations are
  * consumed (may be NULL); unschedulable < 0 leaves it. */
@@ -136,26 +174,10 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
         s->requeue_ms = -1;
         return STEP_WAIT;
     }
-    struct write *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        json_object_put(patch);
-        return -ENOMEM;
-    }
-    w->ok_requeue_ms = -1;
-    w->ctl = s->ctl;
-    w->ns = s->ns;
-    w->done = s->done;
-    w->ctx = s->ctx;
-    w->node = strdup(node_name(s));
-    int err = gm_kube_patch(s->ctl->kube, path, GM_PATCH_MERGE, body, NULL, 0,
-                            write_done, w);
-    json_object_put(patch);
-    if (err) {
-        free(w->node);
-        free(w);
-        return err;
-    }
-    s->ns->inflight++;
+    struct write *w;
+    int rc = send_write(s, path, patch, 0, -1, &w);
+    if (rc != STEP_ASYNC)
+        return rc;
     snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
              s->node->resource_version ? s->node->resource_version : "");
     memcpy(w->from_rv, s->ns->written_from_rv, sizeof(w->from_rv));
@@ -611,28 +633,9 @@ static int helper(struct sw *s, const char *step, const char *salt,
     }
     char path[256];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", c->namespace);
-    struct write *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        json_object_put(pod);
-        return -ENOMEM;
-    }
-    w->ok_requeue_ms = -1;
-    w->ctl = s->ctl;
-    w->ns = s->ns;
-    w->done = s->done;
-    w->ctx = s->ctx;
-    w->node = strdup(node_name(s));
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
               "starting helper pod %s (%s)", name, step);
-    int err = gm_kube_create(s->ctl->kube, path, pod, write_done, w);
-    json_object_put(pod);
-    if (err) {
-        free(w->node);
-        free(w);
-        return err;
-    }
-    s->ns->inflight++;
-    return STEP_ASYNC;
+    return send_write(s, path, pod, 1, -1, NULL);
 }
 
 static json_object *jget(json_object *o, const char *k)
@@ -904,29 +907,10 @@ static int ensure_hami_config(struct sw *s)
         json_object_put(patch);
         return 0;
     }
-    struct write *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        json_object_put(patch);
-        return -ENOMEM;
-    }
-    w->ok_requeue_ms = 200; /* the cache follows; look again shortly */
-    w->ctl = s->ctl;
-    w->ns = s->ns;
-    w->done = s->done;
-    w->ctx = s->ctx;
-    w->node = strdup(node_name(s));
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
               "writing HAMi's per-node config for %s", node_name(s));
-    int err = gm_kube_patch(s->ctl->kube, path, GM_PATCH_MERGE, body, NULL, 0,
-                            write_done, w);
-    json_object_put(patch);
-    if (err) {
-        free(w->node);
-        free(w);
-        return err;
-    }
-    s->ns->inflight++;
-    return STEP_ASYNC;
+    /* The cache follows the write; look again shortly. */
+    return send_write(s, path, patch, 0, 200, NULL);
 }
 
 static int step_start_clients(struct sw *s)
