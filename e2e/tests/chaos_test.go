@@ -64,6 +64,7 @@ func TestChaos(t *testing.T) {
 	var mu sync.Mutex
 	ready := map[string]bool{}
 	minReady := 6
+	counting := false
 	pw, err := b.CS.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=train"})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,12 @@ func TestChaos(t *testing.T) {
 					c++
 				}
 			}
-			if c < minReady {
+			// The watch opens with one ADDED event per pod: count from the
+			// moment all six have been seen ready.
+			if c == 6 {
+				counting = true
+			}
+			if counting && c < minReady {
 				minReady = c
 			}
 			mu.Unlock()
