@@ -285,7 +285,7 @@ spec:
 	batches := math.Ceil(float64(rest) / float64(batch))
 	ideal := batches * one.Seconds()
 	report(t,
-		fmt.Sprintf("### Rollout: %d nodes full -> mig, maxUnavailable %d, %d ms simulated hardware time per node", rest, batch, hwMS),
+		fmt.Sprintf("### Rollout: %d nodes full -> mig, maxUnavailable %d, %d ms simulated time per instance-create call", rest, batch, hwMS),
 		"",
 		"| measure | value | goal |",
 		"|---|---|---|",
