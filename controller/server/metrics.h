@@ -6,17 +6,18 @@
  *
  * The controller's metrics (defined by gm_metrics_define_gpumode):
  *
- *   gpumode_nodes{mode,state}                 gauge: nodes per mode and state
- *   gpumode_switches_total{from,to,result}    counter: finished switches,
- *                                             result
- * succeeded|failed|rolledback gpumode_switch_duration_seconds histogram: whole
- * switch, cordon to uncordon gpumode_phase_duration_seconds{phase} histogram:
- * one switch phase gpumode_api_requests_total{verb,code}     counter: API
- * requests by verb and HTTP status ("0": none)
- *   gpumode_watch_restarts_total{resource}    counter: watches started again
- *   gpumode_leader                            gauge: 1 while this replica leads
- *   gpumode_queue_depth                       gauge: keys waiting in the queue
- *   gpumode_build_info{version}               gauge: always 1
+ * - gpumode_nodes{mode,state}: gauge, nodes per mode and state.
+ * - gpumode_switches_total{from,to,result}: counter, finished switches;
+ *   result is succeeded, failed or rolledback.
+ * - gpumode_switch_duration_seconds: histogram, a whole switch, cordon to
+ *   uncordon.
+ * - gpumode_phase_duration_seconds{phase}: histogram, one switch phase.
+ * - gpumode_api_requests_total{verb,code}: counter, API requests by verb
+ *   and HTTP status ("error": no answer).
+ * - gpumode_watch_restarts_total{resource}: counter, watches started again.
+ * - gpumode_leader: gauge, 1 while this replica leads.
+ * - gpumode_queue_depth: gauge, keys waiting in the queue.
+ * - gpumode_build_info{version}: gauge, always 1.
  */
 #ifndef GM_SERVER_METRICS_H
 #define GM_SERVER_METRICS_H

@@ -138,6 +138,30 @@ func apiRequests(t *testing.T, port int) float64 {
 	return total
 }
 
+// phaseSeconds reads gpumode_phase_duration_seconds from the controller's
+// metrics: total seconds and observations per phase.
+func phaseSeconds(t *testing.T, port int) (sum, count map[string]float64) {
+	_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	sum, count = map[string]float64{}, map[string]float64{}
+	for _, l := range strings.Split(body, "\n") {
+		name, rest, ok := strings.Cut(l, "{")
+		if !ok || !strings.HasPrefix(name, "gpumode_phase_duration_seconds_") {
+			continue
+		}
+		_, after, _ := strings.Cut(rest, `phase="`)
+		phase, _, _ := strings.Cut(after, `"`)
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		switch name {
+		case "gpumode_phase_duration_seconds_sum":
+			sum[phase] += v
+		case "gpumode_phase_duration_seconds_count":
+			count[phase] += v
+		}
+	}
+	return sum, count
+}
+
 // labelAll labels the first n of a bed of total nodes.
 func labelAll(t *testing.T, b *Bed, n, total int, labels map[string]string) {
 	ctx := context.Background()
@@ -260,6 +284,7 @@ spec:
 	t0 := time.Now()
 	WaitPolicy(t, b, "solo", 5*time.Minute, "one node", Converged)
 	one := time.Since(t0)
+	soloSum, _ := phaseSeconds(t, port)
 	rest := nodes - 1
 	pid := c.cmd.Process.Pid
 	cpu0, req0 := cpuSeconds(pid), apiRequests(t, port)
@@ -282,6 +307,7 @@ spec:
 	})
 	took := time.Since(t1)
 	cpu1, req1 := cpuSeconds(pid), apiRequests(t, port)
+	allSum, allCount := phaseSeconds(t, port)
 	batches := math.Ceil(float64(rest) / float64(batch))
 	ideal := batches * one.Seconds()
 	report(t,
@@ -296,6 +322,18 @@ spec:
 		fmt.Sprintf("| API requests per node switch (no pods to evict; events and status writes included) | %.1f | <= 15 |", (req1-req0)/float64(rest)),
 		fmt.Sprintf("| controller CPU per switch | %.0f ms | < 200 ms |", 1000*(cpu1-cpu0)/float64(rest)),
 		fmt.Sprintf("| controller peak RSS | %.1f MiB | |", float64(peakRSS(pid))/1024))
+	// Where a switch spends its time, alone and in the rollout (whole
+	// seconds per phase as the record keeps them, so means are +-0.5 s).
+	phases := []string{"Cordoning", "Draining", "StoppingClients", "Reconfiguring", "StartingClients", "Verifying", "Finishing"}
+	lines := []string{"", "| phase | one node alone | mean in the rollout |", "|---|---|---|"}
+	for _, ph := range phases {
+		n := allCount[ph] - 1
+		if n <= 0 {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("| %s | %.0f s | %.1f s |", ph, soloSum[ph], (allSum[ph]-soloSum[ph])/n))
+	}
+	report(t, lines...)
 }
 
 // nodeName is the test bed's name for node i of total (zero-padded to the

@@ -18,7 +18,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 )
 
 // Labels a switch may change: gpumode's own and the mode profile's.
@@ -59,41 +60,52 @@ func TestChaos(t *testing.T) {
 	// Watch the budget: ready train pods must never fall below 4 through
 	// evictions. (Scheduling a replacement takes a moment; evictions are
 	// only allowed while more than 4 are healthy, so the count stays >= 4.)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// An informer, not a bare watch: it lists and watches again across the
+	// API server restarts below, so the floor is kept for the whole run.
 	var mu sync.Mutex
 	ready := map[string]bool{}
 	minReady := 6
 	counting := false
-	pw, err := b.CS.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=train"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for ev := range pw.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
+	observe := func(name string, r bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		ready[name] = r
+		c := 0
+		for _, v := range ready {
+			if v {
+				c++
 			}
-			mu.Lock()
-			ready[p.Name] = ev.Type != watch.Deleted && runningReady(p)
-			c := 0
-			for _, r := range ready {
-				if r {
-					c++
-				}
-			}
-			// The watch opens with one ADDED event per pod: count from the
-			// moment all six have been seen ready.
-			if c == 6 {
-				counting = true
-			}
-			if counting && c < minReady {
-				minReady = c
-			}
-			mu.Unlock()
 		}
-	}()
+		// The first list delivers one add per pod: count from the moment
+		// all six have been seen ready.
+		if c == 6 {
+			counting = true
+		}
+		if counting && c < minReady {
+			minReady = c
+		}
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(b.CS, 0, informers.WithNamespace("default"),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "app=train" }))
+	podInformer := factory.Core().V1().Pods().Informer()
+	podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { p := o.(*corev1.Pod); observe(p.Name, runningReady(p)) },
+		UpdateFunc: func(_, o any) { p := o.(*corev1.Pod); observe(p.Name, runningReady(p)) },
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if p, ok := o.(*corev1.Pod); ok {
+				observe(p.Name, false)
+			}
+		},
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	factory.Start(stop)
+	if !cache.WaitForCacheSync(stop, podInformer.HasSynced) {
+		t.Fatal("pod informer did not sync")
+	}
 
 	ctl := StartController(t, b)
 	Apply(t, b, `
