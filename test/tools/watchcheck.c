@@ -1,7 +1,7 @@
 /* watchcheck: keeps a node cache with the product's reflector and reports
  * it, for end-to-end tests and benchmarks of the kube client against a real
  * API server. Prints one JSON line per report:
- *   {"event":"synced","nodes":N,"ms":T,"rss_kb":R,"lists":L,...}
+ *   {"event":"synced","nodes":N,"ms":T,"peak_rss_kb":R,"anon_rss_kb":A,...}
  * on every completed list, and on SIGUSR1 a dump with the node names and
  * resourceVersions it holds (so a test can compare with the server). Exits
  * on SIGTERM/SIGINT. Usage: watchcheck KUBECONFIG [LABEL_SELECTOR] */
@@ -26,14 +26,16 @@ struct state {
     unsigned long adds, updates, deletes;
 };
 
-static long rss_kb(void)
+/* A "Key:" line of /proc/self/status in kB, or -1. */
+static long status_kb(const char *key)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
+    size_t n = strlen(key);
     long kb = -1;
     while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
+        if (strncmp(line, key, n) == 0)
+            kb = strtol(line + n, NULL, 10);
     if (f)
         fclose(f);
     return kb;
@@ -48,15 +50,15 @@ static void report(struct state *s, const char *event)
     printf("{\"event\":\"%s\",\"http_version\":%ld,\"connects\":%lu,"
            "\"requests\":%lu,",
            event, hs.last_http_version, hs.connects, hs.requests);
-    printf("\"nodes\":%zu,\"ms\":%llu,\"peak_rss_kb\":%ld,"
+    printf("\"nodes\":%zu,\"ms\":%llu,\"peak_rss_kb\":%ld,\"anon_rss_kb\":%ld,"
            "\"lists\":%lu,\"watches\":%lu,\"events\":%lu,\"bookmarks\":%lu,"
            "\"gone\":%lu,\"errors\":%lu,\"adds\":%lu,\"updates\":%lu,"
            "\"deletes\":%lu,\"interned\":%zu,\"rv\":\"%s\"}\n",
            gm_reflector_items(s->r)->len,
-           (unsigned long long)(uv_now(s->loop) - s->start_ms), rss_kb(),
-           st.lists, st.watches, st.events, st.bookmarks, st.gone, st.errors,
-           s->adds, s->updates, s->deletes, gm_intern_count(),
-           gm_reflector_resource_version(s->r));
+           (unsigned long long)(uv_now(s->loop) - s->start_ms),
+           status_kb("VmHWM:"), status_kb("RssAnon:"), st.lists, st.watches,
+           st.events, st.bookmarks, st.gone, st.errors, s->adds, s->updates,
+           s->deletes, gm_intern_count(), gm_reflector_resource_version(s->r));
     fflush(stdout);
 }
 

@@ -1,6 +1,6 @@
 // informer-peer is the yardstick for gpumode's node cache in make bench: a
 // client-go shared informer on Nodes, as a Go controller would keep it. It
-// prints one JSON line when synced (time, peak RSS) and another on SIGTERM.
+// prints one JSON line when synced (time, peak RSS, anonymous RSS) and another on SIGTERM.
 package main
 
 import (
@@ -20,7 +20,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-func peakRSSKB() int {
+// statusKB reads a "Key:" line of /proc/self/status in kB (VmHWM: peak
+// RSS; RssAnon: private anonymous memory now).
+func statusKB(key string) int {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return -1
@@ -28,7 +30,7 @@ func peakRSSKB() int {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
 			n, _ := strconv.Atoi(strings.Fields(v)[0])
 			return n
 		}
@@ -56,11 +58,11 @@ func main() {
 	cache.WaitForCacheSync(stop, inf.HasSynced)
 	out := json.NewEncoder(os.Stdout)
 	out.Encode(map[string]any{"event": "synced", "nodes": len(inf.GetStore().List()),
-		"ms": time.Since(start).Milliseconds(), "peak_rss_kb": peakRSSKB()})
+		"ms": time.Since(start).Milliseconds(), "peak_rss_kb": statusKB("VmHWM:"), "anon_rss_kb": statusKB("RssAnon:")})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
 	out.Encode(map[string]any{"event": "exit", "nodes": len(inf.GetStore().List()),
-		"peak_rss_kb": peakRSSKB()})
+		"peak_rss_kb": statusKB("VmHWM:")})
 	close(stop)
 }
