@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,6 +137,21 @@ func apiRequests(t *testing.T, port int) float64 {
 		}
 	}
 	return total
+}
+
+// machineCPU returns the machine's busy and total CPU time from /proc/stat
+// (in USER_HZ ticks).
+func machineCPU() (busy, total float64) {
+	raw, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(raw), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
 }
 
 // phaseSeconds reads gpumode_phase_duration_seconds from the controller's
@@ -301,6 +317,7 @@ spec:
   rollout: {maxUnavailable: %d}
 `, batch))
 	t1 := time.Now()
+	busy0, all0 := machineCPU()
 	WaitPolicy(t, b, "fleet", 60*time.Minute, "the rollout", func(s *PolicyStatus) error {
 		if s.Summary.Converged+s.Summary.Conflicted >= nodes-1 && s.Summary.Switching == 0 {
 			return nil
@@ -310,6 +327,7 @@ spec:
 	took := time.Since(t1)
 	cpu1, req1 := cpuSeconds(pid), apiRequests(t, port)
 	allSum, allCount := phaseSeconds(t, port)
+	busy1, all1 := machineCPU()
 	batches := math.Ceil(float64(rest) / float64(batch))
 	ideal := batches * one.Seconds()
 	report(t,
@@ -323,6 +341,7 @@ spec:
 		fmt.Sprintf("| efficiency (ideal / measured) | %.2f | >= 0.95 |", ideal/took.Seconds()),
 		fmt.Sprintf("| API requests per node switch (no pods to evict; events and status writes included) | %.1f | <= 15 |", (req1-req0)/float64(rest)),
 		fmt.Sprintf("| controller CPU per switch | %.0f ms | < 200 ms |", 1000*(cpu1-cpu0)/float64(rest)),
+		fmt.Sprintf("| machine CPU busy during the rollout (bed and controller, %d cores) | %.0f%% | |", runtime.NumCPU(), 100*(busy1-busy0)/(all1-all0)),
 		fmt.Sprintf("| controller peak RSS | %.1f MiB | |", float64(peakRSS(pid))/1024))
 	// Where a switch spends its time, alone and in the rollout (whole
 	// seconds per phase as the record keeps them, so means are +-0.5 s).
