@@ -828,6 +828,44 @@ static int step_reboot(struct sw *s)
     return wait_for(s, WAIT_POLL_MS);
 }
 
+/* The index of node's entry in HAMi's nodeconfig list, or -1. */
+static int hami_entry_index(json_object *list, const char *node)
+{
+    int idx = -1;
+    if (list == NULL || !json_object_is_type(list, json_type_array))
+        return -1;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        const char *n = json_object_get_string(
+            jget(json_object_array_get_idx(list, i), "name"));
+        if (n && strcmp(n, node) == 0)
+            idx = (int)i;
+    }
+    return idx;
+}
+
+/* The vGPUs per GPU HAMi gives this node: its entry's devicesplitcount,
+ * else HAMi's default of 10. Read from the ConfigMap rather than the
+ * policy, because a rollback restores the vgpu mode the node had, whose
+ * split the current policy may not know. */
+static int hami_split(struct sw *s)
+{
+    const char *rv = "";
+    bool exists;
+    const char *cur = gm_ctl_hami_config(s->ctl, &rv, &exists);
+    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
+    json_object *list = jget(cfg, "nodeconfig");
+    int idx = hami_entry_index(list, node_name(s));
+    int split = 10;
+    if (idx >= 0) {
+        json_object *v = jget(json_object_array_get_idx(list, (size_t)idx),
+                              "devicesplitcount");
+        if (v && json_object_get_int(v) > 0)
+            split = json_object_get_int(v);
+    }
+    json_object_put(cfg);
+    return split;
+}
+
 /* HAMi reads its per-node config only when its plugin starts, so the
  * node's entry (splitCount and scaling from the policy) must be right
  * before the vgpu labels start the plugin. Returns 0 when it is (or the
@@ -849,13 +887,7 @@ static int ensure_hami_config(struct sw *s)
         list = json_object_new_array();
         json_object_object_add(cfg, "nodeconfig", list);
     }
-    int idx = -1;
-    for (size_t i = 0; i < json_object_array_length(list); i++) {
-        const char *n = json_object_get_string(
-            jget(json_object_array_get_idx(list, i), "name"));
-        if (n && strcmp(n, node_name(s)) == 0)
-            idx = (int)i;
-    }
+    int idx = hami_entry_index(list, node_name(s));
     json_object *want = NULL;
     if (s->pol.has_vgpu_config) {
         want = json_object_new_object();
@@ -1051,7 +1083,7 @@ static int step_verify(struct sw *s)
     const char *names[16];
     long long counts[16];
     char buf[1024];
-    int split = s->pol.has_vgpu_config ? s->pol.split_count : 10;
+    int split = mode == GM_MODE_VGPU ? hami_split(s) : 10;
     size_t n = gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy,
                                   gpu_count(s->node), split, names, counts, 16,
                                   buf, sizeof(buf));

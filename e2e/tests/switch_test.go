@@ -118,6 +118,7 @@ func TestSwitchFullMigVgpuFull(t *testing.T) {
 	})
 	ctl := StartController(t, b)
 	cordons := watchCordons(t, b)
+	t0, writes0 := time.Now(), statusWrites(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -184,6 +185,13 @@ spec:
 	}
 	if most := cordons(); most > 1 {
 		t.Errorf("%d nodes cordoned at once; maxUnavailable is 1", most)
+	}
+	// The policy's status is written at most once a second, however often
+	// its nodes change phase (the first write of a quiet policy at once).
+	if w, secs := statusWrites(t, b)-writes0, time.Since(t0).Seconds(); w > secs+1 {
+		t.Errorf("policy status written %.0f times in %.0f s", w, secs)
+	} else {
+		t.Logf("policy status written %.0f times in %.0f s", w, secs)
 	}
 	// No helper pod is left behind.
 	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
@@ -340,6 +348,49 @@ spec:
 	WaitPolicy(t, b, "a", 120*time.Second, "retry to converge", Converged)
 	if _, ok := GetNode(t, b, "gpu-001").Annotations["gpumode.io/retry"]; ok {
 		t.Errorf("retry annotation not cleared")
+	}
+}
+
+// TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU
+// fails to go to mig; the rollback restores vgpu as it was, and its
+// verification expects the node's own split (HAMi's per-node entry), not
+// the new policy's (which has no vgpu section) nor HAMi's default of 10.
+func TestRollbackToVgpuKeepsSplit(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  vgpu: {splitCount: 4}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "vgpu with split 4", Converged)
+	if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/vgpu"); got != 32 {
+		t.Fatalf("nvidia.com/vgpu=%d, want 8 x 4", got)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--exit", "255", "--times", "-1",
+		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\n")
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"mig","vgpu":null,"mig":{"config":"all-1g.10gb"}}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback to vgpu", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || Allocatable(n, "nvidia.com/vgpu") != 32 {
+			return fmt.Errorf("summary %+v nodes %+v unschedulable %v vgpu %d", s.Summary, s.Nodes, n.Spec.Unschedulable, Allocatable(n, "nvidia.com/vgpu"))
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	if n.Labels["gpumode.io/mode"] != "vgpu" || n.Labels["gpumode.io/state"] != "failed" ||
+		n.Labels["nvidia.com/vgpu.deploy.device-plugin"] != "true" {
+		t.Errorf("labels after rollback: %v", n.Labels)
+	}
+	if rec := SwitchAnnotation(n); rec == nil || rec["reason"] != "InsufficientResources" || rec["phase"] != "Failed" {
+		t.Errorf("switch record %v", rec)
 	}
 }
 
