@@ -1,6 +1,7 @@
 #include "app/rollout.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,18 @@ struct layouts {
     char error[512];        /* why m is NULL */
 };
 
+/* Status writes of one policy are at most one per STATUS_INTERVAL_MS. In a
+ * rollout some node changes phase many times a second, and every write
+ * sends up to 256 node entries to the API server, etcd and each watcher;
+ * a later pass writes what changed meanwhile, so nothing is lost. */
+#define STATUS_INTERVAL_MS 1000
+
 struct gm_rollout {
     struct gm_ctl *ctl;
     struct gm_reflector *policies; /* struct entry */
     struct gm_reflector *cms;      /* struct layouts */
+    struct gm_map written;         /* policy name -> owned uint64_t: loop
+                                      time of its last status write */
     char source[256];
 };
 
@@ -101,10 +110,11 @@ static void enqueue_all(struct gm_rollout *r)
 
 static void policy_delete(void *ud, const char *key, const void *obj)
 {
-    /* Nodes the policy governed may now belong to another one. */
-    (void)key;
+    struct gm_rollout *r = ud;
     (void)obj;
-    enqueue_all(ud);
+    free(gm_map_del(&r->written, key));
+    /* Nodes the policy governed may now belong to another one. */
+    enqueue_all(r);
 }
 
 static const struct gm_reflector_ops policy_ops = {
@@ -251,6 +261,22 @@ static int write_status(struct gm_rollout *r, struct pass *pass,
     char path[512];
     if (!gm_status_changed(pol, status))
         return 0;
+    uint64_t now = uv_now(r->ctl->loop);
+    uint64_t *last = gm_map_get(&r->written, pol->name);
+    if (last && now < *last + STATUS_INTERVAL_MS) {
+        long wait = (long)(*last + STATUS_INTERVAL_MS - now);
+        if (pass->requeue_ms < 0 || wait < pass->requeue_ms)
+            pass->requeue_ms = wait;
+        return 0;
+    }
+    if (last == NULL) {
+        last = malloc(sizeof(*last));
+        if (last == NULL || gm_map_put(&r->written, pol->name, last, NULL)) {
+            free(last);
+            return -ENOMEM;
+        }
+    }
+    *last = now;
     char *body = status_patch(pol, status);
     if (body == NULL)
         return -ENOMEM;
@@ -408,8 +434,11 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     if (rc == 0)
         rc = write_status(r, pass, e->p, status);
     json_object_put(status);
-    if (plan.requeue_at > now)
-        pass->requeue_ms = (long)(plan.requeue_at - now) * 1000;
+    if (plan.requeue_at > now) {
+        long ms = (long)(plan.requeue_at - now) * 1000;
+        if (pass->requeue_ms < 0 || ms < pass->requeue_ms)
+            pass->requeue_ms = ms;
+    }
     gm_plan_free(&plan);
 out:
     if (rc < 0)
@@ -437,6 +466,7 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     if (r == NULL)
         return -ENOMEM;
     r->ctl = ctl;
+    gm_map_init(&r->written);
     snprintf(r->source, sizeof(r->source), "ConfigMap %s/%s",
              c->mig_cm.namespace, c->mig_cm.name);
     ctl->policy_for = policy_for;
@@ -479,5 +509,9 @@ void gm_rollout_free(struct gm_rollout *r)
     r->ctl->reconcile_policy = NULL;
     gm_reflector_free(r->policies);
     gm_reflector_free(r->cms);
+    for (struct gm_map_entry *it = gm_map_first(&r->written); it;
+         it = gm_map_next(&r->written, it))
+        free(it->value);
+    gm_map_free(&r->written);
     free(r);
 }
