@@ -76,6 +76,10 @@ func StartBed(t *testing.T, env []string, args ...string) *Bed {
 		if left := processesUsing(dir); len(left) > 0 {
 			t.Errorf("processes left behind after down: %v", left)
 		}
+		if os.Getenv("GPUMODE_E2E_KEEP") == "1" && !t.Failed() {
+			t.Logf("bed directory kept (GPUMODE_E2E_KEEP=1): %s", dir)
+			return
+		}
 		if t.Failed() {
 			for _, c := range []string{"sim", "kube-controller-manager", "kube-apiserver"} {
 				if b, err := os.ReadFile(filepath.Join(dir, "logs", c+".log")); err == nil {

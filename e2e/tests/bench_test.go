@@ -139,6 +139,25 @@ func apiRequests(t *testing.T, port int) float64 {
 	return total
 }
 
+// statusWrites counts the policy status writes the API server answered
+// (apiserver_request_total: only gpumode writes gpumodepolicies/status).
+func statusWrites(t *testing.T, b *Bed) float64 {
+	raw, err := b.CS.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, "apiserver_request_total{") && strings.Contains(l, `resource="gpumodepolicies"`) &&
+			strings.Contains(l, `subresource="status"`) && strings.Contains(l, `verb="PATCH"`) {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			n += v
+		}
+	}
+	return n
+}
+
 // machineCPU returns the machine's busy and total CPU time from /proc/stat
 // (in USER_HZ ticks).
 func machineCPU() (busy, total float64) {
@@ -285,6 +304,15 @@ func TestBenchRollout(t *testing.T) {
 	}
 	labelAll(t, b, nodes, nodes, map[string]string{"gpumode.io/mode": "full", "gpumode.io/state": "ready", "bench": "rollout"})
 	InstallGpumode(t, b)
+	if qps := os.Getenv("BENCH_CONTROLLER_QPS"); qps != "" {
+		// The controller's client-side rate limit (default 50, burst 100).
+		f, err := os.OpenFile(filepath.Join(b.Dir, "controller.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "qps: %s\nburst: %s\n", qps, qps)
+		f.Close()
+	}
 	port := freePort(t)
 	c := StartController(t, b, "--log-level", "info", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
 	// One node alone first: the per-node time the ideal is made of.
@@ -305,7 +333,7 @@ spec:
 	soloSum, _ := phaseSeconds(t, port)
 	rest := nodes - 1
 	pid := c.cmd.Process.Pid
-	cpu0, req0 := cpuSeconds(pid), apiRequests(t, port)
+	cpu0, req0, sw0 := cpuSeconds(pid), apiRequests(t, port), statusWrites(t, b)
 	Apply(t, b, fmt.Sprintf(`
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -318,14 +346,22 @@ spec:
 `, batch))
 	t1 := time.Now()
 	busy0, all0 := machineCPU()
+	// How many switches were in flight, sampled from the status while
+	// enough nodes were left to fill every slot: shows whether the
+	// controller keeps the budget used.
+	var inFlight, samples float64
 	WaitPolicy(t, b, "fleet", 60*time.Minute, "the rollout", func(s *PolicyStatus) error {
 		if s.Summary.Converged+s.Summary.Conflicted >= nodes-1 && s.Summary.Switching == 0 {
 			return nil
 		}
+		if left := nodes - 1 - s.Summary.Converged - s.Summary.Conflicted; left > batch && time.Since(t1) > 10*time.Second {
+			inFlight += float64(s.Summary.Switching)
+			samples++
+		}
 		return fmt.Errorf("%+v", s.Summary)
 	})
 	took := time.Since(t1)
-	cpu1, req1 := cpuSeconds(pid), apiRequests(t, port)
+	cpu1, req1, sw1 := cpuSeconds(pid), apiRequests(t, port), statusWrites(t, b)
 	allSum, allCount := phaseSeconds(t, port)
 	busy1, all1 := machineCPU()
 	batches := math.Ceil(float64(rest) / float64(batch))
@@ -339,7 +375,9 @@ spec:
 		fmt.Sprintf("| ideal (%.0f batches x one node) | %.0f s | |", batches, ideal),
 		fmt.Sprintf("| measured | %.0f s | |", took.Seconds()),
 		fmt.Sprintf("| efficiency (ideal / measured) | %.2f | >= 0.95 |", ideal/took.Seconds()),
+		fmt.Sprintf("| switches in flight while nodes were waiting (mean of %.0f samples of the status) | %.1f of %d | |", samples, inFlight/math.Max(samples, 1), batch),
 		fmt.Sprintf("| API requests per node switch (no pods to evict; events and status writes included) | %.1f | <= 15 |", (req1-req0)/float64(rest)),
+		fmt.Sprintf("| of which policy status writes (apiserver_request_total) | %.1f | |", (sw1-sw0)/float64(rest)),
 		fmt.Sprintf("| controller CPU per switch | %.0f ms | < 200 ms |", 1000*(cpu1-cpu0)/float64(rest)),
 		fmt.Sprintf("| machine CPU busy during the rollout (bed and controller, %d cores) | %.0f%% | |", runtime.NumCPU(), 100*(busy1-busy0)/(all1-all0)),
 		fmt.Sprintf("| controller peak RSS | %.1f MiB | |", float64(peakRSS(pid))/1024))
