@@ -291,9 +291,11 @@ static void queue_ready(void *data)
     struct gm_ctl *ctl = data;
     char *key;
 
-    if (!ctl->leading || !gm_reflector_has_synced(ctl->nodes) ||
-        !gm_reflector_has_synced(ctl->helpers))
-        return; /* on_synced and gm_ctl_lead kick the queue again */
+    /* Every cache this reads, or a key could act on half the picture. Keys
+     * already queued do not kick the queue again when added, so each
+     * cache's on_synced (cache_synced) and gm_ctl_lead must. */
+    if (!ctl->leading || !gm_ctl_synced(ctl))
+        return;
     while (!ctl->stopping && gm_wq_get(ctl->queue, &key) == 0) {
         struct recon *r = calloc(1, sizeof(*r));
         if (r == NULL) {
@@ -402,10 +404,13 @@ static const char *cm_rv(const void *obj)
     return ((const struct gm_cm_data *)obj)->rv;
 }
 
+/* The HAMi ConfigMap may be the last cache to sync: it too must kick the
+ * queue then (without this, keys queued meanwhile waited for a new key). */
 static const struct gm_reflector_ops cm_ops = {
     .decode = cm_decode,
     .free_obj = cm_free,
     .resource_version = cm_rv,
+    .on_synced = cache_synced,
 };
 
 const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
