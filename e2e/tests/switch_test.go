@@ -539,7 +539,14 @@ loop:
 				ctl.Restart()
 			}
 		case <-deadline:
-			t.Fatalf("switch did not complete; killed in %v", killed)
+			st, _ := GetPolicyStatus(t, b, "a")
+			pl, _ := b.CS.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+			var pods []string
+			for _, p := range pl.Items {
+				pods = append(pods, fmt.Sprintf("%s/%s %s ready=%v deleting=%v", p.Namespace, p.Name, p.Status.Phase, runningReady(&p), p.DeletionTimestamp != nil))
+			}
+			n := GetNode(t, b, "gpu-001")
+			t.Fatalf("switch did not complete; killed in %v\nstatus %+v\nallocatable %v\nlabels %v\npods:\n%s", killed, st, n.Status.Allocatable, n.Labels, strings.Join(pods, "\n"))
 		}
 	}
 	t.Logf("killed in phases %v", killed)
