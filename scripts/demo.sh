@@ -124,7 +124,23 @@ watch_until() {
 	done
 }
 
-step "Act 1: inference nodes to MIG (layout all-1g.10gb), dev nodes to vGPU, training stays full"
+# The training node is verified first: it is where evicted training pods
+# can go once the other pools leave whole GPUs. Switching every pool at once
+# could deadlock on the budget: a node going to MIG takes the one disruption
+# it allows while the only full node is itself still draining.
+step "Act 1a: the training node stays full; gpumode verifies it (and drains it to do so)"
+kubectl apply -f - <<'EOF'
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: training}
+spec:
+  nodeSelector: {matchLabels: {pool: training}}
+  mode: full
+EOF
+watch_until training
+kubectl get pods -o wide
+
+step "Act 1b: inference nodes to MIG (layout all-1g.10gb), dev nodes to vGPU"
 kubectl apply -f - <<'EOF'
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -142,13 +158,6 @@ spec:
   nodeSelector: {matchLabels: {pool: dev}}
   mode: vgpu
   vgpu: {splitCount: 4}
----
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: training}
-spec:
-  nodeSelector: {matchLabels: {pool: training}}
-  mode: full
 EOF
 watch_until inference dev training
 kubectl get pods -o wide
