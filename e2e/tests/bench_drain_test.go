@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,26 +93,11 @@ func podsOn(t *testing.T, b *Bed, node string) (all, daemon int) {
 // evictions (POST pods/eviction), those answered 429, and reads (GET or
 // LIST of pods, all clients).
 func podRequests(t *testing.T, b *Bed) (evictions, refused, reads float64) {
-	raw, err := b.CS.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(l, "apiserver_request_total{") || !strings.Contains(l, `resource="pods"`) {
-			continue
-		}
-		f := strings.Fields(l)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		switch {
-		case strings.Contains(l, `subresource="eviction"`) && strings.Contains(l, `verb="POST"`):
-			evictions += v
-			if strings.Contains(l, `code="429"`) {
-				refused += v
-			}
-		case strings.Contains(l, `subresource=""`) && (strings.Contains(l, `verb="GET"`) || strings.Contains(l, `verb="LIST"`)):
-			reads += v
-		}
-	}
+	evict := []string{`resource="pods"`, `subresource="eviction"`, `verb="POST"`}
+	evictions = apiserverRequests(t, b, evict...)
+	refused = apiserverRequests(t, b, append(evict, `code="429"`)...)
+	reads = apiserverRequests(t, b, `resource="pods"`, `subresource=""`, `verb="GET"`) +
+		apiserverRequests(t, b, `resource="pods"`, `subresource=""`, `verb="LIST"`)
 	return evictions, refused, reads
 }
 

@@ -139,23 +139,35 @@ func apiRequests(t *testing.T, port int) float64 {
 	return total
 }
 
-// statusWrites counts the policy status writes the API server answered
-// (apiserver_request_total: only gpumode writes gpumodepolicies/status).
-func statusWrites(t *testing.T, b *Bed) float64 {
+// apiserverRequests sums the API server's apiserver_request_total over the
+// series whose labels contain every one of want (e.g. `verb="PATCH"`).
+func apiserverRequests(t *testing.T, b *Bed, want ...string) float64 {
 	raw, err := b.CS.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0.0
+next:
 	for _, l := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(l, "apiserver_request_total{") && strings.Contains(l, `resource="gpumodepolicies"`) &&
-			strings.Contains(l, `subresource="status"`) && strings.Contains(l, `verb="PATCH"`) {
-			f := strings.Fields(l)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			n += v
+		if !strings.HasPrefix(l, "apiserver_request_total{") {
+			continue
 		}
+		for _, w := range want {
+			if !strings.Contains(l, w) {
+				continue next
+			}
+		}
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		n += v
 	}
 	return n
+}
+
+// statusWrites counts the policy status writes the API server answered
+// (only gpumode writes gpumodepolicies/status).
+func statusWrites(t *testing.T, b *Bed) float64 {
+	return apiserverRequests(t, b, `resource="gpumodepolicies"`, `subresource="status"`, `verb="PATCH"`)
 }
 
 // machineCPU returns the machine's busy and total CPU time from /proc/stat
