@@ -26,6 +26,10 @@ struct gm_node_rt {
     char written_from_rv[32];
     /* The helper pod we last asked to delete, so each is asked once. */
     char deleted_helper[64];
+    /* The helper pod we last created and when (loop ms): until the helper
+     * cache shows it, another reconcile must not post it again. */
+    char created_helper[64];
+    uint64_t created_at_ms;
     int inflight; /* API calls whose callbacks use this */
     bool doomed;  /* free once inflight drops to 0 */
 };

@@ -65,6 +65,7 @@ static const char *target_layout(const struct sw *s)
 struct write {
     long ok_requeue_ms; /* requeue after a success (-1: the watch will) */
     char from_rv[32];   /* the node resourceVersion this write started from */
+    int helper_create;  /* the create of ns->created_helper */
     struct gm_ctl *ctl;
     struct gm_node_rt *ns;
     gm_switch_done_cb done;
@@ -83,6 +84,10 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
          * cached node is not stale after all. */
         if (strcmp(w->ns->written_from_rv, w->from_rv) == 0)
             w->ns->written_from_rv[0] = '\0';
+        /* A helper that does not exist may be posted again at once (409
+         * AlreadyExists means it does). */
+        if (w->helper_create && resp->error->code != 409)
+            w->ns->created_helper[0] = '\0';
         if (resp->error->code == 409) {
             /* Our cache was behind the node: read again shortly. */
             requeue = 200;
@@ -587,6 +592,10 @@ static void collect_helpers(struct sw *s, const char *keep)
     collect_helpers_of(s->ctl, node_name(s), keep);
 }
 
+/* How long a helper pod we posted may take to reach the helper cache
+ * before we post it again (it may have been deleted before we saw it). */
+#define HELPER_SEEN_MS 10000
+
 /* Creates the helper pod if it is not there; returns it when it is. */
 static int helper(struct sw *s, const char *step, const char *salt,
                   const char *const *argv, size_t argc,
@@ -610,6 +619,10 @@ static int helper(struct sw *s, const char *step, const char *salt,
     *out = gm_reflector_get(s->ctl->helpers, key);
     if (*out)
         return STEP_WAIT;
+    uint64_t now_ms = uv_now(s->ctl->loop);
+    if (strcmp(s->ns->created_helper, name) == 0 &&
+        now_ms - s->ns->created_at_ms < HELPER_SEEN_MS)
+        return wait_for(s, 1000); /* posted; its watch event wakes us */
 
     const struct gm_ctl_config *c = s->ctl->cfg;
     struct gm_helper_config hc = {.namespace = c->namespace,
@@ -635,7 +648,14 @@ static int helper(struct sw *s, const char *step, const char *salt,
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", c->namespace);
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
               "starting helper pod %s (%s)", name, step);
-    return send_write(s, path, pod, 1, -1, NULL);
+    struct write *w;
+    int rc = send_write(s, path, pod, 1, -1, &w);
+    if (rc != STEP_ASYNC)
+        return rc;
+    w->helper_create = 1;
+    snprintf(s->ns->created_helper, sizeof(s->ns->created_helper), "%s", name);
+    s->ns->created_at_ms = now_ms;
+    return STEP_ASYNC;
 }
 
 static json_object *jget(json_object *o, const char *k)

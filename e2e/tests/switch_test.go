@@ -119,6 +119,10 @@ func TestSwitchFullMigVgpuFull(t *testing.T) {
 	ctl := StartController(t, b)
 	cordons := watchCordons(t, b)
 	t0, writes0 := time.Now(), statusWrites(t, b)
+	// Pod creates the API server refused as AlreadyExists: a helper pod
+	// posted again before the helper cache showed the first post.
+	dupHelpers := func() float64 { return apiserverRequests(t, b, `verb="POST"`, `resource="pods"`, `code="409"`) }
+	dup0 := dupHelpers()
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -192,6 +196,9 @@ spec:
 		t.Errorf("policy status written %.0f times in %.0f s", w, secs)
 	} else {
 		t.Logf("policy status written %.0f times in %.0f s", w, secs)
+	}
+	if d := dupHelpers() - dup0; d > 0 {
+		t.Errorf("%.0f pod creates answered 409 AlreadyExists (a helper pod posted twice)", d)
 	}
 	// No helper pod is left behind.
 	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
