@@ -498,6 +498,7 @@ void gm_ctl_free(struct gm_ctl *ctl)
     gm_reflector_free(ctl->nodes);
     gm_reflector_free(ctl->helpers);
     gm_reflector_free(ctl->hami_cm);
+    gm_reflector_free(ctl->budgets);
     for (struct gm_map_entry *e = gm_map_first(&ctl->node_states); e;
          e = gm_map_next(&ctl->node_states, e)) {
         struct gm_node_rt *ns = e->value;

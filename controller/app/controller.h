@@ -38,6 +38,7 @@ struct gm_eviction {
     uint64_t next_try_ms; /* loop time before which we do not ask again */
     int blocked;          /* the last answer was 429 (a budget said no) */
     int sent;             /* an eviction is in flight */
+    char namespace[64];   /* the pod's (names are at most 63 bytes) */
 };
 
 struct gm_ctl {
@@ -47,8 +48,10 @@ struct gm_ctl {
     struct gm_reflector *nodes;      /* owned: struct gm_node */
     struct gm_reflector *helpers;    /* owned: struct gm_pod (helper pods) */
     struct gm_reflector *hami_cm;    /* owned: struct gm_cm_data */
-    struct gm_map node_states;       /* name -> struct gm_node_rt* */
-    struct gm_workqueue *queue;      /* owned */
+    /* owned, NULL until an eviction is refused (app/budgets.h) */
+    struct gm_reflector *budgets;
+    struct gm_map node_states;  /* name -> struct gm_node_rt* */
+    struct gm_workqueue *queue; /* owned */
     /* Policy lookup for switches; set by the rollout layer. */
     int (*policy_for)(void *data, const char *policy,
                       struct gm_switch_policy *out);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "app/budgets.h"
 #include "app/controller.h"
 #include "app/observe.h"
 #include "common/log.h"
@@ -358,10 +359,16 @@ static void evict_done(void *data, const struct gm_kube_resp *resp)
             e->next_try_ms = now + 60000;
         } else if (resp->error->code == 429) {
             /* A PodDisruptionBudget (or the rate limit) said no: ask again
-             * in about five seconds, jittered so many nodes spread out. */
+             * when a budget of the namespace allows a disruption (watched
+             * from now on), or else in about five seconds, jittered so
+             * many nodes spread out. */
             e->blocked = 1;
             e->next_try_ms =
                 now + EVICT_RETRY_MS - 1000 + (uint64_t)(rand() % 2000);
+            if (gm_ctl_watch_budgets(c->ctl) != 0)
+                gm_warn("cannot watch PodDisruptionBudgets; refused "
+                        "evictions are retried every %d s",
+                        EVICT_RETRY_MS / 1000);
         } else if (resp->error->code == 500) {
             e->blocked = 2; /* misconfigured budgets: the step fails */
         } else {
@@ -472,6 +479,8 @@ static int step_drain(struct sw *s)
                 free(e);
                 return -ENOMEM;
             }
+            snprintf(e->namespace, sizeof(e->namespace), "%s",
+                     p->namespace ? p->namespace : "");
         }
         if (e->blocked == 2)
             return fail(s, "EvictionFailed",

@@ -1,0 +1,207 @@
+/* An eviction a PodDisruptionBudget refused (429) is asked again when the
+ * budget allows a disruption, not only on the five-second timer: the
+ * controller starts watching budgets at the first refusal and retries as
+ * soon as one of the pod's namespace reports disruptionsAllowed > 0.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: one node in Draining with one GPU pod, a budget that allows
+ * nothing until the test frees it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "app/config.h"
+#include "app/controller.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "nodeswitch/record.h"
+#include "support/httpd.h"
+
+struct fx {
+    uv_loop_t loop;
+    struct th_server *srv;
+    struct gm_kube_config kcfg;
+    struct gm_kube *k;
+    struct gm_ctl_config cfg;
+    struct gm_ctl *ctl;
+    char *record;              /* owned: the node's switch annotation */
+    struct th_conn *pdb_watch; /* the budget watch, kept open */
+    uv_timer_t free_timer;
+    int evictions;
+    int pdb_lists_before_429; /* budget lists before the first refusal */
+    int pdb_lists;
+    uint64_t refused_at, freed_at, retried_at; /* loop ms */
+    int retried;
+};
+
+static const char pdb_json[] =
+    "{\"metadata\":{\"name\":\"work\",\"namespace\":\"default\","
+    "\"resourceVersion\":\"%s\"},\"status\":{\"disruptionsAllowed\":%d}}";
+
+static void free_budget(uv_timer_t *t)
+{
+    struct fx *f = t->data;
+    char obj[256], ev[320];
+    snprintf(obj, sizeof(obj), pdb_json, "12", 1);
+    int n = snprintf(ev, sizeof(ev), "{\"type\":\"MODIFIED\",\"object\":%s}\n",
+                     obj);
+    th_stream_write(f->pdb_watch, ev, (size_t)n);
+    f->freed_at = uv_now(&f->loop);
+}
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+    int pdb = strncmp(r->path, "/apis/policy/v1/poddisruptionbudgets", 36) == 0;
+
+    if (strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200); /* open, quiet */
+        if (pdb) {
+            f->pdb_watch = c;
+            /* The disruption controller frees the budget a moment after
+             * the watch opens: far sooner than the timer's 4-6 s. */
+            uv_timer_start(&f->free_timer, free_budget, 300, 0);
+        }
+        return;
+    }
+    if (pdb) {
+        char obj[256], body[512];
+        f->pdb_lists++;
+        snprintf(obj, sizeof(obj), pdb_json, "11", 0);
+        snprintf(body, sizeof(body),
+                 "{\"kind\":\"PodDisruptionBudgetList\",\"metadata\":{"
+                 "\"resourceVersion\":\"11\"},\"items\":[%s]}",
+                 obj);
+        th_respond(c, 200, NULL, body);
+        return;
+    }
+    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        json_object *node = json_tokener_parse(
+            "{\"metadata\":{\"name\":\"gpu-001\",\"resourceVersion\":\"9\","
+            "\"labels\":{\"gpumode.io/mode\":\"full\","
+            "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
+            "\"spec\":{\"unschedulable\":true}}");
+        json_object *meta, *ann;
+        json_object_object_get_ex(node, "metadata", &meta);
+        json_object_object_get_ex(meta, "annotations", &ann);
+        json_object_object_add(ann, GM_ANN_SWITCH,
+                               json_object_new_string(f->record));
+        char body[4096];
+        snprintf(body, sizeof(body),
+                 "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                 "\"10\"},\"items\":[%s]}",
+                 json_object_to_json_string_ext(node, JSON_C_TO_STRING_PLAIN));
+        json_object_put(node);
+        th_respond(c, 200, NULL, body);
+        return;
+    }
+    if (strstr(r->path, "fieldSelector=spec.nodeName")) {
+        th_respond(
+            c, 200, NULL,
+            "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},"
+            "\"items\":[{\"metadata\":{\"name\":\"work-1\",\"namespace\":"
+            "\"default\",\"uid\":\"u1\",\"resourceVersion\":\"8\","
+            "\"ownerReferences\":[{\"kind\":\"ReplicaSet\",\"name\":\"work\","
+            "\"controller\":true}]},\"spec\":{\"nodeName\":\"gpu-001\","
+            "\"containers\":[{\"name\":\"c\",\"resources\":{\"limits\":{"
+            "\"nvidia.com/gpu\":\"1\"}}}]},\"status\":{\"phase\":"
+            "\"Running\"}}]}");
+        return;
+    }
+    if (strcmp(r->method, "POST") == 0 && strstr(r->path, "/eviction")) {
+        f->evictions++;
+        if (f->evictions == 1) {
+            f->refused_at = uv_now(&f->loop);
+            f->pdb_lists_before_429 = f->pdb_lists;
+            th_respond(c, 429, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Failure\","
+                       "\"reason\":\"TooManyRequests\",\"code\":429,"
+                       "\"message\":\"Cannot evict pod as it would violate "
+                       "the pod's disruption budget.\"}");
+        } else {
+            f->retried_at = uv_now(&f->loop);
+            f->retried = 1;
+            th_respond(c, 201, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Success\"}");
+        }
+        return;
+    }
+    if (strcmp(r->method, "POST") == 0) {
+        th_respond(c, 201, NULL, "{}"); /* events */
+        return;
+    }
+    if (strstr(r->path, "/configmaps?")) {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"ConfigMapList\",\"metadata\":{"
+                   "\"resourceVersion\":\"10\"},\"items\":[]}");
+        return;
+    }
+    th_respond(c, 200, NULL,
+               "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+               "\"10\"},\"items\":[]}");
+}
+
+static void test_refused_eviction_retried_when_budget_frees(void **state)
+{
+    (void)state;
+    struct fx *f = calloc(1, sizeof(*f));
+    struct gm_switch_record rec = {0};
+
+    rec.policy = "p";
+    rec.from = GM_MODE_FULL;
+    rec.to = GM_MODE_VGPU;
+    rec.phase = GM_PHASE_DRAIN;
+    rec.since = rec.started = (long long)time(NULL);
+    rec.attempt = 1;
+    rec.cordoned = true;
+    f->record = gm_record_format(&rec);
+    assert_non_null(f->record);
+
+    uv_loop_init(&f->loop);
+    uv_timer_init(&f->loop, &f->free_timer);
+    f->free_timer.data = f;
+    assert_int_equal(th_start(&f->loop, handler, f, &f->srv), 0);
+    f->kcfg.server = strdup(th_url(f->srv));
+    assert_int_equal(gm_kube_new(&f->loop, &f->kcfg, NULL, &f->k), 0);
+    assert_int_equal(gm_ctl_config_defaults(&f->cfg), 0);
+    assert_int_equal(gm_ctl_new(&f->loop, f->k, &f->cfg, &f->ctl), 0);
+    assert_int_equal(gm_ctl_start(f->ctl), 0);
+    gm_ctl_lead(f->ctl);
+
+    assert_true(th_run_until(&f->loop, &f->retried, 30000));
+    /* Budgets are watched only once an eviction was refused. */
+    assert_int_equal(f->pdb_lists_before_429, 0);
+    assert_int_equal(f->pdb_lists, 1);
+    assert_int_equal(f->evictions, 2);
+    /* The retry followed the budget's change, not the timer (which asks
+     * again 4 to 6 s after the refusal). */
+    assert_true(f->freed_at > 0);
+    assert_true(f->retried_at >= f->freed_at);
+    assert_true(f->retried_at - f->refused_at < 4000);
+
+    uv_close((uv_handle_t *)&f->free_timer, NULL);
+    gm_ctl_free(f->ctl);
+    gm_kube_free(f->k);
+    th_stop(f->srv);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    gm_ctl_config_free(&f->cfg);
+    free(f->kcfg.server);
+    free(f->record);
+    free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refused_eviction_retried_when_budget_frees),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
