@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "kube/reflector.h"
 
@@ -14,21 +15,14 @@ struct budget {
     int allowed;     /* status.disruptionsAllowed */
 };
 
-static const char *jstr(json_object *o, const char *k)
-{
-    json_object *v;
-    return o && json_object_object_get_ex(o, k, &v) ? json_object_get_string(v)
-                                                    : NULL;
-}
-
 static void *budget_decode(void *ud, json_object *obj)
 {
     json_object *meta = NULL, *status = NULL, *v;
     (void)ud;
     json_object_object_get_ex(obj, "metadata", &meta);
     json_object_object_get_ex(obj, "status", &status);
-    const char *ns = jstr(meta, "namespace"),
-               *rv = jstr(meta, "resourceVersion");
+    const char *ns = gm_json_str(meta, "namespace"),
+               *rv = gm_json_str(meta, "resourceVersion");
     if (ns == NULL || rv == NULL)
         return NULL;
     struct budget *b = calloc(1, sizeof(*b));

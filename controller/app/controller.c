@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "kube/node.h"
 #include "kube/pod.h"
@@ -367,24 +368,16 @@ int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
 
 /* ---- one ConfigMap key ---- */
 
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (o && json_object_object_get_ex(o, k, &v))
-        return v;
-    return NULL;
-}
-
 static void *cm_decode(void *ud, json_object *obj)
 {
     struct gm_ctl *ctl = ud;
     struct gm_cm_data *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
-    const char *rv =
-        json_object_get_string(jget(jget(obj, "metadata"), "resourceVersion"));
-    const char *v =
-        json_object_get_string(jget(jget(obj, "data"), ctl->cfg->hami_cm.key));
+    const char *rv = json_object_get_string(
+        gm_json_get(gm_json_get(obj, "metadata"), "resourceVersion"));
+    const char *v = json_object_get_string(
+        gm_json_get(gm_json_get(obj, "data"), ctl->cfg->hami_cm.key));
     d->rv = strdup(rv ? rv : "");
     d->value = v ? strdup(v) : NULL;
     return d;

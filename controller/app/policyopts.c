@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/json.h"
+
 int gm_policy_sels_parse(const struct gm_policy *p, struct gm_policy_sels *out)
 {
     char err[200];
@@ -55,20 +57,12 @@ void gm_policy_switch_opts(const struct gm_policy *p,
     o->core_scaling = s->has_core_scaling ? s->core_scaling : 1;
 }
 
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (o && json_object_object_get_ex(o, k, &v))
-        return v;
-    return NULL;
-}
-
 int gm_layouts_from_configmap(json_object *cm, const char *key,
                               const char *source, struct gm_migparted **out,
                               char *err, size_t err_len)
 {
     *out = NULL;
-    json_object *v = jget(jget(cm, "data"), key);
+    json_object *v = gm_json_get(gm_json_get(cm, "data"), key);
     if (v == NULL || !json_object_is_type(v, json_type_string)) {
         snprintf(err, err_len, "%s has no key %s", source, key);
         return -ENOENT;

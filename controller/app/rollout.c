@@ -7,9 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/log.h"
 #include "app/observe.h"
 #include "app/policyopts.h"
+#include "common/json.h"
+#include "common/log.h"
 #include "planner/plan.h"
 #include "planner/status.h"
 
@@ -126,14 +127,6 @@ static const struct gm_reflector_ops policy_ops = {
     .on_delete = policy_delete,
 };
 
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (o && json_object_object_get_ex(o, k, &v))
-        return v;
-    return NULL;
-}
-
 static void *cm_decode(void *ud, json_object *obj)
 {
     struct gm_rollout *r = ud;
@@ -141,8 +134,8 @@ static void *cm_decode(void *ud, json_object *obj)
     const char *key = r->ctl->cfg->mig_cm.key;
     if (l == NULL)
         return NULL;
-    const char *rv =
-        json_object_get_string(jget(jget(obj, "metadata"), "resourceVersion"));
+    const char *rv = json_object_get_string(
+        gm_json_get(gm_json_get(obj, "metadata"), "resourceVersion"));
     l->rv = strdup(rv ? rv : "");
     gm_layouts_from_configmap(obj, key, r->source, &l->m, l->error,
                               sizeof(l->error));

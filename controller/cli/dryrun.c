@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/policyopts.h"
+#include "common/json.h"
 #include "nodeswitch/drain.h"
 #include "planner/assign.h"
 #include "planner/labels.h"
@@ -389,15 +390,6 @@ int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out)
 
 /* ---- pods ---- */
 
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (o && json_object_is_type(o, json_type_object) &&
-        json_object_object_get_ex(o, k, &v))
-        return v;
-    return NULL;
-}
-
 static const char *pod_lookup(const void *obj, const char *key)
 {
     return gm_pod_label(obj, key);
@@ -408,9 +400,9 @@ bool gm_dry_pdb_blocks(json_object *pdbs, const struct gm_pod *pod,
 {
     for (size_t i = 0; pdbs && i < json_object_array_length(pdbs); i++) {
         json_object *pdb = json_object_array_get_idx(pdbs, i);
-        json_object *md = jget(pdb, "metadata");
-        const char *ns = json_object_get_string(jget(md, "namespace"));
-        json_object *sel = jget(jget(pdb, "spec"), "selector");
+        json_object *md = gm_json_get(pdb, "metadata");
+        const char *ns = json_object_get_string(gm_json_get(md, "namespace"));
+        json_object *sel = gm_json_get(gm_json_get(pdb, "spec"), "selector");
         struct gm_selector s;
         char err[128];
 
@@ -427,9 +419,10 @@ bool gm_dry_pdb_blocks(json_object *pdbs, const struct gm_pod *pod,
         gm_selector_clear(&s);
         if (!match)
             continue;
-        json_object *allowed = jget(jget(pdb, "status"), "disruptionsAllowed");
+        json_object *allowed =
+            gm_json_get(gm_json_get(pdb, "status"), "disruptionsAllowed");
         if (allowed == NULL || json_object_get_int64(allowed) <= 0) {
-            *which = json_object_get_string(jget(md, "name"));
+            *which = json_object_get_string(gm_json_get(md, "name"));
             return true;
         }
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/mode.h"
 #include "planner/labels.h"
 #include "planner/policy.h"
@@ -15,23 +16,6 @@
 #define YELLOW "\033[33m"
 #define BOLD "\033[1m"
 #define RESET "\033[0m"
-
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (o && json_object_is_type(o, json_type_object) &&
-        json_object_object_get_ex(o, k, &v))
-        return v;
-    return NULL;
-}
-
-static const char *jstr(json_object *o, const char *k)
-{
-    json_object *v = jget(o, k);
-    return v && json_object_is_type(v, json_type_string)
-               ? json_object_get_string(v)
-               : NULL;
-}
 
 void gm_status_bar(int done, int total, int width, char *buf, size_t len)
 {
@@ -165,7 +149,7 @@ static json_object *find_node(json_object *nodes, const char *name)
 {
     for (size_t i = 0; nodes && i < json_object_array_length(nodes); i++) {
         json_object *n = json_object_array_get_idx(nodes, i);
-        const char *nn = jstr(jget(n, "metadata"), "name");
+        const char *nn = gm_json_str(gm_json_get(n, "metadata"), "name");
         if (nn && strcmp(nn, name) == 0)
             return n;
     }
@@ -174,13 +158,14 @@ static json_object *find_node(json_object *nodes, const char *name)
 
 static const char *node_label(json_object *node, const char *key)
 {
-    return jstr(jget(jget(node, "metadata"), "labels"), key);
+    return gm_json_str(gm_json_get(gm_json_get(node, "metadata"), "labels"),
+                       key);
 }
 
 static int render_nodes(const struct gm_policy *p, json_object *nodes,
                         const struct gm_status_opts *o, struct gm_buf *out)
 {
-    json_object *list = jget(p->status, "nodes");
+    json_object *list = gm_json_get(p->status, "nodes");
     struct table *t;
     int err = 0;
 
@@ -195,15 +180,15 @@ static int render_nodes(const struct gm_policy *p, json_object *nodes,
         row_add(t, NULL, "NODE", "MODE", "STATE", "PHASE", "SINCE", "MESSAGE");
     for (size_t i = 0; !err && i < json_object_array_length(list); i++) {
         json_object *e = json_object_array_get_idx(list, i);
-        const char *name = jstr(e, "name");
-        const char *phase = jstr(e, "phase");
-        const char *from = jstr(e, "from");
-        const char *to = jstr(e, "to");
+        const char *name = gm_json_str(e, "name");
+        const char *phase = gm_json_str(e, "phase");
+        const char *from = gm_json_str(e, "from");
+        const char *to = gm_json_str(e, "to");
         json_object *node = name ? find_node(nodes, name) : NULL;
         const char *mode = node ? node_label(node, GM_LABEL_MODE) : NULL;
         const char *state = node ? node_label(node, GM_LABEL_STATE) : NULL;
         char modes[64], since[32] = "-";
-        long long t0 = gm_status_parse_time(jstr(e, "since"));
+        long long t0 = gm_status_parse_time(gm_json_str(e, "since"));
 
         /* The label is the mode verified on the node; from -> to is the
          * switch, when there is one. */
@@ -222,11 +207,11 @@ static int render_nodes(const struct gm_policy *p, json_object *nodes,
         else if (phase && strcmp(phase, "Pending") != 0)
             colour = YELLOW;
         err = row_add(t, colour, name ? name : "?", modes, state,
-                      phase ? phase : "-", since, jstr(e, "message"));
+                      phase ? phase : "-", since, gm_json_str(e, "message"));
     }
     if (!err)
         err = table_print(t, "  ", o->color, out);
-    json_object *omitted = jget(p->status, "nodesOmitted");
+    json_object *omitted = gm_json_get(p->status, "nodesOmitted");
     if (!err && omitted && json_object_get_int(omitted) > 0)
         err = gm_buf_appendf(out, "  ... and %d more nodes not converged\n",
                              json_object_get_int(omitted));
@@ -247,7 +232,7 @@ static int render_policy(json_object *obj, json_object *nodes,
     const struct gm_summary *s = &p->summary;
     const struct gm_condition *ready = gm_policy_condition(p, "Ready");
     const struct gm_condition *stalled = gm_policy_condition(p, "Stalled");
-    const char *mode = jstr(jget(obj, "spec"), "mode");
+    const char *mode = gm_json_str(gm_json_get(obj, "spec"), "mode");
     char bar[140];
     bool is_ready = ready && strcmp(ready->status, "True") == 0;
     bool is_stalled = stalled && strcmp(stalled->status, "True") == 0;
@@ -299,8 +284,8 @@ static int cmp_policy(const void *a, const void *b)
 {
     json_object *x = *(json_object *const *)a;
     json_object *y = *(json_object *const *)b;
-    const char *nx = jstr(jget(x, "metadata"), "name");
-    const char *ny = jstr(jget(y, "metadata"), "name");
+    const char *nx = gm_json_str(gm_json_get(x, "metadata"), "name");
+    const char *ny = gm_json_str(gm_json_get(y, "metadata"), "name");
     return strcmp(nx ? nx : "", ny ? ny : "");
 }
 

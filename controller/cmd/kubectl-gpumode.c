@@ -19,6 +19,7 @@
 #include "cli/dryrun.h"
 #include "cli/status.h"
 #include "common/buf.h"
+#include "common/json.h"
 #include "common/yaml.h"
 #include "kube/node.h"
 #include "kube/pod.h"
@@ -221,15 +222,6 @@ static int cmd_resume(const struct gm_cli_args *a)
 
 /* ---- retry ---- */
 
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (o && json_object_is_type(o, json_type_object) &&
-        json_object_object_get_ex(o, k, &v))
-        return v;
-    return NULL;
-}
-
 static int cmd_retry(const struct gm_cli_args *a)
 {
     struct gm_cli_conn *c;
@@ -247,15 +239,15 @@ static int cmd_retry(const struct gm_cli_args *a)
         fail("%s", msg);
         goto out;
     }
-    json_object *md = jget(node, "metadata");
-    const char *sw =
-        json_object_get_string(jget(jget(md, "annotations"), GM_ANN_SWITCH));
-    const char *state =
-        json_object_get_string(jget(jget(md, "labels"), GM_LABEL_STATE));
+    json_object *md = gm_json_get(node, "metadata");
+    const char *sw = json_object_get_string(
+        gm_json_get(gm_json_get(md, "annotations"), GM_ANN_SWITCH));
+    const char *state = json_object_get_string(
+        gm_json_get(gm_json_get(md, "labels"), GM_LABEL_STATE));
     const char *phase = NULL;
     json_object *rec = sw ? json_tokener_parse(sw) : NULL;
     if (rec)
-        phase = json_object_get_string(jget(rec, "phase"));
+        phase = json_object_get_string(gm_json_get(rec, "phase"));
     bool failed = (phase && strcmp(phase, "Failed") == 0) ||
                   (sw == NULL && state && strcmp(state, "failed") == 0);
     if (!failed) {
@@ -336,7 +328,7 @@ static int read_policy(const char *file, struct gm_policy **out)
         fail("%s", err);
         return 1;
     }
-    const char *kind = json_object_get_string(jget(obj, "kind"));
+    const char *kind = json_object_get_string(gm_json_get(obj, "kind"));
     if (obj == NULL || (kind && strcmp(kind, "GPUModePolicy") != 0)) {
         fail("%s: kind: expected GPUModePolicy, got %s", file,
              obj ? (kind ? kind : "nothing") : "an empty document");

@@ -10,6 +10,7 @@
 #include "app/budgets.h"
 #include "app/controller.h"
 #include "app/observe.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "kube/pod.h"
 #include "nodeswitch/helperpod.h"
@@ -670,35 +671,27 @@ static int helper(struct sw *s, const char *step, const char *salt,
     return STEP_ASYNC;
 }
 
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (o && json_object_object_get_ex(o, k, &v))
-        return v;
-    return NULL;
-}
-
 /* The layout a probe found, in the agent's layout form: one entry per GPU
  * so a rollback restores exactly what was there. NULL when the result
  * cannot be read. */
 static char *layout_from_probe(const char *result)
 {
     json_object *r = result ? json_tokener_parse(result) : NULL;
-    json_object *gpus = jget(r, "gpus");
+    json_object *gpus = gm_json_get(r, "gpus");
     json_object *out = json_object_new_array();
     char *text = NULL;
 
     if (gpus == NULL || !json_object_is_type(gpus, json_type_array) ||
-        !json_object_get_boolean(jget(r, "ok")))
+        !json_object_get_boolean(gm_json_get(r, "ok")))
         goto done;
     for (size_t i = 0; i < json_object_array_length(gpus); i++) {
         json_object *g = json_object_array_get_idx(gpus, i);
-        json_object *inst = jget(g, "instances");
-        const char *cur = json_object_get_string(jget(g, "migCurrent"));
+        json_object *inst = gm_json_get(g, "instances");
+        const char *cur = json_object_get_string(gm_json_get(g, "migCurrent"));
         json_object *e = json_object_new_object();
         json_object *dev = json_object_new_array();
-        json_object_array_add(
-            dev, json_object_new_int(json_object_get_int(jget(g, "index"))));
+        json_object_array_add(dev, json_object_new_int(json_object_get_int(
+                                       gm_json_get(g, "index"))));
         json_object_object_add(e, "devices", dev);
         int enabled = cur && strcmp(cur, "Enabled") == 0;
         if (enabled && (inst == NULL || json_object_object_length(inst) == 0)) {
@@ -800,10 +793,10 @@ static int step_reconfigure(struct sw *s)
     }
     json_object *res =
         p->term_message ? json_tokener_parse(p->term_message) : NULL;
-    const char *reason = json_object_get_string(jget(res, "reason"));
-    const char *msg = json_object_get_string(jget(res, "message"));
-    const char *needs = json_object_get_string(jget(res, "needs"));
-    int ok = json_object_get_boolean(jget(res, "ok"));
+    const char *reason = json_object_get_string(gm_json_get(res, "reason"));
+    const char *msg = json_object_get_string(gm_json_get(res, "message"));
+    const char *needs = json_object_get_string(gm_json_get(res, "needs"));
+    int ok = json_object_get_boolean(gm_json_get(res, "ok"));
     char reason_c[64], msg_c[768];
     snprintf(reason_c, sizeof(reason_c), "%s", reason ? reason : "AgentFailed");
     snprintf(
@@ -868,7 +861,7 @@ static int hami_entry_index(json_object *list, const char *node)
         return -1;
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         const char *n = json_object_get_string(
-            jget(json_object_array_get_idx(list, i), "name"));
+            gm_json_get(json_object_array_get_idx(list, i), "name"));
         if (n && strcmp(n, node) == 0)
             idx = (int)i;
     }
@@ -885,12 +878,12 @@ static int hami_split(struct sw *s)
     bool exists;
     const char *cur = gm_ctl_hami_config(s->ctl, &rv, &exists);
     json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
-    json_object *list = jget(cfg, "nodeconfig");
+    json_object *list = gm_json_get(cfg, "nodeconfig");
     int idx = hami_entry_index(list, node_name(s));
     int split = 10;
     if (idx >= 0) {
-        json_object *v = jget(json_object_array_get_idx(list, (size_t)idx),
-                              "devicesplitcount");
+        json_object *v = gm_json_get(
+            json_object_array_get_idx(list, (size_t)idx), "devicesplitcount");
         if (v && json_object_get_int(v) > 0)
             split = json_object_get_int(v);
     }
@@ -914,7 +907,7 @@ static int ensure_hami_config(struct sw *s)
         json_object_put(cfg);
         cfg = json_object_new_object();
     }
-    json_object *list = jget(cfg, "nodeconfig");
+    json_object *list = gm_json_get(cfg, "nodeconfig");
     if (list == NULL || !json_object_is_type(list, json_type_array)) {
         list = json_object_new_array();
         json_object_object_add(cfg, "nodeconfig", list);
@@ -1036,20 +1029,21 @@ size_t gm_switch_expected(const struct gm_profile *p, enum gm_mode m,
                     : 0;
     int explicit_gpus = 0;
     for (size_t i = 0; i < ne; i++) {
-        json_object *d = jget(json_object_array_get_idx(l, i), "devices");
+        json_object *d =
+            gm_json_get(json_object_array_get_idx(l, i), "devices");
         if (d && json_object_is_type(d, json_type_array))
             explicit_gpus += (int)json_object_array_length(d);
     }
     int single = strategy && strcmp(strategy, "single") == 0;
     for (size_t i = 0; i < ne; i++) {
         json_object *e = json_object_array_get_idx(l, i);
-        json_object *d = jget(e, "devices");
-        json_object *md = jget(e, "migDevices");
+        json_object *d = gm_json_get(e, "devices");
+        json_object *md = gm_json_get(e, "migDevices");
         int ngpu = d && json_object_is_type(d, json_type_array)
                        ? (int)json_object_array_length(d)
                        : gpus - explicit_gpus;
-        if (!json_object_get_boolean(jget(e, "migEnabled")) || md == NULL ||
-            ngpu <= 0)
+        if (!json_object_get_boolean(gm_json_get(e, "migEnabled")) ||
+            md == NULL || ngpu <= 0)
             continue;
         json_object_object_foreach(md, prof, cnt)
         {

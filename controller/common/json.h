@@ -1,0 +1,14 @@
+/* NULL-safe lookups in json-c trees: a missing key, a NULL or a value of
+ * another type anywhere along a path gives NULL, so paths chain without
+ * checks in between: gm_json_str(gm_json_get(obj, "metadata"), "name"). */
+#ifndef GM_COMMON_JSON_H
+#define GM_COMMON_JSON_H
+
+#include <json-c/json.h>
+
+/* The member key of object o (borrowed), or NULL. */
+json_object *gm_json_get(json_object *o, const char *key);
+/* The member key of o when it is a string (borrowed), or NULL. */
+const char *gm_json_str(json_object *o, const char *key);
+
+#endif
