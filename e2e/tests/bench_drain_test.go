@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,45 +103,9 @@ func podRequests(t *testing.T, b *Bed) (evictions, refused, reads float64) {
 // drainPhases times a switch's Cordoning+Draining phases from a node
 // watch: from the first record seen to the first phase after Draining.
 func drainPhases(t *testing.T, b *Bed, node string) func(timeout time.Duration) time.Duration {
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := b.CS.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", node).String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var start, end time.Time
-	go func() {
-		for ev := range w.ResultChan() {
-			n, ok := ev.Object.(*corev1.Node)
-			if !ok {
-				continue
-			}
-			rec := SwitchAnnotation(n)
-			now := time.Now()
-			mu.Lock()
-			if rec != nil && start.IsZero() {
-				start = now
-			}
-			if rec != nil && end.IsZero() && rec["phase"] != "Cordoning" && rec["phase"] != "Draining" {
-				end = now
-			}
-			mu.Unlock()
-		}
-	}()
-	return func(timeout time.Duration) time.Duration {
-		defer cancel()
-		var took time.Duration
-		Eventually(t, timeout, "gpumode's drain of "+node, func(context.Context) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if start.IsZero() || end.IsZero() {
-				return fmt.Errorf("start %v end %v", start, end)
-			}
-			took = end.Sub(start)
-			return nil
-		})
-		return took
-	}
+	return recordSpan(t, b, node, "gpumode's drain", func(rec map[string]any) bool {
+		return rec != nil && rec["phase"] != "Cordoning" && rec["phase"] != "Draining"
+	})
 }
 
 // TestBenchDrain: two identical full nodes (110 pods each with the GPU
