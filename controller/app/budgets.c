@@ -1,11 +1,9 @@
 #include "app/budgets.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/json.h"
-#include "common/log.h"
 #include "kube/reflector.h"
 
 /* The cached form: all we read of a budget. */
@@ -14,32 +12,6 @@ struct budget {
     char *rv;        /* owned */
     int allowed;     /* status.disruptionsAllowed */
 };
-
-static void *budget_decode(void *ud, json_object *obj)
-{
-    json_object *meta = NULL, *status = NULL, *v;
-    (void)ud;
-    json_object_object_get_ex(obj, "metadata", &meta);
-    json_object_object_get_ex(obj, "status", &status);
-    const char *ns = gm_json_str(meta, "namespace"),
-               *rv = gm_json_str(meta, "resourceVersion");
-    if (ns == NULL || rv == NULL)
-        return NULL;
-    struct budget *b = calloc(1, sizeof(*b));
-    if (b == NULL)
-        return NULL;
-    b->namespace = strdup(ns);
-    b->rv = strdup(rv);
-    if (status && json_object_object_get_ex(status, "disruptionsAllowed", &v))
-        b->allowed = json_object_get_int(v);
-    if (b->namespace == NULL || b->rv == NULL) {
-        free(b->namespace);
-        free(b->rv);
-        free(b);
-        return NULL;
-    }
-    return b;
-}
 
 static void budget_free(void *ud, void *obj)
 {
@@ -50,6 +22,28 @@ static void budget_free(void *ud, void *obj)
     free(b->namespace);
     free(b->rv);
     free(b);
+}
+
+static void *budget_decode(void *ud, json_object *obj)
+{
+    json_object *meta = gm_json_get(obj, "metadata");
+    const char *ns = gm_json_str(meta, "namespace");
+    const char *rv = gm_json_str(meta, "resourceVersion");
+    (void)ud;
+    if (ns == NULL || rv == NULL)
+        return NULL;
+    struct budget *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->namespace = strdup(ns);
+    b->rv = strdup(rv);
+    b->allowed = json_object_get_int(
+        gm_json_get(gm_json_get(obj, "status"), "disruptionsAllowed"));
+    if (b->namespace == NULL || b->rv == NULL) {
+        budget_free(ud, b);
+        return NULL;
+    }
+    return b;
 }
 
 static const char *budget_rv(const void *obj)

@@ -91,10 +91,11 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
         if (w->helper_create && resp->error->code != 409)
             w->ns->created_helper[0] = '\0';
         if (resp->error->code == 409) {
-            /* Our cache was behind the node (another writer, e.g. the node
-             * lifecycle controller's taint, landed first). The newer node
-             * is on its way through the watch and its event requeues us;
-             * the timer only covers a watch that is down. */
+            /* Our cache was behind: another writer changed the node first
+             * (e.g. the node lifecycle controller's taint), or the helper
+             * pod exists already. The newer object is on its way through
+             * a watch whose event requeues us; the timer only covers a
+             * watch that is down. */
             requeue = 2000;
         } else if (resp->error->err != -ECANCELED) {
             gm_log_kv(GM_LOG_WARN, w->node, NULL, "node update failed: %s: %s",
