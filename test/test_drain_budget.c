@@ -3,6 +3,8 @@
  * controller starts watching budgets at the first refusal and retries as
  * soon as one of the pod's namespace reports disruptionsAllowed > 0.
  *
+ * Budgets of other namespaces and malformed ones change nothing.
+ *
  * Real libcurl and libuv against the test server, which plays the API
  * server: one node in Draining with one GPU pod, a budget that allows
  * nothing until the test frees it. */
@@ -45,14 +47,13 @@ static const char pdb_json[] =
     "{\"metadata\":{\"name\":\"work\",\"namespace\":\"default\","
     "\"resourceVersion\":\"%s\"},\"status\":{\"disruptionsAllowed\":%d}}";
 
+/* What the budget watch delivers 300 ms after it opens (set per test). */
+static const char *budget_events;
+
 static void free_budget(uv_timer_t *t)
 {
     struct fx *f = t->data;
-    char obj[256], ev[320];
-    snprintf(obj, sizeof(obj), pdb_json, "12", 1);
-    int n = snprintf(ev, sizeof(ev), "{\"type\":\"MODIFIED\",\"object\":%s}\n",
-                     obj);
-    th_stream_write(f->pdb_watch, ev, (size_t)n);
+    th_stream_write(f->pdb_watch, budget_events, strlen(budget_events));
     f->freed_at = uv_now(&f->loop);
 }
 
@@ -148,12 +149,14 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                "\"10\"},\"items\":[]}");
 }
 
-static void test_refused_eviction_retried_when_budget_frees(void **state)
+/* Runs the controller until the eviction is retried; the caller checks
+ * and then calls fx_free. */
+static struct fx *fx_run(void)
 {
-    (void)state;
     struct fx *f = calloc(1, sizeof(*f));
     struct gm_switch_record rec = {0};
 
+    assert_non_null(f);
     rec.policy = "p";
     rec.from = GM_MODE_FULL;
     rec.to = GM_MODE_VGPU;
@@ -174,18 +177,17 @@ static void test_refused_eviction_retried_when_budget_frees(void **state)
     assert_int_equal(gm_ctl_new(&f->loop, f->k, &f->cfg, &f->ctl), 0);
     assert_int_equal(gm_ctl_start(f->ctl), 0);
     gm_ctl_lead(f->ctl);
-
     assert_true(th_run_until(&f->loop, &f->retried, 30000));
     /* Budgets are watched only once an eviction was refused. */
     assert_int_equal(f->pdb_lists_before_429, 0);
     assert_int_equal(f->pdb_lists, 1);
     assert_int_equal(f->evictions, 2);
-    /* The retry followed the budget's change, not the timer (which asks
-     * again 4 to 6 s after the refusal). */
     assert_true(f->freed_at > 0);
-    assert_true(f->retried_at >= f->freed_at);
-    assert_true(f->retried_at - f->refused_at < 4000);
+    return f;
+}
 
+static void fx_free(struct fx *f)
+{
     uv_close((uv_handle_t *)&f->free_timer, NULL);
     gm_ctl_free(f->ctl);
     gm_kube_free(f->k);
@@ -198,10 +200,52 @@ static void test_refused_eviction_retried_when_budget_frees(void **state)
     free(f);
 }
 
+static void test_refused_eviction_retried_when_budget_frees(void **state)
+{
+    (void)state;
+    budget_events = "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{"
+                    "\"name\":\"work\",\"namespace\":\"default\","
+                    "\"resourceVersion\":\"12\"},\"status\":{"
+                    "\"disruptionsAllowed\":1}}}\n";
+    struct fx *f = fx_run();
+    /* The retry followed the budget's change, not the timer (which asks
+     * again 4 to 6 s after the refusal). */
+    assert_true(f->retried_at >= f->freed_at);
+    assert_true(f->retried_at - f->refused_at < 4000);
+    fx_free(f);
+}
+
+/* Budgets that allow nothing for this pod, or that make no sense, leave
+ * the retry to the timer: another namespace's, a negative count, a count
+ * that is not a number, no status, no namespace. */
+static void test_other_and_malformed_budgets_do_not_retry(void **state)
+{
+    (void)state;
+    budget_events =
+        "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":"
+        "\"a\",\"namespace\":\"team-b\",\"resourceVersion\":\"12\"},"
+        "\"status\":{\"disruptionsAllowed\":5}}}\n"
+        "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":"
+        "\"work\",\"namespace\":\"default\",\"resourceVersion\":\"13\"},"
+        "\"status\":{\"disruptionsAllowed\":-1}}}\n"
+        "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":"
+        "\"work\",\"namespace\":\"default\",\"resourceVersion\":\"14\"},"
+        "\"status\":{\"disruptionsAllowed\":\"lots\"}}}\n"
+        "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":"
+        "\"work\",\"namespace\":\"default\",\"resourceVersion\":\"15\"}}}\n"
+        "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\","
+        "\"resourceVersion\":\"16\"},\"status\":{\"disruptionsAllowed\":"
+        "3}}}\n";
+    struct fx *f = fx_run();
+    assert_true(f->retried_at - f->refused_at >= 4000);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refused_eviction_retried_when_budget_frees),
+        cmocka_unit_test(test_other_and_malformed_budgets_do_not_retry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
