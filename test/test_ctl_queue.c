@@ -11,19 +11,10 @@
 
 #include <cmocka.h>
 
-#include "app/config.h"
-#include "app/controller.h"
-#include "kube/client.h"
-#include "kube/config.h"
-#include "support/httpd.h"
+#include "support/ctlfx.h"
 
 struct fx {
-    uv_loop_t loop;
-    struct th_server *srv;
-    struct gm_kube_config kcfg;
-    struct gm_kube *k;
-    struct gm_ctl_config cfg;
-    struct gm_ctl *ctl;
+    struct th_ctl c;
     struct th_conn *cm_list; /* the ConfigMap list, answered late */
     uv_timer_t late;
     unsigned long reconciles_before_cm; /* when the ConfigMap answered */
@@ -63,7 +54,7 @@ static void answer_cm(uv_timer_t *t)
 {
     struct fx *f = t->data;
     assert_non_null(f->cm_list);
-    f->reconciles_before_cm = f->ctl->reconciles;
+    f->reconciles_before_cm = f->c.ctl->reconciles;
     th_respond(f->cm_list, 200, NULL,
                "{\"kind\":\"ConfigMapList\",\"metadata\":{"
                "\"resourceVersion\":\"10\"},\"items\":[]}");
@@ -73,7 +64,7 @@ static void answer_cm(uv_timer_t *t)
 static void poll_reconciled(uv_timer_t *t)
 {
     struct fx *f = t->data;
-    if (f->ctl->reconciles > 0)
+    if (f->c.ctl->reconciles > 0)
         f->reconciled = 1;
 }
 
@@ -83,35 +74,22 @@ static void test_queue_waits_for_the_last_cache(void **state)
     struct fx *f = calloc(1, sizeof(*f));
     uv_timer_t poll;
 
-    uv_loop_init(&f->loop);
-    assert_int_equal(th_start(&f->loop, handler, f, &f->srv), 0);
-    f->kcfg.server = strdup(th_url(f->srv));
-    assert_int_equal(gm_kube_new(&f->loop, &f->kcfg, NULL, &f->k), 0);
-    assert_int_equal(gm_ctl_config_defaults(&f->cfg), 0);
-    assert_int_equal(gm_ctl_new(&f->loop, f->k, &f->cfg, &f->ctl), 0);
     /* Nodes and helper pods sync at once (the node's key is queued); the
      * ConfigMap answers 300 ms after its list arrives. */
-    uv_timer_init(&f->loop, &f->late);
+    th_ctl_start(&f->c, handler, f);
+    uv_timer_init(&f->c.loop, &f->late);
     f->late.data = f;
-    assert_int_equal(gm_ctl_start(f->ctl), 0);
-    gm_ctl_lead(f->ctl);
-    uv_timer_init(&f->loop, &poll);
+    uv_timer_init(&f->c.loop, &poll);
     poll.data = f;
     uv_timer_start(&poll, poll_reconciled, 10, 10);
-    assert_true(th_run_until(&f->loop, &f->reconciled, 30000));
+    assert_true(th_run_until(&f->c.loop, &f->reconciled, 30000));
     assert_true(f->cm_answered);
     assert_int_equal(f->reconciles_before_cm, 0);
-    assert_true(gm_ctl_synced(f->ctl));
+    assert_true(gm_ctl_synced(f->c.ctl));
 
     uv_close((uv_handle_t *)&poll, NULL);
     uv_close((uv_handle_t *)&f->late, NULL);
-    gm_ctl_free(f->ctl);
-    gm_kube_free(f->k);
-    th_stop(f->srv);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    gm_ctl_config_free(&f->cfg);
-    free(f->kcfg.server);
+    th_ctl_stop(&f->c);
     free(f);
 }
 

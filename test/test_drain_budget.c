@@ -19,20 +19,11 @@
 
 #include <cmocka.h>
 
-#include "app/config.h"
-#include "app/controller.h"
-#include "kube/client.h"
-#include "kube/config.h"
 #include "nodeswitch/record.h"
-#include "support/httpd.h"
+#include "support/ctlfx.h"
 
 struct fx {
-    uv_loop_t loop;
-    struct th_server *srv;
-    struct gm_kube_config kcfg;
-    struct gm_kube *k;
-    struct gm_ctl_config cfg;
-    struct gm_ctl *ctl;
+    struct th_ctl c;
     char *record;              /* owned: the node's switch annotation */
     struct th_conn *pdb_watch; /* the budget watch, kept open */
     uv_timer_t free_timer;
@@ -54,7 +45,7 @@ static void free_budget(uv_timer_t *t)
 {
     struct fx *f = t->data;
     th_stream_write(f->pdb_watch, budget_events, strlen(budget_events));
-    f->freed_at = uv_now(&f->loop);
+    f->freed_at = uv_now(&f->c.loop);
 }
 
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
@@ -119,7 +110,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     if (strcmp(r->method, "POST") == 0 && strstr(r->path, "/eviction")) {
         f->evictions++;
         if (f->evictions == 1) {
-            f->refused_at = uv_now(&f->loop);
+            f->refused_at = uv_now(&f->c.loop);
             f->pdb_lists_before_429 = f->pdb_lists;
             th_respond(c, 429, NULL,
                        "{\"kind\":\"Status\",\"status\":\"Failure\","
@@ -127,7 +118,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                        "\"message\":\"Cannot evict pod as it would violate "
                        "the pod's disruption budget.\"}");
         } else {
-            f->retried_at = uv_now(&f->loop);
+            f->retried_at = uv_now(&f->c.loop);
             f->retried = 1;
             th_respond(c, 201, NULL,
                        "{\"kind\":\"Status\",\"status\":\"Success\"}");
@@ -167,17 +158,10 @@ static struct fx *fx_run(void)
     f->record = gm_record_format(&rec);
     assert_non_null(f->record);
 
-    uv_loop_init(&f->loop);
-    uv_timer_init(&f->loop, &f->free_timer);
+    th_ctl_start(&f->c, handler, f);
+    uv_timer_init(&f->c.loop, &f->free_timer);
     f->free_timer.data = f;
-    assert_int_equal(th_start(&f->loop, handler, f, &f->srv), 0);
-    f->kcfg.server = strdup(th_url(f->srv));
-    assert_int_equal(gm_kube_new(&f->loop, &f->kcfg, NULL, &f->k), 0);
-    assert_int_equal(gm_ctl_config_defaults(&f->cfg), 0);
-    assert_int_equal(gm_ctl_new(&f->loop, f->k, &f->cfg, &f->ctl), 0);
-    assert_int_equal(gm_ctl_start(f->ctl), 0);
-    gm_ctl_lead(f->ctl);
-    assert_true(th_run_until(&f->loop, &f->retried, 30000));
+    assert_true(th_run_until(&f->c.loop, &f->retried, 30000));
     /* Budgets are watched only once an eviction was refused. */
     assert_int_equal(f->pdb_lists_before_429, 0);
     assert_int_equal(f->pdb_lists, 1);
@@ -189,13 +173,7 @@ static struct fx *fx_run(void)
 static void fx_free(struct fx *f)
 {
     uv_close((uv_handle_t *)&f->free_timer, NULL);
-    gm_ctl_free(f->ctl);
-    gm_kube_free(f->k);
-    th_stop(f->srv);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    gm_ctl_config_free(&f->cfg);
-    free(f->kcfg.server);
+    th_ctl_stop(&f->c);
     free(f->record);
     free(f);
 }

@@ -1,0 +1,32 @@
+/* The controller (gm_ctl) with real libcurl and libuv against the test
+ * server: the fixture of tests that drive the controller's caches, queue
+ * and switches end to end. */
+#ifndef GM_TEST_CTLFX_H
+#define GM_TEST_CTLFX_H
+
+#include <uv.h>
+
+#include "app/config.h"
+#include "app/controller.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "httpd.h"
+
+struct th_ctl {
+    uv_loop_t loop;
+    struct th_server *srv;
+    struct gm_kube_config kcfg; /* server owned */
+    struct gm_kube *k;          /* owned */
+    struct gm_ctl_config cfg;   /* defaults */
+    struct gm_ctl *ctl;         /* owned; started and leading */
+};
+
+/* Starts the loop, the server (h answers with ud), the client and the
+ * controller with the default config; fails the test on any error. The
+ * loop has not run yet when it returns. */
+void th_ctl_start(struct th_ctl *c, th_handler h, void *ud);
+/* Frees the controller, the client and the server, runs the loop dry and
+ * closes it: the caller closes its own handles on the loop first. */
+void th_ctl_stop(struct th_ctl *c);
+
+#endif
