@@ -54,6 +54,33 @@ static void test_decodes_what_the_controller_reads(void **state)
     assert_int_equal(gm_intern_count(), 0);
 }
 
+/* gpumode.io/settings repeats on every node of a pool: one shared copy. */
+static void test_settings_annotation_is_shared(void **state)
+{
+    (void)state;
+#define SETTINGS_NODE(name)                                                    \
+    "{\"metadata\":{\"name\":\"" name "\",\"annotations\":"                    \
+    "{\"gpumode.io/settings\":\"{\\\"splitCount\\\":4}\"}}}"
+    struct gm_node *a, *b, *c;
+
+    json_object *oa = json_tokener_parse(SETTINGS_NODE("a"));
+    json_object *ob = json_tokener_parse(SETTINGS_NODE("b"));
+    json_object *oc = json_tokener_parse("{\"metadata\":{\"name\":\"c\"}}");
+    assert_int_equal(gm_node_from_json(oa, &a), 0);
+    assert_int_equal(gm_node_from_json(ob, &b), 0);
+    assert_int_equal(gm_node_from_json(oc, &c), 0);
+    assert_string_equal(a->ann_settings, "{\"splitCount\":4}");
+    assert_ptr_equal(a->ann_settings, b->ann_settings);
+    assert_null(c->ann_settings);
+    gm_node_free(a);
+    gm_node_free(b);
+    gm_node_free(c);
+    json_object_put(oa);
+    json_object_put(ob);
+    json_object_put(oc);
+    assert_int_equal(gm_intern_count(), 0);
+}
+
 static void test_rejects_non_nodes(void **state)
 {
     (void)state;
@@ -152,6 +179,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decodes_what_the_controller_reads),
+        cmocka_unit_test(test_settings_annotation_is_shared),
         cmocka_unit_test(test_rejects_non_nodes),
         cmocka_unit_test(test_fields_of_the_wrong_type),
         cmocka_unit_test(test_ready_false_and_cordoned),

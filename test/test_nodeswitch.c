@@ -37,6 +37,7 @@ static void test_record_round_trip(void **state)
     assert_int_equal(gm_set_str(&r.policy, "inference"), 0);
     assert_int_equal(gm_set_str(&r.layout, "[{\"devices\":\"all\"}]"), 0);
     assert_int_equal(gm_set_str(&r.strategy, "mixed"), 0);
+    assert_int_equal(gm_set_str(&r.settings, "{\"strategy\":\"mixed\"}"), 0);
     assert_int_equal(
         gm_record_save_label(&r, "nvidia.com/gpu.deploy.dcgm", "true"), 0);
     assert_int_equal(gm_record_save_label(&r, "absent.example/x", NULL), 0);
@@ -57,6 +58,7 @@ static void test_record_round_trip(void **state)
     assert_true(back.reconfigured);
     assert_false(back.rolling_back);
     assert_string_equal(back.layout, "[{\"devices\":\"all\"}]");
+    assert_string_equal(back.settings, "{\"strategy\":\"mixed\"}");
     assert_int_equal(back.n_saved, 2);
     const struct gm_saved_label *l =
         gm_record_saved(&back, "nvidia.com/gpu.deploy.dcgm");

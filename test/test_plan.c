@@ -311,6 +311,131 @@ static void test_reboot_reapplies_mig(void **state)
     fleet_free(&f);
 }
 
+/* A node's gpumode.io/settings, as gm_plan_settings gives it for p with the
+ * layout the plan resolved (the caller frees it). */
+static char *settings_of(const struct gm_policy *p, const char *layout)
+{
+    char *out = NULL;
+    assert_int_equal(gm_plan_settings(&p->spec, layout, &out), 0);
+    return out;
+}
+
+static void test_mig_settings_change_relays(void **state)
+{
+    const char *h100 = "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3";
+    struct gm_policy *one = policy("p", "mig",
+                                   ",\"mig\":{\"layout\":[{\"migDevices\":"
+                                   "{\"7g.80gb\":1}}]}");
+    struct gm_policy *two = policy("p", "mig",
+                                   ",\"mig\":{\"layout\":[{\"migDevices\":"
+                                   "{\"3g.40gb\":2}}]}");
+    struct gm_policy *single = policy("p", "mig",
+                                      ",\"mig\":{\"strategy\":\"single\","
+                                      "\"layout\":[{\"migDevices\":"
+                                      "{\"7g.80gb\":1}}]}");
+    struct gm_policy *named =
+        policy("p", "mig", ",\"mig\":{\"config\":\"all-1g.10gb\"}");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    struct gm_node *n = add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=mig",
+                                         "gpumode.io/state=ready", h100, NULL));
+
+    /* Verified before gpumode wrote settings: taken as current. */
+    plan(two, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    gm_plan_free(&pl);
+
+    char *seven = settings_of(one, "[{\"devices\":\"all\",\"migEnabled\":"
+                                   "true,\"migDevices\":{\"7g.80gb\":1}}]");
+    assert_string_equal(seven,
+                        "{\"strategy\":\"mixed\",\"layout\":[{\"devices\":"
+                        "\"all\",\"migEnabled\":true,\"migDevices\":"
+                        "{\"7g.80gb\":1}}]}");
+    n->ann_settings = seven;
+    plan(one, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    assert_int_equal(pl.n_starts, 0);
+    gm_plan_free(&pl);
+
+    /* Another layout: the node switches mig -> mig and the start carries
+     * the settings the switch will write when it completes. */
+    plan(two, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 0);
+    assert_int_equal(pl.n_starts, 1);
+    assert_int_equal(pl.starts[0].from, GM_MODE_MIG);
+    assert_int_equal(pl.starts[0].to, GM_MODE_MIG);
+    assert_non_null(strstr(pl.starts[0].layout, "\"3g.40gb\":2"));
+    char *want = settings_of(two, pl.starts[0].layout);
+    assert_string_equal(pl.starts[0].settings, want);
+    free(want);
+    gm_plan_free(&pl);
+
+    /* The same layout served with the other strategy is a change too. */
+    plan(single, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_non_null(strstr(pl.starts[0].settings, "\"strategy\":\"single\""));
+    gm_plan_free(&pl);
+
+    /* Settings that cannot be computed (the named layout is missing) do
+     * not count as converged: the policy stalls and nothing starts. */
+    plan(named, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 0);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.stall_reason, "InvalidLayout");
+    gm_plan_free(&pl);
+
+    n->ann_settings = NULL;
+    free(seven);
+    gm_policy_free(one);
+    gm_policy_free(two);
+    gm_policy_free(single);
+    gm_policy_free(named);
+    fleet_free(&f);
+}
+
+static void test_vgpu_settings_change_switches(void **state)
+{
+    struct gm_policy *split4 =
+        policy("p", "vgpu", ",\"vgpu\":{\"splitCount\":4}");
+    struct gm_policy *plain = policy("p", "vgpu", "");
+    struct gm_policy *full = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    struct gm_node *n = add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=vgpu",
+                                         "gpumode.io/state=ready", NULL));
+    char *s4 = settings_of(split4, NULL);
+    char *none = settings_of(plain, NULL);
+    char *nothing = settings_of(full, NULL);
+
+    assert_string_equal(
+        s4, "{\"splitCount\":4,\"memoryScaling\":1,\"coreScaling\":1}");
+    assert_string_equal(none, "{}");
+    assert_null(nothing);
+
+    n->ann_settings = none;
+    plan(plain, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    gm_plan_free(&pl);
+    plan(split4, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_int_equal(pl.starts[0].from, GM_MODE_VGPU);
+    assert_null(pl.starts[0].layout);
+    assert_string_equal(pl.starts[0].settings, s4);
+    gm_plan_free(&pl);
+    n->ann_settings = s4;
+    plan(split4, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    gm_plan_free(&pl);
+
+    n->ann_settings = NULL;
+    free(s4);
+    free(none);
+    gm_policy_free(split4);
+    gm_policy_free(plain);
+    gm_policy_free(full);
+    fleet_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +446,8 @@ int main(void)
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_mig_layouts),
         cmocka_unit_test(test_reboot_reapplies_mig),
+        cmocka_unit_test(test_mig_settings_change_relays),
+        cmocka_unit_test(test_vgpu_settings_change_switches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

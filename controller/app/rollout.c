@@ -397,7 +397,7 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     for (size_t i = 0; i < plan.n_starts && !r->ctl->stopping; i++) {
         const struct gm_plan_start *st = &plan.starts[i];
         int err = gm_switch_start(r->ctl, st->node, name, st->to, st->layout,
-                                  strategy, start_done, pass);
+                                  strategy, st->settings, start_done, pass);
         if (err == GM_SWITCH_ASYNC || err == 1)
             pass->pending++;
         else if (err < 0)

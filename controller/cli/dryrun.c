@@ -125,6 +125,8 @@ static struct gm_node *converged_copy(const struct gm_node *orig,
     n->ann_switch = NULL;
     n->ann_retry = NULL;
     n->ann_boot_id = orig->boot_id;
+    /* Unknown settings count as current: the switch would write them. */
+    n->ann_settings = NULL;
     return n;
 }
 

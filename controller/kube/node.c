@@ -189,6 +189,14 @@ int gm_node_from_json(json_object *obj, struct gm_node **out)
     n->ann_switch = dup_or_null(get(ann, "gpumode.io/switch"));
     n->ann_boot_id = dup_or_null(get(ann, "gpumode.io/boot-id"));
     n->ann_retry = dup_or_null(get(ann, "gpumode.io/retry"));
+    json_object *settings = get(ann, "gpumode.io/settings");
+    if (settings) {
+        n->ann_settings = gm_intern(json_object_get_string(settings));
+        if (n->ann_settings == NULL) {
+            gm_node_free(n);
+            return -ENOMEM;
+        }
+    }
     n->boot_id = dup_or_null(get(get(status, "nodeInfo"), "bootID"));
     n->unschedulable = json_object_get_boolean(get(spec, "unschedulable"));
     json_object *conds = get(status, "conditions");
@@ -237,6 +245,7 @@ void gm_node_free(struct gm_node *n)
     free(n->ann_switch);
     free(n->ann_boot_id);
     free(n->ann_retry);
+    gm_intern_release(n->ann_settings);
     free(n->boot_id);
     free(n);
 }

@@ -36,6 +36,9 @@ struct gm_node {
     char *ann_switch;
     char *ann_boot_id;
     char *ann_retry;
+    /* interned or NULL: gpumode.io/settings, the mode settings the node was
+     * last verified with (the same string on every node of a pool) */
+    const char *ann_settings;
     bool unschedulable;
     bool ready;                      /* condition Ready is True */
     char *boot_id;                   /* owned, status.nodeInfo.bootID */

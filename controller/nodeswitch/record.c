@@ -52,6 +52,7 @@ void gm_record_clear(struct gm_switch_record *r)
     free(r->policy);
     free(r->layout);
     free(r->strategy);
+    free(r->settings);
     free(r->from_layout);
     free(r->boot_id);
     free(r->reason);
@@ -189,6 +190,8 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
     if (!rc)
         rc = get_str(o, "strategy", &r->strategy, 0, err, err_len);
     if (!rc)
+        rc = get_str(o, "settings", &r->settings, 0, err, err_len);
+    if (!rc)
         rc = get_str(o, "fromLayout", &r->from_layout, 0, err, err_len);
     if (!rc)
         rc = get_str(o, "bootID", &r->boot_id, 0, err, err_len);
@@ -252,6 +255,7 @@ char *gm_record_format(const struct gm_switch_record *r)
     add_str(o, "to", gm_mode_name(r->to));
     add_str(o, "layout", r->layout);
     add_str(o, "strategy", r->strategy);
+    add_str(o, "settings", r->settings);
     add_str(o, "fromLayout", r->from_layout);
     add_str(o, "phase", gm_phase_name(r->phase));
     add_time(o, "since", r->since);

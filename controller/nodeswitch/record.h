@@ -14,6 +14,7 @@
 #define GM_ANN_SWITCH "gpumode.io/switch"
 #define GM_ANN_BOOT_ID "gpumode.io/boot-id"
 #define GM_ANN_RETRY "gpumode.io/retry"
+#define GM_ANN_SETTINGS "gpumode.io/settings"
 
 enum gm_phase {
     GM_PHASE_CORDON,
@@ -46,6 +47,8 @@ struct gm_switch_record {
     enum gm_mode to;
     char *layout;      /* owned agent layout JSON for mig, or NULL */
     char *strategy;    /* owned, "single" or "mixed" for mig, or NULL */
+    char *settings;    /* owned gpumode.io/settings to write on success
+                        * (gm_plan_settings), or NULL: remove it */
     char *from_layout; /* owned: the layout found before, for rollback */
     enum gm_phase phase;
     long long since;   /* unix seconds when the phase began */

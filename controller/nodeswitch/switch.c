@@ -1182,6 +1182,12 @@ static int step_finish(struct sw *s)
     if (s->node->boot_id)
         json_object_object_add(ann, GM_ANN_BOOT_ID,
                                json_object_new_string(s->node->boot_id));
+    /* What the planner compares to decide that a layout, strategy or split
+     * change needs another switch. A rollback leaves it alone: the node
+     * went back to what the old value describes. */
+    json_object_object_add(
+        ann, GM_ANN_SETTINGS,
+        s->rec.settings ? json_object_new_string(s->rec.settings) : NULL);
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "switch to %s complete",
               gm_mode_name(s->rec.to));
     gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
@@ -1297,7 +1303,8 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
 
 int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
                     const char *policy, enum gm_mode to, const char *layout,
-                    const char *strategy, gm_switch_done_cb done, void *ctx)
+                    const char *strategy, const char *settings,
+                    gm_switch_done_cb done, void *ctx)
 {
     struct sw s = {.ctl = ctl,
                    .node = node,
@@ -1332,7 +1339,8 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
     s.rec.cordoned = !node->unschedulable;
     if (gm_set_str(&s.rec.policy, policy) ||
         gm_set_str(&s.rec.layout, layout) ||
-        gm_set_str(&s.rec.strategy, to == GM_MODE_MIG ? strategy : NULL)) {
+        gm_set_str(&s.rec.strategy, to == GM_MODE_MIG ? strategy : NULL) ||
+        gm_set_str(&s.rec.settings, settings)) {
         gm_record_clear(&s.rec);
         json_object_put(labels);
         return -ENOMEM;

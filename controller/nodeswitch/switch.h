@@ -50,7 +50,8 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
  * on the node). layout is the agent's JSON for mig (may be NULL). */
 int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
                     const char *policy, enum gm_mode to, const char *layout,
-                    const char *strategy, gm_switch_done_cb done, void *ctx);
+                    const char *strategy, const char *settings,
+                    gm_switch_done_cb done, void *ctx);
 
 /* Expected GPU resources of a mode on a node: fills names/counts (up to
  * max) and returns how many. gpus is the node's GPU count. */

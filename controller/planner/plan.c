@@ -63,8 +63,18 @@ static void parse_switch(const char *ann, struct sw *s)
 struct cand {
     const struct gm_node *node;
     enum gm_mode from;
-    char *layout; /* owned until moved into a start */
-    size_t entry; /* index into out->nodes */
+    char *layout;   /* owned until moved into a start */
+    char *settings; /* owned until moved into a start */
+    size_t entry;   /* index into out->nodes */
+};
+
+/* Settings for one kind of node (GPU model and count): a pool is a few
+ * kinds, so the layout is resolved a few times per plan, not per node. */
+#define SETTINGS_CACHE 16
+struct settings_memo {
+    const char *product; /* borrowed label value (interned) or NULL */
+    int gpus;
+    char *settings; /* owned; NULL when the layout does not resolve */
 };
 
 struct ctx {
@@ -80,6 +90,8 @@ struct ctx {
     const struct gm_mig_layout *layout;
     char layout_what[300];
     char layout_msg[1024];
+    struct settings_memo memo[SETTINGS_CACHE];
+    size_t n_memo;
 };
 
 static char *xstrdup(const char *s)
@@ -135,21 +147,6 @@ static bool streq(const char *a, const char *b)
     return a != NULL && b != NULL && strcmp(a, b) == 0;
 }
 
-static bool converged(const struct gm_policy *p, const struct gm_node *n)
-{
-    const char *state = gm_node_label(n, GM_LABEL_STATE);
-
-    if (node_mode(n) != p->spec.mode)
-        return false;
-    if (state != NULL && strcmp(state, "ready") != 0)
-        return false;
-    /* Instances never survive a reboot and Hopper loses MIG mode too. */
-    if (p->spec.mode == GM_MODE_MIG && n->ann_boot_id != NULL &&
-        n->boot_id != NULL && strcmp(n->ann_boot_id, n->boot_id) != 0)
-        return false;
-    return true;
-}
-
 static int gpu_count(const struct gm_node *n)
 {
     const char *s = gm_node_label(n, GM_LABEL_GPU_COUNT);
@@ -161,6 +158,90 @@ static int gpu_count(const struct gm_node *n)
     if (*end != '\0' || v < 0 || v > 64)
         return 0;
     return (int)v;
+}
+
+/* Resolves the policy's layout for a node: 0 with *json (caller's),
+ * -EINVAL with msg for the user, or -ENOMEM. */
+static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
+                          char *msg, size_t len)
+{
+    *json = NULL;
+    if (c->layout == NULL) {
+        snprintf(msg, len, "%s", c->layout_msg);
+        return -EINVAL;
+    }
+    return gm_layout_resolve(c->layout, c->layout_what,
+                             gm_node_label(n, GM_LABEL_PRODUCT), gpu_count(n),
+                             json, msg, len);
+}
+
+/* The settings the node should carry, borrowed from the memo; NULL with
+ * *err 0 when they cannot be known (the layout does not resolve: the
+ * pending path reports why), or *err -ENOMEM. */
+static const char *want_settings(struct ctx *c, const struct gm_node *n,
+                                 int *err)
+{
+    const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
+    int gpus = gpu_count(n);
+    char *layout = NULL;
+    char *set = NULL;
+    char msg[1024];
+
+    *err = 0;
+    for (size_t i = 0; i < c->n_memo; i++)
+        if (c->memo[i].gpus == gpus &&
+            (c->memo[i].product == product ||
+             (product && c->memo[i].product &&
+              strcmp(c->memo[i].product, product) == 0)))
+            return c->memo[i].settings;
+    if (c->p->spec.mode == GM_MODE_MIG) {
+        int rc = resolve_layout(c, n, &layout, msg, sizeof(msg));
+        if (rc == -ENOMEM) {
+            *err = rc;
+            return NULL;
+        }
+    }
+    if (c->p->spec.mode != GM_MODE_MIG || layout != NULL) {
+        *err = gm_plan_settings(&c->p->spec, layout, &set);
+        free(layout);
+        if (*err)
+            return NULL;
+    }
+    if (c->n_memo == SETTINGS_CACHE) {
+        /* More kinds than the memo holds: forget them all (rare). */
+        for (size_t i = 0; i < c->n_memo; i++)
+            free(c->memo[i].settings);
+        c->n_memo = 0;
+    }
+    c->memo[c->n_memo].product = product;
+    c->memo[c->n_memo].gpus = gpus;
+    c->memo[c->n_memo].settings = set;
+    return c->memo[c->n_memo++].settings;
+}
+
+/* 1 converged, 0 not, or -ENOMEM. */
+static int converged(struct ctx *c, const struct gm_node *n)
+{
+    const struct gm_policy *p = c->p;
+    const char *state = gm_node_label(n, GM_LABEL_STATE);
+
+    if (node_mode(n) != p->spec.mode)
+        return 0;
+    if (state != NULL && strcmp(state, "ready") != 0)
+        return 0;
+    /* Instances never survive a reboot and Hopper loses MIG mode too. */
+    if (p->spec.mode == GM_MODE_MIG && n->ann_boot_id != NULL &&
+        n->boot_id != NULL && strcmp(n->ann_boot_id, n->boot_id) != 0)
+        return 0;
+    if (n->ann_settings == NULL || p->spec.mode == GM_MODE_FULL)
+        return 1;
+    int err;
+    const char *want = want_settings(c, n, &err);
+    if (err)
+        return err;
+    /* Settings we cannot compute (the layout is gone or does not fit the
+     * node) go the pending way, which says why and starts nothing. */
+    return want != NULL && strcmp(want, n->ann_settings) == 0;
 }
 
 /* Finds the policy's layout once, so a missing config name is one message
@@ -214,16 +295,13 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
 {
     enum gm_mode from = node_mode(n);
     char *layout = NULL;
+    char *settings = NULL;
     int err;
 
     c->out->summary.pending++;
     if (c->p->spec.mode == GM_MODE_MIG) {
-        char msg[512];
-        if (c->layout == NULL)
-            return note_layout_error(c, n, from, c->layout_msg);
-        err = gm_layout_resolve(c->layout, c->layout_what,
-                                gm_node_label(n, GM_LABEL_PRODUCT),
-                                gpu_count(n), &layout, msg, sizeof(msg));
+        char msg[1024];
+        err = resolve_layout(c, n, &layout, msg, sizeof(msg));
         if (err == -EINVAL)
             return note_layout_error(c, n, from, msg);
         if (err)
@@ -235,15 +313,19 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
                         gm_mode_name(from), gm_mode_name(c->p->spec.mode),
                         "node is NotReady");
     }
-    struct cand *cs = realloc(c->cands, (c->n_cands + 1) * sizeof(*cs));
+    err = gm_plan_settings(&c->p->spec, layout, &settings);
+    struct cand *cs =
+        err ? NULL : realloc(c->cands, (c->n_cands + 1) * sizeof(*cs));
     if (cs == NULL) {
         free(layout);
+        free(settings);
         return -ENOMEM;
     }
     c->cands = cs;
     c->cands[c->n_cands].node = n;
     c->cands[c->n_cands].from = from;
     c->cands[c->n_cands].layout = layout;
+    c->cands[c->n_cands].settings = settings;
     c->cands[c->n_cands].entry = c->out->n_nodes;
     c->n_cands++;
     /* The message is filled in once the budget is known. */
@@ -302,7 +384,10 @@ static int classify(struct ctx *c, const struct gm_node *n)
                         "switch failed; annotate the node gpumode.io/retry "
                         "to try again");
     }
-    if (converged(p, n)) {
+    int conv = converged(c, n);
+    if (conv < 0)
+        return conv;
+    if (conv) {
         out->summary.converged++;
         return 0;
     }
@@ -464,7 +549,9 @@ static int schedule(struct ctx *c)
             st->from = k->from;
             st->to = s->mode;
             st->layout = k->layout;
+            st->settings = k->settings;
             k->layout = NULL;
+            k->settings = NULL;
             out->summary.pending--;
             out->summary.switching++;
             e->state = GM_NODE_SWITCHING;
@@ -524,9 +611,13 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
                  out->summary.conflicted);
         err = set_stall(out, "PolicyConflict", msg);
     }
-    for (size_t i = 0; i < c.n_cands; i++)
+    for (size_t i = 0; i < c.n_cands; i++) {
         free(c.cands[i].layout);
+        free(c.cands[i].settings);
+    }
     free(c.cands);
+    for (size_t i = 0; i < c.n_memo; i++)
+        free(c.memo[i].settings);
     if (err) {
         gm_plan_free(out);
         return err;
@@ -538,8 +629,10 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
 
 void gm_plan_free(struct gm_plan *p)
 {
-    for (size_t i = 0; i < p->n_starts; i++)
+    for (size_t i = 0; i < p->n_starts; i++) {
         free(p->starts[i].layout);
+        free(p->starts[i].settings);
+    }
     free(p->starts);
     for (size_t i = 0; i < p->n_nodes; i++) {
         free(p->nodes[i].name);
@@ -552,6 +645,44 @@ void gm_plan_free(struct gm_plan *p)
     free(p->nodes);
     free(p->stall_message);
     memset(p, 0, sizeof(*p));
+}
+
+int gm_plan_settings(const struct gm_policy_spec *s, const char *layout,
+                     char **out)
+{
+    char buf[160];
+    int n;
+
+    *out = NULL;
+    switch (s->mode) {
+    case GM_MODE_MIG:
+        n = snprintf(NULL, 0, "{\"strategy\":\"%s\",\"layout\":%s}",
+                     s->mig_strategy == GM_MIG_SINGLE ? "single" : "mixed",
+                     layout ? layout : "null");
+        *out = malloc((size_t)n + 1);
+        if (*out == NULL)
+            return -ENOMEM;
+        snprintf(*out, (size_t)n + 1, "{\"strategy\":\"%s\",\"layout\":%s}",
+                 s->mig_strategy == GM_MIG_SINGLE ? "single" : "mixed",
+                 layout ? layout : "null");
+        return 0;
+    case GM_MODE_VGPU:
+        /* The defaults are the ones the switch writes to HAMi's config
+         * (app/policyopts.c): an entry exists only with a splitCount. */
+        if (!s->has_split_count)
+            snprintf(buf, sizeof(buf), "{}");
+        else
+            snprintf(buf, sizeof(buf),
+                     "{\"splitCount\":%d,\"memoryScaling\":%g,"
+                     "\"coreScaling\":%g}",
+                     s->split_count,
+                     s->has_memory_scaling ? s->memory_scaling : 1.0,
+                     s->has_core_scaling ? s->core_scaling : 1.0);
+        *out = strdup(buf);
+        return *out ? 0 : -ENOMEM;
+    default:
+        return 0;
+    }
 }
 
 int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,

@@ -9,8 +9,14 @@
  *              node is busy either way);
  *   failed     gpumode.io/state=failed and no gpumode.io/retry annotation;
  *   converged  gpumode.io/mode is the policy's mode, gpumode.io/state is
- *              ready (or absent), and for mig the boot id has not changed
- *              since the layout was verified (gpumode.io/boot-id);
+ *              ready (or absent), for mig the boot id has not changed
+ *              since the layout was verified (gpumode.io/boot-id), and
+ *              gpumode.io/settings, when present, is what gm_plan_settings
+ *              gives for the node now (a changed layout, strategy or vGPU
+ *              split is a switch within the mode). A node without the
+ *              annotation was verified before gpumode wrote it; its
+ *              settings are unknown and taken as current, so an upgrade
+ *              never re-lays a fleet;
  *   pending    everything else. A node without gpumode.io/mode is "unknown"
  *              and needs a switch: labels like
  *              nvidia.com/gpu.deploy.device-plugin=true do not tell full
@@ -60,7 +66,8 @@ struct gm_plan_start {
     const struct gm_node *node; /* borrowed from the input */
     enum gm_mode from;          /* GM_MODE_UNKNOWN without a mode label */
     enum gm_mode to;
-    char *layout; /* owned agent layout JSON when to is mig, else NULL */
+    char *layout;   /* owned agent layout JSON when to is mig, else NULL */
+    char *settings; /* owned gm_plan_settings value, NULL for full */
 };
 
 struct gm_plan_input {
@@ -99,6 +106,19 @@ struct gm_plan {
  * policy is not valid, or -ENOMEM. */
 int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out);
 void gm_plan_free(struct gm_plan *p);
+
+/* What gpumode.io/settings says on a node verified in spec's mode: what
+ * beyond the mode decides the resources it serves. mig: the device-plugin
+ * strategy and the layout resolved for the node (layout, agent JSON):
+ *   {"strategy":"mixed","layout":[...]}
+ * vgpu: what HAMi's per-node config gets, or {} when the policy sets no
+ * splitCount (the controller then writes no entry):
+ *   {"splitCount":10,"memoryScaling":1,"coreScaling":1}
+ * full: nothing, *out is NULL. The switch writes the value the plan gave
+ * it when it completes, so the same function decides both sides of the
+ * comparison. Returns 0 with *out the caller's, or -ENOMEM. */
+int gm_plan_settings(const struct gm_policy_spec *s, const char *layout,
+                     char **out);
 
 /* "1/3 nodes in mig" style progress line the status and the CLI share. */
 int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,

@@ -401,6 +401,85 @@ spec:
 	}
 }
 
+// TestSettingsChangeSwitchesWithinMode: a converged node is switched again
+// when its policy's settings change under the same mode — a new MIG layout is
+// laid out, a new vGPU split reaches HAMi — and gpumode.io/settings says
+// what the node was verified with.
+func TestSettingsChangeSwitchesWithinMode(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
+`)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig with 1g.10gb", Converged)
+	n := GetNode(t, b, "gpu-001")
+	if got := Allocatable(n, "nvidia.com/mig-1g.10gb"); got != 56 {
+		t.Fatalf("1g.10gb=%d, want 8 x 7", got)
+	}
+	if s := n.Annotations["gpumode.io/settings"]; !strings.Contains(s, `"strategy":"mixed"`) || !strings.Contains(s, `"1g.10gb":7`) {
+		t.Errorf("gpumode.io/settings %q", s)
+	}
+
+	PatchPolicy(t, b, "a", `{"spec":{"mig":{"layout":[{"migDevices":{"3g.40gb":2}}]}}}`)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig re-laid with 3g.40gb", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		n := GetNode(t, b, "gpu-001")
+		if big, small := Allocatable(n, "nvidia.com/mig-3g.40gb"), Allocatable(n, "nvidia.com/mig-1g.10gb"); big != 16 || small > 0 {
+			return fmt.Errorf("3g.40gb=%d 1g.10gb=%d, want 16 and none", big, small)
+		}
+		return nil
+	})
+	n = GetNode(t, b, "gpu-001")
+	if s := n.Annotations["gpumode.io/settings"]; !strings.Contains(s, `"3g.40gb":2`) {
+		t.Errorf("gpumode.io/settings after the re-lay %q", s)
+	}
+	if n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "ready" {
+		t.Errorf("after the re-lay: unschedulable %v state %q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
+	}
+
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu","mig":null,"vgpu":{"splitCount":4}}}`)
+	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 4", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/vgpu"); got != 32 {
+			return fmt.Errorf("nvidia.com/vgpu=%d, want 8 x 4", got)
+		}
+		return nil
+	})
+	PatchPolicy(t, b, "a", `{"spec":{"vgpu":{"splitCount":2}}}`)
+	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 2", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/vgpu"); got != 16 {
+			return fmt.Errorf("nvidia.com/vgpu=%d, want 8 x 2", got)
+		}
+		return nil
+	})
+	n = GetNode(t, b, "gpu-001")
+	if s := n.Annotations["gpumode.io/settings"]; s != `{"splitCount":2,"memoryScaling":1,"coreScaling":1}` {
+		t.Errorf("gpumode.io/settings in vgpu %q", s)
+	}
+
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","vgpu":null}}`)
+	WaitPolicy(t, b, "a", 90*time.Second, "full", Converged)
+	if s, ok := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; ok {
+		t.Errorf("gpumode.io/settings left in full mode: %q", s)
+	}
+}
+
 // TestCordonedAndSkippedNodes: a node a person cordoned stays cordoned; a
 // node labelled gpumode.io/skip=true is never touched.
 func TestCordonedAndSkippedNodes(t *testing.T) {
