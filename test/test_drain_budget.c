@@ -32,6 +32,12 @@ struct fx {
     int pdb_lists;
     uint64_t refused_at, freed_at, retried_at; /* loop ms */
     int retried;
+    /* The race case: the first retry is held while the budget changes
+     * again, then refused. */
+    uv_timer_t hold_timer;
+    struct th_conn *held;
+    int hold_stage;
+    uint64_t refused_again_at;
 };
 
 static const char pdb_json[] =
@@ -40,6 +46,28 @@ static const char pdb_json[] =
 
 /* What the budget watch delivers 300 ms after it opens (set per test). */
 static const char *budget_events;
+/* When set, the first retry is held; 100 ms in, the watch delivers this
+ * event, and 200 ms later the retry is refused too (as when the API server
+ * decided on the budget as it was before the event). */
+static const char *race_event;
+
+static const char refusal[] =
+    "{\"kind\":\"Status\",\"status\":\"Failure\","
+    "\"reason\":\"TooManyRequests\",\"code\":429,"
+    "\"message\":\"Cannot evict pod as it would violate "
+    "the pod's disruption budget.\"}";
+
+static void hold_step(uv_timer_t *t)
+{
+    struct fx *f = t->data;
+    if (f->hold_stage++ == 0) {
+        th_stream_write(f->pdb_watch, race_event, strlen(race_event));
+        uv_timer_start(t, hold_step, 200, 0);
+        return;
+    }
+    f->refused_again_at = uv_now(&f->c.loop);
+    th_respond(f->held, 429, NULL, refusal);
+}
 
 static void free_budget(uv_timer_t *t)
 {
@@ -112,11 +140,10 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         if (f->evictions == 1) {
             f->refused_at = uv_now(&f->c.loop);
             f->pdb_lists_before_429 = f->pdb_lists;
-            th_respond(c, 429, NULL,
-                       "{\"kind\":\"Status\",\"status\":\"Failure\","
-                       "\"reason\":\"TooManyRequests\",\"code\":429,"
-                       "\"message\":\"Cannot evict pod as it would violate "
-                       "the pod's disruption budget.\"}");
+            th_respond(c, 429, NULL, refusal);
+        } else if (f->evictions == 2 && race_event != NULL) {
+            f->held = c;
+            uv_timer_start(&f->hold_timer, hold_step, 100, 0);
         } else {
             f->retried_at = uv_now(&f->c.loop);
             f->retried = 1;
@@ -142,7 +169,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 
 /* Runs the controller until the eviction is retried; the caller checks
  * and then calls fx_free. */
-static struct fx *fx_run(void)
+static struct fx *fx_run(int want_evictions)
 {
     struct fx *f = calloc(1, sizeof(*f));
     struct gm_switch_record rec = {0};
@@ -161,11 +188,13 @@ static struct fx *fx_run(void)
     th_ctl_start(&f->c, handler, f);
     uv_timer_init(&f->c.loop, &f->free_timer);
     f->free_timer.data = f;
+    uv_timer_init(&f->c.loop, &f->hold_timer);
+    f->hold_timer.data = f;
     assert_true(th_run_until(&f->c.loop, &f->retried, 30000));
     /* Budgets are watched only once an eviction was refused. */
     assert_int_equal(f->pdb_lists_before_429, 0);
     assert_int_equal(f->pdb_lists, 1);
-    assert_int_equal(f->evictions, 2);
+    assert_int_equal(f->evictions, want_evictions);
     assert_true(f->freed_at > 0);
     return f;
 }
@@ -173,6 +202,7 @@ static struct fx *fx_run(void)
 static void fx_free(struct fx *f)
 {
     uv_close((uv_handle_t *)&f->free_timer, NULL);
+    uv_close((uv_handle_t *)&f->hold_timer, NULL);
     th_ctl_stop(&f->c);
     free(f->record);
     free(f);
@@ -185,7 +215,7 @@ static void test_refused_eviction_retried_when_budget_frees(void **state)
                     "\"name\":\"work\",\"namespace\":\"default\","
                     "\"resourceVersion\":\"12\"},\"status\":{"
                     "\"disruptionsAllowed\":1}}}\n";
-    struct fx *f = fx_run();
+    struct fx *f = fx_run(2);
     /* The retry followed the budget's change, not the timer (which asks
      * again 4 to 6 s after the refusal). */
     assert_true(f->retried_at >= f->freed_at);
@@ -214,8 +244,31 @@ static void test_other_and_malformed_budgets_do_not_retry(void **state)
         "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\","
         "\"resourceVersion\":\"16\"},\"status\":{\"disruptionsAllowed\":"
         "3}}}\n";
-    struct fx *f = fx_run();
+    struct fx *f = fx_run(2);
     assert_true(f->retried_at - f->refused_at >= 4000);
+    fx_free(f);
+}
+
+/* A budget that frees while a retry is in flight: the refusal of that
+ * retry may predate the change, so the controller asks once more at once
+ * rather than waiting for the timer. */
+static void test_budget_freed_during_retry_retries_again(void **state)
+{
+    (void)state;
+    budget_events = "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{"
+                    "\"name\":\"work\",\"namespace\":\"default\","
+                    "\"resourceVersion\":\"12\"},\"status\":{"
+                    "\"disruptionsAllowed\":1}}}\n";
+    race_event = "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{"
+                 "\"name\":\"work\",\"namespace\":\"default\","
+                 "\"resourceVersion\":\"13\"},\"status\":{"
+                 "\"disruptionsAllowed\":1}}}\n";
+    struct fx *f = fx_run(3);
+    race_event = NULL;
+    assert_true(f->refused_again_at > 0);
+    assert_true(f->retried_at >= f->refused_again_at);
+    /* The timer would wait 4 to 6 s after the second refusal. */
+    assert_true(f->retried_at - f->refused_again_at < 2000);
     fx_free(f);
 }
 
@@ -224,6 +277,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refused_eviction_retried_when_budget_frees),
         cmocka_unit_test(test_other_and_malformed_budgets_do_not_retry),
+        cmocka_unit_test(test_budget_freed_during_retry_retries_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

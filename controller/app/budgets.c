@@ -113,8 +113,16 @@ int gm_ctl_budget_freed(struct gm_ctl *ctl, const char *namespace, int allowed)
             struct gm_eviction *ev = e->value;
             if (allowed >= 0 && n >= allowed)
                 break;
-            if (ev->blocked != 1 || ev->sent ||
-                strcmp(ev->namespace, namespace) != 0)
+            if (strcmp(ev->namespace, namespace) != 0)
+                continue;
+            if (ev->sent) {
+                /* Its answer may have been decided before this change;
+                 * evict_done retries a refusal at once. */
+                ev->freed_in_flight = 1;
+                n++;
+                continue;
+            }
+            if (ev->blocked != 1)
                 continue;
             ev->next_try_ms = now;
             n++;

@@ -38,7 +38,10 @@ struct gm_eviction {
     uint64_t next_try_ms; /* loop time before which we do not ask again */
     int blocked;          /* the last answer was 429 (a budget said no) */
     int sent;             /* an eviction is in flight */
-    char namespace[64];   /* the pod's (names are at most 63 bytes) */
+    /* A budget of the namespace allowed a disruption while it was in
+     * flight: a refusal may predate that, so the next try is at once. */
+    int freed_in_flight;
+    char namespace[64]; /* the pod's (names are at most 63 bytes) */
 };
 
 struct gm_ctl {

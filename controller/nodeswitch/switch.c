@@ -352,13 +352,17 @@ struct evict_call {
 static void evict_done(void *data, const struct gm_kube_resp *resp)
 {
     struct evict_call *c = data;
+    /* A doomed node state outlived the controller (gm_ctl_free with this
+     * call in flight): nothing but the state itself may be touched. */
     struct gm_eviction *e =
         c->ns->doomed ? NULL : gm_map_get(&c->ns->evictions, c->uid);
-    uint64_t now = uv_now(c->ctl->loop);
 
     if (e) {
+        uint64_t now = uv_now(c->ctl->loop);
+        int freed = e->freed_in_flight;
         e->sent = 0;
         e->blocked = 0;
+        e->freed_in_flight = 0;
         if (resp->error == NULL || resp->error->code == 404) {
             /* Accepted (or already gone): wait for the pod to go. */
             e->next_try_ms = now + 60000;
@@ -369,7 +373,8 @@ static void evict_done(void *data, const struct gm_kube_resp *resp)
              * many nodes spread out. */
             e->blocked = 1;
             e->next_try_ms =
-                now + EVICT_RETRY_MS - 1000 + (uint64_t)(rand() % 2000);
+                freed ? now
+                      : now + EVICT_RETRY_MS - 1000 + (uint64_t)(rand() % 2000);
             if (gm_ctl_watch_budgets(c->ctl) != 0)
                 gm_warn("cannot watch PodDisruptionBudgets; refused "
                         "evictions are retried every %d s",
