@@ -101,6 +101,16 @@ const char *gm_cli_server(const struct gm_cli_conn *c)
     return c->cfg->server;
 }
 
+uv_loop_t *gm_cli_loop(struct gm_cli_conn *c)
+{
+    return &c->loop;
+}
+
+struct gm_kube *gm_cli_kube(struct gm_cli_conn *c)
+{
+    return c->kube;
+}
+
 int gm_cli_interrupted(const struct gm_cli_conn *c)
 {
     return c->interrupted;

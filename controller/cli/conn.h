@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "kube/client.h"
 
@@ -19,6 +20,9 @@ int gm_cli_connect(const char *paths, const char *context,
                    struct gm_cli_conn **out, char *err, size_t err_len);
 void gm_cli_close(struct gm_cli_conn *c);
 const char *gm_cli_server(const struct gm_cli_conn *c);
+/* The connection's loop and client, borrowed, for watches (cli/watch.h). */
+uv_loop_t *gm_cli_loop(struct gm_cli_conn *c);
+struct gm_kube *gm_cli_kube(struct gm_cli_conn *c);
 
 /* Each waits for the answer. On 2xx returns 0 with *out (when out is not
  * NULL) the caller's reference; otherwise returns -EIO (or the transport's

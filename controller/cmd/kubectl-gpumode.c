@@ -18,6 +18,7 @@
 #include "cli/conn.h"
 #include "cli/dryrun.h"
 #include "cli/status.h"
+#include "cli/watch.h"
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/yaml.h"
@@ -131,53 +132,80 @@ static int fetch_status(struct gm_cli_conn *c, const struct gm_cli_args *a,
     return 0;
 }
 
+/* Renders and prints when the text differs from the last print. A
+ * terminal is redrawn in place; a pipe gets each new snapshot after a
+ * blank line. Takes the references to pols and nodes. */
+static int show(const struct gm_cli_args *a, bool tty, json_object *pols,
+                json_object *nodes, struct gm_buf *prev, struct gm_buf *cur)
+{
+    struct gm_status_opts o = {
+        .color = tty && !a->no_color,
+        .now = time(NULL),
+    };
+    gm_buf_reset(cur);
+    int err = gm_status_render(pols, nodes, &o, cur);
+    json_object_put(pols);
+    json_object_put(nodes);
+    if (err) {
+        fail("rendering: %s", strerror(-err));
+        return 1;
+    }
+    bool first = prev->data == NULL;
+    if (!first && cur->len == prev->len &&
+        memcmp(cur->data, prev->data, cur->len) == 0)
+        return 0;
+    if (a->watch && tty)
+        fputs("\033[H\033[2J", stdout);
+    else if (!first)
+        fputs("\n", stdout);
+    print_buf(cur);
+    gm_buf_reset(prev);
+    gm_buf_append(prev, cur->data, cur->len);
+    return 0;
+}
+
 static int cmd_status(const struct gm_cli_args *a)
 {
     struct gm_cli_conn *c;
+    struct gm_cli_watch *w = NULL;
     struct gm_buf prev, cur;
     bool tty = isatty(STDOUT_FILENO);
-    int rc = 0;
+    json_object *pols, *nodes;
+    int rc;
 
     if (open_conn(a, &c))
         return 1;
     gm_buf_init(&prev, OUT_MAX);
     gm_buf_init(&cur, OUT_MAX);
-    for (int round = 0;; round++) {
-        json_object *pols, *nodes;
-        if (fetch_status(c, a, &pols, &nodes)) {
-            rc = 1;
-            break;
-        }
-        struct gm_status_opts o = {
-            .color = tty && !a->no_color,
-            .now = time(NULL),
-        };
-        gm_buf_reset(&cur);
-        int err = gm_status_render(pols, nodes, &o, &cur);
-        json_object_put(pols);
-        json_object_put(nodes);
+    /* One list first: its errors (no CRD, RBAC, a policy that does not
+     * exist) are the ones worth a message. */
+    rc = fetch_status(c, a, &pols, &nodes);
+    bool with_nodes = nodes != NULL;
+    if (rc == 0)
+        rc = show(a, tty, pols, nodes, &prev, &cur);
+    if (rc == 0 && a->watch) {
+        int err = gm_cli_watch_start(c, a->name, with_nodes, &w);
         if (err) {
-            fail("rendering: %s", strerror(-err));
+            fail("cannot watch: %s", strerror(-err));
+            rc = 1;
+        }
+    }
+    /* Redraw on every change the watches bring; a terminal also once a
+     * second, because "time in phase" ticks. */
+    time_t drawn = time(NULL);
+    while (rc == 0 && w && !gm_cli_sleep(c, 200)) {
+        bool tick = tty && time(NULL) != drawn;
+        if (!gm_cli_watch_take_change(w) && !tick)
+            continue;
+        if (gm_cli_watch_snapshot(w, &pols, &nodes) != 0) {
+            fail("out of memory");
             rc = 1;
             break;
         }
-        /* Redraw only on change; "time in phase" ticks, so a terminal
-         * redraws every refresh while a pipe gets one snapshot per change,
-         * separated by a blank line. */
-        bool same = prev.data && cur.len == prev.len &&
-                    memcmp(cur.data, prev.data, cur.len) == 0;
-        if (!same) {
-            if (a->watch && tty)
-                fputs("\033[H\033[2J", stdout);
-            else if (round > 0)
-                fputs("\n", stdout);
-            print_buf(&cur);
-            gm_buf_reset(&prev);
-            gm_buf_append(&prev, cur.data, cur.len);
-        }
-        if (!a->watch || gm_cli_sleep(c, 2000))
-            break;
+        rc = show(a, tty, pols, nodes, &prev, &cur);
+        drawn = time(NULL);
     }
+    gm_cli_watch_free(w);
     gm_buf_free(&prev);
     gm_buf_free(&cur);
     gm_cli_close(c);

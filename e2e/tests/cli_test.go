@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -128,5 +129,109 @@ func TestDemoNonInteractive(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "Every node converged") {
 		t.Errorf("demo output lacks its summary:\n%s", tailLines(string(out), 30))
+	}
+}
+
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestStatusWatchUsesWatches: `status --watch` follows a rollout from start
+// to end through watches: it prints a new snapshot on each change, lists
+// nodes and policies only to start, and ends cleanly on Ctrl-C.
+func TestStatusWatchUsesWatches(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002", "gpu-003")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  rollout: {maxUnavailable: 1, paused: true}
+`)
+	WaitPolicy(t, b, "a", 30*time.Second, "status written", func(s *PolicyStatus) error {
+		if s.ObservedGeneration != s.Generation || s.Summary.Matched != 3 {
+			return fmt.Errorf("summary %+v", s.Summary)
+		}
+		return nil
+	})
+
+	var out syncBuffer
+	cmd := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), "status", "a", "--watch")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(b.Dir, "kubeconfig"))
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	Eventually(t, 15*time.Second, "the first snapshot", func(ctx context.Context) error {
+		if !strings.Contains(out.String(), "0/3") {
+			return fmt.Errorf("output so far: %q", out.String())
+		}
+		return nil
+	})
+	lists := func() float64 {
+		return apiserverRequests(t, b, `verb="LIST"`, `resource="nodes"`) +
+			apiserverRequests(t, b, `verb="LIST"`, `resource="gpumodepolicies"`)
+	}
+	// The watches start right after the first snapshot; give them a moment
+	// to list before counting.
+	time.Sleep(2 * time.Second)
+	before := lists()
+	start := time.Now()
+
+	if o, err := plugin(t, b, "resume", "a"); err != nil {
+		t.Fatalf("resume: %v %s", err, o)
+	}
+	WaitPolicy(t, b, "a", 120*time.Second, "vgpu", Converged)
+	Eventually(t, 10*time.Second, "the watch to show the end", func(ctx context.Context) error {
+		if !strings.Contains(out.String(), "3/3") {
+			return fmt.Errorf("output: %s", tailLines(out.String(), 20))
+		}
+		return nil
+	})
+	// Quiet for a while: a watch costs nothing, a poll lists on.
+	time.Sleep(5 * time.Second)
+	elapsed := time.Since(start)
+	// A two-second poll would have listed both about elapsed/2 times.
+	if d := lists() - before; d > 0 {
+		t.Errorf("%.0f node or policy lists in %v of --watch; want none after the start", d, elapsed.Round(time.Second))
+	}
+	snapshots := strings.Count(out.String(), "\n\n") + 1
+	if snapshots < 3 {
+		t.Errorf("%d snapshots for a 3-node rollout; want one per change:\n%s", snapshots, out.String())
+	}
+	t.Logf("%d snapshots over %v:\n%s", snapshots, elapsed.Round(time.Second), out.String())
+
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("status --watch after Ctrl-C: %v\n%s", err, tailLines(out.String(), 10))
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("status --watch did not end within 5 s of Ctrl-C")
 	}
 }
