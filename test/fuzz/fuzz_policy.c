@@ -55,6 +55,11 @@ static void setup(void)
                      "nvidia.com/gpu.count=2", NULL));
     gmt_set(&n->ann_boot_id, "boot-1");
     gmt_set(&n->boot_id, "boot-1");
+    /* Settings as a switch would have written them (a literal: the fleet
+     * lives as long as the fuzzer). */
+    n->ann_settings = "{\"strategy\":\"mixed\",\"layout\":[{\"devices\":"
+                      "\"all\",\"migEnabled\":true,\"migDevices\":"
+                      "{\"1g.10gb\":7}}]}";
     add(gmt_node("c-unknown", "pool=a", "tier=gold",
                  "nvidia.com/gpu.product=NVIDIA-A100-SXM4-40GB", NULL));
     n = add(gmt_node("d-switching", "pool=a", "gpumode.io/mode=full", NULL));
@@ -67,6 +72,7 @@ static void setup(void)
     gmt_set(&n->ann_retry, "1");
     n = add(gmt_node("g-cordoned", "pool=b", "gpumode.io/mode=vgpu", NULL));
     n->unschedulable = true;
+    n->ann_settings = "{}";
     n = add(gmt_node("h-notready", "pool=b", "nvidia.com/gpu.product=Tesla-T4",
                      NULL));
     n->ready = false;
