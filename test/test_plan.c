@@ -376,12 +376,14 @@ static void test_mig_settings_change_relays(void **state)
     assert_non_null(strstr(pl.starts[0].settings, "\"strategy\":\"single\""));
     gm_plan_free(&pl);
 
-    /* Settings that cannot be computed (the named layout is missing) do
-     * not count as converged: the policy stalls and nothing starts. */
+    /* Settings that cannot be computed (the named layout is missing) leave
+     * the node as it is, converged, and stall the policy with the reason;
+     * nothing starts. */
     plan(named, NULL, &f, NULL, &pl);
-    assert_int_equal(pl.summary.converged, 0);
+    assert_int_equal(pl.summary.converged, 1);
     assert_int_equal(pl.n_starts, 0);
     assert_string_equal(pl.stall_reason, "InvalidLayout");
+    assert_non_null(strstr(pl.stall_message, "all-1g.10gb"));
     gm_plan_free(&pl);
 
     n->ann_settings = NULL;
@@ -390,6 +392,46 @@ static void test_mig_settings_change_relays(void **state)
     gm_policy_free(two);
     gm_policy_free(single);
     gm_policy_free(named);
+    fleet_free(&f);
+}
+
+/* More kinds of node (GPU model and count) than the planner memoises: the
+ * memo starts over and every node is still judged right. */
+static void test_settings_for_many_kinds_of_node(void **state)
+{
+    struct gm_policy *one = policy("p", "mig",
+                                   ",\"mig\":{\"layout\":[{\"migDevices\":"
+                                   "{\"7g.80gb\":1}}]}");
+    struct gm_policy *two = policy("p", "mig",
+                                   ",\"mig\":{\"layout\":[{\"migDevices\":"
+                                   "{\"3g.40gb\":2}}]}");
+    char *seven = settings_of(one, "[{\"devices\":\"all\",\"migEnabled\":"
+                                   "true,\"migDevices\":{\"7g.80gb\":1}}]");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    for (int i = 1; i <= 40; i++) {
+        char name[16], count[48];
+        snprintf(name, sizeof(name), "n%02d", i);
+        snprintf(count, sizeof(count), "nvidia.com/gpu.count=%d", i);
+        struct gm_node *n = add(
+            &f, gmt_node(name, "pool=a", "gpumode.io/mode=mig",
+                         "gpumode.io/state=ready", count,
+                         "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", NULL));
+        n->ann_settings = seven;
+    }
+    plan(one, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 40);
+    gm_plan_free(&pl);
+    plan(two, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 0);
+    assert_int_equal(pl.summary.pending + pl.summary.switching, 40);
+    gm_plan_free(&pl);
+    for (size_t i = 0; i < f.len; i++)
+        f.n[i]->ann_settings = NULL;
+    free(seven);
+    gm_policy_free(one);
+    gm_policy_free(two);
     fleet_free(&f);
 }
 
@@ -447,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_mig_layouts),
         cmocka_unit_test(test_reboot_reapplies_mig),
         cmocka_unit_test(test_mig_settings_change_relays),
+        cmocka_unit_test(test_settings_for_many_kinds_of_node),
         cmocka_unit_test(test_vgpu_settings_change_switches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -111,18 +111,16 @@ int gm_ctl_budget_freed(struct gm_ctl *ctl, const char *namespace, int allowed)
         for (struct gm_map_entry *e = gm_map_first(&ns->evictions); e;
              e = gm_map_next(&ns->evictions, e)) {
             struct gm_eviction *ev = e->value;
-            if (allowed >= 0 && n >= allowed)
-                break;
             if (strcmp(ev->namespace, namespace) != 0)
                 continue;
             if (ev->sent) {
                 /* Its answer may have been decided before this change;
-                 * evict_done retries a refusal at once. */
+                 * evict_done retries a refusal at once. Not counted: the
+                 * allowance goes first to evictions known to wait. */
                 ev->freed_in_flight = 1;
-                n++;
                 continue;
             }
-            if (ev->blocked != 1)
+            if (ev->blocked != 1 || (allowed >= 0 && n >= allowed))
                 continue;
             ev->next_try_ms = now;
             n++;

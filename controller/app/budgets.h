@@ -11,9 +11,9 @@
 int gm_ctl_watch_budgets(struct gm_ctl *ctl);
 
 /* Marks up to `allowed` refused evictions in namespace due now (all of
- * them when allowed < 0) and wakes their nodes; an eviction still in
- * flight is marked to be asked again at once if it is refused. Returns
- * how many were marked. */
+ * them when allowed < 0) and wakes their nodes; evictions still in flight
+ * are marked to be asked again at once if refused. Returns how many
+ * refused evictions were made due. */
 int gm_ctl_budget_freed(struct gm_ctl *ctl, const char *namespace, int allowed);
 
 #endif

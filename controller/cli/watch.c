@@ -141,10 +141,15 @@ int gm_cli_watch_start(struct gm_cli_conn *c, const char *policy, bool nodes,
     return 0;
 }
 
+int gm_cli_watch_synced(const struct gm_cli_watch *w)
+{
+    return gm_reflector_has_synced(w->policies) &&
+           (w->nodes == NULL || gm_reflector_has_synced(w->nodes));
+}
+
 int gm_cli_watch_take_change(struct gm_cli_watch *w)
 {
-    if (!w->changed || !gm_reflector_has_synced(w->policies) ||
-        (w->nodes && !gm_reflector_has_synced(w->nodes)))
+    if (!w->changed || !gm_cli_watch_synced(w))
         return 0;
     w->changed = 0;
     return 1;
@@ -153,7 +158,7 @@ int gm_cli_watch_take_change(struct gm_cli_watch *w)
 static json_object *to_array(const struct gm_reflector *r)
 {
     const struct gm_map *m = gm_reflector_items(r);
-    json_object *a = json_object_new_array_ext((int)m->len);
+    json_object *a = json_object_new_array_ext(m->len ? (int)m->len : 1);
 
     for (struct gm_map_entry *e = gm_map_first(m); a && e;
          e = gm_map_next(m, e))

@@ -21,6 +21,9 @@ struct gm_cli_watch;
 int gm_cli_watch_start(struct gm_cli_conn *c, const char *policy, bool nodes,
                        struct gm_cli_watch **out);
 
+/* 1 once every cache has synced (listed at least once). */
+int gm_cli_watch_synced(const struct gm_cli_watch *w);
+
 /* 1 when every cache has synced and something changed since the last call
  * that returned 1, else 0. */
 int gm_cli_watch_take_change(struct gm_cli_watch *w);

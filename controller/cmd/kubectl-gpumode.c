@@ -194,11 +194,20 @@ static int cmd_status(const struct gm_cli_args *a)
      * second, because "time in phase" ticks. */
     time_t drawn = time(NULL);
     while (rc == 0 && w && !gm_cli_sleep(c, 200)) {
-        bool tick = tty && time(NULL) != drawn;
+        bool tick = tty && time(NULL) != drawn && gm_cli_watch_synced(w);
         if (!gm_cli_watch_take_change(w) && !tick)
             continue;
         if (gm_cli_watch_snapshot(w, &pols, &nodes) != 0) {
             fail("out of memory");
+            rc = 1;
+            break;
+        }
+        if (a->name && json_object_array_length(pols) == 0) {
+            /* As without --watch: a named policy that is not there is an
+             * error, not an empty screen. */
+            json_object_put(pols);
+            json_object_put(nodes);
+            fail("GPUModePolicy %s was deleted", a->name);
             rc = 1;
             break;
         }

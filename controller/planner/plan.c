@@ -160,6 +160,15 @@ static int gpu_count(const struct gm_node *n)
     return (int)v;
 }
 
+/* The policy stalls with the first layout error it meets (msg may be ""
+ * for the later ones). */
+static void count_layout_error(struct ctx *c, const char *msg)
+{
+    if (c->layout_errors++ == 0)
+        snprintf(c->first_layout_error, sizeof(c->first_layout_error), "%s",
+                 msg);
+}
+
 /* Resolves the policy's layout for a node: 0 with *json (caller's),
  * -EINVAL with msg for the user, or -ENOMEM. */
 static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
@@ -176,18 +185,18 @@ static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
 }
 
 /* The settings the node should carry, borrowed from the memo; NULL with
- * *err 0 when they cannot be known (the layout does not resolve: the
- * pending path reports why), or *err -ENOMEM. */
+ * *err 0 when they cannot be known (the layout does not resolve: msg says
+ * why, or is "" when the memo already knew), or *err -ENOMEM. */
 static const char *want_settings(struct ctx *c, const struct gm_node *n,
-                                 int *err)
+                                 int *err, char *msg, size_t msg_len)
 {
     const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
     int gpus = gpu_count(n);
     char *layout = NULL;
     char *set = NULL;
-    char msg[1024];
 
     *err = 0;
+    msg[0] = '\0';
     for (size_t i = 0; i < c->n_memo; i++)
         if (c->memo[i].gpus == gpus &&
             (c->memo[i].product == product ||
@@ -195,7 +204,7 @@ static const char *want_settings(struct ctx *c, const struct gm_node *n,
               strcmp(c->memo[i].product, product) == 0)))
             return c->memo[i].settings;
     if (c->p->spec.mode == GM_MODE_MIG) {
-        int rc = resolve_layout(c, n, &layout, msg, sizeof(msg));
+        int rc = resolve_layout(c, n, &layout, msg, msg_len);
         if (rc == -ENOMEM) {
             *err = rc;
             return NULL;
@@ -236,12 +245,19 @@ static int converged(struct ctx *c, const struct gm_node *n)
     if (n->ann_settings == NULL || p->spec.mode == GM_MODE_FULL)
         return 1;
     int err;
-    const char *want = want_settings(c, n, &err);
+    char msg[1024];
+    const char *want = want_settings(c, n, &err, msg, sizeof(msg));
     if (err)
         return err;
-    /* Settings we cannot compute (the layout is gone or does not fit the
-     * node) go the pending way, which says why and starts nothing. */
-    return want != NULL && strcmp(want, n->ann_settings) == 0;
+    if (want == NULL) {
+        /* What the policy wants here cannot be known (its layout is gone,
+         * or does not fit the node as labelled now). The node stays as it
+         * was verified and counts as converged; the policy is Stalled
+         * with the reason, so nothing changes until a person fixes it. */
+        count_layout_error(c, msg);
+        return 1;
+    }
+    return strcmp(want, n->ann_settings) == 0;
 }
 
 /* Finds the policy's layout once, so a missing config name is one message
@@ -283,9 +299,7 @@ static void find_layout(struct ctx *c)
 static int note_layout_error(struct ctx *c, const struct gm_node *n,
                              enum gm_mode from, const char *msg)
 {
-    if (c->layout_errors++ == 0)
-        snprintf(c->first_layout_error, sizeof(c->first_layout_error), "%s",
-                 msg);
+    count_layout_error(c, msg);
     return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
                     gm_mode_name(from), gm_mode_name(c->p->spec.mode), "%s",
                     msg);
@@ -673,8 +687,8 @@ int gm_plan_settings(const struct gm_policy_spec *s, const char *layout,
             snprintf(buf, sizeof(buf), "{}");
         else
             snprintf(buf, sizeof(buf),
-                     "{\"splitCount\":%d,\"memoryScaling\":%g,"
-                     "\"coreScaling\":%g}",
+                     "{\"splitCount\":%d,\"memoryScaling\":%.17g,"
+                     "\"coreScaling\":%.17g}",
                      s->split_count,
                      s->has_memory_scaling ? s->memory_scaling : 1.0,
                      s->has_core_scaling ? s->core_scaling : 1.0);

@@ -16,7 +16,9 @@
  *              split is a switch within the mode). A node without the
  *              annotation was verified before gpumode wrote it; its
  *              settings are unknown and taken as current, so an upgrade
- *              never re-lays a fleet;
+ *              never re-lays a fleet. When the policy's layout cannot be
+ *              resolved for the node, the node stays converged and the
+ *              policy stalls (InvalidLayout) until a person fixes it;
  *   pending    everything else. A node without gpumode.io/mode is "unknown"
  *              and needs a switch: labels like
  *              nvidia.com/gpu.deploy.device-plugin=true do not tell full

@@ -152,7 +152,8 @@ func (s *syncBuffer) String() string {
 
 // TestStatusWatchUsesWatches: `status --watch` follows a rollout from start
 // to end through watches: it prints a new snapshot on each change, lists
-// nodes and policies only to start, and ends cleanly on Ctrl-C.
+// the nodes only to start, ends cleanly on Ctrl-C, and ends with an error
+// when the policy it watches is deleted.
 func TestStatusWatchUsesWatches(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "H100-80GB")
@@ -175,6 +176,13 @@ spec:
 		return nil
 	})
 
+	// Node lists: the costly read a poll repeats. (Policy reads cannot be
+	// told apart: the API server counts a list of one policy by field
+	// selector as a GET, and WaitPolicy GETs the policy too.)
+	lists := func() float64 {
+		return apiserverRequests(t, b, `verb="LIST"`, `resource="nodes"`)
+	}
+	atStart := lists()
 	var out syncBuffer
 	cmd := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), "status", "a", "--watch")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(b.Dir, "kubeconfig"))
@@ -190,14 +198,16 @@ spec:
 		}
 		return nil
 	})
-	lists := func() float64 {
-		return apiserverRequests(t, b, `verb="LIST"`, `resource="nodes"`) +
-			apiserverRequests(t, b, `verb="LIST"`, `resource="gpumodepolicies"`)
-	}
-	// The watches start right after the first snapshot; give them a moment
-	// to list before counting.
-	time.Sleep(2 * time.Second)
-	before := lists()
+	// Starting lists the nodes twice: for the first snapshot, then the
+	// watch's own list. Count from when both are done.
+	var before float64
+	Eventually(t, 30*time.Second, "the node lists of the start", func(ctx context.Context) error {
+		before = lists()
+		if before < atStart+2 {
+			return fmt.Errorf("%.0f node lists since the start", before-atStart)
+		}
+		return nil
+	})
 	start := time.Now()
 
 	if o, err := plugin(t, b, "resume", "a"); err != nil {
@@ -215,7 +225,7 @@ spec:
 	elapsed := time.Since(start)
 	// A two-second poll would have listed both about elapsed/2 times.
 	if d := lists() - before; d > 0 {
-		t.Errorf("%.0f node or policy lists in %v of --watch; want none after the start", d, elapsed.Round(time.Second))
+		t.Errorf("%.0f node lists in %v of --watch; want none after the start", d, elapsed.Round(time.Second))
 	}
 	snapshots := strings.Count(out.String(), "\n\n") + 1
 	if snapshots < 3 {
@@ -233,5 +243,34 @@ spec:
 		}
 	case <-time.After(5 * time.Second):
 		t.Errorf("status --watch did not end within 5 s of Ctrl-C")
+	}
+
+	// Watching a policy that is then deleted ends with an error, as
+	// status of a missing policy does.
+	var out2 syncBuffer
+	cmd2 := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), "status", "a", "--watch")
+	cmd2.Env = cmd.Env
+	cmd2.Stdout = &out2
+	cmd2.Stderr = &out2
+	if err := cmd2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd2.Process.Kill()
+	Eventually(t, 15*time.Second, "the first snapshot", func(ctx context.Context) error {
+		if !strings.Contains(out2.String(), "3/3") {
+			return fmt.Errorf("output so far: %q", out2.String())
+		}
+		return nil
+	})
+	DeletePolicy(t, b, "a")
+	done2 := make(chan error, 1)
+	go func() { done2 <- cmd2.Wait() }()
+	select {
+	case err := <-done2:
+		if err == nil || !strings.Contains(out2.String(), "GPUModePolicy a was deleted") {
+			t.Errorf("status --watch of a deleted policy: %v\n%s", err, out2.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("status --watch did not end within 15 s of the policy's deletion:\n%s", out2.String())
 	}
 }
