@@ -60,7 +60,9 @@ void gm_migparted_free(struct gm_migparted *m);
 const struct gm_mig_layout *gm_migparted_find(const struct gm_migparted *m,
                                               const char *name);
 
-/* Resolves a layout for a node. what names the layout in messages
+/* Resolves a layout for a node. The JSON's exact text is part of
+ * gpumode.io/settings on every MIG node (planner/plan.h): keep its form
+ * stable. what names the layout in messages
  * (`layout "all-1g.10gb"`, `inline layout`); product is the node's
  * nvidia.com/gpu.product (NULL when absent); gpu_count its GPU count, or 0
  * when unknown (device indexes are then not range-checked). Returns 0 with

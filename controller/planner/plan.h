@@ -118,7 +118,10 @@ void gm_plan_free(struct gm_plan *p);
  *   {"splitCount":10,"memoryScaling":1,"coreScaling":1}
  * full: nothing, *out is NULL. The switch writes the value the plan gave
  * it when it completes, so the same function decides both sides of the
- * comparison. Returns 0 with *out the caller's, or -ENOMEM. */
+ * comparison. The text is persisted on nodes: a release that writes it
+ * differently (here or in gm_layout_resolve) re-lays every MIG node it
+ * finds, so change the form only with a migration. Returns 0 with *out
+ * the caller's, or -ENOMEM. */
 int gm_plan_settings(const struct gm_policy_spec *s, const char *layout,
                      char **out);
 
