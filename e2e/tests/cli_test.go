@@ -150,6 +150,39 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// startStatusWatch runs `kubectl gpumode status a --watch` until its output
+// shows want; the caller kills it.
+func startStatusWatch(t *testing.T, b *Bed, want string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), "status", "a", "--watch")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(b.Dir, "kubeconfig"))
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 15*time.Second, "the first snapshot", func(ctx context.Context) error {
+		if !strings.Contains(out.String(), want) {
+			return fmt.Errorf("output so far: %q", out.String())
+		}
+		return nil
+	})
+	return cmd, out
+}
+
+// waitExit waits up to d for cmd to end: whether it ended, and its error.
+func waitExit(cmd *exec.Cmd, d time.Duration) (bool, error) {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return true, err
+	case <-time.After(d):
+		return false, nil
+	}
+}
+
 // TestStatusWatchUsesWatches: `status --watch` follows a rollout from start
 // to end through watches: it prints a new snapshot on each change, lists
 // the nodes only to start, ends cleanly on Ctrl-C, and ends with an error
@@ -183,21 +216,8 @@ spec:
 		return apiserverRequests(t, b, `verb="LIST"`, `resource="nodes"`)
 	}
 	atStart := lists()
-	var out syncBuffer
-	cmd := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), "status", "a", "--watch")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(b.Dir, "kubeconfig"))
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startStatusWatch(t, b, "0/3")
 	defer cmd.Process.Kill()
-	Eventually(t, 15*time.Second, "the first snapshot", func(ctx context.Context) error {
-		if !strings.Contains(out.String(), "0/3") {
-			return fmt.Errorf("output so far: %q", out.String())
-		}
-		return nil
-	})
 	// Starting lists the nodes twice: for the first snapshot, then the
 	// watch's own list. Count from when both are done.
 	var before float64
@@ -234,43 +254,20 @@ spec:
 	t.Logf("%d snapshots over %v:\n%s", snapshots, elapsed.Round(time.Second), out.String())
 
 	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("status --watch after Ctrl-C: %v\n%s", err, tailLines(out.String(), 10))
-		}
-	case <-time.After(5 * time.Second):
+	if ended, err := waitExit(cmd, 5*time.Second); !ended {
 		t.Errorf("status --watch did not end within 5 s of Ctrl-C")
+	} else if err != nil {
+		t.Errorf("status --watch after Ctrl-C: %v\n%s", err, tailLines(out.String(), 10))
 	}
 
 	// Watching a policy that is then deleted ends with an error, as
 	// status of a missing policy does.
-	var out2 syncBuffer
-	cmd2 := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), "status", "a", "--watch")
-	cmd2.Env = cmd.Env
-	cmd2.Stdout = &out2
-	cmd2.Stderr = &out2
-	if err := cmd2.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd2, out2 := startStatusWatch(t, b, "3/3")
 	defer cmd2.Process.Kill()
-	Eventually(t, 15*time.Second, "the first snapshot", func(ctx context.Context) error {
-		if !strings.Contains(out2.String(), "3/3") {
-			return fmt.Errorf("output so far: %q", out2.String())
-		}
-		return nil
-	})
 	DeletePolicy(t, b, "a")
-	done2 := make(chan error, 1)
-	go func() { done2 <- cmd2.Wait() }()
-	select {
-	case err := <-done2:
-		if err == nil || !strings.Contains(out2.String(), "GPUModePolicy a was deleted") {
-			t.Errorf("status --watch of a deleted policy: %v\n%s", err, out2.String())
-		}
-	case <-time.After(15 * time.Second):
+	if ended, err := waitExit(cmd2, 15*time.Second); !ended {
 		t.Errorf("status --watch did not end within 15 s of the policy's deletion:\n%s", out2.String())
+	} else if err == nil || !strings.Contains(out2.String(), "GPUModePolicy a was deleted") {
+		t.Errorf("status --watch of a deleted policy: %v\n%s", err, out2.String())
 	}
 }
