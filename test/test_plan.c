@@ -46,6 +46,10 @@ static void fleet_free(struct fleet *f)
         gmt_node_free(f->n[i]);
 }
 
+/* What plan() tells the planner of HAMi's ConfigMap; tests that set it
+ * put it back. */
+static bool hami_absent;
+
 static void plan(const struct gm_policy *p, const struct gm_policy *other,
                  struct fleet *f, const struct gm_migparted *layouts,
                  struct gm_plan *out)
@@ -61,6 +65,7 @@ static void plan(const struct gm_policy *p, const struct gm_policy *other,
         .layouts = layouts,
         .layouts_source = "ConfigMap gpumode-system/layouts",
         .layouts_error = layouts ? NULL : "ConfigMap not found",
+        .hami_config_absent = hami_absent,
     };
     assert_int_equal(gm_plan_policy(&in, out), 0);
 }
@@ -478,6 +483,56 @@ static void test_vgpu_settings_change_switches(void **state)
     fleet_free(&f);
 }
 
+/* Without HAMi's ConfigMap no split can be written: a split change must not
+ * drain vgpu nodes for nothing, a node in another mode still switches, and
+ * the ConfigMap's arrival makes the {} nodes switch to apply the split. */
+static void test_vgpu_split_without_hami_configmap(void **state)
+{
+    struct gm_policy *split4 = policy(
+        "p", "vgpu",
+        ",\"vgpu\":{\"splitCount\":4},\"rollout\":{\"maxUnavailable\":2}");
+    struct gm_policy *plain = policy("p", "vgpu", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    struct gm_node *v = add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=vgpu",
+                                         "gpumode.io/state=ready", NULL));
+    add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=full",
+                     "gpumode.io/state=ready", NULL));
+    char *s4 = settings_of(split4, NULL);
+    char *none = settings_of(plain, NULL);
+    (void)state;
+
+    v->ann_settings = none;
+    hami_absent = true;
+    plan(split4, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "b");
+    assert_null(pl.stall_reason);
+    gm_plan_free(&pl);
+    /* Any settings count as current, the split ones too. */
+    v->ann_settings = s4;
+    plan(plain, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    gm_plan_free(&pl);
+
+    hami_absent = false;
+    v->ann_settings = none;
+    plan(split4, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 0);
+    assert_int_equal(pl.n_starts, 2);
+    assert_string_equal(pl.starts[0].node->name, "a");
+    assert_string_equal(pl.starts[0].settings, s4);
+    gm_plan_free(&pl);
+
+    v->ann_settings = NULL;
+    free(s4);
+    free(none);
+    gm_policy_free(split4);
+    gm_policy_free(plain);
+    fleet_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_mig_settings_change_relays),
         cmocka_unit_test(test_settings_for_many_kinds_of_node),
         cmocka_unit_test(test_vgpu_settings_change_switches),
+        cmocka_unit_test(test_vgpu_split_without_hami_configmap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

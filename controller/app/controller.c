@@ -398,12 +398,26 @@ static const char *cm_rv(const void *obj)
     return ((const struct gm_cm_data *)obj)->rv;
 }
 
+/* Whether HAMi's ConfigMap exists decides whether a vgpu split can be
+ * written (planner/plan.h), so its coming and going re-plans every
+ * policy. Its updates, mostly our own entries, do not. */
+static void cm_presence(void *ud, const char *key, const void *obj)
+{
+    struct gm_ctl *ctl = ud;
+    (void)key;
+    (void)obj;
+    if (ctl->on_node_change)
+        ctl->on_node_change(ctl->policy_data, NULL);
+}
+
 /* The HAMi ConfigMap may be the last cache to sync: it too must kick the
  * queue then (without this, keys queued meanwhile waited for a new key). */
 static const struct gm_reflector_ops cm_ops = {
     .decode = cm_decode,
     .free_obj = cm_free,
     .resource_version = cm_rv,
+    .on_add = cm_presence,
+    .on_delete = cm_presence,
     .on_synced = cache_synced,
 };
 

@@ -60,7 +60,9 @@ struct gm_ctl {
                       struct gm_switch_policy *out);
     void *policy_data;
     /* Called for node events that matter to planning (labels, annotations,
-     * cordon, readiness, GPU resources), so policies re-plan. */
+     * cordon, readiness, GPU resources), so policies re-plan; node is NULL
+     * when something every plan reads changed (leading began, HAMi's
+     * ConfigMap came or went). */
     void (*on_node_change)(void *data, const char *node);
     /* Reconciles a "p/<policy>" key; same contract as
      * gm_switch_reconcile. */

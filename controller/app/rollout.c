@@ -374,6 +374,9 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     struct gm_map_entry *first = gm_map_first(cms);
     if (first)
         lay = first->value;
+    const char *hami_rv;
+    bool hami_exists;
+    gm_ctl_hami_config(r->ctl, &hami_rv, &hami_exists);
     struct gm_plan_input in = {
         .policy = e->p,
         .policies = pols,
@@ -385,6 +388,7 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         .layouts_source = r->source,
         .layouts_error =
             lay ? (lay->m ? NULL : lay->error) : "the ConfigMap does not exist",
+        .hami_config_absent = !hami_exists,
     };
     struct gm_plan plan;
     rc = gm_plan_policy(&in, &plan);

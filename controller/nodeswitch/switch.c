@@ -906,8 +906,15 @@ static int ensure_hami_config(struct sw *s)
     const char *rv = "";
     bool exists;
     const char *cur = gm_ctl_hami_config(s->ctl, &rv, &exists);
-    if (!exists)
+    if (!exists) {
+        if (s->pol.has_vgpu_config)
+            gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
+                      "ConfigMap %s/%s does not exist: splitCount %d is not "
+                      "written, HAMi starts with its defaults",
+                      s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
+                      s->pol.split_count);
         return 0;
+    }
     json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
     if (cfg == NULL || !json_object_is_type(cfg, json_type_object)) {
         json_object_put(cfg);
@@ -1189,15 +1196,28 @@ static int step_finish(struct sw *s)
                                json_object_new_string(s->node->boot_id));
     /* What the planner compares to decide that a layout, strategy or split
      * change needs another switch. A rollback leaves it alone: the node
-     * went back to what the old value describes. */
-    json_object_object_add(
-        ann, GM_ANN_SETTINGS,
-        s->rec.settings ? json_object_new_string(s->rec.settings) : NULL);
-    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "switch to %s complete",
-              gm_mode_name(s->rec.to));
+     * went back to what the old value describes. Without HAMi's ConfigMap
+     * no split was written, whatever the plan said: {} says so, and makes
+     * the node switch again once the ConfigMap exists. */
+    const char *rv;
+    bool hami = true;
+    if (s->rec.to == GM_MODE_VGPU)
+        gm_ctl_hami_config(s->ctl, &rv, &hami);
+    const char *settings = hami ? s->rec.settings : "{}";
+    json_object_object_add(ann, GM_ANN_SETTINGS,
+                           settings ? json_object_new_string(settings) : NULL);
+    char defaults[400] = "";
+    if (!hami && s->pol.has_vgpu_config)
+        snprintf(defaults, sizeof(defaults),
+                 " with HAMi's defaults, not splitCount %d: ConfigMap %s/%s "
+                 "does not exist",
+                 s->pol.split_count, s->ctl->cfg->hami_cm.namespace,
+                 s->ctl->cfg->hami_cm.name);
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+              "switch to %s complete%s", gm_mode_name(s->rec.to), defaults);
     gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
-                      GM_REASON_SWITCH_COMPLETED, "%s is in %s mode",
-                      node_name(s), gm_mode_name(s->rec.to));
+                      GM_REASON_SWITCH_COMPLETED, "%s is in %s mode%s",
+                      node_name(s), gm_mode_name(s->rec.to), defaults);
     gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                        gm_mode_name(s->rec.to), "succeeded",
                        (double)(s->now - s->rec.started));

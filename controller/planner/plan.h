@@ -16,7 +16,9 @@
  *              split is a switch within the mode). A node without the
  *              annotation was verified before gpumode wrote it; its
  *              settings are unknown and taken as current, so an upgrade
- *              never re-lays a fleet. When the policy's layout cannot be
+ *              never re-lays a fleet. A vgpu node's settings are not
+ *              compared while HAMi's ConfigMap is absent (see
+ *              hami_config_absent). When the policy's layout cannot be
  *              resolved for the node, the node stays converged and the
  *              policy stalls (InvalidLayout) until a person fixes it;
  *   pending    everything else. A node without gpumode.io/mode is "unknown"
@@ -34,6 +36,7 @@
 #ifndef GM_PLANNER_PLAN_H
 #define GM_PLANNER_PLAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -85,6 +88,12 @@ struct gm_plan_input {
     const struct gm_migparted *layouts;
     const char *layouts_source; /* "ConfigMap gpumode-system/..." */
     const char *layouts_error;
+    /* HAMi's per-node config ConfigMap does not exist, so no vgpu split
+     * can be written: a vgpu node whose settings differ stays converged
+     * (a switch would restart HAMi with its defaults again, a drain for
+     * nothing). Nodes switched meanwhile record {}, so once the ConfigMap
+     * appears they differ and are switched again to apply the split. */
+    bool hami_config_absent;
 };
 
 struct gm_plan {
@@ -114,7 +123,8 @@ void gm_plan_free(struct gm_plan *p);
  * strategy and the layout resolved for the node (layout, agent JSON):
  *   {"strategy":"mixed","layout":[...]}
  * vgpu: what HAMi's per-node config gets, or {} when the policy sets no
- * splitCount (the controller then writes no entry):
+ * splitCount (the controller then writes no entry; a switch that finds
+ * no HAMi ConfigMap records {} too, as nothing was written):
  *   {"splitCount":10,"memoryScaling":1,"coreScaling":1}
  * full: nothing, *out is NULL. The switch writes the value the plan gave
  * it when it completes, so the same function decides both sides of the

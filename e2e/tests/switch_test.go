@@ -5,6 +5,8 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -478,6 +480,76 @@ spec:
 	if s, ok := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; ok {
 		t.Errorf("gpumode.io/settings left in full mode: %q", s)
 	}
+}
+
+// TestSplitWithoutHAMiConfigMap: without HAMi's per-node ConfigMap a
+// splitCount cannot be written. The node still switches (HAMi's defaults)
+// and records {}, plan says why, a split change drains nothing, and the
+// ConfigMap's arrival switches the node again to apply the split.
+func TestSplitWithoutHAMiConfigMap(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	b.MustKubectl("-n", "kube-system", "delete", "configmap", "hami-device-plugin")
+	policy := `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  vgpu: {splitCount: 4}
+`
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(file, []byte(policy), 0o644)
+	out, err := plugin(t, b, "plan", "-f", file)
+	if err != nil || !strings.Contains(out, "spec.vgpu.splitCount 4 is not written: ConfigMap kube-system/hami-device-plugin does not exist") {
+		t.Errorf("plan without HAMi's ConfigMap: %v\n%s", err, out)
+	}
+	StartController(t, b)
+	Apply(t, b, policy)
+	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with HAMi's defaults", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/vgpu"); got != 80 {
+			return fmt.Errorf("nvidia.com/vgpu=%d, want 8 x 10", got)
+		}
+		return nil
+	})
+	if s := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; s != "{}" {
+		t.Errorf("gpumode.io/settings %q, want {}: no split was written", s)
+	}
+	Eventually(t, 30*time.Second, "a SwitchCompleted event that names the ConfigMap", func(ctx context.Context) error {
+		out, _ := b.Kubectl("get", "events.events.k8s.io", "-A", "--field-selector", "reason=SwitchCompleted", "-o", "custom-columns=NOTE:.note")
+		if !strings.Contains(out, "with HAMi's defaults, not splitCount 4: ConfigMap kube-system/hami-device-plugin does not exist") {
+			return fmt.Errorf("events:\n%s", out)
+		}
+		return nil
+	})
+
+	// A split change has nothing to write: no drain.
+	PatchPolicy(t, b, "a", `{"spec":{"vgpu":{"splitCount":2}}}`)
+	WaitPolicy(t, b, "a", 30*time.Second, "the new generation seen", Converged)
+	time.Sleep(3 * time.Second)
+	n := GetNode(t, b, "gpu-001")
+	if n.Annotations["gpumode.io/switch"] != "" || n.Spec.Unschedulable || n.Annotations["gpumode.io/settings"] != "{}" {
+		t.Errorf("a split change without the ConfigMap touched the node: switch %q unschedulable %v settings %q",
+			n.Annotations["gpumode.io/switch"], n.Spec.Unschedulable, n.Annotations["gpumode.io/settings"])
+	}
+
+	b.MustKubectl("-n", "kube-system", "create", "configmap", "hami-device-plugin", `--from-literal=config.json={"nodeconfig": []}`)
+	WaitPolicy(t, b, "a", 90*time.Second, "the split applied once the ConfigMap exists", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if got := Allocatable(n, "nvidia.com/vgpu"); got != 16 {
+			return fmt.Errorf("nvidia.com/vgpu=%d, want 8 x 2", got)
+		}
+		if s := n.Annotations["gpumode.io/settings"]; s != `{"splitCount":2,"memoryScaling":1,"coreScaling":1}` {
+			return fmt.Errorf("gpumode.io/settings %q", s)
+		}
+		return Converged(s)
+	})
 }
 
 // TestCordonedAndSkippedNodes: a node a person cordoned stays cordoned; a
