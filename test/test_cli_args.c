@@ -45,6 +45,12 @@ static void test_commands(void **state)
     assert_string_equal(a.context, "prod");
     assert_string_equal(a.mig_ns, "ns");
     assert_string_equal(a.mig_name, "cm");
+    assert_string_equal(a.hami_ns, "");
+    const char *hc[] = {"x", "plan", "-f", "p.yaml", "--hami-configmap=hs/hc",
+                        NULL};
+    assert_int_equal(parse(&a, err, hc), 0);
+    assert_string_equal(a.hami_ns, "hs");
+    assert_string_equal(a.hami_name, "hc");
 
     const char *rt[] = {"x", "retry", "gpu-1", NULL};
     assert_int_equal(parse(&a, err, rt), 0);
@@ -92,6 +98,9 @@ static void test_usage_errors(void **state)
     expect_error(out, "--output: \"yaml\" is not json or text");
     const char *cm[] = {"x", "plan", "-f", "p", "--mig-configmap", "cm", NULL};
     expect_error(cm, "is not NAMESPACE/NAME");
+    const char *hcm[] = {"x",     "plan", "-f", "p", "--hami-configmap",
+                         "a/b/c", NULL};
+    expect_error(hcm, "--hami-configmap: \"a/b/c\" is not NAMESPACE/NAME");
     const char *watch[] = {"x", "retry", "n", "--watch", NULL};
     expect_error(watch, "--watch is only for status");
 }

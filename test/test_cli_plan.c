@@ -104,6 +104,9 @@ static struct gm_policy *policy_json(const char *name, const char *spec)
     return p;
 }
 
+/* What run_plan says of HAMi's ConfigMap: NULL present, else its name. */
+static const char *hami_absent;
+
 static void run_plan(struct fleet *f, const struct gm_policy *p,
                      const struct gm_policy *other, struct gm_dry_run *out)
 {
@@ -117,6 +120,7 @@ static void run_plan(struct fleet *f, const struct gm_policy *p,
         .layouts_source = "ConfigMap gpu-operator/default-mig-parted-config",
         .layouts_error = "ConfigMap gpu-operator/default-mig-parted-config: "
                          "not found",
+        .hami_config_absent = hami_absent,
         .now = NOW,
     };
     assert_int_equal(gm_dry_run_plan(&in, out), 0);
@@ -250,6 +254,46 @@ static void test_in_flight_and_paused(void **state)
     assert_non_null(strstr(r.notes[0], "paused"));
     gm_dry_run_free(&r);
     gm_policy_free(p);
+    fleet_free(&f);
+}
+
+/* A split that cannot be written is said before anything switches; a
+ * policy without one, or a cluster with the ConfigMap, hears nothing. */
+static void test_split_without_hami_configmap(void **state)
+{
+    struct fleet f;
+    struct gm_dry_run r;
+    const char *sel = "\"nodeSelector\":{\"matchLabels\":{\"pool\":\"a\"}}";
+    char spec[256];
+    (void)state;
+
+    fleet_load(&f, "a");
+    snprintf(spec, sizeof(spec),
+             "{\"mode\":\"vgpu\",%s,\"vgpu\":{"
+             "\"splitCount\":4}}",
+             sel);
+    struct gm_policy *split = policy_json("v", spec);
+    snprintf(spec, sizeof(spec), "{\"mode\":\"vgpu\",%s}", sel);
+    struct gm_policy *plain = policy_json("v", spec);
+
+    hami_absent = "ConfigMap kube-system/hami-device-plugin";
+    run_plan(&f, split, NULL, &r);
+    assert_int_equal(r.n_notes, 1);
+    assert_string_equal(
+        r.notes[0], "spec.vgpu.splitCount 4 is not written: ConfigMap "
+                    "kube-system/hami-device-plugin does not exist, so HAMi "
+                    "starts with its defaults (--hami-configmap NS/NAME names "
+                    "another)");
+    gm_dry_run_free(&r);
+    run_plan(&f, plain, NULL, &r);
+    assert_int_equal(r.n_notes, 0);
+    gm_dry_run_free(&r);
+    hami_absent = NULL;
+    run_plan(&f, split, NULL, &r);
+    assert_int_equal(r.n_notes, 0);
+    gm_dry_run_free(&r);
+    gm_policy_free(split);
+    gm_policy_free(plain);
     fleet_free(&f);
 }
 
@@ -430,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_batches_by_count),
         cmocka_unit_test(test_batches_by_percent),
         cmocka_unit_test(test_in_flight_and_paused),
+        cmocka_unit_test(test_split_without_hami_configmap),
         cmocka_unit_test(test_pods_and_pdbs),
         cmocka_unit_test(test_pdb_selectors),
         cmocka_unit_test(test_conflicts_and_priority),

@@ -29,7 +29,7 @@ const char *gm_cli_usage(void)
            "  status [POLICY] [--watch]   progress of GPUModePolicies\n"
            "  plan -f FILE [-o json]      dry run of a policy against the "
            "cluster\n"
-           "       [--mig-configmap NS/NAME]\n"
+           "       [--mig-configmap NS/NAME] [--hami-configmap NS/NAME]\n"
            "  retry NODE                  retry a failed switch\n"
            "  pause POLICY                stop starting new switches\n"
            "  resume POLICY               start switches again\n"
@@ -77,23 +77,34 @@ static int take_value(int argc, char *const *argv, int *i, const char *name,
     return 1;
 }
 
-static int split_cm(const char *v, struct gm_cli_args *o, char *err, size_t len)
+/* NAMESPACE/NAME of a --*-configmap flag into ns and name (each 254
+ * bytes, as struct gm_cli_args has them). */
+static int split_cm(const char *flag, const char *v, char *ns, char *name,
+                    char *err, size_t len)
 {
+    const size_t cap = sizeof(((struct gm_cli_args *)0)->mig_ns);
     const char *slash = strchr(v, '/');
 
     if (slash == NULL || slash == v || slash[1] == '\0' ||
-        strchr(slash + 1, '/') != NULL ||
-        (size_t)(slash - v) >= sizeof(o->mig_ns) ||
-        strlen(slash + 1) >= sizeof(o->mig_name))
-        return usage_error(err, len,
-                           "--mig-configmap: \"%s\" is not NAMESPACE/NAME", v);
-    snprintf(o->mig_ns, sizeof(o->mig_ns), "%.*s", (int)(slash - v), v);
-    snprintf(o->mig_name, sizeof(o->mig_name), "%s", slash + 1);
+        strchr(slash + 1, '/') != NULL || (size_t)(slash - v) >= cap ||
+        strlen(slash + 1) >= cap)
+        return usage_error(err, len, "%s: \"%s\" is not NAMESPACE/NAME", flag,
+                           v);
+    snprintf(ns, cap, "%.*s", (int)(slash - v), v);
+    snprintf(name, cap, "%s", slash + 1);
     return 0;
 }
 
 /* The table of value flags: where each one's value goes. */
-enum flag_id { F_KUBECONFIG, F_CONTEXT, F_FILE, F_OUTPUT, F_MIGCM, F_NS };
+enum flag_id {
+    F_KUBECONFIG,
+    F_CONTEXT,
+    F_FILE,
+    F_OUTPUT,
+    F_MIGCM,
+    F_HAMICM,
+    F_NS
+};
 
 static const struct {
     const char *name;
@@ -102,7 +113,8 @@ static const struct {
 } value_flags[] = {
     {"--kubeconfig", NULL, F_KUBECONFIG}, {"--context", NULL, F_CONTEXT},
     {"--filename", "-f", F_FILE},         {"--output", "-o", F_OUTPUT},
-    {"--mig-configmap", NULL, F_MIGCM},   {"--namespace", "-n", F_NS},
+    {"--mig-configmap", NULL, F_MIGCM},   {"--hami-configmap", NULL, F_HAMICM},
+    {"--namespace", "-n", F_NS},
 };
 
 static int set_flag(enum flag_id id, const char *v, struct gm_cli_args *o,
@@ -128,7 +140,10 @@ static int set_flag(enum flag_id id, const char *v, struct gm_cli_args *o,
                                v);
         break;
     case F_MIGCM:
-        return split_cm(v, o, err, len);
+        return split_cm("--mig-configmap", v, o->mig_ns, o->mig_name, err, len);
+    case F_HAMICM:
+        return split_cm("--hami-configmap", v, o->hami_ns, o->hami_name, err,
+                        len);
     case F_NS:
         o->namespace = v;
         break;

@@ -30,6 +30,9 @@ struct gm_cli_args {
     /* plan --mig-configmap NS/NAME; empty: the controller's default. */
     char mig_ns[254];
     char mig_name[254];
+    /* plan --hami-configmap NS/NAME; empty: the controller's default. */
+    char hami_ns[254];
+    char hami_name[254];
     const char *namespace; /* --namespace: the controller's own */
 };
 

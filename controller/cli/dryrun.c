@@ -253,6 +253,7 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             .layouts = in->layouts,
             .layouts_source = in->layouts_source,
             .layouts_error = in->layouts_error,
+            .hami_config_absent = in->hami_config_absent != NULL,
         };
         err = gm_plan_policy(&pi, &pl);
         if (err)
@@ -374,6 +375,14 @@ int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out)
         err = push(&out->notes, &out->n_notes,
                    "spec.rollout.paused is true: nothing starts until it "
                    "is resumed; the batches show what resuming would do");
+    const struct gm_policy_spec *spec = &in->policy->spec;
+    if (!err && spec->mode == GM_MODE_VGPU && spec->has_split_count &&
+        in->hami_config_absent)
+        err = push(&out->notes, &out->n_notes,
+                   "spec.vgpu.splitCount %d is not written: %s does not "
+                   "exist, so HAMi starts with its defaults (--hami-configmap "
+                   "NS/NAME names another)",
+                   spec->split_count, in->hami_config_absent);
     struct gm_policy_sels sels;
     if (!err && gm_policy_sels_parse(in->policy, &sels) == -EINVAL)
         err = push(&out->errors, &out->n_errors, "%s", sels.error);

@@ -76,6 +76,9 @@ struct gm_dry_input {
     const struct gm_migparted *layouts; /* NULL with layouts_error */
     const char *layouts_source;
     const char *layouts_error;
+    /* "ConfigMap NS/NAME" of HAMi's per-node config when it does not
+     * exist (no vgpu split can be written), else NULL. */
+    const char *hami_config_absent;
     time_t now;
 };
 

@@ -335,7 +335,8 @@ struct plan_ctx {
     struct gm_migparted *layouts; /* owned or NULL */
     char layouts_error[1400];
     char layouts_source[600];
-    json_object *pdbs; /* owned or NULL */
+    char hami_absent[600]; /* "ConfigMap NS/NAME" when it is not found */
+    json_object *pdbs;     /* owned or NULL */
 };
 
 static void plan_ctx_free(struct plan_ctx *p)
@@ -451,6 +452,17 @@ static int fetch_plan_inputs(struct gm_cli_conn *c, const struct gm_cli_args *a,
                                   sizeof(p->layouts_error));
         json_object_put(cm);
     }
+    /* Only a 404 says HAMi's ConfigMap is absent; a user who may not read
+     * it gets the plan without that note. */
+    ns = a->hami_ns[0] ? a->hami_ns : cfg->hami_cm.namespace;
+    name = a->hami_name[0] ? a->hami_name : cfg->hami_cm.name;
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", ns,
+             name);
+    cm = NULL;
+    if (gm_cli_get(c, path, &cm, &e) && e.code == 404)
+        snprintf(p->hami_absent, sizeof(p->hami_absent), "ConfigMap %s/%s", ns,
+                 name);
+    json_object_put(cm);
     /* PDBs are read across namespaces once; a cluster that forbids it
      * still gets a plan, without the protection column. */
     if (gm_cli_list(c, "/apis/policy/v1/poddisruptionbudgets", &p->pdbs, &e))
@@ -524,6 +536,7 @@ static int cmd_plan(const struct gm_cli_args *a)
         .layouts = p.layouts,
         .layouts_source = p.layouts_source,
         .layouts_error = p.layouts ? NULL : p.layouts_error,
+        .hami_config_absent = p.hami_absent[0] ? p.hami_absent : NULL,
         .now = time(NULL),
     };
     int err = gm_dry_run_plan(&in, &run);
