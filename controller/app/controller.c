@@ -220,14 +220,29 @@ void gm_ctl_node_done(struct gm_ctl *ctl, const char *node)
 
 /* ---- the queue ---- */
 
-struct recon {
-    struct gm_ctl *ctl;
-    char *key; /* owned */
+/* One reconcile; linked in ctl->recons until it finishes. Its done
+ * callback may run after gm_ctl_free (a write cancelled when the client is
+ * freed), so gm_ctl_free orphans it: ctl NULL, and finishing only frees. */
+struct gm_recon {
+    struct gm_ctl *ctl; /* borrowed; NULL once the controller is freed */
+    char *key;          /* owned */
+    struct gm_recon *prev, *next;
 };
 
-static void recon_finish(struct recon *r, long requeue_ms, int failed)
+static void recon_finish(struct gm_recon *r, long requeue_ms, int failed)
 {
     struct gm_ctl *ctl = r->ctl;
+    if (ctl == NULL) {
+        free(r->key);
+        free(r);
+        return;
+    }
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        ctl->recons = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
     gm_wq_done(ctl->queue, r->key);
     if (!ctl->stopping) {
         if (failed) {
@@ -247,7 +262,7 @@ static void recon_done(void *ctx, long requeue_ms, int failed)
     recon_finish(ctx, requeue_ms, failed);
 }
 
-static void reconcile_node(struct recon *r, const char *name)
+static void reconcile_node(struct gm_recon *r, const char *name)
 {
     struct gm_ctl *ctl = r->ctl;
     const struct gm_node *node = gm_reflector_get(ctl->nodes, name);
@@ -271,7 +286,7 @@ static void reconcile_node(struct recon *r, const char *name)
     recon_finish(r, requeue, 0);
 }
 
-static void reconcile_policy(struct recon *r, const char *name)
+static void reconcile_policy(struct gm_recon *r, const char *name)
 {
     struct gm_ctl *ctl = r->ctl;
     long requeue = -1;
@@ -299,7 +314,7 @@ static void queue_ready(void *data)
     if (!ctl->leading || !gm_ctl_synced(ctl))
         return;
     while (!ctl->stopping && gm_wq_get(ctl->queue, &key) == 0) {
-        struct recon *r = calloc(1, sizeof(*r));
+        struct gm_recon *r = calloc(1, sizeof(*r));
         if (r == NULL) {
             gm_wq_done(ctl->queue, key);
             free(key);
@@ -307,6 +322,10 @@ static void queue_ready(void *data)
         }
         r->ctl = ctl;
         r->key = key;
+        r->next = ctl->recons;
+        if (r->next)
+            r->next->prev = r;
+        ctl->recons = r;
         ctl->reconciles++;
         if (strncmp(key, "n/", 2) == 0)
             reconcile_node(r, key + 2);
@@ -519,6 +538,8 @@ void gm_ctl_free(struct gm_ctl *ctl)
         }
     }
     gm_map_free(&ctl->node_states);
+    for (struct gm_recon *r = ctl->recons; r; r = r->next)
+        r->ctl = NULL;
     gm_wq_free(ctl->queue);
     free(ctl);
 }

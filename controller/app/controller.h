@@ -44,6 +44,8 @@ struct gm_eviction {
     char namespace[64]; /* the pod's (names are at most 63 bytes) */
 };
 
+struct gm_recon;
+
 struct gm_ctl {
     uv_loop_t *loop;
     struct gm_kube *kube;            /* borrowed */
@@ -54,6 +56,7 @@ struct gm_ctl {
     /* owned, NULL until an eviction is refused (app/budgets.h) */
     struct gm_reflector *budgets;
     struct gm_map node_states;  /* name -> struct gm_node_rt* */
+    struct gm_recon *recons;    /* reconciles in flight (controller.c) */
     struct gm_workqueue *queue; /* owned */
     /* Policy lookup for switches; set by the rollout layer. */
     int (*policy_for)(void *data, const char *policy,
