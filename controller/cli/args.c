@@ -79,6 +79,14 @@ static int take_value(int argc, char *const *argv, int *i, const char *name,
 
 /* NAMESPACE/NAME of a --*-configmap flag into ns and name (each 254
  * bytes, as struct gm_cli_args has them). */
+_Static_assert(sizeof(((struct gm_cli_args *)0)->mig_name) ==
+                       sizeof(((struct gm_cli_args *)0)->mig_ns) &&
+                   sizeof(((struct gm_cli_args *)0)->hami_ns) ==
+                       sizeof(((struct gm_cli_args *)0)->mig_ns) &&
+                   sizeof(((struct gm_cli_args *)0)->hami_name) ==
+                       sizeof(((struct gm_cli_args *)0)->mig_ns),
+               "split_cm sizes every NS/NAME field alike");
+
 static int split_cm(const char *flag, const char *v, char *ns, char *name,
                     char *err, size_t len)
 {

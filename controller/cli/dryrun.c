@@ -380,8 +380,8 @@ int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out)
         in->hami_config_absent)
         err = push(&out->notes, &out->n_notes,
                    "spec.vgpu.splitCount %d is not written: %s does not "
-                   "exist, so HAMi starts with its defaults (--hami-configmap "
-                   "NS/NAME names another)",
+                   "exist, so HAMi starts with its defaults; if the controller "
+                   "uses another ConfigMap, pass --hami-configmap NS/NAME",
                    spec->split_count, in->hami_config_absent);
     struct gm_policy_sels sels;
     if (!err && gm_policy_sels_parse(in->policy, &sels) == -EINVAL)

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "kube/pod.h"
 #include "nodeswitch/helperpod.h"
+#include "planner/plan.h"
 
 #define EVICT_RETRY_MS 5000
 #define WAIT_POLL_MS 2000
@@ -897,10 +898,23 @@ static int hami_split(struct sw *s)
     return split;
 }
 
+/* The record keeps what HAMi's entry got, for gpumode.io/settings: not
+ * what the plan asked, which the ConfigMap's absence or a policy edit
+ * since may have changed. The record is written with the next phase, so a
+ * restarted controller still knows. 0 or -ENOMEM. */
+static int note_hami_entry(struct sw *s, bool written)
+{
+    char text[160];
+    gm_plan_vgpu_settings(written && s->pol.has_vgpu_config, s->pol.split_count,
+                          s->pol.memory_scaling, s->pol.core_scaling, text,
+                          sizeof(text));
+    return gm_set_str(&s->rec.settings, text);
+}
+
 /* HAMi reads its per-node config only when its plugin starts, so the
  * node's entry (splitCount and scaling from the policy) must be right
  * before the vgpu labels start the plugin. Returns 0 when it is (or the
- * ConfigMap does not exist), STEP_ASYNC while writing it. */
+ * ConfigMap does not exist), STEP_ASYNC while writing it, or -ENOMEM. */
 static int ensure_hami_config(struct sw *s)
 {
     const char *rv = "";
@@ -913,7 +927,7 @@ static int ensure_hami_config(struct sw *s)
                       "written, HAMi starts with its defaults",
                       s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
                       s->pol.split_count);
-        return 0;
+        return note_hami_entry(s, false);
     }
     json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
     if (cfg == NULL || !json_object_is_type(cfg, json_type_object)) {
@@ -949,7 +963,7 @@ static int ensure_hami_config(struct sw *s)
     if (same) {
         json_object_put(want);
         json_object_put(cfg);
-        return 0;
+        return note_hami_entry(s, true);
     }
     if (idx >= 0)
         json_object_array_del_idx(list, (size_t)idx, 1);
@@ -975,7 +989,7 @@ static int ensure_hami_config(struct sw *s)
         gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
                   "dry run: would patch %s: %s", path, body);
         json_object_put(patch);
-        return 0;
+        return note_hami_entry(s, true);
     }
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
               "writing HAMi's per-node config for %s", node_name(s));
@@ -1196,21 +1210,18 @@ static int step_finish(struct sw *s)
                                json_object_new_string(s->node->boot_id));
     /* What the planner compares to decide that a layout, strategy or split
      * change needs another switch. A rollback leaves it alone: the node
-     * went back to what the old value describes. Without HAMi's ConfigMap
-     * no split was written, whatever the plan said: {} says so, and makes
-     * the node switch again once the ConfigMap exists. */
-    const char *rv;
-    bool hami = true;
-    if (s->rec.to == GM_MODE_VGPU)
-        gm_ctl_hami_config(s->ctl, &rv, &hami);
-    const char *settings = hami ? s->rec.settings : "{}";
+     * went back to what the old value describes. In vgpu it is what
+     * ensure_hami_config wrote: {} when HAMi's ConfigMap was missing, so
+     * the node switches again once the ConfigMap exists. */
+    const char *settings = s->rec.settings;
     json_object_object_add(ann, GM_ANN_SETTINGS,
                            settings ? json_object_new_string(settings) : NULL);
     char defaults[400] = "";
-    if (!hami && s->pol.has_vgpu_config)
+    if (s->rec.to == GM_MODE_VGPU && s->pol.has_vgpu_config && settings &&
+        strcmp(settings, "{}") == 0)
         snprintf(defaults, sizeof(defaults),
                  " with HAMi's defaults, not splitCount %d: ConfigMap %s/%s "
-                 "does not exist",
+                 "was not found when the node's entry was due",
                  s->pol.split_count, s->ctl->cfg->hami_cm.namespace,
                  s->ctl->cfg->hami_cm.name);
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,

@@ -685,20 +685,26 @@ int gm_plan_settings(const struct gm_policy_spec *s, const char *layout,
     case GM_MODE_VGPU:
         /* The defaults are the ones the switch writes to HAMi's config
          * (app/policyopts.c): an entry exists only with a splitCount. */
-        if (!s->has_split_count)
-            snprintf(buf, sizeof(buf), "{}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"splitCount\":%d,\"memoryScaling\":%.17g,"
-                     "\"coreScaling\":%.17g}",
-                     s->split_count,
-                     s->has_memory_scaling ? s->memory_scaling : 1.0,
-                     s->has_core_scaling ? s->core_scaling : 1.0);
+        gm_plan_vgpu_settings(s->has_split_count, s->split_count,
+                              s->has_memory_scaling ? s->memory_scaling : 1.0,
+                              s->has_core_scaling ? s->core_scaling : 1.0, buf,
+                              sizeof(buf));
         *out = strdup(buf);
         return *out ? 0 : -ENOMEM;
     default:
         return 0;
     }
+}
+
+int gm_plan_vgpu_settings(bool split, int count, double memory, double core,
+                          char *buf, size_t len)
+{
+    if (!split)
+        return snprintf(buf, len, "{}");
+    return snprintf(buf, len,
+                    "{\"splitCount\":%d,\"memoryScaling\":%.17g,"
+                    "\"coreScaling\":%.17g}",
+                    count, memory, core);
 }
 
 int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,

@@ -90,9 +90,9 @@ struct gm_plan_input {
     const char *layouts_error;
     /* HAMi's per-node config ConfigMap does not exist, so no vgpu split
      * can be written: a vgpu node whose settings differ stays converged
-     * (a switch would restart HAMi with its defaults again, a drain for
-     * nothing). Nodes switched meanwhile record {}, so once the ConfigMap
-     * appears they differ and are switched again to apply the split. */
+     * (a switch could not apply the new split, a drain for nothing).
+     * Nodes switched meanwhile record {}, so once the ConfigMap appears
+     * they differ and are switched again to apply the split. */
     bool hami_config_absent;
 };
 
@@ -134,6 +134,13 @@ void gm_plan_free(struct gm_plan *p);
  * the caller's, or -ENOMEM. */
 int gm_plan_settings(const struct gm_policy_spec *s, const char *layout,
                      char **out);
+
+/* The vgpu value of gm_plan_settings from what HAMi's entry for the node
+ * gets: {} without an entry (split false), else the split and both
+ * scalings. The switch records it for the entry it actually wrote.
+ * Returns what snprintf returns. */
+int gm_plan_vgpu_settings(bool split, int count, double memory, double core,
+                          char *buf, size_t len);
 
 /* "1/3 nodes in mig" style progress line the status and the CLI share. */
 int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,

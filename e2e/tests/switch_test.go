@@ -502,7 +502,9 @@ spec:
   vgpu: {splitCount: 4}
 `
 	file := filepath.Join(t.TempDir(), "policy.yaml")
-	os.WriteFile(file, []byte(policy), 0o644)
+	if err := os.WriteFile(file, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, err := plugin(t, b, "plan", "-f", file)
 	if err != nil || !strings.Contains(out, "spec.vgpu.splitCount 4 is not written: ConfigMap kube-system/hami-device-plugin does not exist") {
 		t.Errorf("plan without HAMi's ConfigMap: %v\n%s", err, out)
@@ -523,21 +525,40 @@ spec:
 	}
 	Eventually(t, 30*time.Second, "a SwitchCompleted event that names the ConfigMap", func(ctx context.Context) error {
 		out, _ := b.Kubectl("get", "events.events.k8s.io", "-A", "--field-selector", "reason=SwitchCompleted", "-o", "custom-columns=NOTE:.note")
-		if !strings.Contains(out, "with HAMi's defaults, not splitCount 4: ConfigMap kube-system/hami-device-plugin does not exist") {
+		if !strings.Contains(out, "with HAMi's defaults, not splitCount 4: ConfigMap kube-system/hami-device-plugin was not found") {
 			return fmt.Errorf("events:\n%s", out)
 		}
 		return nil
 	})
 
-	// A split change has nothing to write: no drain.
+	// A split change has nothing to write: no drain. Every version of the
+	// node from before the change until 3 s after the controller saw it
+	// is looked at, so a switch that came and went is caught too.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := b.CS.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{
+		FieldSelector:   fields.OneTermEqualSelector("metadata.name", "gpu-001").String(),
+		ResourceVersion: GetNode(t, b, "gpu-001").ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	touched := make(chan string, 1)
+	go func() {
+		for ev := range w.ResultChan() {
+			if n, ok := ev.Object.(*corev1.Node); ok && (n.Annotations["gpumode.io/switch"] != "" || n.Spec.Unschedulable || n.Annotations["gpumode.io/settings"] != "{}") {
+				touched <- fmt.Sprintf("switch %q unschedulable %v settings %q", n.Annotations["gpumode.io/switch"], n.Spec.Unschedulable, n.Annotations["gpumode.io/settings"])
+				return
+			}
+		}
+	}()
 	PatchPolicy(t, b, "a", `{"spec":{"vgpu":{"splitCount":2}}}`)
 	WaitPolicy(t, b, "a", 30*time.Second, "the new generation seen", Converged)
-	time.Sleep(3 * time.Second)
-	n := GetNode(t, b, "gpu-001")
-	if n.Annotations["gpumode.io/switch"] != "" || n.Spec.Unschedulable || n.Annotations["gpumode.io/settings"] != "{}" {
-		t.Errorf("a split change without the ConfigMap touched the node: switch %q unschedulable %v settings %q",
-			n.Annotations["gpumode.io/switch"], n.Spec.Unschedulable, n.Annotations["gpumode.io/settings"])
+	select {
+	case what := <-touched:
+		t.Fatalf("a split change without the ConfigMap touched the node: %s", what)
+	case <-time.After(3 * time.Second):
 	}
+	w.Stop()
 
 	b.MustKubectl("-n", "kube-system", "create", "configmap", "hami-device-plugin", `--from-literal=config.json={"nodeconfig": []}`)
 	WaitPolicy(t, b, "a", 90*time.Second, "the split applied once the ConfigMap exists", func(s *PolicyStatus) error {

@@ -1,0 +1,185 @@
+/* The switch records in gpumode.io/settings what HAMi's per-node config
+ * got, not what the plan asked: with HAMi's ConfigMap absent when the
+ * node's entry is due, nothing is written and the record says {} (so the
+ * node is switched again once the ConfigMap exists); with the entry in
+ * place, the split. The record is written with the next phase, so a
+ * restarted controller finishes with the same value.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: one node in StartingClients to vgpu. Each case stops the
+ * controller with the node write in flight, as a shutdown past its grace
+ * period does: the write's end must not touch the freed controller (run
+ * under ASan or valgrind, as make test does). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "common/json.h"
+#include "nodeswitch/record.h"
+#include "support/ctlfx.h"
+
+#define SPLIT4 "{\"splitCount\":4,\"memoryScaling\":1,\"coreScaling\":1}"
+
+struct fx {
+    struct th_ctl c;
+    char *record;    /* owned: the node's switch annotation */
+    const char *cms; /* the ConfigMapList's items */
+    char *patched;   /* owned: the switch annotation the node patch wrote */
+    int done;
+    int cm_writes;
+};
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+
+    if (strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200); /* open, quiet */
+        return;
+    }
+    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        json_object *node = json_tokener_parse(
+            "{\"metadata\":{\"name\":\"gpu-001\",\"resourceVersion\":\"9\","
+            "\"labels\":{\"gpumode.io/mode\":\"full\","
+            "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
+            "\"spec\":{\"unschedulable\":true}}");
+        json_object *ann =
+            gm_json_get(gm_json_get(node, "metadata"), "annotations");
+        json_object_object_add(ann, GM_ANN_SWITCH,
+                               json_object_new_string(f->record));
+        char body[4096];
+        snprintf(body, sizeof(body),
+                 "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                 "\"10\"},\"items\":[%s]}",
+                 json_object_to_json_string_ext(node, JSON_C_TO_STRING_PLAIN));
+        json_object_put(node);
+        th_respond(c, 200, NULL, body);
+        return;
+    }
+    if (strcmp(r->method, "PATCH") == 0 &&
+        strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
+        json_object *patch = json_tokener_parse(r->body);
+        const char *rec = json_object_get_string(gm_json_get(
+            gm_json_get(gm_json_get(patch, "metadata"), "annotations"),
+            GM_ANN_SWITCH));
+        if (rec && f->patched == NULL)
+            f->patched = strdup(rec);
+        json_object_put(patch);
+        f->done = 1;
+        th_respond(c, 200, NULL, "{}");
+        return;
+    }
+    if (strcmp(r->method, "PATCH") == 0 && strstr(r->path, "/configmaps/")) {
+        f->cm_writes++;
+        th_respond(c, 200, NULL, "{}");
+        return;
+    }
+    if (strcmp(r->method, "POST") == 0) {
+        th_respond(c, 201, NULL, "{}"); /* events */
+        return;
+    }
+    if (strstr(r->path, "/configmaps?")) {
+        char body[2048];
+        snprintf(body, sizeof(body),
+                 "{\"kind\":\"ConfigMapList\",\"metadata\":{"
+                 "\"resourceVersion\":\"10\"},\"items\":[%s]}",
+                 f->cms);
+        th_respond(c, 200, NULL, body);
+        return;
+    }
+    th_respond(c, 200, NULL,
+               "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+               "\"10\"},\"items\":[]}");
+}
+
+/* The policy as the rollout layer gives it: splitCount 4. */
+static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    o->has_vgpu_config = true;
+    o->split_count = 4;
+    o->memory_scaling = 1;
+    o->core_scaling = 1;
+    return 0;
+}
+
+/* Runs the switch, planned with settings planned, until it writes its next
+ * phase; returns the settings that record carries (caller's). */
+static char *run(const char *planned, const char *cms, int *cm_writes)
+{
+    struct fx f = {.cms = cms};
+    struct gm_switch_record rec = {0};
+    struct gm_switch_record out = {0};
+    char err[256];
+
+    rec.policy = "p";
+    rec.from = GM_MODE_FULL;
+    rec.to = GM_MODE_VGPU;
+    rec.phase = GM_PHASE_START_CLIENTS;
+    rec.since = rec.started = (long long)time(NULL);
+    rec.attempt = 1;
+    rec.cordoned = true;
+    rec.settings = (char *)(uintptr_t)planned;
+    f.record = gm_record_format(&rec);
+    assert_non_null(f.record);
+
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = policy_for;
+    assert_true(th_run_until(&f.c.loop, &f.done, 30000));
+    th_ctl_stop(&f.c);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.phase, GM_PHASE_VERIFY);
+    char *settings = out.settings ? strdup(out.settings) : NULL;
+    gm_record_clear(&out);
+    free(f.patched);
+    free(f.record);
+    *cm_writes = f.cm_writes;
+    return settings;
+}
+
+static void test_no_configmap_records_nothing_written(void **state)
+{
+    int writes;
+    (void)state;
+    char *s = run(SPLIT4, "", &writes);
+    assert_string_equal(s, "{}");
+    assert_int_equal(writes, 0);
+    free(s);
+}
+
+/* The plan said no split (the policy gained one since): the record follows
+ * the entry, which already has the policy's split. */
+static void test_entry_in_place_records_the_split(void **state)
+{
+    int writes;
+    (void)state;
+    char *s = run(
+        "{}",
+        "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
+        "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{\"config.json\":"
+        "\"{\\\"nodeconfig\\\":[{\\\"name\\\":\\\"gpu-001\\\","
+        "\\\"operatingmode\\\":\\\"hami-core\\\",\\\"devicesplitcount\\\":4,"
+        "\\\"devicememoryscaling\\\":1.0,\\\"devicecorescaling\\\":1.0}]}\"}}",
+        &writes);
+    assert_string_equal(s, SPLIT4);
+    assert_int_equal(writes, 0);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_configmap_records_nothing_written),
+        cmocka_unit_test(test_entry_in_place_records_the_split),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
