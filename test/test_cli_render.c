@@ -94,6 +94,36 @@ static void test_policy_lines(void **state)
     free(s);
 }
 
+/* What the controller cannot do though nothing stalls follows ". " in
+ * Ready's message; status shows it as a note. */
+static void test_note_from_ready_message(void **state)
+{
+    json_object *pols = json_tokener_parse(
+        "[{\"metadata\":{\"name\":\"dev\",\"generation\":1},\"spec\":{"
+        "\"mode\":\"vgpu\",\"nodeSelector\":{\"matchLabels\":{\"pool\":"
+        "\"a\"}}},\"status\":{\"observedGeneration\":1,\"summary\":{"
+        "\"matched\":2,\"converged\":2},\"conditions\":[{\"type\":"
+        "\"Ready\",\"status\":\"True\",\"reason\":\"Converged\","
+        "\"message\":\"2/2 nodes in vgpu. spec.vgpu.splitCount 4 is not "
+        "written\"}]}}]");
+    struct gm_status_opts o = {.now = NOW};
+    struct gm_buf b;
+    (void)state;
+
+    assert_non_null(pols);
+    gm_buf_init(&b, 1 << 20);
+    assert_int_equal(gm_status_render(pols, NULL, &o, &b), 0);
+    char *s = gm_buf_steal(&b);
+    assert_non_null(
+        strstr(s, "  note: spec.vgpu.splitCount 4 is not written\n"));
+    free(s);
+    json_object_put(pols);
+    /* The fixtures' plain progress lines carry no note. */
+    s = render(false, true);
+    assert_null(strstr(s, "note:"));
+    free(s);
+}
+
 static void test_node_rows(void **state)
 {
     char *s = render(false, true);
@@ -165,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_bar),
         cmocka_unit_test(test_duration_and_time),
         cmocka_unit_test(test_policy_lines),
+        cmocka_unit_test(test_note_from_ready_message),
         cmocka_unit_test(test_node_rows),
         cmocka_unit_test(test_colour_only_when_asked),
         cmocka_unit_test(test_empty_and_no_status),

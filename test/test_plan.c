@@ -66,6 +66,7 @@ static void plan(const struct gm_policy *p, const struct gm_policy *other,
         .layouts_source = "ConfigMap gpumode-system/layouts",
         .layouts_error = layouts ? NULL : "ConfigMap not found",
         .hami_config_absent = hami_absent,
+        .hami_config_source = "ConfigMap kube-system/hami-device-plugin",
     };
     assert_int_equal(gm_plan_policy(&in, out), 0);
 }
@@ -509,11 +510,16 @@ static void test_vgpu_split_without_hami_configmap(void **state)
     assert_int_equal(pl.n_starts, 1);
     assert_string_equal(pl.starts[0].node->name, "b");
     assert_null(pl.stall_reason);
+    assert_string_equal(pl.notice,
+                        "spec.vgpu.splitCount 4 is not written: ConfigMap "
+                        "kube-system/hami-device-plugin does not exist, so "
+                        "HAMi runs with its defaults");
     gm_plan_free(&pl);
     /* Any settings count as current, the split ones too. */
     v->ann_settings = s4;
     plan(plain, NULL, &f, NULL, &pl);
     assert_int_equal(pl.summary.converged, 1);
+    assert_null(pl.notice); /* no split asked */
     gm_plan_free(&pl);
 
     hami_absent = false;
@@ -523,6 +529,7 @@ static void test_vgpu_split_without_hami_configmap(void **state)
     assert_int_equal(pl.n_starts, 2);
     assert_string_equal(pl.starts[0].node->name, "a");
     assert_string_equal(pl.starts[0].settings, s4);
+    assert_null(pl.notice);
     gm_plan_free(&pl);
 
     v->ann_settings = NULL;

@@ -164,6 +164,27 @@ static void test_stalled(void **state)
     gm_policy_free(p);
 }
 
+/* A notice (a split HAMi's ConfigMap cannot take) rides on the progress
+ * line after ". ", and does not make a converged policy less Ready. */
+static void test_notice_in_messages(void **state)
+{
+    struct gm_policy *p = policy_with(NULL, 1);
+    struct gm_plan pl = converged_plan(2);
+    json_object *st = NULL;
+    (void)state;
+
+    pl.notice = strdup("spec.vgpu.splitCount 4 is not written");
+    assert_int_equal(gm_status_build(p, &pl, T0, &st), 0);
+    assert_string_equal(cs(st, "Ready", "status"), "True");
+    assert_string_equal(cs(st, "Ready", "message"),
+                        "2/2 nodes in mig. spec.vgpu.splitCount 4 is not "
+                        "written");
+    assert_string_equal(cs(st, "Stalled", "status"), "False");
+    json_object_put(st);
+    free(pl.notice);
+    gm_policy_free(p);
+}
+
 static void test_waiting_reasons(void **state)
 {
     struct gm_policy *p = policy_with(NULL, 1);
@@ -273,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_converged_fleet_writes_nothing),
         cmocka_unit_test(test_transitions_stamp_only_changed_conditions),
         cmocka_unit_test(test_stalled),
+        cmocka_unit_test(test_notice_in_messages),
         cmocka_unit_test(test_waiting_reasons),
         cmocka_unit_test(test_nodes_capped_and_sorted),
         cmocka_unit_test(test_invalid_spec_status),

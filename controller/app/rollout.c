@@ -40,6 +40,7 @@ struct gm_rollout {
     struct gm_map written;         /* policy name -> owned uint64_t: loop
                                       time of its last status write */
     char source[256];
+    char hami_source[256]; /* "ConfigMap NS/NAME" of HAMi's per-node config */
 };
 
 /* One policy reconcile that went asynchronous: starts and a status write
@@ -389,6 +390,7 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         .layouts_error =
             lay ? (lay->m ? NULL : lay->error) : "the ConfigMap does not exist",
         .hami_config_absent = !hami_exists,
+        .hami_config_source = r->hami_source,
     };
     struct gm_plan plan;
     rc = gm_plan_policy(&in, &plan);
@@ -466,6 +468,8 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     gm_map_init(&r->written);
     snprintf(r->source, sizeof(r->source), "ConfigMap %s/%s",
              c->mig_cm.namespace, c->mig_cm.name);
+    snprintf(r->hami_source, sizeof(r->hami_source), "ConfigMap %s/%s",
+             c->hami_cm.namespace, c->hami_cm.name);
     ctl->policy_for = policy_for;
     ctl->policy_data = r;
     ctl->on_node_change = node_changed;

@@ -254,6 +254,7 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             .layouts_source = in->layouts_source,
             .layouts_error = in->layouts_error,
             .hami_config_absent = in->hami_config_absent != NULL,
+            .hami_config_source = in->hami_config_absent,
         };
         err = gm_plan_policy(&pi, &pl);
         if (err)

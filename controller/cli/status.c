@@ -260,6 +260,13 @@ static int render_policy(json_object *obj, json_object *nodes,
                              s->failed, s->conflicted ? "" : "\n");
     if (!err && p->status != NULL && s->conflicted)
         err = gm_buf_appendf(out, "  conflicted %d\n", s->conflicted);
+    /* What the controller cannot do though nothing stalls follows ". " in
+     * Ready's message (planner/status.c). */
+    const char *note =
+        ready && ready->message ? strstr(ready->message, ". ") : NULL;
+    if (!err && note)
+        err = gm_buf_appendf(out, "  %snote: %s%s\n", o->color ? YELLOW : "",
+                             note + 2, o->color ? RESET : "");
     if (!err && !p->valid)
         err =
             gm_buf_appendf(out, "  %sinvalid spec: %s%s\n", o->color ? RED : "",

@@ -617,6 +617,20 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
                  c.layout_errors > 1 ? " (and other nodes)" : "");
         err = set_stall(out, "InvalidLayout", msg);
     }
+    const struct gm_policy_spec *spec = &c.p->spec;
+    if (!err && spec->mode == GM_MODE_VGPU && spec->has_split_count &&
+        in->hami_config_absent) {
+        char msg[400];
+        snprintf(msg, sizeof(msg),
+                 "spec.vgpu.splitCount %d is not written: %s does not exist, "
+                 "so HAMi runs with its defaults",
+                 spec->split_count,
+                 in->hami_config_source ? in->hami_config_source
+                                        : "HAMi's per-node ConfigMap");
+        out->notice = strdup(msg);
+        if (out->notice == NULL)
+            err = -ENOMEM;
+    }
     if (!err)
         err = schedule(&c);
     if (!err && out->summary.conflicted > 0) {
@@ -660,6 +674,7 @@ void gm_plan_free(struct gm_plan *p)
     }
     free(p->nodes);
     free(p->stall_message);
+    free(p->notice);
     memset(p, 0, sizeof(*p));
 }
 

@@ -94,6 +94,7 @@ struct gm_plan_input {
      * Nodes switched meanwhile record {}, so once the ConfigMap appears
      * they differ and are switched again to apply the split. */
     bool hami_config_absent;
+    const char *hami_config_source; /* "ConfigMap kube-system/...", or NULL */
 };
 
 struct gm_plan {
@@ -111,6 +112,10 @@ struct gm_plan {
      * PolicyConflict) and a message. */
     const char *stall_reason; /* static or NULL */
     char *stall_message;      /* owned or NULL */
+    /* Owned or NULL: what the policy asks that is not being done though
+     * nothing stalls (a splitCount without HAMi's ConfigMap); the status
+     * adds it to the Ready and Reconciling messages. */
+    char *notice;
 };
 
 /* Returns 0 with *out filled (free with gm_plan_free), -EINVAL when the

@@ -194,7 +194,7 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
                     time_t now, json_object **out)
 {
     const struct gm_summary *s = &plan->summary;
-    char progress[256];
+    char progress[1024];
     bool stalled = plan->stall_reason != NULL;
     bool done = s->converged == s->matched && !stalled;
     bool working = s->switching > 0 || (s->pending > 0 && !stalled);
@@ -202,6 +202,11 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
 
     *out = NULL;
     gm_plan_progress(plan, p->spec.mode, progress, sizeof(progress));
+    if (plan->notice) {
+        /* ". " sets it apart from the progress line (cli/status.c). */
+        size_t n = strlen(progress);
+        snprintf(progress + n, sizeof(progress) - n, ". %s", plan->notice);
+    }
     struct cond cs[3] = {
         {"Ready", done,
          done      ? "Converged"

@@ -523,6 +523,16 @@ spec:
 	if s := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; s != "{}" {
 		t.Errorf("gpumode.io/settings %q, want {}: no split was written", s)
 	}
+	notice := "spec.vgpu.splitCount 4 is not written: ConfigMap kube-system/hami-device-plugin does not exist, so HAMi runs with its defaults"
+	WaitPolicy(t, b, "a", 10*time.Second, "the notice in Ready's message", func(s *PolicyStatus) error {
+		if st, _, msg := s.Cond("Ready"); st != "True" || msg != "1/1 nodes in vgpu. "+notice {
+			return fmt.Errorf("Ready=%s %q", st, msg)
+		}
+		return nil
+	})
+	if out, err := plugin(t, b, "status", "a"); err != nil || !strings.Contains(out, "note: "+notice) {
+		t.Errorf("status without HAMi's ConfigMap: %v\n%s", err, out)
+	}
 	Eventually(t, 30*time.Second, "a SwitchCompleted event that names the ConfigMap", func(ctx context.Context) error {
 		out, _ := b.Kubectl("get", "events.events.k8s.io", "-A", "--field-selector", "reason=SwitchCompleted", "-o", "custom-columns=NOTE:.note")
 		if !strings.Contains(out, "with HAMi's defaults, not splitCount 4: ConfigMap kube-system/hami-device-plugin was not found") {
@@ -568,6 +578,9 @@ spec:
 		}
 		if s := n.Annotations["gpumode.io/settings"]; s != `{"splitCount":2,"memoryScaling":1,"coreScaling":1}` {
 			return fmt.Errorf("gpumode.io/settings %q", s)
+		}
+		if _, _, msg := s.Cond("Ready"); msg != "1/1 nodes in vgpu" {
+			return fmt.Errorf("Ready's message %q", msg)
 		}
 		return Converged(s)
 	})
