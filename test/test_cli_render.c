@@ -122,6 +122,22 @@ static void test_note_from_ready_message(void **state)
     s = render(false, true);
     assert_null(strstr(s, "note:"));
     free(s);
+    /* An invalid spec's message is the error, quoting what the user
+     * typed: no note made of it. */
+    pols = json_tokener_parse(
+        "[{\"metadata\":{\"name\":\"bad\",\"generation\":1},\"spec\":{"
+        "\"mode\":\"vgpu\",\"nodeSelector\":{\"matchLabels\":{\"pool\":"
+        "\"a\"}}},\"status\":{\"observedGeneration\":1,\"conditions\":[{"
+        "\"type\":\"Ready\",\"status\":\"False\",\"reason\":"
+        "\"InvalidSpec\",\"message\":\"selector term \\\"a. spec.b\\\": "
+        "unknown operator\"}]}}]");
+    assert_non_null(pols);
+    gm_buf_init(&b, 1 << 20);
+    assert_int_equal(gm_status_render(pols, NULL, &o, &b), 0);
+    s = gm_buf_steal(&b);
+    assert_null(strstr(s, "note:"));
+    free(s);
+    json_object_put(pols);
 }
 
 static void test_node_rows(void **state)

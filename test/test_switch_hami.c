@@ -32,6 +32,7 @@ struct fx {
     char *record;    /* owned: the node's switch annotation */
     const char *cms; /* the ConfigMapList's items */
     char *patched;   /* owned: the switch annotation the node patch wrote */
+    char *settings;  /* owned: the gpumode.io/settings it wrote, or NULL */
     int done;
     int cm_writes;
 };
@@ -69,8 +70,13 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         const char *rec = json_object_get_string(gm_json_get(
             gm_json_get(gm_json_get(patch, "metadata"), "annotations"),
             GM_ANN_SWITCH));
+        const char *set = json_object_get_string(gm_json_get(
+            gm_json_get(gm_json_get(patch, "metadata"), "annotations"),
+            GM_ANN_SETTINGS));
         if (rec && f->patched == NULL)
             f->patched = strdup(rec);
+        if (set && f->settings == NULL)
+            f->settings = strdup(set);
         json_object_put(patch);
         f->done = 1;
         th_respond(c, 200, NULL, "{}");
@@ -111,9 +117,19 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
     return 0;
 }
 
-/* Runs the switch, planned with settings planned, until it writes its next
- * phase; returns the settings that record carries (caller's). */
-static char *run(const char *planned, const char *cms, int *cm_writes)
+/* The HAMi ConfigMap with gpu-001's entry at split 4. */
+static const char cm_with_entry[] =
+    "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
+    "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{\"config.json\":"
+    "\"{\\\"nodeconfig\\\":[{\\\"name\\\":\\\"gpu-001\\\","
+    "\\\"operatingmode\\\":\\\"hami-core\\\",\\\"devicesplitcount\\\":4,"
+    "\\\"devicememoryscaling\\\":1.0,\\\"devicecorescaling\\\":1.0}]}\"}}";
+
+/* Runs the switch from phase, planned with settings planned, until it
+ * writes the node; returns the settings it wrote to gpumode.io/settings
+ * (Finish) or else in its record (caller's). */
+static char *run(enum gm_phase phase, const char *planned, const char *cms,
+                 int *cm_writes)
 {
     struct fx f = {.cms = cms};
     struct gm_switch_record rec = {0};
@@ -123,7 +139,7 @@ static char *run(const char *planned, const char *cms, int *cm_writes)
     rec.policy = "p";
     rec.from = GM_MODE_FULL;
     rec.to = GM_MODE_VGPU;
-    rec.phase = GM_PHASE_START_CLIENTS;
+    rec.phase = phase;
     rec.since = rec.started = (long long)time(NULL);
     rec.attempt = 1;
     rec.cordoned = true;
@@ -135,11 +151,17 @@ static char *run(const char *planned, const char *cms, int *cm_writes)
     f.c.ctl->policy_for = policy_for;
     assert_true(th_run_until(&f.c.loop, &f.done, 30000));
     th_ctl_stop(&f.c);
-    assert_non_null(f.patched);
-    assert_int_equal(gm_record_parse(f.patched, &out, err, sizeof(err)), 0);
-    assert_int_equal(out.phase, GM_PHASE_VERIFY);
-    char *settings = out.settings ? strdup(out.settings) : NULL;
-    gm_record_clear(&out);
+    char *settings = f.settings;
+    if (phase == GM_PHASE_FINISH) {
+        assert_null(f.patched); /* the record goes: null, not a string */
+    } else {
+        assert_non_null(f.patched);
+        assert_int_equal(gm_record_parse(f.patched, &out, err, sizeof(err)), 0);
+        assert_int_equal(out.phase, GM_PHASE_VERIFY);
+        assert_null(f.settings);
+        settings = out.settings ? strdup(out.settings) : NULL;
+        gm_record_clear(&out);
+    }
     free(f.patched);
     free(f.record);
     *cm_writes = f.cm_writes;
@@ -150,7 +172,7 @@ static void test_no_configmap_records_nothing_written(void **state)
 {
     int writes;
     (void)state;
-    char *s = run(SPLIT4, "", &writes);
+    char *s = run(GM_PHASE_START_CLIENTS, SPLIT4, "", &writes);
     assert_string_equal(s, "{}");
     assert_int_equal(writes, 0);
     free(s);
@@ -162,16 +184,23 @@ static void test_entry_in_place_records_the_split(void **state)
 {
     int writes;
     (void)state;
-    char *s = run(
-        "{}",
-        "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
-        "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{\"config.json\":"
-        "\"{\\\"nodeconfig\\\":[{\\\"name\\\":\\\"gpu-001\\\","
-        "\\\"operatingmode\\\":\\\"hami-core\\\",\\\"devicesplitcount\\\":4,"
-        "\\\"devicememoryscaling\\\":1.0,\\\"devicecorescaling\\\":1.0}]}\"}}",
-        &writes);
+    char *s = run(GM_PHASE_START_CLIENTS, "{}", cm_with_entry, &writes);
     assert_string_equal(s, SPLIT4);
     assert_int_equal(writes, 0);
+    free(s);
+}
+
+/* Finish writes the recorded settings, unless HAMi's ConfigMap is gone by
+ * then (our entry went with it; or an older gpumode recorded the plan). */
+static void test_finish_writes_the_record_or_nothing_written(void **state)
+{
+    int writes;
+    (void)state;
+    char *s = run(GM_PHASE_FINISH, SPLIT4, cm_with_entry, &writes);
+    assert_string_equal(s, SPLIT4);
+    free(s);
+    s = run(GM_PHASE_FINISH, SPLIT4, "", &writes);
+    assert_string_equal(s, "{}");
     free(s);
 }
 
@@ -180,6 +209,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_configmap_records_nothing_written),
         cmocka_unit_test(test_entry_in_place_records_the_split),
+        cmocka_unit_test(test_finish_writes_the_record_or_nothing_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

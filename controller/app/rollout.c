@@ -39,8 +39,9 @@ struct gm_rollout {
     struct gm_reflector *cms;      /* struct layouts */
     struct gm_map written;         /* policy name -> owned uint64_t: loop
                                       time of its last status write */
-    char source[256];
-    char hami_source[256]; /* "ConfigMap NS/NAME" of HAMi's per-node config */
+    /* "ConfigMap NS/NAME": namespaces are at most 63 bytes, names 253. */
+    char source[400];
+    char hami_source[400]; /* HAMi's per-node config */
 };
 
 /* One policy reconcile that went asynchronous: starts and a status write

@@ -261,9 +261,12 @@ static int render_policy(json_object *obj, json_object *nodes,
     if (!err && p->status != NULL && s->conflicted)
         err = gm_buf_appendf(out, "  conflicted %d\n", s->conflicted);
     /* What the controller cannot do though nothing stalls follows ". " in
-     * Ready's message (planner/status.c). */
-    const char *note =
-        ready && ready->message ? strstr(ready->message, ". ") : NULL;
+     * Ready's message (planner/status.c); an invalid spec's message is the
+     * error, which may quote the user's text. */
+    const char *note = ready && ready->message && ready->reason &&
+                               strcmp(ready->reason, "InvalidSpec") != 0
+                           ? strstr(ready->message, ". spec.")
+                           : NULL;
     if (!err && note)
         err = gm_buf_appendf(out, "  %snote: %s%s\n", o->color ? YELLOW : "",
                              note + 2, o->color ? RESET : "");

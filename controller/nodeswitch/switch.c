@@ -132,6 +132,12 @@ static int send_write(struct sw *s, const char *path, json_object *body,
     w->done = s->done;
     w->ctx = s->ctx;
     w->node = strdup(node_name(s));
+    if (w->node == NULL) {
+        /* Before sending: a sent request owns w until write_done. */
+        json_object_put(body);
+        free(w);
+        return -ENOMEM;
+    }
     if (create)
         err = gm_kube_create(s->ctl->kube, path, body, write_done, w);
     else
@@ -140,10 +146,10 @@ static int send_write(struct sw *s, const char *path, json_object *body,
             json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN), NULL,
             0, write_done, w);
     json_object_put(body);
-    if (err || w->node == NULL) {
+    if (err) {
         free(w->node);
         free(w);
-        return err ? err : -ENOMEM;
+        return err;
     }
     s->ns->inflight++;
     if (out)
@@ -1212,8 +1218,17 @@ static int step_finish(struct sw *s)
      * change needs another switch. A rollback leaves it alone: the node
      * went back to what the old value describes. In vgpu it is what
      * ensure_hami_config wrote: {} when HAMi's ConfigMap was missing, so
-     * the node switches again once the ConfigMap exists. */
+     * the node switches again once the ConfigMap exists. A ConfigMap
+     * missing now says {} too: our entry went with it (and a switch that
+     * an older gpumode took past StartingClients recorded the plan). */
     const char *settings = s->rec.settings;
+    if (s->rec.to == GM_MODE_VGPU) {
+        const char *rv;
+        bool exists;
+        gm_ctl_hami_config(s->ctl, &rv, &exists);
+        if (!exists)
+            settings = "{}";
+    }
     json_object_object_add(ann, GM_ANN_SETTINGS,
                            settings ? json_object_new_string(settings) : NULL);
     char defaults[400] = "";
@@ -1221,7 +1236,7 @@ static int step_finish(struct sw *s)
         strcmp(settings, "{}") == 0)
         snprintf(defaults, sizeof(defaults),
                  " with HAMi's defaults, not splitCount %d: ConfigMap %s/%s "
-                 "was not found when the node's entry was due",
+                 "was not found",
                  s->pol.split_count, s->ctl->cfg->hami_cm.namespace,
                  s->ctl->cfg->hami_cm.name);
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
