@@ -282,7 +282,7 @@ static void test_split_without_hami_configmap(void **state)
     assert_string_equal(
         r.notes[0], "spec.vgpu.splitCount 4 is not written: ConfigMap "
                     "kube-system/hami-device-plugin does not exist, so HAMi "
-                    "starts with its defaults; if the controller uses another "
+                    "runs with its defaults; if the controller uses another "
                     "ConfigMap, pass --hami-configmap NS/NAME");
     gm_dry_run_free(&r);
     run_plan(&f, plain, NULL, &r);

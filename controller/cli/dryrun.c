@@ -284,6 +284,13 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             if (!err && pl.stall_reason != NULL)
                 err = push(&r->errors, &r->n_errors, "%s: %s", pl.stall_reason,
                            pl.stall_message);
+            /* The only notice is about HAMi's ConfigMap, which plan looked
+             * up by the controller's default name. */
+            if (!err && pl.notice != NULL)
+                err = push(&r->notes, &r->n_notes,
+                           "%s; if the controller uses another ConfigMap, "
+                           "pass --hami-configmap NS/NAME",
+                           pl.notice);
         }
         bool moved = false;
         /* Nodes in flight finish first: they hold budget in round 1. */
@@ -376,14 +383,6 @@ int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out)
         err = push(&out->notes, &out->n_notes,
                    "spec.rollout.paused is true: nothing starts until it "
                    "is resumed; the batches show what resuming would do");
-    const struct gm_policy_spec *spec = &in->policy->spec;
-    if (!err && spec->mode == GM_MODE_VGPU && spec->has_split_count &&
-        in->hami_config_absent)
-        err = push(&out->notes, &out->n_notes,
-                   "spec.vgpu.splitCount %d is not written: %s does not "
-                   "exist, so HAMi starts with its defaults; if the controller "
-                   "uses another ConfigMap, pass --hami-configmap NS/NAME",
-                   spec->split_count, in->hami_config_absent);
     struct gm_policy_sels sels;
     if (!err && gm_policy_sels_parse(in->policy, &sels) == -EINVAL)
         err = push(&out->errors, &out->n_errors, "%s", sels.error);
