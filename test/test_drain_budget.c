@@ -103,23 +103,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         return;
     }
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        json_object *node = json_tokener_parse(
-            "{\"metadata\":{\"name\":\"gpu-001\",\"resourceVersion\":\"9\","
-            "\"labels\":{\"gpumode.io/mode\":\"full\","
-            "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
-            "\"spec\":{\"unschedulable\":true}}");
-        json_object *meta, *ann;
-        json_object_object_get_ex(node, "metadata", &meta);
-        json_object_object_get_ex(meta, "annotations", &ann);
-        json_object_object_add(ann, GM_ANN_SWITCH,
-                               json_object_new_string(f->record));
-        char body[4096];
-        snprintf(body, sizeof(body),
-                 "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
-                 "\"10\"},\"items\":[%s]}",
-                 json_object_to_json_string_ext(node, JSON_C_TO_STRING_PLAIN));
-        json_object_put(node);
-        th_respond(c, 200, NULL, body);
+        th_ctl_respond_switching_node(c, f->record);
         return;
     }
     if (strstr(r->path, "fieldSelector=spec.nodeName")) {

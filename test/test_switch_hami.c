@@ -46,22 +46,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         return;
     }
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        json_object *node = json_tokener_parse(
-            "{\"metadata\":{\"name\":\"gpu-001\",\"resourceVersion\":\"9\","
-            "\"labels\":{\"gpumode.io/mode\":\"full\","
-            "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
-            "\"spec\":{\"unschedulable\":true}}");
-        json_object *ann =
-            gm_json_get(gm_json_get(node, "metadata"), "annotations");
-        json_object_object_add(ann, GM_ANN_SWITCH,
-                               json_object_new_string(f->record));
-        char body[4096];
-        snprintf(body, sizeof(body),
-                 "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
-                 "\"10\"},\"items\":[%s]}",
-                 json_object_to_json_string_ext(node, JSON_C_TO_STRING_PLAIN));
-        json_object_put(node);
-        th_respond(c, 200, NULL, body);
+        th_ctl_respond_switching_node(c, f->record);
         return;
     }
     if (strcmp(r->method, "PATCH") == 0 &&

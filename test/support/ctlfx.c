@@ -4,10 +4,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "common/json.h"
+#include "nodeswitch/record.h"
 
 void th_ctl_start(struct th_ctl *c, th_handler h, void *ud)
 {
@@ -31,4 +35,23 @@ void th_ctl_stop(struct th_ctl *c)
     assert_int_equal(uv_loop_close(&c->loop), 0);
     gm_ctl_config_free(&c->cfg);
     free(c->kcfg.server);
+}
+
+void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
+{
+    json_object *node = json_tokener_parse(
+        "{\"metadata\":{\"name\":\"gpu-001\",\"resourceVersion\":\"9\","
+        "\"labels\":{\"gpumode.io/mode\":\"full\","
+        "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
+        "\"spec\":{\"unschedulable\":true}}");
+    json_object *ann =
+        gm_json_get(gm_json_get(node, "metadata"), "annotations");
+    json_object_object_add(ann, GM_ANN_SWITCH, json_object_new_string(record));
+    char body[4096];
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+             "\"10\"},\"items\":[%s]}",
+             json_object_to_json_string_ext(node, JSON_C_TO_STRING_PLAIN));
+    json_object_put(node);
+    th_respond(c, 200, NULL, body);
 }

@@ -29,4 +29,8 @@ void th_ctl_start(struct th_ctl *c, th_handler h, void *ud);
  * closes it: the caller closes its own handles on the loop first. */
 void th_ctl_stop(struct th_ctl *c);
 
+/* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
+ * record is its gpumode.io/switch annotation. */
+void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
+
 #endif
