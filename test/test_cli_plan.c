@@ -280,10 +280,12 @@ static void test_split_without_hami_configmap(void **state)
     run_plan(&f, split, NULL, &r);
     assert_int_equal(r.n_notes, 1);
     assert_string_equal(
-        r.notes[0], "spec.vgpu.splitCount 4 is not written: ConfigMap "
-                    "kube-system/hami-device-plugin does not exist, so HAMi "
-                    "runs with its defaults; if the controller uses another "
-                    "ConfigMap, pass --hami-configmap NS/NAME");
+        r.notes[0],
+        "spec.vgpu.splitCount 4 is not written: ConfigMap "
+        "kube-system/hami-device-plugin does not exist "
+        "(hamiConfigMap in the controller's config names it), so "
+        "HAMi runs with its defaults; if the controller uses another "
+        "ConfigMap, pass --hami-configmap NS/NAME");
     gm_dry_run_free(&r);
     run_plan(&f, plain, NULL, &r);
     assert_int_equal(r.n_notes, 0);

@@ -512,8 +512,9 @@ static void test_vgpu_split_without_hami_configmap(void **state)
     assert_null(pl.stall_reason);
     assert_string_equal(pl.notice,
                         "spec.vgpu.splitCount 4 is not written: ConfigMap "
-                        "kube-system/hami-device-plugin does not exist, so "
-                        "HAMi runs with its defaults");
+                        "kube-system/hami-device-plugin does not exist "
+                        "(hamiConfigMap in the controller's config names "
+                        "it), so HAMi runs with its defaults");
     gm_plan_free(&pl);
     /* Any settings count as current, the split ones too. */
     v->ann_settings = s4;

@@ -620,10 +620,11 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
     const struct gm_policy_spec *spec = &c.p->spec;
     if (!err && spec->mode == GM_MODE_VGPU && spec->has_split_count &&
         in->hami_config_absent) {
-        char msg[400];
+        char msg[600];
         snprintf(msg, sizeof(msg),
-                 "spec.vgpu.splitCount %d is not written: %s does not exist, "
-                 "so HAMi runs with its defaults",
+                 "spec.vgpu.splitCount %d is not written: %s does not exist "
+                 "(hamiConfigMap in the controller's config names it), so "
+                 "HAMi runs with its defaults",
                  spec->split_count,
                  in->hami_config_source ? in->hami_config_source
                                         : "HAMi's per-node ConfigMap");

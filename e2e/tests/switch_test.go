@@ -523,7 +523,7 @@ spec:
 	if s := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; s != "{}" {
 		t.Errorf("gpumode.io/settings %q, want {}: no split was written", s)
 	}
-	notice := "spec.vgpu.splitCount 4 is not written: ConfigMap kube-system/hami-device-plugin does not exist, so HAMi runs with its defaults"
+	notice := "spec.vgpu.splitCount 4 is not written: ConfigMap kube-system/hami-device-plugin does not exist (hamiConfigMap in the controller's config names it), so HAMi runs with its defaults"
 	WaitPolicy(t, b, "a", 10*time.Second, "the notice in Ready's message", func(s *PolicyStatus) error {
 		if st, _, msg := s.Cond("Ready"); st != "True" || msg != "1/1 nodes in vgpu. "+notice {
 			return fmt.Errorf("Ready=%s %q", st, msg)
