@@ -49,6 +49,7 @@ static void fleet_free(struct fleet *f)
 /* What plan() tells the planner of HAMi's ConfigMap; tests that set it
  * put it back. */
 static bool hami_absent;
+static const struct gm_map *hami_entries;
 
 static void plan(const struct gm_policy *p, const struct gm_policy *other,
                  struct fleet *f, const struct gm_migparted *layouts,
@@ -67,6 +68,7 @@ static void plan(const struct gm_policy *p, const struct gm_policy *other,
         .layouts_error = layouts ? NULL : "ConfigMap not found",
         .hami_config_absent = hami_absent,
         .hami_config_source = "ConfigMap kube-system/hami-device-plugin",
+        .hami_entries = hami_entries,
     };
     assert_int_equal(gm_plan_policy(&in, out), 0);
 }
@@ -541,6 +543,79 @@ static void test_vgpu_split_without_hami_configmap(void **state)
     fleet_free(&f);
 }
 
+/* A converged vgpu node whose HAMi entry no longer says what it was
+ * verified with (the ConfigMap re-created without it, or edited) stays
+ * converged and is named in the notice; nodes whose entry agrees, and
+ * nodes without a split and without an entry, are not. */
+static void test_hami_entries_that_differ(void **state)
+{
+    struct gm_policy *split4 =
+        policy("p", "vgpu", ",\"vgpu\":{\"splitCount\":4}");
+    struct gm_policy *plain = policy("p", "vgpu", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    struct gm_map entries;
+    char *s4 = settings_of(split4, NULL);
+    char *none = settings_of(plain, NULL);
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    (void)state;
+
+    for (size_t i = 0; i < 5; i++)
+        add(&f, gmt_node(names[i], "pool=a", "gpumode.io/mode=vgpu",
+                         "gpumode.io/state=ready", NULL))
+            ->ann_settings = s4;
+    gm_map_init(&entries);
+    assert_int_equal(gm_map_put(&entries, "a", s4, NULL), 0);
+    assert_int_equal(gm_map_put(&entries, "c",
+                                (char *)"{\"splitCount\":10,"
+                                        "\"memoryScaling\":1,"
+                                        "\"coreScaling\":1}",
+                                NULL),
+                     0);
+    hami_entries = &entries;
+    plan(split4, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 5);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(
+        pl.notice, "4 nodes' HAMi entries in ConfigMap "
+                   "kube-system/hami-device-plugin differ from what they were "
+                   "verified with (b, c, d, ...): HAMi takes the entry when "
+                   "the plugin restarts; annotate a node "
+                   "gpumode.io/settings=unknown to switch it again");
+    gm_plan_free(&pl);
+
+    /* Without a split the nodes want no entry; one that has one differs. */
+    for (size_t i = 0; i < 5; i++)
+        f.n[i]->ann_settings = none;
+    plan(plain, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 5);
+    assert_non_null(strstr(pl.notice, "2 nodes' HAMi entries in ConfigMap "
+                                      "kube-system/hami-device-plugin differ "
+                                      "from what they were verified with (a, "
+                                      "c): "));
+    gm_plan_free(&pl);
+    gm_map_del(&entries, "a");
+    plan(plain, NULL, &f, NULL, &pl);
+    assert_non_null(strstr(pl.notice, "1 node's HAMi entry in ConfigMap "
+                                      "kube-system/hami-device-plugin differs "
+                                      "from what it was verified with (c): "));
+    gm_plan_free(&pl);
+    gm_map_del(&entries, "c");
+    plan(plain, NULL, &f, NULL, &pl);
+    assert_null(pl.notice);
+    gm_plan_free(&pl);
+
+    hami_entries = NULL;
+    for (size_t i = 0; i < 5; i++)
+        f.n[i]->ann_settings = NULL;
+    gm_map_free(&entries);
+    free(s4);
+    free(none);
+    gm_policy_free(split4);
+    gm_policy_free(plain);
+    fleet_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -555,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_settings_for_many_kinds_of_node),
         cmocka_unit_test(test_vgpu_settings_change_switches),
         cmocka_unit_test(test_vgpu_split_without_hami_configmap),
+        cmocka_unit_test(test_hami_entries_that_differ),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,6 +110,10 @@ static const char cm_with_entry[] =
     "\\\"operatingmode\\\":\\\"hami-core\\\",\\\"devicesplitcount\\\":4,"
     "\\\"devicememoryscaling\\\":1.0,\\\"devicecorescaling\\\":1.0}]}\"}}";
 
+/* gpu-001's HAMi entry as the controller read it (the planner's view),
+ * from the last run; "" when the ConfigMap does not exist. */
+static char last_entry[200];
+
 /* Runs the switch from phase, planned with settings planned, until it
  * writes the node; returns the settings it wrote to gpumode.io/settings
  * (Finish) or else in its record (caller's). */
@@ -135,6 +139,10 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
     th_ctl_start(&f.c, handler, &f);
     f.c.ctl->policy_for = policy_for;
     assert_true(th_run_until(&f.c.loop, &f.done, 30000));
+    const struct gm_map *entries = gm_ctl_hami_entries(f.c.ctl);
+    const char *entry = entries ? gm_map_get(entries, "gpu-001") : NULL;
+    snprintf(last_entry, sizeof(last_entry), "%s",
+             entries ? (entry ? entry : "none") : "");
     th_ctl_stop(&f.c);
     char *settings = f.settings;
     if (phase == GM_PHASE_FINISH) {
@@ -160,6 +168,7 @@ static void test_no_configmap_records_nothing_written(void **state)
     char *s = run(GM_PHASE_START_CLIENTS, SPLIT4, "", &writes);
     assert_string_equal(s, "{}");
     assert_int_equal(writes, 0);
+    assert_string_equal(last_entry, "");
     free(s);
 }
 
@@ -172,6 +181,8 @@ static void test_entry_in_place_records_the_split(void **state)
     char *s = run(GM_PHASE_START_CLIENTS, "{}", cm_with_entry, &writes);
     assert_string_equal(s, SPLIT4);
     assert_int_equal(writes, 0);
+    /* The planner compares the entry, read back, with the same text. */
+    assert_string_equal(last_entry, SPLIT4);
     free(s);
 }
 

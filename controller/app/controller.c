@@ -10,6 +10,7 @@
 #include "kube/node.h"
 #include "kube/pod.h"
 #include "nodeswitch/helperpod.h"
+#include "planner/plan.h"
 
 /* ---- cache decoders ---- */
 
@@ -388,28 +389,80 @@ int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
 
 /* ---- one ConfigMap key ---- */
 
+static void cm_free(void *ud, void *obj)
+{
+    struct gm_cm_data *d = obj;
+    (void)ud;
+    for (struct gm_map_entry *e = gm_map_first(&d->entries); e;
+         e = gm_map_next(&d->entries, e))
+        free(e->value);
+    gm_map_free(&d->entries);
+    free(d->rv);
+    free(d->value);
+    free(d);
+}
+
+/* HAMi's entries as settings texts, so the planner can tell a node whose
+ * entry no longer says what it was verified with. HAMi's defaults fill
+ * what an entry leaves out; the last entry of a name wins, as in the
+ * switch. Unreadable config gives no entries. */
+static int cm_entries(struct gm_cm_data *d)
+{
+    json_object *cfg = d->value ? json_tokener_parse(d->value) : NULL;
+    json_object *list = gm_json_get(cfg, "nodeconfig");
+    size_t n = json_object_is_type(list, json_type_array)
+                   ? json_object_array_length(list)
+                   : 0;
+    int err = 0;
+
+    for (size_t i = 0; i < n && !err; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        const char *name = gm_json_str(e, "name");
+        json_object *split = gm_json_get(e, "devicesplitcount");
+        json_object *mem = gm_json_get(e, "devicememoryscaling");
+        json_object *core = gm_json_get(e, "devicecorescaling");
+        char text[160];
+        if (name == NULL)
+            continue;
+        gm_plan_vgpu_settings(
+            true,
+            split && json_object_get_int(split) > 0 ? json_object_get_int(split)
+                                                    : 10,
+            mem ? json_object_get_double(mem) : 1.0,
+            core ? json_object_get_double(core) : 1.0, text, sizeof(text));
+        char *copy = strdup(text);
+        void *old = NULL;
+        err = copy ? gm_map_put(&d->entries, name, copy, &old) : -ENOMEM;
+        if (err)
+            free(copy);
+        free(old);
+    }
+    json_object_put(cfg);
+    return err;
+}
+
 static void *cm_decode(void *ud, json_object *obj)
 {
     struct gm_ctl *ctl = ud;
     struct gm_cm_data *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
+    gm_map_init(&d->entries);
     const char *rv = json_object_get_string(
         gm_json_get(gm_json_get(obj, "metadata"), "resourceVersion"));
     const char *v = json_object_get_string(
         gm_json_get(gm_json_get(obj, "data"), ctl->cfg->hami_cm.key));
     d->rv = strdup(rv ? rv : "");
     d->value = v ? strdup(v) : NULL;
+    if (d->rv == NULL || (v && d->value == NULL)) {
+        cm_free(ud, d);
+        return NULL;
+    }
+    /* Without memory for the entries the ConfigMap still exists, which is
+     * what decides the switches; only the planner's notice may be off. */
+    if (cm_entries(d))
+        gm_log_kv(GM_LOG_WARN, NULL, NULL, "HAMi's entries: out of memory");
     return d;
-}
-
-static void cm_free(void *ud, void *obj)
-{
-    struct gm_cm_data *d = obj;
-    (void)ud;
-    free(d->rv);
-    free(d->value);
-    free(d);
 }
 
 static const char *cm_rv(const void *obj)
@@ -418,8 +471,9 @@ static const char *cm_rv(const void *obj)
 }
 
 /* Whether HAMi's ConfigMap exists decides whether a vgpu split can be
- * written (planner/plan.h), so its coming and going re-plans every
- * policy. Its updates, mostly our own entries, do not. */
+ * written, and its entries whether a vgpu node still has what it was
+ * verified with (planner/plan.h), so every change re-plans the policies.
+ * Most are our own entries, one per vgpu switch with a split. */
 static void cm_presence(void *ud, const char *key, const void *obj)
 {
     struct gm_ctl *ctl = ud;
@@ -429,6 +483,13 @@ static void cm_presence(void *ud, const char *key, const void *obj)
         ctl->on_node_change(ctl->policy_data, NULL);
 }
 
+static void cm_update(void *ud, const char *key, const void *old,
+                      const void *obj)
+{
+    (void)old;
+    cm_presence(ud, key, obj);
+}
+
 /* The HAMi ConfigMap may be the last cache to sync: it too must kick the
  * queue then (without this, keys queued meanwhile waited for a new key). */
 static const struct gm_reflector_ops cm_ops = {
@@ -436,6 +497,7 @@ static const struct gm_reflector_ops cm_ops = {
     .free_obj = cm_free,
     .resource_version = cm_rv,
     .on_add = cm_presence,
+    .on_update = cm_update,
     .on_delete = cm_presence,
     .on_synced = cache_synced,
 };
@@ -451,6 +513,12 @@ const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
     const struct gm_cm_data *d = e->value;
     *rv = d->rv;
     return d->value;
+}
+
+const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl)
+{
+    struct gm_map_entry *e = gm_map_first(gm_reflector_items(ctl->hami_cm));
+    return e ? &((const struct gm_cm_data *)e->value)->entries : NULL;
 }
 
 static struct gm_reflector_ops node_ops_synced;

@@ -84,12 +84,17 @@ struct gm_ctl {
 struct gm_cm_data {
     char *rv;    /* owned */
     char *value; /* owned; NULL when the key is absent */
+    /* HAMi's entries: node name -> owned settings text, as the node's
+     * gpumode.io/settings would say it (gm_plan_vgpu_settings). */
+    struct gm_map entries;
 };
 
 /* HAMi's per-node config (config.json) as cached, or NULL when the
  * ConfigMap does not exist; *rv receives its resourceVersion. */
 const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
                                bool *exists);
+/* Its entries (struct gm_cm_data), or NULL when it does not exist. */
+const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl);
 
 int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
                const struct gm_ctl_config *cfg, struct gm_ctl **out);

@@ -392,6 +392,7 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
             lay ? (lay->m ? NULL : lay->error) : "the ConfigMap does not exist",
         .hami_config_absent = !hami_exists,
         .hami_config_source = r->hami_source,
+        .hami_entries = gm_ctl_hami_entries(r->ctl),
     };
     struct gm_plan plan;
     rc = gm_plan_policy(&in, &plan);

@@ -92,6 +92,9 @@ struct ctx {
     char layout_msg[1024];
     struct settings_memo memo[SETTINGS_CACHE];
     size_t n_memo;
+    /* Converged vgpu nodes whose HAMi entry differs from their settings. */
+    int entries_differ;
+    char differ_names[200];
 };
 
 static char *xstrdup(const char *s)
@@ -259,7 +262,18 @@ static int converged(struct ctx *c, const struct gm_node *n)
         count_layout_error(c, msg);
         return 1;
     }
-    return strcmp(want, n->ann_settings) == 0;
+    if (strcmp(want, n->ann_settings) != 0)
+        return 0;
+    if (p->spec.mode == GM_MODE_VGPU && c->in->hami_entries) {
+        const char *entry = gm_map_get(c->in->hami_entries, n->name);
+        if (strcmp(entry ? entry : "{}", n->ann_settings) != 0 &&
+            c->entries_differ++ < 3) {
+            size_t off = strlen(c->differ_names);
+            snprintf(c->differ_names + off, sizeof(c->differ_names) - off,
+                     "%s%s", off ? ", " : "", n->name);
+        }
+    }
+    return 1;
 }
 
 /* Finds the policy's layout once, so a missing config name is one message
@@ -628,6 +642,24 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
                  spec->split_count,
                  in->hami_config_source ? in->hami_config_source
                                         : "HAMi's per-node ConfigMap");
+        out->notice = strdup(msg);
+        if (out->notice == NULL)
+            err = -ENOMEM;
+    }
+    if (!err && c.entries_differ > 0 && out->notice == NULL) {
+        char msg[600];
+        snprintf(msg, sizeof(msg),
+                 "%d node%s HAMi entr%s in %s differ%s from what %s verified "
+                 "with (%s%s): HAMi takes the entry when the plugin restarts; "
+                 "annotate a node gpumode.io/settings=unknown to switch it "
+                 "again",
+                 c.entries_differ, c.entries_differ == 1 ? "'s" : "s'",
+                 c.entries_differ == 1 ? "y" : "ies",
+                 in->hami_config_source ? in->hami_config_source
+                                        : "HAMi's per-node ConfigMap",
+                 c.entries_differ == 1 ? "s" : "",
+                 c.entries_differ == 1 ? "it was" : "they were", c.differ_names,
+                 c.entries_differ > 3 ? ", ..." : "");
         out->notice = strdup(msg);
         if (out->notice == NULL)
             err = -ENOMEM;

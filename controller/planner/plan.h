@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "common/map.h"
 #include "kube/node.h"
 #include "planner/budget.h"
 #include "planner/layout.h"
@@ -95,6 +96,14 @@ struct gm_plan_input {
      * they differ and are switched again to apply the split. */
     bool hami_config_absent;
     const char *hami_config_source; /* "ConfigMap kube-system/...", or NULL */
+    /* HAMi's entries when the ConfigMap exists: node name -> settings text
+     * (gm_plan_vgpu_settings), or NULL when not known. A converged vgpu
+     * node whose entry says otherwise than its settings (the ConfigMap
+     * was re-created, or edited) stays converged: HAMi reads the entry
+     * only when its plugin starts. The notice names it, so a person can
+     * decide; gpumode does not write the entry back (a GitOps tool that
+     * owns the ConfigMap would revert it) nor drain for it. */
+    const struct gm_map *hami_entries;
 };
 
 struct gm_plan {
@@ -113,8 +122,9 @@ struct gm_plan {
     const char *stall_reason; /* static or NULL */
     char *stall_message;      /* owned or NULL */
     /* Owned or NULL: what the policy asks that is not being done though
-     * nothing stalls (a splitCount without HAMi's ConfigMap); the status
-     * adds it to the Ready and Reconciling messages. */
+     * nothing stalls (a splitCount without HAMi's ConfigMap, entries that
+     * differ from what nodes were verified with); the status adds it to
+     * the Ready and Reconciling messages. */
     char *notice;
 };
 

@@ -584,6 +584,36 @@ spec:
 		}
 		return Converged(s)
 	})
+
+	// The ConfigMap loses the node's entry (re-created by a HAMi upgrade,
+	// say): the node is left alone and named; the annotation the notice
+	// gives switches it again and writes the entry back.
+	b.MustKubectl("-n", "kube-system", "patch", "configmap", "hami-device-plugin", "--type=merge", "-p", `{"data":{"config.json":"{\"nodeconfig\": []}"}}`)
+	WaitPolicy(t, b, "a", 30*time.Second, "the lost entry named", func(s *PolicyStatus) error {
+		want := "1/1 nodes in vgpu. 1 node's HAMi entry in ConfigMap kube-system/hami-device-plugin differs from what it was verified with (gpu-001): " +
+			"HAMi takes the entry when the plugin restarts; annotate a node gpumode.io/settings=unknown to switch it again"
+		if st, _, msg := s.Cond("Ready"); st != "True" || msg != want {
+			return fmt.Errorf("Ready=%s %q", st, msg)
+		}
+		return nil
+	})
+	if n := GetNode(t, b, "gpu-001"); n.Annotations["gpumode.io/switch"] != "" || n.Spec.Unschedulable {
+		t.Errorf("a lost entry drained the node")
+	}
+	b.MustKubectl("annotate", "node", "gpu-001", "--overwrite", "gpumode.io/settings=unknown")
+	WaitPolicy(t, b, "a", 90*time.Second, "the entry written back", func(s *PolicyStatus) error {
+		if s := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; s != `{"splitCount":2,"memoryScaling":1,"coreScaling":1}` {
+			return fmt.Errorf("gpumode.io/settings %q", s)
+		}
+		if _, _, msg := s.Cond("Ready"); msg != "1/1 nodes in vgpu" {
+			return fmt.Errorf("Ready's message %q", msg)
+		}
+		return Converged(s)
+	})
+	cm, err := b.CS.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "hami-device-plugin", metav1.GetOptions{})
+	if err != nil || !strings.Contains(cm.Data["config.json"], `"devicesplitcount":2`) {
+		t.Errorf("HAMi's entry not written back: %v %v", err, cm.Data)
+	}
 }
 
 // TestCordonedAndSkippedNodes: a node a person cordoned stays cordoned; a
