@@ -110,9 +110,12 @@ static const char cm_with_entry[] =
     "\\\"operatingmode\\\":\\\"hami-core\\\",\\\"devicesplitcount\\\":4,"
     "\\\"devicememoryscaling\\\":1.0,\\\"devicecorescaling\\\":1.0}]}\"}}";
 
-/* gpu-001's HAMi entry as the controller read it (the planner's view),
- * from the last run; "" when the ConfigMap does not exist. */
-static char last_entry[200];
+/* HAMi entries as the controller read them (the planner's view) in the
+ * last run, for these names: "" when unknown (no ConfigMap, or a config
+ * that does not parse), "none" when the name has no entry. */
+static const char *const entry_names[] = {"gpu-001", "x", "y", "z", "w"};
+static char last_entries[5][200];
+#define last_entry last_entries[0]
 
 /* Runs the switch from phase, planned with settings planned, until it
  * writes the node; returns the settings it wrote to gpumode.io/settings
@@ -140,9 +143,11 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
     f.c.ctl->policy_for = policy_for;
     assert_true(th_run_until(&f.c.loop, &f.done, 30000));
     const struct gm_map *entries = gm_ctl_hami_entries(f.c.ctl);
-    const char *entry = entries ? gm_map_get(entries, "gpu-001") : NULL;
-    snprintf(last_entry, sizeof(last_entry), "%s",
-             entries ? (entry ? entry : "none") : "");
+    for (size_t i = 0; i < 5; i++) {
+        const char *e = entries ? gm_map_get(entries, entry_names[i]) : NULL;
+        snprintf(last_entries[i], sizeof(last_entries[i]), "%s",
+                 entries ? (e ? e : "none") : "");
+    }
     th_ctl_stop(&f.c);
     char *settings = f.settings;
     if (phase == GM_PHASE_FINISH) {
@@ -200,12 +205,59 @@ static void test_finish_writes_the_record_or_nothing_written(void **state)
     free(s);
 }
 
+/* What the planner compares with nodes' settings, read from entries as
+ * people and HAMi's chart write them: other scalings, integers for
+ * numbers, missing or non-positive fields (HAMi's defaults), a name twice
+ * (the last wins, as in the switch); and nothing from a config that does
+ * not parse. */
+static void test_entries_as_the_planner_reads_them(void **state)
+{
+    int writes;
+    (void)state;
+    /* Finish reads no entry, so any config lets the run end. */
+    char *s = run(
+        GM_PHASE_FINISH, SPLIT4,
+        "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
+        "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{\"config.json\":"
+        "\"{\\\"nodeconfig\\\":["
+        "{\\\"name\\\":\\\"x\\\",\\\"devicesplitcount\\\":2,"
+        "\\\"devicememoryscaling\\\":1.5,\\\"devicecorescaling\\\":0.1},"
+        "{\\\"name\\\":\\\"y\\\",\\\"devicesplitcount\\\":0,"
+        "\\\"devicecorescaling\\\":\\\"lots\\\"},"
+        "{\\\"name\\\":\\\"z\\\",\\\"devicesplitcount\\\":3},"
+        "{\\\"name\\\":\\\"z\\\",\\\"devicesplitcount\\\":5,"
+        "\\\"devicememoryscaling\\\":2},"
+        "{\\\"devicesplitcount\\\":7}]}\"}}",
+        &writes);
+    free(s);
+    assert_string_equal(last_entries[0], "none"); /* gpu-001 */
+    assert_string_equal(last_entries[1],
+                        "{\"splitCount\":2,\"memoryScaling\":1.5,"
+                        "\"coreScaling\":0.10000000000000001}");
+    assert_string_equal(
+        last_entries[2],
+        "{\"splitCount\":10,\"memoryScaling\":1,\"coreScaling\":1}");
+    assert_string_equal(
+        last_entries[3],
+        "{\"splitCount\":5,\"memoryScaling\":2,\"coreScaling\":1}");
+    assert_string_equal(last_entries[4], "none");
+
+    s = run(GM_PHASE_FINISH, SPLIT4,
+            "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
+            "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{"
+            "\"config.json\":\"{not json\"}}",
+            &writes);
+    free(s);
+    assert_string_equal(last_entries[0], "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_configmap_records_nothing_written),
         cmocka_unit_test(test_entry_in_place_records_the_split),
         cmocka_unit_test(test_finish_writes_the_record_or_nothing_written),
+        cmocka_unit_test(test_entries_as_the_planner_reads_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

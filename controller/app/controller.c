@@ -389,47 +389,66 @@ int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
 
 /* ---- one ConfigMap key ---- */
 
+static void cm_entries_clear(struct gm_cm_data *d)
+{
+    for (struct gm_map_entry *e = gm_map_first(&d->entries); e;
+         e = gm_map_next(&d->entries, e))
+        free(e->value);
+    gm_map_free(&d->entries);
+    gm_map_init(&d->entries);
+}
+
 static void cm_free(void *ud, void *obj)
 {
     struct gm_cm_data *d = obj;
     (void)ud;
-    for (struct gm_map_entry *e = gm_map_first(&d->entries); e;
-         e = gm_map_next(&d->entries, e))
-        free(e->value);
+    cm_entries_clear(d);
     gm_map_free(&d->entries);
     free(d->rv);
     free(d->value);
     free(d);
 }
 
+/* An entry's number, or HAMi's default when it is missing or not above 0
+ * (HAMi then takes its global setting, which the chart leaves at the
+ * default). */
+static double entry_num(json_object *e, const char *key, double dflt)
+{
+    json_object *v = gm_json_get(e, key);
+    double x = v && (json_object_is_type(v, json_type_int) ||
+                     json_object_is_type(v, json_type_double))
+                   ? json_object_get_double(v)
+                   : 0;
+    return x > 0 ? x : dflt;
+}
+
 /* HAMi's entries as settings texts, so the planner can tell a node whose
- * entry no longer says what it was verified with. HAMi's defaults fill
- * what an entry leaves out; the last entry of a name wins, as in the
- * switch. Unreadable config gives no entries. */
-static int cm_entries(struct gm_cm_data *d)
+ * entry no longer says what it was verified with. Only the values the
+ * settings hold are compared (not operatingmode or other keys); the last
+ * entry of a name wins, as in the switch. Sets entries_known: a config
+ * that does not parse, or no memory, leaves the entries unknown rather
+ * than empty, which would name every node. */
+static void cm_entries(struct gm_cm_data *d)
 {
     json_object *cfg = d->value ? json_tokener_parse(d->value) : NULL;
     json_object *list = gm_json_get(cfg, "nodeconfig");
-    size_t n = json_object_is_type(list, json_type_array)
-                   ? json_object_array_length(list)
-                   : 0;
     int err = 0;
 
+    d->entries_known =
+        d->value == NULL ||
+        (json_object_is_type(cfg, json_type_object) &&
+         (list == NULL || json_object_is_type(list, json_type_array)));
+    size_t n = d->entries_known && list ? json_object_array_length(list) : 0;
     for (size_t i = 0; i < n && !err; i++) {
         json_object *e = json_object_array_get_idx(list, i);
         const char *name = gm_json_str(e, "name");
-        json_object *split = gm_json_get(e, "devicesplitcount");
-        json_object *mem = gm_json_get(e, "devicememoryscaling");
-        json_object *core = gm_json_get(e, "devicecorescaling");
         char text[160];
         if (name == NULL)
             continue;
-        gm_plan_vgpu_settings(
-            true,
-            split && json_object_get_int(split) > 0 ? json_object_get_int(split)
-                                                    : 10,
-            mem ? json_object_get_double(mem) : 1.0,
-            core ? json_object_get_double(core) : 1.0, text, sizeof(text));
+        gm_plan_vgpu_settings(true, (int)entry_num(e, "devicesplitcount", 10),
+                              entry_num(e, "devicememoryscaling", 1.0),
+                              entry_num(e, "devicecorescaling", 1.0), text,
+                              sizeof(text));
         char *copy = strdup(text);
         void *old = NULL;
         err = copy ? gm_map_put(&d->entries, name, copy, &old) : -ENOMEM;
@@ -438,7 +457,11 @@ static int cm_entries(struct gm_cm_data *d)
         free(old);
     }
     json_object_put(cfg);
-    return err;
+    if (err) {
+        gm_log_kv(GM_LOG_WARN, NULL, NULL, "HAMi's entries: out of memory");
+        cm_entries_clear(d);
+        d->entries_known = false;
+    }
 }
 
 static void *cm_decode(void *ud, json_object *obj)
@@ -458,10 +481,7 @@ static void *cm_decode(void *ud, json_object *obj)
         cm_free(ud, d);
         return NULL;
     }
-    /* Without memory for the entries the ConfigMap still exists, which is
-     * what decides the switches; only the planner's notice may be off. */
-    if (cm_entries(d))
-        gm_log_kv(GM_LOG_WARN, NULL, NULL, "HAMi's entries: out of memory");
+    cm_entries(d);
     return d;
 }
 
@@ -518,7 +538,8 @@ const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
 const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl)
 {
     struct gm_map_entry *e = gm_map_first(gm_reflector_items(ctl->hami_cm));
-    return e ? &((const struct gm_cm_data *)e->value)->entries : NULL;
+    const struct gm_cm_data *d = e ? e->value : NULL;
+    return d && d->entries_known ? &d->entries : NULL;
 }
 
 static struct gm_reflector_ops node_ops_synced;

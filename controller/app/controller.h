@@ -85,15 +85,18 @@ struct gm_cm_data {
     char *rv;    /* owned */
     char *value; /* owned; NULL when the key is absent */
     /* HAMi's entries: node name -> owned settings text, as the node's
-     * gpumode.io/settings would say it (gm_plan_vgpu_settings). */
+     * gpumode.io/settings would say it (gm_plan_vgpu_settings); empty and
+     * not known when config.json does not parse. */
     struct gm_map entries;
+    bool entries_known;
 };
 
 /* HAMi's per-node config (config.json) as cached, or NULL when the
  * ConfigMap does not exist; *rv receives its resourceVersion. */
 const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
                                bool *exists);
-/* Its entries (struct gm_cm_data), or NULL when it does not exist. */
+/* Its entries (struct gm_cm_data), or NULL when it does not exist or its
+ * config does not parse. */
 const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl);
 
 int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,

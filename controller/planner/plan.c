@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "planner/assign.h"
 #include "planner/labels.h"
 #include "planner/window.h"
@@ -92,9 +93,11 @@ struct ctx {
     char layout_msg[1024];
     struct settings_memo memo[SETTINGS_CACHE];
     size_t n_memo;
-    /* Converged vgpu nodes whose HAMi entry differs from their settings. */
+    /* Converged vgpu nodes whose HAMi entry differs from their settings,
+     * and the first three by name (borrowed), for a message that does
+     * not change with the node cache's order. */
     int entries_differ;
-    char differ_names[200];
+    const char *differ[3];
 };
 
 static char *xstrdup(const char *s)
@@ -231,6 +234,19 @@ static const char *want_settings(struct ctx *c, const struct gm_node *n,
     return c->memo[c->n_memo++].settings;
 }
 
+static void note_entry_differs(struct ctx *c, const char *name)
+{
+    const char *carry = name;
+    c->entries_differ++;
+    for (size_t i = 0; i < 3 && carry; i++) {
+        if (c->differ[i] == NULL || strcmp(carry, c->differ[i]) < 0) {
+            const char *t = c->differ[i];
+            c->differ[i] = carry;
+            carry = t;
+        }
+    }
+}
+
 /* 1 converged, 0 not, or -ENOMEM. */
 static int converged(struct ctx *c, const struct gm_node *n)
 {
@@ -266,12 +282,8 @@ static int converged(struct ctx *c, const struct gm_node *n)
         return 0;
     if (p->spec.mode == GM_MODE_VGPU && c->in->hami_entries) {
         const char *entry = gm_map_get(c->in->hami_entries, n->name);
-        if (strcmp(entry ? entry : "{}", n->ann_settings) != 0 &&
-            c->entries_differ++ < 3) {
-            size_t off = strlen(c->differ_names);
-            snprintf(c->differ_names + off, sizeof(c->differ_names) - off,
-                     "%s%s", off ? ", " : "", n->name);
-        }
+        if (strcmp(entry ? entry : "{}", n->ann_settings) != 0)
+            note_entry_differs(c, n->name);
     }
     return 1;
 }
@@ -492,6 +504,35 @@ static int set_stall(struct gm_plan *out, const char *reason, const char *msg)
     return out->stall_message ? 0 : -ENOMEM;
 }
 
+/* The notice for converged vgpu nodes whose HAMi entry differs: what to
+ * do first, then the first names (never cut). 0 or -ENOMEM. */
+static int notice_entries_differ(struct ctx *c, struct gm_plan *out)
+{
+    int n = c->entries_differ;
+    bool one = n == 1;
+    const char *src = c->in->hami_config_source ? c->in->hami_config_source
+                                                : "HAMi's per-node ConfigMap";
+    struct gm_buf b;
+    int err;
+
+    gm_buf_init(&b, 4096);
+    err = gm_buf_appendf(&b,
+                         "%d node%s HAMi entr%s in %s differ%s from what %s "
+                         "verified with (HAMi takes the entry when the plugin "
+                         "restarts; annotating a node "
+                         "gpumode.io/settings=unknown switches it again): %s",
+                         n, one ? "'s" : "s'", one ? "y" : "ies", src,
+                         one ? "s" : "", one ? "it was" : "they were",
+                         c->differ[0]);
+    for (size_t i = 1; i < 3 && !err && c->differ[i]; i++)
+        err = gm_buf_appendf(&b, ", %s", c->differ[i]);
+    if (!err && n > 3)
+        err = gm_buf_appendf(&b, ", ...");
+    out->notice = err ? NULL : gm_buf_steal(&b);
+    gm_buf_free(&b);
+    return out->notice ? 0 : -ENOMEM;
+}
+
 /* Decides the starts among the candidates and says why the others wait. */
 static int schedule(struct ctx *c)
 {
@@ -646,24 +687,8 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
         if (out->notice == NULL)
             err = -ENOMEM;
     }
-    if (!err && c.entries_differ > 0 && out->notice == NULL) {
-        char msg[600];
-        snprintf(msg, sizeof(msg),
-                 "%d node%s HAMi entr%s in %s differ%s from what %s verified "
-                 "with (%s%s): HAMi takes the entry when the plugin restarts; "
-                 "annotate a node gpumode.io/settings=unknown to switch it "
-                 "again",
-                 c.entries_differ, c.entries_differ == 1 ? "'s" : "s'",
-                 c.entries_differ == 1 ? "y" : "ies",
-                 in->hami_config_source ? in->hami_config_source
-                                        : "HAMi's per-node ConfigMap",
-                 c.entries_differ == 1 ? "s" : "",
-                 c.entries_differ == 1 ? "it was" : "they were", c.differ_names,
-                 c.entries_differ > 3 ? ", ..." : "");
-        out->notice = strdup(msg);
-        if (out->notice == NULL)
-            err = -ENOMEM;
-    }
+    if (!err && c.entries_differ > 0 && out->notice == NULL)
+        err = notice_entries_differ(&c, out);
     if (!err)
         err = schedule(&c);
     if (!err && out->summary.conflicted > 0) {

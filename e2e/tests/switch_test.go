@@ -590,8 +590,8 @@ spec:
 	// gives switches it again and writes the entry back.
 	b.MustKubectl("-n", "kube-system", "patch", "configmap", "hami-device-plugin", "--type=merge", "-p", `{"data":{"config.json":"{\"nodeconfig\": []}"}}`)
 	WaitPolicy(t, b, "a", 30*time.Second, "the lost entry named", func(s *PolicyStatus) error {
-		want := "1/1 nodes in vgpu. 1 node's HAMi entry in ConfigMap kube-system/hami-device-plugin differs from what it was verified with (gpu-001): " +
-			"HAMi takes the entry when the plugin restarts; annotate a node gpumode.io/settings=unknown to switch it again"
+		want := "1/1 nodes in vgpu. 1 node's HAMi entry in ConfigMap kube-system/hami-device-plugin differs from what it was verified with " +
+			"(HAMi takes the entry when the plugin restarts; annotating a node gpumode.io/settings=unknown switches it again): gpu-001"
 		if st, _, msg := s.Cond("Ready"); st != "True" || msg != want {
 			return fmt.Errorf("Ready=%s %q", st, msg)
 		}
