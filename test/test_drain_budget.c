@@ -156,18 +156,9 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 static struct fx *fx_run(int want_evictions)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    struct gm_switch_record rec = {0};
 
     assert_non_null(f);
-    rec.policy = "p";
-    rec.from = GM_MODE_FULL;
-    rec.to = GM_MODE_VGPU;
-    rec.phase = GM_PHASE_DRAIN;
-    rec.since = rec.started = (long long)time(NULL);
-    rec.attempt = 1;
-    rec.cordoned = true;
-    f->record = gm_record_format(&rec);
-    assert_non_null(f->record);
+    f->record = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
 
     th_ctl_start(&f->c, handler, f);
     uv_timer_init(&f->c.loop, &f->free_timer);

@@ -124,20 +124,10 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
                  int *cm_writes)
 {
     struct fx f = {.cms = cms};
-    struct gm_switch_record rec = {0};
     struct gm_switch_record out = {0};
     char err[256];
 
-    rec.policy = "p";
-    rec.from = GM_MODE_FULL;
-    rec.to = GM_MODE_VGPU;
-    rec.phase = phase;
-    rec.since = rec.started = (long long)time(NULL);
-    rec.attempt = 1;
-    rec.cordoned = true;
-    rec.settings = (char *)(uintptr_t)planned;
-    f.record = gm_record_format(&rec);
-    assert_non_null(f.record);
+    f.record = th_ctl_switch_record(phase, planned);
 
     th_ctl_start(&f.c, handler, &f);
     f.c.ctl->policy_for = policy_for;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -54,4 +55,20 @@ void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
              json_object_to_json_string_ext(node, JSON_C_TO_STRING_PLAIN));
     json_object_put(node);
     th_respond(c, 200, NULL, body);
+}
+
+char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
+{
+    struct gm_switch_record rec = {0};
+    rec.policy = "p";
+    rec.from = GM_MODE_FULL;
+    rec.to = GM_MODE_VGPU;
+    rec.phase = phase;
+    rec.since = rec.started = (long long)time(NULL);
+    rec.attempt = 1;
+    rec.cordoned = true;
+    rec.settings = (char *)(uintptr_t)settings;
+    char *out = gm_record_format(&rec);
+    assert_non_null(out);
+    return out;
 }

@@ -10,6 +10,7 @@
 #include "app/controller.h"
 #include "kube/client.h"
 #include "kube/config.h"
+#include "nodeswitch/record.h"
 #include "httpd.h"
 
 struct th_ctl {
@@ -28,6 +29,10 @@ void th_ctl_start(struct th_ctl *c, th_handler h, void *ud);
 /* Frees the controller, the client and the server, runs the loop dry and
  * closes it: the caller closes its own handles on the loop first. */
 void th_ctl_stop(struct th_ctl *c);
+
+/* The record of a full -> vgpu switch of policy "p", started now, that
+ * cordoned its node, in phase with settings (may be NULL). Caller frees. */
+char *th_ctl_switch_record(enum gm_phase phase, const char *settings);
 
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
