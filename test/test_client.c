@@ -622,6 +622,79 @@ static void test_dead_watch_is_detected(void **state)
     fx_free(f);
 }
 
+/* A request that cannot even be set up (a token too long for a header) is
+ * reported through done, from the loop: never before gm_kube_get returns,
+ * when the caller does not yet hold the call. */
+static void test_setup_failure_reported_from_the_loop(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_ok, NULL);
+    char *token = malloc(9000);
+    memset(token, 'a', 8999);
+    token[8999] = '\0';
+    gm_kube_free(f->k);
+    f->cfg.token = token;
+    assert_int_equal(gm_kube_new(&f->loop, &f->cfg, NULL, &f->k), 0);
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);
+    assert_int_equal(f->done, 0);
+    wait_done(f, 2000);
+    assert_true(f->has_err);
+    assert_int_equal(f->err.err, -E2BIG);
+    assert_int_equal(f->hits, 0);
+    f->cfg.token = NULL;
+    free(token);
+    fx_free(f);
+}
+
+/* A watch event's handler runs inside libcurl's write callback, where the
+ * multi handle refuses new transfers: a request sent from there must still
+ * go out (HAMi's ConfigMap writer sends from its watch's events). */
+struct send_from_event {
+    struct wstate w; /* first: on_end writes it */
+    struct fx *f;
+    int events;
+};
+
+static int on_event_send(void *data, enum gm_watch_type t, json_object *obj)
+{
+    struct send_from_event *s = data;
+    (void)t;
+    (void)obj;
+    if (s->events++ == 0)
+        assert_int_equal(
+            gm_kube_get(s->f->k, "/api/v1/nodes/n1", on_resp, s->f), 0);
+    return 0;
+}
+
+static void serve_stream_or_ok(struct fx *f, const struct th_req *r,
+                               struct th_conn *c)
+{
+    if (strstr(r->path, "watch=1"))
+        serve_stream(f, r, c);
+    else
+        serve_ok(f, r, c);
+}
+
+static void test_send_from_a_watch_event(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_stream_or_ok, NULL);
+    struct send_from_event s = {.f = f};
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
+                                   on_event_send, on_end, &s, NULL),
+                     0);
+    while (f->held == NULL)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    const char *ev = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{"
+                     "\"name\":\"n1\"}}}\n";
+    th_stream_write(f->held, ev, strlen(ev));
+    wait_done(f, 5000);
+    assert_false(f->has_err);
+    assert_int_equal(f->code, 200);
+    assert_non_null(strstr(f->got, "\"n1\""));
+    fx_free(f);
+}
+
 static void test_watch_stop_and_free_with_calls_open(void **state)
 {
     (void)state;
@@ -670,6 +743,8 @@ int main(void)
         cmocka_unit_test(test_watch_stream_and_normal_end),
         cmocka_unit_test(test_dead_watch_is_detected),
         cmocka_unit_test(test_watch_stop_and_free_with_calls_open),
+        cmocka_unit_test(test_setup_failure_reported_from_the_loop),
+        cmocka_unit_test(test_send_from_a_watch_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -186,6 +186,11 @@ static void call_schedule(struct gm_http_call *c, uint64_t delay_ms)
     uv_timer_start(&c->timer, call_timer_cb, delay_ms, 0);
 }
 
+static void call_start_cb(uv_timer_t *t)
+{
+    call_schedule(t->data, 0);
+}
+
 /* ---- credentials ---- */
 
 static void cred_ready_cb(void *data, int err, const char *msg)
@@ -781,7 +786,13 @@ int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
     h->calls = c;
     if (out)
         *out = c;
-    call_schedule(c, 0);
+    /* The first attempt starts from the loop, never from here: done must
+     * not run before the caller holds the call (a failure to set up a
+     * request finishes it at once), and a send from inside a libcurl
+     * callback (a watch event's handler) may not add a handle to the
+     * multi, which refuses recursive calls. */
+    c->state = CALL_WAIT_TOKEN;
+    uv_timer_start(&c->timer, call_start_cb, 0, 0);
     return 0;
 }
 

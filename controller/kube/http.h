@@ -70,8 +70,9 @@ int gm_http_new(uv_loop_t *loop, const struct gm_http_opts *opts,
                 struct gm_http **out);
 
 /* Starts a call. On success *call (may be NULL if not wanted) identifies it
- * until done runs or gm_http_cancel is called. A failure to start returns a
- * negative errno and calls nothing. */
+ * until done runs or gm_http_cancel is called; done never runs before this
+ * returns, so it may be called from any callback. A failure to start
+ * returns a negative errno and calls nothing. */
 int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
                  gm_http_done_cb done, gm_http_data_cb on_data, void *data,
                  struct gm_http_call **call);
