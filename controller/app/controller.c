@@ -1,4 +1,5 @@
 #include "app/controller.h"
+#include "app/hami.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -379,6 +380,11 @@ int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
     ctl->cfg = cfg;
     gm_map_init(&ctl->node_states);
     int err = gm_wq_new(loop, NULL, queue_ready, ctl, &ctl->queue);
+    if (err == 0) {
+        err = gm_hami_new(ctl, &ctl->hami);
+        if (err)
+            gm_wq_free(ctl->queue);
+    }
     if (err) {
         free(ctl);
         return err;
@@ -492,12 +498,13 @@ static const char *cm_rv(const void *obj)
 /* Whether HAMi's ConfigMap exists decides whether a vgpu split can be
  * written, and its entries whether a vgpu node still has what it was
  * verified with (planner/plan.h), so every change re-plans the policies.
- * Most are our own entries, one per vgpu switch with a split. */
+ * Most are our own entries (app/hami.h), whose switches wait for them. */
 static void cm_presence(void *ud, const char *key, const void *obj)
 {
     struct gm_ctl *ctl = ud;
     (void)key;
     (void)obj;
+    gm_hami_changed(ctl->hami);
     if (ctl->on_node_change)
         ctl->on_node_change(ctl->policy_data, NULL);
 }
@@ -628,6 +635,7 @@ void gm_ctl_free(struct gm_ctl *ctl)
     gm_map_free(&ctl->node_states);
     for (struct gm_recon *r = ctl->recons; r; r = r->next)
         r->ctl = NULL;
+    gm_hami_free(ctl->hami);
     gm_wq_free(ctl->queue);
     free(ctl);
 }

@@ -9,6 +9,7 @@
 
 #include "app/budgets.h"
 #include "app/controller.h"
+#include "app/hami.h"
 #include "app/observe.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -920,12 +921,12 @@ static int note_hami_entry(struct sw *s, bool written)
 /* HAMi reads its per-node config only when its plugin starts, so the
  * node's entry (splitCount and scaling from the policy) must be right
  * before the vgpu labels start the plugin. Returns 0 when it is (or the
- * ConfigMap does not exist), STEP_ASYNC while writing it, or -ENOMEM. */
+ * ConfigMap does not exist), STEP_PENDING while it is written, or -ENOMEM. */
 static int ensure_hami_config(struct sw *s)
 {
     const char *rv = "";
     bool exists;
-    const char *cur = gm_ctl_hami_config(s->ctl, &rv, &exists);
+    gm_ctl_hami_config(s->ctl, &rv, &exists);
     if (!exists) {
         if (s->pol.has_vgpu_config)
             gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
@@ -935,17 +936,6 @@ static int ensure_hami_config(struct sw *s)
                       s->pol.split_count);
         return note_hami_entry(s, false);
     }
-    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
-    if (cfg == NULL || !json_object_is_type(cfg, json_type_object)) {
-        json_object_put(cfg);
-        cfg = json_object_new_object();
-    }
-    json_object *list = gm_json_get(cfg, "nodeconfig");
-    if (list == NULL || !json_object_is_type(list, json_type_array)) {
-        list = json_object_new_array();
-        json_object_object_add(cfg, "nodeconfig", list);
-    }
-    int idx = hami_entry_index(list, node_name(s));
     json_object *want = NULL;
     if (s->pol.has_vgpu_config) {
         want = json_object_new_object();
@@ -960,53 +950,38 @@ static int ensure_hami_config(struct sw *s)
         json_object_object_add(want, "devicecorescaling",
                                json_object_new_double(s->pol.core_scaling));
     }
-    int same;
-    if (want && idx >= 0)
-        same = json_object_equal(want,
-                                 json_object_array_get_idx(list, (size_t)idx));
-    else
-        same = want == NULL && idx < 0;
-    if (same) {
-        json_object_put(want);
-        json_object_put(cfg);
-        return note_hami_entry(s, true);
-    }
-    if (idx >= 0)
-        json_object_array_del_idx(list, (size_t)idx, 1);
-    if (want)
-        json_object_array_add(list, want);
-    const char *text =
-        json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN);
-    json_object *patch = json_object_new_object();
-    json_object *meta = json_object_new_object();
-    json_object *data = json_object_new_object();
-    json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
-    json_object_object_add(patch, "metadata", meta);
-    json_object_object_add(data, s->ctl->cfg->hami_cm.key,
-                           json_object_new_string(text));
-    json_object_object_add(patch, "data", data);
-    json_object_put(cfg);
-    char path[320];
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
-             s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name);
-    const char *body =
-        json_object_to_json_string_ext(patch, JSON_C_TO_STRING_PLAIN);
     if (s->ctl->dry_run) {
-        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
-                  "dry run: would patch %s: %s", path, body);
-        json_object_put(patch);
+        gm_log_kv(
+            GM_LOG_INFO, node_name(s), s->rec.policy,
+            "dry run: would set HAMi's entry for the node in %s/%s: %s",
+            s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
+            want ? json_object_to_json_string_ext(want, JSON_C_TO_STRING_PLAIN)
+                 : "none");
+        json_object_put(want);
         return note_hami_entry(s, true);
     }
-    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
-              "writing HAMi's per-node config for %s", node_name(s));
-    /* The cache follows the write; look again shortly. */
-    return send_write(s, path, patch, 0, 200, NULL);
+    /* One writer for the whole controller batches the entries of switches
+     * that get here together; it wakes us when the cache shows ours. Our
+     * requeue timer covers a write that failed or a watch that is down. */
+    int rc = gm_hami_want(s->ctl->hami, node_name(s), want);
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        return note_hami_entry(s, true);
+    const char *err = gm_hami_error(s->ctl->hami);
+    if (err[0])
+        set_message(s, "writing HAMi's per-node config failed: %s", err);
+    else
+        set_message(s, "writing HAMi's per-node config");
+    return STEP_PENDING;
 }
 
 static int step_start_clients(struct sw *s)
 {
     if (!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) {
         int rc = ensure_hami_config(s);
+        if (rc == STEP_PENDING) /* the writer wakes us */
+            return wait_for(s, 2000);
         if (rc != 0)
             return rc;
     }

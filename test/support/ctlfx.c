@@ -38,23 +38,35 @@ void th_ctl_stop(struct th_ctl *c)
     free(c->kcfg.server);
 }
 
+void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
+                                    int n)
+{
+    json_object *items = json_object_new_array();
+    for (int i = 1; i <= n; i++) {
+        json_object *node = json_tokener_parse(
+            "{\"metadata\":{\"resourceVersion\":\"9\","
+            "\"labels\":{\"gpumode.io/mode\":\"full\","
+            "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
+            "\"spec\":{\"unschedulable\":true}}");
+        json_object *meta = gm_json_get(node, "metadata");
+        char name[32];
+        snprintf(name, sizeof(name), "gpu-%03d", i);
+        json_object_object_add(meta, "name", json_object_new_string(name));
+        json_object_object_add(gm_json_get(meta, "annotations"), GM_ANN_SWITCH,
+                               json_object_new_string(record));
+        json_object_array_add(items, node);
+    }
+    json_object *list = json_tokener_parse(
+        "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":\"10\"}}");
+    json_object_object_add(list, "items", items);
+    th_respond(c, 200, NULL,
+               json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN));
+    json_object_put(list);
+}
+
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
 {
-    json_object *node = json_tokener_parse(
-        "{\"metadata\":{\"name\":\"gpu-001\",\"resourceVersion\":\"9\","
-        "\"labels\":{\"gpumode.io/mode\":\"full\","
-        "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
-        "\"spec\":{\"unschedulable\":true}}");
-    json_object *ann =
-        gm_json_get(gm_json_get(node, "metadata"), "annotations");
-    json_object_object_add(ann, GM_ANN_SWITCH, json_object_new_string(record));
-    char body[4096];
-    snprintf(body, sizeof(body),
-             "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
-             "\"10\"},\"items\":[%s]}",
-             json_object_to_json_string_ext(node, JSON_C_TO_STRING_PLAIN));
-    json_object_put(node);
-    th_respond(c, 200, NULL, body);
+    th_ctl_respond_switching_nodes(c, record, 1);
 }
 
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings)

@@ -37,5 +37,8 @@ char *th_ctl_switch_record(enum gm_phase phase, const char *settings);
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
+/* The same for n nodes, gpu-001 to gpu-<n>, each with record. */
+void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
+                                    int n);
 
 #endif

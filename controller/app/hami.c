@@ -1,0 +1,287 @@
+#include "app/hami.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/log.h"
+
+/* How long a stale cache is waited for before it is trusted again. */
+#define AWAIT_MS 2000
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 30000
+
+struct want {
+    json_object *entry; /* owned; NULL: no entry for the node */
+};
+
+struct gm_hami {
+    struct gm_ctl *ctl;  /* borrowed; NULL once freed with a write out */
+    struct gm_map wants; /* node -> struct want* (owned): not yet cached */
+    bool sending;        /* a PATCH is in flight; its answer uses us */
+    char sent_rv[32];    /* the resourceVersion it was sent against */
+    /* A cached resourceVersion known to be old: a write was answered
+     * against it (our own newer one, or a 409 for someone else's). A write
+     * sent against it would only meet a 409, so none is sent until the
+     * cache moves on, or AWAIT_MS passed (a relist may skip a version). */
+    char stale_rv[32];
+    uint64_t stale_since; /* loop ms */
+    uint64_t retry_at;    /* after a failed write: no write before */
+    uint64_t backoff_ms;
+    char error[600]; /* why the last write failed, or "" */
+};
+
+static void want_free(struct want *w)
+{
+    if (w == NULL)
+        return;
+    json_object_put(w->entry);
+    free(w);
+}
+
+int gm_hami_new(struct gm_ctl *ctl, struct gm_hami **out)
+{
+    struct gm_hami *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return -ENOMEM;
+    h->ctl = ctl;
+    gm_map_init(&h->wants);
+    *out = h;
+    return 0;
+}
+
+static void destroy(struct gm_hami *h)
+{
+    for (struct gm_map_entry *e = gm_map_first(&h->wants); e;
+         e = gm_map_next(&h->wants, e))
+        want_free(e->value);
+    gm_map_free(&h->wants);
+    free(h);
+}
+
+void gm_hami_free(struct gm_hami *h)
+{
+    if (h == NULL)
+        return;
+    if (h->sending)
+        h->ctl = NULL;
+    else
+        destroy(h);
+}
+
+const char *gm_hami_error(const struct gm_hami *h)
+{
+    return h->error;
+}
+
+/* The last entry named node in HAMi's list (the one HAMi takes), or NULL. */
+static json_object *entry_of(json_object *list, const char *node)
+{
+    json_object *found = NULL;
+    size_t n = json_object_is_type(list, json_type_array)
+                   ? json_object_array_length(list)
+                   : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        const char *name = gm_json_str(e, "name");
+        if (name && strcmp(name, node) == 0)
+            found = e;
+    }
+    return found;
+}
+
+static bool has_entry(json_object *list, const char *node, const struct want *w)
+{
+    json_object *cur = entry_of(list, node);
+    if (w->entry == NULL)
+        return cur == NULL;
+    return cur && json_object_equal(cur, w->entry);
+}
+
+/* Drops every entry named node, then appends the wanted one. */
+static void set_entry(json_object *list, const char *node, const struct want *w)
+{
+    for (size_t i = json_object_array_length(list); i-- > 0;) {
+        const char *name =
+            gm_json_str(json_object_array_get_idx(list, i), "name");
+        if (name && strcmp(name, node) == 0)
+            json_object_array_del_idx(list, i, 1);
+    }
+    if (w->entry)
+        json_object_array_add(list, json_object_get(w->entry));
+}
+
+/* Nodes whose entry the cache shows are woken and forgotten (all of them
+ * when cfg is NULL: the ConfigMap is gone, and switches go on without
+ * it); the others go into list. Returns how many went in. */
+static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
+{
+    json_object *cached = gm_json_get(cfg, "nodeconfig");
+    /* Deleting while iterating is not allowed: collect first. */
+    char **done = calloc(h->wants.len, sizeof(*done));
+    size_t n_done = 0, n_set = 0;
+
+    for (struct gm_map_entry *e = gm_map_first(&h->wants); e;
+         e = gm_map_next(&h->wants, e)) {
+        if (cfg == NULL || has_entry(cached, e->key, e->value)) {
+            /* Out of memory: woken on a later change instead. */
+            if (done)
+                done[n_done++] = e->key;
+        } else {
+            set_entry(list, e->key, e->value);
+            n_set++;
+        }
+    }
+    for (size_t i = 0; i < n_done; i++) {
+        gm_ctl_enqueue_node(h->ctl, done[i]);
+        /* done[i] is the map's key: freed by the delete. */
+        want_free(gm_map_del(&h->wants, done[i]));
+    }
+    free(done);
+    return n_set;
+}
+
+static void flush(struct gm_hami *h);
+
+static void write_done(void *data, const struct gm_kube_resp *resp)
+{
+    struct gm_hami *h = data;
+    h->sending = false;
+    if (h->ctl == NULL) {
+        destroy(h);
+        return;
+    }
+    uint64_t now = uv_now(h->ctl->loop);
+    if (resp->error && resp->error->err == -ECANCELED)
+        return;
+    if (resp->error == NULL || resp->error->code == 409) {
+        /* Ours or another writer's newer ConfigMap is on its way through
+         * the watch, which calls gm_hami_changed. */
+        memcpy(h->stale_rv, h->sent_rv, sizeof(h->stale_rv));
+        h->stale_since = now;
+    }
+    if (resp->error == NULL) {
+        h->backoff_ms = 0;
+        h->retry_at = 0;
+        h->error[0] = '\0';
+    } else if (resp->error->code != 409) {
+        /* Retried with backoff when a switch asks again. */
+        h->backoff_ms = h->backoff_ms ? h->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (h->backoff_ms > BACKOFF_MAX_MS)
+            h->backoff_ms = BACKOFF_MAX_MS;
+        h->retry_at = now + h->backoff_ms;
+        snprintf(h->error, sizeof(h->error), "%s: %s", resp->error->reason,
+                 resp->error->message);
+        gm_log_kv(GM_LOG_WARN, NULL, NULL,
+                  "writing HAMi's per-node config failed: %s", h->error);
+    }
+    flush(h);
+}
+
+/* Sends one PATCH with every queued entry the cache does not show yet,
+ * unless a write is in flight or its result has not reached the cache. */
+static void flush(struct gm_hami *h)
+{
+    struct gm_ctl *ctl = h->ctl;
+    uint64_t now = uv_now(ctl->loop);
+    const char *rv = "";
+    bool exists;
+
+    if (h->sending || gm_map_first(&h->wants) == NULL)
+        return;
+    const char *cur = gm_ctl_hami_config(ctl, &rv, &exists);
+    if (!exists) {
+        settle(h, NULL, NULL);
+        return;
+    }
+    if (strcmp(rv, h->stale_rv) == 0 && now - h->stale_since < AWAIT_MS)
+        return;
+    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
+    if (!json_object_is_type(cfg, json_type_object)) {
+        json_object_put(cfg);
+        cfg = json_object_new_object();
+    }
+    /* What we send: the cached config with our entries in. */
+    json_object *out = NULL;
+    if (json_object_deep_copy(cfg, &out, NULL) != 0) {
+        json_object_put(cfg);
+        return;
+    }
+    json_object *list = gm_json_get(out, "nodeconfig");
+    if (!json_object_is_type(list, json_type_array)) {
+        list = json_object_new_array();
+        json_object_object_add(out, "nodeconfig", list);
+    }
+    size_t n = settle(h, cfg, list);
+    json_object_put(cfg);
+    if (n == 0 || now < h->retry_at) {
+        json_object_put(out);
+        return;
+    }
+    json_object *patch = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    json_object *data = json_object_new_object();
+    json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
+    json_object_object_add(patch, "metadata", meta);
+    json_object_object_add(
+        data, ctl->cfg->hami_cm.key,
+        json_object_new_string(
+            json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN)));
+    json_object_object_add(patch, "data", data);
+    json_object_put(out);
+    char path[320];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
+             ctl->cfg->hami_cm.namespace, ctl->cfg->hami_cm.name);
+    gm_log_kv(GM_LOG_INFO, NULL, NULL,
+              "writing HAMi's per-node config: %zu node entr%s", n,
+              n == 1 ? "y" : "ies");
+    int err = gm_kube_patch(
+        ctl->kube, path, GM_PATCH_MERGE,
+        json_object_to_json_string_ext(patch, JSON_C_TO_STRING_PLAIN), NULL, 0,
+        write_done, h);
+    json_object_put(patch);
+    if (err) {
+        gm_log_kv(GM_LOG_WARN, NULL, NULL, "writing HAMi's per-node config: %s",
+                  strerror(-err));
+        return;
+    }
+    snprintf(h->sent_rv, sizeof(h->sent_rv), "%s", rv);
+    h->sending = true;
+}
+
+int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
+{
+    const char *rv = "";
+    bool exists;
+    const char *cur = gm_ctl_hami_config(h->ctl, &rv, &exists);
+    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
+    struct want probe = {.entry = entry};
+    bool have = has_entry(gm_json_get(cfg, "nodeconfig"), node, &probe);
+    json_object_put(cfg);
+    if (have) {
+        want_free(gm_map_del(&h->wants, node));
+        json_object_put(entry);
+        return 1;
+    }
+    struct want *w = calloc(1, sizeof(*w));
+    void *old = NULL;
+    if (w == NULL) {
+        json_object_put(entry);
+        return -ENOMEM;
+    }
+    w->entry = entry;
+    if (gm_map_put(&h->wants, node, w, &old) != 0) {
+        want_free(w);
+        return -ENOMEM;
+    }
+    want_free(old);
+    flush(h);
+    return 0;
+}
+
+void gm_hami_changed(struct gm_hami *h)
+{
+    flush(h);
+}

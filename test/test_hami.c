@@ -1,0 +1,312 @@
+/* HAMi's per-node ConfigMap is one object: switches that reach their
+ * entry together must not each write it against the same resourceVersion
+ * (all but one would meet a 409 and try again). The writer sends their
+ * entries in as few PATCHes as the cache allows, keeps what others wrote,
+ * recovers from a 409 and from a refused write, and lets each switch go on
+ * once the cache shows its entry.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: five nodes in StartingClients to vgpu with splitCount 4, and a
+ * ConfigMap that answers 409 to a stale resourceVersion, as the API server
+ * does, and sends every change on its watch. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "common/json.h"
+#include "nodeswitch/record.h"
+#include "support/ctlfx.h"
+
+#define NODES 5
+
+enum first_write { FIRST_OK, FIRST_CONFLICT, FIRST_FORBIDDEN, FIRST_HELD };
+
+struct fx {
+    struct th_ctl c;
+    char *record;           /* owned: every node's switch annotation */
+    enum first_write first; /* what the first ConfigMap PATCH meets */
+    int rv;                 /* the ConfigMap's resourceVersion */
+    json_object *config;    /* owned: its config.json, parsed */
+    struct th_conn *watch;  /* the ConfigMap watch, or NULL */
+    int patches;            /* ConfigMap PATCHes */
+    int stale;              /* of which sent against an old version */
+    unsigned advanced;      /* bit i: gpu-00<i+1> went on to Verifying */
+    char message[512];      /* gpu-002's status line at the 2nd PATCH */
+    int done;
+};
+
+static char *cm_object(struct fx *f)
+{
+    json_object *o =
+        json_tokener_parse("{\"metadata\":{\"name\":\"hami-device-plugin\","
+                           "\"namespace\":\"kube-system\"},\"data\":{}}");
+    char rv[16];
+    snprintf(rv, sizeof(rv), "%d", f->rv);
+    json_object_object_add(gm_json_get(o, "metadata"), "resourceVersion",
+                           json_object_new_string(rv));
+    json_object_object_add(
+        gm_json_get(o, "data"), "config.json",
+        json_object_new_string(
+            json_object_to_json_string_ext(f->config, JSON_C_TO_STRING_PLAIN)));
+    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    assert_non_null(s);
+    return s;
+}
+
+/* The ConfigMap changed: tell its watch, as the API server does. */
+static void cm_event(struct fx *f)
+{
+    if (f->watch == NULL)
+        return;
+    char *obj = cm_object(f);
+    char ev[8192];
+    snprintf(ev, sizeof(ev), "{\"type\":\"MODIFIED\",\"object\":%s}\n", obj);
+    free(obj);
+    th_stream_write(f->watch, ev, strlen(ev));
+}
+
+/* Another writer (HAMi's chart, a person) adds an entry of its own. */
+static void intrude(struct fx *f)
+{
+    json_object_array_add(gm_json_get(f->config, "nodeconfig"),
+                          json_tokener_parse("{\"name\":\"intruder\","
+                                             "\"devicesplitcount\":3}"));
+    f->rv++;
+    cm_event(f);
+}
+
+static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
+{
+    json_object *patch = json_tokener_parse(r->body);
+    const char *rv =
+        gm_json_str(gm_json_get(patch, "metadata"), "resourceVersion");
+    const char *text = gm_json_str(gm_json_get(patch, "data"), "config.json");
+    char cur[16];
+    snprintf(cur, sizeof(cur), "%d", f->rv);
+    f->patches++;
+    if (f->patches == 2)
+        snprintf(f->message, sizeof(f->message), "%s",
+                 gm_ctl_node_state(f->c.ctl, "gpu-002")->message);
+    if (f->patches == 1 && f->first == FIRST_FORBIDDEN) {
+        th_respond(c, 403, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Forbidden\",\"message\":\"configmaps is forbidden\","
+                   "\"code\":403}");
+    } else if (f->patches == 1 && f->first == FIRST_CONFLICT) {
+        /* Someone wrote first; our answer comes before their event. */
+        f->stale++;
+        th_respond(c, 409, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Conflict\",\"message\":\"the object has been "
+                   "modified\",\"code\":409}");
+        intrude(f);
+    } else if (rv == NULL || strcmp(rv, cur) != 0 || text == NULL) {
+        f->stale++;
+        th_respond(c, 409, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Conflict\",\"code\":409}");
+    } else {
+        json_object_put(f->config);
+        f->config = json_tokener_parse(text);
+        assert_non_null(f->config);
+        f->rv++;
+        char *obj = cm_object(f);
+        th_respond(c, 200, NULL, obj);
+        free(obj);
+        cm_event(f);
+        if (f->first == FIRST_HELD)
+            f->done = 1; /* stop before the answer is read */
+    }
+    json_object_put(patch);
+}
+
+static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
+{
+    json_object *patch = json_tokener_parse(r->body);
+    const char *rec = json_object_get_string(
+        gm_json_get(gm_json_get(gm_json_get(patch, "metadata"), "annotations"),
+                    GM_ANN_SWITCH));
+    struct gm_switch_record out = {0};
+    char err[256];
+    int i = atoi(r->path + strlen("/api/v1/nodes/gpu-"));
+    if (rec && gm_record_parse(rec, &out, err, sizeof(err)) == 0 &&
+        out.phase == GM_PHASE_VERIFY && i >= 1 && i <= NODES)
+        f->advanced |= 1u << (i - 1);
+    gm_record_clear(&out);
+    json_object_put(patch);
+    if (f->advanced == (1u << NODES) - 1)
+        f->done = 1;
+    th_respond(c, 200, NULL, "{}");
+}
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+
+    if (strstr(r->path, "/configmaps?") && strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200);
+        f->watch = c;
+        /* Changes since the list (version 5), as the API server sends. */
+        if (f->rv != 5)
+            cm_event(f);
+    } else if (strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200); /* open, quiet */
+    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        th_ctl_respond_switching_nodes(c, f->record, NODES);
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strncmp(r->path, "/api/v1/nodes/", 14) == 0) {
+        node_patch(f, r, c);
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strstr(r->path, "/configmaps/hami-device-plugin")) {
+        cm_patch(f, r, c);
+    } else if (strcmp(r->method, "POST") == 0) {
+        th_respond(c, 201, NULL, "{}"); /* events */
+    } else if (strstr(r->path, "/configmaps?")) {
+        char *obj = cm_object(f);
+        char body[8192];
+        snprintf(body, sizeof(body),
+                 "{\"kind\":\"ConfigMapList\",\"metadata\":{"
+                 "\"resourceVersion\":\"%d\"},\"items\":[%s]}",
+                 f->rv, obj);
+        free(obj);
+        th_respond(c, 200, NULL, body);
+    } else {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+                   "\"10\"},\"items\":[]}");
+    }
+}
+
+static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    o->has_vgpu_config = true;
+    o->split_count = 4;
+    o->memory_scaling = 1;
+    o->core_scaling = 1;
+    return 0;
+}
+
+/* Runs the five switches until each has gone on to Verifying (or, with
+ * FIRST_HELD, until the first write is answered). f->config ends as the
+ * ConfigMap's config; the caller puts it. */
+static void run(struct fx *f, enum first_write first)
+{
+    memset(f, 0, sizeof(*f));
+    f->first = first;
+    f->rv = 5;
+    /* HAMi's chart has keys of its own, and an entry gpumode never made. */
+    f->config = json_tokener_parse(
+        "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
+        "\"devicesplitcount\":2}]}");
+    f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
+    th_ctl_start(&f->c, handler, f);
+    f->c.ctl->policy_for = policy_for;
+    assert_true(th_run_until(&f->c.loop, &f->done, 20000));
+    th_ctl_stop(&f->c);
+    free(f->record);
+}
+
+/* Every node's entry, splitCount 4, once; the others' kept. */
+static void assert_entries(json_object *config, bool intruder)
+{
+    json_object *list = gm_json_get(config, "nodeconfig");
+    assert_true(json_object_is_type(list, json_type_array));
+    assert_true(json_object_get_boolean(gm_json_get(config, "chartKey")));
+    size_t n = json_object_array_length(list);
+    int seen[NODES] = {0}, other = 0, intr = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        const char *name = gm_json_str(e, "name");
+        assert_non_null(name);
+        if (strcmp(name, "other") == 0) {
+            other++;
+        } else if (strcmp(name, "intruder") == 0) {
+            intr++;
+        } else {
+            int k = atoi(name + strlen("gpu-"));
+            assert_true(k >= 1 && k <= NODES);
+            seen[k - 1]++;
+            assert_int_equal(
+                json_object_get_int(gm_json_get(e, "devicesplitcount")), 4);
+            assert_string_equal(gm_json_str(e, "operatingmode"), "hami-core");
+        }
+    }
+    for (int k = 0; k < NODES; k++)
+        assert_int_equal(seen[k], 1);
+    assert_int_equal(other, 1);
+    assert_int_equal(intr, intruder ? 1 : 0);
+}
+
+/* Five switches at once: no write against an old version, and fewer
+ * writes than switches (one each met 409s before). */
+static void test_entries_batched(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, FIRST_OK);
+    assert_int_equal(f.advanced, (1u << NODES) - 1);
+    assert_int_equal(f.stale, 0);
+    assert_in_range(f.patches, 1, NODES - 1);
+    assert_entries(f.config, false);
+    json_object_put(f.config);
+}
+
+/* Another writer got in first: the entries go in on top of its version,
+ * which is kept. */
+static void test_conflict_keeps_the_other_write(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, FIRST_CONFLICT);
+    assert_int_equal(f.advanced, (1u << NODES) - 1);
+    assert_int_equal(f.stale, 1); /* only the one the server forced */
+    assert_in_range(f.patches, 2, NODES);
+    assert_entries(f.config, true);
+    json_object_put(f.config);
+}
+
+/* A refused write is tried again, and the waiting nodes say why. */
+static void test_refused_write_is_retried_and_shown(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, FIRST_FORBIDDEN);
+    assert_int_equal(f.advanced, (1u << NODES) - 1);
+    assert_non_null(strstr(f.message, "writing HAMi's per-node config "
+                                      "failed: Forbidden: configmaps is "
+                                      "forbidden"));
+    assert_entries(f.config, false);
+    json_object_put(f.config);
+}
+
+/* The controller is freed with a write's answer unread: the answer must
+ * not touch it (ASan and valgrind check). */
+static void test_freed_with_a_write_in_flight(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, FIRST_HELD);
+    assert_int_equal(f.patches, 1);
+    json_object_put(f.config);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_entries_batched),
+        cmocka_unit_test(test_conflict_keeps_the_other_write),
+        cmocka_unit_test(test_refused_write_is_retried_and_shown),
+        cmocka_unit_test(test_freed_with_a_write_in_flight),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
