@@ -1034,11 +1034,46 @@ static void test_exec_runner(void **state)
     assert_int_equal(gm_smi_exec_run(&ex, slow, &o), -ENOENT);
 
     char p[64];
+    unsetenv("NVIDIA_SMI");
     assert_int_equal(gm_smi_resolve_path("/x/smi", "/run/d", p, sizeof(p)), 0);
     assert_string_equal(p, "/x/smi");
+    /* With a driver root the path is inside it: the runner chroots. */
     assert_int_equal(gm_smi_resolve_path(NULL, "/run/d/", p, sizeof(p)), 0);
-    assert_string_equal(p, "/run/d/usr/bin/nvidia-smi");
+    assert_string_equal(p, "/usr/bin/nvidia-smi");
+    setenv("NVIDIA_SMI", "/opt/bin/nvidia-smi", 1);
+    assert_int_equal(gm_smi_resolve_path(NULL, "/run/d", p, sizeof(p)), 0);
+    assert_string_equal(p, "/opt/bin/nvidia-smi");
     assert_int_equal(gm_smi_resolve_path(NULL, "/run/d", p, 8), -ENAMETOOLONG);
+    unsetenv("NVIDIA_SMI");
+}
+
+/* A driver root runs nvidia-smi chrooted there (as the GPU Operator's
+ * `chroot /run/nvidia/driver nvidia-smi`), with the path inside it. */
+static void test_exec_runner_chroot(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip(); /* chroot needs root, as in the privileged helper pod */
+    char dir[] = "/tmp/gm-agent-root-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    /* The program must exist inside the root, not outside it. */
+    struct gm_smi_exec ex = {
+        .path = "/bin/sh", .root = dir, .timeout_ms = 5000};
+    struct gm_smi_out o;
+    const char *const pwd[] = {"-c", "pwd; test -d /tmp && echo whole", NULL};
+    assert_int_equal(gm_smi_exec_run(&ex, pwd, &o), -ENOENT);
+    /* A root that holds the whole system ("/usr/.." is "/" by another
+     * name): the child starts in the root's top directory. */
+    ex.root = "/usr/..";
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(gm_smi_exec_run(&ex, pwd, &o), 0);
+    assert_int_equal(o.status, 0);
+    assert_string_equal(o.out, "/\nwhole\n");
+    gm_smi_out_free(&o);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rmdir(dir), 0);
 }
 
 static char *slurp(const char *path)
@@ -1142,6 +1177,7 @@ int main(void)
         cmocka_unit_test(test_cli_validation),
         cmocka_unit_test(test_cli_reboot),
         cmocka_unit_test(test_exec_runner),
+        cmocka_unit_test(test_exec_runner_chroot),
         cmocka_unit_test(test_binary_end_to_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -285,12 +285,18 @@ static void test_helper_pod_spec(void **state)
     assert_non_null(strstr(js, "\"nodeName\":\"n1\""));
     assert_non_null(strstr(js, "\"restartPolicy\":\"Never\""));
     assert_non_null(strstr(js, "\"tolerations\":[{\"operator\":\"Exists\"}]"));
-    assert_non_null(strstr(js, "\"privileged\":true"));
+    assert_non_null(strstr(js, "\"privileged\":true,\"runAsUser\":0,"
+                               "\"runAsGroup\":0"));
     assert_non_null(strstr(js, "\"command\":[\"gpumode-agent\",\"apply\","
                                "\"--mode\",\"vgpu\",\"--allow-reset\"]"));
     assert_non_null(strstr(js, "\"path\":\"\\/run\\/nvidia\\/driver\""));
-    assert_non_null(strstr(js, "\"value\":\"\\/driver-root\\/usr\\/bin\\/"
-                               "nvidia-smi\""));
+    /* nvidia-smi runs chrooted into the mounted driver root, so the path
+     * is the one inside it. */
+    assert_non_null(strstr(js, "{\"name\":\"NVIDIA_SMI\",\"value\":"
+                               "\"\\/usr\\/bin\\/nvidia-smi\"}"));
+    assert_non_null(strstr(js, "{\"name\":\"GPUMODE_DRIVER_ROOT\",\"value\":"
+                               "\"\\/driver-root\"}"));
+    assert_null(strstr(js, "NVIDIA_VISIBLE_DEVICES"));
     assert_null(strstr(js, "hostPID"));
     assert_non_null(strstr(js, "\"automountServiceAccountToken\":false"));
     json_object_put(p);
@@ -307,6 +313,14 @@ static void test_helper_pod_spec(void **state)
     assert_non_null(strstr(js, "\"runtimeClassName\":\"nvidia\""));
     assert_null(strstr(js, "hostPath"));
     assert_non_null(strstr(js, "\"hostPID\":true"));
+    /* The runtime injects the tools, and MIG's capabilities on request. */
+    assert_null(strstr(js, "GPUMODE_DRIVER_ROOT"));
+    assert_non_null(strstr(js, "{\"name\":\"NVIDIA_VISIBLE_DEVICES\","
+                               "\"value\":\"all\"}"));
+    assert_non_null(strstr(js, "{\"name\":\"NVIDIA_MIG_CONFIG_DEVICES\","
+                               "\"value\":\"all\"}"));
+    assert_non_null(strstr(js, "{\"name\":\"NVIDIA_DRIVER_CAPABILITIES\","
+                               "\"value\":\"utility\"}"));
     json_object_put(p);
 }
 

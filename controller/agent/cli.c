@@ -24,9 +24,10 @@ static const char usage_text[] =
     "options:\n"
     "  --nvidia-smi PATH       nvidia-smi to run (env NVIDIA_SMI; else PATH,\n"
     "                          else /usr/bin/nvidia-smi)\n"
-    "  --driver-root DIR       driver installed under DIR: run\n"
-    "                          DIR/usr/bin/nvidia-smi with DIR's libraries\n"
-    "                          (env GPUMODE_DRIVER_ROOT)\n"
+    "  --driver-root DIR       driver installed under DIR: run nvidia-smi\n"
+    "                          chrooted there, so with DIR's libraries; the\n"
+    "                          nvidia-smi path is inside DIR (env\n"
+    "                          GPUMODE_DRIVER_ROOT)\n"
     "  --termination-log PATH  also write the result here (env\n"
     "                          GPUMODE_TERMINATION_LOG; default\n"
     "                          /dev/termination-log; skipped if unwritable)\n"
@@ -308,30 +309,12 @@ out:
     return rc;
 }
 
-static void driver_env(const char *root, char *buf, size_t cap,
-                       const char **env)
-{
-    env[0] = NULL;
-    if (root == NULL || *root == '\0' || strcmp(root, "/") == 0)
-        return;
-    /* nvidia-smi dlopens libnvidia-ml.so.1; under a driver container's
-     * root the library is in one of these, depending on the distribution. */
-    snprintf(buf, cap,
-             "LD_LIBRARY_PATH=%s/usr/lib64:%s/usr/lib/x86_64-linux-gnu:"
-             "%s/usr/lib/aarch64-linux-gnu:%s/usr/lib",
-             root, root, root, root);
-    env[0] = buf;
-    env[1] = NULL;
-}
-
 int gm_agent_main(int argc, char **argv, const struct gm_agent_hooks *hooks)
 {
     struct opts o = {.level = GM_LOG_INFO};
     struct gm_agent_result *res = calloc(1, sizeof(*res));
     char why[512] = "";
     char path[4096];
-    char ldpath[4 * 4096 + 128];
-    const char *extra_env[2];
     int rc;
 
     if (res == NULL) {
@@ -374,11 +357,10 @@ int gm_agent_main(int argc, char **argv, const struct gm_agent_hooks *hooks)
     }
 
     struct gm_smi_exec ex = {
-        .path = path, .timeout_ms = o.timeout_s * 1000, .extra_env = extra_env};
+        .path = path, .root = o.driver_root, .timeout_ms = o.timeout_s * 1000};
     struct gm_smi_runner real = {.run = gm_smi_exec_run, .ctx = &ex};
     const struct gm_smi_runner *r =
         hooks && hooks->runner ? hooks->runner : &real;
-    driver_env(o.driver_root, ldpath, sizeof(ldpath), extra_env);
     if (gm_smi_resolve_path(o.smi, o.driver_root, path, sizeof(path)) != 0) {
         usage_error(res, "nvidia-smi path too long");
         rc = 2;

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,36 @@ static int collect(pid_t pid, int ofd, int efd, int timeout_ms,
     return 0;
 }
 
+static int put_path(char *dst, size_t cap, const char *a, const char *b)
+{
+    int n = snprintf(dst, cap, "%s%s", a, b);
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+/* fork + chroot + execve: posix_spawn cannot chroot. The child only
+ * makes async-signal-safe calls; 127 tells the parent it never ran. */
+static int spawn_chrooted(const struct gm_smi_exec *ex, char **argv, char **env,
+                          int ofd, int efd, pid_t *pid)
+{
+    pid_t p = fork();
+    if (p < 0)
+        return -errno;
+    if (p == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        setpgid(0, 0);
+        if (in < 0 || dup2(in, 0) < 0 || dup2(ofd, 1) < 0 || dup2(efd, 2) < 0 ||
+            chroot(ex->root) != 0 || chdir("/") != 0)
+            _exit(127);
+        execve(ex->path, argv, env);
+        _exit(127);
+    }
+    /* Also from the parent, so a timeout's kill(-pid) finds the group
+     * even before the child ran setpgid. */
+    setpgid(p, p);
+    *pid = p;
+    return 0;
+}
+
 int gm_smi_exec_run(void *ctx, const char *const *args, struct gm_smi_out *out)
 {
     const struct gm_smi_exec *ex = ctx;
@@ -174,9 +205,15 @@ int gm_smi_exec_run(void *ctx, const char *const *args, struct gm_smi_out *out)
     memset(out, 0, sizeof(*out));
     gm_buf_init(&ob, GM_SMI_OUTPUT_MAX);
     gm_buf_init(&eb, GM_SMI_OUTPUT_MAX);
+    bool chrooted = ex->root && *ex->root && strcmp(ex->root, "/") != 0;
+    char full[4096];
+    if (put_path(full, sizeof(full), chrooted ? ex->root : "", ex->path)) {
+        err = -ENOENT;
+        goto out;
+    }
     /* posix_spawn reports a missing program as ENOENT too, but checking
      * first gives one clear error without a fork. */
-    if (access(ex->path, X_OK) != 0) {
+    if (access(full, X_OK) != 0) {
         err = -ENOENT;
         goto out;
     }
@@ -189,6 +226,12 @@ int gm_smi_exec_run(void *ctx, const char *const *args, struct gm_smi_out *out)
     if (pipe2(opipe, O_CLOEXEC) != 0 || pipe2(epipe, O_CLOEXEC) != 0) {
         err = -errno;
         goto out;
+    }
+    if (chrooted) {
+        err = spawn_chrooted(ex, argv, env, opipe[1], epipe[1], &pid);
+        if (err)
+            goto out;
+        goto spawned;
     }
     posix_spawn_file_actions_init(&fa);
     fa_init = 1;
@@ -204,6 +247,7 @@ int gm_smi_exec_run(void *ctx, const char *const *args, struct gm_smi_out *out)
         err = err == ENOENT || err == EACCES ? -ENOENT : -err;
         goto out;
     }
+spawned:
     close_fd(&opipe[1]);
     close_fd(&epipe[1]);
     int timeout =
@@ -235,29 +279,16 @@ out:
     return err;
 }
 
-static int put_path(char *dst, size_t cap, const char *a, const char *b)
-{
-    int n = snprintf(dst, cap, "%s%s", a, b);
-    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
-}
-
 int gm_smi_resolve_path(const char *flag, const char *driver_root, char *dst,
                         size_t cap)
 {
     if (flag && *flag)
         return put_path(dst, cap, flag, "");
-    if (driver_root && *driver_root && strcmp(driver_root, "/") != 0) {
-        size_t n = strlen(driver_root);
-        const char *sep = driver_root[n - 1] == '/' ? "" : "/";
-        char tmp[4096];
-        int err = put_path(tmp, sizeof(tmp), driver_root, sep);
-        if (err)
-            return err;
-        return put_path(dst, cap, tmp, "usr/bin/nvidia-smi");
-    }
     const char *env = getenv("NVIDIA_SMI");
     if (env && *env)
         return put_path(dst, cap, env, "");
+    if (driver_root && *driver_root && strcmp(driver_root, "/") != 0)
+        return put_path(dst, cap, "/usr/bin/nvidia-smi", "");
     const char *path = getenv("PATH");
     while (path && *path) {
         const char *e = strchr(path, ':');

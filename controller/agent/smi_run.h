@@ -36,22 +36,28 @@ struct gm_smi_runner {
 
 /* The real runner: posix_spawn with an argument vector (never a shell),
  * stdin from /dev/null, both output streams captured, the child in its own
- * process group so a timeout kills everything it started. */
+ * process group so a timeout kills everything it started. With a root, the
+ * child is chrooted there first (fork, chroot, execve): a driver installed
+ * under a root (the host's, mounted in the helper pod, or the GPU
+ * Operator's driver container) runs with its own libraries, as
+ * `chroot /run/nvidia/driver nvidia-smi` does, never the image's. */
 struct gm_smi_exec {
-    const char *path; /* borrowed; must outlive the runner */
+    const char *path; /* borrowed; inside root when root is set */
+    const char *root; /* borrowed; NULL, "" or "/": no chroot */
     int timeout_ms;
-    /* Extra "NAME=value" strings for the child, e.g. LD_LIBRARY_PATH for a
-     * driver root; borrowed, NULL-terminated, may be NULL. */
+    /* Extra "NAME=value" strings for the child; borrowed, NULL-terminated,
+     * may be NULL. */
     const char *const *extra_env;
 };
 
 int gm_smi_exec_run(void *ctx, const char *const *args, struct gm_smi_out *out);
 
 /* Chooses the nvidia-smi binary: `flag` (--nvidia-smi) if given, else
- * DRIVER_ROOT/usr/bin/nvidia-smi if a driver root other than "/" is given,
- * else $NVIDIA_SMI, else the first executable "nvidia-smi" on $PATH, else
- * /usr/bin/nvidia-smi. Writes into dst (cap bytes); -ENAMETOOLONG if it does
- * not fit. */
+ * $NVIDIA_SMI, else with a driver root (other than "/") the path inside it,
+ * /usr/bin/nvidia-smi, else the first executable "nvidia-smi" on $PATH, else
+ * /usr/bin/nvidia-smi. With a driver root the path is inside it (the runner
+ * chroots there). Writes into dst (cap bytes); -ENAMETOOLONG if it does not
+ * fit. */
 int gm_smi_resolve_path(const char *flag, const char *driver_root, char *dst,
                         size_t cap);
 

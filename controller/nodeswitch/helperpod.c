@@ -111,14 +111,35 @@ json_object *gm_helper_pod(const struct gm_helper_config *c,
     for (size_t i = 0; i < s->argc; i++)
         json_object_array_add(cmd, str(s->argv[i]));
     json_object_object_add(ctr, "command", cmd);
-    snprintf(smi, sizeof(smi), "/driver-root%s",
+    /* nvidia-smi needs its driver's libraries (libnvidia-ml), which the
+     * image does not have. With a runtime class the NVIDIA runtime injects
+     * the tools and, for MIG, the config and monitor capabilities; with
+     * the driver root mounted the agent runs nvidia-smi chrooted there. The
+     * path is the one inside the root either way. */
+    snprintf(smi, sizeof(smi), "%s",
              c->nvidia_smi ? c->nvidia_smi : "/usr/bin/nvidia-smi");
     json_object_array_add(env, env_var("NVIDIA_SMI", smi));
+    if (c->runtime_class && c->runtime_class[0]) {
+        json_object_array_add(env, env_var("NVIDIA_VISIBLE_DEVICES", "all"));
+        json_object_array_add(env,
+                              env_var("NVIDIA_DRIVER_CAPABILITIES", "utility"));
+        json_object_array_add(env, env_var("NVIDIA_MIG_CONFIG_DEVICES", "all"));
+        json_object_array_add(env,
+                              env_var("NVIDIA_MIG_MONITOR_DEVICES", "all"));
+    } else {
+        json_object_array_add(env,
+                              env_var("GPUMODE_DRIVER_ROOT", "/driver-root"));
+    }
     json_object_object_add(ctr, "env", env);
     json_object_object_add(ctr, "terminationMessagePath",
                            str("/dev/termination-log"));
     json_object_object_add(ctr, "terminationMessagePolicy", str("File"));
+    /* Root, whatever user the image runs as (the controller's image runs
+     * as 65532): changing MIG mode, resetting and creating instances need
+     * it, and so does chroot. */
     json_object_object_add(sc, "privileged", json_object_new_boolean(1));
+    json_object_object_add(sc, "runAsUser", json_object_new_int(0));
+    json_object_object_add(sc, "runAsGroup", json_object_new_int(0));
     json_object_object_add(ctr, "securityContext", sc);
     if (!c->runtime_class || !c->runtime_class[0]) {
         json_object *vm = json_object_new_object();

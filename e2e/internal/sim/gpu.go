@@ -97,7 +97,7 @@ func fieldValue(pod *corev1.Pod, node *Node, path string) string {
 // startHelper runs the helper pod's first container as a local process: the
 // image's binary with the container's arguments, with env NVIDIA_SMI and
 // FAKE_NVIDIA_SMI_STATE pointing at the fake nvidia-smi and this node's
-// GPU state.
+// GPU state (volumes are not mounted: GPUMODE_DRIVER_ROOT is dropped).
 func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc, error) {
 	c := pod.Spec.Containers[0]
 	var argv []string
@@ -140,6 +140,12 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 		"HOME=/root",
 	}
 	for _, e := range c.Env {
+		// The driver root is a hostPath mount the agent chroots into; the
+		// simulator mounts nothing (NVIDIA_SMI below points at the fake
+		// nvidia-smi on this machine), so it is not passed on.
+		if e.Name == "GPUMODE_DRIVER_ROOT" {
+			continue
+		}
 		v := e.Value
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
 			v = fieldValue(pod, run.node, e.ValueFrom.FieldRef.FieldPath)
