@@ -619,6 +619,7 @@ static void test_dead_watch_is_detected(void **state)
     /* Headers arrive, then silence: the low-speed limit cuts it. */
     assert_true(th_run_until(&f->loop, &w.ended, 10000));
     assert_int_equal(w.end_err, -ETIMEDOUT);
+    assert_int_equal(w.end_code, 200); /* it had started: quiet, not down */
     fx_free(f);
 }
 

@@ -499,7 +499,10 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
             call_schedule(c, backoff_ms(c));
             return;
         }
-        call_finish(c, curl_err_to_errno(rc), 0, curl_easy_strerror(rc));
+        /* A stream keeps its status: 200 says it had started (a watch cut
+         * for silence), 0 that it never answered. */
+        call_finish(c, curl_err_to_errno(rc), c->stream ? status : 0,
+                    curl_easy_strerror(rc));
         return;
     }
     if (status == 401 && !c->tried_401 && h->opts.cred_invalidate) {

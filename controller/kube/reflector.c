@@ -24,8 +24,14 @@ struct gm_reflector {
     int synced;
     int need_relist; /* set by a 410 inside the stream */
     long backoff_ms;
+    uint64_t watch_started_ms;  /* loop time the current watch was sent */
+    unsigned long watch_events; /* events it delivered, bookmarks too */
     struct gm_reflector_stats stats;
 };
+
+/* A watch that ends normally sooner than this with no event is treated
+ * as failed (client-go's "very short watch"). */
+#define VERY_SHORT_WATCH_MS 1000
 
 static void start_list(struct gm_reflector *r);
 static void start_watch(struct gm_reflector *r);
@@ -253,6 +259,7 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
     const struct gm_reflector_ops *ops = r->ops;
 
     r->stats.events++;
+    r->watch_events++;
     if (type == GM_WATCH_BOOKMARK) {
         r->stats.bookmarks++;
         set_rv(r, object_rv(obj));
@@ -307,8 +314,27 @@ static void watch_end(void *data, const struct gm_kube_error *err)
     if (err && err->err == -ECANCELED)
         return;
     if (err == NULL) {
-        /* The server's timeout: resume from where we are. */
+        /* The server's timeout: resume from where we are. A watch that
+         * ended at once with nothing (a proxy or a server shutting down
+         * that closes streams) backs off instead of looping hot. */
+        if (r->watch_events == 0 &&
+            uv_now(r->loop) - r->watch_started_ms < VERY_SHORT_WATCH_MS) {
+            r->stats.errors++;
+            gm_debug("watch %s ended at once with no event; backing off",
+                     r->opts.path);
+            retry_later(r);
+            return;
+        }
         r->backoff_ms = r->opts.backoff_min_ms;
+        start_watch(r);
+        return;
+    }
+    if (err->err == -ETIMEDOUT && err->code == 200) {
+        /* Cut for silence (no event, no bookmark) after it had started:
+         * a quiet resource, or a dead connection, which TCP keepalive
+         * ends. Not a failure: resume from where we are. */
+        gm_debug("watch %s quiet for %lds; resuming", r->opts.path,
+                 (long)((uv_now(r->loop) - r->watch_started_ms) / 1000));
         start_watch(r);
         return;
     }
@@ -340,6 +366,8 @@ static void start_watch(struct gm_reflector *r)
                    r->opts.path, r->rv ? r->rv : "", timeout);
     append_selectors(r, &b);
     r->stats.watches++;
+    r->watch_started_ms = uv_now(r->loop);
+    r->watch_events = 0;
     int err = gm_kube_watch(r->k, b.data, timeout, watch_event, watch_end, r,
                             &r->watch);
     gm_buf_free(&b);
