@@ -82,6 +82,9 @@ struct fake {
     int nprocs;
     int proc_gpu[4];
     const char *huge; /* when set, every mode change fails with this */
+    /* Held by something other than a compute process (persistenced, DCGM,
+     * fabric manager): mode changes stay pending, resets are refused. */
+    int held[4];
     int nlog;
     char log[LOG_MAX][160];
 };
@@ -245,6 +248,21 @@ static int do_mig_mode(struct fake *f, int i, int on, struct gm_buf *o)
                        bus);
         return 255;
     }
+    if (f->held[i] && g->cur != on) {
+        /* FACTS: pending, with this warning, and still exit 0. */
+        g->pend = on;
+        gm_buf_appendf(o,
+                       "Warning: MIG mode is in pending %s state for GPU "
+                       "%s:In use by another client\n%s is currently being "
+                       "used by one or more other processes (e.g. CUDA "
+                       "application or a monitoring application such as "
+                       "another instance of nvidia-smi). Please first kill "
+                       "all processes using the device and retry the "
+                       "command or reboot the system to make MIG mode "
+                       "effective.\nAll done.\n",
+                       on ? "enable" : "disable", bus, bus);
+        return 0;
+    }
     g->pend = on;
     if (g->hopper) {
         g->cur = on;
@@ -354,6 +372,13 @@ static int fake_dispatch(struct fake *f, const char *const *a, int n,
     if (n == 4 && strcmp(a[2], "-mig") == 0)
         return do_mig_mode(f, i, strcmp(a[3], "1") == 0, o);
     if (n == 3 && strcmp(a[2], "-r") == 0) {
+        if (f->held[i]) { /* wording not in FACTS */
+            gm_buf_appendf(o,
+                           "Unable to reset GPU %s: In use by another "
+                           "client\n",
+                           bus);
+            return 255;
+        }
         if (!g->reset_ok) {
             gm_buf_appendf(o, "Resetting GPU %s is not supported.\n", bus);
             return 3;
@@ -616,6 +641,45 @@ static void test_gpu_in_use(void **state)
               "[{\"devices\":[0],\"migDevices\":{\"1g.10gb\":7}}]", 1);
     assert_int_equal(c.rc, 0);
     assert_int_equal(c.res->snap.gpus[1].mig_current, GM_MIG_DISABLED);
+    case_free(&c);
+}
+
+/* Something outside the stopped clients holds the GPU: nvidia-smi leaves
+ * the mode pending and exits 0. That is GPUInUse, not a reset or a reboot
+ * (refused while held; on Hopper a reboot loses the pending mode and the
+ * holders start again at boot). */
+static void test_held_gpu_is_in_use(void **state)
+{
+    for (int hopper = 0; hopper <= 1; hopper++) {
+        struct apply_case c = {.f = fake_new(1, hopper, 1)};
+        c.f->held[0] = 1;
+        run_apply(&c, GM_AGENT_MIG,
+                  hopper ? "[{\"migDevices\":{\"1g.10gb\":7}}]"
+                         : "[{\"migDevices\":{\"1g.5gb\":7}}]",
+                  1);
+        assert_false(c.res->ok);
+        assert_string_equal(c.res->reason, "GPUInUse");
+        assert_int_equal(c.res->needs, GM_NEEDS_NONE);
+        assert_non_null(strstr(c.res->message, "In use by another client"));
+        assert_int_equal(logged(c.f, "-i 0 -r", 0), -1);
+        assert_int_equal(logged(c.f, "mig -i 0 -cgi", 0), -1);
+        assert_int_equal(c.res->snap.gpus[0].mig_pending, GM_MIG_ENABLED);
+        case_free(&c);
+    }
+}
+
+/* -lgip lists the profiles of MIG-enabled GPUs only: a list read while
+ * only GPU 0 had MIG on must be read again once GPU 1 is enabled, or GPU 1
+ * would fail with UnknownProfile after its mode had changed. */
+static void test_profiles_read_again_after_enabling(void **state)
+{
+    struct apply_case c = {.f = fake_new(2, 0, 1)};
+    c.f->g[0].cur = c.f->g[0].pend = 1;
+    run_apply(&c, GM_AGENT_MIG, "[{\"migDevices\":{\"1g.5gb\":7}}]", 1);
+    dump_log(c.f);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(instances_of(c.res, 0, "1g.5gb"), 7);
+    assert_int_equal(instances_of(c.res, 1, "1g.5gb"), 7);
     case_free(&c);
 }
 
@@ -1165,6 +1229,8 @@ int main(void)
         cmocka_unit_test(test_a100_reset_unsupported),
         cmocka_unit_test(test_h100_immediate),
         cmocka_unit_test(test_gpu_in_use),
+        cmocka_unit_test(test_held_gpu_is_in_use),
+        cmocka_unit_test(test_profiles_read_again_after_enabling),
         cmocka_unit_test(test_insufficient_resources),
         cmocka_unit_test(test_unknown_profile),
         cmocka_unit_test(test_unsupported_gpu),

@@ -32,6 +32,10 @@ struct run {
     size_t ngipp;
     struct gm_smi_gipp gipp[MAX_GIP];
     char smimsg[GM_AGENT_MESSAGE_MAX]; /* nvidia-smi's words, for results */
+    /* nvidia-smi said this GPU is held ("In use by another client") while
+     * changing its mode or resetting it, even when it exited 0; -1: none. */
+    int in_use_gpu;
+    char in_use_msg[GM_AGENT_MESSAGE_MAX];
 };
 
 static const char *const mode_names[] = {"full", "vgpu", "mig"};
@@ -722,6 +726,18 @@ static int destroy(struct run *c, size_t gi)
     return 0;
 }
 
+/* Remembers that nvidia-smi found GPU index held: a pending mode then
+ * waits for whatever holds it, which neither a reset (refused while held)
+ * nor a reboot (on Hopper the pending mode is lost, and holders that start
+ * at boot hold it again) can get past. */
+static void held(struct run *c, int index, const struct gm_smi_out *o)
+{
+    if (c->in_use_gpu >= 0)
+        return;
+    c->in_use_gpu = index;
+    out_message(o, c->in_use_msg, sizeof(c->in_use_msg));
+}
+
 static int set_mode(struct run *c, size_t gi)
 {
     const struct gm_smi_gpu *g = &c->res->snap.gpus[gi];
@@ -734,8 +750,10 @@ static int set_mode(struct run *c, size_t gi)
         return err;
     c->res->changed = 1;
     note(c, &o);
+    unsigned f = gm_smi_scan(o.out) | gm_smi_scan(o.err);
+    if (o.status == 0 && (f & GM_SMI_F_IN_USE))
+        held(c, g->index, &o);
     if (o.status != 0) {
-        unsigned f = gm_smi_scan(o.out) | gm_smi_scan(o.err);
         char msg[GM_AGENT_MESSAGE_MAX];
         out_message(&o, msg, sizeof(msg));
         if (f & GM_SMI_F_IN_USE)
@@ -774,6 +792,8 @@ static int reset_pending(struct run *c)
             return err;
         c->res->changed = 1;
         note(c, &o);
+        if ((gm_smi_scan(o.out) | gm_smi_scan(o.err)) & GM_SMI_F_IN_USE)
+            held(c, s->gpus[i].index, &o);
         gm_smi_out_free(&o);
     }
     return 0;
@@ -798,6 +818,18 @@ static const struct gm_smi_gpu *find_gpu(const struct gm_agent_snapshot *s,
     return &s->gpus[0];
 }
 
+static int in_use(struct run *c, int gpu)
+{
+    const struct gm_smi_gpu *g = find_gpu(&c->res->snap, gpu);
+    return gm_agent_fail(c->res, "GPUInUse", GM_NEEDS_NONE,
+                         "MIG mode of GPU %d is %s, pending %s: something "
+                         "outside the stopped GPU clients holds the GPU "
+                         "(nvidia-persistenced, DCGM, fabric manager, a "
+                         "process on the host): %s",
+                         gpu, gm_mig_mode_name(g->mig_current),
+                         gm_mig_mode_name(g->mig_pending), c->in_use_msg);
+}
+
 static int set_modes(struct run *c)
 {
     struct gm_agent_snapshot *s = &c->res->snap;
@@ -815,6 +847,9 @@ static int set_modes(struct run *c)
         ran = 1;
     }
     if (ran) {
+        /* -lgip lists only MIG-enabled GPUs: a list read before this is
+         * missing the GPUs just enabled. */
+        c->have_profiles = 0;
         err = read_gpus(c, s);
         if (err)
             return err;
@@ -822,6 +857,8 @@ static int set_modes(struct run *c)
     int gpu = first_pending(c);
     if (gpu < 0)
         return 0;
+    if (gpu == c->in_use_gpu)
+        return in_use(c, gpu);
     if (!c->req->allow_reset) {
         const struct gm_smi_gpu *g = find_gpu(s, gpu);
         return gm_agent_fail(c->res, "ResetRequired", GM_NEEDS_RESET,
@@ -839,6 +876,8 @@ static int set_modes(struct run *c)
     if (err)
         return err;
     gpu = first_pending(c);
+    if (gpu >= 0 && gpu == c->in_use_gpu)
+        return in_use(c, gpu);
     if (gpu >= 0)
         return gm_agent_fail(c->res, "RebootRequired", GM_NEEDS_REBOOT,
                              "MIG mode of GPU %d is still pending after a "
@@ -1048,6 +1087,7 @@ int gm_agent_apply(const struct gm_smi_runner *r,
     c->r = r;
     c->req = req;
     c->res = res;
+    c->in_use_gpu = -1;
     if (req->mode == GM_AGENT_MIG && req->layout == NULL) {
         err = gm_agent_fail(res, "InvalidArgument", GM_NEEDS_NONE,
                             "mode mig needs a layout");
