@@ -202,7 +202,7 @@ static void test_drain_rules(void **state)
     p = pod("default", "ReplicaSet", true);
     p.deleting = true;
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
-                     GM_DRAIN_WAIT);
+                     GM_DRAIN_TERMINATING);
 }
 
 static void test_drain_selectors(void **state)
@@ -232,6 +232,23 @@ static void test_drain_selectors(void **state)
     labels[0].value = "serving";
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
                      GM_DRAIN_EVICT);
+    /* The wait selector names its pods on its own: outside the drain's
+     * podSelector, or using no GPU under gpuPodsOnly, they are still
+     * waited for (not skipped, then killed by the agent's GPUInUse or the
+     * reconfiguration). */
+    labels[0].value = "training";
+    labels[1].value = "c";
+    p.requests_gpu = false;
+    assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
+                     GM_DRAIN_WAIT);
+    /* Finished, it is what was waited for: left alone, logs and all. */
+    p.phase = GM_POD_SUCCEEDED;
+    assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
+                     GM_DRAIN_SKIP);
+    p.phase = GM_POD_RUNNING;
+    p.deleting = true;
+    assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
+                     GM_DRAIN_TERMINATING);
     gm_strsel_free(narrow);
     gm_strsel_free(wait);
 }

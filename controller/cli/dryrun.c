@@ -502,6 +502,7 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
                          pod->namespace, pdb ? pdb : "?");
             }
             break;
+        case GM_DRAIN_TERMINATING:
         case GM_DRAIN_WAIT:
             d = GM_DRY_WAIT;
             break;

@@ -15,6 +15,21 @@ enum gm_drain_action gm_drain_classify(const struct gm_drain_opts *o,
     if (o->own_namespace && p->namespace &&
         strcmp(p->namespace, o->own_namespace) == 0)
         return GM_DRAIN_SKIP;
+    bool finished = p->phase == GM_POD_SUCCEEDED || p->phase == GM_POD_FAILED;
+    /* The pods to wait for are named by their own selector: gpuPodsOnly
+     * and drain.podSelector narrow only the evicted ones. Once finished
+     * they are what was waited for, and stay (with their logs). */
+    if (o->wait_selector &&
+        gm_strsel_match(o->wait_selector, gm_pod_label_lookup, p)) {
+        if (finished)
+            return GM_DRAIN_SKIP;
+        if (p->deleting) {
+            snprintf(why, why_len, "terminating");
+            return GM_DRAIN_TERMINATING;
+        }
+        snprintf(why, why_len, "waiting for completion");
+        return GM_DRAIN_WAIT;
+    }
     if (o->gpu_pods_only && !p->requests_gpu)
         return GM_DRAIN_SKIP;
     if (o->pod_selector &&
@@ -22,17 +37,12 @@ enum gm_drain_action gm_drain_classify(const struct gm_drain_opts *o,
         return GM_DRAIN_SKIP;
     if (p->deleting) {
         snprintf(why, why_len, "terminating");
-        return GM_DRAIN_WAIT;
+        return GM_DRAIN_TERMINATING;
     }
     /* Finished pods hold nothing; evicting them is how kubectl clears
      * them, and no budget counts them. */
-    if (p->phase == GM_POD_SUCCEEDED || p->phase == GM_POD_FAILED)
+    if (finished)
         return GM_DRAIN_EVICT;
-    if (o->wait_selector &&
-        gm_strsel_match(o->wait_selector, gm_pod_label_lookup, p)) {
-        snprintf(why, why_len, "waiting for completion");
-        return GM_DRAIN_WAIT;
-    }
     if (p->owner_kind == NULL && !o->force) {
         snprintf(why, why_len,
                  "not managed by a controller (set "

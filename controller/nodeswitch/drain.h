@@ -1,8 +1,9 @@
 /* Which pods a drain evicts, waits for, leaves alone, or cannot move:
  * kubectl drain's rules (DaemonSet and mirror pods stay; emptyDir needs
  * deleteEmptyDirData; pods without a controller need force; finished pods
- * go) narrowed by the policy (GPU pods only, a pod selector) and with
- * waitForCompletion pods waited for instead of evicted. Pure: no I/O. */
+ * go) narrowed by the policy (GPU pods only, a pod selector), and
+ * waitForCompletion pods waited for instead of evicted, whatever those
+ * narrowings say: the selector names them. Pure: no I/O. */
 #ifndef GM_NODESWITCH_DRAIN_H
 #define GM_NODESWITCH_DRAIN_H
 
@@ -25,11 +26,12 @@ struct gm_drain_opts {
 };
 
 enum gm_drain_action {
-    GM_DRAIN_SKIP,    /* not ours to move */
-    GM_DRAIN_EVICT,   /* ask the Eviction API */
-    GM_DRAIN_WAIT,    /* wait for it to finish or go (deleting, or
-                         waitForCompletion) */
-    GM_DRAIN_BLOCKED, /* would need an option the policy did not give */
+    GM_DRAIN_SKIP,        /* not ours to move */
+    GM_DRAIN_EVICT,       /* ask the Eviction API */
+    GM_DRAIN_TERMINATING, /* deleting already: wait for it to go (the
+                             drain timeout covers it) */
+    GM_DRAIN_WAIT,        /* waitForCompletion: wait for it to finish */
+    GM_DRAIN_BLOCKED,     /* would need an option the policy did not give */
 };
 
 /* why receives a short human reason for WAIT and BLOCKED. */

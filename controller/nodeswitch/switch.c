@@ -466,7 +466,7 @@ static void enter(struct sw *s, enum gm_phase next)
 static int step_drain(struct sw *s)
 {
     const struct gm_map *pods = node_pods(s);
-    int evicting = 0, waiting = 0, blocked = 0;
+    int evicting = 0, terminating = 0, waiting = 0, blocked = 0;
     const struct gm_pod *first_blocked = NULL;
     uint64_t now_ms = uv_now(s->ctl->loop);
     char why[256];
@@ -485,6 +485,10 @@ static int step_drain(struct sw *s)
         if (a == GM_DRAIN_BLOCKED)
             return fail(s, "DrainBlocked", "pod %s/%s %s", p->namespace,
                         p->name, why);
+        if (a == GM_DRAIN_TERMINATING) {
+            terminating++;
+            continue;
+        }
         if (a == GM_DRAIN_WAIT) {
             waiting++;
             continue;
@@ -522,7 +526,8 @@ static int step_drain(struct sw *s)
                 return err;
         }
     }
-    if (evicting + waiting == 0) {
+    int left = evicting + terminating + waiting;
+    if (left == 0) {
         /* Drained: stop the GPU clients in the same write. */
         json_object *labels = json_object_new_object();
         s->ns->message[0] = '\0';
@@ -533,15 +538,19 @@ static int step_drain(struct sw *s)
         set_message(s,
                     "%d pods left; eviction of %s/%s blocked by "
                     "PodDisruptionBudget",
-                    evicting + waiting, first_blocked->namespace,
-                    first_blocked->name);
+                    left, first_blocked->namespace, first_blocked->name);
+    else if (terminating > 0)
+        set_message(s, "%d pods left, %d of them terminating", left,
+                    terminating);
     else
-        set_message(s, "%d pods left", evicting + waiting);
-    if (evicting > 0 && s->pol.drain.timeout_s > 0 &&
+        set_message(s, "%d pods left", left);
+    /* An evicted pod that never goes (a finalizer, a kubelet that is gone)
+     * is the drain's to time out too, as with kubectl drain --timeout. */
+    if (evicting + terminating > 0 && s->pol.drain.timeout_s > 0 &&
         elapsed(s) > s->pol.drain.timeout_s)
         return fail(s, "DrainTimeout", "drain did not finish in %lds: %s",
                     s->pol.drain.timeout_s, s->ns->message);
-    if (evicting == 0 && s->pol.drain.wait_timeout_s > 0 &&
+    if (evicting + terminating == 0 && s->pol.drain.wait_timeout_s > 0 &&
         elapsed(s) > s->pol.drain.wait_timeout_s)
         return fail(s, "WaitTimeout",
                     "pods to wait for did not complete in %lds",

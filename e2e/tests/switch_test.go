@@ -314,6 +314,56 @@ spec:
 	}
 }
 
+// TestDrainTimesOutOnTerminatingPod: an evicted pod that never goes (a
+// finalizer holds it) ends the drain at drain.timeoutSeconds with a
+// rollback, as kubectl drain --timeout would, instead of keeping the node
+// cordoned in Draining for ever.
+func TestDrainTimesOutOnTerminatingPod(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	Apply(t, b, strings.Replace(workload("held", 1, "{pool: a}"),
+		"metadata: {labels: {app: held}}",
+		"metadata: {labels: {app: held}, finalizers: [gpumode.test/hold]}", 1))
+	Eventually(t, 60*time.Second, "the workload running", func(ctx context.Context) error {
+		if n := len(podsRunningOn(t, b, "app=held")); n != 1 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+	defer func() {
+		// Let the held pods go, so the bed tears down as usual.
+		pl, _ := b.CS.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=held"})
+		for _, p := range pl.Items {
+			b.Kubectl("patch", "pod", p.Name, "--type=merge", "-p", `{"metadata":{"finalizers":null}}`)
+		}
+	}()
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  rollout: {drain: {timeoutSeconds: 10}}
+`)
+	s := WaitPolicy(t, b, "a", 90*time.Second, "the drain to time out and roll back", func(s *PolicyStatus) error {
+		if s.Summary.Failed != 1 {
+			return fmt.Errorf("summary %+v nodes %+v", s.Summary, s.Nodes)
+		}
+		n := GetNode(t, b, "gpu-001")
+		if n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
+			return fmt.Errorf("unschedulable=%v state=%q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
+		}
+		return nil
+	})
+	if len(s.Nodes) != 1 || !strings.Contains(s.Nodes[0].Message, "DrainTimeout") || !strings.Contains(s.Nodes[0].Message, "terminating") {
+		t.Errorf("status does not name the drain timeout on a terminating pod: %+v", s.Nodes)
+	}
+}
+
 // TestAgentFailureRollsBack: nvidia-smi fails to create instances; the node
 // goes back to full and is uncordoned; a retry after the fault clears
 // completes.
