@@ -344,6 +344,26 @@ static void test_conflict_on_renew_is_lost(void **state)
     fx_free(f);
 }
 
+/* Another replica took the Lease over (our renewal meets its write): we
+ * stop as soon as we read it, not at our renew deadline, so two leaders
+ * never act at once for longer than one retry. */
+static void test_taken_over_is_lost_at_once(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    assert_int_equal(gm_leader_start(f->l), 0);
+    assert_true(th_run_until(&f->loop, &f->started, 2000));
+    run_for(f, 150);
+    uint64_t t0 = uv_now(&f->loop);
+    other_holds(f); /* a new resourceVersion: our next PUT gets 409 */
+    assert_true(th_run_until(&f->loop, &f->lost, 3000));
+    /* One retry period (100 ms) to meet the 409, one GET: well inside the
+     * 500 ms deadline, which a lost lease used to wait out. */
+    assert_true(f->lost_at - t0 < 350);
+    assert_false(gm_leader_is_leader(f->l));
+    fx_free(f);
+}
+
 static void on_released(void *data, int err)
 {
     struct fx *f = data;
@@ -420,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_live_lease_not_taken),
         cmocka_unit_test(test_create_race_lost),
         cmocka_unit_test(test_conflict_on_renew_is_lost),
+        cmocka_unit_test(test_taken_over_is_lost_at_once),
         cmocka_unit_test(test_release_on_stop),
         cmocka_unit_test(test_options_and_identity),
     };

@@ -26,12 +26,21 @@
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
+/* A lease request that takes longer fails and is tried again within the
+ * renew deadline (10 s), instead of holding the elector past it. */
+#define LEASE_REQUEST_TIMEOUT_MS 4000
+
 struct app {
     uv_loop_t *loop;
     struct gm_options opts;
     struct gm_ctl_config cfg;
     struct gm_kube_config *kcfg;
     struct gm_kube *kube;
+    /* Leader election's own client: its renewals must not queue behind a
+     * rollout's requests in the shared rate limiter (client-go gives the
+     * elector its own client too), and may not take longer than a
+     * fraction of the renew deadline. */
+    struct gm_kube *lease_kube;
     struct gm_metrics *metrics;
     struct gm_recorder *events;
     struct gm_leader *leader;
@@ -224,7 +233,12 @@ static int start(struct app *a)
                                 .on_lost = on_lost,
                                 .data = a,
                                 .metrics = a->metrics};
-    rc = gm_leader_new(a->loop, a->kube, &lo, &a->leader);
+    struct gm_kube_opts lko = {.timeout_ms = LEASE_REQUEST_TIMEOUT_MS,
+                               .on_response = gm_obs_api_response,
+                               .on_response_data = a->metrics};
+    rc = gm_kube_new(a->loop, a->kcfg, &lko, &a->lease_kube);
+    if (rc == 0)
+        rc = gm_leader_new(a->loop, a->lease_kube, &lo, &a->leader);
     if (rc == 0)
         rc = gm_leader_start(a->leader);
     return rc;
@@ -240,6 +254,7 @@ static void cleanup(struct app *a)
     gm_rollout_free(a->rollout);
     gm_ctl_free(a->ctl);
     gm_recorder_free(a->events);
+    gm_kube_free(a->lease_kube);
     gm_kube_free(a->kube);
     /* Let close callbacks and cancelled calls run before the loop goes. */
     uv_run(a->loop, UV_RUN_NOWAIT);

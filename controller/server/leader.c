@@ -23,6 +23,7 @@ enum verb { V_GET, V_CREATE, V_UPDATE, V_RELEASE };
 struct call {
     struct gm_leader *l;
     enum verb verb;
+    uint64_t sent_at; /* loop ms */
 };
 
 struct gm_leader {
@@ -164,10 +165,13 @@ static void lose(struct gm_leader *l, const char *why)
         l->o.on_lost(l->o.data);
 }
 
-static void succeeded(struct gm_leader *l, json_object *lease)
+/* sent_at: when the write was sent. The lease counts from then, not from
+ * the answer: another replica saw renewTime change at about that moment,
+ * and an answer that was slow to arrive must not stretch our term. */
+static void succeeded(struct gm_leader *l, json_object *lease, uint64_t sent_at)
 {
     observe(l, lease);
-    l->last_renew = uv_now(l->loop);
+    l->last_renew = sent_at;
     if (l->st == ST_ACQUIRING) {
         l->st = ST_LEADING;
         gm_info("leader election: acquired lease %s/%s as %s", l->ns, l->name,
@@ -227,6 +231,7 @@ static int send_call(struct gm_leader *l, enum verb verb)
         return -ENOMEM;
     c->l = l;
     c->verb = verb;
+    c->sent_at = uv_now(l->loop);
     switch (verb) {
     case V_GET:
         err = gm_kube_get(l->k, l->path, on_resp, c);
@@ -264,7 +269,7 @@ static void start_release(struct gm_leader *l)
         release_finished(l, err);
 }
 
-static void handle(struct gm_leader *l, enum verb verb,
+static void handle(struct gm_leader *l, enum verb verb, uint64_t sent_at,
                    const struct gm_kube_resp *resp)
 {
     long code = resp->code;
@@ -310,7 +315,13 @@ static void handle(struct gm_leader *l, enum verb verb,
         if (holder[0] && strcmp(holder, l->identity) != 0 &&
             l->observed_at + (uint64_t)(dur > 0 ? dur : 0) * 1000 >
                 uv_now(l->loop)) {
-            failed(l); /* held and live */
+            /* Held and live. If we thought we led, another replica took
+             * over: stop acting now, not at our renew deadline. */
+            if (l->st == ST_LEADING) {
+                lose(l, "another replica holds it");
+                return;
+            }
+            failed(l);
             return;
         }
         if (send_call(l, V_UPDATE))
@@ -319,7 +330,7 @@ static void handle(struct gm_leader *l, enum verb verb,
     case V_CREATE:
     case V_UPDATE:
         if (code / 100 == 2 && resp->obj) {
-            succeeded(l, resp->obj);
+            succeeded(l, resp->obj, sent_at);
             return;
         }
         if (code == 409) {
@@ -342,11 +353,12 @@ static void on_resp(void *data, const struct gm_kube_resp *resp)
     struct call *c = data;
     struct gm_leader *l = c->l;
     enum verb verb = c->verb;
+    uint64_t sent_at = c->sent_at;
     free(c);
     if (l == NULL)
         return; /* the elector was freed */
     l->inflight = NULL;
-    handle(l, verb, resp);
+    handle(l, verb, sent_at, resp);
 }
 
 /* One step: renew directly while we hold a fresh copy, else read first. */
