@@ -266,6 +266,24 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    enum gm_phase at = s->rec.phase;
+    bool touched =
+        s->rec.reconfigured || (at >= GM_PHASE_RECONFIGURE && !s->hw_untouched);
+    /* A node first switched by gpumode has no recorded mode: after the
+     * hardware changed there is nothing known to put back, and restoring
+     * only the old plugin labels would uncordon a node whose plugin cannot
+     * serve the new hardware. It is held for a person instead. */
+    bool unknown_from = !s->rec.rolling_back && touched &&
+                        s->rec.from == GM_MODE_UNKNOWN &&
+                        !s->pol.hold_on_failure;
+    if (unknown_from) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof(msg) - n,
+                 "; the mode before the switch is not known (the node had "
+                 "no gpumode.io/mode label), so it cannot be rolled back: "
+                 "the node stays cordoned as it is (annotate "
+                 "gpumode.io/retry to try the switch again)");
+    }
     gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy, "%s in %s: %s", reason,
               gm_phase_name(s->rec.phase), msg);
     snprintf(s->ns->message, sizeof(s->ns->message), "%.60s: %.440s", reason,
@@ -279,7 +297,7 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
                       "%s %s -> %s failed in %s: %s: %s", node_name(s),
                       gm_mode_name(s->rec.from), gm_mode_name(s->rec.to),
                       gm_phase_name(s->rec.phase), reason, msg);
-    if (s->pol.hold_on_failure || s->rec.rolling_back) {
+    if (s->pol.hold_on_failure || s->rec.rolling_back || unknown_from) {
         gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                            gm_mode_name(s->rec.to), "failed",
                            (double)(s->now - s->rec.started));
@@ -288,11 +306,8 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
                                json_object_new_string("failed"));
         return advance(s, GM_PHASE_FAILED, labels, -1);
     }
-    enum gm_phase at = s->rec.phase;
     s->rec.rolling_back = true;
-    if ((s->rec.reconfigured ||
-         (at >= GM_PHASE_RECONFIGURE && !s->hw_untouched)) &&
-        s->rec.from != GM_MODE_UNKNOWN)
+    if (touched && s->rec.from != GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
 }

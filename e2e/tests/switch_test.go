@@ -410,6 +410,51 @@ spec:
 	}
 }
 
+// TestFailureFromUnknownModeHolds: a node gpumode never switched before (no
+// gpumode.io/mode) fails after its hardware changed. There is no known mode
+// to put back, so it is held cordoned for a person rather than given its
+// old plugin labels over MIG hardware and uncordoned; a retry then
+// finishes the switch.
+func TestFailureFromUnknownModeHolds(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--exit", "255", "--times", "-1",
+		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
+`)
+	s := WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Labels["gpumode.io/state"] != "failed" {
+			return fmt.Errorf("summary %+v state %q", s.Summary, n.Labels["gpumode.io/state"])
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second) // and it stays so
+	n := GetNode(t, b, "gpu-001")
+	if !n.Spec.Unschedulable {
+		t.Errorf("the node was uncordoned with its hardware changed and no mode to return to")
+	}
+	if !strings.Contains(fmt.Sprint(s.Nodes), "cannot be rolled back") {
+		t.Errorf("status does not say why the node is held: %+v", s.Nodes)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
+	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	WaitPolicy(t, b, "a", 120*time.Second, "retry to converge", Converged)
+	if n := GetNode(t, b, "gpu-001"); n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "mig" {
+		t.Errorf("after the retry: unschedulable %v mode %q", n.Spec.Unschedulable, n.Labels["gpumode.io/mode"])
+	}
+}
+
 // TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU
 // fails to go to mig; the rollback restores vgpu as it was, and its
 // verification expects the node's own split (HAMi's per-node entry), not
