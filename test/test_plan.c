@@ -189,6 +189,35 @@ static void test_max_failures_stalls(void **state)
     fleet_free(&f);
 }
 
+/* A node held after a failure (onFailure: Hold keeps the record and the
+ * cordon) is out of service: it uses the budget, so maxUnavailable 2 with
+ * one held node starts one switch, not two. */
+static void test_held_failure_uses_the_budget(void **state)
+{
+    struct gm_policy *p = policy("p", "full",
+                                 ",\"rollout\":{\"maxUnavailable\":2,"
+                                 "\"maxFailures\":3,\"onFailure\":\"Hold\"}");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    struct gm_node *held = add(&f, gmt_node("a", "pool=a", NULL));
+    gmt_set(&held->ann_switch,
+            "{\"policy\":\"p\",\"from\":\"mig\",\"to\":\"full\","
+            "\"phase\":\"Failed\",\"since\":\"2024-05-06T22:00:00Z\","
+            "\"attempt\":1,\"reason\":\"PluginNotReady\"}");
+    held->unschedulable = true;
+    add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=mig", NULL));
+    add(&f, gmt_node("c", "pool=a", "gpumode.io/mode=mig", NULL));
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.failed, 1);
+    assert_int_equal(pl.budget.used, 1); /* the held node */
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "b");
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 static void test_paused_and_window(void **state)
 {
     struct gm_policy *paused =
@@ -624,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_classify_and_budget),
         cmocka_unit_test(test_cordoned_start_free_and_notready_waits),
         cmocka_unit_test(test_max_failures_stalls),
+        cmocka_unit_test(test_held_failure_uses_the_budget),
         cmocka_unit_test(test_paused_and_window),
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_mig_layouts),

@@ -164,6 +164,45 @@ static void test_stalled(void **state)
     gm_policy_free(p);
 }
 
+/* Failed nodes below maxFailures, everything else converged: nothing more
+ * will happen without a person, so Stalled, not a quiet "Current". */
+static void test_failed_nodes_left_stall(void **state)
+{
+    struct gm_policy *p = policy_with(NULL, 1);
+    struct gm_plan pl = converged_plan(3);
+    struct gm_plan_node nodes[1] = {{.name = "gpu-07",
+                                     .state = GM_NODE_FAILED,
+                                     .phase = "Failed",
+                                     .from = "full",
+                                     .to = "mig",
+                                     .message = "PluginNotReady"}};
+    json_object *st = NULL;
+
+    pl.summary.converged = 2;
+    pl.summary.failed = 1;
+    pl.nodes = nodes;
+    pl.n_nodes = 1;
+    assert_int_equal(gm_status_build(p, &pl, T0, &st), 0);
+    assert_string_equal(cs(st, "Stalled", "status"), "True");
+    assert_string_equal(cs(st, "Stalled", "reason"), "NodesFailed");
+    assert_string_equal(cs(st, "Stalled", "message"),
+                        "1 node failed (first: gpu-07); annotate a node "
+                        "gpumode.io/retry to try it again");
+    assert_string_equal(cs(st, "Ready", "status"), "False");
+    assert_string_equal(cs(st, "Ready", "reason"), "NodesFailed");
+    assert_string_equal(cs(st, "Reconciling", "status"), "False");
+    json_object_put(st);
+
+    /* While others still switch it is reconciling, not stalled. */
+    pl.summary.converged = 1;
+    pl.summary.switching = 1;
+    assert_int_equal(gm_status_build(p, &pl, T0, &st), 0);
+    assert_string_equal(cs(st, "Stalled", "status"), "False");
+    assert_string_equal(cs(st, "Reconciling", "status"), "True");
+    json_object_put(st);
+    gm_policy_free(p);
+}
+
 /* A notice (a split HAMi's ConfigMap cannot take) rides on the progress
  * line after ". ", and does not make a converged policy less Ready. */
 static void test_notice_in_messages(void **state)
@@ -294,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_converged_fleet_writes_nothing),
         cmocka_unit_test(test_transitions_stamp_only_changed_conditions),
         cmocka_unit_test(test_stalled),
+        cmocka_unit_test(test_failed_nodes_left_stall),
         cmocka_unit_test(test_notice_in_messages),
         cmocka_unit_test(test_waiting_reasons),
         cmocka_unit_test(test_nodes_capped_and_sorted),

@@ -389,6 +389,10 @@ static int classify(struct ctx *c, const struct gm_node *n)
          * it); it counts as failed until a person asks for the retry. */
         if (strcmp(s.phase, "Failed") == 0 && n->ann_retry == NULL) {
             out->summary.failed++;
+            /* Held (onFailure: Hold) it stays cordoned: unavailable, as
+             * maxUnavailable counts every node out of service. */
+            if (unavailable(n))
+                c->unavailable++;
             return add_node(out, n->name, GM_NODE_FAILED, "Failed",
                             s.from[0] ? s.from : gm_mode_name(node_mode(n)),
                             s.to[0] ? s.to : gm_mode_name(p->spec.mode),

@@ -198,7 +198,27 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
     bool stalled = plan->stall_reason != NULL;
     bool done = s->converged == s->matched && !stalled;
     bool working = s->switching > 0 || (s->pending > 0 && !stalled);
+    const char *stall_reason = plan->stall_reason;
+    const char *stall_message = plan->stall_message;
+    char failed_msg[512];
     int err;
+
+    /* Failed nodes below maxFailures, and nothing left to do: the policy
+     * cannot finish without a person, so it is Stalled (GitOps tools and
+     * kstatus would otherwise report it healthy). */
+    if (!stalled && !working && s->failed > 0) {
+        const char *first = "";
+        for (size_t i = 0; i < plan->n_nodes && !first[0]; i++)
+            if (plan->nodes[i].state == GM_NODE_FAILED)
+                first = plan->nodes[i].name;
+        snprintf(failed_msg, sizeof(failed_msg),
+                 "%d node%s failed (first: %s); annotate a node "
+                 "gpumode.io/retry to try it again",
+                 s->failed, s->failed == 1 ? "" : "s", first);
+        stalled = true;
+        stall_reason = "NodesFailed";
+        stall_message = failed_msg;
+    }
 
     *out = NULL;
     gm_plan_progress(plan, p->spec.mode, progress, sizeof(progress));
@@ -210,7 +230,7 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
     struct cond cs[3] = {
         {"Ready", done,
          done      ? "Converged"
-         : stalled ? plan->stall_reason
+         : stalled ? stall_reason
                    : "Progressing",
          progress},
         {"Reconciling", working,
@@ -218,8 +238,8 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
          : s->switching > 0 ? "Switching"
                             : waiting_reason(plan),
          working ? progress : ""},
-        {"Stalled", stalled, stalled ? plan->stall_reason : "AsExpected",
-         stalled ? plan->stall_message : ""},
+        {"Stalled", stalled, stalled ? stall_reason : "AsExpected",
+         stalled ? stall_message : ""},
     };
     json_object *st = json_object_new_object();
     if (st == NULL)
