@@ -220,6 +220,11 @@ static int write_record(struct sw *s, json_object *labels, int unschedulable)
     }
     json_object_object_add(ann, GM_ANN_SWITCH, json_object_new_string(rec));
     free(rec);
+    /* A retry mark is used up by the write that acts on it, also when it
+     * starts a switch of a node marked failed with no record; left in
+     * place it would retry that node's next failure at once. */
+    if (s->node->ann_retry)
+        json_object_object_add(ann, GM_ANN_RETRY, NULL);
     return patch_node(s, labels, ann, unschedulable);
 }
 

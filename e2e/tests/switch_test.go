@@ -720,6 +720,10 @@ func TestCordonedAndSkippedNodes(t *testing.T) {
 	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002", "gpu-003")
 	LabelNodes(t, b, "gpumode.io/skip=true", "gpu-003")
 	b.MustKubectl("cordon", "gpu-001")
+	// gpu-002 failed once with no switch record left, and a person asked
+	// for a retry: the switch that starts uses the mark up.
+	LabelNodes(t, b, "gpumode.io/state=failed", "gpu-002")
+	b.MustKubectl("annotate", "node", "gpu-002", "gpumode.io/retry=1")
 	skipped := GetNode(t, b, "gpu-003")
 	StartController(t, b)
 	Apply(t, b, `
@@ -737,6 +741,9 @@ spec:
 	}
 	if GetNode(t, b, "gpu-002").Spec.Unschedulable {
 		t.Errorf("gpu-002 left cordoned")
+	}
+	if v, ok := GetNode(t, b, "gpu-002").Annotations["gpumode.io/retry"]; ok {
+		t.Errorf("gpu-002's retry mark %q was not cleared by the switch it started", v)
 	}
 	after := GetNode(t, b, "gpu-003")
 	if fmt.Sprint(after.Labels) != fmt.Sprint(skipped.Labels) || len(after.Annotations) != len(skipped.Annotations) || after.Spec.Unschedulable {
