@@ -60,7 +60,9 @@ struct gm_ctl {
     struct gm_map node_states;  /* name -> struct gm_node_rt* */
     struct gm_recon *recons;    /* reconciles in flight (controller.c) */
     struct gm_workqueue *queue; /* owned */
-    /* Policy lookup for switches; set by the rollout layer. */
+    /* Policy lookup for switches; set by the rollout layer. 0, -ENOENT
+     * when the policy is gone or invalid, -EAGAIN before the policies are
+     * listed. */
     int (*policy_for)(void *data, const char *policy,
                       struct gm_switch_policy *out);
     void *policy_data;

@@ -187,9 +187,12 @@ static const struct gm_reflector_ops cm_ops = {
 static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 {
     struct gm_rollout *r = data;
+    /* Not listed yet (a restart): "gone" would be a guess. */
+    if (!gm_reflector_has_synced(r->policies))
+        return -EAGAIN;
     const struct entry *e = name ? gm_reflector_get(r->policies, name) : NULL;
     if (e == NULL || !e->p->valid)
-        return -ENOENT; /* the defaults stand */
+        return -ENOENT; /* gone or invalid: the defaults stand */
     gm_policy_switch_opts(e->p, &e->sels, o);
     return 0;
 }

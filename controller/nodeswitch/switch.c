@@ -1289,6 +1289,45 @@ static int step_failed(struct sw *s)
     return patch_node(s, labels, ann, -1);
 }
 
+/* The switch's policy is gone (deleted, or edited into an invalid spec)
+ * while the node drains: the drain's options (which pods to wait for,
+ * which to leave) are not known any more, and nothing has changed yet but
+ * the cordon and evictions already made. The node is put back as it was
+ * and the record removed; a policy that selects it later starts afresh. */
+static int cancel_drain(struct sw *s)
+{
+    json_object *labels = json_object_new_object();
+    json_object *ann = json_object_new_object();
+    int uncordon = s->rec.cordoned && s->node->unschedulable ? 0 : -1;
+
+    for (size_t i = 0; i < s->rec.n_saved; i++) {
+        const struct gm_saved_label *l = &s->rec.saved[i];
+        json_object_object_add(
+            labels, l->key, l->value ? json_object_new_string(l->value) : NULL);
+    }
+    json_object_object_add(labels, GM_LABEL_STATE,
+                           gm_node_label(s->node, GM_LABEL_MODE)
+                               ? json_object_new_string("ready")
+                               : NULL);
+    json_object_object_add(ann, GM_ANN_SWITCH, NULL);
+    if (s->node->ann_retry)
+        json_object_object_add(ann, GM_ANN_RETRY, NULL);
+    gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
+              "policy %s is gone or invalid while the node drains: switch "
+              "cancelled, node put back%s",
+              s->rec.policy, uncordon == 0 ? " and uncordoned" : "");
+    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
+                      "switch to %s cancelled in Draining: policy %s is gone "
+                      "or invalid%s",
+                      gm_mode_name(s->rec.to), s->rec.policy,
+                      uncordon == 0 ? "; uncordoned" : "");
+    gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
+                       gm_mode_name(s->rec.to), "cancelled",
+                       (double)(s->now - s->rec.started));
+    s->ns->message[0] = '\0';
+    return patch_node(s, labels, ann, uncordon);
+}
+
 static int (*const steps[GM_PHASE_COUNT])(struct sw *) = {
     [GM_PHASE_CORDON] = step_cordon,
     [GM_PHASE_DRAIN] = step_drain,
@@ -1345,11 +1384,25 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
     }
     gm_switch_policy_defaults(&s.pol);
     s.pol.drain.own_namespace = ctl->cfg->namespace;
-    if (ctl->policy_for)
-        ctl->policy_for(ctl->policy_data, s.rec.policy, &s.pol);
+    int prc = ctl->policy_for
+                  ? ctl->policy_for(ctl->policy_data, s.rec.policy, &s.pol)
+                  : 0;
+    if (prc == -EAGAIN) {
+        /* The policies are not known yet: act on no guess. */
+        gm_record_clear(&s.rec);
+        *requeue_ms = 500;
+        return 0;
+    }
+    int have_policy = prc == 0;
     if (s.rec.phase != GM_PHASE_RECONFIGURE && s.rec.phase != GM_PHASE_REBOOT)
         collect_helpers(&s, NULL);
-    rc = steps[s.rec.phase](&s);
+    /* Past the drain the defaults are safe enough to finish with (the
+     * workloads are gone; a failure rolls back); in it they are not. */
+    if (!have_policy && !s.rec.rolling_back &&
+        (s.rec.phase == GM_PHASE_CORDON || s.rec.phase == GM_PHASE_DRAIN))
+        rc = cancel_drain(&s);
+    else
+        rc = steps[s.rec.phase](&s);
     if (rc == STEP_WAIT)
         *requeue_ms = s.requeue_ms;
     gm_record_clear(&s.rec);

@@ -364,6 +364,58 @@ spec:
 	}
 }
 
+// TestPolicyDeletedWhileDraining: deleting the policy while a drain waits
+// on a PodDisruptionBudget cancels the switch: the drain's options went
+// with the policy, so nothing more is evicted, and the node is put back
+// as it was (uncordoned, no record, not failed).
+func TestPolicyDeletedWhileDraining(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/state=ready", "gpu-001")
+	Apply(t, b, workload("web", 1, "{pool: a}"))
+	Apply(t, b, fmt.Sprintf(pdb, "web", 1))
+	Eventually(t, 60*time.Second, "the workload running", func(ctx context.Context) error {
+		if n := len(podsRunningOn(t, b, "app=web")); n != 1 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+	before := podsRunningOn(t, b, "app=web")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+`)
+	WaitPolicy(t, b, "a", 60*time.Second, "the drain to wait on the budget", func(s *PolicyStatus) error {
+		for _, n := range s.Nodes {
+			if n.Phase == "Draining" && strings.Contains(n.Message, "PodDisruptionBudget") {
+				return nil
+			}
+		}
+		return fmt.Errorf("nodes %+v", s.Nodes)
+	})
+	b.MustKubectl("delete", "gpumodepolicy", "a")
+	Eventually(t, 30*time.Second, "the node put back", func(ctx context.Context) error {
+		n := GetNode(t, b, "gpu-001")
+		if n.Spec.Unschedulable || SwitchAnnotation(n) != nil || n.Labels["gpumode.io/state"] != "ready" || n.Labels["gpumode.io/mode"] != "full" {
+			return fmt.Errorf("unschedulable %v record %v labels %v", n.Spec.Unschedulable, SwitchAnnotation(n), n.Labels)
+		}
+		return nil
+	})
+	for uid := range before {
+		if _, ok := podsRunningOn(t, b, "app=web")[uid]; !ok {
+			t.Errorf("pod %s was evicted", uid)
+		}
+	}
+}
+
 // TestAgentFailureRollsBack: nvidia-smi fails to create instances; the node
 // goes back to full and is uncordoned; a retry after the fault clears
 // completes.
