@@ -8,7 +8,8 @@
  *
  * - gpumode_nodes{mode,state}: gauge, nodes per mode and state.
  * - gpumode_switches_total{from,to,result}: counter, finished switches;
- *   result is succeeded, failed or rolledback.
+ *   result is succeeded, failed, rolledback or cancelled (its policy went
+ *   away while the node drained).
  * - gpumode_switch_duration_seconds: histogram, a whole switch, cordon to
  *   uncordon.
  * - gpumode_phase_duration_seconds{phase}: histogram, one switch phase.
