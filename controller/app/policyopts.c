@@ -41,6 +41,7 @@ void gm_policy_switch_opts(const struct gm_policy *p,
 {
     const struct gm_policy_spec *s = &p->spec;
 
+    o->uid = p->uid && p->uid[0] ? p->uid : NULL;
     o->drain.gpu_pods_only = s->drain_gpu_pods_only;
     o->drain.pod_selector = sels->pod_sel;
     o->drain.wait_selector = sels->wait_sel;

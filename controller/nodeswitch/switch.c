@@ -295,13 +295,21 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
              msg);
     if (gm_set_str(&s->rec.reason, reason) || gm_set_str(&s->rec.message, msg))
         return -ENOMEM;
-    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
-                      strcmp(reason, "RebootRequired") == 0
-                          ? GM_REASON_REBOOT_REQUIRED
-                          : GM_REASON_SWITCH_FAILED,
+    const char *ev = strcmp(reason, "RebootRequired") == 0
+                         ? GM_REASON_REBOOT_REQUIRED
+                         : GM_REASON_SWITCH_FAILED;
+    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, ev,
                       "%s %s -> %s failed in %s: %s: %s", node_name(s),
                       gm_mode_name(s->rec.from), gm_mode_name(s->rec.to),
                       gm_phase_name(s->rec.phase), reason, msg);
+    /* Failures are rare and need a person: `kubectl describe gmp` shows
+     * them too (the routine events stay on the nodes). */
+    if (s->pol.uid)
+        gm_obs_policy_event(s->ctl, s->rec.policy, s->pol.uid, GM_EVENT_WARNING,
+                            ev, "%s %s -> %s failed in %s: %s: %s",
+                            node_name(s), gm_mode_name(s->rec.from),
+                            gm_mode_name(s->rec.to),
+                            gm_phase_name(s->rec.phase), reason, msg);
     if (s->pol.hold_on_failure || s->rec.rolling_back || unknown_from) {
         gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                            gm_mode_name(s->rec.to), "failed",
@@ -893,6 +901,26 @@ static int step_reboot(struct sw *s)
     int rc = helper(s, "reboot", s->rec.boot_id, argv, 2, &p);
     if (rc != STEP_WAIT)
         return rc;
+    /* An agent that could not reboot says so and exits: fail now rather
+     * than wait out rebootTimeoutSeconds for a boot that is not coming.
+     * One that did reboot never ends by itself, so anything else waits. */
+    if (p && p->phase == GM_POD_FAILED && p->term_message) {
+        json_object *res = json_tokener_parse(p->term_message);
+        json_object *ok = gm_json_get(res, "ok");
+        if (ok && !json_object_get_boolean(ok)) {
+            const char *reason =
+                json_object_get_string(gm_json_get(res, "reason"));
+            const char *msg =
+                json_object_get_string(gm_json_get(res, "message"));
+            char why[768];
+            snprintf(why, sizeof(why), "the reboot helper %s failed: %s: %s",
+                     p->name, reason ? reason : "AgentFailed",
+                     msg ? msg : "no message");
+            json_object_put(res);
+            return fail(s, "RebootFailed", "%s", why);
+        }
+        json_object_put(res);
+    }
     return wait_for(s, WAIT_POLL_MS);
 }
 
@@ -1186,6 +1214,13 @@ static int step_finish(struct sw *s)
                           gm_mode_name(s->rec.from),
                           s->rec.reason ? s->rec.reason : "a failure",
                           uncordon == 0 ? "; uncordoned" : "");
+        if (s->pol.uid)
+            gm_obs_policy_event(s->ctl, s->rec.policy, s->pol.uid,
+                                GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
+                                "%s back in %s after %s%s", node_name(s),
+                                gm_mode_name(s->rec.from),
+                                s->rec.reason ? s->rec.reason : "a failure",
+                                uncordon == 0 ? "; uncordoned" : "");
         gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                            gm_mode_name(s->rec.to), "rolledback",
                            (double)(s->now - s->rec.started));

@@ -20,6 +20,9 @@ struct gm_ctl;
 /* What a switch reads from its policy. When the policy is gone the
  * defaults apply (SPEC.md defaults). */
 struct gm_switch_policy {
+    /* Borrowed from the policy cache for the reconcile's length; NULL with
+     * the defaults. Failures are reported on the policy too. */
+    const char *uid;
     struct gm_drain_opts drain;
     bool hold_on_failure; /* onFailure: Hold */
     bool allow_reboot;

@@ -454,6 +454,15 @@ spec:
 	if !strings.Contains(fmt.Sprint(s.Nodes), "Insufficient Resources") {
 		t.Errorf("status lacks nvidia-smi's message: %+v", s.Nodes)
 	}
+	// The failure and the rollback are on the policy too (kubectl describe
+	// gmp), not only on the node.
+	Eventually(t, 30*time.Second, "SwitchFailed and RolledBack events on the policy", func(ctx context.Context) error {
+		out, _ := b.Kubectl("get", "events", "-A", "--field-selector", "involvedObject.kind=GPUModePolicy", "-o", "custom-columns=R:.reason,M:.message", "--no-headers")
+		if !strings.Contains(out, "SwitchFailed") || !strings.Contains(out, "gpu-001 full -> mig failed") || !strings.Contains(out, "RolledBack") {
+			return fmt.Errorf("policy events:\n%s", out)
+		}
+		return nil
+	})
 	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
 	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
 	WaitPolicy(t, b, "a", 120*time.Second, "retry to converge", Converged)

@@ -1,0 +1,167 @@
+/* A reboot helper whose agent could not reboot the node (its result says
+ * ok: false, and the pod failed) fails the switch at once with the agent's
+ * reason, instead of waiting rebootTimeoutSeconds (20 min) for a boot that
+ * is not coming. A helper still running, or one that ended without a
+ * failed result, is waited for.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: one node in Rebooting, its reboot helper pod in the helper
+ * cache. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/json.h"
+#include "nodeswitch/helperpod.h"
+#include "nodeswitch/record.h"
+#include "support/ctlfx.h"
+
+struct fx {
+    struct th_ctl c;
+    char *record;      /* owned: the node's switch annotation */
+    const char *phase; /* the helper pod's phase */
+    const char *term;  /* its termination message, or NULL */
+    char *patched;     /* owned: the first switch record the node got */
+    int node_patches;
+    int done;
+};
+
+static char *helper_list(const struct fx *f)
+{
+    const char *argv[] = {"reboot", "--confirm", ""};
+    struct gm_helper_step st = {.node = "gpu-001",
+                                .step = "reboot",
+                                .attempt = 1,
+                                .argv = argv,
+                                .argc = 3};
+    char name[64];
+    gm_helper_pod_name(&st, name, sizeof(name));
+    json_object *pod = json_tokener_parse(
+        "{\"metadata\":{\"namespace\":\"gpumode-system\",\"resourceVersion\":"
+        "\"3\",\"uid\":\"u1\",\"labels\":{\"" GM_HELPER_LABEL_KEY
+        "\":\"" GM_HELPER_LABEL_VALUE "\"}},\"spec\":{\"nodeName\":"
+        "\"gpu-001\"},\"status\":{}}");
+    json_object *meta = gm_json_get(pod, "metadata");
+    json_object *status = gm_json_get(pod, "status");
+    json_object_object_add(meta, "name", json_object_new_string(name));
+    json_object_object_add(status, "phase", json_object_new_string(f->phase));
+    if (f->term) {
+        json_object *cs =
+            json_tokener_parse("[{\"name\":\"agent\",\"state\":{\"terminated\":"
+                               "{\"exitCode\":1}}}]");
+        json_object *t =
+            gm_json_get(gm_json_get(json_object_array_get_idx(cs, 0), "state"),
+                        "terminated");
+        json_object_object_add(t, "message", json_object_new_string(f->term));
+        json_object_object_add(status, "containerStatuses", cs);
+    }
+    json_object *list = json_tokener_parse(
+        "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"}}");
+    json_object *items = json_object_new_array();
+    json_object_array_add(items, pod);
+    json_object_object_add(list, "items", items);
+    char *s =
+        strdup(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN));
+    json_object_put(list);
+    return s;
+}
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+
+    if (strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200); /* open, quiet */
+    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        th_ctl_respond_switching_node(c, f->record);
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
+        json_object *patch = json_tokener_parse(r->body);
+        const char *rec = json_object_get_string(gm_json_get(
+            gm_json_get(gm_json_get(patch, "metadata"), "annotations"),
+            GM_ANN_SWITCH));
+        if (rec && f->patched == NULL)
+            f->patched = strdup(rec);
+        json_object_put(patch);
+        f->node_patches++;
+        f->done = 1;
+        th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "POST") == 0) {
+        th_respond(c, 201, NULL, "{}"); /* events */
+    } else if (strstr(r->path, "/namespaces/gpumode-system/pods?")) {
+        char *body = helper_list(f);
+        th_respond(c, 200, NULL, body);
+        free(body);
+    } else if (strstr(r->path, "/configmaps?")) {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"ConfigMapList\",\"metadata\":{"
+                   "\"resourceVersion\":\"10\"},\"items\":[]}");
+    } else {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+                   "\"10\"},\"items\":[]}");
+    }
+}
+
+/* Runs the node in Rebooting for up to ms; returns the reason of the first
+ * record written (caller frees), or NULL when nothing was written. */
+static char *run(const char *phase, const char *term, int ms)
+{
+    struct fx f = {.phase = phase, .term = term};
+    f.record = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
+    th_ctl_start(&f.c, handler, &f);
+    th_run_until(&f.c.loop, &f.done, ms);
+    th_ctl_stop(&f.c);
+    char *reason = NULL;
+    if (f.patched) {
+        struct gm_switch_record out = {0};
+        char err[256];
+        assert_int_equal(gm_record_parse(f.patched, &out, err, sizeof(err)), 0);
+        reason = strdup(out.reason ? out.reason : "");
+        gm_record_clear(&out);
+    }
+    free(f.patched);
+    free(f.record);
+    return reason;
+}
+
+static void test_failed_reboot_fails_at_once(void **state)
+{
+    (void)state;
+    char *reason = run("Failed",
+                       "{\"ok\":false,\"command\":\"reboot\",\"needs\":"
+                       "\"none\",\"reason\":\"RebootFailed\",\"message\":"
+                       "\"reboot: Operation not permitted\"}",
+                       5000);
+    assert_non_null(reason);
+    assert_string_equal(reason, "RebootFailed");
+    free(reason);
+}
+
+/* Running (the node goes down under it) or gone without a failed result:
+ * the boot may still come, so nothing is written. */
+static void test_other_helpers_wait(void **state)
+{
+    (void)state;
+    char *reason = run("Running", NULL, 1500);
+    assert_null(reason);
+    reason = run("Failed", NULL, 1500);
+    assert_null(reason);
+    reason = run("Failed", "{\"ok\":true,\"command\":\"reboot\"}", 1500);
+    assert_null(reason);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_failed_reboot_fails_at_once),
+        cmocka_unit_test(test_other_helpers_wait),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
