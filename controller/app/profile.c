@@ -12,65 +12,63 @@
 
 /* The NVIDIA GPU Operator plus HAMi as DaoCloud ships them: the operator's
  * operand labels switch each DaemonSet on and off per node, and HAMi's
- * plugin follows nvidia.com/vgpu.deploy.device-plugin. Feature discovery,
- * DCGM and the exporter come back on with every mode; mig-manager stays off
- * so it cannot undo a layout gpumode applied. */
-static const struct gm_profile
-    preset_operator =
-        {
-            .name = "gpu-operator-hami",
-            .modes =
-                {
-                    [GM_MODE_FULL] =
-                        {
-                            .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-                                      .value = {"true", "false", "true", "true",
-                                                "true", "false"},
-                                      .n = 6},
-                            .plugins = {{"gpu-operator",
-                                         "app=nvidia-device-plugin-daemonset"}},
-                            .n_plugins = 1,
-                        },
-                    [GM_MODE_VGPU] =
-                        {
-                            .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-                                      .value = {"false", "true", "true", "true",
-                                                "true", "false"},
-                                      .n = 6},
-                            .plugins =
-                                {{"kube-system",
-                                  "app.kubernetes.io/component=hami-device-"
-                                  "plugin"}},
-                            .n_plugins = 1,
-                        },
-                    [GM_MODE_MIG] =
-                        {
-                            .start = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-                                      .value = {"true", "false", "true", "true",
-                                                "true", "false"},
-                                      .n = 6},
-                            .plugins = {{"gpu-operator",
-                                         "app=nvidia-device-plugin-daemonset"}},
-                            .n_plugins = 1,
-                        },
-                },
-            .stop = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
-                     .value = {"false", "false", "false", "false", "false",
-                               "false"},
-                     .n = 6},
-            .clients =
-                {
-                    {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
-                    {"kube-system",
-                     "app.kubernetes.io/component=hami-device-plugin"},
-                    {"gpu-operator", "app=gpu-feature-discovery"},
-                    {"gpu-operator", "app=nvidia-dcgm-exporter"},
-                    {"gpu-operator", "app=nvidia-dcgm"},
-                    {"gpu-operator", "app=nvidia-mig-manager"},
-                },
-            .n_clients = 6,
-            .mig_config_label = "nvidia.com/device-plugin.config",
-            .vgpu_resource = "nvidia.com/vgpu",
+ * plugin follows nvidia.com/vgpu.deploy.device-plugin. A mode sets only
+ * the plugin labels (and keeps mig-manager off, so it cannot undo a layout
+ * gpumode applied); feature discovery, DCGM and the exporter, stopped while
+ * the hardware changes, get back the values they had (Finish restores every
+ * label the target does not set), so a person's
+ * gpu.deploy.dcgm-exporter=false survives a switch. */
+static const struct gm_profile preset_operator =
+    {
+        .name = "gpu-operator-hami",
+        .modes =
+            {
+                [GM_MODE_FULL] =
+                    {
+                        .start = {.key = {DP, VDP, MIGM},
+                                  .value = {"true", "false", "false"},
+                                  .n = 3},
+                        .plugins = {{"gpu-operator",
+                                     "app=nvidia-device-plugin-daemonset"}},
+                        .n_plugins = 1,
+                    },
+                [GM_MODE_VGPU] =
+                    {
+                        .start = {.key = {DP, VDP, MIGM},
+                                  .value = {"false", "true", "false"},
+                                  .n = 3},
+                        .plugins = {{"kube-system",
+                                     "app.kubernetes.io/component=hami-device-"
+                                     "plugin"}},
+                        .n_plugins = 1,
+                    },
+                [GM_MODE_MIG] =
+                    {
+                        .start = {.key = {DP, VDP, MIGM},
+                                  .value = {"true", "false", "false"},
+                                  .n = 3},
+                        .plugins = {{"gpu-operator",
+                                     "app=nvidia-device-plugin-daemonset"}},
+                        .n_plugins = 1,
+                    },
+            },
+        .stop = {.key = {DP, VDP, GFD, DCGME, DCGM, MIGM},
+                 .value = {"false", "false", "false", "false", "false",
+                           "false"},
+                 .n = 6},
+        .clients =
+            {
+                {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
+                {"kube-system",
+                 "app.kubernetes.io/component=hami-device-plugin"},
+                {"gpu-operator", "app=gpu-feature-discovery"},
+                {"gpu-operator", "app=nvidia-dcgm-exporter"},
+                {"gpu-operator", "app=nvidia-dcgm"},
+                {"gpu-operator", "app=nvidia-mig-manager"},
+            },
+        .n_clients = 6,
+        .mig_config_label = "nvidia.com/device-plugin.config",
+        .vgpu_resource = "nvidia.com/vgpu",
 };
 
 /* Upstream HAMi's chart: its plugin DaemonSet selects gpu=on; the NVIDIA

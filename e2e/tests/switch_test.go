@@ -785,6 +785,9 @@ func TestCordonedAndSkippedNodes(t *testing.T) {
 	// for a retry: the switch that starts uses the mark up.
 	LabelNodes(t, b, "gpumode.io/state=failed", "gpu-002")
 	b.MustKubectl("annotate", "node", "gpu-002", "gpumode.io/retry=1")
+	// A person turned the exporter off on gpu-002: a switch stops it and
+	// gives it back as it was, not on.
+	LabelNodes(t, b, "nvidia.com/gpu.deploy.dcgm-exporter=false", "gpu-002")
 	skipped := GetNode(t, b, "gpu-003")
 	StartController(t, b)
 	Apply(t, b, `
@@ -802,6 +805,9 @@ spec:
 	}
 	if GetNode(t, b, "gpu-002").Spec.Unschedulable {
 		t.Errorf("gpu-002 left cordoned")
+	}
+	if v := GetNode(t, b, "gpu-002").Labels["nvidia.com/gpu.deploy.dcgm-exporter"]; v != "false" {
+		t.Errorf("gpu-002's dcgm-exporter label is %q after the switch, want false as before", v)
 	}
 	if v, ok := GetNode(t, b, "gpu-002").Annotations["gpumode.io/retry"]; ok {
 		t.Errorf("gpu-002's retry mark %q was not cleared by the switch it started", v)
