@@ -40,6 +40,48 @@ static void test_config_defaults_and_file(void **state)
     gm_ctl_config_free(&c);
 }
 
+/* The GPU Operator and HAMi in namespaces of their own (OpenShift's
+ * nvidia-gpu-operator, hami-system): the preset looks for their pods
+ * there; the built-in preset itself is left as it was. */
+static void test_config_plugin_namespaces(void **state)
+{
+    (void)state;
+    struct gm_ctl_config c;
+    char err[512];
+    assert_int_equal(gm_ctl_config_defaults(&c), 0);
+    assert_string_equal(c.profile->modes[GM_MODE_FULL].plugins[0].namespace,
+                        "gpu-operator");
+    assert_int_equal(gm_ctl_config_load(&c,
+                                        "test/fixtures/config/operator-ns.yaml",
+                                        err, sizeof(err)),
+                     0);
+    const struct gm_profile *p = c.profile;
+    assert_string_equal(p->name, "gpu-operator-hami");
+    assert_string_equal(p->modes[GM_MODE_FULL].plugins[0].namespace,
+                        "nvidia-gpu-operator");
+    assert_string_equal(p->modes[GM_MODE_MIG].plugins[0].namespace,
+                        "nvidia-gpu-operator");
+    assert_string_equal(p->modes[GM_MODE_VGPU].plugins[0].namespace,
+                        "hami-system");
+    size_t operator= 0, hami = 0;
+    for (size_t i = 0; i < p->n_clients; i++) {
+        if (strcmp(p->clients[i].namespace, "nvidia-gpu-operator") == 0)
+            operator++;
+        else if (strcmp(p->clients[i].namespace, "hami-system") == 0)
+            hami++;
+        else
+            fail_msg("client %zu in %s", i, p->clients[i].namespace);
+    }
+    assert_int_equal(operator, p->n_clients - 1);
+    assert_int_equal(hami, 1);
+    assert_string_equal(gm_profile_preset("gpu-operator-hami")
+                            ->modes[GM_MODE_FULL]
+                            .plugins[0]
+                            .namespace,
+                        "gpu-operator");
+    gm_ctl_config_free(&c);
+}
+
 static void test_config_errors(void **state)
 {
     (void)state;
@@ -52,6 +94,7 @@ static void test_config_errors(void **state)
         {"badqps.yaml", "qps: 0 is out of range"},
         {"qpsstring.yaml", "qps: must be a number"},
         {"relsmi.yaml", "nvidiaSmiPath: must be an absolute path"},
+        {"badns.yaml", "operatorNamespace: not a namespace name"},
         {"badcm.yaml", "migConfigMap: must be a mapping"},
         {"broken.yaml", "broken.yaml: line 2"},
         {"list.yaml", "list.yaml: must be a mapping"},
@@ -195,6 +238,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_defaults_and_file),
+        cmocka_unit_test(test_config_plugin_namespaces),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_string_selectors),

@@ -1,6 +1,7 @@
 #include "app/config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +14,57 @@ static int set(char **dst, const char *v)
     return gm_set_str(dst, v);
 }
 
+/* The presets name the namespaces the GPU Operator and HAMi install to by
+ * default; clusters differ (OpenShift's nvidia-gpu-operator, hami-system). */
+#define PRESET_OPERATOR_NS "gpu-operator"
+#define PRESET_HAMI_NS "kube-system"
+
+static void place(const struct gm_ctl_config *c, struct gm_plugin_ref *r)
+{
+    if (r->namespace && strcmp(r->namespace, PRESET_OPERATOR_NS) == 0)
+        r->namespace = c->operator_ns;
+    else if (r->namespace && strcmp(r->namespace, PRESET_HAMI_NS) == 0)
+        r->namespace = c->hami_ns;
+}
+
+/* Copies the named preset and points its pod references at the configured
+ * namespaces. Returns -ENOENT for an unknown preset. */
+static int use_profile(struct gm_ctl_config *c)
+{
+    const struct gm_profile *preset = gm_profile_preset(c->profile_name);
+    if (preset == NULL)
+        return -ENOENT;
+    c->profile_copy = *preset;
+    for (size_t m = 0; m < GM_MODE_COUNT; m++)
+        for (size_t i = 0; i < c->profile_copy.modes[m].n_plugins; i++)
+            place(c, &c->profile_copy.modes[m].plugins[i]);
+    for (size_t i = 0; i < c->profile_copy.n_clients; i++)
+        place(c, &c->profile_copy.clients[i]);
+    c->profile = &c->profile_copy;
+    return 0;
+}
+
+/* A namespace name: a DNS label (RFC 1123), as the API server requires. */
+static bool dns_label(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '-'))
+            return false;
+    return true;
+}
+
 int gm_ctl_config_defaults(struct gm_ctl_config *c)
 {
     int err = 0;
     memset(c, 0, sizeof(*c));
     err |= set(&c->namespace, "gpumode-system");
     err |= set(&c->profile_name, "gpu-operator-hami");
+    err |= set(&c->operator_ns, PRESET_OPERATOR_NS);
+    err |= set(&c->hami_ns, PRESET_HAMI_NS);
     err |= set(&c->agent_image, "ghcr.io/gpumode/gpumode:" GM_VERSION);
     err |= set(&c->driver_root, "/run/nvidia/driver");
     err |= set(&c->nvidia_smi, "/usr/bin/nvidia-smi");
@@ -28,7 +74,8 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c)
     err |= set(&c->hami_cm.namespace, "kube-system");
     err |= set(&c->hami_cm.name, "hami-device-plugin");
     err |= set(&c->hami_cm.key, "config.json");
-    c->profile = gm_profile_preset(c->profile_name);
+    if (!err)
+        use_profile(c);
     c->qps = 50;
     c->burst = 100;
     c->clients_timeout_s = 300;
@@ -106,6 +153,8 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     static const char *const known[] = {
         "namespace",
         "profile",
+        "operatorNamespace",
+        "hamiNamespace",
         "agentImage",
         "driverRoot",
         "nvidiaSmiPath",
@@ -148,6 +197,11 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     if (!rc)
         rc = read_str(o, "", "profile", &c->profile_name, path, err, err_len);
     if (!rc)
+        rc = read_str(o, "", "operatorNamespace", &c->operator_ns, path, err,
+                      err_len);
+    if (!rc)
+        rc = read_str(o, "", "hamiNamespace", &c->hami_ns, path, err, err_len);
+    if (!rc)
         rc = read_str(o, "", "agentImage", &c->agent_image, path, err, err_len);
     if (!rc)
         rc = read_str(o, "", "driverRoot", &c->driver_root, path, err, err_len);
@@ -175,6 +229,11 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
         rc = read_num(o, "rebootTimeoutSeconds", 60, 86400, &rt, path, err,
                       err_len);
     json_object_put(o);
+    /* Re-pointed at once: the namespaces it borrowed may have been
+     * replaced above, also when a later field failed. */
+    int unknown_profile = use_profile(c);
+    if (unknown_profile)
+        c->profile = NULL;
     if (rc)
         return rc;
     c->qps = qps;
@@ -182,8 +241,17 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     c->clients_timeout_s = (long)ct;
     c->helper_timeout_s = (long)ht;
     c->reboot_timeout_s = (long)rt;
-    c->profile = gm_profile_preset(c->profile_name);
-    if (c->profile == NULL) {
+    const char *bad_ns = !dns_label(c->operator_ns) ? "operatorNamespace"
+                         : !dns_label(c->hami_ns)   ? "hamiNamespace"
+                                                    : NULL;
+    if (bad_ns) {
+        snprintf(err, err_len,
+                 "%s: %s: not a namespace name (lower-case letters, digits "
+                 "and '-', at most 63)",
+                 path, bad_ns);
+        return -EINVAL;
+    }
+    if (unknown_profile) {
         snprintf(err, err_len,
                  "%s: profile: unknown preset \"%s\" (known: "
                  "gpu-operator-hami, hami)",
@@ -202,6 +270,8 @@ void gm_ctl_config_free(struct gm_ctl_config *c)
 {
     free(c->namespace);
     free(c->profile_name);
+    free(c->operator_ns);
+    free(c->hami_ns);
     free(c->agent_image);
     free(c->driver_root);
     free(c->nvidia_smi);

@@ -3,6 +3,8 @@
  *
  *   namespace: gpumode-system        # helper pods, lease, events
  *   profile: gpu-operator-hami       # or hami
+ *   operatorNamespace: gpu-operator  # the GPU Operator's DaemonSets
+ *   hamiNamespace: kube-system       # HAMi's device plugin DaemonSet
  *   agentImage: ghcr.io/gpumode/gpumode:0.1.0
  *   driverRoot: /run/nvidia/driver   # host path holding nvidia-smi
  *   nvidiaSmiPath: /usr/bin/nvidia-smi
@@ -31,13 +33,18 @@ struct gm_cm_ref {
 };
 
 struct gm_ctl_config {
-    char *namespace;                  /* owned */
-    char *profile_name;               /* owned */
-    const struct gm_profile *profile; /* static preset */
-    char *agent_image;                /* owned */
-    char *driver_root;                /* owned */
-    char *nvidia_smi;                 /* owned */
-    char *runtime_class;              /* owned or NULL */
+    char *namespace;    /* owned */
+    char *profile_name; /* owned */
+    char *operator_ns;  /* owned */
+    char *hami_ns;      /* owned */
+    /* The preset, with its pods looked for in operator_ns and hami_ns
+     * (the namespaces borrowed from above); profile points here. */
+    struct gm_profile profile_copy;
+    const struct gm_profile *profile;
+    char *agent_image;   /* owned */
+    char *driver_root;   /* owned */
+    char *nvidia_smi;    /* owned */
+    char *runtime_class; /* owned or NULL */
     struct gm_cm_ref mig_cm;
     struct gm_cm_ref hami_cm;
     double qps;
