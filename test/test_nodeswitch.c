@@ -34,6 +34,7 @@ static void test_record_round_trip(void **state)
     r.attempt = 2;
     r.cordoned = true;
     r.reconfigured = true;
+    r.gpus = 8;
     assert_int_equal(gm_set_str(&r.policy, "inference"), 0);
     assert_int_equal(gm_set_str(&r.layout, "[{\"devices\":\"all\"}]"), 0);
     assert_int_equal(gm_set_str(&r.strategy, "mixed"), 0);
@@ -56,6 +57,7 @@ static void test_record_round_trip(void **state)
     assert_int_equal(back.attempt, 2);
     assert_true(back.cordoned);
     assert_true(back.reconfigured);
+    assert_int_equal(back.gpus, 8);
     assert_false(back.rolling_back);
     assert_string_equal(back.layout, "[{\"devices\":\"all\"}]");
     assert_string_equal(back.settings, "{\"strategy\":\"mixed\"}");

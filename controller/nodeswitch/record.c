@@ -214,6 +214,9 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
     r->cordoned = json_object_get_boolean(get(o, "cordoned"));
     r->rolling_back = json_object_get_boolean(get(o, "rollingBack"));
     r->reconfigured = json_object_get_boolean(get(o, "reconfigured"));
+    r->gpus = json_object_get_int(get(o, "gpus"));
+    if (r->gpus < 0 || r->gpus > 64)
+        r->gpus = 0;
     json_object *labels = get(o, "labels");
     if (!rc && labels && !json_object_is_type(labels, json_type_object)) {
         snprintf(err, err_len, "switch.labels: must be an object");
@@ -267,6 +270,8 @@ char *gm_record_format(const struct gm_switch_record *r)
         json_object_object_add(o, "rollingBack", json_object_new_boolean(1));
     if (r->reconfigured)
         json_object_object_add(o, "reconfigured", json_object_new_boolean(1));
+    if (r->gpus > 0)
+        json_object_object_add(o, "gpus", json_object_new_int(r->gpus));
     add_str(o, "bootID", r->boot_id);
     add_str(o, "reason", r->reason);
     add_str(o, "message", r->message);

@@ -57,9 +57,13 @@ struct gm_switch_record {
     bool cordoned;     /* we cordoned the node (it was schedulable) */
     bool rolling_back;
     bool reconfigured; /* the hardware may differ from `from` */
-    char *boot_id;     /* owned; bootID when the reboot was asked, or NULL */
-    char *reason;      /* owned CamelCase failure reason, or NULL */
-    char *message;     /* owned human message, or NULL */
+    /* GPUs the agent reported when it changed the hardware; 0: unknown.
+     * Verification counts with it rather than nvidia.com/gpu.count, which
+     * feature discovery sets to the MIG devices under the single strategy. */
+    int gpus;
+    char *boot_id; /* owned; bootID when the reboot was asked, or NULL */
+    char *reason;  /* owned CamelCase failure reason, or NULL */
+    char *message; /* owned human message, or NULL */
     struct gm_saved_label saved[GM_RECORD_MAX_LABELS];
     size_t n_saved;
 };

@@ -855,8 +855,14 @@ static int step_reconfigure(struct sw *s)
         msg ? msg
             : (p->term_message ? p->term_message : "the agent left no result"));
     int reboot = needs && strcmp(needs, "reboot") == 0;
+    json_object *gpus = gm_json_get(res, "gpus");
+    int n_gpus = json_object_is_type(gpus, json_type_array)
+                     ? (int)json_object_array_length(gpus)
+                     : 0;
     json_object_put(res);
     if (ok && p->phase == GM_POD_SUCCEEDED) {
+        if (n_gpus > 0 && n_gpus <= 64)
+            s->rec.gpus = n_gpus;
         gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
                           GM_REASON_RECONFIGURED, "GPUs of %s set for %s",
                           node_name(s), gm_mode_name(mode));
@@ -1175,9 +1181,10 @@ static int step_verify(struct sw *s)
     long long counts[16];
     char buf[1024];
     int split = mode == GM_MODE_VGPU ? hami_split(s) : 10;
-    size_t n = gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy,
-                                  gpu_count(s->node), split, names, counts, 16,
-                                  buf, sizeof(buf));
+    int gpus = s->rec.gpus > 0 ? s->rec.gpus : gpu_count(s->node);
+    size_t n =
+        gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy, gpus,
+                           split, names, counts, 16, buf, sizeof(buf));
     for (size_t i = 0; i < n; i++) {
         int64_t have = gm_node_allocatable(s->node, names[i]);
         if (have != counts[i]) {

@@ -606,6 +606,9 @@ spec:
 		t.Errorf("after the re-lay: unschedulable %v state %q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
 	}
 
+	// Under the single MIG strategy feature discovery counts MIG devices
+	// in nvidia.com/gpu.count; verification counts the GPUs the agent saw.
+	b.MustKubectl("label", "--overwrite", "node", "gpu-001", "nvidia.com/gpu.count=56")
 	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu","mig":null,"vgpu":{"splitCount":4}}}`)
 	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 4", func(s *PolicyStatus) error {
 		if err := Converged(s); err != nil {
