@@ -1,6 +1,7 @@
 /* mig-parted parsing and layout resolution per GPU model. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,9 @@ static struct gm_migparted *parse_ok(void)
     return m;
 }
 
+/* What resolve() says of the node's nvidia.com/mig.capable label. */
+static bool capable;
+
 static void resolve(const struct gm_migparted *m, const char *name,
                     const char *product, int count, int want_rc,
                     const char *want)
@@ -79,8 +83,8 @@ static void resolve(const struct gm_migparted *m, const char *name,
 
     assert_non_null(l);
     snprintf(what, sizeof(what), "layout \"%s\"", name);
-    int rc =
-        gm_layout_resolve(l, what, product, count, &json, err, sizeof(err));
+    int rc = gm_layout_resolve(l, what, product, capable, count, &json, err,
+                               sizeof(err));
     if (rc != want_rc)
         fail_msg("%s on %s: rc %d (%s), want %d", name, product, rc, err,
                  want_rc);
@@ -155,10 +159,36 @@ static void test_profile_checks(void **state)
             "NVIDIA-A100-SXM4-80GB holds at most 2");
     resolve(m, "all-1g.5gb", "Tesla-T4", 1, -EINVAL,
             "layout \"all-1g.5gb\": GPU model Tesla-T4 is not known to "
-            "support MIG");
+            "support MIG (and the node is not labelled "
+            "nvidia.com/mig.capable=true)");
     resolve(m, "all-1g.5gb", NULL, 1, -EINVAL,
             "layout \"all-1g.5gb\": the node has no nvidia.com/gpu.product "
             "label, so its GPU model is unknown");
+    gm_migparted_free(m);
+}
+
+/* A model missing from gpumode's table (an H20, say) on a node feature
+ * discovery labels MIG-capable: the layout goes through, its profile counts
+ * left to the node's own nvidia-smi; an entry with a device-filter cannot
+ * be matched to it. Without the label it stays refused. */
+static void test_unknown_model_when_mig_capable(void **state)
+{
+    struct gm_migparted *m = parse_ok();
+
+    capable = true;
+    resolve(m, "all-1g.5gb", "NVIDIA-H20", 8, 0,
+            "[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+            "{\"1g.5gb\":7}}]");
+    resolve(m, "h100-only", "NVIDIA-H20", 8, -EINVAL,
+            "layout \"h100-only\": no entry without a device-filter applies "
+            "to NVIDIA-H20, a model gpumode has no device id for");
+    resolve(m, "split", "NVIDIA-H20", 2, -EINVAL,
+            "layout \"split\": GPU 2 does not exist on a node with 2 GPUs");
+    capable = false;
+    resolve(m, "all-1g.5gb", "NVIDIA-H20", 8, -EINVAL,
+            "layout \"all-1g.5gb\": GPU model NVIDIA-H20 is not known to "
+            "support MIG (and the node is not labelled "
+            "nvidia.com/mig.capable=true)");
     gm_migparted_free(m);
 }
 
@@ -174,8 +204,8 @@ static void test_inline_layout(void **state)
     char *json = NULL;
 
     assert_int_equal(gm_layout_resolve(&p->spec.mig_layout, "inline layout",
-                                       "NVIDIA-H100-80GB-HBM3", 8, &json, err,
-                                       sizeof(err)),
+                                       "NVIDIA-H100-80GB-HBM3", true, 8, &json,
+                                       err, sizeof(err)),
                      0);
     assert_string_equal(json, "[{\"devices\":[0,1],\"migEnabled\":true,"
                               "\"migDevices\":{\"1g.10gb\":7}},{\"devices\":"
@@ -248,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_device_filter_picks_entry),
         cmocka_unit_test(test_lists_and_disabled),
         cmocka_unit_test(test_profile_checks),
+        cmocka_unit_test(test_unknown_model_when_mig_capable),
         cmocka_unit_test(test_inline_layout),
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_parse_errors),

@@ -599,8 +599,8 @@ out:
 }
 
 int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
-                      const char *product, int gpu_count, char **json,
-                      char *err, size_t errlen)
+                      const char *product, bool mig_capable, int gpu_count,
+                      char **json, char *err, size_t errlen)
 {
     const struct gm_mig_entry *use[64];
     size_t n = 0;
@@ -620,6 +620,11 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
         enables = enables || l->entries[i].mig_enabled;
     }
     if (n == 0) {
+        if (model == NULL && mig_capable)
+            return rfail(err, errlen, what,
+                         "no entry without a device-filter applies to %s, "
+                         "a model gpumode has no device id for",
+                         product);
         if (model == NULL)
             return rfail(err, errlen, what,
                          "GPU model %s is not known to support MIG", product);
@@ -627,13 +632,15 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
                      "no entry applies to %s (device id 0x%08X)", product,
                      (unsigned)model->device_id);
     }
-    if (enables && model == NULL)
+    if (enables && model == NULL && !mig_capable)
         return rfail(err, errlen, what,
-                     "GPU model %s is not known to support MIG", product);
+                     "GPU model %s is not known to support MIG (and the node "
+                     "is not labelled nvidia.com/mig.capable=true)",
+                     product);
     rc = check_devices(use, n, gpu_count, what, err, errlen);
     if (rc)
         return rc;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && model; i++) {
         if (!use[i]->mig_enabled)
             continue;
         rc = check_counts(use[i], model, product, what, err, errlen);

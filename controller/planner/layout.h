@@ -16,6 +16,7 @@
 #ifndef GM_PLANNER_LAYOUT_H
 #define GM_PLANNER_LAYOUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,12 +65,16 @@ const struct gm_mig_layout *gm_migparted_find(const struct gm_migparted *m,
  * gpumode.io/settings on every MIG node (planner/plan.h): keep its form
  * stable. what names the layout in messages
  * (`layout "all-1g.10gb"`, `inline layout`); product is the node's
- * nvidia.com/gpu.product (NULL when absent); gpu_count its GPU count, or 0
+ * nvidia.com/gpu.product (NULL when absent); mig_capable whether feature
+ * discovery labelled it nvidia.com/mig.capable=true, which lets a model
+ * missing from the table through with its profile counts left to the
+ * node's own nvidia-smi (the agent checks them against mig -lgip before it
+ * creates anything); gpu_count its GPU count, or 0
  * when unknown (device indexes are then not range-checked). Returns 0 with
  * *json the caller's (free()), -EINVAL with a message for the user in err,
  * or -ENOMEM. */
 int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
-                      const char *product, int gpu_count, char **json,
-                      char *err, size_t errlen);
+                      const char *product, bool mig_capable, int gpu_count,
+                      char **json, char *err, size_t errlen);
 
 #endif

@@ -185,9 +185,10 @@ static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
         snprintf(msg, len, "%s", c->layout_msg);
         return -EINVAL;
     }
-    return gm_layout_resolve(c->layout, c->layout_what,
-                             gm_node_label(n, GM_LABEL_PRODUCT), gpu_count(n),
-                             json, msg, len);
+    const char *capable = gm_node_label(n, "nvidia.com/mig.capable");
+    return gm_layout_resolve(
+        c->layout, c->layout_what, gm_node_label(n, GM_LABEL_PRODUCT),
+        capable && strcmp(capable, "true") == 0, gpu_count(n), json, msg, len);
 }
 
 /* The settings the node should carry, borrowed from the memo; NULL with

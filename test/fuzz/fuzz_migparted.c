@@ -35,8 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             char *json = NULL;
             char what[128];
             snprintf(what, sizeof(what), "layout \"%s\"", m->names[i]);
-            rc = gm_layout_resolve(&m->layouts[i], what, products[p], c, &json,
-                                   err, sizeof(err));
+            rc =
+                gm_layout_resolve(&m->layouts[i], what, products[p],
+                                  (i + p) % 2 == 0, c, &json, err, sizeof(err));
             if (rc == 0) {
                 gmf_assert(json != NULL);
                 free(json);
