@@ -645,9 +645,9 @@ static void test_gpu_in_use(void **state)
 }
 
 /* Something outside the stopped clients holds the GPU: nvidia-smi leaves
- * the mode pending and exits 0. That is GPUInUse, not a reset or a reboot
- * (refused while held; on Hopper a reboot loses the pending mode and the
- * holders start again at boot). */
+ * the mode pending and exits 0. A reset is tried when allowed (refused
+ * while held), and the answer is GPUInUse, not RebootRequired (on Hopper a
+ * reboot loses the pending mode and the holders start again at boot). */
 static void test_held_gpu_is_in_use(void **state)
 {
     for (int hopper = 0; hopper <= 1; hopper++) {
@@ -661,10 +661,22 @@ static void test_held_gpu_is_in_use(void **state)
         assert_string_equal(c.res->reason, "GPUInUse");
         assert_int_equal(c.res->needs, GM_NEEDS_NONE);
         assert_non_null(strstr(c.res->message, "In use by another client"));
-        assert_int_equal(logged(c.f, "-i 0 -r", 0), -1);
+        /* The reset was tried (a short-lived holder would have gone), and
+         * refused: still GPUInUse, not RebootRequired. */
+        assert_true(logged(c.f, "-i 0 -r", 0) >= 0);
         assert_int_equal(logged(c.f, "mig -i 0 -cgi", 0), -1);
         assert_int_equal(c.res->snap.gpus[0].mig_pending, GM_MIG_ENABLED);
         case_free(&c);
+        /* Without leave to reset, GPUInUse too, not ResetRequired. */
+        struct apply_case d = {.f = fake_new(1, hopper, 1)};
+        d.f->held[0] = 1;
+        run_apply(&d, GM_AGENT_MIG,
+                  hopper ? "[{\"migDevices\":{\"1g.10gb\":7}}]"
+                         : "[{\"migDevices\":{\"1g.5gb\":7}}]",
+                  0);
+        assert_string_equal(d.res->reason, "GPUInUse");
+        assert_int_equal(logged(d.f, "-i 0 -r", 0), -1);
+        case_free(&d);
     }
 }
 

@@ -26,7 +26,13 @@
 
 #define NODES 5
 
-enum first_write { FIRST_OK, FIRST_CONFLICT, FIRST_FORBIDDEN, FIRST_HELD };
+enum first_write {
+    FIRST_OK,
+    FIRST_CONFLICT,
+    FIRST_FORBIDDEN,
+    FIRST_HELD,
+    ALWAYS_FORBIDDEN, /* every write refused: the switches must give up */
+};
 
 struct fx {
     struct th_ctl c;
@@ -38,6 +44,7 @@ struct fx {
     int patches;            /* ConfigMap PATCHes */
     int stale;              /* of which sent against an old version */
     unsigned advanced;      /* bit i: gpu-00<i+1> went on to Verifying */
+    char reason[64];        /* the first failure reason a record named */
     char message[512];      /* gpu-002's status line at the 2nd PATCH */
     int done;
 };
@@ -95,7 +102,8 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     if (f->patches == 2)
         snprintf(f->message, sizeof(f->message), "%s",
                  gm_ctl_node_state(f->c.ctl, "gpu-002")->message);
-    if (f->patches == 1 && f->first == FIRST_FORBIDDEN) {
+    if ((f->patches == 1 && f->first == FIRST_FORBIDDEN) ||
+        f->first == ALWAYS_FORBIDDEN) {
         th_respond(c, 403, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
                    "\"Forbidden\",\"message\":\"configmaps is forbidden\","
@@ -137,9 +145,14 @@ static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     struct gm_switch_record out = {0};
     char err[256];
     int i = atoi(r->path + strlen("/api/v1/nodes/gpu-"));
-    if (rec && gm_record_parse(rec, &out, err, sizeof(err)) == 0 &&
-        out.phase == GM_PHASE_VERIFY && i >= 1 && i <= NODES)
-        f->advanced |= 1u << (i - 1);
+    if (rec && gm_record_parse(rec, &out, err, sizeof(err)) == 0) {
+        if (out.phase == GM_PHASE_VERIFY && i >= 1 && i <= NODES)
+            f->advanced |= 1u << (i - 1);
+        if (out.reason && f->reason[0] == '\0') {
+            snprintf(f->reason, sizeof(f->reason), "%s", out.reason);
+            f->done = 1;
+        }
+    }
     gm_record_clear(&out);
     json_object_put(patch);
     if (f->advanced == (1u << NODES) - 1)
@@ -211,6 +224,8 @@ static void run(struct fx *f, enum first_write first)
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = policy_for;
+    if (first == ALWAYS_FORBIDDEN)
+        f->c.cfg.clients_timeout_s = 1;
     assert_true(th_run_until(&f->c.loop, &f->done, 20000));
     th_ctl_stop(&f->c);
     free(f->record);
@@ -289,6 +304,19 @@ static void test_refused_write_is_retried_and_shown(void **state)
     json_object_put(f.config);
 }
 
+/* A ConfigMap that can never be written (RBAC): the switches do not wait
+ * for ever with every GPU client stopped; after clientsTimeoutSeconds they
+ * fail, naming the ConfigMap and the refusal, and roll back. */
+static void test_unwritable_configmap_fails_the_switch(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, ALWAYS_FORBIDDEN);
+    assert_string_equal(f.reason, "HAMiConfigNotWritten");
+    assert_int_equal(f.advanced, 0);
+    json_object_put(f.config);
+}
+
 /* The controller is freed with a write's answer unread: the answer must
  * not touch it (ASan and valgrind check). */
 static void test_freed_with_a_write_in_flight(void **state)
@@ -306,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_entries_batched),
         cmocka_unit_test(test_conflict_keeps_the_other_write),
         cmocka_unit_test(test_refused_write_is_retried_and_shown),
+        cmocka_unit_test(test_unwritable_configmap_fails_the_switch),
         cmocka_unit_test(test_freed_with_a_write_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -247,10 +247,14 @@ static void test_drain_selectors(void **state)
     p.phase = GM_POD_SUCCEEDED;
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
                      GM_DRAIN_SKIP);
+    /* Deleted by its owner after a long run, it is still waited for under
+     * waitForCompletion's limit: the drain's timeout counts from the
+     * start of Draining and would fire at once. */
     p.phase = GM_POD_RUNNING;
     p.deleting = true;
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
-                     GM_DRAIN_TERMINATING);
+                     GM_DRAIN_WAIT);
+    assert_string_equal(why, "terminating");
     gm_strsel_free(narrow);
     gm_strsel_free(wait);
 }
@@ -316,6 +320,7 @@ static void test_helper_pod_spec(void **state)
     assert_non_null(strstr(js, "{\"name\":\"GPUMODE_DRIVER_ROOT\",\"value\":"
                                "\"\\/driver-root\"}"));
     assert_null(strstr(js, "NVIDIA_VISIBLE_DEVICES"));
+    assert_non_null(strstr(js, "\"mountPropagation\":\"HostToContainer\""));
     assert_null(strstr(js, "hostPID"));
     assert_non_null(strstr(js, "\"automountServiceAccountToken\":false"));
     json_object_put(p);

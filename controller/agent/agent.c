@@ -857,7 +857,9 @@ static int set_modes(struct run *c)
     int gpu = first_pending(c);
     if (gpu < 0)
         return 0;
-    if (gpu == c->in_use_gpu)
+    /* A reset, when allowed, is still tried: it gets past a holder that
+     * has gone since (nvidia-smi names another nvidia-smi as one). */
+    if (gpu == c->in_use_gpu && !c->req->allow_reset)
         return in_use(c, gpu);
     if (!c->req->allow_reset) {
         const struct gm_smi_gpu *g = find_gpu(s, gpu);

@@ -171,12 +171,22 @@ static int spawn_chrooted(const struct gm_smi_exec *ex, char **argv, char **env,
     if (p < 0)
         return -errno;
     if (p == 0) {
-        int in = open("/dev/null", O_RDONLY);
+        static const char no_root[] = "gpumode-agent: cannot chroot into the "
+                                      "driver root\n";
+        static const char no_exec[] = "gpumode-agent: cannot run nvidia-smi "
+                                      "inside the driver root\n";
+        int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
         setpgid(0, 0);
-        if (in < 0 || dup2(in, 0) < 0 || dup2(ofd, 1) < 0 || dup2(efd, 2) < 0 ||
-            chroot(ex->root) != 0 || chdir("/") != 0)
+        if (in < 0 || dup2(in, 0) < 0 || dup2(ofd, 1) < 0 || dup2(efd, 2) < 0)
             _exit(127);
+        if (chroot(ex->root) != 0 || chdir("/") != 0) {
+            ssize_t w = write(2, no_root, sizeof(no_root) - 1);
+            (void)w;
+            _exit(127);
+        }
         execve(ex->path, argv, env);
+        ssize_t w = write(2, no_exec, sizeof(no_exec) - 1);
+        (void)w;
         _exit(127);
     }
     /* Also from the parent, so a timeout's kill(-pid) finds the group

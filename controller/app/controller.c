@@ -207,6 +207,9 @@ struct gm_reflector *gm_ctl_node_pods(struct gm_ctl *ctl, struct gm_node_rt *ns)
 
 void gm_ctl_node_done(struct gm_ctl *ctl, const char *node)
 {
+    /* Its switch is over (or the node gone): an entry still queued for
+     * HAMi's ConfigMap is for a switch that will not read it. */
+    gm_hami_forget(ctl->hami, node);
     struct gm_node_rt *ns = gm_map_del(&ctl->node_states, node);
     if (ns == NULL)
         return;

@@ -285,3 +285,9 @@ void gm_hami_changed(struct gm_hami *h)
 {
     flush(h);
 }
+
+void gm_hami_forget(struct gm_hami *h, const char *node)
+{
+    if (h)
+        want_free(gm_map_del(&h->wants, node));
+}

@@ -25,6 +25,10 @@ void gm_hami_free(struct gm_hami *h);
  * a write), or -ENOMEM. The ConfigMap must exist in the cache. */
 int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry);
 
+/* Drops node's queued entry, if any (its switch ended another way). An
+ * entry already sent stays sent. */
+void gm_hami_forget(struct gm_hami *h, const char *node);
+
 /* The cached ConfigMap changed: entries may have arrived, or a write that
  * met a newer ConfigMap can be sent again. */
 void gm_hami_changed(struct gm_hami *h);

@@ -23,11 +23,10 @@ enum gm_drain_action gm_drain_classify(const struct gm_drain_opts *o,
         gm_strsel_match(o->wait_selector, gm_pod_label_lookup, p)) {
         if (finished)
             return GM_DRAIN_SKIP;
-        if (p->deleting) {
-            snprintf(why, why_len, "terminating");
-            return GM_DRAIN_TERMINATING;
-        }
-        snprintf(why, why_len, "waiting for completion");
+        /* Deleted by someone else (a cancelled job), it is still theirs:
+         * waitForCompletion's limit applies, not the drain's. */
+        snprintf(why, why_len,
+                 p->deleting ? "terminating" : "waiting for completion");
         return GM_DRAIN_WAIT;
     }
     if (o->gpu_pods_only && !p->requests_gpu)

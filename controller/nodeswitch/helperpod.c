@@ -147,6 +147,9 @@ json_object *gm_helper_pod(const struct gm_helper_config *c,
         json_object_object_add(vm, "name", str("driver-root"));
         json_object_object_add(vm, "mountPath", str("/driver-root"));
         json_object_object_add(vm, "readOnly", json_object_new_boolean(1));
+        /* A driver container's root is a mount made after the node booted
+         * (and again when that container restarts): see it as it is. */
+        json_object_object_add(vm, "mountPropagation", str("HostToContainer"));
         json_object_array_add(vms, vm);
         json_object_object_add(ctr, "volumeMounts", vms);
 

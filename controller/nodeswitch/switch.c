@@ -32,6 +32,7 @@ struct sw {
     long requeue_ms;
     long long now;
     bool hw_untouched; /* a failure now leaves the hardware as it was */
+    bool clear_retry;  /* this write starts a switch: use up a retry mark */
 };
 
 /* A step either waits (for an event or a requeue) or has a write in
@@ -222,8 +223,9 @@ static int write_record(struct sw *s, json_object *labels, int unschedulable)
     free(rec);
     /* A retry mark is used up by the write that acts on it, also when it
      * starts a switch of a node marked failed with no record; left in
-     * place it would retry that node's next failure at once. */
-    if (s->node->ann_retry)
+     * place it would retry that node's next failure at once. Other writes
+     * leave it (a mark set during a rollback is for the Failed phase). */
+    if (s->clear_retry && s->node->ann_retry)
         json_object_object_add(ann, GM_ANN_RETRY, NULL);
     return patch_node(s, labels, ann, unschedulable);
 }
@@ -860,9 +862,11 @@ static int step_reconfigure(struct sw *s)
                      ? (int)json_object_array_length(gpus)
                      : 0;
     json_object_put(res);
+    /* Any result that lists the GPUs counts them, a failed one too: the
+     * rollback verifies with it. */
+    if (n_gpus > 0 && n_gpus <= 64)
+        s->rec.gpus = n_gpus;
     if (ok && p->phase == GM_POD_SUCCEEDED) {
-        if (n_gpus > 0 && n_gpus <= 64)
-            s->rec.gpus = n_gpus;
         gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
                           GM_REASON_RECONFIGURED, "GPUs of %s set for %s",
                           node_name(s), gm_mode_name(mode));
@@ -1036,6 +1040,12 @@ static int ensure_hami_config(struct sw *s)
         set_message(s, "writing HAMi's per-node config failed: %s", err);
     else
         set_message(s, "writing HAMi's per-node config");
+    if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
+        return fail(s, "HAMiConfigNotWritten",
+                    "the node's entry in ConfigMap %s/%s was not written in "
+                    "%lds: %s",
+                    s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
+                    s->ctl->cfg->clients_timeout_s, err[0] ? err : "no answer");
     return STEP_PENDING;
 }
 
@@ -1440,9 +1450,18 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
         collect_helpers(&s, NULL);
     /* Past the drain the defaults are safe enough to finish with (the
      * workloads are gone; a failure rolls back); in it they are not. */
-    if (!have_policy && !s.rec.rolling_back &&
-        (s.rec.phase == GM_PHASE_CORDON || s.rec.phase == GM_PHASE_DRAIN))
+    bool draining =
+        s.rec.phase == GM_PHASE_CORDON || s.rec.phase == GM_PHASE_DRAIN;
+    if (!have_policy && !s.rec.rolling_back && draining && !s.rec.reconfigured)
         rc = cancel_drain(&s);
+    else if (!have_policy && !s.rec.rolling_back && draining)
+        /* A retry of a node an earlier attempt left with changed hardware:
+         * putting labels back would not put the hardware back, so it goes
+         * the way of a failure (roll back the hardware, or hold). */
+        rc = fail(&s, "PolicyGone",
+                  "policy %s is gone or invalid while a retry drains the "
+                  "node",
+                  s.rec.policy);
     else
         rc = steps[s.rec.phase](&s);
     if (rc == STEP_WAIT)
@@ -1497,6 +1516,7 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
     }
     json_object_object_add(labels, GM_LABEL_STATE,
                            json_object_new_string("switching"));
+    s.clear_retry = true;
     gm_log_kv(GM_LOG_INFO, node->name, policy, "switch %s -> %s starts",
               gm_mode_name(from), gm_mode_name(to));
     gm_obs_node_event(ctl, node, GM_EVENT_NORMAL, GM_REASON_SWITCH_STARTED,

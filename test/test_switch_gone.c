@@ -1,0 +1,158 @@
+/* A switch whose policy is gone (deleted, or edited into an invalid spec)
+ * while its node drains: with nothing changed but the cordon, it is
+ * cancelled and the node put back; a retry whose earlier attempt left the
+ * hardware changed goes the way of a failure instead (labels alone would
+ * not put the hardware back); and before the policies are listed nothing
+ * is taken for gone.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: one node in Draining to vgpu, cordoned by gpumode. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/json.h"
+#include "nodeswitch/record.h"
+#include "support/ctlfx.h"
+
+struct fx {
+    struct th_ctl c;
+    char *record;  /* owned: the node's switch annotation */
+    char *patch;   /* owned: the first node patch's body */
+    int policy_rc; /* what policy_for answers */
+    int done;
+};
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+
+    if (strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200); /* open, quiet */
+    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        th_ctl_respond_switching_node(c, f->record);
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
+        if (f->patch == NULL)
+            f->patch = strdup(r->body);
+        f->done = 1;
+        th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "POST") == 0) {
+        th_respond(c, 201, NULL, "{}"); /* events */
+    } else if (strstr(r->path, "/configmaps?")) {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"ConfigMapList\",\"metadata\":{"
+                   "\"resourceVersion\":\"10\"},\"items\":[]}");
+    } else {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+                   "\"10\"},\"items\":[]}");
+    }
+}
+
+static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
+{
+    const struct fx *f = data;
+    (void)name;
+    (void)o;
+    return f->policy_rc;
+}
+
+/* Runs the node in Draining (after a hardware change when reconfigured)
+ * with policy_for answering rc, for up to ms; returns the first node patch
+ * (caller frees) or NULL. */
+static char *run(bool reconfigured, int rc, int ms)
+{
+    struct fx f = {.policy_rc = rc};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.reconfigured = reconfigured;
+    rec.attempt = reconfigured ? 2 : 1;
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = policy_for;
+    f.c.ctl->policy_data = &f;
+    th_run_until(&f.c.loop, &f.done, ms);
+    th_ctl_stop(&f.c);
+    free(f.record);
+    return f.patch;
+}
+
+static json_object *meta(json_object *patch, const char *field)
+{
+    return gm_json_get(gm_json_get(patch, "metadata"), field);
+}
+
+static void test_gone_while_draining_cancels(void **state)
+{
+    (void)state;
+    char *body = run(false, -ENOENT, 5000);
+    assert_non_null(body);
+    json_object *p = json_tokener_parse(body);
+    json_object *ann = meta(p, "annotations");
+    json_object *rec = NULL;
+    /* The record goes (null), the node is uncordoned, the mode label
+     * (full) stays and so does its state. */
+    assert_true(json_object_object_get_ex(ann, GM_ANN_SWITCH, &rec));
+    assert_null(rec);
+    assert_false(json_object_get_boolean(
+        gm_json_get(gm_json_get(p, "spec"), "unschedulable")));
+    assert_non_null(gm_json_get(p, "spec"));
+    assert_string_equal(
+        json_object_get_string(gm_json_get(meta(p, "labels"), GM_LABEL_STATE)),
+        "ready");
+    json_object_put(p);
+    free(body);
+}
+
+static void test_gone_in_a_retry_after_hardware_changed_rolls_back(void **state)
+{
+    (void)state;
+    char *body = run(true, -ENOENT, 5000);
+    assert_non_null(body);
+    json_object *p = json_tokener_parse(body);
+    const char *text = json_object_get_string(
+        gm_json_get(meta(p, "annotations"), GM_ANN_SWITCH));
+    struct gm_switch_record rec = {0};
+    char err[256];
+    assert_non_null(text);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    assert_string_equal(rec.reason, "PolicyGone");
+    assert_true(rec.rolling_back);
+    assert_int_equal(rec.phase, GM_PHASE_RECONFIGURE);
+    /* Still cordoned: the rollback uncordons once the hardware is back. */
+    assert_null(gm_json_get(p, "spec"));
+    gm_record_clear(&rec);
+    json_object_put(p);
+    free(body);
+}
+
+static void test_policies_not_listed_yet_wait(void **state)
+{
+    (void)state;
+    char *body = run(false, -EAGAIN, 1500);
+    assert_null(body);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gone_while_draining_cancels),
+        cmocka_unit_test(
+            test_gone_in_a_retry_after_hardware_changed_rolls_back),
+        cmocka_unit_test(test_policies_not_listed_yet_wait),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
