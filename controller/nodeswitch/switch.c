@@ -68,9 +68,8 @@ static const char *target_layout(const struct sw *s)
 /* ---- writing the node ---- */
 
 struct write {
-    long ok_requeue_ms; /* requeue after a success (-1: the watch will) */
-    char from_rv[32];   /* the node resourceVersion this write started from */
-    int helper_create;  /* the create of ns->created_helper */
+    char from_rv[32];  /* the node resourceVersion this write started from */
+    int helper_create; /* the create of ns->created_helper */
     struct gm_ctl *ctl;
     struct gm_node_rt *ns;
     gm_switch_done_cb done;
@@ -81,7 +80,8 @@ struct write {
 static void write_done(void *data, const struct gm_kube_resp *resp)
 {
     struct write *w = data;
-    long requeue = resp->error ? -1 : w->ok_requeue_ms;
+    /* After a success the watch brings the change, which requeues us. */
+    long requeue = -1;
     int failed = 0;
 
     if (resp->error) {
@@ -119,7 +119,7 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
  * behalf of this reconcile: done(ctx, ...) runs when it ends. body is
  * consumed. Returns STEP_ASYNC or a negative errno. */
 static int send_write(struct sw *s, const char *path, json_object *body,
-                      int create, long ok_requeue_ms, struct write **out)
+                      int create, struct write **out)
 {
     struct write *w = calloc(1, sizeof(*w));
     int err;
@@ -128,7 +128,6 @@ static int send_write(struct sw *s, const char *path, json_object *body,
         json_object_put(body);
         return -ENOMEM;
     }
-    w->ok_requeue_ms = ok_requeue_ms;
     w->ctl = s->ctl;
     w->ns = s->ns;
     w->done = s->done;
@@ -195,7 +194,7 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
         return STEP_WAIT;
     }
     struct write *w;
-    int rc = send_write(s, path, patch, 0, -1, &w);
+    int rc = send_write(s, path, patch, 0, &w);
     if (rc != STEP_ASYNC)
         return rc;
     snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
@@ -715,7 +714,7 @@ static int helper(struct sw *s, const char *step, const char *salt,
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
               "starting helper pod %s (%s)", name, step);
     struct write *w;
-    int rc = send_write(s, path, pod, 1, -1, &w);
+    int rc = send_write(s, path, pod, 1, &w);
     if (rc != STEP_ASYNC)
         return rc;
     w->helper_create = 1;
