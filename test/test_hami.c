@@ -198,17 +198,6 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
 }
 
-static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
-{
-    (void)data;
-    (void)name;
-    o->has_vgpu_config = true;
-    o->split_count = 4;
-    o->memory_scaling = 1;
-    o->core_scaling = 1;
-    return 0;
-}
-
 /* Runs the five switches until each has gone on to Verifying (or, with
  * FIRST_HELD, until the first write is answered). f->config ends as the
  * ConfigMap's config; the caller puts it. */
@@ -223,7 +212,7 @@ static void run(struct fx *f, enum first_write first)
         "\"devicesplitcount\":2}]}");
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
     th_ctl_start(&f->c, handler, f);
-    f->c.ctl->policy_for = policy_for;
+    f->c.ctl->policy_for = th_ctl_policy_split4;
     if (first == ALWAYS_FORBIDDEN)
         f->c.cfg.clients_timeout_s = 1;
     assert_true(th_run_until(&f->c.loop, &f->done, 20000));

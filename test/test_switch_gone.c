@@ -34,9 +34,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
 
-    if (strstr(r->path, "watch=1")) {
-        th_stream_start(c, 200); /* open, quiet */
-    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
         th_ctl_respond_switching_node(c, f->record);
     } else if (strcmp(r->method, "PATCH") == 0 &&
                strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
@@ -44,16 +42,8 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
             f->patch = strdup(r->body);
         f->done = 1;
         th_respond(c, 200, NULL, "{}");
-    } else if (strcmp(r->method, "POST") == 0) {
-        th_respond(c, 201, NULL, "{}"); /* events */
-    } else if (strstr(r->path, "/configmaps?")) {
-        th_respond(c, 200, NULL,
-                   "{\"kind\":\"ConfigMapList\",\"metadata\":{"
-                   "\"resourceVersion\":\"10\"},\"items\":[]}");
     } else {
-        th_respond(c, 200, NULL,
-                   "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
-                   "\"10\"},\"items\":[]}");
+        th_ctl_respond_default(r, c);
     }
 }
 

@@ -90,18 +90,6 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                "\"10\"},\"items\":[]}");
 }
 
-/* The policy as the rollout layer gives it: splitCount 4. */
-static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
-{
-    (void)data;
-    (void)name;
-    o->has_vgpu_config = true;
-    o->split_count = 4;
-    o->memory_scaling = 1;
-    o->core_scaling = 1;
-    return 0;
-}
-
 /* The HAMi ConfigMap with gpu-001's entry at split 4. */
 static const char cm_with_entry[] =
     "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
@@ -130,7 +118,7 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
     f.record = th_ctl_switch_record(phase, planned);
 
     th_ctl_start(&f.c, handler, &f);
-    f.c.ctl->policy_for = policy_for;
+    f.c.ctl->policy_for = th_ctl_policy_split4;
     assert_true(th_run_until(&f.c.loop, &f.done, 30000));
     const struct gm_map *entries = gm_ctl_hami_entries(f.c.ctl);
     for (size_t i = 0; i < 5; i++) {

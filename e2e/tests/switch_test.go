@@ -228,6 +228,20 @@ spec:
   selector: {matchLabels: {app: %[1]s}}
 `
 
+// waitDrainOnBudget waits until a node of policy is Draining and its
+// status names a PodDisruptionBudget that holds an eviction.
+func waitDrainOnBudget(t *testing.T, b *Bed, policy string) {
+	t.Helper()
+	WaitPolicy(t, b, policy, 60*time.Second, "the drain to wait on a budget", func(s *PolicyStatus) error {
+		for _, n := range s.Nodes {
+			if n.Phase == "Draining" && strings.Contains(n.Message, "PodDisruptionBudget") {
+				return nil
+			}
+		}
+		return fmt.Errorf("nodes %+v", s.Nodes)
+	})
+}
+
 // TestPDBBlocksThenAllows: a PodDisruptionBudget holds the drain; freeing
 // it lets the switch finish. A budget never freed ends in a drain timeout
 // and a rollback, with no pod evicted against its budget.
@@ -257,14 +271,7 @@ spec:
   nodeSelector: {matchLabels: {pool: a}}
   mode: vgpu
 `)
-	WaitPolicy(t, b, "a", 60*time.Second, "the drain to report the budget", func(s *PolicyStatus) error {
-		for _, n := range s.Nodes {
-			if n.Phase == "Draining" && strings.Contains(n.Message, "PodDisruptionBudget") {
-				return nil
-			}
-		}
-		return fmt.Errorf("nodes %+v", s.Nodes)
-	})
+	waitDrainOnBudget(t, b, "a")
 	b.MustKubectl("patch", "pdb", "web", "--type=merge", "-p", `{"spec":{"minAvailable":0}}`)
 	WaitPolicy(t, b, "a", 120*time.Second, "switch to finish once the budget allows", Converged)
 
@@ -393,14 +400,7 @@ spec:
   nodeSelector: {matchLabels: {pool: a}}
   mode: vgpu
 `)
-	WaitPolicy(t, b, "a", 60*time.Second, "the drain to wait on the budget", func(s *PolicyStatus) error {
-		for _, n := range s.Nodes {
-			if n.Phase == "Draining" && strings.Contains(n.Message, "PodDisruptionBudget") {
-				return nil
-			}
-		}
-		return fmt.Errorf("nodes %+v", s.Nodes)
-	})
+	waitDrainOnBudget(t, b, "a")
 	b.MustKubectl("delete", "gpumodepolicy", "a")
 	Eventually(t, 30*time.Second, "the node put back", func(ctx context.Context) error {
 		n := GetNode(t, b, "gpu-001")

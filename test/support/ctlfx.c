@@ -84,3 +84,31 @@ char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
     assert_non_null(out);
     return out;
 }
+
+void th_ctl_respond_default(const struct th_req *r, struct th_conn *c)
+{
+    if (strstr(r->path, "watch=1"))
+        th_stream_start(c, 200); /* open, quiet */
+    else if (strcmp(r->method, "POST") == 0)
+        th_respond(c, 201, NULL, "{}"); /* events */
+    else if (strstr(r->path, "/configmaps?"))
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"ConfigMapList\",\"metadata\":{"
+                   "\"resourceVersion\":\"10\"},\"items\":[]}");
+    else
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+                   "\"10\"},\"items\":[]}");
+}
+
+int th_ctl_policy_split4(void *data, const char *name,
+                         struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    o->has_vgpu_config = true;
+    o->split_count = 4;
+    o->memory_scaling = 1;
+    o->core_scaling = 1;
+    return 0;
+}

@@ -37,6 +37,15 @@ char *th_ctl_switch_record(enum gm_phase phase, const char *settings);
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
+/* The rest of the API server for these tests: watches open and quiet,
+ * events accepted, ConfigMap lists empty, any other list an empty list. */
+void th_ctl_respond_default(const struct th_req *r, struct th_conn *c);
+
+/* A policy_for that gives the policy as the rollout layer would for vgpu
+ * with splitCount 4 (data and name unused). */
+int th_ctl_policy_split4(void *data, const char *name,
+                         struct gm_switch_policy *o);
+
 /* The same for n nodes, gpu-001 to gpu-<n>, each with record. */
 void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
                                     int n);
