@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -24,6 +25,35 @@ const (
 	cudaVersion   = "12.4"
 )
 
+// UIDEnv names the environment variable with the user the calling
+// container runs as (the simulator sets it); unset or "0": root.
+const UIDEnv = "FAKE_NVIDIA_SMI_UID"
+
+// msgNoPermission is not nvidia-smi's exact wording (FACTS gives only the
+// exit code); the agent reports whatever text comes with exit 4.
+const msgNoPermission = "Insufficient Permissions: changing MIG mode, resetting or changing GPU instances needs root\n"
+
+// mutates reports whether args change the GPUs: -mig, -r, or mig with an
+// instance create or destroy.
+func mutates(args []string) bool {
+	isMig := len(args) > 0 && args[0] == "mig"
+	for _, a := range args {
+		switch a {
+		case "-mig", "--multi-instance-gpu", "-r", "--gpu-reset":
+			if !isMig {
+				return true
+			}
+		}
+		if isMig {
+			switch migActions[a] {
+			case "cgi", "cci", "dci", "dgi":
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Run executes one fake nvidia-smi invocation: args are the arguments
 // without the program name, statePath the node's state file (usually from
 // $FAKE_NVIDIA_SMI_STATE). It returns the exit code. Arguments starting
@@ -31,6 +61,13 @@ const (
 func Run(args []string, stdout, stderr io.Writer, statePath string) int {
 	if len(args) > 0 && strings.HasPrefix(args[0], "--fake-") {
 		return runFake(args, stdout, stderr, statePath)
+	}
+	// FACTS: exit 4 is "no permission". Changing MIG mode, resetting and
+	// creating or destroying instances need root; reading does not. The
+	// simulator says which user the container runs as.
+	if uid := os.Getenv(UIDEnv); uid != "" && uid != "0" && mutates(args) {
+		io.WriteString(stdout, msgNoPermission)
+		return ExitNoPermission
 	}
 	if statePath == "" {
 		fmt.Fprintf(stderr, "fakesmi: no state file (set %s)\n", StateEnv)

@@ -196,3 +196,23 @@ func TestRebootHopperLosesMode(t *testing.T) {
 		}
 	}
 }
+
+// A container not running as root may read the GPUs but not change them
+// (FACTS: exit 4, no permission); the state stays as it was.
+func TestChangesNeedRoot(t *testing.T) {
+	p := node(t, "H100-80GB", 1)
+	t.Setenv(UIDEnv, "65532")
+	for _, line := range []string{"-i 0 -mig 1", "-i 0 -r", "mig -i 0 -cgi 19 -C", "mig -i 0 -dgi"} {
+		r := smi(t, p, line)
+		if r.code != ExitNoPermission || !strings.Contains(r.out, "Insufficient Permissions") {
+			t.Errorf("%s as 65532: exit %d %q", line, r.code, r.out)
+		}
+	}
+	must(t, p, "--query-gpu=index,mig.mode.current --format=csv,noheader")
+	must(t, p, "-L")
+	if got := migMode(t, p, "0"); got != "Disabled, Disabled" {
+		t.Fatalf("a refused change changed the GPU: %q", got)
+	}
+	t.Setenv(UIDEnv, "0")
+	must(t, p, "-i 0 -mig 1")
+}

@@ -76,6 +76,24 @@ func entrypointName(image string) string {
 	return ""
 }
 
+// containerUID is the user a pod's first container runs as: its own
+// securityContext's runAsUser, else the pod's, else its image's USER
+// (gpumode's image is built with USER 65532, see Dockerfile), else root.
+// The fake nvidia-smi refuses changes to a container not running as root.
+func containerUID(pod *corev1.Pod) int64 {
+	c := pod.Spec.Containers[0]
+	if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+		return *c.SecurityContext.RunAsUser
+	}
+	if pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.RunAsUser != nil {
+		return *pod.Spec.SecurityContext.RunAsUser
+	}
+	if entrypointName(c.Image) == "gpumode-agent" {
+		return 65532
+	}
+	return 0
+}
+
 func fieldValue(pod *corev1.Pod, node *Node, path string) string {
 	switch path {
 	case "metadata.name":
@@ -155,6 +173,7 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	env = append(env,
 		"NVIDIA_SMI="+s.opts.NvidiaSmi,
 		fakesmi.StateEnv+"="+run.node.StatePath,
+		fmt.Sprintf("%s=%d", fakesmi.UIDEnv, containerUID(pod)),
 		TerminationMessageEnv+"="+hp.msgPath,
 		"SIM_NODE_NAME="+run.node.Name,
 		"SIM_REBOOT_FILE="+RebootRequestPath(s.opts.Dir, run.node.Name),

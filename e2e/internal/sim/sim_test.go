@@ -49,3 +49,31 @@ func TestRequestsGPU(t *testing.T) {
 }
 
 func resourceQ(s string) resource.Quantity { return resource.MustParse(s) }
+
+func TestContainerUID(t *testing.T) {
+	root, other := int64(0), int64(1000)
+	pod := func(ctr, pd *int64, image string) *corev1.Pod {
+		p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Image: image}}}}
+		if ctr != nil {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ctr}
+		}
+		if pd != nil {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: pd}
+		}
+		return p
+	}
+	for _, c := range []struct {
+		p    *corev1.Pod
+		want int64
+	}{
+		{pod(nil, nil, "gpumode/agent:dev"), 65532}, // the image's USER
+		{pod(&root, nil, "gpumode/agent:dev"), 0},
+		{pod(nil, &root, "gpumode/agent:dev"), 0},
+		{pod(&other, &root, "gpumode/agent:dev"), 1000},
+		{pod(nil, nil, "busybox"), 0},
+	} {
+		if got := containerUID(c.p); got != c.want {
+			t.Errorf("%+v: uid %d, want %d", c.p.Spec, got, c.want)
+		}
+	}
+}
