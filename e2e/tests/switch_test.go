@@ -242,6 +242,22 @@ func waitDrainOnBudget(t *testing.T, b *Bed, policy string) {
 	})
 }
 
+// waitRolledBack waits until policy counts one failed node and node is
+// back: uncordoned, labelled failed. It returns the last status.
+func waitRolledBack(t *testing.T, b *Bed, policy, node string, timeout time.Duration) *PolicyStatus {
+	t.Helper()
+	return WaitPolicy(t, b, policy, timeout, "the node to fail and roll back", func(s *PolicyStatus) error {
+		if s.Summary.Failed != 1 {
+			return fmt.Errorf("summary %+v nodes %+v", s.Summary, s.Nodes)
+		}
+		n := GetNode(t, b, node)
+		if n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
+			return fmt.Errorf("unschedulable=%v state=%q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
+		}
+		return nil
+	})
+}
+
 // TestPDBBlocksThenAllows: a PodDisruptionBudget holds the drain; freeing
 // it lets the switch finish. A budget never freed ends in a drain timeout
 // and a rollback, with no pod evicted against its budget.
@@ -286,16 +302,7 @@ spec:
   mode: vgpu
   rollout: {drain: {timeoutSeconds: 15}}
 `)
-	s := WaitPolicy(t, b, "b", 120*time.Second, "the node to fail and roll back", func(s *PolicyStatus) error {
-		if s.Summary.Failed != 1 {
-			return fmt.Errorf("summary %+v", s.Summary)
-		}
-		n := GetNode(t, b, "gpu-002")
-		if n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
-			return fmt.Errorf("unschedulable=%v state=%q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
-		}
-		return nil
-	})
+	s := waitRolledBack(t, b, "b", "gpu-002", 120*time.Second)
 	found := false
 	for _, n := range s.Nodes {
 		if n.Name == "gpu-002" && strings.Contains(n.Message, "DrainTimeout") {
@@ -356,16 +363,7 @@ spec:
   mode: vgpu
   rollout: {drain: {timeoutSeconds: 10}}
 `)
-	s := WaitPolicy(t, b, "a", 90*time.Second, "the drain to time out and roll back", func(s *PolicyStatus) error {
-		if s.Summary.Failed != 1 {
-			return fmt.Errorf("summary %+v nodes %+v", s.Summary, s.Nodes)
-		}
-		n := GetNode(t, b, "gpu-001")
-		if n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
-			return fmt.Errorf("unschedulable=%v state=%q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
-		}
-		return nil
-	})
+	s := waitRolledBack(t, b, "a", "gpu-001", 90*time.Second)
 	if len(s.Nodes) != 1 || !strings.Contains(s.Nodes[0].Message, "DrainTimeout") || !strings.Contains(s.Nodes[0].Message, "terminating") {
 		t.Errorf("status does not name the drain timeout on a terminating pod: %+v", s.Nodes)
 	}
