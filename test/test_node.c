@@ -81,6 +81,52 @@ static void test_settings_annotation_is_shared(void **state)
     assert_int_equal(gm_intern_count(), 0);
 }
 
+/* A label is one interned "key=value": the same label on two nodes is one
+ * pointer, lookups order by the key alone ("a" before "a.b", although '.'
+ * sorts before '='), and a value may itself hold '=' or be long. */
+static void test_labels_are_shared_pairs(void **state)
+{
+    (void)state;
+    char big[700];
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    json_object *labels = json_object_new_object();
+    json_object_object_add(labels, "a.b", json_object_new_string("2"));
+    json_object_object_add(labels, "a", json_object_new_string("1"));
+    json_object_object_add(labels, "a-c", json_object_new_string("x=y"));
+    json_object_object_add(labels, "big", json_object_new_string(big));
+    json_object_object_add(labels, "empty", json_object_new_string(""));
+    json_object *meta = json_object_new_object();
+    json_object_object_add(meta, "name", json_object_new_string("n1"));
+    json_object_object_add(meta, "labels", labels);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "metadata", meta);
+    struct gm_node *n1, *n2;
+
+    assert_int_equal(gm_node_from_json(o, &n1), 0);
+    json_object_object_add(meta, "name", json_object_new_string("n2"));
+    assert_int_equal(gm_node_from_json(o, &n2), 0);
+    assert_int_equal(n1->n_labels, 5);
+    assert_string_equal(n1->labels[0].kv, "a=1");
+    assert_string_equal(n1->labels[1].kv, "a-c=x=y");
+    assert_string_equal(n1->labels[2].kv, "a.b=2");
+    assert_string_equal(gm_node_label(n1, "a"), "1");
+    assert_string_equal(gm_node_label(n1, "a.b"), "2");
+    assert_string_equal(gm_node_label(n1, "a-c"), "x=y");
+    assert_string_equal(gm_node_label(n1, "big"), big);
+    assert_string_equal(gm_node_label(n1, "empty"), "");
+    assert_null(gm_node_label(n1, "a.b.c"));
+    assert_null(gm_node_label(n1, ""));
+    for (size_t i = 0; i < n1->n_labels; i++)
+        assert_ptr_equal(n1->labels[i].kv, n2->labels[i].kv);
+    /* Five distinct labels (node names are not interned). */
+    assert_int_equal(gm_intern_count(), 5);
+    gm_node_free(n1);
+    gm_node_free(n2);
+    json_object_put(o);
+    assert_int_equal(gm_intern_count(), 0);
+}
+
 static void test_rejects_non_nodes(void **state)
 {
     (void)state;
@@ -180,6 +226,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decodes_what_the_controller_reads),
         cmocka_unit_test(test_settings_annotation_is_shared),
+        cmocka_unit_test(test_labels_are_shared_pairs),
         cmocka_unit_test(test_rejects_non_nodes),
         cmocka_unit_test(test_fields_of_the_wrong_type),
         cmocka_unit_test(test_ready_false_and_cordoned),

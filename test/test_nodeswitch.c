@@ -221,7 +221,7 @@ static void test_drain_selectors(void **state)
     /* Without labels the pod is outside "team in (a,b)". */
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
                      GM_DRAIN_SKIP);
-    struct gm_label labels[] = {{"job-type", "training"}, {"team", "a"}};
+    struct gm_label labels[] = {{"job-type=training"}, {"team=a"}};
     p.labels = labels;
     p.n_labels = 2;
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
@@ -231,15 +231,15 @@ static void test_drain_selectors(void **state)
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
                      GM_DRAIN_WAIT);
     assert_string_equal(why, "waiting for completion");
-    labels[0].value = "serving";
+    labels[0].kv = "job-type=serving";
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
                      GM_DRAIN_EVICT);
     /* The wait selector names its pods on its own: outside the drain's
      * podSelector, or using no GPU under gpuPodsOnly, they are still
      * waited for (not skipped, then killed by the agent's GPUInUse or the
      * reconfiguration). */
-    labels[0].value = "training";
-    labels[1].value = "c";
+    labels[0].kv = "job-type=training";
+    labels[1].kv = "team=c";
     p.requests_gpu = false;
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
                      GM_DRAIN_WAIT);

@@ -90,8 +90,7 @@ static int plan_relevant(const struct gm_node *a, const struct gm_node *b)
         str_differ(a->boot_id, b->boot_id))
         return 1;
     for (size_t i = 0; i < a->n_labels; i++)
-        if (a->labels[i].key != b->labels[i].key ||
-            a->labels[i].value != b->labels[i].value)
+        if (a->labels[i].kv != b->labels[i].kv)
             return 1;
     for (size_t i = 0; i < a->n_allocatable; i++)
         if (a->allocatable[i].name != b->allocatable[i].name ||

@@ -86,11 +86,20 @@ static int set_note(struct gm_dry_node *n, const char *note)
 
 /* ---- simulated nodes ---- */
 
-static int cmp_label(const void *a, const void *b)
+/* The mode label a converged node carries ("gpumode.io/mode=mig"). */
+static const char *mode_label(enum gm_mode m)
 {
-    const struct gm_label *x = a;
-    const struct gm_label *y = b;
-    return strcmp(x->key, y->key);
+    switch (m) {
+    case GM_MODE_FULL:
+        return GM_LABEL_MODE "=full";
+    case GM_MODE_VGPU:
+        return GM_LABEL_MODE "=vgpu";
+    case GM_MODE_MIG:
+        return GM_LABEL_MODE "=mig";
+    case GM_MODE_UNKNOWN:
+        break;
+    }
+    return GM_LABEL_MODE "=unknown";
 }
 
 /* A node as it would be once its switch is done: the mode label set, state
@@ -111,15 +120,13 @@ static struct gm_node *converged_copy(const struct gm_node *orig,
     }
     *n = *orig;
     for (size_t i = 0; i < orig->n_labels; i++)
-        if (strcmp(orig->labels[i].key, GM_LABEL_MODE) != 0 &&
-            strcmp(orig->labels[i].key, GM_LABEL_STATE) != 0)
+        if (gm_label_key_cmp(&orig->labels[i], GM_LABEL_MODE) != 0 &&
+            gm_label_key_cmp(&orig->labels[i], GM_LABEL_STATE) != 0)
             labels[k++] = orig->labels[i];
-    labels[k].key = GM_LABEL_MODE;
-    labels[k++].value = gm_mode_name(to);
-    labels[k].key = GM_LABEL_STATE;
-    labels[k++].value = "ready";
+    labels[k++].kv = mode_label(to);
+    labels[k++].kv = GM_LABEL_STATE "=ready";
     /* gm_node_label searches by bisection: keep the order it needs. */
-    qsort(labels, k, sizeof(*labels), cmp_label);
+    qsort(labels, k, sizeof(*labels), gm_label_order);
     n->labels = labels;
     n->n_labels = k;
     n->ann_switch = NULL;

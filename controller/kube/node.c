@@ -26,10 +26,34 @@ static json_object *get(json_object *o, const char *key)
     return NULL;
 }
 
-static int cmp_label(const void *a, const void *b)
+const char *gm_label_value(const struct gm_label *l)
+{
+    const char *eq = strchr(l->kv, '=');
+    return eq ? eq + 1 : "";
+}
+
+/* The key ends at the first '=': compare as if it were a NUL. */
+static int key_cmp(const char *kv, const char *other_kv_or_key)
+{
+    const unsigned char *a = (const unsigned char *)kv;
+    const unsigned char *b = (const unsigned char *)other_kv_or_key;
+    for (;; a++, b++) {
+        unsigned ca = *a == '=' ? 0 : *a;
+        unsigned cb = *b == '=' ? 0 : *b;
+        if (ca != cb || ca == 0)
+            return (int)ca - (int)cb;
+    }
+}
+
+int gm_label_key_cmp(const struct gm_label *l, const char *key)
+{
+    return key_cmp(l->kv, key);
+}
+
+int gm_label_order(const void *a, const void *b)
 {
     const struct gm_label *x = a, *y = b;
-    return strcmp(x->key, y->key);
+    return key_cmp(x->kv, y->kv);
 }
 
 /* Kubernetes quantities for devices are plain integers; CPU-style suffixes
@@ -74,25 +98,34 @@ int gm_labels_decode(json_object *labels, struct gm_label **out, size_t *n)
     *out = calloc(count, sizeof(**out));
     if (*out == NULL)
         return -ENOMEM;
+    /* One buffer for every "key=value" of this object: a key is at most
+     * 317 bytes, but a value is not bounded by the JSON itself. */
+    char small[512];
     json_object_object_foreach(labels, k, v)
     {
         const char *val = json_object_get_string(v);
-        struct gm_label *l = &(*out)[(*n)++];
-        l->key = gm_intern(k);
-        l->value = gm_intern(val ? val : "");
-        if (!l->key || !l->value)
+        size_t kl = strlen(k), vl = val ? strlen(val) : 0;
+        char *kv = kl + vl + 2 <= sizeof(small) ? small : malloc(kl + vl + 2);
+        if (kv == NULL)
             return -ENOMEM;
+        memcpy(kv, k, kl);
+        kv[kl] = '=';
+        memcpy(kv + kl + 1, val ? val : "", vl + 1);
+        (*out)[*n].kv = gm_intern(kv);
+        if (kv != small)
+            free(kv);
+        if ((*out)[*n].kv == NULL)
+            return -ENOMEM;
+        (*n)++;
     }
-    qsort(*out, *n, sizeof(**out), cmp_label);
+    qsort(*out, *n, sizeof(**out), gm_label_order);
     return 0;
 }
 
 void gm_labels_free(struct gm_label *labels, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        gm_intern_release(labels[i].key);
-        gm_intern_release(labels[i].value);
-    }
+    for (size_t i = 0; i < n; i++)
+        gm_intern_release(labels[i].kv);
     free(labels);
 }
 
@@ -102,9 +135,9 @@ const char *gm_labels_get(const struct gm_label *labels, size_t n,
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(labels[mid].key, key);
+        int c = gm_label_key_cmp(&labels[mid], key);
         if (c == 0)
-            return labels[mid].value;
+            return gm_label_value(&labels[mid]);
         if (c < 0)
             lo = mid + 1;
         else

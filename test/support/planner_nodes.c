@@ -6,14 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_label(const void *a, const void *b)
-{
-    const struct gm_label *x = a;
-    const struct gm_label *y = b;
-
-    return strcmp(x->key, y->key);
-}
-
 static void die(const char *what)
 {
     fprintf(stderr, "test support: %s\n", what);
@@ -32,20 +24,18 @@ struct gm_node *gmt_node(const char *name, ...)
     n->ready = true;
     va_start(ap, name);
     while ((kv = va_arg(ap, const char *)) != NULL) {
-        const char *eq = strchr(kv, '=');
-        if (eq == NULL)
+        if (strchr(kv, '=') == NULL)
             die("label without =");
         struct gm_label *l = realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
         if (l == NULL)
             die("out of memory");
         n->labels = l;
-        l[n->n_labels].key = strndup(kv, (size_t)(eq - kv));
-        l[n->n_labels].value = strdup(eq + 1);
+        l[n->n_labels].kv = strdup(kv);
         n->n_labels++;
     }
     va_end(ap);
     if (n->n_labels)
-        qsort(n->labels, n->n_labels, sizeof(*n->labels), cmp_label);
+        qsort(n->labels, n->n_labels, sizeof(*n->labels), gm_label_order);
     return n;
 }
 
@@ -55,12 +45,9 @@ void gmt_node_free(struct gm_node *n)
         return;
     for (size_t i = 0; i < n->n_labels; i++) {
         /* The test made these with strdup; interned ones would be shared. */
-        char *k;
-        char *v;
-        memcpy(&k, &n->labels[i].key, sizeof(k));
-        memcpy(&v, &n->labels[i].value, sizeof(v));
-        free(k);
-        free(v);
+        char *kv;
+        memcpy(&kv, &n->labels[i].kv, sizeof(kv));
+        free(kv);
     }
     free(n->labels);
     free(n->name);
