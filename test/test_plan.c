@@ -218,6 +218,62 @@ static void test_held_failure_uses_the_budget(void **state)
     fleet_free(&f);
 }
 
+/* A retry of a held node goes through the plan like any start: a paused
+ * policy or a closed window holds it, and it starts aimed at the policy's
+ * target as it is now (here full, where the failed attempt went to vgpu),
+ * taking no new slot while the node is still cordoned. Its mode label
+ * already says full, but the hardware is not trusted to be. */
+static void test_retry_of_a_held_node_follows_the_policy(void **state)
+{
+    struct gm_policy *paused = policy(
+        "p", "full", ",\"rollout\":{\"paused\":true,\"maxUnavailable\":1}");
+    struct gm_policy *win = policy(
+        "p", "full",
+        ",\"rollout\":{\"window\":{\"start\":\"01:00\",\"end\":\"05:00\"}}");
+    struct gm_policy *open = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    struct gm_node *held =
+        add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=full",
+                         "gpumode.io/state=failed", NULL));
+    gmt_set(&held->ann_switch,
+            "{\"policy\":\"old\",\"from\":\"full\",\"to\":\"vgpu\","
+            "\"phase\":\"Failed\",\"since\":\"2024-05-06T22:00:00Z\","
+            "\"attempt\":1,\"reason\":\"PluginNotReady\"}");
+    held->unschedulable = true;
+    gmt_set(&held->ann_retry, "1");
+    add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=vgpu", NULL));
+
+    plan(paused, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_int_equal(pl.summary.failed, 0);
+    assert_int_equal(pl.summary.pending, 2);
+    assert_string_equal(entry(&pl, "a")->message, "rollout paused");
+    gm_plan_free(&pl);
+
+    plan(win, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(entry(&pl, "a")->message,
+                        "waiting for the rollout window (opens "
+                        "2024-05-07T01:00:00Z)");
+    gm_plan_free(&pl);
+
+    /* maxUnavailable 1, used by the cordoned node: it starts, b waits. */
+    plan(open, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "a");
+    assert_int_equal(pl.starts[0].to, GM_MODE_FULL);
+    assert_string_equal(entry(&pl, "b")->message,
+                        "waiting for rollout budget: 1 of 1 nodes "
+                        "unavailable");
+    gm_plan_free(&pl);
+    gm_policy_free(paused);
+    gm_policy_free(win);
+    gm_policy_free(open);
+    fleet_free(&f);
+}
+
 static void test_paused_and_window(void **state)
 {
     struct gm_policy *paused =
@@ -654,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_cordoned_start_free_and_notready_waits),
         cmocka_unit_test(test_max_failures_stalls),
         cmocka_unit_test(test_held_failure_uses_the_budget),
+        cmocka_unit_test(test_retry_of_a_held_node_follows_the_policy),
         cmocka_unit_test(test_paused_and_window),
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_mig_layouts),

@@ -66,6 +66,10 @@ struct gm_ctl {
     int (*policy_for)(void *data, const char *policy,
                       struct gm_switch_policy *out);
     void *policy_data;
+    /* Does a valid policy select the node (one owns it, or several tie)?
+     * 1, 0, or -EAGAIN before the policies are listed. Set by the rollout
+     * layer; NULL counts as 0. */
+    int (*governed)(void *data, const struct gm_node *node);
     /* Called for node events that matter to planning (labels, annotations,
      * cordon, readiness, GPU resources), so policies re-plan; node is NULL
      * when something every plan reads changed (leading began, HAMi's

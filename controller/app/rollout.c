@@ -11,6 +11,7 @@
 #include "app/policyopts.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "planner/assign.h"
 #include "planner/plan.h"
 #include "planner/status.h"
 
@@ -195,6 +196,27 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
         return -ENOENT; /* gone or invalid: the defaults stand */
     gm_policy_switch_opts(e->p, &e->sels, o);
     return 0;
+}
+
+static int governed(void *data, const struct gm_node *node)
+{
+    struct gm_rollout *r = data;
+    if (!gm_reflector_has_synced(r->policies))
+        return -EAGAIN;
+    const struct gm_map *pm = gm_reflector_items(r->policies);
+    const struct gm_policy **pols = calloc(pm->len + 1, sizeof(*pols));
+    size_t n = 0;
+    if (pols == NULL)
+        return -ENOMEM;
+    for (struct gm_map_entry *e = gm_map_first(pm); e; e = gm_map_next(pm, e)) {
+        const struct entry *en = e->value;
+        if (en->p->valid)
+            pols[n++] = en->p;
+    }
+    struct gm_assignment a;
+    gm_assign_node(node, pols, n, &a);
+    free(pols);
+    return a.kind == GM_ASSIGN_OWNED || a.kind == GM_ASSIGN_CONFLICT;
 }
 
 static void node_changed(void *data, const char *node)
@@ -476,6 +498,7 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     snprintf(r->hami_source, sizeof(r->hami_source), "ConfigMap %s/%s",
              c->hami_cm.namespace, c->hami_cm.name);
     ctl->policy_for = policy_for;
+    ctl->governed = governed;
     ctl->policy_data = r;
     ctl->on_node_change = node_changed;
     ctl->reconcile_policy = reconcile;
@@ -511,6 +534,7 @@ void gm_rollout_free(struct gm_rollout *r)
     if (r == NULL)
         return;
     r->ctl->policy_for = NULL;
+    r->ctl->governed = NULL;
     r->ctl->on_node_change = NULL;
     r->ctl->reconcile_policy = NULL;
     gm_reflector_free(r->policies);

@@ -1306,18 +1306,17 @@ static int step_finish(struct sw *s)
     return patch_node(s, labels, ann, uncordon);
 }
 
-static int step_failed(struct sw *s)
+/* Starts a failed record over, one attempt later (so helper pod names
+ * differ), from the drain, cordoning the node again if a person uncordoned
+ * it, and uses up the retry mark. What the failed attempt recorded stays:
+ * the mode and layout before it (for a rollback), the labels it changed
+ * and whether it cordoned the node. */
+static int restart_failed(struct sw *s)
 {
-    if (s->node->ann_retry == NULL)
-        return wait_for(s, -1);
-    /* A person asked for a retry: start over from the cordon, one attempt
-     * later (so helper pod names differ), and clear the retry mark. */
     json_object *labels = json_object_new_object();
-    json_object *ann = json_object_new_object();
-    char *rec;
 
     s->rec.attempt++;
-    s->rec.phase = GM_PHASE_CORDON;
+    s->rec.phase = GM_PHASE_DRAIN;
     s->rec.since = s->now;
     s->rec.started = s->now;
     s->rec.rolling_back = false;
@@ -1325,19 +1324,32 @@ static int step_failed(struct sw *s)
     gm_set_str(&s->rec.message, NULL);
     if (!s->node->unschedulable)
         s->rec.cordoned = true;
-    else if (!s->rec.cordoned)
-        s->rec.cordoned = false;
-    rec = gm_record_format(&s->rec);
-    if (rec == NULL)
-        return -ENOMEM;
-    json_object_object_add(ann, GM_ANN_SWITCH, json_object_new_string(rec));
-    json_object_object_add(ann, GM_ANN_RETRY, NULL);
-    free(rec);
     json_object_object_add(labels, GM_LABEL_STATE,
                            json_object_new_string("switching"));
-    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "retry, attempt %d",
-              s->rec.attempt);
-    return patch_node(s, labels, ann, -1);
+    s->clear_retry = true;
+    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+              "retry, attempt %d: -> %s", s->rec.attempt,
+              gm_mode_name(s->rec.to));
+    return write_record(s, labels, s->node->unschedulable ? -1 : 1);
+}
+
+static int step_failed(struct sw *s)
+{
+    if (s->node->ann_retry == NULL)
+        return wait_for(s, -1);
+    /* A person asked for a retry. When a policy governs the node, its plan
+     * starts the retry (gm_switch_start): with the policy's target as it
+     * is now, and under its pause, window and budget. */
+    int governed =
+        s->ctl->governed ? s->ctl->governed(s->ctl->policy_data, s->node) : 0;
+    if (governed == -EAGAIN)
+        return wait_for(s, 500);
+    if (governed > 0)
+        return wait_for(s, -1);
+    /* No policy selects the node any more: retry the recorded switch. With
+     * its policy gone, that puts the node back (cancel_drain) or, if the
+     * hardware changed, fails it the policy-less way (a rollback). */
+    return restart_failed(s);
 }
 
 /* The switch's policy is gone (deleted, or edited into an invalid spec)
@@ -1495,6 +1507,30 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
          * (or a step) is already on its way. */
         json_object_put(labels);
         return 0;
+    }
+    if (node->ann_switch) {
+        /* A held failure a person asked to retry: the same record goes on,
+         * aimed where the policy points now (it may have been fixed since
+         * the failure). */
+        char err[256];
+        int rc = gm_record_parse(node->ann_switch, &s.rec, err, sizeof(err));
+        if (rc == 0 && s.rec.phase == GM_PHASE_FAILED && node->ann_retry) {
+            rc = gm_set_str(&s.rec.policy, policy) ||
+                         gm_set_str(&s.rec.layout, layout) ||
+                         gm_set_str(&s.rec.strategy,
+                                    to == GM_MODE_MIG ? strategy : NULL) ||
+                         gm_set_str(&s.rec.settings, settings)
+                     ? -ENOMEM
+                     : 0;
+            s.rec.to = to;
+            if (rc == 0)
+                rc = restart_failed(&s);
+        } else if (rc == 0) {
+            rc = -EBUSY; /* a switch in flight is not started again */
+        }
+        gm_record_clear(&s.rec);
+        json_object_put(labels);
+        return rc;
     }
     memset(&s.rec, 0, sizeof(s.rec));
     s.rec.from = from;

@@ -401,6 +401,16 @@ static int classify(struct ctx *c, const struct gm_node *n)
                             "try again",
                             s.reason, s.reason[0] ? ": " : "", s.message);
         }
+        if (strcmp(s.phase, "Failed") == 0) {
+            /* A person asked to retry a held node: it starts again like
+             * any other switch, aimed at this policy's target as it is now
+             * and under its pause, window and budget (a node still
+             * cordoned takes no new slot). Its hardware may be anywhere
+             * between the two modes, so it is never taken as converged. */
+            if (unavailable(n))
+                c->unavailable++;
+            return classify_pending(c, n);
+        }
         out->summary.switching++;
         if (s.policy[0] != '\0' && strcmp(s.policy, p->name) != 0 &&
             s.message[0] == '\0')

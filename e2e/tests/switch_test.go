@@ -514,6 +514,64 @@ spec:
 	}
 }
 
+// TestRetryOfHeldNodeFollowsPolicy: a held node (onFailure: Hold) is
+// retried the way a person fixes one: the layout its GPUs refuse is
+// replaced in the policy, which is paused meanwhile, and the node is
+// annotated for a retry. While paused the retry waits; on resume it goes to
+// the new layout (the old one would fail again: its fault stays armed),
+// and the node ends uncordoned with the retry mark used up.
+func TestRetryOfHeldNodeFollowsPolicy(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	// Only 3g.40gb instances are refused; 1g.10gb ones are not.
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi 3g", "--exit", "255", "--times", "-1",
+		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
+  rollout: {onFailure: Hold}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if rec := SwitchAnnotation(n); s.Summary.Failed != 1 || rec == nil || rec["phase"] != "Failed" || !n.Spec.Unschedulable {
+			return fmt.Errorf("summary %+v record %v unschedulable %v", s.Summary, rec, n.Spec.Unschedulable)
+		}
+		return nil
+	})
+	b.MustKubectl("patch", "gmp", "a", "--type=merge", "-p",
+		`{"spec":{"mig":{"layout":[{"migDevices":{"1g.10gb":7}}]},"rollout":{"paused":true}}}`)
+	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	WaitPolicy(t, b, "a", 60*time.Second, "the retry waiting on the pause", func(s *PolicyStatus) error {
+		if s.Summary.Pending != 1 || !strings.Contains(fmt.Sprint(s.Nodes), "rollout paused") {
+			return fmt.Errorf("summary %+v nodes %+v", s.Summary, s.Nodes)
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second) // and it keeps waiting
+	n := GetNode(t, b, "gpu-001")
+	if rec := SwitchAnnotation(n); rec == nil || rec["phase"] != "Failed" || n.Annotations["gpumode.io/retry"] != "1" {
+		t.Fatalf("a paused policy's node was retried: record %v annotations %v", rec, n.Annotations)
+	}
+	b.MustKubectl("patch", "gmp", "a", "--type=merge", "-p", `{"spec":{"rollout":{"paused":false}}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "the retry to converge", Converged)
+	n = GetNode(t, b, "gpu-001")
+	if n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "mig" || Allocatable(n, "nvidia.com/mig-1g.10gb") != 56 {
+		t.Errorf("after the retry: unschedulable %v mode %q 1g.10gb %d", n.Spec.Unschedulable, n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/mig-1g.10gb"))
+	}
+	if _, ok := n.Annotations["gpumode.io/retry"]; ok {
+		t.Errorf("retry annotation not cleared")
+	}
+}
+
 // TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU
 // fails to go to mig; the rollback restores vgpu as it was, and its
 // verification expects the node's own split (HAMi's per-node entry), not

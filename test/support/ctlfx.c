@@ -38,8 +38,9 @@ void th_ctl_stop(struct th_ctl *c)
     free(c->kcfg.server);
 }
 
-void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
-                                    int n)
+/* n nodes with record, and gpumode.io/retry when retry is set. */
+static void respond_nodes(struct th_conn *c, const char *record, int n,
+                          bool retry)
 {
     json_object *items = json_object_new_array();
     for (int i = 1; i <= n; i++) {
@@ -54,6 +55,9 @@ void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
         json_object_object_add(meta, "name", json_object_new_string(name));
         json_object_object_add(gm_json_get(meta, "annotations"), GM_ANN_SWITCH,
                                json_object_new_string(record));
+        if (retry)
+            json_object_object_add(gm_json_get(meta, "annotations"),
+                                   GM_ANN_RETRY, json_object_new_string("1"));
         json_object_array_add(items, node);
     }
     json_object *list = json_tokener_parse(
@@ -64,9 +68,20 @@ void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
     json_object_put(list);
 }
 
+void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
+                                    int n)
+{
+    respond_nodes(c, record, n, false);
+}
+
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
 {
-    th_ctl_respond_switching_nodes(c, record, 1);
+    respond_nodes(c, record, 1, false);
+}
+
+void th_ctl_respond_retried_node(struct th_conn *c, const char *record)
+{
+    respond_nodes(c, record, 1, true);
 }
 
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings)

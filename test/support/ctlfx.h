@@ -37,6 +37,9 @@ char *th_ctl_switch_record(enum gm_phase phase, const char *settings);
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
+/* The same node with a gpumode.io/retry annotation: a person asked for a
+ * retry. */
+void th_ctl_respond_retried_node(struct th_conn *c, const char *record);
 /* The rest of the API server for these tests: watches open and quiet,
  * events accepted, ConfigMap lists empty, any other list an empty list. */
 void th_ctl_respond_default(const struct th_req *r, struct th_conn *c);

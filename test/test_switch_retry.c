@@ -1,0 +1,205 @@
+/* A retry of a held failure (onFailure: Hold, or a failure with no mode to
+ * roll back to): the node keeps its Failed record and its cordon until a
+ * person annotates gpumode.io/retry. When a policy selects the node, the
+ * switch leaves the retry to that policy's plan, which honours pause,
+ * window and budget and starts it with gm_switch_start, aimed where the
+ * policy points now; the record's history (the mode before, the labels it
+ * changed, its cordon) carries over. With no policy selecting the node, the
+ * switch retries the recorded target itself.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: one node, cordoned by gpumode, held after a failed full -> vgpu
+ * switch whose hardware step had run. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/json.h"
+#include "kube/reflector.h"
+#include "nodeswitch/record.h"
+#include "nodeswitch/switch.h"
+#include "support/ctlfx.h"
+
+struct fx {
+    struct th_ctl c;
+    char *record; /* owned: the node's switch annotation */
+    char *patch;  /* owned: the first node patch's body */
+    int governed; /* what the governed hook answers */
+    int done;
+};
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+
+    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        th_ctl_respond_retried_node(c, f->record);
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
+        if (f->patch == NULL)
+            f->patch = strdup(r->body);
+        f->done = 1;
+        th_respond(c, 200, NULL, "{}");
+    } else {
+        th_ctl_respond_default(r, c);
+    }
+}
+
+static int governed(void *data, const struct gm_node *node)
+{
+    (void)node;
+    return ((const struct fx *)data)->governed;
+}
+
+/* Starts the controller on the held node with the governed hook answering
+ * g. */
+static void start(struct fx *f, int g)
+{
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_FAILED, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.reconfigured = true;
+    assert_int_equal(gm_set_str(&rec.reason, "PluginNotReady"), 0);
+    assert_int_equal(gm_set_str(&rec.message, "the vgpu plugin never came"), 0);
+    assert_int_equal(gm_record_save_label(
+                         &rec, "nvidia.com/gpu.deploy.device-plugin", "true"),
+                     0);
+    memset(f, 0, sizeof(*f));
+    f->governed = g;
+    f->record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f->c, handler, f);
+    f->c.ctl->policy_for = th_ctl_policy_split4;
+    f->c.ctl->governed = governed;
+    f->c.ctl->policy_data = f;
+}
+
+static void stop(struct fx *f)
+{
+    th_ctl_stop(&f->c);
+    free(f->record);
+    free(f->patch);
+}
+
+/* The patch's record, parsed into rec; asserts the retry mark is removed
+ * and the state label says switching. */
+static void patched_record(const char *body, struct gm_switch_record *rec)
+{
+    char err[256];
+    json_object *p = json_tokener_parse(body);
+    json_object *ann = gm_json_get(gm_json_get(p, "metadata"), "annotations");
+    json_object *retry = NULL;
+    assert_non_null(p);
+    assert_true(json_object_object_get_ex(ann, GM_ANN_RETRY, &retry));
+    assert_null(retry);
+    assert_string_equal(
+        json_object_get_string(gm_json_get(
+            gm_json_get(gm_json_get(p, "metadata"), "labels"), GM_LABEL_STATE)),
+        "switching");
+    /* Still cordoned: nothing to write to spec. */
+    assert_null(gm_json_get(p, "spec"));
+    assert_int_equal(
+        gm_record_parse(json_object_get_string(gm_json_get(ann, GM_ANN_SWITCH)),
+                        rec, err, sizeof(err)),
+        0);
+    json_object_put(p);
+}
+
+/* What the failed attempt recorded, kept by any restart. */
+static void assert_history_kept(const struct gm_switch_record *rec)
+{
+    assert_int_equal(rec->attempt, 2);
+    assert_int_equal(rec->phase, GM_PHASE_DRAIN);
+    assert_int_equal(rec->from, GM_MODE_FULL);
+    assert_true(rec->cordoned);
+    assert_true(rec->reconfigured);
+    assert_false(rec->rolling_back);
+    assert_null(rec->reason);
+    assert_null(rec->message);
+    assert_int_equal(rec->n_saved, 1);
+    assert_string_equal(rec->saved[0].key,
+                        "nvidia.com/gpu.deploy.device-plugin");
+    assert_string_equal(rec->saved[0].value, "true");
+}
+
+static void test_governed_node_waits_for_its_plan(void **state)
+{
+    (void)state;
+    struct fx f;
+    start(&f, 1);
+    th_run_until(&f.c.loop, &f.done, 1500);
+    assert_null(f.patch);
+    stop(&f);
+}
+
+static void test_ungoverned_node_retries_the_recorded_target(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    start(&f, 0);
+    th_run_until(&f.c.loop, &f.done, 5000);
+    assert_non_null(f.patch);
+    patched_record(f.patch, &rec);
+    assert_history_kept(&rec);
+    assert_string_equal(rec.policy, "p");
+    assert_int_equal(rec.to, GM_MODE_VGPU);
+    gm_record_clear(&rec);
+    stop(&f);
+}
+
+static void started(void *ctx, long requeue_ms, int failed)
+{
+    (void)ctx;
+    (void)requeue_ms;
+    assert_false(failed);
+}
+
+/* The plan starts the retry: the policy was changed to mig since the
+ * failure, and the record now aims there. */
+static void test_plan_start_retargets_the_record(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    int never = 0;
+    start(&f, 1);
+    for (int i = 0; i < 100 && !gm_ctl_synced(f.c.ctl); i++)
+        th_run_until(&f.c.loop, &never, 20);
+    const struct gm_node *n = gm_reflector_get(f.c.ctl->nodes, "gpu-001");
+    assert_non_null(n);
+    int rc = gm_switch_start(f.c.ctl, n, "q", GM_MODE_MIG,
+                             "[{\"migDevices\":{\"3g.40gb\":2}}]", "mixed",
+                             "{\"layout\":\"3g\"}", started, &f);
+    assert_true(rc == 0 || rc == GM_SWITCH_ASYNC);
+    th_run_until(&f.c.loop, &f.done, 5000);
+    assert_non_null(f.patch);
+    patched_record(f.patch, &rec);
+    assert_history_kept(&rec);
+    assert_string_equal(rec.policy, "q");
+    assert_int_equal(rec.to, GM_MODE_MIG);
+    assert_string_equal(rec.layout, "[{\"migDevices\":{\"3g.40gb\":2}}]");
+    assert_string_equal(rec.strategy, "mixed");
+    assert_string_equal(rec.settings, "{\"layout\":\"3g\"}");
+    gm_record_clear(&rec);
+    stop(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_governed_node_waits_for_its_plan),
+        cmocka_unit_test(test_ungoverned_node_retries_the_recorded_target),
+        cmocka_unit_test(test_plan_start_retargets_the_record),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
