@@ -404,6 +404,61 @@ static void test_reboot_reapplies_mig(void **state)
     fleet_free(&f);
 }
 
+/* A reboot that erased a mig node's layout is repaired, not scheduled: it
+ * starts outside the window and before other candidates for the budget;
+ * a pause still holds it. */
+static void test_reboot_relay_is_a_repair(void **state)
+{
+    const char *layout = ",\"mig\":{\"layout\":[{\"migDevices\":"
+                         "{\"7g.80gb\":1}}]}";
+    char extra[512];
+    /* Closed at Mon 22:30Z: opens Tue 01:00Z. */
+    snprintf(extra, sizeof(extra),
+             "%s,\"rollout\":{\"window\":{\"start\":\"01:00\","
+             "\"end\":\"05:00\"}}",
+             layout);
+    struct gm_policy *closed = policy("p", "mig", extra);
+    snprintf(extra, sizeof(extra), "%s,\"rollout\":{\"maxUnavailable\":1}",
+             layout);
+    struct gm_policy *open = policy("p", "mig", extra);
+    snprintf(extra, sizeof(extra), "%s,\"rollout\":{\"paused\":true}", layout);
+    struct gm_policy *paused = policy("p", "mig", extra);
+    struct fleet f = {0};
+    struct gm_plan pl;
+    const char *h100 = "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3";
+
+    add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=full", h100, NULL));
+    struct gm_node *z = add(&f, gmt_node("z", "pool=a", "gpumode.io/mode=mig",
+                                         "gpumode.io/state=ready", h100, NULL));
+    gmt_set(&z->ann_boot_id, "boot-1");
+    gmt_set(&z->boot_id, "boot-2");
+
+    plan(closed, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "z");
+    assert_string_equal(entry(&pl, "z")->message,
+                        "switch starting: a reboot erased the MIG layout");
+    assert_string_equal(entry(&pl, "a")->message,
+                        "waiting for the rollout window (opens "
+                        "2024-05-07T01:00:00Z)");
+    gm_plan_free(&pl);
+
+    /* One slot: the repair takes it although "a" sorts first by name. */
+    plan(open, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "z");
+    gm_plan_free(&pl);
+
+    plan(paused, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(entry(&pl, "z")->message, "rollout paused");
+    gm_plan_free(&pl);
+    gm_policy_free(closed);
+    gm_policy_free(open);
+    gm_policy_free(paused);
+    fleet_free(&f);
+}
+
 /* A node's gpumode.io/settings, as gm_plan_settings gives it for p with the
  * layout the plan resolved (the caller frees it). */
 static char *settings_of(const struct gm_policy *p, const char *layout)
@@ -715,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_mig_layouts),
         cmocka_unit_test(test_reboot_reapplies_mig),
+        cmocka_unit_test(test_reboot_relay_is_a_repair),
         cmocka_unit_test(test_mig_settings_change_relays),
         cmocka_unit_test(test_settings_for_many_kinds_of_node),
         cmocka_unit_test(test_vgpu_settings_change_switches),

@@ -64,6 +64,12 @@ static void parse_switch(const char *ann, struct sw *s)
 struct cand {
     const struct gm_node *node;
     enum gm_mode from;
+    /* A mig node whose layout a reboot erased, re-laid under mig: not a
+     * change someone scheduled but a repair, started first and also
+     * outside the window (the reboot already took the node out of
+     * service, and until its instances are back it serves none; a Hopper
+     * GPU even comes back out of MIG mode and is offered whole). */
+    bool repair;
     char *layout;   /* owned until moved into a start */
     char *settings; /* owned until moved into a start */
     size_t entry;   /* index into out->nodes */
@@ -249,6 +255,17 @@ static void note_entry_differs(struct ctx *c, const char *name)
 }
 
 /* 1 converged, 0 not, or -ENOMEM. */
+/* Instances never survive a reboot and Hopper loses MIG mode too: a node
+ * verified in mig that booted since has lost its layout. */
+static bool layout_lost(const struct gm_node *n)
+{
+    const char *state = gm_node_label(n, GM_LABEL_STATE);
+    return node_mode(n) == GM_MODE_MIG &&
+           (state == NULL || strcmp(state, "ready") == 0) &&
+           n->ann_boot_id != NULL && n->boot_id != NULL &&
+           strcmp(n->ann_boot_id, n->boot_id) != 0;
+}
+
 static int converged(struct ctx *c, const struct gm_node *n)
 {
     const struct gm_policy *p = c->p;
@@ -258,9 +275,7 @@ static int converged(struct ctx *c, const struct gm_node *n)
         return 0;
     if (state != NULL && strcmp(state, "ready") != 0)
         return 0;
-    /* Instances never survive a reboot and Hopper loses MIG mode too. */
-    if (p->spec.mode == GM_MODE_MIG && n->ann_boot_id != NULL &&
-        n->boot_id != NULL && strcmp(n->ann_boot_id, n->boot_id) != 0)
+    if (p->spec.mode == GM_MODE_MIG && layout_lost(n))
         return 0;
     if (n->ann_settings == NULL || p->spec.mode == GM_MODE_FULL)
         return 1;
@@ -369,6 +384,8 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
     c->cands[c->n_cands].from = from;
     c->cands[c->n_cands].layout = layout;
     c->cands[c->n_cands].settings = settings;
+    c->cands[c->n_cands].repair = c->p->spec.mode == GM_MODE_MIG &&
+                                  n->ann_switch == NULL && layout_lost(n);
     c->cands[c->n_cands].entry = c->out->n_nodes;
     c->n_cands++;
     /* The message is filled in once the budget is known. */
@@ -478,6 +495,8 @@ static int cmp_cand(const void *a, const void *b)
     const struct cand *x = a;
     const struct cand *y = b;
 
+    if (x->repair != y->repair)
+        return x->repair ? -1 : 1;
     return strcmp(x->node->name, y->node->name);
 }
 
@@ -611,7 +630,7 @@ static int schedule(struct ctx *c)
             snprintf(why, sizeof(why),
                      "rollout window has an unknown "
                      "time zone");
-        } else if (!window_ok) {
+        } else if (!window_ok && !k->repair) {
             char at[32];
             format_utc(out->requeue_at, at, sizeof(at));
             snprintf(why, sizeof(why),
@@ -645,7 +664,10 @@ static int schedule(struct ctx *c)
             e->phase = strdup("Starting");
             if (e->phase == NULL)
                 return -ENOMEM;
-            snprintf(why, sizeof(why), "switch starting");
+            snprintf(why, sizeof(why), "%s",
+                     k->repair ? "switch starting: a reboot erased the MIG "
+                                 "layout"
+                               : "switch starting");
         }
         err = set_message(e, why);
         if (err)

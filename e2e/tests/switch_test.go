@@ -960,6 +960,47 @@ spec:
 	}
 }
 
+// TestRebootRelaysOutsideWindow: a mig node that reboots loses its layout
+// (Hopper even its MIG mode: the plugin offers whole GPUs again). gpumode
+// re-lays it at once, although the policy's window is closed: the reboot,
+// not gpumode, took the node out of service.
+func TestRebootRelaysOutsideWindow(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB", "--gpus-per-node", "2")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "mig", Converged)
+	// A window open only on the day after tomorrow: closed now.
+	day := strings.ToLower(time.Now().UTC().AddDate(0, 0, 2).Weekday().String()[:3])
+	PatchPolicy(t, b, "a", fmt.Sprintf(`{"spec":{"rollout":{"window":{"days":["%s"],"start":"00:00","end":"00:00"}}}}`, day))
+	WaitPolicy(t, b, "a", 30*time.Second, "the window seen", Converged)
+	boot := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID
+	if _, err := testbed(t, nil, "reboot", "--dir", b.Dir, "--down", "2s", "gpu-001"); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 120*time.Second, "the layout back after the reboot", func(context.Context) error {
+		n := GetNode(t, b, "gpu-001")
+		if n.Status.NodeInfo.BootID == boot || n.Annotations["gpumode.io/boot-id"] != n.Status.NodeInfo.BootID ||
+			n.Spec.Unschedulable || Allocatable(n, "nvidia.com/mig-1g.10gb") != 14 || Allocatable(n, "nvidia.com/gpu") > 0 {
+			return fmt.Errorf("bootID %s (was %s), annotation %s, unschedulable %v, 1g.10gb %d, gpu %d",
+				n.Status.NodeInfo.BootID, boot, n.Annotations["gpumode.io/boot-id"], n.Spec.Unschedulable,
+				Allocatable(n, "nvidia.com/mig-1g.10gb"), Allocatable(n, "nvidia.com/gpu"))
+		}
+		return nil
+	})
+}
+
 // TestKillControllerInEveryPhase: SIGKILL the controller once in every
 // phase it passes through; the switch completes, no agent step runs twice
 // and nothing is left changed.
