@@ -1,7 +1,9 @@
 #include "agent/agent.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -727,9 +729,9 @@ static int destroy(struct run *c, size_t gi)
 }
 
 /* Remembers that nvidia-smi found GPU index held: a pending mode then
- * waits for whatever holds it, which neither a reset (refused while held)
- * nor a reboot (on Hopper the pending mode is lost, and holders that start
- * at boot hold it again) can get past. */
+ * waits for whatever holds it, which a reset (refused while held) cannot
+ * get past, nor on Hopper a reboot (the pending mode is lost, and holders
+ * that start at boot hold it again). */
 static void held(struct run *c, int index, const struct gm_smi_out *o)
 {
     if (c->in_use_gpu >= 0)
@@ -830,6 +832,44 @@ static int in_use(struct run *c, int gpu)
                          gm_mig_mode_name(g->mig_pending), c->in_use_msg);
 }
 
+/* Ampere GPUs (A100, A30, A800) keep a pending MIG mode across a reboot and
+ * apply it as the GPU initialises, before anything can hold it (FACTS:
+ * "reboot the system to make MIG mode effective"); Hopper and later drop
+ * it. Matched as a word of the name, so "A3000" is not an A30. */
+static bool pending_survives_reboot(const struct gm_smi_gpu *g)
+{
+    static const char *const models[] = {"A100", "A30", "A800"};
+    for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+        size_t n = strlen(models[i]);
+        for (const char *p = strstr(g->name, models[i]); p;
+             p = strstr(p + 1, models[i])) {
+            bool start = p == g->name || !isalnum((unsigned char)p[-1]);
+            if (start && !isdigit((unsigned char)p[n]))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* A held GPU whose reset was refused: a reboot applies an Ampere GPU's
+ * pending mode, so that is what it needs (done with allowReboot); on
+ * Hopper only freeing the GPU helps. */
+static int held_after_reset(struct run *c, int gpu)
+{
+    const struct gm_smi_gpu *g = find_gpu(&c->res->snap, gpu);
+    if (!pending_survives_reboot(g))
+        return in_use(c, gpu);
+    return gm_agent_fail(c->res, "RebootRequired", GM_NEEDS_REBOOT,
+                         "MIG mode of GPU %d is %s, pending %s: something "
+                         "outside the stopped GPU clients holds the GPU "
+                         "(nvidia-persistenced, DCGM, fabric manager, a "
+                         "process on the host), so no reset can apply it; "
+                         "this GPU keeps the pending mode and a reboot "
+                         "applies it: %s",
+                         gpu, gm_mig_mode_name(g->mig_current),
+                         gm_mig_mode_name(g->mig_pending), c->in_use_msg);
+}
+
 static int set_modes(struct run *c)
 {
     struct gm_agent_snapshot *s = &c->res->snap;
@@ -879,7 +919,7 @@ static int set_modes(struct run *c)
         return err;
     gpu = first_pending(c);
     if (gpu >= 0 && gpu == c->in_use_gpu)
-        return in_use(c, gpu);
+        return held_after_reset(c, gpu);
     if (gpu >= 0)
         return gm_agent_fail(c->res, "RebootRequired", GM_NEEDS_REBOOT,
                              "MIG mode of GPU %d is still pending after a "

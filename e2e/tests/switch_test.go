@@ -514,6 +514,73 @@ spec:
 	}
 }
 
+// TestHostHolder: something on the host that gpumode does not stop
+// (nvidia-persistenced here) keeps the GPUs open, so a MIG mode change is
+// left pending with nvidia-smi exiting 0 and a reset is refused. A Hopper
+// GPU would drop the pending mode on a reboot: the switch fails GPUInUse
+// and rolls back without rebooting, and once the holder is gone a retry
+// completes. An A100 keeps the pending mode and applies it at boot: with
+// allowReboot the node reboots and the switch completes, holder and all.
+func TestHostHolder(t *testing.T) {
+	requireE2E(t)
+	policy := func(profile string) string {
+		return fmt.Sprintf(`
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"%s": 2}}]}
+  rollout: {allowReboot: true}
+`, profile)
+	}
+	start := func(t *testing.T, model string) (*Bed, string) {
+		b := StartBed(t, nil, "--nodes", "1", "--gpu-model", model, "--gpus-per-node", "2")
+		InstallGpumode(t, b)
+		LabelNodes(t, b, "pool=a", "gpu-001")
+		LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+		FakeSMI(t, b, "gpu-001", "--fake-holder", "add", "all", "nvidia-persistenced")
+		boot := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID
+		StartController(t, b)
+		return b, boot
+	}
+	t.Run("Hopper", func(t *testing.T) {
+		b, boot := start(t, "H100-80GB")
+		Apply(t, b, policy("3g.40gb"))
+		s := WaitPolicy(t, b, "a", 120*time.Second, "GPUInUse and the rollback", func(s *PolicyStatus) error {
+			n := GetNode(t, b, "gpu-001")
+			if s.Summary.Failed != 1 || n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "full" || Allocatable(n, "nvidia.com/gpu") != 2 {
+				return fmt.Errorf("summary %+v unschedulable %v mode %q gpus %d", s.Summary, n.Spec.Unschedulable,
+					n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/gpu"))
+			}
+			return nil
+		})
+		if msg := fmt.Sprint(s.Nodes); !strings.Contains(msg, "GPUInUse") || !strings.Contains(msg, "In use by another client") {
+			t.Errorf("status does not say the GPU is held: %s", msg)
+		}
+		if n := GetNode(t, b, "gpu-001"); n.Status.NodeInfo.BootID != boot {
+			t.Errorf("the node was rebooted, which drops a Hopper GPU's pending mode")
+		}
+		FakeSMI(t, b, "gpu-001", "--fake-holder", "remove", "all", "nvidia-persistenced")
+		b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+		WaitPolicy(t, b, "a", 120*time.Second, "the retry to converge", Converged)
+		if n := GetNode(t, b, "gpu-001"); Allocatable(n, "nvidia.com/mig-3g.40gb") != 4 {
+			t.Errorf("3g.40gb after the retry: %d", Allocatable(n, "nvidia.com/mig-3g.40gb"))
+		}
+	})
+	t.Run("Ampere", func(t *testing.T) {
+		b, boot := start(t, "A100-SXM4-80GB")
+		Apply(t, b, policy("3g.40gb"))
+		WaitPolicy(t, b, "a", 180*time.Second, "converged after a reboot", Converged)
+		n := GetNode(t, b, "gpu-001")
+		if n.Status.NodeInfo.BootID == boot || Allocatable(n, "nvidia.com/mig-3g.40gb") != 4 || n.Spec.Unschedulable {
+			t.Errorf("bootID %s (was %s), 3g.40gb %d, unschedulable %v", n.Status.NodeInfo.BootID, boot,
+				Allocatable(n, "nvidia.com/mig-3g.40gb"), n.Spec.Unschedulable)
+		}
+	})
+}
+
 // TestRetryOfHeldNodeFollowsPolicy: a held node (onFailure: Hold) is
 // retried the way a person fixes one: the layout its GPUs refuse is
 // replaced in the policy, which is paused meanwhile, and the node is
