@@ -2,7 +2,9 @@
  * ok: false, and the pod failed) fails the switch at once with the agent's
  * reason, instead of waiting rebootTimeoutSeconds (20 min) for a boot that
  * is not coming. A helper still running, or one that ended without a
- * failed result, is waited for.
+ * failed result, is waited for. And an apply that asks for a reboot gets
+ * one per attempt: asking again after it fails the switch rather than
+ * rebooting the node for ever.
  *
  * Real libcurl and libuv against the test server, which plays the API
  * server: one node in Rebooting, its reboot helper pod in the helper
@@ -24,7 +26,12 @@
 
 struct fx {
     struct th_ctl c;
-    char *record;      /* owned: the node's switch annotation */
+    char *record; /* owned: the node's switch annotation */
+    /* The helper pod: its step and arguments (the salt last), phase and
+     * termination message. */
+    const char *step;
+    const char *const *argv;
+    size_t argc;
     const char *phase; /* the helper pod's phase */
     const char *term;  /* its termination message, or NULL */
     char *patched;     /* owned: the first switch record the node got */
@@ -34,12 +41,11 @@ struct fx {
 
 static char *helper_list(const struct fx *f)
 {
-    const char *argv[] = {"reboot", "--confirm", ""};
     struct gm_helper_step st = {.node = "gpu-001",
-                                .step = "reboot",
+                                .step = f->step,
                                 .attempt = 1,
-                                .argv = argv,
-                                .argc = 3};
+                                .argv = f->argv,
+                                .argc = f->argc};
     char name[64];
     gm_helper_pod_name(&st, name, sizeof(name));
     json_object *pod = json_tokener_parse(
@@ -105,7 +111,12 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
  * record written (caller frees), or NULL when nothing was written. */
 static char *run(const char *phase, const char *term, int ms)
 {
-    struct fx f = {.phase = phase, .term = term};
+    static const char *const argv[] = {"reboot", "--confirm", ""};
+    struct fx f = {.step = "reboot",
+                   .argv = argv,
+                   .argc = 3,
+                   .phase = phase,
+                   .term = term};
     f.record = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
     th_ctl_start(&f.c, handler, &f);
     th_run_until(&f.c.loop, &f.done, ms);
@@ -149,11 +160,71 @@ static void test_other_helpers_wait(void **state)
     assert_null(reason);
 }
 
+static int allow_reboot(void *data, const char *name,
+                        struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    o->allow_reboot = true;
+    return 0;
+}
+
+/* A full -> vgpu switch in Reconfiguring whose apply helper failed asking
+ * for a reboot; rebooted_from is the record's bootID (set once this
+ * attempt rebooted the node) or NULL. Fills *out with the first record
+ * written. */
+static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
+{
+    static const char *const argv[] = {
+        "apply", "--mode", "vgpu", "--allow-reset", "--allow-reboot", ""};
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 6,
+                   .phase = "Failed",
+                   .term = "{\"ok\":false,\"command\":\"apply\",\"needs\":"
+                           "\"reboot\",\"reason\":\"RebootRequired\","
+                           "\"message\":\"MIG mode of GPU 0 is still "
+                           "pending\"}"};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    assert_int_equal(gm_set_str(&rec.boot_id, rebooted_from), 0);
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = allow_reboot;
+    th_run_until(&f.c.loop, &f.done, 5000);
+    th_ctl_stop(&f.c);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, out, err, sizeof(err)), 0);
+    free(f.patched);
+    free(f.record);
+}
+
+static void test_one_reboot_per_attempt(void **state)
+{
+    (void)state;
+    struct gm_switch_record rec = {0};
+    run_apply(NULL, &rec);
+    assert_int_equal(rec.phase, GM_PHASE_REBOOT);
+    assert_null(rec.reason);
+    gm_record_clear(&rec);
+
+    run_apply("boot-0", &rec);
+    assert_int_not_equal(rec.phase, GM_PHASE_REBOOT);
+    assert_string_equal(rec.reason, "RebootRequired");
+    assert_non_null(strstr(rec.message, "after the node rebooted"));
+    gm_record_clear(&rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed_reboot_fails_at_once),
         cmocka_unit_test(test_other_helpers_wait),
+        cmocka_unit_test(test_one_reboot_per_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

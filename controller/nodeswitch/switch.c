@@ -876,12 +876,19 @@ static int step_reconfigure(struct sw *s)
         enter(s, GM_PHASE_START_CLIENTS);
         return step_start_clients(s);
     }
-    if (reboot && s->pol.allow_reboot && !s->rec.rolling_back) {
+    /* One reboot per attempt: a GPU that still needs one after the node
+     * rebooted would otherwise reboot it for ever. */
+    if (reboot && s->pol.allow_reboot && !s->rec.rolling_back &&
+        s->rec.boot_id == NULL) {
         if (gm_set_str(&s->rec.boot_id, s->node->boot_id))
             return -ENOMEM;
         s->rec.reconfigured = true;
         return advance(s, GM_PHASE_REBOOT, NULL, -1);
     }
+    if (reboot && s->rec.boot_id && !s->rec.rolling_back)
+        return fail(s, "RebootRequired",
+                    "%s (still so after the node rebooted for this switch)",
+                    msg_c);
     if (reboot)
         return fail(s, "RebootRequired",
                     "%s (set spec.rollout.allowReboot to let gpumode reboot "
@@ -1322,6 +1329,7 @@ static int restart_failed(struct sw *s)
     s->rec.rolling_back = false;
     gm_set_str(&s->rec.reason, NULL);
     gm_set_str(&s->rec.message, NULL);
+    gm_set_str(&s->rec.boot_id, NULL); /* this attempt may reboot again */
     if (!s->node->unschedulable)
         s->rec.cordoned = true;
     json_object_object_add(labels, GM_LABEL_STATE,
