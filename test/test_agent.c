@@ -684,6 +684,30 @@ static void test_held_gpu_is_in_use(void **state)
     }
 }
 
+/* Which names keep a pending mode across a reboot: the Ampere MIG GPUs,
+ * matched as words ("RTX A3000" is not an A30). */
+static void test_held_gpu_reboot_by_name(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *reason;
+    } cases[] = {
+        {"NVIDIA A30", "RebootRequired"},
+        {"NVIDIA A800-SXM4-80GB", "RebootRequired"},
+        {"NVIDIA A100X", "RebootRequired"},
+        {"NVIDIA RTX A3000", "GPUInUse"},
+        {"NVIDIA H200", "GPUInUse"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct apply_case c = {.f = fake_new(1, 0, 1)};
+        c.f->g[0].name = cases[i].name;
+        c.f->held[0] = 1;
+        run_apply(&c, GM_AGENT_MIG, "[{\"migDevices\":{\"1g.5gb\":7}}]", 1);
+        assert_string_equal(c.res->reason, cases[i].reason);
+        case_free(&c);
+    }
+}
+
 /* -lgip lists the profiles of MIG-enabled GPUs only: a list read while
  * only GPU 0 had MIG on must be read again once GPU 1 is enabled, or GPU 1
  * would fail with UnknownProfile after its mode had changed. */
@@ -1246,6 +1270,7 @@ int main(void)
         cmocka_unit_test(test_h100_immediate),
         cmocka_unit_test(test_gpu_in_use),
         cmocka_unit_test(test_held_gpu_is_in_use),
+        cmocka_unit_test(test_held_gpu_reboot_by_name),
         cmocka_unit_test(test_profiles_read_again_after_enabling),
         cmocka_unit_test(test_insufficient_resources),
         cmocka_unit_test(test_unknown_profile),

@@ -117,6 +117,9 @@ static void test_labels_are_shared_pairs(void **state)
     assert_string_equal(gm_node_label(n1, "empty"), "");
     assert_null(gm_node_label(n1, "a.b.c"));
     assert_null(gm_node_label(n1, ""));
+    /* A looked-up key keeps its '=': "a=1" is not the key "a". */
+    assert_null(gm_node_label(n1, "a=1"));
+    assert_null(gm_node_label(n1, "a="));
     for (size_t i = 0; i < n1->n_labels; i++)
         assert_ptr_equal(n1->labels[i].kv, n2->labels[i].kv);
     /* Five distinct labels (node names are not interned). */

@@ -185,6 +185,17 @@ static void test_max_failures_stalls(void **state)
     assert_int_equal(pl.n_starts, 1);
     assert_string_equal(pl.starts[0].node->name, "a");
     gm_plan_free(&pl);
+
+    /* With another failed node still over maxFailures, the retried one
+     * starts all the same (the stall asks for retries); the rest wait. */
+    add(&f, gmt_node("c", "pool=a", "gpumode.io/state=failed", NULL));
+    plan(p, NULL, &f, NULL, &pl);
+    assert_string_equal(pl.stall_reason, "MaxFailuresReached");
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "a");
+    assert_string_equal(entry(&pl, "b")->message,
+                        "rollout stopped: maxFailures reached");
+    gm_plan_free(&pl);
     gm_policy_free(p);
     fleet_free(&f);
 }

@@ -225,6 +225,22 @@ static const struct {
     {"\"mode\":\"full\",\"nodeSelector\":{\"matchExpressions\":[{\"key\":"
      "\"a\",\"operator\":\"Gt\",\"values\":[\"1\"]}]}",
      "spec.nodeSelector.matchExpressions[0].operator: \"Gt\" is not one"},
+    {"\"mode\":\"full\",\"nodeSelector\":{\"matchExpressions\":[{\"key\":"
+     "\"pool=b\",\"operator\":\"Exists\"}]}",
+     "spec.nodeSelector.matchExpressions[0].key: \"pool=b\" is not a label "
+     "key: its name may hold only"},
+    {"\"mode\":\"full\",\"nodeSelector\":{\"matchLabels\":{\"Example.com/"
+     "pool\":\"a\"}}",
+     "spec.nodeSelector.matchLabels: \"Example.com/pool\" is not a label "
+     "key: its prefix must begin"},
+    {"\"mode\":\"full\",\"nodeSelector\":{\"matchLabels\":{\"a/b/c\":"
+     "\"x\"}}",
+     "spec.nodeSelector.matchLabels: \"a/b/c\" is not a label key: its name "
+     "may hold only"},
+    {"\"mode\":\"full\",\"nodeSelector\":{\"matchLabels\":{\"-pool\":"
+     "\"x\"}}",
+     "spec.nodeSelector.matchLabels: \"-pool\" is not a label key: its name "
+     "must begin"},
 };
 
 static void test_errors_name_the_field(void **state)

@@ -4,8 +4,9 @@
  * switch leaves the retry to that policy's plan, which honours pause,
  * window and budget and starts it with gm_switch_start, aimed where the
  * policy points now; the record's history (the mode before, the labels it
- * changed, its cordon) carries over. With no policy selecting the node, the
- * switch retries the recorded target itself.
+ * changed, its cordon) carries over. With no policy selecting the node,
+ * the retry releases it: put back as it was if its hardware never changed,
+ * else rolled back to the mode before.
  *
  * Real libcurl and libuv against the test server, which plays the API
  * server: one node, cordoned by gpumode, held after a failed full -> vgpu
@@ -59,15 +60,15 @@ static int governed(void *data, const struct gm_node *node)
 }
 
 /* Starts the controller on the held node with the governed hook answering
- * g. */
-static void start(struct fx *f, int g)
+ * g; hw: whether the failed attempt may have changed the hardware. */
+static void start_hw(struct fx *f, int g, bool hw)
 {
     struct gm_switch_record rec = {0};
     char err[256];
     char *text = th_ctl_switch_record(GM_PHASE_FAILED, NULL);
     assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
     free(text);
-    rec.reconfigured = true;
+    rec.reconfigured = hw;
     /* The failed attempt had rebooted the node once. */
     assert_int_equal(gm_set_str(&rec.boot_id, "boot-0"), 0);
     assert_int_equal(gm_set_str(&rec.reason, "PluginNotReady"), 0);
@@ -83,6 +84,11 @@ static void start(struct fx *f, int g)
     f->c.ctl->policy_for = th_ctl_policy_split4;
     f->c.ctl->governed = governed;
     f->c.ctl->policy_data = f;
+}
+
+static void start(struct fx *f, int g)
+{
+    start_hw(f, g, true);
 }
 
 static void stop(struct fx *f)
@@ -135,29 +141,76 @@ static void assert_history_kept(const struct gm_switch_record *rec)
     assert_string_equal(rec->saved[0].value, "true");
 }
 
+/* Governed, or not known (policies not listed yet, or the lookup failed):
+ * nothing is written. */
 static void test_governed_node_waits_for_its_plan(void **state)
 {
     (void)state;
-    struct fx f;
-    start(&f, 1);
-    th_run_until(&f.c.loop, &f.done, 1500);
-    assert_null(f.patch);
-    stop(&f);
+    const int answers[] = {1, -EAGAIN, -ENOMEM};
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        struct fx f;
+        start(&f, answers[i]);
+        th_run_until(&f.c.loop, &f.done, 1500);
+        assert_null(f.patch);
+        stop(&f);
+    }
 }
 
-static void test_ungoverned_node_retries_the_recorded_target(void **state)
+/* No policy selects the node: the retry releases it. Its hardware changed,
+ * so it is rolled back to full (the record's mode before), one attempt
+ * later, the mark used up. */
+static void test_ungoverned_node_is_rolled_back(void **state)
 {
     (void)state;
     struct fx f;
     struct gm_switch_record rec = {0};
+    char err[256];
     start(&f, 0);
     th_run_until(&f.c.loop, &f.done, 5000);
     assert_non_null(f.patch);
-    patched_record(f.patch, &rec);
-    assert_history_kept(&rec);
-    assert_string_equal(rec.policy, "p");
-    assert_int_equal(rec.to, GM_MODE_VGPU);
+    json_object *p = json_tokener_parse(f.patch);
+    json_object *ann = gm_json_get(gm_json_get(p, "metadata"), "annotations");
+    json_object *retry = NULL;
+    assert_true(json_object_object_get_ex(ann, GM_ANN_RETRY, &retry));
+    assert_null(retry);
+    assert_int_equal(
+        gm_record_parse(json_object_get_string(gm_json_get(ann, GM_ANN_SWITCH)),
+                        &rec, err, sizeof(err)),
+        0);
+    assert_int_equal(rec.attempt, 2);
+    assert_string_equal(rec.reason, "PolicyGone");
+    assert_true(rec.rolling_back);
+    assert_int_equal(rec.phase, GM_PHASE_RECONFIGURE);
+    assert_int_equal(rec.from, GM_MODE_FULL);
+    assert_null(rec.boot_id);
     gm_record_clear(&rec);
+    json_object_put(p);
+    stop(&f);
+}
+
+/* Its hardware never changed (it failed in the drain): the node is put
+ * back at once, record gone, uncordoned, labels restored. */
+static void test_ungoverned_node_untouched_is_put_back(void **state)
+{
+    (void)state;
+    struct fx f;
+    json_object *rec = NULL;
+    start_hw(&f, 0, false);
+    th_run_until(&f.c.loop, &f.done, 5000);
+    assert_non_null(f.patch);
+    json_object *p = json_tokener_parse(f.patch);
+    json_object *meta = gm_json_get(p, "metadata");
+    assert_true(json_object_object_get_ex(gm_json_get(meta, "annotations"),
+                                          GM_ANN_SWITCH, &rec));
+    assert_null(rec);
+    assert_false(json_object_get_boolean(
+        gm_json_get(gm_json_get(p, "spec"), "unschedulable")));
+    assert_non_null(gm_json_get(p, "spec"));
+    assert_string_equal(json_object_get_string(
+                            gm_json_get(gm_json_get(meta, "labels"),
+                                        "nvidia.com/gpu.deploy.device-plugin")),
+                        "true");
+    json_object_put(p);
     stop(&f);
 }
 
@@ -202,7 +255,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_governed_node_waits_for_its_plan),
-        cmocka_unit_test(test_ungoverned_node_retries_the_recorded_target),
+        cmocka_unit_test(test_ungoverned_node_is_rolled_back),
+        cmocka_unit_test(test_ungoverned_node_untouched_is_put_back),
         cmocka_unit_test(test_plan_start_retargets_the_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,14 +32,17 @@ const char *gm_label_value(const struct gm_label *l)
     return eq ? eq + 1 : "";
 }
 
-/* The key ends at the first '=': compare as if it were a NUL. */
-static int key_cmp(const char *kv, const char *other_kv_or_key)
+/* A stored key ends at its first '=': compared as if that were a NUL, so
+ * labels order as their keys would. b_is_kv says whether b is a stored
+ * pair too; a key being looked up keeps its '=' as a character, so
+ * "pool=b" (never a valid key) matches no label rather than "pool". */
+static int key_cmp(const char *kv, const char *b_str, bool b_is_kv)
 {
     const unsigned char *a = (const unsigned char *)kv;
-    const unsigned char *b = (const unsigned char *)other_kv_or_key;
+    const unsigned char *b = (const unsigned char *)b_str;
     for (;; a++, b++) {
         unsigned ca = *a == '=' ? 0 : *a;
-        unsigned cb = *b == '=' ? 0 : *b;
+        unsigned cb = b_is_kv && *b == '=' ? 0 : *b;
         if (ca != cb || ca == 0)
             return (int)ca - (int)cb;
     }
@@ -47,13 +50,13 @@ static int key_cmp(const char *kv, const char *other_kv_or_key)
 
 int gm_label_key_cmp(const struct gm_label *l, const char *key)
 {
-    return key_cmp(l->kv, key);
+    return key_cmp(l->kv, key, false);
 }
 
 int gm_label_order(const void *a, const void *b)
 {
     const struct gm_label *x = a, *y = b;
-    return key_cmp(x->kv, y->kv);
+    return key_cmp(x->kv, y->kv, true);
 }
 
 /* Kubernetes quantities for devices are plain integers; CPU-style suffixes

@@ -1,7 +1,7 @@
 /* The compact form of a Node that the controller keeps in memory: only what
  * the planner and the node switch read. Strings that repeat across nodes
- * (label keys and values, resource names) are interned and shared, which is
- * what keeps a cached node well under 2 KiB. */
+ * (labels as key=value pairs, resource names, taints) are interned and
+ * shared, which is what keeps a cached node well under 1 KiB. */
 #ifndef GM_KUBE_NODE_H
 #define GM_KUBE_NODE_H
 

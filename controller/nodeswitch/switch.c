@@ -19,6 +19,9 @@
 
 #define EVICT_RETRY_MS 5000
 #define WAIT_POLL_MS 2000
+/* How often a retry left to its policy's plan checks that a policy still
+ * selects its node (policy changes requeue policies, not nodes). */
+#define RETRY_RECHECK_MS 30000
 
 /* One reconcile of one node. */
 struct sw {
@@ -312,6 +315,10 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
                             gm_mode_name(s->rec.to),
                             gm_phase_name(s->rec.phase), reason, msg);
     if (s->pol.hold_on_failure || s->rec.rolling_back || unknown_from) {
+        /* Held as it is: whatever acts on the record next (a retry, its
+         * release) must know the hardware may have changed. */
+        if (touched)
+            s->rec.reconfigured = true;
         gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                            gm_mode_name(s->rec.to), "failed",
                            (double)(s->now - s->rec.started));
@@ -889,6 +896,9 @@ static int step_reconfigure(struct sw *s)
         return fail(s, "RebootRequired",
                     "%s (still so after the node rebooted for this switch)",
                     msg_c);
+    if (reboot && s->rec.rolling_back)
+        return fail(s, "RebootRequired", "%s (a rollback does not reboot)",
+                    msg_c);
     if (reboot)
         return fail(s, "RebootRequired",
                     "%s (set spec.rollout.allowReboot to let gpumode reboot "
@@ -1341,23 +1351,46 @@ static int restart_failed(struct sw *s)
     return write_record(s, labels, s->node->unschedulable ? -1 : 1);
 }
 
+static int cancel_drain(struct sw *s, const char *why);
+
+/* A retry of a node no policy selects any more releases it: with the
+ * hardware as it was, the node is put back (cancel_drain); otherwise it is
+ * rolled back to the mode before, as a switch that lost its policy is,
+ * whatever the policy that made the record (if it still exists) says. */
+static int release_failed(struct sw *s)
+{
+    gm_switch_policy_defaults(&s->pol);
+    s->pol.drain.own_namespace = s->ctl->cfg->namespace;
+    if (!s->rec.reconfigured)
+        return cancel_drain(s, "no policy selects the node any more");
+    s->rec.attempt++; /* new helper pod names */
+    s->rec.since = s->rec.started = s->now;
+    s->rec.rolling_back = false;
+    gm_set_str(&s->rec.boot_id, NULL);
+    s->clear_retry = true;
+    return fail(s, "PolicyGone",
+                "no policy selects the node any more: the retry rolls it "
+                "back to %s",
+                gm_mode_name(s->rec.from));
+}
+
 static int step_failed(struct sw *s)
 {
     if (s->node->ann_retry == NULL)
         return wait_for(s, -1);
     /* A person asked for a retry. When a policy governs the node, its plan
      * starts the retry (gm_switch_start): with the policy's target as it
-     * is now, and under its pause, window and budget. */
+     * is now, and under its pause, window and budget. Policy changes do
+     * not requeue nodes, so look again now and then: the policy may go. */
     int governed =
         s->ctl->governed ? s->ctl->governed(s->ctl->policy_data, s->node) : 0;
     if (governed == -EAGAIN)
         return wait_for(s, 500);
+    if (governed < 0)
+        return governed;
     if (governed > 0)
-        return wait_for(s, -1);
-    /* No policy selects the node any more: retry the recorded switch. With
-     * its policy gone, that puts the node back (cancel_drain) or, if the
-     * hardware changed, fails it the policy-less way (a rollback). */
-    return restart_failed(s);
+        return wait_for(s, RETRY_RECHECK_MS);
+    return release_failed(s);
 }
 
 /* The switch's policy is gone (deleted, or edited into an invalid spec)
@@ -1365,7 +1398,7 @@ static int step_failed(struct sw *s)
  * which to leave) are not known any more, and nothing has changed yet but
  * the cordon and evictions already made. The node is put back as it was
  * and the record removed; a policy that selects it later starts afresh. */
-static int cancel_drain(struct sw *s)
+static int cancel_drain(struct sw *s, const char *why)
 {
     json_object *labels = json_object_new_object();
     json_object *ann = json_object_new_object();
@@ -1384,14 +1417,11 @@ static int cancel_drain(struct sw *s)
     if (s->node->ann_retry)
         json_object_object_add(ann, GM_ANN_RETRY, NULL);
     gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
-              "policy %s is gone or invalid while the node drains: switch "
-              "cancelled, node put back%s",
-              s->rec.policy, uncordon == 0 ? " and uncordoned" : "");
+              "%s: switch cancelled, node put back%s", why,
+              uncordon == 0 ? " and uncordoned" : "");
     gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
-                      "switch to %s cancelled in Draining: policy %s is gone "
-                      "or invalid%s",
-                      gm_mode_name(s->rec.to), s->rec.policy,
-                      uncordon == 0 ? "; uncordoned" : "");
+                      "switch to %s cancelled: %s%s", gm_mode_name(s->rec.to),
+                      why, uncordon == 0 ? "; uncordoned" : "");
     gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                        gm_mode_name(s->rec.to), "cancelled",
                        (double)(s->now - s->rec.started));
@@ -1472,7 +1502,8 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
     bool draining =
         s.rec.phase == GM_PHASE_CORDON || s.rec.phase == GM_PHASE_DRAIN;
     if (!have_policy && !s.rec.rolling_back && draining && !s.rec.reconfigured)
-        rc = cancel_drain(&s);
+        rc = cancel_drain(&s, "its policy is gone or invalid while the "
+                              "node drains");
     else if (!have_policy && !s.rec.rolling_back && draining)
         /* A retry of a node an earlier attempt left with changed hardware:
          * putting labels back would not put the hardware back, so it goes

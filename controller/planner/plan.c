@@ -70,6 +70,10 @@ struct cand {
      * service, and until its instances are back it serves none; a Hopper
      * GPU even comes back out of MIG mode and is offered whole). */
     bool repair;
+    /* A person asked for this node's retry (gpumode.io/retry): maxFailures
+     * does not hold it back (its stall asks for exactly that), though
+     * pause, window and budget do. */
+    bool retry;
     char *layout;   /* owned until moved into a start */
     char *settings; /* owned until moved into a start */
     size_t entry;   /* index into out->nodes */
@@ -254,7 +258,6 @@ static void note_entry_differs(struct ctx *c, const char *name)
     }
 }
 
-/* 1 converged, 0 not, or -ENOMEM. */
 /* Instances never survive a reboot and Hopper loses MIG mode too: a node
  * verified in mig that booted since has lost its layout. */
 static bool layout_lost(const struct gm_node *n)
@@ -266,6 +269,7 @@ static bool layout_lost(const struct gm_node *n)
            strcmp(n->ann_boot_id, n->boot_id) != 0;
 }
 
+/* 1 converged, 0 not, or -ENOMEM. */
 static int converged(struct ctx *c, const struct gm_node *n)
 {
     const struct gm_policy *p = c->p;
@@ -386,6 +390,7 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
     c->cands[c->n_cands].settings = settings;
     c->cands[c->n_cands].repair = c->p->spec.mode == GM_MODE_MIG &&
                                   n->ann_switch == NULL && layout_lost(n);
+    c->cands[c->n_cands].retry = n->ann_retry != NULL;
     c->cands[c->n_cands].entry = c->out->n_nodes;
     c->n_cands++;
     /* The message is filled in once the budget is known. */
@@ -618,13 +623,17 @@ static int schedule(struct ctx *c)
         qsort(c->cands, c->n_cands, sizeof(*c->cands), cmp_cand);
     int slots = out->budget.slots;
     int used = out->budget.used; /* including the starts made here */
+    /* maxFailures leaves no slot to new switches; the budget still bounds
+     * the retries a person asked for, which alone may start. */
+    if (out->budget.stalled && !out->budget.paused)
+        slots = out->budget.limit > used ? out->budget.limit - used : 0;
     for (size_t i = 0; i < c->n_cands; i++) {
         struct cand *k = &c->cands[i];
         struct gm_plan_node *e = &out->nodes[k->entry];
         bool free_start = unavailable(k->node);
         if (out->budget.paused) {
             snprintf(why, sizeof(why), "rollout paused");
-        } else if (out->budget.stalled) {
+        } else if (out->budget.stalled && !k->retry) {
             snprintf(why, sizeof(why), "rollout stopped: maxFailures reached");
         } else if (!window_ok && out->window != 0) {
             snprintf(why, sizeof(why),

@@ -144,6 +144,45 @@ static int parse_op(const char *s, enum gm_sel_op *op)
     return 0;
 }
 
+static bool name_char(char c, bool lower_only)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (!lower_only && c >= 'A' && c <= 'Z');
+}
+
+/* Why key is not a Kubernetes label key, or NULL when it is one: an
+ * optional prefix (a DNS subdomain: lowercase alphanumerics, '-' and '.',
+ * at most 253) and '/', then a name of 1 to 63 alphanumerics, '-', '_' and
+ * '.', beginning and ending alphanumeric. The apiserver checks this for
+ * Node labels but not inside a custom resource. */
+static const char *key_problem(const char *key)
+{
+    const char *slash = strchr(key, '/');
+    const char *name = slash ? slash + 1 : key;
+    if (slash) {
+        size_t n = (size_t)(slash - key);
+        if (n == 0 || n > 253)
+            return "its prefix must have 1 to 253 characters";
+        if (!name_char(key[0], true) || !name_char(key[n - 1], true))
+            return "its prefix must begin and end with a lowercase letter or "
+                   "digit";
+        for (size_t i = 0; i < n; i++)
+            if (!name_char(key[i], true) && key[i] != '-' && key[i] != '.')
+                return "its prefix may hold only lowercase letters, digits, "
+                       "'-' and '.'";
+    }
+    size_t n = strlen(name);
+    if (n == 0 || n > 63)
+        return "its name must have 1 to 63 characters";
+    if (!name_char(name[0], false) || !name_char(name[n - 1], false))
+        return "its name must begin and end with a letter or digit";
+    for (size_t i = 0; i < n; i++)
+        if (!name_char(name[i], false) && name[i] != '-' && name[i] != '_' &&
+            name[i] != '.')
+            return "its name may hold only letters, digits, '-', '_' and '.'";
+    return NULL;
+}
+
 static int decode_expression(struct dec *d, json_object *e, const char *at,
                              size_t i, struct gm_selector *s)
 {
@@ -162,6 +201,9 @@ static int decode_expression(struct dec *d, json_object *e, const char *at,
         return err;
     if (key == NULL || key[0] == '\0')
         return fail(d, "%s.key: required", path);
+    const char *why = key_problem(key);
+    if (why)
+        return fail(d, "%s.key: \"%s\" is not a label key: %s", path, key, why);
     err = get_string(d, e, "operator", path, &ops);
     if (err)
         return err;
@@ -221,6 +263,10 @@ static int decode_selector(struct dec *d, json_object *sel, const char *at,
         json_object_object_foreach(ml, k, v)
         {
             struct gm_sel_req *r;
+            const char *why = key_problem(k);
+            if (why)
+                return fail(d, "%s: \"%s\" is not a label key: %s", path, k,
+                            why);
             if (!json_object_is_type(v, json_type_string))
                 return fail(d, "%s.%s: must be a string", path, k);
             err = add_req(s, k, GM_SEL_IN, &r);

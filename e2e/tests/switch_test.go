@@ -639,6 +639,49 @@ spec:
 	}
 }
 
+// TestRetryReleasesUnselectedNode: a person takes a held node out of its
+// policy (removes the label the policy selects) and retries it. No policy
+// selects it, so the retry releases it: the MIG hardware the failed attempt
+// left is rolled back to full and the node uncordoned, not switched on to
+// the old target.
+func TestRetryReleasesUnselectedNode(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB", "--gpus-per-node", "2")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--exit", "255", "--times", "-1",
+		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
+  rollout: {onFailure: Hold}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
+		if s.Summary.Failed != 1 || !GetNode(t, b, "gpu-001").Spec.Unschedulable {
+			return fmt.Errorf("summary %+v", s.Summary)
+		}
+		return nil
+	})
+	b.MustKubectl("label", "node", "gpu-001", "pool-")
+	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	Eventually(t, 120*time.Second, "the node released: full again, uncordoned", func(context.Context) error {
+		n := GetNode(t, b, "gpu-001")
+		_, retry := n.Annotations["gpumode.io/retry"]
+		if n.Spec.Unschedulable || retry || n.Labels["gpumode.io/mode"] != "full" || Allocatable(n, "nvidia.com/gpu") != 2 {
+			return fmt.Errorf("unschedulable %v retry %v mode %q gpus %d record %v", n.Spec.Unschedulable, retry,
+				n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/gpu"), SwitchAnnotation(n))
+		}
+		return nil
+	})
+}
+
 // TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU
 // fails to go to mig; the rollback restores vgpu as it was, and its
 // verification expects the node's own split (HAMi's per-node entry), not
