@@ -23,29 +23,9 @@
 #include "support/ctlfx.h"
 
 struct fx {
-    struct th_ctl c;
-    char *record;  /* owned: the node's switch annotation */
-    char *patch;   /* owned: the first node patch's body */
-    int policy_rc; /* what policy_for answers */
-    int done;
+    struct th_node_fx n; /* first: the handler's ud */
+    int policy_rc;       /* what policy_for answers */
 };
-
-static void handler(void *ud, const struct th_req *r, struct th_conn *c)
-{
-    struct fx *f = ud;
-
-    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        th_ctl_respond_switching_node(c, f->record);
-    } else if (strcmp(r->method, "PATCH") == 0 &&
-               strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
-        if (f->patch == NULL)
-            f->patch = strdup(r->body);
-        f->done = 1;
-        th_respond(c, 200, NULL, "{}");
-    } else {
-        th_ctl_respond_default(r, c);
-    }
-}
 
 static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 {
@@ -68,16 +48,17 @@ static char *run(bool reconfigured, int rc, int ms)
     free(text);
     rec.reconfigured = reconfigured;
     rec.attempt = reconfigured ? 2 : 1;
-    f.record = gm_record_format(&rec);
+    f.n.record = gm_record_format(&rec);
     gm_record_clear(&rec);
 
-    th_ctl_start(&f.c, handler, &f);
-    f.c.ctl->policy_for = policy_for;
-    f.c.ctl->policy_data = &f;
-    th_run_until(&f.c.loop, &f.done, ms);
-    th_ctl_stop(&f.c);
-    free(f.record);
-    return f.patch;
+    th_ctl_start(&f.n.c, th_node_fx_handler, &f);
+    f.n.c.ctl->policy_for = policy_for;
+    f.n.c.ctl->policy_data = &f;
+    th_run_until(&f.n.c.loop, &f.n.done, ms);
+    char *patch = f.n.patch;
+    f.n.patch = NULL;
+    th_node_fx_stop(&f.n);
+    return patch;
 }
 
 static json_object *meta(json_object *patch, const char *field)

@@ -29,29 +29,9 @@
 #include "support/ctlfx.h"
 
 struct fx {
-    struct th_ctl c;
-    char *record; /* owned: the node's switch annotation */
-    char *patch;  /* owned: the first node patch's body */
-    int governed; /* what the governed hook answers */
-    int done;
+    struct th_node_fx n; /* first: the handler's ud */
+    int governed;        /* what the governed hook answers */
 };
-
-static void handler(void *ud, const struct th_req *r, struct th_conn *c)
-{
-    struct fx *f = ud;
-
-    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        th_ctl_respond_retried_node(c, f->record);
-    } else if (strcmp(r->method, "PATCH") == 0 &&
-               strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
-        if (f->patch == NULL)
-            f->patch = strdup(r->body);
-        f->done = 1;
-        th_respond(c, 200, NULL, "{}");
-    } else {
-        th_ctl_respond_default(r, c);
-    }
-}
 
 static int governed(void *data, const struct gm_node *node)
 {
@@ -78,12 +58,13 @@ static void start_hw(struct fx *f, int g, bool hw)
                      0);
     memset(f, 0, sizeof(*f));
     f->governed = g;
-    f->record = gm_record_format(&rec);
+    f->n.retry = true;
+    f->n.record = gm_record_format(&rec);
     gm_record_clear(&rec);
-    th_ctl_start(&f->c, handler, f);
-    f->c.ctl->policy_for = th_ctl_policy_split4;
-    f->c.ctl->governed = governed;
-    f->c.ctl->policy_data = f;
+    th_ctl_start(&f->n.c, th_node_fx_handler, f);
+    f->n.c.ctl->policy_for = th_ctl_policy_split4;
+    f->n.c.ctl->governed = governed;
+    f->n.c.ctl->policy_data = f;
 }
 
 static void start(struct fx *f, int g)
@@ -93,9 +74,7 @@ static void start(struct fx *f, int g)
 
 static void stop(struct fx *f)
 {
-    th_ctl_stop(&f->c);
-    free(f->record);
-    free(f->patch);
+    th_node_fx_stop(&f->n);
 }
 
 /* The patch's record, parsed into rec; asserts the retry mark is removed
@@ -150,8 +129,8 @@ static void test_governed_node_waits_for_its_plan(void **state)
     for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
         struct fx f;
         start(&f, answers[i]);
-        th_run_until(&f.c.loop, &f.done, 1500);
-        assert_null(f.patch);
+        th_run_until(&f.n.c.loop, &f.n.done, 1500);
+        assert_null(f.n.patch);
         stop(&f);
     }
 }
@@ -166,9 +145,9 @@ static void test_ungoverned_node_is_rolled_back(void **state)
     struct gm_switch_record rec = {0};
     char err[256];
     start(&f, 0);
-    th_run_until(&f.c.loop, &f.done, 5000);
-    assert_non_null(f.patch);
-    json_object *p = json_tokener_parse(f.patch);
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    assert_non_null(f.n.patch);
+    json_object *p = json_tokener_parse(f.n.patch);
     json_object *ann = gm_json_get(gm_json_get(p, "metadata"), "annotations");
     json_object *retry = NULL;
     assert_true(json_object_object_get_ex(ann, GM_ANN_RETRY, &retry));
@@ -196,9 +175,9 @@ static void test_ungoverned_node_untouched_is_put_back(void **state)
     struct fx f;
     json_object *rec = NULL;
     start_hw(&f, 0, false);
-    th_run_until(&f.c.loop, &f.done, 5000);
-    assert_non_null(f.patch);
-    json_object *p = json_tokener_parse(f.patch);
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    assert_non_null(f.n.patch);
+    json_object *p = json_tokener_parse(f.n.patch);
     json_object *meta = gm_json_get(p, "metadata");
     assert_true(json_object_object_get_ex(gm_json_get(meta, "annotations"),
                                           GM_ANN_SWITCH, &rec));
@@ -230,17 +209,17 @@ static void test_plan_start_retargets_the_record(void **state)
     struct gm_switch_record rec = {0};
     int never = 0;
     start(&f, 1);
-    for (int i = 0; i < 100 && !gm_ctl_synced(f.c.ctl); i++)
-        th_run_until(&f.c.loop, &never, 20);
-    const struct gm_node *n = gm_reflector_get(f.c.ctl->nodes, "gpu-001");
+    for (int i = 0; i < 100 && !gm_ctl_synced(f.n.c.ctl); i++)
+        th_run_until(&f.n.c.loop, &never, 20);
+    const struct gm_node *n = gm_reflector_get(f.n.c.ctl->nodes, "gpu-001");
     assert_non_null(n);
-    int rc = gm_switch_start(f.c.ctl, n, "q", GM_MODE_MIG,
+    int rc = gm_switch_start(f.n.c.ctl, n, "q", GM_MODE_MIG,
                              "[{\"migDevices\":{\"3g.40gb\":2}}]", "mixed",
                              "{\"layout\":\"3g\"}", started, &f);
     assert_true(rc == 0 || rc == GM_SWITCH_ASYNC);
-    th_run_until(&f.c.loop, &f.done, 5000);
-    assert_non_null(f.patch);
-    patched_record(f.patch, &rec);
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    assert_non_null(f.n.patch);
+    patched_record(f.n.patch, &rec);
     assert_history_kept(&rec);
     assert_string_equal(rec.policy, "q");
     assert_int_equal(rec.to, GM_MODE_MIG);

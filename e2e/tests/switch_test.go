@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -414,18 +415,30 @@ spec:
 	}
 }
 
-// TestAgentFailureRollsBack: nvidia-smi fails to create instances; the node
-// goes back to full and is uncordoned; a retry after the fault clears
-// completes.
-func TestAgentFailureRollsBack(t *testing.T) {
-	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "A100-SXM4-80GB")
+// refusedMigBed starts an A100-80GB bed of nodes (gpus per node, 0: the
+// model's default) whose gpu-001, labelled pool=a and, with full,
+// gpumode.io/mode=full, has an nvidia-smi that refuses every command
+// matching match with Insufficient Resources. The controller runs, and
+// policy a asks pool a for two 3g.40gb instances per GPU with rollout (a
+// YAML flow map, or "").
+func refusedMigBed(t *testing.T, nodes, gpus int, full bool, match, rollout string) *Bed {
+	t.Helper()
+	args := []string{"--nodes", strconv.Itoa(nodes), "--gpu-model", "A100-SXM4-80GB"}
+	if gpus > 0 {
+		args = append(args, "--gpus-per-node", strconv.Itoa(gpus))
+	}
+	b := StartBed(t, nil, args...)
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
-	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
-	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--exit", "255", "--times", "-1",
+	if full {
+		LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", match, "--exit", "255", "--times", "-1",
 		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
 	StartController(t, b)
+	if rollout != "" {
+		rollout = "\n  rollout: " + rollout
+	}
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -433,8 +446,16 @@ metadata: {name: a}
 spec:
   nodeSelector: {matchLabels: {pool: a}}
   mode: mig
-  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
-`)
+  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}`+rollout+"\n")
+	return b
+}
+
+// TestAgentFailureRollsBack: nvidia-smi fails to create instances; the node
+// goes back to full and is uncordoned; a retry after the fault clears
+// completes.
+func TestAgentFailureRollsBack(t *testing.T) {
+	requireE2E(t)
+	b := refusedMigBed(t, 2, 0, true, "-cgi", "")
 	s := WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
 		n := GetNode(t, b, "gpu-001")
 		if s.Summary.Failed != 1 || n.Spec.Unschedulable || Allocatable(n, "nvidia.com/gpu") != 8 {
@@ -476,21 +497,7 @@ spec:
 // finishes the switch.
 func TestFailureFromUnknownModeHolds(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB")
-	InstallGpumode(t, b)
-	LabelNodes(t, b, "pool=a", "gpu-001")
-	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--exit", "255", "--times", "-1",
-		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
-	StartController(t, b)
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
-`)
+	b := refusedMigBed(t, 1, 0, false, "-cgi", "")
 	s := WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
 		n := GetNode(t, b, "gpu-001")
 		if s.Summary.Failed != 1 || n.Labels["gpumode.io/state"] != "failed" {
@@ -589,24 +596,8 @@ spec:
 // and the node ends uncordoned with the retry mark used up.
 func TestRetryOfHeldNodeFollowsPolicy(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB")
-	InstallGpumode(t, b)
-	LabelNodes(t, b, "pool=a", "gpu-001")
-	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
 	// Only 3g.40gb instances are refused; 1g.10gb ones are not.
-	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi 3g", "--exit", "255", "--times", "-1",
-		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
-	StartController(t, b)
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
-  rollout: {onFailure: Hold}
-`)
+	b := refusedMigBed(t, 1, 0, true, "-cgi 3g", "{onFailure: Hold}")
 	WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
 		n := GetNode(t, b, "gpu-001")
 		if rec := SwitchAnnotation(n); s.Summary.Failed != 1 || rec == nil || rec["phase"] != "Failed" || !n.Spec.Unschedulable {
@@ -646,23 +637,7 @@ spec:
 // the old target.
 func TestRetryReleasesUnselectedNode(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB", "--gpus-per-node", "2")
-	InstallGpumode(t, b)
-	LabelNodes(t, b, "pool=a", "gpu-001")
-	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
-	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--exit", "255", "--times", "-1",
-		"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\nFailed to create GPU instances: Insufficient Resources\n")
-	StartController(t, b)
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"3g.40gb": 2}}]}
-  rollout: {onFailure: Hold}
-`)
+	b := refusedMigBed(t, 1, 2, true, "-cgi", "{onFailure: Hold}")
 	WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
 		if s.Summary.Failed != 1 || !GetNode(t, b, "gpu-001").Spec.Unschedulable {
 			return fmt.Errorf("summary %+v", s.Summary)

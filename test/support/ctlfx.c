@@ -79,11 +79,6 @@ void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
     respond_nodes(c, record, 1, false);
 }
 
-void th_ctl_respond_retried_node(struct th_conn *c, const char *record)
-{
-    respond_nodes(c, record, 1, true);
-}
-
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
 {
     struct gm_switch_record rec = {0};
@@ -126,4 +121,29 @@ int th_ctl_policy_split4(void *data, const char *name,
     o->memory_scaling = 1;
     o->core_scaling = 1;
     return 0;
+}
+
+void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct th_node_fx *f = ud;
+
+    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        respond_nodes(c, f->record, 1, f->retry);
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
+        if (f->patch == NULL)
+            f->patch = strdup(r->body);
+        f->done = 1;
+        th_respond(c, 200, NULL, "{}");
+    } else {
+        th_ctl_respond_default(r, c);
+    }
+}
+
+void th_node_fx_stop(struct th_node_fx *f)
+{
+    th_ctl_stop(&f->c);
+    free(f->record);
+    free(f->patch);
+    f->record = f->patch = NULL;
 }

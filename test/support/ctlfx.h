@@ -4,6 +4,7 @@
 #ifndef GM_TEST_CTLFX_H
 #define GM_TEST_CTLFX_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 #include "app/config.h"
@@ -37,9 +38,22 @@ char *th_ctl_switch_record(enum gm_phase phase, const char *settings);
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
-/* The same node with a gpumode.io/retry annotation: a person asked for a
- * retry. */
-void th_ctl_respond_retried_node(struct th_conn *c, const char *record);
+/* One node's switch against the test server: gpu-001 is listed with record
+ * (and a gpumode.io/retry mark when retry), everything else as
+ * th_ctl_respond_default answers, and the body of the node's first PATCH is
+ * kept. Tests embed it first in their own fixture and pass
+ * th_node_fx_handler to th_ctl_start with the fixture as ud. */
+struct th_node_fx {
+    struct th_ctl c;
+    char *record; /* owned: the node's switch annotation */
+    bool retry;
+    char *patch; /* owned: the first node patch's body, or NULL */
+    int done;    /* set once a node patch came */
+};
+void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c);
+/* Stops the controller and frees record and patch. */
+void th_node_fx_stop(struct th_node_fx *f);
+
 /* The rest of the API server for these tests: watches open and quiet,
  * events accepted, ConfigMap lists empty, any other list an empty list. */
 void th_ctl_respond_default(const struct th_req *r, struct th_conn *c);
