@@ -1548,9 +1548,9 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
         return 0;
     }
     if (node->ann_switch) {
-        /* A held failure a person asked to retry: the same record goes on,
-         * aimed where the policy points now (it may have been fixed since
-         * the failure). */
+        /* A failed switch (held, or rolled back: the record stays either
+         * way) a person asked to retry: the same record goes on, aimed
+         * where the policy points now (it may have been fixed since). */
         char err[256];
         int rc = gm_record_parse(node->ann_switch, &s.rec, err, sizeof(err));
         if (rc == 0 && s.rec.phase == GM_PHASE_FAILED && node->ann_retry) {
