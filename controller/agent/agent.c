@@ -820,18 +820,6 @@ static const struct gm_smi_gpu *find_gpu(const struct gm_agent_snapshot *s,
     return &s->gpus[0];
 }
 
-static int in_use(struct run *c, int gpu)
-{
-    const struct gm_smi_gpu *g = find_gpu(&c->res->snap, gpu);
-    return gm_agent_fail(c->res, "GPUInUse", GM_NEEDS_NONE,
-                         "MIG mode of GPU %d is %s, pending %s: something "
-                         "outside the stopped GPU clients holds the GPU "
-                         "(nvidia-persistenced, DCGM, fabric manager, a "
-                         "process on the host): %s",
-                         gpu, gm_mig_mode_name(g->mig_current),
-                         gm_mig_mode_name(g->mig_pending), c->in_use_msg);
-}
-
 /* Ampere GPUs (A100, A30, A800) keep a pending MIG mode across a reboot and
  * apply it as the GPU initialises, before anything can hold it (FACTS:
  * "reboot the system to make MIG mode effective"); Hopper and later drop
@@ -851,23 +839,27 @@ static bool pending_survives_reboot(const struct gm_smi_gpu *g)
     return false;
 }
 
-/* A held GPU whose reset was refused: a reboot applies an Ampere GPU's
- * pending mode, so that is what it needs (done with allowReboot); on
- * Hopper only freeing the GPU helps. */
-static int held_after_reset(struct run *c, int gpu)
+/* Something outside the stopped GPU clients holds the GPU, so its mode
+ * stays pending: GPUInUse. Once a reset was refused, an Ampere GPU needs a
+ * reboot instead, which applies its pending mode (done with allowReboot);
+ * on Hopper only freeing the GPU helps. */
+static int held_failure(struct run *c, int gpu, bool reset_refused)
 {
     const struct gm_smi_gpu *g = find_gpu(&c->res->snap, gpu);
-    if (!pending_survives_reboot(g))
-        return in_use(c, gpu);
-    return gm_agent_fail(c->res, "RebootRequired", GM_NEEDS_REBOOT,
+    bool reboot = reset_refused && pending_survives_reboot(g);
+    return gm_agent_fail(c->res, reboot ? "RebootRequired" : "GPUInUse",
+                         reboot ? GM_NEEDS_REBOOT : GM_NEEDS_NONE,
                          "MIG mode of GPU %d is %s, pending %s: something "
                          "outside the stopped GPU clients holds the GPU "
                          "(nvidia-persistenced, DCGM, fabric manager, a "
-                         "process on the host), so no reset can apply it; "
-                         "this GPU keeps the pending mode and a reboot "
-                         "applies it: %s",
+                         "process on the host)%s: %s",
                          gpu, gm_mig_mode_name(g->mig_current),
-                         gm_mig_mode_name(g->mig_pending), c->in_use_msg);
+                         gm_mig_mode_name(g->mig_pending),
+                         reboot ? ", so no reset can apply it; this GPU "
+                                  "keeps the pending mode and a reboot "
+                                  "applies it"
+                                : "",
+                         c->in_use_msg);
 }
 
 static int set_modes(struct run *c)
@@ -900,7 +892,7 @@ static int set_modes(struct run *c)
     /* A reset, when allowed, is still tried: it gets past a holder that
      * has gone since (nvidia-smi names another nvidia-smi as one). */
     if (gpu == c->in_use_gpu && !c->req->allow_reset)
-        return in_use(c, gpu);
+        return held_failure(c, gpu, false);
     if (!c->req->allow_reset) {
         const struct gm_smi_gpu *g = find_gpu(s, gpu);
         return gm_agent_fail(c->res, "ResetRequired", GM_NEEDS_RESET,
@@ -919,7 +911,7 @@ static int set_modes(struct run *c)
         return err;
     gpu = first_pending(c);
     if (gpu >= 0 && gpu == c->in_use_gpu)
-        return held_after_reset(c, gpu);
+        return held_failure(c, gpu, true);
     if (gpu >= 0)
         return gm_agent_fail(c->res, "RebootRequired", GM_NEEDS_REBOOT,
                              "MIG mode of GPU %d is still pending after a "
