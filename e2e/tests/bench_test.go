@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+
+	"gpumode.io/e2e/internal/bed"
 )
 
 func requireBench(t *testing.T) {
@@ -115,6 +117,27 @@ func cpuSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// componentCPU reads the CPU seconds used so far by each of the bed's
+// processes (their pid records in DIR/run), by component name.
+func componentCPU(b *Bed) map[string]float64 {
+	out := map[string]float64{}
+	files, _ := filepath.Glob(filepath.Join(b.Dir, "run", "*.json"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var rec struct {
+			Pid int `json:"pid"`
+		}
+		if json.Unmarshal(raw, &rec) != nil || rec.Pid == 0 {
+			continue
+		}
+		out[strings.TrimSuffix(filepath.Base(f), ".json")] = cpuSeconds(rec.Pid)
+	}
+	return out
 }
 
 func peakRSS(pid int) int {
@@ -366,6 +389,7 @@ spec:
 `, batch))
 	t1 := time.Now()
 	busy0, all0 := machineCPU()
+	comp0 := componentCPU(b)
 	// How many switches were in flight, sampled from the status while
 	// enough nodes were left to fill every slot: shows whether the
 	// controller keeps the budget used.
@@ -384,6 +408,7 @@ spec:
 	cpu1, req1, sw1 := cpuSeconds(pid), apiRequests(t, port), statusWrites(t, b)
 	allSum, allCount := phaseSeconds(t, port)
 	busy1, all1 := machineCPU()
+	comp1 := componentCPU(b)
 	batches := math.Ceil(float64(rest) / float64(batch))
 	ideal := batches*sw.Seconds() + (one - sw).Seconds()
 	report(t,
@@ -402,6 +427,17 @@ spec:
 		fmt.Sprintf("| controller CPU per switch | %.0f ms | < 200 ms |", 1000*(cpu1-cpu0)/float64(rest)),
 		fmt.Sprintf("| machine CPU busy during the rollout (bed and controller, %d cores) | %.0f%% | |", runtime.NumCPU(), 100*(busy1-busy0)/(all1-all0)),
 		fmt.Sprintf("| controller peak RSS | %.1f MiB | |", float64(peakRSS(pid))/1024))
+	// Who used the machine during the rollout: the bed's components
+	// compete with the controller for the same cores.
+	cpuLines := []string{"", "| process | CPU during the rollout (share of one core) |", "|---|---|"}
+	for _, name := range append(append([]string{}, bed.Components...), "controller") {
+		used := comp1[name] - comp0[name]
+		if name == "controller" {
+			used = cpu1 - cpu0
+		}
+		cpuLines = append(cpuLines, fmt.Sprintf("| %s | %.0f s (%.0f%%) |", name, used, 100*used/took.Seconds()))
+	}
+	report(t, cpuLines...)
 	// Where a switch spends its time, alone and in the rollout (whole
 	// seconds per phase as the record keeps them, so means are +-0.5 s).
 	phases := []string{"Cordoning", "Draining", "StoppingClients", "Reconfiguring", "StartingClients", "Verifying", "Finishing"}
