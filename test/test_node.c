@@ -60,7 +60,9 @@ static void test_settings_annotation_is_shared(void **state)
     (void)state;
 #define SETTINGS_NODE(name)                                                    \
     "{\"metadata\":{\"name\":\"" name "\",\"annotations\":"                    \
-    "{\"gpumode.io/settings\":\"{\\\"splitCount\\\":4}\"}}}"
+    "{\"gpumode.io/settings\":\"{\\\"splitCount\\\":4}\","                     \
+    "\"gpumode.io/resources\":\"nvidia.com/vgpu=32\"}},"                       \
+    "\"status\":{\"allocatable\":{\"nvidia.com/vgpu\":\"32\"}}}"
     struct gm_node *a, *b, *c;
 
     json_object *oa = json_tokener_parse(SETTINGS_NODE("a"));
@@ -72,6 +74,15 @@ static void test_settings_annotation_is_shared(void **state)
     assert_string_equal(a->ann_settings, "{\"splitCount\":4}");
     assert_ptr_equal(a->ann_settings, b->ann_settings);
     assert_null(c->ann_settings);
+    /* So is gpumode.io/resources; and two nodes offering the same count
+     * of the same resource offer the same. */
+    assert_string_equal(a->ann_resources, "nvidia.com/vgpu=32");
+    assert_ptr_equal(a->ann_resources, b->ann_resources);
+    assert_null(c->ann_resources);
+    assert_true(gm_node_same_allocatable(a, b));
+    assert_false(gm_node_same_allocatable(a, c));
+    b->allocatable[0].value = 31;
+    assert_false(gm_node_same_allocatable(a, b));
     gm_node_free(a);
     gm_node_free(b);
     gm_node_free(c);

@@ -167,6 +167,16 @@ static void on_add(void *ud, const char *key, const void *obj)
     logf_(ud, '+', key);
 }
 
+/* Logged as the key with '^': each update is carried first. */
+static void carry(void *ud, const void *old, void *obj)
+{
+    const struct gm_node *was = old;
+    struct gm_node *now = obj;
+    assert_string_equal(was->name, now->name);
+    assert_string_not_equal(was->resource_version, now->resource_version);
+    logf_(ud, '^', now->name);
+}
+
 static void on_update(void *ud, const char *key, const void *old,
                       const void *obj)
 {
@@ -192,6 +202,7 @@ static const struct gm_reflector_ops ops = {
     .decode = decode,
     .free_obj = free_obj,
     .resource_version = rv_of,
+    .carry = carry,
     .on_add = on_add,
     .on_update = on_update,
     .on_delete = on_delete,
@@ -291,7 +302,7 @@ static void test_events_bookmark_and_resume(void **state)
     send_event(f, "DELETED", "n1", "122");
     send_event(f, "BOOKMARK", NULL, "150");
     run_until_log(f, "-n1 ");
-    assert_string_equal(f->log, "~n2 +n4 -n1 ");
+    assert_string_equal(f->log, "^n2 ~n2 +n4 -n1 ");
     assert_null(gm_reflector_get(f->r, "n1"));
     assert_string_equal(((const struct gm_node *)gm_reflector_get(f->r, "n2"))
                             ->resource_version,
@@ -327,7 +338,7 @@ static void test_410_in_stream_relists_with_diff(void **state)
     run_until_watches(f, 2);
     run_until_log(f, "S ");
     /* Order of adds/updates follows the map; check each. */
-    assert_non_null(strstr(f->log, "~n2 "));
+    assert_non_null(strstr(f->log, "^n2 ~n2 "));
     assert_non_null(strstr(f->log, "+n4 "));
     assert_non_null(strstr(f->log, "-n1 "));
     assert_null(strstr(f->log, "n3"));

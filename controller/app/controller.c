@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -20,6 +21,8 @@ static void *node_decode(void *ud, json_object *obj)
     struct gm_node *n = NULL;
     (void)ud;
     gm_node_from_json(obj, &n);
+    if (n)
+        n->resources_since = time(NULL); /* node_update carries it on */
     return n;
 }
 
@@ -82,21 +85,29 @@ static int str_differ(const char *a, const char *b)
 static int plan_relevant(const struct gm_node *a, const struct gm_node *b)
 {
     if (a->n_labels != b->n_labels || a->unschedulable != b->unschedulable ||
-        a->ready != b->ready || a->n_allocatable != b->n_allocatable ||
+        a->ready != b->ready || !gm_node_same_allocatable(a, b) ||
         str_differ(a->ann_switch, b->ann_switch) ||
         str_differ(a->ann_boot_id, b->ann_boot_id) ||
         str_differ(a->ann_retry, b->ann_retry) ||
         a->ann_settings != b->ann_settings || /* interned */
+        a->ann_resources != b->ann_resources ||
         str_differ(a->boot_id, b->boot_id))
         return 1;
     for (size_t i = 0; i < a->n_labels; i++)
         if (a->labels[i].kv != b->labels[i].kv)
             return 1;
-    for (size_t i = 0; i < a->n_allocatable; i++)
-        if (a->allocatable[i].name != b->allocatable[i].name ||
-            a->allocatable[i].value != b->allocatable[i].value)
-            return 1;
     return 0;
+}
+
+/* A node's GPU resources have been what they are since the first update
+ * that showed them (node_decode stamps each decode). */
+static void node_carry(void *ud, const void *old, void *obj)
+{
+    const struct gm_node *was = old;
+    struct gm_node *now = obj;
+    (void)ud;
+    if (gm_node_same_allocatable(was, now))
+        now->resources_since = was->resources_since;
 }
 
 static void node_update(void *ud, const char *key, const void *old,
@@ -115,6 +126,7 @@ static const struct gm_reflector_ops node_ops = {
     .decode = node_decode,
     .free_obj = node_free,
     .resource_version = node_rv,
+    .carry = node_carry,
     .on_add = node_add,
     .on_update = node_update,
     .on_delete = node_delete,

@@ -226,12 +226,15 @@ int gm_node_from_json(json_object *obj, struct gm_node **out)
     n->ann_boot_id = dup_or_null(get(ann, "gpumode.io/boot-id"));
     n->ann_retry = dup_or_null(get(ann, "gpumode.io/retry"));
     json_object *settings = get(ann, "gpumode.io/settings");
-    if (settings) {
+    json_object *resources = get(ann, "gpumode.io/resources");
+    if (settings)
         n->ann_settings = gm_intern(json_object_get_string(settings));
-        if (n->ann_settings == NULL) {
-            gm_node_free(n);
-            return -ENOMEM;
-        }
+    if (resources)
+        n->ann_resources = gm_intern(json_object_get_string(resources));
+    if ((settings && n->ann_settings == NULL) ||
+        (resources && n->ann_resources == NULL)) {
+        gm_node_free(n);
+        return -ENOMEM;
     }
     n->boot_id = dup_or_null(get(get(status, "nodeInfo"), "bootID"));
     n->unschedulable = json_object_get_boolean(get(spec, "unschedulable"));
@@ -282,6 +285,7 @@ void gm_node_free(struct gm_node *n)
     free(n->ann_boot_id);
     free(n->ann_retry);
     gm_intern_release(n->ann_settings);
+    gm_intern_release(n->ann_resources);
     free(n->boot_id);
     free(n);
 }
@@ -289,6 +293,19 @@ void gm_node_free(struct gm_node *n)
 const char *gm_node_label(const struct gm_node *n, const char *key)
 {
     return gm_labels_get(n->labels, n->n_labels, key);
+}
+
+bool gm_node_same_allocatable(const struct gm_node *a, const struct gm_node *b)
+{
+    if (a->n_allocatable != b->n_allocatable)
+        return false;
+    /* Both decoded from the same API server's JSON, so in the same order;
+     * names are interned, so equal names are equal pointers. */
+    for (size_t i = 0; i < a->n_allocatable; i++)
+        if (a->allocatable[i].name != b->allocatable[i].name ||
+            a->allocatable[i].value != b->allocatable[i].value)
+            return false;
+    return true;
 }
 
 int64_t gm_node_allocatable(const struct gm_node *n, const char *resource)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* A label as the caches keep it: one interned "key=value" string, shared by
  * every object carrying the same label (label keys cannot contain '=').
@@ -42,6 +43,13 @@ struct gm_node {
     /* interned or NULL: gpumode.io/settings, the mode settings the node was
      * last verified with (the same string on every node of a pool) */
     const char *ann_settings;
+    /* interned or NULL: gpumode.io/resources, the GPU resources the node
+     * advertised when its last switch was verified */
+    const char *ann_resources;
+    /* Since when the node has advertised its current GPU resources, as
+     * far as the cache knows (wall clock); 0 when unknown. Set by the
+     * cache's owner, not by gm_node_from_json. */
+    time_t resources_since;
     bool unschedulable;
     bool ready;                      /* condition Ready is True */
     char *boot_id;                   /* owned, status.nodeInfo.bootID */
@@ -77,6 +85,8 @@ const char *gm_labels_get(const struct gm_label *labels, size_t n,
 
 /* NULL when the label is absent. Binary search over the sorted labels. */
 const char *gm_node_label(const struct gm_node *n, const char *key);
+/* Do a and b advertise the same GPU resources (names and counts)? */
+bool gm_node_same_allocatable(const struct gm_node *a, const struct gm_node *b);
 /* -1 when the node does not advertise the resource. */
 int64_t gm_node_allocatable(const struct gm_node *n, const char *resource);
 

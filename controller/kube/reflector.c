@@ -164,6 +164,8 @@ static void apply_relist(struct gm_reflector *r)
                 ops->on_add(r->ud, e->key, e->value);
         } else if (strcmp(ops->resource_version(old),
                           ops->resource_version(e->value)) != 0) {
+            if (ops->carry)
+                ops->carry(r->ud, old, e->value);
             if (ops->on_update)
                 ops->on_update(r->ud, e->key, old, e->value);
         } else {
@@ -288,6 +290,8 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
         void *obj_c = ops->decode(r->ud, obj);
         void *old = NULL;
         if (obj_c && gm_map_put(&r->cache, key, obj_c, &old) == 0) {
+            if (old && ops->carry)
+                ops->carry(r->ud, old, obj_c);
             if (old == NULL && ops->on_add)
                 ops->on_add(r->ud, key, obj_c);
             else if (old && ops->on_update)

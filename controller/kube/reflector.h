@@ -18,6 +18,10 @@ struct gm_reflector_ops {
     void (*free_obj)(void *ud, void *cached);
     /* metadata.resourceVersion of a cached object. */
     const char *(*resource_version)(const void *cached);
+    /* May be NULL. obj, just decoded, replaces old (same key) in the
+     * cache: carry over what only the cache's owner knows (e.g. since
+     * when a value has been what it is). Runs before on_update. */
+    void (*carry)(void *ud, const void *old, void *obj);
     /* Events; any may be NULL. Objects are the reflector's: old (update)
      * and obj (delete) are freed when the callback returns. */
     void (*on_add)(void *ud, const char *key, const void *obj);
