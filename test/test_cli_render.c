@@ -105,7 +105,8 @@ static void test_note_from_ready_message(void **state)
         "\"matched\":2,\"converged\":2},\"conditions\":[{\"type\":"
         "\"Ready\",\"status\":\"True\",\"reason\":\"Converged\","
         "\"message\":\"2/2 nodes in vgpu. spec.vgpu.splitCount 4 is not "
-        "written\"}]}}]");
+        "written. 1 node advertises other GPU resources than it was "
+        "verified with: n1 offers none\"}]}}]");
     struct gm_status_opts o = {.now = NOW};
     struct gm_buf b;
     (void)state;
@@ -114,8 +115,9 @@ static void test_note_from_ready_message(void **state)
     gm_buf_init(&b, 1 << 20);
     assert_int_equal(gm_status_render(pols, NULL, &o, &b), 0);
     char *s = gm_buf_steal(&b);
-    assert_non_null(
-        strstr(s, "  note: spec.vgpu.splitCount 4 is not written\n"));
+    assert_non_null(strstr(s, "  note: spec.vgpu.splitCount 4 is not written\n"
+                              "  note: 1 node advertises other GPU resources "
+                              "than it was verified with: n1 offers none\n"));
     free(s);
     json_object_put(pols);
     /* The fixtures' plain progress lines carry no note. */

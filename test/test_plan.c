@@ -69,6 +69,8 @@ static void plan(const struct gm_policy *p, const struct gm_policy *other,
         .hami_config_absent = hami_absent,
         .hami_config_source = "ConfigMap kube-system/hami-device-plugin",
         .hami_entries = hami_entries,
+        .vgpu_resource = "nvidia.com/vgpu",
+        .resources_grace_s = 120,
     };
     assert_int_equal(gm_plan_policy(&in, out), 0);
 }
@@ -769,6 +771,120 @@ static void test_hami_entries_that_differ(void **state)
     fleet_free(&f);
 }
 
+/* gpumode.io/resources is what a node offered when verified, in one form
+ * whatever the order of its allocatable: the GPU mode's resources only. */
+static void test_resources_text(void **state)
+{
+    struct gm_node *n = gmt_node("n1", NULL);
+    char buf[256];
+    (void)state;
+
+    assert_int_equal(gm_plan_resources(n, "nvidia.com/vgpu", buf, sizeof(buf)),
+                     0);
+    assert_string_equal(buf, "");
+    gmt_alloc(n, "nvidia.com/mig-3g.40gb", 2);
+    gmt_alloc(n, "nvidia.com/rdma_shared_device_a", 63); /* not a mode's */
+    gmt_alloc(n, "nvidia.com/gpu", 0);                   /* offers none */
+    gmt_alloc(n, "nvidia.com/mig-1g.10gb", 14);
+    gmt_alloc(n, "nvidia.com/gpumem", 81920);
+    gmt_alloc(n, "nvidia.com/vgpu", 40);
+    assert_int_equal(gm_plan_resources(n, "nvidia.com/vgpu", buf, sizeof(buf)),
+                     0);
+    assert_string_equal(buf, "nvidia.com/mig-1g.10gb=14,"
+                             "nvidia.com/mig-3g.40gb=2,nvidia.com/vgpu=40");
+    assert_int_equal(gm_plan_resources(n, NULL, buf, sizeof(buf)), 0);
+    assert_string_equal(buf,
+                        "nvidia.com/mig-1g.10gb=14,nvidia.com/mig-3g.40gb=2");
+    assert_int_equal(gm_plan_resources(n, NULL, buf, 20), -ENOSPC);
+    gmt_node_free(n);
+}
+
+/* A converged node that offers other GPU resources than it was verified
+ * with stays converged (gpumode does not drain on its own for it) and is
+ * named once the difference outlasts the grace; until then the plan asks
+ * to look again when the grace ends. */
+static void test_resources_that_differ(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    (void)state;
+
+    for (size_t i = 5; i-- > 0;) { /* e first: the cache's order is any */
+        struct gm_node *n =
+            add(&f, gmt_node(names[i], "pool=a", "gpumode.io/mode=full",
+                             "gpumode.io/state=ready", NULL));
+        n->ann_resources = "nvidia.com/gpu=8";
+        n->resources_since = NOW - 3600;
+        gmt_alloc(n, "nvidia.com/gpu", 8);
+    }
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 5);
+    assert_null(pl.drift_notice);
+    assert_int_equal(pl.recheck_at, 0);
+    gm_plan_free(&pl);
+
+    /* e: a GPU fell off the bus an hour ago; d: MIG turned on by hand
+     * just now; c: cordoned (unavailable nodes are already in view). */
+    struct gm_node *e = f.n[0], *d = f.n[1], *c = f.n[2];
+    e->allocatable[0].value = 7;
+    d->allocatable[0].value = 0;
+    gmt_alloc(d, "nvidia.com/mig-1g.10gb", 56);
+    d->resources_since = NOW - 10;
+    c->allocatable[0].value = 0;
+    c->unschedulable = true;
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 5);
+    assert_int_equal(pl.n_starts, 0);
+    assert_int_equal(pl.recheck_at, NOW + 110);
+    assert_string_equal(
+        pl.drift_notice,
+        "1 node advertises other GPU resources than it was verified with "
+        "(the MIG layout, the device plugin or a GPU changed since; "
+        "annotating a node gpumode.io/settings=unknown switches it again): "
+        "e offers nvidia.com/gpu=7, verified with nvidia.com/gpu=8");
+    gm_plan_free(&pl);
+
+    /* Past the grace d is named first; a cache that does not know since
+     * when (0) does not wait. */
+    d->resources_since = NOW - 120;
+    f.n[3]->resources_since = 0;
+    f.n[3]->allocatable[0].value = 0;
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.recheck_at, 0);
+    assert_string_equal(
+        pl.drift_notice,
+        "3 nodes advertise other GPU resources than they were verified with "
+        "(the MIG layout, the device plugin or a GPU changed since; "
+        "annotating a node gpumode.io/settings=unknown switches it again): "
+        "b offers none, verified with nvidia.com/gpu=8; d; e");
+    gm_plan_free(&pl);
+
+    /* gpumode.io/settings=unknown on a full node switches it again (a
+     * switch to full removes the annotation). c, uncordoned, leaves it
+     * the budget. */
+    c->unschedulable = false;
+    e->ann_settings = "unknown";
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 4);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "e");
+    assert_int_equal(pl.starts[0].from, GM_MODE_FULL);
+    gm_plan_free(&pl);
+
+    /* A node verified before gpumode recorded resources is not compared. */
+    for (size_t i = 0; i < f.len; i++) {
+        f.n[i]->ann_resources = NULL;
+        f.n[i]->ann_settings = NULL;
+    }
+    plan(p, NULL, &f, NULL, &pl);
+    assert_null(pl.drift_notice);
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -787,6 +903,8 @@ int main(void)
         cmocka_unit_test(test_vgpu_settings_change_switches),
         cmocka_unit_test(test_vgpu_split_without_hami_configmap),
         cmocka_unit_test(test_hami_entries_that_differ),
+        cmocka_unit_test(test_resources_text),
+        cmocka_unit_test(test_resources_that_differ),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@ struct fx {
     const char *cms; /* the ConfigMapList's items */
     char *patched;   /* owned: the switch annotation the node patch wrote */
     char *settings;  /* owned: the gpumode.io/settings it wrote, or NULL */
+    char *resources; /* owned: the gpumode.io/resources it wrote, or NULL */
     int done;
     int cm_writes;
 };
@@ -62,6 +63,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
             f->patched = strdup(rec);
         if (set && f->settings == NULL)
             f->settings = strdup(set);
+        const char *res = json_object_get_string(gm_json_get(
+            gm_json_get(gm_json_get(patch, "metadata"), "annotations"),
+            GM_ANN_RESOURCES));
+        if (res && f->resources == NULL)
+            f->resources = strdup(res);
         json_object_put(patch);
         f->done = 1;
         th_respond(c, 200, NULL, "{}");
@@ -130,7 +136,12 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
     char *settings = f.settings;
     if (phase == GM_PHASE_FINISH) {
         assert_null(f.patched); /* the record goes: null, not a string */
+        /* What the verified node offers, for the planner to compare
+         * later: the mode's resources, not HAMi's gpumem or a zero. */
+        assert_non_null(f.resources);
+        assert_string_equal(f.resources, "nvidia.com/vgpu=32");
     } else {
+        assert_null(f.resources);
         assert_non_null(f.patched);
         assert_int_equal(gm_record_parse(f.patched, &out, err, sizeof(err)), 0);
         assert_int_equal(out.phase, GM_PHASE_VERIFY);
@@ -139,6 +150,7 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
         gm_record_clear(&out);
     }
     free(f.patched);
+    free(f.resources);
     free(f.record);
     *cm_writes = f.cm_writes;
     return settings;

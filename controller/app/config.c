@@ -81,6 +81,7 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c)
     c->clients_timeout_s = 300;
     c->helper_timeout_s = 900;
     c->reboot_timeout_s = 1200;
+    c->resources_grace_s = 120;
     return err ? -ENOMEM : 0;
 }
 
@@ -166,6 +167,7 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
         "clientsTimeoutSeconds",
         "helperTimeoutSeconds",
         "rebootTimeoutSeconds",
+        "resourcesGraceSeconds",
     };
     json_object *o = NULL;
     int rc = gm_yaml_parse_file(path, &o, err, err_len);
@@ -192,7 +194,8 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
         }
     }
     double qps = c->qps, burst = c->burst, ct = (double)c->clients_timeout_s,
-           ht = (double)c->helper_timeout_s, rt = (double)c->reboot_timeout_s;
+           ht = (double)c->helper_timeout_s, rt = (double)c->reboot_timeout_s,
+           rg = (double)c->resources_grace_s;
     rc = read_str(o, "", "namespace", &c->namespace, path, err, err_len);
     if (!rc)
         rc = read_str(o, "", "profile", &c->profile_name, path, err, err_len);
@@ -228,6 +231,9 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     if (!rc)
         rc = read_num(o, "rebootTimeoutSeconds", 60, 86400, &rt, path, err,
                       err_len);
+    if (!rc)
+        rc = read_num(o, "resourcesGraceSeconds", 0, 86400, &rg, path, err,
+                      err_len);
     json_object_put(o);
     /* Re-pointed at once: the namespaces it borrowed may have been
      * replaced above, also when a later field failed. */
@@ -241,6 +247,7 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     c->clients_timeout_s = (long)ct;
     c->helper_timeout_s = (long)ht;
     c->reboot_timeout_s = (long)rt;
+    c->resources_grace_s = (long)rg;
     const char *bad_ns = !dns_label(c->operator_ns) ? "operatorNamespace"
                          : !dns_label(c->hami_ns)   ? "hamiNamespace"
                                                     : NULL;

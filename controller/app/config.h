@@ -18,6 +18,8 @@
  *   clientsTimeoutSeconds: 300       # stop/start of device plugins
  *   helperTimeoutSeconds: 900        # one agent run
  *   rebootTimeoutSeconds: 1200
+ *   resourcesGraceSeconds: 120       # converged node offering other GPU
+ *                                    # resources before status names it
  */
 #ifndef GM_APP_CONFIG_H
 #define GM_APP_CONFIG_H
@@ -52,6 +54,7 @@ struct gm_ctl_config {
     long clients_timeout_s;
     long helper_timeout_s;
     long reboot_timeout_s;
+    long resources_grace_s;
 };
 
 /* Defaults for every field. */

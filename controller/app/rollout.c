@@ -418,6 +418,8 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         .hami_config_absent = !hami_exists,
         .hami_config_source = r->hami_source,
         .hami_entries = gm_ctl_hami_entries(r->ctl),
+        .vgpu_resource = r->ctl->cfg->profile->vgpu_resource,
+        .resources_grace_s = r->ctl->cfg->resources_grace_s,
     };
     struct gm_plan plan;
     rc = gm_plan_policy(&in, &plan);
@@ -460,8 +462,11 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     if (rc == 0)
         rc = write_status(r, pass, e->p, status);
     json_object_put(status);
-    if (plan.requeue_at > now) {
-        long ms = (long)(plan.requeue_at - now) * 1000;
+    time_t again[2] = {plan.requeue_at, plan.recheck_at};
+    for (size_t i = 0; i < 2; i++) {
+        if (again[i] <= now)
+            continue;
+        long ms = (long)(again[i] - now) * 1000;
         if (pass->requeue_ms < 0 || ms < pass->requeue_ms)
             pass->requeue_ms = ms;
     }

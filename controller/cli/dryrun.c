@@ -262,6 +262,9 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             .layouts_error = in->layouts_error,
             .hami_config_absent = in->hami_config_absent != NULL,
             .hami_config_source = in->hami_config_absent,
+            /* The default preset's name; the hami preset's (nvidia.com/gpu)
+             * is counted anyway. No grace: the plan shows the present. */
+            .vgpu_resource = "nvidia.com/vgpu",
         };
         err = gm_plan_policy(&pi, &pl);
         if (err)
@@ -298,6 +301,8 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
                            "%s; if the controller uses another ConfigMap, "
                            "pass --hami-configmap NS/NAME",
                            pl.notice);
+            if (!err && pl.drift_notice != NULL)
+                err = push(&r->notes, &r->n_notes, "%s", pl.drift_notice);
         }
         bool moved = false;
         /* Nodes in flight finish first: they hold budget in round 1. */

@@ -260,16 +260,21 @@ static int render_policy(json_object *obj, json_object *nodes,
                              s->failed, s->conflicted ? "" : "\n");
     if (!err && p->status != NULL && s->conflicted)
         err = gm_buf_appendf(out, "  conflicted %d\n", s->conflicted);
-    /* What the controller cannot do though nothing stalls follows ". " in
-     * Ready's message (planner/status.c); an invalid spec's message is the
-     * error, which may quote the user's text. */
+    /* Notices (what the controller does not do though nothing stalls)
+     * follow the progress line in Ready's message, each after ". "
+     * (planner/status.c); an invalid spec's message is the error, which
+     * may quote the user's text. */
     const char *note = ready && ready->message && ready->reason &&
                                strcmp(ready->reason, "InvalidSpec") != 0
-                           ? strstr(ready->message, ". spec.")
+                           ? strstr(ready->message, ". ")
                            : NULL;
-    if (!err && note)
-        err = gm_buf_appendf(out, "  %snote: %s%s\n", o->color ? YELLOW : "",
-                             note + 2, o->color ? RESET : "");
+    while (!err && note) {
+        const char *text = note + 2;
+        note = strstr(text, ". ");
+        int len = note ? (int)(note - text) : (int)strlen(text);
+        err = gm_buf_appendf(out, "  %snote: %.*s%s\n", o->color ? YELLOW : "",
+                             len, text, o->color ? RESET : "");
+    }
     if (!err && !p->valid)
         err =
             gm_buf_appendf(out, "  %sinvalid spec: %s%s\n", o->color ? RED : "",

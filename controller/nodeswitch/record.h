@@ -15,6 +15,7 @@
 #define GM_ANN_BOOT_ID "gpumode.io/boot-id"
 #define GM_ANN_RETRY "gpumode.io/retry"
 #define GM_ANN_SETTINGS "gpumode.io/settings"
+#define GM_ANN_RESOURCES "gpumode.io/resources"
 
 enum gm_phase {
     GM_PHASE_CORDON,

@@ -1303,6 +1303,13 @@ static int step_finish(struct sw *s)
     }
     json_object_object_add(ann, GM_ANN_SETTINGS,
                            settings ? json_object_new_string(settings) : NULL);
+    /* What the node offers now that it is verified: the planner names a
+     * converged node that later offers something else. */
+    char offered[1024];
+    if (gm_plan_resources(s->node, prof->vgpu_resource, offered,
+                          sizeof(offered)) == 0)
+        json_object_object_add(ann, GM_ANN_RESOURCES,
+                               json_object_new_string(offered));
     char defaults[400] = "";
     if (s->rec.to == GM_MODE_VGPU && s->pol.has_vgpu_config && settings &&
         strcmp(settings, "{}") == 0)

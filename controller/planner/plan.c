@@ -108,6 +108,12 @@ struct ctx {
      * not change with the node cache's order. */
     int entries_differ;
     const char *differ[3];
+    /* Converged nodes that, for longer than the grace, advertise other GPU
+     * resources than they were verified with (gpumode.io/resources): the
+     * first three names, and the first node for the notice's detail. */
+    int drifted;
+    const char *drift[3];
+    const struct gm_node *drift_first;
 };
 
 static char *xstrdup(const char *s)
@@ -245,17 +251,88 @@ static const char *want_settings(struct ctx *c, const struct gm_node *n,
     return c->memo[c->n_memo++].settings;
 }
 
-static void note_entry_differs(struct ctx *c, const char *name)
+/* Keeps the first three names by name order (borrowed), so a message that
+ * names them does not change with the node cache's order. */
+static void keep_first(const char **first, const char *name)
 {
     const char *carry = name;
-    c->entries_differ++;
     for (size_t i = 0; i < 3 && carry; i++) {
-        if (c->differ[i] == NULL || strcmp(carry, c->differ[i]) < 0) {
-            const char *t = c->differ[i];
-            c->differ[i] = carry;
+        if (first[i] == NULL || strcmp(carry, first[i]) < 0) {
+            const char *t = first[i];
+            first[i] = carry;
             carry = t;
         }
     }
+}
+
+static void note_entry_differs(struct ctx *c, const char *name)
+{
+    c->entries_differ++;
+    keep_first(c->differ, name);
+}
+
+static bool mode_resource(const char *name, const char *vgpu_resource)
+{
+    return strcmp(name, "nvidia.com/gpu") == 0 ||
+           strncmp(name, "nvidia.com/mig-", 15) == 0 ||
+           (vgpu_resource != NULL && strcmp(name, vgpu_resource) == 0);
+}
+
+static int cmp_quantity(const void *a, const void *b)
+{
+    const struct gm_quantity *x = *(const struct gm_quantity *const *)a;
+    const struct gm_quantity *y = *(const struct gm_quantity *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
+                      char *buf, size_t len)
+{
+    const struct gm_quantity *q[64];
+    size_t k = 0, used = 0;
+
+    if (len == 0)
+        return -ENOSPC;
+    for (size_t i = 0; i < n->n_allocatable && k < 64; i++)
+        if (n->allocatable[i].value > 0 &&
+            mode_resource(n->allocatable[i].name, vgpu_resource))
+            q[k++] = &n->allocatable[i];
+    if (k > 1)
+        qsort(q, k, sizeof(q[0]), cmp_quantity);
+    buf[0] = '\0';
+    for (size_t i = 0; i < k; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s=%lld", i ? "," : "",
+                         q[i]->name, (long long)q[i]->value);
+        if (w < 0 || (size_t)w >= len - used)
+            return -ENOSPC;
+        used += (size_t)w;
+    }
+    return 0;
+}
+
+/* A converged node whose GPU resources are not what it was verified with:
+ * counted once the difference has lasted the grace (a device plugin
+ * restarting shows a moment of other counts); until then the plan asks to
+ * be run again when the grace ends. */
+static void check_resources(struct ctx *c, const struct gm_node *n)
+{
+    char now[1024];
+
+    if (n->ann_resources == NULL || unavailable(n))
+        return;
+    if (gm_plan_resources(n, c->in->vgpu_resource, now, sizeof(now)) < 0 ||
+        strcmp(now, n->ann_resources) == 0)
+        return;
+    time_t due = n->resources_since + c->in->resources_grace_s;
+    if (n->resources_since != 0 && due > c->in->now) {
+        if (c->out->recheck_at == 0 || due < c->out->recheck_at)
+            c->out->recheck_at = due;
+        return;
+    }
+    c->drifted++;
+    keep_first(c->drift, n->name);
+    if (c->drift_first == NULL || strcmp(n->name, c->drift_first->name) < 0)
+        c->drift_first = n;
 }
 
 /* Instances never survive a reboot and Hopper loses MIG mode too: a node
@@ -270,7 +347,7 @@ static bool layout_lost(const struct gm_node *n)
 }
 
 /* 1 converged, 0 not, or -ENOMEM. */
-static int converged(struct ctx *c, const struct gm_node *n)
+static int settings_converged(struct ctx *c, const struct gm_node *n)
 {
     const struct gm_policy *p = c->p;
     const char *state = gm_node_label(n, GM_LABEL_STATE);
@@ -281,7 +358,12 @@ static int converged(struct ctx *c, const struct gm_node *n)
         return 0;
     if (p->spec.mode == GM_MODE_MIG && layout_lost(n))
         return 0;
-    if (n->ann_settings == NULL || p->spec.mode == GM_MODE_FULL)
+    /* Full mode has no settings: a switch removes the annotation, so one
+     * there was put by a person (gpumode.io/settings=unknown) to have the
+     * node switched again. */
+    if (p->spec.mode == GM_MODE_FULL)
+        return n->ann_settings == NULL;
+    if (n->ann_settings == NULL)
         return 1;
     if (p->spec.mode == GM_MODE_VGPU && c->in->hami_config_absent)
         return 1; /* nothing a switch could write: see plan.h */
@@ -306,6 +388,14 @@ static int converged(struct ctx *c, const struct gm_node *n)
             note_entry_differs(c, n->name);
     }
     return 1;
+}
+
+static int converged(struct ctx *c, const struct gm_node *n)
+{
+    int rc = settings_converged(c, n);
+    if (rc == 1)
+        check_resources(c, n);
+    return rc;
 }
 
 /* Finds the policy's layout once, so a missing config name is one message
@@ -572,6 +662,40 @@ static int notice_entries_differ(struct ctx *c, struct gm_plan *out)
     return out->notice ? 0 : -ENOMEM;
 }
 
+/* The notice for converged nodes whose GPU resources differ from what
+ * they were verified with: what happened, what to do, then the first
+ * names, the first with both lists. 0 or -ENOMEM. */
+static int notice_drift(struct ctx *c, struct gm_plan *out)
+{
+    int n = c->drifted;
+    bool one = n == 1;
+    char have[1024];
+    struct gm_buf b;
+    int err;
+
+    if (gm_plan_resources(c->drift_first, c->in->vgpu_resource, have,
+                          sizeof(have)) < 0)
+        snprintf(have, sizeof(have), "(too many to list)");
+    gm_buf_init(&b, 4096);
+    err = gm_buf_appendf(
+        &b,
+        "%d node%s other GPU resources than %s verified with (the MIG "
+        "layout, the device plugin or a GPU changed since; annotating a "
+        "node gpumode.io/settings=unknown switches it again): %s offers %s, "
+        "verified with %s",
+        n, one ? " advertises" : "s advertise", one ? "it was" : "they were",
+        c->drift[0], have[0] ? have : "none",
+        c->drift_first->ann_resources[0] ? c->drift_first->ann_resources
+                                         : "none");
+    for (size_t i = 1; i < 3 && !err && c->drift[i]; i++)
+        err = gm_buf_appendf(&b, "; %s", c->drift[i]);
+    if (!err && n > 3)
+        err = gm_buf_appendf(&b, "; ...");
+    out->drift_notice = err ? NULL : gm_buf_steal(&b);
+    gm_buf_free(&b);
+    return out->drift_notice ? 0 : -ENOMEM;
+}
+
 /* Decides the starts among the candidates and says why the others wait. */
 static int schedule(struct ctx *c)
 {
@@ -735,6 +859,8 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
     }
     if (!err && c.entries_differ > 0 && out->notice == NULL)
         err = notice_entries_differ(&c, out);
+    if (!err && c.drifted > 0)
+        err = notice_drift(&c, out);
     if (!err)
         err = schedule(&c);
     if (!err && out->summary.conflicted > 0) {
@@ -779,6 +905,7 @@ void gm_plan_free(struct gm_plan *p)
     free(p->nodes);
     free(p->stall_message);
     free(p->notice);
+    free(p->drift_notice);
     memset(p, 0, sizeof(*p));
 }
 

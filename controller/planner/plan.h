@@ -20,7 +20,11 @@
  *              compared while HAMi's ConfigMap is absent (see
  *              hami_config_absent). When the policy's layout cannot be
  *              resolved for the node, the node stays converged and the
- *              policy stalls (InvalidLayout) until a person fixes it;
+ *              policy stalls (InvalidLayout) until a person fixes it. A
+ *              full node has no settings: the annotation there (put by a
+ *              person) makes it pending. A converged node that offers
+ *              other GPU resources than gpumode.io/resources stays
+ *              converged and is named in drift_notice;
  *   pending    everything else. A node without gpumode.io/mode is "unknown"
  *              and needs a switch: labels like
  *              nvidia.com/gpu.deploy.device-plugin=true do not tell full
@@ -104,6 +108,15 @@ struct gm_plan_input {
      * decide; gpumode does not write the entry back (a GitOps tool that
      * owns the ConfigMap would revert it) nor drain for it. */
     const struct gm_map *hami_entries;
+    /* The profile's vGPU resource name (e.g. nvidia.com/vgpu), for
+     * gm_plan_resources. */
+    const char *vgpu_resource;
+    /* How long a converged node may advertise other GPU resources than
+     * its gpumode.io/resources before the notice names it (a device plugin
+     * restarting shows other counts for a moment); a node's
+     * resources_since says since when. gpumode never switches such a node
+     * by itself: the change may be a person's, and a switch drains. */
+    long resources_grace_s;
 };
 
 struct gm_plan {
@@ -126,6 +139,12 @@ struct gm_plan {
      * differ from what nodes were verified with); the status adds it to
      * the Ready and Reconciling messages. */
     char *notice;
+    /* Owned or NULL: converged nodes whose GPU resources differ from what
+     * they were verified with, named; the status adds it after notice. */
+    char *drift_notice;
+    /* When a node's differing resources outlast the grace, or 0: plan
+     * again then. */
+    time_t recheck_at;
 };
 
 /* Returns 0 with *out filled (free with gm_plan_free), -EINVAL when the
@@ -156,6 +175,17 @@ int gm_plan_settings(const struct gm_policy_spec *s, const char *layout,
  * Returns what snprintf returns. */
 int gm_plan_vgpu_settings(bool split, int count, double memory, double core,
                           char *buf, size_t len);
+
+/* gpumode.io/resources: the GPU resources a node offers in its mode, as
+ * "name=count" pairs sorted by name and joined by ",", of its nonzero
+ * nvidia.com/gpu, nvidia.com/mig-* and vgpu_resource allocatable ("" for
+ * none). The switch records it when a node is verified; the planner
+ * compares it with what converged nodes offer now. Other resources (the
+ * network operator's nvidia.com/rdma_*, HAMi's gpumem) are left out: they
+ * follow from these or are not the mode's. 0, or -ENOSPC when buf is too
+ * short. */
+int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
+                      char *buf, size_t len);
 
 /* "1/3 nodes in mig" style progress line the status and the CLI share. */
 int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,

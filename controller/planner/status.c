@@ -222,10 +222,13 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
 
     *out = NULL;
     gm_plan_progress(plan, p->spec.mode, progress, sizeof(progress));
-    if (plan->notice) {
-        /* ". " sets it apart from the progress line (cli/status.c). */
+    /* ". " sets a notice apart from the progress line (cli/status.c
+     * prints what follows the first as a note). */
+    const char *notices[2] = {plan->notice, plan->drift_notice};
+    for (size_t i = 0; i < 2; i++) {
         size_t n = strlen(progress);
-        snprintf(progress + n, sizeof(progress) - n, ". %s", plan->notice);
+        if (notices[i])
+            snprintf(progress + n, sizeof(progress) - n, ". %s", notices[i]);
     }
     struct cond cs[3] = {
         {"Ready", done,

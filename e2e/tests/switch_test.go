@@ -782,6 +782,77 @@ spec:
 	}
 }
 
+// TestResourcesThatDifferAreNamed: a converged MIG node whose GPU 0 loses
+// its instances by hand offers nothing once its device plugin restarts
+// (the plugin refuses a MIG-enabled GPU without MIG devices). gpumode does not drain it on its own (the change may be a
+// person's); the policy's status names it, with what it offers and what
+// it was verified with, and `gpumode.io/settings=unknown` lays it again.
+func TestResourcesThatDifferAreNamed(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	f, err := os.OpenFile(filepath.Join(b.Dir, "controller.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "resourcesGraceSeconds: 3\n")
+	f.Close()
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
+`)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig with 1g.10gb", Converged)
+	const verified = "nvidia.com/mig-1g.10gb=56"
+	if got := GetNode(t, b, "gpu-001").Annotations["gpumode.io/resources"]; got != verified {
+		t.Fatalf("gpumode.io/resources %q, want %q", got, verified)
+	}
+
+	// By hand on the host: GPU 0's instances go; the plugin restarts.
+	FakeSMI(t, b, "gpu-001", "mig", "-dci", "-i", "0")
+	FakeSMI(t, b, "gpu-001", "mig", "-dgi", "-i", "0")
+	b.MustKubectl("delete", "pod", "-n", "gpu-operator", "-l", "app=nvidia-device-plugin-daemonset", "--field-selector", "spec.nodeName=gpu-001")
+	want := "1 node advertises other GPU resources than it was verified with"
+	WaitPolicy(t, b, "a", 90*time.Second, "the node named", func(s *PolicyStatus) error {
+		st, _, msg := s.Cond("Ready")
+		if st != "True" || !strings.Contains(msg, want) ||
+			!strings.Contains(msg, "gpu-001 offers none, verified with "+verified) {
+			return fmt.Errorf("Ready=%s %q", st, msg)
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	if n.Annotations["gpumode.io/switch"] != "" || n.Spec.Unschedulable {
+		t.Fatalf("switched on its own: unschedulable %v record %q", n.Spec.Unschedulable, n.Annotations["gpumode.io/switch"])
+	}
+	if out, err := plugin(t, b, "status", "a"); err != nil || !strings.Contains(out, "note: "+want) {
+		t.Errorf("kubectl gpumode status has no note (%v):\n%s", err, out)
+	}
+
+	b.MustKubectl("annotate", "--overwrite", "node", "gpu-001", "gpumode.io/settings=unknown")
+	WaitPolicy(t, b, "a", 90*time.Second, "laid again", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		if _, _, msg := s.Cond("Ready"); strings.Contains(msg, want) {
+			return fmt.Errorf("still named: %q", msg)
+		}
+		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/mig-1g.10gb"); got != 56 {
+			return fmt.Errorf("1g.10gb=%d", got)
+		}
+		return nil
+	})
+	if got := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; !strings.Contains(got, `"1g.10gb":7`) {
+		t.Errorf("gpumode.io/settings after the switch %q", got)
+	}
+}
+
 // TestWideVgpuRolloutWritesHAMiOnce: 20 nodes reach their HAMi entry
 // together. Each writing the one ConfigMap itself met the others' writes
 // (409s, and seconds of retries per switch); the controller's one writer

@@ -48,7 +48,10 @@ static void respond_nodes(struct th_conn *c, const char *record, int n,
             "{\"metadata\":{\"resourceVersion\":\"9\","
             "\"labels\":{\"gpumode.io/mode\":\"full\","
             "\"gpumode.io/state\":\"switching\"},\"annotations\":{}},"
-            "\"spec\":{\"unschedulable\":true}}");
+            "\"spec\":{\"unschedulable\":true},"
+            "\"status\":{\"allocatable\":{\"cpu\":\"63\","
+            "\"nvidia.com/vgpu\":\"32\",\"nvidia.com/gpumem\":\"655360\","
+            "\"nvidia.com/gpu\":\"0\"}}}");
         json_object *meta = gm_json_get(node, "metadata");
         char name[32];
         snprintf(name, sizeof(name), "gpu-%03d", i);

@@ -50,6 +50,12 @@ void gmt_node_free(struct gm_node *n)
         free(kv);
     }
     free(n->labels);
+    for (size_t i = 0; i < n->n_allocatable; i++) {
+        char *name;
+        memcpy(&name, &n->allocatable[i].name, sizeof(name));
+        free(name);
+    }
+    free(n->allocatable);
     free(n->name);
     free(n->uid);
     free(n->resource_version);
@@ -58,6 +64,20 @@ void gmt_node_free(struct gm_node *n)
     free(n->ann_retry);
     free(n->boot_id);
     free(n);
+}
+
+void gmt_alloc(struct gm_node *n, const char *resource, int64_t count)
+{
+    struct gm_quantity *q =
+        realloc(n->allocatable, (n->n_allocatable + 1) * sizeof(*q));
+    if (q == NULL)
+        die("out of memory");
+    n->allocatable = q;
+    q[n->n_allocatable].name = strdup(resource);
+    q[n->n_allocatable].value = count;
+    if (q[n->n_allocatable].name == NULL)
+        die("out of memory");
+    n->n_allocatable++;
 }
 
 void gmt_set(char **field, const char *value)

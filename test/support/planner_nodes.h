@@ -11,6 +11,9 @@
  * gmt_node_free (not gm_node_free: the strings here are not interned). */
 struct gm_node *gmt_node(const char *name, ...);
 void gmt_node_free(struct gm_node *n);
+/* Adds an allocatable resource (the name is copied; freed by
+ * gmt_node_free). */
+void gmt_alloc(struct gm_node *n, const char *resource, int64_t count);
 /* Replaces an owned annotation field (ann_switch, ...) with a copy. */
 void gmt_set(char **field, const char *value);
 
