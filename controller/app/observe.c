@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "planner/labels.h"
+#include "planner/plan.h"
 
 static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
                    enum gm_event_type type, const char *reason, const char *fmt,
@@ -93,6 +95,8 @@ static void refresh(uv_timer_t *t)
     static const char *const states[] = {"ready", "switching", "failed", ""};
     static const char *const modes[] = {"full", "vgpu", "mig", "unknown"};
     int counts[4][4] = {{0}};
+    int differ = 0;
+    time_t now = time(NULL), due;
 
     if (ctl->metrics == NULL || ctl->nodes == NULL)
         return;
@@ -101,6 +105,12 @@ static void refresh(uv_timer_t *t)
         const struct gm_node *n = e->value;
         const char *mode = gm_node_label(n, GM_LABEL_MODE);
         const char *state = gm_node_label(n, GM_LABEL_STATE);
+        /* Verified and ready, whichever policy governs it (the policies'
+         * status names them; this is the number to alert on). */
+        if (n->ann_switch == NULL && state && strcmp(state, "ready") == 0)
+            differ += gm_plan_resources_differ(
+                n, ctl->cfg->profile->vgpu_resource,
+                ctl->cfg->resources_grace_s, now, &due);
         int mi = 3, si = 3;
         for (int i = 0; i < 3; i++) {
             if (mode && strcmp(mode, modes[i]) == 0)
@@ -117,6 +127,8 @@ static void refresh(uv_timer_t *t)
                 gm_metrics_gauge_set(ctl->metrics, GM_METRIC_NODES,
                                      counts[mi][si], "mode", modes[mi], "state",
                                      si == 3 ? "none" : states[si], NULL);
+    gm_metrics_gauge_set(ctl->metrics, GM_METRIC_RESOURCES_DIFFER, differ,
+                         NULL);
     gm_metrics_gauge_set(ctl->metrics, GM_METRIC_QUEUE_DEPTH,
                          (double)gm_wq_len(ctl->queue), NULL);
     struct gm_reflector_stats st;

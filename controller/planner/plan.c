@@ -310,22 +310,35 @@ int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
     return 0;
 }
 
-/* A converged node whose GPU resources are not what it was verified with:
- * counted once the difference has lasted the grace (a device plugin
- * restarting shows a moment of other counts); until then the plan asks to
- * be run again when the grace ends. */
+int gm_plan_resources_differ(const struct gm_node *n, const char *vgpu_resource,
+                             long grace_s, time_t now, time_t *due)
+{
+    char have[1024];
+
+    *due = 0;
+    if (n->ann_resources == NULL || unavailable(n))
+        return 0;
+    if (gm_plan_resources(n, vgpu_resource, have, sizeof(have)) < 0 ||
+        strcmp(have, n->ann_resources) == 0)
+        return 0;
+    time_t at = n->resources_since + grace_s;
+    if (n->resources_since != 0 && at > now) {
+        *due = at;
+        return 0;
+    }
+    return 1;
+}
+
+/* A converged node whose GPU resources are not what it was verified with
+ * is named once the difference has lasted the grace; until then the plan
+ * asks to be run again when the grace ends. */
 static void check_resources(struct ctx *c, const struct gm_node *n)
 {
-    char now[1024];
+    time_t due;
 
-    if (n->ann_resources == NULL || unavailable(n))
-        return;
-    if (gm_plan_resources(n, c->in->vgpu_resource, now, sizeof(now)) < 0 ||
-        strcmp(now, n->ann_resources) == 0)
-        return;
-    time_t due = n->resources_since + c->in->resources_grace_s;
-    if (n->resources_since != 0 && due > c->in->now) {
-        if (c->out->recheck_at == 0 || due < c->out->recheck_at)
+    if (!gm_plan_resources_differ(n, c->in->vgpu_resource,
+                                  c->in->resources_grace_s, c->in->now, &due)) {
+        if (due != 0 && (c->out->recheck_at == 0 || due < c->out->recheck_at))
             c->out->recheck_at = due;
         return;
     }

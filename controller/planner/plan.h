@@ -187,6 +187,14 @@ int gm_plan_vgpu_settings(bool split, int count, double memory, double core,
 int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
                       char *buf, size_t len);
 
+/* 1 when node n offers other GPU resources (gm_plan_resources) than its
+ * gpumode.io/resources says, and has since resources_since + grace_s or
+ * longer; else 0, with *due the time it would be counted if nothing
+ * changes (0: it will not be, the resources agree, none are recorded, or
+ * the node is cordoned or NotReady and so out of service already). */
+int gm_plan_resources_differ(const struct gm_node *n, const char *vgpu_resource,
+                             long grace_s, time_t now, time_t *due);
+
 /* "1/3 nodes in mig" style progress line the status and the CLI share. */
 int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,
                      size_t len);

@@ -7,6 +7,10 @@
  * The controller's metrics (defined by gm_metrics_define_gpumode):
  *
  * - gpumode_nodes{mode,state}: gauge, nodes per mode and state.
+ * - gpumode_nodes_resources_differ: gauge, nodes verified and ready that
+ *   have offered other GPU resources than gpumode.io/resources for longer
+ *   than resourcesGraceSeconds (something to alert on: MIG instances
+ *   changed by hand, a plugin that did not come back, a lost GPU).
  * - gpumode_switches_total{from,to,result}: counter, finished switches;
  *   result is succeeded, failed, rolledback or cancelled (its policy went
  *   away while the node drained).
@@ -28,6 +32,7 @@
 #include "common/buf.h"
 
 #define GM_METRIC_NODES "gpumode_nodes"
+#define GM_METRIC_RESOURCES_DIFFER "gpumode_nodes_resources_differ"
 #define GM_METRIC_SWITCHES "gpumode_switches_total"
 #define GM_METRIC_SWITCH_DURATION "gpumode_switch_duration_seconds"
 #define GM_METRIC_PHASE_DURATION "gpumode_phase_duration_seconds"

@@ -798,7 +798,17 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	}
 	fmt.Fprintf(f, "resourcesGraceSeconds: 3\n")
 	f.Close()
-	StartController(t, b)
+	port := freePort(t)
+	StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	differ := func() string {
+		_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, "gpumode_nodes_resources_differ "); ok {
+				return v
+			}
+		}
+		return "absent"
+	}
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -831,6 +841,12 @@ spec:
 	if n.Annotations["gpumode.io/switch"] != "" || n.Spec.Unschedulable {
 		t.Fatalf("switched on its own: unschedulable %v record %q", n.Spec.Unschedulable, n.Annotations["gpumode.io/switch"])
 	}
+	Eventually(t, 30*time.Second, "the gauge to count it", func(context.Context) error {
+		if v := differ(); v != "1" {
+			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
+		}
+		return nil
+	})
 	if out, err := plugin(t, b, "status", "a"); err != nil || !strings.Contains(out, "note: "+want) {
 		t.Errorf("kubectl gpumode status has no note (%v):\n%s", err, out)
 	}
@@ -851,6 +867,12 @@ spec:
 	if got := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; !strings.Contains(got, `"1g.10gb":7`) {
 		t.Errorf("gpumode.io/settings after the switch %q", got)
 	}
+	Eventually(t, 30*time.Second, "the gauge back at 0", func(context.Context) error {
+		if v := differ(); v != "0" {
+			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
+		}
+		return nil
+	})
 }
 
 // TestWideVgpuRolloutWritesHAMiOnce: 20 nodes reach their HAMi entry
