@@ -25,7 +25,7 @@ static void test_config_defaults_and_file(void **state)
     assert_string_equal(c.namespace, "gpumode-system");
     assert_string_equal(c.profile->name, "gpu-operator-hami");
     assert_string_equal(c.mig_cm.name, "default-mig-parted-config");
-    assert_int_equal(c.resources_grace_s, 120);
+    assert_int_equal(c.resources_grace_s, 600);
     assert_int_equal(gm_ctl_config_load(&c, "test/fixtures/config/good.yaml",
                                         err, sizeof(err)),
                      0);
@@ -38,7 +38,7 @@ static void test_config_defaults_and_file(void **state)
     assert_int_equal(c.burst, 40);
     assert_int_equal(c.helper_timeout_s, 120);
     assert_int_equal(c.clients_timeout_s, 300);
-    assert_int_equal(c.resources_grace_s, 600);
+    assert_int_equal(c.resources_grace_s, 900);
     gm_ctl_config_free(&c);
 }
 

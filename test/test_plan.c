@@ -838,6 +838,7 @@ static void test_resources_that_differ(void **state)
     assert_int_equal(pl.summary.converged, 5);
     assert_int_equal(pl.n_starts, 0);
     assert_int_equal(pl.recheck_at, NOW + 110);
+    assert_int_equal(pl.drifted, 1);
     assert_string_equal(
         pl.drift_notice,
         "1 node advertises other GPU resources than it was verified with "
@@ -853,6 +854,7 @@ static void test_resources_that_differ(void **state)
     f.n[3]->allocatable[0].value = 0;
     plan(p, NULL, &f, NULL, &pl);
     assert_int_equal(pl.recheck_at, 0);
+    assert_int_equal(pl.drifted, 3);
     assert_string_equal(
         pl.drift_notice,
         "3 nodes advertise other GPU resources than they were verified with "
@@ -860,6 +862,18 @@ static void test_resources_that_differ(void **state)
         "annotating a node gpumode.io/settings=unknown switches it again): "
         "b offers none, verified with nvidia.com/gpu=8; d; e");
     gm_plan_free(&pl);
+
+    /* What the cache worked out is taken as it is (the plan does not
+     * format every node's resources again). */
+    f.n[3]->resources = GM_RES_SAME;
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.drifted, 2);
+    gm_plan_free(&pl);
+    f.n[3]->resources = GM_RES_UNKNOWN;
+    gm_plan_mark_resources(f.n[3], "nvidia.com/vgpu");
+    assert_int_equal(f.n[3]->resources, GM_RES_OTHER);
+    gm_plan_mark_resources(f.n[4], "nvidia.com/vgpu"); /* a: as verified */
+    assert_int_equal(f.n[4]->resources, GM_RES_SAME);
 
     /* gpumode.io/settings=unknown on a full node switches it again (a
      * switch to full removes the annotation). c, uncordoned, leaves it
@@ -885,6 +899,48 @@ static void test_resources_that_differ(void **state)
     fleet_free(&f);
 }
 
+/* The node cache keeps since when a node has differed, without a break
+ * and in service: a count that changes while it differs keeps the time; a
+ * node back to its recorded resources, out of service, or re-verified
+ * (another record) starts again. */
+static void test_resources_since_carried(void **state)
+{
+    struct gm_node *was = gmt_node("n1", NULL);
+    struct gm_node *now = gmt_node("n1", NULL);
+    (void)state;
+
+    was->ann_resources = now->ann_resources = "nvidia.com/mig-1g.10gb=56";
+    gmt_alloc(was, "nvidia.com/mig-1g.10gb", 49);
+    gmt_alloc(now, "nvidia.com/mig-1g.10gb", 42);
+    was->resources_since = 100;
+    now->resources_since = 200;
+    gm_plan_carry_resources_since(was, now, "nvidia.com/vgpu");
+    assert_int_equal(now->resources_since, 100);
+
+    now->resources_since = 200;
+    now->allocatable[0].value = 56; /* back to what was verified */
+    gm_plan_carry_resources_since(was, now, "nvidia.com/vgpu");
+    assert_int_equal(now->resources_since, 200);
+
+    now->allocatable[0].value = 42;
+    was->allocatable[0].value = 56; /* differs from now on */
+    gm_plan_carry_resources_since(was, now, "nvidia.com/vgpu");
+    assert_int_equal(now->resources_since, 200);
+
+    was->allocatable[0].value = 49;
+    was->unschedulable = true; /* out of service until now */
+    gm_plan_carry_resources_since(was, now, "nvidia.com/vgpu");
+    assert_int_equal(now->resources_since, 200);
+
+    was->unschedulable = false;
+    now->ann_resources = "nvidia.com/mig-1g.10gb=42"; /* verified again */
+    gm_plan_carry_resources_since(was, now, "nvidia.com/vgpu");
+    assert_int_equal(now->resources_since, 200);
+
+    gmt_node_free(was);
+    gmt_node_free(now);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -905,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_hami_entries_that_differ),
         cmocka_unit_test(test_resources_text),
         cmocka_unit_test(test_resources_that_differ),
+        cmocka_unit_test(test_resources_since_carried),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,7 +81,7 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c)
     c->clients_timeout_s = 300;
     c->helper_timeout_s = 900;
     c->reboot_timeout_s = 1200;
-    c->resources_grace_s = 120;
+    c->resources_grace_s = 600;
     return err ? -ENOMEM : 0;
 }
 

@@ -18,7 +18,7 @@
  *   clientsTimeoutSeconds: 300       # stop/start of device plugins
  *   helperTimeoutSeconds: 900        # one agent run
  *   rebootTimeoutSeconds: 1200
- *   resourcesGraceSeconds: 120       # converged node offering other GPU
+ *   resourcesGraceSeconds: 600       # converged node offering other GPU
  *                                    # resources before status names it
  */
 #ifndef GM_APP_CONFIG_H

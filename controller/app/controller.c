@@ -18,11 +18,13 @@
 
 static void *node_decode(void *ud, json_object *obj)
 {
+    const struct gm_ctl *ctl = ud;
     struct gm_node *n = NULL;
-    (void)ud;
     gm_node_from_json(obj, &n);
-    if (n)
-        n->resources_since = time(NULL); /* node_update carries it on */
+    if (n) {
+        n->resources_since = time(NULL); /* see node_carry */
+        gm_plan_mark_resources(n, ctl->cfg->profile->vgpu_resource);
+    }
     return n;
 }
 
@@ -99,15 +101,13 @@ static int plan_relevant(const struct gm_node *a, const struct gm_node *b)
     return 0;
 }
 
-/* A node's GPU resources have been what they are since the first update
- * that showed them (node_decode stamps each decode). */
+/* Since when a node has offered other GPU resources than it was verified
+ * with: only the pair of old and new shows it (node_decode stamps each
+ * decode). */
 static void node_carry(void *ud, const void *old, void *obj)
 {
-    const struct gm_node *was = old;
-    struct gm_node *now = obj;
-    (void)ud;
-    if (gm_node_same_allocatable(was, now))
-        now->resources_since = was->resources_since;
+    const struct gm_ctl *ctl = ud;
+    gm_plan_carry_resources_since(old, obj, ctl->cfg->profile->vgpu_resource);
 }
 
 static void node_update(void *ud, const char *key, const void *old,

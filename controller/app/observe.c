@@ -4,10 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "planner/labels.h"
-#include "planner/plan.h"
 
 static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
                    enum gm_event_type type, const char *reason, const char *fmt,
@@ -78,6 +76,18 @@ void gm_obs_api_response(void *metrics, const char *method, long status)
                            "code", status ? code : "error", NULL);
 }
 
+void gm_obs_resources_differ(struct gm_ctl *ctl, const struct gm_map *counts)
+{
+    if (ctl->metrics == NULL)
+        return;
+    /* Recomputed whole, so a deleted policy's series goes. */
+    gm_metrics_clear(ctl->metrics, GM_METRIC_RESOURCES_DIFFER);
+    for (struct gm_map_entry *e = gm_map_first(counts); e;
+         e = gm_map_next(counts, e))
+        gm_metrics_gauge_set(ctl->metrics, GM_METRIC_RESOURCES_DIFFER,
+                             *(const int *)e->value, "policy", e->key, NULL);
+}
+
 /* ---- periodic gauges ---- */
 
 struct obs_timer {
@@ -95,8 +105,6 @@ static void refresh(uv_timer_t *t)
     static const char *const states[] = {"ready", "switching", "failed", ""};
     static const char *const modes[] = {"full", "vgpu", "mig", "unknown"};
     int counts[4][4] = {{0}};
-    int differ = 0;
-    time_t now = time(NULL), due;
 
     if (ctl->metrics == NULL || ctl->nodes == NULL)
         return;
@@ -105,12 +113,6 @@ static void refresh(uv_timer_t *t)
         const struct gm_node *n = e->value;
         const char *mode = gm_node_label(n, GM_LABEL_MODE);
         const char *state = gm_node_label(n, GM_LABEL_STATE);
-        /* Verified and ready, whichever policy governs it (the policies'
-         * status names them; this is the number to alert on). */
-        if (n->ann_switch == NULL && state && strcmp(state, "ready") == 0)
-            differ += gm_plan_resources_differ(
-                n, ctl->cfg->profile->vgpu_resource,
-                ctl->cfg->resources_grace_s, now, &due);
         int mi = 3, si = 3;
         for (int i = 0; i < 3; i++) {
             if (mode && strcmp(mode, modes[i]) == 0)
@@ -127,8 +129,6 @@ static void refresh(uv_timer_t *t)
                 gm_metrics_gauge_set(ctl->metrics, GM_METRIC_NODES,
                                      counts[mi][si], "mode", modes[mi], "state",
                                      si == 3 ? "none" : states[si], NULL);
-    gm_metrics_gauge_set(ctl->metrics, GM_METRIC_RESOURCES_DIFFER, differ,
-                         NULL);
     gm_metrics_gauge_set(ctl->metrics, GM_METRIC_QUEUE_DEPTH,
                          (double)gm_wq_len(ctl->queue), NULL);
     struct gm_reflector_stats st;

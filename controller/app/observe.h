@@ -21,6 +21,9 @@ void gm_obs_policy_event(struct gm_ctl *ctl, const char *policy,
 void gm_obs_switch_done(struct gm_ctl *ctl, const char *from, const char *to,
                         const char *result, double seconds);
 void gm_obs_phase_done(struct gm_ctl *ctl, const char *phase, double seconds);
+/* Sets gpumode_nodes_resources_differ{policy} from counts (policy name ->
+ * int, borrowed), dropping the series of policies not in it. */
+void gm_obs_resources_differ(struct gm_ctl *ctl, const struct gm_map *counts);
 
 /* Periodic gauges: nodes by mode and state, queue depth, watch restarts.
  * Starts a timer on the loop; gm_obs_stop ends it. */

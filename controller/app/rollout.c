@@ -40,6 +40,9 @@ struct gm_rollout {
     struct gm_reflector *cms;      /* struct layouts */
     struct gm_map written;         /* policy name -> owned uint64_t: loop
                                       time of its last status write */
+    struct gm_map differ;          /* policy name -> owned int: nodes its
+                                      last plan named for offering other
+                                      GPU resources */
     /* "ConfigMap NS/NAME": namespaces are at most 63 bytes, names 253. */
     char source[400];
     char hami_source[400]; /* HAMi's per-node config */
@@ -112,11 +115,37 @@ static void enqueue_all(struct gm_rollout *r)
         gm_ctl_enqueue_policy(r->ctl, e->key);
 }
 
+/* gpumode_nodes_resources_differ{policy}: a series per policy, from its
+ * last plan; a deleted policy's (count < 0) goes. */
+static void publish_differ(struct gm_rollout *r, const char *name, int count)
+{
+    int *v = gm_map_get(&r->differ, name);
+
+    if (count < 0) {
+        if (v == NULL)
+            return;
+        free(gm_map_del(&r->differ, name));
+    } else if (v == NULL) {
+        v = malloc(sizeof(*v));
+        if (v == NULL || gm_map_put(&r->differ, name, v, NULL) != 0) {
+            free(v);
+            return;
+        }
+        *v = count;
+    } else if (*v == count) {
+        return;
+    } else {
+        *v = count;
+    }
+    gm_obs_resources_differ(r->ctl, &r->differ);
+}
+
 static void policy_delete(void *ud, const char *key, const void *obj)
 {
     struct gm_rollout *r = ud;
     (void)obj;
     free(gm_map_del(&r->written, key));
+    publish_differ(r, key, -1);
     /* Nodes the policy governed may now belong to another one. */
     enqueue_all(r);
 }
@@ -427,6 +456,7 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     free(pols);
     if (rc)
         goto out;
+    publish_differ(r, name, plan.drifted);
     const char *strategy =
         e->p->spec.mig_strategy == GM_MIG_SINGLE ? "single" : "mixed";
     for (size_t i = 0; i < plan.n_starts && !r->ctl->stopping; i++) {
@@ -498,6 +528,7 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
         return -ENOMEM;
     r->ctl = ctl;
     gm_map_init(&r->written);
+    gm_map_init(&r->differ);
     snprintf(r->source, sizeof(r->source), "ConfigMap %s/%s",
              c->mig_cm.namespace, c->mig_cm.name);
     snprintf(r->hami_source, sizeof(r->hami_source), "ConfigMap %s/%s",
@@ -548,5 +579,9 @@ void gm_rollout_free(struct gm_rollout *r)
          it = gm_map_next(&r->written, it))
         free(it->value);
     gm_map_free(&r->written);
+    for (struct gm_map_entry *it = gm_map_first(&r->differ); it;
+         it = gm_map_next(&r->differ, it))
+        free(it->value);
+    gm_map_free(&r->differ);
     free(r);
 }

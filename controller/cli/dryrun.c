@@ -132,8 +132,10 @@ static struct gm_node *converged_copy(const struct gm_node *orig,
     n->ann_switch = NULL;
     n->ann_retry = NULL;
     n->ann_boot_id = orig->boot_id;
-    /* Unknown settings count as current: the switch would write them. */
+    /* Unknown settings count as current: the switch would write them;
+     * what it would offer is not known, so nothing is compared. */
     n->ann_settings = NULL;
+    n->ann_resources = NULL;
     return n;
 }
 

@@ -30,6 +30,8 @@ struct gm_taint {
     const char *effect; /* interned */
 };
 
+enum gm_res_match { GM_RES_UNKNOWN = 0, GM_RES_SAME, GM_RES_OTHER };
+
 struct gm_node {
     char *name;              /* owned */
     char *uid;               /* owned */
@@ -46,10 +48,16 @@ struct gm_node {
     /* interned or NULL: gpumode.io/resources, the GPU resources the node
      * advertised when its last switch was verified */
     const char *ann_resources;
-    /* Since when the node has advertised its current GPU resources, as
-     * far as the cache knows (wall clock); 0 when unknown. Set by the
-     * cache's owner, not by gm_node_from_json. */
+    /* Wall clock; 0 when unknown. Since when the node has, without a
+     * break, offered other GPU resources than ann_resources while in
+     * service; when it does not, its decode time. Kept by the cache's
+     * owner (gm_plan_carry_resources_since), not by gm_node_from_json. */
     time_t resources_since;
+    /* Does the node offer what ann_resources says? Worked out once per
+     * cached object by the cache's owner (gm_plan_mark_resources), so
+     * plans do not; GM_RES_UNKNOWN (as decoded) has the planner work it
+     * out itself. */
+    unsigned char resources;
     bool unschedulable;
     bool ready;                      /* condition Ready is True */
     char *boot_id;                   /* owned, status.nodeInfo.bootID */

@@ -1306,10 +1306,11 @@ static int step_finish(struct sw *s)
     /* What the node offers now that it is verified: the planner names a
      * converged node that later offers something else. */
     char offered[1024];
-    if (gm_plan_resources(s->node, prof->vgpu_resource, offered,
-                          sizeof(offered)) == 0)
-        json_object_object_add(ann, GM_ANN_RESOURCES,
-                               json_object_new_string(offered));
+    bool listed = gm_plan_resources(s->node, prof->vgpu_resource, offered,
+                                    sizeof(offered)) == 0;
+    /* Too many to list: no record, rather than the last mode's. */
+    json_object_object_add(ann, GM_ANN_RESOURCES,
+                           listed ? json_object_new_string(offered) : NULL);
     char defaults[400] = "";
     if (s->rec.to == GM_MODE_VGPU && s->pol.has_vgpu_config && settings &&
         strcmp(settings, "{}") == 0)

@@ -293,10 +293,14 @@ int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
 
     if (len == 0)
         return -ENOSPC;
-    for (size_t i = 0; i < n->n_allocatable && k < 64; i++)
-        if (n->allocatable[i].value > 0 &&
-            mode_resource(n->allocatable[i].name, vgpu_resource))
-            q[k++] = &n->allocatable[i];
+    for (size_t i = 0; i < n->n_allocatable; i++) {
+        if (n->allocatable[i].value <= 0 ||
+            !mode_resource(n->allocatable[i].name, vgpu_resource))
+            continue;
+        if (k == sizeof(q) / sizeof(q[0]))
+            return -ENOSPC;
+        q[k++] = &n->allocatable[i];
+    }
     if (k > 1)
         qsort(q, k, sizeof(q[0]), cmp_quantity);
     buf[0] = '\0';
@@ -310,23 +314,39 @@ int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
     return 0;
 }
 
-int gm_plan_resources_differ(const struct gm_node *n, const char *vgpu_resource,
-                             long grace_s, time_t now, time_t *due)
+/* In service, and offering other GPU resources than gpumode.io/resources
+ * says? (Not when there is no record, or too many to compare.) */
+static bool offers_other(const struct gm_node *n, const char *vgpu_resource)
 {
     char have[1024];
 
-    *due = 0;
-    if (n->ann_resources == NULL || unavailable(n))
-        return 0;
-    if (gm_plan_resources(n, vgpu_resource, have, sizeof(have)) < 0 ||
-        strcmp(have, n->ann_resources) == 0)
-        return 0;
-    time_t at = n->resources_since + grace_s;
-    if (n->resources_since != 0 && at > now) {
-        *due = at;
-        return 0;
-    }
-    return 1;
+    if (n->ann_resources == NULL)
+        return false;
+    if (n->resources != GM_RES_UNKNOWN)
+        return n->resources == GM_RES_OTHER;
+    return gm_plan_resources(n, vgpu_resource, have, sizeof(have)) == 0 &&
+           strcmp(have, n->ann_resources) != 0;
+}
+
+void gm_plan_mark_resources(struct gm_node *n, const char *vgpu_resource)
+{
+    n->resources = GM_RES_UNKNOWN;
+    n->resources = offers_other(n, vgpu_resource) ? GM_RES_OTHER : GM_RES_SAME;
+}
+
+static bool resources_differ(const struct gm_node *n, const char *vgpu_resource)
+{
+    return !unavailable(n) && offers_other(n, vgpu_resource);
+}
+
+void gm_plan_carry_resources_since(const struct gm_node *was,
+                                   struct gm_node *now,
+                                   const char *vgpu_resource)
+{
+    if (resources_differ(was, vgpu_resource) &&
+        resources_differ(now, vgpu_resource) &&
+        strcmp(was->ann_resources, now->ann_resources) == 0)
+        now->resources_since = was->resources_since;
 }
 
 /* A converged node whose GPU resources are not what it was verified with
@@ -334,11 +354,11 @@ int gm_plan_resources_differ(const struct gm_node *n, const char *vgpu_resource,
  * asks to be run again when the grace ends. */
 static void check_resources(struct ctx *c, const struct gm_node *n)
 {
-    time_t due;
-
-    if (!gm_plan_resources_differ(n, c->in->vgpu_resource,
-                                  c->in->resources_grace_s, c->in->now, &due)) {
-        if (due != 0 && (c->out->recheck_at == 0 || due < c->out->recheck_at))
+    if (!resources_differ(n, c->in->vgpu_resource))
+        return;
+    time_t due = n->resources_since + c->in->resources_grace_s;
+    if (n->resources_since != 0 && due > c->in->now) {
+        if (c->out->recheck_at == 0 || due < c->out->recheck_at)
             c->out->recheck_at = due;
         return;
     }
@@ -872,6 +892,7 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
     }
     if (!err && c.entries_differ > 0 && out->notice == NULL)
         err = notice_entries_differ(&c, out);
+    out->drifted = c.drifted;
     if (!err && c.drifted > 0)
         err = notice_drift(&c, out);
     if (!err)

@@ -114,8 +114,9 @@ struct gm_plan_input {
     /* How long a converged node may advertise other GPU resources than
      * its gpumode.io/resources before the notice names it (a device plugin
      * restarting shows other counts for a moment); a node's
-     * resources_since says since when. gpumode never switches such a node
-     * by itself: the change may be a person's, and a switch drains. */
+     * resources_since says since when (gm_plan_carry_resources_since). gpumode
+     * never switches such a node by itself: the change may be a person's, and a
+     * switch drains. */
     long resources_grace_s;
 };
 
@@ -142,6 +143,7 @@ struct gm_plan {
     /* Owned or NULL: converged nodes whose GPU resources differ from what
      * they were verified with, named; the status adds it after notice. */
     char *drift_notice;
+    int drifted; /* how many (gpumode_nodes_resources_differ) */
     /* When a node's differing resources outlast the grace, or 0: plan
      * again then. */
     time_t recheck_at;
@@ -187,13 +189,21 @@ int gm_plan_vgpu_settings(bool split, int count, double memory, double core,
 int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
                       char *buf, size_t len);
 
-/* 1 when node n offers other GPU resources (gm_plan_resources) than its
- * gpumode.io/resources says, and has since resources_since + grace_s or
- * longer; else 0, with *due the time it would be counted if nothing
- * changes (0: it will not be, the resources agree, none are recorded, or
- * the node is cordoned or NotReady and so out of service already). */
-int gm_plan_resources_differ(const struct gm_node *n, const char *vgpu_resource,
-                             long grace_s, time_t now, time_t *due);
+/* For the node cache, when now replaces was (same node): a node that
+ * offered other GPU resources than its gpumode.io/resources, in service
+ * (schedulable and Ready), and still does, keeps was's resources_since;
+ * otherwise now keeps its own (its decode time). So resources_since is
+ * when the current run of differing began: a node out of service or
+ * briefly back to its recorded resources starts the grace again, a count
+ * that changes while it differs does not. */
+void gm_plan_carry_resources_since(const struct gm_node *was,
+                                   struct gm_node *now,
+                                   const char *vgpu_resource);
+/* Works out once whether n offers what its gpumode.io/resources says
+ * (n->resources), for the cache's owner to call on each decoded node:
+ * plans then read the answer instead of formatting every converged node's
+ * resources each time. */
+void gm_plan_mark_resources(struct gm_node *n, const char *vgpu_resource);
 
 /* "1/3 nodes in mig" style progress line the status and the CLI share. */
 int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,

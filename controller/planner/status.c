@@ -194,7 +194,7 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
                     time_t now, json_object **out)
 {
     const struct gm_summary *s = &plan->summary;
-    char progress[1024];
+    char progress[4096]; /* the progress line and the notices */
     bool stalled = plan->stall_reason != NULL;
     bool done = s->converged == s->matched && !stalled;
     bool working = s->switching > 0 || (s->pending > 0 && !stalled);

@@ -170,8 +170,8 @@ int gm_metrics_define_gpumode(struct gm_metrics *m, const char *version)
         {GM_METRIC_NODES, "GPU nodes by verified mode and state.",
          GM_METRIC_GAUGE, NULL, 0},
         {GM_METRIC_RESOURCES_DIFFER,
-         "Verified nodes offering other GPU resources than they were "
-         "verified with, for longer than resourcesGraceSeconds.",
+         "Converged nodes of a policy offering other GPU resources than "
+         "they were verified with, for longer than resourcesGraceSeconds.",
          GM_METRIC_GAUGE, NULL, 0},
         {GM_METRIC_SWITCHES, "Mode switches finished, by outcome.",
          GM_METRIC_COUNTER, NULL, 0},

@@ -7,10 +7,11 @@
  * The controller's metrics (defined by gm_metrics_define_gpumode):
  *
  * - gpumode_nodes{mode,state}: gauge, nodes per mode and state.
- * - gpumode_nodes_resources_differ: gauge, nodes verified and ready that
- *   have offered other GPU resources than gpumode.io/resources for longer
- *   than resourcesGraceSeconds (something to alert on: MIG instances
- *   changed by hand, a plugin that did not come back, a lost GPU).
+ * - gpumode_nodes_resources_differ{policy}: gauge, converged nodes of the
+ *   policy that have offered other GPU resources than gpumode.io/resources
+ *   for longer than resourcesGraceSeconds, as its last plan counted them
+ *   (something to alert on: MIG instances changed by hand, a plugin that
+ *   did not come back, a lost GPU). Only the leader plans.
  * - gpumode_switches_total{from,to,result}: counter, finished switches;
  *   result is succeeded, failed, rolledback or cancelled (its policy went
  *   away while the node drained).

@@ -803,7 +803,7 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	differ := func() string {
 		_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 		for _, l := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(l, "gpumode_nodes_resources_differ "); ok {
+			if v, ok := strings.CutPrefix(l, `gpumode_nodes_resources_differ{policy="a"} `); ok {
 				return v
 			}
 		}
