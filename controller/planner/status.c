@@ -222,8 +222,8 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
 
     *out = NULL;
     gm_plan_progress(plan, p->spec.mode, progress, sizeof(progress));
-    /* ". " sets a notice apart from the progress line (cli/status.c
-     * prints what follows the first as a note). */
+    /* ". " sets each notice apart from the progress line and the others
+     * (cli/status.c prints each as a note). */
     const char *notices[2] = {plan->notice, plan->drift_notice};
     for (size_t i = 0; i < 2; i++) {
         size_t n = strlen(progress);
