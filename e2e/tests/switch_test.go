@@ -37,6 +37,18 @@ spec:
         resources: {limits: {nvidia.com/gpu: 1}}
 `
 
+// policyAMig1g: policy a lays every GPU of the nodes labelled pool=a
+// with seven 1g.10gb instances (an inline layout).
+const policyAMig1g = `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
+`
+
 func workload(name string, replicas int, nodeSelector string) string {
 	return fmt.Sprintf(gpuWorkload, name, replicas, nodeSelector)
 }
@@ -710,15 +722,7 @@ func TestSettingsChangeSwitchesWithinMode(t *testing.T) {
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	StartController(t, b)
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
-`)
+	Apply(t, b, policyAMig1g)
 	WaitPolicy(t, b, "a", 90*time.Second, "mig with 1g.10gb", Converged)
 	n := GetNode(t, b, "gpu-001")
 	if got := Allocatable(n, "nvidia.com/mig-1g.10gb"); got != 56 {
@@ -809,15 +813,7 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 		}
 		return "absent"
 	}
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
-`)
+	Apply(t, b, policyAMig1g)
 	WaitPolicy(t, b, "a", 90*time.Second, "mig with 1g.10gb", Converged)
 	const verified = "nvidia.com/mig-1g.10gb=56"
 	if got := GetNode(t, b, "gpu-001").Annotations["gpumode.io/resources"]; got != verified {
@@ -1149,15 +1145,7 @@ func TestRebootRelaysOutsideWindow(t *testing.T) {
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
 	StartController(t, b)
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
-`)
+	Apply(t, b, policyAMig1g)
 	WaitPolicy(t, b, "a", 120*time.Second, "mig", Converged)
 	// A window open only on the day after tomorrow: closed now.
 	day := strings.ToLower(time.Now().UTC().AddDate(0, 0, 2).Weekday().String()[:3])
@@ -1215,15 +1203,7 @@ func TestKillControllerInEveryPhase(t *testing.T) {
 		}
 	}()
 	ctl := StartController(t, b)
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
-`)
+	Apply(t, b, policyAMig1g)
 	killed := map[string]bool{}
 	nw, err := b.CS.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", "gpu-001").String()})
 	if err != nil {
