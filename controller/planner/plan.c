@@ -666,6 +666,19 @@ static int set_stall(struct gm_plan *out, const char *reason, const char *msg)
     return out->stall_message ? 0 : -ENOMEM;
 }
 
+/* After a notice's first name (keep_first's first[0]): the other two, and
+ * "..." when there are more than three of n. 0 or the buffer's error. */
+static int append_more_names(struct gm_buf *b, const char *const *first, int n,
+                             const char *sep)
+{
+    int err = 0;
+    for (size_t i = 1; i < 3 && !err && first[i]; i++)
+        err = gm_buf_appendf(b, "%s%s", sep, first[i]);
+    if (!err && n > 3)
+        err = gm_buf_appendf(b, "%s...", sep);
+    return err;
+}
+
 /* The notice for converged vgpu nodes whose HAMi entry differs: what to
  * do first, then the first names (never cut). 0 or -ENOMEM. */
 static int notice_entries_differ(struct ctx *c, struct gm_plan *out)
@@ -686,10 +699,8 @@ static int notice_entries_differ(struct ctx *c, struct gm_plan *out)
                          n, one ? "'s" : "s'", one ? "y" : "ies", src,
                          one ? "s" : "", one ? "it was" : "they were",
                          c->differ[0]);
-    for (size_t i = 1; i < 3 && !err && c->differ[i]; i++)
-        err = gm_buf_appendf(&b, ", %s", c->differ[i]);
-    if (!err && n > 3)
-        err = gm_buf_appendf(&b, ", ...");
+    if (!err)
+        err = append_more_names(&b, c->differ, n, ", ");
     out->notice = err ? NULL : gm_buf_steal(&b);
     gm_buf_free(&b);
     return out->notice ? 0 : -ENOMEM;
@@ -720,10 +731,8 @@ static int notice_drift(struct ctx *c, struct gm_plan *out)
         c->drift[0], have[0] ? have : "none",
         c->drift_first->ann_resources[0] ? c->drift_first->ann_resources
                                          : "none");
-    for (size_t i = 1; i < 3 && !err && c->drift[i]; i++)
-        err = gm_buf_appendf(&b, "; %s", c->drift[i]);
-    if (!err && n > 3)
-        err = gm_buf_appendf(&b, "; ...");
+    if (!err)
+        err = append_more_names(&b, c->drift, n, "; ");
     out->drift_notice = err ? NULL : gm_buf_steal(&b);
     gm_buf_free(&b);
     return out->drift_notice ? 0 : -ENOMEM;
