@@ -94,6 +94,8 @@ static void test_config_errors(void **state)
         {"unknown.yaml", "unknown.yaml: unknownKey: unknown field"},
         {"badprofile.yaml", "profile: unknown preset \"nvidia-only\""},
         {"badqps.yaml", "qps: 0 is out of range"},
+        {"badgrace.yaml",
+         "resourcesGraceSeconds: -5 is out of range [0, 86400]"},
         {"qpsstring.yaml", "qps: must be a number"},
         {"relsmi.yaml", "nvidiaSmiPath: must be an absolute path"},
         {"badns.yaml", "operatorNamespace: not a namespace name"},
