@@ -102,6 +102,7 @@ static void test_gone_in_a_retry_after_hardware_changed_rolls_back(void **state)
     assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
     assert_string_equal(rec.reason, "PolicyGone");
     assert_true(rec.rolling_back);
+    assert_true(rec.releasing); /* back in its mode, it is put back */
     assert_int_equal(rec.phase, GM_PHASE_RECONFIGURE);
     /* Still cordoned: the rollback uncordons once the hardware is back. */
     assert_null(gm_json_get(p, "spec"));

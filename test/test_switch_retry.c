@@ -6,7 +6,7 @@
  * policy points now; the record's history (the mode before, the labels it
  * changed, its cordon) carries over. With no policy selecting the node,
  * the retry releases it: put back as it was if its hardware never changed,
- * else rolled back to the mode before.
+ * else rolled back to the mode before, and then put back the same way.
  *
  * Real libcurl and libuv against the test server, which plays the API
  * server: one node, cordoned by gpumode, held after a failed full -> vgpu
@@ -159,6 +159,7 @@ static void test_ungoverned_node_is_rolled_back(void **state)
     assert_int_equal(rec.attempt, 2);
     assert_string_equal(rec.reason, "PolicyGone");
     assert_true(rec.rolling_back);
+    assert_true(rec.releasing); /* the rollback ends with no record */
     assert_int_equal(rec.phase, GM_PHASE_RECONFIGURE);
     assert_int_equal(rec.from, GM_MODE_FULL);
     assert_null(rec.boot_id);
@@ -189,6 +190,53 @@ static void test_ungoverned_node_untouched_is_put_back(void **state)
                             gm_json_get(gm_json_get(meta, "labels"),
                                         "nvidia.com/gpu.deploy.device-plugin")),
                         "true");
+    json_object_put(p);
+    stop(&f);
+}
+
+/* The released node's rollback reached Finish (the old plugin verified):
+ * the node is put back in service, not left Failed for good, since no
+ * policy would ever retry it: record gone, state ready, uncordoned, the
+ * labels the switch changed restored. */
+static void test_release_ends_with_no_record(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    char err[256];
+    json_object *gone = NULL;
+    char *text = th_ctl_switch_record(GM_PHASE_FINISH, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.rolling_back = rec.releasing = true;
+    assert_int_equal(gm_set_str(&rec.reason, "PolicyGone"), 0);
+    assert_int_equal(gm_record_save_label(
+                         &rec, "nvidia.com/gpu.deploy.device-plugin", "true"),
+                     0);
+    memset(&f, 0, sizeof(f));
+    f.n.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.n.c, th_node_fx_handler, &f);
+    f.n.c.ctl->policy_for = th_ctl_policy_split4;
+    f.n.c.ctl->governed = governed;
+    f.n.c.ctl->policy_data = &f;
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    assert_non_null(f.n.patch);
+    json_object *p = json_tokener_parse(f.n.patch);
+    json_object *meta = gm_json_get(p, "metadata");
+    json_object *labels = gm_json_get(meta, "labels");
+    assert_true(json_object_object_get_ex(gm_json_get(meta, "annotations"),
+                                          GM_ANN_SWITCH, &gone));
+    assert_null(gone);
+    assert_string_equal(
+        json_object_get_string(gm_json_get(labels, GM_LABEL_STATE)), "ready");
+    assert_string_equal(json_object_get_string(gm_json_get(
+                            labels, "nvidia.com/gpu.deploy.device-plugin")),
+                        "true");
+    assert_null(gm_json_get(labels, GM_LABEL_MODE)); /* it never changed */
+    assert_false(json_object_get_boolean(
+        gm_json_get(gm_json_get(p, "spec"), "unschedulable")));
+    assert_non_null(gm_json_get(p, "spec"));
     json_object_put(p);
     stop(&f);
 }
@@ -236,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_governed_node_waits_for_its_plan),
         cmocka_unit_test(test_ungoverned_node_is_rolled_back),
         cmocka_unit_test(test_ungoverned_node_untouched_is_put_back),
+        cmocka_unit_test(test_release_ends_with_no_record),
         cmocka_unit_test(test_plan_start_retargets_the_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,6 +58,10 @@ struct gm_switch_record {
     bool cordoned;     /* we cordoned the node (it was schedulable) */
     bool rolling_back;
     bool reconfigured; /* the hardware may differ from `from` */
+    /* No policy selects the node any more (a retry released it, or the
+     * policy went while a retry drained): the rollback ends with the
+     * record removed and the node back in service, not Failed. */
+    bool releasing;
     /* GPUs the agent reported when it changed the hardware; 0: unknown.
      * Verification counts with it rather than nvidia.com/gpu.count, which
      * feature discovery sets to the MIG devices under the single strategy. */

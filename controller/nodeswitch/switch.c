@@ -1228,6 +1228,8 @@ not_ready:
     return wait_for(s, WAIT_POLL_MS);
 }
 
+static int put_back(struct sw *s);
+
 static int step_finish(struct sw *s)
 {
     const struct gm_profile *prof = s->ctl->cfg->profile;
@@ -1235,6 +1237,24 @@ static int step_finish(struct sw *s)
     json_object *ann = json_object_new_object();
     int uncordon = s->rec.cordoned && s->node->unschedulable ? 0 : -1;
 
+    if (s->rec.rolling_back && s->rec.releasing) {
+        /* No policy wants the node: nothing would retry it, and a Failed
+         * record would keep it state=failed for good. */
+        json_object_put(labels);
+        json_object_put(ann);
+        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
+                  "released: back in %s%s", gm_mode_name(s->rec.from),
+                  uncordon == 0 ? " and uncordoned" : "");
+        gm_obs_node_event(
+            s->ctl, s->node, GM_EVENT_NORMAL, GM_REASON_ROLLED_BACK,
+            "released: back in %s, no policy selects the "
+            "node%s",
+            gm_mode_name(s->rec.from), uncordon == 0 ? "; uncordoned" : "");
+        gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
+                           gm_mode_name(s->rec.to), "rolledback",
+                           (double)(s->now - s->rec.started));
+        return put_back(s);
+    }
     if (s->rec.rolling_back) {
         /* Labels were restored before the old clients were verified; the
          * record stays (phase Failed) so the failure counts and a person
@@ -1345,6 +1365,7 @@ static int restart_failed(struct sw *s)
     s->rec.since = s->now;
     s->rec.started = s->now;
     s->rec.rolling_back = false;
+    s->rec.releasing = false;
     gm_set_str(&s->rec.reason, NULL);
     gm_set_str(&s->rec.message, NULL);
     gm_set_str(&s->rec.boot_id, NULL); /* this attempt may reboot again */
@@ -1374,6 +1395,7 @@ static int release_failed(struct sw *s)
     s->rec.attempt++; /* new helper pod names */
     s->rec.since = s->rec.started = s->now;
     s->rec.rolling_back = false;
+    s->rec.releasing = true;
     gm_set_str(&s->rec.boot_id, NULL);
     s->clear_retry = true;
     return fail(s, "PolicyGone",
@@ -1408,6 +1430,27 @@ static int step_failed(struct sw *s)
  * and the record removed; a policy that selects it later starts afresh. */
 static int cancel_drain(struct sw *s, const char *why)
 {
+    int uncordon = s->rec.cordoned && s->node->unschedulable ? 0 : -1;
+
+    gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
+              "%s: switch cancelled, node put back%s", why,
+              uncordon == 0 ? " and uncordoned" : "");
+    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
+                      "switch to %s cancelled: %s%s", gm_mode_name(s->rec.to),
+                      why, uncordon == 0 ? "; uncordoned" : "");
+    gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
+                       gm_mode_name(s->rec.to), "cancelled",
+                       (double)(s->now - s->rec.started));
+    return put_back(s);
+}
+
+/* Ends a switch no policy wants any more with the node as it was before
+ * it: every label it changed restored, the record and any retry mark
+ * removed, state ready (or no state on a node gpumode never switched) and
+ * uncordoned if the switch cordoned it. The hardware must already be as
+ * it was: untouched, or rolled back. */
+static int put_back(struct sw *s)
+{
     json_object *labels = json_object_new_object();
     json_object *ann = json_object_new_object();
     int uncordon = s->rec.cordoned && s->node->unschedulable ? 0 : -1;
@@ -1424,15 +1467,6 @@ static int cancel_drain(struct sw *s, const char *why)
     json_object_object_add(ann, GM_ANN_SWITCH, NULL);
     if (s->node->ann_retry)
         json_object_object_add(ann, GM_ANN_RETRY, NULL);
-    gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
-              "%s: switch cancelled, node put back%s", why,
-              uncordon == 0 ? " and uncordoned" : "");
-    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
-                      "switch to %s cancelled: %s%s", gm_mode_name(s->rec.to),
-                      why, uncordon == 0 ? "; uncordoned" : "");
-    gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
-                       gm_mode_name(s->rec.to), "cancelled",
-                       (double)(s->now - s->rec.started));
     s->ns->message[0] = '\0';
     return patch_node(s, labels, ann, uncordon);
 }
@@ -1512,15 +1546,17 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
     if (!have_policy && !s.rec.rolling_back && draining && !s.rec.reconfigured)
         rc = cancel_drain(&s, "its policy is gone or invalid while the "
                               "node drains");
-    else if (!have_policy && !s.rec.rolling_back && draining)
+    else if (!have_policy && !s.rec.rolling_back && draining) {
         /* A retry of a node an earlier attempt left with changed hardware:
          * putting labels back would not put the hardware back, so it goes
-         * the way of a failure (roll back the hardware, or hold). */
+         * the way of a failure (roll back the hardware, or hold), and once
+         * back it is released as a cancelled drain is. */
+        s.rec.releasing = true;
         rc = fail(&s, "PolicyGone",
                   "policy %s is gone or invalid while a retry drains the "
                   "node",
                   s.rec.policy);
-    else
+    } else
         rc = steps[s.rec.phase](&s);
     if (rc == STEP_WAIT)
         *requeue_ms = s.requeue_ms;

@@ -646,7 +646,8 @@ func TestRetryOfHeldNodeFollowsPolicy(t *testing.T) {
 // policy (removes the label the policy selects) and retries it. No policy
 // selects it, so the retry releases it: the MIG hardware the failed attempt
 // left is rolled back to full and the node uncordoned, not switched on to
-// the old target.
+// the old target. Nothing of the switch stays: no record, state ready (a
+// Failed record would keep it state=failed with no policy left to retry).
 func TestRetryReleasesUnselectedNode(t *testing.T) {
 	requireE2E(t)
 	b := refusedMigBed(t, 1, 2, true, "-cgi", "{onFailure: Hold}")
@@ -661,12 +662,18 @@ func TestRetryReleasesUnselectedNode(t *testing.T) {
 	Eventually(t, 120*time.Second, "the node released: full again, uncordoned", func(context.Context) error {
 		n := GetNode(t, b, "gpu-001")
 		_, retry := n.Annotations["gpumode.io/retry"]
-		if n.Spec.Unschedulable || retry || n.Labels["gpumode.io/mode"] != "full" || Allocatable(n, "nvidia.com/gpu") != 2 {
-			return fmt.Errorf("unschedulable %v retry %v mode %q gpus %d record %v", n.Spec.Unschedulable, retry,
-				n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/gpu"), SwitchAnnotation(n))
+		rec := SwitchAnnotation(n)
+		if n.Spec.Unschedulable || retry || rec != nil || n.Labels["gpumode.io/mode"] != "full" ||
+			n.Labels["gpumode.io/state"] != "ready" || Allocatable(n, "nvidia.com/gpu") != 2 {
+			return fmt.Errorf("unschedulable %v retry %v mode %q state %q gpus %d record %v", n.Spec.Unschedulable, retry,
+				n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"], Allocatable(n, "nvidia.com/gpu"), rec)
 		}
 		return nil
 	})
+	if got := b.MustKubectl("get", "events", "--field-selector", "involvedObject.name=gpu-001,reason=RolledBack",
+		"-o", "jsonpath={.items[*].message}"); !strings.Contains(got, "released: back in full") {
+		t.Errorf("no release event: %q", got)
+	}
 }
 
 // TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU
