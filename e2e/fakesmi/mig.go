@@ -348,6 +348,9 @@ type MIGDevice struct {
 	UUID  string
 	GI    int
 	CI    int
+	// MemMiB is the memory of its GPU instance (what NVML reports for the
+	// MIG device, and feature discovery labels).
+	MemMiB int
 }
 
 // MIGDevices lists g's MIG devices in -L order.
@@ -360,7 +363,8 @@ func (g *GPU) MIGDevices() []MIGDevice {
 			continue
 		}
 		for _, ci := range gi.ComputeInstances {
-			out = append(out, MIGDevice{GPU: g.Index, Index: len(out), Name: ciName(p, ci.Size), UUID: ci.UUID, GI: gi.ID, CI: ci.ID})
+			out = append(out, MIGDevice{GPU: g.Index, Index: len(out), Name: ciName(p, ci.Size), UUID: ci.UUID, GI: gi.ID, CI: ci.ID,
+				MemMiB: int(p.MemGiB * 1024)})
 		}
 	}
 	return out

@@ -22,12 +22,14 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// Labels a switch may change: gpumode's own and the mode profile's.
+// Labels a switch may change: gpumode's own, the mode profile's, and the
+// ones feature discovery derives from the MIG devices (mixed strategy).
 func switchOwnedLabel(k string) bool {
 	return strings.HasPrefix(k, "gpumode.io/") ||
 		strings.HasPrefix(k, "nvidia.com/gpu.deploy.") ||
 		k == "nvidia.com/vgpu.deploy.device-plugin" ||
-		k == "nvidia.com/device-plugin.config"
+		k == "nvidia.com/device-plugin.config" ||
+		strings.HasPrefix(k, "nvidia.com/mig-") && (strings.HasSuffix(k, ".count") || strings.HasSuffix(k, ".memory"))
 }
 
 func TestChaos(t *testing.T) {

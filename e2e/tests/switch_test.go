@@ -758,9 +758,6 @@ func TestSettingsChangeSwitchesWithinMode(t *testing.T) {
 		t.Errorf("after the re-lay: unschedulable %v state %q", n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
 	}
 
-	// Under the single MIG strategy feature discovery counts MIG devices
-	// in nvidia.com/gpu.count; verification counts the GPUs the agent saw.
-	b.MustKubectl("label", "--overwrite", "node", "gpu-001", "nvidia.com/gpu.count=56")
 	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu","mig":null,"vgpu":{"splitCount":4}}}`)
 	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 4", func(s *PolicyStatus) error {
 		if err := Converged(s); err != nil {
@@ -790,6 +787,69 @@ func TestSettingsChangeSwitchesWithinMode(t *testing.T) {
 	WaitPolicy(t, b, "a", 90*time.Second, "full", Converged)
 	if s, ok := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; ok {
 		t.Errorf("gpumode.io/settings left in full mode: %q", s)
+	}
+}
+
+// TestSingleStrategyFollowsFeatureDiscovery: under the single MIG strategy
+// the device plugin offers MIG devices as nvidia.com/gpu, and feature
+// discovery relabels the node to match once it restarts:
+// nvidia.com/gpu.product gains "-MIG-<profile>" and nvidia.com/gpu.count
+// counts MIG devices (56), not GPUs (8). A converged node stays converged
+// under those labels (no switch loop), a re-lay to another profile
+// verifies against the GPUs the agent saw (16 devices; 16 x 2 = 32 or
+// 56 x 2 if it used the label), and full mode brings the plain labels
+// back.
+func TestSingleStrategyFollowsFeatureDiscovery(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	product := GetNode(t, b, "gpu-001").Labels["nvidia.com/gpu.product"]
+	StartController(t, b)
+	labelled := func(what, gpus, wantProduct, wantCount string) func(*PolicyStatus) error {
+		return func(s *PolicyStatus) error {
+			if err := Converged(s); err != nil {
+				return err
+			}
+			n := GetNode(t, b, "gpu-001")
+			if got := fmt.Sprint(Allocatable(n, "nvidia.com/gpu")); got != gpus {
+				return fmt.Errorf("%s: nvidia.com/gpu=%s, want %s", what, got, gpus)
+			}
+			if p, c := n.Labels["nvidia.com/gpu.product"], n.Labels["nvidia.com/gpu.count"]; p != wantProduct || c != wantCount {
+				return fmt.Errorf("%s: feature discovery says product %q count %q, want %q %q", what, p, c, wantProduct, wantCount)
+			}
+			return nil
+		}
+	}
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {strategy: single, layout: [{migDevices: {"1g.10gb": 7}}]}
+`)
+	WaitPolicy(t, b, "a", 90*time.Second, "single 1g.10gb, relabelled", labelled("1g.10gb", "56", product+"-MIG-1g.10gb", "56"))
+	n := GetNode(t, b, "gpu-001")
+	settings, rv := n.Annotations["gpumode.io/settings"], n.ResourceVersion
+	if n.Labels["nvidia.com/mig.strategy"] != "single" || n.Labels["gpumode.io/state"] != "ready" {
+		t.Errorf("mig.strategy %q state %q", n.Labels["nvidia.com/mig.strategy"], n.Labels["gpumode.io/state"])
+	}
+	// The relabel is no reason to switch again.
+	time.Sleep(3 * time.Second)
+	n = GetNode(t, b, "gpu-001")
+	if rec := SwitchAnnotation(n); rec != nil || n.Spec.Unschedulable || n.Annotations["gpumode.io/settings"] != settings {
+		t.Fatalf("switched again after the relabel (resourceVersion %s -> %s): record %v unschedulable %v", rv, n.ResourceVersion, rec, n.Spec.Unschedulable)
+	}
+
+	PatchPolicy(t, b, "a", `{"spec":{"mig":{"layout":[{"migDevices":{"3g.40gb":2}}]}}}`)
+	WaitPolicy(t, b, "a", 90*time.Second, "single 3g.40gb, relabelled", labelled("3g.40gb", "16", product+"-MIG-3g.40gb", "16"))
+
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
+	WaitPolicy(t, b, "a", 90*time.Second, "full, plain labels", labelled("full", "8", product, "8"))
+	if s := GetNode(t, b, "gpu-001").Labels["nvidia.com/mig.strategy"]; s != "mixed" {
+		t.Errorf("mig.strategy back in full mode %q, want the operator's mixed", s)
 	}
 }
 

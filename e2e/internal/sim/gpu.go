@@ -293,6 +293,10 @@ type pluginRun struct {
 	healthy   bool
 	problem   string
 	checked   time.Time
+	// Feature discovery: the labels this run publishes, and whether they
+	// have been (syncDiscoveryLabels).
+	labels   map[string]string
+	labelled bool
 }
 
 // holdsGPUs tells whether this kind of pod keeps the GPUs open.
@@ -313,10 +317,13 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	role := pod.Annotations[RoleAnnotation]
 	pr := &pluginRun{role: role, uid: string(pod.UID), healthy: true, checked: time.Now(),
 		holder: fmt.Sprintf("%s (%s/%s)", role, pod.Namespace, pod.Name)}
-	if role != RoleNvidiaPlugin && role != RoleHAMiPlugin {
+	if role != RoleNvidiaPlugin && role != RoleHAMiPlugin && role != RoleFeatureDiscovery {
 		return pr
 	}
 	st, err := fakesmi.Load(n.StatePath)
+	if role == RoleFeatureDiscovery && (err != nil || st.DriverUnloaded) {
+		return pr // it labels nothing (a real one would crash-loop; nothing here watches it)
+	}
 	if err != nil {
 		pr.healthy, pr.problem = false, "reading GPU state: "+err.Error()
 		return pr
@@ -329,13 +336,14 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	if node, err := s.nodeLister.Get(n.Name); err == nil {
 		labels = node.Labels
 	}
+	if role == RoleFeatureDiscovery {
+		pr.labels = discoveryLabels(n.Model, st, migStrategy(labels))
+		return pr
+	}
 	res := corev1.ResourceList{}
 	switch role {
 	case RoleNvidiaPlugin:
-		strategy := labels["nvidia.com/device-plugin.config"]
-		if strategy != "single" && strategy != "mixed" {
-			strategy = labels["nvidia.com/mig.strategy"]
-		}
+		strategy := migStrategy(labels)
 		full, migDevs := 0, map[string]int{}
 		for _, g := range st.GPUs {
 			if g.Lost {

@@ -300,7 +300,7 @@ func (n *Node) labels() map[string]string {
 		"nvidia.com/gpu.replicas":                     "1",
 		"nvidia.com/gpu.sharing-strategy":             "none",
 		"nvidia.com/mig.capable":                      "true",
-		"nvidia.com/mig.strategy":                     "mixed",
+		"nvidia.com/mig.strategy":                     operatorMIGStrategy,
 		"nvidia.com/mig.config":                       "all-disabled",
 		"nvidia.com/mig.config.state":                 "success",
 		"nvidia.com/cuda.driver.major":                "550",
@@ -563,6 +563,9 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 	n.mu.Unlock()
 	if down {
 		return nil // a rebooting node is silent
+	}
+	if err := s.syncDiscoveryLabels(ctx, n, cur); err != nil {
+		return err
 	}
 	ext := s.gpuResources(n, cur)
 
