@@ -696,6 +696,59 @@ static void test_vgpu_split_without_hami_configmap(void **state)
     fleet_free(&f);
 }
 
+/* A single-strategy policy that selects on a label feature discovery
+ * rewrites in MIG is told that its nodes may leave it; mixed, or a label of
+ * the user's own, is not. */
+static void test_single_strategy_selector_notice(void **state)
+{
+    static const char *const fmt =
+        "{\"metadata\":{\"name\":\"p\",\"generation\":1},\"spec\":"
+        "{\"mode\":\"mig\",\"nodeSelector\":%s,\"mig\":{\"strategy\":"
+        "\"%s\",\"layout\":[{\"migDevices\":{\"1g.10gb\":7}}]}}}";
+    static const struct {
+        const char *selector, *strategy, *key; /* key: NULL, no notice */
+    } cases[] = {
+        {"{\"matchLabels\":{\"nvidia.com/gpu.product\":"
+         "\"NVIDIA-H100-80GB-HBM3\"}}",
+         "single", "nvidia.com/gpu.product"},
+        {"{\"matchLabels\":{\"pool\":\"a\"},\"matchExpressions\":[{"
+         "\"key\":\"nvidia.com/gpu.count\",\"operator\":\"In\","
+         "\"values\":[\"8\"]}]}",
+         "single", "nvidia.com/gpu.count"},
+        {"{\"matchLabels\":{\"nvidia.com/gpu.product\":"
+         "\"NVIDIA-H100-80GB-HBM3\"}}",
+         "mixed", NULL},
+        {"{\"matchLabels\":{\"pool\":\"a\"}}", "single", NULL},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[1024];
+        struct fleet f = {0};
+        struct gm_plan pl;
+        snprintf(json, sizeof(json), fmt, cases[i].selector, cases[i].strategy);
+        struct gm_policy *p = gmt_policy(json, 0);
+        add(&f, gmt_node("a", "pool=a", "nvidia.com/gpu.count=8",
+                         "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", NULL));
+        plan(p, NULL, &f, NULL, &pl);
+        assert_null(pl.stall_reason);
+        if (cases[i].key == NULL) {
+            assert_null(pl.notice);
+        } else {
+            char want[128];
+            snprintf(want, sizeof(want), "spec.nodeSelector uses %s, ",
+                     cases[i].key);
+            assert_non_null(pl.notice);
+            assert_non_null(strstr(pl.notice, want));
+            assert_non_null(strstr(pl.notice, "stay in MIG with no policy"));
+        }
+        assert_int_equal(pl.n_starts, 1); /* it warns, it does not stall */
+        gm_plan_free(&pl);
+        gm_policy_free(p);
+        fleet_free(&f);
+    }
+}
+
 /* A converged vgpu node whose HAMi entry no longer says what it was
  * verified with (the ConfigMap re-created without it, or edited) stays
  * converged and is named in the notice; nodes whose entry agrees, and
@@ -958,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_settings_for_many_kinds_of_node),
         cmocka_unit_test(test_vgpu_settings_change_switches),
         cmocka_unit_test(test_vgpu_split_without_hami_configmap),
+        cmocka_unit_test(test_single_strategy_selector_notice),
         cmocka_unit_test(test_hami_entries_that_differ),
         cmocka_unit_test(test_resources_text),
         cmocka_unit_test(test_resources_that_differ),

@@ -706,6 +706,38 @@ static int notice_entries_differ(struct ctx *c, struct gm_plan *out)
     return out->notice ? 0 : -ENOMEM;
 }
 
+/* Under the single MIG strategy, GPU feature discovery describes a MIG
+ * node's devices in the labels that describe its GPUs elsewhere:
+ * nvidia.com/gpu.product gains "-MIG-<profile>" and gpu.count and
+ * gpu.memory count and size MIG devices. A policy selecting on them loses
+ * its nodes as it switches them: they stay in MIG with no policy to bring
+ * them back. The notice says so; the selector may still be meant (an In
+ * that lists the MIG names too), so nothing stalls. 0 or -ENOMEM. */
+static int notice_single_selector(const struct gm_policy_spec *spec,
+                                  struct gm_plan *out)
+{
+    static const char *const rewritten[] = {
+        GM_LABEL_PRODUCT, GM_LABEL_GPU_COUNT, "nvidia.com/gpu.memory"};
+    const char *key = NULL;
+    char msg[640];
+
+    for (size_t i = 0; i < spec->selector.n_reqs && key == NULL; i++)
+        for (size_t j = 0; j < sizeof(rewritten) / sizeof(rewritten[0]); j++)
+            if (strcmp(spec->selector.reqs[i].key, rewritten[j]) == 0)
+                key = rewritten[j];
+    if (key == NULL)
+        return 0;
+    snprintf(msg, sizeof(msg),
+             "spec.nodeSelector uses %s, which GPU feature discovery "
+             "rewrites on nodes in MIG under the single strategy "
+             "(gpu.product gains -MIG-<profile>, gpu.count and gpu.memory "
+             "describe MIG devices): switched nodes may stop matching and "
+             "stay in MIG with no policy; select on a label of your own",
+             key);
+    out->notice = strdup(msg);
+    return out->notice ? 0 : -ENOMEM;
+}
+
 /* The notice for converged nodes whose GPU resources differ from what
  * they were verified with: what happened, what to do, then the first
  * names, the first with both lists. 0 or -ENOMEM. */
@@ -901,6 +933,9 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
     }
     if (!err && c.entries_differ > 0 && out->notice == NULL)
         err = notice_entries_differ(&c, out);
+    if (!err && out->notice == NULL && spec->mode == GM_MODE_MIG &&
+        spec->mig_strategy == GM_MIG_SINGLE)
+        err = notice_single_selector(spec, out);
     out->drifted = c.drifted;
     if (!err && c.drifted > 0)
         err = notice_drift(&c, out);

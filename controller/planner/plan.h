@@ -137,7 +137,9 @@ struct gm_plan {
     char *stall_message;      /* owned or NULL */
     /* Owned or NULL: what the policy asks that is not being done though
      * nothing stalls (a splitCount without HAMi's ConfigMap, entries that
-     * differ from what nodes were verified with); the status adds it to
+     * differ from what nodes were verified with), or will undo itself (a
+     * single-strategy policy selecting on labels feature discovery
+     * rewrites in MIG); the status adds it to
      * the Ready and Reconciling messages. */
     char *notice;
     /* Owned or NULL: converged nodes whose GPU resources differ from what
