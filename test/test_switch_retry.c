@@ -41,7 +41,7 @@ static int governed(void *data, const struct gm_node *node)
 
 /* Starts the controller on the held node with the governed hook answering
  * g; hw: whether the failed attempt may have changed the hardware. */
-static void start_hw(struct fx *f, int g, bool hw)
+static void start_hw(struct fx *f, int g, bool hw, bool uncordoned)
 {
     struct gm_switch_record rec = {0};
     char err[256];
@@ -59,6 +59,7 @@ static void start_hw(struct fx *f, int g, bool hw)
     memset(f, 0, sizeof(*f));
     f->governed = g;
     f->n.retry = true;
+    f->n.uncordoned = uncordoned;
     f->n.record = gm_record_format(&rec);
     gm_record_clear(&rec);
     th_ctl_start(&f->n.c, th_node_fx_handler, f);
@@ -69,7 +70,7 @@ static void start_hw(struct fx *f, int g, bool hw)
 
 static void start(struct fx *f, int g)
 {
-    start_hw(f, g, true);
+    start_hw(f, g, true, false);
 }
 
 static void stop(struct fx *f)
@@ -168,6 +169,35 @@ static void test_ungoverned_node_is_rolled_back(void **state)
     stop(&f);
 }
 
+/* A person uncordoned the held node: its release cordons it again before
+ * the GPUs are laid again, and records the cordon as its own so the end
+ * of the rollback uncordons it. */
+static void test_release_cordons_an_uncordoned_node(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    char err[256];
+    start_hw(&f, 0, true, true);
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    assert_non_null(f.n.patch);
+    json_object *p = json_tokener_parse(f.n.patch);
+    assert_true(json_object_get_boolean(
+        gm_json_get(gm_json_get(p, "spec"), "unschedulable")));
+    assert_int_equal(gm_record_parse(json_object_get_string(gm_json_get(
+                                         gm_json_get(gm_json_get(p, "metadata"),
+                                                     "annotations"),
+                                         GM_ANN_SWITCH)),
+                                     &rec, err, sizeof(err)),
+                     0);
+    assert_true(rec.releasing);
+    assert_true(rec.rolling_back);
+    assert_true(rec.cordoned);
+    gm_record_clear(&rec);
+    json_object_put(p);
+    stop(&f);
+}
+
 /* Its hardware never changed (it failed in the drain): the node is put
  * back at once, record gone, uncordoned, labels restored. */
 static void test_ungoverned_node_untouched_is_put_back(void **state)
@@ -175,7 +205,7 @@ static void test_ungoverned_node_untouched_is_put_back(void **state)
     (void)state;
     struct fx f;
     json_object *rec = NULL;
-    start_hw(&f, 0, false);
+    start_hw(&f, 0, false, false);
     th_run_until(&f.n.c.loop, &f.n.done, 5000);
     assert_non_null(f.n.patch);
     json_object *p = json_tokener_parse(f.n.patch);
@@ -197,7 +227,7 @@ static void test_ungoverned_node_untouched_is_put_back(void **state)
 /* The released node's rollback reached Finish (the old plugin verified):
  * the node is put back in service, not left Failed for good, since no
  * policy would ever retry it: record gone, state ready, uncordoned, the
- * labels the switch changed restored. */
+ * labels the switch changed restored, and this boot recorded. */
 static void test_release_ends_with_no_record(void **state)
 {
     (void)state;
@@ -215,6 +245,7 @@ static void test_release_ends_with_no_record(void **state)
                      0);
     memset(&f, 0, sizeof(f));
     f.n.record = gm_record_format(&rec);
+    f.n.boot_id = "boot-1";
     gm_record_clear(&rec);
     th_ctl_start(&f.n.c, th_node_fx_handler, &f);
     f.n.c.ctl->policy_for = th_ctl_policy_split4;
@@ -234,6 +265,10 @@ static void test_release_ends_with_no_record(void **state)
                             labels, "nvidia.com/gpu.deploy.device-plugin")),
                         "true");
     assert_null(gm_json_get(labels, GM_LABEL_MODE)); /* it never changed */
+    /* Laid again on this boot: no reboot to re-lay it for. */
+    assert_string_equal(json_object_get_string(gm_json_get(
+                            gm_json_get(meta, "annotations"), GM_ANN_BOOT_ID)),
+                        "boot-1");
     assert_false(json_object_get_boolean(
         gm_json_get(gm_json_get(p, "spec"), "unschedulable")));
     assert_non_null(gm_json_get(p, "spec"));
@@ -285,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_ungoverned_node_is_rolled_back),
         cmocka_unit_test(test_ungoverned_node_untouched_is_put_back),
         cmocka_unit_test(test_release_ends_with_no_record),
+        cmocka_unit_test(test_release_cordons_an_uncordoned_node),
         cmocka_unit_test(test_plan_start_retargets_the_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

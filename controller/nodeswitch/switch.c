@@ -36,6 +36,7 @@ struct sw {
     long long now;
     bool hw_untouched; /* a failure now leaves the hardware as it was */
     bool clear_retry;  /* this write starts a switch: use up a retry mark */
+    bool cordon;       /* this write cordons the node (a release) */
 };
 
 /* A step either waits (for an event or a requeue) or has a write in
@@ -229,7 +230,7 @@ static int write_record(struct sw *s, json_object *labels, int unschedulable)
      * leave it (a mark set during a rollback is for the Failed phase). */
     if (s->clear_retry && s->node->ann_retry)
         json_object_object_add(ann, GM_ANN_RETRY, NULL);
-    return patch_node(s, labels, ann, unschedulable);
+    return patch_node(s, labels, ann, s->cordon ? 1 : unschedulable);
 }
 
 static int advance(struct sw *s, enum gm_phase next, json_object *labels,
@@ -1228,7 +1229,7 @@ not_ready:
     return wait_for(s, WAIT_POLL_MS);
 }
 
-static int put_back(struct sw *s);
+static int put_back(struct sw *s, bool relaid);
 
 static int step_finish(struct sw *s)
 {
@@ -1253,7 +1254,7 @@ static int step_finish(struct sw *s)
         gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                            gm_mode_name(s->rec.to), "rolledback",
                            (double)(s->now - s->rec.started));
-        return put_back(s);
+        return put_back(s, true);
     }
     if (s->rec.rolling_back) {
         /* Labels were restored before the old clients were verified; the
@@ -1398,6 +1399,12 @@ static int release_failed(struct sw *s)
     s->rec.releasing = true;
     gm_set_str(&s->rec.boot_id, NULL);
     s->clear_retry = true;
+    /* A person may have uncordoned the held node: nothing new lands on it
+     * while its GPUs are laid again, and put_back uncordons it. */
+    if (!s->node->unschedulable) {
+        s->rec.cordoned = true;
+        s->cordon = true;
+    }
     return fail(s, "PolicyGone",
                 "no policy selects the node any more: the retry rolls it "
                 "back to %s",
@@ -1441,15 +1448,16 @@ static int cancel_drain(struct sw *s, const char *why)
     gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
                        gm_mode_name(s->rec.to), "cancelled",
                        (double)(s->now - s->rec.started));
-    return put_back(s);
+    return put_back(s, false);
 }
 
 /* Ends a switch no policy wants any more with the node as it was before
  * it: every label it changed restored, the record and any retry mark
  * removed, state ready (or no state on a node gpumode never switched) and
  * uncordoned if the switch cordoned it. The hardware must already be as
- * it was: untouched, or rolled back. */
-static int put_back(struct sw *s)
+ * it was: untouched, or rolled back (relaid: the boot ID is recorded, as
+ * Finish does). */
+static int put_back(struct sw *s, bool relaid)
 {
     json_object *labels = json_object_new_object();
     json_object *ann = json_object_new_object();
@@ -1467,6 +1475,11 @@ static int put_back(struct sw *s)
     json_object_object_add(ann, GM_ANN_SWITCH, NULL);
     if (s->node->ann_retry)
         json_object_object_add(ann, GM_ANN_RETRY, NULL);
+    /* Laid again on this boot: the planner must not take an older boot ID
+     * for a reboot that lost the layout. */
+    if (relaid && s->node->boot_id)
+        json_object_object_add(ann, GM_ANN_BOOT_ID,
+                               json_object_new_string(s->node->boot_id));
     s->ns->message[0] = '\0';
     return patch_node(s, labels, ann, uncordon);
 }

@@ -670,10 +670,15 @@ func TestRetryReleasesUnselectedNode(t *testing.T) {
 		}
 		return nil
 	})
-	if got := b.MustKubectl("get", "events", "--field-selector", "involvedObject.name=gpu-001,reason=RolledBack",
-		"-o", "jsonpath={.items[*].message}"); !strings.Contains(got, "released: back in full") {
-		t.Errorf("no release event: %q", got)
-	}
+	// Events are posted after the write, and rate-limited.
+	Eventually(t, 30*time.Second, "the release event", func(context.Context) error {
+		got, _ := b.Kubectl("get", "events", "--field-selector", "involvedObject.name=gpu-001,reason=RolledBack",
+			"-o", "jsonpath={.items[*].message}")
+		if !strings.Contains(got, "released: back in full") {
+			return fmt.Errorf("RolledBack events: %q", got)
+		}
+		return nil
+	})
 }
 
 // TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU

@@ -40,7 +40,7 @@ void th_ctl_stop(struct th_ctl *c)
 
 /* n nodes with record, and gpumode.io/retry when retry is set. */
 static void respond_nodes(struct th_conn *c, const char *record, int n,
-                          bool retry)
+                          bool retry, bool uncordoned, const char *boot_id)
 {
     json_object *items = json_object_new_array();
     for (int i = 1; i <= n; i++) {
@@ -61,6 +61,16 @@ static void respond_nodes(struct th_conn *c, const char *record, int n,
         if (retry)
             json_object_object_add(gm_json_get(meta, "annotations"),
                                    GM_ANN_RETRY, json_object_new_string("1"));
+        if (uncordoned)
+            json_object_object_add(gm_json_get(node, "spec"), "unschedulable",
+                                   json_object_new_boolean(0));
+        if (boot_id) {
+            json_object *info = json_object_new_object();
+            json_object_object_add(info, "bootID",
+                                   json_object_new_string(boot_id));
+            json_object_object_add(gm_json_get(node, "status"), "nodeInfo",
+                                   info);
+        }
         json_object_array_add(items, node);
     }
     json_object *list = json_tokener_parse(
@@ -74,12 +84,12 @@ static void respond_nodes(struct th_conn *c, const char *record, int n,
 void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
                                     int n)
 {
-    respond_nodes(c, record, n, false);
+    respond_nodes(c, record, n, false, false, NULL);
 }
 
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
 {
-    respond_nodes(c, record, 1, false);
+    respond_nodes(c, record, 1, false, false, NULL);
 }
 
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
@@ -131,7 +141,7 @@ void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c)
     struct th_node_fx *f = ud;
 
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        respond_nodes(c, f->record, 1, f->retry);
+        respond_nodes(c, f->record, 1, f->retry, f->uncordoned, f->boot_id);
     } else if (strcmp(r->method, "PATCH") == 0 &&
                strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
         if (f->patch == NULL)

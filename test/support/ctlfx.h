@@ -38,8 +38,9 @@ char *th_ctl_switch_record(enum gm_phase phase, const char *settings);
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
-/* One node's switch against the test server: gpu-001 is listed with record
- * (and a gpumode.io/retry mark when retry), everything else as
+/* One node's switch against the test server: gpu-001 is listed cordoned
+ * (unless uncordoned) with record (and a gpumode.io/retry mark when
+ * retry), everything else as
  * th_ctl_respond_default answers, and the body of the node's first PATCH is
  * kept. Tests embed it first in their own fixture and pass
  * th_node_fx_handler to th_ctl_start with the fixture as ud. */
@@ -47,8 +48,10 @@ struct th_node_fx {
     struct th_ctl c;
     char *record; /* owned: the node's switch annotation */
     bool retry;
-    char *patch; /* owned: the first node patch's body, or NULL */
-    int done;    /* set once a node patch came */
+    bool uncordoned;     /* listed schedulable: a person uncordoned it */
+    const char *boot_id; /* borrowed: listed status.nodeInfo.bootID, or NULL */
+    char *patch;         /* owned: the first node patch's body, or NULL */
+    int done;            /* set once a node patch came */
 };
 void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c);
 /* Stops the controller and frees record and patch. */
