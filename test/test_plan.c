@@ -719,6 +719,9 @@ static void test_single_strategy_selector_notice(void **state)
          "\"NVIDIA-H100-80GB-HBM3\"}}",
          "mixed", NULL},
         {"{\"matchLabels\":{\"pool\":\"a\"}}", "single", NULL},
+        {"{\"matchLabels\":{\"pool\":\"a\"},\"matchExpressions\":[{"
+         "\"key\":\"nvidia.com/gpu.product\",\"operator\":\"Exists\"}]}",
+         "single", NULL},
     };
     (void)state;
 

@@ -721,9 +721,12 @@ static int notice_single_selector(const struct gm_policy_spec *spec,
     const char *key = NULL;
     char msg[640];
 
+    /* Only In (matchLabels) stops matching: Exists and DoesNotExist look
+     * at the key, which stays, and NotIn matches more, not less. */
     for (size_t i = 0; i < spec->selector.n_reqs && key == NULL; i++)
         for (size_t j = 0; j < sizeof(rewritten) / sizeof(rewritten[0]); j++)
-            if (strcmp(spec->selector.reqs[i].key, rewritten[j]) == 0)
+            if (spec->selector.reqs[i].op == GM_SEL_IN &&
+                strcmp(spec->selector.reqs[i].key, rewritten[j]) == 0)
                 key = rewritten[j];
     if (key == NULL)
         return 0;

@@ -76,8 +76,11 @@ func discoveryLabels(m *gpus.Model, st *fakesmi.State, strategy string) map[stri
 			empty++
 		}
 		for _, d := range ds {
-			devs[d.Name]++
-			memory[d.Name] = d.MemMiB
+			// "1g.10gb+me" is "1g.10gb.me" in resource and label names,
+			// where '+' is not allowed.
+			name := strings.ReplaceAll(d.Name, "+", ".")
+			devs[name]++
+			memory[name] = d.MemMiB
 		}
 	}
 	out["nvidia.com/gpu.count"] = fmt.Sprint(count)

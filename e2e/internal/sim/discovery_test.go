@@ -77,6 +77,12 @@ func TestDiscoveryLabels(t *testing.T) {
 	check("empty GPU, mixed", got, map[string]string{"nvidia.com/mig-1g.10gb.count": "7", "nvidia.com/gpu.count": "2"})
 	absent("empty GPU, mixed", got, "nvidia.com/mig-3g.40gb.count")
 
+	// Media-engine profiles: '+' is '.' in label keys and values.
+	me := newState()
+	smi(t, me, []string{"-mig", "1"}, []string{"mig", "-cgi", "1g.10gb+me", "-C"})
+	check("+me, mixed", discoveryLabels(m, me, "mixed"), map[string]string{"nvidia.com/mig-1g.10gb.me.count": "2"})
+	check("+me, single", discoveryLabels(m, me, "single"), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-1g.10gb.me"})
+
 	// GPU 0 in MIG next to GPU 1 without.
 	smi(t, st, []string{"-i", "1", "-mig", "0"})
 	check("MIG next to full, single", discoveryLabels(m, st, "single"), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-INVALID"})

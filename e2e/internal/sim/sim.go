@@ -546,8 +546,9 @@ func (s *Sim) nodeWorker(ctx context.Context) {
 }
 
 // syncNode makes the Node's status match the simulated node: Ready (unless
-// powered off), boot ID, and GPU resources from the running device plugins.
-// It writes only on change, or when a status report is due.
+// powered off), boot ID, and GPU resources from the running device plugins,
+// then publishes feature discovery's labels. It writes status only on
+// change, or when a status report is due.
 func (s *Sim) syncNode(ctx context.Context, name string) error {
 	n := s.nodes[name]
 	cur, err := s.nodeLister.Get(name)
@@ -563,9 +564,6 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 	n.mu.Unlock()
 	if down {
 		return nil // a rebooting node is silent
-	}
-	if err := s.syncDiscoveryLabels(ctx, n, cur); err != nil {
-		return err
 	}
 	ext := s.gpuResources(n, cur)
 
@@ -601,7 +599,7 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 		node.Status.Allocatable[rn] = q
 	}
 	if !changed && !report {
-		return nil
+		return s.syncDiscoveryLabels(ctx, n, cur)
 	}
 	if report && !changed {
 		for i := range node.Status.Conditions {
@@ -614,5 +612,7 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 	n.mu.Lock()
 	n.lastReport = time.Now()
 	n.mu.Unlock()
-	return nil
+	// After the status: a label patch first would make this update's
+	// resourceVersion stale. A merge patch of labels needs none.
+	return s.syncDiscoveryLabels(ctx, n, cur)
 }
