@@ -1234,15 +1234,11 @@ static int put_back(struct sw *s, bool relaid);
 static int step_finish(struct sw *s)
 {
     const struct gm_profile *prof = s->ctl->cfg->profile;
-    json_object *labels = json_object_new_object();
-    json_object *ann = json_object_new_object();
     int uncordon = s->rec.cordoned && s->node->unschedulable ? 0 : -1;
 
     if (s->rec.rolling_back && s->rec.releasing) {
         /* No policy wants the node: nothing would retry it, and a Failed
          * record would keep it state=failed for good. */
-        json_object_put(labels);
-        json_object_put(ann);
         gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
                   "released: back in %s%s", gm_mode_name(s->rec.from),
                   uncordon == 0 ? " and uncordoned" : "");
@@ -1256,6 +1252,8 @@ static int step_finish(struct sw *s)
                            (double)(s->now - s->rec.started));
         return put_back(s, true);
     }
+    json_object *labels = json_object_new_object();
+    json_object *ann = json_object_new_object();
     if (s->rec.rolling_back) {
         /* Labels were restored before the old clients were verified; the
          * record stays (phase Failed) so the failure counts and a person
