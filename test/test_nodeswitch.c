@@ -364,11 +364,16 @@ static void test_expected_resources(void **state)
     assert_non_null(op);
     assert_non_null(hami);
     assert_null(gm_profile_preset("nope"));
-    assert_int_equal(gm_switch_expected(op, GM_MODE_FULL, NULL, NULL, 8, 10,
+    assert_int_equal(gm_switch_expected(op, GM_MODE_FULL, NULL, NULL, 8, 1,
                                         names, counts, 8, buf, sizeof(buf)),
                      1);
     assert_string_equal(names[0], "nvidia.com/gpu");
     assert_int_equal(counts[0], 8);
+    /* Time-sliced with 4 replicas: the plugin advertises 4 per GPU. */
+    gm_switch_expected(op, GM_MODE_FULL, NULL, NULL, 8, 4, names, counts, 8,
+                       buf, sizeof(buf));
+    assert_string_equal(names[0], "nvidia.com/gpu");
+    assert_int_equal(counts[0], 32);
     assert_int_equal(gm_switch_expected(op, GM_MODE_VGPU, NULL, NULL, 8, 4,
                                         names, counts, 8, buf, sizeof(buf)),
                      1);
@@ -416,12 +421,37 @@ static void test_expected_resources(void **state)
                      0);
 }
 
+/* Outside mig the config label is the node's own: the value saved while
+ * in mig, else the current one unless it is a strategy gpumode wrote. */
+static void test_profile_own_config(void **state)
+{
+    (void)state;
+    const struct gm_profile *op = gm_profile_preset("gpu-operator-hami");
+    const char *k[GM_PROFILE_MAX_LABELS + 1], *v[GM_PROFILE_MAX_LABELS + 1];
+    const char *cfg = "unset";
+
+    assert_string_equal(gm_profile_own_config("ts-4", "mixed"), "ts-4");
+    assert_string_equal(gm_profile_own_config(NULL, "ts-4"), "ts-4");
+    assert_null(gm_profile_own_config(NULL, "mixed"));
+    assert_null(gm_profile_own_config(NULL, "single"));
+    assert_null(gm_profile_own_config(NULL, NULL));
+    assert_true(gm_profile_is_strategy("single"));
+    assert_false(gm_profile_is_strategy("single-ts"));
+    assert_false(gm_profile_is_strategy(NULL));
+    size_t n = gm_profile_start_labels(op, GM_MODE_FULL, NULL, "ts-4", k, v);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k[i], "nvidia.com/device-plugin.config") == 0)
+            cfg = v[i];
+    assert_non_null(cfg);
+    assert_string_equal(cfg, "ts-4");
+}
+
 static void test_profile_start_labels(void **state)
 {
     (void)state;
     const struct gm_profile *op = gm_profile_preset("gpu-operator-hami");
     const char *k[GM_PROFILE_MAX_LABELS + 1], *v[GM_PROFILE_MAX_LABELS + 1];
-    size_t n = gm_profile_start_labels(op, GM_MODE_MIG, "single", k, v);
+    size_t n = gm_profile_start_labels(op, GM_MODE_MIG, "single", "ts-4", k, v);
     int dp = 0, cfg = 0, mm = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(k[i], "nvidia.com/gpu.deploy.device-plugin") == 0)
@@ -432,7 +462,7 @@ static void test_profile_start_labels(void **state)
             mm = strcmp(v[i], "false") == 0;
     }
     assert_true(dp && cfg && mm);
-    n = gm_profile_start_labels(op, GM_MODE_VGPU, NULL, k, v);
+    n = gm_profile_start_labels(op, GM_MODE_VGPU, NULL, NULL, k, v);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(k[i], "nvidia.com/device-plugin.config") == 0)
             assert_null(v[i]);
@@ -455,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_helper_pod_spec),
         cmocka_unit_test(test_expected_resources),
         cmocka_unit_test(test_profile_start_labels),
+        cmocka_unit_test(test_profile_own_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -853,6 +853,12 @@ static void test_resources_text(void **state)
                         "nvidia.com/mig-1g.10gb=14,nvidia.com/mig-3g.40gb=2");
     assert_int_equal(gm_plan_resources(n, NULL, buf, 20), -ENOSPC);
     gmt_node_free(n);
+    /* Time-sliced full GPUs, renamed by the device plugin's config. */
+    n = gmt_node("n2", NULL);
+    gmt_alloc(n, "nvidia.com/gpu.shared", 32);
+    assert_int_equal(gm_plan_resources(n, NULL, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "nvidia.com/gpu.shared=32");
+    gmt_node_free(n);
 }
 
 /* A converged node that offers other GPU resources than it was verified

@@ -129,8 +129,8 @@ const struct gm_profile *gm_profile_preset(const char *name)
 }
 
 size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
-                               const char *strategy, const char **keys,
-                               const char **values)
+                               const char *strategy, const char *own_config,
+                               const char **keys, const char **values)
 {
     const struct gm_label_set *s = &p->modes[m].start;
     size_t n = 0;
@@ -141,8 +141,23 @@ size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
     }
     if (p->mig_config_label) {
         keys[n] = p->mig_config_label;
-        /* Outside mig the config label goes, so the plugin runs plain. */
-        values[n++] = m == GM_MODE_MIG ? (strategy ? strategy : "mixed") : NULL;
+        /* Outside mig the plugin runs with the node's own config, or
+         * plain when it has none. */
+        values[n++] =
+            m == GM_MODE_MIG ? (strategy ? strategy : "mixed") : own_config;
     }
     return n;
+}
+
+bool gm_profile_is_strategy(const char *value)
+{
+    return value &&
+           (strcmp(value, "single") == 0 || strcmp(value, "mixed") == 0);
+}
+
+const char *gm_profile_own_config(const char *saved, const char *current)
+{
+    if (saved)
+        return saved;
+    return gm_profile_is_strategy(current) ? NULL : current;
 }

@@ -6,6 +6,7 @@
 #define GM_APP_PROFILE_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/mode.h"
@@ -41,8 +42,10 @@ struct gm_profile {
     /* Where GPU client pods live, to wait for them to go. */
     struct gm_plugin_ref clients[8];
     size_t n_clients;
-    /* The label whose value selects the device plugin's MIG config; the
-     * strategy (single|mixed) is written to it in mig mode. NULL: none. */
+    /* The label whose value selects the device plugin's config; the
+     * strategy (single|mixed) is written to it in mig mode, and outside
+     * mig it carries the node's own value (say a time-slicing config).
+     * NULL: none. */
     const char *mig_config_label;
     /* The resource the vgpu plugin advertises: GPUs x split of it. */
     const char *vgpu_resource;
@@ -51,11 +54,21 @@ struct gm_profile {
 /* The built-in preset by name ("gpu-operator-hami", "hami"), or NULL. */
 const struct gm_profile *gm_profile_preset(const char *name);
 
-/* Labels that a mode sets, with the MIG strategy filled in. Returns the
+/* Labels that a mode sets, with the MIG strategy filled in and, outside
+ * mig, the config label set to own_config (NULL: removed). Returns the
  * count written to keys/values (at most GM_PROFILE_MAX_LABELS + 1). The
- * strings are borrowed from the profile or from strategy. */
+ * strings are borrowed from the profile, strategy or own_config. */
 size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
-                               const char *strategy, const char **keys,
-                               const char **values);
+                               const char *strategy, const char *own_config,
+                               const char **keys, const char **values);
+
+/* Is value one of the MIG strategies gpumode writes to the config label? */
+bool gm_profile_is_strategy(const char *value);
+
+/* The node's own config label value, to keep outside mig: the one saved
+ * while gpumode had the node in mig (gpumode.io/plugin-config), else the
+ * label's current value unless that is a strategy gpumode wrote. Borrowed
+ * from its arguments; NULL when the label should be absent. */
+const char *gm_profile_own_config(const char *saved, const char *current);
 
 #endif

@@ -225,6 +225,7 @@ int gm_node_from_json(json_object *obj, struct gm_node **out)
     n->ann_switch = dup_or_null(get(ann, "gpumode.io/switch"));
     n->ann_boot_id = dup_or_null(get(ann, "gpumode.io/boot-id"));
     n->ann_retry = dup_or_null(get(ann, "gpumode.io/retry"));
+    n->ann_plugin_config = dup_or_null(get(ann, "gpumode.io/plugin-config"));
     json_object *settings = get(ann, "gpumode.io/settings");
     json_object *resources = get(ann, "gpumode.io/resources");
     if (settings)
@@ -284,6 +285,7 @@ void gm_node_free(struct gm_node *n)
     free(n->ann_switch);
     free(n->ann_boot_id);
     free(n->ann_retry);
+    free(n->ann_plugin_config);
     gm_intern_release(n->ann_settings);
     gm_intern_release(n->ann_resources);
     free(n->boot_id);
@@ -330,6 +332,7 @@ size_t gm_node_footprint(const struct gm_node *n)
     b += n->n_taints * sizeof(*n->taints) + 16;
     b += str_size(n->name) + str_size(n->uid) + str_size(n->resource_version);
     b += str_size(n->ann_switch) + str_size(n->ann_boot_id);
-    b += str_size(n->ann_retry) + str_size(n->boot_id);
+    b += str_size(n->ann_retry) + str_size(n->ann_plugin_config);
+    b += str_size(n->boot_id);
     return b;
 }

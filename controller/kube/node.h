@@ -42,6 +42,9 @@ struct gm_node {
     char *ann_switch;
     char *ann_boot_id;
     char *ann_retry;
+    /* gpumode.io/plugin-config: the node's own device plugin config label
+     * value, kept while gpumode has the node in mig */
+    char *ann_plugin_config;
     /* interned or NULL: gpumode.io/settings, the mode settings the node was
      * last verified with (the same string on every node of a pool) */
     const char *ann_settings;

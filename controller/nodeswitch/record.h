@@ -16,6 +16,7 @@
 #define GM_ANN_RETRY "gpumode.io/retry"
 #define GM_ANN_SETTINGS "gpumode.io/settings"
 #define GM_ANN_RESOURCES "gpumode.io/resources"
+#define GM_ANN_PLUGIN_CONFIG "gpumode.io/plugin-config"
 
 enum gm_phase {
     GM_PHASE_CORDON,

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "kube/pod.h"
 #include "nodeswitch/helperpod.h"
+#include "planner/labels.h"
 #include "planner/plan.h"
 
 #define EVICT_RETRY_MS 5000
@@ -1066,6 +1067,36 @@ static int ensure_hami_config(struct sw *s)
     return STEP_PENDING;
 }
 
+/* The node's own device plugin config, which the mode's labels carry
+ * outside mig (borrowed from the node). */
+static const char *own_config(struct sw *s)
+{
+    const char *key = s->ctl->cfg->profile->mig_config_label;
+    return key ? gm_profile_own_config(s->node->ann_plugin_config,
+                                       gm_node_label(s->node, key))
+               : NULL;
+}
+
+/* In mig the config label names the strategy, so the value the node had
+ * before (a time-slicing config, say) is kept in gpumode.io/plugin-config
+ * until a switch takes the node out of mig and puts it back. A switch
+ * within mig saved a strategy, not the node's own value: the annotation
+ * stays. */
+static void keep_own_config(struct sw *s, json_object *ann)
+{
+    const char *key = s->ctl->cfg->profile->mig_config_label;
+    if (key == NULL)
+        return;
+    if (s->rec.to == GM_MODE_MIG) {
+        const struct gm_saved_label *l = gm_record_saved(&s->rec, key);
+        if (l && l->value && !gm_profile_is_strategy(l->value))
+            json_object_object_add(ann, GM_ANN_PLUGIN_CONFIG,
+                                   json_object_new_string(l->value));
+    } else if (s->node->ann_plugin_config) {
+        json_object_object_add(ann, GM_ANN_PLUGIN_CONFIG, NULL);
+    }
+}
+
 static int step_start_clients(struct sw *s)
 {
     if (!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) {
@@ -1093,7 +1124,7 @@ static int step_start_clients(struct sw *s)
         const char *keys[GM_PROFILE_MAX_LABELS + 1];
         const char *vals[GM_PROFILE_MAX_LABELS + 1];
         size_t n = gm_profile_start_labels(prof, s->rec.to, s->rec.strategy,
-                                           keys, vals);
+                                           own_config(s), keys, vals);
         for (size_t i = 0; i < n; i++)
             want_label(s, labels, keys[i], vals[i]);
     }
@@ -1113,7 +1144,7 @@ size_t gm_switch_expected(const struct gm_profile *p, enum gm_mode m,
         return 0;
     if (m == GM_MODE_FULL) {
         names[0] = "nvidia.com/gpu";
-        counts[0] = gpus;
+        counts[0] = (long long)gpus * (split > 1 ? split : 1);
         return 1;
     }
     if (m == GM_MODE_VGPU) {
@@ -1179,6 +1210,28 @@ static int gpu_count(const struct gm_node *n)
     return c ? atoi(c) : 0;
 }
 
+/* A full node's own device plugin config may time-slice its GPUs: the
+ * plugin then advertises GPUs x replicas, as nvidia.com/gpu or, renamed,
+ * as nvidia.com/gpu.shared. Feature discovery, which reads the same
+ * config, says which: gpu.replicas, and a product ending in -SHARED
+ * unless the resource is renamed. Returns the replicas (1 when not
+ * shared); *renamed is set to the renamed resource or left NULL. A label
+ * from before the plugin restarted only delays verification: the counts
+ * must agree with what the plugin advertises. */
+static int time_slicing(const struct gm_node *n, const char **renamed)
+{
+    const char *r = gm_node_label(n, "nvidia.com/gpu.replicas");
+    const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
+    int replicas = r ? atoi(r) : 1;
+    size_t len = product ? strlen(product) : 0;
+
+    if (replicas <= 1)
+        return 1;
+    if (len < 7 || strcmp(product + len - 7, "-SHARED") != 0)
+        *renamed = "nvidia.com/gpu.shared";
+    return replicas;
+}
+
 static int step_verify(struct sw *s)
 {
     const struct gm_profile *prof = s->ctl->cfg->profile;
@@ -1207,11 +1260,16 @@ static int step_verify(struct sw *s)
     const char *names[16];
     long long counts[16];
     char buf[1024];
-    int split = mode == GM_MODE_VGPU ? hami_split(s) : 10;
+    const char *shared = NULL;
+    int split = mode == GM_MODE_VGPU   ? hami_split(s)
+                : mode == GM_MODE_FULL ? time_slicing(s->node, &shared)
+                                       : 1;
     int gpus = s->rec.gpus > 0 ? s->rec.gpus : gpu_count(s->node);
     size_t n =
         gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy, gpus,
                            split, names, counts, 16, buf, sizeof(buf));
+    if (n > 0 && shared)
+        names[0] = shared;
     for (size_t i = 0; i < n; i++) {
         int64_t have = gm_node_allocatable(s->node, names[i]);
         if (have != counts[i]) {
@@ -1283,8 +1341,8 @@ static int step_finish(struct sw *s)
     }
     const char *keys[GM_PROFILE_MAX_LABELS + 1];
     const char *vals[GM_PROFILE_MAX_LABELS + 1];
-    size_t n =
-        gm_profile_start_labels(prof, s->rec.to, s->rec.strategy, keys, vals);
+    size_t n = gm_profile_start_labels(prof, s->rec.to, s->rec.strategy,
+                                       own_config(s), keys, vals);
     /* Restore every label we changed that the target does not set. */
     for (size_t i = 0; i < s->rec.n_saved; i++) {
         const struct gm_saved_label *l = &s->rec.saved[i];
@@ -1302,6 +1360,7 @@ static int step_finish(struct sw *s)
     json_object_object_add(labels, GM_LABEL_STATE,
                            json_object_new_string("ready"));
     json_object_object_add(ann, GM_ANN_SWITCH, NULL);
+    keep_own_config(s, ann);
     if (s->node->boot_id)
         json_object_object_add(ann, GM_ANN_BOOT_ID,
                                json_object_new_string(s->node->boot_id));

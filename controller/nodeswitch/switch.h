@@ -57,7 +57,8 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
                     gm_switch_done_cb done, void *ctx);
 
 /* Expected GPU resources of a mode on a node: fills names/counts (up to
- * max) and returns how many. gpus is the node's GPU count. */
+ * max) and returns how many. gpus is the node's GPU count; split is
+ * HAMi's split count in vgpu and the time-slicing replicas in full. */
 size_t gm_switch_expected(const struct gm_profile *p, enum gm_mode m,
                           const char *layout, const char *strategy, int gpus,
                           int split, const char **names, long long *counts,

@@ -273,7 +273,9 @@ static void note_entry_differs(struct ctx *c, const char *name)
 
 static bool mode_resource(const char *name, const char *vgpu_resource)
 {
+    /* gpu.shared: full GPUs time-sliced under a renamed resource. */
     return strcmp(name, "nvidia.com/gpu") == 0 ||
+           strcmp(name, "nvidia.com/gpu.shared") == 0 ||
            strncmp(name, "nvidia.com/mig-", 15) == 0 ||
            (vgpu_resource != NULL && strcmp(name, vgpu_resource) == 0);
 }

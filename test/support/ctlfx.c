@@ -38,9 +38,24 @@ void th_ctl_stop(struct th_ctl *c)
     free(c->kcfg.server);
 }
 
-/* n nodes with record, and gpumode.io/retry when retry is set. */
+/* Adds the members of JSON object text more (NULL: none) to o. */
+static void merge(json_object *o, const char *more)
+{
+    json_object *m = more ? json_tokener_parse(more) : NULL;
+    if (m == NULL)
+        return;
+    json_object_object_foreach(m, k, v)
+    {
+        json_object_object_add(o, k, json_object_get(v));
+    }
+    json_object_put(m);
+}
+
+/* n nodes with record, and gpumode.io/retry when retry is set; labels and
+ * annotations (JSON objects, or NULL) are added to each. */
 static void respond_nodes(struct th_conn *c, const char *record, int n,
-                          bool retry, bool uncordoned, const char *boot_id)
+                          bool retry, bool uncordoned, const char *boot_id,
+                          const char *labels, const char *annotations)
 {
     json_object *items = json_object_new_array();
     for (int i = 1; i <= n; i++) {
@@ -61,6 +76,8 @@ static void respond_nodes(struct th_conn *c, const char *record, int n,
         if (retry)
             json_object_object_add(gm_json_get(meta, "annotations"),
                                    GM_ANN_RETRY, json_object_new_string("1"));
+        merge(gm_json_get(meta, "labels"), labels);
+        merge(gm_json_get(meta, "annotations"), annotations);
         if (uncordoned)
             json_object_object_add(gm_json_get(node, "spec"), "unschedulable",
                                    json_object_new_boolean(0));
@@ -84,12 +101,12 @@ static void respond_nodes(struct th_conn *c, const char *record, int n,
 void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
                                     int n)
 {
-    respond_nodes(c, record, n, false, false, NULL);
+    respond_nodes(c, record, n, false, false, NULL, NULL, NULL);
 }
 
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
 {
-    respond_nodes(c, record, 1, false, false, NULL);
+    respond_nodes(c, record, 1, false, false, NULL, NULL, NULL);
 }
 
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
@@ -141,7 +158,8 @@ void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c)
     struct th_node_fx *f = ud;
 
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        respond_nodes(c, f->record, 1, f->retry, f->uncordoned, f->boot_id);
+        respond_nodes(c, f->record, 1, f->retry, f->uncordoned, f->boot_id,
+                      f->labels, f->annotations);
     } else if (strcmp(r->method, "PATCH") == 0 &&
                strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
         if (f->patch == NULL)

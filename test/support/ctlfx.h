@@ -50,8 +50,10 @@ struct th_node_fx {
     bool retry;
     bool uncordoned;     /* listed schedulable: a person uncordoned it */
     const char *boot_id; /* borrowed: listed status.nodeInfo.bootID, or NULL */
-    char *patch;         /* owned: the first node patch's body, or NULL */
-    int done;            /* set once a node patch came */
+    const char *labels;  /* borrowed JSON object added to the labels */
+    const char *annotations; /* borrowed JSON object added to annotations */
+    char *patch;             /* owned: the first node patch's body, or NULL */
+    int done;                /* set once a node patch came */
 };
 void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c);
 /* Stops the controller and frees record and patch. */
