@@ -23,14 +23,16 @@
 #include "support/ctlfx.h"
 
 #define CONFIG "nvidia.com/device-plugin.config"
+#define GFD "nvidia.com/gpu.deploy.gpu-feature-discovery"
 
 /* Runs the switch of a node whose record is at phase, from -> to, with
- * saved the config label's value the record saved (NULL: it saved none),
+ * saved key's value the record saved (NULL: it saved none),
  * and the node's extra labels and annotations (JSON objects or NULL).
  * Returns the first node patch, parsed (caller's). */
-static json_object *run(enum gm_phase phase, enum gm_mode from, enum gm_mode to,
-                        const char *saved, const char *labels,
-                        const char *annotations)
+static json_object *run_saved(enum gm_phase phase, enum gm_mode from,
+                              enum gm_mode to, const char *key,
+                              const char *saved, const char *labels,
+                              const char *annotations)
 {
     struct th_node_fx f;
     struct gm_switch_record rec = {0};
@@ -43,7 +45,7 @@ static json_object *run(enum gm_phase phase, enum gm_mode from, enum gm_mode to,
     if (to == GM_MODE_MIG)
         assert_int_equal(gm_set_str(&rec.strategy, "mixed"), 0);
     if (saved)
-        assert_int_equal(gm_record_save_label(&rec, CONFIG, saved), 0);
+        assert_int_equal(gm_record_save_label(&rec, key, saved), 0);
     memset(&f, 0, sizeof(f));
     f.record = gm_record_format(&rec);
     f.labels = labels;
@@ -56,6 +58,13 @@ static json_object *run(enum gm_phase phase, enum gm_mode from, enum gm_mode to,
     assert_non_null(p);
     th_node_fx_stop(&f);
     return p;
+}
+
+static json_object *run(enum gm_phase phase, enum gm_mode from, enum gm_mode to,
+                        const char *saved, const char *labels,
+                        const char *annotations)
+{
+    return run_saved(phase, from, to, CONFIG, saved, labels, annotations);
 }
 
 /* Is key in obj, and with what value (NULL for null)? */
@@ -150,6 +159,25 @@ static void test_finish_out_of_mig_drops_the_annotation(void **state)
     json_object_put(p);
 }
 
+/* Feature discovery returns with the plugin, so its labels describe the
+ * new layout by verification (a time-sliced node is verified from them). */
+static void test_clients_return_with_the_plugin(void **state)
+{
+    (void)state;
+    const char *v = NULL;
+    json_object *p =
+        run_saved(GM_PHASE_START_CLIENTS, GM_MODE_MIG, GM_MODE_FULL, GFD,
+                  "true", "{\"" GFD "\":\"false\"}", NULL);
+    assert_true(has(meta(p, "labels"), GFD, &v));
+    assert_string_equal(v, "true");
+    json_object_put(p);
+    /* Already back: not written again. */
+    p = run_saved(GM_PHASE_START_CLIENTS, GM_MODE_MIG, GM_MODE_FULL, GFD,
+                  "true", "{\"" GFD "\":\"true\"}", NULL);
+    assert_false(has(meta(p, "labels"), GFD, &v));
+    json_object_put(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_out_of_mig_puts_it_back),
         cmocka_unit_test(test_own_value_outside_mig_is_left),
         cmocka_unit_test(test_finish_out_of_mig_drops_the_annotation),
+        cmocka_unit_test(test_clients_return_with_the_plugin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

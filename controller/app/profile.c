@@ -15,9 +15,9 @@
  * plugin follows nvidia.com/vgpu.deploy.device-plugin. A mode sets only
  * the plugin labels (and keeps mig-manager off, so it cannot undo a layout
  * gpumode applied); feature discovery, DCGM and the exporter, stopped while
- * the hardware changes, get back the values they had (Finish restores every
- * label the target does not set), so a person's
- * gpu.deploy.dcgm-exporter=false survives a switch. */
+ * the hardware changes, get back the values they had with the plugin
+ * (StartingClients restores every label the target does not set), so a
+ * person's gpu.deploy.dcgm-exporter=false survives a switch. */
 static const struct gm_profile preset_operator =
     {
         .name = "gpu-operator-hami",

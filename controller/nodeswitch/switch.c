@@ -1097,6 +1097,33 @@ static void keep_own_config(struct sw *s, json_object *ann)
     }
 }
 
+/* Adds to labels every label we changed that the target does not set,
+ * back to its old value: feature discovery, DCGM and the exporter return
+ * with the plugin, so feature discovery's labels describe the new layout
+ * by the time the switch is verified (time_slicing reads them). */
+static void restore_others(struct sw *s, json_object *labels)
+{
+    const char *keys[GM_PROFILE_MAX_LABELS + 1];
+    const char *vals[GM_PROFILE_MAX_LABELS + 1];
+    size_t n =
+        gm_profile_start_labels(s->ctl->cfg->profile, s->rec.to,
+                                s->rec.strategy, own_config(s), keys, vals);
+
+    for (size_t i = 0; i < s->rec.n_saved; i++) {
+        const struct gm_saved_label *l = &s->rec.saved[i];
+        const char *cur = gm_node_label(s->node, l->key);
+        size_t k;
+        for (k = 0; k < n; k++)
+            if (strcmp(keys[k], l->key) == 0)
+                break;
+        if (k < n || (cur == NULL && l->value == NULL) ||
+            (cur && l->value && strcmp(cur, l->value) == 0))
+            continue;
+        json_object_object_add(
+            labels, l->key, l->value ? json_object_new_string(l->value) : NULL);
+    }
+}
+
 static int step_start_clients(struct sw *s)
 {
     if (!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) {
@@ -1127,6 +1154,7 @@ static int step_start_clients(struct sw *s)
                                            own_config(s), keys, vals);
         for (size_t i = 0; i < n; i++)
             want_label(s, labels, keys[i], vals[i]);
+        restore_others(s, labels);
     }
     return advance(s, GM_PHASE_VERIFY, labels, -1);
 }
@@ -1339,22 +1367,9 @@ static int step_finish(struct sw *s)
         s->rec.cordoned = false; /* uncordoned in this same write */
         return advance(s, GM_PHASE_FAILED, labels, uncordon);
     }
-    const char *keys[GM_PROFILE_MAX_LABELS + 1];
-    const char *vals[GM_PROFILE_MAX_LABELS + 1];
-    size_t n = gm_profile_start_labels(prof, s->rec.to, s->rec.strategy,
-                                       own_config(s), keys, vals);
-    /* Restore every label we changed that the target does not set. */
-    for (size_t i = 0; i < s->rec.n_saved; i++) {
-        const struct gm_saved_label *l = &s->rec.saved[i];
-        size_t k;
-        for (k = 0; k < n; k++)
-            if (strcmp(keys[k], l->key) == 0)
-                break;
-        if (k < n)
-            continue;
-        json_object_object_add(
-            labels, l->key, l->value ? json_object_new_string(l->value) : NULL);
-    }
+    /* StartingClients restored them; a record from an older gpumode may
+     * not have. */
+    restore_others(s, labels);
     json_object_object_add(labels, GM_LABEL_MODE,
                            json_object_new_string(gm_mode_name(s->rec.to)));
     json_object_object_add(labels, GM_LABEL_STATE,
