@@ -23,9 +23,11 @@ import (
 )
 
 // Labels a switch may change: gpumode's own, the mode profile's, and the
-// ones feature discovery derives from the MIG devices (mixed strategy).
+// ones feature discovery derives from the MIG devices (mixed strategy;
+// gpu.replicas is 0 while every GPU is MIG-enabled).
 func switchOwnedLabel(k string) bool {
 	return strings.HasPrefix(k, "gpumode.io/") ||
+		k == "nvidia.com/gpu.replicas" ||
 		strings.HasPrefix(k, "nvidia.com/gpu.deploy.") ||
 		k == "nvidia.com/vgpu.deploy.device-plugin" ||
 		k == "nvidia.com/device-plugin.config" ||

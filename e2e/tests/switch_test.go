@@ -858,6 +858,85 @@ spec:
 	}
 }
 
+// TestTimeSlicedNodeKeepsItsConfig: full nodes time-sliced by their own
+// device plugin config (4 replicas; one renamed to nvidia.com/gpu.shared)
+// keep it through mig, where the label names the strategy and the node's
+// own value waits in gpumode.io/plugin-config, and through vgpu, where it
+// is left alone; in full they are verified at 8 GPUs x 4.
+func TestTimeSlicedNodeKeepsItsConfig(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
+	product := GetNode(t, b, "gpu-001").Labels["nvidia.com/gpu.product"]
+	own := map[string]string{"gpu-001": "time-slicing", "gpu-002": "time-slicing-renamed"}
+	for node, config := range own {
+		LabelNodes(t, b, "nvidia.com/device-plugin.config="+config, node)
+	}
+	// The real config-manager restarts them when the label changes; the
+	// simulated ones read the config when they start.
+	b.MustKubectl("delete", "pod", "-n", "gpu-operator", "-l", "app in (nvidia-device-plugin-daemonset,gpu-feature-discovery)")
+	timeSliced := func(what string) error {
+		for node, config := range own {
+			n := GetNode(t, b, node)
+			res, wantProduct := "nvidia.com/gpu", product+"-SHARED"
+			if config == "time-slicing-renamed" {
+				res, wantProduct = "nvidia.com/gpu.shared", product
+			}
+			if c := n.Labels["nvidia.com/device-plugin.config"]; c != config {
+				return fmt.Errorf("%s, %s: device-plugin.config %q, want its own %q", what, node, c, config)
+			}
+			if got := Allocatable(n, res); got != 32 {
+				return fmt.Errorf("%s, %s: %s=%d, want 32", what, node, res, got)
+			}
+			if p, r := n.Labels["nvidia.com/gpu.product"], n.Labels["nvidia.com/gpu.replicas"]; p != wantProduct || r != "4" {
+				return fmt.Errorf("%s, %s: feature discovery says product %q replicas %q", what, node, p, r)
+			}
+		}
+		return nil
+	}
+	Eventually(t, 60*time.Second, "the nodes time-sliced", func(context.Context) error { return timeSliced("before") })
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	PatchPolicy(t, b, "a", `{"spec":{"rollout":{"maxUnavailable":2}}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "mig, own configs kept aside", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		for node, config := range own {
+			n := GetNode(t, b, node)
+			if c, a := n.Labels["nvidia.com/device-plugin.config"], n.Annotations["gpumode.io/plugin-config"]; c != "mixed" || a != config {
+				return fmt.Errorf("%s in mig: device-plugin.config %q, gpumode.io/plugin-config %q", node, c, a)
+			}
+			if got := Allocatable(n, "nvidia.com/mig-1g.10gb"); got != 56 {
+				return fmt.Errorf("%s in mig: nvidia.com/mig-1g.10gb=%d", node, got)
+			}
+		}
+		return nil
+	})
+	for _, mode := range []string{"full", "vgpu", "full"} {
+		PatchPolicy(t, b, "a", fmt.Sprintf(`{"spec":{"mode":%q,"mig":null}}`, mode))
+		WaitPolicy(t, b, "a", 120*time.Second, mode+", own configs back", func(s *PolicyStatus) error {
+			if err := Converged(s); err != nil {
+				return err
+			}
+			for node, config := range own {
+				n := GetNode(t, b, node)
+				if c, ok := n.Annotations["gpumode.io/plugin-config"]; ok {
+					return fmt.Errorf("%s in %s: gpumode.io/plugin-config %q left", node, mode, c)
+				}
+				if c := n.Labels["nvidia.com/device-plugin.config"]; c != config {
+					return fmt.Errorf("%s in %s: device-plugin.config %q, want %q", node, mode, c, config)
+				}
+			}
+			if mode == "full" {
+				return timeSliced(mode)
+			}
+			return nil
+		})
+	}
+}
+
 // TestResourcesThatDifferAreNamed: a converged MIG node whose GPU 0 loses
 // its instances by hand offers nothing once its device plugin restarts
 // (the plugin refuses a MIG-enabled GPU without MIG devices). gpumode does not drain it on its own (the change may be a

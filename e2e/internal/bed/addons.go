@@ -114,6 +114,9 @@ func installAddons(ctx context.Context, cs kubernetes.Interface) error {
 	cms := []*corev1.ConfigMap{
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "gpu-operator", Name: "default-mig-parted-config"}, Data: map[string]string{"config.yaml": MigPartedConfig}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "hami-device-plugin"}, Data: map[string]string{"config.json": HAMiConfig}},
+		// ClusterPolicy devicePlugin.config.name: the configs that
+		// nvidia.com/device-plugin.config selects.
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "gpu-operator", Name: sim.PluginConfigMap}, Data: sim.PluginConfigs},
 	}
 	for _, cm := range cms {
 		if _, err := cs.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); ignoreExists(err) != nil {

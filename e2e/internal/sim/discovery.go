@@ -26,7 +26,11 @@ import (
 // What it labels (NVIDIA's GFD, internal/lm: full-GPU labels, then the MIG
 // strategy's):
 //   - always: nvidia.com/gpu.product, gpu.count (every GPU of the model,
-//     MIG-enabled or not), gpu.memory, gpu.replicas;
+//     MIG-enabled or not), gpu.memory, gpu.replicas: the config's
+//     time-slicing replicas when a GPU is not MIG-enabled, 0 when all are
+//     (their labels carry no sharing); shared and not renamed, the product
+//     gains "-SHARED";
+//   - none: nothing more, not even nvidia.com/mig.strategy;
 //   - mixed: nvidia.com/mig.strategy=mixed and, per MIG device type,
 //     nvidia.com/mig-<type>.count and .memory;
 //   - single: nvidia.com/mig.strategy=single and, once any GPU has MIG
@@ -38,25 +42,20 @@ import (
 
 // operatorMIGStrategy is the strategy the bed's GPU Operator is installed
 // with (the nvidia.com/mig.strategy the nodes start with). Plugins and GFD
-// take theirs from the node's nvidia.com/device-plugin.config when it names
-// a strategy (the config gpumode selects), and from this otherwise: never
-// from the nvidia.com/mig.strategy label, which GFD itself writes.
+// take theirs from the config the node's nvidia.com/device-plugin.config
+// selects (nodeSharing), and from this when it sets none: never from the
+// nvidia.com/mig.strategy label, which GFD itself writes.
 const operatorMIGStrategy = "mixed"
 
-func migStrategy(nodeLabels map[string]string) string {
-	if c := nodeLabels["nvidia.com/device-plugin.config"]; c == "single" || c == "mixed" {
-		return c
-	}
-	return operatorMIGStrategy
-}
-
-// discoveryLabels is what GFD would publish for st under strategy.
-func discoveryLabels(m *gpus.Model, st *fakesmi.State, strategy string) map[string]string {
+// discoveryLabels is what GFD would publish for st under config sh.
+func discoveryLabels(m *gpus.Model, st *fakesmi.State, sh sharing) map[string]string {
+	strategy := sh.strategy
 	out := map[string]string{
-		"nvidia.com/mig.strategy": strategy,
-		"nvidia.com/gpu.product":  m.Product,
-		"nvidia.com/gpu.memory":   fmt.Sprint(m.MemoryMiB),
-		"nvidia.com/gpu.replicas": "1",
+		"nvidia.com/gpu.product": m.Product,
+		"nvidia.com/gpu.memory":  fmt.Sprint(m.MemoryMiB),
+	}
+	if strategy != "none" {
+		out["nvidia.com/mig.strategy"] = strategy
 	}
 	count, full, enabled, empty := 0, 0, 0, 0
 	devs := map[string]int{}   // MIG device type -> count
@@ -84,7 +83,15 @@ func discoveryLabels(m *gpus.Model, st *fakesmi.State, strategy string) map[stri
 		}
 	}
 	out["nvidia.com/gpu.count"] = fmt.Sprint(count)
+	out["nvidia.com/gpu.replicas"] = "0"
+	if full > 0 {
+		out["nvidia.com/gpu.replicas"] = fmt.Sprint(sh.replicas)
+		if sh.replicas > 1 && sh.rename == "" {
+			out["nvidia.com/gpu.product"] = m.Product + "-SHARED"
+		}
+	}
 	switch {
+	case strategy == "none":
 	case strategy == "mixed":
 		for name, c := range devs {
 			out["nvidia.com/mig-"+name+".count"] = fmt.Sprint(c)
@@ -101,6 +108,10 @@ func discoveryLabels(m *gpus.Model, st *fakesmi.State, strategy string) map[stri
 			out["nvidia.com/gpu.product"] = m.Product + "-MIG-" + name
 			out["nvidia.com/gpu.count"] = fmt.Sprint(c)
 			out["nvidia.com/gpu.memory"] = fmt.Sprint(memory[name])
+			out["nvidia.com/gpu.replicas"] = fmt.Sprint(sh.replicas)
+			if sh.replicas > 1 && sh.rename == "" {
+				out["nvidia.com/gpu.product"] += "-SHARED"
+			}
 		}
 	}
 	return out

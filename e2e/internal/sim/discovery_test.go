@@ -4,6 +4,10 @@ import (
 	"io"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
 	"gpumode.io/e2e/fakesmi"
 	"gpumode.io/e2e/internal/gpus"
 )
@@ -48,15 +52,15 @@ func TestDiscoveryLabels(t *testing.T) {
 	st := newState()
 	full := map[string]string{"nvidia.com/gpu.product": m.Product, "nvidia.com/gpu.count": "2",
 		"nvidia.com/gpu.memory": "81559", "nvidia.com/gpu.replicas": "1"}
-	check("full, mixed", discoveryLabels(m, st, "mixed"), full)
-	check("full, single", discoveryLabels(m, st, "single"), full)
+	check("full, mixed", discoveryLabels(m, st, strat("mixed")), full)
+	check("full, single", discoveryLabels(m, st, strat("single")), full)
 
 	// Both GPUs in MIG, 7 x 1g.10gb each.
 	smi(t, st, []string{"-mig", "1"}, []string{"mig", "-cgi", "1g.10gb,1g.10gb,1g.10gb,1g.10gb,1g.10gb,1g.10gb,1g.10gb", "-C"})
-	got := discoveryLabels(m, st, "mixed")
+	got := discoveryLabels(m, st, strat("mixed"))
 	check("mig, mixed", got, map[string]string{"nvidia.com/mig.strategy": "mixed", "nvidia.com/gpu.product": m.Product,
 		"nvidia.com/gpu.count": "2", "nvidia.com/mig-1g.10gb.count": "14", "nvidia.com/mig-1g.10gb.memory": "9984"})
-	got = discoveryLabels(m, st, "single")
+	got = discoveryLabels(m, st, strat("single"))
 	check("mig, single", got, map[string]string{"nvidia.com/mig.strategy": "single",
 		"nvidia.com/gpu.product": m.Product + "-MIG-1g.10gb", "nvidia.com/gpu.count": "14", "nvidia.com/gpu.memory": "9984"})
 	absent("mig, single", got, "nvidia.com/mig-1g.10gb.count")
@@ -64,28 +68,28 @@ func TestDiscoveryLabels(t *testing.T) {
 	// A second device type does not suit the single strategy.
 	smi(t, st, []string{"mig", "-dci", "-i", "1"}, []string{"mig", "-dgi", "-i", "1"},
 		[]string{"mig", "-i", "1", "-cgi", "3g.40gb,3g.40gb", "-C"})
-	got = discoveryLabels(m, st, "single")
+	got = discoveryLabels(m, st, strat("single"))
 	check("two types, single", got, map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-INVALID",
 		"nvidia.com/gpu.count": "0", "nvidia.com/gpu.memory": "0", "nvidia.com/gpu.replicas": "0"})
-	check("two types, mixed", discoveryLabels(m, st, "mixed"), map[string]string{
+	check("two types, mixed", discoveryLabels(m, st, strat("mixed")), map[string]string{
 		"nvidia.com/mig-1g.10gb.count": "7", "nvidia.com/mig-3g.40gb.count": "2"})
 
 	// A MIG-enabled GPU without devices does not either; mixed ignores it.
 	smi(t, st, []string{"mig", "-dci", "-i", "1"}, []string{"mig", "-dgi", "-i", "1"})
-	check("empty GPU, single", discoveryLabels(m, st, "single"), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-INVALID"})
-	got = discoveryLabels(m, st, "mixed")
+	check("empty GPU, single", discoveryLabels(m, st, strat("single")), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-INVALID"})
+	got = discoveryLabels(m, st, strat("mixed"))
 	check("empty GPU, mixed", got, map[string]string{"nvidia.com/mig-1g.10gb.count": "7", "nvidia.com/gpu.count": "2"})
 	absent("empty GPU, mixed", got, "nvidia.com/mig-3g.40gb.count")
 
 	// Media-engine profiles: '+' is '.' in label keys and values.
 	me := newState()
 	smi(t, me, []string{"-mig", "1"}, []string{"mig", "-cgi", "1g.10gb+me", "-C"})
-	check("+me, mixed", discoveryLabels(m, me, "mixed"), map[string]string{"nvidia.com/mig-1g.10gb.me.count": "2"})
-	check("+me, single", discoveryLabels(m, me, "single"), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-1g.10gb.me"})
+	check("+me, mixed", discoveryLabels(m, me, strat("mixed")), map[string]string{"nvidia.com/mig-1g.10gb.me.count": "2"})
+	check("+me, single", discoveryLabels(m, me, strat("single")), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-1g.10gb.me"})
 
 	// GPU 0 in MIG next to GPU 1 without.
 	smi(t, st, []string{"-i", "1", "-mig", "0"})
-	check("MIG next to full, single", discoveryLabels(m, st, "single"), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-INVALID"})
+	check("MIG next to full, single", discoveryLabels(m, st, strat("single")), map[string]string{"nvidia.com/gpu.product": m.Product + "-MIG-INVALID"})
 }
 
 func TestIsDiscoveryLabel(t *testing.T) {
@@ -101,14 +105,86 @@ func TestIsDiscoveryLabel(t *testing.T) {
 	}
 }
 
-func TestMIGStrategyIgnoresTheLabelDiscoveryWrites(t *testing.T) {
-	if s := migStrategy(map[string]string{"nvidia.com/mig.strategy": "single"}); s != "mixed" {
-		t.Errorf("from GFD's own label: %q", s)
+// strat is a config that sets only a MIG strategy.
+func strat(strategy string) sharing { return sharing{strategy: strategy, replicas: 1} }
+
+func TestDiscoveryLabelsOfSharedGPUs(t *testing.T) {
+	m := gpus.Lookup("H100-80GB")
+	st, err := fakesmi.NewStateSeeded("H100-80GB", 2, t.Name())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s := migStrategy(map[string]string{"nvidia.com/device-plugin.config": "single"}); s != "single" {
-		t.Errorf("from the plugin config: %q", s)
+	ts := sharing{strategy: "none", replicas: 4}
+	got := discoveryLabels(m, st, ts)
+	if got["nvidia.com/gpu.product"] != m.Product+"-SHARED" || got["nvidia.com/gpu.replicas"] != "4" || got["nvidia.com/gpu.count"] != "2" {
+		t.Errorf("time-sliced: %v", got)
 	}
-	if s := migStrategy(map[string]string{"nvidia.com/device-plugin.config": "time-slicing"}); s != "mixed" {
-		t.Errorf("from a config that names no strategy: %q", s)
+	if _, ok := got["nvidia.com/mig.strategy"]; ok {
+		t.Errorf("none writes no mig.strategy: %v", got)
+	}
+	ts.rename = "nvidia.com/gpu.shared"
+	if got := discoveryLabels(m, st, ts); got["nvidia.com/gpu.product"] != m.Product || got["nvidia.com/gpu.replicas"] != "4" {
+		t.Errorf("renamed: %v", got)
+	}
+	// All GPUs MIG-enabled: their labels carry no sharing.
+	smi(t, st, []string{"-mig", "1"}, []string{"mig", "-cgi", "3g.40gb,3g.40gb", "-C"})
+	if got := discoveryLabels(m, st, strat("mixed")); got["nvidia.com/gpu.replicas"] != "0" || got["nvidia.com/gpu.product"] != m.Product {
+		t.Errorf("all MIG, mixed: %v", got)
+	}
+}
+
+func TestParsePluginConfig(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		want sharing
+		err  bool
+	}{
+		{"version: v1\nflags: {migStrategy: single}\n", sharing{"single", 1, ""}, false},
+		{"version: v1\n", sharing{operatorMIGStrategy, 1, ""}, false},
+		{TimeSlicingConfig, sharing{"none", 4, ""}, false},
+		{"version: v1\nsharing: {timeSlicing: {renameByDefault: true, resources: [{name: nvidia.com/gpu, replicas: 2}]}}\n",
+			sharing{operatorMIGStrategy, 2, "nvidia.com/gpu.shared"}, false},
+		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, rename: gpu.ts, replicas: 2}]}}\n",
+			sharing{operatorMIGStrategy, 2, "nvidia.com/gpu.ts"}, false},
+		{"version: v1\nflags: {migStrategy: half}\n", sharing{}, true},
+		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 0}]}}\n", sharing{}, true},
+	} {
+		got, err := parsePluginConfig(c.text)
+		if (err != nil) != c.err || (!c.err && got != c.want) {
+			t.Errorf("%q: %+v, %v; want %+v (error %v)", c.text, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
+	label := func(v string) map[string]string {
+		return map[string]string{"nvidia.com/device-plugin.config": v, "nvidia.com/mig.strategy": "single"}
+	}
+	// No ConfigMap: only the strategies, never GFD's own label.
+	s := &Sim{cs: fake.NewSimpleClientset()}
+	if sh, p := s.nodeSharing(map[string]string{"nvidia.com/mig.strategy": "single"}); sh.strategy != "mixed" || p != "" {
+		t.Errorf("from GFD's own label: %+v %q", sh, p)
+	}
+	if sh, _ := s.nodeSharing(label("single")); sh.strategy != "single" {
+		t.Errorf("no ConfigMap, single: %+v", sh)
+	}
+	if sh, _ := s.nodeSharing(label("time-slicing")); sh != strat("mixed") {
+		t.Errorf("no ConfigMap, time-slicing: %+v", sh)
+	}
+	s = &Sim{cs: fake.NewSimpleClientset(&corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "gpu-operator", Name: PluginConfigMap},
+		Data:       PluginConfigs,
+	})}
+	if sh, p := s.nodeSharing(label("time-slicing")); sh.replicas != 4 || p != "" {
+		t.Errorf("time-slicing: %+v %q", sh, p)
+	}
+	if sh, p := s.nodeSharing(label("single")); sh.strategy != "single" || p != "" {
+		t.Errorf("single: %+v %q", sh, p)
+	}
+	if sh, p := s.nodeSharing(nil); sh != strat("mixed") || p != "" {
+		t.Errorf("no label: %+v %q", sh, p)
+	}
+	if _, p := s.nodeSharing(label("typo")); p != "specified config typo does not exist" {
+		t.Errorf("missing key: %q", p)
 	}
 }

@@ -336,20 +336,32 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	if node, err := s.nodeLister.Get(n.Name); err == nil {
 		labels = node.Labels
 	}
+	var sh sharing
+	if role != RoleHAMiPlugin {
+		var problem string
+		if sh, problem = s.nodeSharing(labels); problem != "" {
+			if role == RoleNvidiaPlugin {
+				pr.healthy, pr.problem = false, problem
+			}
+			return pr // GFD, sharing the config-manager, labels nothing
+		}
+	}
 	if role == RoleFeatureDiscovery {
-		pr.labels = discoveryLabels(n.Model, st, migStrategy(labels))
+		pr.labels = discoveryLabels(n.Model, st, sh)
 		return pr
 	}
 	res := corev1.ResourceList{}
 	switch role {
 	case RoleNvidiaPlugin:
-		strategy := migStrategy(labels)
+		strategy := sh.strategy
 		full, migDevs := 0, map[string]int{}
 		for _, g := range st.GPUs {
 			if g.Lost {
 				continue
 			}
-			if !g.MIGCurrent {
+			// Under none a MIG-enabled GPU is offered whole, as if MIG
+			// were off.
+			if !g.MIGCurrent || strategy == "none" {
 				full++
 				continue
 			}
@@ -363,16 +375,26 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 				return pr
 			}
 		}
-		if strategy == "single" && len(migDevs) > 0 {
+		// Time-slicing hands out each nvidia.com/gpu device replicas
+		// times, under the renamed resource when it is renamed.
+		gpuRes := corev1.ResourceName("nvidia.com/gpu")
+		if sh.rename != "" {
+			gpuRes = corev1.ResourceName(sh.rename)
+		}
+		shared := func(c int) resource.Quantity {
+			return *resource.NewQuantity(int64(c*sh.replicas), resource.DecimalSI)
+		}
+		switch {
+		case strategy == "single" && len(migDevs) > 0:
 			if full > 0 || len(migDevs) > 1 {
 				pr.healthy, pr.problem = false, "invalid MIG configuration for the single strategy: all GPUs must be MIG enabled with one profile"
 				return pr
 			}
 			for _, c := range migDevs {
-				res["nvidia.com/gpu"] = *resource.NewQuantity(int64(c), resource.DecimalSI)
+				res[gpuRes] = shared(c)
 			}
-		} else {
-			res["nvidia.com/gpu"] = *resource.NewQuantity(int64(full), resource.DecimalSI)
+		default:
+			res[gpuRes] = shared(full)
 			for p, c := range migDevs {
 				res[resName(p)] = *resource.NewQuantity(int64(c), resource.DecimalSI)
 			}

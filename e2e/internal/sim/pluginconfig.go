@@ -1,0 +1,155 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// ---- The device plugin's config, as the GPU Operator hands it out ----
+//
+// With ClusterPolicy devicePlugin.config.name set, the operator runs a
+// config-manager next to the device plugin and feature discovery: it
+// takes the key named by the node's nvidia.com/device-plugin.config label
+// from that ConfigMap, and a key that is not there is an error ("specified
+// config ... does not exist") that keeps both from starting. No label (and
+// no default config) leaves them with the operator's flags. The simulated
+// ones read the config when they start; the real config-manager also
+// restarts them when the label changes.
+
+// PluginConfigMap is the bed's devicePlugin.config.name, in gpu-operator.
+const PluginConfigMap = "device-plugin-config"
+
+// pluginConfig is the part of the device plugin's config file (v1) that
+// changes what it advertises and what feature discovery labels.
+type pluginConfig struct {
+	Flags struct {
+		MigStrategy string `json:"migStrategy"`
+	} `json:"flags"`
+	Sharing struct {
+		TimeSlicing struct {
+			RenameByDefault bool `json:"renameByDefault"`
+			Resources       []struct {
+				Name     string `json:"name"`
+				Rename   string `json:"rename"`
+				Replicas int    `json:"replicas"`
+			} `json:"resources"`
+		} `json:"timeSlicing"`
+	} `json:"sharing"`
+}
+
+// sharing is what a config does to the full-GPU resource.
+type sharing struct {
+	strategy string // MIG strategy: none, single or mixed
+	replicas int    // time-slicing replicas of nvidia.com/gpu; 1 when not shared
+	rename   string // the resource's name when renamed, else ""
+}
+
+func defaultSharing() sharing { return sharing{strategy: operatorMIGStrategy, replicas: 1} }
+
+// parsePluginConfig reads one config of the ConfigMap.
+func parsePluginConfig(text string) (sharing, error) {
+	var c pluginConfig
+	out := defaultSharing()
+	// The file has more (resources, other flags): only these are read.
+	if err := yaml.Unmarshal([]byte(text), &c); err != nil {
+		return out, err
+	}
+	switch c.Flags.MigStrategy {
+	case "":
+	case "none", "single", "mixed":
+		out.strategy = c.Flags.MigStrategy
+	default:
+		return out, fmt.Errorf("unknown MIG strategy %q", c.Flags.MigStrategy)
+	}
+	ts := c.Sharing.TimeSlicing
+	for _, r := range ts.Resources {
+		if r.Name != "nvidia.com/gpu" {
+			continue
+		}
+		if r.Replicas < 1 {
+			return out, fmt.Errorf("nvidia.com/gpu: replicas %d", r.Replicas)
+		}
+		if r.Replicas > 1 {
+			out.replicas = r.Replicas
+			switch {
+			case r.Rename != "":
+				// A name without the prefix gets it, as the plugin's
+				// resource names do.
+				out.rename = r.Rename
+				if !strings.HasPrefix(out.rename, "nvidia.com/") {
+					out.rename = "nvidia.com/" + out.rename
+				}
+			case ts.RenameByDefault:
+				out.rename = "nvidia.com/gpu.shared"
+			}
+		}
+	}
+	return out, nil
+}
+
+// nodeSharing is the config the node's plugin and feature discovery start
+// with, or a problem that keeps them from starting.
+func (s *Sim) nodeSharing(nodeLabels map[string]string) (sharing, string) {
+	key := nodeLabels["nvidia.com/device-plugin.config"]
+	cm, err := s.cs.CoreV1().ConfigMaps("gpu-operator").Get(context.Background(), PluginConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		// No config-manager: only the strategies are told apart, as the
+		// beds before this ConfigMap had them.
+		out := defaultSharing()
+		if key == "single" || key == "mixed" {
+			out.strategy = key
+		}
+		return out, ""
+	}
+	if err != nil {
+		return defaultSharing(), "reading the device plugin config: " + err.Error()
+	}
+	if key == "" {
+		return defaultSharing(), ""
+	}
+	text, ok := cm.Data[key]
+	if !ok {
+		return defaultSharing(), fmt.Sprintf("specified config %s does not exist", key)
+	}
+	out, err := parsePluginConfig(text)
+	if err != nil {
+		return out, fmt.Sprintf("unable to parse config %s: %v", key, err)
+	}
+	return out, ""
+}
+
+// TimeSlicingConfig is the GPU Operator documentation's time-slicing
+// example: four replicas of every GPU, MIG strategy none.
+const TimeSlicingConfig = `version: v1
+flags:
+  migStrategy: none
+sharing:
+  timeSlicing:
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 4
+`
+
+// PluginConfigs are the bed's device plugin configs: the two strategies
+// gpumode selects in mig mode, and time-slicing configs a person may give
+// full nodes.
+var PluginConfigs = map[string]string{
+	"mixed":        "version: v1\nflags:\n  migStrategy: mixed\n",
+	"single":       "version: v1\nflags:\n  migStrategy: single\n",
+	"time-slicing": TimeSlicingConfig,
+	"time-slicing-renamed": `version: v1
+flags:
+  migStrategy: none
+sharing:
+  timeSlicing:
+    renameByDefault: true
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 4
+`,
+}
