@@ -25,8 +25,12 @@
 #define CONFIG "nvidia.com/device-plugin.config"
 #define GFD "nvidia.com/gpu.deploy.gpu-feature-discovery"
 
+/* As saved: the record saved the label as absent. */
+static const char ABSENT[] = "(absent)";
+
 /* Runs the switch of a node whose record is at phase, from -> to, with
- * saved key's value the record saved (NULL: it saved none),
+ * saved key's value the record saved (NULL: it saved none; ABSENT: it
+ * saved the label as absent),
  * and the node's extra labels and annotations (JSON objects or NULL).
  * Returns the first node patch, parsed (caller's). */
 static json_object *run_saved(enum gm_phase phase, enum gm_mode from,
@@ -45,7 +49,8 @@ static json_object *run_saved(enum gm_phase phase, enum gm_mode from,
     if (to == GM_MODE_MIG)
         assert_int_equal(gm_set_str(&rec.strategy, "mixed"), 0);
     if (saved)
-        assert_int_equal(gm_record_save_label(&rec, key, saved), 0);
+        assert_int_equal(
+            gm_record_save_label(&rec, key, saved == ABSENT ? NULL : saved), 0);
     memset(&f, 0, sizeof(f));
     f.record = gm_record_format(&rec);
     f.labels = labels;
@@ -178,6 +183,67 @@ static void test_clients_return_with_the_plugin(void **state)
     json_object_put(p);
 }
 
+/* A held full -> mig switch that reached StartingClients, retried towards
+ * full: Finish never kept the node's value, the record has it. */
+static void test_retry_out_of_a_failed_mig_switch_puts_it_back(void **state)
+{
+    (void)state;
+    const char *v = NULL;
+    json_object *p = run(GM_PHASE_START_CLIENTS, GM_MODE_FULL, GM_MODE_FULL,
+                         "ts-4", "{\"" CONFIG "\":\"mixed\"}", NULL);
+    assert_true(has(meta(p, "labels"), CONFIG, &v));
+    assert_string_equal(v, "ts-4");
+    json_object_put(p);
+    /* It had none: the strategy goes. */
+    p = run(GM_PHASE_START_CLIENTS, GM_MODE_FULL, GM_MODE_FULL, ABSENT,
+            "{\"" CONFIG "\":\"mixed\"}", NULL);
+    assert_true(has(meta(p, "labels"), CONFIG, &v));
+    assert_null(v);
+    json_object_put(p);
+}
+
+/* What is kept is not overwritten by a value someone set while the node
+ * was in mig, nor on a node whose mode before was not known; with nothing
+ * kept, the latter keeps what it replaced. */
+static void test_kept_value_is_not_overwritten(void **state)
+{
+    (void)state;
+    const char *v = NULL;
+    json_object *p = run(GM_PHASE_FINISH, GM_MODE_MIG, GM_MODE_MIG, "mig-ts",
+                         "{\"" CONFIG "\":\"mixed\"}",
+                         "{\"" GM_ANN_PLUGIN_CONFIG "\":\"ts-4\"}");
+    assert_false(has(meta(p, "annotations"), GM_ANN_PLUGIN_CONFIG, &v));
+    json_object_put(p);
+    p = run(GM_PHASE_FINISH, GM_MODE_UNKNOWN, GM_MODE_MIG, "ts-2",
+            "{\"" CONFIG "\":\"mixed\"}",
+            "{\"" GM_ANN_PLUGIN_CONFIG "\":\"ts-4\"}");
+    assert_false(has(meta(p, "annotations"), GM_ANN_PLUGIN_CONFIG, &v));
+    json_object_put(p);
+    p = run(GM_PHASE_FINISH, GM_MODE_UNKNOWN, GM_MODE_MIG, "ts-2",
+            "{\"" CONFIG "\":\"mixed\"}", NULL);
+    assert_true(has(meta(p, "annotations"), GM_ANN_PLUGIN_CONFIG, &v));
+    assert_string_equal(v, "ts-2");
+    json_object_put(p);
+    /* Saved as absent: nothing to keep. */
+    p = run(GM_PHASE_FINISH, GM_MODE_FULL, GM_MODE_MIG, ABSENT,
+            "{\"" CONFIG "\":\"mixed\"}", NULL);
+    assert_false(has(meta(p, "annotations"), GM_ANN_PLUGIN_CONFIG, &v));
+    json_object_put(p);
+}
+
+/* A record an older gpumode took past StartingClients: feature discovery
+ * comes back before the counts are compared. */
+static void test_verify_restores_the_clients_first(void **state)
+{
+    (void)state;
+    const char *v = NULL;
+    json_object *p = run_saved(GM_PHASE_VERIFY, GM_MODE_MIG, GM_MODE_FULL, GFD,
+                               "true", "{\"" GFD "\":\"false\"}", NULL);
+    assert_true(has(meta(p, "labels"), GFD, &v));
+    assert_string_equal(v, "true");
+    json_object_put(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +253,9 @@ int main(void)
         cmocka_unit_test(test_own_value_outside_mig_is_left),
         cmocka_unit_test(test_finish_out_of_mig_drops_the_annotation),
         cmocka_unit_test(test_clients_return_with_the_plugin),
+        cmocka_unit_test(test_retry_out_of_a_failed_mig_switch_puts_it_back),
+        cmocka_unit_test(test_kept_value_is_not_overwritten),
+        cmocka_unit_test(test_verify_restores_the_clients_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -330,8 +330,12 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
         return advance(s, GM_PHASE_FAILED, labels, -1);
     }
     s->rec.rolling_back = true;
+    /* The hardware goes back with every GPU client stopped: a failure
+     * from StartingClients on (or a held one released) left the target's
+     * plugin and feature discovery running, and they hold the GPUs.
+     * Stopped already, StoppingClients moves straight on. */
     if (touched && s->rec.from != GM_MODE_UNKNOWN)
-        return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
+        return advance(s, GM_PHASE_STOP_CLIENTS, NULL, -1);
     return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
 }
 
@@ -1068,20 +1072,29 @@ static int ensure_hami_config(struct sw *s)
 }
 
 /* The node's own device plugin config, which the mode's labels carry
- * outside mig (borrowed from the node). */
+ * outside mig (borrowed from the node or the record): kept in
+ * gpumode.io/plugin-config, else the value this switch (or a failed
+ * attempt before it, which never reached Finish) replaced, else the
+ * label's. */
 static const char *own_config(struct sw *s)
 {
     const char *key = s->ctl->cfg->profile->mig_config_label;
-    return key ? gm_profile_own_config(s->node->ann_plugin_config,
-                                       gm_node_label(s->node, key))
-               : NULL;
+    if (key == NULL)
+        return NULL;
+    const struct gm_saved_label *l = gm_record_saved(&s->rec, key);
+    if (s->node->ann_plugin_config == NULL && l &&
+        !gm_profile_is_strategy(l->value))
+        return l->value;
+    return gm_profile_own_config(s->node->ann_plugin_config,
+                                 gm_node_label(s->node, key));
 }
 
 /* In mig the config label names the strategy, so the value the node had
  * before (a time-slicing config, say) is kept in gpumode.io/plugin-config
  * until a switch takes the node out of mig and puts it back. A switch
- * within mig saved a strategy, not the node's own value: the annotation
- * stays. */
+ * within mig replaced a strategy, or a value someone set in mig (a mig
+ * config, not the node's own outside it): what is kept stays, and so does
+ * what is kept on a node whose mode before was not known. */
 static void keep_own_config(struct sw *s, json_object *ann)
 {
     const char *key = s->ctl->cfg->profile->mig_config_label;
@@ -1089,7 +1102,10 @@ static void keep_own_config(struct sw *s, json_object *ann)
         return;
     if (s->rec.to == GM_MODE_MIG) {
         const struct gm_saved_label *l = gm_record_saved(&s->rec, key);
-        if (l && l->value && !gm_profile_is_strategy(l->value))
+        bool keep =
+            s->rec.from != GM_MODE_MIG && (s->rec.from != GM_MODE_UNKNOWN ||
+                                           s->node->ann_plugin_config == NULL);
+        if (keep && l && l->value && !gm_profile_is_strategy(l->value))
             json_object_object_add(ann, GM_ANN_PLUGIN_CONFIG,
                                    json_object_new_string(l->value));
     } else if (s->node->ann_plugin_config) {
@@ -1267,6 +1283,15 @@ static int step_verify(struct sw *s)
 
     if (mode == GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_FINISH, NULL, -1);
+    if (!s->rec.rolling_back) {
+        /* A record an older gpumode took past StartingClients left feature
+         * discovery off until Finish, and time_slicing reads its labels. */
+        json_object *labels = json_object_new_object();
+        restore_others(s, labels);
+        if (json_object_object_length(labels) > 0)
+            return write_record(s, labels, -1);
+        json_object_put(labels);
+    }
     const struct gm_map *pods = node_pods(s);
     if (pods == NULL)
         return wait_for(s, 500);

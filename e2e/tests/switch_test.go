@@ -937,6 +937,46 @@ func TestTimeSlicedNodeKeepsItsConfig(t *testing.T) {
 	}
 }
 
+// TestRollbackAfterVerifyFailure: a node whose own device plugin config
+// names a key the ConfigMap lacks comes back from mig with that config, so
+// the plugin and feature discovery crash-loop and verification times out.
+// DCGM and its exporter started again with the plugin and hold the GPUs:
+// the rollback stops them before the layout goes back, and the node ends
+// in mig, uncordoned, failed, with its config kept aside.
+func TestRollbackAfterVerifyFailure(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "nvidia.com/device-plugin.config=no-such-config", "gpu-001")
+	f, err := os.OpenFile(filepath.Join(b.Dir, "controller.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "clientsTimeoutSeconds: 10\n")
+	f.Close()
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig", Converged)
+	if a := GetNode(t, b, "gpu-001").Annotations["gpumode.io/plugin-config"]; a != "no-such-config" {
+		t.Fatalf("gpumode.io/plugin-config %q", a)
+	}
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
+	s := waitRolledBack(t, b, "a", "gpu-001", 120*time.Second)
+	if len(s.Nodes) != 1 || !strings.Contains(s.Nodes[0].Message, "PluginNotReady") {
+		t.Errorf("status does not name the verification: %+v", s.Nodes)
+	}
+	n := GetNode(t, b, "gpu-001")
+	if n.Labels["gpumode.io/mode"] != "mig" || n.Labels["nvidia.com/device-plugin.config"] != "mixed" ||
+		n.Annotations["gpumode.io/plugin-config"] != "no-such-config" {
+		t.Errorf("after the rollback: mode %q, device-plugin.config %q, gpumode.io/plugin-config %q",
+			n.Labels["gpumode.io/mode"], n.Labels["nvidia.com/device-plugin.config"], n.Annotations["gpumode.io/plugin-config"])
+	}
+	if got := Allocatable(n, "nvidia.com/mig-1g.10gb"); got != 56 {
+		t.Errorf("after the rollback: nvidia.com/mig-1g.10gb=%d, want 56", got)
+	}
+}
+
 // TestResourcesThatDifferAreNamed: a converged MIG node whose GPU 0 loses
 // its instances by hand offers nothing once its device plugin restarts
 // (the plugin refuses a MIG-enabled GPU without MIG devices). gpumode does not drain it on its own (the change may be a

@@ -144,8 +144,9 @@ func TestParsePluginConfig(t *testing.T) {
 		{TimeSlicingConfig, sharing{"none", 4, ""}, false},
 		{"version: v1\nsharing: {timeSlicing: {renameByDefault: true, resources: [{name: nvidia.com/gpu, replicas: 2}]}}\n",
 			sharing{operatorMIGStrategy, 2, "nvidia.com/gpu.shared"}, false},
+		// A resource's own rename is ignored, as the plugin does.
 		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, rename: gpu.ts, replicas: 2}]}}\n",
-			sharing{operatorMIGStrategy, 2, "nvidia.com/gpu.ts"}, false},
+			sharing{operatorMIGStrategy, 2, ""}, false},
 		{"version: v1\nflags: {migStrategy: half}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 0}]}}\n", sharing{}, true},
 	} {

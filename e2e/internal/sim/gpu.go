@@ -340,10 +340,9 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	if role != RoleHAMiPlugin {
 		var problem string
 		if sh, problem = s.nodeSharing(labels); problem != "" {
-			if role == RoleNvidiaPlugin {
-				pr.healthy, pr.problem = false, problem
-			}
-			return pr // GFD, sharing the config-manager, labels nothing
+			// GFD shares the config-manager: it does not start either.
+			pr.healthy, pr.problem = false, problem
+			return pr
 		}
 	}
 	if role == RoleFeatureDiscovery {

@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,7 +15,8 @@ import (
 // config-manager next to the device plugin and feature discovery: it
 // takes the key named by the node's nvidia.com/device-plugin.config label
 // from that ConfigMap, and a key that is not there is an error ("specified
-// config ... does not exist") that keeps both from starting. No label (and
+// config ... does not exist") that keeps both from starting (they
+// crash-loop, holding no GPU). No label (and
 // no default config) leaves them with the operator's flags. The simulated
 // ones read the config when they start; the real config-manager also
 // restarts them when the label changes.
@@ -35,7 +35,6 @@ type pluginConfig struct {
 			RenameByDefault bool `json:"renameByDefault"`
 			Resources       []struct {
 				Name     string `json:"name"`
-				Rename   string `json:"rename"`
 				Replicas int    `json:"replicas"`
 			} `json:"resources"`
 		} `json:"timeSlicing"`
@@ -46,7 +45,7 @@ type pluginConfig struct {
 type sharing struct {
 	strategy string // MIG strategy: none, single or mixed
 	replicas int    // time-slicing replicas of nvidia.com/gpu; 1 when not shared
-	rename   string // the resource's name when renamed, else ""
+	rename   string // nvidia.com/gpu.shared when renamed by default, else ""
 }
 
 func defaultSharing() sharing { return sharing{strategy: operatorMIGStrategy, replicas: 1} }
@@ -76,15 +75,10 @@ func parsePluginConfig(text string) (sharing, error) {
 		}
 		if r.Replicas > 1 {
 			out.replicas = r.Replicas
-			switch {
-			case r.Rename != "":
-				// A name without the prefix gets it, as the plugin's
-				// resource names do.
-				out.rename = r.Rename
-				if !strings.HasPrefix(out.rename, "nvidia.com/") {
-					out.rename = "nvidia.com/" + out.rename
-				}
-			case ts.RenameByDefault:
+			// The plugin and GFD ignore a resource's own rename
+			// (DisableResourceNamingInConfig); renameByDefault gives
+			// <name>.shared.
+			if ts.RenameByDefault {
 				out.rename = "nvidia.com/gpu.shared"
 			}
 		}
