@@ -244,6 +244,31 @@ static void test_verify_restores_the_clients_first(void **state)
     json_object_put(p);
 }
 
+/* A label someone else set meanwhile (neither the old value nor the
+ * stopped one) is not fought over in Verify: nothing is written while the
+ * plugin is awaited. */
+static void test_verify_leaves_a_label_someone_set(void **state)
+{
+    (void)state;
+    struct th_node_fx f;
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_VERIFY, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.from = GM_MODE_MIG;
+    rec.to = GM_MODE_FULL;
+    assert_int_equal(gm_record_save_label(&rec, GFD, "true"), 0);
+    memset(&f, 0, sizeof(f));
+    f.record = gm_record_format(&rec);
+    f.labels = "{\"" GFD "\":\"later\"}";
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, th_node_fx_handler, &f);
+    th_run_until(&f.c.loop, &f.done, 1500);
+    assert_null(f.patch);
+    th_node_fx_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_retry_out_of_a_failed_mig_switch_puts_it_back),
         cmocka_unit_test(test_kept_value_is_not_overwritten),
         cmocka_unit_test(test_verify_restores_the_clients_first),
+        cmocka_unit_test(test_verify_leaves_a_label_someone_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -330,12 +330,17 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
         return advance(s, GM_PHASE_FAILED, labels, -1);
     }
     s->rec.rolling_back = true;
-    /* The hardware goes back with every GPU client stopped: a failure
-     * from StartingClients on (or a held one released) left the target's
-     * plugin and feature discovery running, and they hold the GPUs.
-     * Stopped already, StoppingClients moves straight on. */
+    /* The hardware goes back with the GPU clients stopped: a failure from
+     * StartingClients on (or a held one released) left the target's
+     * plugin and feature discovery running, and they hold the GPUs. With
+     * them stopped already, StoppingClients moves straight on; when
+     * stopping them is what failed, waiting for them again would not
+     * help, and the rollback tries the hardware as before. */
     if (touched && s->rec.from != GM_MODE_UNKNOWN)
-        return advance(s, GM_PHASE_STOP_CLIENTS, NULL, -1);
+        return advance(s,
+                       at == GM_PHASE_STOP_CLIENTS ? GM_PHASE_RECONFIGURE
+                                                   : GM_PHASE_STOP_CLIENTS,
+                       NULL, -1);
     return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
 }
 
@@ -626,7 +631,8 @@ static int step_stop_clients(struct sw *s)
     if (left == 0) {
         gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
                           GM_REASON_CLIENTS_STOPPED,
-                          "GPU clients stopped on %s", node_name(s));
+                          "GPU clients stopped on %s%s", node_name(s),
+                          s->rec.rolling_back ? " (rolling back)" : "");
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     }
     set_message(s, "waiting for %d GPU client pods to stop", left);
@@ -1116,9 +1122,12 @@ static void keep_own_config(struct sw *s, json_object *ann)
 /* Adds to labels every label we changed that the target does not set,
  * back to its old value: feature discovery, DCGM and the exporter return
  * with the plugin, so feature discovery's labels describe the new layout
- * by the time the switch is verified (time_slicing reads them). */
-static void restore_others(struct sw *s, json_object *labels)
+ * by the time the switch is verified (time_slicing reads them).
+ * only_stopped: only labels that still have the value the stop set gave
+ * them. */
+static void restore_others(struct sw *s, json_object *labels, bool only_stopped)
 {
+    const struct gm_label_set *stop = &s->ctl->cfg->profile->stop;
     const char *keys[GM_PROFILE_MAX_LABELS + 1];
     const char *vals[GM_PROFILE_MAX_LABELS + 1];
     size_t n =
@@ -1135,6 +1144,15 @@ static void restore_others(struct sw *s, json_object *labels)
         if (k < n || (cur == NULL && l->value == NULL) ||
             (cur && l->value && strcmp(cur, l->value) == 0))
             continue;
+        if (only_stopped) {
+            size_t j;
+            for (j = 0; j < stop->n; j++)
+                if (strcmp(stop->key[j], l->key) == 0)
+                    break;
+            if (j == stop->n || (stop->value[j] == NULL) != (cur == NULL) ||
+                (cur && strcmp(cur, stop->value[j]) != 0))
+                continue;
+        }
         json_object_object_add(
             labels, l->key, l->value ? json_object_new_string(l->value) : NULL);
     }
@@ -1170,7 +1188,7 @@ static int step_start_clients(struct sw *s)
                                            own_config(s), keys, vals);
         for (size_t i = 0; i < n; i++)
             want_label(s, labels, keys[i], vals[i]);
-        restore_others(s, labels);
+        restore_others(s, labels, false);
     }
     return advance(s, GM_PHASE_VERIFY, labels, -1);
 }
@@ -1283,11 +1301,13 @@ static int step_verify(struct sw *s)
 
     if (mode == GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_FINISH, NULL, -1);
-    if (!s->rec.rolling_back) {
+    if (!s->rec.rolling_back && elapsed(s) <= s->ctl->cfg->clients_timeout_s) {
         /* A record an older gpumode took past StartingClients left feature
-         * discovery off until Finish, and time_slicing reads its labels. */
+         * discovery off until Finish, and time_slicing reads its labels.
+         * Only labels still at their stopped value: one someone else sets
+         * meanwhile is not fought over (Finish restores it). */
         json_object *labels = json_object_new_object();
-        restore_others(s, labels);
+        restore_others(s, labels, true);
         if (json_object_object_length(labels) > 0)
             return write_record(s, labels, -1);
         json_object_put(labels);
@@ -1394,7 +1414,7 @@ static int step_finish(struct sw *s)
     }
     /* StartingClients restored them; a record from an older gpumode may
      * not have. */
-    restore_others(s, labels);
+    restore_others(s, labels, false);
     json_object_object_add(labels, GM_LABEL_MODE,
                            json_object_new_string(gm_mode_name(s->rec.to)));
     json_object_object_add(labels, GM_LABEL_STATE,
