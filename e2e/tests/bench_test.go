@@ -344,12 +344,7 @@ func TestBenchRollout(t *testing.T) {
 	InstallGpumode(t, b)
 	if qps := os.Getenv("BENCH_CONTROLLER_QPS"); qps != "" {
 		// The controller's client-side rate limit (default 50, burst 100).
-		f, err := os.OpenFile(filepath.Join(b.Dir, "controller.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(f, "qps: %s\nburst: %s\n", qps, qps)
-		f.Close()
+		AppendControllerConfig(t, b, fmt.Sprintf("qps: %s\nburst: %s\n", qps, qps))
 	}
 	port := freePort(t)
 	c := StartController(t, b, "--log-level", "info", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))

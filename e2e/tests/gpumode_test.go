@@ -244,6 +244,20 @@ func GetNode(t *testing.T, b *Bed, name string) *corev1.Node {
 	return n
 }
 
+// AppendControllerConfig adds YAML lines to the bed's controller config
+// file, read by the next StartController.
+func AppendControllerConfig(t *testing.T, b *Bed, lines string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(b.Dir, "controller.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(lines); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func LabelNodes(t *testing.T, b *Bed, kv string, nodes ...string) {
 	t.Helper()
 	for _, n := range nodes {

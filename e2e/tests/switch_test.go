@@ -949,12 +949,7 @@ func TestRollbackAfterVerifyFailure(t *testing.T) {
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	LabelNodes(t, b, "nvidia.com/device-plugin.config=no-such-config", "gpu-001")
-	f, err := os.OpenFile(filepath.Join(b.Dir, "controller.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "clientsTimeoutSeconds: 10\n")
-	f.Close()
+	AppendControllerConfig(t, b, "clientsTimeoutSeconds: 10\n")
 	StartController(t, b)
 	Apply(t, b, policyAMig1g)
 	WaitPolicy(t, b, "a", 90*time.Second, "mig", Converged)
@@ -987,12 +982,7 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
-	f, err := os.OpenFile(filepath.Join(b.Dir, "controller.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "resourcesGraceSeconds: 3\n")
-	f.Close()
+	AppendControllerConfig(t, b, "resourcesGraceSeconds: 3\n")
 	port := freePort(t)
 	StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
 	differ := func() string {
