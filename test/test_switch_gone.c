@@ -103,8 +103,9 @@ static void test_gone_in_a_retry_after_hardware_changed_rolls_back(void **state)
     assert_string_equal(rec.reason, "PolicyGone");
     assert_true(rec.rolling_back);
     assert_true(rec.releasing); /* back in its mode, it is put back */
-    /* GPU clients stop (if any run) before the hardware goes back. */
-    assert_int_equal(rec.phase, GM_PHASE_STOP_CLIENTS);
+    /* The drain goes on (and then the clients stop) before the hardware
+     * goes back. */
+    assert_int_equal(rec.phase, GM_PHASE_DRAIN);
     /* Still cordoned: the rollback uncordons once the hardware is back. */
     assert_null(gm_json_get(p, "spec"));
     gm_record_clear(&rec);

@@ -38,6 +38,7 @@ struct sw {
     bool hw_untouched; /* a failure now leaves the hardware as it was */
     bool clear_retry;  /* this write starts a switch: use up a retry mark */
     bool cordon;       /* this write cordons the node (a release) */
+    bool pods_left;    /* the drain failed: workload pods are still there */
 };
 
 /* A step either waits (for an event or a requeue) or has a write in
@@ -287,6 +288,20 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
     bool unknown_from = !s->rec.rolling_back && touched &&
                         s->rec.from == GM_MODE_UNKNOWN &&
                         !s->pol.hold_on_failure;
+    /* A retry whose earlier attempt changed the hardware, failing in its
+     * drain: the workloads it could not move are still on the node, and
+     * laying the GPUs back under them would break them. It is held as the
+     * earlier failure was. */
+    bool under_pods = !s->rec.rolling_back && s->pods_left && touched &&
+                      !unknown_from && !s->pol.hold_on_failure;
+    if (under_pods) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof(msg) - n,
+                 "; an earlier attempt changed the hardware, and it is not "
+                 "laid back under the pods still on the node: the node "
+                 "stays cordoned as it is (annotate gpumode.io/retry to try "
+                 "again)");
+    }
     if (unknown_from) {
         size_t n = strlen(msg);
         snprintf(msg + n, sizeof(msg) - n,
@@ -316,7 +331,8 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
                             node_name(s), gm_mode_name(s->rec.from),
                             gm_mode_name(s->rec.to),
                             gm_phase_name(s->rec.phase), reason, msg);
-    if (s->pol.hold_on_failure || s->rec.rolling_back || unknown_from) {
+    if (s->pol.hold_on_failure || s->rec.rolling_back || unknown_from ||
+        under_pods) {
         /* Held as it is: whatever acts on the record next (a retry, its
          * release) must know the hardware may have changed. */
         if (touched)
@@ -330,18 +346,24 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
         return advance(s, GM_PHASE_FAILED, labels, -1);
     }
     s->rec.rolling_back = true;
+    if (!touched || s->rec.from == GM_MODE_UNKNOWN)
+        return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+    /* Hardware an earlier attempt changed (a held node released, or a
+     * retry whose policy went while it drained): workloads may have
+     * landed since (a person uncordons a held node), so the rollback
+     * drains before the GPUs are laid back (step_drain). */
+    if (at <= GM_PHASE_DRAIN || at == GM_PHASE_FAILED)
+        return advance(s, GM_PHASE_DRAIN, NULL, -1);
     /* The hardware goes back with the GPU clients stopped: a failure from
-     * StartingClients on (or a held one released) left the target's
-     * plugin and feature discovery running, and they hold the GPUs. With
-     * them stopped already, StoppingClients moves straight on; when
-     * stopping them is what failed, waiting for them again would not
-     * help, and the rollback tries the hardware as before. */
-    if (touched && s->rec.from != GM_MODE_UNKNOWN)
-        return advance(s,
-                       at == GM_PHASE_STOP_CLIENTS ? GM_PHASE_RECONFIGURE
-                                                   : GM_PHASE_STOP_CLIENTS,
-                       NULL, -1);
-    return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+     * StartingClients on left the target's plugin and feature discovery
+     * running, and they hold the GPUs. With them stopped already,
+     * StoppingClients moves straight on; when stopping them is what
+     * failed, waiting for them again would not help, and the rollback
+     * tries the hardware as before. */
+    return advance(s,
+                   at == GM_PHASE_STOP_CLIENTS ? GM_PHASE_RECONFIGURE
+                                               : GM_PHASE_STOP_CLIENTS,
+                   NULL, -1);
 }
 
 static int wait_for(struct sw *s, long ms)
@@ -518,7 +540,11 @@ static int step_drain(struct sw *s)
     uint64_t now_ms = uv_now(s->ctl->loop);
     char why[256];
 
-    if (s->rec.rolling_back)
+    /* A rollback drains only to lay back hardware an earlier attempt
+     * changed (see fail); otherwise the hardware is as it was and the old
+     * clients start again. */
+    if (s->rec.rolling_back &&
+        !(s->rec.reconfigured && s->rec.from != GM_MODE_UNKNOWN))
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
     if (pods == NULL)
         return wait_for(s, 500);
@@ -529,9 +555,11 @@ static int step_drain(struct sw *s)
             gm_drain_classify(&s->pol.drain, p, why, sizeof(why));
         if (a == GM_DRAIN_SKIP)
             continue;
-        if (a == GM_DRAIN_BLOCKED)
+        if (a == GM_DRAIN_BLOCKED) {
+            s->pods_left = true;
             return fail(s, "DrainBlocked", "pod %s/%s %s", p->namespace,
                         p->name, why);
+        }
         if (a == GM_DRAIN_TERMINATING) {
             terminating++;
             continue;
@@ -551,11 +579,13 @@ static int step_drain(struct sw *s)
             snprintf(e->namespace, sizeof(e->namespace), "%s",
                      p->namespace ? p->namespace : "");
         }
-        if (e->blocked == 2)
+        if (e->blocked == 2) {
+            s->pods_left = true;
             return fail(s, "EvictionFailed",
                         "eviction of %s/%s answered 500: the "
                         "PodDisruptionBudgets for it are misconfigured",
                         p->namespace, p->name);
+        }
         if (e->blocked) {
             blocked++;
             if (first_blocked == NULL) {
@@ -594,14 +624,18 @@ static int step_drain(struct sw *s)
     /* An evicted pod that never goes (a finalizer, a kubelet that is gone)
      * is the drain's to time out too, as with kubectl drain --timeout. */
     if (evicting + terminating > 0 && s->pol.drain.timeout_s > 0 &&
-        elapsed(s) > s->pol.drain.timeout_s)
+        elapsed(s) > s->pol.drain.timeout_s) {
+        s->pods_left = true;
         return fail(s, "DrainTimeout", "drain did not finish in %lds: %s",
                     s->pol.drain.timeout_s, s->ns->message);
+    }
     if (evicting + terminating == 0 && s->pol.drain.wait_timeout_s > 0 &&
-        elapsed(s) > s->pol.drain.wait_timeout_s)
+        elapsed(s) > s->pol.drain.wait_timeout_s) {
+        s->pods_left = true;
         return fail(s, "WaitTimeout",
                     "pods to wait for did not complete in %lds",
                     s->pol.drain.wait_timeout_s);
+    }
     (void)blocked;
     return wait_for(s, 1000);
 }

@@ -681,6 +681,74 @@ func TestRetryReleasesUnselectedNode(t *testing.T) {
 	})
 }
 
+// TestRetryDrainFailureHolds: a held node (its MIG hardware half laid by
+// the failed attempt) is uncordoned by a person and a pod no controller
+// manages lands on it; the policy is set to roll back failures, and the
+// node retried. The retry cannot drain it (such a pod is not evicted
+// without drain.force), and the hardware is not laid back under it: the
+// node is held again, cordoned, the pod still running, rather than rolled
+// back to full under the pod.
+func TestRetryDrainFailureHolds(t *testing.T) {
+	requireE2E(t)
+	b := refusedMigBed(t, 1, 2, true, "-cgi", "{onFailure: Hold, drain: {gpuPodsOnly: false}}")
+	WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
+		if s.Summary.Failed != 1 || !GetNode(t, b, "gpu-001").Spec.Unschedulable {
+			return fmt.Errorf("summary %+v", s.Summary)
+		}
+		return nil
+	})
+	b.MustKubectl("uncordon", "gpu-001")
+	Apply(t, b, `
+apiVersion: v1
+kind: Pod
+metadata: {name: bare, namespace: default, labels: {app: bare}}
+spec:
+  nodeSelector: {pool: a}
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: registry.example/tool:1}]
+`)
+	Eventually(t, 60*time.Second, "the bare pod running", func(context.Context) error {
+		if n := len(podsRunningOn(t, b, "app=bare")); n != 1 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+	before := podsRunningOn(t, b, "app=bare")
+	b.MustKubectl("patch", "gmp", "a", "--type=merge", "-p", `{"spec":{"rollout":{"onFailure":"Rollback"}}}`)
+	WaitPolicy(t, b, "a", 30*time.Second, "the edit seen", func(s *PolicyStatus) error {
+		if s.ObservedGeneration != s.Generation {
+			return fmt.Errorf("observedGeneration %d, generation %d", s.ObservedGeneration, s.Generation)
+		}
+		return nil
+	})
+	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	Eventually(t, 90*time.Second, "the retry held on the pod", func(context.Context) error {
+		n := GetNode(t, b, "gpu-001")
+		rec := SwitchAnnotation(n)
+		_, retry := n.Annotations["gpumode.io/retry"]
+		if rec == nil || retry || rec["phase"] != "Failed" || rec["reason"] != "DrainBlocked" {
+			return fmt.Errorf("retry mark %v record %v", retry, rec)
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	rec := SwitchAnnotation(n)
+	if !n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" || rec["rollingBack"] == true ||
+		!strings.Contains(fmt.Sprint(rec["message"]), "not laid back under the pods") {
+		t.Errorf("unschedulable %v state %q record %v", n.Spec.Unschedulable, n.Labels["gpumode.io/state"], rec)
+	}
+	for uid := range before {
+		if _, ok := podsRunningOn(t, b, "app=bare")[uid]; !ok {
+			t.Errorf("pod %s is gone", uid)
+		}
+	}
+	// Nothing moves it on by itself: a few seconds later it is still held.
+	time.Sleep(5 * time.Second)
+	if rec := SwitchAnnotation(GetNode(t, b, "gpu-001")); rec["phase"] != "Failed" || rec["rollingBack"] == true {
+		t.Errorf("the held node moved on: %v", rec)
+	}
+}
+
 // TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU
 // fails to go to mig; the rollback restores vgpu as it was, and its
 // verification expects the node's own split (HAMi's per-node entry), not
