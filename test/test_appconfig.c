@@ -26,6 +26,7 @@ static void test_config_defaults_and_file(void **state)
     assert_string_equal(c.profile->name, "gpu-operator-hami");
     assert_string_equal(c.mig_cm.name, "default-mig-parted-config");
     assert_int_equal(c.resources_grace_s, 600);
+    assert_string_equal(c.plugin_cm.name, ""); /* not checked */
     assert_int_equal(gm_ctl_config_load(&c, "test/fixtures/config/good.yaml",
                                         err, sizeof(err)),
                      0);
@@ -65,6 +66,9 @@ static void test_config_plugin_namespaces(void **state)
                         "nvidia-gpu-operator");
     assert_string_equal(p->modes[GM_MODE_VGPU].plugins[0].namespace,
                         "hami-system");
+    /* The device plugin's configs live with the operator by default. */
+    assert_string_equal(c.plugin_cm.namespace, "nvidia-gpu-operator");
+    assert_string_equal(c.plugin_cm.name, "plugin-configs");
     size_t operator= 0, hami = 0;
     for (size_t i = 0; i < p->n_clients; i++) {
         if (strcmp(p->clients[i].namespace, "nvidia-gpu-operator") == 0)
@@ -100,6 +104,11 @@ static void test_config_errors(void **state)
         {"relsmi.yaml", "nvidiaSmiPath: must be an absolute path"},
         {"badns.yaml", "operatorNamespace: not a namespace name"},
         {"badcm.yaml", "migConfigMap: must be a mapping"},
+        {"badplugincm.yaml", "devicePluginConfigMap.key: not used: every "
+                             "key of the ConfigMap is one device plugin "
+                             "config"},
+        {"badpluginns.yaml",
+         "devicePluginConfigMap.namespace: not a namespace name"},
         {"broken.yaml", "broken.yaml: line 2"},
         {"list.yaml", "list.yaml: must be a mapping"},
         {"missing.yaml", "missing.yaml: No such file"},

@@ -51,6 +51,13 @@ static void test_commands(void **state)
     assert_int_equal(parse(&a, err, hc), 0);
     assert_string_equal(a.hami_ns, "hs");
     assert_string_equal(a.hami_name, "hc");
+    assert_string_equal(a.plugin_name, "");
+    const char *pc[] = {
+        "x", "plan", "-f", "p.yaml", "--plugin-configmap", "gpu-operator/dp",
+        NULL};
+    assert_int_equal(parse(&a, err, pc), 0);
+    assert_string_equal(a.plugin_ns, "gpu-operator");
+    assert_string_equal(a.plugin_name, "dp");
 
     const char *rt[] = {"x", "retry", "gpu-1", NULL};
     assert_int_equal(parse(&a, err, rt), 0);
@@ -101,6 +108,9 @@ static void test_usage_errors(void **state)
     const char *hcm[] = {"x",     "plan", "-f", "p", "--hami-configmap",
                          "a/b/c", NULL};
     expect_error(hcm, "--hami-configmap: \"a/b/c\" is not NAMESPACE/NAME");
+    const char *pcm[] = {"x",  "plan", "-f", "p", "--plugin-configmap",
+                         "/b", NULL};
+    expect_error(pcm, "--plugin-configmap: \"/b\" is not NAMESPACE/NAME");
     const char *watch[] = {"x", "retry", "n", "--watch", NULL};
     expect_error(watch, "--watch is only for status");
 }

@@ -439,6 +439,64 @@ static void test_invalid_layout(void **state)
     fleet_free(&f);
 }
 
+/* --plugin-configmap: a node whose own device plugin config is not in it
+ * would not be switched; the plan says why and exits 1. With the key
+ * there it is batch 1. */
+static void test_missing_plugin_config(void **state)
+{
+    (void)state;
+    json_object *o = json_tokener_parse(
+        "{\"metadata\":{\"name\":\"a\",\"labels\":{\"pool\":\"a\","
+        "\"gpumode.io/mode\":\"mig\",\"nvidia.com/device-plugin.config\":"
+        "\"mixed\"},\"annotations\":{\"gpumode.io/plugin-config\":"
+        "\"time-slicing\"}},\"status\":{\"conditions\":[{\"type\":"
+        "\"Ready\",\"status\":\"True\"}]}}");
+    struct gm_node *n = NULL;
+    assert_int_equal(gm_node_from_json(o, &n), 0);
+    json_object_put(o);
+    struct gm_policy *p = policy_json(
+        "f", "{\"mode\":\"full\",\"nodeSelector\":{\"matchLabels\":{"
+             "\"pool\":\"a\"}}}");
+    const char *data[] = {"{\"data\":{\"mixed\":\"\"}}",
+                          "{\"data\":{\"time-slicing\":\"version: v1\"}}"};
+    for (int i = 0; i < 2; i++) {
+        struct gm_plugin_configs c;
+        struct gm_dry_run r;
+        json_object *cm = json_tokener_parse(data[i]);
+        assert_int_equal(gm_plugin_configs_parse(cm, &c), 0);
+        json_object_put(cm);
+        struct gm_dry_input in = {
+            .policy = p,
+            .nodes = (const struct gm_node *const *)&n,
+            .n_nodes = 1,
+            .layouts_error = "not needed",
+            .plugin_configs = &c,
+            .plugin_configs_source = "ConfigMap gpu-operator/dp",
+            .now = NOW,
+        };
+        assert_int_equal(gm_dry_run_plan(&in, &r), 0);
+        if (i == 0) {
+            assert_int_equal(r.n_batches, 0);
+            assert_int_equal(r.n_errors, 1);
+            assert_string_equal(r.errors[0],
+                                "InvalidPluginConfig: node a: the device "
+                                "plugin config time-slicing is not in "
+                                "ConfigMap gpu-operator/dp: the plugin would "
+                                "not start (add the key, or change the "
+                                "node's config)");
+            assert_non_null(strstr(node(&r, "a")->note, "time-slicing"));
+        } else {
+            assert_int_equal(r.n_batches, 1);
+            assert_int_equal(r.n_errors, 0);
+            assert_int_equal(node(&r, "a")->batch, 1);
+        }
+        gm_dry_run_free(&r);
+        gm_plugin_configs_free(&c);
+    }
+    gm_policy_free(p);
+    gm_node_free(n);
+}
+
 static void test_file_errors_name_the_field(void **state)
 {
     (void)state;
@@ -481,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_pdb_selectors),
         cmocka_unit_test(test_conflicts_and_priority),
         cmocka_unit_test(test_invalid_layout),
+        cmocka_unit_test(test_missing_plugin_config),
         cmocka_unit_test(test_file_errors_name_the_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

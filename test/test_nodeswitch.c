@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "app/profile.h"
+#include "planner/pluginconfig.h"
 #include "common/strsel.h"
 #include "nodeswitch/drain.h"
 #include "nodeswitch/helperpod.h"
@@ -430,14 +431,14 @@ static void test_profile_own_config(void **state)
     const char *k[GM_PROFILE_MAX_LABELS + 1], *v[GM_PROFILE_MAX_LABELS + 1];
     const char *cfg = "unset";
 
-    assert_string_equal(gm_profile_own_config("ts-4", "mixed"), "ts-4");
-    assert_string_equal(gm_profile_own_config(NULL, "ts-4"), "ts-4");
-    assert_null(gm_profile_own_config(NULL, "mixed"));
-    assert_null(gm_profile_own_config(NULL, "single"));
-    assert_null(gm_profile_own_config(NULL, NULL));
-    assert_true(gm_profile_is_strategy("single"));
-    assert_false(gm_profile_is_strategy("single-ts"));
-    assert_false(gm_profile_is_strategy(NULL));
+    assert_string_equal(gm_plugin_config_own("ts-4", "mixed"), "ts-4");
+    assert_string_equal(gm_plugin_config_own(NULL, "ts-4"), "ts-4");
+    assert_null(gm_plugin_config_own(NULL, "mixed"));
+    assert_null(gm_plugin_config_own(NULL, "single"));
+    assert_null(gm_plugin_config_own(NULL, NULL));
+    assert_true(gm_plugin_config_is_strategy("single"));
+    assert_false(gm_plugin_config_is_strategy("single-ts"));
+    assert_false(gm_plugin_config_is_strategy(NULL));
     size_t n = gm_profile_start_labels(op, GM_MODE_FULL, NULL, "ts-4", k, v);
     for (size_t i = 0; i < n; i++)
         if (strcmp(k[i], "nvidia.com/device-plugin.config") == 0)

@@ -74,6 +74,7 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c)
     err |= set(&c->hami_cm.namespace, "kube-system");
     err |= set(&c->hami_cm.name, "hami-device-plugin");
     err |= set(&c->hami_cm.key, "config.json");
+    err |= set(&c->plugin_cm.name, "");
     if (!err)
         use_profile(c);
     c->qps = 50;
@@ -162,6 +163,7 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
         "runtimeClassName",
         "migConfigMap",
         "hamiConfigMap",
+        "devicePluginConfigMap",
         "qps",
         "burst",
         "clientsTimeoutSeconds",
@@ -219,6 +221,9 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     if (!rc)
         rc = read_cm(o, "hamiConfigMap", &c->hami_cm, path, err, err_len);
     if (!rc)
+        rc = read_cm(o, "devicePluginConfigMap", &c->plugin_cm, path, err,
+                     err_len);
+    if (!rc)
         rc = read_num(o, "qps", 1, 10000, &qps, path, err, err_len);
     if (!rc)
         rc = read_num(o, "burst", 1, 10000, &burst, path, err, err_len);
@@ -248,9 +253,21 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     c->helper_timeout_s = (long)ht;
     c->reboot_timeout_s = (long)rt;
     c->resources_grace_s = (long)rg;
+    if (c->plugin_cm.key) {
+        snprintf(err, err_len,
+                 "%s: devicePluginConfigMap.key: not used: every key of the "
+                 "ConfigMap is one device plugin config",
+                 path);
+        return -EINVAL;
+    }
+    if (c->plugin_cm.namespace == NULL &&
+        set(&c->plugin_cm.namespace, c->operator_ns))
+        return -ENOMEM;
     const char *bad_ns = !dns_label(c->operator_ns) ? "operatorNamespace"
                          : !dns_label(c->hami_ns)   ? "hamiNamespace"
-                                                    : NULL;
+                         : !dns_label(c->plugin_cm.namespace)
+                             ? "devicePluginConfigMap.namespace"
+                             : NULL;
     if (bad_ns) {
         snprintf(err, err_len,
                  "%s: %s: not a namespace name (lower-case letters, digits "
@@ -289,5 +306,8 @@ void gm_ctl_config_free(struct gm_ctl_config *c)
     free(c->hami_cm.namespace);
     free(c->hami_cm.name);
     free(c->hami_cm.key);
+    free(c->plugin_cm.namespace);
+    free(c->plugin_cm.name);
+    free(c->plugin_cm.key);
     memset(c, 0, sizeof(*c));
 }

@@ -13,6 +13,9 @@
  *                  key: config.yaml}
  *   hamiConfigMap: {namespace: kube-system, name: hami-device-plugin,
  *                   key: config.json}
+ *   devicePluginConfigMap:           # ClusterPolicy devicePlugin.config.name:
+ *     {namespace: gpu-operator,      # a switch whose node would select a
+ *      name: ""}                     # config not in it waits; "": unchecked
  *   qps: 50
  *   burst: 100
  *   clientsTimeoutSeconds: 300       # stop/start of device plugins
@@ -49,6 +52,9 @@ struct gm_ctl_config {
     char *runtime_class; /* owned or NULL */
     struct gm_cm_ref mig_cm;
     struct gm_cm_ref hami_cm;
+    /* The device plugin's configs, one per key (key unused); name ""
+     * when not checked, namespace the operator's by default. */
+    struct gm_cm_ref plugin_cm;
     double qps;
     int burst;
     long clients_timeout_s;

@@ -148,16 +148,3 @@ size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
     }
     return n;
 }
-
-bool gm_profile_is_strategy(const char *value)
-{
-    return value &&
-           (strcmp(value, "single") == 0 || strcmp(value, "mixed") == 0);
-}
-
-const char *gm_profile_own_config(const char *saved, const char *current)
-{
-    if (saved)
-        return saved;
-    return gm_profile_is_strategy(current) ? NULL : current;
-}

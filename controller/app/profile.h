@@ -62,13 +62,7 @@ size_t gm_profile_start_labels(const struct gm_profile *p, enum gm_mode m,
                                const char *strategy, const char *own_config,
                                const char **keys, const char **values);
 
-/* Is value one of the MIG strategies gpumode writes to the config label? */
-bool gm_profile_is_strategy(const char *value);
-
-/* The node's own config label value, to keep outside mig: the one saved
- * while gpumode had the node in mig (gpumode.io/plugin-config), else the
- * label's current value unless that is a strategy gpumode wrote. Borrowed
- * from its arguments; NULL when the label should be absent. */
-const char *gm_profile_own_config(const char *saved, const char *current);
+/* Which value of mig_config_label is the node's own, outside mig:
+ * gm_plugin_config_own in planner/pluginconfig.h. */
 
 #endif

@@ -28,6 +28,12 @@ struct layouts {
     char error[512];        /* why m is NULL */
 };
 
+/* The device plugin's config ConfigMap, parsed. */
+struct plugin_cm {
+    char *rv; /* owned */
+    struct gm_plugin_configs c;
+};
+
 /* Status writes of one policy are at most one per STATUS_INTERVAL_MS. In a
  * rollout some node changes phase many times a second, and every write
  * sends up to 256 node entries to the API server, etcd and each watcher;
@@ -38,14 +44,18 @@ struct gm_rollout {
     struct gm_ctl *ctl;
     struct gm_reflector *policies; /* struct entry */
     struct gm_reflector *cms;      /* struct layouts */
-    struct gm_map written;         /* policy name -> owned uint64_t: loop
-                                      time of its last status write */
-    struct gm_map differ;          /* policy name -> owned int: nodes its
-                                      last plan named for offering other
-                                      GPU resources */
+    /* struct plugin_cm; NULL when devicePluginConfigMap names none */
+    struct gm_reflector *plugin_cms;
+    struct gm_plugin_configs plugin_absent; /* what a missing one gives */
+    struct gm_map written; /* policy name -> owned uint64_t: loop
+                              time of its last status write */
+    struct gm_map differ;  /* policy name -> owned int: nodes its
+                              last plan named for offering other
+                              GPU resources */
     /* "ConfigMap NS/NAME": namespaces are at most 63 bytes, names 253. */
     char source[400];
-    char hami_source[400]; /* HAMi's per-node config */
+    char hami_source[400];   /* HAMi's per-node config */
+    char plugin_source[400]; /* the device plugin's configs */
 };
 
 /* One policy reconcile that went asynchronous: starts and a status write
@@ -211,6 +221,57 @@ static const struct gm_reflector_ops cm_ops = {
     .on_update = cm_update,
     .on_delete = cm_event,
 };
+
+static void *plugin_cm_decode(void *ud, json_object *obj)
+{
+    struct plugin_cm *pc = calloc(1, sizeof(*pc));
+    (void)ud;
+    if (pc == NULL)
+        return NULL;
+    const char *rv = json_object_get_string(
+        gm_json_get(gm_json_get(obj, "metadata"), "resourceVersion"));
+    pc->rv = strdup(rv ? rv : "");
+    if (pc->rv == NULL || gm_plugin_configs_parse(obj, &pc->c)) {
+        gm_plugin_configs_free(&pc->c);
+        free(pc->rv);
+        free(pc);
+        return NULL;
+    }
+    return pc;
+}
+
+static void plugin_cm_free(void *ud, void *obj)
+{
+    struct plugin_cm *pc = obj;
+    (void)ud;
+    gm_plugin_configs_free(&pc->c);
+    free(pc->rv);
+    free(pc);
+}
+
+static const char *plugin_cm_rv(const void *obj)
+{
+    const struct plugin_cm *pc = obj;
+    return pc->rv;
+}
+
+static const struct gm_reflector_ops plugin_cm_ops = {
+    .decode = plugin_cm_decode,
+    .free_obj = plugin_cm_free,
+    .resource_version = plugin_cm_rv,
+    .on_add = cm_event,
+    .on_update = cm_update,
+    .on_delete = cm_event,
+};
+
+/* The device plugin's configs as cached, or NULL when not checked. */
+static const struct gm_plugin_configs *plugin_configs(struct gm_rollout *r)
+{
+    if (r->plugin_cms == NULL)
+        return NULL;
+    struct gm_map_entry *e = gm_map_first(gm_reflector_items(r->plugin_cms));
+    return e ? &((const struct plugin_cm *)e->value)->c : &r->plugin_absent;
+}
 
 /* ---- hooks for the switch ---- */
 
@@ -449,6 +510,9 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         .hami_entries = gm_ctl_hami_entries(r->ctl),
         .vgpu_resource = r->ctl->cfg->profile->vgpu_resource,
         .resources_grace_s = r->ctl->cfg->resources_grace_s,
+        .plugin_configs = plugin_configs(r),
+        .plugin_configs_source = r->plugin_source,
+        .plugin_config_label = r->ctl->cfg->profile->mig_config_label,
     };
     struct gm_plan plan;
     rc = gm_plan_policy(&in, &plan);
@@ -533,6 +597,11 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
              c->mig_cm.namespace, c->mig_cm.name);
     snprintf(r->hami_source, sizeof(r->hami_source), "ConfigMap %s/%s",
              c->hami_cm.namespace, c->hami_cm.name);
+    const char *plugin_ns =
+        c->plugin_cm.namespace ? c->plugin_cm.namespace : c->operator_ns;
+    snprintf(r->plugin_source, sizeof(r->plugin_source), "ConfigMap %s/%s",
+             plugin_ns, c->plugin_cm.name ? c->plugin_cm.name : "");
+    gm_map_init(&r->plugin_absent.m);
     ctl->policy_for = policy_for;
     ctl->governed = governed;
     ctl->policy_data = r;
@@ -550,7 +619,16 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     snprintf(field, sizeof(field), "metadata.name=%s", c->mig_cm.name);
     struct gm_reflector_opts co = {.path = path, .field_selector = field};
     err = gm_reflector_start(ctl->kube, ctl->loop, &co, &cm_ops, r, &r->cms);
+    if (!err && c->plugin_cm.name && c->plugin_cm.name[0]) {
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps",
+                 plugin_ns);
+        snprintf(field, sizeof(field), "metadata.name=%s", c->plugin_cm.name);
+        struct gm_reflector_opts pco = {.path = path, .field_selector = field};
+        err = gm_reflector_start(ctl->kube, ctl->loop, &pco, &plugin_cm_ops, r,
+                                 &r->plugin_cms);
+    }
     if (err) {
+        gm_reflector_free(r->cms);
         gm_reflector_free(r->policies);
         free(r);
         return err;
@@ -562,7 +640,8 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
 bool gm_rollout_synced(const struct gm_rollout *r)
 {
     return gm_reflector_has_synced(r->policies) &&
-           gm_reflector_has_synced(r->cms);
+           gm_reflector_has_synced(r->cms) &&
+           (r->plugin_cms == NULL || gm_reflector_has_synced(r->plugin_cms));
 }
 
 void gm_rollout_free(struct gm_rollout *r)
@@ -575,6 +654,8 @@ void gm_rollout_free(struct gm_rollout *r)
     r->ctl->reconcile_policy = NULL;
     gm_reflector_free(r->policies);
     gm_reflector_free(r->cms);
+    gm_reflector_free(r->plugin_cms);
+    gm_plugin_configs_free(&r->plugin_absent);
     for (struct gm_map_entry *it = gm_map_first(&r->written); it;
          it = gm_map_next(&r->written, it))
         free(it->value);

@@ -30,6 +30,7 @@ const char *gm_cli_usage(void)
            "  plan -f FILE [-o json]      dry run of a policy against the "
            "cluster\n"
            "       [--mig-configmap NS/NAME] [--hami-configmap NS/NAME]\n"
+           "       [--plugin-configmap NS/NAME]\n"
            "  retry NODE                  retry a failed switch\n"
            "  pause POLICY                stop starting new switches\n"
            "  resume POLICY               start switches again\n"
@@ -84,6 +85,10 @@ _Static_assert(sizeof(((struct gm_cli_args *)0)->mig_name) ==
                    sizeof(((struct gm_cli_args *)0)->hami_ns) ==
                        sizeof(((struct gm_cli_args *)0)->mig_ns) &&
                    sizeof(((struct gm_cli_args *)0)->hami_name) ==
+                       sizeof(((struct gm_cli_args *)0)->mig_ns) &&
+                   sizeof(((struct gm_cli_args *)0)->plugin_ns) ==
+                       sizeof(((struct gm_cli_args *)0)->mig_ns) &&
+                   sizeof(((struct gm_cli_args *)0)->plugin_name) ==
                        sizeof(((struct gm_cli_args *)0)->mig_ns),
                "split_cm sizes every NS/NAME field alike");
 
@@ -111,6 +116,7 @@ enum flag_id {
     F_OUTPUT,
     F_MIGCM,
     F_HAMICM,
+    F_PLUGINCM,
     F_NS
 };
 
@@ -119,9 +125,13 @@ static const struct {
     const char *alias;
     enum flag_id id;
 } value_flags[] = {
-    {"--kubeconfig", NULL, F_KUBECONFIG}, {"--context", NULL, F_CONTEXT},
-    {"--filename", "-f", F_FILE},         {"--output", "-o", F_OUTPUT},
-    {"--mig-configmap", NULL, F_MIGCM},   {"--hami-configmap", NULL, F_HAMICM},
+    {"--kubeconfig", NULL, F_KUBECONFIG},
+    {"--context", NULL, F_CONTEXT},
+    {"--filename", "-f", F_FILE},
+    {"--output", "-o", F_OUTPUT},
+    {"--mig-configmap", NULL, F_MIGCM},
+    {"--hami-configmap", NULL, F_HAMICM},
+    {"--plugin-configmap", NULL, F_PLUGINCM},
     {"--namespace", "-n", F_NS},
 };
 
@@ -152,6 +162,9 @@ static int set_flag(enum flag_id id, const char *v, struct gm_cli_args *o,
     case F_HAMICM:
         return split_cm("--hami-configmap", v, o->hami_ns, o->hami_name, err,
                         len);
+    case F_PLUGINCM:
+        return split_cm("--plugin-configmap", v, o->plugin_ns, o->plugin_name,
+                        err, len);
     case F_NS:
         o->namespace = v;
         break;

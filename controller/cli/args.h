@@ -33,6 +33,10 @@ struct gm_cli_args {
     /* plan --hami-configmap NS/NAME; empty: the controller's default. */
     char hami_ns[254];
     char hami_name[254];
+    /* plan --plugin-configmap NS/NAME; empty: not checked (the
+     * controller's devicePluginConfigMap is unset by default). */
+    char plugin_ns[254];
+    char plugin_name[254];
     const char *namespace; /* --namespace: the controller's own */
 };
 

@@ -267,6 +267,10 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             /* The default preset's name; the hami preset's (nvidia.com/gpu)
              * is counted anyway. No grace: the plan shows the present. */
             .vgpu_resource = "nvidia.com/vgpu",
+            .plugin_configs = in->plugin_configs,
+            .plugin_configs_source = in->plugin_configs_source,
+            /* Both presets select the config with this label. */
+            .plugin_config_label = "nvidia.com/device-plugin.config",
         };
         err = gm_plan_policy(&pi, &pl);
         if (err)

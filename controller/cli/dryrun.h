@@ -79,6 +79,10 @@ struct gm_dry_input {
     /* "ConfigMap NS/NAME" of HAMi's per-node config when it does not
      * exist (no vgpu split can be written), else NULL. */
     const char *hami_config_absent;
+    /* The device plugin's configs (--plugin-configmap), or NULL: not
+     * checked; source names them. */
+    const struct gm_plugin_configs *plugin_configs;
+    const char *plugin_configs_source;
     time_t now;
 };
 

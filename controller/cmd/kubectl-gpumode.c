@@ -337,6 +337,10 @@ struct plan_ctx {
     char layouts_source[600];
     char hami_absent[600]; /* "ConfigMap NS/NAME" when it is not found */
     json_object *pdbs;     /* owned or NULL */
+    /* --plugin-configmap: owned, read when have_plugin */
+    struct gm_plugin_configs plugin;
+    bool have_plugin;
+    char plugin_source[600];
 };
 
 static void plan_ctx_free(struct plan_ctx *p)
@@ -353,6 +357,8 @@ static void plan_ctx_free(struct plan_ctx *p)
     free(p->pods);
     gm_migparted_free(p->layouts);
     json_object_put(p->pdbs);
+    if (p->have_plugin)
+        gm_plugin_configs_free(&p->plugin);
 }
 
 /* Reads the policy file; errors name the file and the field. */
@@ -463,6 +469,28 @@ static int fetch_plan_inputs(struct gm_cli_conn *c, const struct gm_cli_args *a,
         snprintf(p->hami_absent, sizeof(p->hami_absent), "ConfigMap %s/%s", ns,
                  name);
     json_object_put(cm);
+    /* The device plugin's configs only when named: the controller checks
+     * them only when its devicePluginConfigMap is set. A 404 is a
+     * ConfigMap that does not exist (every key missing). */
+    if (a->plugin_name[0]) {
+        snprintf(p->plugin_source, sizeof(p->plugin_source), "ConfigMap %s/%s",
+                 a->plugin_ns, a->plugin_name);
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
+                 a->plugin_ns, a->plugin_name);
+        cm = NULL;
+        if (gm_cli_get(c, path, &cm, &e) && e.code != 404) {
+            gm_cli_describe(c, &e, NULL, msg, sizeof(msg));
+            fail("reading %s: %s", p->plugin_source, msg);
+            return 1;
+        }
+        int rc = gm_plugin_configs_parse(cm, &p->plugin);
+        json_object_put(cm);
+        p->have_plugin = true;
+        if (rc) {
+            fail("out of memory");
+            return 1;
+        }
+    }
     /* PDBs are read across namespaces once; a cluster that forbids it
      * still gets a plan, without the protection column. */
     if (gm_cli_list(c, "/apis/policy/v1/poddisruptionbudgets", &p->pdbs, &e))
@@ -537,6 +565,8 @@ static int cmd_plan(const struct gm_cli_args *a)
         .layouts_source = p.layouts_source,
         .layouts_error = p.layouts ? NULL : p.layouts_error,
         .hami_config_absent = p.hami_absent[0] ? p.hami_absent : NULL,
+        .plugin_configs = p.have_plugin ? &p.plugin : NULL,
+        .plugin_configs_source = p.plugin_source,
         .now = time(NULL),
     };
     int err = gm_dry_run_plan(&in, &run);

@@ -17,6 +17,7 @@
 #include "nodeswitch/helperpod.h"
 #include "planner/labels.h"
 #include "planner/plan.h"
+#include "planner/pluginconfig.h"
 
 #define EVICT_RETRY_MS 5000
 #define WAIT_POLL_MS 2000
@@ -1123,10 +1124,10 @@ static const char *own_config(struct sw *s)
         return NULL;
     const struct gm_saved_label *l = gm_record_saved(&s->rec, key);
     if (s->node->ann_plugin_config == NULL && l &&
-        !gm_profile_is_strategy(l->value))
+        !gm_plugin_config_is_strategy(l->value))
         return l->value;
-    return gm_profile_own_config(s->node->ann_plugin_config,
-                                 gm_node_label(s->node, key));
+    return gm_plugin_config_own(s->node->ann_plugin_config,
+                                gm_node_label(s->node, key));
 }
 
 /* In mig the config label names the strategy, so the value the node had
@@ -1145,7 +1146,7 @@ static void keep_own_config(struct sw *s, json_object *ann)
         bool keep =
             s->rec.from != GM_MODE_MIG && (s->rec.from != GM_MODE_UNKNOWN ||
                                            s->node->ann_plugin_config == NULL);
-        if (keep && l && l->value && !gm_profile_is_strategy(l->value))
+        if (keep && l && l->value && !gm_plugin_config_is_strategy(l->value))
             json_object_object_add(ann, GM_ANN_PLUGIN_CONFIG,
                                    json_object_new_string(l->value));
     } else if (s->node->ann_plugin_config) {

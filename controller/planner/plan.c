@@ -97,6 +97,8 @@ struct ctx {
     int unavailable;
     int layout_errors;
     char first_layout_error[1024];
+    int config_errors; /* pending nodes whose plugin config cannot load */
+    char first_config_error[1100];
     /* The named layout, resolved once: NULL with layout_msg when missing. */
     const struct gm_mig_layout *layout;
     char layout_what[300];
@@ -478,6 +480,28 @@ static int note_layout_error(struct ctx *c, const struct gm_node *n,
                     msg);
 }
 
+static const char *strategy_name(enum gm_mig_strategy s)
+{
+    return s == GM_MIG_SINGLE ? "single" : "mixed";
+}
+
+/* The device plugin config the node's switch would select, checked when
+ * the configs are known: 0, or -EINVAL with msg. */
+static int check_plugin_config(struct ctx *c, const struct gm_node *n,
+                               char *msg, size_t len)
+{
+    const struct gm_policy_spec *s = &c->p->spec;
+    if (c->in->plugin_configs == NULL)
+        return 0;
+    const char *strategy =
+        s->mode == GM_MODE_MIG ? strategy_name(s->mig_strategy) : NULL;
+    const char *key =
+        gm_plugin_config_key(n, c->in->plugin_config_label, s->mode, strategy);
+    return gm_plugin_config_check(c->in->plugin_configs,
+                                  c->in->plugin_configs_source, key, strategy,
+                                  msg, len);
+}
+
 static int classify_pending(struct ctx *c, const struct gm_node *n)
 {
     enum gm_mode from = node_mode(n);
@@ -493,6 +517,16 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
             return note_layout_error(c, n, from, msg);
         if (err)
             return err;
+    }
+    char why[1024];
+    if (check_plugin_config(c, n, why, sizeof(why))) {
+        free(layout);
+        if (c->config_errors++ == 0)
+            snprintf(c->first_config_error, sizeof(c->first_config_error),
+                     "node %s: %s", n->name, why);
+        return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
+                        gm_mode_name(from), gm_mode_name(c->p->spec.mode), "%s",
+                        why);
     }
     if (!n->ready) {
         free(layout);
@@ -920,6 +954,12 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
         snprintf(msg, sizeof(msg), "%s%s", c.first_layout_error,
                  c.layout_errors > 1 ? " (and other nodes)" : "");
         err = set_stall(out, "InvalidLayout", msg);
+    }
+    if (!err && c.config_errors > 0) {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "%s%s", c.first_config_error,
+                 c.config_errors > 1 ? " (and other nodes)" : "");
+        err = set_stall(out, "InvalidPluginConfig", msg);
     }
     const struct gm_policy_spec *spec = &c.p->spec;
     if (!err && spec->mode == GM_MODE_VGPU && spec->has_split_count &&

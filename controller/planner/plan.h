@@ -48,6 +48,7 @@
 #include "kube/node.h"
 #include "planner/budget.h"
 #include "planner/layout.h"
+#include "planner/pluginconfig.h"
 #include "planner/policy.h"
 
 enum gm_node_state {
@@ -118,6 +119,16 @@ struct gm_plan_input {
      * never switches such a node by itself: the change may be a person's, and a
      * switch drains. */
     long resources_grace_s;
+    /* The device plugin's configs (devicePluginConfigMap in the
+     * controller's config), or NULL when not checked. A pending node whose
+     * switch would select, through plugin_config_label, a config the
+     * plugin cannot load (gm_plugin_config_check) is not started, and the
+     * policy stalls (InvalidPluginConfig) until a person fixes the
+     * ConfigMap or the node: the plugin would crash-loop after the drain,
+     * and the switch roll back only after clientsTimeoutSeconds. */
+    const struct gm_plugin_configs *plugin_configs;
+    const char *plugin_configs_source; /* "ConfigMap gpu-operator/..." */
+    const char *plugin_config_label;   /* the profile's, or NULL: none */
 };
 
 struct gm_plan {

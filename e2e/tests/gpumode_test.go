@@ -209,6 +209,19 @@ func WaitPolicy(t *testing.T, b *Bed, name string, timeout time.Duration, what s
 	return last
 }
 
+// ConvergedOffering: Converged, and node advertises want of resource.
+func ConvergedOffering(t *testing.T, b *Bed, node, resource string, want int64) func(*PolicyStatus) error {
+	return func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		if got := Allocatable(GetNode(t, b, node), resource); got != want {
+			return fmt.Errorf("%s: %s=%d, want %d", node, resource, got, want)
+		}
+		return nil
+	}
+}
+
 // Converged: every matched node converged, at the current generation.
 func Converged(s *PolicyStatus) error {
 	if s.ObservedGeneration != s.Generation {

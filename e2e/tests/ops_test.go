@@ -35,10 +35,36 @@ func TestManifestsAndRBAC(t *testing.T) {
 		out, _ := b.Kubectl(append([]string{"auth", "can-i", "--as=" + saUser}, args...)...)
 		return strings.TrimSpace(out) == "yes"
 	}
+	// The Role for devicePluginConfigMap ships commented out (its name is
+	// the cluster's): uncommented as the file says, it applies and grants
+	// reading that one ConfigMap.
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "manifests", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(raw), "# devicePluginConfigMap is set in controller.yaml")
+	if !ok {
+		t.Fatal("rbac.yaml: the devicePluginConfigMap Role is gone")
+	}
+	var yaml []string
+	for _, l := range strings.Split(block, "\n") {
+		if strings.HasPrefix(l, "# ") && !strings.Contains(l, "namespace and name set there") {
+			yaml = append(yaml, strings.TrimPrefix(l, "# "))
+		}
+	}
+	rbacFile := filepath.Join(b.Dir, "plugin-config-rbac.yaml")
+	if err := os.WriteFile(rbacFile, []byte(strings.Join(yaml, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.MustKubectl("apply", "-f", rbacFile)
 	for _, c := range []struct {
 		args []string
 		want bool
 	}{
+		{[]string{"get", "configmaps/device-plugin-config", "-n", "gpu-operator"}, true},
+		{[]string{"watch", "configmaps/device-plugin-config", "-n", "gpu-operator"}, true},
+		{[]string{"update", "configmaps/device-plugin-config", "-n", "gpu-operator"}, false},
+		{[]string{"get", "configmaps/other", "-n", "gpu-operator"}, false},
 		{[]string{"get", "secrets", "-n", "gpumode-system"}, false},
 		{[]string{"list", "secrets", "-A"}, false},
 		{[]string{"create", "pods", "-n", "default"}, false},
@@ -67,6 +93,7 @@ func TestManifestsAndRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	LabelNodes(t, b, "pool=a", "gpu-001")
+	AppendControllerConfig(t, b, "devicePluginConfigMap: {namespace: gpu-operator, name: device-plugin-config}\n")
 	c := &Controller{t: t, b: b, args: []string{"--kubeconfig", saKC}}
 	c.start()
 	t.Cleanup(func() {

@@ -749,6 +749,62 @@ spec:
 	}
 }
 
+// TestMissingPluginConfigWaits: with devicePluginConfigMap set, a switch
+// whose node would select a device plugin config that is not in the
+// ConfigMap is not started. A time-sliced node goes to mig (its config
+// kept aside); someone removes the time-slicing key; the policy goes back
+// to full. The node is not drained for a plugin that could not start: the
+// policy stalls with InvalidPluginConfig naming the node and the key, the
+// node stays in mig, schedulable. Once the key is back, the switch runs.
+func TestMissingPluginConfigWaits(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", "gpu-001")
+	b.MustKubectl("delete", "pod", "-n", "gpu-operator", "-l", "app in (nvidia-device-plugin-daemonset,gpu-feature-discovery)")
+	Eventually(t, 60*time.Second, "the node time-sliced", func(context.Context) error {
+		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/gpu"); got != 32 {
+			return fmt.Errorf("nvidia.com/gpu=%d", got)
+		}
+		return nil
+	})
+	AppendControllerConfig(t, b, "devicePluginConfigMap: {namespace: gpu-operator, name: device-plugin-config}\n")
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 120*time.Second, "mig", Converged)
+	cms := b.CS.CoreV1().ConfigMaps("gpu-operator")
+	cm, err := cms.Get(context.Background(), "device-plugin-config", metav1.GetOptions{})
+	if err != nil || cm.Data["time-slicing"] == "" {
+		t.Fatalf("the bed's device plugin configs: %v %v", err, cm)
+	}
+	saved := cm.Data["time-slicing"]
+	b.MustKubectl("patch", "configmap", "-n", "gpu-operator", "device-plugin-config", "--type=json",
+		"-p", `[{"op":"remove","path":"/data/time-slicing"}]`)
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
+	WaitPolicy(t, b, "a", 60*time.Second, "InvalidPluginConfig", func(s *PolicyStatus) error {
+		st, reason, msg := s.Cond("Stalled")
+		if st != "True" || reason != "InvalidPluginConfig" || !strings.Contains(msg, "node gpu-001: the device plugin config time-slicing is not in ConfigMap gpu-operator/device-plugin-config") {
+			return fmt.Errorf("Stalled=%s %s %q", st, reason, msg)
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second) // and nothing starts meanwhile
+	n := GetNode(t, b, "gpu-001")
+	if SwitchAnnotation(n) != nil || n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "mig" || Allocatable(n, "nvidia.com/mig-1g.10gb") != 56 {
+		t.Fatalf("the node was touched: record %v unschedulable %v mode %q", SwitchAnnotation(n), n.Spec.Unschedulable, n.Labels["gpumode.io/mode"])
+	}
+	cm, err = cms.Get(context.Background(), "device-plugin-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["time-slicing"] = saved
+	if _, err := cms.Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	WaitPolicy(t, b, "a", 120*time.Second, "full, time-sliced again", ConvergedOffering(t, b, "gpu-001", "nvidia.com/gpu", 32))
+}
+
 // TestRollbackToVgpuKeepsSplit: a node in vgpu mode with 4 vGPUs per GPU
 // fails to go to mig; the rollback restores vgpu as it was, and its
 // verification expects the node's own split (HAMi's per-node entry), not
@@ -832,25 +888,9 @@ func TestSettingsChangeSwitchesWithinMode(t *testing.T) {
 	}
 
 	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu","mig":null,"vgpu":{"splitCount":4}}}`)
-	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 4", func(s *PolicyStatus) error {
-		if err := Converged(s); err != nil {
-			return err
-		}
-		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/vgpu"); got != 32 {
-			return fmt.Errorf("nvidia.com/vgpu=%d, want 8 x 4", got)
-		}
-		return nil
-	})
+	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 4", ConvergedOffering(t, b, "gpu-001", "nvidia.com/vgpu", 32))
 	PatchPolicy(t, b, "a", `{"spec":{"vgpu":{"splitCount":2}}}`)
-	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 2", func(s *PolicyStatus) error {
-		if err := Converged(s); err != nil {
-			return err
-		}
-		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/vgpu"); got != 16 {
-			return fmt.Errorf("nvidia.com/vgpu=%d, want 8 x 2", got)
-		}
-		return nil
-	})
+	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with split 2", ConvergedOffering(t, b, "gpu-001", "nvidia.com/vgpu", 16))
 	n = GetNode(t, b, "gpu-001")
 	if s := n.Annotations["gpumode.io/settings"]; s != `{"splitCount":2,"memoryScaling":1,"coreScaling":1}` {
 		t.Errorf("gpumode.io/settings in vgpu %q", s)
@@ -1193,15 +1233,7 @@ spec:
 	}
 	StartController(t, b)
 	Apply(t, b, policy)
-	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with HAMi's defaults", func(s *PolicyStatus) error {
-		if err := Converged(s); err != nil {
-			return err
-		}
-		if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/vgpu"); got != 80 {
-			return fmt.Errorf("nvidia.com/vgpu=%d, want 8 x 10", got)
-		}
-		return nil
-	})
+	WaitPolicy(t, b, "a", 90*time.Second, "vgpu with HAMi's defaults", ConvergedOffering(t, b, "gpu-001", "nvidia.com/vgpu", 80))
 	if s := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; s != "{}" {
 		t.Errorf("gpumode.io/settings %q, want {}: no split was written", s)
 	}

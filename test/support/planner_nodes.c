@@ -62,6 +62,7 @@ void gmt_node_free(struct gm_node *n)
     free(n->ann_switch);
     free(n->ann_boot_id);
     free(n->ann_retry);
+    free(n->ann_plugin_config);
     free(n->boot_id);
     free(n);
 }

@@ -1,0 +1,146 @@
+#include "planner/pluginconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/yaml.h"
+
+/* What the plugin's config loader refuses (api/config/v1): text that is
+ * not YAML, a version other than v1 (none means v1), an unknown MIG
+ * strategy. Other fields are the plugin's business and left alone. */
+static void read_config(const char *text, struct gm_plugin_config *pc)
+{
+    json_object *o = NULL;
+    char err[160];
+
+    if (gm_yaml_parse(text, strlen(text), &o, err, sizeof(err))) {
+        snprintf(pc->error, sizeof(pc->error), "not YAML: %s", err);
+        return;
+    }
+    if (o == NULL) /* empty: every default */
+        return;
+    if (!json_object_is_type(o, json_type_object)) {
+        snprintf(pc->error, sizeof(pc->error), "not a mapping");
+        json_object_put(o);
+        return;
+    }
+    json_object *v = gm_json_get(o, "version");
+    if (v && (!json_object_is_type(v, json_type_string) ||
+              (strcmp(json_object_get_string(v), "v1") != 0 &&
+               json_object_get_string(v)[0] != '\0')))
+        snprintf(pc->error, sizeof(pc->error),
+                 "version: unknown version %s (the plugin reads v1)",
+                 json_object_get_string(v));
+    json_object *s = gm_json_get(gm_json_get(o, "flags"), "migStrategy");
+    if (s && pc->error[0] == '\0') {
+        const char *name = json_object_get_string(s);
+        if (json_object_is_type(s, json_type_string) &&
+            (strcmp(name, "none") == 0 || gm_plugin_config_is_strategy(name)))
+            snprintf(pc->mig_strategy, sizeof(pc->mig_strategy), "%s", name);
+        else
+            snprintf(pc->error, sizeof(pc->error),
+                     "flags.migStrategy: unknown strategy %s (none, single "
+                     "or mixed)",
+                     name);
+    }
+    json_object_put(o);
+}
+
+int gm_plugin_configs_parse(json_object *cm, struct gm_plugin_configs *out)
+{
+    memset(out, 0, sizeof(*out));
+    gm_map_init(&out->m);
+    out->exists = cm != NULL;
+    json_object *data = gm_json_get(cm, "data");
+    if (data == NULL || !json_object_is_type(data, json_type_object))
+        return 0;
+    json_object_object_foreach(data, key, val)
+    {
+        struct gm_plugin_config *pc = calloc(1, sizeof(*pc));
+        if (pc == NULL || gm_map_put(&out->m, key, pc, NULL)) {
+            free(pc);
+            return -ENOMEM;
+        }
+        if (json_object_is_type(val, json_type_string))
+            read_config(json_object_get_string(val), pc);
+        else
+            snprintf(pc->error, sizeof(pc->error), "not a string");
+    }
+    return 0;
+}
+
+void gm_plugin_configs_free(struct gm_plugin_configs *c)
+{
+    for (struct gm_map_entry *it = gm_map_first(&c->m); it;
+         it = gm_map_next(&c->m, it))
+        free(it->value);
+    gm_map_free(&c->m);
+    c->exists = false;
+}
+
+bool gm_plugin_config_is_strategy(const char *value)
+{
+    return value &&
+           (strcmp(value, "single") == 0 || strcmp(value, "mixed") == 0);
+}
+
+const char *gm_plugin_config_own(const char *saved, const char *current)
+{
+    if (saved)
+        return saved;
+    return gm_plugin_config_is_strategy(current) ? NULL : current;
+}
+
+const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
+                                 enum gm_mode to, const char *strategy)
+{
+    if (label == NULL)
+        return NULL;
+    if (to == GM_MODE_MIG)
+        return strategy;
+    if (to != GM_MODE_FULL)
+        return NULL;
+    return gm_plugin_config_own(n->ann_plugin_config, gm_node_label(n, label));
+}
+
+int gm_plugin_config_check(const struct gm_plugin_configs *c,
+                           const char *source, const char *key,
+                           const char *strategy, char *msg, size_t len)
+{
+    if (key == NULL)
+        return 0;
+    if (!c->exists) {
+        snprintf(msg, len,
+                 "the device plugin config %s cannot be loaded: %s does not "
+                 "exist (devicePluginConfigMap in the controller's config "
+                 "names it)",
+                 key, source);
+        return -EINVAL;
+    }
+    const struct gm_plugin_config *pc = gm_map_get(&c->m, key);
+    if (pc == NULL) {
+        snprintf(msg, len,
+                 "the device plugin config %s is not in %s: the plugin "
+                 "would not start (add the key, or change the node's "
+                 "config)",
+                 key, source);
+        return -EINVAL;
+    }
+    if (pc->error[0]) {
+        snprintf(msg, len, "the device plugin config %s in %s: %s", key, source,
+                 pc->error);
+        return -EINVAL;
+    }
+    if (strategy && pc->mig_strategy[0] &&
+        strcmp(pc->mig_strategy, strategy) != 0) {
+        snprintf(msg, len,
+                 "the device plugin config %s in %s sets flags.migStrategy "
+                 "%s: the plugin would not offer the %s strategy's resources",
+                 key, source, pc->mig_strategy, strategy);
+        return -EINVAL;
+    }
+    return 0;
+}

@@ -1,0 +1,278 @@
+/* The device plugin's configs (devicePluginConfigMap): what the plugin
+ * could not load is named, and the planner starts no switch whose node
+ * would select such a config; it stalls the policy with
+ * InvalidPluginConfig instead, naming the node, the key and the
+ * ConfigMap. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner/plan.h"
+#include "planner/pluginconfig.h"
+#include "support/planner_nodes.h"
+
+#define NOW 1715034600
+#define SOURCE "ConfigMap gpu-operator/plugin-configs"
+#define LABEL "nvidia.com/device-plugin.config"
+#define H100 "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3"
+
+/* The ConfigMap {"data": data} (NULL: it does not exist), parsed. */
+static void configs(const char *data, struct gm_plugin_configs *out)
+{
+    json_object *cm = NULL;
+    if (data) {
+        char text[2048];
+        snprintf(text, sizeof(text), "{\"data\":%s}", data);
+        cm = json_tokener_parse(text);
+        assert_non_null(cm);
+    }
+    assert_int_equal(gm_plugin_configs_parse(cm, out), 0);
+    json_object_put(cm);
+}
+
+static struct gm_policy *policy(const char *mode, const char *extra)
+{
+    char json[1024];
+    snprintf(json, sizeof(json),
+             "{\"metadata\":{\"name\":\"p\",\"generation\":1},\"spec\":"
+             "{\"mode\":\"%s\",\"nodeSelector\":{\"matchLabels\":"
+             "{\"pool\":\"a\"}}%s}}",
+             mode, extra);
+    return gmt_policy(json, 0);
+}
+
+static struct gm_policy *mig(const char *strategy)
+{
+    char extra[256];
+    snprintf(extra, sizeof(extra),
+             ",\"mig\":{\"strategy\":\"%s\",\"layout\":[{\"migDevices\":"
+             "{\"1g.10gb\":7}}]}",
+             strategy);
+    return policy("mig", extra);
+}
+
+/* Plans p over the one node n with the configs c (NULL: unchecked). */
+static void plan(const struct gm_policy *p, struct gm_node *n,
+                 const struct gm_plugin_configs *c, struct gm_plan *out)
+{
+    const struct gm_policy *all[1] = {p};
+    const struct gm_node *nodes[1] = {n};
+    struct gm_plan_input in = {
+        .policy = p,
+        .policies = all,
+        .n_policies = 1,
+        .nodes = nodes,
+        .n_nodes = 1,
+        .now = NOW,
+        .layouts_source = "ConfigMap gpu-operator/default-mig-parted-config",
+        .layouts_error = "not needed",
+        .vgpu_resource = "nvidia.com/vgpu",
+        .plugin_configs = c,
+        .plugin_configs_source = SOURCE,
+        .plugin_config_label = LABEL,
+    };
+    assert_int_equal(gm_plan_policy(&in, out), 0);
+}
+
+/* Asserts the plan started nothing and stalls with a message holding
+ * want, which the node's own status line holds too. */
+static void assert_refused(const struct gm_plan *pl, const char *want)
+{
+    assert_int_equal(pl->n_starts, 0);
+    assert_string_equal(pl->stall_reason, "InvalidPluginConfig");
+    assert_non_null(strstr(pl->stall_message, "node n1: "));
+    assert_non_null(strstr(pl->stall_message, want));
+    assert_int_equal(pl->n_nodes, 1);
+    assert_string_equal(pl->nodes[0].phase, "Pending");
+    assert_non_null(strstr(pl->nodes[0].message, want));
+}
+
+static void test_parse_names_what_the_plugin_refuses(void **state)
+{
+    (void)state;
+    struct gm_plugin_configs c;
+    configs("{\"mixed\":\"version: v1\\nflags:\\n  migStrategy: mixed\\n\","
+            "\"empty\":\"\","
+            "\"v2\":\"version: v2\\n\","
+            "\"bad-strategy\":\"flags: {migStrategy: fancy}\","
+            "\"list\":\"- a\\n- b\\n\","
+            "\"broken\":\"flags: {migStrategy: [\"}",
+            &c);
+    assert_true(c.exists);
+    const struct gm_plugin_config *pc = gm_map_get(&c.m, "mixed");
+    assert_string_equal(pc->mig_strategy, "mixed");
+    assert_string_equal(pc->error, "");
+    pc = gm_map_get(&c.m, "empty");
+    assert_string_equal(pc->mig_strategy, "");
+    assert_string_equal(pc->error, "");
+    pc = gm_map_get(&c.m, "v2");
+    assert_non_null(strstr(pc->error, "version: unknown version v2"));
+    pc = gm_map_get(&c.m, "bad-strategy");
+    assert_non_null(strstr(pc->error, "flags.migStrategy: unknown strategy "
+                                      "fancy"));
+    pc = gm_map_get(&c.m, "list");
+    assert_string_equal(pc->error, "not a mapping");
+    pc = gm_map_get(&c.m, "broken");
+    assert_non_null(strstr(pc->error, "not YAML: line 2, column 1"));
+    gm_plugin_configs_free(&c);
+
+    configs(NULL, &c);
+    assert_false(c.exists);
+    gm_plugin_configs_free(&c);
+}
+
+static void test_key_a_node_selects(void **state)
+{
+    (void)state;
+    struct gm_node *in_mig =
+        gmt_node("n1", "gpumode.io/mode=mig", LABEL "=mixed", NULL);
+    struct gm_node *own = gmt_node("n2", LABEL "=time-slicing", NULL);
+    struct gm_node *plain = gmt_node("n3", NULL);
+    assert_string_equal(
+        gm_plugin_config_key(in_mig, LABEL, GM_MODE_MIG, "single"), "single");
+    /* Into full: the value kept while in mig, the node's own label, or
+     * none (a strategy gpumode wrote is not the node's). */
+    assert_null(gm_plugin_config_key(in_mig, LABEL, GM_MODE_FULL, NULL));
+    gmt_set(&in_mig->ann_plugin_config, "time-slicing");
+    assert_string_equal(gm_plugin_config_key(in_mig, LABEL, GM_MODE_FULL, NULL),
+                        "time-slicing");
+    assert_string_equal(gm_plugin_config_key(own, LABEL, GM_MODE_FULL, NULL),
+                        "time-slicing");
+    assert_null(gm_plugin_config_key(plain, LABEL, GM_MODE_FULL, NULL));
+    /* vgpu runs HAMi's plugin; a profile without the label selects none. */
+    assert_null(gm_plugin_config_key(own, LABEL, GM_MODE_VGPU, NULL));
+    assert_null(gm_plugin_config_key(own, NULL, GM_MODE_FULL, NULL));
+    gmt_node_free(in_mig);
+    gmt_node_free(own);
+    gmt_node_free(plain);
+}
+
+static void test_mig_needs_its_strategy_key(void **state)
+{
+    (void)state;
+    struct gm_policy *p = mig("single");
+    struct gm_node *n = gmt_node("n1", "pool=a", H100, NULL);
+    struct gm_plugin_configs c;
+    struct gm_plan pl;
+
+    configs("{\"mixed\":\"flags: {migStrategy: mixed}\"}", &c);
+    plan(p, n, &c, &pl);
+    assert_refused(&pl, "the device plugin config single is not in " SOURCE);
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+
+    /* There, but for another strategy. */
+    configs("{\"single\":\"flags: {migStrategy: mixed}\"}", &c);
+    plan(p, n, &c, &pl);
+    assert_refused(&pl, "sets flags.migStrategy mixed: the plugin would "
+                        "not offer the single strategy's resources");
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+
+    /* Right, or silent on the strategy (the operator's own applies). */
+    const char *good[] = {"{\"single\":\"flags: {migStrategy: single}\"}",
+                          "{\"single\":\"version: v1\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        configs(good[i], &c);
+        plan(p, n, &c, &pl);
+        assert_int_equal(pl.n_starts, 1);
+        assert_null(pl.stall_reason);
+        gm_plan_free(&pl);
+        gm_plugin_configs_free(&c);
+    }
+    /* Unchecked without the ConfigMap configured. */
+    plan(p, n, NULL, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    gmt_node_free(n);
+}
+
+static void test_full_needs_the_nodes_own_key(void **state)
+{
+    (void)state;
+    struct gm_policy *p = policy("full", "");
+    struct gm_node *n =
+        gmt_node("n1", "pool=a", "gpumode.io/mode=mig", LABEL "=mixed", NULL);
+    gmt_set(&n->ann_plugin_config, "time-slicing");
+    struct gm_plugin_configs c;
+    struct gm_plan pl;
+
+    configs("{\"mixed\":\"\",\"time-slicing-renamed\":\"\"}", &c);
+    plan(p, n, &c, &pl);
+    assert_refused(&pl,
+                   "the device plugin config time-slicing is not in " SOURCE
+                   ": the plugin would not start");
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+
+    configs("{\"time-slicing\":\"version: v2\"}", &c);
+    plan(p, n, &c, &pl);
+    assert_refused(&pl,
+                   "time-slicing in " SOURCE ": version: unknown version v2");
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+
+    /* A ConfigMap that does not exist loads nothing. */
+    configs(NULL, &c);
+    plan(p, n, &c, &pl);
+    assert_refused(&pl, SOURCE " does not exist");
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+
+    /* Present: the switch starts. A node with no config of its own needs
+     * none (the operator's default), even with no ConfigMap. */
+    configs("{\"time-slicing\":\"version: v1\"}", &c);
+    plan(p, n, &c, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_null(pl.stall_reason);
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+    free(n->ann_plugin_config);
+    n->ann_plugin_config = NULL;
+    configs(NULL, &c);
+    plan(p, n, &c, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+    gm_policy_free(p);
+    gmt_node_free(n);
+}
+
+/* vgpu runs HAMi's plugin: the NVIDIA plugin's configs are not asked. */
+static void test_vgpu_is_not_checked(void **state)
+{
+    (void)state;
+    struct gm_policy *p = policy("vgpu", "");
+    struct gm_node *n = gmt_node("n1", "pool=a", LABEL "=time-slicing", NULL);
+    struct gm_plugin_configs c;
+    struct gm_plan pl;
+    configs(NULL, &c);
+    plan(p, n, &c, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_null(pl.stall_reason);
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+    gm_policy_free(p);
+    gmt_node_free(n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_names_what_the_plugin_refuses),
+        cmocka_unit_test(test_key_a_node_selects),
+        cmocka_unit_test(test_mig_needs_its_strategy_key),
+        cmocka_unit_test(test_full_needs_the_nodes_own_key),
+        cmocka_unit_test(test_vgpu_is_not_checked),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
