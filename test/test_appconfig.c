@@ -109,6 +109,7 @@ static void test_config_errors(void **state)
                              "config"},
         {"badpluginns.yaml",
          "devicePluginConfigMap.namespace: not a namespace name"},
+        {"pluginnoname.yaml", "devicePluginConfigMap.name: required"},
         {"broken.yaml", "broken.yaml: line 2"},
         {"list.yaml", "list.yaml: must be a mapping"},
         {"missing.yaml", "missing.yaml: No such file"},

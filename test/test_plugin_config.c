@@ -129,6 +129,11 @@ static void test_parse_names_what_the_plugin_refuses(void **state)
     gm_plugin_configs_free(&c);
 }
 
+/* The key through the test's LABEL, into buf. */
+static char buf[256];
+#define KEY(n, to, strategy)                                                   \
+    gm_plugin_config_key(n, LABEL, to, strategy, buf, sizeof(buf))
+
 static void test_key_a_node_selects(void **state)
 {
     (void)state;
@@ -136,23 +141,46 @@ static void test_key_a_node_selects(void **state)
         gmt_node("n1", "gpumode.io/mode=mig", LABEL "=mixed", NULL);
     struct gm_node *own = gmt_node("n2", LABEL "=time-slicing", NULL);
     struct gm_node *plain = gmt_node("n3", NULL);
-    assert_string_equal(
-        gm_plugin_config_key(in_mig, LABEL, GM_MODE_MIG, "single"), "single");
+    assert_string_equal(KEY(in_mig, GM_MODE_MIG, "single"), "single");
     /* Into full: the value kept while in mig, the node's own label, or
      * none (a strategy gpumode wrote is not the node's). */
-    assert_null(gm_plugin_config_key(in_mig, LABEL, GM_MODE_FULL, NULL));
+    assert_null(KEY(in_mig, GM_MODE_FULL, NULL));
     gmt_set(&in_mig->ann_plugin_config, "time-slicing");
-    assert_string_equal(gm_plugin_config_key(in_mig, LABEL, GM_MODE_FULL, NULL),
-                        "time-slicing");
-    assert_string_equal(gm_plugin_config_key(own, LABEL, GM_MODE_FULL, NULL),
-                        "time-slicing");
-    assert_null(gm_plugin_config_key(plain, LABEL, GM_MODE_FULL, NULL));
+    assert_string_equal(KEY(in_mig, GM_MODE_FULL, NULL), "time-slicing");
+    assert_string_equal(KEY(own, GM_MODE_FULL, NULL), "time-slicing");
+    assert_null(KEY(plain, GM_MODE_FULL, NULL));
     /* vgpu runs HAMi's plugin; a profile without the label selects none. */
-    assert_null(gm_plugin_config_key(own, LABEL, GM_MODE_VGPU, NULL));
-    assert_null(gm_plugin_config_key(own, NULL, GM_MODE_FULL, NULL));
+    assert_null(KEY(own, GM_MODE_VGPU, NULL));
+    assert_null(
+        gm_plugin_config_key(own, NULL, GM_MODE_FULL, NULL, buf, sizeof(buf)));
     gmt_node_free(in_mig);
     gmt_node_free(own);
     gmt_node_free(plain);
+}
+
+/* A held full -> mig attempt that got past StartingClients: the label says
+ * mixed, nothing is kept in the annotation, and the record saved the
+ * node's own value. A retry into full writes that value back, so that is
+ * the key checked; the annotation, once there, wins. */
+static void test_key_of_a_retry_from_its_record(void **state)
+{
+    (void)state;
+    struct gm_node *n =
+        gmt_node("n1", "gpumode.io/mode=full", LABEL "=mixed", NULL);
+    gmt_set(&n->ann_switch,
+            "{\"policy\":\"p\",\"from\":\"full\",\"to\":\"mig\",\"phase\":"
+            "\"Failed\",\"labels\":{\"" LABEL "\":\"ts-a\"}}");
+    assert_string_equal(KEY(n, GM_MODE_FULL, NULL), "ts-a");
+    gmt_set(&n->ann_plugin_config, "ts-b");
+    assert_string_equal(KEY(n, GM_MODE_FULL, NULL), "ts-b");
+    /* A record that saved the label's absence, or a strategy: none. */
+    free(n->ann_plugin_config);
+    n->ann_plugin_config = NULL;
+    gmt_set(&n->ann_switch, "{\"labels\":{\"" LABEL "\":null}}");
+    assert_null(KEY(n, GM_MODE_FULL, NULL));
+    gmt_set(&n->ann_switch, "{\"labels\":{\"" LABEL "\":\"single\"}}");
+    assert_null(KEY(n, GM_MODE_FULL, NULL));
+    gmt_node_free(n);
 }
 
 static void test_mig_needs_its_strategy_key(void **state)
@@ -221,6 +249,14 @@ static void test_full_needs_the_nodes_own_key(void **state)
     gm_plan_free(&pl);
     gm_plugin_configs_free(&c);
 
+    /* One the controller could not list (RBAC): nothing can be checked. */
+    configs("{}", &c);
+    c.unreadable = true;
+    plan(p, n, &c, &pl);
+    assert_refused(&pl, SOURCE " could not be read");
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+
     /* A ConfigMap that does not exist loads nothing. */
     configs(NULL, &c);
     plan(p, n, &c, &pl);
@@ -270,6 +306,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_names_what_the_plugin_refuses),
         cmocka_unit_test(test_key_a_node_selects),
+        cmocka_unit_test(test_key_of_a_retry_from_its_record),
         cmocka_unit_test(test_mig_needs_its_strategy_key),
         cmocka_unit_test(test_full_needs_the_nodes_own_key),
         cmocka_unit_test(test_vgpu_is_not_checked),

@@ -20,10 +20,11 @@
 #include <cmocka.h>
 
 #include "common/json.h"
+#include "common/strsel.h"
 #include "nodeswitch/record.h"
 #include "support/ctlfx.h"
 
-enum pod { NO_POD, BARE_POD, OWNED_POD };
+enum pod { NO_POD, BARE_POD, OWNED_POD, OWNED_CPU_POD };
 
 struct fx {
     struct th_node_fx n; /* first: the handler's ud */
@@ -34,10 +35,27 @@ struct fx {
 static const char pod_fmt[] =
     "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},"
     "\"items\":[{\"metadata\":{\"name\":\"work-1\",\"namespace\":"
-    "\"default\",\"uid\":\"u1\",\"resourceVersion\":\"8\"%s},"
-    "\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{\"name\":\"c\","
-    "\"resources\":{\"limits\":{\"nvidia.com/gpu\":\"1\"}}}]},"
-    "\"status\":{\"phase\":\"Running\"}}]}";
+    "\"default\",\"uid\":\"u1\",\"resourceVersion\":\"8\","
+    "\"labels\":{\"app\":\"work\"}%s},"
+    "\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{\"name\":\"c\""
+    "%s}]},\"status\":{\"phase\":\"Running\"}}]}";
+
+/* The policy behind the record: when set, it evicts every pod (not only
+ * GPU ones) and waits, with no limit, for pods labelled app=work to
+ * complete, as waitForCompletion without timeoutSeconds does. */
+static struct gm_strsel *wait_work;
+
+static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    if (wait_work) {
+        o->drain.gpu_pods_only = false;
+        o->drain.wait_selector = wait_work;
+        o->drain.wait_timeout_s = 0;
+    }
+    return 0;
+}
 
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
@@ -46,9 +64,12 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         !strstr(r->path, "watch=1")) {
         char body[1024];
         snprintf(body, sizeof(body), pod_fmt,
-                 f->pod == OWNED_POD
+                 f->pod != BARE_POD
                      ? ",\"ownerReferences\":[{\"kind\":\"ReplicaSet\","
                        "\"name\":\"work\",\"controller\":true}]"
+                     : "",
+                 f->pod != OWNED_CPU_POD
+                     ? ",\"resources\":{\"limits\":{\"nvidia.com/gpu\":\"1\"}}"
                      : "");
         th_respond(c, 200, NULL, body);
         return;
@@ -63,11 +84,18 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     th_node_fx_handler(ud, r, c);
 }
 
+/* What one run did: the first node patch (p and its record rec, when
+ * patched) and the evictions sent. */
+struct outcome {
+    json_object *p; /* owned or NULL */
+    struct gm_switch_record rec;
+    int evictions;
+};
+
 /* Runs the node in Draining (attempt 2 after a hardware change when
  * reconfigured; rolling back when back) with pod on it, until the first
- * node patch or eviction; returns the patch (caller frees) or NULL, and
- * the evictions seen. */
-static char *run(bool reconfigured, bool back, enum pod pod, int *evictions)
+ * node patch or eviction. Free with outcome_free. */
+static void run(struct outcome *o, bool reconfigured, bool back, enum pod pod)
 {
     struct fx f = {.pod = pod};
     struct gm_switch_record rec = {0};
@@ -82,26 +110,26 @@ static char *run(bool reconfigured, bool back, enum pod pod, int *evictions)
     gm_record_clear(&rec);
 
     th_ctl_start(&f.n.c, handler, &f);
-    f.n.c.ctl->policy_for = th_ctl_policy_split4;
+    f.n.c.ctl->policy_for = policy_for;
     th_run_until(&f.n.c.loop, &f.n.done, 5000);
-    char *patch = f.n.patch;
-    f.n.patch = NULL;
+    memset(o, 0, sizeof(*o));
+    o->evictions = f.evictions;
+    if (f.n.patch) {
+        o->p = json_tokener_parse(f.n.patch);
+        assert_non_null(o->p);
+        const char *r = json_object_get_string(gm_json_get(
+            gm_json_get(gm_json_get(o->p, "metadata"), "annotations"),
+            GM_ANN_SWITCH));
+        assert_non_null(r);
+        assert_int_equal(gm_record_parse(r, &o->rec, err, sizeof(err)), 0);
+    }
     th_node_fx_stop(&f.n);
-    *evictions = f.evictions;
-    return patch;
 }
 
-/* The patch's record parsed into rec; the patch itself (caller puts). */
-static json_object *patched(const char *body, struct gm_switch_record *rec)
+static void outcome_free(struct outcome *o)
 {
-    char err[256];
-    json_object *p = json_tokener_parse(body);
-    assert_non_null(p);
-    const char *text = json_object_get_string(gm_json_get(
-        gm_json_get(gm_json_get(p, "metadata"), "annotations"), GM_ANN_SWITCH));
-    assert_non_null(text);
-    assert_int_equal(gm_record_parse(text, rec, err, sizeof(err)), 0);
-    return p;
+    gm_record_clear(&o->rec);
+    json_object_put(o->p);
 }
 
 static const char *label(json_object *p, const char *key)
@@ -115,23 +143,19 @@ static const char *label(json_object *p, const char *key)
 static void test_retry_drain_failure_holds(void **state)
 {
     (void)state;
-    int ev;
-    char *body = run(true, false, BARE_POD, &ev);
-    struct gm_switch_record rec = {0};
-    assert_non_null(body);
-    json_object *p = patched(body, &rec);
-    assert_int_equal(rec.phase, GM_PHASE_FAILED);
-    assert_false(rec.rolling_back);
-    assert_true(rec.reconfigured);
-    assert_string_equal(rec.reason, "DrainBlocked");
-    assert_non_null(strstr(rec.message, "default/work-1"));
-    assert_non_null(strstr(rec.message, "not laid back under the pods"));
-    assert_string_equal(label(p, GM_LABEL_STATE), "failed");
-    assert_null(gm_json_get(p, "spec")); /* stays cordoned */
-    assert_int_equal(ev, 0);
-    gm_record_clear(&rec);
-    json_object_put(p);
-    free(body);
+    struct outcome o;
+    run(&o, true, false, BARE_POD);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_FAILED);
+    assert_false(o.rec.rolling_back);
+    assert_true(o.rec.reconfigured);
+    assert_string_equal(o.rec.reason, "DrainBlocked");
+    assert_non_null(strstr(o.rec.message, "default/work-1"));
+    assert_non_null(strstr(o.rec.message, "not laid back under the pods"));
+    assert_string_equal(label(o.p, GM_LABEL_STATE), "failed");
+    assert_null(gm_json_get(o.p, "spec")); /* stays cordoned */
+    assert_int_equal(o.evictions, 0);
+    outcome_free(&o);
 }
 
 /* A first attempt's drain failure changed nothing on the GPUs: it rolls
@@ -139,18 +163,14 @@ static void test_retry_drain_failure_holds(void **state)
 static void test_first_drain_failure_rolls_back(void **state)
 {
     (void)state;
-    int ev;
-    char *body = run(false, false, BARE_POD, &ev);
-    struct gm_switch_record rec = {0};
-    assert_non_null(body);
-    json_object *p = patched(body, &rec);
-    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
-    assert_true(rec.rolling_back);
-    assert_string_equal(rec.reason, "DrainBlocked");
-    assert_null(strstr(rec.message, "not laid back"));
-    gm_record_clear(&rec);
-    json_object_put(p);
-    free(body);
+    struct outcome o;
+    run(&o, false, false, BARE_POD);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_START_CLIENTS);
+    assert_true(o.rec.rolling_back);
+    assert_string_equal(o.rec.reason, "DrainBlocked");
+    assert_null(strstr(o.rec.message, "not laid back"));
+    outcome_free(&o);
 }
 
 /* The rollback of changed hardware evicts the GPU pod it finds before
@@ -158,10 +178,11 @@ static void test_first_drain_failure_rolls_back(void **state)
 static void test_rollback_evicts_first(void **state)
 {
     (void)state;
-    int ev;
-    char *body = run(true, true, OWNED_POD, &ev);
-    assert_null(body);
-    assert_int_equal(ev, 1);
+    struct outcome o;
+    run(&o, true, true, OWNED_POD);
+    assert_null(o.p);
+    assert_int_equal(o.evictions, 1);
+    outcome_free(&o);
 }
 
 /* Drained, it stops the GPU clients (their stop labels in the same write)
@@ -169,36 +190,56 @@ static void test_rollback_evicts_first(void **state)
 static void test_rollback_drained_stops_clients(void **state)
 {
     (void)state;
-    int ev;
-    char *body = run(true, true, NO_POD, &ev);
-    struct gm_switch_record rec = {0};
-    assert_non_null(body);
-    json_object *p = patched(body, &rec);
-    assert_int_equal(rec.phase, GM_PHASE_STOP_CLIENTS);
-    assert_true(rec.rolling_back);
-    assert_string_equal(label(p, "nvidia.com/gpu.deploy.device-plugin"),
+    struct outcome o;
+    run(&o, true, true, NO_POD);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_STOP_CLIENTS);
+    assert_true(o.rec.rolling_back);
+    assert_string_equal(label(o.p, "nvidia.com/gpu.deploy.device-plugin"),
                         "false");
-    gm_record_clear(&rec);
-    json_object_put(p);
-    free(body);
+    outcome_free(&o);
 }
 
 /* A rollback's drain that fails holds the node, as any failed rollback. */
 static void test_rollback_drain_failure_holds(void **state)
 {
     (void)state;
-    int ev;
-    char *body = run(true, true, BARE_POD, &ev);
-    struct gm_switch_record rec = {0};
-    assert_non_null(body);
-    json_object *p = patched(body, &rec);
-    assert_int_equal(rec.phase, GM_PHASE_FAILED);
-    assert_true(rec.rolling_back);
-    assert_string_equal(rec.reason, "DrainBlocked");
-    assert_null(gm_json_get(p, "spec"));
-    gm_record_clear(&rec);
-    json_object_put(p);
-    free(body);
+    struct outcome o;
+    run(&o, true, true, BARE_POD);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_FAILED);
+    assert_true(o.rec.rolling_back);
+    assert_string_equal(o.rec.reason, "DrainBlocked");
+    assert_null(gm_json_get(o.p, "spec"));
+    outcome_free(&o);
+}
+
+/* The policy's drain options narrow a rollback's drain to GPU pods, and
+ * nothing is waited for: a GPU pod its waitForCompletion names (no limit)
+ * is evicted, a CPU pod its gpuPodsOnly: false would evict stays. */
+static void test_rollback_drains_gpu_pods_only_and_waits_for_none(void **state)
+{
+    (void)state;
+    char err[128];
+    struct outcome o;
+    assert_int_equal(gm_strsel_parse("app=work", &wait_work, err, sizeof(err)),
+                     0);
+    run(&o, true, true, OWNED_POD);
+    assert_null(o.p);
+    assert_int_equal(o.evictions, 1);
+    outcome_free(&o);
+    run(&o, true, true, OWNED_CPU_POD);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_STOP_CLIENTS);
+    assert_int_equal(o.evictions, 0);
+    outcome_free(&o);
+    /* The same policy's forward drain waits for the GPU pod. */
+    run(&o, true, false, OWNED_POD);
+    assert_null(o.p);
+    assert_int_equal(o.evictions, 0);
+    outcome_free(&o);
+    gm_strsel_free(wait_work);
+    wait_work = NULL;
 }
 
 /* A rollback with the hardware as it was does not drain: the old clients
@@ -206,16 +247,12 @@ static void test_rollback_drain_failure_holds(void **state)
 static void test_rollback_untouched_does_not_drain(void **state)
 {
     (void)state;
-    int ev;
-    char *body = run(false, true, OWNED_POD, &ev);
-    struct gm_switch_record rec = {0};
-    assert_non_null(body);
-    json_object *p = patched(body, &rec);
-    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
-    assert_int_equal(ev, 0);
-    gm_record_clear(&rec);
-    json_object_put(p);
-    free(body);
+    struct outcome o;
+    run(&o, false, true, OWNED_POD);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_START_CLIENTS);
+    assert_int_equal(o.evictions, 0);
+    outcome_free(&o);
 }
 
 int main(void)
@@ -227,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_rollback_drained_stops_clients),
         cmocka_unit_test(test_rollback_drain_failure_holds),
         cmocka_unit_test(test_rollback_untouched_does_not_drain),
+        cmocka_unit_test(test_rollback_drains_gpu_pods_only_and_waits_for_none),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

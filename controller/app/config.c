@@ -239,6 +239,7 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     if (!rc)
         rc = read_num(o, "resourcesGraceSeconds", 0, 86400, &rg, path, err,
                       err_len);
+    bool plugin_cm_set = get(o, "devicePluginConfigMap") != NULL;
     json_object_put(o);
     /* Re-pointed at once: the namespaces it borrowed may have been
      * replaced above, also when a later field failed. */
@@ -253,6 +254,14 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
     c->helper_timeout_s = (long)ht;
     c->reboot_timeout_s = (long)rt;
     c->resources_grace_s = (long)rg;
+    if (plugin_cm_set && (c->plugin_cm.name == NULL || !c->plugin_cm.name[0])) {
+        snprintf(err, err_len,
+                 "%s: devicePluginConfigMap.name: required (the ConfigMap "
+                 "the ClusterPolicy's devicePlugin.config.name names); "
+                 "leave devicePluginConfigMap out to check nothing",
+                 path);
+        return -EINVAL;
+    }
     if (c->plugin_cm.key) {
         snprintf(err, err_len,
                  "%s: devicePluginConfigMap.key: not used: every key of the "

@@ -47,6 +47,7 @@ struct gm_rollout {
     /* struct plugin_cm; NULL when devicePluginConfigMap names none */
     struct gm_reflector *plugin_cms;
     struct gm_plugin_configs plugin_absent; /* what a missing one gives */
+    struct gm_plugin_configs plugin_unread; /* before a list succeeded */
     struct gm_map written; /* policy name -> owned uint64_t: loop
                               time of its last status write */
     struct gm_map differ;  /* policy name -> owned int: nodes its
@@ -255,6 +256,13 @@ static const char *plugin_cm_rv(const void *obj)
     return pc->rv;
 }
 
+/* Listed at last (RBAC fixed, say): plan again, also when it does not
+ * exist (no add event then). */
+static void plugin_cm_synced(void *ud)
+{
+    enqueue_all(ud);
+}
+
 static const struct gm_reflector_ops plugin_cm_ops = {
     .decode = plugin_cm_decode,
     .free_obj = plugin_cm_free,
@@ -262,6 +270,7 @@ static const struct gm_reflector_ops plugin_cm_ops = {
     .on_add = cm_event,
     .on_update = cm_update,
     .on_delete = cm_event,
+    .on_synced = plugin_cm_synced,
 };
 
 /* The device plugin's configs as cached, or NULL when not checked. */
@@ -269,6 +278,8 @@ static const struct gm_plugin_configs *plugin_configs(struct gm_rollout *r)
 {
     if (r->plugin_cms == NULL)
         return NULL;
+    if (!gm_reflector_has_synced(r->plugin_cms))
+        return &r->plugin_unread;
     struct gm_map_entry *e = gm_map_first(gm_reflector_items(r->plugin_cms));
     return e ? &((const struct plugin_cm *)e->value)->c : &r->plugin_absent;
 }
@@ -602,6 +613,8 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     snprintf(r->plugin_source, sizeof(r->plugin_source), "ConfigMap %s/%s",
              plugin_ns, c->plugin_cm.name ? c->plugin_cm.name : "");
     gm_map_init(&r->plugin_absent.m);
+    gm_map_init(&r->plugin_unread.m);
+    r->plugin_unread.unreadable = true;
     ctl->policy_for = policy_for;
     ctl->governed = governed;
     ctl->policy_data = r;
@@ -637,11 +650,22 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     return 0;
 }
 
+/* The device plugin's configs are listed, or their list failed: a
+ * ConfigMap the controller may not read must not stop every policy, only
+ * the switches that need it (gm_plugin_config_check says why). */
+static bool plugin_cms_settled(const struct gm_rollout *r)
+{
+    struct gm_reflector_stats st;
+    if (r->plugin_cms == NULL || gm_reflector_has_synced(r->plugin_cms))
+        return true;
+    gm_reflector_get_stats(r->plugin_cms, &st);
+    return st.errors > 0;
+}
+
 bool gm_rollout_synced(const struct gm_rollout *r)
 {
     return gm_reflector_has_synced(r->policies) &&
-           gm_reflector_has_synced(r->cms) &&
-           (r->plugin_cms == NULL || gm_reflector_has_synced(r->plugin_cms));
+           gm_reflector_has_synced(r->cms) && plugin_cms_settled(r);
 }
 
 void gm_rollout_free(struct gm_rollout *r)
@@ -656,6 +680,7 @@ void gm_rollout_free(struct gm_rollout *r)
     gm_reflector_free(r->cms);
     gm_reflector_free(r->plugin_cms);
     gm_plugin_configs_free(&r->plugin_absent);
+    gm_plugin_configs_free(&r->plugin_unread);
     for (struct gm_map_entry *it = gm_map_first(&r->written); it;
          it = gm_map_next(&r->written, it))
         free(it->value);

@@ -533,6 +533,22 @@ static void enter(struct sw *s, enum gm_phase next)
     s->rec.since = s->now;
 }
 
+/* A rollback drains only what the hardware going back would break: GPU
+ * pods, none waited for (waitForCompletion may have no limit, and the node
+ * is out of service meanwhile), within the policy's timeout or 600 s. The
+ * policy's force and deleteEmptyDirData still say which may go. */
+static struct gm_drain_opts rollback_drain(const struct gm_drain_opts *o)
+{
+    struct gm_drain_opts r = *o;
+    r.gpu_pods_only = true;
+    r.pod_selector = NULL;
+    r.wait_selector = NULL;
+    r.wait_timeout_s = 0;
+    if (r.timeout_s <= 0)
+        r.timeout_s = 600;
+    return r;
+}
+
 static int step_drain(struct sw *s)
 {
     const struct gm_map *pods = node_pods(s);
@@ -549,11 +565,12 @@ static int step_drain(struct sw *s)
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
     if (pods == NULL)
         return wait_for(s, 500);
+    const struct gm_drain_opts opts =
+        s->rec.rolling_back ? rollback_drain(&s->pol.drain) : s->pol.drain;
     for (struct gm_map_entry *it = gm_map_first(pods); it;
          it = gm_map_next(pods, it)) {
         const struct gm_pod *p = it->value;
-        enum gm_drain_action a =
-            gm_drain_classify(&s->pol.drain, p, why, sizeof(why));
+        enum gm_drain_action a = gm_drain_classify(&opts, p, why, sizeof(why));
         if (a == GM_DRAIN_SKIP)
             continue;
         if (a == GM_DRAIN_BLOCKED) {
@@ -624,18 +641,18 @@ static int step_drain(struct sw *s)
         set_message(s, "%d pods left", left);
     /* An evicted pod that never goes (a finalizer, a kubelet that is gone)
      * is the drain's to time out too, as with kubectl drain --timeout. */
-    if (evicting + terminating > 0 && s->pol.drain.timeout_s > 0 &&
-        elapsed(s) > s->pol.drain.timeout_s) {
+    if (evicting + terminating > 0 && opts.timeout_s > 0 &&
+        elapsed(s) > opts.timeout_s) {
         s->pods_left = true;
         return fail(s, "DrainTimeout", "drain did not finish in %lds: %s",
-                    s->pol.drain.timeout_s, s->ns->message);
+                    opts.timeout_s, s->ns->message);
     }
-    if (evicting + terminating == 0 && s->pol.drain.wait_timeout_s > 0 &&
-        elapsed(s) > s->pol.drain.wait_timeout_s) {
+    if (evicting + terminating == 0 && opts.wait_timeout_s > 0 &&
+        elapsed(s) > opts.wait_timeout_s) {
         s->pods_left = true;
         return fail(s, "WaitTimeout",
                     "pods to wait for did not complete in %lds",
-                    s->pol.drain.wait_timeout_s);
+                    opts.wait_timeout_s);
     }
     (void)blocked;
     return wait_for(s, 1000);

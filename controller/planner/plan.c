@@ -495,8 +495,9 @@ static int check_plugin_config(struct ctx *c, const struct gm_node *n,
         return 0;
     const char *strategy =
         s->mode == GM_MODE_MIG ? strategy_name(s->mig_strategy) : NULL;
-    const char *key =
-        gm_plugin_config_key(n, c->in->plugin_config_label, s->mode, strategy);
+    char buf[256];
+    const char *key = gm_plugin_config_key(n, c->in->plugin_config_label,
+                                           s->mode, strategy, buf, sizeof(buf));
     return gm_plugin_config_check(c->in->plugin_configs,
                                   c->in->plugin_configs_source, key, strategy,
                                   msg, len);

@@ -94,8 +94,25 @@ const char *gm_plugin_config_own(const char *saved, const char *current)
     return gm_plugin_config_is_strategy(current) ? NULL : current;
 }
 
+/* The value a switch record (gpumode.io/switch) saved for label into buf:
+ * buf, or NULL when it saved none, saved its absence, or a strategy. */
+static const char *record_saved(const char *record, const char *label,
+                                char *buf, size_t len)
+{
+    json_object *o = record ? json_tokener_parse(record) : NULL;
+    json_object *v = gm_json_get(gm_json_get(o, "labels"), label);
+    const char *out = NULL;
+    if (v && json_object_is_type(v, json_type_string) &&
+        !gm_plugin_config_is_strategy(json_object_get_string(v)) &&
+        (size_t)snprintf(buf, len, "%s", json_object_get_string(v)) < len)
+        out = buf;
+    json_object_put(o);
+    return out;
+}
+
 const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
-                                 enum gm_mode to, const char *strategy)
+                                 enum gm_mode to, const char *strategy,
+                                 char *buf, size_t len)
 {
     if (label == NULL)
         return NULL;
@@ -103,6 +120,11 @@ const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
         return strategy;
     if (to != GM_MODE_FULL)
         return NULL;
+    if (n->ann_plugin_config == NULL) {
+        const char *saved = record_saved(n->ann_switch, label, buf, len);
+        if (saved)
+            return saved;
+    }
     return gm_plugin_config_own(n->ann_plugin_config, gm_node_label(n, label));
 }
 
@@ -112,6 +134,14 @@ int gm_plugin_config_check(const struct gm_plugin_configs *c,
 {
     if (key == NULL)
         return 0;
+    if (c->unreadable) {
+        snprintf(msg, len,
+                 "the device plugin config %s cannot be checked: %s could "
+                 "not be read (the controller's log says why; it needs get, "
+                 "list and watch on it: rbac.yaml)",
+                 key, source);
+        return -EINVAL;
+    }
     if (!c->exists) {
         snprintf(msg, len,
                  "the device plugin config %s cannot be loaded: %s does not "

@@ -23,6 +23,7 @@ struct gm_plugin_config {
 
 struct gm_plugin_configs {
     bool exists;     /* the ConfigMap exists */
+    bool unreadable; /* it could not be listed: nothing can be checked */
     struct gm_map m; /* key -> owned struct gm_plugin_config */
 };
 
@@ -40,12 +41,16 @@ bool gm_plugin_config_is_strategy(const char *value);
  * from its arguments; NULL when the label should be absent. */
 const char *gm_plugin_config_own(const char *saved, const char *current);
 
-/* The key a node switched to mode `to` selects through label: the
- * strategy in mig, its own config in full (gm_plugin_config_own); NULL
- * when it selects none (the operator's default) or the mode does not run
- * the NVIDIA plugin (vgpu). Borrowed. */
+/* The key a node switched to mode `to` selects through label, as the
+ * switch writes it: the strategy in mig; in full the node's own config
+ * (gm_plugin_config_own), or, with nothing kept in gpumode.io/plugin-config,
+ * the value a failed attempt's record saved (a retry). NULL when it selects
+ * none (the operator's default) or the mode does not run the NVIDIA plugin
+ * (vgpu). Returns strategy, a label or annotation value of n, or buf (len
+ * bytes) holding a copy of the record's value. */
 const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
-                                 enum gm_mode to, const char *strategy);
+                                 enum gm_mode to, const char *strategy,
+                                 char *buf, size_t len);
 
 /* 0 when the plugin can load key (with strategy set: in mig under that
  * strategy); else -EINVAL with msg naming source, the key and the fix. */
