@@ -25,6 +25,19 @@
  * selects its node (policy changes requeue policies, not nodes). */
 #define RETRY_RECHECK_MS 30000
 
+/* What a step observed for the metrics: a phase that ended, a switch that
+ * ended. Sent with the node write that records it and counted only once
+ * that write succeeds: a write refused with 409 (another writer's newer
+ * node) is redone by the next reconcile, which observes it again. The
+ * strings are static (phase and mode names, results). */
+struct obs {
+    const char *phase[2]; /* a step may leave two phases (enter, advance) */
+    double phase_s[2];
+    int n_phase;
+    const char *from, *to, *result; /* result NULL: no switch ended */
+    double switch_s;
+};
+
 /* One reconcile of one node. */
 struct sw {
     struct gm_ctl *ctl;
@@ -40,6 +53,7 @@ struct sw {
     bool clear_retry;  /* this write starts a switch: use up a retry mark */
     bool cordon;       /* this write cordons the node (a release) */
     bool pods_left;    /* the drain failed: workload pods are still there */
+    struct obs obs;    /* counted when the node write succeeds */
 };
 
 /* A step either waits (for an event or a requeue) or has a write in
@@ -76,6 +90,7 @@ static const char *target_layout(const struct sw *s)
 
 struct write {
     char from_rv[32];  /* the node resourceVersion this write started from */
+    struct obs obs;    /* counted if the write succeeds */
     int helper_create; /* the create of ns->created_helper */
     struct gm_ctl *ctl;
     struct gm_node_rt *ns;
@@ -84,9 +99,19 @@ struct write {
     char *node; /* owned */
 };
 
+static void obs_emit(struct gm_ctl *ctl, const struct obs *o)
+{
+    for (int i = 0; i < o->n_phase; i++)
+        gm_obs_phase_done(ctl, o->phase[i], o->phase_s[i]);
+    if (o->result)
+        gm_obs_switch_done(ctl, o->from, o->to, o->result, o->switch_s);
+}
+
 static void write_done(void *data, const struct gm_kube_resp *resp)
 {
     struct write *w = data;
+    if (resp->error == NULL)
+        obs_emit(w->ctl, &w->obs);
     /* After a success the watch brings the change, which requeues us. */
     long requeue = -1;
     int failed = 0;
@@ -204,6 +229,8 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
     int rc = send_write(s, path, patch, 0, &w);
     if (rc != STEP_ASYNC)
         return rc;
+    w->obs = s->obs;
+    memset(&s->obs, 0, sizeof(s->obs));
     snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
              s->node->resource_version ? s->node->resource_version : "");
     memcpy(w->from_rv, s->ns->written_from_rv, sizeof(w->from_rv));
@@ -213,6 +240,24 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
 static long long elapsed_since(const struct sw *s)
 {
     return s->now - s->rec.since;
+}
+
+/* The phase the record is in ends now: counted with the next node write. */
+static void note_phase_done(struct sw *s)
+{
+    if (s->obs.n_phase < 2) {
+        s->obs.phase[s->obs.n_phase] = gm_phase_name(s->rec.phase);
+        s->obs.phase_s[s->obs.n_phase++] = (double)elapsed_since(s);
+    }
+}
+
+/* The switch ends with result: counted with the next node write. */
+static void note_switch_done(struct sw *s, const char *result)
+{
+    s->obs.from = gm_mode_name(s->rec.from);
+    s->obs.to = gm_mode_name(s->rec.to);
+    s->obs.result = result;
+    s->obs.switch_s = (double)(s->now - s->rec.started);
 }
 
 /* Writes the record (and optional label changes and cordon) at once. */
@@ -240,8 +285,7 @@ static int advance(struct sw *s, enum gm_phase next, json_object *labels,
                    int unschedulable)
 {
     if (next != s->rec.phase)
-        gm_obs_phase_done(s->ctl, gm_phase_name(s->rec.phase),
-                          (double)elapsed_since(s));
+        note_phase_done(s);
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s -> %s%s",
               gm_phase_name(s->rec.phase), gm_phase_name(next),
               s->rec.rolling_back ? " (rolling back)" : "");
@@ -338,9 +382,7 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
          * release) must know the hardware may have changed. */
         if (touched)
             s->rec.reconfigured = true;
-        gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
-                           gm_mode_name(s->rec.to), "failed",
-                           (double)(s->now - s->rec.started));
+        note_switch_done(s, "failed");
         json_object *labels = json_object_new_object();
         json_object_object_add(labels, GM_LABEL_STATE,
                                json_object_new_string("failed"));
@@ -524,8 +566,7 @@ static int stop_labels(struct sw *s, json_object *labels)
  * watch round trip per phase. */
 static void enter(struct sw *s, enum gm_phase next)
 {
-    gm_obs_phase_done(s->ctl, gm_phase_name(s->rec.phase),
-                      (double)elapsed_since(s));
+    note_phase_done(s);
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s -> %s%s",
               gm_phase_name(s->rec.phase), gm_phase_name(next),
               s->rec.rolling_back ? " (rolling back)" : "");
@@ -1430,9 +1471,7 @@ static int step_finish(struct sw *s)
             "released: back in %s, no policy selects the "
             "node%s",
             gm_mode_name(s->rec.from), uncordon == 0 ? "; uncordoned" : "");
-        gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
-                           gm_mode_name(s->rec.to), "rolledback",
-                           (double)(s->now - s->rec.started));
+        note_switch_done(s, "rolledback");
         return put_back(s, true);
     }
     json_object *labels = json_object_new_object();
@@ -1456,9 +1495,7 @@ static int step_finish(struct sw *s)
                                 gm_mode_name(s->rec.from),
                                 s->rec.reason ? s->rec.reason : "a failure",
                                 uncordon == 0 ? "; uncordoned" : "");
-        gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
-                           gm_mode_name(s->rec.to), "rolledback",
-                           (double)(s->now - s->rec.started));
+        note_switch_done(s, "rolledback");
         s->rec.rolling_back = false;
         s->rec.reconfigured = false;
         s->rec.cordoned = false; /* uncordoned in this same write */
@@ -1514,9 +1551,7 @@ static int step_finish(struct sw *s)
     gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
                       GM_REASON_SWITCH_COMPLETED, "%s is in %s mode%s",
                       node_name(s), gm_mode_name(s->rec.to), defaults);
-    gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
-                       gm_mode_name(s->rec.to), "succeeded",
-                       (double)(s->now - s->rec.started));
+    note_switch_done(s, "succeeded");
     s->ns->message[0] = '\0';
     return patch_node(s, labels, ann, uncordon);
 }
@@ -1614,9 +1649,7 @@ static int cancel_drain(struct sw *s, const char *why)
     gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
                       "switch to %s cancelled: %s%s", gm_mode_name(s->rec.to),
                       why, uncordon == 0 ? "; uncordoned" : "");
-    gm_obs_switch_done(s->ctl, gm_mode_name(s->rec.from),
-                       gm_mode_name(s->rec.to), "cancelled",
-                       (double)(s->now - s->rec.started));
+    note_switch_done(s, "cancelled");
     return put_back(s, false);
 }
 

@@ -1,0 +1,112 @@
+/* A phase or a switch that ends is counted once, when the node write that
+ * records it succeeds. A write refused with 409 (another writer's newer
+ * node: the node lifecycle controller's taint right after a cordon) is
+ * redone by the next reconcile, which would otherwise count it again.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: one node in Draining of a full -> vgpu switch, no pods on it;
+ * the first node PATCH is answered 409, the next one 200. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "server/metrics.h"
+#include "support/ctlfx.h"
+
+struct fx {
+    struct th_node_fx n; /* first: the handler's ud */
+    int conflicts;       /* node PATCHes still to refuse with 409 */
+    int patches;
+    int policy_rc; /* what policy_for answers */
+};
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+    if (strcmp(r->method, "PATCH") == 0 &&
+        strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
+        f->patches++;
+        if (f->conflicts > 0) {
+            f->conflicts--;
+            th_respond(c, 409, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                       "\"Conflict\",\"code\":409,\"message\":\"the object "
+                       "has been modified\"}");
+            return;
+        }
+    }
+    th_node_fx_handler(ud, r, c);
+}
+
+static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
+{
+    const struct fx *f = data;
+    (void)name;
+    (void)o;
+    return f->policy_rc;
+}
+
+/* Runs the Draining node with the policy answering policy_rc until a node
+ * PATCH is taken; returns the metrics (caller frees). */
+static struct gm_metrics *run(int policy_rc, int *patches)
+{
+    struct fx f = {.conflicts = 1, .policy_rc = policy_rc};
+    struct gm_metrics *m = NULL;
+    assert_int_equal(gm_metrics_new(&m), 0);
+    assert_int_equal(gm_metrics_define_gpumode(m, "test"), 0);
+    f.n.record = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
+    th_ctl_start(&f.n.c, handler, &f);
+    f.n.c.ctl->metrics = m;
+    f.n.c.ctl->policy_for = policy_for;
+    f.n.c.ctl->policy_data = &f;
+    assert_true(th_run_until(&f.n.c.loop, &f.n.done, 8000));
+    th_node_fx_stop(&f.n);
+    *patches = f.patches;
+    return m;
+}
+
+static void test_phase_counted_once(void **state)
+{
+    (void)state;
+    int patches;
+    double v = 0;
+    struct gm_metrics *m = run(0, &patches);
+    assert_int_equal(patches, 2); /* refused, then taken */
+    assert_int_equal(gm_metrics_value(m, GM_METRIC_PHASE_DURATION, &v, "phase",
+                                      "Draining", NULL),
+                     0);
+    assert_true(v == 1);
+    gm_metrics_free(m);
+}
+
+/* The policy is gone while the node drains: the switch is cancelled. */
+static void test_switch_counted_once(void **state)
+{
+    (void)state;
+    int patches;
+    double v = 0;
+    struct gm_metrics *m = run(-ENOENT, &patches);
+    assert_int_equal(patches, 2);
+    assert_int_equal(gm_metrics_value(m, GM_METRIC_SWITCHES, &v, "from", "full",
+                                      "to", "vgpu", "result", "cancelled",
+                                      NULL),
+                     0);
+    assert_true(v == 1);
+    gm_metrics_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_phase_counted_once),
+        cmocka_unit_test(test_switch_counted_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
