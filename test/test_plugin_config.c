@@ -173,13 +173,15 @@ static void test_key_of_a_retry_from_its_record(void **state)
     assert_string_equal(KEY(n, GM_MODE_FULL, NULL), "ts-a");
     gmt_set(&n->ann_plugin_config, "ts-b");
     assert_string_equal(KEY(n, GM_MODE_FULL, NULL), "ts-b");
-    /* A record that saved the label's absence, or a strategy: none. */
-    free(n->ann_plugin_config);
-    n->ann_plugin_config = NULL;
+    gmt_node_free(n);
+    /* The record saved the label's absence: the retry removes the label,
+     * whatever someone set since. A saved strategy is not the node's: its
+     * labels decide. */
+    n = gmt_node("n1", "gpumode.io/mode=full", LABEL "=by-hand", NULL);
     gmt_set(&n->ann_switch, "{\"labels\":{\"" LABEL "\":null}}");
     assert_null(KEY(n, GM_MODE_FULL, NULL));
     gmt_set(&n->ann_switch, "{\"labels\":{\"" LABEL "\":\"single\"}}");
-    assert_null(KEY(n, GM_MODE_FULL, NULL));
+    assert_string_equal(KEY(n, GM_MODE_FULL, NULL), "by-hand");
     gmt_node_free(n);
 }
 

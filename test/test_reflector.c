@@ -28,6 +28,8 @@ struct apiserver {
     char watch_paths[16][2048];
     struct th_conn *watch; /* the open watch stream, if any */
     int watch_answer;      /* 0: stream; else answer with this status */
+    int list_answers[4];   /* the next lists' statuses, 0: served */
+    int n_list_answers;
 };
 
 struct fx {
@@ -89,7 +91,17 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
     if (strstr(r->path, "watch=1") == NULL) {
+        int code = f->api.lists < f->api.n_list_answers
+                       ? f->api.list_answers[f->api.lists]
+                       : 0;
         f->api.lists++;
+        if (code) {
+            char body[128];
+            snprintf(body, sizeof(body), "{\"kind\":\"Status\",\"code\":%d}",
+                     code);
+            th_respond(c, code, NULL, body);
+            return;
+        }
         serve_list(f, r, c);
         return;
     }
@@ -391,6 +403,42 @@ static void test_error_backs_off_and_resumes(void **state)
     fx_free(f);
 }
 
+static void run_until_lists(struct fx *f, int n)
+{
+    uint64_t end = uv_now(&f->loop) + 5000;
+    while (f->api.lists < n && uv_now(&f->loop) < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(f->api.lists >= n);
+}
+
+/* A list the API server refuses (403) is told apart from one that failed
+ * otherwise (404 here; 5xx the client retries itself first): callers may
+ * go on without a cache they may not read, not without one that is merely
+ * late. Both are retried. */
+static void test_refused_list_is_told_apart(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    struct gm_reflector_stats st;
+    f->api.list_answers[0] = 403;
+    f->api.list_answers[1] = 403;
+    f->api.list_answers[2] = 404;
+    f->api.n_list_answers = 3;
+    start(f);
+    /* An answer is in once the retry after it (>= 50 ms later) is asked. */
+    run_until_lists(f, 2);
+    gm_reflector_get_stats(f->r, &st);
+    assert_int_equal(st.list_refused, 403);
+    assert_false(gm_reflector_has_synced(f->r));
+    run_until_lists(f, 4);
+    gm_reflector_get_stats(f->r, &st);
+    assert_int_equal(st.list_refused, 0);
+    assert_int_equal(st.errors, 3);
+    run_until_watches(f, 1);
+    assert_true(gm_reflector_has_synced(f->r));
+    fx_free(f);
+}
+
 /* A quiet watch cut for silence by the client's idle limit is resumed at
  * once from where it was, and is not an error (it backed off up to 30 s). */
 static void test_quiet_watch_resumes(void **state)
@@ -434,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_410_in_stream_relists_with_diff),
         cmocka_unit_test(test_410_response_relists),
         cmocka_unit_test(test_error_backs_off_and_resumes),
+        cmocka_unit_test(test_refused_list_is_told_apart),
         cmocka_unit_test(test_quiet_watch_resumes),
         cmocka_unit_test(test_free_while_listing),
     };

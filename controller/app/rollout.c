@@ -650,16 +650,18 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     return 0;
 }
 
-/* The device plugin's configs are listed, or their list failed: a
- * ConfigMap the controller may not read must not stop every policy, only
- * the switches that need it (gm_plugin_config_check says why). */
+/* The device plugin's configs are listed, or the API server refused to
+ * list them (401, 403): a ConfigMap the controller may not read must not
+ * stop every policy, only the switches that need it
+ * (gm_plugin_config_check says why). Other errors (a timeout, a 5xx) are
+ * retried with the rest of the caches still waiting, as for any cache. */
 static bool plugin_cms_settled(const struct gm_rollout *r)
 {
     struct gm_reflector_stats st;
     if (r->plugin_cms == NULL || gm_reflector_has_synced(r->plugin_cms))
         return true;
     gm_reflector_get_stats(r->plugin_cms, &st);
-    return st.errors > 0;
+    return st.list_refused != 0;
 }
 
 bool gm_rollout_synced(const struct gm_rollout *r)

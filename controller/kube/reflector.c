@@ -207,6 +207,10 @@ static void list_done(void *data, const struct gm_kube_resp *resp)
         if (resp->error->err == -ECANCELED)
             return;
         r->stats.errors++;
+        r->stats.list_refused =
+            resp->error->code == 401 || resp->error->code == 403
+                ? resp->error->code
+                : 0;
         gm_warn("list %s failed: %ld %s: %s", r->opts.path, resp->error->code,
                 resp->error->reason, resp->error->message);
         retry_later(r);

@@ -50,6 +50,7 @@ struct gm_reflector_stats {
     unsigned long bookmarks;
     unsigned long gone; /* 410s that forced a relist */
     unsigned long errors;
+    long list_refused; /* 401 or 403 of the last failed list, else 0 */
 };
 
 struct gm_reflector;

@@ -576,7 +576,8 @@ static void enter(struct sw *s, enum gm_phase next)
 
 /* A rollback drains only what the hardware going back would break: GPU
  * pods, none waited for (waitForCompletion may have no limit, and the node
- * is out of service meanwhile), within the policy's timeout or 600 s. The
+ * is out of service meanwhile), within the policy's timeout or 600 s, and
+ * never less than the grace it gives evicted pods plus a minute. The
  * policy's force and deleteEmptyDirData still say which may go. */
 static struct gm_drain_opts rollback_drain(const struct gm_drain_opts *o)
 {
@@ -587,6 +588,8 @@ static struct gm_drain_opts rollback_drain(const struct gm_drain_opts *o)
     r.wait_timeout_s = 0;
     if (r.timeout_s <= 0)
         r.timeout_s = 600;
+    if (r.grace_s > 0 && r.timeout_s < r.grace_s + 60)
+        r.timeout_s = r.grace_s + 60;
     return r;
 }
 

@@ -94,20 +94,29 @@ const char *gm_plugin_config_own(const char *saved, const char *current)
     return gm_plugin_config_is_strategy(current) ? NULL : current;
 }
 
-/* The value a switch record (gpumode.io/switch) saved for label into buf:
- * buf, or NULL when it saved none, saved its absence, or a strategy. */
-static const char *record_saved(const char *record, const char *label,
-                                char *buf, size_t len)
+/* What a switch record (gpumode.io/switch) saved for label, as the
+ * switch's own_config takes it: 1 with a copy in buf, 0 with *buf "" when
+ * it saved the label's absence (the switch removes the label), -1 when it
+ * saved nothing or a strategy (the node's labels decide). */
+static int record_saved(const char *record, const char *label, char *buf,
+                        size_t len)
 {
     json_object *o = record ? json_tokener_parse(record) : NULL;
-    json_object *v = gm_json_get(gm_json_get(o, "labels"), label);
-    const char *out = NULL;
-    if (v && json_object_is_type(v, json_type_string) &&
-        !gm_plugin_config_is_strategy(json_object_get_string(v)) &&
-        (size_t)snprintf(buf, len, "%s", json_object_get_string(v)) < len)
-        out = buf;
+    json_object *labels = gm_json_get(o, "labels");
+    json_object *v = NULL;
+    int rc = -1;
+    buf[0] = '\0';
+    if (labels && json_object_object_get_ex(labels, label, &v)) {
+        if (v == NULL || json_object_is_type(v, json_type_null))
+            rc = 0;
+        else if (json_object_is_type(v, json_type_string) &&
+                 !gm_plugin_config_is_strategy(json_object_get_string(v)) &&
+                 (size_t)snprintf(buf, len, "%s", json_object_get_string(v)) <
+                     len)
+            rc = 1;
+    }
     json_object_put(o);
-    return out;
+    return rc;
 }
 
 const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
@@ -121,9 +130,9 @@ const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
     if (to != GM_MODE_FULL)
         return NULL;
     if (n->ann_plugin_config == NULL) {
-        const char *saved = record_saved(n->ann_switch, label, buf, len);
-        if (saved)
-            return saved;
+        int saved = record_saved(n->ann_switch, label, buf, len);
+        if (saved >= 0)
+            return saved ? buf : NULL;
     }
     return gm_plugin_config_own(n->ann_plugin_config, gm_node_label(n, label));
 }
