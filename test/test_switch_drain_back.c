@@ -98,16 +98,8 @@ struct outcome {
 static void run(struct outcome *o, bool reconfigured, bool back, enum pod pod)
 {
     struct fx f = {.pod = pod};
-    struct gm_switch_record rec = {0};
     char err[256];
-    char *text = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
-    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
-    free(text);
-    rec.reconfigured = reconfigured;
-    rec.rolling_back = back;
-    rec.attempt = reconfigured ? 2 : 1;
-    f.n.record = gm_record_format(&rec);
-    gm_record_clear(&rec);
+    f.n.record = th_ctl_switch_record_retry(GM_PHASE_DRAIN, reconfigured, back);
 
     th_ctl_start(&f.n.c, handler, &f);
     f.n.c.ctl->policy_for = policy_for;

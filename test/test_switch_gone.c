@@ -41,15 +41,8 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 static char *run(bool reconfigured, int rc, int ms)
 {
     struct fx f = {.policy_rc = rc};
-    struct gm_switch_record rec = {0};
-    char err[256];
-    char *text = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
-    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
-    free(text);
-    rec.reconfigured = reconfigured;
-    rec.attempt = reconfigured ? 2 : 1;
-    f.n.record = gm_record_format(&rec);
-    gm_record_clear(&rec);
+    f.n.record =
+        th_ctl_switch_record_retry(GM_PHASE_DRAIN, reconfigured, false);
 
     th_ctl_start(&f.n.c, th_node_fx_handler, &f);
     f.n.c.ctl->policy_for = policy_for;

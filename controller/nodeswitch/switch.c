@@ -339,21 +339,21 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
      * earlier failure was. */
     bool under_pods = !s->rec.rolling_back && s->pods_left && touched &&
                       !unknown_from && !s->pol.hold_on_failure;
-    if (under_pods) {
+    /* Why the node is held rather than rolled back. */
+    const char *held_why =
+        under_pods
+            ? "; an earlier attempt changed the hardware, and it is not "
+              "laid back under the pods still on the node: the node stays "
+              "cordoned as it is (annotate gpumode.io/retry to try again)"
+        : unknown_from
+            ? "; the mode before the switch is not known (the node had no "
+              "gpumode.io/mode label), so it cannot be rolled back: the node "
+              "stays cordoned as it is (annotate gpumode.io/retry to try the "
+              "switch again)"
+            : NULL;
+    if (held_why) {
         size_t n = strlen(msg);
-        snprintf(msg + n, sizeof(msg) - n,
-                 "; an earlier attempt changed the hardware, and it is not "
-                 "laid back under the pods still on the node: the node "
-                 "stays cordoned as it is (annotate gpumode.io/retry to try "
-                 "again)");
-    }
-    if (unknown_from) {
-        size_t n = strlen(msg);
-        snprintf(msg + n, sizeof(msg) - n,
-                 "; the mode before the switch is not known (the node had "
-                 "no gpumode.io/mode label), so it cannot be rolled back: "
-                 "the node stays cordoned as it is (annotate "
-                 "gpumode.io/retry to try the switch again)");
+        snprintf(msg + n, sizeof(msg) - n, "%s", held_why);
     }
     gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy, "%s in %s: %s", reason,
               gm_phase_name(s->rec.phase), msg);

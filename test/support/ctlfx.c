@@ -125,6 +125,23 @@ char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
     return out;
 }
 
+char *th_ctl_switch_record_retry(enum gm_phase phase, bool reconfigured,
+                                 bool rolling_back)
+{
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(phase, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.reconfigured = reconfigured;
+    rec.rolling_back = rolling_back;
+    rec.attempt = reconfigured ? 2 : 1;
+    text = gm_record_format(&rec);
+    assert_non_null(text);
+    gm_record_clear(&rec);
+    return text;
+}
+
 void th_ctl_respond_default(const struct th_req *r, struct th_conn *c)
 {
     if (strstr(r->path, "watch=1"))

@@ -34,6 +34,11 @@ void th_ctl_stop(struct th_ctl *c);
 /* The record of a full -> vgpu switch of policy "p", started now, that
  * cordoned its node, in phase with settings (may be NULL). Caller frees. */
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings);
+/* The same in phase with no settings, as a retry (attempt 2) after an
+ * earlier attempt changed the hardware when reconfigured, and rolling back
+ * when rolling_back. Caller frees. */
+char *th_ctl_switch_record_retry(enum gm_phase phase, bool reconfigured,
+                                 bool rolling_back);
 
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
