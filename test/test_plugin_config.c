@@ -129,6 +129,50 @@ static void test_parse_names_what_the_plugin_refuses(void **state)
     gm_plugin_configs_free(&c);
 }
 
+/* A ConfigMap volume holds binaryData keys as files too: the plugin can
+ * select them, so they are read (decoded) like data keys. */
+static void test_parse_reads_binary_data(void **state)
+{
+    (void)state;
+    struct gm_plugin_configs c;
+    json_object *cm = json_tokener_parse(
+        "{\"data\":{\"mixed\":\"flags: {migStrategy: mixed}\"},"
+        "\"binaryData\":{"
+        "\"single\":\"dmVyc2lvbjogdjEKZmxhZ3M6CiAgbWlnU3RyYXRlZ3k6IHNpbmdsZQo="
+        "\","
+        "\"v2\":\"dmVyc2lvbjogdjIK\","
+        "\"empty\":\"\","
+        "\"nul\":\"ZmxhZ3M6IHt9CgB4\","
+        "\"junk\":\"!!!\"}}");
+    assert_non_null(cm);
+    assert_int_equal(gm_plugin_configs_parse(cm, &c), 0);
+    json_object_put(cm);
+    assert_string_equal(
+        ((const struct gm_plugin_config *)gm_map_get(&c.m, "mixed"))
+            ->mig_strategy,
+        "mixed");
+    const struct gm_plugin_config *pc = gm_map_get(&c.m, "single");
+    assert_non_null(pc);
+    assert_string_equal(pc->mig_strategy, "single");
+    assert_string_equal(pc->error, "");
+    pc = gm_map_get(&c.m, "v2");
+    assert_non_null(strstr(pc->error, "version: unknown version v2"));
+    pc = gm_map_get(&c.m, "empty");
+    assert_non_null(pc);
+    assert_string_equal(pc->error, "");
+    /* A NUL does not cut the file short: YAML refuses it. */
+    pc = gm_map_get(&c.m, "nul");
+    assert_non_null(strstr(pc->error, "not YAML"));
+    pc = gm_map_get(&c.m, "junk");
+    assert_string_equal(pc->error, "binaryData: not base64");
+
+    char msg[512];
+    assert_int_equal(gm_plugin_config_check(&c, SOURCE, "single", "single", msg,
+                                            sizeof(msg)),
+                     0);
+    gm_plugin_configs_free(&c);
+}
+
 /* The key through the test's LABEL, into buf. */
 static char buf[256];
 #define KEY(n, to, strategy)                                                   \
@@ -307,6 +351,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_names_what_the_plugin_refuses),
+        cmocka_unit_test(test_parse_reads_binary_data),
         cmocka_unit_test(test_key_a_node_selects),
         cmocka_unit_test(test_key_of_a_retry_from_its_record),
         cmocka_unit_test(test_mig_needs_its_strategy_key),

@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <yaml.h>
 
+#include "common/base64.h"
 #include "common/buf.h"
 
 /* A kubeconfig holding more than this is not a kubeconfig. */
@@ -189,55 +189,6 @@ static char *resolve(const char *dir, const char *p)
     return gm_buf_steal(&b);
 }
 
-/* Strict standard base64 (whitespace ignored, as a folded YAML scalar may
- * carry some). EVP_DecodeBlock does not check padding placement and counts
- * padding in its result, so both are checked here. */
-static int b64_decode(const char *in, char **out, size_t *out_len)
-{
-    size_t n = strlen(in), m = 0, pad = 0;
-    unsigned char *clean = malloc(n + 1);
-    unsigned char *dec = NULL;
-    int err = -EINVAL;
-
-    if (clean == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (isspace(c))
-            continue;
-        if (pad && c != '=')
-            goto out;
-        if (c == '=') {
-            pad++;
-        } else if (!isalnum(c) && c != '+' && c != '/') {
-            goto out;
-        }
-        clean[m++] = c;
-    }
-    if (m == 0 || m % 4 != 0 || pad > 2)
-        goto out;
-    dec = malloc(m / 4 * 3 + 1);
-    if (dec == NULL) {
-        err = -ENOMEM;
-        goto out;
-    }
-    int r = EVP_DecodeBlock(dec, clean, (int)m);
-    if (r < 0 || (size_t)r < pad)
-        goto out;
-    dec[r - (int)pad] = '\0';
-    *out = (char *)dec;
-    *out_len = (size_t)r - pad;
-    dec = NULL;
-    err = 0;
-out:
-    OPENSSL_cleanse(clean, n + 1);
-    free(clean);
-    if (dec)
-        OPENSSL_cleanse(dec, m / 4 * 3 + 1);
-    free(dec);
-    return err;
-}
-
 static int decode_field(struct loader *L, struct kfile *f, yaml_node_t *map,
                         const char *prefix, const char *key, char **out,
                         size_t *out_len)
@@ -247,7 +198,7 @@ static int decode_field(struct loader *L, struct kfile *f, yaml_node_t *map,
 
     if (err || s == NULL)
         return err;
-    err = b64_decode(s, out, out_len);
+    err = gm_base64_decode(s, out, out_len);
     if (err == -EINVAL)
         return fail(L, f->path, "%s.%s: invalid base64", prefix, key);
     if (err)

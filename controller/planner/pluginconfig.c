@@ -5,18 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "common/json.h"
 #include "common/yaml.h"
 
 /* What the plugin's config loader refuses (api/config/v1): text that is
  * not YAML, a version other than v1 (none means v1), an unknown MIG
  * strategy. Other fields are the plugin's business and left alone. */
-static void read_config(const char *text, struct gm_plugin_config *pc)
+static void read_config(const char *text, size_t len,
+                        struct gm_plugin_config *pc)
 {
     json_object *o = NULL;
     char err[160];
 
-    if (gm_yaml_parse(text, strlen(text), &o, err, sizeof(err))) {
+    if (gm_yaml_parse(text, len, &o, err, sizeof(err))) {
         snprintf(pc->error, sizeof(pc->error), "not YAML: %s", err);
         return;
     }
@@ -49,25 +51,53 @@ static void read_config(const char *text, struct gm_plugin_config *pc)
     json_object_put(o);
 }
 
+/* One key of data (binary false) or binaryData (base64 in JSON). */
+static int read_key(struct gm_plugin_configs *out, const char *key,
+                    json_object *val, bool binary)
+{
+    struct gm_plugin_config *pc = calloc(1, sizeof(*pc));
+    if (pc == NULL || gm_map_put(&out->m, key, pc, NULL)) {
+        free(pc);
+        return -ENOMEM;
+    }
+    const char *s = json_object_get_string(val);
+    if (!json_object_is_type(val, json_type_string)) {
+        snprintf(pc->error, sizeof(pc->error), "not a string");
+    } else if (!binary || s[0] == '\0') {
+        read_config(s, strlen(s), pc);
+    } else {
+        char *text = NULL;
+        size_t len = 0;
+        int err = gm_base64_decode(s, &text, &len);
+        if (err == -ENOMEM)
+            return err;
+        if (err)
+            snprintf(pc->error, sizeof(pc->error), "binaryData: not base64");
+        else
+            read_config(text, len, pc);
+        free(text);
+    }
+    return 0;
+}
+
 int gm_plugin_configs_parse(json_object *cm, struct gm_plugin_configs *out)
 {
     memset(out, 0, sizeof(*out));
     gm_map_init(&out->m);
     out->exists = cm != NULL;
-    json_object *data = gm_json_get(cm, "data");
-    if (data == NULL || !json_object_is_type(data, json_type_object))
-        return 0;
-    json_object_object_foreach(data, key, val)
-    {
-        struct gm_plugin_config *pc = calloc(1, sizeof(*pc));
-        if (pc == NULL || gm_map_put(&out->m, key, pc, NULL)) {
-            free(pc);
-            return -ENOMEM;
+    /* A ConfigMap volume holds binaryData keys as files too, and the
+     * config-manager picks any file by name. */
+    static const char *const fields[] = {"data", "binaryData"};
+    for (size_t i = 0; i < 2; i++) {
+        json_object *data = gm_json_get(cm, fields[i]);
+        if (data == NULL || !json_object_is_type(data, json_type_object))
+            continue;
+        json_object_object_foreach(data, key, val)
+        {
+            int err = read_key(out, key, val, i == 1);
+            if (err)
+                return err;
         }
-        if (json_object_is_type(val, json_type_string))
-            read_config(json_object_get_string(val), pc);
-        else
-            snprintf(pc->error, sizeof(pc->error), "not a string");
     }
     return 0;
 }

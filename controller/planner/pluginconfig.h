@@ -27,7 +27,8 @@ struct gm_plugin_configs {
     struct gm_map m; /* key -> owned struct gm_plugin_config */
 };
 
-/* Reads every key of ConfigMap cm (NULL: it does not exist) into out.
+/* Reads every key of ConfigMap cm (data and binaryData; NULL: it does
+ * not exist) into out.
  * 0 or -ENOMEM; free with gm_plugin_configs_free either way. */
 int gm_plugin_configs_parse(json_object *cm, struct gm_plugin_configs *out);
 void gm_plugin_configs_free(struct gm_plugin_configs *c);

@@ -1,7 +1,8 @@
 /* A device plugin config (one key of devicePluginConfigMap) read as the
- * planner reads it, then checked for each strategy and for full mode:
- * messages always end within their buffers, and a config the reader took
- * as loadable passes unless it names another strategy. */
+ * planner reads it (and the same bytes as binaryData), then checked for each
+ * strategy and for full mode: messages always end within their buffers, and a
+ * config the reader took as loadable passes unless it names another strategy.
+ */
 #include <stdio.h>
 
 #include "fuzz.h"
@@ -18,10 +19,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     json_object_object_add(d, "k", json_object_new_string_len(text, (int)size));
     json_object_object_add(cm, "data", d);
+    /* The same bytes as binaryData: the base64 decoder meets them. */
+    json_object *b = json_object_new_object();
+    json_object_object_add(b, "b", json_object_new_string_len(text, (int)size));
+    json_object_object_add(cm, "binaryData", b);
     gmf_assert(gm_plugin_configs_parse(cm, &c) == 0);
     const struct gm_plugin_config *pc = gm_map_get(&c.m, "k");
     gmf_assert(pc != NULL);
     gmf_assert(memchr(pc->error, '\0', sizeof(pc->error)) != NULL);
+    const struct gm_plugin_config *pb = gm_map_get(&c.m, "b");
+    gmf_assert(pb != NULL);
+    gmf_assert(memchr(pb->error, '\0', sizeof(pb->error)) != NULL);
     for (size_t i = 0; i < sizeof(strategies) / sizeof(*strategies); i++) {
         char msg[512];
         int rc = gm_plugin_config_check(&c, "ConfigMap fuzz/dp", "k",

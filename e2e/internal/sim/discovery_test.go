@@ -175,7 +175,11 @@ func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
 	s = &Sim{cs: fake.NewSimpleClientset(&corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "gpu-operator", Name: PluginConfigMap},
 		Data:       PluginConfigs,
+		BinaryData: map[string][]byte{"bin": []byte(TimeSlicingConfig)},
 	})}
+	if sh, p := s.nodeSharing(label("bin")); sh.replicas != 4 || p != "" {
+		t.Errorf("binaryData key: %+v %q", sh, p)
+	}
 	if sh, p := s.nodeSharing(label("time-slicing")); sh.replicas != 4 || p != "" {
 		t.Errorf("time-slicing: %+v %q", sh, p)
 	}

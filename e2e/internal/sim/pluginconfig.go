@@ -106,7 +106,11 @@ func (s *Sim) nodeSharing(nodeLabels map[string]string) (sharing, string) {
 	if key == "" {
 		return defaultSharing(), ""
 	}
+	// The ConfigMap's volume holds binaryData keys as files too.
 	text, ok := cm.Data[key]
+	if bin, isBin := cm.BinaryData[key]; !ok && isBin {
+		text, ok = string(bin), true
+	}
 	if !ok {
 		return defaultSharing(), fmt.Sprintf("specified config %s does not exist", key)
 	}

@@ -1,0 +1,14 @@
+/* Standard base64 as Kubernetes carries bytes in JSON and YAML (kubeconfig
+ * *-data fields, ConfigMap binaryData). */
+#ifndef GM_BASE64_H
+#define GM_BASE64_H
+
+#include <stddef.h>
+
+/* Decodes in strictly (whitespace ignored, as a folded YAML scalar may
+ * carry some; padding only at the end). *out is NUL-terminated after
+ * *out_len bytes and the caller's to free; the scratch copies are wiped,
+ * as in may be a key. 0, -EINVAL (not base64, or empty) or -ENOMEM. */
+int gm_base64_decode(const char *in, char **out, size_t *out_len);
+
+#endif
