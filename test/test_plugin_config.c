@@ -129,6 +129,79 @@ static void test_parse_names_what_the_plugin_refuses(void **state)
     gm_plugin_configs_free(&c);
 }
 
+/* Sharing the plugin's loader refuses (it would crash-loop after the
+ * drain) is named; what it may accept is left alone. */
+static void test_parse_names_sharing_the_plugin_refuses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *yaml, *error; /* error "": loadable */
+    } cases[] = {
+        {"ts",
+         "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
+         "replicas: 4}]}}",
+         ""},
+        {"ts-float",
+         "sharing: {timeSlicing: {renameByDefault: true, "
+         "resources: [{name: nvidia.com/gpu, replicas: 4.0, "
+         "devices: all}]}}",
+         ""},
+        {"ts-quoted",
+         "sharing: {timeSlicing: {resources: [{name: "
+         "nvidia.com/gpu, replicas: '4', devices: [0, '1:0']}]}}",
+         ""},
+        {"mps",
+         "sharing: {mps: {resources: [{name: nvidia.com/gpu, "
+         "replicas: 10, devices: 2}]}}",
+         ""},
+        {"no-sharing", "sharing: {}", ""},
+        {"no-resources", "sharing: {timeSlicing: {renameByDefault: true}}",
+         "sharing.timeSlicing.resources: none given"},
+        {"empty-resources", "sharing: {mps: {resources: []}}",
+         "sharing.mps.resources: none given"},
+        {"not-mapping", "sharing: {timeSlicing: [a]}",
+         "sharing.timeSlicing: not a mapping"},
+        {"no-name", "sharing: {timeSlicing: {resources: [{replicas: 4}]}}",
+         "sharing.timeSlicing.resources[0].name: missing"},
+        {"typo",
+         "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
+         "replicas: 2}, {name: nvidia.com/gpu, replica: 4}]}}",
+         "sharing.timeSlicing.resources[1].replicas: missing"},
+        {"zero",
+         "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
+         "replicas: 0}]}}",
+         "sharing.timeSlicing.resources[0].replicas: must be a whole number"},
+        {"half",
+         "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
+         "replicas: 2.5}]}}",
+         "sharing.timeSlicing.resources[0].replicas: must be a whole number"},
+        {"devices",
+         "sharing: {timeSlicing: {resources: [{name: "
+         "nvidia.com/gpu, replicas: 2, devices: 0}]}}",
+         "sharing.timeSlicing.resources[0].devices: must be"},
+        {"resource", "sharing: {timeSlicing: {resources: [gpu]}}",
+         "sharing.timeSlicing.resources[0]: not a mapping"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        struct gm_plugin_configs c;
+        json_object *cm = json_object_new_object();
+        json_object *data = json_object_new_object();
+        json_object_object_add(data, cases[i].key,
+                               json_object_new_string(cases[i].yaml));
+        json_object_object_add(cm, "data", data);
+        assert_int_equal(gm_plugin_configs_parse(cm, &c), 0);
+        json_object_put(cm);
+        const struct gm_plugin_config *pc = gm_map_get(&c.m, cases[i].key);
+        assert_non_null(pc);
+        if (cases[i].error[0] == '\0' && pc->error[0] != '\0')
+            fail_msg("%s: refused: %s", cases[i].key, pc->error);
+        if (cases[i].error[0] && strstr(pc->error, cases[i].error) == NULL)
+            fail_msg("%s: %s, expected %s", cases[i].key, pc->error,
+                     cases[i].error);
+        gm_plugin_configs_free(&c);
+    }
+}
+
 /* A ConfigMap volume holds binaryData keys as files too: the plugin can
  * select them, so they are read (decoded) like data keys. */
 static void test_parse_reads_binary_data(void **state)
@@ -351,6 +424,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_names_what_the_plugin_refuses),
+        cmocka_unit_test(test_parse_names_sharing_the_plugin_refuses),
         cmocka_unit_test(test_parse_reads_binary_data),
         cmocka_unit_test(test_key_a_node_selects),
         cmocka_unit_test(test_key_of_a_retry_from_its_record),

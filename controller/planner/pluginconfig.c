@@ -9,9 +9,76 @@
 #include "common/json.h"
 #include "common/yaml.h"
 
+/* A whole number at least 1 (sigs.k8s.io/yaml writes 4.0 as 4). */
+static bool positive_int(json_object *v)
+{
+    if (json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v) >= 1;
+    if (json_object_is_type(v, json_type_double)) {
+        double d = json_object_get_double(v);
+        return d >= 1 && d == (double)(long long)d;
+    }
+    return false;
+}
+
+/* sharing.timeSlicing or sharing.mps (ReplicatedResources): what every
+ * plugin release refuses — no resources, a resource without a name or
+ * with fewer than 1 replica, devices given as a mapping, a boolean or a
+ * count below 1. A quoted or odd scalar is left alone: YAML 1.1 (the
+ * plugin's) may read it as a number where we read a string. */
+static void read_sharing(json_object *sharing, const char *field, char *err,
+                         size_t len)
+{
+    json_object *rr = gm_json_get(sharing, field);
+    if (rr == NULL || err[0])
+        return;
+    if (!json_object_is_type(rr, json_type_object)) {
+        snprintf(err, len, "sharing.%s: not a mapping", field);
+        return;
+    }
+    json_object *res = gm_json_get(rr, "resources");
+    size_t n = json_object_is_type(res, json_type_array)
+                   ? json_object_array_length(res)
+                   : 0;
+    if (n == 0) {
+        snprintf(err, len,
+                 "sharing.%s.resources: none given (the plugin needs at "
+                 "least one)",
+                 field);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_object *r = json_object_array_get_idx(res, i);
+        json_object *v;
+        const char *why = NULL, *what = "";
+        if (!json_object_is_type(r, json_type_object)) {
+            why = "not a mapping";
+        } else if (gm_json_get(r, "name") == NULL) {
+            what = ".name", why = "missing";
+        } else if ((v = gm_json_get(r, "replicas")) == NULL) {
+            what = ".replicas", why = "missing";
+        } else if (!json_object_is_type(v, json_type_string) &&
+                   !positive_int(v)) {
+            what = ".replicas", why = "must be a whole number, at least 1";
+        } else if ((v = gm_json_get(r, "devices")) != NULL &&
+                   (json_object_is_type(v, json_type_boolean) ||
+                    json_object_is_type(v, json_type_object) ||
+                    (json_object_is_type(v, json_type_int) &&
+                     json_object_get_int64(v) <= 0))) {
+            what = ".devices", why = "must be \"all\", a count or a list";
+        }
+        if (why) {
+            snprintf(err, len, "sharing.%s.resources[%zu]%s: %s", field, i,
+                     what, why);
+            return;
+        }
+    }
+}
+
 /* What the plugin's config loader refuses (api/config/v1): text that is
  * not YAML, a version other than v1 (none means v1), an unknown MIG
- * strategy. Other fields are the plugin's business and left alone. */
+ * strategy, sharing it cannot read (read_sharing). Other fields are the
+ * plugin's business and left alone. */
 static void read_config(const char *text, size_t len,
                         struct gm_plugin_config *pc)
 {
@@ -36,6 +103,9 @@ static void read_config(const char *text, size_t len,
         snprintf(pc->error, sizeof(pc->error),
                  "version: unknown version %s (the plugin reads v1)",
                  json_object_get_string(v));
+    json_object *sharing = gm_json_get(o, "sharing");
+    read_sharing(sharing, "timeSlicing", pc->error, sizeof(pc->error));
+    read_sharing(sharing, "mps", pc->error, sizeof(pc->error));
     json_object *s = gm_json_get(gm_json_get(o, "flags"), "migStrategy");
     if (s && pc->error[0] == '\0') {
         const char *name = json_object_get_string(s);

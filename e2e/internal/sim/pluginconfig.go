@@ -31,11 +31,11 @@ type pluginConfig struct {
 		MigStrategy string `json:"migStrategy"`
 	} `json:"flags"`
 	Sharing struct {
-		TimeSlicing struct {
+		TimeSlicing *struct {
 			RenameByDefault bool `json:"renameByDefault"`
 			Resources       []struct {
 				Name     string `json:"name"`
-				Replicas int    `json:"replicas"`
+				Replicas *int   `json:"replicas"`
 			} `json:"resources"`
 		} `json:"timeSlicing"`
 	} `json:"sharing"`
@@ -66,15 +66,29 @@ func parsePluginConfig(text string) (sharing, error) {
 		return out, fmt.Errorf("unknown MIG strategy %q", c.Flags.MigStrategy)
 	}
 	ts := c.Sharing.TimeSlicing
+	if ts == nil {
+		return out, nil
+	}
+	// The loader's own refusals (ReplicatedResources).
+	if len(ts.Resources) == 0 {
+		return out, fmt.Errorf("no resources specified")
+	}
+	for _, r := range ts.Resources {
+		switch {
+		case r.Name == "":
+			return out, fmt.Errorf("no resource name specified")
+		case r.Replicas == nil:
+			return out, fmt.Errorf("no replicas specified")
+		case *r.Replicas < 1:
+			return out, fmt.Errorf("%s: replicas %d", r.Name, *r.Replicas)
+		}
+	}
 	for _, r := range ts.Resources {
 		if r.Name != "nvidia.com/gpu" {
 			continue
 		}
-		if r.Replicas < 1 {
-			return out, fmt.Errorf("nvidia.com/gpu: replicas %d", r.Replicas)
-		}
-		if r.Replicas > 1 {
-			out.replicas = r.Replicas
+		if *r.Replicas > 1 {
+			out.replicas = *r.Replicas
 			// The plugin and GFD ignore a resource's own rename
 			// (DisableResourceNamingInConfig); renameByDefault gives
 			// <name>.shared.
