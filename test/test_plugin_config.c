@@ -129,8 +129,9 @@ static void test_parse_names_what_the_plugin_refuses(void **state)
     gm_plugin_configs_free(&c);
 }
 
-/* Sharing the plugin's loader refuses (it would crash-loop after the
- * drain) is named; what it may accept is left alone. */
+/* Time-slicing the plugin's loader refuses (it would crash-loop after the
+ * drain) is named; what some plugin may load is left alone ("" below),
+ * and so are strings, which YAML 1.1 may read as numbers. */
 static void test_parse_names_sharing_the_plugin_refuses(void **state)
 {
     (void)state;
@@ -146,19 +147,44 @@ static void test_parse_names_sharing_the_plugin_refuses(void **state)
          "resources: [{name: nvidia.com/gpu, replicas: 4.0, "
          "devices: all}]}}",
          ""},
-        {"ts-quoted",
+        /* 0x4 reads as a string here, 4 to the plugin */
+        {"ts-string",
          "sharing: {timeSlicing: {resources: [{name: "
-         "nvidia.com/gpu, replicas: '4', devices: [0, '1:0']}]}}",
+         "nvidia.com/gpu, replicas: 0x4, devices: [0, '1:0']}]}}",
          ""},
-        {"mps",
-         "sharing: {mps: {resources: [{name: nvidia.com/gpu, "
-         "replicas: 10, devices: 2}]}}",
+        /* plugins before MPS ignore it */
+        {"mps", "sharing: {mps: {resources: []}}", ""},
+        /* merged by the plugin's YAML reader, not by ours */
+        {"merge",
+         "sharing: {timeSlicing: {resources: [&r {name: "
+         "nvidia.com/gpu, replicas: 4}, {<<: *r, name: other}]}}",
+         ""},
+        {"merge-up",
+         "x: &t {resources: [{name: nvidia.com/gpu, replicas: "
+         "4}]}\nsharing: {timeSlicing: {<<: *t}}",
+         ""},
+        {"null-section", "sharing: {timeSlicing: }", ""},
+        {"null-devices",
+         "sharing: {timeSlicing: {resources: [{name: "
+         "nvidia.com/gpu, replicas: 2, devices: }]}}",
          ""},
         {"no-sharing", "sharing: {}", ""},
         {"no-resources", "sharing: {timeSlicing: {renameByDefault: true}}",
          "sharing.timeSlicing.resources: none given"},
-        {"empty-resources", "sharing: {mps: {resources: []}}",
-         "sharing.mps.resources: none given"},
+        {"empty-resources", "sharing: {timeSlicing: {resources: []}}",
+         "sharing.timeSlicing.resources: none given"},
+        {"null-name",
+         "sharing: {timeSlicing: {resources: [{name: ~, "
+         "replicas: 4}]}}",
+         "sharing.timeSlicing.resources[0].name: missing"},
+        {"null-replicas",
+         "sharing: {timeSlicing: {resources: [{name: "
+         "nvidia.com/gpu, replicas: ~}]}}",
+         "sharing.timeSlicing.resources[0].replicas: missing"},
+        {"huge",
+         "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
+         "replicas: 1e19}]}}",
+         "sharing.timeSlicing.resources[0].replicas: must be a whole number"},
         {"not-mapping", "sharing: {timeSlicing: [a]}",
          "sharing.timeSlicing: not a mapping"},
         {"no-name", "sharing: {timeSlicing: {resources: [{replicas: 4}]}}",

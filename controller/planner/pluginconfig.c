@@ -1,6 +1,7 @@
 #include "planner/pluginconfig.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,28 +10,37 @@
 #include "common/json.h"
 #include "common/yaml.h"
 
-/* A whole number at least 1 (sigs.k8s.io/yaml writes 4.0 as 4). */
+/* A whole number at least 1 (sigs.k8s.io/yaml writes 4.0 as 4); past
+ * 2^63 the plugin's int refuses it too. */
 static bool positive_int(json_object *v)
 {
     if (json_object_is_type(v, json_type_int))
         return json_object_get_int64(v) >= 1;
     if (json_object_is_type(v, json_type_double)) {
         double d = json_object_get_double(v);
-        return d >= 1 && d == (double)(long long)d;
+        return d >= 1 && d < 9223372036854775808.0 && d == floor(d);
     }
     return false;
 }
 
-/* sharing.timeSlicing or sharing.mps (ReplicatedResources): what every
- * plugin release refuses — no resources, a resource without a name or
- * with fewer than 1 replica, devices given as a mapping, a boolean or a
- * count below 1. A quoted or odd scalar is left alone: YAML 1.1 (the
- * plugin's) may read it as a number where we read a string. */
-static void read_sharing(json_object *sharing, const char *field, char *err,
-                         size_t len)
+/* A mapping with a YAML merge key (<<): the plugin's YAML 1.1 reader
+ * merges it, ours keeps it as a key, so what it holds is not known. */
+static bool merges(json_object *o)
 {
+    return json_object_object_get_ex(o, "<<", NULL);
+}
+
+/* sharing.timeSlicing (ReplicatedResources): what every plugin release
+ * refuses — no resources, a resource without a name or with fewer than 1
+ * replica, devices given as a mapping, a boolean or a count below 1. A
+ * string is left alone: a plain 0x4 is a number to YAML 1.1 (the
+ * plugin's) and a string to our reader. sharing.mps is not read: plugins
+ * before MPS ignore it. */
+static void read_time_slicing(json_object *sharing, char *err, size_t len)
+{
+    static const char field[] = "timeSlicing";
     json_object *rr = gm_json_get(sharing, field);
-    if (rr == NULL || err[0])
+    if (rr == NULL || err[0] || merges(rr))
         return;
     if (!json_object_is_type(rr, json_type_object)) {
         snprintf(err, len, "sharing.%s: not a mapping", field);
@@ -53,6 +63,8 @@ static void read_sharing(json_object *sharing, const char *field, char *err,
         const char *why = NULL, *what = "";
         if (!json_object_is_type(r, json_type_object)) {
             why = "not a mapping";
+        } else if (merges(r)) {
+            continue;
         } else if (gm_json_get(r, "name") == NULL) {
             what = ".name", why = "missing";
         } else if ((v = gm_json_get(r, "replicas")) == NULL) {
@@ -65,7 +77,8 @@ static void read_sharing(json_object *sharing, const char *field, char *err,
                     json_object_is_type(v, json_type_object) ||
                     (json_object_is_type(v, json_type_int) &&
                      json_object_get_int64(v) <= 0))) {
-            what = ".devices", why = "must be \"all\", a count or a list";
+            what = ".devices",
+            why = "must be \"all\", a count above 0 or a list";
         }
         if (why) {
             snprintf(err, len, "sharing.%s.resources[%zu]%s: %s", field, i,
@@ -77,7 +90,8 @@ static void read_sharing(json_object *sharing, const char *field, char *err,
 
 /* What the plugin's config loader refuses (api/config/v1): text that is
  * not YAML, a version other than v1 (none means v1), an unknown MIG
- * strategy, sharing it cannot read (read_sharing). Other fields are the
+ * strategy, time-slicing it cannot read (read_time_slicing). Other
+ * fields are the
  * plugin's business and left alone. */
 static void read_config(const char *text, size_t len,
                         struct gm_plugin_config *pc)
@@ -103,9 +117,7 @@ static void read_config(const char *text, size_t len,
         snprintf(pc->error, sizeof(pc->error),
                  "version: unknown version %s (the plugin reads v1)",
                  json_object_get_string(v));
-    json_object *sharing = gm_json_get(o, "sharing");
-    read_sharing(sharing, "timeSlicing", pc->error, sizeof(pc->error));
-    read_sharing(sharing, "mps", pc->error, sizeof(pc->error));
+    read_time_slicing(gm_json_get(o, "sharing"), pc->error, sizeof(pc->error));
     json_object *s = gm_json_get(gm_json_get(o, "flags"), "migStrategy");
     if (s && pc->error[0] == '\0') {
         const char *name = json_object_get_string(s);
@@ -126,15 +138,18 @@ static int read_key(struct gm_plugin_configs *out, const char *key,
                     json_object *val, bool binary)
 {
     struct gm_plugin_config *pc = calloc(1, sizeof(*pc));
-    if (pc == NULL || gm_map_put(&out->m, key, pc, NULL)) {
+    void *old = NULL;
+    if (pc == NULL || gm_map_put(&out->m, key, pc, &old)) {
         free(pc);
         return -ENOMEM;
     }
+    free(old); /* in data and binaryData: the API server refuses that */
     const char *s = json_object_get_string(val);
     if (!json_object_is_type(val, json_type_string)) {
         snprintf(pc->error, sizeof(pc->error), "not a string");
     } else if (!binary || s[0] == '\0') {
-        read_config(s, strlen(s), pc);
+        /* With its length: a NUL inside is the YAML reader's to refuse. */
+        read_config(s, (size_t)json_object_get_string_len(val), pc);
     } else {
         char *text = NULL;
         size_t len = 0;
