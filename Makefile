@@ -123,7 +123,7 @@ demo-down:
 # CHAOS_CYCLES cycles of 8 switches each under controller kills, an
 # apiserver restart, etcd compaction and nvidia-smi faults.
 chaos: deps programs tools
-	@cd e2e && PATH="$$PATH:/usr/local/go/bin" TESTBED_NO_BUILD= GPUMODE_E2E=1 \
+	@cd e2e && TESTBED_NO_BUILD= GPUMODE_E2E=1 \
 	  E2E_TIMEOUT=90m CHAOS_CYCLES=$${CHAOS_CYCLES:-13} ./run-tests.sh -run TestChaos -v
 
 bench: deps programs tools

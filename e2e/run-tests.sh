@@ -5,7 +5,9 @@
 # (e.g. -run TestSmoke -v).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+# /usr/local/go first: scripts/deps.sh puts a Go there when the one on
+# PATH is too old (Debian 12's 1.19) to fetch the version go.mod names.
+if [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
 cd "$here"

@@ -20,7 +20,9 @@ echo "== watch decode and node cache memory (build/tools/benchdecode)"
 } | tee -a "$results"
 
 echo "== fleet benchmarks on the test bed"
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+# /usr/local/go first: scripts/deps.sh puts a Go there when the one on
+# PATH is too old (Debian 12's 1.19) to fetch the version go.mod names.
+if [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
 "$root/e2e/testbed" help >/dev/null

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need, only when something is missing, so
-# every make target can call it cheaply. Debian packages through apt; Go from
-# Debian if absent (the e2e module then fetches its own toolchain version via
-# the Go module proxy through GOTOOLCHAIN).
+# every make target can call it cheaply. Debian packages through apt, and a
+# Go toolchain for the test bed (below).
 set -euo pipefail
 
 pkgs=(build-essential pkg-config libcurl4-openssl-dev libuv1-dev libjson-c-dev
@@ -14,9 +13,8 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
     || missing+=("$p")
 done
-if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
-  missing+=(golang-go)
-fi
+# unzip unpacks the Go toolchain when one is fetched.
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
@@ -26,3 +24,48 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi
+
+# Go. The test bed's module (e2e/go.mod) names the Go it needs; Go 1.21 and
+# later fetch that version by themselves (GOTOOLCHAIN). Debian 12's
+# golang-go is 1.19 and cannot, so without a Go that can, the toolchain is
+# fetched the way `go` itself does: module golang.org/toolchain from the Go
+# module proxy, unpacked into GPUMODE_GO_ROOT (/usr/local/go, where the
+# scripts look first).
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+goroot="${GPUMODE_GO_ROOT:-/usr/local/go}"
+go_can_switch() { # go_can_switch GO: 0 when GO is 1.21 or later
+  local v
+  v="$("$1" env GOVERSION 2>/dev/null)" || return 1
+  v="${v#go}"
+  [ "${v%%.*}" -gt 1 ] || { v="${v#*.}"; [ "${v%%.*}" -ge 21 ]; }
+}
+for g in "$goroot/bin/go" "$(command -v go || true)"; do
+  if [ -n "$g" ] && [ -x "$g" ] && go_can_switch "$g"; then
+    exit 0
+  fi
+done
+if [ -e "$goroot" ]; then
+  echo "deps: $goroot holds a Go older than 1.21; install Go 1.21 or later there or on PATH (e2e/go.mod names the version the test bed uses)" >&2
+  exit 1
+fi
+want="$(awk '$1 == "go" { print $2; exit }' "$here/../e2e/go.mod")"
+case "$(uname -m)" in
+  x86_64) arch=amd64 ;;
+  aarch64) arch=arm64 ;;
+  *) echo "deps: no Go toolchain for $(uname -m)" >&2; exit 1 ;;
+esac
+proxy="${GOPROXY:-https://proxy.golang.org}"
+proxy="${proxy%%[,|]*}"
+case "$proxy" in http://* | https://*) ;; *) proxy=https://proxy.golang.org ;; esac
+url="$proxy/golang.org/toolchain/@v/v0.0.1-go$want.linux-$arch.zip"
+echo "deps: fetching Go $want from $url into $goroot"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+curl -fsSL --retry 3 -o "$tmp/go.zip" "$url"
+unzip -q "$tmp/go.zip" -d "$tmp"
+sudo=""
+[ "$(id -u)" -eq 0 ] || [ -w "$(dirname "$goroot")" ] || sudo=sudo
+$sudo mkdir -p "$goroot"
+$sudo cp -a "$tmp/golang.org/toolchain@v0.0.1-go$want.linux-$arch/." "$goroot/"
+$sudo chmod +x "$goroot/bin/"* "$goroot/pkg/tool/"*/* 2>/dev/null || true
+"$goroot/bin/go" version
