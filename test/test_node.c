@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "common/intern.h"
+#include "common/json.h"
 #include "kube/node.h"
 #include "support/testutil.h"
 
@@ -95,6 +96,30 @@ static void test_settings_annotation_is_shared(void **state)
 /* A label is one interned "key=value": the same label on two nodes is one
  * pointer, lookups order by the key alone ("a" before "a.b", although '.'
  * sorts before '='), and a value may itself hold '=' or be long. */
+/* gpumode.io/gpus: a count, or nothing recorded (0) for anything else. */
+static void test_gpus_annotation(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        int want;
+    } cases[] = {{"8", 8},  {"1", 1}, {"0", 0},    {"-2", 0},
+                 {"8x", 0}, {"", 0},  {"1024", 0}, {NULL, 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        json_object *o = json_tokener_parse("{\"metadata\":{\"name\":\"a\","
+                                            "\"annotations\":{}}}");
+        if (cases[i].value)
+            json_object_object_add(
+                gm_json_get(gm_json_get(o, "metadata"), "annotations"),
+                "gpumode.io/gpus", json_object_new_string(cases[i].value));
+        struct gm_node *n;
+        assert_int_equal(gm_node_from_json(o, &n), 0);
+        assert_int_equal(n->ann_gpus, cases[i].want);
+        gm_node_free(n);
+        json_object_put(o);
+    }
+}
+
 static void test_labels_are_shared_pairs(void **state)
 {
     (void)state;
@@ -240,6 +265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decodes_what_the_controller_reads),
         cmocka_unit_test(test_settings_annotation_is_shared),
+        cmocka_unit_test(test_gpus_annotation),
         cmocka_unit_test(test_labels_are_shared_pairs),
         cmocka_unit_test(test_rejects_non_nodes),
         cmocka_unit_test(test_fields_of_the_wrong_type),

@@ -861,6 +861,86 @@ static void test_resources_text(void **state)
     gmt_node_free(n);
 }
 
+/* A person time-slices a converged full node's GPUs through its own
+ * device plugin config, or stops: the plugin re-offers the GPUs it was
+ * verified with, as feature discovery says, which is no drift. A GPU
+ * lost, an offer the labels do not explain, or no gpumode.io/gpus (an
+ * older gpumode verified it) still is. */
+static void test_own_config_change_is_not_drift(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    static const struct {
+        const char *name, *replicas, *product, *verified, *resource;
+        int gpus, count, offers;
+    } nodes[] = {
+        /* 4 replicas each, offered as nvidia.com/gpu */
+        {"a", "4", "NVIDIA-H100-80GB-HBM3-SHARED", "nvidia.com/gpu=8",
+         "nvidia.com/gpu", 8, 8, 32},
+        /* renamed (renameByDefault: no -SHARED) */
+        {"b", "4", "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu=8",
+         "nvidia.com/gpu.shared", 8, 8, 32},
+        /* verified time-sliced, no longer shared */
+        {"c", "1", "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu=32",
+         "nvidia.com/gpu", 8, 8, 8},
+        /* a GPU lost: feature discovery counts 7 */
+        {"d", "4", "NVIDIA-H100-80GB-HBM3-SHARED", "nvidia.com/gpu=8",
+         "nvidia.com/gpu", 8, 7, 28},
+        /* verified by a gpumode that did not record the GPUs */
+        {"e", "4", "NVIDIA-H100-80GB-HBM3-SHARED", "nvidia.com/gpu=8",
+         "nvidia.com/gpu", 0, 8, 32},
+        /* the labels say 4 replicas, the plugin offers 2 */
+        {"f", "4", "NVIDIA-H100-80GB-HBM3-SHARED", "nvidia.com/gpu=8",
+         "nvidia.com/gpu", 8, 8, 16},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(*nodes); i++) {
+        char replicas[64], product[96], count[64];
+        snprintf(replicas, sizeof(replicas), "nvidia.com/gpu.replicas=%s",
+                 nodes[i].replicas);
+        snprintf(product, sizeof(product), "nvidia.com/gpu.product=%s",
+                 nodes[i].product);
+        snprintf(count, sizeof(count), "nvidia.com/gpu.count=%d",
+                 nodes[i].count);
+        struct gm_node *n =
+            add(&f, gmt_node(nodes[i].name, "pool=a", "gpumode.io/mode=full",
+                             "gpumode.io/state=ready", replicas, product, count,
+                             NULL));
+        n->ann_resources = nodes[i].verified;
+        n->ann_gpus = nodes[i].gpus;
+        n->resources_since = NOW - 3600;
+        gmt_alloc(n, nodes[i].resource, nodes[i].offers);
+    }
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 6);
+    assert_int_equal(pl.n_starts, 0);
+    assert_int_equal(pl.drifted, 3);
+    assert_non_null(pl.drift_notice);
+    assert_non_null(strstr(pl.drift_notice,
+                           "d offers nvidia.com/gpu=28, verified with "
+                           "nvidia.com/gpu=8; e; f"));
+    gm_plan_free(&pl);
+    for (size_t i = 0; i < f.len; i++) {
+        gm_plan_mark_resources(f.n[i], "nvidia.com/vgpu");
+        assert_int_equal(f.n[i]->resources,
+                         f.n[i]->name[0] < 'd' ? GM_RES_SAME : GM_RES_OTHER);
+    }
+    /* In another mode gpumode.io/gpus explains nothing. */
+    gmt_node_free(f.n[0]);
+    f.n[0] = gmt_node("a", "pool=a", "gpumode.io/mode=vgpu",
+                      "gpumode.io/state=ready", "nvidia.com/gpu.count=8",
+                      "nvidia.com/gpu.replicas=1", NULL);
+    f.n[0]->ann_resources = "nvidia.com/vgpu=80";
+    f.n[0]->ann_gpus = 8;
+    gmt_alloc(f.n[0], "nvidia.com/gpu", 8);
+    gm_plan_mark_resources(f.n[0], "nvidia.com/vgpu");
+    assert_int_equal(f.n[0]->resources, GM_RES_OTHER);
+    fleet_free(&f);
+    gm_policy_free(p);
+}
+
 /* A converged node that offers other GPU resources than it was verified
  * with stays converged (gpumode does not drain on its own for it) and is
  * named once the difference outlasts the grace; until then the plan asks
@@ -1023,6 +1103,7 @@ int main(void)
         cmocka_unit_test(test_single_strategy_selector_notice),
         cmocka_unit_test(test_hami_entries_that_differ),
         cmocka_unit_test(test_resources_text),
+        cmocka_unit_test(test_own_config_change_is_not_drift),
         cmocka_unit_test(test_resources_that_differ),
         cmocka_unit_test(test_resources_since_carried),
     };

@@ -29,11 +29,12 @@
 
 struct fx {
     struct th_ctl c;
-    char *record;    /* owned: the node's switch annotation */
-    const char *cms; /* the ConfigMapList's items */
-    char *patched;   /* owned: the switch annotation the node patch wrote */
-    char *settings;  /* owned: the gpumode.io/settings it wrote, or NULL */
-    char *resources; /* owned: the gpumode.io/resources it wrote, or NULL */
+    char *record;      /* owned: the node's switch annotation */
+    const char *cms;   /* the ConfigMapList's items */
+    char *patched;     /* owned: the switch annotation the node patch wrote */
+    char *settings;    /* owned: the gpumode.io/settings it wrote, or NULL */
+    char *resources;   /* owned: the gpumode.io/resources it wrote, or NULL */
+    bool gpus_removed; /* it wrote gpumode.io/gpus null (only full has it) */
     int done;
     int cm_writes;
 };
@@ -68,6 +69,12 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
             GM_ANN_RESOURCES));
         if (res && f->resources == NULL)
             f->resources = strdup(res);
+        json_object *gpus = NULL;
+        f->gpus_removed |=
+            json_object_object_get_ex(
+                gm_json_get(gm_json_get(patch, "metadata"), "annotations"),
+                GM_ANN_GPUS, &gpus) &&
+            gpus == NULL;
         json_object_put(patch);
         f->done = 1;
         th_respond(c, 200, NULL, "{}");
@@ -140,6 +147,7 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
          * later: the mode's resources, not HAMi's gpumem or a zero. */
         assert_non_null(f.resources);
         assert_string_equal(f.resources, "nvidia.com/vgpu=32");
+        assert_true(f.gpus_removed);
     } else {
         assert_null(f.resources);
         assert_non_null(f.patched);

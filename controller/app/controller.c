@@ -92,7 +92,7 @@ static int plan_relevant(const struct gm_node *a, const struct gm_node *b)
         str_differ(a->ann_boot_id, b->ann_boot_id) ||
         str_differ(a->ann_retry, b->ann_retry) ||
         a->ann_settings != b->ann_settings || /* interned */
-        a->ann_resources != b->ann_resources ||
+        a->ann_resources != b->ann_resources || a->ann_gpus != b->ann_gpus ||
         str_differ(a->boot_id, b->boot_id))
         return 1;
     for (size_t i = 0; i < a->n_labels; i++)

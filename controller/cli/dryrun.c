@@ -136,6 +136,7 @@ static struct gm_node *converged_copy(const struct gm_node *orig,
      * what it would offer is not known, so nothing is compared. */
     n->ann_settings = NULL;
     n->ann_resources = NULL;
+    n->ann_gpus = 0;
     return n;
 }
 

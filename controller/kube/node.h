@@ -51,6 +51,9 @@ struct gm_node {
     /* interned or NULL: gpumode.io/resources, the GPU resources the node
      * advertised when its last switch was verified */
     const char *ann_resources;
+    /* gpumode.io/gpus: the GPUs a full node was verified with; 0 when not
+     * recorded (another mode, or verified by an older gpumode) */
+    int ann_gpus;
     /* Wall clock; 0 when unknown. Since when the node has, without a
      * break, offered other GPU resources than ann_resources while in
      * service; when it does not, its decode time. Kept by the cache's

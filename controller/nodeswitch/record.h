@@ -17,6 +17,7 @@
 #define GM_ANN_SETTINGS "gpumode.io/settings"
 #define GM_ANN_RESOURCES "gpumode.io/resources"
 #define GM_ANN_PLUGIN_CONFIG "gpumode.io/plugin-config"
+#define GM_ANN_GPUS "gpumode.io/gpus"
 
 enum gm_phase {
     GM_PHASE_CORDON,

@@ -1218,7 +1218,8 @@ static void keep_own_config(struct sw *s, json_object *ann)
 /* Adds to labels every label we changed that the target does not set,
  * back to its old value: feature discovery, DCGM and the exporter return
  * with the plugin, so feature discovery's labels describe the new layout
- * by the time the switch is verified (time_slicing reads them).
+ * by the time the switch is verified (gm_plugin_config_replicas reads
+ * them).
  * only_stopped: only labels that still have the value the stop set gave
  * them. */
 static void restore_others(struct sw *s, json_object *labels, bool only_stopped)
@@ -1368,26 +1369,11 @@ static int gpu_count(const struct gm_node *n)
     return c ? atoi(c) : 0;
 }
 
-/* A full node's own device plugin config may time-slice its GPUs: the
- * plugin then advertises GPUs x replicas, as nvidia.com/gpu or, renamed,
- * as nvidia.com/gpu.shared. Feature discovery, which reads the same
- * config, says which: gpu.replicas, and a product ending in -SHARED
- * unless the resource is renamed. Returns the replicas (1 when not
- * shared); *renamed is set to the renamed resource or left NULL. A label
- * from before the plugin restarted only delays verification: the counts
- * must agree with what the plugin advertises. */
-static int time_slicing(const struct gm_node *n, const char **renamed)
+/* The GPUs a switch verifies: the agent's count, else feature
+ * discovery's. */
+static int verified_gpus(struct sw *s)
 {
-    const char *r = gm_node_label(n, "nvidia.com/gpu.replicas");
-    const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
-    int replicas = r ? atoi(r) : 1;
-    size_t len = product ? strlen(product) : 0;
-
-    if (replicas <= 1)
-        return 1;
-    if (len < 7 || strcmp(product + len - 7, "-SHARED") != 0)
-        *renamed = "nvidia.com/gpu.shared";
-    return replicas;
+    return s->rec.gpus > 0 ? s->rec.gpus : gpu_count(s->node);
 }
 
 static int step_verify(struct sw *s)
@@ -1399,7 +1385,7 @@ static int step_verify(struct sw *s)
         return advance(s, GM_PHASE_FINISH, NULL, -1);
     if (!s->rec.rolling_back && elapsed(s) <= s->ctl->cfg->clients_timeout_s) {
         /* A record an older gpumode took past StartingClients left feature
-         * discovery off until Finish, and time_slicing reads its labels.
+         * discovery off until Finish, and verification reads its labels.
          * Only labels still at their stopped value: one someone else sets
          * meanwhile is not fought over (Finish restores it). */
         json_object *labels = json_object_new_object();
@@ -1429,11 +1415,16 @@ static int step_verify(struct sw *s)
     const char *names[16];
     long long counts[16];
     char buf[1024];
+    /* A full node's own device plugin config may time-slice its GPUs:
+     * feature discovery, which reads the same config, says how. A label
+     * from before the plugin restarted only delays verification: the
+     * counts must agree with what the plugin advertises. */
     const char *shared = NULL;
-    int split = mode == GM_MODE_VGPU   ? hami_split(s)
-                : mode == GM_MODE_FULL ? time_slicing(s->node, &shared)
-                                       : 1;
-    int gpus = s->rec.gpus > 0 ? s->rec.gpus : gpu_count(s->node);
+    int split = mode == GM_MODE_VGPU ? hami_split(s)
+                : mode == GM_MODE_FULL
+                    ? gm_plugin_config_replicas(s->node, &shared)
+                    : 1;
+    int gpus = verified_gpus(s);
     size_t n =
         gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy, gpus,
                            split, names, counts, 16, buf, sizeof(buf));
@@ -1541,6 +1532,14 @@ static int step_finish(struct sw *s)
     /* Too many to list: no record, rather than the last mode's. */
     json_object_object_add(ann, GM_ANN_RESOURCES,
                            listed ? json_object_new_string(offered) : NULL);
+    /* And in full, how many GPUs: a later change of the node's own
+     * config (time-slicing) re-offers them, which is not drift. */
+    char gpus[16];
+    snprintf(gpus, sizeof(gpus), "%d", verified_gpus(s));
+    json_object_object_add(ann, GM_ANN_GPUS,
+                           s->rec.to == GM_MODE_FULL && verified_gpus(s) > 0
+                               ? json_object_new_string(gpus)
+                               : NULL);
     char defaults[400] = "";
     if (s->rec.to == GM_MODE_VGPU && s->pol.has_vgpu_config && settings &&
         strcmp(settings, "{}") == 0)

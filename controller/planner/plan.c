@@ -318,8 +318,30 @@ int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
     return 0;
 }
 
+/* A full node's own device plugin config is a person's to change (to
+ * time-slice its GPUs, or to stop): the plugin then restarts and offers
+ * the same GPUs with other replicas. That is no drift when the node has
+ * the GPUs it was verified with (gpumode.io/gpus, and feature discovery
+ * counts as many) and offers them as feature discovery, which reads the
+ * same config, says it does. A GPU lost is still named. */
+static bool own_config_explains(const struct gm_node *n, const char *have)
+{
+    const char *count = gm_node_label(n, "nvidia.com/gpu.count");
+    const char *renamed = "nvidia.com/gpu";
+    char want[96];
+
+    if (n->ann_gpus <= 0 || node_mode(n) != GM_MODE_FULL || count == NULL ||
+        atoi(count) != n->ann_gpus)
+        return false;
+    int replicas = gm_plugin_config_replicas(n, &renamed);
+    snprintf(want, sizeof(want), "%s=%lld", renamed,
+             (long long)n->ann_gpus * replicas);
+    return strcmp(have, want) == 0;
+}
+
 /* In service, and offering other GPU resources than gpumode.io/resources
- * says? (Not when there is no record, or too many to compare.) */
+ * says (or, in full, than its own config explains)? (Not when there is no
+ * record, or too many to compare.) */
 static bool offers_other(const struct gm_node *n, const char *vgpu_resource)
 {
     char have[1024];
@@ -329,7 +351,7 @@ static bool offers_other(const struct gm_node *n, const char *vgpu_resource)
     if (n->resources != GM_RES_UNKNOWN)
         return n->resources == GM_RES_OTHER;
     return gm_plan_resources(n, vgpu_resource, have, sizeof(have)) == 0 &&
-           strcmp(have, n->ann_resources) != 0;
+           strcmp(have, n->ann_resources) != 0 && !own_config_explains(n, have);
 }
 
 void gm_plan_mark_resources(struct gm_node *n, const char *vgpu_resource)

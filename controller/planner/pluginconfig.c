@@ -202,6 +202,20 @@ bool gm_plugin_config_is_strategy(const char *value)
            (strcmp(value, "single") == 0 || strcmp(value, "mixed") == 0);
 }
 
+int gm_plugin_config_replicas(const struct gm_node *n, const char **renamed)
+{
+    const char *r = gm_node_label(n, "nvidia.com/gpu.replicas");
+    const char *product = gm_node_label(n, "nvidia.com/gpu.product");
+    int replicas = r ? atoi(r) : 1;
+    size_t len = product ? strlen(product) : 0;
+
+    if (replicas <= 1)
+        return 1;
+    if (len < 7 || strcmp(product + len - 7, "-SHARED") != 0)
+        *renamed = "nvidia.com/gpu.shared";
+    return replicas;
+}
+
 const char *gm_plugin_config_own(const char *saved, const char *current)
 {
     if (saved)

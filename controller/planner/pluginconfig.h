@@ -53,6 +53,14 @@ const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
                                  enum gm_mode to, const char *strategy,
                                  char *buf, size_t len);
 
+/* A full node's time-slicing as feature discovery labels it (it reads
+ * the node's device plugin config): the replicas of each GPU, 1 when not
+ * shared (nvidia.com/gpu.replicas). *renamed is set to
+ * "nvidia.com/gpu.shared" when the plugin offers the replicas under that
+ * name (renameByDefault: the product label then lacks -SHARED), else
+ * left alone. */
+int gm_plugin_config_replicas(const struct gm_node *n, const char **renamed);
+
 /* 0 when the plugin can load key (with strategy set: in mig under that
  * strategy); else -EINVAL with msg naming source, the key and the fix. */
 int gm_plugin_config_check(const struct gm_plugin_configs *c,

@@ -1160,6 +1160,88 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	})
 }
 
+// TestOwnConfigChangeIsNotDrift: a person time-slices a converged full
+// node's GPUs through its own device plugin config label, as NVIDIA's
+// documentation has them do; the config-manager restarts the plugin and
+// feature discovery, and the node offers 4 replicas of each GPU. That is
+// not drift: the node has the GPUs it was verified with. A GPU lost
+// afterwards is.
+func TestOwnConfigChangeIsNotDrift(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	AppendControllerConfig(t, b, "resourcesGraceSeconds: 3\n")
+	port := freePort(t)
+	StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	differ := func() string {
+		_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, `gpumode_nodes_resources_differ{policy="a"} `); ok {
+				return v
+			}
+		}
+		return "absent"
+	}
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: full
+`)
+	WaitPolicy(t, b, "a", 90*time.Second, "full", ConvergedOffering(t, b, "gpu-001", "nvidia.com/gpu", 8))
+	n := GetNode(t, b, "gpu-001")
+	if n.Annotations["gpumode.io/resources"] != "nvidia.com/gpu=8" || n.Annotations["gpumode.io/gpus"] != "8" {
+		t.Fatalf("verified with resources %q, gpus %q", n.Annotations["gpumode.io/resources"], n.Annotations["gpumode.io/gpus"])
+	}
+
+	LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", "gpu-001")
+	Eventually(t, 60*time.Second, "the plugin time-slicing", func(context.Context) error {
+		n := GetNode(t, b, "gpu-001")
+		if got := Allocatable(n, "nvidia.com/gpu"); got != 32 || n.Labels["nvidia.com/gpu.replicas"] != "4" {
+			return fmt.Errorf("nvidia.com/gpu=%d, gpu.replicas %q", got, n.Labels["nvidia.com/gpu.replicas"])
+		}
+		return nil
+	})
+	// Past the grace, and then some: nothing is named.
+	time.Sleep(6 * time.Second)
+	WaitPolicy(t, b, "a", 10*time.Second, "nothing named", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		if _, _, msg := s.Cond("Ready"); strings.Contains(msg, "advertises other GPU resources") {
+			return fmt.Errorf("named: %q", msg)
+		}
+		if v := differ(); v != "0" {
+			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
+		}
+		return nil
+	})
+	if n := GetNode(t, b, "gpu-001"); SwitchAnnotation(n) != nil || n.Spec.Unschedulable {
+		t.Fatalf("switched: record %v unschedulable %v", SwitchAnnotation(n), n.Spec.Unschedulable)
+	}
+
+	// GPU 3 falls off the bus; the plugin and feature discovery restart.
+	FakeSMI(t, b, "gpu-001", "--fake-lost", "3", "true")
+	b.MustKubectl("delete", "pod", "-n", "gpu-operator", "-l", "app in (nvidia-device-plugin-daemonset,gpu-feature-discovery)",
+		"--field-selector", "spec.nodeName=gpu-001")
+	WaitPolicy(t, b, "a", 90*time.Second, "the node named", func(s *PolicyStatus) error {
+		_, _, msg := s.Cond("Ready")
+		if !strings.Contains(msg, "gpu-001 offers nvidia.com/gpu=28, verified with nvidia.com/gpu=8") {
+			return fmt.Errorf("Ready %q", msg)
+		}
+		return nil
+	})
+	Eventually(t, 30*time.Second, "the gauge to count it", func(context.Context) error {
+		if v := differ(); v != "1" {
+			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
+		}
+		return nil
+	})
+}
+
 // TestWideVgpuRolloutWritesHAMiOnce: 20 nodes reach their HAMi entry
 // together. Each writing the one ConfigMap itself met the others' writes
 // (409s, and seconds of retries per switch); the controller's one writer

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -100,10 +103,59 @@ func parsePluginConfig(text string) (sharing, error) {
 	return out, nil
 }
 
+// followConfigLabel is the config-manager next to the device plugin and
+// feature discovery: when the node's nvidia.com/device-plugin.config label
+// changes, it points both at the new key and signals them, and they start
+// over with it (other resources, other labels). A key that is not there
+// fails the config-manager, and both keep the config they run with. So
+// does, here, a plugin the new config would keep from starting (a real one
+// would crash-loop).
+func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
+	val := cur.Labels[configLabel]
+	n.mu.Lock()
+	changed := n.configSeen && val != n.configLabel
+	n.configSeen, n.configLabel = true, val
+	var runs []*pluginRun
+	if changed {
+		for _, role := range []string{RoleNvidiaPlugin, RoleFeatureDiscovery} {
+			if pr := n.plugins[role]; pr != nil && pr.healthy {
+				runs = append(runs, pr)
+			}
+		}
+	}
+	n.mu.Unlock()
+	if len(runs) == 0 {
+		return
+	}
+	if _, problem := s.nodeSharing(cur.Labels); problem != "" {
+		klog.Infof("node %s: config-manager: %s; the device plugin keeps its config", n.Name, problem)
+		return
+	}
+	for _, pr := range runs {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(pr.uid),
+			Annotations: map[string]string{RoleAnnotation: pr.role}}}
+		np := s.snapshot(pod, n)
+		if !np.healthy {
+			klog.Infof("node %s: %s would not start with config %q: %s; it keeps its config", n.Name, pr.role, val, np.problem)
+			continue
+		}
+		np.holder = pr.holder
+		n.mu.Lock()
+		if n.plugins[pr.role] == pr {
+			n.plugins[pr.role] = np
+		}
+		n.mu.Unlock()
+		klog.Infof("node %s: %s restarted with config %q", n.Name, pr.role, val)
+	}
+}
+
+// configLabel selects a node's device plugin config.
+const configLabel = "nvidia.com/device-plugin.config"
+
 // nodeSharing is the config the node's plugin and feature discovery start
 // with, or a problem that keeps them from starting.
 func (s *Sim) nodeSharing(nodeLabels map[string]string) (sharing, string) {
-	key := nodeLabels["nvidia.com/device-plugin.config"]
+	key := nodeLabels[configLabel]
 	cm, err := s.cs.CoreV1().ConfigMaps("gpu-operator").Get(context.Background(), PluginConfigMap, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		// No config-manager: only the strategies are told apart, as the

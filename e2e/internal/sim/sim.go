@@ -95,6 +95,11 @@ type Node struct {
 	lease          *coordv1.Lease
 	plugins        map[string]*pluginRun // role -> running plugin on this node
 	pendingPlugins map[string]*pluginRun // pod UID -> snapshot not yet published
+
+	// The device plugin config label as the config-manager last saw it
+	// (followConfigLabel); configSeen is false before the first look.
+	configLabel string
+	configSeen  bool
 }
 
 // Sim is a running simulator.
@@ -565,6 +570,7 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 	if down {
 		return nil // a rebooting node is silent
 	}
+	s.followConfigLabel(n, cur)
 	ext := s.gpuResources(n, cur)
 
 	node := cur.DeepCopy()
