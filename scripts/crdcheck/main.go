@@ -1,7 +1,9 @@
 // crdcheck validates crd/gpumodepolicy.yaml offline the way the apiserver
 // does (structural schema, CEL compilation and cost), then prunes, defaults
 // and validates policies against it (OpenAPI + CEL), printing each error.
-// Usage: go run ./scripts/crdcheck crd/gpumodepolicy.yaml POLICY.yaml...
+// It is its own module; from the repository root:
+//
+//	cd scripts/crdcheck && go run . ../../crd/gpumodepolicy.yaml ../../manifests/examples/*.yaml
 package main
 
 import (
