@@ -169,6 +169,8 @@ static void test_parse_names_sharing_the_plugin_refuses(void **state)
          "nvidia.com/gpu, replicas: 2, devices: }]}}",
          ""},
         {"no-sharing", "sharing: {}", ""},
+        /* the plugin's reader takes the first document only */
+        {"documents", "version: v1\n---\nversion: v2\n", ""},
         {"no-resources", "sharing: {timeSlicing: {renameByDefault: true}}",
          "sharing.timeSlicing.resources: none given"},
         {"empty-resources", "sharing: {timeSlicing: {resources: []}}",

@@ -145,6 +145,41 @@ static void test_errors_name_the_position(void **state)
     }
 }
 
+/* gm_yaml_parse_first reads the first document and leaves the rest,
+ * even a broken one, as go-yaml v2 does. */
+static void test_first_document_only(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *json; /* json NULL: an empty document */
+    } cases[] = {
+        {"a: 1\n---\nb: 2\n", "{ \"a\": 1 }"},
+        {"a: 1\n---\n", "{ \"a\": 1 }"},
+        {"---\na: 1\n...\n---\nb: [\n", "{ \"a\": 1 }"},
+        {"---\n---\na: 1\n", NULL},
+        {"a: 1\n", "{ \"a\": 1 }"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *o = NULL;
+        char err[256];
+        if (gm_yaml_parse_first(cases[i].text, strlen(cases[i].text), &o, err,
+                                sizeof(err)) != 0)
+            fail_msg("case %zu: %s", i, err);
+        if (cases[i].json == NULL)
+            assert_null(o);
+        else
+            assert_string_equal(json_object_to_json_string(o), cases[i].json);
+        json_object_put(o);
+    }
+    /* The first document's own errors still count. */
+    json_object *o = NULL;
+    char err[256];
+    assert_int_equal(
+        gm_yaml_parse_first("a: b: c\n---\n", 12, &o, err, sizeof(err)),
+        -EINVAL);
+    assert_null(o);
+}
+
 static void test_empty_and_missing_file(void **state)
 {
     (void)state;
@@ -167,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_alias_cycles_and_bombs),
         cmocka_unit_test(test_json_is_yaml),
         cmocka_unit_test(test_errors_name_the_position),
+        cmocka_unit_test(test_first_document_only),
         cmocka_unit_test(test_empty_and_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 #include "common/yaml.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,8 +235,10 @@ static int parse_node(struct ctx *c, yaml_event_t *ev, json_object **out,
     }
 }
 
-int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
-                  size_t err_len)
+/* first_only: the first document is read and the rest of the stream is
+ * not looked at; else a second document is an error. */
+static int parse(const char *text, size_t len, bool first_only,
+                 json_object **out, char *err, size_t err_len)
 {
     struct ctx c = {
         .err = err, .err_len = err_len, .alias_budget = MAX_ALIAS_NODES};
@@ -266,6 +269,9 @@ int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
                 yaml_event_delete(&ev);
                 break;
             }
+        } else if (t == YAML_DOCUMENT_END_EVENT && first_only) {
+            yaml_event_delete(&ev);
+            break;
         } else if (t != YAML_STREAM_START_EVENT &&
                    t != YAML_DOCUMENT_END_EVENT) {
             rc = parse_node(&c, &ev, out, 0);
@@ -284,6 +290,18 @@ int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
         *out = NULL;
     }
     return rc;
+}
+
+int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
+                  size_t err_len)
+{
+    return parse(text, len, false, out, err, err_len);
+}
+
+int gm_yaml_parse_first(const char *text, size_t len, json_object **out,
+                        char *err, size_t err_len)
+{
+    return parse(text, len, true, out, err, err_len);
 }
 
 int gm_yaml_parse_file(const char *path, json_object **out, char *err,

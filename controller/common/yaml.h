@@ -15,6 +15,11 @@
 int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
                   size_t err_len);
 
+/* The same, reading only the stream's first document, as go-yaml v2 (the
+ * NVIDIA device plugin's reader) does: what follows is not looked at. */
+int gm_yaml_parse_first(const char *text, size_t len, json_object **out,
+                        char *err, size_t err_len);
+
 /* Reads and parses a file; errors are prefixed with the path. */
 int gm_yaml_parse_file(const char *path, json_object **out, char *err,
                        size_t err_len);

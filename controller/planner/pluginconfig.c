@@ -99,7 +99,7 @@ static void read_config(const char *text, size_t len,
     json_object *o = NULL;
     char err[160];
 
-    if (gm_yaml_parse(text, len, &o, err, sizeof(err))) {
+    if (gm_yaml_parse_first(text, len, &o, err, sizeof(err))) {
         snprintf(pc->error, sizeof(pc->error), "not YAML: %s", err);
         return;
     }
