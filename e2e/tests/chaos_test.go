@@ -5,7 +5,8 @@ package tests
 // 410 by etcd compaction and nvidia-smi faults. Every cycle must end with
 // each node converged or failed with a reason; nothing left cordoned by
 // gpumode without a failed state; no label changed beyond the mode's own;
-// the PodDisruptionBudget never violated; no helper pod left behind.
+// the PodDisruptionBudget never violated; no helper pod left behind; the
+// NVIDIA device plugin and HAMi's never running on one node at once.
 
 import (
 	"context"
@@ -20,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+
+	"gpumode.io/e2e/internal/sim"
 )
 
 // Labels a switch may change: gpumode's own, the mode profile's, and the
@@ -111,6 +114,8 @@ func TestChaos(t *testing.T) {
 		t.Fatal("pod informer did not sync")
 	}
 
+	overlaps := watchPluginOverlap(t, b, stop)
+
 	ctl := StartController(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
@@ -187,6 +192,72 @@ spec:
 	t.Logf("%d switches, %d controller kills, lowest ready train pods %d", switches, kills, lowest)
 	if lowest < 4 {
 		t.Errorf("ready pods fell to %d, below the budget's minAvailable 4", lowest)
+	}
+	if o := overlaps(); len(o) > 0 {
+		if len(o) > 5 {
+			o = append(o[:5], fmt.Sprintf("and %d more", len(o)-5))
+		}
+		t.Errorf("both device plugins ran at once: %s", strings.Join(o, "; "))
+	}
+}
+
+// watchPluginOverlap records every moment a node runs the NVIDIA device
+// plugin and HAMi's at once (both would hold its GPUs; upstream HAMi would
+// register nvidia.com/gpu too). One watch of all pods delivers changes in
+// resourceVersion order, so each state of the cache was a state of the
+// cluster. A pod counts from Running until it is gone or has stopped:
+// a deleted pod's process runs on through its grace period.
+func watchPluginOverlap(t *testing.T, b *Bed, stop <-chan struct{}) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	running := map[string]map[string]string{} // node -> pod key -> role
+	var found []string
+	update := func(p *corev1.Pod, gone bool) {
+		role := p.Annotations[sim.RoleAnnotation]
+		if role != sim.RoleNvidiaPlugin && role != sim.RoleHAMiPlugin || p.Spec.NodeName == "" {
+			return
+		}
+		key := p.Namespace + "/" + p.Name
+		mu.Lock()
+		defer mu.Unlock()
+		on := running[p.Spec.NodeName]
+		if on == nil {
+			on = map[string]string{}
+			running[p.Spec.NodeName] = on
+		}
+		if gone || p.Status.Phase != corev1.PodRunning {
+			delete(on, key)
+			return
+		}
+		on[key] = role
+		for other, r := range on {
+			if r != role {
+				found = append(found, fmt.Sprintf("node %s: %s (%s) and %s (%s)", p.Spec.NodeName, key, role, other, r))
+			}
+		}
+	}
+	factory := informers.NewSharedInformerFactory(b.CS, 0)
+	inf := factory.Core().V1().Pods().Informer()
+	inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { update(o.(*corev1.Pod), false) },
+		UpdateFunc: func(_, o any) { update(o.(*corev1.Pod), false) },
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if p, ok := o.(*corev1.Pod); ok {
+				update(p, true)
+			}
+		},
+	})
+	factory.Start(stop)
+	if !cache.WaitForCacheSync(stop, inf.HasSynced) {
+		t.Fatal("plugin pod informer did not sync")
+	}
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), found...)
 	}
 }
 
