@@ -93,9 +93,6 @@ static void test_settings_annotation_is_shared(void **state)
     assert_int_equal(gm_intern_count(), 0);
 }
 
-/* A label is one interned "key=value": the same label on two nodes is one
- * pointer, lookups order by the key alone ("a" before "a.b", although '.'
- * sorts before '='), and a value may itself hold '=' or be long. */
 /* gpumode.io/gpus: a count, or nothing recorded (0) for anything else. */
 static void test_gpus_annotation(void **state)
 {
@@ -120,6 +117,9 @@ static void test_gpus_annotation(void **state)
     }
 }
 
+/* A label is one interned "key=value": the same label on two nodes is one
+ * pointer, lookups order by the key alone ("a" before "a.b", although '.'
+ * sorts before '='), and a value may itself hold '=' or be long. */
 static void test_labels_are_shared_pairs(void **state)
 {
     (void)state;

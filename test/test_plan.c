@@ -893,6 +893,12 @@ static void test_own_config_change_is_not_drift(void **state)
         /* the labels say 4 replicas, the plugin offers 2 */
         {"f", "4", "NVIDIA-H100-80GB-HBM3-SHARED", "nvidia.com/gpu=8",
          "nvidia.com/gpu", 8, 8, 16},
+        /* feature discovery saw a GPU go, the plugin did not yet */
+        {"g", "4", "NVIDIA-H100-80GB-HBM3-SHARED", "nvidia.com/gpu=8",
+         "nvidia.com/gpu", 8, 7, 32},
+        /* MIG on by hand, one instance a GPU, single, time-sliced */
+        {"h", "4", "NVIDIA-H100-80GB-HBM3-MIG-7g.80gb-SHARED",
+         "nvidia.com/gpu=8", "nvidia.com/gpu", 8, 8, 32},
     };
     (void)state;
 
@@ -914,10 +920,11 @@ static void test_own_config_change_is_not_drift(void **state)
         gmt_alloc(n, nodes[i].resource, nodes[i].offers);
     }
     plan(p, NULL, &f, NULL, &pl);
-    assert_int_equal(pl.summary.converged, 6);
+    assert_int_equal(pl.summary.converged, 8);
     assert_int_equal(pl.n_starts, 0);
-    assert_int_equal(pl.drifted, 3);
+    assert_int_equal(pl.drifted, 5);
     assert_non_null(pl.drift_notice);
+    assert_non_null(strstr(pl.drift_notice, "5 nodes advertise"));
     assert_non_null(strstr(pl.drift_notice,
                            "d offers nvidia.com/gpu=28, verified with "
                            "nvidia.com/gpu=8; e; f"));

@@ -323,15 +323,17 @@ int gm_plan_resources(const struct gm_node *n, const char *vgpu_resource,
  * the same GPUs with other replicas. That is no drift when the node has
  * the GPUs it was verified with (gpumode.io/gpus, and feature discovery
  * counts as many) and offers them as feature discovery, which reads the
- * same config, says it does. A GPU lost is still named. */
+ * same config, says it does. A GPU lost is still named, and so is MIG
+ * turned on by hand (feature discovery then counts MIG devices). */
 static bool own_config_explains(const struct gm_node *n, const char *have)
 {
     const char *count = gm_node_label(n, "nvidia.com/gpu.count");
+    const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
     const char *renamed = "nvidia.com/gpu";
     char want[96];
 
     if (n->ann_gpus <= 0 || node_mode(n) != GM_MODE_FULL || count == NULL ||
-        atoi(count) != n->ann_gpus)
+        atoi(count) != n->ann_gpus || (product && strstr(product, "-MIG-")))
         return false;
     int replicas = gm_plugin_config_replicas(n, &renamed);
     snprintf(want, sizeof(want), "%s=%lld", renamed,

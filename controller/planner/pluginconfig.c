@@ -9,6 +9,7 @@
 #include "common/base64.h"
 #include "common/json.h"
 #include "common/yaml.h"
+#include "planner/labels.h"
 
 /* A whole number at least 1 (sigs.k8s.io/yaml writes 4.0 as 4); past
  * 2^63 the plugin's int refuses it too. */
@@ -205,7 +206,7 @@ bool gm_plugin_config_is_strategy(const char *value)
 int gm_plugin_config_replicas(const struct gm_node *n, const char **renamed)
 {
     const char *r = gm_node_label(n, "nvidia.com/gpu.replicas");
-    const char *product = gm_node_label(n, "nvidia.com/gpu.product");
+    const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
     int replicas = r ? atoi(r) : 1;
     size_t len = product ? strlen(product) : 0;
 

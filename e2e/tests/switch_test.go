@@ -1105,8 +1105,8 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	Apply(t, b, policyAMig1g)
 	WaitPolicy(t, b, "a", 90*time.Second, "mig with 1g.10gb", Converged)
 	const verified = "nvidia.com/mig-1g.10gb=56"
-	if got := GetNode(t, b, "gpu-001").Annotations["gpumode.io/resources"]; got != verified {
-		t.Fatalf("gpumode.io/resources %q, want %q", got, verified)
+	if a := GetNode(t, b, "gpu-001").Annotations; a["gpumode.io/resources"] != verified || a["gpumode.io/gpus"] != "" {
+		t.Fatalf("gpumode.io/resources %q, want %q; gpumode.io/gpus %q, only full has it", a["gpumode.io/resources"], verified, a["gpumode.io/gpus"])
 	}
 
 	// By hand on the host: GPU 0's instances go; the plugin restarts.
@@ -1164,8 +1164,8 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 // node's GPUs through its own device plugin config label, as NVIDIA's
 // documentation has them do; the config-manager restarts the plugin and
 // feature discovery, and the node offers 4 replicas of each GPU. That is
-// not drift: the node has the GPUs it was verified with. A GPU lost
-// afterwards is.
+// not drift: the node has the GPUs it was verified with; nor is taking the
+// label off again. A GPU lost afterwards is.
 func TestOwnConfigChangeIsNotDrift(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
@@ -1197,31 +1197,39 @@ spec:
 		t.Fatalf("verified with resources %q, gpus %q", n.Annotations["gpumode.io/resources"], n.Annotations["gpumode.io/gpus"])
 	}
 
-	LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", "gpu-001")
-	Eventually(t, 60*time.Second, "the plugin time-slicing", func(context.Context) error {
-		n := GetNode(t, b, "gpu-001")
-		if got := Allocatable(n, "nvidia.com/gpu"); got != 32 || n.Labels["nvidia.com/gpu.replicas"] != "4" {
-			return fmt.Errorf("nvidia.com/gpu=%d, gpu.replicas %q", got, n.Labels["nvidia.com/gpu.replicas"])
+	offers := func(gpus int64, replicas string) {
+		t.Helper()
+		Eventually(t, 60*time.Second, "the plugin restarted", func(context.Context) error {
+			n := GetNode(t, b, "gpu-001")
+			if got := Allocatable(n, "nvidia.com/gpu"); got != gpus || n.Labels["nvidia.com/gpu.replicas"] != replicas {
+				return fmt.Errorf("nvidia.com/gpu=%d, gpu.replicas %q", got, n.Labels["nvidia.com/gpu.replicas"])
+			}
+			return nil
+		})
+		// Past the grace, and then some: nothing is named.
+		time.Sleep(6 * time.Second)
+		WaitPolicy(t, b, "a", 10*time.Second, "nothing named", func(s *PolicyStatus) error {
+			if err := Converged(s); err != nil {
+				return err
+			}
+			if _, _, msg := s.Cond("Ready"); strings.Contains(msg, "advertises other GPU resources") {
+				return fmt.Errorf("named: %q", msg)
+			}
+			if v := differ(); v != "0" {
+				return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
+			}
+			return nil
+		})
+		if n := GetNode(t, b, "gpu-001"); SwitchAnnotation(n) != nil || n.Spec.Unschedulable {
+			t.Fatalf("switched: record %v unschedulable %v", SwitchAnnotation(n), n.Spec.Unschedulable)
 		}
-		return nil
-	})
-	// Past the grace, and then some: nothing is named.
-	time.Sleep(6 * time.Second)
-	WaitPolicy(t, b, "a", 10*time.Second, "nothing named", func(s *PolicyStatus) error {
-		if err := Converged(s); err != nil {
-			return err
-		}
-		if _, _, msg := s.Cond("Ready"); strings.Contains(msg, "advertises other GPU resources") {
-			return fmt.Errorf("named: %q", msg)
-		}
-		if v := differ(); v != "0" {
-			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
-		}
-		return nil
-	})
-	if n := GetNode(t, b, "gpu-001"); SwitchAnnotation(n) != nil || n.Spec.Unschedulable {
-		t.Fatalf("switched: record %v unschedulable %v", SwitchAnnotation(n), n.Spec.Unschedulable)
 	}
+	LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", "gpu-001")
+	offers(32, "4")
+	b.MustKubectl("label", "node", "gpu-001", "nvidia.com/device-plugin.config-")
+	offers(8, "1")
+	LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", "gpu-001")
+	offers(32, "4")
 
 	// GPU 3 falls off the bus; the plugin and feature discovery restart.
 	FakeSMI(t, b, "gpu-001", "--fake-lost", "3", "true")

@@ -297,6 +297,9 @@ type pluginRun struct {
 	// have been (syncDiscoveryLabels).
 	labels   map[string]string
 	labelled bool
+	// The device plugin config label this run started with, and one its
+	// config-manager could not apply (followConfigLabel).
+	configKey, refusedKey string
 }
 
 // holdsGPUs tells whether this kind of pod keeps the GPUs open.
@@ -320,6 +323,11 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	if role != RoleNvidiaPlugin && role != RoleHAMiPlugin && role != RoleFeatureDiscovery {
 		return pr
 	}
+	var labels map[string]string
+	if node, err := s.nodeLister.Get(n.Name); err == nil {
+		labels = node.Labels
+	}
+	pr.configKey = labels[configLabel]
 	st, err := fakesmi.Load(n.StatePath)
 	if role == RoleFeatureDiscovery && (err != nil || st.DriverUnloaded) {
 		return pr // it labels nothing (a real one would crash-loop; nothing here watches it)
@@ -331,10 +339,6 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	if st.DriverUnloaded {
 		pr.healthy, pr.problem = false, "failed to initialize NVML: Driver Not Loaded"
 		return pr
-	}
-	var labels map[string]string
-	if node, err := s.nodeLister.Get(n.Name); err == nil {
-		labels = node.Labels
 	}
 	var sh sharing
 	if role != RoleHAMiPlugin {

@@ -105,47 +105,58 @@ func parsePluginConfig(text string) (sharing, error) {
 
 // followConfigLabel is the config-manager next to the device plugin and
 // feature discovery: when the node's nvidia.com/device-plugin.config label
-// changes, it points both at the new key and signals them, and they start
-// over with it (other resources, other labels). A key that is not there
-// fails the config-manager, and both keep the config they run with. So
-// does, here, a plugin the new config would keep from starting (a real one
-// would crash-loop).
+// is not the one a running plugin started with, it points the plugin at
+// the new key and signals it, and the plugin starts over with it (other
+// resources, other labels). Without the ConfigMap there is no
+// config-manager. A key that is not there fails the config-manager (which
+// retries), and the plugin keeps the config it runs with; so does, here, a
+// plugin the new config would keep from starting (a real one would
+// crash-loop).
 func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 	val := cur.Labels[configLabel]
 	n.mu.Lock()
-	changed := n.configSeen && val != n.configLabel
-	n.configSeen, n.configLabel = true, val
 	var runs []*pluginRun
-	if changed {
-		for _, role := range []string{RoleNvidiaPlugin, RoleFeatureDiscovery} {
-			if pr := n.plugins[role]; pr != nil && pr.healthy {
-				runs = append(runs, pr)
-			}
+	for _, role := range []string{RoleNvidiaPlugin, RoleFeatureDiscovery} {
+		if pr := n.plugins[role]; pr != nil && pr.healthy && pr.configKey != val {
+			runs = append(runs, pr)
 		}
 	}
 	n.mu.Unlock()
 	if len(runs) == 0 {
 		return
 	}
-	if _, problem := s.nodeSharing(cur.Labels); problem != "" {
-		klog.Infof("node %s: config-manager: %s; the device plugin keeps its config", n.Name, problem)
+	_, err := s.cs.CoreV1().ConfigMaps("gpu-operator").Get(context.Background(), PluginConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
 		return
 	}
+	_, problem := s.nodeSharing(cur.Labels)
 	for _, pr := range runs {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(pr.uid),
-			Annotations: map[string]string{RoleAnnotation: pr.role}}}
-		np := s.snapshot(pod, n)
-		if !np.healthy {
-			klog.Infof("node %s: %s would not start with config %q: %s; it keeps its config", n.Name, pr.role, val, np.problem)
-			continue
+		var np *pluginRun
+		if problem == "" {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(pr.uid),
+				Annotations: map[string]string{RoleAnnotation: pr.role}}}
+			if np = s.snapshot(pod, n); !np.healthy {
+				problem = np.problem
+			}
 		}
-		np.holder = pr.holder
 		n.mu.Lock()
-		if n.plugins[pr.role] == pr {
+		current := n.plugins[pr.role] == pr
+		if current && problem == "" {
+			np.holder = pr.holder
 			n.plugins[pr.role] = np
 		}
+		refusedBefore := pr.refusedKey == val
+		if current && problem != "" {
+			pr.refusedKey = val
+		}
 		n.mu.Unlock()
-		klog.Infof("node %s: %s restarted with config %q", n.Name, pr.role, val)
+		switch {
+		case !current:
+		case problem == "":
+			klog.Infof("node %s: %s restarted with config %q", n.Name, pr.role, val)
+		case !refusedBefore:
+			klog.Infof("node %s: config-manager: %s; %s keeps its config", n.Name, problem, pr.role)
+		}
 	}
 }
 

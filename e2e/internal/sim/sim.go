@@ -95,11 +95,6 @@ type Node struct {
 	lease          *coordv1.Lease
 	plugins        map[string]*pluginRun // role -> running plugin on this node
 	pendingPlugins map[string]*pluginRun // pod UID -> snapshot not yet published
-
-	// The device plugin config label as the config-manager last saw it
-	// (followConfigLabel); configSeen is false before the first look.
-	configLabel string
-	configSeen  bool
 }
 
 // Sim is a running simulator.
