@@ -229,8 +229,9 @@ int gm_node_from_json(json_object *obj, struct gm_node **out)
     const char *gpus = json_object_get_string(get(ann, "gpumode.io/gpus"));
     char *end = NULL;
     long ng = gpus ? strtol(gpus, &end, 10) : 0;
-    n->ann_gpus =
-        gpus && *gpus && *end == '\0' && ng > 0 && ng < 1024 ? (int)ng : 0;
+    n->ann_gpus = gpus && *gpus && *end == '\0' && ng > 0 && ng < 1024
+                      ? (unsigned short)ng
+                      : 0;
     json_object *settings = get(ann, "gpumode.io/settings");
     json_object *resources = get(ann, "gpumode.io/resources");
     if (settings)

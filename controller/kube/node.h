@@ -51,9 +51,6 @@ struct gm_node {
     /* interned or NULL: gpumode.io/resources, the GPU resources the node
      * advertised when its last switch was verified */
     const char *ann_resources;
-    /* gpumode.io/gpus: the GPUs a full node was verified with; 0 when not
-     * recorded (another mode, or verified by an older gpumode) */
-    int ann_gpus;
     /* Wall clock; 0 when unknown. Since when the node has, without a
      * break, offered other GPU resources than ann_resources while in
      * service; when it does not, its decode time. Kept by the cache's
@@ -65,7 +62,11 @@ struct gm_node {
      * out itself. */
     unsigned char resources;
     bool unschedulable;
-    bool ready;                      /* condition Ready is True */
+    bool ready; /* condition Ready is True */
+    /* gpumode.io/gpus: the GPUs a full node was verified with, below
+     * 1024; 0 when not recorded (another mode, or verified by an older
+     * gpumode). Here, it fills what was padding. */
+    unsigned short ann_gpus;
     char *boot_id;                   /* owned, status.nodeInfo.bootID */
     struct gm_quantity *allocatable; /* owned; only GPU-related resources */
     size_t n_allocatable;

@@ -332,7 +332,7 @@ static bool own_config_explains(const struct gm_node *n, const char *have)
     const char *renamed = "nvidia.com/gpu";
     char want[96];
 
-    if (n->ann_gpus <= 0 || node_mode(n) != GM_MODE_FULL || count == NULL ||
+    if (n->ann_gpus == 0 || node_mode(n) != GM_MODE_FULL || count == NULL ||
         atoi(count) != n->ann_gpus || (product && strstr(product, "-MIG-")))
         return false;
     int replicas = gm_plugin_config_replicas(n, &renamed);

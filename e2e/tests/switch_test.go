@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"gpumode.io/e2e/internal/sim"
 )
 
 const gpuWorkload = `
@@ -1248,6 +1250,51 @@ spec:
 		}
 		return nil
 	})
+}
+
+// TestUpstreamHAMiProfile: profile hami, for HAMi's upstream chart, whose
+// plugin DaemonSet selects gpu=on and registers nvidia.com/gpu, the name
+// the NVIDIA plugin registers too. A node goes to vgpu and back to full;
+// the two plugins never run on it at once.
+func TestUpstreamHAMiProfile(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	b.MustKubectl("patch", "daemonset", "-n", "kube-system", "hami-device-plugin", "--type=merge", "-p",
+		`{"spec":{"template":{"metadata":{"annotations":{"`+sim.HAMiResourceAnnotation+`":"nvidia.com/gpu"}},`+
+			`"spec":{"nodeSelector":{"gpu":"on","nvidia.com/vgpu.deploy.device-plugin":null}}}}}`)
+	stop := make(chan struct{})
+	defer close(stop)
+	overlaps := watchPluginOverlap(t, b, stop)
+	AppendControllerConfig(t, b, "profile: hami\n")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  vgpu: {splitCount: 4}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "vgpu", ConvergedOffering(t, b, "gpu-001", "nvidia.com/gpu", 32))
+	n := GetNode(t, b, "gpu-001")
+	if n.Labels["gpu"] != "on" || n.Labels["nvidia.com/gpu.deploy.device-plugin"] != "false" ||
+		n.Annotations["gpumode.io/resources"] != "nvidia.com/gpu=32" {
+		t.Fatalf("in vgpu: gpu %q, gpu.deploy.device-plugin %q, gpumode.io/resources %q",
+			n.Labels["gpu"], n.Labels["nvidia.com/gpu.deploy.device-plugin"], n.Annotations["gpumode.io/resources"])
+	}
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","vgpu":null}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "full", ConvergedOffering(t, b, "gpu-001", "nvidia.com/gpu", 8))
+	n = GetNode(t, b, "gpu-001")
+	if _, on := n.Labels["gpu"]; on || n.Labels["nvidia.com/gpu.deploy.device-plugin"] != "true" || n.Annotations["gpumode.io/gpus"] != "8" {
+		t.Fatalf("in full: gpu %q (%v), gpu.deploy.device-plugin %q, gpumode.io/gpus %q",
+			n.Labels["gpu"], on, n.Labels["nvidia.com/gpu.deploy.device-plugin"], n.Annotations["gpumode.io/gpus"])
+	}
+	if o := overlaps(); len(o) > 0 {
+		t.Errorf("both device plugins ran at once: %s", strings.Join(o, "; "))
+	}
 }
 
 // TestWideVgpuRolloutWritesHAMiOnce: 20 nodes reach their HAMi entry

@@ -425,7 +425,11 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 				mem += m.MemoryMiB
 			}
 		}
-		res["nvidia.com/vgpu"] = *resource.NewQuantity(int64(float64(count)*split), resource.DecimalSI)
+		vgpu := corev1.ResourceName("nvidia.com/vgpu")
+		if name := pod.Annotations[HAMiResourceAnnotation]; name != "" {
+			vgpu = corev1.ResourceName(name)
+		}
+		res[vgpu] = *resource.NewQuantity(int64(float64(count)*split), resource.DecimalSI)
 		res["nvidia.com/gpumem"] = *resource.NewQuantity(int64(float64(mem)*memScale), resource.DecimalSI)
 		res["nvidia.com/gpucores"] = *resource.NewQuantity(int64(float64(100*count)*coreScale), resource.DecimalSI)
 	}

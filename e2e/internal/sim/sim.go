@@ -48,6 +48,10 @@ const (
 	RoleFeatureDiscovery = "gpu-feature-discovery"
 	RoleDCGMExporter     = "dcgm-exporter"
 	RoleMIGManager       = "mig-manager"
+	// HAMiResourceAnnotation on a HAMi plugin pod names the resource it
+	// registers: nvidia.com/vgpu as DaoCloud packages it (the default),
+	// nvidia.com/gpu as the upstream chart does.
+	HAMiResourceAnnotation = "sim.gpumode.io/hami-resource"
 	// RunSecondsAnnotation makes a pod's containers exit after that many
 	// seconds (pods owned by Jobs default to --job-seconds).
 	RunSecondsAnnotation = "sim.gpumode.io/run-seconds"
