@@ -474,6 +474,44 @@ static void test_profile_start_labels(void **state)
     }
 }
 
+/* Both presets run under the GPU Operator (the NVIDIA plugin follows its
+ * operand label), so both stop every GPU client the operator runs while
+ * the hardware changes, and keep mig-manager off in every mode. */
+static void test_profiles_stop_every_gpu_client(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"gpu-operator-hami", "hami"};
+    static const char *const stopped[] = {
+        "nvidia.com/gpu.deploy.device-plugin",
+        "nvidia.com/gpu.deploy.gpu-feature-discovery",
+        "nvidia.com/gpu.deploy.dcgm-exporter", "nvidia.com/gpu.deploy.dcgm",
+        "nvidia.com/gpu.deploy.mig-manager"};
+    for (size_t i = 0; i < 2; i++) {
+        const struct gm_profile *p = gm_profile_preset(names[i]);
+        assert_non_null(p);
+        for (size_t j = 0; j < sizeof(stopped) / sizeof(*stopped); j++) {
+            size_t k = 0;
+            while (k < p->stop.n && strcmp(p->stop.key[k], stopped[j]) != 0)
+                k++;
+            if (k == p->stop.n || strcmp(p->stop.value[k], "false") != 0)
+                fail_msg("%s: %s not stopped", names[i], stopped[j]);
+        }
+        assert_int_equal(p->n_clients, 6);
+        for (int m = GM_MODE_FULL; m <= GM_MODE_MIG; m++) {
+            const char *k[GM_PROFILE_MAX_LABELS + 1];
+            const char *v[GM_PROFILE_MAX_LABELS + 1];
+            size_t n = gm_profile_start_labels(p, (enum gm_mode)m, "mixed",
+                                               NULL, k, v);
+            size_t x = 0;
+            while (x < n && strcmp(k[x], "nvidia.com/gpu.deploy.mig-manager"))
+                x++;
+            if (x == n || v[x] == NULL || strcmp(v[x], "false") != 0)
+                fail_msg("%s: mig-manager not kept off in mode %d", names[i],
+                         m);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_expected_resources),
         cmocka_unit_test(test_profile_start_labels),
         cmocka_unit_test(test_profile_own_config),
+        cmocka_unit_test(test_profiles_stop_every_gpu_client),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

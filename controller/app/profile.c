@@ -72,7 +72,12 @@ static const struct gm_profile preset_operator =
 };
 
 /* Upstream HAMi's chart: its plugin DaemonSet selects gpu=on; the NVIDIA
- * plugin is deployed by the GPU Operator's operand label. */
+ * plugin is deployed by the GPU Operator's operand label. So the operator
+ * runs its other operands here too: feature discovery, DCGM and the
+ * exporter hold the GPUs (a MIG mode change fails "In use by another
+ * client" under them) and are stopped while the hardware changes, and
+ * mig-manager stays off so it cannot undo a layout, as in
+ * gpu-operator-hami. */
 static const struct gm_profile preset_hami =
     {
         .name = "hami",
@@ -80,18 +85,18 @@ static const struct gm_profile preset_hami =
             {
                 [GM_MODE_FULL] =
                     {
-                        .start = {.key = {DP, "gpu"},
-                                  .value = {"true", NULL},
-                                  .n = 2},
+                        .start = {.key = {DP, "gpu", MIGM},
+                                  .value = {"true", NULL, "false"},
+                                  .n = 3},
                         .plugins = {{"gpu-operator",
                                      "app=nvidia-device-plugin-daemonset"}},
                         .n_plugins = 1,
                     },
                 [GM_MODE_VGPU] =
                     {
-                        .start = {.key = {DP, "gpu"},
-                                  .value = {"false", "on"},
-                                  .n = 2},
+                        .start = {.key = {DP, "gpu", MIGM},
+                                  .value = {"false", "on", "false"},
+                                  .n = 3},
                         .plugins = {{"kube-system",
                                      "app.kubernetes.io/component=hami-device-"
                                      "plugin"}},
@@ -99,22 +104,28 @@ static const struct gm_profile preset_hami =
                     },
                 [GM_MODE_MIG] =
                     {
-                        .start = {.key = {DP, "gpu"},
-                                  .value = {"true", NULL},
-                                  .n = 2},
+                        .start = {.key = {DP, "gpu", MIGM},
+                                  .value = {"true", NULL, "false"},
+                                  .n = 3},
                         .plugins = {{"gpu-operator",
                                      "app=nvidia-device-plugin-daemonset"}},
                         .n_plugins = 1,
                     },
             },
-        .stop = {.key = {DP, "gpu"}, .value = {"false", NULL}, .n = 2},
+        .stop = {.key = {DP, "gpu", GFD, DCGME, DCGM, MIGM},
+                 .value = {"false", NULL, "false", "false", "false", "false"},
+                 .n = 6},
         .clients =
             {
                 {"gpu-operator", "app=nvidia-device-plugin-daemonset"},
                 {"kube-system",
                  "app.kubernetes.io/component=hami-device-plugin"},
+                {"gpu-operator", "app=gpu-feature-discovery"},
+                {"gpu-operator", "app=nvidia-dcgm-exporter"},
+                {"gpu-operator", "app=nvidia-dcgm"},
+                {"gpu-operator", "app=nvidia-mig-manager"},
             },
-        .n_clients = 2,
+        .n_clients = 6,
         .mig_config_label = "nvidia.com/device-plugin.config",
         .vgpu_resource = "nvidia.com/gpu",
 };

@@ -7,11 +7,14 @@ package tests
 // gpumode without a failed state; no label changed beyond the mode's own;
 // the PodDisruptionBudget never violated; no helper pod left behind; the
 // NVIDIA device plugin and HAMi's never running on one node at once.
+// CHAOS_PROFILE=hami runs it under the hami profile, with HAMi as its
+// upstream chart deploys it (gpu=on, registering nvidia.com/gpu).
 
 import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +49,16 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos seed %d, %d cycles of %d nodes", seed, cycles, nodes)
 	b := StartBed(t, nil, "--nodes", "10", "--gpu-model", "mixed")
 	InstallGpumode(t, b)
+	profileLabel := "" // a label the profile's modes set beyond the defaults'
+	if p := os.Getenv("CHAOS_PROFILE"); p != "" {
+		if p != "hami" {
+			t.Fatalf("CHAOS_PROFILE %q: only hami is known", p)
+		}
+		useUpstreamHAMi(t, b)
+		AppendControllerConfig(t, b, "profile: hami\n")
+		profileLabel = "gpu"
+		t.Logf("profile hami")
+	}
 	var names []string
 	for i := 1; i <= nodes; i++ {
 		names = append(names, nodeName(i, 10))
@@ -184,7 +197,7 @@ spec:
 			}
 		}
 		switches += nodes
-		checkInvariants(t, b, names, before, mode)
+		checkInvariants(t, b, names, before, mode, profileLabel)
 	}
 	mu.Lock()
 	lowest := minReady
@@ -261,8 +274,9 @@ func watchPluginOverlap(t *testing.T, b *Bed, stop <-chan struct{}) func() []str
 	}
 }
 
-func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map[string]string, mode string) {
+func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map[string]string, mode, profileLabel string) {
 	t.Helper()
+	owned := func(k string) bool { return switchOwnedLabel(k) || k == profileLabel }
 	for _, name := range names {
 		n := GetNode(t, b, name)
 		if n.Spec.Unschedulable {
@@ -275,12 +289,12 @@ func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map
 			t.Errorf("%s: switch record left", name)
 		}
 		for k, v := range before[name] {
-			if !switchOwnedLabel(k) && n.Labels[k] != v {
+			if !owned(k) && n.Labels[k] != v {
 				t.Errorf("%s: label %s changed %q -> %q", name, k, v, n.Labels[k])
 			}
 		}
 		for k := range n.Labels {
-			if _, had := before[name][k]; !had && !switchOwnedLabel(k) {
+			if _, had := before[name][k]; !had && !owned(k) {
 				t.Errorf("%s: label %s added", name, k)
 			}
 		}

@@ -1254,16 +1254,17 @@ spec:
 
 // TestUpstreamHAMiProfile: profile hami, for HAMi's upstream chart, whose
 // plugin DaemonSet selects gpu=on and registers nvidia.com/gpu, the name
-// the NVIDIA plugin registers too. A node goes to vgpu and back to full;
-// the two plugins never run on it at once.
+// the NVIDIA plugin registers too. A node goes to vgpu, to mig and back
+// to full; the two plugins never run on it at once. Into mig the GPU
+// Operator's feature discovery and DCGM exporter, which hold the GPUs,
+// must be stopped too (the profile once stopped only the plugins, and the
+// MIG mode change failed "In use by another client").
 func TestUpstreamHAMiProfile(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
-	b.MustKubectl("patch", "daemonset", "-n", "kube-system", "hami-device-plugin", "--type=merge", "-p",
-		`{"spec":{"template":{"metadata":{"annotations":{"`+sim.HAMiResourceAnnotation+`":"nvidia.com/gpu"}},`+
-			`"spec":{"nodeSelector":{"gpu":"on","nvidia.com/vgpu.deploy.device-plugin":null}}}}}`)
+	useUpstreamHAMi(t, b)
 	stop := make(chan struct{})
 	defer close(stop)
 	overlaps := watchPluginOverlap(t, b, stop)
@@ -1285,7 +1286,15 @@ spec:
 		t.Fatalf("in vgpu: gpu %q, gpu.deploy.device-plugin %q, gpumode.io/resources %q",
 			n.Labels["gpu"], n.Labels["nvidia.com/gpu.deploy.device-plugin"], n.Annotations["gpumode.io/resources"])
 	}
-	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","vgpu":null}}`)
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"mig","vgpu":null,"mig":{"layout":[{"migDevices":{"1g.10gb":7}}]}}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "mig", ConvergedOffering(t, b, "gpu-001", "nvidia.com/mig-1g.10gb", 56))
+	n = GetNode(t, b, "gpu-001")
+	if _, on := n.Labels["gpu"]; on || n.Labels["nvidia.com/gpu.deploy.gpu-feature-discovery"] != "true" ||
+		n.Labels["nvidia.com/gpu.deploy.mig-manager"] != "false" {
+		t.Fatalf("in mig: gpu %q (%v), gpu.deploy.gpu-feature-discovery %q, gpu.deploy.mig-manager %q", n.Labels["gpu"], on,
+			n.Labels["nvidia.com/gpu.deploy.gpu-feature-discovery"], n.Labels["nvidia.com/gpu.deploy.mig-manager"])
+	}
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
 	WaitPolicy(t, b, "a", 120*time.Second, "full", ConvergedOffering(t, b, "gpu-001", "nvidia.com/gpu", 8))
 	n = GetNode(t, b, "gpu-001")
 	if _, on := n.Labels["gpu"]; on || n.Labels["nvidia.com/gpu.deploy.device-plugin"] != "true" || n.Annotations["gpumode.io/gpus"] != "8" {
@@ -1295,6 +1304,15 @@ spec:
 	if o := overlaps(); len(o) > 0 {
 		t.Errorf("both device plugins ran at once: %s", strings.Join(o, "; "))
 	}
+}
+
+// useUpstreamHAMi turns the bed's HAMi DaemonSet into what HAMi's upstream
+// chart deploys: on gpu=on, registering nvidia.com/gpu.
+func useUpstreamHAMi(t *testing.T, b *Bed) {
+	t.Helper()
+	b.MustKubectl("patch", "daemonset", "-n", "kube-system", "hami-device-plugin", "--type=merge", "-p",
+		`{"spec":{"template":{"metadata":{"annotations":{"`+sim.HAMiResourceAnnotation+`":"nvidia.com/gpu"}},`+
+			`"spec":{"nodeSelector":{"gpu":"on","nvidia.com/vgpu.deploy.device-plugin":null}}}}}`)
 }
 
 // TestWideVgpuRolloutWritesHAMiOnce: 20 nodes reach their HAMi entry
