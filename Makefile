@@ -119,9 +119,10 @@ demo: deps programs
 demo-down:
 	@scripts/demo.sh --down
 
-# A longer run of the chaos test than make test's (3 cycles of 8 nodes):
-# CHAOS_CYCLES cycles of 8 switches each under controller kills, an
-# apiserver restart, etcd compaction and nvidia-smi faults.
+# A longer run of the chaos tests than make test's (3 cycles of 8 nodes,
+# under the default profile and under hami): CHAOS_CYCLES cycles of 8
+# switches each under controller kills, an apiserver restart, etcd
+# compaction and nvidia-smi faults.
 chaos: deps programs tools
 	@cd e2e && TESTBED_NO_BUILD= GPUMODE_E2E=1 \
 	  E2E_TIMEOUT=90m CHAOS_CYCLES=$${CHAOS_CYCLES:-13} ./run-tests.sh -run TestChaos -v

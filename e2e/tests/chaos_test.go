@@ -7,14 +7,13 @@ package tests
 // gpumode without a failed state; no label changed beyond the mode's own;
 // the PodDisruptionBudget never violated; no helper pod left behind; the
 // NVIDIA device plugin and HAMi's never running on one node at once.
-// CHAOS_PROFILE=hami runs it under the hami profile, with HAMi as its
-// upstream chart deploys it (gpu=on, registering nvidia.com/gpu).
+// TestChaosHAMiProfile does the same under the hami profile, with HAMi as
+// its upstream chart deploys it (gpu=on, registering nvidia.com/gpu).
 
 import (
 	"context"
 	"fmt"
 	"math/rand"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +39,13 @@ func switchOwnedLabel(k string) bool {
 		strings.HasPrefix(k, "nvidia.com/mig-") && (strings.HasSuffix(k, ".count") || strings.HasSuffix(k, ".memory"))
 }
 
-func TestChaos(t *testing.T) {
+func TestChaos(t *testing.T) { runChaos(t, false) }
+
+func TestChaosHAMiProfile(t *testing.T) { runChaos(t, true) }
+
+// runChaos runs CHAOS_CYCLES cycles (3 by default) under the default
+// profile, or under hami.
+func runChaos(t *testing.T, hami bool) {
 	requireE2E(t)
 	cycles := envInt("CHAOS_CYCLES", 3)
 	const nodes = 8
@@ -50,14 +55,10 @@ func TestChaos(t *testing.T) {
 	b := StartBed(t, nil, "--nodes", "10", "--gpu-model", "mixed")
 	InstallGpumode(t, b)
 	profileLabel := "" // a label the profile's modes set beyond the defaults'
-	if p := os.Getenv("CHAOS_PROFILE"); p != "" {
-		if p != "hami" {
-			t.Fatalf("CHAOS_PROFILE %q: only hami is known", p)
-		}
+	if hami {
 		useUpstreamHAMi(t, b)
 		AppendControllerConfig(t, b, "profile: hami\n")
 		profileLabel = "gpu"
-		t.Logf("profile hami")
 	}
 	var names []string
 	for i := 1; i <= nodes; i++ {
