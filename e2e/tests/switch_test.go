@@ -1082,6 +1082,35 @@ func TestRollbackAfterVerifyFailure(t *testing.T) {
 	}
 }
 
+// startForDrift starts the controller with a 3 s resourcesGraceSeconds and
+// returns a reading of gpumode_nodes_resources_differ{policy="a"}.
+func startForDrift(t *testing.T, b *Bed) func() string {
+	t.Helper()
+	AppendControllerConfig(t, b, "resourcesGraceSeconds: 3\n")
+	port := freePort(t)
+	StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	return func() string {
+		_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, `gpumode_nodes_resources_differ{policy="a"} `); ok {
+				return v
+			}
+		}
+		return "absent"
+	}
+}
+
+// waitDiffer waits for the gauge differ reads to say want.
+func waitDiffer(t *testing.T, differ func() string, want string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, "gpumode_nodes_resources_differ "+want, func(context.Context) error {
+		if v := differ(); v != want {
+			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
+		}
+		return nil
+	})
+}
+
 // TestResourcesThatDifferAreNamed: a converged MIG node whose GPU 0 loses
 // its instances by hand offers nothing once its device plugin restarts
 // (the plugin refuses a MIG-enabled GPU without MIG devices). gpumode does not drain it on its own (the change may be a
@@ -1092,18 +1121,7 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
-	AppendControllerConfig(t, b, "resourcesGraceSeconds: 3\n")
-	port := freePort(t)
-	StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
-	differ := func() string {
-		_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-		for _, l := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(l, `gpumode_nodes_resources_differ{policy="a"} `); ok {
-				return v
-			}
-		}
-		return "absent"
-	}
+	differ := startForDrift(t, b)
 	Apply(t, b, policyAMig1g)
 	WaitPolicy(t, b, "a", 90*time.Second, "mig with 1g.10gb", Converged)
 	const verified = "nvidia.com/mig-1g.10gb=56"
@@ -1128,12 +1146,7 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	if n.Annotations["gpumode.io/switch"] != "" || n.Spec.Unschedulable {
 		t.Fatalf("switched on its own: unschedulable %v record %q", n.Spec.Unschedulable, n.Annotations["gpumode.io/switch"])
 	}
-	Eventually(t, 30*time.Second, "the gauge to count it", func(context.Context) error {
-		if v := differ(); v != "1" {
-			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
-		}
-		return nil
-	})
+	waitDiffer(t, differ, "1")
 	if out, err := plugin(t, b, "status", "a"); err != nil || !strings.Contains(out, "note: "+want) {
 		t.Errorf("kubectl gpumode status has no note (%v):\n%s", err, out)
 	}
@@ -1154,12 +1167,7 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 	if got := GetNode(t, b, "gpu-001").Annotations["gpumode.io/settings"]; !strings.Contains(got, `"1g.10gb":7`) {
 		t.Errorf("gpumode.io/settings after the switch %q", got)
 	}
-	Eventually(t, 30*time.Second, "the gauge back at 0", func(context.Context) error {
-		if v := differ(); v != "0" {
-			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
-		}
-		return nil
-	})
+	waitDiffer(t, differ, "0")
 }
 
 // TestOwnConfigChangeIsNotDrift: a person time-slices a converged full
@@ -1173,18 +1181,7 @@ func TestOwnConfigChangeIsNotDrift(t *testing.T) {
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
-	AppendControllerConfig(t, b, "resourcesGraceSeconds: 3\n")
-	port := freePort(t)
-	StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
-	differ := func() string {
-		_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-		for _, l := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(l, `gpumode_nodes_resources_differ{policy="a"} `); ok {
-				return v
-			}
-		}
-		return "absent"
-	}
+	differ := startForDrift(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -1244,12 +1241,7 @@ spec:
 		}
 		return nil
 	})
-	Eventually(t, 30*time.Second, "the gauge to count it", func(context.Context) error {
-		if v := differ(); v != "1" {
-			return fmt.Errorf("gpumode_nodes_resources_differ %s", v)
-		}
-		return nil
-	})
+	waitDiffer(t, differ, "1")
 }
 
 // TestUpstreamHAMiProfile: profile hami, for HAMi's upstream chart, whose
