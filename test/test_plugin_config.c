@@ -448,6 +448,72 @@ static void test_vgpu_is_not_checked(void **state)
     gmt_node_free(n);
 }
 
+/* A converged node that offers other resources than it was verified
+ * with is named; when the config its label selects now is one the plugin
+ * cannot load (it crash-loops, offering nothing), the notice says so. */
+static void test_drift_names_a_config_the_plugin_refuses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *mode, *label, *because; /* because NULL: no cause */
+        bool unreadable;
+    } cases[] = {
+        {"full", "broken",
+         "(the device plugin config broken in " SOURCE
+         ": sharing.timeSlicing.resources[0].replicas: missing)",
+         false},
+        {"full", "gone",
+         "(the device plugin config gone is not in " SOURCE
+         ": the plugin would not start (add the key, or change the node's "
+         "config))",
+         false},
+        {"mig", "single",
+         "(the device plugin config single in " SOURCE
+         " sets flags.migStrategy single: the plugin would not offer the "
+         "mixed strategy's resources)",
+         false},
+        {"full", "time-slicing", NULL,
+         false},                        /* loads: the cause is elsewhere */
+        {"full", NULL, NULL, false},    /* the operator's default */
+        {"full", "broken", NULL, true}, /* nothing known about it */
+    };
+    struct gm_plugin_configs c;
+    configs("{\"time-slicing\":\"version: v1\\nsharing:\\n  timeSlicing:\\n "
+            "   resources:\\n    - {name: nvidia.com/gpu, replicas: 4}\\n\","
+            "\"single\":\"flags: {migStrategy: single}\","
+            "\"broken\":\"version: v1\\nsharing:\\n  timeSlicing:\\n    "
+            "resources:\\n    - {name: nvidia.com/gpu, replica: 4}\\n\"}",
+            &c);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        bool is_mig = strcmp(cases[i].mode, "mig") == 0;
+        struct gm_policy *p = is_mig ? mig("mixed") : policy("full", "");
+        char mode[64], label[128] = "pool=a";
+        snprintf(mode, sizeof(mode), "gpumode.io/mode=%s", cases[i].mode);
+        if (cases[i].label)
+            snprintf(label, sizeof(label), LABEL "=%s", cases[i].label);
+        struct gm_node *n = gmt_node("n1", "pool=a", mode,
+                                     "gpumode.io/state=ready", label, NULL);
+        n->ann_resources =
+            is_mig ? "nvidia.com/mig-1g.10gb=56" : "nvidia.com/gpu=8";
+        n->resources_since = NOW - 3600;
+        gmt_alloc(n, is_mig ? "nvidia.com/mig-1g.10gb" : "nvidia.com/gpu", 0);
+        c.unreadable = cases[i].unreadable;
+        struct gm_plan pl;
+        plan(p, n, &c, &pl);
+        assert_int_equal(pl.drifted, 1);
+        assert_non_null(pl.drift_notice);
+        assert_non_null(strstr(pl.drift_notice, "n1 offers none, verified"));
+        if (cases[i].because)
+            assert_non_null(strstr(pl.drift_notice, cases[i].because));
+        else
+            assert_null(strstr(pl.drift_notice, "device plugin config"));
+        gm_plan_free(&pl);
+        gm_policy_free(p);
+        gmt_node_free(n);
+    }
+    gm_plugin_configs_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_mig_needs_its_strategy_key),
         cmocka_unit_test(test_full_needs_the_nodes_own_key),
         cmocka_unit_test(test_vgpu_is_not_checked),
+        cmocka_unit_test(test_drift_names_a_config_the_plugin_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

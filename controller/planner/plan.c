@@ -802,9 +802,32 @@ static int notice_single_selector(const struct gm_policy_spec *spec,
     return out->notice ? 0 : -ENOMEM;
 }
 
+/* Why a converged node's NVIDIA device plugin may offer other resources:
+ * the config its label selects now, when the configs are known and it is
+ * one the plugin cannot load (a person relabelled the node, or edited the
+ * ConfigMap; the plugin then crash-loops and offers nothing). 0, or
+ * -EINVAL with msg. An unreadable or absent ConfigMap says nothing about
+ * the one node, so it is not given as the cause. */
+static int drift_config_problem(const struct ctx *c, const struct gm_node *n,
+                                char *msg, size_t len)
+{
+    const struct gm_plugin_configs *pc = c->in->plugin_configs;
+    enum gm_mode m = node_mode(n);
+    if (pc == NULL || !pc->exists || pc->unreadable ||
+        c->in->plugin_config_label == NULL ||
+        (m != GM_MODE_FULL && m != GM_MODE_MIG))
+        return 0;
+    const char *strategy =
+        m == GM_MODE_MIG ? strategy_name(c->p->spec.mig_strategy) : NULL;
+    return gm_plugin_config_check(pc, c->in->plugin_configs_source,
+                                  gm_node_label(n, c->in->plugin_config_label),
+                                  strategy, msg, len);
+}
+
 /* The notice for converged nodes whose GPU resources differ from what
  * they were verified with: what happened, what to do, then the first
- * names, the first with both lists. 0 or -ENOMEM. */
+ * names, the first with both lists and, when it is known, the cause. 0 or
+ * -ENOMEM. */
 static int notice_drift(struct ctx *c, struct gm_plan *out)
 {
     int n = c->drifted;
@@ -827,6 +850,9 @@ static int notice_drift(struct ctx *c, struct gm_plan *out)
         c->drift[0], have[0] ? have : "none",
         c->drift_first->ann_resources[0] ? c->drift_first->ann_resources
                                          : "none");
+    char why[1024];
+    if (!err && drift_config_problem(c, c->drift_first, why, sizeof(why)))
+        err = gm_buf_appendf(&b, " (%s)", why);
     if (!err)
         err = append_more_names(&b, c->drift, n, "; ");
     out->drift_notice = err ? NULL : gm_buf_steal(&b);
