@@ -1175,12 +1175,16 @@ func TestResourcesThatDifferAreNamed(t *testing.T) {
 // documentation has them do; the config-manager restarts the plugin and
 // feature discovery, and the node offers 4 replicas of each GPU. That is
 // not drift: the node has the GPUs it was verified with; nor is taking the
-// label off again. A GPU lost afterwards is.
+// label off again. A config the plugin cannot load is: the plugin
+// crash-loops and the node offers none until the label is put right; the
+// policy names the config as the cause. A GPU lost afterwards is drift
+// too.
 func TestOwnConfigChangeIsNotDrift(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
+	AppendControllerConfig(t, b, "devicePluginConfigMap: {namespace: gpu-operator, name: device-plugin-config}\n")
 	differ := startForDrift(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
@@ -1227,6 +1231,27 @@ spec:
 	offers(32, "4")
 	b.MustKubectl("label", "node", "gpu-001", "nvidia.com/device-plugin.config-")
 	offers(8, "1")
+	LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", "gpu-001")
+	offers(32, "4")
+
+	// A config with a typo (replica for replicas): the plugin refuses it.
+	b.MustKubectl("patch", "configmap", "-n", "gpu-operator", "device-plugin-config", "--type=merge", "-p",
+		`{"data":{"broken":"version: v1\nsharing:\n  timeSlicing:\n    resources:\n    - name: nvidia.com/gpu\n      replica: 4\n"}}`)
+	LabelNodes(t, b, "nvidia.com/device-plugin.config=broken", "gpu-001")
+	WaitPolicy(t, b, "a", 60*time.Second, "the node named", func(s *PolicyStatus) error {
+		if _, _, msg := s.Cond("Ready"); !strings.Contains(msg, "gpu-001 offers none, verified with nvidia.com/gpu=8 "+
+			"(the device plugin config broken in ConfigMap gpu-operator/device-plugin-config: "+
+			"sharing.timeSlicing.resources[0].replicas: missing)") {
+			return fmt.Errorf("Ready %q", msg)
+		}
+		return nil
+	})
+	waitDiffer(t, differ, "1")
+	plugin := b.MustKubectl("get", "pod", "-n", "gpu-operator", "-l", "app=nvidia-device-plugin-daemonset",
+		"--field-selector", "spec.nodeName=gpu-001", "-o", "jsonpath={.items[0].status.containerStatuses[0].state.waiting.reason}")
+	if strings.TrimSpace(plugin) != "CrashLoopBackOff" {
+		t.Errorf("device plugin with the broken config: waiting reason %q, want CrashLoopBackOff", plugin)
+	}
 	LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", "gpu-001")
 	offers(32, "4")
 

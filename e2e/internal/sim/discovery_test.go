@@ -2,6 +2,7 @@ package sim
 
 import (
 	"io"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -167,33 +168,37 @@ func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
 	}
 	// No ConfigMap: only the strategies, never GFD's own label.
 	s := &Sim{cs: fake.NewSimpleClientset()}
-	if sh, p := s.nodeSharing(map[string]string{"nvidia.com/mig.strategy": "single"}); sh.strategy != "mixed" || p != "" {
+	if sh, p, _ := s.nodeSharing(map[string]string{"nvidia.com/mig.strategy": "single"}); sh.strategy != "mixed" || p != "" {
 		t.Errorf("from GFD's own label: %+v %q", sh, p)
 	}
-	if sh, _ := s.nodeSharing(label("single")); sh.strategy != "single" {
+	if sh, _, _ := s.nodeSharing(label("single")); sh.strategy != "single" {
 		t.Errorf("no ConfigMap, single: %+v", sh)
 	}
-	if sh, _ := s.nodeSharing(label("time-slicing")); sh != strat("mixed") {
+	if sh, _, _ := s.nodeSharing(label("time-slicing")); sh != strat("mixed") {
 		t.Errorf("no ConfigMap, time-slicing: %+v", sh)
 	}
 	s = &Sim{cs: fake.NewSimpleClientset(&corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "gpu-operator", Name: PluginConfigMap},
 		Data:       PluginConfigs,
-		BinaryData: map[string][]byte{"bin": []byte(TimeSlicingConfig)},
+		BinaryData: map[string][]byte{"bin": []byte(TimeSlicingConfig),
+			"broken": []byte(strings.Replace(TimeSlicingConfig, "replicas:", "replica:", 1))},
 	})}
-	if sh, p := s.nodeSharing(label("bin")); sh.replicas != 4 || p != "" {
+	if sh, p, _ := s.nodeSharing(label("bin")); sh.replicas != 4 || p != "" {
 		t.Errorf("binaryData key: %+v %q", sh, p)
 	}
-	if sh, p := s.nodeSharing(label("time-slicing")); sh.replicas != 4 || p != "" {
+	if sh, p, _ := s.nodeSharing(label("time-slicing")); sh.replicas != 4 || p != "" {
 		t.Errorf("time-slicing: %+v %q", sh, p)
 	}
-	if sh, p := s.nodeSharing(label("single")); sh.strategy != "single" || p != "" {
+	if sh, p, _ := s.nodeSharing(label("single")); sh.strategy != "single" || p != "" {
 		t.Errorf("single: %+v %q", sh, p)
 	}
-	if sh, p := s.nodeSharing(nil); sh != strat("mixed") || p != "" {
+	if sh, p, _ := s.nodeSharing(nil); sh != strat("mixed") || p != "" {
 		t.Errorf("no label: %+v %q", sh, p)
 	}
-	if _, p := s.nodeSharing(label("typo")); p != "specified config typo does not exist" {
-		t.Errorf("missing key: %q", p)
+	if _, p, crashes := s.nodeSharing(label("typo")); p != "specified config typo does not exist" || crashes {
+		t.Errorf("missing key: %q, plugin crashes %v", p, crashes)
+	}
+	if _, p, crashes := s.nodeSharing(label("broken")); p != "unable to parse config broken: no replicas specified" || !crashes {
+		t.Errorf("unloadable key: %q, plugin crashes %v", p, crashes)
 	}
 }

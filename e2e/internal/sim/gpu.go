@@ -343,7 +343,7 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	var sh sharing
 	if role != RoleHAMiPlugin {
 		var problem string
-		if sh, problem = s.nodeSharing(labels); problem != "" {
+		if sh, problem, _ = s.nodeSharing(labels); problem != "" {
 			// GFD shares the config-manager: it does not start either.
 			pr.healthy, pr.problem = false, problem
 			return pr
@@ -477,10 +477,14 @@ func (s *Sim) applyPluginHealth(pod *corev1.Pod, run *podRun, st *corev1.PodStat
 		n.pending(run.uidString(), pr)
 		n.mu.Unlock()
 	}
-	if pr.healthy {
-		return
+	if !pr.healthy {
+		crashLoopStatus(st, pr.problem, metav1.Now())
 	}
-	now := metav1.Now()
+}
+
+// crashLoopStatus shows a plugin's containers failing with problem and
+// waiting to be restarted.
+func crashLoopStatus(st *corev1.PodStatus, problem string, now metav1.Time) {
 	for i := range st.ContainerStatuses {
 		cs := &st.ContainerStatuses[i]
 		cs.Ready = false
@@ -490,7 +494,7 @@ func (s *Sim) applyPluginHealth(pod *corev1.Pod, run *podRun, st *corev1.PodStat
 		cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 			Message: "back-off restarting failed container " + cs.Name}}
 		cs.LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-			ExitCode: 1, Reason: "Error", Message: pr.problem, StartedAt: now, FinishedAt: now, ContainerID: cs.ContainerID}}
+			ExitCode: 1, Reason: "Error", Message: problem, StartedAt: now, FinishedAt: now, ContainerID: cs.ContainerID}}
 	}
 	setCondition(st, corev1.ContainersReady, corev1.ConditionFalse, "ContainersNotReady", now)
 	setCondition(st, corev1.PodReady, corev1.ConditionFalse, "ContainersNotReady", now)
@@ -554,6 +558,11 @@ func (s *Sim) retryPlugin(pod *corev1.Pod, run *podRun) {
 			cur.checked, cur.problem = time.Now(), pr.problem
 		}
 		n.mu.Unlock()
+		if podReady(pod) {
+			// It ran until a new config stopped it, and that status
+			// was not written (crashPlugin).
+			s.crashPlugin(pod, pr.problem)
+		}
 		s.podQ.AddAfter(run.key, 10*time.Second)
 		return
 	}
@@ -579,6 +588,24 @@ func (s *Sim) retryPlugin(pod *corev1.Pod, run *podRun) {
 		_ = fakesmi.AddHolderFile(n.StatePath, fakesmi.AllGPUs, pr.holder)
 	}
 	s.nodeQ.Add(n.Name)
+}
+
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// crashPlugin shows a plugin pod's containers crash-looping on problem.
+func (s *Sim) crashPlugin(pod *corev1.Pod, problem string) {
+	np := pod.DeepCopy()
+	crashLoopStatus(&np.Status, problem, metav1.Now())
+	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(context.Background(), np, metav1.UpdateOptions{}); err != nil {
+		klog.Warningf("pod %s/%s: crash-loop status: %v", pod.Namespace, pod.Name, err)
+	}
 }
 
 // stopPlugin unregisters a pod that stopped: a plugin's resources and GPU

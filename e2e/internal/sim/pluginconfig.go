@@ -3,13 +3,17 @@ package sim
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
+
+	"gpumode.io/e2e/fakesmi"
 )
 
 // ---- The device plugin's config, as the GPU Operator hands it out ----
@@ -109,9 +113,10 @@ func parsePluginConfig(text string) (sharing, error) {
 // the new key and signals it, and the plugin starts over with it (other
 // resources, other labels). Without the ConfigMap there is no
 // config-manager. A key that is not there fails the config-manager (which
-// retries), and the plugin keeps the config it runs with; so does, here, a
-// plugin the new config would keep from starting (a real one would
-// crash-loop).
+// retries), and the plugin keeps the config it runs with. A config the
+// plugin cannot load stops it: it crash-loops, offering nothing and
+// holding no GPU, until a restart finds one it can (retryPlugin); feature
+// discovery's labels stay as they were.
 func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 	val := cur.Labels[configLabel]
 	n.mu.Lock()
@@ -129,24 +134,27 @@ func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 	if apierrors.IsNotFound(err) {
 		return
 	}
-	_, problem := s.nodeSharing(cur.Labels)
+	_, problem, crashes := s.nodeSharing(cur.Labels)
 	for _, pr := range runs {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(pr.uid),
+			Annotations: map[string]string{RoleAnnotation: pr.role}}}
 		var np *pluginRun
 		if problem == "" {
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(pr.uid),
-				Annotations: map[string]string{RoleAnnotation: pr.role}}}
 			if np = s.snapshot(pod, n); !np.healthy {
 				problem = np.problem
 			}
 		}
+		if crashes {
+			np = &pluginRun{role: pr.role, uid: pr.uid, problem: problem, checked: time.Now(), configKey: val}
+		}
 		n.mu.Lock()
 		current := n.plugins[pr.role] == pr
-		if current && problem == "" {
+		if current && (problem == "" || crashes) {
 			np.holder = pr.holder
 			n.plugins[pr.role] = np
 		}
 		refusedBefore := pr.refusedKey == val
-		if current && problem != "" {
+		if current && problem != "" && !crashes {
 			pr.refusedKey = val
 		}
 		n.mu.Unlock()
@@ -154,18 +162,46 @@ func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 		case !current:
 		case problem == "":
 			klog.Infof("node %s: %s restarted with config %q", n.Name, pr.role, val)
+		case crashes:
+			klog.Infof("node %s: %s: %s; it crash-loops", n.Name, pr.role, problem)
+			s.crashRunning(n, pr, problem)
 		case !refusedBefore:
 			klog.Infof("node %s: config-manager: %s; %s keeps its config", n.Name, problem, pr.role)
 		}
 	}
 }
 
+// crashRunning lets go of the GPUs a plugin that stopped on its config
+// held, shows its pod crash-looping and has it retried.
+func (s *Sim) crashRunning(n *Node, pr *pluginRun, problem string) {
+	if holdsGPUs(pr.role) {
+		if err := fakesmi.RemoveHolderFile(n.StatePath, fakesmi.AllGPUs, pr.holder); err != nil {
+			klog.Warningf("node %s: remove GPU holder: %v", n.Name, err)
+		}
+	}
+	s.mu.Lock()
+	run := s.runs[pr.uid]
+	s.mu.Unlock()
+	if run == nil {
+		return
+	}
+	ns, name, _ := cache.SplitMetaNamespaceKey(run.key)
+	if pod, err := s.podLister.Pods(ns).Get(name); err == nil && string(pod.UID) == pr.uid {
+		s.crashPlugin(pod, problem)
+	}
+	s.podQ.AddAfter(run.key, 10*time.Second)
+}
+
 // configLabel selects a node's device plugin config.
 const configLabel = "nvidia.com/device-plugin.config"
 
 // nodeSharing is the config the node's plugin and feature discovery start
-// with, or a problem that keeps them from starting.
-func (s *Sim) nodeSharing(nodeLabels map[string]string) (sharing, string) {
+// with, or a problem that keeps them from starting. crashes tells the
+// problem is theirs (a config they read and refuse) rather than the
+// config-manager's (no such key, no ConfigMap read): one that runs
+// already then crash-loops too, where the config-manager would leave it
+// alone.
+func (s *Sim) nodeSharing(nodeLabels map[string]string) (sh sharing, problem string, crashes bool) {
 	key := nodeLabels[configLabel]
 	cm, err := s.cs.CoreV1().ConfigMaps("gpu-operator").Get(context.Background(), PluginConfigMap, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -175,13 +211,13 @@ func (s *Sim) nodeSharing(nodeLabels map[string]string) (sharing, string) {
 		if key == "single" || key == "mixed" {
 			out.strategy = key
 		}
-		return out, ""
+		return out, "", false
 	}
 	if err != nil {
-		return defaultSharing(), "reading the device plugin config: " + err.Error()
+		return defaultSharing(), "reading the device plugin config: " + err.Error(), false
 	}
 	if key == "" {
-		return defaultSharing(), ""
+		return defaultSharing(), "", false
 	}
 	// The ConfigMap's volume holds binaryData keys as files too.
 	text, ok := cm.Data[key]
@@ -189,13 +225,13 @@ func (s *Sim) nodeSharing(nodeLabels map[string]string) (sharing, string) {
 		text, ok = string(bin), true
 	}
 	if !ok {
-		return defaultSharing(), fmt.Sprintf("specified config %s does not exist", key)
+		return defaultSharing(), fmt.Sprintf("specified config %s does not exist", key), false
 	}
 	out, err := parsePluginConfig(text)
 	if err != nil {
-		return out, fmt.Sprintf("unable to parse config %s: %v", key, err)
+		return out, fmt.Sprintf("unable to parse config %s: %v", key, err), true
 	}
-	return out, ""
+	return out, "", false
 }
 
 // TimeSlicingConfig is the GPU Operator documentation's time-slicing
