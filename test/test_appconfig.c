@@ -43,6 +43,47 @@ static void test_config_defaults_and_file(void **state)
     gm_ctl_config_free(&c);
 }
 
+/* The same config read from a ConfigMap's text (kubectl gpumode plan):
+ * errors name the ConfigMap, not a file. */
+static void test_config_from_text(void **state)
+{
+    (void)state;
+    struct gm_ctl_config c;
+    char err[512];
+    static const char good[] =
+        "profile: hami\n"
+        "devicePluginConfigMap: {name: device-plugin-config}\n"
+        "migConfigMap: {namespace: ops, name: layouts, key: l.yaml}\n";
+    assert_int_equal(gm_ctl_config_defaults(&c), 0);
+    assert_int_equal(gm_ctl_config_load_text(&c, good, sizeof(good) - 1,
+                                             "ConfigMap gpumode-system/x", err,
+                                             sizeof(err)),
+                     0);
+    assert_string_equal(c.profile->vgpu_resource, "nvidia.com/gpu");
+    assert_string_equal(c.plugin_cm.namespace, "gpu-operator");
+    assert_string_equal(c.plugin_cm.name, "device-plugin-config");
+    assert_string_equal(c.mig_cm.key, "l.yaml");
+    gm_ctl_config_free(&c);
+
+    static const struct {
+        const char *text, *err;
+    } bad[] = {
+        {"qps: [", "ConfigMap gpumode-system/x: line "},
+        {"profle: hami\n", "ConfigMap gpumode-system/x: profle: unknown field"},
+        {"profile: fancy\n",
+         "ConfigMap gpumode-system/x: profile: unknown preset \"fancy\""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        assert_int_equal(gm_ctl_config_defaults(&c), 0);
+        assert_int_equal(gm_ctl_config_load_text(
+                             &c, bad[i].text, strlen(bad[i].text),
+                             "ConfigMap gpumode-system/x", err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, bad[i].err));
+        gm_ctl_config_free(&c);
+    }
+}
+
 /* The GPU Operator and HAMi in namespaces of their own (OpenShift's
  * nvidia-gpu-operator, hami-system): the preset looks for their pods
  * there; the built-in preset itself is left as it was. */
@@ -253,6 +294,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_defaults_and_file),
         cmocka_unit_test(test_config_plugin_namespaces),
+        cmocka_unit_test(test_config_from_text),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_string_selectors),

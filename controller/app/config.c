@@ -149,8 +149,10 @@ static int read_cm(json_object *o, const char *k, struct gm_cm_ref *ref,
     return rc;
 }
 
-int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
-                       size_t err_len)
+/* Reads the parsed config o (owned, put here; NULL: empty) over c; errors
+ * name path. */
+static int load(struct gm_ctl_config *c, json_object *o, const char *path,
+                char *err, size_t err_len)
 {
     static const char *const known[] = {
         "namespace",
@@ -171,10 +173,7 @@ int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
         "rebootTimeoutSeconds",
         "resourcesGraceSeconds",
     };
-    json_object *o = NULL;
-    int rc = gm_yaml_parse_file(path, &o, err, err_len);
-    if (rc)
-        return rc;
+    int rc;
     if (o == NULL)
         return 0;
     if (!json_object_is_type(o, json_type_object)) {
@@ -319,4 +318,26 @@ void gm_ctl_config_free(struct gm_ctl_config *c)
     free(c->plugin_cm.name);
     free(c->plugin_cm.key);
     memset(c, 0, sizeof(*c));
+}
+
+int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
+                       size_t err_len)
+{
+    json_object *o = NULL;
+    int rc = gm_yaml_parse_file(path, &o, err, err_len);
+    return rc ? rc : load(c, o, path, err, err_len);
+}
+
+int gm_ctl_config_load_text(struct gm_ctl_config *c, const char *text,
+                            size_t len, const char *source, char *err,
+                            size_t err_len)
+{
+    json_object *o = NULL;
+    char why[512];
+    int rc = gm_yaml_parse(text, len, &o, why, sizeof(why));
+    if (rc) {
+        snprintf(err, err_len, "%s: %s", source, why);
+        return rc;
+    }
+    return load(c, o, source, err, err_len);
 }

@@ -68,6 +68,11 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c);
 /* Loads path over the defaults; errors name the file and the field. */
 int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
                        size_t err_len);
+/* The same for the file's text (len bytes) read from elsewhere, e.g. the
+ * controller's ConfigMap; errors name source. */
+int gm_ctl_config_load_text(struct gm_ctl_config *c, const char *text,
+                            size_t len, const char *source, char *err,
+                            size_t err_len);
 void gm_ctl_config_free(struct gm_ctl_config *c);
 
 #endif

@@ -265,9 +265,10 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             .layouts_error = in->layouts_error,
             .hami_config_absent = in->hami_config_absent != NULL,
             .hami_config_source = in->hami_config_absent,
-            /* The default preset's name; the hami preset's (nvidia.com/gpu)
-             * is counted anyway. No grace: the plan shows the present. */
-            .vgpu_resource = "nvidia.com/vgpu",
+            /* The controller's preset's. No grace: the plan shows the
+             * present. */
+            .vgpu_resource =
+                in->vgpu_resource ? in->vgpu_resource : "nvidia.com/vgpu",
             .plugin_configs = in->plugin_configs,
             .plugin_configs_source = in->plugin_configs_source,
             /* Both presets select the config with this label. */
@@ -398,6 +399,8 @@ int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out)
     out->mode = in->policy->spec.mode;
     out->priority = in->policy->spec.priority;
     err = out->policy ? 0 : -ENOMEM;
+    if (!err && in->config_note)
+        err = push(&out->notes, &out->n_notes, "%s", in->config_note);
     if (!err && in->policy->spec.paused)
         err = push(&out->notes, &out->n_notes,
                    "spec.rollout.paused is true: nothing starts until it "

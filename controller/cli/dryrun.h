@@ -83,6 +83,11 @@ struct gm_dry_input {
      * checked; source names them. */
     const struct gm_plugin_configs *plugin_configs;
     const char *plugin_configs_source;
+    /* The controller's preset's vGPU resource; NULL: nvidia.com/vgpu. */
+    const char *vgpu_resource;
+    /* Why the plan used the defaults rather than the controller's config,
+     * or NULL; shown first among the notes. */
+    const char *config_note;
     time_t now;
 };
 

@@ -396,6 +396,73 @@ static int read_policy(const char *file, struct gm_policy **out)
     return 0;
 }
 
+/* The controller's own config (manifests/config.yaml: ConfigMap
+ * gpumode-config, key controller.yaml, in --namespace), so the plan reads
+ * the ConfigMaps and preset the controller does. Without it the plan uses
+ * the defaults, and *note (len bytes) says why; "" when it was read. 0, or
+ * 1 after a message (transport, out of memory). */
+static int read_controller_config(struct gm_cli_conn *c,
+                                  const struct gm_cli_args *a,
+                                  struct gm_ctl_config *cfg, char *note,
+                                  size_t len)
+{
+    const char *ns = a->namespace ? a->namespace : cfg->namespace;
+    char source[300], path[400], msg[1024];
+    struct gm_kube_error e;
+    json_object *cm = NULL;
+
+    note[0] = '\0';
+    snprintf(source, sizeof(source), "ConfigMap %s/gpumode-config", ns);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", ns,
+             "gpumode-config");
+    if (gm_cli_get(c, path, &cm, &e)) {
+        if (e.code == 0) {
+            gm_cli_describe(c, &e, NULL, msg, sizeof(msg));
+            fail("%s", msg);
+            return 1;
+        }
+        snprintf(note, len,
+                 "the controller's config (%s) %s: planned with the default "
+                 "ConfigMaps and preset (--namespace names the controller's)",
+                 source, e.code == 404 ? "was not found" : "could not be read");
+        return 0;
+    }
+    json_object *text = gm_json_get(gm_json_get(cm, "data"), "controller.yaml");
+    char err[1024];
+    int rc = 0;
+    if (!json_object_is_type(text, json_type_string)) {
+        snprintf(note, len,
+                 "the controller's config (%s) has no key controller.yaml: "
+                 "planned with the default ConfigMaps and preset",
+                 source);
+    } else {
+        strncat(source, ", key controller.yaml",
+                sizeof(source) - strlen(source) - 1);
+        rc = gm_ctl_config_load_text(cfg, json_object_get_string(text),
+                                     (size_t)json_object_get_string_len(text),
+                                     source, err, sizeof(err));
+    }
+    json_object_put(cm);
+    if (rc == -ENOMEM) {
+        fail("out of memory");
+        return 1;
+    }
+    if (rc) {
+        /* The controller does not start with it either; plan as if it
+         * ran with the defaults. */
+        gm_ctl_config_free(cfg);
+        if (gm_ctl_config_defaults(cfg)) {
+            fail("out of memory");
+            return 1;
+        }
+        snprintf(note, len,
+                 "the controller's config is not valid: %s; planned with "
+                 "the default ConfigMaps and preset",
+                 err);
+    }
+    return 0;
+}
+
 static int fetch_plan_inputs(struct gm_cli_conn *c, const struct gm_cli_args *a,
                              const struct gm_ctl_config *cfg,
                              struct plan_ctx *p)
@@ -469,14 +536,17 @@ static int fetch_plan_inputs(struct gm_cli_conn *c, const struct gm_cli_args *a,
         snprintf(p->hami_absent, sizeof(p->hami_absent), "ConfigMap %s/%s", ns,
                  name);
     json_object_put(cm);
-    /* The device plugin's configs only when named: the controller checks
-     * them only when its devicePluginConfigMap is set. A 404 is a
-     * ConfigMap that does not exist (every key missing). */
-    if (a->plugin_name[0]) {
+    /* The device plugin's configs only when named (--plugin-configmap,
+     * else the controller's devicePluginConfigMap): the controller checks
+     * them only then. A 404 is a ConfigMap that does not exist (every key
+     * missing). */
+    ns = a->plugin_name[0] ? a->plugin_ns : cfg->plugin_cm.namespace;
+    name = a->plugin_name[0] ? a->plugin_name : cfg->plugin_cm.name;
+    if (name && name[0]) {
         snprintf(p->plugin_source, sizeof(p->plugin_source), "ConfigMap %s/%s",
-                 a->plugin_ns, a->plugin_name);
-        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
-                 a->plugin_ns, a->plugin_name);
+                 ns, name);
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", ns,
+                 name);
         cm = NULL;
         if (gm_cli_get(c, path, &cm, &e) && e.code != 404) {
             gm_cli_describe(c, &e, NULL, msg, sizeof(msg));
@@ -551,7 +621,10 @@ static int cmd_plan(const struct gm_cli_args *a)
         goto out_nocfg;
     if (gm_ctl_config_defaults(&cfg))
         goto out_nocfg;
+    char config_note[1600];
     if (open_conn(a, &c))
+        goto out;
+    if (read_controller_config(c, a, &cfg, config_note, sizeof(config_note)))
         goto out;
     if (fetch_plan_inputs(c, a, &cfg, &p))
         goto out;
@@ -567,6 +640,8 @@ static int cmd_plan(const struct gm_cli_args *a)
         .hami_config_absent = p.hami_absent[0] ? p.hami_absent : NULL,
         .plugin_configs = p.have_plugin ? &p.plugin : NULL,
         .plugin_configs_source = p.plugin_source,
+        .vgpu_resource = cfg.profile->vgpu_resource,
+        .config_note = config_note[0] ? config_note : NULL,
         .now = time(NULL),
     };
     int err = gm_dry_run_plan(&in, &run);

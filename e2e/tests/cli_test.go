@@ -73,6 +73,16 @@ spec:
 		t.Errorf("plan of an invalid file: %v\n%s", err, out)
 	}
 
+	// A controller config the controller would refuse: the plan says so
+	// and uses the defaults.
+	b.MustKubectl("create", "configmap", "-n", "gpumode-system", "gpumode-config", "--from-literal=controller.yaml=profile: fancy")
+	out, err = plugin(t, b, "plan", "-f", policy)
+	if err != nil || !strings.Contains(out, "the controller's config is not valid: ConfigMap gpumode-system/gpumode-config, "+
+		"key controller.yaml: profile: unknown preset \"fancy\"") || !strings.Contains(out, "1: gpu-001, gpu-002") {
+		t.Errorf("plan with an invalid controller config: %v\n%s", err, out)
+	}
+	b.MustKubectl("delete", "configmap", "-n", "gpumode-system", "gpumode-config")
+
 	b.MustKubectl("patch", "pdb", "web", "--type=merge", "-p", `{"spec":{"minAvailable":0}}`)
 	StartController(t, b)
 	b.MustKubectl("apply", "-f", policy)

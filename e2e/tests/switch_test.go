@@ -796,6 +796,27 @@ func TestMissingPluginConfigWaits(t *testing.T) {
 	if SwitchAnnotation(n) != nil || n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "mig" || Allocatable(n, "nvidia.com/mig-1g.10gb") != 56 {
 		t.Fatalf("the node was touched: record %v unschedulable %v mode %q", SwitchAnnotation(n), n.Spec.Unschedulable, n.Labels["gpumode.io/mode"])
 	}
+
+	// kubectl gpumode plan checks as the controller does once it reads
+	// the controller's config from its ConfigMap, as installed.
+	full := filepath.Join(t.TempDir(), "full.yaml")
+	if err := os.WriteFile(full, []byte("apiVersion: gpumode.io/v1alpha1\nkind: GPUModePolicy\nmetadata: {name: a}\n"+
+		"spec:\n  nodeSelector: {matchLabels: {pool: a}}\n  mode: full\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const refused = "the device plugin config time-slicing is not in ConfigMap gpu-operator/device-plugin-config"
+	out, err := plugin(t, b, "plan", "-f", full)
+	if err != nil || strings.Contains(out, refused) ||
+		!strings.Contains(out, "the controller's config (ConfigMap gpumode-system/gpumode-config) was not found") {
+		t.Errorf("plan without the controller's ConfigMap: %v\n%s", err, out)
+	}
+	b.MustKubectl("create", "configmap", "-n", "gpumode-system", "gpumode-config",
+		"--from-file=controller.yaml="+filepath.Join(b.Dir, "controller.yaml"))
+	out, err = plugin(t, b, "plan", "-f", full)
+	if err == nil || !strings.Contains(out, "InvalidPluginConfig") || !strings.Contains(out, refused) ||
+		strings.Contains(out, "gpumode-config") {
+		t.Errorf("plan with the controller's ConfigMap: %v\n%s", err, out)
+	}
 	cm, err = cms.Get(context.Background(), "device-plugin-config", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
