@@ -59,18 +59,18 @@ static struct gm_policy *mig(const char *strategy)
     return policy("mig", extra);
 }
 
-/* Plans p over the one node n with the configs c (NULL: unchecked). */
-static void plan(const struct gm_policy *p, struct gm_node *n,
-                 const struct gm_plugin_configs *c, struct gm_plan *out)
+/* Plans p over the nodes with the configs c (NULL: unchecked). */
+static void plan_nodes(const struct gm_policy *p,
+                       const struct gm_node *const *nodes, size_t n_nodes,
+                       const struct gm_plugin_configs *c, struct gm_plan *out)
 {
     const struct gm_policy *all[1] = {p};
-    const struct gm_node *nodes[1] = {n};
     struct gm_plan_input in = {
         .policy = p,
         .policies = all,
         .n_policies = 1,
         .nodes = nodes,
-        .n_nodes = 1,
+        .n_nodes = n_nodes,
         .now = NOW,
         .layouts_source = "ConfigMap gpu-operator/default-mig-parted-config",
         .layouts_error = "not needed",
@@ -80,6 +80,14 @@ static void plan(const struct gm_policy *p, struct gm_node *n,
         .plugin_config_label = LABEL,
     };
     assert_int_equal(gm_plan_policy(&in, out), 0);
+}
+
+/* The same over the one node n. */
+static void plan(const struct gm_policy *p, struct gm_node *n,
+                 const struct gm_plugin_configs *c, struct gm_plan *out)
+{
+    const struct gm_node *nodes[1] = {n};
+    plan_nodes(p, nodes, 1, c, out);
 }
 
 /* Asserts the plan started nothing and stalls with a message holding
@@ -430,6 +438,40 @@ static void test_full_needs_the_nodes_own_key(void **state)
     gmt_node_free(n);
 }
 
+/* One node waits for its layout, another for its device plugin config:
+ * the stall names both, so fixing the first does not reveal the second
+ * only then. */
+static void test_stall_names_layout_and_config(void **state)
+{
+    (void)state;
+    struct gm_policy *p = mig("mixed");
+    /* 1g.10gb does not exist on an A100 40GB. */
+    struct gm_node *a =
+        gmt_node("a", "pool=a", "nvidia.com/gpu.product=NVIDIA-A100-SXM4-40GB",
+                 "nvidia.com/gpu.count=8", NULL);
+    struct gm_node *b = gmt_node("b", "pool=a", H100, NULL);
+    const struct gm_node *nodes[2] = {a, b};
+    struct gm_plugin_configs c;
+    struct gm_plan pl;
+
+    configs("{\"single\":\"\"}", &c);
+    plan_nodes(p, nodes, 2, &c, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.stall_reason, "InvalidLayout");
+    const char *layout = strstr(pl.stall_message, "NVIDIA-A100-SXM4-40GB");
+    const char *config =
+        strstr(pl.stall_message, "; also node b: the device plugin config "
+                                 "mixed is not in " SOURCE);
+    assert_non_null(layout);
+    assert_non_null(config);
+    assert_true(layout < config);
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+    gm_policy_free(p);
+    gmt_node_free(a);
+    gmt_node_free(b);
+}
+
 /* vgpu runs HAMi's plugin: the NVIDIA plugin's configs are not asked. */
 static void test_vgpu_is_not_checked(void **state)
 {
@@ -525,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_mig_needs_its_strategy_key),
         cmocka_unit_test(test_full_needs_the_nodes_own_key),
         cmocka_unit_test(test_vgpu_is_not_checked),
+        cmocka_unit_test(test_stall_names_layout_and_config),
         cmocka_unit_test(test_drift_names_a_config_the_plugin_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -727,6 +727,22 @@ static int set_stall(struct gm_plan *out, const char *reason, const char *msg)
     return out->stall_message ? 0 : -ENOMEM;
 }
 
+/* Adds msg to a stall already set for another reason: other nodes wait
+ * for something else too, and fixing only the first would not free them.
+ * 0 or -ENOMEM. */
+static int append_stall(struct gm_plan *out, const char *msg)
+{
+    size_t have = strlen(out->stall_message), add = strlen(msg);
+    static const char sep[] = "; also ";
+    char *m = realloc(out->stall_message, have + sizeof(sep) - 1 + add + 1);
+    if (m == NULL)
+        return -ENOMEM;
+    memcpy(m + have, sep, sizeof(sep) - 1);
+    memcpy(m + have + sizeof(sep) - 1, msg, add + 1);
+    out->stall_message = m;
+    return 0;
+}
+
 /* After a notice's first name (keep_first's first[0]): the other two, and
  * "..." when there are more than three of n. 0 or the buffer's error. */
 static int append_more_names(struct gm_buf *b, const char *const *first, int n,
@@ -1010,7 +1026,8 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
         char msg[1200];
         snprintf(msg, sizeof(msg), "%s%s", c.first_config_error,
                  c.config_errors > 1 ? " (and other nodes)" : "");
-        err = set_stall(out, "InvalidPluginConfig", msg);
+        err = out->stall_reason ? append_stall(out, msg)
+                                : set_stall(out, "InvalidPluginConfig", msg);
     }
     const struct gm_policy_spec *spec = &c.p->spec;
     if (!err && spec->mode == GM_MODE_VGPU && spec->has_split_count &&
