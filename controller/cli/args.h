@@ -27,14 +27,15 @@ struct gm_cli_args {
     bool watch;       /* status --watch */
     const char *file; /* plan -f */
     bool json;        /* -o json */
-    /* plan --mig-configmap NS/NAME; empty: the controller's default. */
+    /* plan --mig-configmap NS/NAME; empty: the controller's config's
+     * (gpumode-config), else the default. */
     char mig_ns[254];
     char mig_name[254];
-    /* plan --hami-configmap NS/NAME; empty: the controller's default. */
+    /* plan --hami-configmap NS/NAME; empty: as --mig-configmap. */
     char hami_ns[254];
     char hami_name[254];
-    /* plan --plugin-configmap NS/NAME; empty: not checked (the
-     * controller's devicePluginConfigMap is unset by default). */
+    /* plan --plugin-configmap NS/NAME; empty: the controller's
+     * devicePluginConfigMap, else not checked (it is unset by default). */
     char plugin_ns[254];
     char plugin_name[254];
     const char *namespace; /* --namespace: the controller's own */

@@ -303,7 +303,7 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
                 err = push(&r->errors, &r->n_errors, "%s: %s", pl.stall_reason,
                            pl.stall_message);
             /* The only notice is about HAMi's ConfigMap, which plan looked
-             * up by the controller's default name. */
+             * up by the name in the controller's config (or the default). */
             if (!err && pl.notice != NULL)
                 err = push(&r->notes, &r->n_notes,
                            "%s; if the controller uses another ConfigMap, "
@@ -401,6 +401,8 @@ int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out)
     err = out->policy ? 0 : -ENOMEM;
     if (!err && in->config_note)
         err = push(&out->notes, &out->n_notes, "%s", in->config_note);
+    if (!err && in->config_problem)
+        err = push(&out->errors, &out->n_errors, "%s", in->config_problem);
     if (!err && in->policy->spec.paused)
         err = push(&out->notes, &out->n_notes,
                    "spec.rollout.paused is true: nothing starts until it "

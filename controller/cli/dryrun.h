@@ -79,15 +79,18 @@ struct gm_dry_input {
     /* "ConfigMap NS/NAME" of HAMi's per-node config when it does not
      * exist (no vgpu split can be written), else NULL. */
     const char *hami_config_absent;
-    /* The device plugin's configs (--plugin-configmap), or NULL: not
-     * checked; source names them. */
+    /* The device plugin's configs (--plugin-configmap, else the
+     * controller's devicePluginConfigMap), or NULL: not checked; source
+     * names them. */
     const struct gm_plugin_configs *plugin_configs;
     const char *plugin_configs_source;
     /* The controller's preset's vGPU resource; NULL: nvidia.com/vgpu. */
     const char *vgpu_resource;
     /* Why the plan used the defaults rather than the controller's config,
-     * or NULL; shown first among the notes. */
+     * or NULL: there is none (a note), or one that could not be read or
+     * is not valid (an error: the plan fails). Shown first of their kind. */
     const char *config_note;
+    const char *config_problem;
     time_t now;
 };
 

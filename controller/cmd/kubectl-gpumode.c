@@ -337,7 +337,8 @@ struct plan_ctx {
     char layouts_source[600];
     char hami_absent[600]; /* "ConfigMap NS/NAME" when it is not found */
     json_object *pdbs;     /* owned or NULL */
-    /* --plugin-configmap: owned, read when have_plugin */
+    /* the device plugin's configs (--plugin-configmap, else the
+     * controller's devicePluginConfigMap): owned, read when have_plugin */
     struct gm_plugin_configs plugin;
     bool have_plugin;
     char plugin_source[600];
@@ -399,42 +400,53 @@ static int read_policy(const char *file, struct gm_policy **out)
 /* The controller's own config (manifests/config.yaml: ConfigMap
  * gpumode-config, key controller.yaml, in --namespace), so the plan reads
  * the ConfigMaps and preset the controller does. Without it the plan uses
- * the defaults, and *note (len bytes) says why; "" when it was read. 0, or
- * 1 after a message (transport, out of memory). */
+ * the defaults, and says why: in *note (len bytes) when there is none
+ * (404, no key), in *problem when there is one it could not read or that
+ * is not valid (the plan then fails: it may not be the controller's).
+ * Each "" otherwise. 0, or 1 after a message (transport, out of memory). */
 static int read_controller_config(struct gm_cli_conn *c,
                                   const struct gm_cli_args *a,
                                   struct gm_ctl_config *cfg, char *note,
-                                  size_t len)
+                                  char *problem, size_t len)
 {
-    const char *ns = a->namespace ? a->namespace : cfg->namespace;
-    char source[300], path[400], msg[1024];
+    /* A copy: loading the config replaces cfg->namespace. */
+    char ns[256];
+    char source[300], path[400], msg[1024], err[1024];
     struct gm_kube_error e;
     json_object *cm = NULL;
+    static const char fallback[] =
+        "planned with the default ConfigMaps and preset";
 
-    note[0] = '\0';
+    note[0] = problem[0] = '\0';
+    snprintf(ns, sizeof(ns), "%s",
+             a->namespace ? a->namespace : cfg->namespace);
     snprintf(source, sizeof(source), "ConfigMap %s/gpumode-config", ns);
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", ns,
              "gpumode-config");
     if (gm_cli_get(c, path, &cm, &e)) {
+        gm_cli_describe(c, &e, NULL, msg, sizeof(msg));
         if (e.code == 0) {
-            gm_cli_describe(c, &e, NULL, msg, sizeof(msg));
             fail("%s", msg);
             return 1;
         }
-        snprintf(note, len,
-                 "the controller's config (%s) %s: planned with the default "
-                 "ConfigMaps and preset (--namespace names the controller's)",
-                 source, e.code == 404 ? "was not found" : "could not be read");
+        if (e.code == 404)
+            snprintf(note, len,
+                     "the controller's config (%s) was not found: %s "
+                     "(--namespace names the controller's)",
+                     source, fallback);
+        else
+            snprintf(problem, len,
+                     "the controller's config (%s) could not be read: %s; %s "
+                     "(the plan needs get on it)",
+                     source, msg, fallback);
         return 0;
     }
     json_object *text = gm_json_get(gm_json_get(cm, "data"), "controller.yaml");
-    char err[1024];
     int rc = 0;
     if (!json_object_is_type(text, json_type_string)) {
         snprintf(note, len,
-                 "the controller's config (%s) has no key controller.yaml: "
-                 "planned with the default ConfigMaps and preset",
-                 source);
+                 "the controller's config (%s) has no key controller.yaml: %s",
+                 source, fallback);
     } else {
         strncat(source, ", key controller.yaml",
                 sizeof(source) - strlen(source) - 1);
@@ -448,18 +460,26 @@ static int read_controller_config(struct gm_cli_conn *c,
         return 1;
     }
     if (rc) {
-        /* The controller does not start with it either; plan as if it
-         * ran with the defaults. */
+        /* The controller would not start with it (or it is newer than
+         * this plugin): plan with the defaults, and fail. */
         gm_ctl_config_free(cfg);
         if (gm_ctl_config_defaults(cfg)) {
             fail("out of memory");
             return 1;
         }
-        snprintf(note, len,
-                 "the controller's config is not valid: %s; planned with "
-                 "the default ConfigMaps and preset",
-                 err);
+        snprintf(problem, len, "the controller's config is not valid: %s; %s",
+                 err, fallback);
     }
+    /* In-cluster the controller's namespace is its pod's
+     * (--namespace=$(POD_NAMESPACE) in the Deployment), where its config
+     * is, whatever the file's namespace field says. */
+    char *own = strdup(ns);
+    if (own == NULL) {
+        fail("out of memory");
+        return 1;
+    }
+    free(cfg->namespace);
+    cfg->namespace = own;
     return 0;
 }
 
@@ -621,10 +641,11 @@ static int cmd_plan(const struct gm_cli_args *a)
         goto out_nocfg;
     if (gm_ctl_config_defaults(&cfg))
         goto out_nocfg;
-    char config_note[1600];
+    char config_note[1600], config_problem[1600];
     if (open_conn(a, &c))
         goto out;
-    if (read_controller_config(c, a, &cfg, config_note, sizeof(config_note)))
+    if (read_controller_config(c, a, &cfg, config_note, config_problem,
+                               sizeof(config_note)))
         goto out;
     if (fetch_plan_inputs(c, a, &cfg, &p))
         goto out;
@@ -642,6 +663,7 @@ static int cmd_plan(const struct gm_cli_args *a)
         .plugin_configs_source = p.plugin_source,
         .vgpu_resource = cfg.profile->vgpu_resource,
         .config_note = config_note[0] ? config_note : NULL,
+        .config_problem = config_problem[0] ? config_problem : NULL,
         .now = time(NULL),
     };
     int err = gm_dry_run_plan(&in, &run);

@@ -16,8 +16,14 @@ import (
 
 func plugin(t *testing.T, b *Bed, args ...string) (string, error) {
 	t.Helper()
+	return pluginAs(t, filepath.Join(b.Dir, "kubeconfig"), args...)
+}
+
+// pluginAs runs kubectl-gpumode with the kubeconfig kc.
+func pluginAs(t *testing.T, kc string, args ...string) (string, error) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(repoRoot(t), "build", "kubectl-gpumode"), args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(b.Dir, "kubeconfig"))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -73,15 +79,35 @@ spec:
 		t.Errorf("plan of an invalid file: %v\n%s", err, out)
 	}
 
-	// A controller config the controller would refuse: the plan says so
-	// and uses the defaults.
+	// A controller config the controller would refuse: the plan shows
+	// what the defaults would do, and fails.
 	b.MustKubectl("create", "configmap", "-n", "gpumode-system", "gpumode-config", "--from-literal=controller.yaml=profile: fancy")
 	out, err = plugin(t, b, "plan", "-f", policy)
-	if err != nil || !strings.Contains(out, "the controller's config is not valid: ConfigMap gpumode-system/gpumode-config, "+
+	if err == nil || !strings.Contains(out, "the controller's config is not valid: ConfigMap gpumode-system/gpumode-config, "+
 		"key controller.yaml: profile: unknown preset \"fancy\"") || !strings.Contains(out, "1: gpu-001, gpu-002") {
 		t.Errorf("plan with an invalid controller config: %v\n%s", err, out)
 	}
 	b.MustKubectl("delete", "configmap", "-n", "gpumode-system", "gpumode-config")
+
+	// A user who may read what the plan needs but not the controller's
+	// config: the plan shows what the defaults would do, and fails.
+	b.MustKubectl("create", "serviceaccount", "planner")
+	b.MustKubectl("create", "clusterrole", "planner", "--verb=get,list",
+		"--resource=nodes,pods,poddisruptionbudgets.policy,gpumodepolicies.gpumode.io")
+	b.MustKubectl("create", "clusterrolebinding", "planner", "--clusterrole=planner", "--serviceaccount=default:planner")
+	kc, err := testbed(t, nil, "token", "--dir", b.Dir, "--sa", "default/planner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plannerKC := filepath.Join(t.TempDir(), "planner.kubeconfig")
+	if err := os.WriteFile(plannerKC, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = pluginAs(t, plannerKC, "plan", "-f", policy)
+	if err == nil || !strings.Contains(out, "the controller's config (ConfigMap gpumode-system/gpumode-config) could not be read: not allowed: ") ||
+		!strings.Contains(out, "1: gpu-001, gpu-002") {
+		t.Errorf("plan by a user who may not read the controller's config: %v\n%s", err, out)
+	}
 
 	b.MustKubectl("patch", "pdb", "web", "--type=merge", "-p", `{"spec":{"minAvailable":0}}`)
 	StartController(t, b)
