@@ -492,32 +492,43 @@ static void test_vgpu_is_not_checked(void **state)
 
 /* A converged node that offers other resources than it was verified
  * with is named; when the config its label selects now is one the plugin
- * cannot load (it crash-loops, offering nothing), the notice says so. */
+ * cannot load (it crash-loops, offering nothing), or in mig one for
+ * another strategy, the notice says so. */
 static void test_drift_names_a_config_the_plugin_refuses(void **state)
 {
     (void)state;
     static const struct {
-        const char *mode, *label, *because; /* because NULL: no cause */
+        const char *mode, *label;
+        int offers;
+        const char *because; /* NULL: no cause given */
         bool unreadable;
     } cases[] = {
-        {"full", "broken",
-         "(the device plugin config broken in " SOURCE
+        {"full", "broken", 0,
+         "n1 offers none, verified with nvidia.com/gpu=8 (the device plugin "
+         "config broken in " SOURCE
          ": sharing.timeSlicing.resources[0].replicas: missing)",
          false},
-        {"full", "gone",
+        {"full", "gone", 0,
          "(the device plugin config gone is not in " SOURCE
          ": the plugin would not start (add the key, or change the node's "
          "config))",
          false},
-        {"mig", "single",
+        {"mig", "single", 0,
          "(the device plugin config single in " SOURCE
          " sets flags.migStrategy single: the plugin would not offer the "
          "mixed strategy's resources)",
          false},
-        {"full", "time-slicing", NULL,
-         false},                        /* loads: the cause is elsewhere */
-        {"full", NULL, NULL, false},    /* the operator's default */
-        {"full", "broken", NULL, true}, /* nothing known about it */
+        /* The plugin offers what it is told, not the policy's strategy. */
+        {"mig", "single", 8,
+         "sets flags.migStrategy single: the plugin would not offer the "
+         "mixed strategy's resources",
+         false},
+        /* It still runs (on a config it loaded before): something else
+         * changed, a GPU lost, say. */
+        {"full", "broken", 7, NULL, false},
+        {"full", "time-slicing", 0, NULL, false}, /* loads */
+        {"full", NULL, 0, NULL, false},           /* the operator's default */
+        {"full", "broken", 0, NULL, true},        /* nothing known about it */
     };
     struct gm_plugin_configs c;
     configs("{\"time-slicing\":\"version: v1\\nsharing:\\n  timeSlicing:\\n "
@@ -538,13 +549,13 @@ static void test_drift_names_a_config_the_plugin_refuses(void **state)
         n->ann_resources =
             is_mig ? "nvidia.com/mig-1g.10gb=56" : "nvidia.com/gpu=8";
         n->resources_since = NOW - 3600;
-        gmt_alloc(n, is_mig ? "nvidia.com/mig-1g.10gb" : "nvidia.com/gpu", 0);
+        gmt_alloc(n, "nvidia.com/gpu", cases[i].offers);
         c.unreadable = cases[i].unreadable;
         struct gm_plan pl;
         plan(p, n, &c, &pl);
         assert_int_equal(pl.drifted, 1);
         assert_non_null(pl.drift_notice);
-        assert_non_null(strstr(pl.drift_notice, "n1 offers none, verified"));
+        assert_non_null(strstr(pl.drift_notice, "n1 offers "));
         if (cases[i].because)
             assert_non_null(strstr(pl.drift_notice, cases[i].because));
         else

@@ -819,13 +819,14 @@ static int notice_single_selector(const struct gm_policy_spec *spec,
 }
 
 /* Why a converged node's NVIDIA device plugin may offer other resources:
- * the config its label selects now, when the configs are known and it is
- * one the plugin cannot load (a person relabelled the node, or edited the
- * ConfigMap; the plugin then crash-loops and offers nothing). 0, or
- * -EINVAL with msg. An unreadable or absent ConfigMap says nothing about
- * the one node, so it is not given as the cause. */
+ * the config its label selects now, when the configs are known and the
+ * plugin cannot load it (a person relabelled the node, or edited the
+ * ConfigMap; the plugin then crash-loops and offers nothing: given only
+ * when the node offers none), or in mig one that sets another strategy.
+ * 0, or -EINVAL with msg. An unreadable or absent ConfigMap says nothing
+ * about the one node, so it is not given as the cause. */
 static int drift_config_problem(const struct ctx *c, const struct gm_node *n,
-                                char *msg, size_t len)
+                                bool offers_none, char *msg, size_t len)
 {
     const struct gm_plugin_configs *pc = c->in->plugin_configs;
     enum gm_mode m = node_mode(n);
@@ -833,11 +834,14 @@ static int drift_config_problem(const struct ctx *c, const struct gm_node *n,
         c->in->plugin_config_label == NULL ||
         (m != GM_MODE_FULL && m != GM_MODE_MIG))
         return 0;
-    const char *strategy =
-        m == GM_MODE_MIG ? strategy_name(c->p->spec.mig_strategy) : NULL;
-    return gm_plugin_config_check(pc, c->in->plugin_configs_source,
-                                  gm_node_label(n, c->in->plugin_config_label),
-                                  strategy, msg, len);
+    const char *src = c->in->plugin_configs_source;
+    const char *key = gm_node_label(n, c->in->plugin_config_label);
+    if (gm_plugin_config_check(pc, src, key, NULL, msg, len))
+        return offers_none ? -EINVAL : 0;
+    if (m != GM_MODE_MIG)
+        return 0;
+    return gm_plugin_config_check(
+        pc, src, key, strategy_name(c->p->spec.mig_strategy), msg, len);
 }
 
 /* The notice for converged nodes whose GPU resources differ from what
@@ -867,7 +871,8 @@ static int notice_drift(struct ctx *c, struct gm_plan *out)
         c->drift_first->ann_resources[0] ? c->drift_first->ann_resources
                                          : "none");
     char why[1024];
-    if (!err && drift_config_problem(c, c->drift_first, why, sizeof(why)))
+    if (!err && drift_config_problem(c, c->drift_first, have[0] == '\0', why,
+                                     sizeof(why)))
         err = gm_buf_appendf(&b, " (%s)", why);
     if (!err)
         err = append_more_names(&b, c->drift, n, "; ");

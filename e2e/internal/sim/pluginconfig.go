@@ -114,9 +114,13 @@ func parsePluginConfig(text string) (sharing, error) {
 // resources, other labels). Without the ConfigMap there is no
 // config-manager. A key that is not there fails the config-manager (which
 // retries), and the plugin keeps the config it runs with. A config the
-// plugin cannot load stops it: it crash-loops, offering nothing and
-// holding no GPU, until a restart finds one it can (retryPlugin); feature
-// discovery's labels stay as they were.
+// plugin cannot load, or one it cannot start with on these GPUs, stops it:
+// it crash-loops, offering nothing and holding no GPU, until a restart
+// finds one it can (retryPlugin, every 10 s, where the kubelet backs off
+// up to 5 minutes). Feature discovery crash-loops alike and its labels
+// stay as they were: it publishes them through the NodeFeature API, its
+// default now, whose object outlives it (with file output it removes its
+// file when it restarts, and node feature discovery the labels).
 func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 	val := cur.Labels[configLabel]
 	n.mu.Lock()
@@ -134,14 +138,17 @@ func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 	if apierrors.IsNotFound(err) {
 		return
 	}
-	_, problem, crashes := s.nodeSharing(cur.Labels)
+	_, cfgProblem, cfgCrashes := s.nodeSharing(cur.Labels)
 	for _, pr := range runs {
+		problem, crashes := cfgProblem, cfgCrashes
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(pr.uid),
 			Annotations: map[string]string{RoleAnnotation: pr.role}}}
 		var np *pluginRun
 		if problem == "" {
 			if np = s.snapshot(pod, n); !np.healthy {
-				problem = np.problem
+				// It loaded the config and then failed on the GPUs (a
+				// strategy the MIG layout does not suit): it exits too.
+				problem, crashes = np.problem, true
 			}
 		}
 		if crashes {
@@ -183,7 +190,7 @@ func (s *Sim) crashRunning(n *Node, pr *pluginRun, problem string) {
 	run := s.runs[pr.uid]
 	s.mu.Unlock()
 	if run == nil {
-		return
+		return // the pod is gone already: nothing to retry
 	}
 	ns, name, _ := cache.SplitMetaNamespaceKey(run.key)
 	if pod, err := s.podLister.Pods(ns).Get(name); err == nil && string(pod.UID) == pr.uid {
