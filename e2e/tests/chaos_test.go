@@ -65,6 +65,23 @@ func runChaos(t *testing.T, hami bool) {
 		names = append(names, nodeName(i, 10))
 	}
 	LabelNodes(t, b, "pool=chaos", names...)
+	// Every third node is time-sliced through a device plugin config of
+	// its own, which mig replaces with the strategy's and leaving mig puts
+	// back; the controller checks the configs before it drains.
+	ownConfig := map[string]string{}
+	for i := 0; i < nodes; i += 3 {
+		ownConfig[names[i]] = "time-slicing"
+		LabelNodes(t, b, "nvidia.com/device-plugin.config=time-slicing", names[i])
+	}
+	AppendControllerConfig(t, b, "devicePluginConfigMap: {namespace: gpu-operator, name: device-plugin-config}\n")
+	Eventually(t, 60*time.Second, "the time-sliced nodes relabelled", func(context.Context) error {
+		for n := range ownConfig {
+			if r := GetNode(t, b, n).Labels["nvidia.com/gpu.replicas"]; r != "4" {
+				return fmt.Errorf("%s: gpu.replicas %q", n, r)
+			}
+		}
+		return nil
+	})
 	before := map[string]map[string]string{}
 	for _, n := range names {
 		before[n] = GetNode(t, b, n).Labels
@@ -198,7 +215,7 @@ spec:
 			}
 		}
 		switches += nodes
-		checkInvariants(t, b, names, before, mode, profileLabel)
+		checkInvariants(t, b, names, before, ownConfig, mode, profileLabel)
 	}
 	mu.Lock()
 	lowest := minReady
@@ -275,11 +292,33 @@ func watchPluginOverlap(t *testing.T, b *Bed, stop <-chan struct{}) func() []str
 	}
 }
 
-func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map[string]string, mode, profileLabel string) {
+// checkInvariants checks the nodes after a cycle into mode: none left
+// cordoned or with a switch record, all in mode, labels as they were but
+// for those the switch owns, a node's own device plugin config (ownConfig)
+// in place outside mig and kept aside in mig, no helper pod left.
+func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map[string]string,
+	ownConfig map[string]string, mode, profileLabel string) {
 	t.Helper()
-	owned := func(k string) bool { return switchOwnedLabel(k) || k == profileLabel }
 	for _, name := range names {
+		own := ownConfig[name]
+		owned := func(k string) bool {
+			// In mig the strategy's config replaces the node's own:
+			// feature discovery labels the strategy, and no longer names
+			// the time-sliced GPU "-SHARED".
+			return switchOwnedLabel(k) || k == profileLabel ||
+				own != "" && mode == "mig" && (k == "nvidia.com/gpu.product" || k == "nvidia.com/mig.strategy")
+		}
 		n := GetNode(t, b, name)
+		want, kept := own, ""
+		if mode == "mig" {
+			want, kept = "mixed", own
+		}
+		if got := n.Labels["nvidia.com/device-plugin.config"]; got != want {
+			t.Errorf("%s in %s: device plugin config label %q, want %q", name, mode, got, want)
+		}
+		if got := n.Annotations["gpumode.io/plugin-config"]; got != kept {
+			t.Errorf("%s in %s: gpumode.io/plugin-config %q, want %q", name, mode, got, kept)
+		}
 		if n.Spec.Unschedulable {
 			t.Errorf("%s left cordoned (state %q)", name, n.Labels["gpumode.io/state"])
 		}
