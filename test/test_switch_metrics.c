@@ -1,7 +1,8 @@
-/* A phase or a switch that ends is counted once, when the node write that
- * records it succeeds. A write refused with 409 (another writer's newer
- * node: the node lifecycle controller's taint right after a cordon) is
- * redone by the next reconcile, which would otherwise count it again.
+/* A phase or a switch that ends is counted once, and the event that
+ * announces it recorded once, when the node write that records it
+ * succeeds. A write refused with 409 (another writer's newer node: the
+ * node lifecycle controller's taint right after a cordon) is redone by the
+ * next reconcile, which would otherwise count and announce it again.
  *
  * Real libcurl and libuv against the test server, which plays the API
  * server: one node in Draining of a full -> vgpu switch, no pods on it;
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "server/events.h"
 #include "server/metrics.h"
 #include "support/ctlfx.h"
 
@@ -24,7 +26,11 @@ struct fx {
     struct th_node_fx n; /* first: the handler's ud */
     int conflicts;       /* node PATCHes still to refuse with 409 */
     int patches;
+    int taken;     /* node PATCHes answered 200 */
     int policy_rc; /* what policy_for answers */
+    int events;    /* Events POSTed */
+    char reason[64];
+    int taken_at_event; /* taken when the first Event came */
 };
 
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
@@ -41,6 +47,20 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                        "has been modified\"}");
             return;
         }
+        f->taken++;
+    }
+    if (strcmp(r->method, "POST") == 0 &&
+        strstr(r->path, "/apis/events.k8s.io/v1/namespaces/") == r->path) {
+        if (f->events++ == 0) {
+            f->taken_at_event = f->taken;
+            json_object *ev = json_tokener_parse(r->body);
+            const char *reason =
+                json_object_get_string(json_object_object_get(ev, "reason"));
+            snprintf(f->reason, sizeof(f->reason), "%s", reason ? reason : "");
+            json_object_put(ev);
+        }
+        th_respond(c, 201, NULL, "{}");
+        return;
     }
     th_node_fx_handler(ud, r, c);
 }
@@ -54,21 +74,38 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 }
 
 /* Runs the Draining node with the policy answering policy_rc until a node
- * PATCH is taken; returns the metrics (caller frees). */
-static struct gm_metrics *run(int policy_rc, int *patches)
+ * PATCH is taken; returns the metrics (caller frees). With reason, also
+ * until the one Event the step announces is posted, and its reason there
+ * (len bytes). */
+static struct gm_metrics *run(int policy_rc, int *patches, char *reason,
+                              size_t len)
 {
     struct fx f = {.conflicts = 1, .policy_rc = policy_rc};
     struct gm_metrics *m = NULL;
+    struct gm_recorder *rec = NULL;
+    struct gm_recorder_opts ro = {.identity = "test"};
     assert_int_equal(gm_metrics_new(&m), 0);
     assert_int_equal(gm_metrics_define_gpumode(m, "test"), 0);
     f.n.record = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
     th_ctl_start(&f.n.c, handler, &f);
+    assert_int_equal(gm_recorder_new(&f.n.c.loop, f.n.c.k, &ro, &rec), 0);
     f.n.c.ctl->metrics = m;
+    f.n.c.ctl->events = rec;
     f.n.c.ctl->policy_for = policy_for;
     f.n.c.ctl->policy_data = &f;
     assert_true(th_run_until(&f.n.c.loop, &f.n.done, 8000));
+    if (reason) {
+        assert_true(th_run_until(&f.n.c.loop, &f.events, 2000));
+        /* Announced by the write that was taken, not the one refused. */
+        assert_int_equal(f.taken_at_event, 1);
+        assert_int_equal(f.events, 1);
+    }
+    f.n.c.ctl->events = NULL;
+    gm_recorder_free(rec);
     th_node_fx_stop(&f.n);
     *patches = f.patches;
+    if (reason)
+        snprintf(reason, len, "%s", f.reason);
     return m;
 }
 
@@ -77,7 +114,7 @@ static void test_phase_counted_once(void **state)
     (void)state;
     int patches;
     double v = 0;
-    struct gm_metrics *m = run(0, &patches);
+    struct gm_metrics *m = run(0, &patches, NULL, 0);
     assert_int_equal(patches, 2); /* refused, then taken */
     assert_int_equal(gm_metrics_value(m, GM_METRIC_PHASE_DURATION, &v, "phase",
                                       "Draining", NULL),
@@ -92,8 +129,10 @@ static void test_switch_counted_once(void **state)
     (void)state;
     int patches;
     double v = 0;
-    struct gm_metrics *m = run(-ENOENT, &patches);
+    char reason[64];
+    struct gm_metrics *m = run(-ENOENT, &patches, reason, sizeof(reason));
     assert_int_equal(patches, 2);
+    assert_string_equal(reason, "RolledBack");
     assert_int_equal(gm_metrics_value(m, GM_METRIC_SWITCHES, &v, "from", "full",
                                       "to", "vgpu", "result", "cancelled",
                                       NULL),

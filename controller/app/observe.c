@@ -21,6 +21,14 @@ static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
     gm_event(ctl->events, ref, type, reason, reason, "%s", msg);
 }
 
+void gm_obs_event(struct gm_ctl *ctl, const struct gm_event_ref *ref,
+                  enum gm_event_type type, const char *reason, const char *note)
+{
+    if (ctl->events == NULL || ctl->dry_run)
+        return;
+    gm_event(ctl->events, ref, type, reason, reason, "%s", note);
+}
+
 void gm_obs_node_event(struct gm_ctl *ctl, const struct gm_node *node,
                        enum gm_event_type type, const char *reason,
                        const char *fmt, ...)

@@ -12,6 +12,10 @@ void gm_obs_node_event(struct gm_ctl *ctl, const struct gm_node *node,
                        enum gm_event_type type, const char *reason,
                        const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* An event about ref with its note written already. */
+void gm_obs_event(struct gm_ctl *ctl, const struct gm_event_ref *ref,
+                  enum gm_event_type type, const char *reason,
+                  const char *note);
 void gm_obs_policy_event(struct gm_ctl *ctl, const char *policy,
                          const char *uid, enum gm_event_type type,
                          const char *reason, const char *fmt, ...)

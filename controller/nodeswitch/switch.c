@@ -25,17 +25,32 @@
  * selects its node (policy changes requeue policies, not nodes). */
 #define RETRY_RECHECK_MS 30000
 
-/* What a step observed for the metrics: a phase that ended, a switch that
- * ended. Sent with the node write that records it and counted only once
- * that write succeeds: a write refused with 409 (another writer's newer
- * node) is redone by the next reconcile, which observes it again. The
- * strings are static (phase and mode names, results). */
+/* An event announcing what a node write records (SwitchStarted,
+ * ClientsStopped, SwitchFailed, ...), on the node or on its policy. */
+struct obs_event {
+    bool on_policy;
+    enum gm_event_type type;
+    const char *reason; /* static */
+    char name[254];     /* the node's or the policy's */
+    char uid[64];
+    char note[1024];
+};
+
+/* What a step observed for the metrics and the events: a phase that
+ * ended, a switch that ended, what it announces. Sent with the node write
+ * that records it and counted or recorded only once that write succeeds:
+ * a write refused with 409 (another writer's newer node, such as the node
+ * lifecycle controller's taint right after a cordon) is redone by the next
+ * reconcile, which observes it again. The strings are static (phase and
+ * mode names, results). */
 struct obs {
     const char *phase[2]; /* a step may leave two phases (enter, advance) */
     double phase_s[2];
     int n_phase;
     const char *from, *to, *result; /* result NULL: no switch ended */
     double switch_s;
+    struct obs_event ev[2]; /* a failure tells the node and the policy */
+    int n_ev;
 };
 
 /* One reconcile of one node. */
@@ -105,6 +120,16 @@ static void obs_emit(struct gm_ctl *ctl, const struct obs *o)
         gm_obs_phase_done(ctl, o->phase[i], o->phase_s[i]);
     if (o->result)
         gm_obs_switch_done(ctl, o->from, o->to, o->result, o->switch_s);
+    for (int i = 0; i < o->n_ev; i++) {
+        const struct obs_event *e = &o->ev[i];
+        struct gm_event_ref ref = {
+            .api_version = e->on_policy ? "gpumode.io/v1alpha1" : "v1",
+            .kind = e->on_policy ? "GPUModePolicy" : "Node",
+            .name = e->name,
+            .uid = e->uid[0] ? e->uid : NULL,
+        };
+        gm_obs_event(ctl, &ref, e->type, e->reason, e->note);
+    }
 }
 
 static void write_done(void *data, const struct gm_kube_resp *resp)
@@ -251,6 +276,38 @@ static void note_phase_done(struct sw *s)
     }
 }
 
+/* An event on the node (or, with on_policy, on its policy) sent once the
+ * next node write succeeds (struct obs). A third in one step is sent at
+ * once: no step announces more than two things. */
+static void note_event(struct sw *s, bool on_policy, enum gm_event_type type,
+                       const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void note_event(struct sw *s, bool on_policy, enum gm_event_type type,
+                       const char *reason, const char *fmt, ...)
+{
+    struct obs_event one;
+    struct obs_event *e = s->obs.n_ev < 2 ? &s->obs.ev[s->obs.n_ev] : &one;
+    const char *uid = on_policy ? s->pol.uid : s->node->uid;
+    va_list ap;
+
+    e->on_policy = on_policy;
+    e->type = type;
+    e->reason = reason;
+    snprintf(e->name, sizeof(e->name), "%s",
+             on_policy ? s->rec.policy : node_name(s));
+    snprintf(e->uid, sizeof(e->uid), "%s", uid ? uid : "");
+    va_start(ap, fmt);
+    vsnprintf(e->note, sizeof(e->note), fmt, ap);
+    va_end(ap);
+    if (e == &one) {
+        struct obs o = {.n_ev = 1};
+        o.ev[0] = one;
+        obs_emit(s->ctl, &o);
+        return;
+    }
+    s->obs.n_ev++;
+}
+
 /* The switch ends with result: counted with the next node write. */
 static void note_switch_done(struct sw *s, const char *result)
 {
@@ -364,18 +421,17 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
     const char *ev = strcmp(reason, "RebootRequired") == 0
                          ? GM_REASON_REBOOT_REQUIRED
                          : GM_REASON_SWITCH_FAILED;
-    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, ev,
-                      "%s %s -> %s failed in %s: %s: %s", node_name(s),
-                      gm_mode_name(s->rec.from), gm_mode_name(s->rec.to),
-                      gm_phase_name(s->rec.phase), reason, msg);
+    note_event(s, false, GM_EVENT_WARNING, ev,
+               "%s %s -> %s failed in %s: %s: %s", node_name(s),
+               gm_mode_name(s->rec.from), gm_mode_name(s->rec.to),
+               gm_phase_name(s->rec.phase), reason, msg);
     /* Failures are rare and need a person: `kubectl describe gmp` shows
      * them too (the routine events stay on the nodes). */
     if (s->pol.uid)
-        gm_obs_policy_event(s->ctl, s->rec.policy, s->pol.uid, GM_EVENT_WARNING,
-                            ev, "%s %s -> %s failed in %s: %s: %s",
-                            node_name(s), gm_mode_name(s->rec.from),
-                            gm_mode_name(s->rec.to),
-                            gm_phase_name(s->rec.phase), reason, msg);
+        note_event(s, true, GM_EVENT_WARNING, ev,
+                   "%s %s -> %s failed in %s: %s: %s", node_name(s),
+                   gm_mode_name(s->rec.from), gm_mode_name(s->rec.to),
+                   gm_phase_name(s->rec.phase), reason, msg);
     if (s->pol.hold_on_failure || s->rec.rolling_back || unknown_from ||
         under_pods) {
         /* Held as it is: whatever acts on the record next (a retry, its
@@ -725,10 +781,9 @@ static int step_stop_clients(struct sw *s)
                 left++;
     }
     if (left == 0) {
-        gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
-                          GM_REASON_CLIENTS_STOPPED,
-                          "GPU clients stopped on %s%s", node_name(s),
-                          s->rec.rolling_back ? " (rolling back)" : "");
+        note_event(s, false, GM_EVENT_NORMAL, GM_REASON_CLIENTS_STOPPED,
+                   "GPU clients stopped on %s%s", node_name(s),
+                   s->rec.rolling_back ? " (rolling back)" : "");
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     }
     set_message(s, "waiting for %d GPU client pods to stop", left);
@@ -981,9 +1036,8 @@ static int step_reconfigure(struct sw *s)
     if (n_gpus > 0 && n_gpus <= 64)
         s->rec.gpus = n_gpus;
     if (ok && p->phase == GM_POD_SUCCEEDED) {
-        gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
-                          GM_REASON_RECONFIGURED, "GPUs of %s set for %s",
-                          node_name(s), gm_mode_name(mode));
+        note_event(s, false, GM_EVENT_NORMAL, GM_REASON_RECONFIGURED,
+                   "GPUs of %s set for %s", node_name(s), gm_mode_name(mode));
         s->rec.reconfigured = true;
         s->ns->message[0] = '\0';
         /* Start the clients in the same write that records the result;
@@ -1460,11 +1514,11 @@ static int step_finish(struct sw *s)
         gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
                   "released: back in %s%s", gm_mode_name(s->rec.from),
                   uncordon == 0 ? " and uncordoned" : "");
-        gm_obs_node_event(
-            s->ctl, s->node, GM_EVENT_NORMAL, GM_REASON_ROLLED_BACK,
-            "released: back in %s, no policy selects the "
-            "node%s",
-            gm_mode_name(s->rec.from), uncordon == 0 ? "; uncordoned" : "");
+        note_event(s, false, GM_EVENT_NORMAL, GM_REASON_ROLLED_BACK,
+                   "released: back in %s, no policy selects the "
+                   "node%s",
+                   gm_mode_name(s->rec.from),
+                   uncordon == 0 ? "; uncordoned" : "");
         note_switch_done(s, "rolledback");
         return put_back(s, true);
     }
@@ -1477,18 +1531,16 @@ static int step_finish(struct sw *s)
         json_object_object_add(labels, GM_LABEL_STATE,
                                json_object_new_string("failed"));
         json_object_put(ann);
-        gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
-                          GM_REASON_ROLLED_BACK, "back in %s after %s%s",
-                          gm_mode_name(s->rec.from),
-                          s->rec.reason ? s->rec.reason : "a failure",
-                          uncordon == 0 ? "; uncordoned" : "");
+        note_event(s, false, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
+                   "back in %s after %s%s", gm_mode_name(s->rec.from),
+                   s->rec.reason ? s->rec.reason : "a failure",
+                   uncordon == 0 ? "; uncordoned" : "");
         if (s->pol.uid)
-            gm_obs_policy_event(s->ctl, s->rec.policy, s->pol.uid,
-                                GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
-                                "%s back in %s after %s%s", node_name(s),
-                                gm_mode_name(s->rec.from),
-                                s->rec.reason ? s->rec.reason : "a failure",
-                                uncordon == 0 ? "; uncordoned" : "");
+            note_event(s, true, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
+                       "%s back in %s after %s%s", node_name(s),
+                       gm_mode_name(s->rec.from),
+                       s->rec.reason ? s->rec.reason : "a failure",
+                       uncordon == 0 ? "; uncordoned" : "");
         note_switch_done(s, "rolledback");
         s->rec.rolling_back = false;
         s->rec.reconfigured = false;
@@ -1550,9 +1602,9 @@ static int step_finish(struct sw *s)
                  s->ctl->cfg->hami_cm.name);
     gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
               "switch to %s complete%s", gm_mode_name(s->rec.to), defaults);
-    gm_obs_node_event(s->ctl, s->node, GM_EVENT_NORMAL,
-                      GM_REASON_SWITCH_COMPLETED, "%s is in %s mode%s",
-                      node_name(s), gm_mode_name(s->rec.to), defaults);
+    note_event(s, false, GM_EVENT_NORMAL, GM_REASON_SWITCH_COMPLETED,
+               "%s is in %s mode%s", node_name(s), gm_mode_name(s->rec.to),
+               defaults);
     note_switch_done(s, "succeeded");
     s->ns->message[0] = '\0';
     return patch_node(s, labels, ann, uncordon);
@@ -1648,9 +1700,9 @@ static int cancel_drain(struct sw *s, const char *why)
     gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
               "%s: switch cancelled, node put back%s", why,
               uncordon == 0 ? " and uncordoned" : "");
-    gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
-                      "switch to %s cancelled: %s%s", gm_mode_name(s->rec.to),
-                      why, uncordon == 0 ? "; uncordoned" : "");
+    note_event(s, false, GM_EVENT_WARNING, GM_REASON_ROLLED_BACK,
+               "switch to %s cancelled: %s%s", gm_mode_name(s->rec.to), why,
+               uncordon == 0 ? "; uncordoned" : "");
     note_switch_done(s, "cancelled");
     return put_back(s, false);
 }
@@ -1854,9 +1906,9 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
     s.clear_retry = true;
     gm_log_kv(GM_LOG_INFO, node->name, policy, "switch %s -> %s starts",
               gm_mode_name(from), gm_mode_name(to));
-    gm_obs_node_event(ctl, node, GM_EVENT_NORMAL, GM_REASON_SWITCH_STARTED,
-                      "%s: %s -> %s for policy %s", node->name,
-                      gm_mode_name(from), gm_mode_name(to), policy);
+    note_event(&s, false, GM_EVENT_NORMAL, GM_REASON_SWITCH_STARTED,
+               "%s: %s -> %s for policy %s", node->name, gm_mode_name(from),
+               gm_mode_name(to), policy);
     int rc = write_record(&s, labels, node->unschedulable ? -1 : 1);
     gm_record_clear(&s.rec);
     return rc;
