@@ -4,7 +4,9 @@
  * is not coming. A helper still running, or one that ended without a
  * failed result, is waited for. And an apply that asks for a reboot gets
  * one per attempt: asking again after it fails the switch rather than
- * rebooting the node for ever.
+ * rebooting the node for ever. An apply into vgpu that succeeded while
+ * HAMi's per-node entry cannot be written yet records StartingClients
+ * before it waits, so that wait has a start and times out.
  *
  * Real libcurl and libuv against the test server, which plays the API
  * server: one node in Rebooting, its reboot helper pod in the helper
@@ -37,6 +39,8 @@ struct fx {
     char *patched;     /* owned: the first switch record the node got */
     int node_patches;
     int done;
+    /* HAMi's ConfigMap exists and every write to it is refused (403). */
+    bool hami_forbidden;
 };
 
 static char *helper_list(const struct fx *f)
@@ -102,6 +106,21 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         char *body = helper_list(f);
         th_respond(c, 200, NULL, body);
         free(body);
+    } else if (f->hami_forbidden && strcmp(r->method, "GET") == 0 &&
+               strstr(r->path, "/namespaces/kube-system/configmaps?") &&
+               !strstr(r->path, "watch=1")) {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"ConfigMapList\",\"metadata\":{"
+                   "\"resourceVersion\":\"5\"},\"items\":[{\"metadata\":{"
+                   "\"name\":\"hami-device-plugin\",\"namespace\":"
+                   "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{"
+                   "\"config.json\":\"{\\\"nodeconfig\\\":[]}\"}}]}");
+    } else if (f->hami_forbidden && strcmp(r->method, "GET") != 0 &&
+               strstr(r->path, "/namespaces/kube-system/configmaps/")) {
+        th_respond(c, 403, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Forbidden\",\"message\":\"configmaps is forbidden\","
+                   "\"code\":403}");
     } else {
         th_ctl_respond_default(r, c);
     }
@@ -219,12 +238,44 @@ static void test_one_reboot_per_attempt(void **state)
     gm_record_clear(&rec);
 }
 
+/* vgpu's hardware is done, and HAMi's entry cannot be written: the first
+ * write records StartingClients (and the result), not a wait that would
+ * start again at every reconcile and never time out. */
+static void test_hami_wait_is_recorded(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Succeeded",
+                   .term = "{\"ok\":true,\"command\":\"apply\"}",
+                   .hami_forbidden = true};
+    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    th_run_until(&f.c.loop, &f.done, 5000);
+    th_ctl_stop(&f.c);
+    assert_non_null(f.patched);
+    struct gm_switch_record rec = {0};
+    char err[256];
+    assert_int_equal(gm_record_parse(f.patched, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
+    assert_true(rec.reconfigured);
+    assert_null(rec.reason);
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed_reboot_fails_at_once),
         cmocka_unit_test(test_other_helpers_wait),
         cmocka_unit_test(test_one_reboot_per_attempt),
+        cmocka_unit_test(test_hami_wait_is_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

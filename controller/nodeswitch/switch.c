@@ -49,7 +49,8 @@ struct obs {
     int n_phase;
     const char *from, *to, *result; /* result NULL: no switch ended */
     double switch_s;
-    struct obs_event ev[2]; /* a failure tells the node and the policy */
+    /* A failure tells the node and the policy, after at most one other. */
+    struct obs_event ev[3];
     int n_ev;
 };
 
@@ -68,6 +69,7 @@ struct sw {
     bool clear_retry;  /* this write starts a switch: use up a retry mark */
     bool cordon;       /* this write cordons the node (a release) */
     bool pods_left;    /* the drain failed: workload pods are still there */
+    bool entered;      /* rec.phase was entered here, not yet written */
     struct obs obs;    /* counted when the node write succeeds */
 };
 
@@ -277,8 +279,8 @@ static void note_phase_done(struct sw *s)
 }
 
 /* An event on the node (or, with on_policy, on its policy) sent once the
- * next node write succeeds (struct obs). A third in one step is sent at
- * once: no step announces more than two things. */
+ * next node write succeeds (struct obs). A fourth in one step, which no
+ * step makes, is sent at once rather than lost. */
 static void note_event(struct sw *s, bool on_policy, enum gm_event_type type,
                        const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -286,7 +288,7 @@ static void note_event(struct sw *s, bool on_policy, enum gm_event_type type,
                        const char *reason, const char *fmt, ...)
 {
     struct obs_event one;
-    struct obs_event *e = s->obs.n_ev < 2 ? &s->obs.ev[s->obs.n_ev] : &one;
+    struct obs_event *e = s->obs.n_ev < 3 ? &s->obs.ev[s->obs.n_ev] : &one;
     const char *uid = on_policy ? s->pol.uid : s->node->uid;
     va_list ap;
 
@@ -628,6 +630,7 @@ static void enter(struct sw *s, enum gm_phase next)
               s->rec.rolling_back ? " (rolling back)" : "");
     s->rec.phase = next;
     s->rec.since = s->now;
+    s->entered = true;
 }
 
 /* A rollback drains only what the hardware going back would break: GPU
@@ -1313,7 +1316,12 @@ static int step_start_clients(struct sw *s)
 {
     if (!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) {
         int rc = ensure_hami_config(s);
-        if (rc == STEP_PENDING) /* the writer wakes us */
+        /* The writer wakes us. A phase entered just now (the hardware
+         * done) is written first: the wait's timeout counts from the
+         * phase's start, which every reconcile would otherwise set anew. */
+        if (rc == STEP_PENDING && s->entered)
+            return write_record(s, NULL, -1);
+        if (rc == STEP_PENDING)
             return wait_for(s, 2000);
         if (rc != 0)
             return rc;

@@ -319,6 +319,15 @@ func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map
 		if got := n.Annotations["gpumode.io/plugin-config"]; got != kept {
 			t.Errorf("%s in %s: gpumode.io/plugin-config %q, want %q", name, mode, got, kept)
 		}
+		if own != "" && mode == "mig" {
+			product := strings.TrimSuffix(before[name]["nvidia.com/gpu.product"], "-SHARED")
+			if got := n.Labels["nvidia.com/gpu.product"]; got != product {
+				t.Errorf("%s in mig: feature discovery's product %q, want %q (the strategy's config, not time-sliced)", name, got, product)
+			}
+			if got := n.Labels["nvidia.com/mig.strategy"]; got != "mixed" {
+				t.Errorf("%s in mig: nvidia.com/mig.strategy %q, want mixed", name, got)
+			}
+		}
 		if n.Spec.Unschedulable {
 			t.Errorf("%s left cordoned (state %q)", name, n.Labels["gpumode.io/state"])
 		}

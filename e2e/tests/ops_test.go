@@ -274,3 +274,68 @@ spec:
 		t.Errorf("lease still held by %q after SIGTERM", *l.Spec.HolderIdentity)
 	}
 }
+
+// TestUnwritableHAMiConfigFailsTheSwitch: the controller, with the
+// manifests' RBAC, may read HAMi's per-node ConfigMap but (someone trimmed
+// its Role) not write it. A switch into vgpu with a split has its hardware
+// done and then cannot write the node's entry: it waits in StartingClients,
+// which the status shows, and after clientsTimeoutSeconds fails with
+// HAMiConfigNotWritten and rolls back to full. (The wait once started again
+// at every reconcile in Reconfiguring and never timed out, GPU clients
+// stopped.)
+func TestUnwritableHAMiConfigFailsTheSwitch(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	b.MustKubectl("apply", "-k", filepath.Join(repoRoot(t), "manifests"))
+	b.MustKubectl("scale", "deployment", "-n", "gpumode-system", "gpumode-controller", "--replicas=0")
+	b.MustKubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gpumodepolicies.gpumode.io")
+	b.MustKubectl("patch", "role", "-n", "kube-system", "gpumode-hami-device-plugin", "--type=json",
+		"-p", `[{"op":"replace","path":"/rules/0/verbs","value":["get","list","watch"]}]`)
+	kc, err := testbed(t, nil, "token", "--dir", b.Dir, "--sa", "gpumode-system/gpumode-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saKC := filepath.Join(b.Dir, "sa.kubeconfig")
+	if err := os.WriteFile(saKC, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	AppendControllerConfig(t, b, "clientsTimeoutSeconds: 10\n")
+	c := &Controller{t: t, b: b, args: []string{"--kubeconfig", saKC}}
+	c.start()
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("---- controller log ----\n%s", tailLines(c.Log(), 60))
+		}
+	})
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: full
+`)
+	WaitPolicy(t, b, "a", 60*time.Second, "full", Converged)
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu","vgpu":{"splitCount":4}}}`)
+	WaitPolicy(t, b, "a", 60*time.Second, "the wait for HAMi's entry shown", func(s *PolicyStatus) error {
+		for _, n := range s.Nodes {
+			if n.Name == "gpu-001" && n.Phase == "StartingClients" && strings.Contains(n.Message, "writing HAMi's per-node config failed") {
+				return nil
+			}
+		}
+		return fmt.Errorf("nodes %+v", s.Nodes)
+	})
+	WaitPolicy(t, b, "a", 90*time.Second, "failed and rolled back", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "full" || Allocatable(n, "nvidia.com/gpu") != 8 {
+			return fmt.Errorf("summary %+v unschedulable %v mode %q gpus %d", s.Summary, n.Spec.Unschedulable,
+				n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/gpu"))
+		}
+		return nil
+	})
+	if rec := SwitchAnnotation(GetNode(t, b, "gpu-001")); rec == nil || rec["reason"] != "HAMiConfigNotWritten" {
+		t.Errorf("switch record %v, want reason HAMiConfigNotWritten", rec)
+	}
+}
