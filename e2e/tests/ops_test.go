@@ -26,10 +26,7 @@ const saUser = "system:serviceaccount:gpumode-system:gpumode-controller"
 func TestManifestsAndRBAC(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "H100-80GB")
-	b.MustKubectl("apply", "-k", filepath.Join(repoRoot(t), "manifests"))
-	// The image cannot run here; the controller runs as a process below.
-	b.MustKubectl("scale", "deployment", "-n", "gpumode-system", "gpumode-controller", "--replicas=0")
-	b.MustKubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gpumodepolicies.gpumode.io")
+	installManifests(t, b)
 
 	can := func(args ...string) bool {
 		out, _ := b.Kubectl(append([]string{"auth", "can-i", "--as=" + saUser}, args...)...)
@@ -59,24 +56,9 @@ func TestManifestsAndRBAC(t *testing.T) {
 		}
 	}
 
-	kc, err := testbed(t, nil, "token", "--dir", b.Dir, "--sa", "gpumode-system/gpumode-controller")
-	if err != nil {
-		t.Fatal(err)
-	}
-	saKC := filepath.Join(b.Dir, "sa.kubeconfig")
-	if err := os.WriteFile(saKC, []byte(kc), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	AppendControllerConfig(t, b, "devicePluginConfigMap: {namespace: gpu-operator, name: device-plugin-config}\n")
-	c := &Controller{t: t, b: b, args: []string{"--kubeconfig", saKC}}
-	c.start()
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			t.Logf("---- controller log ----\n%s", tailLines(c.Log(), 60))
-		}
-	})
+	c := startControllerAsSA(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -286,37 +268,13 @@ spec:
 func TestUnwritableHAMiConfigFailsTheSwitch(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
-	b.MustKubectl("apply", "-k", filepath.Join(repoRoot(t), "manifests"))
-	b.MustKubectl("scale", "deployment", "-n", "gpumode-system", "gpumode-controller", "--replicas=0")
-	b.MustKubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gpumodepolicies.gpumode.io")
+	installManifests(t, b)
 	b.MustKubectl("patch", "role", "-n", "kube-system", "gpumode-hami-device-plugin", "--type=json",
 		"-p", `[{"op":"replace","path":"/rules/0/verbs","value":["get","list","watch"]}]`)
-	kc, err := testbed(t, nil, "token", "--dir", b.Dir, "--sa", "gpumode-system/gpumode-controller")
-	if err != nil {
-		t.Fatal(err)
-	}
-	saKC := filepath.Join(b.Dir, "sa.kubeconfig")
-	if err := os.WriteFile(saKC, []byte(kc), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	AppendControllerConfig(t, b, "clientsTimeoutSeconds: 10\n")
-	c := &Controller{t: t, b: b, args: []string{"--kubeconfig", saKC}}
-	c.start()
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			t.Logf("---- controller log ----\n%s", tailLines(c.Log(), 60))
-		}
-	})
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: full
-`)
+	startControllerAsSA(t, b)
+	Apply(t, b, policyAFull)
 	WaitPolicy(t, b, "a", 60*time.Second, "full", Converged)
 	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu","vgpu":{"splitCount":4}}}`)
 	WaitPolicy(t, b, "a", 60*time.Second, "the wait for HAMi's entry shown", func(s *PolicyStatus) error {
@@ -338,4 +296,37 @@ spec:
 	if rec := SwitchAnnotation(GetNode(t, b, "gpu-001")); rec == nil || rec["reason"] != "HAMiConfigNotWritten" {
 		t.Errorf("switch record %v, want reason HAMiConfigNotWritten", rec)
 	}
+}
+
+// installManifests applies manifests/ as a user would, with the
+// Deployment scaled to zero: its image cannot run here, the controller
+// runs as a process (startControllerAsSA).
+func installManifests(t *testing.T, b *Bed) {
+	t.Helper()
+	b.MustKubectl("apply", "-k", filepath.Join(repoRoot(t), "manifests"))
+	b.MustKubectl("scale", "deployment", "-n", "gpumode-system", "gpumode-controller", "--replicas=0")
+	b.MustKubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gpumodepolicies.gpumode.io")
+}
+
+// startControllerAsSA runs the controller with the manifests'
+// ServiceAccount's token, so it has their RBAC and nothing more.
+func startControllerAsSA(t *testing.T, b *Bed) *Controller {
+	t.Helper()
+	kc, err := testbed(t, nil, "token", "--dir", b.Dir, "--sa", "gpumode-system/gpumode-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saKC := filepath.Join(b.Dir, "sa.kubeconfig")
+	if err := os.WriteFile(saKC, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Controller{t: t, b: b, args: []string{"--kubeconfig", saKC}}
+	c.start()
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("---- controller log ----\n%s", tailLines(c.Log(), 60))
+		}
+	})
+	return c
 }

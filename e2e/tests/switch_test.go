@@ -41,6 +41,16 @@ spec:
 
 // policyAMig1g: policy a lays every GPU of the nodes labelled pool=a
 // with seven 1g.10gb instances (an inline layout).
+// policyAFull puts the nodes labelled pool=a in full mode.
+const policyAFull = `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: full
+`
+
 const policyAMig1g = `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -1207,14 +1217,7 @@ func TestOwnConfigChangeIsNotDrift(t *testing.T) {
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	AppendControllerConfig(t, b, "devicePluginConfigMap: {namespace: gpu-operator, name: device-plugin-config}\n")
 	differ := startForDrift(t, b)
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: full
-`)
+	Apply(t, b, policyAFull)
 	WaitPolicy(t, b, "a", 90*time.Second, "full", ConvergedOffering(t, b, "gpu-001", "nvidia.com/gpu", 8))
 	n := GetNode(t, b, "gpu-001")
 	if n.Annotations["gpumode.io/resources"] != "nvidia.com/gpu=8" || n.Annotations["gpumode.io/gpus"] != "8" {
