@@ -18,7 +18,7 @@ static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
     if (ctl->events == NULL || ctl->dry_run)
         return;
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    gm_event(ctl->events, ref, type, reason, reason, "%s", msg);
+    gm_obs_event(ctl, ref, type, reason, msg);
 }
 
 void gm_obs_event(struct gm_ctl *ctl, const struct gm_event_ref *ref,
