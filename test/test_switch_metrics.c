@@ -25,6 +25,7 @@
 struct fx {
     struct th_node_fx n; /* first: the handler's ud */
     int conflicts;       /* node PATCHes still to refuse with 409 */
+    int refusals;        /* node PATCHes still to refuse with 422 */
     int patches;
     int taken;     /* node PATCHes answered 200 */
     int policy_rc; /* what policy_for answers */
@@ -39,6 +40,14 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     if (strcmp(r->method, "PATCH") == 0 &&
         strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
         f->patches++;
+        if (f->refusals > 0) {
+            f->refusals--;
+            th_respond(c, 422, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                       "\"Invalid\",\"code\":422,\"message\":\"denied by "
+                       "webhook\"}");
+            return;
+        }
         if (f->conflicts > 0) {
             f->conflicts--;
             th_respond(c, 409, NULL,
@@ -141,11 +150,37 @@ static void test_switch_counted_once(void **state)
     gm_metrics_free(m);
 }
 
+/* A write refused otherwise (an admission webhook's 422) is retried,
+ * and while it is refused the node's status line says why. */
+static void test_refused_write_is_shown(void **state)
+{
+    (void)state;
+    static const int never = 0;
+    struct fx f = {.refusals = 1000};
+    f.n.record = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
+    th_ctl_start(&f.n.c, handler, &f);
+    f.n.c.ctl->policy_for = policy_for;
+    f.n.c.ctl->policy_data = &f;
+    th_run_until(&f.n.c.loop, &never, 1500);
+    assert_true(f.patches >= 2); /* tried again */
+    assert_false(f.n.done);
+    assert_string_equal(gm_ctl_node_state(f.n.c.ctl, "gpu-001")->message,
+                        "updating the node failed, retrying: Invalid: denied "
+                        "by webhook");
+    /* Taken: the line no longer says so. */
+    f.refusals = 0;
+    assert_true(th_run_until(&f.n.c.loop, &f.n.done, 8000));
+    th_run_until(&f.n.c.loop, &never, 100);
+    assert_string_equal(gm_ctl_node_state(f.n.c.ctl, "gpu-001")->message, "");
+    th_node_fx_stop(&f.n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_phase_counted_once),
         cmocka_unit_test(test_switch_counted_once),
+        cmocka_unit_test(test_refused_write_is_shown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,9 @@ struct gm_node_rt {
     struct gm_reflector *pods; /* owned; pods on this node, or NULL */
     struct gm_map evictions;   /* pod uid -> struct gm_eviction* (owned) */
     char message[512];         /* status line for this node */
+    /* message says our last write was refused (not with 409): the next
+     * write that succeeds clears it. */
+    bool write_refused;
     /* The node resourceVersion when we last patched it: while the cache
      * still shows it, our write has not come back through the watch. */
     char written_from_rv[32];

@@ -139,6 +139,10 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     struct write *w = data;
     if (resp->error == NULL)
         obs_emit(w->ctl, &w->obs);
+    if (resp->error == NULL && w->ns->write_refused) {
+        w->ns->write_refused = false;
+        w->ns->message[0] = '\0';
+    }
     /* After a success the watch brings the change, which requeues us. */
     long requeue = -1;
     int failed = 0;
@@ -162,6 +166,16 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
         } else if (resp->error->err != -ECANCELED) {
             gm_log_kv(GM_LOG_WARN, w->node, NULL, "node update failed: %s: %s",
                       resp->error->reason, resp->error->message);
+            /* The status says why the switch does not move (a Role
+             * without patch on nodes, an admission webhook); it is
+             * tried again, backing off. */
+            snprintf(w->ns->message, sizeof(w->ns->message),
+                     "%s failed, retrying: %.60s: %.380s",
+                     w->helper_create ? "creating the helper pod"
+                                      : "updating the node",
+                     resp->error->reason[0] ? resp->error->reason : "Error",
+                     resp->error->message);
+            w->ns->write_refused = true;
             failed = 1;
         }
     }
