@@ -34,6 +34,18 @@ struct fx {
     int taken_at_event; /* taken when the first Event came */
 };
 
+/* Answers with a Status refusing the request. */
+static void refuse(struct th_conn *c, int code, const char *reason,
+                   const char *message)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+             "\"%s\",\"code\":%d,\"message\":\"%s\"}",
+             reason, code, message);
+    th_respond(c, code, NULL, body);
+}
+
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
@@ -42,18 +54,12 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         f->patches++;
         if (f->refusals > 0) {
             f->refusals--;
-            th_respond(c, 422, NULL,
-                       "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
-                       "\"Invalid\",\"code\":422,\"message\":\"denied by "
-                       "webhook\"}");
+            refuse(c, 422, "Invalid", "denied by webhook");
             return;
         }
         if (f->conflicts > 0) {
             f->conflicts--;
-            th_respond(c, 409, NULL,
-                       "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
-                       "\"Conflict\",\"code\":409,\"message\":\"the object "
-                       "has been modified\"}");
+            refuse(c, 409, "Conflict", "the object has been modified");
             return;
         }
         f->taken++;
