@@ -31,6 +31,8 @@ struct fx {
     int policy_rc; /* what policy_for answers */
     int events;    /* Events POSTed */
     char reason[64];
+    char type[16];
+    char note[128];
     int taken_at_event; /* taken when the first Event came */
 };
 
@@ -71,7 +73,13 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
             json_object *ev = json_tokener_parse(r->body);
             const char *reason =
                 json_object_get_string(json_object_object_get(ev, "reason"));
+            const char *type =
+                json_object_get_string(json_object_object_get(ev, "type"));
+            const char *note =
+                json_object_get_string(json_object_object_get(ev, "note"));
             snprintf(f->reason, sizeof(f->reason), "%s", reason ? reason : "");
+            snprintf(f->type, sizeof(f->type), "%s", type ? type : "");
+            snprintf(f->note, sizeof(f->note), "%s", note ? note : "");
             json_object_put(ev);
         }
         th_respond(c, 201, NULL, "{}");
@@ -157,14 +165,19 @@ static void test_switch_counted_once(void **state)
 }
 
 /* A write refused otherwise (an admission webhook's 422) is retried,
- * and while it is refused the node's status line says why. */
+ * and while it is refused the node's status line says why, and a Warning
+ * event on the node, whose repeats are counted rather than posted. */
 static void test_refused_write_is_shown(void **state)
 {
     (void)state;
     static const int never = 0;
     struct fx f = {.refusals = 1000};
+    struct gm_recorder *rec = NULL;
+    struct gm_recorder_opts ro = {.identity = "test"};
     f.n.record = th_ctl_switch_record(GM_PHASE_DRAIN, NULL);
     th_ctl_start(&f.n.c, handler, &f);
+    assert_int_equal(gm_recorder_new(&f.n.c.loop, f.n.c.k, &ro, &rec), 0);
+    f.n.c.ctl->events = rec;
     f.n.c.ctl->policy_for = policy_for;
     f.n.c.ctl->policy_data = &f;
     th_run_until(&f.n.c.loop, &never, 1500);
@@ -173,6 +186,13 @@ static void test_refused_write_is_shown(void **state)
     assert_string_equal(gm_ctl_node_state(f.n.c.ctl, "gpu-001")->message,
                         "updating the node failed, retrying: Invalid: denied "
                         "by webhook");
+    assert_int_equal(f.events, 1);
+    assert_string_equal(f.reason, "FailedUpdate");
+    assert_string_equal(f.type, "Warning");
+    assert_string_equal(f.note, "Updating the node was refused (Invalid): "
+                                "denied by webhook; gpumode retries it");
+    f.n.c.ctl->events = NULL;
+    gm_recorder_free(rec);
     /* Taken: the line no longer says so. */
     f.refusals = 0;
     assert_true(th_run_until(&f.n.c.loop, &f.n.done, 8000));

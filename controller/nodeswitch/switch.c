@@ -113,7 +113,8 @@ struct write {
     struct gm_node_rt *ns;
     gm_switch_done_cb done;
     void *ctx;
-    char *node; /* owned */
+    char *node;   /* owned */
+    char uid[64]; /* the node's, for the event on a refusal */
 };
 
 static void obs_emit(struct gm_ctl *ctl, const struct obs *o)
@@ -132,6 +133,25 @@ static void obs_emit(struct gm_ctl *ctl, const struct obs *o)
         };
         gm_obs_event(ctl, &ref, e->type, e->reason, e->note);
     }
+}
+
+/* A Warning event on the node, so `kubectl describe node` shows why its
+ * switch does not move, as the status line does. The recorder counts the
+ * retries refused alike into one event's series. */
+static void refused_event(const struct write *w, const struct gm_kube_error *e)
+{
+    struct gm_event_ref ref = {.api_version = "v1",
+                               .kind = "Node",
+                               .name = w->node,
+                               .uid = w->uid[0] ? w->uid : NULL};
+    char note[1024];
+    snprintf(note, sizeof(note), "%s was refused (%s): %s; gpumode retries it",
+             w->helper_create ? "Creating the helper pod" : "Updating the node",
+             e->reason[0] ? e->reason : "Error", e->message);
+    gm_obs_event(w->ctl, &ref, GM_EVENT_WARNING,
+                 w->helper_create ? GM_REASON_FAILED_CREATE
+                                  : GM_REASON_FAILED_UPDATE,
+                 note);
 }
 
 static void write_done(void *data, const struct gm_kube_resp *resp)
@@ -176,6 +196,7 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
                      resp->error->reason[0] ? resp->error->reason : "Error",
                      resp->error->message);
             w->ns->write_refused = true;
+            refused_event(w, resp->error);
             failed = 1;
         }
     }
@@ -206,6 +227,7 @@ static int send_write(struct sw *s, const char *path, json_object *body,
     w->done = s->done;
     w->ctx = s->ctx;
     w->node = strdup(node_name(s));
+    snprintf(w->uid, sizeof(w->uid), "%s", s->node->uid ? s->node->uid : "");
     if (w->node == NULL) {
         /* Before sending: a sent request owns w until write_done. */
         json_object_put(body);

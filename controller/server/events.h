@@ -26,6 +26,11 @@
 #define GM_REASON_REBOOT_REQUIRED "RebootRequired"
 #define GM_REASON_POLICY_CONFLICT "PolicyConflict"
 #define GM_REASON_INVALID_POLICY "InvalidPolicy"
+/* A write for a switch refused other than with a conflict (a Role without
+ * patch on nodes, an admission webhook), as Kubernetes' own controllers
+ * name theirs. */
+#define GM_REASON_FAILED_UPDATE "FailedUpdate"
+#define GM_REASON_FAILED_CREATE "FailedCreate"
 
 #define GM_EVENTS_CONTROLLER "gpumode.io/controller"
 

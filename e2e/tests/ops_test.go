@@ -330,3 +330,89 @@ func startControllerAsSA(t *testing.T, b *Bed) *Controller {
 	})
 	return c
 }
+
+// An admission policy that refuses the controller's writes to nodes: the
+// switch waits without changing the node, its status line and a Warning
+// event on the node say why, and it goes on once the policy is lifted.
+func TestRefusedNodeWriteIsShown(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	installManifests(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	startControllerAsSA(t, b)
+	Apply(t, b, policyAFull)
+	WaitPolicy(t, b, "a", 60*time.Second, "full", Converged)
+	Apply(t, b, `
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: freeze-nodes
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["UPDATE"]
+      resources: ["nodes"]
+  validations:
+  - expression: request.userInfo.username != "system:serviceaccount:gpumode-system:gpumode-controller"
+    message: nodes are frozen for maintenance
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: freeze-nodes
+spec:
+  policyName: freeze-nodes
+  validationActions: [Deny]
+`)
+	// The binding takes effect once the API server's policy cache has it:
+	// until then a write could go through. Wait for a refusal to be seen.
+	Eventually(t, 30*time.Second, "the binding in force", func(ctx context.Context) error {
+		out, err := b.Kubectl("--as", "system:serviceaccount:gpumode-system:gpumode-controller",
+			"label", "node", "gpu-001", "freeze-probe=1")
+		if err == nil {
+			b.MustKubectl("label", "node", "gpu-001", "freeze-probe-")
+			return fmt.Errorf("a write went through: %s", out)
+		}
+		if !strings.Contains(err.Error(), "nodes are frozen for maintenance") {
+			return fmt.Errorf("refused otherwise: %v", err)
+		}
+		return nil
+	})
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"mig","mig":{"config":"all-1g.10gb"}}}`)
+	WaitPolicy(t, b, "a", 60*time.Second, "the refusal shown", func(s *PolicyStatus) error {
+		for _, n := range s.Nodes {
+			if n.Name == "gpu-001" && strings.HasPrefix(n.Message, "updating the node failed, retrying: Invalid: ") &&
+				strings.Contains(n.Message, "nodes are frozen for maintenance") {
+				return nil
+			}
+		}
+		return fmt.Errorf("nodes %+v", s.Nodes)
+	})
+	Eventually(t, 30*time.Second, "a FailedUpdate event on the node", func(ctx context.Context) error {
+		out, _ := b.Kubectl("get", "events", "-n", "default", "--field-selector",
+			"involvedObject.kind=Node,involvedObject.name=gpu-001,reason=FailedUpdate",
+			"-o", "custom-columns=T:.type,M:.message", "--no-headers")
+		if !strings.Contains(out, "Warning") || !strings.Contains(out, "Updating the node was refused (Invalid)") ||
+			!strings.Contains(out, "nodes are frozen for maintenance") {
+			return fmt.Errorf("events: %q", out)
+		}
+		return nil
+	})
+	if n := GetNode(t, b, "gpu-001"); n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "full" {
+		t.Errorf("refused writes changed the node: unschedulable %v mode %q", n.Spec.Unschedulable, n.Labels["gpumode.io/mode"])
+	}
+	b.MustKubectl("delete", "validatingadmissionpolicybinding", "freeze-nodes")
+	WaitPolicy(t, b, "a", 120*time.Second, "mig", Converged)
+	s, err := GetPolicyStatus(t, b, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range s.Nodes {
+		if n.Message != "" {
+			t.Errorf("node %s still says %q", n.Name, n.Message)
+		}
+	}
+}

@@ -39,8 +39,6 @@ spec:
         resources: {limits: {nvidia.com/gpu: 1}}
 `
 
-// policyAMig1g: policy a lays every GPU of the nodes labelled pool=a
-// with seven 1g.10gb instances (an inline layout).
 // policyAFull puts the nodes labelled pool=a in full mode.
 const policyAFull = `
 apiVersion: gpumode.io/v1alpha1
@@ -51,6 +49,8 @@ spec:
   mode: full
 `
 
+// policyAMig1g: policy a lays every GPU of the nodes labelled pool=a
+// with seven 1g.10gb instances (an inline layout).
 const policyAMig1g = `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
