@@ -172,6 +172,24 @@ static void test_first_event_fields(void **state)
     while (f->posts < 3 && two++ < 400)
         run_for(f, 10);
     assert_int_equal(strlen(field(f->post_body, "note")), 1023);
+    /* A note its caller's buffer cut inside a rune loses the part. */
+    strcpy(longnote + 1020, "\xe2\x82");
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                              GM_REASON_SWITCH_STARTED, "Switch", "%s",
+                              longnote),
+                     0);
+    while (f->posts < 4 && two++ < 600)
+        run_for(f, 10);
+    assert_int_equal(strlen(field(f->post_body, "note")), 1020);
+    /* A whole rune at the end stays. */
+    strcpy(longnote + 1020, "\xe2\x82\xac");
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                              GM_REASON_SWITCH_STARTED, "Switch", "%s",
+                              longnote),
+                     0);
+    while (f->posts < 5 && two++ < 800)
+        run_for(f, 10);
+    assert_int_equal(strlen(field(f->post_body, "note")), 1023);
     assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL, "", "x", "y"),
                      -EINVAL);
     assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL, "R", NULL, "y"),

@@ -5,10 +5,18 @@
 #define GM_COMMON_JSON_H
 
 #include <json-c/json.h>
+#include <stddef.h>
 
 /* The member key of object o (borrowed), or NULL. */
 json_object *gm_json_get(json_object *o, const char *key);
 /* The member key of o when it is a string (borrowed), or NULL. */
 const char *gm_json_str(json_object *o, const char *key);
+
+/* How much of s to send in a field of at most max bytes: cut on a UTF-8
+ * character boundary, and without a character a caller's own buffer cut
+ * short at its end. The API server reads each byte of a broken sequence
+ * as U+FFFD (three bytes, one character), which can take the field past
+ * its bound and the whole write with it. */
+size_t gm_json_utf8_len(const char *s, size_t max);
 
 #endif

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/json.h"
+
 struct cond {
     const char *type;
     bool status;
@@ -43,14 +45,8 @@ static void format_time(time_t t, char *buf, size_t len)
  * bounds these fields and the apiserver refuses the whole write otherwise. */
 static int add_str(json_object *o, const char *key, const char *s, size_t max)
 {
-    size_t len = strlen(s);
-
-    if (len > max) {
-        len = max;
-        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
-            len--;
-    }
-    json_object *v = json_object_new_string_len(s, (int)len);
+    json_object *v =
+        json_object_new_string_len(s, (int)gm_json_utf8_len(s, max));
     if (v == NULL)
         return -ENOMEM;
     return json_object_object_add(o, key, v) ? -ENOMEM : 0;

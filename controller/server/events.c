@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/map.h"
 #include "server/kubetime.h"
@@ -349,17 +350,6 @@ int gm_recorder_new(uv_loop_t *loop, struct gm_kube *k,
     return 0;
 }
 
-/* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
-static void cut_utf8(char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n <= max)
-        return;
-    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-        max--;
-    s[max] = '\0';
-}
-
 static int new_entry(struct gm_recorder *r, const char *key,
                      const struct gm_event_ref *ref, struct entry **out)
 {
@@ -403,7 +393,7 @@ int gm_event(struct gm_recorder *r, const struct gm_event_ref *ref,
     va_start(ap, fmt);
     vsnprintf(note, sizeof(note), fmt, ap);
     va_end(ap);
-    cut_utf8(note, NOTE_MAX);
+    note[gm_json_utf8_len(note, NOTE_MAX)] = '\0';
     snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s\x1f%s",
              ref->kind, ref->namespace ? ref->namespace : "", ref->name,
              ref->uid ? ref->uid : "", (int)type, reason, action, note);
