@@ -34,6 +34,7 @@ struct fx {
     long rv;
     int other_renews; /* bump renewTime on every GET, as a live holder */
     int put_conflict; /* every PUT answers 409 */
+    int put_busy;     /* every PUT answers 429, Retry-After: 1 */
     /* what was seen */
     int gets, posts, puts, conflicts;
     char last_put[4096];
@@ -111,6 +112,12 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         f->puts++;
         snprintf(f->last_put, sizeof(f->last_put), "%s", r->body);
         assert_string_equal(r->path, LEASE_PATH "/gpumode-controller");
+        if (f->put_busy) {
+            th_respond(c, 429, "Retry-After: 1\r\n",
+                       "{\"kind\":\"Status\",\"reason\":\"TooManyRequests\","
+                       "\"code\":429}");
+            return;
+        }
         json_object *obj = json_tokener_parse(r->body);
         if (f->put_conflict || f->lease == NULL ||
             strcmp(rv_of(obj), rv_of(f->lease)) != 0) {
@@ -344,6 +351,24 @@ static void test_conflict_on_renew_is_lost(void **state)
     fx_free(f);
 }
 
+/* A renewal the API server keeps answering 429 (retried after its
+ * Retry-After): the renew deadline still ends our term while that answer
+ * is awaited, before another replica may take the Lease. */
+static void test_deadline_kept_while_renewal_waits(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    assert_int_equal(gm_leader_start(f->l), 0);
+    assert_true(th_run_until(&f->loop, &f->started, 2000));
+    run_for(f, 150);
+    f->put_busy = 1;
+    uint64_t t0 = uv_now(&f->loop);
+    assert_true(th_run_until(&f->loop, &f->lost, 3000));
+    assert_true(f->lost_at - t0 <= 700);
+    assert_false(gm_leader_is_leader(f->l));
+    fx_free(f);
+}
+
 /* Another replica took the Lease over (our renewal meets its write): we
  * stop as soon as we read it, not at our renew deadline, so two leaders
  * never act at once for longer than one retry. */
@@ -440,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_live_lease_not_taken),
         cmocka_unit_test(test_create_race_lost),
         cmocka_unit_test(test_conflict_on_renew_is_lost),
+        cmocka_unit_test(test_deadline_kept_while_renewal_waits),
         cmocka_unit_test(test_taken_over_is_lost_at_once),
         cmocka_unit_test(test_release_on_stop),
         cmocka_unit_test(test_options_and_identity),

@@ -364,14 +364,16 @@ static void on_resp(void *data, const struct gm_kube_resp *resp)
 /* One step: renew directly while we hold a fresh copy, else read first. */
 static void attempt(struct gm_leader *l)
 {
-    if (l->st == ST_LEADING &&
-        uv_now(l->loop) >= l->last_renew + l->deadline_ms) {
+    uint64_t now = uv_now(l->loop);
+    uint64_t end = l->last_renew + l->deadline_ms;
+    if (l->st == ST_LEADING && now >= end) {
         lose(l, "no renewal within the renew deadline");
         return;
     }
     if (l->inflight) {
-        /* A slow answer; look again soon so the deadline is kept. */
-        schedule(l, l->retry_ms);
+        /* An answer still awaited (a slow server, or a 429 the client
+         * waits out before it asks again): keep the deadline meanwhile. */
+        schedule(l, l->st == ST_LEADING ? end - now : l->retry_ms);
         return;
     }
     int use_cached =
@@ -381,6 +383,11 @@ static void attempt(struct gm_leader *l)
     if (err) {
         gm_warn("leader election: cannot send: %s", strerror(-err));
         failed(l);
+    } else if (l->st == ST_LEADING) {
+        /* Only the answer wakes us otherwise, and it may come after
+         * another replica could take the Lease: we stop at the deadline
+         * without it. */
+        schedule(l, end - now);
     }
 }
 
