@@ -24,7 +24,7 @@
 #include "nodeswitch/record.h"
 #include "support/ctlfx.h"
 
-enum pod { NO_POD, BARE_POD, OWNED_POD, OWNED_CPU_POD };
+enum pod { NO_POD, BARE_POD, OWNED_POD, OWNED_CPU_POD, OWNED_AND_BARE };
 
 struct fx {
     struct th_node_fx n; /* first: the handler's ud */
@@ -39,6 +39,22 @@ static const char pod_fmt[] =
     "\"labels\":{\"app\":\"work\"}%s},"
     "\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{\"name\":\"c\""
     "%s}]},\"status\":{\"phase\":\"Running\"}}]}";
+
+/* Two GPU pods: one a ReplicaSet owns (evictable), one bare. */
+static const char two_pods[] =
+    "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},"
+    "\"items\":[{\"metadata\":{\"name\":\"serve-1\",\"namespace\":"
+    "\"default\",\"uid\":\"u2\",\"resourceVersion\":\"9\","
+    "\"ownerReferences\":[{\"kind\":\"ReplicaSet\",\"name\":\"serve\","
+    "\"controller\":true}]},"
+    "\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{\"name\":\"c\","
+    "\"resources\":{\"limits\":{\"nvidia.com/gpu\":\"1\"}}}]},"
+    "\"status\":{\"phase\":\"Running\"}},"
+    "{\"metadata\":{\"name\":\"work-1\",\"namespace\":"
+    "\"default\",\"uid\":\"u1\",\"resourceVersion\":\"8\"},"
+    "\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{\"name\":\"c\","
+    "\"resources\":{\"limits\":{\"nvidia.com/gpu\":\"1\"}}}]},"
+    "\"status\":{\"phase\":\"Running\"}}]}";
 
 /* The policy behind the record: when set, it evicts every pod (not only
  * GPU ones) and waits, with no limit, for pods labelled app=work to
@@ -62,6 +78,10 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     struct fx *f = ud;
     if (f->pod != NO_POD && strstr(r->path, "fieldSelector=spec.nodeName") &&
         !strstr(r->path, "watch=1")) {
+        if (f->pod == OWNED_AND_BARE) {
+            th_respond(c, 200, NULL, two_pods);
+            return;
+        }
         char body[1024];
         snprintf(body, sizeof(body), pod_fmt,
                  f->pod != BARE_POD
@@ -147,6 +167,21 @@ static void test_retry_drain_failure_holds(void **state)
     assert_string_equal(label(o.p, GM_LABEL_STATE), "failed");
     assert_null(gm_json_get(o.p, "spec")); /* stays cordoned */
     assert_int_equal(o.evictions, 0);
+    outcome_free(&o);
+}
+
+/* As kubectl drain does, every pod is checked before any is evicted: a
+ * pod the drain may not move fails the switch with no workload evicted
+ * for it, whichever order the pods come in. */
+static void test_blocked_pod_fails_before_any_eviction(void **state)
+{
+    (void)state;
+    struct outcome o;
+    run(&o, false, false, OWNED_AND_BARE);
+    assert_int_equal(o.evictions, 0);
+    assert_non_null(o.p);
+    assert_string_equal(o.rec.reason, "DrainBlocked");
+    assert_non_null(strstr(o.rec.message, "default/work-1"));
     outcome_free(&o);
 }
 
@@ -252,6 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retry_drain_failure_holds),
         cmocka_unit_test(test_first_drain_failure_rolls_back),
+        cmocka_unit_test(test_blocked_pod_fails_before_any_eviction),
         cmocka_unit_test(test_rollback_evicts_first),
         cmocka_unit_test(test_rollback_drained_stops_clients),
         cmocka_unit_test(test_rollback_drain_failure_holds),

@@ -706,17 +706,33 @@ static int step_drain(struct sw *s)
         return wait_for(s, 500);
     const struct gm_drain_opts opts =
         s->rec.rolling_back ? rollback_drain(&s->pol.drain) : s->pol.drain;
+    /* As kubectl drain does, every pod is looked at before any is evicted:
+     * a drain that cannot finish disrupts no workload on the way. */
+    for (struct gm_map_entry *it = gm_map_first(pods); it;
+         it = gm_map_next(pods, it)) {
+        const struct gm_pod *p = it->value;
+        enum gm_drain_action a = gm_drain_classify(&opts, p, why, sizeof(why));
+        if (a == GM_DRAIN_BLOCKED) {
+            s->pods_left = true;
+            return fail(s, "DrainBlocked", "pod %s/%s %s", p->namespace,
+                        p->name, why);
+        }
+        const struct gm_eviction *e =
+            a == GM_DRAIN_EVICT ? gm_map_get(&s->ns->evictions, p->uid) : NULL;
+        if (e && e->blocked == 2) {
+            s->pods_left = true;
+            return fail(s, "EvictionFailed",
+                        "eviction of %s/%s answered 500: the "
+                        "PodDisruptionBudgets for it are misconfigured",
+                        p->namespace, p->name);
+        }
+    }
     for (struct gm_map_entry *it = gm_map_first(pods); it;
          it = gm_map_next(pods, it)) {
         const struct gm_pod *p = it->value;
         enum gm_drain_action a = gm_drain_classify(&opts, p, why, sizeof(why));
         if (a == GM_DRAIN_SKIP)
             continue;
-        if (a == GM_DRAIN_BLOCKED) {
-            s->pods_left = true;
-            return fail(s, "DrainBlocked", "pod %s/%s %s", p->namespace,
-                        p->name, why);
-        }
         if (a == GM_DRAIN_TERMINATING) {
             terminating++;
             continue;
@@ -735,13 +751,6 @@ static int step_drain(struct sw *s)
             }
             snprintf(e->namespace, sizeof(e->namespace), "%s",
                      p->namespace ? p->namespace : "");
-        }
-        if (e->blocked == 2) {
-            s->pods_left = true;
-            return fail(s, "EvictionFailed",
-                        "eviction of %s/%s answered 500: the "
-                        "PodDisruptionBudgets for it are misconfigured",
-                        p->namespace, p->name);
         }
         if (e->blocked) {
             blocked++;
