@@ -41,6 +41,7 @@ struct fx {
     int done;
     /* HAMi's ConfigMap exists and every write to it is refused (403). */
     bool hami_forbidden;
+    const char *boot_id; /* the node's bootID, or NULL */
 };
 
 static char *helper_list(const struct fx *f)
@@ -87,7 +88,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     struct fx *f = ud;
 
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        th_ctl_respond_switching_node(c, f->record);
+        th_ctl_respond_booted_node(c, f->record, f->boot_id);
     } else if (strcmp(r->method, "PATCH") == 0 &&
                strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
         json_object *patch = json_tokener_parse(r->body);
@@ -269,6 +270,71 @@ static void test_hami_wait_is_recorded(void **state)
     free(f.record);
 }
 
+/* Parses the first record the node got (caller clears). */
+static void patched_record(const struct fx *f, struct gm_switch_record *out)
+{
+    char err[256];
+    assert_non_null(f->patched);
+    assert_int_equal(gm_record_parse(f->patched, out, err, sizeof(err)), 0);
+}
+
+/* An agent pod that stays Running and nothing more comes about it (the
+ * node's kubelet stopped reporting, so neither its deadline nor any event
+ * is seen): the controller's own timeout still ends the wait. */
+static void test_running_agent_times_out_without_events(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {
+        .step = "apply", .argv = argv, .argc = 5, .phase = "Running"};
+    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.cfg.helper_timeout_s = 1;
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    th_run_until(&f.c.loop, &f.done, 6000);
+    th_ctl_stop(&f.c);
+    struct gm_switch_record rec = {0};
+    patched_record(&f, &rec);
+    assert_string_equal(rec.reason, "HelperTimeout");
+    assert_true(rec.rolling_back);
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+}
+
+/* The node came back with a new bootID but never becomes Ready: the
+ * reboot timeout still fails the switch, rather than a wait for ever. */
+static void test_rebooted_node_never_ready_times_out(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"reboot", "--confirm", "boot-0"};
+    struct fx f = {.step = "reboot",
+                   .argv = argv,
+                   .argc = 3,
+                   .phase = "Running",
+                   .boot_id = "boot-1"};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    assert_int_equal(gm_set_str(&rec.boot_id, "boot-0"), 0);
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.cfg.reboot_timeout_s = 1;
+    th_run_until(&f.c.loop, &f.done, 6000);
+    th_ctl_stop(&f.c);
+    patched_record(&f, &rec);
+    assert_string_equal(rec.reason, "RebootTimeout");
+    assert_non_null(strstr(rec.message, "bootID boot-1"));
+    assert_non_null(strstr(rec.message, "not Ready"));
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +342,8 @@ int main(void)
         cmocka_unit_test(test_other_helpers_wait),
         cmocka_unit_test(test_one_reboot_per_attempt),
         cmocka_unit_test(test_hami_wait_is_recorded),
+        cmocka_unit_test(test_running_agent_times_out_without_events),
+        cmocka_unit_test(test_rebooted_node_never_ready_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -514,6 +514,15 @@ static long long elapsed(const struct sw *s)
     return s->now - s->rec.since;
 }
 
+/* Waits for a helper pod of this phase: its events requeue the node, and
+ * the timer is for a node whose kubelet stopped reporting, when none come
+ * and the pod's own deadline is never acted on. */
+static int wait_helper(struct sw *s)
+{
+    long long left = s->ctl->cfg->helper_timeout_s - elapsed(s) + 1;
+    return wait_for(s, (long)(left > 0 ? left : 1) * 1000);
+}
+
 /* ---- label sets ---- */
 
 /* Adds key=value to labels when the node differs, saving the old value in
@@ -997,7 +1006,7 @@ static int record_from_layout(struct sw *s)
     if (rc != STEP_WAIT)
         return rc;
     if (p == NULL)
-        return STEP_PENDING; /* dry run: no pod was made */
+        return STEP_PENDING; /* posted, or a dry run: helper() set when */
     if (p->phase != GM_POD_SUCCEEDED && p->phase != GM_POD_FAILED) {
         set_message(s, "probing the GPUs in pod %s", p->name);
         if (elapsed(s) > s->ctl->cfg->helper_timeout_s) {
@@ -1006,7 +1015,8 @@ static int record_from_layout(struct sw *s)
                         "probe pod %s did not finish in %lds", p->name,
                         s->ctl->cfg->helper_timeout_s);
         }
-        return STEP_PENDING; /* the pod's events requeue the node */
+        wait_helper(s);
+        return STEP_PENDING;
     }
     char *layout = layout_from_probe(p->term_message);
     if (layout == NULL) {
@@ -1036,7 +1046,7 @@ static int step_reconfigure(struct sw *s)
                     "no MIG layout is known to restore on this node");
     int prc = record_from_layout(s);
     if (prc == STEP_PENDING)
-        return wait_for(s, -1);
+        return STEP_WAIT; /* when to look again is set */
     if (prc != 0)
         return prc;
     argv[argc++] = "apply";
@@ -1059,7 +1069,7 @@ static int step_reconfigure(struct sw *s)
             return fail(s, "HelperTimeout",
                         "agent pod %s did not finish in %lds", p->name,
                         s->ctl->cfg->helper_timeout_s);
-        return wait_for(s, -1);
+        return wait_helper(s);
     }
     json_object *res =
         p->term_message ? json_tokener_parse(p->term_message) : NULL;
@@ -1124,8 +1134,15 @@ static int step_reboot(struct sw *s)
 
     if (s->node->boot_id && s->rec.boot_id &&
         strcmp(s->node->boot_id, s->rec.boot_id) != 0) {
-        if (!s->node->ready)
+        if (!s->node->ready && elapsed(s) > s->ctl->cfg->reboot_timeout_s)
+            return fail(s, "RebootTimeout",
+                        "node rebooted (bootID %s) but is not Ready after "
+                        "%lds",
+                        s->node->boot_id, s->ctl->cfg->reboot_timeout_s);
+        if (!s->node->ready) {
+            set_message(s, "rebooted; waiting for the node to be Ready");
             return wait_for(s, WAIT_POLL_MS);
+        }
         gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
                   "node rebooted (bootID %s)", s->node->boot_id);
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);

@@ -109,6 +109,12 @@ void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
     respond_nodes(c, record, 1, false, false, NULL, NULL, NULL);
 }
 
+void th_ctl_respond_booted_node(struct th_conn *c, const char *record,
+                                const char *boot_id)
+{
+    respond_nodes(c, record, 1, false, false, boot_id, NULL, NULL);
+}
+
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
 {
     struct gm_switch_record rec = {0};

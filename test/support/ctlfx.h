@@ -43,6 +43,10 @@ char *th_ctl_switch_record_retry(enum gm_phase phase, bool reconfigured,
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
+/* The same with status.nodeInfo.bootID boot_id (and, as always, no Ready
+ * condition: not Ready). */
+void th_ctl_respond_booted_node(struct th_conn *c, const char *record,
+                                const char *boot_id);
 /* One node's switch against the test server: gpu-001 is listed cordoned
  * (unless uncordoned) with record (and a gpumode.io/retry mark when
  * retry), everything else as
