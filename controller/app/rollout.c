@@ -336,11 +336,14 @@ static void pass_end(struct pass *p)
     free(p);
 }
 
+/* A start whose write met 409 asks to be looked at again: the newer node
+ * may differ only in its status, which does not re-plan by itself. */
 static void start_done(void *ctx, long requeue_ms, int failed)
 {
     struct pass *p = ctx;
-    (void)requeue_ms;
     p->failed |= failed;
+    if (requeue_ms >= 0 && (p->requeue_ms < 0 || requeue_ms < p->requeue_ms))
+        p->requeue_ms = requeue_ms;
     pass_end(p);
 }
 

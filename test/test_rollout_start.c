@@ -1,0 +1,98 @@
+/* A switch the policy reconcile starts whose first node write meets 409
+ * (the kubelet's status update got there first) is started again: the
+ * newer node comes through the watch, but a status-only change does not
+ * re-plan, so the retry must come from the reconcile's own requeue.
+ *
+ * Real libcurl and libuv against the test server, which plays the API
+ * server: policy "a" puts nodes labelled pool=a in full mode; gpu-001 is
+ * in vgpu, Ready, with no switch; its first PATCH is answered 409. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "app/rollout.h"
+#include "support/ctlfx.h"
+
+struct fx {
+    struct th_ctl c;
+    int conflicts; /* node PATCHes still to refuse with 409 */
+    int patches;   /* node PATCHes seen */
+    int taken;     /* node PATCHes answered 200 */
+};
+
+static const char policies[] =
+    "{\"kind\":\"GPUModePolicyList\",\"apiVersion\":\"gpumode.io/v1alpha1\","
+    "\"metadata\":{\"resourceVersion\":\"5\"},\"items\":[{\"apiVersion\":"
+    "\"gpumode.io/v1alpha1\",\"kind\":\"GPUModePolicy\",\"metadata\":{"
+    "\"name\":\"a\",\"uid\":\"pu\",\"resourceVersion\":\"4\","
+    "\"generation\":1},\"spec\":{\"nodeSelector\":{\"matchLabels\":{"
+    "\"pool\":\"a\"}},\"mode\":\"full\"}}]}";
+
+static const char nodes[] =
+    "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":\"10\"},"
+    "\"items\":[{\"metadata\":{\"name\":\"gpu-001\",\"uid\":\"nu\","
+    "\"resourceVersion\":\"9\",\"labels\":{\"pool\":\"a\","
+    "\"gpumode.io/mode\":\"vgpu\",\"nvidia.com/gpu.count\":\"8\"}},"
+    "\"spec\":{},\"status\":{\"conditions\":[{\"type\":\"Ready\","
+    "\"status\":\"True\"}],\"allocatable\":{\"cpu\":\"63\","
+    "\"nvidia.com/vgpu\":\"32\"}}}]}";
+
+static const char conflict[] =
+    "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":\"Conflict\","
+    "\"code\":409,\"message\":\"the object has been modified\"}";
+
+static void handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    struct fx *f = ud;
+    if (strstr(r->path, "watch=1")) {
+        th_ctl_respond_default(r, c);
+    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
+        th_respond(c, 200, NULL, nodes);
+    } else if (strncmp(r->path, GM_POLICY_API "?", strlen(GM_POLICY_API) + 1) ==
+               0) {
+        th_respond(c, 200, NULL, policies);
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
+        f->patches++;
+        if (f->conflicts > 0) {
+            f->conflicts--;
+            th_respond(c, 409, NULL, conflict);
+            return;
+        }
+        f->taken++;
+        th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "PATCH") == 0) {
+        th_respond(c, 200, NULL, "{}"); /* the policy's status */
+    } else {
+        th_ctl_respond_default(r, c);
+    }
+}
+
+static void test_start_refused_with_409_is_retried(void **state)
+{
+    (void)state;
+    struct fx f = {.conflicts = 1};
+    struct gm_rollout *r = NULL;
+    th_ctl_start(&f.c, handler, &f);
+    assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
+    /* No watch event ever comes: only the requeue can try again. */
+    th_run_until(&f.c.loop, &f.taken, 6000);
+    assert_int_equal(f.patches, 2);
+    assert_int_equal(f.taken, 1);
+    gm_rollout_free(r);
+    th_ctl_stop(&f.c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_start_refused_with_409_is_retried),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
