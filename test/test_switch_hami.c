@@ -37,6 +37,8 @@ struct fx {
     bool gpus_removed; /* it wrote gpumode.io/gpus null (only full has it) */
     int done;
     int cm_writes;
+    const char *node_ann; /* JSON object added to the node's annotations */
+    char *cm_patch;       /* owned: the first ConfigMap PATCH's body */
 };
 
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
@@ -48,7 +50,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         return;
     }
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
-        th_ctl_respond_switching_node(c, f->record);
+        th_ctl_respond_node_with(c, f->record, NULL, f->node_ann);
         return;
     }
     if (strcmp(r->method, "PATCH") == 0 &&
@@ -82,6 +84,8 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
     if (strcmp(r->method, "PATCH") == 0 && strstr(r->path, "/configmaps/")) {
         f->cm_writes++;
+        if (f->cm_patch == NULL)
+            f->cm_patch = strdup(r->body);
         th_respond(c, 200, NULL, "{}");
         return;
     }
@@ -249,6 +253,82 @@ static void test_entries_as_the_planner_reads_them(void **state)
     assert_string_equal(last_entries[0], "");
 }
 
+/* The node's entry a ConfigMap patch writes: "none" when the patch
+ * leaves the node out, NULL when it is not a patch of config.json. */
+static const char *patched_split(const char *body, char *buf, size_t len)
+{
+    json_object *p = json_tokener_parse(body);
+    const char *text = json_object_get_string(
+        gm_json_get(gm_json_get(p, "data"), "config.json"));
+    json_object *cfg = text ? json_tokener_parse(text) : NULL;
+    json_object *list = gm_json_get(cfg, "nodeconfig");
+    const char *out = NULL;
+    if (list) {
+        snprintf(buf, len, "none");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+            json_object *e = json_object_array_get_idx(list, i);
+            if (strcmp(json_object_get_string(gm_json_get(e, "name")),
+                       "gpu-001") == 0)
+                snprintf(
+                    buf, len, "%d",
+                    json_object_get_int(gm_json_get(e, "devicesplitcount")));
+        }
+        out = buf;
+    }
+    json_object_put(cfg);
+    json_object_put(p);
+    return out;
+}
+
+/* A vgpu -> vgpu switch to split 4 that failed after the entry was
+ * written rolls back: it puts back the entry the node was verified with
+ * (its gpumode.io/settings) before the old clients start, or takes ours
+ * out when the node had none. */
+static void run_back(const char *verified_with, char *split, size_t len)
+{
+    struct fx f = {.cms = cm_with_entry};
+    struct gm_switch_record rec = {0};
+    char err[256], ann[256];
+    char *text = th_ctl_switch_record(GM_PHASE_START_CLIENTS, SPLIT4);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.from = GM_MODE_VGPU;
+    rec.rolling_back = true;
+    rec.reconfigured = true;
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, GM_ANN_SETTINGS,
+                           json_object_new_string(verified_with));
+    snprintf(ann, sizeof(ann), "%s",
+             json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+    json_object_put(a);
+    f.node_ann = ann;
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    assert_true(th_run_until(&f.c.loop, &f.cm_writes, 5000));
+    th_ctl_stop(&f.c);
+    /* The old clients wait for it: the node is not written before. */
+    assert_int_equal(f.done, 0);
+    assert_non_null(patched_split(f.cm_patch, split, len));
+    free(f.cm_patch);
+    free(f.patched);
+    free(f.settings);
+    free(f.resources);
+    free(f.record);
+}
+
+static void test_rollback_puts_the_entry_back(void **state)
+{
+    (void)state;
+    char split[16];
+    run_back("{\"splitCount\":10,\"memoryScaling\":1,\"coreScaling\":1}", split,
+             sizeof(split));
+    assert_string_equal(split, "10");
+    run_back("{}", split, sizeof(split));
+    assert_string_equal(split, "none");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_entry_in_place_records_the_split),
         cmocka_unit_test(test_finish_writes_the_record_or_nothing_written),
         cmocka_unit_test(test_entries_as_the_planner_reads_them),
+        cmocka_unit_test(test_rollback_puts_the_entry_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

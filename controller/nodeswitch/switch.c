@@ -483,6 +483,9 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
         return advance(s, GM_PHASE_FAILED, labels, -1);
     }
     s->rec.rolling_back = true;
+    /* An entry for HAMi still queued is this switch's target: not to be
+     * written behind the rollback (restore_hami_entry asks for the old). */
+    gm_hami_forget(s->ctl->hami, node_name(s));
     if (!touched || s->rec.from == GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
     /* Hardware an earlier attempt changed (a held node released, or a
@@ -1228,6 +1231,83 @@ static int note_hami_entry(struct sw *s, bool written)
     return gm_set_str(&s->rec.settings, text);
 }
 
+/* The node's entry in HAMi's per-node config (the caller's). */
+static json_object *hami_entry(struct sw *s, int split, double memory,
+                               double core)
+{
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "name", json_object_new_string(node_name(s)));
+    json_object_object_add(e, "operatingmode",
+                           json_object_new_string("hami-core"));
+    json_object_object_add(e, "devicesplitcount", json_object_new_int(split));
+    json_object_object_add(e, "devicememoryscaling",
+                           json_object_new_double(memory));
+    json_object_object_add(e, "devicecorescaling",
+                           json_object_new_double(core));
+    return e;
+}
+
+/* Asks for want (consumed; NULL: no entry) as the node's entry. One
+ * writer for the whole controller batches the entries of switches that
+ * get here together; it wakes us when the cache shows ours, and our
+ * requeue timer covers a write that failed or a watch that is down.
+ * Returns 0 when the cache has it, STEP_PENDING while it is written (the
+ * status line says so, doing what), or -ENOMEM. */
+static int want_hami_entry(struct sw *s, json_object *want, const char *doing)
+{
+    int rc = gm_hami_want(s->ctl->hami, node_name(s), want);
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        return 0;
+    const char *err = gm_hami_error(s->ctl->hami);
+    if (err[0])
+        set_message(s, "%s HAMi's per-node config failed: %s", doing, err);
+    else
+        set_message(s, "%s HAMi's per-node config", doing);
+    return STEP_PENDING;
+}
+
+/* The rollback of a vgpu -> vgpu switch (other settings) puts back the
+ * entry the node was verified with, its gpumode.io/settings: the old
+ * clients read it when they start, and the rollback verifies with it. A
+ * node with no such record ({}: HAMi's defaults) gets no entry. Returns as
+ * want_hami_entry does, or what failing returns once clientsTimeoutSeconds
+ * passed. */
+static int restore_hami_entry(struct sw *s)
+{
+    const char *rv = "";
+    bool exists;
+    gm_ctl_hami_config(s->ctl, &rv, &exists);
+    json_object *old = s->node->ann_settings
+                           ? json_tokener_parse(s->node->ann_settings)
+                           : NULL;
+    if (!exists || s->ctl->dry_run || old == NULL ||
+        !json_object_is_type(old, json_type_object)) {
+        json_object_put(old);
+        return 0; /* nothing known to put back */
+    }
+    json_object *split = gm_json_get(old, "splitCount");
+    json_object *memory = gm_json_get(old, "memoryScaling");
+    json_object *core = gm_json_get(old, "coreScaling");
+    json_object *want =
+        split ? hami_entry(s, json_object_get_int(split),
+                           memory ? json_object_get_double(memory) : 1.0,
+                           core ? json_object_get_double(core) : 1.0)
+              : NULL;
+    json_object_put(old);
+    int rc = want_hami_entry(s, want, "putting back");
+    if (rc == STEP_PENDING && elapsed(s) > s->ctl->cfg->clients_timeout_s) {
+        const char *err = gm_hami_error(s->ctl->hami);
+        return fail(s, "HAMiConfigNotWritten",
+                    "the node's entry in ConfigMap %s/%s was not put back in "
+                    "%lds: %s",
+                    s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
+                    s->ctl->cfg->clients_timeout_s, err[0] ? err : "no answer");
+    }
+    return rc;
+}
+
 /* HAMi reads its per-node config only when its plugin starts, so the
  * node's entry (splitCount and scaling from the policy) must be right
  * before the vgpu labels start the plugin. Returns 0 when it is (or the
@@ -1246,20 +1326,11 @@ static int ensure_hami_config(struct sw *s)
                       s->pol.split_count);
         return note_hami_entry(s, false);
     }
-    json_object *want = NULL;
-    if (s->pol.has_vgpu_config) {
-        want = json_object_new_object();
-        json_object_object_add(want, "name",
-                               json_object_new_string(node_name(s)));
-        json_object_object_add(want, "operatingmode",
-                               json_object_new_string("hami-core"));
-        json_object_object_add(want, "devicesplitcount",
-                               json_object_new_int(s->pol.split_count));
-        json_object_object_add(want, "devicememoryscaling",
-                               json_object_new_double(s->pol.memory_scaling));
-        json_object_object_add(want, "devicecorescaling",
-                               json_object_new_double(s->pol.core_scaling));
-    }
+    json_object *want =
+        s->pol.has_vgpu_config
+            ? hami_entry(s, s->pol.split_count, s->pol.memory_scaling,
+                         s->pol.core_scaling)
+            : NULL;
     if (s->ctl->dry_run) {
         gm_log_kv(
             GM_LOG_INFO, node_name(s), s->rec.policy,
@@ -1270,19 +1341,12 @@ static int ensure_hami_config(struct sw *s)
         json_object_put(want);
         return note_hami_entry(s, true);
     }
-    /* One writer for the whole controller batches the entries of switches
-     * that get here together; it wakes us when the cache shows ours. Our
-     * requeue timer covers a write that failed or a watch that is down. */
-    int rc = gm_hami_want(s->ctl->hami, node_name(s), want);
+    int rc = want_hami_entry(s, want, "writing");
+    if (rc == 0)
+        return note_hami_entry(s, true);
     if (rc < 0)
         return rc;
-    if (rc == 1)
-        return note_hami_entry(s, true);
     const char *err = gm_hami_error(s->ctl->hami);
-    if (err[0])
-        set_message(s, "writing HAMi's per-node config failed: %s", err);
-    else
-        set_message(s, "writing HAMi's per-node config");
     if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
         return fail(s, "HAMiConfigNotWritten",
                     "the node's entry in ConfigMap %s/%s was not written in "
@@ -1376,8 +1440,10 @@ static void restore_others(struct sw *s, json_object *labels, bool only_stopped)
 
 static int step_start_clients(struct sw *s)
 {
-    if (!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) {
-        int rc = ensure_hami_config(s);
+    bool vgpu_back = s->rec.rolling_back && s->rec.from == GM_MODE_VGPU &&
+                     s->rec.to == GM_MODE_VGPU;
+    if ((!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) || vgpu_back) {
+        int rc = vgpu_back ? restore_hami_entry(s) : ensure_hami_config(s);
         /* The writer wakes us. A phase entered just now (the hardware
          * done) is written first: the wait's timeout counts from the
          * phase's start, which every reconcile would otherwise set anew. */

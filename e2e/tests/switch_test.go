@@ -4,6 +4,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -1855,5 +1856,74 @@ spec:
 	}
 	if n.Labels["gpumode.io/mode"] != "mig" || n.Labels["gpumode.io/state"] != "failed" {
 		t.Errorf("labels mode=%q state=%q", n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"])
+	}
+}
+
+// hamiSplit is gpu-001's devicesplitcount in HAMi's per-node ConfigMap, 0
+// without an entry.
+func hamiSplit(t *testing.T, b *Bed) int {
+	t.Helper()
+	cm, err := b.CS.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "hami-device-plugin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		NodeConfig []struct {
+			Name  string `json:"name"`
+			Split int    `json:"devicesplitcount"`
+		} `json:"nodeconfig"`
+	}
+	if err := json.Unmarshal([]byte(cm.Data["config.json"]), &cfg); err != nil {
+		t.Fatalf("HAMi's config.json: %v", err)
+	}
+	for _, e := range cfg.NodeConfig {
+		if e.Name == "gpu-001" {
+			return e.Split
+		}
+	}
+	return 0
+}
+
+// TestRollbackPutsHAMiEntryBack: a vgpu node switched to another split
+// whose HAMi plugin does not come back fails and rolls back; the rollback
+// puts the node's entry in HAMi's ConfigMap back to the split the node
+// was verified with, for the old clients to read when they start.
+func TestRollbackPutsHAMiEntryBack(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	AppendControllerConfig(t, b, "clientsTimeoutSeconds: 10\n")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  vgpu: {splitCount: 10}
+`)
+	WaitPolicy(t, b, "a", 90*time.Second, "vgpu", Converged)
+	if got := hamiSplit(t, b); got != 10 {
+		t.Fatalf("HAMi entry split %d, want 10", got)
+	}
+	// HAMi's plugin can no longer start on the node.
+	b.MustKubectl("patch", "daemonset", "-n", "kube-system", "hami-device-plugin", "--type=merge", "-p",
+		`{"spec":{"template":{"spec":{"nodeSelector":{"no-such-label":"x"}}}}}`)
+	PatchPolicy(t, b, "a", `{"spec":{"vgpu":{"splitCount":4}}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "the switch to fail", func(s *PolicyStatus) error {
+		rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
+		if s.Summary.Failed != 1 || rec == nil || rec["phase"] != "Failed" {
+			return fmt.Errorf("summary %+v record %v", s.Summary, rec)
+		}
+		return nil
+	})
+	rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
+	if rec["reason"] != "PluginNotReady" {
+		t.Errorf("switch record %v, want reason PluginNotReady", rec)
+	}
+	if got := hamiSplit(t, b); got != 10 {
+		t.Errorf("after the rollback HAMi's entry has split %d, want 10 (what the node was verified with)", got)
 	}
 }

@@ -109,6 +109,12 @@ void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
     respond_nodes(c, record, 1, false, false, NULL, NULL, NULL);
 }
 
+void th_ctl_respond_node_with(struct th_conn *c, const char *record,
+                              const char *labels, const char *annotations)
+{
+    respond_nodes(c, record, 1, false, false, NULL, labels, annotations);
+}
+
 void th_ctl_respond_booted_node(struct th_conn *c, const char *record,
                                 const char *boot_id)
 {

@@ -43,6 +43,9 @@ char *th_ctl_switch_record_retry(enum gm_phase phase, bool reconfigured,
 /* Answers a node LIST with gpu-001 in full mode, cordoned, mid-switch:
  * record is its gpumode.io/switch annotation. */
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record);
+/* The same with labels and annotations (JSON objects, or NULL) added. */
+void th_ctl_respond_node_with(struct th_conn *c, const char *record,
+                              const char *labels, const char *annotations);
 /* The same with status.nodeInfo.bootID boot_id (and, as always, no Ready
  * condition: not Ready). */
 void th_ctl_respond_booted_node(struct th_conn *c, const char *record,
