@@ -25,6 +25,7 @@ struct fx {
     struct gm_recorder *r;
     int posts, patches;
     int patch_404;
+    int post_503; /* POSTs still to answer 503 */
     char post_path[2048], post_body[4096];
     char patch_path[2048], patch_body[1024], patch_type[128];
 };
@@ -36,6 +37,13 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         f->posts++;
         snprintf(f->post_path, sizeof(f->post_path), "%s", r->path);
         snprintf(f->post_body, sizeof(f->post_body), "%s", r->body);
+        if (f->post_503 > 0) {
+            f->post_503--;
+            th_respond(c, 503, NULL,
+                       "{\"kind\":\"Status\",\"reason\":"
+                       "\"ServiceUnavailable\",\"code\":503}");
+            return;
+        }
         th_respond(c, 201, NULL, r->body);
     } else if (strcmp(r->method, "PATCH") == 0) {
         f->patches++;
@@ -323,11 +331,41 @@ static void test_free_with_requests_out(void **state)
     fx_free(f); /* the create is still out; nothing may touch the recorder */
 }
 
+/* A create that failed is made again when the event recurs a series
+ * interval later (200 ms here), not counted unseen for as long as it
+ * recurs; a repeat within the interval is only counted. */
+static void test_failed_create_is_tried_again(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    f->post_503 = 1;
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch", "stuck"),
+                     0);
+    while (f->posts < 1)
+        run_for(f, 10);
+    run_for(f, 50);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch", "stuck"),
+                     0);
+    run_for(f, 100);
+    assert_int_equal(f->posts, 1);
+    run_for(f, 200);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch", "stuck"),
+                     0);
+    run_for(f, 100);
+    assert_int_equal(f->posts, 2);
+    assert_string_equal(field(f->post_body, "note"), "stuck");
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_event_fields),
         cmocka_unit_test(test_repeat_becomes_series_patch),
+        cmocka_unit_test(test_failed_create_is_tried_again),
         cmocka_unit_test(test_storm_is_a_handful_of_requests),
         cmocka_unit_test(test_bounded_table_and_gone_event),
         cmocka_unit_test(test_free_with_requests_out),

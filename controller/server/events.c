@@ -20,7 +20,8 @@ struct entry {
     char ns[254];
     char name[254];
     int created;  /* the Event exists on the server */
-    int failed;   /* its create failed: count, but send nothing more */
+    int failed;   /* its create failed (at last_sent): created anew when it
+                     recurs a series interval later */
     int inflight; /* a create or patch is out */
     unsigned long count, sent_count;
     uint64_t last_seen, last_sent; /* loop clock */
@@ -197,6 +198,7 @@ static void created(struct gm_recorder *r, struct entry *e,
         gm_warn("event %s: create failed: %s", e->name,
                 resp->error ? resp->error->message : "");
         e->failed = 1;
+        e->last_sent = uv_now(r->loop);
         r->stats.failed++;
         return;
     }
@@ -400,6 +402,14 @@ int gm_event(struct gm_recorder *r, const struct gm_event_ref *ref,
 
     uint64_t now = uv_now(r->loop);
     struct entry *e = gm_map_get(&r->entries, key);
+    /* A create that failed (a 5xx, a connection lost) is tried again when
+     * the event recurs, as a series patch would be: an event that goes on
+     * happening must not stay unseen for as long as it does. */
+    if (e != NULL && e->failed && !e->inflight &&
+        now - e->last_sent >= r->interval_ms) {
+        forget(r, e);
+        e = NULL;
+    }
     if (e != NULL) {
         e->count++;
         e->last_seen = now;
