@@ -40,6 +40,10 @@ struct fx {
     struct gm_kube *k;
     struct gm_reflector *r;
     char log[2048]; /* "+n1 ~n2 -n3 S " */
+    /* What the cache held when the last delete was told: its size, and
+     * whether the deleted object was still in it. */
+    size_t cached_at_delete;
+    bool deleted_cached;
     int synced;
 };
 
@@ -199,7 +203,10 @@ static void on_update(void *ud, const char *key, const void *old,
 
 static void on_delete(void *ud, const char *key, const void *obj)
 {
+    struct fx *f = ud;
     (void)obj;
+    f->cached_at_delete = gm_reflector_items(f->r)->len;
+    f->deleted_cached = gm_reflector_get(f->r, key) != NULL;
     logf_(ud, '-', key);
 }
 
@@ -354,6 +361,10 @@ static void test_410_in_stream_relists_with_diff(void **state)
     assert_non_null(strstr(f->log, "+n4 "));
     assert_non_null(strstr(f->log, "-n1 "));
     assert_null(strstr(f->log, "n3"));
+    /* Told of the delete, a handler reads the cache as listed: the three
+     * that are there, not what was left of the old one. */
+    assert_int_equal(f->cached_at_delete, 3);
+    assert_false(f->deleted_cached);
     assert_non_null(strstr(f->api.watch_paths[1], "resourceVersion=310"));
     struct gm_reflector_stats st;
     gm_reflector_get_stats(f->r, &st);

@@ -155,42 +155,42 @@ static int list_page(void *data, json_object *items)
 static void apply_relist(struct gm_reflector *r)
 {
     const struct gm_reflector_ops *ops = r->ops;
-    struct gm_map *m = &r->next;
+    /* The list becomes the cache before any callback runs, as a watch
+     * event changes the cache before its callback: a handler that reads
+     * the whole cache (a deleted policy re-plans the others) sees it as
+     * the server has it, not half the old one. */
+    struct gm_map old = r->cache;
+    r->cache = r->next;
+    gm_map_init(&r->next);
 
-    for (struct gm_map_entry *e = gm_map_first(m); e; e = gm_map_next(m, e)) {
-        void *old = gm_map_get(&r->cache, e->key);
-        if (old == NULL) {
+    for (struct gm_map_entry *e = gm_map_first(&r->cache); e;
+         e = gm_map_next(&r->cache, e)) {
+        void *prev = gm_map_del(&old, e->key);
+        if (prev == NULL) {
             if (ops->on_add)
                 ops->on_add(r->ud, e->key, e->value);
-        } else if (strcmp(ops->resource_version(old),
+        } else if (strcmp(ops->resource_version(prev),
                           ops->resource_version(e->value)) != 0) {
             if (ops->carry)
-                ops->carry(r->ud, old, e->value);
+                ops->carry(r->ud, prev, e->value);
             if (ops->on_update)
-                ops->on_update(r->ud, e->key, old, e->value);
+                ops->on_update(r->ud, e->key, prev, e->value);
+            ops->free_obj(r->ud, prev);
         } else {
             /* Unchanged: keep the old object, whose pointer callers may
              * hold, and drop the copy. */
             ops->free_obj(r->ud, e->value);
-            e->value = old;
-            gm_map_del(&r->cache, e->key);
-            continue;
-        }
-        if (old) {
-            gm_map_del(&r->cache, e->key);
-            ops->free_obj(r->ud, old);
+            e->value = prev;
         }
     }
-    /* Whatever is left in the old cache vanished during the gap. */
-    for (struct gm_map_entry *e = gm_map_first(&r->cache); e;
-         e = gm_map_next(&r->cache, e)) {
+    /* Whatever is left of the old cache vanished during the gap. */
+    for (struct gm_map_entry *e = gm_map_first(&old); e;
+         e = gm_map_next(&old, e)) {
         if (ops->on_delete)
             ops->on_delete(r->ud, e->key, e->value);
         ops->free_obj(r->ud, e->value);
     }
-    gm_map_free(&r->cache);
-    r->cache = r->next;
-    gm_map_init(&r->next);
+    gm_map_free(&old);
 }
 
 static void list_done(void *data, const struct gm_kube_resp *resp)
