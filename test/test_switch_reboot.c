@@ -42,6 +42,7 @@ struct fx {
     /* HAMi's ConfigMap exists and every write to it is refused (403). */
     bool hami_forbidden;
     const char *boot_id; /* the node's bootID, or NULL */
+    int helper_posts;    /* helper pods created */
 };
 
 static char *helper_list(const struct fx *f)
@@ -56,7 +57,8 @@ static char *helper_list(const struct fx *f)
     json_object *pod = json_tokener_parse(
         "{\"metadata\":{\"namespace\":\"gpumode-system\",\"resourceVersion\":"
         "\"3\",\"uid\":\"u1\",\"labels\":{\"" GM_HELPER_LABEL_KEY
-        "\":\"" GM_HELPER_LABEL_VALUE "\"}},\"spec\":{\"nodeName\":"
+        "\":\"" GM_HELPER_LABEL_VALUE "\",\"" GM_HELPER_NODE_LABEL
+        "\":\"gpu-001\"}},\"spec\":{\"nodeName\":"
         "\"gpu-001\"},\"status\":{}}");
     json_object *meta = gm_json_get(pod, "metadata");
     json_object *status = gm_json_get(pod, "status");
@@ -101,6 +103,10 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         f->node_patches++;
         f->done = 1;
         th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "POST") == 0 &&
+               strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
+        f->helper_posts++;
+        th_respond(c, 201, NULL, "{}");
     } else if (strcmp(r->method, "GET") == 0 &&
                strstr(r->path, "/namespaces/gpumode-system/pods?") &&
                !strstr(r->path, "watch=1")) {
@@ -335,6 +341,37 @@ static void test_rebooted_node_never_ready_times_out(void **state)
     free(f.record);
 }
 
+/* The apply agent timed out and the rollback begins while its pod, being
+ * deleted, still runs: the rollback's agent is not posted until it ended,
+ * so two agents never run nvidia-smi on the GPUs at once. */
+static void test_next_helper_waits_for_a_running_one(void **state)
+{
+    (void)state;
+    static const int never = 0;
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {
+        .step = "apply", .argv = argv, .argc = 5, .phase = "Running"};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.rolling_back = true;
+    rec.reconfigured = true;
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    th_run_until(&f.c.loop, &never, 1500);
+    assert_int_equal(f.helper_posts, 0);
+    assert_non_null(strstr(gm_ctl_node_state(f.c.ctl, "gpu-001")->message,
+                           "waiting for helper pod gpumode-"));
+    th_ctl_stop(&f.c);
+    free(f.patched);
+    free(f.record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_running_agent_times_out_without_events),
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),
+        cmocka_unit_test(test_next_helper_waits_for_a_running_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -887,6 +887,22 @@ static void collect_helpers(struct sw *s, const char *keep)
     collect_helpers_of(s->ctl, node_name(s), keep);
 }
 
+/* A helper pod of this node other than keep that may still be running:
+ * one whose step timed out, being deleted. Or NULL. */
+static const struct gm_pod *running_helper(struct sw *s, const char *keep)
+{
+    const struct gm_map *m = gm_reflector_items(s->ctl->helpers);
+    for (struct gm_map_entry *it = gm_map_first(m); it;
+         it = gm_map_next(m, it)) {
+        const struct gm_pod *p = it->value;
+        const char *n = gm_pod_label(p, GM_HELPER_NODE_LABEL);
+        if (n && strcmp(n, node_name(s)) == 0 && strcmp(p->name, keep) != 0 &&
+            p->phase != GM_POD_SUCCEEDED && p->phase != GM_POD_FAILED)
+            return p;
+    }
+    return NULL;
+}
+
 /* How long a helper pod we posted may take to reach the helper cache
  * before we post it again (it may have been deleted before we saw it). */
 #define HELPER_SEEN_MS 10000
@@ -918,6 +934,19 @@ static int helper(struct sw *s, const char *step, const char *salt,
     if (strcmp(s->ns->created_helper, name) == 0 &&
         now_ms - s->ns->created_at_ms < HELPER_SEEN_MS)
         return wait_for(s, 1000); /* posted; its watch event wakes us */
+    /* An agent whose step timed out may still be running nvidia-smi while
+     * its pod goes: the next one waits, so two never work on the GPUs at
+     * once. Its deletion's events wake us; the phase's timeout covers a
+     * node whose kubelet no longer ends it. */
+    const struct gm_pod *busy = running_helper(s, name);
+    if (busy && elapsed(s) > s->ctl->cfg->helper_timeout_s)
+        return fail(s, "HelperTimeout",
+                    "helper pod %s of an earlier step did not end in %lds",
+                    busy->name, s->ctl->cfg->helper_timeout_s);
+    if (busy) {
+        set_message(s, "waiting for helper pod %s to end", busy->name);
+        return wait_helper(s);
+    }
 
     const struct gm_ctl_config *c = s->ctl->cfg;
     struct gm_helper_config hc = {.namespace = c->namespace,
