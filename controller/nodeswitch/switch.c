@@ -1469,8 +1469,10 @@ static void restore_others(struct sw *s, json_object *labels, bool only_stopped)
 
 static int step_start_clients(struct sw *s)
 {
-    bool vgpu_back = s->rec.rolling_back && s->rec.from == GM_MODE_VGPU &&
-                     s->rec.to == GM_MODE_VGPU;
+    /* Only a switch past its hardware step can have written the entry: an
+     * earlier failure leaves it alone, as a person may have written it. */
+    bool vgpu_back = s->rec.rolling_back && s->rec.reconfigured &&
+                     s->rec.from == GM_MODE_VGPU && s->rec.to == GM_MODE_VGPU;
     if ((!s->rec.rolling_back && s->rec.to == GM_MODE_VGPU) || vgpu_back) {
         int rc = vgpu_back ? restore_hami_entry(s) : ensure_hami_config(s);
         /* The writer wakes us. A phase entered just now (the hardware
