@@ -43,6 +43,8 @@ struct fx {
     bool hami_forbidden;
     const char *boot_id; /* the node's bootID, or NULL */
     int helper_posts;    /* helper pods created */
+    int deletes;         /* helper pod DELETEs; the first answers 500 */
+    bool grace_zero;     /* one of them asked for gracePeriodSeconds 0 */
 };
 
 static char *helper_list(const struct fx *f)
@@ -103,6 +105,15 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         f->node_patches++;
         f->done = 1;
         th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "DELETE") == 0 &&
+               strstr(r->path, "/namespaces/gpumode-system/pods/")) {
+        f->grace_zero |= r->body && strstr(r->body, "\"gracePeriodSeconds\":0");
+        if (f->deletes++ == 0)
+            th_respond(c, 500, NULL,
+                       "{\"kind\":\"Status\",\"reason\":"
+                       "\"InternalError\",\"code\":500}");
+        else
+            th_respond(c, 200, NULL, "{}");
     } else if (strcmp(r->method, "POST") == 0 &&
                strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
         f->helper_posts++;
@@ -341,9 +352,11 @@ static void test_rebooted_node_never_ready_times_out(void **state)
     free(f.record);
 }
 
-/* The apply agent timed out and the rollback begins while its pod, being
- * deleted, still runs: the rollback's agent is not posted until it ended,
- * so two agents never run nvidia-smi on the GPUs at once. */
+/* The apply agent timed out and the rollback begins while its pod still
+ * runs: the pod is deleted with its grace period (its object stays until
+ * the kubelet ended it; a DELETE that failed is sent again), and the
+ * rollback's agent is not posted until it ended, so two agents never run
+ * nvidia-smi on the GPUs at once. */
 static void test_next_helper_waits_for_a_running_one(void **state)
 {
     (void)state;
@@ -363,8 +376,10 @@ static void test_next_helper_waits_for_a_running_one(void **state)
     gm_record_clear(&rec);
     th_ctl_start(&f.c, handler, &f);
     f.c.ctl->policy_for = th_ctl_policy_split4;
-    th_run_until(&f.c.loop, &never, 1500);
+    th_run_until(&f.c.loop, &never, 3000);
     assert_int_equal(f.helper_posts, 0);
+    assert_int_equal(f.deletes, 2);
+    assert_false(f.grace_zero);
     assert_non_null(strstr(gm_ctl_node_state(f.c.ctl, "gpu-001")->message,
                            "waiting for helper pod gpumode-"));
     th_ctl_stop(&f.c);

@@ -361,11 +361,20 @@ static void cache_synced(void *ud)
 
 void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node)
 {
+    gm_ctl_enqueue_node_after(ctl, node, 0);
+}
+
+void gm_ctl_enqueue_node_after(struct gm_ctl *ctl, const char *node,
+                               uint64_t delay_ms)
+{
     char key[300];
     if (ctl->stopping)
         return;
     snprintf(key, sizeof(key), "n/%s", node);
-    gm_wq_add(ctl->queue, key);
+    if (delay_ms == 0)
+        gm_wq_add(ctl->queue, key);
+    else
+        gm_wq_add_after(ctl->queue, key, delay_ms);
 }
 
 void gm_ctl_enqueue_policy_after(struct gm_ctl *ctl, const char *policy,

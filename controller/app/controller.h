@@ -121,6 +121,8 @@ void gm_ctl_lead(struct gm_ctl *ctl);
 void gm_ctl_stop_work(struct gm_ctl *ctl);
 bool gm_ctl_synced(const struct gm_ctl *ctl);
 void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node);
+void gm_ctl_enqueue_node_after(struct gm_ctl *ctl, const char *node,
+                               uint64_t delay_ms);
 void gm_ctl_enqueue_policy(struct gm_ctl *ctl, const char *policy);
 void gm_ctl_enqueue_policy_after(struct gm_ctl *ctl, const char *policy,
                                  uint64_t delay_ms);

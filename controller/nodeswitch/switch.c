@@ -853,8 +853,34 @@ static int step_stop_clients(struct sw *s)
     return wait_for(s, WAIT_POLL_MS);
 }
 
+/* A helper pod's DELETE. */
+struct helper_delete {
+    struct gm_ctl *ctl;
+    struct gm_node_rt *ns; /* borrowed, held (inflight) */
+    char name[64];
+};
+
+static void helper_deleted(void *data, const struct gm_kube_resp *resp)
+{
+    struct helper_delete *d = data;
+    /* Refused or lost (not gone already): the next reconcile asks again,
+     * as a helper that goes on running holds up the next one. */
+    if (resp->error && resp->error->code != 404 &&
+        resp->error->err != -ECANCELED && !d->ns->doomed &&
+        strcmp(d->ns->deleted_helper, d->name) == 0) {
+        gm_log_kv(GM_LOG_WARN, d->ns->name, NULL,
+                  "deleting helper pod %s failed: %s: %s", d->name,
+                  resp->error->reason, resp->error->message);
+        d->ns->deleted_helper[0] = '\0';
+        gm_ctl_enqueue_node_after(d->ctl, d->ns->name, 2000);
+    }
+    gm_ctl_node_state_release(d->ns);
+    free(d);
+}
+
 /* Helper pods of this node other than `keep` are from finished steps (or a
- * crash between reading a result and deleting the pod): remove them. */
+ * crash between reading a result and deleting the pod), or ones whose step
+ * timed out: remove them. */
 static void collect_helpers_of(struct gm_ctl *ctl, const char *node,
                                const char *keep)
 {
@@ -878,7 +904,26 @@ static void collect_helpers_of(struct gm_ctl *ctl, const char *node,
         char path[512];
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s",
                  p->namespace, p->name);
-        gm_kube_delete(ctl->kube, path, p->uid, NULL, 0, NULL, NULL);
+        /* A finished pod goes at once. One that may still run goes with
+         * its grace period: its object stays until the kubelet has ended
+         * it, which the next helper waits for (running_helper). */
+        long grace =
+            p->phase == GM_POD_SUCCEEDED || p->phase == GM_POD_FAILED ? 0 : -1;
+        struct helper_delete *d = ns ? calloc(1, sizeof(*d)) : NULL;
+        if (d) {
+            d->ctl = ctl;
+            d->ns = ns;
+            snprintf(d->name, sizeof(d->name), "%s", p->name);
+        }
+        if (gm_kube_delete(ctl->kube, path, p->uid, NULL, grace,
+                           d ? helper_deleted : NULL, d) == 0) {
+            if (d)
+                ns->inflight++;
+        } else {
+            free(d);
+            if (ns)
+                ns->deleted_helper[0] = '\0';
+        }
     }
 }
 
