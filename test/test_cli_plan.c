@@ -54,8 +54,14 @@ static void fleet_load(struct fleet *f, const char *switching)
                 ann, "gpumode.io/switch",
                 json_object_new_string("{\"policy\":\"shared\",\"from\":"
                                        "\"full\",\"to\":\"vgpu\",\"phase\":"
-                                       "\"Draining\",\"attempt\":1}"));
+                                       "\"Draining\",\"attempt\":1,"
+                                       "\"cordoned\":true}"));
             json_object_object_add(md, "annotations", ann);
+            /* Draining: gpumode cordoned it. */
+            json_object *spec = json_object_new_object();
+            json_object_object_add(spec, "unschedulable",
+                                   json_object_new_boolean(1));
+            json_object_object_add(n, "spec", spec);
         }
         assert_int_equal(gm_node_from_json(n, &f->nodes[f->n++]), 0);
     }
@@ -327,6 +333,10 @@ static void test_pods_and_pdbs(void **state)
     assert_int_equal(b->n_pods, 2);
     assert_string_equal(b->pods[0].name, "bare-gpu"); /* no controller */
     assert_int_equal(b->pods[0].action, GM_DRY_BLOCKED);
+    /* The switch would fail on it: a problem that fails the command. */
+    assert_int_equal(r.n_errors, 1);
+    assert_non_null(strstr(r.errors[0], "DrainBlocked: node b: pod "));
+    assert_non_null(strstr(r.errors[0], "/bare-gpu "));
     assert_string_equal(b->pods[1].name, "web-0"); /* not a GPU pod */
     assert_int_equal(b->pods[1].action, GM_DRY_SKIP);
     assert_int_equal(node(&r, "c")->n_pods, 0);

@@ -128,6 +128,21 @@ static void test_window_defaults(void **state)
     gm_policy_free(p);
 }
 
+/* The CRD bounds maxUnavailable only below: a count above any fleet is
+ * every node at once, not an error that would give the nodes away. */
+static void test_huge_max_unavailable(void **state)
+{
+    struct gm_policy *p =
+        gmt_policy("{" META ",\"spec\":{\"mode\":\"full\"," SEL ",\"rollout\":"
+                   "{\"maxUnavailable\":5000000000}}}",
+                   0);
+
+    (void)state;
+    assert_true(p->valid);
+    assert_int_equal(p->spec.max_unavailable, 1000000);
+    gm_policy_free(p);
+}
+
 static void test_status_decoded(void **state)
 {
     struct gm_policy *p = gmt_policy(
@@ -290,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_full_spec),
         cmocka_unit_test(test_vgpu),
         cmocka_unit_test(test_window_defaults),
+        cmocka_unit_test(test_huge_max_unavailable),
         cmocka_unit_test(test_status_decoded),
         cmocka_unit_test(test_errors_name_the_field),
         cmocka_unit_test(test_no_name),

@@ -9,6 +9,7 @@
 #include "app/policyopts.h"
 #include "common/json.h"
 #include "nodeswitch/drain.h"
+#include "nodeswitch/record.h"
 #include "planner/assign.h"
 #include "planner/labels.h"
 #include "planner/selector.h"
@@ -103,11 +104,13 @@ static const char *mode_label(enum gm_mode m)
 }
 
 /* A node as it would be once its switch is done: the mode label set, state
- * ready, no switch or retry annotation. Strings are borrowed from the
- * original (which outlives the simulation) or static; only the struct and
- * the label array are ours. */
+ * ready (failed for a switch rolling back), no switch or retry annotation,
+ * uncordoned when gpumode cordoned it and Ready (a node rebooting for the
+ * switch comes back). Strings are borrowed from the original (which
+ * outlives the simulation) or static; only the struct and the label array
+ * are ours. */
 static struct gm_node *converged_copy(const struct gm_node *orig,
-                                      enum gm_mode to)
+                                      enum gm_mode to, bool failed)
 {
     struct gm_node *n = malloc(sizeof(*n));
     struct gm_label *labels = calloc(orig->n_labels + 2, sizeof(*labels));
@@ -124,11 +127,21 @@ static struct gm_node *converged_copy(const struct gm_node *orig,
             gm_label_key_cmp(&orig->labels[i], GM_LABEL_STATE) != 0)
             labels[k++] = orig->labels[i];
     labels[k++].kv = mode_label(to);
-    labels[k++].kv = GM_LABEL_STATE "=ready";
+    labels[k++].kv =
+        failed ? GM_LABEL_STATE "=failed" : GM_LABEL_STATE "=ready";
     /* gm_node_label searches by bisection: keep the order it needs. */
     qsort(labels, k, sizeof(*labels), gm_label_order);
     n->labels = labels;
     n->n_labels = k;
+    struct gm_switch_record rec = {0};
+    char why[128];
+    if (orig->ann_switch &&
+        gm_record_parse(orig->ann_switch, &rec, why, sizeof(why)) == 0) {
+        if (rec.cordoned)
+            n->unschedulable = false;
+        n->ready = true;
+        gm_record_clear(&rec);
+    }
     n->ann_switch = NULL;
     n->ann_retry = NULL;
     n->ann_boot_id = orig->boot_id;
@@ -159,12 +172,12 @@ static void sim_free(struct sim *s)
 }
 
 static int sim_converge(struct sim *s, const struct gm_node *which,
-                        enum gm_mode to)
+                        enum gm_mode to, bool failed)
 {
     for (size_t i = 0; i < s->n; i++) {
         if (s->nodes[i] != which)
             continue;
-        struct gm_node *c = converged_copy(which, to);
+        struct gm_node *c = converged_copy(which, to, failed);
         if (c == NULL)
             return -ENOMEM;
         if (s->owned[i]) {
@@ -176,6 +189,21 @@ static int sim_converge(struct sim *s, const struct gm_node *which,
         return 0;
     }
     return 0;
+}
+
+/* Where the switch in flight on n ends: *to its target, or its mode
+ * before with *back set when it rolls back. Left as they are without a
+ * record that parses. */
+static void in_flight_end(const struct gm_node *n, enum gm_mode *to, bool *back)
+{
+    struct gm_switch_record rec = {0};
+    char why[128];
+    if (n->ann_switch == NULL ||
+        gm_record_parse(n->ann_switch, &rec, why, sizeof(why)) != 0)
+        return;
+    *back = rec.rolling_back;
+    *to = rec.rolling_back ? rec.from : rec.to;
+    gm_record_clear(&rec);
 }
 
 /* ---- the plan ---- */
@@ -302,13 +330,15 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             if (!err && pl.stall_reason != NULL)
                 err = push(&r->errors, &r->n_errors, "%s: %s", pl.stall_reason,
                            pl.stall_message);
-            /* The only notice is about HAMi's ConfigMap, which plan looked
-             * up by the name in the controller's config (or the default). */
+            /* A notice about HAMi's ConfigMap, which plan looked up by the
+             * name in the controller's config (or the default), says how
+             * to name another. */
             if (!err && pl.notice != NULL)
-                err = push(&r->notes, &r->n_notes,
-                           "%s; if the controller uses another ConfigMap, "
-                           "pass --hami-configmap NS/NAME",
-                           pl.notice);
+                err = push(&r->notes, &r->n_notes, "%s%s", pl.notice,
+                           strstr(pl.notice, "HAMi")
+                               ? "; if the controller uses another "
+                                 "ConfigMap, pass --hami-configmap NS/NAME"
+                               : "");
             if (!err && pl.drift_notice != NULL)
                 err = push(&r->notes, &r->n_notes, "%s", pl.drift_notice);
         }
@@ -324,7 +354,13 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
                 continue;
             for (size_t j = 0; j < s.n && !err; j++)
                 if (strcmp(s.nodes[j]->name, pn->name) == 0) {
-                    err = sim_converge(&s, s.nodes[j], sim_pol->spec.mode);
+                    /* It ends where its record heads: the mode it
+                     * switches to (another than the file's, after an
+                     * edit, needs a second switch), or back, failed. */
+                    enum gm_mode to = sim_pol->spec.mode;
+                    bool back = false;
+                    in_flight_end(s.nodes[j], &to, &back);
+                    err = sim_converge(&s, s.nodes[j], to, back);
                     moved = true;
                 }
         }
@@ -335,7 +371,8 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
                 err = set_note(dn, "");
             }
             if (!err)
-                err = sim_converge(&s, pl.starts[i].node, pl.starts[i].to);
+                err =
+                    sim_converge(&s, pl.starts[i].node, pl.starts[i].to, false);
             moved = true;
         }
         if (pl.n_starts > 0)
@@ -532,6 +569,11 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
             break;
         case GM_DRAIN_BLOCKED:
             d = GM_DRY_BLOCKED;
+            /* The switch would fail on it (DrainBlocked): a problem, so a
+             * pipeline gating on plan stops here. */
+            err = push(&run->errors, &run->n_errors,
+                       "DrainBlocked: node %s: pod %s/%s %s", n->name,
+                       pod->namespace, pod->name, why);
             break;
         case GM_DRAIN_SKIP:
             d = GM_DRY_SKIP;

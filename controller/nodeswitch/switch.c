@@ -1,6 +1,7 @@
 #include "nodeswitch/switch.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -695,8 +696,10 @@ static struct gm_drain_opts rollback_drain(const struct gm_drain_opts *o)
     r.wait_timeout_s = 0;
     if (r.timeout_s <= 0)
         r.timeout_s = 600;
-    if (r.grace_s > 0 && r.timeout_s < r.grace_s + 60)
-        r.timeout_s = r.grace_s + 60;
+    /* gracePeriodSeconds has no upper bound in the CRD. */
+    long with_grace = r.grace_s > LONG_MAX - 60 ? LONG_MAX : r.grace_s + 60;
+    if (r.grace_s > 0 && r.timeout_s < with_grace)
+        r.timeout_s = with_grace;
     return r;
 }
 

@@ -531,9 +531,10 @@ static int decode_max_unavailable(struct dec *d, json_object *v,
         return 0;
     if (json_object_is_type(v, json_type_int)) {
         int64_t x = json_object_get_int64(v);
-        if (x < 1 || x > 1000000)
+        if (x < 1)
             return fail(d, "%s: %lld must be at least 1", path, (long long)x);
-        s->max_unavailable = (int)x;
+        /* More than any fleet has means all of them at once. */
+        s->max_unavailable = x > 1000000 ? 1000000 : (int)x;
         return 0;
     }
     if (!json_object_is_type(v, json_type_string))
