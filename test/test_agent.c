@@ -723,6 +723,23 @@ static void test_profiles_read_again_after_enabling(void **state)
     case_free(&c);
 }
 
+/* An earlier run enabled MIG on both GPUs and reset only GPU 0 (its pod
+ * ended before GPU 1's reset): this run sets no mode, so only the reset
+ * puts GPU 1 in -lgip, which must be read again after it. */
+static void test_profiles_read_again_after_reset(void **state)
+{
+    struct apply_case c = {.f = fake_new(2, 0, 1)};
+    c.f->g[0].cur = c.f->g[0].pend = 1;
+    c.f->g[1].pend = 1;
+    run_apply(&c, GM_AGENT_MIG, "[{\"migDevices\":{\"1g.5gb\":7}}]", 1);
+    dump_log(c.f);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(logged(c.f, "-mig 1", 0), -1);
+    assert_true(logged(c.f, "-i 1 -r", 0) >= 0);
+    assert_int_equal(instances_of(c.res, 1, "1g.5gb"), 7);
+    case_free(&c);
+}
+
 static void test_insufficient_resources(void **state)
 {
     struct apply_case c = {.f = fake_new(1, 1, 0)};
@@ -1272,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_held_gpu_is_in_use),
         cmocka_unit_test(test_held_gpu_reboot_by_name),
         cmocka_unit_test(test_profiles_read_again_after_enabling),
+        cmocka_unit_test(test_profiles_read_again_after_reset),
         cmocka_unit_test(test_insufficient_resources),
         cmocka_unit_test(test_unknown_profile),
         cmocka_unit_test(test_unsupported_gpu),

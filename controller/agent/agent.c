@@ -906,11 +906,18 @@ static int set_modes(struct run *c)
     err = reset_pending(c);
     if (err)
         return err;
+    /* A reset applies a pending enable (one an earlier run set and did not
+     * reset): the GPU is now MIG-enabled, and in -lgip, only now. */
+    c->have_profiles = 0;
     err = read_gpus(c, s);
     if (err)
         return err;
     gpu = first_pending(c);
-    if (gpu >= 0 && gpu == c->in_use_gpu)
+    /* Still pending after a reset: held by something, unless the GPU needs
+     * a reboot (a reset refused in a VM). A Hopper GPU, which applies its
+     * mode without a reset and loses MIG mode at a reboot, is held. */
+    if (gpu >= 0 &&
+        (gpu == c->in_use_gpu || !pending_survives_reboot(find_gpu(s, gpu))))
         return held_failure(c, gpu, true);
     if (gpu >= 0)
         return gm_agent_fail(c->res, "RebootRequired", GM_NEEDS_REBOOT,

@@ -95,6 +95,9 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* How long a killed nvidia-smi may take to be reaped. */
+#define KILL_GRACE_MS 5000
+
 /* Waits for output and exit, killing the process group at the deadline. */
 static int collect(pid_t pid, int ofd, int efd, int timeout_ms,
                    struct gm_smi_out *res, struct gm_buf *ob, struct gm_buf *eb)
@@ -134,7 +137,11 @@ static int collect(pid_t pid, int ofd, int efd, int timeout_ms,
     close_fd(&ofd);
     close_fd(&efd);
     /* Output is closed; the process may still be exiting, or it closed its
-     * streams and kept running: bound that wait by the deadline too. */
+     * streams and kept running: bound that wait by the deadline too. An
+     * nvidia-smi stuck in the driver (uninterruptible sleep) outlives even
+     * SIGKILL: past a short grace it is left behind, and the timeout is
+     * reported rather than never anything. */
+    long long give_up = deadline + KILL_GRACE_MS;
     for (;;) {
         pid_t w = waitpid(pid, &wstatus, WNOHANG);
         if (w == pid)
@@ -145,6 +152,10 @@ static int collect(pid_t pid, int ofd, int efd, int timeout_ms,
             res->timed_out = 1;
             kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
+        }
+        if (res->timed_out && now_ms() >= give_up) {
+            res->status = -1;
+            return 0;
         }
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
