@@ -226,6 +226,28 @@ static void test_held_failure_uses_the_budget(void **state)
     assert_int_equal(pl.budget.used, 1); /* the held node */
     assert_int_equal(pl.n_starts, 1);
     assert_string_equal(pl.starts[0].node->name, "b");
+    assert_null(pl.stall_reason);
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+
+    /* With one slot, the held node takes it and nothing else will move
+     * until a person acts: stalled, saying so. */
+    p = policy("p", "full",
+               ",\"rollout\":{\"maxUnavailable\":1,"
+               "\"maxFailures\":3,\"onFailure\":\"Hold\"}");
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.stall_reason, "FailedNodesHoldBudget");
+    assert_string_equal(pl.stall_message,
+                        "1 failed node held cordoned uses the rollout budget "
+                        "(spec.rollout.maxUnavailable 1): retry it, or "
+                        "uncordon it, to continue");
+    gm_plan_free(&pl);
+    /* Uncordoned by a person: b starts, no stall. */
+    held->unschedulable = false;
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_null(pl.stall_reason);
     gm_plan_free(&pl);
     gm_policy_free(p);
     fleet_free(&f);
@@ -335,6 +357,37 @@ static void test_conflict_reported(void **state)
                         "also selected by q with the same priority 0; "
                         "neither acts on this node");
     assert_string_equal(pl.stall_reason, "PolicyConflict");
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    gm_policy_free(q);
+    fleet_free(&f);
+}
+
+/* A node whose switch for p is in flight when q, of the same priority,
+ * starts selecting it too: the switch goes on, so the node keeps its slot
+ * of p's budget and p starts no other node beyond maxUnavailable. */
+static void test_conflict_mid_switch_keeps_its_slot(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct gm_policy *q =
+        gmt_policy("{\"metadata\":{\"name\":\"q\",\"generation\":1},\"spec\":"
+                   "{\"mode\":\"full\",\"nodeSelector\":{\"matchLabels\":"
+                   "{\"x\":\"1\"}}}}",
+                   0);
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    (void)state;
+    struct gm_node *a = add(&f, gmt_node("a", "pool=a", "x=1", NULL));
+    a->unschedulable = true;
+    gmt_set(&a->ann_switch, "{\"policy\":\"p\",\"from\":\"vgpu\","
+                            "\"to\":\"full\",\"phase\":\"Draining\","
+                            "\"attempt\":1,\"cordoned\":true}");
+    add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=vgpu", NULL));
+    plan(p, q, &f, NULL, &pl);
+    assert_int_equal(pl.summary.conflicted, 1);
+    assert_int_equal(pl.budget.used, 1);
+    assert_int_equal(pl.n_starts, 0);
     gm_plan_free(&pl);
     gm_policy_free(p);
     gm_policy_free(q);
@@ -1100,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_retry_of_a_held_node_follows_the_policy),
         cmocka_unit_test(test_paused_and_window),
         cmocka_unit_test(test_conflict_reported),
+        cmocka_unit_test(test_conflict_mid_switch_keeps_its_slot),
         cmocka_unit_test(test_mig_layouts),
         cmocka_unit_test(test_reboot_reapplies_mig),
         cmocka_unit_test(test_reboot_relay_is_a_repair),

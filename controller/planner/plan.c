@@ -95,6 +95,13 @@ struct ctx {
     struct cand *cands;
     size_t n_cands;
     int unavailable;
+    /* Nodes in conflict whose switch for this policy is still in flight:
+     * the switch goes on (the node is not released mid-way), so it keeps
+     * its slot of the budget. */
+    int conflict_in_flight;
+    /* Failed nodes held cordoned (onFailure: Hold, or a rollback that
+     * could not finish): out of service until a person acts. */
+    int held_failed;
     int layout_errors;
     char first_layout_error[1024];
     int config_errors; /* pending nodes whose plugin config cannot load */
@@ -598,8 +605,10 @@ static int classify(struct ctx *c, const struct gm_node *n)
             out->summary.failed++;
             /* Held (onFailure: Hold) it stays cordoned: unavailable, as
              * maxUnavailable counts every node out of service. */
-            if (unavailable(n))
+            if (unavailable(n)) {
                 c->unavailable++;
+                c->held_failed++;
+            }
             return add_node(out, n->name, GM_NODE_FAILED, "Failed",
                             s.from[0] ? s.from : gm_mode_name(node_mode(n)),
                             s.to[0] ? s.to : gm_mode_name(p->spec.mode),
@@ -677,6 +686,16 @@ static int add_conflict(struct ctx *c, const struct gm_node *n,
                     "also selected by %s with the same priority %d; neither "
                     "acts on this node",
                     others, c->p->spec.priority);
+}
+
+/* n has a switch for this policy that has not failed. */
+static bool own_switch_in_flight(const struct ctx *c, const struct gm_node *n)
+{
+    struct sw s;
+    if (n->ann_switch == NULL)
+        return false;
+    parse_switch(n->ann_switch, &s);
+    return strcmp(s.phase, "Failed") != 0 && strcmp(s.policy, c->p->name) == 0;
 }
 
 static int cmp_cand(const void *a, const void *b)
@@ -889,7 +908,7 @@ static int schedule(struct ctx *c)
     struct gm_budget_input bi = {
         .matched = out->summary.matched,
         .unavailable = c->unavailable,
-        .in_flight = out->summary.switching,
+        .in_flight = out->summary.switching + c->conflict_in_flight,
         .failed = out->summary.failed,
     };
     char why[256];
@@ -932,6 +951,7 @@ static int schedule(struct ctx *c)
         qsort(c->cands, c->n_cands, sizeof(*c->cands), cmp_cand);
     int slots = out->budget.slots;
     int used = out->budget.used; /* including the starts made here */
+    bool waits_for_budget = false;
     /* maxFailures leaves no slot to new switches; the budget still bounds
      * the retries a person asked for, which alone may start. */
     if (out->budget.stalled && !out->budget.paused)
@@ -957,6 +977,7 @@ static int schedule(struct ctx *c)
             snprintf(why, sizeof(why),
                      "waiting for rollout budget: %d of %d nodes unavailable",
                      used, out->budget.limit);
+            waits_for_budget = true;
         } else {
             if (!free_start) {
                 slots--;
@@ -991,6 +1012,24 @@ static int schedule(struct ctx *c)
         if (err)
             return err;
     }
+    /* Nothing moves and nothing will until a person acts: the slots the
+     * rollout waits for are held by failed nodes left cordoned. Stalled,
+     * so tools that wait on the policy stop waiting. */
+    if (waits_for_budget && out->n_starts == 0 && out->stall_reason == NULL &&
+        out->summary.switching + c->conflict_in_flight == 0 &&
+        c->held_failed > 0 && used - c->held_failed < out->budget.limit) {
+        snprintf(why, sizeof(why),
+                 "%d failed node%s held cordoned use%s the rollout budget "
+                 "(spec.rollout.maxUnavailable %d): retry %s, or uncordon "
+                 "%s, to continue",
+                 c->held_failed, c->held_failed == 1 ? "" : "s",
+                 c->held_failed == 1 ? "s" : "", out->budget.limit,
+                 c->held_failed == 1 ? "it" : "them",
+                 c->held_failed == 1 ? "it" : "them");
+        err = set_stall(out, "FailedNodesHoldBudget", why);
+        if (err)
+            return err;
+    }
     return 0;
 }
 
@@ -1018,8 +1057,11 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
         if (a.kind != GM_ASSIGN_CONFLICT)
             continue;
         for (size_t j = 0; j < a.n_tied && j < GM_ASSIGN_MAX_TIED; j++)
-            if (a.tied[j] == c.p)
+            if (a.tied[j] == c.p) {
                 err = add_conflict(&c, in->nodes[i], &a);
+                if (!err && own_switch_in_flight(&c, in->nodes[i]))
+                    c.conflict_in_flight++;
+            }
     }
     if (!err && c.layout_errors > 0) {
         char msg[1100];
