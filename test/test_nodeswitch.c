@@ -324,12 +324,13 @@ static void test_helper_pod_spec(void **state)
                                "\"\\/driver-root\"}"));
     assert_null(strstr(js, "NVIDIA_VISIBLE_DEVICES"));
     assert_non_null(strstr(js, "\"mountPropagation\":\"HostToContainer\""));
-    assert_null(strstr(js, "hostPID"));
+    /* The agent sees the host's processes on the GPUs. */
+    assert_non_null(strstr(js, "\"hostPID\":true"));
     assert_non_null(strstr(js, "\"automountServiceAccountToken\":false"));
     json_object_put(p);
 
     /* With the NVIDIA runtime class, no host path is mounted; a reboot
-     * helper shares the host PID namespace. */
+     * helper shares the host PID namespace too. */
     const char *rargv[] = {"reboot", "--confirm"};
     c.runtime_class = "nvidia";
     s.step = "reboot";

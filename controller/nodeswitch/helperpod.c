@@ -64,7 +64,6 @@ json_object *gm_helper_pod(const struct gm_helper_config *c,
     json_object *tol = json_object_new_object();
     json_object *tols = json_object_new_array();
     json_object *sc = json_object_new_object();
-    int reboot = strcmp(s->step, "reboot") == 0;
 
     gm_helper_pod_name(s, name, sizeof(name));
     json_object_object_add(pod, "apiVersion", str("v1"));
@@ -93,10 +92,13 @@ json_object *gm_helper_pod(const struct gm_helper_config *c,
         json_object_new_int64(c->deadline_s > 0 ? c->deadline_s : 900));
     json_object_object_add(spec, "terminationGracePeriodSeconds",
                            json_object_new_int(5));
-    /* Only a reboot needs the host's PID namespace: reboot(2) in a
-     * container's own namespace would only end that namespace. */
-    if (reboot)
-        json_object_object_add(spec, "hostPID", json_object_new_boolean(1));
+    /* The host's PID namespace, as NVIDIA's mig-manager runs: the driver
+     * names the processes on a GPU by their host PIDs, which nvidia-smi in
+     * a PID namespace of its own cannot resolve (NVIDIA/nvidia-docker
+     * #179, #1483), so the agent's check for a GPU in use would see
+     * nothing; and reboot(2) in a container's namespace would only end
+     * that namespace. */
+    json_object_object_add(spec, "hostPID", json_object_new_boolean(1));
     json_object_object_add(tol, "operator", str("Exists"));
     json_object_array_add(tols, tol);
     json_object_object_add(spec, "tolerations", tols);

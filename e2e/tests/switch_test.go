@@ -1790,8 +1790,10 @@ spec:
 	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
 		t.Errorf("helper is not privileged")
 	}
-	if p.Spec.HostPID || p.Spec.HostNetwork {
-		t.Errorf("apply helper needs neither host PID nor host network")
+	// The host's PID namespace, so nvidia-smi can name the processes on
+	// a GPU (the driver reports host PIDs); no host network.
+	if !p.Spec.HostPID || p.Spec.HostNetwork {
+		t.Errorf("apply helper: hostPID %v (want true), hostNetwork %v (want false)", p.Spec.HostPID, p.Spec.HostNetwork)
 	}
 	if c.Command[0] != "gpumode-agent" || len(c.Args) != 0 {
 		t.Errorf("command %v args %v", c.Command, c.Args)
