@@ -210,6 +210,34 @@ int gm_cli_merge_patch(struct gm_cli_conn *c, const char *path,
     return rc;
 }
 
+static int send_body(struct gm_cli_conn *c, int put, const char *path,
+                     json_object *body, json_object **out,
+                     struct gm_kube_error *kerr)
+{
+    struct wait w = {0};
+    int started = put ? gm_kube_update(c->kube, path, body, on_done, &w)
+                      : gm_kube_create(c->kube, path, body, on_done, &w);
+    int rc = wait_for(c, &w, started, kerr);
+
+    if (rc == 0 && out)
+        *out = w.obj;
+    else
+        json_object_put(w.obj);
+    return rc;
+}
+
+int gm_cli_create(struct gm_cli_conn *c, const char *path, json_object *body,
+                  json_object **out, struct gm_kube_error *kerr)
+{
+    return send_body(c, 0, path, body, out, kerr);
+}
+
+int gm_cli_update(struct gm_cli_conn *c, const char *path, json_object *body,
+                  json_object **out, struct gm_kube_error *kerr)
+{
+    return send_body(c, 1, path, body, out, kerr);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     *(int *)t->data = 1;

@@ -35,6 +35,11 @@ int gm_cli_list(struct gm_cli_conn *c, const char *path, json_object **items,
 int gm_cli_merge_patch(struct gm_cli_conn *c, const char *path,
                        const char *body, json_object **out,
                        struct gm_kube_error *kerr);
+/* POST and PUT of body (borrowed). */
+int gm_cli_create(struct gm_cli_conn *c, const char *path, json_object *body,
+                  json_object **out, struct gm_kube_error *kerr);
+int gm_cli_update(struct gm_cli_conn *c, const char *path, json_object *body,
+                  json_object **out, struct gm_kube_error *kerr);
 
 /* Runs the loop for up to ms milliseconds, or until Ctrl-C. Returns 1 when
  * interrupted (SIGINT or SIGTERM), else 0. */

@@ -326,6 +326,7 @@ out:
 
 struct plan_ctx {
     struct gm_policy *file;     /* owned */
+    json_object *file_obj;      /* owned: the file as read */
     struct gm_policy **cluster; /* owned, valid ones */
     size_t n_cluster;
     struct gm_node **nodes; /* owned */
@@ -347,6 +348,7 @@ struct plan_ctx {
 static void plan_ctx_free(struct plan_ctx *p)
 {
     gm_policy_free(p->file);
+    json_object_put(p->file_obj);
     for (size_t i = 0; i < p->n_cluster; i++)
         gm_policy_free(p->cluster[i]);
     free(p->cluster);
@@ -362,13 +364,16 @@ static void plan_ctx_free(struct plan_ctx *p)
         gm_plugin_configs_free(&p->plugin);
 }
 
-/* Reads the policy file; errors name the file and the field. */
-static int read_policy(const char *file, struct gm_policy **out)
+/* Reads the policy file; errors name the file and the field. On success
+ * *doc is the file as read, the caller's. */
+static int read_policy(const char *file, struct gm_policy **out,
+                       json_object **doc)
 {
     json_object *obj = NULL;
     char err[600];
 
     *out = NULL;
+    *doc = NULL;
     if (gm_yaml_parse_file(file, &obj, err, sizeof(err))) {
         fail("%s", err);
         return 1;
@@ -381,19 +386,95 @@ static int read_policy(const char *file, struct gm_policy **out)
         return 1;
     }
     int rc = gm_policy_decode(obj, out);
-    json_object_put(obj);
     if (rc == -EINVAL && *out == NULL) {
         fail("%s: metadata.name: required", file);
-        return 1;
-    }
-    if (rc == -EINVAL) {
+    } else if (rc == -EINVAL) {
         fail("%s: %s", file, (*out)->error);
-        return 1;
-    }
-    if (rc) {
+    } else if (rc) {
         fail("%s: %s", file, strerror(-rc));
+    } else {
+        *doc = obj;
+        return 0;
+    }
+    json_object_put(obj);
+    return 1;
+}
+
+/* One dry run of the file: a create, or a replace of the version read
+ * when the policy exists. 0, or the call's error with *e filled. */
+static int dry_run_once(struct gm_cli_conn *c, const struct gm_policy *pol,
+                        json_object *doc, struct gm_kube_error *e)
+{
+    static const char query[] = "?dryRun=All&fieldValidation=Strict";
+    char name[600], path[800];
+    json_object *live = NULL;
+    json_object *body = NULL;
+    int rc;
+
+    gm_url_escape(pol->name, name, sizeof(name));
+    snprintf(path, sizeof(path), GM_POLICY_API "/%s", name);
+    rc = gm_cli_get(c, path, &live, e);
+    if (rc != 0 && e->code != 404)
+        return rc;
+    if (json_object_deep_copy(doc, &body, NULL) != 0) {
+        json_object_put(live);
+        *e = (struct gm_kube_error){.err = -ENOMEM};
+        snprintf(e->message, sizeof(e->message), "out of memory");
+        return -ENOMEM;
+    }
+    if (live) {
+        /* The version read makes it a replace: the server then judges the
+         * file as the whole new spec, as kubectl apply makes it. */
+        const char *rv = json_object_get_string(
+            gm_json_get(gm_json_get(live, "metadata"), "resourceVersion"));
+        json_object *meta = gm_json_get(body, "metadata");
+        if (rv && json_object_is_type(meta, json_type_object))
+            json_object_object_add(meta, "resourceVersion",
+                                   json_object_new_string(rv));
+        strncat(path, query, sizeof(path) - strlen(path) - 1);
+        rc = gm_cli_update(c, path, body, NULL, e);
+    } else {
+        snprintf(path, sizeof(path), GM_POLICY_API "%s", query);
+        rc = gm_cli_create(c, path, body, NULL, e);
+    }
+    json_object_put(body);
+    json_object_put(live);
+    return rc;
+}
+
+/* Asks the API server what kubectl apply would be told, with strict field
+ * validation. So a misspelt field (which our decoder, like any client,
+ * passes over) and every rule of the installed CRD fail the plan as they
+ * would fail the apply. A user who may not write policies still gets the
+ * plan, with a note that the server did not check the file. Returns 1
+ * after printing a rejection, else 0. */
+static int server_check(struct gm_cli_conn *c, const char *file,
+                        const struct gm_policy *pol, json_object *doc)
+{
+    struct gm_kube_error e;
+    char msg[1024];
+    int rc;
+
+    /* 409: the controller wrote the policy's status between our read and
+     * the replace, or someone created it; read again. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        rc = dry_run_once(c, pol, doc, &e);
+        if (rc == 0 || e.code != 409)
+            break;
+    }
+    if (rc == 0)
+        return 0;
+    if (e.code == 400 || e.code == 422) {
+        fail("%s: the API server rejects it: %s", file,
+             e.message[0] ? e.message : e.reason);
         return 1;
     }
+    if (e.code == 0 && e.err == -ENOMEM) {
+        fail("out of memory");
+        return 1;
+    }
+    gm_cli_describe(c, &e, NULL, msg, sizeof(msg));
+    fprintf(stderr, "note: the API server did not check %s: %s\n", file, msg);
     return 0;
 }
 
@@ -637,7 +718,7 @@ static int cmd_plan(const struct gm_cli_args *a)
     int rc = 1;
 
     /* The file first: a typo should not wait for the network. */
-    if (read_policy(a->file, &p.file))
+    if (read_policy(a->file, &p.file, &p.file_obj))
         goto out_nocfg;
     if (gm_ctl_config_defaults(&cfg))
         goto out_nocfg;
@@ -648,6 +729,8 @@ static int cmd_plan(const struct gm_cli_args *a)
                                sizeof(config_note)))
         goto out;
     if (fetch_plan_inputs(c, a, &cfg, &p))
+        goto out;
+    if (server_check(c, a->file, p.file, p.file_obj))
         goto out;
     struct gm_dry_input in = {
         .policy = p.file,

@@ -78,6 +78,16 @@ spec:
 	if out, err := plugin(t, b, "plan", "-f", bad); err == nil || !strings.Contains(out, "spec.mode") {
 		t.Errorf("plan of an invalid file: %v\n%s", err, out)
 	}
+	// A misspelt field passes every client's decoder; the API server's
+	// strict validation, asked with a dry run, fails the plan as it would
+	// fail kubectl apply.
+	typo := filepath.Join(t.TempDir(), "typo.yaml")
+	os.WriteFile(typo, []byte("apiVersion: gpumode.io/v1alpha1\nkind: GPUModePolicy\nmetadata: {name: a}\nspec:\n"+
+		"  nodeSelector: {matchLabels: {pool: a}}\n  mode: vgpu\n  rollout: {maxUnavialable: 2}\n"), 0o644)
+	out, err = plugin(t, b, "plan", "-f", typo)
+	if err == nil || !strings.Contains(out, `unknown field "spec.rollout.maxUnavialable"`) || strings.Contains(out, "Batches") {
+		t.Errorf("plan of a file with an unknown field: %v\n%s", err, out)
+	}
 
 	// A controller config the controller would refuse: the plan shows
 	// what the defaults would do, and fails.
@@ -105,7 +115,8 @@ spec:
 	}
 	out, err = pluginAs(t, plannerKC, "plan", "-f", policy)
 	if err == nil || !strings.Contains(out, "the controller's config (ConfigMap gpumode-system/gpumode-config) could not be read: not allowed: ") ||
-		!strings.Contains(out, "1: gpu-001, gpu-002") {
+		!strings.Contains(out, "1: gpu-001, gpu-002") ||
+		!strings.Contains(out, "note: the API server did not check "+policy+": not allowed: ") {
 		t.Errorf("plan by a user who may not read the controller's config: %v\n%s", err, out)
 	}
 
@@ -128,6 +139,14 @@ spec:
 	})
 	if !sawProgress {
 		t.Logf("the rollout finished before status saw it in progress")
+	}
+	// The policy exists now: the dry run replaces it, and judges the file
+	// as the whole new spec.
+	if out, err := plugin(t, b, "plan", "-f", policy); err != nil || strings.Contains(out, "did not check") {
+		t.Errorf("plan of the applied policy: %v\n%s", err, out)
+	}
+	if out, err := plugin(t, b, "plan", "-f", typo); err == nil || !strings.Contains(out, `unknown field "spec.rollout.maxUnavialable"`) {
+		t.Errorf("plan of a misspelt change to an applied policy: %v\n%s", err, out)
 	}
 	if out, err := plugin(t, b, "pause", "a"); err != nil || !strings.Contains(out, "paused") {
 		t.Errorf("pause: %v %s", err, out)
