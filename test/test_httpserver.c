@@ -334,15 +334,131 @@ static void test_idle_and_conn_cap(void **state)
     assert_true(uv_now(&f->loop) - t0 < 2000);
     raw_free(f, r);
 
-    /* One connection held open; the second is refused at once. */
+    /* At the cap, a connection idle between requests makes room for a
+     * new client, which is served. */
     struct raw *held = raw_send(f, "", 20);
     assert_true(held->connected);
+    assert_false(held->eof);
+    r = raw_send(f, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 3000);
+    assert_non_null(strstr(r->in, "HTTP/1.1 200 OK\r\n"));
+    assert_true(held->eof);
+    assert_int_equal(held->len, 0);
+    raw_free(f, r);
+    raw_free(f, held);
+
+    /* One in the middle of a request keeps its place; the newcomer is
+     * refused at once. */
+    held = raw_send(f, "GET /healthz HTTP/1.1\r\n", 20);
     assert_false(held->eof);
     r = raw_send(f, "GET /healthz HTTP/1.1\r\n\r\n", 50);
     assert_true(r->eof);
     assert_int_equal(r->len, 0);
+    assert_false(held->eof);
     raw_free(f, r);
     raw_free(f, held);
+    fx_free(f);
+}
+
+/* A client trickling a request head a byte at a time, each within the
+ * idle time: the head's own deadline ends it. */
+struct trickle {
+    struct raw *r;
+    uv_timer_t t;
+    uv_write_t w;
+    int sent;
+};
+
+static void trickle_written(uv_write_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+static void trickle_tick(uv_timer_t *t)
+{
+    struct trickle *k = t->data;
+    static char byte[] = "x";
+    if (k->r->eof) {
+        uv_timer_stop(t);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(byte, 1);
+    if (uv_write(&k->w, (uv_stream_t *)&k->r->tcp, &b, 1, trickle_written) == 0)
+        k->sent++;
+}
+
+static void test_trickled_head_is_cut(void **state)
+{
+    (void)state;
+    struct gm_httpd_opts o = {.idle_ms = 200, .head_ms = 400};
+    struct fx *f = fx_new(&o);
+    struct trickle k = {0};
+
+    uint64_t t0 = uv_now(&f->loop);
+    k.r = raw_send(f, "GET /healthz HTTP/1.1\r\nX-A: ", 20);
+    uv_timer_init(&f->loop, &k.t);
+    k.t.data = &k;
+    uv_timer_start(&k.t, trickle_tick, 50, 50);
+    th_run_until(&f->loop, &k.r->eof, 3000);
+    uint64_t took = uv_now(&f->loop) - t0;
+    uv_timer_stop(&k.t);
+    uv_close((uv_handle_t *)&k.t, NULL);
+    assert_true(k.r->eof);
+    assert_true(k.sent >= 4); /* the idle time alone never fired */
+    assert_true(took >= 350 && took < 1500);
+    raw_free(f, k.r);
+    fx_free(f);
+}
+
+struct gone {
+    uv_tcp_t tcp; /* first: the handle's address is the struct's */
+    uv_connect_t c;
+    uv_write_t w;
+};
+
+static void gone_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void close_after_write(uv_write_t *w, int status)
+{
+    (void)status;
+    uv_close((uv_handle_t *)w->handle, gone_closed);
+}
+
+/* Clients that pipeline requests and close without reading: the answers
+ * meet a reset connection. The server (and this process) must live on;
+ * SIGPIPE's default action would end it. */
+static void test_client_gone_before_answers(void **state)
+{
+    (void)state;
+    static char req[] = "GET /healthz HTTP/1.1\r\n\r\n"
+                        "GET /metrics HTTP/1.1\r\n\r\n"
+                        "GET /healthz HTTP/1.1\r\n\r\n";
+    struct fx *f = fx_new(NULL);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", gm_httpd_port(f->srv), &sa);
+
+    for (int i = 0; i < 20; i++) {
+        struct gone *g = calloc(1, sizeof(*g));
+        uv_tcp_init(&f->loop, &g->tcp);
+        g->tcp.data = g;
+        assert_int_equal(
+            uv_tcp_connect(&g->c, &g->tcp, (const struct sockaddr *)&sa, NULL),
+            0);
+        uv_run(&f->loop, UV_RUN_ONCE);
+        uv_buf_t b = uv_buf_init(req, sizeof(req) - 1);
+        assert_int_equal(
+            uv_write(&g->w, (uv_stream_t *)&g->tcp, &b, 1, close_after_write),
+            0);
+        int never = 0;
+        th_run_until(&f->loop, &never, 30);
+    }
+    struct raw *r =
+        raw_send(f, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 3000);
+    assert_non_null(strstr(r->in, "HTTP/1.1 200 OK\r\n"));
+    raw_free(f, r);
     fx_free(f);
 }
 
@@ -369,6 +485,8 @@ int main(void)
         cmocka_unit_test(test_pipelined_and_close),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_idle_and_conn_cap),
+        cmocka_unit_test(test_trickled_head_is_cut),
+        cmocka_unit_test(test_client_gone_before_answers),
         cmocka_unit_test(test_address_in_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,10 @@ struct conn {
     size_t len;
     int open_handles;
     int closing;
-    int writing;     /* a response is being written: reading is paused */
-    int close_after; /* close once the response is written */
+    int writing;            /* a response is being written: reading is paused */
+    int close_after;        /* close once the response is written */
+    int in_head;            /* part of a request head is buffered */
+    uint64_t head_deadline; /* when in_head: the head must be complete */
 };
 
 struct gm_httpd {
@@ -131,9 +134,26 @@ static void idle_fired(uv_timer_t *t)
     conn_close(t->data);
 }
 
+/* Restarts the connection's timer: the idle time, but never past the
+ * deadline of a request head begun, so a client sending a byte now and
+ * then cannot hold a connection (one of a few) for ever. */
 static void touch(struct conn *c)
 {
-    uv_timer_start(&c->idle, idle_fired, c->h->o.idle_ms, 0);
+    uint64_t ms = c->h->o.idle_ms;
+    uint64_t now = uv_now(c->h->loop);
+
+    if (c->len > 0 && !c->writing) {
+        if (!c->in_head) {
+            c->in_head = 1;
+            c->head_deadline = now + c->h->o.head_ms;
+        }
+        uint64_t left = c->head_deadline > now ? c->head_deadline - now : 0;
+        if (left < ms)
+            ms = left;
+    } else if (c->len == 0) {
+        c->in_head = 0;
+    }
+    uv_timer_start(&c->idle, idle_fired, ms, 0);
 }
 
 static void process(struct conn *c);
@@ -350,6 +370,7 @@ static void process(struct conn *c)
     handle(c, c->in);
     memmove(c->in, c->in + head_len, c->len - head_len);
     c->len -= head_len;
+    c->in_head = 0; /* what is left begins the next head */
 }
 
 static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
@@ -380,6 +401,19 @@ static void read_start(struct conn *c)
         conn_close(c);
 }
 
+/* At the cap, the oldest connection waiting between requests makes room:
+ * a new client (the kubelet's probe, a scraper) is served rather than
+ * refused while others merely hold connections open. NULL when every
+ * connection is in the middle of a request. */
+static struct conn *oldest_idle(struct gm_httpd *h)
+{
+    struct conn *found = NULL;
+    for (struct conn *c = h->conns; c; c = c->next)
+        if (c->len == 0 && !c->writing && !c->closing)
+            found = c; /* newest first: the last one seen is the oldest */
+    return found;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct gm_httpd *h = server->data;
@@ -393,6 +427,11 @@ static void on_connection(uv_stream_t *server, int status)
         if (c)
             free(c);
         return;
+    }
+    if (h->n_conns >= h->o.max_conns) {
+        struct conn *old = oldest_idle(h);
+        if (old)
+            conn_close(old);
     }
     c->h = h;
     uv_tcp_init(h->loop, &c->tcp);
@@ -440,6 +479,13 @@ int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
         h->o.max_conns = 64;
     if (h->o.idle_ms == 0)
         h->o.idle_ms = 30000;
+    if (h->o.head_ms == 0)
+        h->o.head_ms = 10000;
+    /* libuv writes to sockets with writev, without MSG_NOSIGNAL: a client
+     * that closes before reading its answers (pipelined requests, a
+     * scraper's timeout) would raise SIGPIPE, whose default action ends
+     * the whole controller. The write then fails with EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
     h->o.addr = NULL; /* borrowed string not needed past here */
     uv_tcp_init(loop, &h->listener);
     h->listener.data = h;

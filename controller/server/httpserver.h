@@ -30,8 +30,12 @@ struct gm_httpd_opts {
     void *ready_data;
     size_t max_header;   /* request head cap; 0: 8 KiB, else 431 */
     size_t max_response; /* rendered /metrics cap; 0: 8 MiB */
-    unsigned max_conns;  /* 0: 64; further connections are closed */
+    unsigned max_conns;  /* 0: 64; at the cap a new connection closes the
+                            oldest one idle between requests, else it is
+                            closed itself */
     uint64_t idle_ms;    /* 0: 30 s, keep-alive and unfinished heads */
+    uint64_t head_ms;    /* 0: 10 s, from a request head's first byte to
+                            its end, however the bytes trickle in */
 };
 
 struct gm_httpd;
@@ -42,7 +46,8 @@ struct gm_httpd;
  * never blocks. Returns 0 or -EINVAL. */
 int gm_httpd_parse_addr(const char *addr, struct sockaddr_storage *out);
 
-/* Binds and listens. opts is copied (its pointers borrowed). *out is the
+/* Binds and listens; SIGPIPE is ignored from then on, process-wide (see
+ * gm_httpd_start). opts is copied (its pointers borrowed). *out is the
  * caller's until gm_httpd_close. Returns 0, -EINVAL for a bad address, or
  * the bind/listen error (e.g. -EADDRINUSE). */
 int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
