@@ -72,6 +72,15 @@ static void test_config_from_text(void **state)
         {"profle: hami\n", "ConfigMap gpumode-system/x: profle: unknown field"},
         {"profile: fancy\n",
          "ConfigMap gpumode-system/x: profile: unknown preset \"fancy\""},
+        {"hamiConfigMap: {namepsace: hami-system, name: hami}\n",
+         "ConfigMap gpumode-system/x: hamiConfigMap.namepsace: unknown field "
+         "(known: namespace, name, key)"},
+        {"namespace: GPUmode-system\n",
+         "ConfigMap gpumode-system/x: namespace: not a namespace name"},
+        {"migConfigMap: {namespace: \"gpu operator\"}\n",
+         "migConfigMap.namespace: not a namespace name"},
+        {"hamiConfigMap: {namespace: Kube-System}\n",
+         "hamiConfigMap.namespace: not a namespace name"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         assert_int_equal(gm_ctl_config_defaults(&c), 0);
@@ -209,6 +218,8 @@ static void test_options(void **state)
         {{"--log-level", "loud"}, "--log-level: \"loud\" is not debug"},
         {{"--log-format=xml"}, "--log-format: \"xml\" is not text or json"},
         {{"--dry-run=maybe"}, "--dry-run: \"maybe\" is not true or false"},
+        {{"--namespace=$(POD_NAMESPACE)"},
+         "--namespace: \"$(POD_NAMESPACE)\" is not a namespace name"},
         {{"stray"}, "unexpected argument \"stray\""},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -221,6 +232,12 @@ static void test_options(void **state)
         if (strstr(err, bad[i].expect) == NULL)
             fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].expect);
     }
+    setenv("GPUMODE_NAMESPACE", "GPUmode", 1);
+    char *none0[] = {"prog", NULL};
+    assert_int_equal(gm_options_parse(1, none0, &o, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "$GPUMODE_NAMESPACE: \"GPUmode\" is not a "
+                                "namespace name"));
+    unsetenv("GPUMODE_NAMESPACE");
     setenv("GPUMODE_LEADER_ELECT", "yes", 1);
     char *none[] = {"prog", NULL};
     assert_int_equal(gm_options_parse(1, none, &o, err, sizeof(err)), -EINVAL);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,13 @@ static void test_histogram_text(void **state)
         gm_metrics_observe(m, "t_seconds", 100, "phase", "drain", NULL), 0);
     assert_int_equal(
         gm_metrics_observe(m, "t_seconds", 2, "phase", "apply", NULL), 0);
+    /* A negative duration (clocks of two replicas) counts as 0, so the
+     * sum never goes down; NaN is refused. */
+    assert_int_equal(
+        gm_metrics_observe(m, "t_seconds", -3, "phase", "apply", NULL), 0);
+    assert_int_equal(
+        gm_metrics_observe(m, "t_seconds", NAN, "phase", "apply", NULL),
+        -EINVAL);
     /* "le" is the histogram's own label. */
     assert_int_equal(gm_metrics_observe(m, "t_seconds", 2, "le", "x", NULL),
                      -EINVAL);
@@ -110,12 +118,12 @@ static void test_histogram_text(void **state)
     assert_string_equal(text,
                         "# HELP t_seconds Durations.\n"
                         "# TYPE t_seconds histogram\n"
-                        "t_seconds_bucket{phase=\"apply\",le=\"0.5\"} 0\n"
-                        "t_seconds_bucket{phase=\"apply\",le=\"1\"} 0\n"
-                        "t_seconds_bucket{phase=\"apply\",le=\"10\"} 1\n"
-                        "t_seconds_bucket{phase=\"apply\",le=\"+Inf\"} 1\n"
+                        "t_seconds_bucket{phase=\"apply\",le=\"0.5\"} 1\n"
+                        "t_seconds_bucket{phase=\"apply\",le=\"1\"} 1\n"
+                        "t_seconds_bucket{phase=\"apply\",le=\"10\"} 2\n"
+                        "t_seconds_bucket{phase=\"apply\",le=\"+Inf\"} 2\n"
                         "t_seconds_sum{phase=\"apply\"} 2\n"
-                        "t_seconds_count{phase=\"apply\"} 1\n"
+                        "t_seconds_count{phase=\"apply\"} 2\n"
                         "t_seconds_bucket{phase=\"drain\",le=\"0.5\"} 1\n"
                         "t_seconds_bucket{phase=\"drain\",le=\"1\"} 2\n"
                         "t_seconds_bucket{phase=\"drain\",le=\"10\"} 2\n"

@@ -44,8 +44,7 @@ static int use_profile(struct gm_ctl_config *c)
     return 0;
 }
 
-/* A namespace name: a DNS label (RFC 1123), as the API server requires. */
-static bool dns_label(const char *s)
+bool gm_ctl_namespace_ok(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
@@ -138,6 +137,17 @@ static int read_cm(json_object *o, const char *k, struct gm_cm_ref *ref,
     if (!json_object_is_type(v, json_type_object)) {
         snprintf(err, err_len, "%s: %s: must be a mapping", path, k);
         return -EINVAL;
+    }
+    json_object_object_foreach(v, key, val)
+    {
+        (void)val;
+        if (strcmp(key, "namespace") != 0 && strcmp(key, "name") != 0 &&
+            strcmp(key, "key") != 0) {
+            snprintf(err, err_len,
+                     "%s: %s.%s: unknown field (known: namespace, name, key)",
+                     path, k, key);
+            return -EINVAL;
+        }
     }
     snprintf(field, sizeof(field), "%s.", k);
     int rc =
@@ -271,11 +281,24 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
     if (c->plugin_cm.namespace == NULL &&
         set(&c->plugin_cm.namespace, c->operator_ns))
         return -ENOMEM;
-    const char *bad_ns = !dns_label(c->operator_ns) ? "operatorNamespace"
-                         : !dns_label(c->hami_ns)   ? "hamiNamespace"
-                         : !dns_label(c->plugin_cm.namespace)
-                             ? "devicePluginConfigMap.namespace"
-                             : NULL;
+    static const char *const ns_fields[] = {
+        "namespace",
+        "operatorNamespace",
+        "hamiNamespace",
+        "devicePluginConfigMap.namespace",
+        "migConfigMap.namespace",
+        "hamiConfigMap.namespace",
+    };
+    const char *const ns_values[] = {
+        c->namespace,           c->operator_ns,      c->hami_ns,
+        c->plugin_cm.namespace, c->mig_cm.namespace, c->hami_cm.namespace,
+    };
+    const char *bad_ns = NULL;
+    for (size_t i = 0; i < sizeof(ns_fields) / sizeof(ns_fields[0]); i++)
+        if (!gm_ctl_namespace_ok(ns_values[i])) {
+            bad_ns = ns_fields[i];
+            break;
+        }
     if (bad_ns) {
         snprintf(err, err_len,
                  "%s: %s: not a namespace name (lower-case letters, digits "

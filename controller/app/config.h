@@ -1,7 +1,7 @@
 /* The controller's configuration file (YAML), e.g. the ConfigMap
  * gpumode-config in manifests/:
  *
- *   namespace: gpumode-system        # helper pods, lease, events
+ *   namespace: gpumode-system        # helper pods, leader lease
  *   profile: gpu-operator-hami       # or hami
  *   operatorNamespace: gpu-operator  # the GPU Operator's DaemonSets
  *   hamiNamespace: kube-system       # HAMi's device plugin DaemonSet
@@ -27,6 +27,7 @@
 #ifndef GM_APP_CONFIG_H
 #define GM_APP_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "app/profile.h"
@@ -65,6 +66,10 @@ struct gm_ctl_config {
 
 /* Defaults for every field. */
 int gm_ctl_config_defaults(struct gm_ctl_config *c);
+
+/* A namespace name: a DNS label (RFC 1123), as the API server requires.
+ * A name that is not one fails every request, so it is refused at start. */
+bool gm_ctl_namespace_ok(const char *s);
 /* Loads path over the defaults; errors name the file and the field. */
 int gm_ctl_config_load(struct gm_ctl_config *c, const char *path, char *err,
                        size_t err_len);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/config.h"
+
 struct flag {
     const char *name; /* without the leading dashes */
     const char *env;
@@ -16,7 +18,7 @@ static const struct flag flags[] = {
     {"kubeconfig", "KUBECONFIG", 0, "kubeconfig file (else in-cluster)"},
     {"context", "GPUMODE_CONTEXT", 0, "kubeconfig context"},
     {"namespace", "GPUMODE_NAMESPACE", 0,
-     "namespace for helper pods, lease and events"},
+     "namespace for helper pods and the leader lease"},
     {"config", "GPUMODE_CONFIG", 0, "controller config file (YAML)"},
     {"leader-elect", "GPUMODE_LEADER_ELECT", 1,
      "elect a leader among replicas"},
@@ -71,6 +73,13 @@ static int apply(struct gm_options *o, size_t i, const char *v, char *err,
         o->context = v;
         break;
     case 2:
+        if (!gm_ctl_namespace_ok(v)) {
+            snprintf(err, err_len,
+                     "%s: \"%s\" is not a namespace name (lower-case "
+                     "letters, digits and '-', at most 63)",
+                     src, v);
+            return -EINVAL;
+        }
         o->namespace = v;
         break;
     case 3:

@@ -338,6 +338,16 @@ static int update(struct gm_metrics *m, const char *name,
     /* A counter only goes up; NaN would poison its sum forever. */
     if (type == GM_METRIC_COUNTER && !(v >= 0))
         return -EINVAL;
+    /* So does a histogram's sum. Durations come from wall clocks, some
+     * written by another replica: after a failover between machines whose
+     * clocks differ one can come out negative, and would lower the sum,
+     * which Prometheus takes for a reset. Such a one counts as 0. */
+    if (type == GM_METRIC_HISTOGRAM) {
+        if (v != v)
+            return -EINVAL;
+        if (v < 0)
+            v = 0;
+    }
     char *labels;
     int err = labels_from(ap, type == GM_METRIC_HISTOGRAM, &labels);
     if (err)
