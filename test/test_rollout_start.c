@@ -6,6 +6,7 @@
  * Real libcurl and libuv against the test server, which plays the API
  * server: policy "a" puts nodes labelled pool=a in full mode; gpu-001 is
  * in vgpu, Ready, with no switch; its first PATCH is answered 409. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,7 +33,15 @@ static const char policies[] =
     "\"gpumode.io/v1alpha1\",\"kind\":\"GPUModePolicy\",\"metadata\":{"
     "\"name\":\"a\",\"uid\":\"pu\",\"resourceVersion\":\"4\","
     "\"generation\":1},\"spec\":{\"nodeSelector\":{\"matchLabels\":{"
-    "\"pool\":\"a\"}},\"mode\":\"full\"}}]}";
+    "\"pool\":\"a\"}},\"mode\":\"full\"}},"
+    /* b waits for training pods with a selector the parser refuses (more
+     * values than it holds), a policy otherwise valid */
+    "{\"apiVersion\":\"gpumode.io/v1alpha1\",\"kind\":\"GPUModePolicy\","
+    "\"metadata\":{\"name\":\"b\",\"uid\":\"pb\",\"resourceVersion\":"
+    "\"3\",\"generation\":1},\"spec\":{\"nodeSelector\":{\"matchLabels\":"
+    "{\"pool\":\"b\"}},\"mode\":\"full\",\"rollout\":{"
+    "\"waitForCompletion\":{\"podSelector\":\"job in (a,b,c,d,e,f,g,h,i,j,"
+    "k,l,m,n,o,p,q)\"}}}}]}";
 
 static const char nodes[] =
     "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":\"10\"},"
@@ -89,10 +98,37 @@ static void test_start_refused_with_409_is_retried(void **state)
     th_ctl_stop(&f.c);
 }
 
+/* A switch in flight for a policy whose pod selector no longer parses is
+ * not given the policy: with no selector its drain would evict every pod
+ * and wait for none. Without it the switch cancels its drain. */
+static void test_unparsable_selector_gives_no_policy(void **state)
+{
+    (void)state;
+    struct fx f = {0};
+    struct gm_rollout *r = NULL;
+    struct gm_switch_policy o;
+    th_ctl_start(&f.c, handler, &f);
+    assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
+    int rc = -EAGAIN;
+    for (int i = 0; i < 100 && rc == -EAGAIN; i++) {
+        int never = 0;
+        th_run_until(&f.c.loop, &never, 20);
+        memset(&o, 0, sizeof(o));
+        rc = f.c.ctl->policy_for(f.c.ctl->policy_data, "a", &o);
+    }
+    assert_int_equal(rc, 0);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(f.c.ctl->policy_for(f.c.ctl->policy_data, "b", &o),
+                     -ENOENT);
+    gm_rollout_free(r);
+    th_ctl_stop(&f.c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_refused_with_409_is_retried),
+        cmocka_unit_test(test_unparsable_selector_gives_no_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -293,8 +293,11 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
     if (!gm_reflector_has_synced(r->policies))
         return -EAGAIN;
     const struct entry *e = name ? gm_reflector_get(r->policies, name) : NULL;
-    if (e == NULL || !e->p->valid)
-        return -ENOENT; /* gone or invalid: the defaults stand */
+    /* Gone or invalid, or a pod selector that did not parse: a switch in
+     * its drain is cancelled, since no selector would mean every pod
+     * evicted and none waited for; past the drain the defaults stand. */
+    if (e == NULL || !e->p->valid || e->sels.error[0])
+        return -ENOENT;
     gm_policy_switch_opts(e->p, &e->sels, o);
     return 0;
 }
