@@ -138,8 +138,9 @@ static void test_lists_and_disabled(void **state)
             "{\"3g.40gb\":2}},{\"devices\":[2,3],\"migEnabled\":false}]");
     resolve(m, "split", "NVIDIA-A100-SXM4-80GB", 2, -EINVAL,
             "layout \"split\": GPU 2 does not exist on a node with 2 GPUs");
-    resolve(m, "all-disabled", "NVIDIA-H200", 8, 0,
-            "[{\"devices\":\"all\",\"migEnabled\":false}]");
+    resolve(m, "all-disabled", "NVIDIA-H200", 8, -EINVAL,
+            "layout \"all-disabled\": enables MIG on no GPU of NVIDIA-H200; "
+            "a node with MIG off is mode full");
     gm_migparted_free(m);
 }
 

@@ -632,6 +632,14 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
                      "no entry applies to %s (device id 0x%08X)", product,
                      (unsigned)model->device_id);
     }
+    /* A mig policy whose layout turns MIG on nowhere (all-disabled is in
+     * every GPU Operator's ConfigMap) would verify nothing and call the
+     * node mig with whole GPUs served. */
+    if (!enables)
+        return rfail(err, errlen, what,
+                     "enables MIG on no GPU of %s; a node with MIG off is "
+                     "mode full",
+                     product);
     if (enables && model == NULL && !mig_capable)
         return rfail(err, errlen, what,
                      "GPU model %s is not known to support MIG (and the node "
