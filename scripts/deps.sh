@@ -4,9 +4,14 @@
 # Go toolchain for the test bed (below).
 set -euo pipefail
 
+# The fuzzers need the compiler-rt of the clang apt installs: clang-14 on
+# Debian 12, another on later releases (`apt-cache depends clang` names it).
+clang_v="$(apt-cache depends clang 2>/dev/null |
+  awk '$1 == "Depends:" && $2 ~ /^clang-[0-9]+$/ { sub("clang-", "", $2); print $2; exit }')"
+# prometheus only for promtool, which checks the metrics text in the tests.
 pkgs=(build-essential pkg-config libcurl4-openssl-dev libuv1-dev libjson-c-dev
       libyaml-dev libssl-dev libcmocka-dev clang clang-format valgrind
-      libclang-rt-14-dev prometheus jq git curl ca-certificates)
+      "libclang-rt-${clang_v:-14}-dev" prometheus jq git curl ca-certificates)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,6 +28,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+  # The package starts a Prometheus server and enables it at boot; only its
+  # promtool is wanted, so a server installed here is stopped and disabled.
+  case " ${missing[*]} " in
+    *" prometheus "*)
+      if [ -d /run/systemd/system ]; then
+        $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+      fi ;;
+  esac
 fi
 
 # Go. The test bed's module (e2e/go.mod) names the Go it needs; Go 1.21 and

@@ -185,7 +185,8 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
              * watch that is down. */
             requeue = 2000;
         } else if (resp->error->err != -ECANCELED) {
-            gm_log_kv(GM_LOG_WARN, w->node, NULL, "node update failed: %s: %s",
+            gm_log_kv(GM_LOG_WARN, w->node, NULL, "%s failed: %s: %s",
+                      w->helper_create ? "helper pod create" : "node update",
                       resp->error->reason, resp->error->message);
             /* The status says why the switch does not move (a Role
              * without patch on nodes, an admission webhook); it is

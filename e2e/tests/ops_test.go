@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -50,13 +51,41 @@ func TestManifestsAndRBAC(t *testing.T) {
 		{[]string{"patch", "gpumodepolicies.gpumode.io", "--subresource=status"}, true},
 		{[]string{"patch", "gpumodepolicies.gpumode.io"}, false},
 		{[]string{"delete", "gpumodepolicies.gpumode.io"}, false},
+		// mig-parted's layouts are read, never written (mig-manager applies
+		// them on the nodes gpumode does not manage).
+		{[]string{"watch", "configmaps/default-mig-parted-config", "-n", "gpu-operator"}, true},
+		{[]string{"patch", "configmaps/default-mig-parted-config", "-n", "gpu-operator"}, false},
+		{[]string{"patch", "configmaps/hami-device-plugin", "-n", "kube-system"}, true},
+		{[]string{"update", "configmaps/hami-device-plugin", "-n", "kube-system"}, false},
+		{[]string{"update", "gpumodepolicies.gpumode.io", "--subresource=status"}, false},
 	} {
 		if got := can(c.args...); got != c.want {
 			t.Errorf("can-i %v: %v, want %v", c.args, got, c.want)
 		}
 	}
 
+	// The bed's API server admits system-node-critical pods only under a
+	// quota for that class, as GKE does; the manifests ship one for
+	// gpumode-system, so the helper pods below are admitted there.
+	crit := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "critical", Namespace: "default"},
+		Spec: corev1.PodSpec{PriorityClassName: "system-node-critical", Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
+	if _, err := b.CS.CoreV1().Pods("default").Create(context.Background(), crit, metav1.CreateOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "insufficient quota to match these scopes") {
+		t.Errorf("a system-node-critical pod outside a quota for it: %v", err)
+	}
+
 	LabelNodes(t, b, "pool=a", "gpu-001")
+	// A GPU workload behind a budget: eviction and the budget watch run
+	// with the ServiceAccount's rights too.
+	Apply(t, b, workload("rbac", 1, "{kubernetes.io/hostname: gpu-001}"))
+	Apply(t, b, fmt.Sprintf(pdb, "rbac", 1))
+	Eventually(t, 60*time.Second, "workload running", func(ctx context.Context) error {
+		if len(podsRunningOn(t, b, "app=rbac")) != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	before := podsRunningOn(t, b, "app=rbac")
 	AppendControllerConfig(t, b, "devicePluginConfigMap: {namespace: gpu-operator, name: device-plugin-config}\n")
 	c := startControllerAsSA(t, b)
 	Apply(t, b, `
@@ -116,8 +145,17 @@ spec:
 			t.Errorf("with the device plugin config Role, can-i %v: %v, want %v", c.args, got, c.want)
 		}
 	}
-	// The list is retried with backoff (at most 30 s apart).
+	// The list is retried with backoff (at most 30 s apart). The drain
+	// then waits on the budget until it allows the eviction.
+	waitDrainOnBudget(t, b, "a")
+	b.MustKubectl("patch", "pdb", "rbac", "--type=merge", "-p", `{"spec":{"minAvailable":0}}`)
 	WaitPolicy(t, b, "a", 120*time.Second, "a switch with the ServiceAccount's rights", Converged)
+	now := podsRunningOn(t, b, "app=rbac")
+	for uid := range before {
+		if now[uid] != "" {
+			t.Errorf("the workload pod %s was not evicted", uid)
+		}
+	}
 	// The only permission errors are the device plugin ConfigMap's, before
 	// its Role.
 	for _, l := range strings.Split(c.Log(), "\n") {
@@ -152,7 +190,8 @@ func httpGet(url string) (int, string) {
 func TestLeaderElectionMetricsEvents(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "A100-SXM4-80GB")
-	InstallGpumode(t, b)
+	// With the manifests' RBAC: the Lease rules are part of what is tested.
+	installManifests(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
 	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001", "gpu-002")
 	// Slow the hardware step so the leader dies in the middle of a switch.
@@ -160,7 +199,7 @@ func TestLeaderElectionMetricsEvents(t *testing.T) {
 		FakeSMI(t, b, n, "--fake-inject", "--match", "-cgi", "--delay-ms", "4000", "--passthrough", "--times", "-1")
 	}
 	p1, p2 := freePort(t), freePort(t)
-	c1 := StartController(t, b, "--leader-elect", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", p1), "--health-addr", fmt.Sprintf("127.0.0.1:%d", p1))
+	c1 := startControllerAsSA(t, b, "--leader-elect", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", p1), "--health-addr", fmt.Sprintf("127.0.0.1:%d", p1))
 	Eventually(t, 30*time.Second, "first replica leads", func(ctx context.Context) error {
 		l, err := b.CS.CoordinationV1().Leases("gpumode-system").Get(ctx, "gpumode-controller", metav1.GetOptions{})
 		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
@@ -168,7 +207,7 @@ func TestLeaderElectionMetricsEvents(t *testing.T) {
 		}
 		return nil
 	})
-	c2 := StartController(t, b, "--leader-elect", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", p2), "--health-addr", fmt.Sprintf("127.0.0.1:%d", p2))
+	c2 := startControllerAsSA(t, b, "--leader-elect", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", p2), "--health-addr", fmt.Sprintf("127.0.0.1:%d", p2))
 	Eventually(t, 30*time.Second, "both replicas ready", func(ctx context.Context) error {
 		for _, p := range []int{p1, p2} {
 			if code, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/readyz", p)); code != 200 {
@@ -310,7 +349,7 @@ func installManifests(t *testing.T, b *Bed) {
 
 // startControllerAsSA runs the controller with the manifests'
 // ServiceAccount's token, so it has their RBAC and nothing more.
-func startControllerAsSA(t *testing.T, b *Bed) *Controller {
+func startControllerAsSA(t *testing.T, b *Bed, args ...string) *Controller {
 	t.Helper()
 	kc, err := testbed(t, nil, "token", "--dir", b.Dir, "--sa", "gpumode-system/gpumode-controller")
 	if err != nil {
@@ -320,7 +359,7 @@ func startControllerAsSA(t *testing.T, b *Bed) *Controller {
 	if err := os.WriteFile(saKC, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &Controller{t: t, b: b, args: []string{"--kubeconfig", saKC}}
+	c := &Controller{t: t, b: b, args: append([]string{"--kubeconfig", saKC}, args...)}
 	c.start()
 	t.Cleanup(func() {
 		c.Stop()

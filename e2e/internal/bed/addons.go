@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -96,6 +97,23 @@ var addonDaemonSets = []addonDS{
 		"nvidia.com/vgpu.deploy.device-plugin", map[string]string{"app.kubernetes.io/component": "hami-device-plugin", "app.kubernetes.io/name": "hami"}},
 }
 
+// CreateCriticalPodsQuota lets namespace ns hold pods of the critical
+// priority classes (see admissionConfig).
+func CreateCriticalPodsQuota(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	q := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "critical-pods"},
+		Spec: corev1.ResourceQuotaSpec{
+			Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1000")},
+			ScopeSelector: &corev1.ScopeSelector{MatchExpressions: []corev1.ScopedResourceSelectorRequirement{{
+				ScopeName: corev1.ResourceQuotaScopePriorityClass, Operator: corev1.ScopeSelectorOpIn,
+				Values: []string{"system-node-critical", "system-cluster-critical"},
+			}}},
+		},
+	}
+	_, err := cs.CoreV1().ResourceQuotas(ns).Create(ctx, q, metav1.CreateOptions{})
+	return ignoreExists(err)
+}
+
 func ignoreExists(err error) error {
 	if apierrors.IsAlreadyExists(err) {
 		return nil
@@ -120,6 +138,13 @@ func installAddons(ctx context.Context, cs kubernetes.Interface) error {
 	}
 	for _, cm := range cms {
 		if _, err := cs.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); ignoreExists(err) != nil {
+			return err
+		}
+	}
+	// The operands ask for system-node-critical, which the bed's API server
+	// admits only under a quota for it (see admissionConfig).
+	for _, ns := range []string{"gpu-operator", "kube-system"} {
+		if err := CreateCriticalPodsQuota(ctx, cs, ns); err != nil {
 			return err
 		}
 	}

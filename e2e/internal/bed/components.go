@@ -22,6 +22,27 @@ func etcdArgs(st *State) []string {
 		"--client-port", strconv.Itoa(st.EtcdPort), "--peer-port", strconv.Itoa(st.EtcdPeerPort)}
 }
 
+// admissionConfig makes the bed's API server limit the critical priority
+// classes as GKE does: a pod asking for system-node-critical or
+// system-cluster-critical is admitted only in a namespace whose
+// ResourceQuota covers that class (the bed gives kube-system and
+// gpu-operator one, as GKE and the GPU Operator's GKE install do; gpumode's
+// manifests ship one for gpumode-system).
+const admissionConfig = `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ResourceQuota
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: ResourceQuotaConfiguration
+    limitedResources:
+    - resource: pods
+      matchScopes:
+      - scopeName: PriorityClass
+        operator: In
+        values: [system-node-critical, system-cluster-critical]
+`
+
 func apiserverArgs(st *State, f pki.Files) []string {
 	return []string{
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", st.EtcdPort),
@@ -36,6 +57,7 @@ func apiserverArgs(st *State, f pki.Files) []string {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
+		"--admission-control-config-file=" + filepath.Join(st.Dir, "admission.yaml"),
 		"--service-cluster-ip-range=" + st.ServiceCIDR,
 		"--allow-privileged=true",
 		// The advertise address is loopback, which Endpoints may not hold;

@@ -42,7 +42,7 @@ func Up(args []string) error {
 	operator := fs.Bool("gpu-operator", true, "install GPU Operator / HAMi style device plugin DaemonSets and wait for GPU capacity")
 	grace := fs.Float64("grace-factor", 0.05, "simulated pods take terminationGracePeriodSeconds times this to stop")
 	nodeGrace := fs.String("node-monitor-grace-period", "", "kube-controller-manager --node-monitor-grace-period (default 60s, 120s above 1000 nodes)")
-	timeout := fs.Duration("timeout", 0, "give up after this long (default 3m plus 60ms per node)")
+	timeout := fs.Duration("timeout", 0, "give up after this long (default 3m plus 150ms per node)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -139,6 +139,9 @@ leaderElection:
   leaderElect: false
 `, filepath.Join(d, "scheduler.kubeconfig"))
 	if err := os.WriteFile(filepath.Join(d, "scheduler.yaml"), []byte(schedCfg), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(d, "admission.yaml"), []byte(admissionConfig), 0o644); err != nil {
 		return err
 	}
 
