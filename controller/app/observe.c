@@ -98,11 +98,43 @@ void gm_obs_resources_differ(struct gm_ctl *ctl, const struct gm_map *counts)
 
 /* ---- periodic gauges ---- */
 
+/* The controller's long-lived reflectors, by the resource label. */
+enum { W_NODES, W_HELPERS, W_HAMI, W_BUDGETS, W_N };
+static const char *const watch_names[W_N] = {"nodes", "pods", "configmaps",
+                                             "poddisruptionbudgets"};
+
 struct obs_timer {
     uv_timer_t timer; /* freed in its close callback */
     struct gm_ctl *ctl;
-    unsigned long restarts; /* reflector watches counted so far */
+    /* per reflector: the one last seen (borrowed, compared only) and its
+     * watches counted so far */
+    const struct gm_reflector *seen[W_N];
+    unsigned long restarts[W_N];
 };
+
+/* Adds the watch restarts of r since the last look. A reflector made anew
+ * (the budgets' is, after a time without refusals) starts from zero. */
+static void count_restarts(struct obs_timer *o, int i,
+                           const struct gm_reflector *r)
+{
+    struct gm_reflector_stats st;
+
+    if (r == NULL)
+        return;
+    if (r != o->seen[i]) {
+        o->seen[i] = r;
+        o->restarts[i] = 0;
+    }
+    gm_reflector_get_stats(r, &st);
+    /* The first watch is a start, not a restart. */
+    unsigned long restarts = st.watches > 0 ? st.watches - 1 : 0;
+    if (restarts > o->restarts[i]) {
+        gm_metrics_counter_add(o->ctl->metrics, GM_METRIC_WATCH_RESTARTS,
+                               (double)(restarts - o->restarts[i]), "resource",
+                               watch_names[i], NULL);
+        o->restarts[i] = restarts;
+    }
+}
 
 static struct obs_timer *g_timer;
 
@@ -139,16 +171,10 @@ static void refresh(uv_timer_t *t)
                                      si == 3 ? "none" : states[si], NULL);
     gm_metrics_gauge_set(ctl->metrics, GM_METRIC_QUEUE_DEPTH,
                          (double)gm_wq_len(ctl->queue), NULL);
-    struct gm_reflector_stats st;
-    gm_reflector_get_stats(ctl->nodes, &st);
-    /* The first watch is a start, not a restart. */
-    unsigned long restarts = st.watches > 0 ? st.watches - 1 : 0;
-    if (restarts > o->restarts) {
-        gm_metrics_counter_add(ctl->metrics, GM_METRIC_WATCH_RESTARTS,
-                               (double)(restarts - o->restarts), "resource",
-                               "nodes", NULL);
-        o->restarts = restarts;
-    }
+    count_restarts(o, W_NODES, ctl->nodes);
+    count_restarts(o, W_HELPERS, ctl->helpers);
+    count_restarts(o, W_HAMI, ctl->hami_cm);
+    count_restarts(o, W_BUDGETS, ctl->budgets);
 }
 
 int gm_obs_start(struct gm_ctl *ctl, uint64_t interval_ms)

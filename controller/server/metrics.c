@@ -185,7 +185,9 @@ int gm_metrics_define_gpumode(struct gm_metrics *m, const char *version)
         {GM_METRIC_API_REQUESTS,
          "Kubernetes API requests by verb and HTTP status code.",
          GM_METRIC_COUNTER, NULL, 0},
-        {GM_METRIC_WATCH_RESTARTS, "Watches started again, by resource.",
+        {GM_METRIC_WATCH_RESTARTS,
+         "Watches started again, by resource (nodes, helper pods, HAMi's "
+         "ConfigMap, PodDisruptionBudgets).",
          GM_METRIC_COUNTER, NULL, 0},
         {GM_METRIC_LEADER, "1 while this replica holds the leader lease.",
          GM_METRIC_GAUGE, NULL, 0},
