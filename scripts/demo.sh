@@ -55,13 +55,10 @@ mkdir -p "$dir"
 TESTBED_NO_BUILD=1 "$root/e2e/testbed" up --dir "$bed" --nodes 6 --gpu-model mixed
 kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count
 
-step "Installing gpumode: the CRD and the controller's namespace (with its quota for helper pods)"
+step "Installing gpumode: the CRD and the controller's namespace"
 kubectl apply -f "$root/crd/gpumodepolicy.yaml"
 kubectl wait --for=condition=Established --timeout=60s crd/gpumodepolicies.gpumode.io >/dev/null
 kubectl create namespace gpumode-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-# helper pods are system-node-critical, which the bed (as GKE) admits only
-# under a quota for that class
-kubectl apply -f "$root/manifests/resourcequota.yaml" >/dev/null
 kubectl label node gpu-001 gpu-002 gpu-003 pool=inference --overwrite >/dev/null
 kubectl label node gpu-004 gpu-005 pool=dev --overwrite >/dev/null
 kubectl label node gpu-006 pool=training --overwrite >/dev/null

@@ -49,8 +49,6 @@ func InstallGpumode(t *testing.T, b *Bed) {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gpumode-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	// The bed admits helper pods (system-node-critical) only under it.
-	b.MustKubectl("apply", "-f", filepath.Join(repoRoot(t), "manifests", "resourcequota.yaml"))
 }
 
 // StartController runs the controller with the bed's kubeconfig and config.

@@ -1929,3 +1929,46 @@ spec:
 		t.Errorf("after the rollback HAMi's entry has split %d, want 10 (what the node was verified with)", got)
 	}
 }
+
+// TestGPUsWithoutMIG: L40S nodes, whose nvidia-smi prints [N/A] for every
+// MIG field, switch between full and vgpu like any other; a mig policy
+// for them is Stalled, names the model, and touches no node.
+func TestGPUsWithoutMIG(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "L40S", "--gpus-per-node", "4")
+	InstallGpumode(t, b)
+	if l := GetNode(t, b, "gpu-001").Labels; l["nvidia.com/mig.capable"] != "false" || l["nvidia.com/gpu.product"] != "NVIDIA-L40S" {
+		t.Fatalf("the bed's L40S node: mig.capable %q, product %q", l["nvidia.com/mig.capable"], l["nvidia.com/gpu.product"])
+	}
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  vgpu: {splitCount: 5}
+  rollout: {maxUnavailable: 2}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "vgpu on L40S", ConvergedOffering(t, b, "gpu-001", "nvidia.com/vgpu", 20))
+
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 60*time.Second, "a mig policy refused", func(s *PolicyStatus) error {
+		st, reason, msg := s.Cond("Stalled")
+		if st != "True" || reason != "InvalidLayout" || !strings.Contains(msg, "NVIDIA-L40S is not known to support MIG") {
+			return fmt.Errorf("Stalled=%s %s %q", st, reason, msg)
+		}
+		return nil
+	})
+	for _, name := range []string{"gpu-001", "gpu-002"} {
+		n := GetNode(t, b, name)
+		if SwitchAnnotation(n) != nil || n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "vgpu" {
+			t.Errorf("%s touched by a mig policy for GPUs without MIG: mode %q record %v", name, n.Labels["gpumode.io/mode"], SwitchAnnotation(n))
+		}
+	}
+
+	Apply(t, b, policyAFull)
+	WaitPolicy(t, b, "a", 120*time.Second, "full on L40S", ConvergedOffering(t, b, "gpu-002", "nvidia.com/gpu", 4))
+}

@@ -98,12 +98,12 @@ var addonDaemonSets = []addonDS{
 }
 
 // CreateCriticalPodsQuota lets namespace ns hold pods of the critical
-// priority classes (see admissionConfig).
+// priority classes (see admissionConfig), as many as a bed can have.
 func CreateCriticalPodsQuota(ctx context.Context, cs kubernetes.Interface, ns string) error {
 	q := &corev1.ResourceQuota{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "critical-pods"},
 		Spec: corev1.ResourceQuotaSpec{
-			Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1000")},
+			Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1000000")},
 			ScopeSelector: &corev1.ScopeSelector{MatchExpressions: []corev1.ScopedResourceSelectorRequirement{{
 				ScopeName: corev1.ResourceQuotaScopePriorityClass, Operator: corev1.ScopeSelectorOpIn,
 				Values: []string{"system-node-critical", "system-cluster-critical"},
@@ -125,7 +125,7 @@ func ignoreExists(err error) error {
 // namespaces, ConfigMaps and device plugin / operand DaemonSets. The pods
 // are ordinary pods; the simulator recognises them by the annotation
 // sim.gpumode.io/role and acts as the plugin would on the node.
-func installAddons(ctx context.Context, cs kubernetes.Interface) error {
+func installAddons(ctx context.Context, cs kubernetes.Interface, limitCritical bool) error {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gpu-operator"}}, metav1.CreateOptions{}); ignoreExists(err) != nil {
 		return err
 	}
@@ -141,9 +141,12 @@ func installAddons(ctx context.Context, cs kubernetes.Interface) error {
 			return err
 		}
 	}
-	// The operands ask for system-node-critical, which the bed's API server
+	// The operands ask for system-node-critical, which a bed limiting it
 	// admits only under a quota for it (see admissionConfig).
 	for _, ns := range []string{"gpu-operator", "kube-system"} {
+		if !limitCritical {
+			break
+		}
 		if err := CreateCriticalPodsQuota(ctx, cs, ns); err != nil {
 			return err
 		}

@@ -22,12 +22,14 @@ func etcdArgs(st *State) []string {
 		"--client-port", strconv.Itoa(st.EtcdPort), "--peer-port", strconv.Itoa(st.EtcdPeerPort)}
 }
 
-// admissionConfig makes the bed's API server limit the critical priority
-// classes as GKE does: a pod asking for system-node-critical or
-// system-cluster-critical is admitted only in a namespace whose
-// ResourceQuota covers that class (the bed gives kube-system and
-// gpu-operator one, as GKE and the GPU Operator's GKE install do; gpumode's
-// manifests ship one for gpumode-system).
+// admissionConfig (up --limit-critical-pods) makes the bed's API server
+// limit the critical priority classes as GKE does: a pod asking for
+// system-node-critical or system-cluster-critical is admitted only in a
+// namespace whose ResourceQuota covers that class (the bed gives
+// kube-system and gpu-operator one, as GKE and the GPU Operator's GKE
+// install do; gpumode's manifests ship one for gpumode-system). Off by
+// default: upstream Kubernetes admits them anywhere, and every pod
+// created under a quota also writes the quota's status.
 const admissionConfig = `apiVersion: apiserver.config.k8s.io/v1
 kind: AdmissionConfiguration
 plugins:
@@ -44,7 +46,7 @@ plugins:
 `
 
 func apiserverArgs(st *State, f pki.Files) []string {
-	return []string{
+	args := []string{
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", st.EtcdPort),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -57,7 +59,6 @@ func apiserverArgs(st *State, f pki.Files) []string {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
-		"--admission-control-config-file=" + filepath.Join(st.Dir, "admission.yaml"),
 		"--service-cluster-ip-range=" + st.ServiceCIDR,
 		"--allow-privileged=true",
 		// The advertise address is loopback, which Endpoints may not hold;
@@ -74,6 +75,10 @@ func apiserverArgs(st *State, f pki.Files) []string {
 		"--cert-dir=" + filepath.Join(st.Dir, "pki"),
 		"--v=0",
 	}
+	if st.LimitCriticalPods {
+		args = append(args, "--admission-control-config-file="+filepath.Join(st.Dir, "admission.yaml"))
+	}
+	return args
 }
 
 func kcmArgs(st *State, f pki.Files) []string {

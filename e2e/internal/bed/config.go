@@ -31,6 +31,9 @@ type State struct {
 	GraceFactor     float64 `json:"graceFactor"`
 	NodeGracePeriod string  `json:"nodeMonitorGracePeriod"`
 	LeaseInterval   string  `json:"leaseInterval"`
+	// LimitCriticalPods: the API server admits the critical priority
+	// classes only under a quota for them, as GKE does (admissionConfig).
+	LimitCriticalPods bool `json:"limitCriticalPods,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "bed.json") }

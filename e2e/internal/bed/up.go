@@ -43,6 +43,7 @@ func Up(args []string) error {
 	grace := fs.Float64("grace-factor", 0.05, "simulated pods take terminationGracePeriodSeconds times this to stop")
 	nodeGrace := fs.String("node-monitor-grace-period", "", "kube-controller-manager --node-monitor-grace-period (default 60s, 120s above 1000 nodes)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (default 3m plus 150ms per node)")
+	limitCritical := fs.Bool("limit-critical-pods", false, "admit system-node-critical and system-cluster-critical pods only in namespaces with a quota for them, as GKE does")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func Up(args []string) error {
 		Dir: d, EtcdPort: ports[0], EtcdPeerPort: ports[1], APIServerPort: ports[2], KCMPort: ports[3], SchedulerPort: ports[4],
 		Nodes: *nodes, GPUModel: *model, GPUsPerNode: *perNode, ServiceCIDR: "10.96.0.0/16", ServiceIP: "10.96.0.1",
 		NodePrefix: "gpu-", GPUOperator: *operator, GraceFactor: *grace, NodeGracePeriod: *nodeGrace,
-		LeaseInterval: leaseInterval.String(),
+		LeaseInterval: leaseInterval.String(), LimitCriticalPods: *limitCritical,
 	}
 	if err := st.save(); err != nil {
 		return err
@@ -141,8 +142,10 @@ leaderElection:
 	if err := os.WriteFile(filepath.Join(d, "scheduler.yaml"), []byte(schedCfg), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(d, "admission.yaml"), []byte(admissionConfig), 0o644); err != nil {
-		return err
+	if st.LimitCriticalPods {
+		if err := os.WriteFile(filepath.Join(d, "admission.yaml"), []byte(admissionConfig), 0o644); err != nil {
+			return err
+		}
 	}
 
 	var started []string
@@ -191,7 +194,7 @@ leaderElection:
 		return fail(err)
 	}
 	if *operator {
-		if err := installAddons(ctx, cs); err != nil {
+		if err := installAddons(ctx, cs, st.LimitCriticalPods); err != nil {
 			return fail(fmt.Errorf("install GPU add-ons: %w", err))
 		}
 	}

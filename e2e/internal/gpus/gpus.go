@@ -11,9 +11,13 @@ type Model struct {
 	Major     int    // nvidia.com/gpu.compute.major
 	Minor     int
 	DeviceID  string // PCI device id as mig-parted's device-filter writes it
-	// MIGProfiles maps GPU-instance profile name to the maximum count.
+	// MIGProfiles maps GPU-instance profile name to the maximum count;
+	// nil for a model without MIG.
 	MIGProfiles map[string]int
 }
+
+// MIGCapable tells whether the model supports MIG.
+func (m *Model) MIGCapable() bool { return m.MIGProfiles != nil }
 
 var a100_80 = map[string]int{"1g.10gb": 7, "1g.20gb": 4, "2g.20gb": 3, "3g.40gb": 2, "4g.40gb": 1, "7g.80gb": 1}
 
@@ -27,6 +31,8 @@ var Models = []Model{
 		MIGProfiles: a100_80},
 	{Name: "H200", Product: "NVIDIA-H200", MemoryMiB: 143771, Family: "hopper", Major: 9, Minor: 0, DeviceID: "0x233510DE",
 		MIGProfiles: map[string]int{"1g.18gb": 7, "1g.35gb": 4, "2g.35gb": 3, "3g.71gb": 2, "4g.71gb": 1, "7g.141gb": 1}},
+	// No MIG: nvidia-smi prints [N/A] for its MIG fields. Not in "mixed".
+	{Name: "L40S", Product: "NVIDIA-L40S", MemoryMiB: 46068, Family: "ada-lovelace", Major: 8, Minor: 9, DeviceID: "0x26B910DE"},
 }
 
 // ModelNames lists the accepted --gpu-model values (besides "mixed").
@@ -51,7 +57,13 @@ func Lookup(name string) *Model {
 // ForNode picks the model of the i-th node (0-based) for a --gpu-model value.
 func ForNode(spec string, i int) *Model {
 	if spec == "mixed" {
-		return &Models[i%len(Models)]
+		var mig []*Model
+		for k := range Models {
+			if Models[k].MIGCapable() {
+				mig = append(mig, &Models[k])
+			}
+		}
+		return mig[i%len(mig)]
 	}
 	return Lookup(spec)
 }

@@ -286,7 +286,7 @@ func (s *Sim) enqueueNode(o any) {
 // discovery, with the operands enabled (full mode).
 func (n *Node) labels() map[string]string {
 	m := n.Model
-	return map[string]string{
+	l := map[string]string{
 		"kubernetes.io/hostname":                      n.Name,
 		"kubernetes.io/os":                            "linux",
 		"kubernetes.io/arch":                          "amd64",
@@ -323,6 +323,14 @@ func (n *Node) labels() map[string]string {
 		"nvidia.com/gpu.deploy.node-status-exporter":  "true",
 		"nvidia.com/vgpu.deploy.device-plugin":        "false",
 	}
+	// Without MIG the operator deploys no mig-manager and GFD says so.
+	if !m.MIGCapable() {
+		l["nvidia.com/mig.capable"] = "false"
+		delete(l, "nvidia.com/mig.config")
+		delete(l, "nvidia.com/mig.config.state")
+		delete(l, "nvidia.com/gpu.deploy.mig-manager")
+	}
+	return l
 }
 
 var baseCapacity = corev1.ResourceList{
