@@ -99,9 +99,10 @@ static void test_start_refused_with_409_is_retried(void **state)
 }
 
 /* A switch in flight for a policy whose pod selector no longer parses is
- * not given the policy: with no selector its drain would evict every pod
- * and wait for none. Without it the switch cancels its drain. */
-static void test_unparsable_selector_gives_no_policy(void **state)
+ * told so (-EBADMSG): with no selector its drain would evict every pod and
+ * wait for none, so the switch cancels it; past the drain it keeps the
+ * rest of the policy. */
+static void test_unparsable_selector_is_told(void **state)
 {
     (void)state;
     struct fx f = {0};
@@ -119,7 +120,9 @@ static void test_unparsable_selector_gives_no_policy(void **state)
     assert_int_equal(rc, 0);
     memset(&o, 0, sizeof(o));
     assert_int_equal(f.c.ctl->policy_for(f.c.ctl->policy_data, "b", &o),
-                     -ENOENT);
+                     -EBADMSG);
+    assert_string_equal(o.uid, "pb");
+    assert_null(o.drain.wait_selector);
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
 }
@@ -128,7 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_refused_with_409_is_retried),
-        cmocka_unit_test(test_unparsable_selector_gives_no_policy),
+        cmocka_unit_test(test_unparsable_selector_is_told),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,10 +59,9 @@ static json_object *meta(json_object *patch, const char *field)
     return gm_json_get(gm_json_get(patch, "metadata"), field);
 }
 
-static void test_gone_while_draining_cancels(void **state)
+static void expect_cancelled(int policy_rc)
 {
-    (void)state;
-    char *body = run(false, -ENOENT, 5000);
+    char *body = run(false, policy_rc, 5000);
     assert_non_null(body);
     json_object *p = json_tokener_parse(body);
     json_object *ann = meta(p, "annotations");
@@ -79,6 +78,20 @@ static void test_gone_while_draining_cancels(void **state)
         "ready");
     json_object_put(p);
     free(body);
+}
+
+static void test_gone_while_draining_cancels(void **state)
+{
+    (void)state;
+    expect_cancelled(-ENOENT);
+}
+
+/* A policy whose pod selector no longer parses gives the switch no
+ * selectors: a drain would evict every pod and wait for none. */
+static void test_broken_selector_while_draining_cancels(void **state)
+{
+    (void)state;
+    expect_cancelled(-EBADMSG);
 }
 
 static void test_gone_in_a_retry_after_hardware_changed_rolls_back(void **state)
@@ -117,6 +130,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gone_while_draining_cancels),
+        cmocka_unit_test(test_broken_selector_while_draining_cancels),
         cmocka_unit_test(
             test_gone_in_a_retry_after_hardware_changed_rolls_back),
         cmocka_unit_test(test_policies_not_listed_yet_wait),

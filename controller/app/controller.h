@@ -65,7 +65,8 @@ struct gm_ctl {
     struct gm_workqueue *queue; /* owned */
     /* Policy lookup for switches; set by the rollout layer. 0, -ENOENT
      * when the policy is gone or invalid, -EAGAIN before the policies are
-     * listed. */
+     * listed, -EBADMSG with out filled but for a pod selector that does
+     * not parse (and is missing from out). */
     int (*policy_for)(void *data, const char *policy,
                       struct gm_switch_policy *out);
     void *policy_data;

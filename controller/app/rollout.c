@@ -293,13 +293,13 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
     if (!gm_reflector_has_synced(r->policies))
         return -EAGAIN;
     const struct entry *e = name ? gm_reflector_get(r->policies, name) : NULL;
-    /* Gone or invalid, or a pod selector that did not parse: a switch in
-     * its drain is cancelled, since no selector would mean every pod
-     * evicted and none waited for; past the drain the defaults stand. */
-    if (e == NULL || !e->p->valid || e->sels.error[0])
-        return -ENOENT;
+    if (e == NULL || !e->p->valid)
+        return -ENOENT; /* gone or invalid: the defaults stand */
     gm_policy_switch_opts(e->p, &e->sels, o);
-    return 0;
+    /* A pod selector that did not parse is missing from o: a drain would
+     * evict every pod and wait for none, so the switch cancels it; past
+     * the drain the rest of the policy still applies. */
+    return e->sels.error[0] ? -EBADMSG : 0;
 }
 
 static int governed(void *data, const struct gm_node *node)

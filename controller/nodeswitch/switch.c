@@ -2021,13 +2021,14 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
         *requeue_ms = 500;
         return 0;
     }
-    int have_policy = prc == 0;
-    if (s.rec.phase != GM_PHASE_RECONFIGURE && s.rec.phase != GM_PHASE_REBOOT)
-        collect_helpers(&s, NULL);
     /* Past the drain the defaults are safe enough to finish with (the
-     * workloads are gone; a failure rolls back); in it they are not. */
+     * workloads are gone; a failure rolls back); in it they are not, nor
+     * is a policy whose pod selectors are missing. */
     bool draining =
         s.rec.phase == GM_PHASE_CORDON || s.rec.phase == GM_PHASE_DRAIN;
+    int have_policy = prc == 0 || (prc == -EBADMSG && !draining);
+    if (s.rec.phase != GM_PHASE_RECONFIGURE && s.rec.phase != GM_PHASE_REBOOT)
+        collect_helpers(&s, NULL);
     if (!have_policy && !s.rec.rolling_back && draining && !s.rec.reconfigured)
         rc = cancel_drain(&s, "its policy is gone or invalid while the "
                               "node drains");
