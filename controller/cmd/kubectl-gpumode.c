@@ -5,6 +5,7 @@
  * 1 error, 2 usage. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,10 +379,18 @@ static int read_policy(const char *file, struct gm_policy **out,
         fail("%s", err);
         return 1;
     }
+    /* Both are required, as kubectl apply requires them. */
     const char *kind = json_object_get_string(gm_json_get(obj, "kind"));
-    if (obj == NULL || (kind && strcmp(kind, "GPUModePolicy") != 0)) {
+    const char *api = json_object_get_string(gm_json_get(obj, "apiVersion"));
+    if (obj == NULL || kind == NULL || strcmp(kind, "GPUModePolicy") != 0) {
         fail("%s: kind: expected GPUModePolicy, got %s", file,
              obj ? (kind ? kind : "nothing") : "an empty document");
+        json_object_put(obj);
+        return 1;
+    }
+    if (api == NULL || strcmp(api, "gpumode.io/v1alpha1") != 0) {
+        fail("%s: apiVersion: expected gpumode.io/v1alpha1, got %s", file,
+             api ? api : "nothing");
         json_object_put(obj);
         return 1;
     }
@@ -464,7 +473,11 @@ static int server_check(struct gm_cli_conn *c, const char *file,
     }
     if (rc == 0)
         return 0;
-    if (e.code == 400 || e.code == 422) {
+    /* A 403 that is not RBAC's "cannot <verb>" is admission saying no (a
+     * webhook, a ValidatingAdmissionPolicy, a quota): apply would fail. */
+    bool rbac = e.code == 403 && strstr(e.message, "is forbidden: User \"") &&
+                strstr(e.message, "\" cannot ");
+    if (e.code == 400 || e.code == 422 || (e.code == 403 && !rbac)) {
         fail("%s: the API server rejects it: %s", file,
              e.message[0] ? e.message : e.reason);
         return 1;
