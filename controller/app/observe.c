@@ -98,7 +98,9 @@ void gm_obs_resources_differ(struct gm_ctl *ctl, const struct gm_map *counts)
 
 /* ---- periodic gauges ---- */
 
-/* The controller's long-lived reflectors, by the resource label. */
+/* The controller's long-lived reflectors, by the resource label. The
+ * rollout layer's (policies, mig-parted and device plugin ConfigMaps) are
+ * not counted: they are its own. */
 enum { W_NODES, W_HELPERS, W_HAMI, W_BUDGETS, W_N };
 static const char *const watch_names[W_N] = {"nodes", "pods", "configmaps",
                                              "poddisruptionbudgets"};
@@ -112,8 +114,9 @@ struct obs_timer {
     unsigned long restarts[W_N];
 };
 
-/* Adds the watch restarts of r since the last look. A reflector made anew
- * (the budgets' is, after a time without refusals) starts from zero. */
+/* Adds the watch restarts of r since the last look. The budgets'
+ * reflector appears after the first refused eviction; one that replaced
+ * another would start from zero (none does today). */
 static void count_restarts(struct obs_timer *o, int i,
                            const struct gm_reflector *r)
 {

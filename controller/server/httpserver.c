@@ -371,6 +371,9 @@ static void process(struct conn *c)
     memmove(c->in, c->in + head_len, c->len - head_len);
     c->len -= head_len;
     c->in_head = 0; /* what is left begins the next head */
+    /* The answer gets the idle time, not what was left of the head's. */
+    if (!c->closing)
+        touch(c);
 }
 
 static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
