@@ -18,7 +18,9 @@ const fakeUsage = `fake nvidia-smi control commands (state from $FAKE_NVIDIA_SMI
   --fake-process add N PID NAME MIB [GI] | remove PID
   --fake-reset-unsupported all|N true|false
   --fake-lost all|N true|false         GPU fell off the bus (exit 15) until reboot
-  --fake-driver loaded|unloaded        unloaded: every command exits 9
+  --fake-driver loaded|unloaded        unloaded: every command exits 9; loaded
+                                       after that: a driver reload (Hopper loses
+                                       MIG mode, every instance is gone)
   --fake-auto-reset true|false         Ampere: reset an idle GPU during -mig (newer drivers)
   --fake-latency MS                    delay every invocation
   --fake-inject --match REGEX [--exit N] [--stdout TEXT] [--stderr TEXT]
@@ -161,7 +163,13 @@ func runFake(args []string, stdout, stderr io.Writer, statePath string) int {
 		if len(rest) != 1 || (rest[0] != "loaded" && rest[0] != "unloaded") {
 			return fail(errors.New("usage: --fake-driver loaded|unloaded"))
 		}
-		return update(func(s *State) error { s.DriverUnloaded = rest[0] == "unloaded"; return nil })
+		return update(func(s *State) error {
+			if rest[0] == "loaded" && s.DriverUnloaded {
+				s.ReloadDriver()
+			}
+			s.DriverUnloaded = rest[0] == "unloaded"
+			return nil
+		})
 	case "--fake-auto-reset":
 		if len(rest) != 1 {
 			return fail(errors.New("usage: --fake-auto-reset true|false"))

@@ -216,3 +216,38 @@ func TestChangesNeedRoot(t *testing.T) {
 	t.Setenv(UIDEnv, "0")
 	must(t, p, "-i 0 -mig 1")
 }
+
+// A driver reload without a reboot: Hopper loses MIG mode, Ampere takes
+// its pending mode, no instance survives; the boot count stays.
+func TestDriverReload(t *testing.T) {
+	p := node(t, "H100-80GB", 1)
+	must(t, p, "-mig 1")
+	must(t, p, "mig -cgi 0 -C")
+	must(t, p, "--fake-driver unloaded")
+	must(t, p, "--fake-driver loaded")
+	if got := migMode(t, p, "0"); got != "Disabled, Disabled" {
+		t.Fatalf("H100 after a driver reload: %q", got)
+	}
+	if s := load(t, p); len(s.GPUs[0].Instances) != 0 || s.Boots != 1 {
+		t.Fatalf("H100 after a driver reload: %d instances, boot %d", len(s.GPUs[0].Instances), s.Boots)
+	}
+	// Loaded while loaded is no reload.
+	must(t, p, "-mig 1")
+	must(t, p, "--fake-driver loaded")
+	if got := migMode(t, p, "0"); got != "Enabled, Enabled" {
+		t.Fatalf("H100 after loaded twice: %q", got)
+	}
+
+	a := node(t, "A100-SXM4-40GB", 1)
+	enableMIG(t, a)
+	must(t, a, "mig -cgi 9 -C")
+	must(t, a, "-mig 0") // pending disable
+	must(t, a, "--fake-driver unloaded")
+	must(t, a, "--fake-driver loaded")
+	if got := migMode(t, a, "0"); got != "Disabled, Disabled" {
+		t.Fatalf("A100 with a pending disable after a driver reload: %q", got)
+	}
+	if s := load(t, a); len(s.GPUs[0].Instances) != 0 {
+		t.Fatalf("A100 instances survived a driver reload: %d", len(s.GPUs[0].Instances))
+	}
+}

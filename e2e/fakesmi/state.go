@@ -365,9 +365,21 @@ func joinArgs(args []string) string {
 func (s *State) Reboot() {
 	s.Boots++
 	for _, g := range s.GPUs {
+		g.Lost = false
+	}
+	s.ReloadDriver()
+}
+
+// ReloadDriver simulates the driver loaded again after an unload (its
+// container restarted) without a reboot: the boot is the same, but the
+// GPUs come back as from a reset. Hopper GPUs lose MIG mode (FACTS: it does
+// not survive a reboot or a driver reload), Ampere ones take their pending
+// mode, and no GPU or compute instance survives: they live in the driver,
+// which a reset also clears. Processes died with the driver.
+func (s *State) ReloadDriver() {
+	for _, g := range s.GPUs {
 		g.Instances = nil
 		g.Processes = nil
-		g.Lost = false
 		switch g.model().Arch {
 		case Ampere:
 			g.MIGCurrent = g.MIGPending

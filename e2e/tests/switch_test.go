@@ -1972,3 +1972,39 @@ spec:
 	Apply(t, b, policyAFull)
 	WaitPolicy(t, b, "a", 120*time.Second, "full on L40S", ConvergedOffering(t, b, "gpu-002", "nvidia.com/gpu", 4))
 }
+
+// TestDriverReloadIsNamed: the driver of a Hopper node in mig is loaded
+// again (its container restarted), the node not rebooted: the GPUs come
+// back with MIG off and no instances under the same boot ID, so nothing
+// says the layout is lost. Once the device plugin restarts, as the GPU
+// Operator restarts it after a driver reload, the node offers whole GPUs
+// and the policy names it; annotating it settings=unknown lays it again.
+func TestDriverReloadIsNamed(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB", "--gpus-per-node", "2")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	differ := startForDrift(t, b)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig with 1g.10gb", ConvergedOffering(t, b, "gpu-001", "nvidia.com/mig-1g.10gb", 14))
+	boot := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID
+
+	FakeSMI(t, b, "gpu-001", "--fake-driver", "unloaded")
+	FakeSMI(t, b, "gpu-001", "--fake-driver", "loaded")
+	b.MustKubectl("delete", "pod", "-n", "gpu-operator", "-l", "app=nvidia-device-plugin-daemonset", "--field-selector", "spec.nodeName=gpu-001")
+	WaitPolicy(t, b, "a", 90*time.Second, "the node named", func(s *PolicyStatus) error {
+		_, _, msg := s.Cond("Ready")
+		if !strings.Contains(msg, "1 node advertises other GPU resources than it was verified with") ||
+			!strings.Contains(msg, "gpu-001 offers nvidia.com/gpu=2, verified with nvidia.com/mig-1g.10gb=14") {
+			return fmt.Errorf("Ready message %q", msg)
+		}
+		return nil
+	})
+	if got := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID; got != boot {
+		t.Fatalf("the boot ID changed (%s -> %s): a reboot, not a driver reload", boot, got)
+	}
+	waitDiffer(t, differ, "1")
+
+	b.MustKubectl("annotate", "--overwrite", "node", "gpu-001", "gpumode.io/settings=unknown")
+	WaitPolicy(t, b, "a", 90*time.Second, "laid again", ConvergedOffering(t, b, "gpu-001", "nvidia.com/mig-1g.10gb", 14))
+}
