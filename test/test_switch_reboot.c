@@ -45,7 +45,21 @@ struct fx {
     int helper_posts;    /* helper pods created */
     int deletes;         /* helper pod DELETEs; the first answers 500 */
     bool grace_zero;     /* one of them asked for gracePeriodSeconds 0 */
+    bool no_helper;      /* the helper cache is empty */
+    bool other_pod;      /* a pod of no GPU, by a ReplicaSet, on the node */
+    int evictions;       /* its evictions asked for */
 };
+
+/* The node's pods: default/web-1, of a ReplicaSet, requesting no GPU. */
+static const char node_pods[] =
+    "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},"
+    "\"items\":[{\"metadata\":{\"name\":\"web-1\",\"namespace\":"
+    "\"default\",\"uid\":\"w1\",\"resourceVersion\":\"7\","
+    "\"ownerReferences\":[{\"apiVersion\":\"apps/v1\",\"kind\":"
+    "\"ReplicaSet\",\"name\":\"web-5d\",\"uid\":\"rs\",\"controller\":"
+    "true}]},\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{"
+    "\"name\":\"c\",\"image\":\"x\"}]},\"status\":{\"phase\":"
+    "\"Running\"}}]}";
 
 static char *helper_list(const struct fx *f)
 {
@@ -118,6 +132,20 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
         f->helper_posts++;
         th_respond(c, 201, NULL, "{}");
+    } else if (f->other_pod && strcmp(r->method, "GET") == 0 &&
+               strncmp(r->path, "/api/v1/pods?", 13) == 0 &&
+               !strstr(r->path, "watch=1")) {
+        th_respond(c, 200, NULL, node_pods);
+    } else if (strcmp(r->method, "POST") == 0 &&
+               strstr(r->path, "/pods/web-1/eviction")) {
+        f->evictions++;
+        th_respond(c, 201, NULL, "{}");
+    } else if (f->no_helper && strcmp(r->method, "GET") == 0 &&
+               strstr(r->path, "/namespaces/gpumode-system/pods?") &&
+               !strstr(r->path, "watch=1")) {
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"PodList\",\"metadata\":{"
+                   "\"resourceVersion\":\"10\"},\"items\":[]}");
     } else if (strcmp(r->method, "GET") == 0 &&
                strstr(r->path, "/namespaces/gpumode-system/pods?") &&
                !strstr(r->path, "watch=1")) {
@@ -287,6 +315,38 @@ static void test_hami_wait_is_recorded(void **state)
     free(f.record);
 }
 
+/* A reboot ends every pod on the node, not only the GPU pods the drain
+ * moved: the others are evicted first (through the Eviction API, so under
+ * their budgets), and the reboot helper starts only once none is left. */
+static void test_other_pods_evicted_before_reboot(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"reboot", "--confirm", ""};
+    for (int other = 1; other >= 0; other--) {
+        struct fx f = {.step = "reboot",
+                       .argv = argv,
+                       .argc = 3,
+                       .phase = "Running",
+                       .no_helper = true,
+                       .other_pod = other};
+        f.record = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
+        th_ctl_start(&f.c, handler, &f);
+        f.c.ctl->policy_for = allow_reboot;
+        int never = 0;
+        th_run_until(&f.c.loop, &never, 1500);
+        th_ctl_stop(&f.c);
+        if (other) {
+            assert_true(f.evictions >= 1);
+            assert_int_equal(f.helper_posts, 0);
+        } else {
+            assert_int_equal(f.evictions, 0);
+            assert_true(f.helper_posts >= 1);
+        }
+        free(f.patched);
+        free(f.record);
+    }
+}
+
 /* Parses the first record the node got (caller clears). */
 static void patched_record(const struct fx *f, struct gm_switch_record *out)
 {
@@ -393,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_failed_reboot_fails_at_once),
         cmocka_unit_test(test_other_helpers_wait),
         cmocka_unit_test(test_one_reboot_per_attempt),
+        cmocka_unit_test(test_other_pods_evicted_before_reboot),
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_running_agent_times_out_without_events),
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),

@@ -430,18 +430,18 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
     bool unknown_from = !s->rec.rolling_back && touched &&
                         s->rec.from == GM_MODE_UNKNOWN &&
                         !s->pol.hold_on_failure;
-    /* A retry whose earlier attempt changed the hardware, failing in its
-     * drain: the workloads it could not move are still on the node, and
-     * laying the GPUs back under them would break them. It is held as the
-     * earlier failure was. */
+    /* A drain that fails after the hardware changed (a retry whose
+     * earlier attempt changed it, or the drain before a reboot): the
+     * workloads it could not move are still on the node, and laying the
+     * GPUs back under them would break them. It is held instead. */
     bool under_pods = !s->rec.rolling_back && s->pods_left && touched &&
                       !unknown_from && !s->pol.hold_on_failure;
     /* Why the node is held rather than rolled back. */
     const char *held_why =
         under_pods
-            ? "; an earlier attempt changed the hardware, and it is not "
-              "laid back under the pods still on the node: the node stays "
-              "cordoned as it is (annotate gpumode.io/retry to try again)"
+            ? "; the hardware was changed, and it is not laid back under "
+              "the pods still on the node: the node stays cordoned as it is "
+              "(annotate gpumode.io/retry to try again)"
         : unknown_from
             ? "; the mode before the switch is not known (the node had no "
               "gpumode.io/mode label), so it cannot be rolled back: the node "
@@ -704,30 +704,29 @@ static struct gm_drain_opts rollback_drain(const struct gm_drain_opts *o)
     return r;
 }
 
-static int step_drain(struct sw *s)
+/* One pass of a drain of the node's pods under opts: fails the switch
+ * (DrainBlocked, EvictionFailed, DrainTimeout, WaitTimeout, the timeouts
+ * counted from the phase's start) or sends the evictions due and says how
+ * many pods are left. Returns a step result with *drained false, or 0 with
+ * *drained true when no pod is left. */
+static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
+                      bool *drained)
 {
     const struct gm_map *pods = node_pods(s);
-    int evicting = 0, terminating = 0, waiting = 0, blocked = 0;
+    int evicting = 0, terminating = 0, waiting = 0;
     const struct gm_pod *first_blocked = NULL;
     uint64_t now_ms = uv_now(s->ctl->loop);
     char why[256];
 
-    /* A rollback drains only to lay back hardware an earlier attempt
-     * changed (see fail); otherwise the hardware is as it was and the old
-     * clients start again. */
-    if (s->rec.rolling_back &&
-        !(s->rec.reconfigured && s->rec.from != GM_MODE_UNKNOWN))
-        return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+    *drained = false;
     if (pods == NULL)
         return wait_for(s, 500);
-    const struct gm_drain_opts opts =
-        s->rec.rolling_back ? rollback_drain(&s->pol.drain) : s->pol.drain;
     /* As kubectl drain does, every pod is looked at before any is evicted:
      * a drain that cannot finish disrupts no workload on the way. */
     for (struct gm_map_entry *it = gm_map_first(pods); it;
          it = gm_map_next(pods, it)) {
         const struct gm_pod *p = it->value;
-        enum gm_drain_action a = gm_drain_classify(&opts, p, why, sizeof(why));
+        enum gm_drain_action a = gm_drain_classify(opts, p, why, sizeof(why));
         if (a == GM_DRAIN_BLOCKED) {
             s->pods_left = true;
             return fail(s, "DrainBlocked", "pod %s/%s %s", p->namespace,
@@ -746,7 +745,7 @@ static int step_drain(struct sw *s)
     for (struct gm_map_entry *it = gm_map_first(pods); it;
          it = gm_map_next(pods, it)) {
         const struct gm_pod *p = it->value;
-        enum gm_drain_action a = gm_drain_classify(&opts, p, why, sizeof(why));
+        enum gm_drain_action a = gm_drain_classify(opts, p, why, sizeof(why));
         if (a == GM_DRAIN_SKIP)
             continue;
         if (a == GM_DRAIN_TERMINATING) {
@@ -768,16 +767,13 @@ static int step_drain(struct sw *s)
             snprintf(e->namespace, sizeof(e->namespace), "%s",
                      p->namespace ? p->namespace : "");
         }
-        if (e->blocked) {
-            blocked++;
-            if (first_blocked == NULL) {
-                first_blocked = p;
-                gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
-                                  GM_REASON_EVICTION_BLOCKED,
-                                  "eviction of %s/%s blocked by a "
-                                  "PodDisruptionBudget",
-                                  p->namespace, p->name);
-            }
+        if (e->blocked && first_blocked == NULL) {
+            first_blocked = p;
+            gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
+                              GM_REASON_EVICTION_BLOCKED,
+                              "eviction of %s/%s blocked by a "
+                              "PodDisruptionBudget",
+                              p->namespace, p->name);
         }
         if (!e->sent && e->next_try_ms <= now_ms) {
             int err = send_eviction(s, p, e);
@@ -787,11 +783,8 @@ static int step_drain(struct sw *s)
     }
     int left = evicting + terminating + waiting;
     if (left == 0) {
-        /* Drained: stop the GPU clients in the same write. */
-        json_object *labels = json_object_new_object();
-        s->ns->message[0] = '\0';
-        stop_labels(s, labels);
-        return advance(s, GM_PHASE_STOP_CLIENTS, labels, -1);
+        *drained = true;
+        return 0;
     }
     if (first_blocked)
         set_message(s,
@@ -805,21 +798,42 @@ static int step_drain(struct sw *s)
         set_message(s, "%d pods left", left);
     /* An evicted pod that never goes (a finalizer, a kubelet that is gone)
      * is the drain's to time out too, as with kubectl drain --timeout. */
-    if (evicting + terminating > 0 && opts.timeout_s > 0 &&
-        elapsed(s) > opts.timeout_s) {
+    if (evicting + terminating > 0 && opts->timeout_s > 0 &&
+        elapsed(s) > opts->timeout_s) {
         s->pods_left = true;
         return fail(s, "DrainTimeout", "drain did not finish in %lds: %s",
-                    opts.timeout_s, s->ns->message);
+                    opts->timeout_s, s->ns->message);
     }
-    if (evicting + terminating == 0 && opts.wait_timeout_s > 0 &&
-        elapsed(s) > opts.wait_timeout_s) {
+    if (evicting + terminating == 0 && opts->wait_timeout_s > 0 &&
+        elapsed(s) > opts->wait_timeout_s) {
         s->pods_left = true;
         return fail(s, "WaitTimeout",
                     "pods to wait for did not complete in %lds",
-                    opts.wait_timeout_s);
+                    opts->wait_timeout_s);
     }
-    (void)blocked;
     return wait_for(s, 1000);
+}
+
+static int step_drain(struct sw *s)
+{
+    bool drained;
+
+    /* A rollback drains only to lay back hardware an earlier attempt
+     * changed (see fail); otherwise the hardware is as it was and the old
+     * clients start again. */
+    if (s->rec.rolling_back &&
+        !(s->rec.reconfigured && s->rec.from != GM_MODE_UNKNOWN))
+        return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
+    const struct gm_drain_opts opts =
+        s->rec.rolling_back ? rollback_drain(&s->pol.drain) : s->pol.drain;
+    int rc = drain_pass(s, &opts, &drained);
+    if (!drained)
+        return rc;
+    /* Drained: stop the GPU clients in the same write. */
+    json_object *labels = json_object_new_object();
+    s->ns->message[0] = '\0';
+    stop_labels(s, labels);
+    return advance(s, GM_PHASE_STOP_CLIENTS, labels, -1);
 }
 
 static int step_stop_clients(struct sw *s)
@@ -1228,11 +1242,23 @@ static int step_reboot(struct sw *s)
                   "node rebooted (bootID %s)", s->node->boot_id);
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     }
+    /* A reboot ends every pod on the node, not only those the drain
+     * moved (gpuPodsOnly, podSelector): the others are evicted first,
+     * under their PodDisruptionBudgets and by kubectl drain's rules, and
+     * pods to wait for are waited for. Within the policy's drain timeout
+     * from the phase's start. */
+    struct gm_drain_opts all = s->pol.drain;
+    all.gpu_pods_only = false;
+    all.pod_selector = NULL;
+    bool drained;
+    int rc = drain_pass(s, &all, &drained);
+    if (!drained)
+        return rc;
     if (elapsed(s) > s->ctl->cfg->reboot_timeout_s)
         return fail(s, "RebootTimeout", "node did not come back in %lds",
                     s->ctl->cfg->reboot_timeout_s);
     set_message(s, "rebooting");
-    int rc = helper(s, "reboot", s->rec.boot_id, argv, 2, &p);
+    rc = helper(s, "reboot", s->rec.boot_id, argv, 2, &p);
     if (rc != STEP_WAIT)
         return rc;
     /* An agent that could not reboot says so and exits: fail now rather
