@@ -32,7 +32,13 @@ enum first_write {
     FIRST_FORBIDDEN,
     FIRST_HELD,
     ALWAYS_FORBIDDEN, /* every write refused: the switches must give up */
+    BAD_CONFIG,       /* config.json holds text HAMi cannot read */
 };
+
+/* A person's edit that left a trailing comma: json-c alone would read it,
+ * HAMi's Go parser does not. */
+static const char bad_config[] =
+    "{\"nodeconfig\":[{\"name\":\"other\",\"devicesplitcount\":2}],}";
 
 struct fx {
     struct th_ctl c;
@@ -46,6 +52,7 @@ struct fx {
     unsigned advanced;      /* bit i: gpu-00<i+1> went on to Verifying */
     char reason[64];        /* the first failure reason a record named */
     char message[512];      /* gpu-002's status line at the 2nd PATCH */
+    char failed[1024];      /* the message of the first failure */
     int done;
 };
 
@@ -60,8 +67,10 @@ static char *cm_object(struct fx *f)
                            json_object_new_string(rv));
     json_object_object_add(
         gm_json_get(o, "data"), "config.json",
-        json_object_new_string(
-            json_object_to_json_string_ext(f->config, JSON_C_TO_STRING_PLAIN)));
+        json_object_new_string(f->first == BAD_CONFIG
+                                   ? bad_config
+                                   : json_object_to_json_string_ext(
+                                         f->config, JSON_C_TO_STRING_PLAIN)));
     char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     json_object_put(o);
     assert_non_null(s);
@@ -150,6 +159,8 @@ static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
             f->advanced |= 1u << (i - 1);
         if (out.reason && f->reason[0] == '\0') {
             snprintf(f->reason, sizeof(f->reason), "%s", out.reason);
+            snprintf(f->failed, sizeof(f->failed), "%s",
+                     out.message ? out.message : "");
             f->done = 1;
         }
     }
@@ -213,7 +224,7 @@ static void run(struct fx *f, enum first_write first)
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = th_ctl_policy_split4;
-    if (first == ALWAYS_FORBIDDEN)
+    if (first == ALWAYS_FORBIDDEN || first == BAD_CONFIG)
         f->c.cfg.clients_timeout_s = 1;
     assert_true(th_run_until(&f->c.loop, &f->done, 20000));
     th_ctl_stop(&f->c);
@@ -306,6 +317,20 @@ static void test_unwritable_configmap_fails_the_switch(void **state)
     json_object_put(f.config);
 }
 
+/* A config.json HAMi cannot read is never written over (that would keep
+ * only gpumode's entries and lose every other node's): the switches wait,
+ * say why, and fail at their timeout. */
+static void test_unreadable_config_is_not_overwritten(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, BAD_CONFIG);
+    assert_int_equal(f.patches, 0);
+    assert_string_equal(f.reason, "HAMiConfigNotWritten");
+    assert_non_null(strstr(f.failed, "is not HAMi's config"));
+    json_object_put(f.config);
+}
+
 /* The controller is freed with a write's answer unread: the answer must
  * not touch it (ASan and valgrind check). */
 static void test_freed_with_a_write_in_flight(void **state)
@@ -325,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_refused_write_is_retried_and_shown),
         cmocka_unit_test(test_unwritable_configmap_fails_the_switch),
         cmocka_unit_test(test_freed_with_a_write_in_flight),
+        cmocka_unit_test(test_unreadable_config_is_not_overwritten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,7 @@ struct gm_hami {
     uint64_t retry_at;    /* after a failed write: no write before */
     uint64_t backoff_ms;
     char error[600]; /* why the last write failed, or "" */
+    bool bad_config; /* error says the cached config does not parse */
 };
 
 static void want_free(struct want *w)
@@ -74,6 +75,41 @@ void gm_hami_free(struct gm_hami *h)
 const char *gm_hami_error(const struct gm_hami *h)
 {
     return h->error;
+}
+
+/* HAMi's config as the cache holds it (text NULL: no such key): 0 with
+ * *out the parsed object, the caller's (an empty one for no key), or
+ * -EINVAL when the text is not one JSON object whose nodeconfig, if any,
+ * is a list. Parsed strictly, as HAMi's own (Go) parser reads it: json-c
+ * would otherwise take trailing commas and drop text after the object,
+ * and a config read wrong is a config written back wrong. */
+static int parse_config(const char *text, json_object **out)
+{
+    *out = NULL;
+    if (text == NULL) {
+        *out = json_object_new_object();
+        return *out ? 0 : -ENOMEM;
+    }
+    struct json_tokener *tok = json_tokener_new();
+    if (tok == NULL)
+        return -ENOMEM;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    size_t len = strlen(text);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    bool ok = o && json_tokener_get_error(tok) == json_tokener_success;
+    for (size_t i = ok ? json_tokener_get_parse_end(tok) : len; i < len; i++)
+        if (text[i] != ' ' && text[i] != '\n' && text[i] != '\t' &&
+            text[i] != '\r')
+            ok = false;
+    json_tokener_free(tok);
+    json_object *list = gm_json_get(o, "nodeconfig");
+    if (!ok || !json_object_is_type(o, json_type_object) ||
+        (list && !json_object_is_type(list, json_type_array))) {
+        json_object_put(o);
+        return -EINVAL;
+    }
+    *out = o;
+    return 0;
 }
 
 /* The last entry named node in HAMi's list (the one HAMi takes), or NULL. */
@@ -198,10 +234,32 @@ static void flush(struct gm_hami *h)
     }
     if (strcmp(rv, h->stale_rv) == 0 && now - h->stale_since < AWAIT_MS)
         return;
-    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
-    if (!json_object_is_type(cfg, json_type_object)) {
-        json_object_put(cfg);
-        cfg = json_object_new_object();
+    json_object *cfg = NULL;
+    int perr = parse_config(cur, &cfg);
+    if (perr == -EINVAL) {
+        /* Written back, it would lose every other node's entry: left for
+         * a person to fix; the switches waiting say why, and go on once
+         * the fixed config comes through the watch. */
+        if (!h->bad_config)
+            gm_log_kv(GM_LOG_WARN, NULL, NULL,
+                      "%s in ConfigMap %s/%s does not parse as HAMi's "
+                      "config; not writing over it",
+                      ctl->cfg->hami_cm.key, ctl->cfg->hami_cm.namespace,
+                      ctl->cfg->hami_cm.name);
+        snprintf(h->error, sizeof(h->error),
+                 "%s in ConfigMap %s/%s is not HAMi's config (one JSON "
+                 "object, nodeconfig a list): gpumode does not write over "
+                 "it; fix it by hand",
+                 ctl->cfg->hami_cm.key, ctl->cfg->hami_cm.namespace,
+                 ctl->cfg->hami_cm.name);
+        h->bad_config = true;
+        return;
+    }
+    if (perr)
+        return;
+    if (h->bad_config) {
+        h->bad_config = false;
+        h->error[0] = '\0';
     }
     /* What we send: the cached config with our entries in. */
     json_object *out = NULL;
@@ -227,8 +285,8 @@ static void flush(struct gm_hami *h)
     json_object_object_add(patch, "metadata", meta);
     json_object_object_add(
         data, ctl->cfg->hami_cm.key,
-        json_object_new_string(
-            json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN)));
+        json_object_new_string(json_object_to_json_string_ext(
+            out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
     json_object_object_add(patch, "data", data);
     json_object_put(out);
     char path[320];
@@ -256,9 +314,11 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
     const char *rv = "";
     bool exists;
     const char *cur = gm_ctl_hami_config(h->ctl, &rv, &exists);
-    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
+    json_object *cfg = NULL;
     struct want probe = {.entry = entry};
-    bool have = has_entry(gm_json_get(cfg, "nodeconfig"), node, &probe);
+    /* A config that does not parse holds no entry we can trust. */
+    bool bad = cur && parse_config(cur, &cfg) != 0;
+    bool have = !bad && has_entry(gm_json_get(cfg, "nodeconfig"), node, &probe);
     json_object_put(cfg);
     if (have) {
         want_free(gm_map_del(&h->wants, node));

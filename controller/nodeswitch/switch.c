@@ -472,6 +472,10 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
                    "%s %s -> %s failed in %s: %s: %s", node_name(s),
                    gm_mode_name(s->rec.from), gm_mode_name(s->rec.to),
                    gm_phase_name(s->rec.phase), reason, msg);
+    /* An entry for HAMi still queued is this switch's target (or, rolling
+     * back, its restore): not to be written behind a rollback or a person
+     * handling a held node (restore_hami_entry asks for the old). */
+    gm_hami_forget(s->ctl->hami, node_name(s));
     if (s->pol.hold_on_failure || s->rec.rolling_back || unknown_from ||
         under_pods) {
         /* Held as it is: whatever acts on the record next (a retry, its
@@ -485,9 +489,6 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
         return advance(s, GM_PHASE_FAILED, labels, -1);
     }
     s->rec.rolling_back = true;
-    /* An entry for HAMi still queued is this switch's target: not to be
-     * written behind the rollback (restore_hami_entry asks for the old). */
-    gm_hami_forget(s->ctl->hami, node_name(s));
     if (!touched || s->rec.from == GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
     /* Hardware an earlier attempt changed (a held node released, or a
