@@ -298,6 +298,16 @@ static void test_plan_start_retargets_the_record(void **state)
         th_run_until(&f.n.c.loop, &never, 20);
     const struct gm_node *n = gm_reflector_get(f.n.c.ctl->nodes, "gpu-001");
     assert_non_null(n);
+    /* The failed attempt's eviction of a pod was answered 500 (budgets a
+     * person has fixed since): the retry asks afresh, rather than fail at
+     * once on the old answer. */
+    struct gm_node_rt *ns = gm_ctl_node_state(f.n.c.ctl, "gpu-001");
+    struct gm_eviction *ev = calloc(1, sizeof(*ev));
+    assert_non_null(ns);
+    assert_non_null(ev);
+    ev->blocked = 2;
+    ev->next_try_ms = UINT64_MAX;
+    assert_int_equal(gm_map_put(&ns->evictions, "pod-uid", ev, NULL), 0);
     int rc = gm_switch_start(f.n.c.ctl, n, "q", GM_MODE_MIG,
                              "[{\"migDevices\":{\"3g.40gb\":2}}]", "mixed",
                              "{\"layout\":\"3g\"}", started, &f);
@@ -311,6 +321,8 @@ static void test_plan_start_retargets_the_record(void **state)
     assert_string_equal(rec.layout, "[{\"migDevices\":{\"3g.40gb\":2}}]");
     assert_string_equal(rec.strategy, "mixed");
     assert_string_equal(rec.settings, "{\"layout\":\"3g\"}");
+    assert_int_equal(ev->blocked, 0);
+    assert_true(ev->next_try_ms == 0);
     gm_record_clear(&rec);
     stop(&f);
 }

@@ -1871,6 +1871,15 @@ static int restart_failed(struct sw *s)
     gm_set_str(&s->rec.reason, NULL);
     gm_set_str(&s->rec.message, NULL);
     gm_set_str(&s->rec.boot_id, NULL); /* this attempt may reboot again */
+    /* The new attempt asks each eviction afresh: a 500 (budgets a person
+     * has fixed since) or a refusal answered to the last one says nothing
+     * about this one, and would otherwise fail it at once. */
+    for (struct gm_map_entry *e = gm_map_first(&s->ns->evictions); e;
+         e = gm_map_next(&s->ns->evictions, e)) {
+        struct gm_eviction *ev = e->value;
+        ev->blocked = 0;
+        ev->next_try_ms = 0;
+    }
     if (!s->node->unschedulable)
         s->rec.cordoned = true;
     json_object_object_add(labels, GM_LABEL_STATE,
