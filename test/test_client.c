@@ -294,13 +294,17 @@ static void test_eviction_429_not_retried(void **state)
 {
     (void)state;
     struct fx *f = fx_new(serve_eviction_blocked, NULL);
-    assert_int_equal(gm_kube_evict(f->k, "team-a", "train-0", -1, on_resp, f),
-                     0);
+    assert_int_equal(
+        gm_kube_evict(f->k, "team-a", "train-0", "u-7", -1, on_resp, f), 0);
     wait_done(f, 5000);
     assert_int_equal(f->hits, 1);
     assert_string_equal(f->last.path,
                         "/api/v1/namespaces/team-a/pods/train-0/eviction");
     assert_non_null(strstr(f->last_body, "\"kind\":\"Eviction\""));
+    /* Only the pod seen is evicted, not one of its name made since. */
+    assert_non_null(strstr(f->last_body, "\"preconditions\":{\"uid\":"
+                                         "\"u-7\"}"));
+    assert_null(strstr(f->last_body, "gracePeriodSeconds"));
     assert_true(f->has_err);
     assert_int_equal(f->err.code, 429);
     assert_string_equal(f->err.reason, "TooManyRequests");

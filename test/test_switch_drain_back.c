@@ -10,6 +10,7 @@
  * gpumode, with one GPU pod (bare, so the drain refuses it, or owned by a
  * ReplicaSet, so it is evicted) or none. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,6 +62,9 @@ static const char two_pods[] =
  * complete, as waitForCompletion without timeoutSeconds does. */
 static struct gm_strsel *wait_work;
 
+/* When set, the answer to every eviction: an admission webhook's 403. */
+static bool evict_refused;
+
 static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 {
     (void)data;
@@ -96,6 +100,14 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
     if (strcmp(r->method, "POST") == 0 && strstr(r->path, "/eviction")) {
         f->evictions++;
+        if (evict_refused) {
+            th_respond(c, 403, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Failure\","
+                       "\"reason\":\"Forbidden\",\"code\":403,\"message\":"
+                       "\"admission webhook \\\"no-evict.example.com\\\" "
+                       "denied the request: GPU jobs may not be evicted\"}");
+            return;
+        }
         f->n.done = 1;
         th_respond(c, 201, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Success\"}");
@@ -182,6 +194,26 @@ static void test_blocked_pod_fails_before_any_eviction(void **state)
     assert_non_null(o.p);
     assert_string_equal(o.rec.reason, "DrainBlocked");
     assert_non_null(strstr(o.rec.message, "default/work-1"));
+    outcome_free(&o);
+}
+
+/* An eviction refused (an admission webhook, RBAC without
+ * pods/eviction) fails the drain, naming the refusal, as kubectl drain
+ * does: asked again it would only hold the node cordoned until the
+ * timeout, or for ever without one. */
+static void test_refused_eviction_fails_the_drain(void **state)
+{
+    (void)state;
+    struct outcome o;
+    evict_refused = true;
+    run(&o, false, false, OWNED_POD);
+    evict_refused = false;
+    assert_int_equal(o.evictions, 1);
+    assert_non_null(o.p);
+    assert_string_equal(o.rec.reason, "EvictionFailed");
+    assert_non_null(strstr(o.rec.message,
+                           "eviction of default/work-1 refused: Forbidden: "
+                           "admission webhook"));
     outcome_free(&o);
 }
 
@@ -288,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_retry_drain_failure_holds),
         cmocka_unit_test(test_first_drain_failure_rolls_back),
         cmocka_unit_test(test_blocked_pod_fails_before_any_eviction),
+        cmocka_unit_test(test_refused_eviction_fails_the_drain),
         cmocka_unit_test(test_rollback_evicts_first),
         cmocka_unit_test(test_rollback_drained_stops_clients),
         cmocka_unit_test(test_rollback_drain_failure_holds),

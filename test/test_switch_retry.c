@@ -305,7 +305,7 @@ static void test_plan_start_retargets_the_record(void **state)
     struct gm_eviction *ev = calloc(1, sizeof(*ev));
     assert_non_null(ns);
     assert_non_null(ev);
-    ev->blocked = 2;
+    ev->blocked = GM_EVICT_BROKEN;
     ev->next_try_ms = UINT64_MAX;
     assert_int_equal(gm_map_put(&ns->evictions, "pod-uid", ev, NULL), 0);
     int rc = gm_switch_start(f.n.c.ctl, n, "q", GM_MODE_MIG,

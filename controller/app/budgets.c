@@ -120,7 +120,8 @@ int gm_ctl_budget_freed(struct gm_ctl *ctl, const char *namespace, int allowed)
                 ev->freed_in_flight = 1;
                 continue;
             }
-            if (ev->blocked != 1 || (allowed >= 0 && n >= allowed))
+            if (ev->blocked != GM_EVICT_BUDGET ||
+                (allowed >= 0 && n >= allowed))
                 continue;
             ev->next_try_ms = now;
             n++;

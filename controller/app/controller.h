@@ -37,10 +37,21 @@ struct gm_node_rt {
     bool doomed;  /* free once inflight drops to 0 */
 };
 
+/* What the last answer to a pod's eviction was (gm_eviction.blocked). */
+enum {
+    GM_EVICT_ASKED = 0,   /* none yet, accepted, or the pod is gone */
+    GM_EVICT_BUDGET = 1,  /* 429: a budget said no; asked again */
+    GM_EVICT_BROKEN = 2,  /* 500: the budgets for it are misconfigured */
+    GM_EVICT_REFUSED = 3, /* 400, 403, 422: refused (RBAC, admission) */
+};
+
 struct gm_eviction {
     uint64_t next_try_ms; /* loop time before which we do not ask again */
-    int blocked;          /* the last answer was 429 (a budget said no) */
-    int sent;             /* an eviction is in flight */
+    int blocked;          /* GM_EVICT_* */
+    /* the last error answered ("Reason: message"), "" after a success;
+     * shown while it is asked again */
+    char error[200];
+    int sent; /* an eviction is in flight */
     /* A budget of the namespace allowed a disruption while it was in
      * flight: a refusal may predate that, so the next try is at once. */
     int freed_in_flight;

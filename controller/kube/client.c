@@ -258,7 +258,8 @@ int gm_kube_delete(struct gm_kube *k, const char *path, const char *uid,
 }
 
 int gm_kube_evict(struct gm_kube *k, const char *ns, const char *name,
-                  long grace_seconds, gm_kube_cb cb, void *data)
+                  const char *uid, long grace_seconds, gm_kube_cb cb,
+                  void *data)
 {
     char path[768];
     json_object *ev = json_object_new_object();
@@ -277,10 +278,16 @@ int gm_kube_evict(struct gm_kube *k, const char *ns, const char *name,
     json_object_object_add(meta, "name", json_object_new_string(name));
     json_object_object_add(meta, "namespace", json_object_new_string(ns));
     json_object_object_add(ev, "metadata", meta);
-    if (grace_seconds >= 0) {
+    if (grace_seconds >= 0 || uid) {
         json_object *del = json_object_new_object();
-        json_object_object_add(del, "gracePeriodSeconds",
-                               json_object_new_int64(grace_seconds));
+        if (grace_seconds >= 0)
+            json_object_object_add(del, "gracePeriodSeconds",
+                                   json_object_new_int64(grace_seconds));
+        if (uid) {
+            json_object *pre = json_object_new_object();
+            json_object_object_add(pre, "uid", json_object_new_string(uid));
+            json_object_object_add(del, "preconditions", pre);
+        }
         json_object_object_add(ev, "deleteOptions", del);
     }
     int err =

@@ -73,9 +73,12 @@ int gm_kube_delete(struct gm_kube *k, const char *path, const char *uid,
                    const char *resource_version, long grace_seconds,
                    gm_kube_cb cb, void *data);
 /* POST policy/v1 Eviction. Not retried here: a 429 means a
- * PodDisruptionBudget said no, and the caller decides when to ask again. */
+ * PodDisruptionBudget said no, and the caller decides when to ask again.
+ * uid (may be NULL) is a precondition: a pod of the same name made since
+ * (elsewhere) is not evicted; the answer is then 409. */
 int gm_kube_evict(struct gm_kube *k, const char *ns, const char *name,
-                  long grace_seconds, gm_kube_cb cb, void *data);
+                  const char *uid, long grace_seconds, gm_kube_cb cb,
+                  void *data);
 
 /* Paginated list, streamed: page_cb gets the items as they arrive, each in
  * a one-element array (borrowed), and may return non-zero to stop; done_cb

@@ -590,17 +590,25 @@ static void evict_done(void *data, const struct gm_kube_resp *resp)
         uint64_t now = uv_now(c->ctl->loop);
         int freed = e->freed_in_flight;
         e->sent = 0;
-        e->blocked = 0;
+        e->blocked = GM_EVICT_ASKED;
         e->freed_in_flight = 0;
-        if (resp->error == NULL || resp->error->code == 404) {
-            /* Accepted (or already gone): wait for the pod to go. */
+        e->error[0] = '\0';
+        long code = resp->error ? resp->error->code : 0;
+        if (resp->error && code != 404 && code != 409 && code != 429)
+            snprintf(e->error, sizeof(e->error), "%.40s: %.150s",
+                     resp->error->reason[0] ? resp->error->reason : "Error",
+                     resp->error->message);
+        if (resp->error == NULL || code == 404 || code == 409) {
+            /* Accepted, or already gone (404; 409: the precondition on its
+             * uid failed, a pod of its name made since is not ours): wait
+             * for the pod to go. */
             e->next_try_ms = now + 60000;
-        } else if (resp->error->code == 429) {
+        } else if (code == 429) {
             /* A PodDisruptionBudget (or the rate limit) said no: ask again
              * when a budget of the namespace allows a disruption (watched
              * from now on), or else in about five seconds, jittered so
              * many nodes spread out. */
-            e->blocked = 1;
+            e->blocked = GM_EVICT_BUDGET;
             e->next_try_ms =
                 freed ? now
                       : now + EVICT_RETRY_MS - 1000 + (uint64_t)(rand() % 2000);
@@ -608,9 +616,18 @@ static void evict_done(void *data, const struct gm_kube_resp *resp)
                 gm_warn("cannot watch PodDisruptionBudgets; refused "
                         "evictions are retried every %d s",
                         EVICT_RETRY_MS / 1000);
-        } else if (resp->error->code == 500) {
-            e->blocked = 2; /* misconfigured budgets: the step fails */
+        } else if (code == 500) {
+            e->blocked = GM_EVICT_BROKEN; /* the step fails */
+        } else if ((code == 403 &&
+                    !strstr(resp->error->message, "being terminated")) ||
+                   code == 400 || code == 422) {
+            /* Refused, as kubectl drain takes it (RBAC without
+             * pods/eviction, an admission webhook): asking again would
+             * only leave the node drained of the rest for nothing. A
+             * namespace being deleted (403 too) ends its pods anyway. */
+            e->blocked = GM_EVICT_REFUSED;
         } else {
+            /* Asked again, and the status line says why. */
             e->next_try_ms = now + EVICT_RETRY_MS;
         }
         if (!c->ctl->stopping)
@@ -636,9 +653,10 @@ static int send_eviction(struct sw *s, const struct gm_pod *p,
     c->ctl = s->ctl;
     c->ns = s->ns;
     c->uid = strdup(p->uid);
-    int err = c->uid ? gm_kube_evict(s->ctl->kube, p->namespace, p->name,
-                                     s->pol.drain.grace_s, evict_done, c)
-                     : -ENOMEM;
+    int err = c->uid
+                  ? gm_kube_evict(s->ctl->kube, p->namespace, p->name, p->uid,
+                                  s->pol.drain.grace_s, evict_done, c)
+                  : -ENOMEM;
     if (err) {
         free(c->uid);
         free(c);
@@ -716,6 +734,7 @@ static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
     const struct gm_map *pods = node_pods(s);
     int evicting = 0, terminating = 0, waiting = 0;
     const struct gm_pod *first_blocked = NULL;
+    const struct gm_eviction *first_error = NULL;
     uint64_t now_ms = uv_now(s->ctl->loop);
     char why[256];
 
@@ -735,12 +754,17 @@ static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
         }
         const struct gm_eviction *e =
             a == GM_DRAIN_EVICT ? gm_map_get(&s->ns->evictions, p->uid) : NULL;
-        if (e && e->blocked == 2) {
+        if (e && e->blocked == GM_EVICT_BROKEN) {
             s->pods_left = true;
             return fail(s, "EvictionFailed",
-                        "eviction of %s/%s answered 500: the "
-                        "PodDisruptionBudgets for it are misconfigured",
-                        p->namespace, p->name);
+                        "eviction of %s/%s answered 500 (%s): the "
+                        "PodDisruptionBudgets for it may be misconfigured",
+                        p->namespace, p->name, e->error);
+        }
+        if (e && e->blocked == GM_EVICT_REFUSED) {
+            s->pods_left = true;
+            return fail(s, "EvictionFailed", "eviction of %s/%s refused: %s",
+                        p->namespace, p->name, e->error);
         }
     }
     for (struct gm_map_entry *it = gm_map_first(pods); it;
@@ -768,7 +792,9 @@ static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
             snprintf(e->namespace, sizeof(e->namespace), "%s",
                      p->namespace ? p->namespace : "");
         }
-        if (e->blocked && first_blocked == NULL) {
+        if (e->error[0] && first_error == NULL)
+            first_error = e;
+        if (e->blocked == GM_EVICT_BUDGET && first_blocked == NULL) {
             first_blocked = p;
             gm_obs_node_event(s->ctl, s->node, GM_EVENT_WARNING,
                               GM_REASON_EVICTION_BLOCKED,
@@ -792,6 +818,9 @@ static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
                     "%d pods left; eviction of %s/%s blocked by "
                     "PodDisruptionBudget",
                     left, first_blocked->namespace, first_blocked->name);
+    else if (first_error)
+        set_message(s, "%d pods left; an eviction failed, retrying: %s", left,
+                    first_error->error);
     else if (terminating > 0)
         set_message(s, "%d pods left, %d of them terminating", left,
                     terminating);
@@ -1877,8 +1906,9 @@ static int restart_failed(struct sw *s)
     for (struct gm_map_entry *e = gm_map_first(&s->ns->evictions); e;
          e = gm_map_next(&s->ns->evictions, e)) {
         struct gm_eviction *ev = e->value;
-        ev->blocked = 0;
+        ev->blocked = GM_EVICT_ASKED;
         ev->next_try_ms = 0;
+        ev->error[0] = '\0';
     }
     if (!s->node->unschedulable)
         s->rec.cordoned = true;
