@@ -1583,6 +1583,30 @@ func TestRebootRequired(t *testing.T) {
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
 	FakeSMI(t, b, "gpu-001", "--fake-reset-unsupported", "all", "true")
+	// A workload of no GPU, behind a budget: the GPU-only drain leaves it,
+	// and the reboot would end it.
+	Apply(t, b, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cpu, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: cpu}}
+  template:
+    metadata: {labels: {app: cpu}}
+    spec:
+      terminationGracePeriodSeconds: 30
+      nodeSelector: {kubernetes.io/hostname: gpu-001}
+      containers: [{name: c, image: registry.example/web:1}]
+`)
+	Apply(t, b, fmt.Sprintf(pdb, "cpu", 1))
+	Eventually(t, 60*time.Second, "the CPU workload running", func(ctx context.Context) error {
+		if len(podsRunningOn(t, b, "app=cpu")) != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	cpuPods := podsRunningOn(t, b, "app=cpu")
 	StartController(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
@@ -1602,7 +1626,26 @@ spec:
 	boot := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID
 	PatchPolicy(t, b, "a", `{"spec":{"rollout":{"allowReboot":true}}}`)
 	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	// Before the reboot the CPU workload is evicted too, so its budget
+	// holds the reboot back until it allows the eviction.
+	WaitPolicy(t, b, "a", 120*time.Second, "the reboot held by the budget", func(s *PolicyStatus) error {
+		for _, n := range s.Nodes {
+			if n.Phase == "Rebooting" && strings.Contains(n.Message, "blocked by PodDisruptionBudget") {
+				return nil
+			}
+		}
+		return fmt.Errorf("nodes %+v", s.Nodes)
+	})
+	if got := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID; got != boot {
+		t.Fatalf("rebooted (%s -> %s) before the budget allowed the eviction", boot, got)
+	}
+	b.MustKubectl("patch", "pdb", "cpu", "--type=merge", "-p", `{"spec":{"minAvailable":0}}`)
 	WaitPolicy(t, b, "a", 180*time.Second, "converged after a reboot", Converged)
+	for uid := range cpuPods {
+		if podsRunningOn(t, b, "app=cpu")[uid] != "" {
+			t.Errorf("the CPU workload's pod %s outlived the reboot: not evicted", uid)
+		}
+	}
 	n := GetNode(t, b, "gpu-001")
 	if n.Status.NodeInfo.BootID == boot {
 		t.Errorf("node did not reboot")
