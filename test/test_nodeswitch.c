@@ -36,6 +36,7 @@ static void test_record_round_trip(void **state)
     r.cordoned = true;
     r.reconfigured = true;
     r.releasing = true;
+    r.reboot_drained = true;
     r.gpus = 8;
     assert_int_equal(gm_set_str(&r.policy, "inference"), 0);
     assert_int_equal(gm_set_str(&r.layout, "[{\"devices\":\"all\"}]"), 0);
@@ -62,6 +63,7 @@ static void test_record_round_trip(void **state)
     assert_int_equal(back.gpus, 8);
     assert_false(back.rolling_back);
     assert_true(back.releasing);
+    assert_true(back.reboot_drained);
     assert_string_equal(back.layout, "[{\"devices\":\"all\"}]");
     assert_string_equal(back.settings, "{\"strategy\":\"mixed\"}");
     assert_int_equal(back.n_saved, 2);

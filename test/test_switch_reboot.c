@@ -12,6 +12,7 @@
  * server: one node in Rebooting, its reboot helper pod in the helper
  * cache. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,7 @@ struct fx {
     bool no_helper;      /* the helper cache is empty */
     bool other_pod;      /* a pod of no GPU, by a ReplicaSet, on the node */
     int evictions;       /* its evictions asked for */
+    int acted;           /* an eviction or a helper pod was asked for */
 };
 
 /* The node's pods: default/web-1, of a ReplicaSet, requesting no GPU. */
@@ -131,6 +133,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     } else if (strcmp(r->method, "POST") == 0 &&
                strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
         f->helper_posts++;
+        f->acted = 1;
         th_respond(c, 201, NULL, "{}");
     } else if (f->other_pod && strcmp(r->method, "GET") == 0 &&
                strncmp(r->path, "/api/v1/pods?", 13) == 0 &&
@@ -139,6 +142,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     } else if (strcmp(r->method, "POST") == 0 &&
                strstr(r->path, "/pods/web-1/eviction")) {
         f->evictions++;
+        f->acted = 1;
         th_respond(c, 201, NULL, "{}");
     } else if (f->no_helper && strcmp(r->method, "GET") == 0 &&
                strstr(r->path, "/namespaces/gpumode-system/pods?") &&
@@ -172,6 +176,21 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
 }
 
+/* A record in Rebooting (caller frees), the rest of the node drained
+ * already when drained. */
+static char *reboot_record(bool drained)
+{
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.reboot_drained = drained;
+    text = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    return text;
+}
+
 /* Runs the node in Rebooting for up to ms; returns the reason of the first
  * record written (caller frees), or NULL when nothing was written. */
 static char *run(const char *phase, const char *term, int ms)
@@ -182,7 +201,7 @@ static char *run(const char *phase, const char *term, int ms)
                    .argc = 3,
                    .phase = phase,
                    .term = term};
-    f.record = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
+    f.record = reboot_record(true);
     th_ctl_start(&f.c, handler, &f);
     th_run_until(&f.c.loop, &f.done, ms);
     th_ctl_stop(&f.c);
@@ -317,34 +336,65 @@ static void test_hami_wait_is_recorded(void **state)
 
 /* A reboot ends every pod on the node, not only the GPU pods the drain
  * moved: the others are evicted first (through the Eviction API, so under
- * their budgets), and the reboot helper starts only once none is left. */
+ * their budgets), and no reboot helper starts meanwhile. Once none is
+ * left, the record says so (the phase starting again, so the reboot's
+ * timeout counts from there); from then on the reboot goes, and nothing
+ * is drained again. */
+static void run_reboot_drain(bool other, bool drained, struct fx *f)
+{
+    static const char *const argv[] = {"reboot", "--confirm", ""};
+    memset(f, 0, sizeof(*f));
+    f->step = "reboot";
+    f->argv = argv;
+    f->argc = 3;
+    f->phase = "Running";
+    f->no_helper = true;
+    f->other_pod = other;
+    f->record = reboot_record(drained);
+    th_ctl_start(&f->c, handler, f);
+    f->c.ctl->policy_for = allow_reboot;
+    /* Until the step acts (an eviction, a helper, a record), then a while
+     * longer for anything it should not do. */
+    for (int i = 0; i < 250 && !f->acted && !f->done; i++) {
+        int never = 0;
+        th_run_until(&f->c.loop, &never, 20);
+    }
+    int never = 0;
+    th_run_until(&f->c.loop, &never, 300);
+    th_ctl_stop(&f->c);
+}
+
 static void test_other_pods_evicted_before_reboot(void **state)
 {
     (void)state;
-    static const char *const argv[] = {"reboot", "--confirm", ""};
-    for (int other = 1; other >= 0; other--) {
-        struct fx f = {.step = "reboot",
-                       .argv = argv,
-                       .argc = 3,
-                       .phase = "Running",
-                       .no_helper = true,
-                       .other_pod = other};
-        f.record = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
-        th_ctl_start(&f.c, handler, &f);
-        f.c.ctl->policy_for = allow_reboot;
-        int never = 0;
-        th_run_until(&f.c.loop, &never, 1500);
-        th_ctl_stop(&f.c);
-        if (other) {
-            assert_true(f.evictions >= 1);
-            assert_int_equal(f.helper_posts, 0);
-        } else {
-            assert_int_equal(f.evictions, 0);
-            assert_true(f.helper_posts >= 1);
-        }
-        free(f.patched);
-        free(f.record);
-    }
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    char err[256];
+
+    run_reboot_drain(true, false, &f);
+    assert_true(f.evictions >= 1);
+    assert_int_equal(f.helper_posts, 0);
+    assert_null(f.patched);
+    free(f.record);
+
+    /* Nothing left: the record says drained, still no helper. */
+    run_reboot_drain(false, false, &f);
+    assert_int_equal(f.evictions, 0);
+    assert_int_equal(f.helper_posts, 0);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.phase, GM_PHASE_REBOOT);
+    assert_true(rec.reboot_drained);
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+
+    /* Drained already: the reboot goes, a pod come since is left to it. */
+    run_reboot_drain(true, true, &f);
+    assert_int_equal(f.evictions, 0);
+    assert_true(f.helper_posts >= 1);
+    free(f.patched);
+    free(f.record);
 }
 
 /* Parses the first record the node got (caller clears). */
@@ -393,7 +443,7 @@ static void test_rebooted_node_never_ready_times_out(void **state)
                    .boot_id = "boot-1"};
     struct gm_switch_record rec = {0};
     char err[256];
-    char *text = th_ctl_switch_record(GM_PHASE_REBOOT, NULL);
+    char *text = reboot_record(true);
     assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
     free(text);
     assert_int_equal(gm_set_str(&rec.boot_id, "boot-0"), 0);

@@ -86,7 +86,8 @@ const char *gm_hami_error(const struct gm_hami *h)
 static int parse_config(const char *text, json_object **out)
 {
     *out = NULL;
-    if (text == NULL) {
+    if (text == NULL || text[strspn(text, " \t\r\n")] == '\0') {
+        /* No key, or an empty one: nothing in it to lose. */
         *out = json_object_new_object();
         return *out ? 0 : -ENOMEM;
     }
@@ -316,9 +317,11 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
     const char *cur = gm_ctl_hami_config(h->ctl, &rv, &exists);
     json_object *cfg = NULL;
     struct want probe = {.entry = entry};
-    /* A config that does not parse holds no entry we can trust. */
+    /* HAMi runs a config it cannot read with its defaults, as if the node
+     * had no entry: that much is there already; any entry is not. */
     bool bad = cur && parse_config(cur, &cfg) != 0;
-    bool have = !bad && has_entry(gm_json_get(cfg, "nodeconfig"), node, &probe);
+    bool have = bad ? entry == NULL
+                    : has_entry(gm_json_get(cfg, "nodeconfig"), node, &probe);
     json_object_put(cfg);
     if (have) {
         want_free(gm_map_del(&h->wants, node));

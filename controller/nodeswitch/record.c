@@ -215,6 +215,7 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
     r->rolling_back = json_object_get_boolean(get(o, "rollingBack"));
     r->reconfigured = json_object_get_boolean(get(o, "reconfigured"));
     r->releasing = json_object_get_boolean(get(o, "releasing"));
+    r->reboot_drained = json_object_get_boolean(get(o, "rebootDrained"));
     r->gpus = json_object_get_int(get(o, "gpus"));
     if (r->gpus < 0 || r->gpus > 64)
         r->gpus = 0;
@@ -273,6 +274,8 @@ char *gm_record_format(const struct gm_switch_record *r)
         json_object_object_add(o, "reconfigured", json_object_new_boolean(1));
     if (r->releasing)
         json_object_object_add(o, "releasing", json_object_new_boolean(1));
+    if (r->reboot_drained)
+        json_object_object_add(o, "rebootDrained", json_object_new_boolean(1));
     if (r->gpus > 0)
         json_object_object_add(o, "gpus", json_object_new_int(r->gpus));
     add_str(o, "bootID", r->boot_id);

@@ -64,6 +64,9 @@ struct gm_switch_record {
      * policy went while a retry drained): the rollback ends with the
      * record removed and the node back in service, not Failed. */
     bool releasing;
+    /* In Rebooting: the rest of the node is drained, the reboot may go
+     * (its timeout counts from then). */
+    bool reboot_drained;
     /* GPUs the agent reported when it changed the hardware; 0: unknown.
      * Verification counts with it rather than nvidia.com/gpu.count, which
      * feature discovery sets to the MIG devices under the single strategy. */

@@ -594,14 +594,16 @@ static void evict_done(void *data, const struct gm_kube_resp *resp)
         e->freed_in_flight = 0;
         e->error[0] = '\0';
         long code = resp->error ? resp->error->code : 0;
-        if (resp->error && code != 404 && code != 409 && code != 429)
+        if (resp->error && code != 404 && code != 429)
             snprintf(e->error, sizeof(e->error), "%.40s: %.150s",
                      resp->error->reason[0] ? resp->error->reason : "Error",
                      resp->error->message);
-        if (resp->error == NULL || code == 404 || code == 409) {
-            /* Accepted, or already gone (404; 409: the precondition on its
-             * uid failed, a pod of its name made since is not ours): wait
-             * for the pod to go. */
+        if (resp->error == NULL || code == 404) {
+            /* Accepted, or already gone: wait for the pod to go. (A 409
+             * is asked again below: a pod of the name made since fails
+             * the uid precondition, but so may a budget's status update
+             * that kept conflicting; the first leaves the cache, and is
+             * never asked for again.) */
             e->next_try_ms = now + 60000;
         } else if (code == 429) {
             /* A PodDisruptionBudget (or the rate limit) said no: ask again
@@ -619,7 +621,8 @@ static void evict_done(void *data, const struct gm_kube_resp *resp)
         } else if (code == 500) {
             e->blocked = GM_EVICT_BROKEN; /* the step fails */
         } else if ((code == 403 &&
-                    !strstr(resp->error->message, "being terminated")) ||
+                    !strstr(resp->error->message, "being terminated") &&
+                    !strstr(resp->error->message, "DisruptedPods")) ||
                    code == 400 || code == 422) {
             /* Refused, as kubectl drain takes it (RBAC without
              * pods/eviction, an admission webhook): asking again would
@@ -726,10 +729,12 @@ static struct gm_drain_opts rollback_drain(const struct gm_drain_opts *o)
 /* One pass of a drain of the node's pods under opts: fails the switch
  * (DrainBlocked, EvictionFailed, DrainTimeout, WaitTimeout, the timeouts
  * counted from the phase's start) or sends the evictions due and says how
- * many pods are left. Returns a step result with *drained false, or 0 with
- * *drained true when no pod is left. */
+ * many pods are left. A failure marks pods left (s->pods_left) when
+ * left_matters: laying the GPUs back under them could break them. Returns
+ * a step result with *drained false, or 0 with *drained true when no pod
+ * is left. */
 static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
-                      bool *drained)
+                      bool left_matters, bool *drained)
 {
     const struct gm_map *pods = node_pods(s);
     int evicting = 0, terminating = 0, waiting = 0;
@@ -748,21 +753,21 @@ static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
         const struct gm_pod *p = it->value;
         enum gm_drain_action a = gm_drain_classify(opts, p, why, sizeof(why));
         if (a == GM_DRAIN_BLOCKED) {
-            s->pods_left = true;
+            s->pods_left = left_matters;
             return fail(s, "DrainBlocked", "pod %s/%s %s", p->namespace,
                         p->name, why);
         }
         const struct gm_eviction *e =
             a == GM_DRAIN_EVICT ? gm_map_get(&s->ns->evictions, p->uid) : NULL;
         if (e && e->blocked == GM_EVICT_BROKEN) {
-            s->pods_left = true;
+            s->pods_left = left_matters;
             return fail(s, "EvictionFailed",
                         "eviction of %s/%s answered 500 (%s): the "
                         "PodDisruptionBudgets for it may be misconfigured",
                         p->namespace, p->name, e->error);
         }
         if (e && e->blocked == GM_EVICT_REFUSED) {
-            s->pods_left = true;
+            s->pods_left = left_matters;
             return fail(s, "EvictionFailed", "eviction of %s/%s refused: %s",
                         p->namespace, p->name, e->error);
         }
@@ -830,13 +835,13 @@ static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
      * is the drain's to time out too, as with kubectl drain --timeout. */
     if (evicting + terminating > 0 && opts->timeout_s > 0 &&
         elapsed(s) > opts->timeout_s) {
-        s->pods_left = true;
+        s->pods_left = left_matters;
         return fail(s, "DrainTimeout", "drain did not finish in %lds: %s",
                     opts->timeout_s, s->ns->message);
     }
     if (evicting + terminating == 0 && opts->wait_timeout_s > 0 &&
         elapsed(s) > opts->wait_timeout_s) {
-        s->pods_left = true;
+        s->pods_left = left_matters;
         return fail(s, "WaitTimeout",
                     "pods to wait for did not complete in %lds",
                     opts->wait_timeout_s);
@@ -856,7 +861,7 @@ static int step_drain(struct sw *s)
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
     const struct gm_drain_opts opts =
         s->rec.rolling_back ? rollback_drain(&s->pol.drain) : s->pol.drain;
-    int rc = drain_pass(s, &opts, &drained);
+    int rc = drain_pass(s, &opts, true, &drained);
     if (!drained)
         return rc;
     /* Drained: stop the GPU clients in the same write. */
@@ -1275,20 +1280,30 @@ static int step_reboot(struct sw *s)
     /* A reboot ends every pod on the node, not only those the drain
      * moved (gpuPodsOnly, podSelector): the others are evicted first,
      * under their PodDisruptionBudgets and by kubectl drain's rules, and
-     * pods to wait for are waited for. Within the policy's drain timeout
-     * from the phase's start. */
-    struct gm_drain_opts all = s->pol.drain;
-    all.gpu_pods_only = false;
-    all.pod_selector = NULL;
-    bool drained;
-    int rc = drain_pass(s, &all, &drained);
-    if (!drained)
-        return rc;
+     * pods to wait for are waited for, within the drain's timeouts. Once
+     * drained, the record says so and the phase starts again, so the
+     * reboot's own timeout counts from there and nothing is drained twice
+     * (a pod that tolerates the cordon is not evicted again and again,
+     * one behind the rebooting node's dead kubelet is not waited for). The
+     * pods left use no GPU the drain knew of: a failure here rolls back
+     * rather than holds. */
+    if (!s->rec.reboot_drained) {
+        struct gm_drain_opts all = s->pol.drain;
+        all.gpu_pods_only = false;
+        all.pod_selector = NULL;
+        bool drained;
+        int rc = drain_pass(s, &all, false, &drained);
+        if (!drained)
+            return rc;
+        s->rec.reboot_drained = true;
+        s->ns->message[0] = '\0';
+        return advance(s, GM_PHASE_REBOOT, NULL, -1);
+    }
     if (elapsed(s) > s->ctl->cfg->reboot_timeout_s)
         return fail(s, "RebootTimeout", "node did not come back in %lds",
                     s->ctl->cfg->reboot_timeout_s);
     set_message(s, "rebooting");
-    rc = helper(s, "reboot", s->rec.boot_id, argv, 2, &p);
+    int rc = helper(s, "reboot", s->rec.boot_id, argv, 2, &p);
     if (rc != STEP_WAIT)
         return rc;
     /* An agent that could not reboot says so and exits: fail now rather
@@ -1887,6 +1902,20 @@ static int step_finish(struct sw *s)
  * it, and uses up the retry mark. What the failed attempt recorded stays:
  * the mode and layout before it (for a rollback), the labels it changed
  * and whether it cordoned the node. */
+/* A new attempt asks each eviction afresh: a 500 (budgets a person has
+ * fixed since) or a refusal answered to the last one says nothing about
+ * this one, and would otherwise fail it at once. */
+static void forget_evictions(struct sw *s)
+{
+    for (struct gm_map_entry *e = gm_map_first(&s->ns->evictions); e;
+         e = gm_map_next(&s->ns->evictions, e)) {
+        struct gm_eviction *ev = e->value;
+        ev->blocked = GM_EVICT_ASKED;
+        ev->next_try_ms = 0;
+        ev->error[0] = '\0';
+    }
+}
+
 static int restart_failed(struct sw *s)
 {
     json_object *labels = json_object_new_object();
@@ -1900,16 +1929,8 @@ static int restart_failed(struct sw *s)
     gm_set_str(&s->rec.reason, NULL);
     gm_set_str(&s->rec.message, NULL);
     gm_set_str(&s->rec.boot_id, NULL); /* this attempt may reboot again */
-    /* The new attempt asks each eviction afresh: a 500 (budgets a person
-     * has fixed since) or a refusal answered to the last one says nothing
-     * about this one, and would otherwise fail it at once. */
-    for (struct gm_map_entry *e = gm_map_first(&s->ns->evictions); e;
-         e = gm_map_next(&s->ns->evictions, e)) {
-        struct gm_eviction *ev = e->value;
-        ev->blocked = GM_EVICT_ASKED;
-        ev->next_try_ms = 0;
-        ev->error[0] = '\0';
-    }
+    s->rec.reboot_drained = false;
+    forget_evictions(s);
     if (!s->node->unschedulable)
         s->rec.cordoned = true;
     json_object_object_add(labels, GM_LABEL_STATE,
@@ -1938,6 +1959,8 @@ static int release_failed(struct sw *s)
     s->rec.rolling_back = false;
     s->rec.releasing = true;
     gm_set_str(&s->rec.boot_id, NULL);
+    s->rec.reboot_drained = false;
+    forget_evictions(s);
     s->clear_retry = true;
     /* A person may have uncordoned the held node: nothing new lands on it
      * while its GPUs are laid again, and put_back uncordons it. */
