@@ -9,6 +9,7 @@
  * server: five nodes in StartingClients to vgpu with splitCount 4, and a
  * ConfigMap that answers 409 to a stale resourceVersion, as the API server
  * does, and sends every change on its watch. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "app/hami.h"
 #include "common/json.h"
 #include "nodeswitch/record.h"
 #include "support/ctlfx.h"
@@ -33,7 +35,20 @@ enum first_write {
     FIRST_HELD,
     ALWAYS_FORBIDDEN, /* every write refused: the switches must give up */
     BAD_CONFIG,       /* config.json holds text HAMi cannot read */
+    PERSON_KEYS,      /* entries of the nodes' own, with a person's keys */
 };
+
+/* gpu-001's entry by a person: a GPU left out and a MIG strategy, kept;
+ * gpu-002 named twice; gpu-003 with the wanted values written other ways
+ * (1 for 1.0), which HAMi reads alike. */
+static const char person_config[] =
+    "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
+    "\"devicesplitcount\":2},{\"name\":\"gpu-001\",\"devicesplitcount\":2,"
+    "\"migstrategy\":\"none\",\"filterdevices\":{\"index\":[1]}},"
+    "{\"name\":\"gpu-002\",\"devicesplitcount\":3},{\"name\":\"gpu-002\","
+    "\"devicecorescaling\":2},{\"name\":\"gpu-003\",\"operatingmode\":"
+    "\"hami-core\",\"devicesplitcount\":4,\"devicememoryscaling\":1,"
+    "\"devicecorescaling\":1}]}";
 
 /* A person's edit that left a trailing comma: json-c alone would read it,
  * HAMi's Go parser does not. */
@@ -219,8 +234,10 @@ static void run(struct fx *f, enum first_write first)
     f->rv = 5;
     /* HAMi's chart has keys of its own, and an entry gpumode never made. */
     f->config = json_tokener_parse(
-        "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
-        "\"devicesplitcount\":2}]}");
+        first == PERSON_KEYS
+            ? person_config
+            : "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
+              "\"devicesplitcount\":2}]}");
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = th_ctl_policy_split4;
@@ -232,7 +249,7 @@ static void run(struct fx *f, enum first_write first)
 }
 
 /* Every node's entry, splitCount 4, once; the others' kept. */
-static void assert_entries(json_object *config, bool intruder)
+static void assert_entries(json_object *config, bool intruder, bool person)
 {
     json_object *list = gm_json_get(config, "nodeconfig");
     assert_true(json_object_is_type(list, json_type_array));
@@ -254,6 +271,20 @@ static void assert_entries(json_object *config, bool intruder)
             assert_int_equal(
                 json_object_get_int(gm_json_get(e, "devicesplitcount")), 4);
             assert_string_equal(gm_json_str(e, "operatingmode"), "hami-core");
+            if (!person || k != 3) /* gpu-003: as the person wrote it */
+                assert_true(json_object_is_type(
+                    gm_json_get(e, "devicememoryscaling"), json_type_double));
+            /* Nothing but the keys gpumode sets and the name. */
+            if (!person || k != 1)
+                assert_int_equal(json_object_object_length(e), 5);
+        }
+        if (person && strcmp(name, "gpu-001") == 0) {
+            assert_string_equal(gm_json_str(e, "migstrategy"), "none");
+            assert_string_equal(
+                json_object_to_json_string_ext(gm_json_get(e, "filterdevices"),
+                                               JSON_C_TO_STRING_PLAIN),
+                "{\"index\":[1]}");
+            assert_int_equal(json_object_object_length(e), 7);
         }
     }
     for (int k = 0; k < NODES; k++)
@@ -272,7 +303,7 @@ static void test_entries_batched(void **state)
     assert_int_equal(f.advanced, (1u << NODES) - 1);
     assert_int_equal(f.stale, 0);
     assert_in_range(f.patches, 1, NODES - 1);
-    assert_entries(f.config, false);
+    assert_entries(f.config, false, false);
     json_object_put(f.config);
 }
 
@@ -286,7 +317,7 @@ static void test_conflict_keeps_the_other_write(void **state)
     assert_int_equal(f.advanced, (1u << NODES) - 1);
     assert_int_equal(f.stale, 1); /* only the one the server forced */
     assert_in_range(f.patches, 2, NODES);
-    assert_entries(f.config, true);
+    assert_entries(f.config, true, false);
     json_object_put(f.config);
 }
 
@@ -300,7 +331,7 @@ static void test_refused_write_is_retried_and_shown(void **state)
     assert_non_null(strstr(f.message, "writing HAMi's per-node config "
                                       "failed: Forbidden: configmaps is "
                                       "forbidden"));
-    assert_entries(f.config, false);
+    assert_entries(f.config, false, false);
     json_object_put(f.config);
 }
 
@@ -331,6 +362,74 @@ static void test_unreadable_config_is_not_overwritten(void **state)
     json_object_put(f.config);
 }
 
+/* The keys of a node's entry gpumode does not set (a GPU left out, a MIG
+ * strategy) are someone else's and stay; a node named twice ends named
+ * once; an entry that already says what is wanted, in other words, is not
+ * written again. */
+static void test_entries_keep_what_others_set(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, PERSON_KEYS);
+    assert_int_equal(f.advanced, (1u << NODES) - 1);
+    assert_entries(f.config, false, true);
+    /* gpu-003's entry is as the person wrote it: 1, not 1.0. */
+    json_object *list = gm_json_get(f.config, "nodeconfig");
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        if (strcmp(gm_json_str(e, "name"), "gpu-003") == 0)
+            assert_true(json_object_is_type(gm_json_get(e, "devicecorescaling"),
+                                            json_type_int));
+    }
+    json_object_put(f.config);
+}
+
+/* What HAMi takes from a node's entries: each in turn, a value above 0 or
+ * a filter replacing the one before; and how many GPUs the filter leaves
+ * out, by index or by uuid. */
+static void test_view_as_hami_reads_it(void **state)
+{
+    struct gm_hami_view v;
+    (void)state;
+    assert_int_equal(
+        gm_hami_view_parse(
+            "{\"nodeconfig\":[{\"name\":\"n\",\"devicesplitcount\":3,"
+            "\"devicecorescaling\":0.5,\"filterdevices\":{\"index\":[0,7]}},"
+            "{\"name\":\"m\",\"devicesplitcount\":9},"
+            "{\"name\":\"n\",\"devicesplitcount\":0,\"devicememoryscaling\":"
+            "2,\"filterdevices\":{\"index\":[]}},"
+            "{\"name\":\"n\",\"filterdevices\":{\"uuid\":[\"GPU-b\"],"
+            "\"index\":[3]}}]}",
+            "n", &v),
+        0);
+    assert_true(v.named);
+    assert_int_equal(v.split, 3);
+    assert_true(v.memory == 2.0);
+    assert_true(v.core == 0.5);
+    const char *uuids[4] = {"GPU-a", "GPU-b", "GPU-c", "GPU-d"};
+    /* Index 3 and GPU-b (index 1); index 0 was the earlier filter's. */
+    assert_int_equal(gm_hami_filtered(&v, 4, uuids), 2);
+    /* Uuids unknown: each listed counts as one. */
+    assert_int_equal(gm_hami_filtered(&v, 4, NULL), 2);
+    assert_int_equal(gm_hami_filtered(&v, 1, NULL), 1);
+    gm_hami_view_clear(&v);
+
+    assert_int_equal(gm_hami_view_parse(NULL, "n", &v), 0);
+    assert_false(v.named);
+    assert_int_equal(gm_hami_filtered(&v, 4, uuids), 0);
+    gm_hami_view_clear(&v);
+    /* A split HAMi's parser refuses is not a split. */
+    assert_int_equal(
+        gm_hami_view_parse(
+            "{\"nodeconfig\":[{\"name\":\"n\",\"devicesplitcount\":4.0}]}", "n",
+            &v),
+        0);
+    assert_int_equal(v.split, 0);
+    gm_hami_view_clear(&v);
+    assert_int_equal(gm_hami_view_parse("{\"nodeconfig\":{}}", "n", &v),
+                     -EINVAL);
+}
+
 /* The controller is freed with a write's answer unread: the answer must
  * not touch it (ASan and valgrind check). */
 static void test_freed_with_a_write_in_flight(void **state)
@@ -351,6 +450,8 @@ int main(void)
         cmocka_unit_test(test_unwritable_configmap_fails_the_switch),
         cmocka_unit_test(test_freed_with_a_write_in_flight),
         cmocka_unit_test(test_unreadable_config_is_not_overwritten),
+        cmocka_unit_test(test_entries_keep_what_others_set),
+        cmocka_unit_test(test_view_as_hami_reads_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

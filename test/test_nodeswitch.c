@@ -41,6 +41,7 @@ static void test_record_round_trip(void **state)
     assert_int_equal(gm_set_str(&r.policy, "inference"), 0);
     assert_int_equal(gm_set_str(&r.layout, "[{\"devices\":\"all\"}]"), 0);
     assert_int_equal(gm_set_str(&r.strategy, "mixed"), 0);
+    assert_int_equal(gm_set_str(&r.gpu_uuids, "GPU-a,GPU-b"), 0);
     assert_int_equal(gm_set_str(&r.settings, "{\"strategy\":\"mixed\"}"), 0);
     assert_int_equal(
         gm_record_save_label(&r, "nvidia.com/gpu.deploy.dcgm", "true"), 0);
@@ -61,6 +62,7 @@ static void test_record_round_trip(void **state)
     assert_true(back.cordoned);
     assert_true(back.reconfigured);
     assert_int_equal(back.gpus, 8);
+    assert_string_equal(back.gpu_uuids, "GPU-a,GPU-b");
     assert_false(back.rolling_back);
     assert_true(back.releasing);
     assert_true(back.reboot_drained);

@@ -210,8 +210,8 @@ static void test_finish_writes_the_record_or_nothing_written(void **state)
 /* What the planner compares with nodes' settings, read from entries as
  * people and HAMi's chart write them: other scalings, integers for
  * numbers, missing or non-positive fields (HAMi's defaults), a name twice
- * (the last wins, as in the switch); and nothing from a config that does
- * not parse. */
+ * (each entry in turn, as HAMi reads them); and nothing from a config
+ * that does not parse. */
 static void test_entries_as_the_planner_reads_them(void **state)
 {
     int writes;
@@ -226,7 +226,8 @@ static void test_entries_as_the_planner_reads_them(void **state)
         "\\\"devicememoryscaling\\\":1.5,\\\"devicecorescaling\\\":0.1},"
         "{\\\"name\\\":\\\"y\\\",\\\"devicesplitcount\\\":0,"
         "\\\"devicecorescaling\\\":\\\"lots\\\"},"
-        "{\\\"name\\\":\\\"z\\\",\\\"devicesplitcount\\\":3},"
+        "{\\\"name\\\":\\\"z\\\",\\\"devicesplitcount\\\":3,"
+        "\\\"devicecorescaling\\\":0.5},"
         "{\\\"name\\\":\\\"z\\\",\\\"devicesplitcount\\\":5,"
         "\\\"devicememoryscaling\\\":2},"
         "{\\\"devicesplitcount\\\":7}]}\"}}",
@@ -236,12 +237,12 @@ static void test_entries_as_the_planner_reads_them(void **state)
     assert_string_equal(last_entries[1],
                         "{\"splitCount\":2,\"memoryScaling\":1.5,"
                         "\"coreScaling\":0.10000000000000001}");
-    assert_string_equal(
-        last_entries[2],
-        "{\"splitCount\":10,\"memoryScaling\":1,\"coreScaling\":1}");
+    /* Nothing HAMi takes: its defaults, as a node with no entry. */
+    assert_string_equal(last_entries[2], "{}");
+    /* Both of z's entries, the later's values over the earlier's. */
     assert_string_equal(
         last_entries[3],
-        "{\"splitCount\":5,\"memoryScaling\":2,\"coreScaling\":1}");
+        "{\"splitCount\":5,\"memoryScaling\":2,\"coreScaling\":0.5}");
     assert_string_equal(last_entries[4], "none");
 
     s = run(GM_PHASE_FINISH, SPLIT4,
@@ -280,13 +281,26 @@ static const char *patched_split(const char *body, char *buf, size_t len)
     return out;
 }
 
+/* The last ConfigMap patch run_back saw (owned). */
+static char *last_patch;
+
+/* gpu-001's entry with a GPU left out by a person, at split 4. */
+static const char cm_with_filter[] =
+    "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
+    "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{\"config.json\":"
+    "\"{\\\"nodeconfig\\\":[{\\\"name\\\":\\\"gpu-001\\\","
+    "\\\"filterdevices\\\":{\\\"uuid\\\":[\\\"GPU-x\\\"]},"
+    "\\\"operatingmode\\\":\\\"hami-core\\\",\\\"devicesplitcount\\\":4,"
+    "\\\"devicememoryscaling\\\":1.0,\\\"devicecorescaling\\\":1.0}]}\"}}";
+
 /* A vgpu -> vgpu switch to split 4 that failed after the entry was
  * written rolls back: it puts back the entry the node was verified with
  * (its gpumode.io/settings) before the old clients start, or takes ours
  * out when the node had none. */
-static void run_back(const char *verified_with, char *split, size_t len)
+static void run_back(const char *verified_with, const char *cms, char *split,
+                     size_t len)
 {
-    struct fx f = {.cms = cm_with_entry};
+    struct fx f = {.cms = cms};
     struct gm_switch_record rec = {0};
     char err[256], ann[256];
     char *text = th_ctl_switch_record(GM_PHASE_START_CLIENTS, SPLIT4);
@@ -311,7 +325,8 @@ static void run_back(const char *verified_with, char *split, size_t len)
     /* The old clients wait for it: the node is not written before. */
     assert_int_equal(f.done, 0);
     assert_non_null(patched_split(f.cm_patch, split, len));
-    free(f.cm_patch);
+    free(last_patch);
+    last_patch = f.cm_patch;
     free(f.patched);
     free(f.settings);
     free(f.resources);
@@ -322,11 +337,18 @@ static void test_rollback_puts_the_entry_back(void **state)
 {
     (void)state;
     char split[16];
-    run_back("{\"splitCount\":10,\"memoryScaling\":1,\"coreScaling\":1}", split,
-             sizeof(split));
+    run_back("{\"splitCount\":10,\"memoryScaling\":1,\"coreScaling\":1}",
+             cm_with_entry, split, sizeof(split));
     assert_string_equal(split, "10");
-    run_back("{}", split, sizeof(split));
+    run_back("{}", cm_with_entry, split, sizeof(split));
     assert_string_equal(split, "none");
+    /* What gpumode did not set stays: only its keys go. */
+    run_back("{}", cm_with_filter, split, sizeof(split));
+    assert_string_equal(split, "0");
+    assert_non_null(strstr(last_patch, "filterdevices"));
+    assert_null(strstr(last_patch, "hami-core"));
+    free(last_patch);
+    last_patch = NULL;
 }
 
 int main(void)

@@ -268,7 +268,8 @@ static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
                    .term = "{\"ok\":false,\"command\":\"apply\",\"needs\":"
                            "\"reboot\",\"reason\":\"RebootRequired\","
                            "\"message\":\"MIG mode of GPU 0 is still "
-                           "pending\"}"};
+                           "pending\",\"gpus\":[{\"index\":1,\"uuid\":"
+                           "\"GPU-b\"},{\"index\":0,\"uuid\":\"GPU-a\"}]}"};
     struct gm_switch_record rec = {0};
     char err[256];
     char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
@@ -294,6 +295,10 @@ static void test_one_reboot_per_attempt(void **state)
     run_apply(NULL, &rec);
     assert_int_equal(rec.phase, GM_PHASE_REBOOT);
     assert_null(rec.reason);
+    /* The GPUs the agent listed, their uuids in index order (HAMi's
+     * filterdevices may name them). */
+    assert_int_equal(rec.gpus, 2);
+    assert_string_equal(rec.gpu_uuids, "GPU-a,GPU-b");
     gm_record_clear(&rec);
 
     run_apply("boot-0", &rec);

@@ -437,53 +437,59 @@ static void cm_free(void *ud, void *obj)
     free(d);
 }
 
-/* An entry's number, or HAMi's default when it is missing or not above 0
- * (HAMi then takes its global setting, which the chart leaves at the
- * default). */
-static double entry_num(json_object *e, const char *key, double dflt)
-{
-    json_object *v = gm_json_get(e, key);
-    double x = v && (json_object_is_type(v, json_type_int) ||
-                     json_object_is_type(v, json_type_double))
-                   ? json_object_get_double(v)
-                   : 0;
-    return x > 0 ? x : dflt;
-}
-
 /* HAMi's entries as settings texts, so the planner can tell a node whose
  * entry no longer says what it was verified with. Only the values the
- * settings hold are compared (not operatingmode or other keys); the last
- * entry of a name wins, as in the switch. Sets entries_known: a config
- * that does not parse, or no memory, leaves the entries unknown rather
- * than empty, which would name every node. */
+ * settings hold are compared (not operatingmode or other keys); a node's
+ * entries add up as HAMi reads them (app/hami.h), and one that sets none
+ * of them is HAMi's defaults, {}. Sets entries_known: a config that does
+ * not parse, or no memory, leaves the entries unknown rather than empty,
+ * which would name every node. */
 static void cm_entries(struct gm_cm_data *d)
 {
     json_object *cfg = d->value ? json_tokener_parse(d->value) : NULL;
     json_object *list = gm_json_get(cfg, "nodeconfig");
+    struct gm_map views; /* name -> struct gm_hami_view* (owned) */
     int err = 0;
 
+    gm_map_init(&views);
     d->entries_known =
         d->value == NULL ||
         (json_object_is_type(cfg, json_type_object) &&
          (list == NULL || json_object_is_type(list, json_type_array)));
-    size_t n = d->entries_known && list ? json_object_array_length(list) : 0;
+    size_t n = d->entries_known ? gm_json_len(list) : 0;
     for (size_t i = 0; i < n && !err; i++) {
         json_object *e = json_object_array_get_idx(list, i);
         const char *name = gm_json_str(e, "name");
-        char text[160];
         if (name == NULL)
             continue;
-        gm_plan_vgpu_settings(true, (int)entry_num(e, "devicesplitcount", 10),
-                              entry_num(e, "devicememoryscaling", 1.0),
-                              entry_num(e, "devicecorescaling", 1.0), text,
-                              sizeof(text));
-        char *copy = strdup(text);
-        void *old = NULL;
-        err = copy ? gm_map_put(&d->entries, name, copy, &old) : -ENOMEM;
+        struct gm_hami_view *v = gm_map_get(&views, name);
+        if (v == NULL) {
+            v = calloc(1, sizeof(*v));
+            err = v ? gm_map_put(&views, name, v, NULL) : -ENOMEM;
+            if (err) {
+                free(v);
+                break;
+            }
+        }
+        gm_hami_view_apply(v, e);
+    }
+    for (struct gm_map_entry *it = gm_map_first(&views); it;
+         it = gm_map_next(&views, it)) {
+        struct gm_hami_view *v = it->value;
+        char text[160];
+        gm_plan_vgpu_settings(v->split || v->memory > 0 || v->core > 0,
+                              v->split ? v->split : 10,
+                              v->memory > 0 ? v->memory : 1.0,
+                              v->core > 0 ? v->core : 1.0, text, sizeof(text));
+        char *copy = err ? NULL : strdup(text);
+        if (!err)
+            err = copy ? gm_map_put(&d->entries, it->key, copy, NULL) : -ENOMEM;
         if (err)
             free(copy);
-        free(old);
+        gm_hami_view_clear(v);
+        free(v);
     }
+    gm_map_free(&views);
     json_object_put(cfg);
     if (err) {
         gm_log_kv(GM_LOG_WARN, NULL, NULL, "HAMi's entries: out of memory");

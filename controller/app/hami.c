@@ -1,6 +1,7 @@
 #include "app/hami.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,41 +114,110 @@ static int parse_config(const char *text, json_object **out)
     return 0;
 }
 
-/* The last entry named node in HAMi's list (the one HAMi takes), or NULL. */
-static json_object *entry_of(json_object *list, const char *node)
+/* The keys of a node's entry gpumode sets, and takes out when the node
+ * is to run with HAMi's defaults. Any other key (filterdevices,
+ * migstrategy, ...) is someone else's and kept. */
+static const char *const managed[] = {"operatingmode", "devicesplitcount",
+                                      "devicememoryscaling",
+                                      "devicecorescaling"};
+#define N_MANAGED (sizeof(managed) / sizeof(managed[0]))
+
+static bool named(json_object *e, const char *node)
 {
-    json_object *found = NULL;
-    size_t n = json_object_is_type(list, json_type_array)
-                   ? json_object_array_length(list)
-                   : 0;
-    for (size_t i = 0; i < n; i++) {
-        json_object *e = json_object_array_get_idx(list, i);
-        const char *name = gm_json_str(e, "name");
-        if (name && strcmp(name, node) == 0)
-            found = e;
-    }
-    return found;
+    const char *name = gm_json_str(e, "name");
+    return name && strcmp(name, node) == 0;
 }
 
+/* Whether a managed key's value says what want's does, as HAMi reads it:
+ * the scalings are numbers (1 and 1.0 alike), the split an unsigned
+ * integer (HAMi's parser refuses 4.0 there, and every entry with it). */
+static bool same_value(const char *key, json_object *have, json_object *want)
+{
+    if (have == NULL || want == NULL)
+        return have == want;
+    if (strcmp(key, "devicesplitcount") == 0)
+        return json_object_is_type(have, json_type_int) &&
+               json_object_get_int64(have) == json_object_get_int64(want);
+    bool num = json_object_is_type(have, json_type_int) ||
+               json_object_is_type(have, json_type_double);
+    if (num && (json_object_is_type(want, json_type_int) ||
+                json_object_is_type(want, json_type_double)))
+        return json_object_get_double(have) == json_object_get_double(want);
+    return json_object_equal(have, want);
+}
+
+/* Whether the cached list gives node what w asks: one entry with the
+ * managed keys as wanted, or none of them in any entry of the node's when
+ * it is to have HAMi's defaults. */
 static bool has_entry(json_object *list, const char *node, const struct want *w)
 {
-    json_object *cur = entry_of(list, node);
+    size_t n = gm_json_len(list);
+    json_object *found = NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        if (!named(e, node))
+            continue;
+        count++;
+        found = e;
+        for (size_t k = 0; w->entry == NULL && k < N_MANAGED; k++)
+            if (gm_json_get(e, managed[k]))
+                return false;
+    }
     if (w->entry == NULL)
-        return cur == NULL;
-    return cur && json_object_equal(cur, w->entry);
+        return true;
+    if (count != 1)
+        return false;
+    for (size_t k = 0; k < N_MANAGED; k++)
+        if (!same_value(managed[k], gm_json_get(found, managed[k]),
+                        gm_json_get(w->entry, managed[k])))
+            return false;
+    return true;
 }
 
-/* Drops every entry named node, then appends the wanted one. */
-static void set_entry(json_object *list, const char *node, const struct want *w)
+/* Makes node's entries in list one, the wanted one: the managed keys from
+ * w, every other key kept from the entries it had (a later one's winning,
+ * as HAMi reads them). With no wanted entry the managed keys go, and the
+ * entry with them when nothing but its name is left. 0 or -ENOMEM. */
+static int set_entry(json_object *list, const char *node, const struct want *w)
 {
-    for (size_t i = json_object_array_length(list); i-- > 0;) {
-        const char *name =
-            gm_json_str(json_object_array_get_idx(list, i), "name");
-        if (name && strcmp(name, node) == 0)
-            json_object_array_del_idx(list, i, 1);
+    json_object *merged = json_object_new_object();
+    if (merged == NULL)
+        return -ENOMEM;
+    size_t n = json_object_array_length(list), at = n;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        if (!named(e, node))
+            continue;
+        json_object_object_foreach(e, key, val)
+        {
+            json_object_object_add(merged, key, json_object_get(val));
+        }
+        if (at == n)
+            at = i;
     }
-    if (w->entry)
-        json_object_array_add(list, json_object_get(w->entry));
+    json_object_object_add(merged, "name", json_object_new_string(node));
+    for (size_t k = 0; k < N_MANAGED; k++) {
+        json_object *v = gm_json_get(w->entry, managed[k]);
+        if (v)
+            json_object_object_add(merged, managed[k], json_object_get(v));
+        else
+            json_object_object_del(merged, managed[k]);
+    }
+    /* The others go; the merged entry takes the first one's place, so a
+     * diff of the config stays small. */
+    for (size_t i = n; i-- > at + 1;)
+        if (named(json_object_array_get_idx(list, i), node))
+            json_object_array_del_idx(list, i, 1);
+    if (json_object_object_length(merged) == 1) {
+        json_object_put(merged);
+        if (at < n)
+            json_object_array_del_idx(list, at, 1);
+        return 0;
+    }
+    if (at == n)
+        return json_object_array_add(list, merged) == 0 ? 0 : -ENOMEM;
+    return json_object_array_put_idx(list, at, merged) == 0 ? 0 : -ENOMEM;
 }
 
 /* Nodes whose entry the cache shows are woken and forgotten (all of them
@@ -166,8 +236,7 @@ static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
             /* Out of memory: woken on a later change instead. */
             if (done)
                 done[n_done++] = e->key;
-        } else {
-            set_entry(list, e->key, e->value);
+        } else if (set_entry(list, e->key, e->value) == 0) {
             n_set++;
         }
     }
@@ -353,4 +422,84 @@ void gm_hami_forget(struct gm_hami *h, const char *node)
 {
     if (h)
         want_free(gm_map_del(&h->wants, node));
+}
+
+void gm_hami_view_apply(struct gm_hami_view *v, json_object *e)
+{
+    json_object *split = gm_json_get(e, "devicesplitcount");
+    json_object *memory = gm_json_get(e, "devicememoryscaling");
+    json_object *core = gm_json_get(e, "devicecorescaling");
+    json_object *filter = gm_json_get(e, "filterdevices");
+    v->named = true;
+    /* A split of a fraction is not HAMi's (its parser refuses the whole
+     * config): not counted as set. */
+    if (json_object_is_type(split, json_type_int) &&
+        json_object_get_int64(split) > 0 &&
+        json_object_get_int64(split) <= INT32_MAX)
+        v->split = (int)json_object_get_int64(split);
+    if ((json_object_is_type(memory, json_type_int) ||
+         json_object_is_type(memory, json_type_double)) &&
+        json_object_get_double(memory) > 0)
+        v->memory = json_object_get_double(memory);
+    if ((json_object_is_type(core, json_type_int) ||
+         json_object_is_type(core, json_type_double)) &&
+        json_object_get_double(core) > 0)
+        v->core = json_object_get_double(core);
+    if (gm_json_len(gm_json_get(filter, "uuid")) > 0 ||
+        gm_json_len(gm_json_get(filter, "index")) > 0) {
+        json_object_put(v->filter);
+        v->filter = json_object_get(filter);
+    }
+}
+
+int gm_hami_view_parse(const char *text, const char *node,
+                       struct gm_hami_view *out)
+{
+    json_object *cfg = NULL;
+    memset(out, 0, sizeof(*out));
+    int err = parse_config(text, &cfg);
+    if (err)
+        return err;
+    json_object *list = gm_json_get(cfg, "nodeconfig");
+    size_t n = gm_json_len(list);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        if (named(e, node))
+            gm_hami_view_apply(out, e);
+    }
+    json_object_put(cfg);
+    return 0;
+}
+
+void gm_hami_view_clear(struct gm_hami_view *v)
+{
+    json_object_put(v->filter);
+    memset(v, 0, sizeof(*v));
+}
+
+int gm_hami_filtered(const struct gm_hami_view *v, int gpus,
+                     const char *const *uuids)
+{
+    json_object *idx = gm_json_get(v->filter, "index");
+    json_object *ids = gm_json_get(v->filter, "uuid");
+    size_t n_idx = gm_json_len(idx);
+    size_t n_ids = gm_json_len(ids);
+    int out = 0, unknown = 0;
+    for (int g = 0; g < gpus; g++) {
+        bool hidden = false;
+        for (size_t i = 0; i < n_idx && !hidden; i++) {
+            json_object *x = json_object_array_get_idx(idx, i);
+            hidden = json_object_is_type(x, json_type_int) &&
+                     json_object_get_int64(x) == g;
+        }
+        for (size_t i = 0; uuids && uuids[g] && i < n_ids && !hidden; i++) {
+            const char *u =
+                json_object_get_string(json_object_array_get_idx(ids, i));
+            hidden = u && strcmp(u, uuids[g]) == 0;
+        }
+        out += hidden;
+    }
+    if (uuids == NULL)
+        unknown = (int)n_ids;
+    return out + unknown > gpus ? gpus : out + unknown;
 }

@@ -33,6 +33,33 @@ void gm_hami_forget(struct gm_hami *h, const char *node);
  * met a newer ConfigMap can be sent again. */
 void gm_hami_changed(struct gm_hami *h);
 
+/* What HAMi's plugin on a node takes from config.json: each entry named
+ * the node in turn, a value above 0 (or a filter that names a GPU)
+ * replacing the one before, as HAMi reads them. */
+struct gm_hami_view {
+    bool named;          /* an entry names the node */
+    int split;           /* devicesplitcount; 0: none sets it (default 10) */
+    double memory;       /* devicememoryscaling; 0: none sets it (1) */
+    double core;         /* devicecorescaling; 0: none sets it (1) */
+    json_object *filter; /* owned: filterdevices, GPUs HAMi leaves out */
+};
+
+/* Reads node's view from config.json's text (NULL: no such key, so no
+ * entry). 0, -EINVAL when the text is not one JSON object whose
+ * nodeconfig, if any, is a list, or -ENOMEM. Clear *out after a 0. */
+int gm_hami_view_parse(const char *text, const char *node,
+                       struct gm_hami_view *out);
+/* Applies one entry (already known to name the node) to *v. */
+void gm_hami_view_apply(struct gm_hami_view *v, json_object *entry);
+void gm_hami_view_clear(struct gm_hami_view *v);
+
+/* How many of a node's gpus GPUs v's filter leaves out: those whose index
+ * it lists, and those whose uuid it lists (uuids[i]: GPU i's, or uuids
+ * NULL when unknown; each uuid listed then counts as one GPU more, up to
+ * gpus, as a filter is written for the node's own GPUs). */
+int gm_hami_filtered(const struct gm_hami_view *v, int gpus,
+                     const char *const *uuids);
+
 /* Why the last write failed ("" after a success), for status messages. */
 const char *gm_hami_error(const struct gm_hami *h);
 

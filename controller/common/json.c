@@ -19,6 +19,12 @@ const char *gm_json_str(json_object *o, const char *key)
                : NULL;
 }
 
+size_t gm_json_len(json_object *o)
+{
+    return json_object_is_type(o, json_type_array) ? json_object_array_length(o)
+                                                   : 0;
+}
+
 size_t gm_json_utf8_len(const char *s, size_t max)
 {
     size_t n = strlen(s);

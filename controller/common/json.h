@@ -11,6 +11,8 @@
 json_object *gm_json_get(json_object *o, const char *key);
 /* The member key of o when it is a string (borrowed), or NULL. */
 const char *gm_json_str(json_object *o, const char *key);
+/* How many elements o has when it is an array, else 0. */
+size_t gm_json_len(json_object *o);
 
 /* How much of s to send in a field of at most max bytes: cut on a UTF-8
  * character boundary, and without a character a caller's own buffer cut

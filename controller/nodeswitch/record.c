@@ -55,6 +55,7 @@ void gm_record_clear(struct gm_switch_record *r)
     free(r->settings);
     free(r->from_layout);
     free(r->boot_id);
+    free(r->gpu_uuids);
     free(r->reason);
     free(r->message);
     for (size_t i = 0; i < r->n_saved; i++) {
@@ -196,6 +197,8 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
     if (!rc)
         rc = get_str(o, "bootID", &r->boot_id, 0, err, err_len);
     if (!rc)
+        rc = get_str(o, "gpuUUIDs", &r->gpu_uuids, 0, err, err_len);
+    if (!rc)
         rc = get_str(o, "reason", &r->reason, 0, err, err_len);
     if (!rc)
         rc = get_str(o, "message", &r->message, 0, err, err_len);
@@ -278,6 +281,7 @@ char *gm_record_format(const struct gm_switch_record *r)
         json_object_object_add(o, "rebootDrained", json_object_new_boolean(1));
     if (r->gpus > 0)
         json_object_object_add(o, "gpus", json_object_new_int(r->gpus));
+    add_str(o, "gpuUUIDs", r->gpu_uuids);
     add_str(o, "bootID", r->boot_id);
     add_str(o, "reason", r->reason);
     add_str(o, "message", r->message);

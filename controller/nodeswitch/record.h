@@ -71,6 +71,10 @@ struct gm_switch_record {
      * Verification counts with it rather than nvidia.com/gpu.count, which
      * feature discovery sets to the MIG devices under the single strategy. */
     int gpus;
+    /* Owned: those GPUs' uuids in index order, joined with commas, when
+     * the switch is to or from vgpu (HAMi's filterdevices may name them),
+     * or NULL: unknown. */
+    char *gpu_uuids;
     char *boot_id; /* owned; bootID when the reboot was asked, or NULL */
     char *reason;  /* owned CamelCase failure reason, or NULL */
     char *message; /* owned human message, or NULL */

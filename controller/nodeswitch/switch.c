@@ -1161,6 +1161,34 @@ static int record_from_layout(struct sw *s)
     return write_record(s, NULL, -1);
 }
 
+/* Keeps the uuids of the GPUs the agent listed, in index order, when
+ * HAMi runs on either side of the switch: its filterdevices may leave
+ * GPUs out by uuid, and verification counts without them. Unknown (NULL)
+ * when the list lacks one (the agent shortens a long result). 0 or
+ * -ENOMEM. */
+static int note_gpu_uuids(struct sw *s, json_object *gpus)
+{
+    size_t n = gm_json_len(gpus);
+    const char *by_index[64] = {0};
+    char text[64 * 96];
+    size_t off = 0;
+    bool known = s->rec.to == GM_MODE_VGPU || s->rec.from == GM_MODE_VGPU;
+
+    for (size_t i = 0; known && i < n && i < 64; i++) {
+        json_object *g = json_object_array_get_idx(gpus, i);
+        int idx = json_object_get_int(gm_json_get(g, "index"));
+        const char *u = gm_json_str(g, "uuid");
+        known = idx >= 0 && (size_t)idx < n && u && u[0] && !strchr(u, ',') &&
+                strlen(u) < 90 && by_index[idx] == NULL;
+        if (known)
+            by_index[idx] = u;
+    }
+    for (size_t i = 0; known && i < n; i++)
+        off += (size_t)snprintf(text + off, sizeof(text) - off, "%s%s",
+                                i ? "," : "", by_index[i]);
+    return gm_set_str(&s->rec.gpu_uuids, known ? text : NULL);
+}
+
 static int step_reconfigure(struct sw *s)
 {
     enum gm_mode mode = target_mode(s);
@@ -1215,14 +1243,17 @@ static int step_reconfigure(struct sw *s)
             : (p->term_message ? p->term_message : "the agent left no result"));
     int reboot = needs && strcmp(needs, "reboot") == 0;
     json_object *gpus = gm_json_get(res, "gpus");
-    int n_gpus = json_object_is_type(gpus, json_type_array)
-                     ? (int)json_object_array_length(gpus)
-                     : 0;
-    json_object_put(res);
+    int n_gpus = (int)gm_json_len(gpus);
     /* Any result that lists the GPUs counts them, a failed one too: the
      * rollback verifies with it. */
-    if (n_gpus > 0 && n_gpus <= 64)
+    if (n_gpus > 0 && n_gpus <= 64) {
         s->rec.gpus = n_gpus;
+        if (note_gpu_uuids(s, gpus) != 0) {
+            json_object_put(res);
+            return -ENOMEM;
+        }
+    }
+    json_object_put(res);
     if (ok && p->phase == GM_POD_SUCCEEDED) {
         note_event(s, false, GM_EVENT_NORMAL, GM_REASON_RECONFIGURED,
                    "GPUs of %s set for %s", node_name(s), gm_mode_name(mode));
@@ -1329,42 +1360,37 @@ static int step_reboot(struct sw *s)
     return wait_for(s, WAIT_POLL_MS);
 }
 
-/* The index of node's entry in HAMi's nodeconfig list, or -1. */
-static int hami_entry_index(json_object *list, const char *node)
-{
-    int idx = -1;
-    if (list == NULL || !json_object_is_type(list, json_type_array))
-        return -1;
-    for (size_t i = 0; i < json_object_array_length(list); i++) {
-        const char *n = json_object_get_string(
-            gm_json_get(json_object_array_get_idx(list, i), "name"));
-        if (n && strcmp(n, node) == 0)
-            idx = (int)i;
-    }
-    return idx;
-}
-
-/* The vGPUs per GPU HAMi gives this node: its entry's devicesplitcount,
- * else HAMi's default of 10. Read from the ConfigMap rather than the
- * policy, because a rollback restores the vgpu mode the node had, whose
- * split the current policy may not know. */
-static int hami_split(struct sw *s)
+/* What HAMi gives this node, from its entries in the ConfigMap rather
+ * than the policy, because a rollback restores the vgpu mode the node
+ * had, whose split the current policy may not know: *split vGPUs (HAMi's
+ * default 10) on each of the gpus GPUs its filterdevices does not leave
+ * out (*filtered). A config HAMi cannot read leaves its defaults. */
+static int hami_gpus(struct sw *s, int gpus, int *split, int *filtered)
 {
     const char *rv = "";
     bool exists;
     const char *cur = gm_ctl_hami_config(s->ctl, &rv, &exists);
-    json_object *cfg = cur ? json_tokener_parse(cur) : NULL;
-    json_object *list = gm_json_get(cfg, "nodeconfig");
-    int idx = hami_entry_index(list, node_name(s));
-    int split = 10;
-    if (idx >= 0) {
-        json_object *v = gm_json_get(
-            json_object_array_get_idx(list, (size_t)idx), "devicesplitcount");
-        if (v && json_object_get_int(v) > 0)
-            split = json_object_get_int(v);
+    struct gm_hami_view v;
+    const char *uuids[64];
+    char *list = NULL;
+    size_t n = 0;
+
+    if (gm_hami_view_parse(cur, node_name(s), &v) != 0)
+        memset(&v, 0, sizeof(v));
+    if (s->rec.gpu_uuids && gpus <= 64)
+        list = strdup(s->rec.gpu_uuids);
+    for (char *tok = list, *next; tok && n < 64; tok = next) {
+        next = strchr(tok, ',');
+        if (next)
+            *next++ = '\0';
+        uuids[n++] = tok;
     }
-    json_object_put(cfg);
-    return split;
+    *split = v.split > 0 ? v.split : 10;
+    *filtered =
+        gm_hami_filtered(&v, gpus, list && n == (size_t)gpus ? uuids : NULL);
+    gm_hami_view_clear(&v);
+    free(list);
+    return gpus - *filtered;
 }
 
 /* The record keeps what HAMi's entry got, for gpumode.io/settings: not
@@ -1761,11 +1787,11 @@ static int step_verify(struct sw *s)
      * from before the plugin restarted only delays verification: the
      * counts must agree with what the plugin advertises. */
     const char *shared = NULL;
-    int split = mode == GM_MODE_VGPU ? hami_split(s)
-                : mode == GM_MODE_FULL
-                    ? gm_plugin_config_replicas(s->node, &shared)
-                    : 1;
-    int gpus = verified_gpus(s);
+    int gpus = verified_gpus(s), split = 1, filtered = 0;
+    if (mode == GM_MODE_VGPU)
+        gpus = hami_gpus(s, gpus, &split, &filtered);
+    else if (mode == GM_MODE_FULL)
+        split = gm_plugin_config_replicas(s->node, &shared);
     size_t n =
         gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy, gpus,
                            split, names, counts, 16, buf, sizeof(buf));
@@ -1774,8 +1800,13 @@ static int step_verify(struct sw *s)
     for (size_t i = 0; i < n; i++) {
         int64_t have = gm_node_allocatable(s->node, names[i]);
         if (have != counts[i]) {
-            set_message(s, "node advertises %s=%lld, expected %lld", names[i],
-                        (long long)(have < 0 ? 0 : have), counts[i]);
+            char why[96] = "";
+            if (filtered)
+                snprintf(why, sizeof(why),
+                         " (HAMi's filterdevices leaves out %d GPU%s)",
+                         filtered, filtered == 1 ? "" : "s");
+            set_message(s, "node advertises %s=%lld, expected %lld%s", names[i],
+                        (long long)(have < 0 ? 0 : have), counts[i], why);
             goto not_ready;
         }
     }

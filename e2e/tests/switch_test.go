@@ -1973,6 +1973,99 @@ spec:
 	}
 }
 
+// hamiEntry is node's only entry in HAMi's per-node ConfigMap, decoded,
+// or nil; two entries of the node fail the test.
+func hamiEntry(t *testing.T, b *Bed, node string) map[string]any {
+	t.Helper()
+	cm, err := b.CS.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "hami-device-plugin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		NodeConfig []map[string]any `json:"nodeconfig"`
+	}
+	if err := json.Unmarshal([]byte(cm.Data["config.json"]), &cfg); err != nil {
+		t.Fatalf("HAMi's config.json: %v", err)
+	}
+	var out map[string]any
+	for _, e := range cfg.NodeConfig {
+		if e["name"] == node {
+			if out != nil {
+				t.Fatalf("%s named twice in HAMi's config: %s", node, cm.Data["config.json"])
+			}
+			out = e
+		}
+	}
+	return out
+}
+
+// TestHAMiEntryKeepsOthersKeys: a person left a GPU out of HAMi on each
+// node (by index on one, by uuid on the other) in the nodes' entries. A
+// vgpu switch writes its split into those entries and keeps the rest;
+// verification counts the vGPUs of the GPUs HAMi serves. A later policy
+// with HAMi's defaults takes out only what gpumode wrote.
+func TestHAMiEntryKeepsOthersKeys(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "L40S", "--gpus-per-node", "4")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
+	uuids := strings.Fields(FakeSMI(t, b, "gpu-002", "--query-gpu=uuid", "--format=csv,noheader"))
+	if len(uuids) != 4 {
+		t.Fatalf("gpu-002's uuids: %q", uuids)
+	}
+	config, _ := json.Marshal(map[string]any{"nodeconfig": []any{
+		map[string]any{"name": "gpu-001", "migstrategy": "none", "filterdevices": map[string]any{"index": []int{1}}},
+		map[string]any{"name": "gpu-002", "filterdevices": map[string]any{"uuid": []string{uuids[3]}}},
+	}})
+	patch, _ := json.Marshal(map[string]any{"data": map[string]string{"config.json": string(config)}})
+	b.MustKubectl("-n", "kube-system", "patch", "configmap", "hami-device-plugin", "--type=merge", "-p", string(patch))
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+  vgpu: {splitCount: 5}
+  rollout: {maxUnavailable: 2}
+`)
+	// 3 GPUs served x 5 on each node.
+	WaitPolicy(t, b, "a", 120*time.Second, "vgpu with a GPU left out", func(s *PolicyStatus) error {
+		for _, n := range []string{"gpu-001", "gpu-002"} {
+			if got := Allocatable(GetNode(t, b, n), "nvidia.com/vgpu"); got != 15 {
+				return fmt.Errorf("%s: nvidia.com/vgpu=%d, want 15", n, got)
+			}
+		}
+		return Converged(s)
+	})
+	e := hamiEntry(t, b, "gpu-001")
+	if e["devicesplitcount"] != float64(5) || e["migstrategy"] != "none" || fmt.Sprint(e["filterdevices"]) != "map[index:[1]]" {
+		t.Errorf("gpu-001's entry after the switch: %v", e)
+	}
+	if e := hamiEntry(t, b, "gpu-002"); e["devicesplitcount"] != float64(5) || fmt.Sprint(e["filterdevices"]) != fmt.Sprintf("map[uuid:[%s]]", uuids[3]) {
+		t.Errorf("gpu-002's entry after the switch: %v", e)
+	}
+
+	PatchPolicy(t, b, "a", `{"spec":{"vgpu":null}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "HAMi's defaults", func(s *PolicyStatus) error {
+		for _, n := range []string{"gpu-001", "gpu-002"} {
+			node := GetNode(t, b, n)
+			if got := Allocatable(node, "nvidia.com/vgpu"); got != 30 || node.Annotations["gpumode.io/settings"] != "{}" {
+				return fmt.Errorf("%s: nvidia.com/vgpu=%d (want 30) settings %q", n, got, node.Annotations["gpumode.io/settings"])
+			}
+		}
+		return Converged(s)
+	})
+	e = hamiEntry(t, b, "gpu-001")
+	if fmt.Sprint(e) != "map[filterdevices:map[index:[1]] migstrategy:none name:gpu-001]" {
+		t.Errorf("gpu-001's entry with HAMi's defaults: %v", e)
+	}
+	if e := hamiEntry(t, b, "gpu-002"); len(e) != 2 || e["filterdevices"] == nil {
+		t.Errorf("gpu-002's entry with HAMi's defaults: %v", e)
+	}
+}
+
 // TestGPUsWithoutMIG: L40S nodes, whose nvidia-smi prints [N/A] for every
 // MIG field, switch between full and vgpu like any other; a mig policy
 // for them is Stalled, names the model, and touches no node.

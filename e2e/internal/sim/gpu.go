@@ -404,7 +404,8 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 		}
 	case RoleHAMiPlugin:
 		split, memScale, coreScale := 10.0, 1.0, 1.0
-		if cfg := s.hamiNodeConfig(n.Name); cfg != nil {
+		cfg := s.hamiNodeConfig(n.Name)
+		if cfg != nil {
 			if cfg.DeviceSplitCount > 0 {
 				split = float64(cfg.DeviceSplitCount)
 			}
@@ -417,7 +418,7 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 		}
 		count, mem := 0, 0
 		for _, g := range st.GPUs {
-			if g.Lost || g.MIGCurrent {
+			if g.Lost || g.MIGCurrent || cfg.filtered(g.UUID, g.Index) {
 				continue
 			}
 			count++
@@ -439,12 +440,20 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 
 type hamiNodeConfig struct {
 	Name                string  `json:"name"`
-	DeviceSplitCount    int     `json:"devicesplitcount"`
+	DeviceSplitCount    uint    `json:"devicesplitcount"`
 	DeviceMemoryScaling float64 `json:"devicememoryscaling"`
 	DeviceCoreScaling   float64 `json:"devicecorescaling"`
+	FilterDevices       *struct {
+		UUID  []string `json:"uuid"`
+		Index []uint   `json:"index"`
+	} `json:"filterdevices"`
 }
 
-// hamiNodeConfig reads HAMi's per-node config (read when the plugin starts).
+// hamiNodeConfig reads HAMi's per-node config (read when the plugin
+// starts) as HAMi does: Go's decoder (unknown keys ignored, 4.0 refused
+// for the split, and then nothing is read), every entry named the node in
+// turn, a value above 0 or a filter that names a GPU replacing the one
+// before.
 func (s *Sim) hamiNodeConfig(node string) *hamiNodeConfig {
 	cm, err := s.cs.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "hami-device-plugin", metav1.GetOptions{})
 	if err != nil {
@@ -456,12 +465,47 @@ func (s *Sim) hamiNodeConfig(node string) *hamiNodeConfig {
 	if json.Unmarshal([]byte(cm.Data["config.json"]), &cfg) != nil {
 		return nil
 	}
-	for i := range cfg.NodeConfig {
-		if cfg.NodeConfig[i].Name == node {
-			return &cfg.NodeConfig[i]
+	var out *hamiNodeConfig
+	for _, e := range cfg.NodeConfig {
+		if e.Name != node {
+			continue
+		}
+		if out == nil {
+			out = &hamiNodeConfig{Name: node}
+		}
+		if e.DeviceSplitCount > 0 {
+			out.DeviceSplitCount = e.DeviceSplitCount
+		}
+		if e.DeviceMemoryScaling > 0 {
+			out.DeviceMemoryScaling = e.DeviceMemoryScaling
+		}
+		if e.DeviceCoreScaling > 0 {
+			out.DeviceCoreScaling = e.DeviceCoreScaling
+		}
+		if e.FilterDevices != nil && (len(e.FilterDevices.UUID) > 0 || len(e.FilterDevices.Index) > 0) {
+			out.FilterDevices = e.FilterDevices
 		}
 	}
-	return nil
+	return out
+}
+
+// filtered says whether HAMi's plugin leaves the GPU out (its uuid or
+// index is in the node's filterdevices).
+func (c *hamiNodeConfig) filtered(uuid string, index int) bool {
+	if c == nil || c.FilterDevices == nil {
+		return false
+	}
+	for _, u := range c.FilterDevices.UUID {
+		if u == uuid {
+			return true
+		}
+	}
+	for _, i := range c.FilterDevices.Index {
+		if int(i) == index {
+			return true
+		}
+	}
+	return false
 }
 
 // applyPluginHealth computes the plugin's snapshot before its status is
