@@ -36,6 +36,7 @@ enum first_write {
     ALWAYS_FORBIDDEN, /* every write refused: the switches must give up */
     BAD_CONFIG,       /* config.json holds text HAMi cannot read */
     PERSON_KEYS,      /* entries of the nodes' own, with a person's keys */
+    NODE_DELETED,     /* gpu-005 is deleted once every node went on */
 };
 
 /* gpu-001's entry by a person: a GPU left out and a MIG strategy, kept;
@@ -62,6 +63,8 @@ struct fx {
     int rv;                 /* the ConfigMap's resourceVersion */
     json_object *config;    /* owned: its config.json, parsed */
     struct th_conn *watch;  /* the ConfigMap watch, or NULL */
+    struct th_conn *nodes;  /* the node watch, or NULL */
+    bool deleted;           /* NODE_DELETED: the DELETED event went */
     int patches;            /* ConfigMap PATCHes */
     int stale;              /* of which sent against an old version */
     unsigned advanced;      /* bit i: gpu-00<i+1> went on to Verifying */
@@ -154,7 +157,7 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
         th_respond(c, 200, NULL, obj);
         free(obj);
         cm_event(f);
-        if (f->first == FIRST_HELD)
+        if (f->first == FIRST_HELD || f->deleted)
             f->done = 1; /* stop before the answer is read */
     }
     json_object_put(patch);
@@ -181,9 +184,19 @@ static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     }
     gm_record_clear(&out);
     json_object_put(patch);
-    if (f->advanced == (1u << NODES) - 1)
-        f->done = 1;
     th_respond(c, 200, NULL, "{}");
+    if (f->advanced != (1u << NODES) - 1 || f->deleted)
+        return;
+    if (f->first != NODE_DELETED || f->nodes == NULL) {
+        f->done = 1;
+        return;
+    }
+    /* The node is gone (scaled down): the API server tells the watch. */
+    static const char ev[] =
+        "{\"type\":\"DELETED\",\"object\":{\"kind\":\"Node\",\"metadata\":"
+        "{\"name\":\"gpu-005\",\"resourceVersion\":\"30\"}}}\n";
+    th_stream_write(f->nodes, ev, strlen(ev));
+    f->deleted = true;
 }
 
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
@@ -196,6 +209,10 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         /* Changes since the list (version 5), as the API server sends. */
         if (f->rv != 5)
             cm_event(f);
+    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0 &&
+               strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200);
+        f->nodes = c;
     } else if (strstr(r->path, "watch=1")) {
         th_stream_start(c, 200); /* open, quiet */
     } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
@@ -430,6 +447,27 @@ static void test_view_as_hami_reads_it(void **state)
                      -EINVAL);
 }
 
+/* A node gpumode switched is deleted: what gpumode wrote in its entry
+ * goes (here the whole entry, nothing else being in it), so the entries
+ * of an autoscaled pool do not pile up; the other nodes' stay. */
+static void test_deleted_node_entry_goes(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, NODE_DELETED);
+    assert_true(f.deleted);
+    json_object *list = gm_json_get(f.config, "nodeconfig");
+    int found = 0;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        const char *name =
+            gm_json_str(json_object_array_get_idx(list, i), "name");
+        assert_string_not_equal(name, "gpu-005");
+        found++;
+    }
+    assert_int_equal(found, NODES); /* gpu-001..004 and "other" */
+    json_object_put(f.config);
+}
+
 /* The controller is freed with a write's answer unread: the answer must
  * not touch it (ASan and valgrind check). */
 static void test_freed_with_a_write_in_flight(void **state)
@@ -452,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_unreadable_config_is_not_overwritten),
         cmocka_unit_test(test_entries_keep_what_others_set),
         cmocka_unit_test(test_view_as_hami_reads_it),
+        cmocka_unit_test(test_deleted_node_entry_goes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

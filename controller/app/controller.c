@@ -12,6 +12,7 @@
 #include "kube/node.h"
 #include "kube/pod.h"
 #include "nodeswitch/helperpod.h"
+#include "planner/labels.h"
 #include "planner/plan.h"
 
 /* ---- cache decoders ---- */
@@ -118,7 +119,12 @@ static void node_update(void *ud, const char *key, const void *old,
 
 static void node_delete(void *ud, const char *key, const void *obj)
 {
-    (void)obj;
+    struct gm_ctl *ctl = ud;
+    const struct gm_node *n = obj;
+    const char *skip = gm_node_label(n, GM_LABEL_SKIP);
+    /* A node gpumode switched: the keys it sets in HAMi's entry are its. */
+    if (gm_node_label(n, GM_LABEL_MODE) && !(skip && strcmp(skip, "true") == 0))
+        gm_hami_prune(ctl->hami, key); /* out of memory: the entry stays */
     node_event(ud, key, 1);
 }
 
@@ -617,6 +623,8 @@ int gm_ctl_start(struct gm_ctl *ctl)
 void gm_ctl_lead(struct gm_ctl *ctl)
 {
     ctl->leading = true;
+    /* Deleted nodes' entries a standby saw go now. */
+    gm_hami_changed(ctl->hami);
     if (gm_ctl_synced(ctl)) {
         const struct gm_map *m = gm_reflector_items(ctl->nodes);
         for (struct gm_map_entry *e = gm_map_first(m); e; e = gm_map_next(m, e))

@@ -16,6 +16,7 @@
 
 struct want {
     json_object *entry; /* owned; NULL: no entry for the node */
+    bool prune;         /* the node was deleted (gm_hami_prune) */
 };
 
 struct gm_hami {
@@ -220,32 +221,45 @@ static int set_entry(json_object *list, const char *node, const struct want *w)
     return json_object_array_put_idx(list, at, merged) == 0 ? 0 : -ENOMEM;
 }
 
+static bool node_cached(struct gm_hami *h, const char *node)
+{
+    return gm_map_get(gm_reflector_items(h->ctl->nodes), node) != NULL;
+}
+
 /* Nodes whose entry the cache shows are woken and forgotten (all of them
  * when cfg is NULL: the ConfigMap is gone, and switches go on without
- * it); the others go into list. Returns how many went in. */
+ * it); the others go into list. A deleted node's want is forgotten too
+ * when the node is back. Returns how many went in. */
 static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
 {
     json_object *cached = gm_json_get(cfg, "nodeconfig");
     /* Deleting while iterating is not allowed: collect first. */
     char **done = calloc(h->wants.len, sizeof(*done));
+    bool *wake = calloc(h->wants.len, sizeof(*wake));
     size_t n_done = 0, n_set = 0;
 
     for (struct gm_map_entry *e = gm_map_first(&h->wants); e;
          e = gm_map_next(&h->wants, e)) {
-        if (cfg == NULL || has_entry(cached, e->key, e->value)) {
+        const struct want *w = e->value;
+        if (cfg == NULL || (w->prune && node_cached(h, e->key)) ||
+            has_entry(cached, e->key, w)) {
             /* Out of memory: woken on a later change instead. */
-            if (done)
+            if (done && wake) {
+                wake[n_done] = !w->prune;
                 done[n_done++] = e->key;
-        } else if (set_entry(list, e->key, e->value) == 0) {
+            }
+        } else if (set_entry(list, e->key, w) == 0) {
             n_set++;
         }
     }
     for (size_t i = 0; i < n_done; i++) {
-        gm_ctl_enqueue_node(h->ctl, done[i]);
+        if (wake[i])
+            gm_ctl_enqueue_node(h->ctl, done[i]);
         /* done[i] is the map's key: freed by the delete. */
         want_free(gm_map_del(&h->wants, done[i]));
     }
     free(done);
+    free(wake);
     return n_set;
 }
 
@@ -295,7 +309,10 @@ static void flush(struct gm_hami *h)
     const char *rv = "";
     bool exists;
 
-    if (h->sending || gm_map_first(&h->wants) == NULL)
+    /* A standby keeps deleted nodes' wants until it leads; an unsynced
+     * cache would read as no ConfigMap. */
+    if (h->sending || gm_map_first(&h->wants) == NULL || !ctl->leading ||
+        ctl->hami_cm == NULL || !gm_reflector_has_synced(ctl->hami_cm))
         return;
     const char *cur = gm_ctl_hami_config(ctl, &rv, &exists);
     if (!exists) {
@@ -413,6 +430,22 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
     return 0;
 }
 
+int gm_hami_prune(struct gm_hami *h, const char *node)
+{
+    struct want *w = calloc(1, sizeof(*w));
+    void *old = NULL;
+    if (w == NULL)
+        return -ENOMEM;
+    w->prune = true;
+    if (gm_map_put(&h->wants, node, w, &old) != 0) {
+        want_free(w);
+        return -ENOMEM;
+    }
+    want_free(old);
+    flush(h);
+    return 0;
+}
+
 void gm_hami_changed(struct gm_hami *h)
 {
     flush(h);
@@ -420,7 +453,9 @@ void gm_hami_changed(struct gm_hami *h)
 
 void gm_hami_forget(struct gm_hami *h, const char *node)
 {
-    if (h)
+    const struct want *w = h ? gm_map_get(&h->wants, node) : NULL;
+    /* A deleted node's want is no switch's: its handling ends with this. */
+    if (w && !w->prune)
         want_free(gm_map_del(&h->wants, node));
 }
 

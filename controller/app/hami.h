@@ -25,8 +25,15 @@ void gm_hami_free(struct gm_hami *h);
  * a write), or -ENOMEM. The ConfigMap must exist in the cache. */
 int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry);
 
-/* Drops node's queued entry, if any (its switch ended another way). An
- * entry already sent stays sent. */
+/* node, which gpumode switched, was deleted: the keys gpumode sets go from
+ * its entry (the entry too when nothing else is left), so the entries of
+ * an autoscaled pool's nodes do not pile up in the ConfigMap. Sent while
+ * leading; dropped when a node of that name is in the cache by then (it
+ * came back, and its switch writes the entry it needs). 0 or -ENOMEM. */
+int gm_hami_prune(struct gm_hami *h, const char *node);
+
+/* Drops node's queued entry, if any (its switch ended another way); not
+ * a deleted node's (gm_hami_prune). An entry already sent stays sent. */
 void gm_hami_forget(struct gm_hami *h, const char *node);
 
 /* The cached ConfigMap changed: entries may have arrived, or a write that
