@@ -35,17 +35,21 @@ enum first_write {
     FIRST_HELD,
     ALWAYS_FORBIDDEN, /* every write refused: the switches must give up */
     BAD_CONFIG,       /* config.json holds text HAMi cannot read */
+    BAD_TYPES,        /* JSON, but a field of a type HAMi refuses */
     PERSON_KEYS,      /* entries of the nodes' own, with a person's keys */
     NODE_DELETED,     /* gpu-005 is deleted once every node went on */
 };
 
-/* gpu-001's entry by a person: a GPU left out and a MIG strategy, kept;
+/* gpu-001's entries by a person: a GPU left out and a MIG strategy, kept
+ * (the later entry's empty ones do not replace them, for HAMi);
  * gpu-002 named twice; gpu-003 with the wanted values written other ways
  * (1 for 1.0), which HAMi reads alike. */
 static const char person_config[] =
     "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
     "\"devicesplitcount\":2},{\"name\":\"gpu-001\",\"devicesplitcount\":2,"
     "\"migstrategy\":\"none\",\"filterdevices\":{\"index\":[1]}},"
+    "{\"name\":\"gpu-001\",\"migstrategy\":\"\",\"filterdevices\":{"
+    "\"index\":[]}},"
     "{\"name\":\"gpu-002\",\"devicesplitcount\":3},{\"name\":\"gpu-002\","
     "\"devicecorescaling\":2},{\"name\":\"gpu-003\",\"operatingmode\":"
     "\"hami-core\",\"devicesplitcount\":4,\"devicememoryscaling\":1,"
@@ -55,6 +59,11 @@ static const char person_config[] =
  * HAMi's Go parser does not. */
 static const char bad_config[] =
     "{\"nodeconfig\":[{\"name\":\"other\",\"devicesplitcount\":2}],}";
+
+/* Another node's split of 4.0, which HAMi's decoder refuses: HAMi reads
+ * none of the config. */
+static const char bad_types[] =
+    "{\"nodeconfig\":[{\"name\":\"other\",\"devicesplitcount\":4.0}]}";
 
 struct fx {
     struct th_ctl c;
@@ -85,8 +94,9 @@ static char *cm_object(struct fx *f)
                            json_object_new_string(rv));
     json_object_object_add(
         gm_json_get(o, "data"), "config.json",
-        json_object_new_string(f->first == BAD_CONFIG
-                                   ? bad_config
+        json_object_new_string(f->first == BAD_CONFIG ? bad_config
+                               : f->first == BAD_TYPES
+                                   ? bad_types
                                    : json_object_to_json_string_ext(
                                          f->config, JSON_C_TO_STRING_PLAIN)));
     char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
@@ -258,7 +268,7 @@ static void run(struct fx *f, enum first_write first)
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = th_ctl_policy_split4;
-    if (first == ALWAYS_FORBIDDEN || first == BAD_CONFIG)
+    if (first == ALWAYS_FORBIDDEN || first == BAD_CONFIG || first == BAD_TYPES)
         f->c.cfg.clients_timeout_s = 1;
     assert_true(th_run_until(&f->c.loop, &f->done, 20000));
     th_ctl_stop(&f->c);
@@ -435,16 +445,31 @@ static void test_view_as_hami_reads_it(void **state)
     assert_false(v.named);
     assert_int_equal(gm_hami_filtered(&v, 4, uuids), 0);
     gm_hami_view_clear(&v);
-    /* A split HAMi's parser refuses is not a split. */
+    /* A value of a type HAMi's decoder refuses, in any entry, fails the
+     * whole config: HAMi runs every node with its defaults. */
+    static const char *const unreadable[] = {
+        "{\"nodeconfig\":[{\"name\":\"m\",\"devicesplitcount\":4.0}]}",
+        "{\"nodeconfig\":[{\"name\":\"m\",\"devicesplitcount\":-1}]}",
+        "{\"nodeconfig\":[{\"name\":\"m\",\"devicecorescaling\":\"1\"}]}",
+        "{\"nodeconfig\":[{\"name\":\"m\",\"filterdevices\":{\"index\":"
+        "[\"0\"]}}]}",
+        "{\"nodeconfig\":[{\"name\":1}]}",
+        "{\"nodeconfig\":[7]}",
+        "{\"nodeconfig\":{}}",
+        "{\"nodeconfig\":[]},",
+    };
+    for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++)
+        assert_int_equal(gm_hami_view_parse(unreadable[i], "n", &v), -EINVAL);
+    /* null leaves a field unset, as in Go. */
     assert_int_equal(
-        gm_hami_view_parse(
-            "{\"nodeconfig\":[{\"name\":\"n\",\"devicesplitcount\":4.0}]}", "n",
-            &v),
+        gm_hami_view_parse("{\"nodeconfig\":[null,{\"name\":\"n\","
+                           "\"devicesplitcount\":null,\"filterdevices\":"
+                           "null,\"devicememoryscaling\":3}]}",
+                           "n", &v),
         0);
     assert_int_equal(v.split, 0);
+    assert_true(v.memory == 3.0);
     gm_hami_view_clear(&v);
-    assert_int_equal(gm_hami_view_parse("{\"nodeconfig\":{}}", "n", &v),
-                     -EINVAL);
 }
 
 /* A node gpumode switched is deleted: what gpumode wrote in its entry
@@ -465,6 +490,20 @@ static void test_deleted_node_entry_goes(void **state)
         found++;
     }
     assert_int_equal(found, NODES); /* gpu-001..004 and "other" */
+    json_object_put(f.config);
+}
+
+/* Nor is one HAMi's decoder refuses for a field's type: the switches say
+ * which field. */
+static void test_config_of_wrong_types_is_not_overwritten(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, BAD_TYPES);
+    assert_int_equal(f.patches, 0);
+    assert_string_equal(f.reason, "HAMiConfigNotWritten");
+    assert_non_null(strstr(f.failed, "nodeconfig[0].devicesplitcount is not "
+                                     "a whole number"));
     json_object_put(f.config);
 }
 
@@ -491,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_entries_keep_what_others_set),
         cmocka_unit_test(test_view_as_hami_reads_it),
         cmocka_unit_test(test_deleted_node_entry_goes),
+        cmocka_unit_test(test_config_of_wrong_types_is_not_overwritten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -209,9 +209,9 @@ static void test_finish_writes_the_record_or_nothing_written(void **state)
 
 /* What the planner compares with nodes' settings, read from entries as
  * people and HAMi's chart write them: other scalings, integers for
- * numbers, missing or non-positive fields (HAMi's defaults), a name twice
- * (each entry in turn, as HAMi reads them); and nothing from a config
- * that does not parse. */
+ * numbers, missing, null or non-positive fields (HAMi's defaults), a name
+ * twice (each entry in turn, as HAMi reads them); and nothing from a
+ * config HAMi cannot read. */
 static void test_entries_as_the_planner_reads_them(void **state)
 {
     int writes;
@@ -225,7 +225,7 @@ static void test_entries_as_the_planner_reads_them(void **state)
         "{\\\"name\\\":\\\"x\\\",\\\"devicesplitcount\\\":2,"
         "\\\"devicememoryscaling\\\":1.5,\\\"devicecorescaling\\\":0.1},"
         "{\\\"name\\\":\\\"y\\\",\\\"devicesplitcount\\\":0,"
-        "\\\"devicecorescaling\\\":\\\"lots\\\"},"
+        "\\\"devicecorescaling\\\":null},"
         "{\\\"name\\\":\\\"z\\\",\\\"devicesplitcount\\\":3,"
         "\\\"devicecorescaling\\\":0.5},"
         "{\\\"name\\\":\\\"z\\\",\\\"devicesplitcount\\\":5,"
@@ -252,6 +252,15 @@ static void test_entries_as_the_planner_reads_them(void **state)
             &writes);
     free(s);
     assert_string_equal(last_entries[0], "");
+    /* JSON, but a type HAMi's decoder refuses: HAMi reads none of it. */
+    s = run(GM_PHASE_FINISH, SPLIT4,
+            "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
+            "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{"
+            "\"config.json\":\"{\\\"nodeconfig\\\":[{\\\"name\\\":"
+            "\\\"x\\\",\\\"devicecorescaling\\\":\\\"lots\\\"}]}\"}}",
+            &writes);
+    free(s);
+    assert_string_equal(last_entries[1], "");
 }
 
 /* The node's entry a ConfigMap patch writes: "none" when the patch

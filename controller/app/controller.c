@@ -447,21 +447,21 @@ static void cm_free(void *ud, void *obj)
  * entry no longer says what it was verified with. Only the values the
  * settings hold are compared (not operatingmode or other keys); a node's
  * entries add up as HAMi reads them (app/hami.h), and one that sets none
- * of them is HAMi's defaults, {}. Sets entries_known: a config that does
- * not parse, or no memory, leaves the entries unknown rather than empty,
+ * of them is HAMi's defaults, {}. Sets entries_known: a config HAMi
+ * cannot read, or no memory, leaves the entries unknown rather than empty,
  * which would name every node. */
 static void cm_entries(struct gm_cm_data *d)
 {
-    json_object *cfg = d->value ? json_tokener_parse(d->value) : NULL;
+    json_object *cfg = NULL;
+    char why[200];
+    /* As HAMi reads it: the switch verifies with the same reading. */
+    int err = gm_hami_config_parse(d->value, &cfg, why, sizeof(why));
     json_object *list = gm_json_get(cfg, "nodeconfig");
     struct gm_map views; /* name -> struct gm_hami_view* (owned) */
-    int err = 0;
 
     gm_map_init(&views);
-    d->entries_known =
-        d->value == NULL ||
-        (json_object_is_type(cfg, json_type_object) &&
-         (list == NULL || json_object_is_type(list, json_type_array)));
+    d->entries_known = err == 0;
+    err = err == -ENOMEM ? err : 0;
     size_t n = d->entries_known ? gm_json_len(list) : 0;
     for (size_t i = 0; i < n && !err; i++) {
         json_object *e = json_object_array_get_idx(list, i);

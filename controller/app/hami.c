@@ -79,15 +79,89 @@ const char *gm_hami_error(const struct gm_hami *h)
     return h->error;
 }
 
-/* HAMi's config as the cache holds it (text NULL: no such key): 0 with
- * *out the parsed object, the caller's (an empty one for no key), or
- * -EINVAL when the text is not one JSON object whose nodeconfig, if any,
- * is a list. Parsed strictly, as HAMi's own (Go) parser reads it: json-c
- * would otherwise take trailing commas and drop text after the object,
- * and a config read wrong is a config written back wrong. */
-static int parse_config(const char *text, json_object **out)
+static bool is_number(json_object *v)
+{
+    return json_object_is_type(v, json_type_int) ||
+           json_object_is_type(v, json_type_double);
+}
+
+/* HAMi decodes the config into typed fields (Go's encoding/json): a
+ * value of another type there fails the whole config, and HAMi then runs
+ * every node with its defaults. null leaves a field unset. Sets why. */
+static bool typed_as_hami(json_object *list, char *why, size_t len)
+{
+    static const char *const strings[] = {"name", "operatingmode",
+                                          "migstrategy"};
+    static const char *const numbers[] = {"devicememoryscaling",
+                                          "devicecorescaling"};
+    size_t n = gm_json_len(list);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        if (e == NULL)
+            continue;
+        if (!json_object_is_type(e, json_type_object)) {
+            snprintf(why, len, "nodeconfig[%zu] is not an object", i);
+            return false;
+        }
+        for (size_t k = 0; k < 3; k++) {
+            json_object *v = gm_json_get(e, strings[k]);
+            if (v && !json_object_is_type(v, json_type_string)) {
+                snprintf(why, len, "nodeconfig[%zu].%s is not a string", i,
+                         strings[k]);
+                return false;
+            }
+        }
+        for (size_t k = 0; k < 2; k++) {
+            json_object *v = gm_json_get(e, numbers[k]);
+            if (v && !is_number(v)) {
+                snprintf(why, len, "nodeconfig[%zu].%s is not a number", i,
+                         numbers[k]);
+                return false;
+            }
+        }
+        json_object *split = gm_json_get(e, "devicesplitcount");
+        if (split && !(json_object_is_type(split, json_type_int) &&
+                       json_object_get_int64(split) >= 0)) {
+            snprintf(why, len,
+                     "nodeconfig[%zu].devicesplitcount is not a whole number "
+                     "of 0 or more (HAMi refuses 4.0 there)",
+                     i);
+            return false;
+        }
+        json_object *f = gm_json_get(e, "filterdevices");
+        if (f == NULL)
+            continue;
+        json_object *uuid = gm_json_get(f, "uuid");
+        json_object *index = gm_json_get(f, "index");
+        bool ok =
+            json_object_is_type(f, json_type_object) &&
+            (uuid == NULL || json_object_is_type(uuid, json_type_array)) &&
+            (index == NULL || json_object_is_type(index, json_type_array));
+        for (size_t j = 0; ok && j < gm_json_len(uuid); j++) {
+            json_object *u = json_object_array_get_idx(uuid, j);
+            ok = u == NULL || json_object_is_type(u, json_type_string);
+        }
+        for (size_t j = 0; ok && j < gm_json_len(index); j++) {
+            json_object *x = json_object_array_get_idx(index, j);
+            ok = x == NULL || (json_object_is_type(x, json_type_int) &&
+                               json_object_get_int64(x) >= 0);
+        }
+        if (!ok) {
+            snprintf(why, len,
+                     "nodeconfig[%zu].filterdevices is not {\"uuid\": "
+                     "[strings], \"index\": [whole numbers]}",
+                     i);
+            return false;
+        }
+    }
+    return true;
+}
+
+int gm_hami_config_parse(const char *text, json_object **out, char *why,
+                         size_t len)
 {
     *out = NULL;
+    snprintf(why, len, "not one object in strict JSON");
     if (text == NULL || text[strspn(text, " \t\r\n")] == '\0') {
         /* No key, or an empty one: nothing in it to lose. */
         *out = json_object_new_object();
@@ -97,17 +171,21 @@ static int parse_config(const char *text, json_object **out)
     if (tok == NULL)
         return -ENOMEM;
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    size_t len = strlen(text);
-    json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    size_t n = strlen(text);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)n);
     bool ok = o && json_tokener_get_error(tok) == json_tokener_success;
-    for (size_t i = ok ? json_tokener_get_parse_end(tok) : len; i < len; i++)
+    for (size_t i = ok ? json_tokener_get_parse_end(tok) : n; i < n; i++)
         if (text[i] != ' ' && text[i] != '\n' && text[i] != '\t' &&
             text[i] != '\r')
             ok = false;
     json_tokener_free(tok);
     json_object *list = gm_json_get(o, "nodeconfig");
-    if (!ok || !json_object_is_type(o, json_type_object) ||
-        (list && !json_object_is_type(list, json_type_array))) {
+    ok = ok && json_object_is_type(o, json_type_object);
+    if (ok && list && !json_object_is_type(list, json_type_array)) {
+        snprintf(why, len, "nodeconfig is not a list");
+        ok = false;
+    }
+    if (!ok || !typed_as_hami(list, why, len)) {
         json_object_put(o);
         return -EINVAL;
     }
@@ -176,6 +254,23 @@ static bool has_entry(json_object *list, const char *node, const struct want *w)
     return true;
 }
 
+/* Whether key's value in a later entry of a node replaces an earlier
+ * one's, as HAMi reads them: not a null, an empty string, a number not
+ * above 0, or a filter naming no GPU. */
+static bool takes_over(const char *key, json_object *val)
+{
+    if (val == NULL)
+        return false;
+    if (json_object_is_type(val, json_type_string))
+        return json_object_get_string_len(val) > 0 || strcmp(key, "name") == 0;
+    if (is_number(val))
+        return json_object_get_double(val) > 0;
+    if (strcmp(key, "filterdevices") == 0)
+        return gm_json_len(gm_json_get(val, "uuid")) > 0 ||
+               gm_json_len(gm_json_get(val, "index")) > 0;
+    return true;
+}
+
 /* Makes node's entries in list one, the wanted one: the managed keys from
  * w, every other key kept from the entries it had (a later one's winning,
  * as HAMi reads them). With no wanted entry the managed keys go, and the
@@ -192,18 +287,29 @@ static int set_entry(json_object *list, const char *node, const struct want *w)
             continue;
         json_object_object_foreach(e, key, val)
         {
-            json_object_object_add(merged, key, json_object_get(val));
+            if (!takes_over(key, val))
+                continue;
+            if (json_object_object_add(merged, key, json_object_get(val))) {
+                json_object_put(merged);
+                return -ENOMEM;
+            }
         }
         if (at == n)
             at = i;
     }
-    json_object_object_add(merged, "name", json_object_new_string(node));
-    for (size_t k = 0; k < N_MANAGED; k++) {
+    int err =
+        json_object_object_add(merged, "name", json_object_new_string(node));
+    for (size_t k = 0; k < N_MANAGED && !err; k++) {
         json_object *v = gm_json_get(w->entry, managed[k]);
         if (v)
-            json_object_object_add(merged, managed[k], json_object_get(v));
+            err =
+                json_object_object_add(merged, managed[k], json_object_get(v));
         else
             json_object_object_del(merged, managed[k]);
+    }
+    if (err) {
+        json_object_put(merged);
+        return -ENOMEM;
     }
     /* The others go; the merged entry takes the first one's place, so a
      * diff of the config stays small. */
@@ -216,9 +322,12 @@ static int set_entry(json_object *list, const char *node, const struct want *w)
             json_object_array_del_idx(list, at, 1);
         return 0;
     }
-    if (at == n)
-        return json_object_array_add(list, merged) == 0 ? 0 : -ENOMEM;
-    return json_object_array_put_idx(list, at, merged) == 0 ? 0 : -ENOMEM;
+    if ((at == n ? json_object_array_add(list, merged)
+                 : json_object_array_put_idx(list, at, merged)) != 0) {
+        json_object_put(merged);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 static bool node_cached(struct gm_hami *h, const char *node)
@@ -229,7 +338,8 @@ static bool node_cached(struct gm_hami *h, const char *node)
 /* Nodes whose entry the cache shows are woken and forgotten (all of them
  * when cfg is NULL: the ConfigMap is gone, and switches go on without
  * it); the others go into list. A deleted node's want is forgotten too
- * when the node is back. Returns how many went in. */
+ * when the node is back. Returns how many went in (0 when one could not,
+ * for want of memory: list is then not to be sent). */
 static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
 {
     json_object *cached = gm_json_get(cfg, "nodeconfig");
@@ -237,6 +347,7 @@ static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
     char **done = calloc(h->wants.len, sizeof(*done));
     bool *wake = calloc(h->wants.len, sizeof(*wake));
     size_t n_done = 0, n_set = 0;
+    int err = 0;
 
     for (struct gm_map_entry *e = gm_map_first(&h->wants); e;
          e = gm_map_next(&h->wants, e)) {
@@ -248,7 +359,10 @@ static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
                 wake[n_done] = !w->prune;
                 done[n_done++] = e->key;
             }
-        } else if (set_entry(list, e->key, w) == 0) {
+        } else if (err == 0) {
+            /* Out of memory half-way: nothing is sent (it might lack an
+             * entry of someone else's), and the next change tries again. */
+            err = set_entry(list, e->key, w);
             n_set++;
         }
     }
@@ -260,7 +374,7 @@ static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
     }
     free(done);
     free(wake);
-    return n_set;
+    return err ? 0 : n_set;
 }
 
 static void flush(struct gm_hami *h);
@@ -322,23 +436,25 @@ static void flush(struct gm_hami *h)
     if (strcmp(rv, h->stale_rv) == 0 && now - h->stale_since < AWAIT_MS)
         return;
     json_object *cfg = NULL;
-    int perr = parse_config(cur, &cfg);
+    char why[200];
+    int perr = gm_hami_config_parse(cur, &cfg, why, sizeof(why));
     if (perr == -EINVAL) {
-        /* Written back, it would lose every other node's entry: left for
-         * a person to fix; the switches waiting say why, and go on once
-         * the fixed config comes through the watch. */
+        /* Written back, it would lose every other node's entry, or keep
+         * what makes HAMi run every node with its defaults: left for a
+         * person to fix; the switches waiting say why, and go on once the
+         * fixed config comes through the watch. */
         if (!h->bad_config)
             gm_log_kv(GM_LOG_WARN, NULL, NULL,
-                      "%s in ConfigMap %s/%s does not parse as HAMi's "
-                      "config; not writing over it",
+                      "%s in ConfigMap %s/%s is not HAMi's config (%s); not "
+                      "writing over it",
                       ctl->cfg->hami_cm.key, ctl->cfg->hami_cm.namespace,
-                      ctl->cfg->hami_cm.name);
+                      ctl->cfg->hami_cm.name, why);
         snprintf(h->error, sizeof(h->error),
-                 "%s in ConfigMap %s/%s is not HAMi's config (one JSON "
-                 "object, nodeconfig a list): gpumode does not write over "
-                 "it; fix it by hand",
+                 "%s in ConfigMap %s/%s is not HAMi's config (%s): HAMi "
+                 "reads none of it, and gpumode does not write over it; fix "
+                 "it by hand",
                  ctl->cfg->hami_cm.key, ctl->cfg->hami_cm.namespace,
-                 ctl->cfg->hami_cm.name);
+                 ctl->cfg->hami_cm.name, why);
         h->bad_config = true;
         return;
     }
@@ -405,7 +521,8 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
     struct want probe = {.entry = entry};
     /* HAMi runs a config it cannot read with its defaults, as if the node
      * had no entry: that much is there already; any entry is not. */
-    bool bad = cur && parse_config(cur, &cfg) != 0;
+    char why[200];
+    bool bad = cur && gm_hami_config_parse(cur, &cfg, why, sizeof(why)) != 0;
     bool have = bad ? entry == NULL
                     : has_entry(gm_json_get(cfg, "nodeconfig"), node, &probe);
     json_object_put(cfg);
@@ -492,7 +609,8 @@ int gm_hami_view_parse(const char *text, const char *node,
 {
     json_object *cfg = NULL;
     memset(out, 0, sizeof(*out));
-    int err = parse_config(text, &cfg);
+    char why[200];
+    int err = gm_hami_config_parse(text, &cfg, why, sizeof(why));
     if (err)
         return err;
     json_object *list = gm_json_get(cfg, "nodeconfig");

@@ -51,9 +51,17 @@ struct gm_hami_view {
     json_object *filter; /* owned: filterdevices, GPUs HAMi leaves out */
 };
 
+/* Parses config.json's text (NULL or blank: an empty config) into *out
+ * (the caller's) as HAMi reads it: strict JSON, one object, nodeconfig a
+ * list of entries whose known fields have HAMi's types (a split of 4.0 or
+ * a scaling in quotes fails the whole config for HAMi). 0, -ENOMEM, or
+ * -EINVAL with why saying what is wrong. */
+int gm_hami_config_parse(const char *text, json_object **out, char *why,
+                         size_t len);
+
 /* Reads node's view from config.json's text (NULL: no such key, so no
- * entry). 0, -EINVAL when the text is not one JSON object whose
- * nodeconfig, if any, is a list, or -ENOMEM. Clear *out after a 0. */
+ * entry). 0, -EINVAL when HAMi cannot read the text (its defaults then
+ * apply), or -ENOMEM. Clear *out after a 0. */
 int gm_hami_view_parse(const char *text, const char *node,
                        struct gm_hami_view *out);
 /* Applies one entry (already known to name the node) to *v. */

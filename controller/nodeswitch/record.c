@@ -196,8 +196,11 @@ int gm_record_parse(const char *json, struct gm_switch_record *r, char *err,
         rc = get_str(o, "fromLayout", &r->from_layout, 0, err, err_len);
     if (!rc)
         rc = get_str(o, "bootID", &r->boot_id, 0, err, err_len);
-    if (!rc)
-        rc = get_str(o, "gpuUUIDs", &r->gpu_uuids, 0, err, err_len);
+    /* Only a hint for verification: a value of another type is dropped,
+     * not a record left unreadable. */
+    if (!rc && json_object_is_type(get(o, "gpuUUIDs"), json_type_string))
+        rc = gm_set_str(&r->gpu_uuids,
+                        json_object_get_string(get(o, "gpuUUIDs")));
     if (!rc)
         rc = get_str(o, "reason", &r->reason, 0, err, err_len);
     if (!rc)
