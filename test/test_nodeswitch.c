@@ -153,7 +153,7 @@ static struct gm_pod pod(const char *ns, const char *owner, bool gpu)
     p.namespace = (char *)(uintptr_t)ns;
     p.name = (char *)(uintptr_t) "p";
     p.owner_kind = (char *)(uintptr_t)owner;
-    p.requests_gpu = gpu;
+    p.uses_gpu = gpu;
     p.phase = GM_POD_RUNNING;
     return p;
 }
@@ -247,7 +247,7 @@ static void test_drain_selectors(void **state)
      * reconfiguration). */
     labels[0].kv = "job-type=training";
     labels[1].kv = "team=c";
-    p.requests_gpu = false;
+    p.uses_gpu = false;
     assert_int_equal(gm_drain_classify(&o, &p, why, sizeof(why)),
                      GM_DRAIN_WAIT);
     /* Finished, it is what was waited for: left alone, logs and all. */

@@ -581,8 +581,7 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
             if (why[0] == '\0' && pod->owner_kind &&
                 strcmp(pod->owner_kind, "DaemonSet") == 0)
                 snprintf(why, sizeof(why), "DaemonSet pod");
-            else if (why[0] == '\0' && o.drain.gpu_pods_only &&
-                     !pod->requests_gpu)
+            else if (why[0] == '\0' && o.drain.gpu_pods_only && !pod->uses_gpu)
                 snprintf(why, sizeof(why), "requests no GPU");
             break;
         }

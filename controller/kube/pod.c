@@ -37,15 +37,42 @@ static bool is_gpu_request(json_object *resources)
     return false;
 }
 
-static bool containers_request_gpu(json_object *list)
+/* Whether a container gets GPUs without asking the scheduler: the NVIDIA
+ * container runtime gives it those NVIDIA_VISIBLE_DEVICES names ("all",
+ * indices or uuids); "none", "void" and "" give none. A value taken from
+ * elsewhere (valueFrom) cannot be read here, so it counts. One set in the
+ * image, as CUDA images do, is out of sight: the agent's check for GPU
+ * processes catches those. */
+static bool env_names_gpus(json_object *env)
+{
+    size_t n = env && json_object_is_type(env, json_type_array)
+                   ? json_object_array_length(env)
+                   : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(env, i);
+        const char *name = json_object_get_string(get(e, "name"));
+        if (name == NULL || strcmp(name, "NVIDIA_VISIBLE_DEVICES") != 0)
+            continue;
+        if (get(e, "valueFrom"))
+            return true;
+        const char *v = json_object_get_string(get(e, "value"));
+        if (v && v[0] && strcmp(v, "none") != 0 && strcmp(v, "void") != 0)
+            return true;
+    }
+    return false;
+}
+
+static bool containers_use_gpu(json_object *list)
 {
     size_t n = list && json_object_is_type(list, json_type_array)
                    ? json_object_array_length(list)
                    : 0;
-    for (size_t i = 0; i < n; i++)
-        if (is_gpu_request(
-                get(json_object_array_get_idx(list, i), "resources")))
+    for (size_t i = 0; i < n; i++) {
+        json_object *c = json_object_array_get_idx(list, i);
+        if (is_gpu_request(get(c, "resources")) ||
+            env_names_gpus(get(c, "env")))
             return true;
+    }
     return false;
 }
 
@@ -132,8 +159,8 @@ int gm_pod_from_json(json_object *obj, struct gm_pod **out)
     for (size_t i = 0; i < nv; i++)
         if (get(json_object_array_get_idx(vols, i), "emptyDir"))
             p->empty_dir = true;
-    p->requests_gpu = containers_request_gpu(get(spec, "containers")) ||
-                      containers_request_gpu(get(spec, "initContainers"));
+    p->uses_gpu = containers_use_gpu(get(spec, "containers")) ||
+                  containers_use_gpu(get(spec, "initContainers"));
     json_object *grace = get(spec, "terminationGracePeriodSeconds");
     p->grace_seconds = grace ? json_object_get_int64(grace) : -1;
     decode_status(p, get(obj, "status"));

@@ -31,8 +31,8 @@ struct gm_pod {
     bool deleting;      /* metadata.deletionTimestamp is set */
     bool mirror;        /* a static pod's mirror */
     bool empty_dir;     /* has an emptyDir volume */
-    bool requests_gpu;  /* a container asks for an nvidia.com/ or HAMi
-                           resource */
+    bool uses_gpu;      /* a container asks for an nvidia.com/ or HAMi
+                         * resource, or names GPUs in NVIDIA_VISIBLE_DEVICES */
     long grace_seconds; /* spec.terminationGracePeriodSeconds, or -1 */
     /* First terminated container: exit code and message (helper pods). */
     int exit_code;

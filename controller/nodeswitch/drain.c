@@ -29,7 +29,7 @@ enum gm_drain_action gm_drain_classify(const struct gm_drain_opts *o,
                  p->deleting ? "terminating" : "waiting for completion");
         return GM_DRAIN_WAIT;
     }
-    if (o->gpu_pods_only && !p->requests_gpu)
+    if (o->gpu_pods_only && !p->uses_gpu)
         return GM_DRAIN_SKIP;
     if (o->pod_selector &&
         !gm_strsel_match(o->pod_selector, gm_pod_label_lookup, p))

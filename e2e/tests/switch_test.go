@@ -2066,6 +2066,60 @@ spec:
 	}
 }
 
+// TestGPUUseWithoutRequestIsDrained: a pod that asks for no GPU resource
+// but names the GPUs to the NVIDIA runtime (NVIDIA_VISIBLE_DEVICES=all in
+// its spec) holds them all. gpuPodsOnly drains it like a pod that asks,
+// rather than leaving it for the agent to find the GPUs busy.
+func TestGPUUseWithoutRequestIsDrained(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "L40S", "--gpus-per-node", "2")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	Apply(t, b, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: smi, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: smi}}
+  template:
+    metadata: {labels: {app: smi}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      nodeSelector: {pool: a}
+      containers:
+      - name: c
+        image: registry.example/cuda-tools:1
+        env: [{name: NVIDIA_VISIBLE_DEVICES, value: all}]
+`)
+	var before map[string]string
+	Eventually(t, 60*time.Second, "the pod running", func(ctx context.Context) error {
+		before = podsRunningOn(t, b, "app=smi")
+		if len(before) != 1 {
+			return fmt.Errorf("running: %v", before)
+		}
+		return nil
+	})
+	if out := FakeSMI(t, b, "gpu-001", "--query-compute-apps=pid", "--format=csv,noheader"); len(strings.Fields(out)) != 2 {
+		t.Fatalf("the pod's processes on gpu-001's GPUs: %q, want one on each of 2", out)
+	}
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: vgpu
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "vgpu", ConvergedOffering(t, b, "gpu-001", "nvidia.com/vgpu", 20))
+	for uid := range before {
+		if _, ok := podsRunningOn(t, b, "app=smi")[uid]; ok {
+			t.Errorf("the pod naming every GPU outlived the switch")
+		}
+	}
+}
+
 // TestGPUsWithoutMIG: L40S nodes, whose nvidia-smi prints [N/A] for every
 // MIG field, switch between full and vgpu like any other; a mig policy
 // for them is Stalled, names the model, and touches no node.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -440,6 +441,8 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 
 type hamiNodeConfig struct {
 	Name                string  `json:"name"`
+	OperatingMode       string  `json:"operatingmode"`
+	MigStrategy         string  `json:"migstrategy"`
 	DeviceSplitCount    uint    `json:"devicesplitcount"`
 	DeviceMemoryScaling float64 `json:"devicememoryscaling"`
 	DeviceCoreScaling   float64 `json:"devicecorescaling"`
@@ -723,17 +726,64 @@ func requestsGPU(pod *corev1.Pod) int64 {
 	return n
 }
 
-// attachGPU makes a running pod that requested GPU resources show up as
-// compute processes in the node's fake nvidia-smi (so the hardware cannot be
-// changed under it), one per requested device.
+// visibleDevices is the NVIDIA_VISIBLE_DEVICES a pod's spec sets for the
+// NVIDIA container runtime, "" when none names a GPU ("none", "void" and
+// empty give none).
+func visibleDevices(pod *corev1.Pod) string {
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			for _, e := range c.Env {
+				if e.Name == "NVIDIA_VISIBLE_DEVICES" && e.Value != "" && e.Value != "none" && e.Value != "void" {
+					return e.Value
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// named says whether NVIDIA_VISIBLE_DEVICES value vis gives the pod GPU g.
+func named(vis string, g *fakesmi.GPU) bool {
+	if vis == "all" {
+		return true
+	}
+	for _, d := range strings.Split(vis, ",") {
+		d = strings.TrimSpace(d)
+		if d == g.UUID || d == strconv.Itoa(g.Index) {
+			return true
+		}
+	}
+	return false
+}
+
+// attachGPU makes a running pod that uses GPUs show up as compute
+// processes in the node's fake nvidia-smi (so the hardware cannot be
+// changed under it): one per requested device, or, with no request, one
+// on each GPU its NVIDIA_VISIBLE_DEVICES names (the runtime gives them to
+// the container without the scheduler knowing).
 func (s *Sim) attachGPU(pod *corev1.Pod, run *podRun) {
 	want := requestsGPU(pod)
-	if want == 0 || run.role != "" || s.isHelper(pod) {
+	vis := visibleDevices(pod)
+	if (want == 0 && vis == "") || run.role != "" || s.isHelper(pod) {
 		return
 	}
 	h := fnv32(string(pod.UID))
 	err := fakesmi.Update(run.node.StatePath, func(st *fakesmi.State) error {
 		if len(st.GPUs) == 0 {
+			return nil
+		}
+		if want == 0 {
+			for i, g := range st.GPUs {
+				if !named(vis, g) {
+					continue
+				}
+				pid := 100000 + int((h+uint32(i)*7919)%800000)
+				st.RemoveProcess(pid)
+				if err := st.AddProcess(g.Index, fakesmi.Process{PID: pid, Name: "python3", UsedMiB: 1024}); err != nil {
+					return err
+				}
+				run.gpuPIDs = append(run.gpuPIDs, pid)
+			}
 			return nil
 		}
 		for i := int64(0); i < want; i++ {
