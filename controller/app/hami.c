@@ -225,10 +225,8 @@ static bool same_value(const char *key, json_object *have, json_object *want)
     return json_object_equal(have, want);
 }
 
-/* Whether the cached list gives node what w asks: one entry with the
- * managed keys as wanted, or none of them in any entry of the node's when
- * it is to have HAMi's defaults. */
-static bool has_entry(json_object *list, const char *node, const struct want *w)
+/* See hami.h. */
+bool gm_hami_has_entry(json_object *list, const char *node, json_object *want)
 {
     size_t n = gm_json_len(list);
     json_object *found = NULL;
@@ -239,17 +237,17 @@ static bool has_entry(json_object *list, const char *node, const struct want *w)
             continue;
         count++;
         found = e;
-        for (size_t k = 0; w->entry == NULL && k < N_MANAGED; k++)
+        for (size_t k = 0; want == NULL && k < N_MANAGED; k++)
             if (gm_json_get(e, managed[k]))
                 return false;
     }
-    if (w->entry == NULL)
+    if (want == NULL)
         return true;
     if (count != 1)
         return false;
     for (size_t k = 0; k < N_MANAGED; k++)
         if (!same_value(managed[k], gm_json_get(found, managed[k]),
-                        gm_json_get(w->entry, managed[k])))
+                        gm_json_get(want, managed[k])))
             return false;
     return true;
 }
@@ -271,11 +269,8 @@ static bool takes_over(const char *key, json_object *val)
     return true;
 }
 
-/* Makes node's entries in list one, the wanted one: the managed keys from
- * w, every other key kept from the entries it had (a later one's winning,
- * as HAMi reads them). With no wanted entry the managed keys go, and the
- * entry with them when nothing but its name is left. 0 or -ENOMEM. */
-static int set_entry(json_object *list, const char *node, const struct want *w)
+/* See hami.h. */
+int gm_hami_set_entry(json_object *list, const char *node, json_object *want)
 {
     json_object *merged = json_object_new_object();
     if (merged == NULL)
@@ -300,7 +295,7 @@ static int set_entry(json_object *list, const char *node, const struct want *w)
     int err =
         json_object_object_add(merged, "name", json_object_new_string(node));
     for (size_t k = 0; k < N_MANAGED && !err; k++) {
-        json_object *v = gm_json_get(w->entry, managed[k]);
+        json_object *v = gm_json_get(want, managed[k]);
         if (v)
             err =
                 json_object_object_add(merged, managed[k], json_object_get(v));
@@ -353,7 +348,7 @@ static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
          e = gm_map_next(&h->wants, e)) {
         const struct want *w = e->value;
         if (cfg == NULL || (w->prune && node_cached(h, e->key)) ||
-            has_entry(cached, e->key, w)) {
+            gm_hami_has_entry(cached, e->key, w->entry)) {
             /* Out of memory: woken on a later change instead. */
             if (done && wake) {
                 wake[n_done] = !w->prune;
@@ -362,7 +357,7 @@ static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
         } else if (err == 0) {
             /* Out of memory half-way: nothing is sent (it might lack an
              * entry of someone else's), and the next change tries again. */
-            err = set_entry(list, e->key, w);
+            err = gm_hami_set_entry(list, e->key, w->entry);
             n_set++;
         }
     }
@@ -518,13 +513,13 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
     bool exists;
     const char *cur = gm_ctl_hami_config(h->ctl, &rv, &exists);
     json_object *cfg = NULL;
-    struct want probe = {.entry = entry};
     /* HAMi runs a config it cannot read with its defaults, as if the node
      * had no entry: that much is there already; any entry is not. */
     char why[200];
     bool bad = cur && gm_hami_config_parse(cur, &cfg, why, sizeof(why)) != 0;
-    bool have = bad ? entry == NULL
-                    : has_entry(gm_json_get(cfg, "nodeconfig"), node, &probe);
+    bool have =
+        bad ? entry == NULL
+            : gm_hami_has_entry(gm_json_get(cfg, "nodeconfig"), node, entry);
     json_object_put(cfg);
     if (have) {
         want_free(gm_map_del(&h->wants, node));

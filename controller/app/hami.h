@@ -59,6 +59,19 @@ struct gm_hami_view {
 int gm_hami_config_parse(const char *text, json_object **out, char *why,
                          size_t len);
 
+/* Whether nodeconfig list gives node the entry want asks (NULL: HAMi's
+ * defaults): one entry with the keys gpumode sets as wanted (the split an
+ * integer, the scalings numbers alike), or, for NULL, none of them in
+ * any entry of the node's. */
+bool gm_hami_has_entry(json_object *list, const char *node, json_object *want);
+
+/* Makes node's entries in list (an array) one with the keys gpumode sets
+ * from want (NULL: those keys go, and the entry when only its name is
+ * left); every other key is kept from the entries it had, merged as HAMi
+ * reads them. After it gm_hami_has_entry holds. 0 or -ENOMEM (list may
+ * then be half changed: not to be sent). */
+int gm_hami_set_entry(json_object *list, const char *node, json_object *want);
+
 /* Reads node's view from config.json's text (NULL: no such key, so no
  * entry). 0, -EINVAL when HAMi cannot read the text (its defaults then
  * apply), or -ENOMEM. Clear *out after a 0. */
