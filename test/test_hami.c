@@ -78,7 +78,7 @@ struct fx {
     int stale;              /* of which sent against an old version */
     unsigned advanced;      /* bit i: gpu-00<i+1> went on to Verifying */
     char reason[64];        /* the first failure reason a record named */
-    char message[512];      /* gpu-002's status line at the 2nd PATCH */
+    char message[512];      /* gpu-002's status line once it says why */
     char failed[1024];      /* the message of the first failure */
     int done;
 };
@@ -136,10 +136,10 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     char cur[16];
     snprintf(cur, sizeof(cur), "%d", f->rv);
     f->patches++;
-    if (f->patches == 2)
-        snprintf(f->message, sizeof(f->message), "%s",
-                 gm_ctl_node_state(f->c.ctl, "gpu-002")->message);
-    if ((f->patches == 1 && f->first == FIRST_FORBIDDEN) ||
+    const char *msg = gm_ctl_node_state(f->c.ctl, "gpu-002")->message;
+    if (f->patches >= 2 && f->message[0] == '\0' && strstr(msg, "failed"))
+        snprintf(f->message, sizeof(f->message), "%s", msg);
+    if ((f->patches <= 2 && f->first == FIRST_FORBIDDEN) ||
         f->first == ALWAYS_FORBIDDEN) {
         th_respond(c, 403, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
@@ -460,6 +460,36 @@ static void test_view_as_hami_reads_it(void **state)
     };
     for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++)
         assert_int_equal(gm_hami_view_parse(unreadable[i], "n", &v), -EINVAL);
+    /* Go's decoder matches keys without regard to case, the last of
+     * several winning, and reads a null config as an empty one. */
+    assert_int_equal(gm_hami_view_parse(
+                         "{\"NodeConfig\":[{\"Name\":\"n\",\"DEVICESPLITCOUNT\""
+                         ":3,\"devicesplitcount\":5,\"FilterDevices\":{"
+                         "\"Index\":[2]}}]}",
+                         "n", &v),
+                     0);
+    assert_int_equal(v.split, 5);
+    assert_int_equal(gm_hami_filtered(&v, 4, uuids), 1);
+    gm_hami_view_clear(&v);
+    assert_int_equal(gm_hami_view_parse("null", "n", &v), 0);
+    assert_false(v.named);
+    gm_hami_view_clear(&v);
+    assert_int_equal(
+        gm_hami_view_parse(
+            "{\"nodeconfig\":[{\"name\":\"m\",\"DeviceSplitCount\":4.0}]}", "n",
+            &v),
+        -EINVAL);
+    /* The writer takes out a key HAMi reads as one of gpumode's, whatever
+     * its case, and keeps the others. */
+    json_object *list = json_tokener_parse(
+        "[{\"Name\":\"n\",\"DeviceSplitCount\":2,\"migstrategy\":\"none\"}]");
+    assert_int_equal(gm_hami_set_entry(list, "n", NULL), 0);
+    assert_int_equal(json_object_array_length(list), 1);
+    assert_string_equal(
+        json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN),
+        "[{\"Name\":\"n\",\"migstrategy\":\"none\",\"name\":\"n\"}]");
+    assert_true(gm_hami_has_entry(list, "n", NULL));
+    json_object_put(list);
     /* null leaves a field unset, as in Go. */
     assert_int_equal(
         gm_hami_view_parse("{\"nodeconfig\":[null,{\"name\":\"n\","
@@ -503,7 +533,7 @@ static void test_config_of_wrong_types_is_not_overwritten(void **state)
     assert_int_equal(f.patches, 0);
     assert_string_equal(f.reason, "HAMiConfigNotWritten");
     assert_non_null(strstr(f.failed, "nodeconfig[0].devicesplitcount is not "
-                                     "a whole number"));
+                                     "of HAMi's type for it"));
     json_object_put(f.config);
 }
 

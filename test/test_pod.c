@@ -78,6 +78,15 @@ static void test_gpu_use_without_a_request(void **state)
                  "{\"containers\":[{\"name\":\"c\",\"env\":[{\"name\":"
                  "\"NVIDIA_VISIBLE_DEVICES\",\"value\":\"%s\"}]}]}",
                  none[i]);
+        /* The last of a name is the one the container gets. */
+        assert_false(
+            uses_gpu("{\"containers\":[{\"name\":\"c\",\"env\":[{\"name\":"
+                     "\"NVIDIA_VISIBLE_DEVICES\",\"value\":\"all\"},{\"name\":"
+                     "\"NVIDIA_VISIBLE_DEVICES\",\"value\":\"none\"}]}]}"));
+        assert_true(uses_gpu(
+            "{\"containers\":[{\"name\":\"c\"}],\"ephemeralContainers\":[{"
+            "\"name\":\"d\",\"env\":[{\"name\":\"NVIDIA_VISIBLE_DEVICES\","
+            "\"value\":\"0\"}]}]}"));
         assert_false(uses_gpu(spec));
     }
     assert_false(uses_gpu("{\"containers\":[{\"name\":\"c\",\"resources\":"

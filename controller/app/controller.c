@@ -122,9 +122,17 @@ static void node_delete(void *ud, const char *key, const void *obj)
     struct gm_ctl *ctl = ud;
     const struct gm_node *n = obj;
     const char *skip = gm_node_label(n, GM_LABEL_SKIP);
-    /* A node gpumode switched: the keys it sets in HAMi's entry are its. */
-    if (gm_node_label(n, GM_LABEL_MODE) && !(skip && strcmp(skip, "true") == 0))
-        gm_hami_prune(ctl->hami, key); /* out of memory: the entry stays */
+    /* A node gpumode switched, or was switching: the keys it sets in
+     * HAMi's entry are its. A dry run writes nothing. */
+    bool ours = gm_node_label(n, GM_LABEL_MODE) || n->ann_switch;
+    if (ours && !(skip && strcmp(skip, "true") == 0)) {
+        if (ctl->dry_run)
+            gm_log_kv(GM_LOG_INFO, key, NULL,
+                      "dry run: would take the deleted node's keys out of "
+                      "HAMi's per-node config");
+        else
+            gm_hami_prune(ctl->hami, key); /* out of memory: it stays */
+    }
     node_event(ud, key, 1);
 }
 
@@ -456,7 +464,7 @@ static void cm_entries(struct gm_cm_data *d)
     char why[200];
     /* As HAMi reads it: the switch verifies with the same reading. */
     int err = gm_hami_config_parse(d->value, &cfg, why, sizeof(why));
-    json_object *list = gm_json_get(cfg, "nodeconfig");
+    json_object *list = gm_hami_list(cfg);
     struct gm_map views; /* name -> struct gm_hami_view* (owned) */
 
     gm_map_init(&views);
@@ -465,7 +473,7 @@ static void cm_entries(struct gm_cm_data *d)
     size_t n = d->entries_known ? gm_json_len(list) : 0;
     for (size_t i = 0; i < n && !err; i++) {
         json_object *e = json_object_array_get_idx(list, i);
-        const char *name = gm_json_str(e, "name");
+        const char *name = gm_hami_entry_name(e);
         if (name == NULL)
             continue;
         struct gm_hami_view *v = gm_map_get(&views, name);
@@ -553,6 +561,15 @@ static void cm_update(void *ud, const char *key, const void *old,
 
 /* The HAMi ConfigMap may be the last cache to sync: it too must kick the
  * queue then (without this, keys queued meanwhile waited for a new key). */
+static void cm_synced(void *ud)
+{
+    struct gm_ctl *ctl = ud;
+    cache_synced(ud);
+    /* The writer waits for the cache: what it holds (a deleted node's
+     * want) goes now. */
+    gm_hami_changed(ctl->hami);
+}
+
 static const struct gm_reflector_ops cm_ops = {
     .decode = cm_decode,
     .free_obj = cm_free,
@@ -560,7 +577,7 @@ static const struct gm_reflector_ops cm_ops = {
     .on_add = cm_presence,
     .on_update = cm_update,
     .on_delete = cm_presence,
-    .on_synced = cache_synced,
+    .on_synced = cm_synced,
 };
 
 const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -34,6 +35,10 @@ struct gm_hami {
     uint64_t backoff_ms;
     char error[600]; /* why the last write failed, or "" */
     bool bad_config; /* error says the cached config does not parse */
+    /* Flushes again when a wait above ends: a deleted node's want has no
+     * switch of its own to ask again. */
+    uv_timer_t timer;
+    bool timer_closed; /* gm_hami_free closed it */
 };
 
 static void want_free(struct want *w)
@@ -51,6 +56,10 @@ int gm_hami_new(struct gm_ctl *ctl, struct gm_hami **out)
         return -ENOMEM;
     h->ctl = ctl;
     gm_map_init(&h->wants);
+    uv_timer_init(ctl->loop, &h->timer);
+    h->timer.data = h;
+    /* It must not keep the loop alive on its own. */
+    uv_unref((uv_handle_t *)&h->timer);
     *out = h;
     return 0;
 }
@@ -64,14 +73,21 @@ static void destroy(struct gm_hami *h)
     free(h);
 }
 
+/* The timer is closed, and no write is out: nothing uses h any more. */
+static void timer_closed(uv_handle_t *t)
+{
+    struct gm_hami *h = t->data;
+    h->timer_closed = true;
+    if (!h->sending)
+        destroy(h);
+}
+
 void gm_hami_free(struct gm_hami *h)
 {
     if (h == NULL)
         return;
-    if (h->sending)
-        h->ctl = NULL;
-    else
-        destroy(h);
+    h->ctl = NULL;
+    uv_close((uv_handle_t *)&h->timer, timer_closed);
 }
 
 const char *gm_hami_error(const struct gm_hami *h)
@@ -85,15 +101,63 @@ static bool is_number(json_object *v)
            json_object_is_type(v, json_type_double);
 }
 
+/* The value Go's decoder takes for key from object o: it matches keys
+ * without regard to ASCII case, and of several the last wins. */
+static json_object *field(json_object *o, const char *key)
+{
+    json_object *v = gm_json_get(o, key);
+    if (!json_object_is_type(o, json_type_object))
+        return NULL;
+    json_object_object_foreach(o, k, val)
+    {
+        if (strcasecmp(k, key) == 0)
+            v = val;
+    }
+    return v;
+}
+
+/* Whether one value of an entry's field has the type HAMi decodes it
+ * into; null leaves a field unset in Go. */
+static bool typed(const char *key, json_object *v)
+{
+    if (v == NULL)
+        return true;
+    if (strcasecmp(key, "name") == 0 || strcasecmp(key, "operatingmode") == 0 ||
+        strcasecmp(key, "migstrategy") == 0)
+        return json_object_is_type(v, json_type_string);
+    if (strcasecmp(key, "devicememoryscaling") == 0 ||
+        strcasecmp(key, "devicecorescaling") == 0)
+        return is_number(v);
+    if (strcasecmp(key, "devicesplitcount") == 0)
+        return json_object_is_type(v, json_type_int) &&
+               json_object_get_int64(v) >= 0;
+    if (strcasecmp(key, "filterdevices") != 0)
+        return true; /* not HAMi's: Go passes over it */
+    if (!json_object_is_type(v, json_type_object))
+        return false;
+    json_object_object_foreach(v, k, list)
+    {
+        bool uuid = strcasecmp(k, "uuid") == 0;
+        if (!uuid && strcasecmp(k, "index") != 0)
+            continue;
+        if (list && !json_object_is_type(list, json_type_array))
+            return false;
+        for (size_t j = 0; j < gm_json_len(list); j++) {
+            json_object *x = json_object_array_get_idx(list, j);
+            if (x && !(uuid ? json_object_is_type(x, json_type_string)
+                            : json_object_is_type(x, json_type_int) &&
+                                  json_object_get_int64(x) >= 0))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* HAMi decodes the config into typed fields (Go's encoding/json): a
- * value of another type there fails the whole config, and HAMi then runs
- * every node with its defaults. null leaves a field unset. Sets why. */
+ * value of another type there, under any of its keys, fails the whole
+ * config, and HAMi then runs every node with its defaults. Sets why. */
 static bool typed_as_hami(json_object *list, char *why, size_t len)
 {
-    static const char *const strings[] = {"name", "operatingmode",
-                                          "migstrategy"};
-    static const char *const numbers[] = {"devicememoryscaling",
-                                          "devicecorescaling"};
     size_t n = gm_json_len(list);
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(list, i);
@@ -103,58 +167,34 @@ static bool typed_as_hami(json_object *list, char *why, size_t len)
             snprintf(why, len, "nodeconfig[%zu] is not an object", i);
             return false;
         }
-        for (size_t k = 0; k < 3; k++) {
-            json_object *v = gm_json_get(e, strings[k]);
-            if (v && !json_object_is_type(v, json_type_string)) {
-                snprintf(why, len, "nodeconfig[%zu].%s is not a string", i,
-                         strings[k]);
-                return false;
-            }
-        }
-        for (size_t k = 0; k < 2; k++) {
-            json_object *v = gm_json_get(e, numbers[k]);
-            if (v && !is_number(v)) {
-                snprintf(why, len, "nodeconfig[%zu].%s is not a number", i,
-                         numbers[k]);
-                return false;
-            }
-        }
-        json_object *split = gm_json_get(e, "devicesplitcount");
-        if (split && !(json_object_is_type(split, json_type_int) &&
-                       json_object_get_int64(split) >= 0)) {
+        json_object_object_foreach(e, key, v)
+        {
+            if (typed(key, v))
+                continue;
             snprintf(why, len,
-                     "nodeconfig[%zu].devicesplitcount is not a whole number "
-                     "of 0 or more (HAMi refuses 4.0 there)",
-                     i);
-            return false;
-        }
-        json_object *f = gm_json_get(e, "filterdevices");
-        if (f == NULL)
-            continue;
-        json_object *uuid = gm_json_get(f, "uuid");
-        json_object *index = gm_json_get(f, "index");
-        bool ok =
-            json_object_is_type(f, json_type_object) &&
-            (uuid == NULL || json_object_is_type(uuid, json_type_array)) &&
-            (index == NULL || json_object_is_type(index, json_type_array));
-        for (size_t j = 0; ok && j < gm_json_len(uuid); j++) {
-            json_object *u = json_object_array_get_idx(uuid, j);
-            ok = u == NULL || json_object_is_type(u, json_type_string);
-        }
-        for (size_t j = 0; ok && j < gm_json_len(index); j++) {
-            json_object *x = json_object_array_get_idx(index, j);
-            ok = x == NULL || (json_object_is_type(x, json_type_int) &&
-                               json_object_get_int64(x) >= 0);
-        }
-        if (!ok) {
-            snprintf(why, len,
-                     "nodeconfig[%zu].filterdevices is not {\"uuid\": "
-                     "[strings], \"index\": [whole numbers]}",
-                     i);
+                     "nodeconfig[%zu].%s is not of HAMi's type for it (a "
+                     "string for name, operatingmode and migstrategy; a "
+                     "number for the scalings; a whole number of 0 or more "
+                     "for devicesplitcount, where HAMi refuses 4.0; "
+                     "{\"uuid\": [strings], \"index\": [whole numbers]} for "
+                     "filterdevices)",
+                     i, key);
             return false;
         }
     }
     return true;
+}
+
+json_object *gm_hami_list(json_object *cfg)
+{
+    return field(cfg, "nodeconfig");
+}
+
+const char *gm_hami_entry_name(json_object *entry)
+{
+    json_object *v = field(entry, "name");
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                    : NULL;
 }
 
 int gm_hami_config_parse(const char *text, json_object **out, char *why,
@@ -172,20 +212,32 @@ int gm_hami_config_parse(const char *text, json_object **out, char *why,
         return -ENOMEM;
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     size_t n = strlen(text);
-    json_object *o = json_tokener_parse_ex(tok, text, (int)n);
-    bool ok = o && json_tokener_get_error(tok) == json_tokener_success;
+    /* With the terminating NUL: json-c waits for more after a bare
+     * literal otherwise. */
+    json_object *o = json_tokener_parse_ex(tok, text, (int)n + 1);
+    bool ok = json_tokener_get_error(tok) == json_tokener_success;
+    if (ok && o == NULL)
+        o = json_object_new_object(); /* null: Go decodes it as empty */
     for (size_t i = ok ? json_tokener_get_parse_end(tok) : n; i < n; i++)
         if (text[i] != ' ' && text[i] != '\n' && text[i] != '\t' &&
             text[i] != '\r')
             ok = false;
     json_tokener_free(tok);
-    json_object *list = gm_json_get(o, "nodeconfig");
     ok = ok && json_object_is_type(o, json_type_object);
-    if (ok && list && !json_object_is_type(list, json_type_array)) {
-        snprintf(why, len, "nodeconfig is not a list");
-        ok = false;
+    if (ok) {
+        json_object_object_foreach(o, key, v)
+        {
+            if (strcasecmp(key, "nodeconfig") != 0)
+                continue;
+            if (v && !json_object_is_type(v, json_type_array)) {
+                snprintf(why, len, "%s is not a list", key);
+                ok = false;
+            } else if (ok && !typed_as_hami(v, why, len)) {
+                ok = false;
+            }
+        }
     }
-    if (!ok || !typed_as_hami(list, why, len)) {
+    if (!ok) {
         json_object_put(o);
         return -EINVAL;
     }
@@ -203,7 +255,7 @@ static const char *const managed[] = {"operatingmode", "devicesplitcount",
 
 static bool named(json_object *e, const char *node)
 {
-    const char *name = gm_json_str(e, "name");
+    const char *name = gm_hami_entry_name(e);
     return name && strcmp(name, node) == 0;
 }
 
@@ -238,7 +290,7 @@ bool gm_hami_has_entry(json_object *list, const char *node, json_object *want)
         count++;
         found = e;
         for (size_t k = 0; want == NULL && k < N_MANAGED; k++)
-            if (gm_json_get(e, managed[k]))
+            if (field(e, managed[k]))
                 return false;
     }
     if (want == NULL)
@@ -246,8 +298,8 @@ bool gm_hami_has_entry(json_object *list, const char *node, json_object *want)
     if (count != 1)
         return false;
     for (size_t k = 0; k < N_MANAGED; k++)
-        if (!same_value(managed[k], gm_json_get(found, managed[k]),
-                        gm_json_get(want, managed[k])))
+        if (!same_value(managed[k], field(found, managed[k]),
+                        field(want, managed[k])))
             return false;
     return true;
 }
@@ -260,13 +312,31 @@ static bool takes_over(const char *key, json_object *val)
     if (val == NULL)
         return false;
     if (json_object_is_type(val, json_type_string))
-        return json_object_get_string_len(val) > 0 || strcmp(key, "name") == 0;
+        return json_object_get_string_len(val) > 0 ||
+               strcasecmp(key, "name") == 0;
     if (is_number(val))
         return json_object_get_double(val) > 0;
-    if (strcmp(key, "filterdevices") == 0)
-        return gm_json_len(gm_json_get(val, "uuid")) > 0 ||
-               gm_json_len(gm_json_get(val, "index")) > 0;
+    if (strcasecmp(key, "filterdevices") == 0)
+        return gm_json_len(field(val, "uuid")) > 0 ||
+               gm_json_len(field(val, "index")) > 0;
     return true;
+}
+
+/* Deletes every key of o that Go's decoder takes for key. */
+static void del_field(json_object *o, const char *key)
+{
+    for (;;) {
+        const char *found = NULL;
+        json_object_object_foreach(o, k, v)
+        {
+            (void)v;
+            if (strcasecmp(k, key) == 0)
+                found = k;
+        }
+        if (found == NULL)
+            return;
+        json_object_object_del(o, found);
+    }
 }
 
 /* See hami.h. */
@@ -295,12 +365,11 @@ int gm_hami_set_entry(json_object *list, const char *node, json_object *want)
     int err =
         json_object_object_add(merged, "name", json_object_new_string(node));
     for (size_t k = 0; k < N_MANAGED && !err; k++) {
-        json_object *v = gm_json_get(want, managed[k]);
+        json_object *v = field(want, managed[k]);
+        del_field(merged, managed[k]);
         if (v)
             err =
                 json_object_object_add(merged, managed[k], json_object_get(v));
-        else
-            json_object_object_del(merged, managed[k]);
     }
     if (err) {
         json_object_put(merged);
@@ -337,7 +406,7 @@ static bool node_cached(struct gm_hami *h, const char *node)
  * for want of memory: list is then not to be sent). */
 static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
 {
-    json_object *cached = gm_json_get(cfg, "nodeconfig");
+    json_object *cached = gm_hami_list(cfg);
     /* Deleting while iterating is not allowed: collect first. */
     char **done = calloc(h->wants.len, sizeof(*done));
     bool *wake = calloc(h->wants.len, sizeof(*wake));
@@ -374,12 +443,26 @@ static size_t settle(struct gm_hami *h, json_object *cfg, json_object *list)
 
 static void flush(struct gm_hami *h);
 
+static void on_timer(uv_timer_t *t)
+{
+    struct gm_hami *h = t->data;
+    if (h->ctl)
+        flush(h);
+}
+
+/* Flushes again in ms, unless something flushes first. */
+static void flush_later(struct gm_hami *h, uint64_t ms)
+{
+    uv_timer_start(&h->timer, on_timer, ms ? ms : 1, 0);
+}
+
 static void write_done(void *data, const struct gm_kube_resp *resp)
 {
     struct gm_hami *h = data;
     h->sending = false;
     if (h->ctl == NULL) {
-        destroy(h);
+        if (h->timer_closed)
+            destroy(h);
         return;
     }
     uint64_t now = uv_now(h->ctl->loop);
@@ -428,8 +511,10 @@ static void flush(struct gm_hami *h)
         settle(h, NULL, NULL);
         return;
     }
-    if (strcmp(rv, h->stale_rv) == 0 && now - h->stale_since < AWAIT_MS)
+    if (strcmp(rv, h->stale_rv) == 0 && now - h->stale_since < AWAIT_MS) {
+        flush_later(h, AWAIT_MS - (now - h->stale_since));
         return;
+    }
     json_object *cfg = NULL;
     char why[200];
     int perr = gm_hami_config_parse(cur, &cfg, why, sizeof(why));
@@ -465,7 +550,7 @@ static void flush(struct gm_hami *h)
         json_object_put(cfg);
         return;
     }
-    json_object *list = gm_json_get(out, "nodeconfig");
+    json_object *list = gm_hami_list(out);
     if (!json_object_is_type(list, json_type_array)) {
         list = json_object_new_array();
         json_object_object_add(out, "nodeconfig", list);
@@ -473,6 +558,8 @@ static void flush(struct gm_hami *h)
     size_t n = settle(h, cfg, list);
     json_object_put(cfg);
     if (n == 0 || now < h->retry_at) {
+        if (n > 0)
+            flush_later(h, h->retry_at - now);
         json_object_put(out);
         return;
     }
@@ -518,8 +605,7 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
     char why[200];
     bool bad = cur && gm_hami_config_parse(cur, &cfg, why, sizeof(why)) != 0;
     bool have =
-        bad ? entry == NULL
-            : gm_hami_has_entry(gm_json_get(cfg, "nodeconfig"), node, entry);
+        bad ? entry == NULL : gm_hami_has_entry(gm_hami_list(cfg), node, entry);
     json_object_put(cfg);
     if (have) {
         want_free(gm_map_del(&h->wants, node));
@@ -573,10 +659,10 @@ void gm_hami_forget(struct gm_hami *h, const char *node)
 
 void gm_hami_view_apply(struct gm_hami_view *v, json_object *e)
 {
-    json_object *split = gm_json_get(e, "devicesplitcount");
-    json_object *memory = gm_json_get(e, "devicememoryscaling");
-    json_object *core = gm_json_get(e, "devicecorescaling");
-    json_object *filter = gm_json_get(e, "filterdevices");
+    json_object *split = field(e, "devicesplitcount");
+    json_object *memory = field(e, "devicememoryscaling");
+    json_object *core = field(e, "devicecorescaling");
+    json_object *filter = field(e, "filterdevices");
     v->named = true;
     /* A split of a fraction is not HAMi's (its parser refuses the whole
      * config): not counted as set. */
@@ -592,8 +678,8 @@ void gm_hami_view_apply(struct gm_hami_view *v, json_object *e)
          json_object_is_type(core, json_type_double)) &&
         json_object_get_double(core) > 0)
         v->core = json_object_get_double(core);
-    if (gm_json_len(gm_json_get(filter, "uuid")) > 0 ||
-        gm_json_len(gm_json_get(filter, "index")) > 0) {
+    if (gm_json_len(field(filter, "uuid")) > 0 ||
+        gm_json_len(field(filter, "index")) > 0) {
         json_object_put(v->filter);
         v->filter = json_object_get(filter);
     }
@@ -608,7 +694,7 @@ int gm_hami_view_parse(const char *text, const char *node,
     int err = gm_hami_config_parse(text, &cfg, why, sizeof(why));
     if (err)
         return err;
-    json_object *list = gm_json_get(cfg, "nodeconfig");
+    json_object *list = gm_hami_list(cfg);
     size_t n = gm_json_len(list);
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(list, i);
@@ -628,8 +714,8 @@ void gm_hami_view_clear(struct gm_hami_view *v)
 int gm_hami_filtered(const struct gm_hami_view *v, int gpus,
                      const char *const *uuids)
 {
-    json_object *idx = gm_json_get(v->filter, "index");
-    json_object *ids = gm_json_get(v->filter, "uuid");
+    json_object *idx = field(v->filter, "index");
+    json_object *ids = field(v->filter, "uuid");
     size_t n_idx = gm_json_len(idx);
     size_t n_ids = gm_json_len(ids);
     int out = 0, unknown = 0;

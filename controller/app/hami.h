@@ -72,6 +72,12 @@ bool gm_hami_has_entry(json_object *list, const char *node, json_object *want);
  * then be half changed: not to be sent). */
 int gm_hami_set_entry(json_object *list, const char *node, json_object *want);
 
+/* A parsed config's nodeconfig list, and an entry's name (NULL when it
+ * has none), found as HAMi's decoder finds them: keys match without
+ * regard to case, and of several the last wins. Borrowed. */
+json_object *gm_hami_list(json_object *cfg);
+const char *gm_hami_entry_name(json_object *entry);
+
 /* Reads node's view from config.json's text (NULL: no such key, so no
  * entry). 0, -EINVAL when HAMi cannot read the text (its defaults then
  * apply), or -ENOMEM. Clear *out after a 0. */

@@ -48,18 +48,19 @@ static bool env_names_gpus(json_object *env)
     size_t n = env && json_object_is_type(env, json_type_array)
                    ? json_object_array_length(env)
                    : 0;
+    bool gpus = false;
+    /* The kubelet takes the last of a name (HAMi's webhook appends
+     * NVIDIA_VISIBLE_DEVICES=none to containers that ask for no GPU). */
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(env, i);
         const char *name = json_object_get_string(get(e, "name"));
         if (name == NULL || strcmp(name, "NVIDIA_VISIBLE_DEVICES") != 0)
             continue;
-        if (get(e, "valueFrom"))
-            return true;
         const char *v = json_object_get_string(get(e, "value"));
-        if (v && v[0] && strcmp(v, "none") != 0 && strcmp(v, "void") != 0)
-            return true;
+        gpus = get(e, "valueFrom") != NULL ||
+               (v && v[0] && strcmp(v, "none") != 0 && strcmp(v, "void") != 0);
     }
-    return false;
+    return gpus;
 }
 
 static bool containers_use_gpu(json_object *list)
@@ -160,7 +161,8 @@ int gm_pod_from_json(json_object *obj, struct gm_pod **out)
         if (get(json_object_array_get_idx(vols, i), "emptyDir"))
             p->empty_dir = true;
     p->uses_gpu = containers_use_gpu(get(spec, "containers")) ||
-                  containers_use_gpu(get(spec, "initContainers"));
+                  containers_use_gpu(get(spec, "initContainers")) ||
+                  containers_use_gpu(get(spec, "ephemeralContainers"));
     json_object *grace = get(spec, "terminationGracePeriodSeconds");
     p->grace_seconds = grace ? json_object_get_int64(grace) : -1;
     decode_status(p, get(obj, "status"));

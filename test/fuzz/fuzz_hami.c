@@ -17,7 +17,7 @@ static char *others(json_object *list, const char *node)
     gmf_assert(keep != NULL);
     for (size_t i = 0; i < gm_json_len(list); i++) {
         json_object *e = json_object_array_get_idx(list, i);
-        const char *name = gm_json_str(e, "name");
+        const char *name = gm_hami_entry_name(e);
         if (name == NULL || strcmp(name, node) != 0)
             json_object_array_add(keep, json_object_get(e));
     }
@@ -33,7 +33,7 @@ static void merge(json_object *cfg, const char *node, json_object *want)
     json_object *copy = NULL;
     char why[200];
     gmf_assert(json_object_deep_copy(cfg, &copy, NULL) == 0);
-    json_object *list = gm_json_get(copy, "nodeconfig");
+    json_object *list = gm_hami_list(copy);
     if (!json_object_is_type(list, json_type_array)) {
         list = json_object_new_array();
         json_object_object_add(copy, "nodeconfig", list);

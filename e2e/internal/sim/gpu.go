@@ -732,10 +732,14 @@ func requestsGPU(pod *corev1.Pod) int64 {
 func visibleDevices(pod *corev1.Pod) string {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
+			v := "" // the last of the name is the container's
 			for _, e := range c.Env {
-				if e.Name == "NVIDIA_VISIBLE_DEVICES" && e.Value != "" && e.Value != "none" && e.Value != "void" {
-					return e.Value
+				if e.Name == "NVIDIA_VISIBLE_DEVICES" {
+					v = e.Value
 				}
+			}
+			if v != "" && v != "none" && v != "void" {
+				return v
 			}
 		}
 	}
