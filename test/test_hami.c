@@ -136,9 +136,10 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     char cur[16];
     snprintf(cur, sizeof(cur), "%d", f->rv);
     f->patches++;
-    const char *msg = gm_ctl_node_state(f->c.ctl, "gpu-002")->message;
-    if (f->patches >= 2 && f->message[0] == '\0' && strstr(msg, "failed"))
-        snprintf(f->message, sizeof(f->message), "%s", msg);
+    const struct gm_node_rt *ns = gm_map_get(&f->c.ctl->node_states, "gpu-002");
+    if (f->patches >= 2 && f->message[0] == '\0' && ns &&
+        strstr(ns->message, "failed"))
+        snprintf(f->message, sizeof(f->message), "%s", ns->message);
     if ((f->patches <= 2 && f->first == FIRST_FORBIDDEN) ||
         f->first == ALWAYS_FORBIDDEN) {
         th_respond(c, 403, NULL,
@@ -489,6 +490,14 @@ static void test_view_as_hami_reads_it(void **state)
         json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN),
         "[{\"Name\":\"n\",\"migstrategy\":\"none\",\"name\":\"n\"}]");
     assert_true(gm_hami_has_entry(list, "n", NULL));
+    json_object_put(list);
+    /* A null after a value changes nothing for Go: the split is still
+     * there, and the writer takes both out. */
+    list = json_tokener_parse("[{\"name\":\"n\",\"devicesplitcount\":4,"
+                              "\"DeviceSplitCount\":null}]");
+    assert_false(gm_hami_has_entry(list, "n", NULL));
+    assert_int_equal(gm_hami_set_entry(list, "n", NULL), 0);
+    assert_int_equal(json_object_array_length(list), 0);
     json_object_put(list);
     /* null leaves a field unset, as in Go. */
     assert_int_equal(

@@ -102,15 +102,20 @@ static bool is_number(json_object *v)
 }
 
 /* The value Go's decoder takes for key from object o: it matches keys
- * without regard to ASCII case, and of several the last wins. */
+ * without regard to ASCII case, and of several the last wins; a null
+ * changes nothing in a string or number field, and resets a filter or
+ * its lists. */
 static json_object *field(json_object *o, const char *key)
 {
-    json_object *v = gm_json_get(o, key);
+    bool nullable = strcasecmp(key, "filterdevices") == 0 ||
+                    strcasecmp(key, "uuid") == 0 ||
+                    strcasecmp(key, "index") == 0;
+    json_object *v = NULL;
     if (!json_object_is_type(o, json_type_object))
         return NULL;
     json_object_object_foreach(o, k, val)
     {
-        if (strcasecmp(k, key) == 0)
+        if (strcasecmp(k, key) == 0 && (val || nullable))
             v = val;
     }
     return v;
@@ -588,6 +593,8 @@ static void flush(struct gm_hami *h)
     if (err) {
         gm_log_kv(GM_LOG_WARN, NULL, NULL, "writing HAMi's per-node config: %s",
                   strerror(-err));
+        h->retry_at = now + BACKOFF_MIN_MS;
+        flush_later(h, BACKOFF_MIN_MS);
         return;
     }
     snprintf(h->sent_rv, sizeof(h->sent_rv), "%s", rv);
