@@ -1999,16 +1999,17 @@ func hamiEntry(t *testing.T, b *Bed, node string) map[string]any {
 	return out
 }
 
-// TestHAMiEntryKeepsOthersKeys: a person left a GPU out of HAMi on each
-// node (by index on one, by uuid on the other) in the nodes' entries. A
+// TestHAMiEntryKeepsOthersKeys: a person left a GPU out of HAMi on two
+// nodes (by index on one, by uuid on the other) in the nodes' entries. A
 // vgpu switch writes its split into those entries and keeps the rest;
-// verification counts the vGPUs of the GPUs HAMi serves. A later policy
-// with HAMi's defaults takes out only what gpumode wrote.
+// verification counts the vGPUs of the GPUs HAMi serves. A third node's
+// entry goes when the node is deleted. A later policy with HAMi's
+// defaults takes out only what gpumode wrote.
 func TestHAMiEntryKeepsOthersKeys(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "L40S", "--gpus-per-node", "4")
+	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "L40S", "--gpus-per-node", "4")
 	InstallGpumode(t, b)
-	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002", "gpu-003")
 	uuids := strings.Fields(FakeSMI(t, b, "gpu-002", "--query-gpu=uuid", "--format=csv,noheader"))
 	if len(uuids) != 4 {
 		t.Fatalf("gpu-002's uuids: %q", uuids)
@@ -2028,7 +2029,7 @@ spec:
   nodeSelector: {matchLabels: {pool: a}}
   mode: vgpu
   vgpu: {splitCount: 5}
-  rollout: {maxUnavailable: 2}
+  rollout: {maxUnavailable: 3}
 `)
 	// 3 GPUs served x 5 on each node.
 	WaitPolicy(t, b, "a", 120*time.Second, "vgpu with a GPU left out", func(s *PolicyStatus) error {
@@ -2045,6 +2046,22 @@ spec:
 	}
 	if e := hamiEntry(t, b, "gpu-002"); e["devicesplitcount"] != float64(5) || fmt.Sprint(e["filterdevices"]) != fmt.Sprintf("map[uuid:[%s]]", uuids[3]) {
 		t.Errorf("gpu-002's entry after the switch: %v", e)
+	}
+	if e := hamiEntry(t, b, "gpu-003"); e["devicesplitcount"] != float64(5) {
+		t.Errorf("gpu-003's entry after the switch: %v", e)
+	}
+
+	// gpu-003 is scaled away: what gpumode wrote for it goes (here its
+	// whole entry), the others' stay.
+	b.MustKubectl("delete", "node", "gpu-003")
+	Eventually(t, 30*time.Second, "gpu-003's entry gone", func(ctx context.Context) error {
+		if e := hamiEntry(t, b, "gpu-003"); e != nil {
+			return fmt.Errorf("gpu-003's entry: %v", e)
+		}
+		return nil
+	})
+	if e := hamiEntry(t, b, "gpu-001"); e["devicesplitcount"] != float64(5) {
+		t.Errorf("gpu-001's entry after gpu-003 went: %v", e)
 	}
 
 	PatchPolicy(t, b, "a", `{"spec":{"vgpu":null}}`)
