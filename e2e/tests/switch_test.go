@@ -2110,16 +2110,17 @@ spec:
         env: [{name: NVIDIA_VISIBLE_DEVICES, value: all}]
 `)
 	var before map[string]string
-	Eventually(t, 60*time.Second, "the pod running", func(ctx context.Context) error {
+	// The simulated kubelet starts the processes just after the status.
+	Eventually(t, 60*time.Second, "the pod running on both GPUs", func(ctx context.Context) error {
 		before = podsRunningOn(t, b, "app=smi")
 		if len(before) != 1 {
 			return fmt.Errorf("running: %v", before)
 		}
+		if out := FakeSMI(t, b, "gpu-001", "--query-compute-apps=pid", "--format=csv,noheader"); len(strings.Fields(out)) != 2 {
+			return fmt.Errorf("the pod's processes on gpu-001's GPUs: %q, want one on each of 2", out)
+		}
 		return nil
 	})
-	if out := FakeSMI(t, b, "gpu-001", "--query-compute-apps=pid", "--format=csv,noheader"); len(strings.Fields(out)) != 2 {
-		t.Fatalf("the pod's processes on gpu-001's GPUs: %q, want one on each of 2", out)
-	}
 	StartController(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
