@@ -461,7 +461,7 @@ static void cm_free(void *ud, void *obj)
 static void cm_entries(struct gm_cm_data *d)
 {
     json_object *cfg = NULL;
-    char why[200];
+    char why[400];
     /* As HAMi reads it: the switch verifies with the same reading. */
     int err = gm_hami_config_parse(d->value, &cfg, why, sizeof(why));
     json_object *list = gm_hami_list(cfg);

@@ -484,7 +484,7 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
         h->retry_at = 0;
         h->error[0] = '\0';
     } else if (resp->error->code != 409) {
-        /* Retried with backoff when a switch asks again. */
+        /* Retried with backoff, by the timer or a switch asking again. */
         h->backoff_ms = h->backoff_ms ? h->backoff_ms * 2 : BACKOFF_MIN_MS;
         if (h->backoff_ms > BACKOFF_MAX_MS)
             h->backoff_ms = BACKOFF_MAX_MS;
@@ -521,7 +521,7 @@ static void flush(struct gm_hami *h)
         return;
     }
     json_object *cfg = NULL;
-    char why[200];
+    char why[400];
     int perr = gm_hami_config_parse(cur, &cfg, why, sizeof(why));
     if (perr == -EINVAL) {
         /* Written back, it would lose every other node's entry, or keep
@@ -609,7 +609,7 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
     json_object *cfg = NULL;
     /* HAMi runs a config it cannot read with its defaults, as if the node
      * had no entry: that much is there already; any entry is not. */
-    char why[200];
+    char why[400];
     bool bad = cur && gm_hami_config_parse(cur, &cfg, why, sizeof(why)) != 0;
     bool have =
         bad ? entry == NULL : gm_hami_has_entry(gm_hami_list(cfg), node, entry);
@@ -697,7 +697,7 @@ int gm_hami_view_parse(const char *text, const char *node,
 {
     json_object *cfg = NULL;
     memset(out, 0, sizeof(*out));
-    char why[200];
+    char why[400];
     int err = gm_hami_config_parse(text, &cfg, why, sizeof(why));
     if (err)
         return err;

@@ -19,10 +19,11 @@ int gm_hami_new(struct gm_ctl *ctl, struct gm_hami **out);
 /* A write still in flight keeps the writer until its answer comes. */
 void gm_hami_free(struct gm_hami *h);
 
-/* Asks that node's entry be entry (consumed; NULL: the node has none, so
- * HAMi's defaults apply). Returns 1 when the cached ConfigMap has it
- * already, 0 when it is queued (the node is enqueued once the cache shows
- * a write), or -ENOMEM. The ConfigMap must exist in the cache. */
+/* Asks that node's entry have entry's values for the four keys gpumode
+ * sets (entry consumed; NULL: none of them, so HAMi's defaults apply).
+ * Returns 1 when the cached ConfigMap has it already, 0 when it is queued
+ * (the node is enqueued once the cache shows a write), or -ENOMEM. The
+ * ConfigMap must exist in the cache. */
 int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry);
 
 /* node, which gpumode switched, was deleted: the keys gpumode sets go from

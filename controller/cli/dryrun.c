@@ -582,7 +582,7 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
                 strcmp(pod->owner_kind, "DaemonSet") == 0)
                 snprintf(why, sizeof(why), "DaemonSet pod");
             else if (why[0] == '\0' && o.drain.gpu_pods_only && !pod->uses_gpu)
-                snprintf(why, sizeof(why), "requests no GPU");
+                snprintf(why, sizeof(why), "uses no GPU");
             break;
         }
         err = add_pod(n, pod, d, why);

@@ -49,8 +49,9 @@ static bool env_names_gpus(json_object *env)
                    ? json_object_array_length(env)
                    : 0;
     bool gpus = false;
-    /* The kubelet takes the last of a name (HAMi's webhook appends
-     * NVIDIA_VISIBLE_DEVICES=none to containers that ask for no GPU). */
+    /* The kubelet takes the last of a name (HAMi's webhook, with
+     * overwriteEnv, appends NVIDIA_VISIBLE_DEVICES=none to containers that
+     * ask for no GPU). */
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(env, i);
         const char *name = json_object_get_string(get(e, "name"));

@@ -31,7 +31,7 @@ static char *others(json_object *list, const char *node)
 static void merge(json_object *cfg, const char *node, json_object *want)
 {
     json_object *copy = NULL;
-    char why[200];
+    char why[400];
     gmf_assert(json_object_deep_copy(cfg, &copy, NULL) == 0);
     json_object *list = gm_hami_list(copy);
     if (!json_object_is_type(list, json_type_array)) {
@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                          "GPU-4", "GPU-5", "GPU-6", "GPU-7"};
     char *text = gmf_cstr(data, size);
     json_object *cfg = NULL;
-    char why[200];
+    char why[400];
 
     int rc = gm_hami_config_parse(text, &cfg, why, sizeof(why));
     if (rc != 0) {
