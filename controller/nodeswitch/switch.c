@@ -1424,8 +1424,9 @@ static json_object *hami_entry(struct sw *s, int split, double memory,
 
 /* Asks for want (consumed; NULL: none of the keys gpumode sets, so
  * HAMi's defaults) as the node's entry. One writer for the whole
- * controller batches the entries of switches that get here together; it wakes us when the cache shows ours, and our
- * requeue timer covers a write that failed or a watch that is down.
+ * controller batches the entries of switches that get here together; it
+ * wakes us when the cache shows ours, and our requeue timer covers a
+ * write that failed or a watch that is down.
  * Returns 0 when the cache has it, STEP_PENDING while it is written (the
  * status line says so, doing what), or -ENOMEM. */
 static int want_hami_entry(struct sw *s, json_object *want, const char *doing)
