@@ -601,6 +601,28 @@ static void flush(struct gm_hami *h)
     h->sending = true;
 }
 
+/* Queues node's want (entry consumed), replacing one queued before, and
+ * flushes. 0 or -ENOMEM. */
+static int put_want(struct gm_hami *h, const char *node, json_object *entry,
+                    bool prune)
+{
+    struct want *w = calloc(1, sizeof(*w));
+    void *old = NULL;
+    if (w == NULL) {
+        json_object_put(entry);
+        return -ENOMEM;
+    }
+    w->entry = entry;
+    w->prune = prune;
+    if (gm_map_put(&h->wants, node, w, &old) != 0) {
+        want_free(w);
+        return -ENOMEM;
+    }
+    want_free(old);
+    flush(h);
+    return 0;
+}
+
 int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
 {
     const char *rv = "";
@@ -619,36 +641,12 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
         json_object_put(entry);
         return 1;
     }
-    struct want *w = calloc(1, sizeof(*w));
-    void *old = NULL;
-    if (w == NULL) {
-        json_object_put(entry);
-        return -ENOMEM;
-    }
-    w->entry = entry;
-    if (gm_map_put(&h->wants, node, w, &old) != 0) {
-        want_free(w);
-        return -ENOMEM;
-    }
-    want_free(old);
-    flush(h);
-    return 0;
+    return put_want(h, node, entry, false);
 }
 
 int gm_hami_prune(struct gm_hami *h, const char *node)
 {
-    struct want *w = calloc(1, sizeof(*w));
-    void *old = NULL;
-    if (w == NULL)
-        return -ENOMEM;
-    w->prune = true;
-    if (gm_map_put(&h->wants, node, w, &old) != 0) {
-        want_free(w);
-        return -ENOMEM;
-    }
-    want_free(old);
-    flush(h);
-    return 0;
+    return put_want(h, node, NULL, true);
 }
 
 void gm_hami_changed(struct gm_hami *h)
