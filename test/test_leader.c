@@ -118,9 +118,14 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                        "\"code\":429}");
             return;
         }
+        if (f->lease == NULL) { /* no create on update for a Lease */
+            th_respond(c, 404, NULL,
+                       "{\"kind\":\"Status\",\"reason\":\"NotFound\","
+                       "\"code\":404}");
+            return;
+        }
         json_object *obj = json_tokener_parse(r->body);
-        if (f->put_conflict || f->lease == NULL ||
-            strcmp(rv_of(obj), rv_of(f->lease)) != 0) {
+        if (f->put_conflict || strcmp(rv_of(obj), rv_of(f->lease)) != 0) {
             f->conflicts++;
             json_object_put(obj);
             th_respond(c, 409, NULL, conflict);
@@ -389,6 +394,30 @@ static void test_taken_over_is_lost_at_once(void **state)
     fx_free(f);
 }
 
+/* Someone deleted the Lease while we lead (kubectl delete lease): our
+ * renewal of the stale copy answers 404; we read it again and create it
+ * afresh, staying the leader, where the stale copy used to be sent until
+ * the renew deadline ended our term. */
+static void test_deleted_lease_is_created_again(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    assert_int_equal(gm_leader_start(f->l), 0);
+    assert_true(th_run_until(&f->loop, &f->started, 2000));
+    run_for(f, 150);
+    int posts = f->posts;
+    json_object_put(f->lease);
+    f->lease = NULL;
+    run_for(f, 1200); /* over two renew deadlines */
+    assert_int_equal(f->lost, 0);
+    assert_true(gm_leader_is_leader(f->l));
+    assert_int_equal(f->posts, posts + 1);
+    assert_non_null(f->lease);
+    assert_string_equal(spec_field(lease_text(f), "holderIdentity"), ME);
+    assert_int_equal(f->started, 1);
+    fx_free(f);
+}
+
 static void on_released(void *data, int err)
 {
     struct fx *f = data;
@@ -467,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_conflict_on_renew_is_lost),
         cmocka_unit_test(test_deadline_kept_while_renewal_waits),
         cmocka_unit_test(test_taken_over_is_lost_at_once),
+        cmocka_unit_test(test_deleted_lease_is_created_again),
         cmocka_unit_test(test_release_on_stop),
         cmocka_unit_test(test_options_and_identity),
     };

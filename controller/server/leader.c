@@ -333,9 +333,12 @@ static void handle(struct gm_leader *l, enum verb verb, uint64_t sent_at,
             succeeded(l, resp->obj, sent_at);
             return;
         }
-        if (code == 409) {
-            /* Someone wrote the Lease since we read it: read it again
-             * before the next attempt. */
+        if (code == 409 || code == 404) {
+            /* Someone wrote the Lease since we read it, or deleted it:
+             * read it again before the next attempt (a deleted Lease is
+             * then created afresh, by us or by the replica that reads
+             * first), rather than send the stale copy until the renew
+             * deadline ends our term. */
             json_object_put(l->lease);
             l->lease = NULL;
         }
