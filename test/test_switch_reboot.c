@@ -308,6 +308,64 @@ static void test_one_reboot_per_attempt(void **state)
     gm_record_clear(&rec);
 }
 
+/* A first switch (no gpumode.io/mode: the mode before is unknown) whose
+ * agent refused before changing anything (a process on a GPU; changed:
+ * false) rolls back, putting the plugins back and uncordoning, rather than
+ * holding a node whose hardware never changed; one whose agent changed
+ * something before failing is held. */
+static void run_first_switch(bool changed, struct gm_switch_record *out)
+{
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    char term[512];
+    snprintf(term, sizeof(term),
+             "{\"ok\":false,\"command\":\"apply\",\"changed\":%s,"
+             "\"needs\":\"none\",\"reason\":\"GPUInUse\",\"message\":"
+             "\"GPU 0 is in use by 1 compute process\",\"gpus\":[{"
+             "\"index\":0,\"uuid\":\"GPU-a\"}]}",
+             changed ? "true" : "false");
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Failed",
+                   .term = term};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.from = GM_MODE_UNKNOWN;
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, handler, &f);
+    th_run_until(&f.c.loop, &f.done, 5000);
+    th_ctl_stop(&f.c);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, out, err, sizeof(err)), 0);
+    free(f.patched);
+    free(f.record);
+}
+
+static void test_untouched_refusal_is_not_held(void **state)
+{
+    (void)state;
+    struct gm_switch_record rec = {0};
+    run_first_switch(false, &rec);
+    assert_string_equal(rec.reason, "GPUInUse");
+    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
+    assert_true(rec.rolling_back);
+    assert_false(rec.reconfigured);
+    assert_null(strstr(rec.message, "cannot be rolled back"));
+    gm_record_clear(&rec);
+
+    run_first_switch(true, &rec);
+    assert_string_equal(rec.reason, "GPUInUse");
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
+    assert_true(rec.reconfigured);
+    assert_non_null(strstr(rec.message, "cannot be rolled back"));
+    gm_record_clear(&rec);
+}
+
 /* vgpu's hardware is done, and HAMi's entry cannot be written: the first
  * write records StartingClients (and the result), not a wait that would
  * start again at every reconcile and never time out. */
@@ -510,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_one_reboot_per_attempt),
         cmocka_unit_test(test_other_pods_evicted_before_reboot),
         cmocka_unit_test(test_hami_wait_is_recorded),
+        cmocka_unit_test(test_untouched_refusal_is_not_held),
         cmocka_unit_test(test_running_agent_times_out_without_events),
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),
         cmocka_unit_test(test_next_helper_waits_for_a_running_one),

@@ -1242,6 +1242,15 @@ static int step_reconfigure(struct sw *s)
         msg ? msg
             : (p->term_message ? p->term_message : "the agent left no result"));
     int reboot = needs && strcmp(needs, "reboot") == 0;
+    /* The agent says whether it ran any command that changes the GPUs. A
+     * refusal before the first one (GPUInUse: a process found on a GPU)
+     * left the hardware as it was, so the node is rolled back rather than
+     * held, even when its mode before the switch is unknown. No result
+     * (the pod killed midway) counts as changed. */
+    json_object *changed = gm_json_get(res, "changed");
+    if (!ok && changed && json_object_is_type(changed, json_type_boolean) &&
+        !json_object_get_boolean(changed))
+        s->hw_untouched = true;
     json_object *gpus = gm_json_get(res, "gpus");
     int n_gpus = (int)gm_json_len(gpus);
     /* Any result that lists the GPUs counts them, a failed one too: the
