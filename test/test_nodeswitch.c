@@ -14,6 +14,7 @@
 
 #include "app/profile.h"
 #include "planner/pluginconfig.h"
+#include "common/json.h"
 #include "common/strsel.h"
 #include "nodeswitch/drain.h"
 #include "nodeswitch/helperpod.h"
@@ -353,6 +354,25 @@ static void test_helper_pod_spec(void **state)
                                "\"value\":\"all\"}"));
     assert_non_null(strstr(js, "{\"name\":\"NVIDIA_DRIVER_CAPABILITIES\","
                                "\"value\":\"utility\"}"));
+    json_object_put(p);
+
+    /* A node name longer than a label value's 63 characters (up to 253
+     * are valid) is pinned whole and cut in the label, which must stay a
+     * valid value (ending in an alphanumeric) or the API server refuses
+     * the pod. */
+    char longname[254];
+    memset(longname, 'a', 253);
+    longname[253] = '\0';
+    memcpy(longname + 60, "-.-x", 4); /* characters 61-63 are "-.-" */
+    s.node = longname;
+    p = gm_helper_pod(&c, &s);
+    json_object *spec = gm_json_get(p, "spec");
+    json_object *lbl = gm_json_get(gm_json_get(p, "metadata"), "labels");
+    assert_string_equal(gm_json_str(spec, "nodeName"), longname);
+    const char *v = gm_json_str(lbl, GM_HELPER_NODE_LABEL);
+    assert_non_null(v);
+    assert_int_equal(strlen(v), 60);
+    assert_memory_equal(v, longname, 60);
     json_object_put(p);
 }
 

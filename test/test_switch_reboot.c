@@ -48,6 +48,7 @@ struct fx {
     bool grace_zero;     /* one of them asked for gracePeriodSeconds 0 */
     bool no_helper;      /* the helper cache is empty */
     bool other_pod;      /* a pod of no GPU, by a ReplicaSet, on the node */
+    bool pods_forbidden; /* every helper pod create answers 403 */
     int evictions;       /* its evictions asked for */
     int acted;           /* an eviction or a helper pod was asked for */
 };
@@ -134,7 +135,15 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
         f->helper_posts++;
         f->acted = 1;
-        th_respond(c, 201, NULL, "{}");
+        if (f->pods_forbidden)
+            th_respond(c, 403, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Failure\","
+                       "\"reason\":\"Forbidden\",\"message\":\"pods is "
+                       "forbidden: violates PodSecurity "
+                       "\\\"restricted:latest\\\": privileged\","
+                       "\"code\":403}");
+        else
+            th_respond(c, 201, NULL, "{}");
     } else if (f->other_pod && strcmp(r->method, "GET") == 0 &&
                strncmp(r->path, "/api/v1/pods?", 13) == 0 &&
                !strstr(r->path, "watch=1")) {
@@ -493,6 +502,46 @@ static void test_running_agent_times_out_without_events(void **state)
     free(f.record);
 }
 
+/* Every create of the apply helper is refused (Pod Security on the
+ * namespace): after helperTimeoutSeconds the switch fails quoting the
+ * refusal, and, the agent never having run, rolls back without touching
+ * the GPUs, a first switch (mode before unknown) too, where it used to
+ * retry the create for ever with the node cordoned. */
+static void test_refused_helper_fails_in_time(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Running",
+                   .no_helper = true,
+                   .pods_forbidden = true};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.from = GM_MODE_UNKNOWN;
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.cfg.helper_timeout_s = 1;
+    th_run_until(&f.c.loop, &f.done, 8000);
+    th_ctl_stop(&f.c);
+    assert_true(f.helper_posts >= 1);
+    patched_record(&f, &rec);
+    assert_string_equal(rec.reason, "HelperNotCreated");
+    assert_non_null(strstr(rec.message, "violates PodSecurity"));
+    assert_true(rec.rolling_back);
+    assert_false(rec.reconfigured);
+    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+}
+
 /* The node came back with a new bootID but never becomes Ready: the
  * reboot timeout still fails the switch, rather than a wait for ever. */
 static void test_rebooted_node_never_ready_times_out(void **state)
@@ -569,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_other_pods_evicted_before_reboot),
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_untouched_refusal_is_not_held),
+        cmocka_unit_test(test_refused_helper_fails_in_time),
         cmocka_unit_test(test_running_agent_times_out_without_events),
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),
         cmocka_unit_test(test_next_helper_waits_for_a_running_one),

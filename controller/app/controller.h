@@ -33,6 +33,12 @@ struct gm_node_rt {
      * cache shows it, another reconcile must not post it again. */
     char created_helper[64];
     uint64_t created_at_ms;
+    /* The last create of a helper pod was refused (not with 409). */
+    bool helper_refused;
+    /* The last helper pod seen in the helper cache: one that existed may
+     * have run, so a later refused create of it does not prove the
+     * hardware untouched. */
+    char seen_helper[64];
     int inflight; /* API calls whose callbacks use this */
     bool doomed;  /* free once inflight drops to 0 */
 };

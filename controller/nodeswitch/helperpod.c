@@ -1,5 +1,6 @@
 #include "nodeswitch/helperpod.h"
 
+#include <ctype.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,7 +75,15 @@ json_object *gm_helper_pod(const struct gm_helper_config *c,
                            str(GM_HELPER_LABEL_VALUE));
     json_object_object_add(labels, "app.kubernetes.io/managed-by",
                            str("gpumode"));
-    json_object_object_add(labels, GM_HELPER_NODE_LABEL, str(s->node));
+    /* A label value is at most 63 characters, a node name up to 253: a
+     * longer name is cut (the API server refuses the pod otherwise), and
+     * the controller finds a node's helpers by spec.nodeName. */
+    char node[64];
+    snprintf(node, sizeof(node), "%s", s->node);
+    for (size_t n = strlen(node); n > 0 && !isalnum((unsigned char)node[n - 1]);
+         n--)
+        node[n - 1] = '\0';
+    json_object_object_add(labels, GM_HELPER_NODE_LABEL, str(node));
     json_object_object_add(labels, "gpumode.io/step", str(s->step));
     json_object_object_add(meta, "labels", labels);
     json_object_object_add(pod, "metadata", meta);

@@ -160,6 +160,8 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     struct write *w = data;
     if (resp->error == NULL)
         obs_emit(w->ctl, &w->obs);
+    if (resp->error == NULL && w->helper_create)
+        w->ns->helper_refused = false;
     if (resp->error == NULL && w->ns->write_refused) {
         w->ns->write_refused = false;
         w->ns->message[0] = '\0';
@@ -177,6 +179,9 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
          * AlreadyExists means it does). */
         if (w->helper_create && resp->error->code != 409)
             w->ns->created_helper[0] = '\0';
+        if (w->helper_create)
+            w->ns->helper_refused =
+                resp->error->code != 409 && resp->error->err != -ECANCELED;
         if (resp->error->code == 409) {
             /* Our cache was behind: another writer changed the node first
              * (e.g. the node lifecycle controller's taint), or the helper
@@ -934,6 +939,14 @@ static void helper_deleted(void *data, const struct gm_kube_resp *resp)
 /* Helper pods of this node other than `keep` are from finished steps (or a
  * crash between reading a result and deleting the pod), or ones whose step
  * timed out: remove them. */
+/* Whether helper pod p is pinned to node. By spec.nodeName, which holds
+ * the whole name: the gpumode.io/node label is cut to a label value's 63
+ * characters. */
+static bool helper_of(const struct gm_pod *p, const char *node)
+{
+    return p->node_name && strcmp(p->node_name, node) == 0;
+}
+
 static void collect_helpers_of(struct gm_ctl *ctl, const char *node,
                                const char *keep)
 {
@@ -941,8 +954,7 @@ static void collect_helpers_of(struct gm_ctl *ctl, const char *node,
     for (struct gm_map_entry *it = gm_map_first(m); it;
          it = gm_map_next(m, it)) {
         const struct gm_pod *p = it->value;
-        const char *n = gm_pod_label(p, GM_HELPER_NODE_LABEL);
-        if (n == NULL || strcmp(n, node) != 0 || p->deleting)
+        if (!helper_of(p, node) || p->deleting)
             continue;
         if (keep && strcmp(p->name, keep) == 0)
             continue;
@@ -993,8 +1005,7 @@ static const struct gm_pod *running_helper(struct sw *s, const char *keep)
     for (struct gm_map_entry *it = gm_map_first(m); it;
          it = gm_map_next(m, it)) {
         const struct gm_pod *p = it->value;
-        const char *n = gm_pod_label(p, GM_HELPER_NODE_LABEL);
-        if (n && strcmp(n, node_name(s)) == 0 && strcmp(p->name, keep) != 0 &&
+        if (helper_of(p, node_name(s)) && strcmp(p->name, keep) != 0 &&
             p->phase != GM_POD_SUCCEEDED && p->phase != GM_POD_FAILED)
             return p;
     }
@@ -1026,8 +1037,10 @@ static int helper(struct sw *s, const char *step, const char *salt,
     collect_helpers(s, name);
     snprintf(key, sizeof(key), "%s/%s", s->ctl->cfg->namespace, name);
     *out = gm_reflector_get(s->ctl->helpers, key);
-    if (*out)
+    if (*out) {
+        snprintf(s->ns->seen_helper, sizeof(s->ns->seen_helper), "%s", name);
         return STEP_WAIT;
+    }
     uint64_t now_ms = uv_now(s->ctl->loop);
     if (strcmp(s->ns->created_helper, name) == 0 &&
         now_ms - s->ns->created_at_ms < HELPER_SEEN_MS)
@@ -1044,6 +1057,21 @@ static int helper(struct sw *s, const char *step, const char *salt,
     if (busy) {
         set_message(s, "waiting for helper pod %s to end", busy->name);
         return wait_helper(s);
+    }
+    /* A create the API server keeps refusing (an admission policy against
+     * privileged pods, a full quota) gets the phase the time a helper
+     * would, then fails the switch: retried for ever, it held the node
+     * cordoned with its GPU clients stopped. A pod refused every time
+     * never ran, so the hardware is as it was, unless this helper was
+     * seen before (it may have been deleted midway). */
+    if (s->ns->helper_refused && elapsed(s) > s->ctl->cfg->helper_timeout_s) {
+        char why[sizeof(s->ns->message)];
+        snprintf(why, sizeof(why), "%s", s->ns->message);
+        if (strcmp(s->ns->seen_helper, name) != 0)
+            s->hw_untouched = true;
+        return fail(s, "HelperNotCreated",
+                    "helper pod %s could not be created in %lds (%s)", name,
+                    s->ctl->cfg->helper_timeout_s, why);
     }
 
     const struct gm_ctl_config *c = s->ctl->cfg;
