@@ -248,6 +248,7 @@ static void expect_parse_error(const char *yaml, const char *want)
         fail_msg("got \"%s\", want \"%s\"", err, want);
 }
 
+/* Errors of the document as a whole still fail the parse. */
 static void test_parse_errors(void **state)
 {
     expect_parse_error("version: v1\nmig-configs:\n  a: [\n",
@@ -255,21 +256,136 @@ static void test_parse_errors(void **state)
     expect_parse_error("version: v2\nmig-configs: {}\n",
                        SRC ": config.yaml line 1: version must be v1");
     expect_parse_error("version: v1\n", "mig-configs must be a mapping");
-    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
-                       "    - devices: all\n      mig-enabled: true\n",
-                       "line 4: config \"a\": mig-devices is required when "
-                       "mig-enabled is true");
-    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
-                       "    - devices: all\n      mig-enabled: false\n"
-                       "      mig-devices: {\"1g.10gb\": 1}\n",
-                       "line 6: config \"a\": mig-devices is not allowed");
-    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
-                       "    - devices: [0, 99]\n      mig-enabled: false\n",
-                       "line 4: config \"a\": devices[1] is not a GPU index");
-    expect_parse_error("version: v1\nmig-configs:\n  a:\n"
-                       "    - devices: all\n      mig-enabled: true\n"
-                       "      mig-devices: {\"1g.10GB\": 1}\n",
-                       "\"1g.10GB\" is not a MIG profile name");
+    expect_parse_error("- a\n", "the document must be a mapping");
+    expect_parse_error("version: v1\nmig-configs:\n  [a]: []\n",
+                       SRC ": config.yaml line 3: mig-configs keys must be "
+                           "config names");
+}
+
+/* Parses yaml, which must succeed, and checks that its config "a" is kept
+ * as one gpumode cannot use, its message containing want. */
+static void expect_config_invalid(const char *yaml, const char *want)
+{
+    struct gm_migparted *m = NULL;
+    const struct gm_mig_layout *l = (const struct gm_mig_layout *)1;
+    const char *why = NULL;
+    char err[512] = "";
+
+    if (gm_migparted_parse(yaml, strlen(yaml), SRC, &m, err, sizeof(err)))
+        fail_msg("parse: %s", err);
+    assert_int_equal(m->n, 0);
+    assert_int_equal(gm_migparted_lookup(m, "a", &l, &why), -EINVAL);
+    assert_null(l);
+    assert_null(gm_migparted_find(m, "a"));
+    if (strstr(why, want) == NULL)
+        fail_msg("got \"%s\", want \"%s\"", why, want);
+    gm_migparted_free(m);
+}
+
+/* What failed the whole document before now fails only its config. */
+static void test_config_errors(void **state)
+{
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: all\n      mig-enabled: true\n",
+                          SRC
+                          ": config.yaml line 4: config \"a\": "
+                          "mig-devices is required when mig-enabled is true");
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: all\n      mig-enabled: false\n"
+                          "      mig-devices: {\"1g.10gb\": 1}\n",
+                          "line 6: config \"a\": mig-devices is not allowed");
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: [0, 99]\n      mig-enabled: false\n",
+                          "line 4: config \"a\": devices[1] is not a GPU "
+                          "index");
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: all\n      device-filter: {x: 1}\n"
+                          "      mig-enabled: false\n",
+                          "line 5: config \"a\": device-filter must be a "
+                          "list");
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: all\n",
+                          "line 4: config \"a\": mig-enabled is required");
+    expect_config_invalid("version: v1\nmig-configs:\n  a: []\n",
+                          "line 3: config \"a\" has no entries");
+    expect_config_invalid("version: v1\nmig-configs:\n  a: all\n",
+                          "line 3: config \"a\" must be a list of entries");
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: all\n      mig-enabled: true\n"
+                          "      mig-devices: {\"1g.10GB\": 1}\n",
+                          "line 6: config \"a\": profile \"1g.10GB\" is not "
+                          "one gpumode can lay out");
+    /* go-nvlib's attributes, in the GPU Operator's RTX PRO 6000 configs. */
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: all\n      mig-enabled: true\n"
+                          "      mig-devices: {\"1g.24gb+me.all\": 1}\n",
+                          "profile \"1g.24gb+me.all\" is not one gpumode");
+    expect_config_invalid("version: v1\nmig-configs:\n  a:\n"
+                          "    - devices: all\n      mig-enabled: true\n"
+                          "      mig-devices: {\"1g.24gb-me\": 1}\n",
+                          "profile \"1g.24gb-me\" is not one gpumode");
+}
+
+/* The GPU Operator's ConfigMap holds configs gpumode cannot use beside
+ * ones it can: those stay usable, the others say why. */
+static const char mixed_config[] = "version: v1\n"
+                                   "mig-configs:\n"
+                                   "  all-1g.24gb.gfx:\n"
+                                   "    - devices: all\n"
+                                   "      mig-enabled: true\n"
+                                   "      mig-devices:\n"
+                                   "        \"1g.24gb+gfx\": 4\n"
+                                   "  all-1g.10gb:\n"
+                                   "    - devices: all\n"
+                                   "      mig-enabled: true\n"
+                                   "      mig-devices:\n"
+                                   "        \"1g.10gb\": 7\n"
+                                   "  bad-count:\n"
+                                   "    - devices: all\n"
+                                   "      mig-enabled: true\n"
+                                   "      mig-devices: {\"1g.10gb\": seven}\n";
+
+static void test_invalid_config_kept_apart(void **state)
+{
+    struct gm_migparted *m = NULL;
+    const struct gm_mig_layout *l = NULL;
+    const char *why = NULL;
+    char err[512] = "";
+
+    if (gm_migparted_parse(mixed_config, strlen(mixed_config), SRC, &m, err,
+                           sizeof(err)))
+        fail_msg("parse: %s", err);
+    assert_int_equal(m->n, 1);
+    assert_string_equal(m->names[0], "all-1g.10gb");
+    assert_int_equal(m->n_invalid, 2);
+    assert_string_equal(m->invalid[0].name, "all-1g.24gb.gfx");
+    assert_string_equal(m->invalid[1].name, "bad-count");
+
+    assert_int_equal(gm_migparted_lookup(m, "all-1g.10gb", &l, &why), 0);
+    assert_ptr_equal(l, gm_migparted_find(m, "all-1g.10gb"));
+    assert_null(why);
+    resolve(m, "all-1g.10gb", "NVIDIA-H100-80GB-HBM3", 8, 0,
+            "[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+            "{\"1g.10gb\":7}}]");
+
+    assert_int_equal(gm_migparted_lookup(m, "all-1g.24gb.gfx", &l, &why),
+                     -EINVAL);
+    assert_null(l);
+    assert_string_equal(why, SRC ": config.yaml line 7: config "
+                                 "\"all-1g.24gb.gfx\": profile \"1g.24gb+gfx\" "
+                                 "is not one gpumode can lay out (it supports "
+                                 "<n>g.<m>gb and <n>g.<m>gb+me)");
+    assert_null(gm_migparted_find(m, "all-1g.24gb.gfx"));
+
+    assert_int_equal(gm_migparted_lookup(m, "bad-count", &l, &why), -EINVAL);
+    assert_string_equal(why, SRC ": config.yaml line 16: config "
+                                 "\"bad-count\": the count of 1g.10gb must be "
+                                 "an integer from 0 to 7");
+
+    assert_int_equal(gm_migparted_lookup(m, "nope", &l, &why), -ENOENT);
+    assert_null(l);
+    assert_null(why);
+    gm_migparted_free(m);
 }
 
 int main(void)
@@ -283,6 +399,8 @@ int main(void)
         cmocka_unit_test(test_inline_layout),
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_invalid_config_kept_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

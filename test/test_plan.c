@@ -442,6 +442,69 @@ static void test_mig_layouts(void **state)
     fleet_free(&f);
 }
 
+/* The GPU Operator's ConfigMap holds configs gpumode cannot lay out (RTX
+ * PRO 6000 profiles with go-nvlib attributes): a policy naming one is
+ * InvalidLayout with that config's message, while a policy naming a
+ * usable config of the same document plans its nodes. */
+static const char mixed_layouts_yaml[] =
+    "version: v1\nmig-configs:\n"
+    "  all-1g.24gb.gfx:\n    - devices: all\n      mig-enabled: true\n"
+    "      mig-devices:\n        \"1g.24gb+gfx\": 4\n"
+    "  all-3g.40gb:\n    - devices: all\n"
+    "      mig-enabled: true\n      mig-devices: {\"3g.40gb\": 2}\n";
+
+static void test_invalid_config_fails_only_its_policies(void **state)
+{
+    struct gm_policy *good = gmt_policy(
+        "{\"metadata\":{\"name\":\"good\",\"generation\":1},\"spec\":"
+        "{\"mode\":\"mig\",\"nodeSelector\":{\"matchLabels\":"
+        "{\"pool\":\"a\"}},\"mig\":{\"config\":\"all-3g.40gb\"}}}",
+        0);
+    struct gm_policy *gfx = gmt_policy(
+        "{\"metadata\":{\"name\":\"gfx\",\"generation\":1},\"spec\":"
+        "{\"mode\":\"mig\",\"nodeSelector\":{\"matchLabels\":"
+        "{\"pool\":\"b\"}},\"mig\":{\"config\":\"all-1g.24gb.gfx\"}}}",
+        0);
+    struct gm_migparted *m = NULL;
+    char err[512];
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    assert_int_equal(gm_migparted_parse(mixed_layouts_yaml,
+                                        strlen(mixed_layouts_yaml), "cm", &m,
+                                        err, sizeof(err)),
+                     0);
+    add(&f, gmt_node("a1", "pool=a",
+                     "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", NULL));
+    add(&f, gmt_node("b1", "pool=b",
+                     "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", NULL));
+
+    plan(good, gfx, &f, m, &pl);
+    assert_int_equal(pl.summary.matched, 1);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "a1");
+    assert_string_equal(pl.starts[0].layout,
+                        "[{\"devices\":\"all\",\"migEnabled\":true,"
+                        "\"migDevices\":{\"3g.40gb\":2}}]");
+    assert_null(pl.stall_reason);
+    gm_plan_free(&pl);
+
+    plan(gfx, good, &f, m, &pl);
+    assert_int_equal(pl.summary.matched, 1);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.stall_reason, "InvalidLayout");
+    assert_string_equal(pl.stall_message,
+                        "layout \"all-1g.24gb.gfx\": cm: config.yaml line 7: "
+                        "config \"all-1g.24gb.gfx\": profile \"1g.24gb+gfx\" "
+                        "is not one gpumode can lay out (it supports "
+                        "<n>g.<m>gb and <n>g.<m>gb+me)");
+    gm_plan_free(&pl);
+    gm_migparted_free(m);
+    gm_policy_free(good);
+    gm_policy_free(gfx);
+    fleet_free(&f);
+}
+
 static void test_reboot_reapplies_mig(void **state)
 {
     struct gm_policy *p = policy("p", "mig",
@@ -1155,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_conflict_mid_switch_keeps_its_slot),
         cmocka_unit_test(test_mig_layouts),
+        cmocka_unit_test(test_invalid_config_fails_only_its_policies),
         cmocka_unit_test(test_reboot_reapplies_mig),
         cmocka_unit_test(test_reboot_relay_is_a_repair),
         cmocka_unit_test(test_mig_settings_change_relays),

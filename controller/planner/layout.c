@@ -272,10 +272,20 @@ static int parse_mig_devices(struct yp *y, yaml_node_t *md, const char *cfg,
         yaml_node_t *vn = yaml_document_get_node(y->doc, p->value);
         const char *k = scalar(kn);
         long v;
-        if (k == NULL || !is_profile(k))
+        if (k == NULL)
             return yfail(y, kn,
-                         "config \"%s\": \"%s\" is not a MIG profile name", cfg,
-                         k ? k : "?");
+                         "config \"%s\": mig-devices keys must be profile "
+                         "names",
+                         cfg);
+        /* go-nvlib's profiles also carry attributes ("1g.24gb+gfx",
+         * "1g.24gb-me", "1g.24gb+me.all"), which neither the agent nor
+         * the CRD know; say so rather than call them not profiles. */
+        if (!is_profile(k))
+            return yfail(y, kn,
+                         "config \"%s\": profile \"%s\" is not one gpumode "
+                         "can lay out (it supports <n>g.<m>gb and "
+                         "<n>g.<m>gb+me)",
+                         cfg, k);
         if (parse_int(scalar(vn), 0, 7, &v))
             return yfail(y, vn,
                          "config \"%s\": the count of %s must be an integer "
@@ -328,6 +338,52 @@ static int parse_entry(struct yp *y, yaml_node_t *en, const char *cfg,
     return md ? parse_mig_devices(y, md, cfg, e) : 0;
 }
 
+/* Parses one config's list of entries into l, which the caller clears
+ * when this fails. */
+static int parse_config(struct yp *y, yaml_node_t *kn, yaml_node_t *vn,
+                        const char *name, struct gm_mig_layout *l)
+{
+    if (vn == NULL || vn->type != YAML_SEQUENCE_NODE)
+        return yfail(y, vn ? vn : kn, "config \"%s\" must be a list of entries",
+                     name);
+    size_t ne =
+        (size_t)(vn->data.sequence.items.top - vn->data.sequence.items.start);
+    if (ne == 0)
+        return yfail(y, vn, "config \"%s\" has no entries", name);
+    l->entries = calloc(ne, sizeof(*l->entries));
+    if (l->entries == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < ne; i++) {
+        yaml_node_t *en =
+            yaml_document_get_node(y->doc, vn->data.sequence.items.start[i]);
+        /* Counted first, so gm_mig_layout_clear frees what a failed
+         * entry allocated. */
+        l->n_entries++;
+        int err = parse_entry(y, en, name, &l->entries[i]);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+/* Keeps a config gpumode cannot use, with why, in m->invalid. */
+static int add_invalid(struct gm_migparted *m, const char *name,
+                       const char *why)
+{
+    struct gm_migparted_invalid *v = &m->invalid[m->n_invalid];
+
+    v->name = strdup(name);
+    v->error = strdup(why);
+    if (v->name == NULL || v->error == NULL) {
+        free(v->name);
+        free(v->error);
+        v->name = v->error = NULL;
+        return -ENOMEM;
+    }
+    m->n_invalid++;
+    return 0;
+}
+
 static int parse_configs(struct yp *y, yaml_node_t *cfgs,
                          struct gm_migparted *m)
 {
@@ -336,7 +392,8 @@ static int parse_configs(struct yp *y, yaml_node_t *cfgs,
 
     m->names = calloc(n ? n : 1, sizeof(*m->names));
     m->layouts = calloc(n ? n : 1, sizeof(*m->layouts));
-    if (m->names == NULL || m->layouts == NULL)
+    m->invalid = calloc(n ? n : 1, sizeof(*m->invalid));
+    if (m->names == NULL || m->layouts == NULL || m->invalid == NULL)
         return -ENOMEM;
     for (yaml_node_pair_t *p = cfgs->data.mapping.pairs.start;
          p < cfgs->data.mapping.pairs.top; p++) {
@@ -345,27 +402,29 @@ static int parse_configs(struct yp *y, yaml_node_t *cfgs,
         const char *name = scalar(kn);
         if (name == NULL)
             return yfail(y, kn, "mig-configs keys must be config names");
-        if (vn == NULL || vn->type != YAML_SEQUENCE_NODE)
-            return yfail(y, vn ? vn : kn,
-                         "config \"%s\" must be a list of entries", name);
-        size_t ne = (size_t)(vn->data.sequence.items.top -
-                             vn->data.sequence.items.start);
-        if (ne == 0)
-            return yfail(y, vn, "config \"%s\" has no entries", name);
-        m->names[m->n] = strdup(name);
-        struct gm_mig_layout *l = &m->layouts[m->n];
-        m->n++;
-        l->entries = calloc(ne, sizeof(*l->entries));
-        if (m->names[m->n - 1] == NULL || l->entries == NULL)
-            return -ENOMEM;
-        for (size_t i = 0; i < ne; i++) {
-            yaml_node_t *en = yaml_document_get_node(
-                y->doc, vn->data.sequence.items.start[i]);
-            l->n_entries++;
-            int err = parse_entry(y, en, name, &l->entries[i]);
+        /* A config's own errors go to its own message, not to the
+         * document's: the other configs stay usable. */
+        char why[512] = "";
+        struct yp cy = *y;
+        cy.err = why;
+        cy.errlen = sizeof(why);
+        struct gm_mig_layout l = {0};
+        int err = parse_config(&cy, kn, vn, name, &l);
+        if (err) {
+            gm_mig_layout_clear(&l);
+            if (err != -EINVAL)
+                return err;
+            err = add_invalid(m, name, why);
             if (err)
                 return err;
+            continue;
         }
+        m->names[m->n] = strdup(name);
+        if (m->names[m->n] == NULL) {
+            gm_mig_layout_clear(&l);
+            return -ENOMEM;
+        }
+        m->layouts[m->n++] = l;
     }
     return 0;
 }
@@ -430,18 +489,46 @@ void gm_migparted_free(struct gm_migparted *m)
         free(m->names[i]);
         gm_mig_layout_clear(&m->layouts[i]);
     }
+    for (size_t i = 0; i < m->n_invalid; i++) {
+        free(m->invalid[i].name);
+        free(m->invalid[i].error);
+    }
     free(m->names);
     free(m->layouts);
+    free(m->invalid);
     free(m);
+}
+
+/* A name the document repeats (libyaml lets duplicate keys through) finds
+ * its first usable config before any invalid one, as find always did. */
+int gm_migparted_lookup(const struct gm_migparted *m, const char *name,
+                        const struct gm_mig_layout **layout, const char **why)
+{
+    *layout = NULL;
+    *why = NULL;
+    for (size_t i = 0; i < m->n; i++) {
+        if (strcmp(m->names[i], name) == 0) {
+            *layout = &m->layouts[i];
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < m->n_invalid; i++) {
+        if (strcmp(m->invalid[i].name, name) == 0) {
+            *why = m->invalid[i].error;
+            return -EINVAL;
+        }
+    }
+    return -ENOENT;
 }
 
 const struct gm_mig_layout *gm_migparted_find(const struct gm_migparted *m,
                                               const char *name)
 {
-    for (size_t i = 0; i < m->n; i++)
-        if (strcmp(m->names[i], name) == 0)
-            return &m->layouts[i];
-    return NULL;
+    const struct gm_mig_layout *l;
+    const char *why;
+
+    gm_migparted_lookup(m, name, &l, &why);
+    return l;
 }
 
 /* ---- resolution ---- */

@@ -43,21 +43,46 @@ struct gm_gpu_model {
  * appends under time-slicing and the single MIG strategy. NULL: unknown. */
 const struct gm_gpu_model *gm_gpu_model_find(const char *product);
 
-/* A parsed mig-parted v1 document. */
+/* A config of the document that gpumode cannot use: its content breaks a
+ * rule (a profile it cannot lay out, a count, devices, device-filter,
+ * mig-enabled, mig-devices, no entries). The GPU Operator's own ConfigMap
+ * holds configs for profiles gpumode does not support ("1g.24gb+gfx" on
+ * an RTX PRO 6000); kept apart, such a config fails only the policies
+ * that name it, with its own message, rather than the whole document. */
+struct gm_migparted_invalid {
+    char *name;  /* owned */
+    char *error; /* owned; for the user: source, line, config and reason */
+};
+
+/* A parsed mig-parted v1 document. names and layouts hold only the configs
+ * gpumode can use, so whoever walks them needs no check; the others are in
+ * invalid. */
 struct gm_migparted {
     char **names;                  /* owned; config names in document order */
     struct gm_mig_layout *layouts; /* owned; layouts[i] is names[i] */
     size_t n;
+    struct gm_migparted_invalid *invalid; /* owned; in document order */
+    size_t n_invalid;
 };
 
 /* Parses config.yaml. source names the ConfigMap in messages
- * ("ConfigMap gpumode-system/gpumode-mig-layouts"). Returns 0 with *out the
- * caller's (gm_migparted_free), -EINVAL with a message naming the line in
- * err, or -ENOMEM. */
+ * ("ConfigMap gpumode-system/gpumode-mig-layouts"). A config whose content
+ * is wrong does not fail the parse: it goes to m->invalid with its message.
+ * Returns 0 with *out the caller's (gm_migparted_free); -EINVAL with a
+ * message naming the line in err when the document as a whole is wrong
+ * (malformed YAML, not a mapping, version not v1, mig-configs not a
+ * mapping, a config name that is not a scalar); or -ENOMEM. */
 int gm_migparted_parse(const char *yaml, size_t len, const char *source,
                        struct gm_migparted **out, char *err, size_t errlen);
 void gm_migparted_free(struct gm_migparted *m);
-/* Borrowed from m; NULL when the config is not there. */
+/* Looks a config up. Returns 0 with *layout borrowed from m; -EINVAL when
+ * the config is there but gpumode cannot use it, with *why (borrowed from
+ * m) the config's own message; -ENOENT when it is not there. The outputs
+ * not named are set to NULL. */
+int gm_migparted_lookup(const struct gm_migparted *m, const char *name,
+                        const struct gm_mig_layout **layout, const char **why);
+/* Borrowed from m; NULL when the config is not there or cannot be used
+ * (gm_migparted_lookup tells the two apart). */
 const struct gm_mig_layout *gm_migparted_find(const struct gm_migparted *m,
                                               const char *name);
 

@@ -106,7 +106,8 @@ struct ctx {
     char first_layout_error[1024];
     int config_errors; /* pending nodes whose plugin config cannot load */
     char first_config_error[1100];
-    /* The named layout, resolved once: NULL with layout_msg when missing. */
+    /* The named layout, resolved once: NULL with layout_msg when missing
+     * or unusable. */
     const struct gm_mig_layout *layout;
     char layout_what[300];
     char layout_msg[1024];
@@ -466,8 +467,8 @@ static int converged(struct ctx *c, const struct gm_node *n)
     return rc;
 }
 
-/* Finds the policy's layout once, so a missing config name is one message
- * that names the ConfigMap rather than one per node. */
+/* Finds the policy's layout once, so a missing or unusable config is one
+ * message that names the ConfigMap rather than one per node. */
 static void find_layout(struct ctx *c)
 {
     const struct gm_policy_spec *s = &c->p->spec;
@@ -489,9 +490,19 @@ static void find_layout(struct ctx *c)
                                       : "the layout ConfigMap is not loaded");
         return;
     }
-    c->layout = gm_migparted_find(c->in->layouts, s->mig_config);
-    if (c->layout != NULL)
+    const char *why = NULL;
+    int rc =
+        gm_migparted_lookup(c->in->layouts, s->mig_config, &c->layout, &why);
+    if (rc == 0)
         return;
+    if (rc == -EINVAL) {
+        /* The config is there but gpumode cannot lay it out (the GPU
+         * Operator ships some for profiles it does not support): the
+         * policy fails as for a missing one, with the config's reason. */
+        snprintf(c->layout_msg, sizeof(c->layout_msg), "%s: %s", c->layout_what,
+                 why);
+        return;
+    }
     char names[256] = "";
     size_t off = 0;
     for (size_t i = 0; i < c->in->layouts->n && off < sizeof(names); i++)
