@@ -33,6 +33,10 @@ struct fx {
     int governed;        /* what the governed hook answers */
 };
 
+/* The mode before the held switch, for start_hw: full unless a test
+ * says otherwise. */
+static enum gm_mode held_from = GM_MODE_FULL;
+
 static int governed(void *data, const struct gm_node *node)
 {
     (void)node;
@@ -49,6 +53,7 @@ static void start_hw(struct fx *f, int g, bool hw, bool uncordoned)
     assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
     free(text);
     rec.reconfigured = hw;
+    rec.from = held_from;
     /* The failed attempt had rebooted the node once. */
     assert_int_equal(gm_set_str(&rec.boot_id, "boot-0"), 0);
     assert_int_equal(gm_set_str(&rec.reason, "PluginNotReady"), 0);
@@ -200,6 +205,44 @@ static void test_release_cordons_an_uncordoned_node(void **state)
     stop(&f);
 }
 
+/* A node gpumode had never switched (no mode before), held once its
+ * hardware changed, that no policy selects any more: nothing is known to
+ * roll it back to, so the retry is not taken. The mark is used up and the
+ * record says what to do; the node is not cordoned again (a person
+ * uncordoned it) nor held anew, which every retry used to do. */
+static void test_unknown_mode_release_is_not_taken(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    char err[256];
+    held_from = GM_MODE_UNKNOWN;
+    start_hw(&f, 0, true, true);
+    held_from = GM_MODE_FULL;
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    assert_non_null(f.n.patch);
+    json_object *p = json_tokener_parse(f.n.patch);
+    json_object *ann = gm_json_get(gm_json_get(p, "metadata"), "annotations");
+    json_object *retry = NULL;
+    assert_true(json_object_object_get_ex(ann, GM_ANN_RETRY, &retry));
+    assert_null(retry);
+    assert_null(gm_json_get(p, "spec")); /* not cordoned again */
+    assert_null(gm_json_get(gm_json_get(p, "metadata"), "labels"));
+    assert_int_equal(
+        gm_record_parse(json_object_get_string(gm_json_get(ann, GM_ANN_SWITCH)),
+                        &rec, err, sizeof(err)),
+        0);
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
+    assert_int_equal(rec.attempt, 1);
+    assert_false(rec.rolling_back);
+    assert_false(rec.releasing);
+    assert_string_equal(rec.reason, "PolicyGone");
+    assert_non_null(strstr(rec.message, "select it with a policy"));
+    gm_record_clear(&rec);
+    json_object_put(p);
+    stop(&f);
+}
+
 /* Its hardware never changed (it failed in the drain): the node is put
  * back at once, record gone, uncordoned, labels restored. */
 static void test_ungoverned_node_untouched_is_put_back(void **state)
@@ -333,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_governed_node_waits_for_its_plan),
         cmocka_unit_test(test_ungoverned_node_is_rolled_back),
         cmocka_unit_test(test_ungoverned_node_untouched_is_put_back),
+        cmocka_unit_test(test_unknown_mode_release_is_not_taken),
         cmocka_unit_test(test_release_ends_with_no_record),
         cmocka_unit_test(test_release_cordons_an_uncordoned_node),
         cmocka_unit_test(test_plan_start_retargets_the_record),

@@ -2023,6 +2023,30 @@ static int release_failed(struct sw *s)
     s->pol.drain.own_namespace = s->ctl->cfg->namespace;
     if (!s->rec.reconfigured)
         return cancel_drain(s, "no policy selects the node any more");
+    if (s->rec.from == GM_MODE_UNKNOWN) {
+        /* Nothing is known to roll the hardware back to (the node had no
+         * gpumode.io/mode label), and no policy says where it should go:
+         * the node stays held as it is, with the mark used up and a
+         * message that says what a person can do, rather than cordoned
+         * again and held anew by every retry. */
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "no policy selects the node any more, and its mode before "
+                 "the switch is not known (it had no gpumode.io/mode label), "
+                 "so it cannot be rolled back: select it with a policy (the "
+                 "next retry switches it to that policy's mode)");
+        s->clear_retry = true;
+        if (gm_set_str(&s->rec.reason, "PolicyGone") ||
+            gm_set_str(&s->rec.message, msg))
+            return -ENOMEM;
+        snprintf(s->ns->message, sizeof(s->ns->message), "PolicyGone: %.480s",
+                 msg);
+        gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
+                  "retry not taken: %s", msg);
+        note_event(s, false, GM_EVENT_WARNING, GM_REASON_SWITCH_FAILED,
+                   "retry of %s not taken: %s", node_name(s), msg);
+        return write_record(s, NULL, -1);
+    }
     s->rec.attempt++; /* new helper pod names */
     s->rec.since = s->rec.started = s->now;
     s->rec.rolling_back = false;
