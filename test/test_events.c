@@ -1,7 +1,8 @@
 /* The event recorder against a loopback API server: the created Event's
  * fields, repeats folded into a series patch, a storm of identical events
- * costing a handful of requests, the rate limit on distinct events, the
- * bounded table, and a vanished Event starting over. */
+ * costing a handful of requests, the rate limits on distinct events (per
+ * object and type, and the backstop over all objects), drops logged, the
+ * bounded tables, and a vanished Event starting over. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "common/log.h"
 #include "kube/client.h"
 #include "server/events.h"
 #include "support/httpd.h"
@@ -263,7 +266,8 @@ static void test_storm_is_a_handful_of_requests(void **state)
     assert_true(f->patches >= 1 && f->patches <= 2);
     assert_string_equal(field(f->patch_body, "series.count"), "1000");
 
-    /* A storm of distinct events is held by the rate limit. */
+    /* A storm of distinct events is held by the object's rate limit: its
+     * burst of 25 less the token the first event above took. */
     int ok = 0, dropped = 0;
     for (int i = 0; i < 200; i++) {
         int err =
@@ -274,13 +278,208 @@ static void test_storm_is_a_handful_of_requests(void **state)
         else if (err == -EAGAIN)
             dropped++;
     }
-    assert_true(ok <= 25);
+    assert_int_equal(ok, 24);
     assert_int_equal(ok + dropped, 200);
     struct gm_recorder_stats st;
     gm_recorder_get_stats(f->r, &st);
     assert_int_equal(st.dropped, (unsigned long)dropped);
     run_for(f, 200);
     assert_true(f->posts <= 26);
+    fx_free(f);
+}
+
+/* Runs the loop until the server has seen n POSTs or 2 s pass. */
+static void wait_posts(struct fx *f, int n)
+{
+    for (int i = 0; f->posts < n && i < 200; i++)
+        run_for(f, 10);
+}
+
+/* A rollout that starts 50 switches in one pass announces every one: the
+ * limit is per object, not one bucket shared by all. */
+static void test_many_objects_each_get_their_event(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    for (int i = 0; i < 60; i++) {
+        char name[32], uid[32];
+        snprintf(name, sizeof(name), "gpu-%02d", i);
+        snprintf(uid, sizeof(uid), "u-%d", i);
+        const struct gm_event_ref n = {
+            .api_version = "v1", .kind = "Node", .name = name, .uid = uid};
+        assert_int_equal(gm_event(f->r, &n, GM_EVENT_NORMAL,
+                                  GM_REASON_SWITCH_STARTED, "Switch",
+                                  "switching to mig"),
+                         0);
+    }
+    struct gm_recorder_stats st;
+    gm_recorder_get_stats(f->r, &st);
+    assert_int_equal(st.created, 60);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(st.objects, 60);
+    wait_posts(f, 60);
+    assert_int_equal(f->posts, 60);
+    fx_free(f);
+}
+
+/* One object gets client-go's burst of 25 distinct events of a type; the
+ * rest are dropped and counted. Its Warnings have their own bucket, other
+ * objects are untouched, and a repeat still costs nothing. */
+static void test_one_object_is_limited(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                                  GM_REASON_RECONFIGURED, "Reconfigure",
+                                  "step %d", i),
+                         i < 25 ? 0 : -EAGAIN);
+    struct gm_recorder_stats st;
+    gm_recorder_get_stats(f->r, &st);
+    assert_int_equal(st.created, 25);
+    assert_int_equal(st.dropped, 5);
+
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_NORMAL,
+                              GM_REASON_RECONFIGURED, "Reconfigure", "step %d",
+                              3),
+                     0);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch", "failed"),
+                     0);
+    const struct gm_event_ref other = {
+        .api_version = "v1", .kind = "Node", .name = "gpu-08", .uid = "u-2"};
+    assert_int_equal(gm_event(f->r, &other, GM_EVENT_NORMAL,
+                              GM_REASON_RECONFIGURED, "Reconfigure", "step %d",
+                              0),
+                     0);
+    gm_recorder_get_stats(f->r, &st);
+    assert_int_equal(st.created, 27);
+    assert_int_equal(st.dropped, 5);
+    wait_posts(f, 27);
+    run_for(f, 20);
+    assert_int_equal(f->posts, 27);
+    fx_free(f);
+}
+
+/* An object earns a token back per object_refill_ms; its bucket is
+ * forgotten once it would be full again, and when the table is full of
+ * busy ones the least recently used goes. */
+static void test_object_bucket_refills_and_is_bounded(void **state)
+{
+    (void)state;
+    struct gm_recorder_opts o = {.series_interval_ms = 200,
+                                 .object_burst = 2,
+                                 .object_refill_ms = 100,
+                                 .max_objects = 2};
+    struct fx *f = fx_new(&o);
+    const struct gm_event_ref b = {
+        .api_version = "v1", .kind = "Node", .name = "gpu-b"};
+    const struct gm_event_ref c = {
+        .api_version = "v1", .kind = "Node", .name = "gpu-c"};
+    const struct gm_event_ref d = {
+        .api_version = "v1", .kind = "Node", .name = "gpu-d"};
+    int i = 0;
+    assert_int_equal(
+        gm_event(f->r, &node, GM_EVENT_NORMAL, "R", "A", "%d", i++), 0);
+    assert_int_equal(
+        gm_event(f->r, &node, GM_EVENT_NORMAL, "R", "A", "%d", i++), 0);
+    assert_int_equal(
+        gm_event(f->r, &node, GM_EVENT_NORMAL, "R", "A", "%d", i++), -EAGAIN);
+    run_for(f, 150);
+    assert_int_equal(
+        gm_event(f->r, &node, GM_EVENT_NORMAL, "R", "A", "%d", i++), 0);
+    assert_int_equal(
+        gm_event(f->r, &node, GM_EVENT_NORMAL, "R", "A", "%d", i++), -EAGAIN);
+
+    struct gm_recorder_stats st;
+    assert_int_equal(gm_event(f->r, &b, GM_EVENT_NORMAL, "R", "A", "b"), 0);
+    assert_int_equal(gm_event(f->r, &c, GM_EVENT_NORMAL, "R", "A", "c"), 0);
+    gm_recorder_get_stats(f->r, &st);
+    assert_int_equal(st.objects, 2);
+    run_for(f, 250); /* both would be full again: both are forgotten */
+    assert_int_equal(gm_event(f->r, &d, GM_EVENT_NORMAL, "R", "A", "d"), 0);
+    gm_recorder_get_stats(f->r, &st);
+    assert_int_equal(st.objects, 1);
+    fx_free(f);
+}
+
+/* The backstop over all objects holds a flood of Normal events for many
+ * objects, and keeps the last quarter of its burst for Warnings. */
+static void test_backstop_keeps_room_for_warnings(void **state)
+{
+    (void)state;
+    struct gm_recorder_opts o = {
+        .series_interval_ms = 200, .burst = 8, .qps = 0.01};
+    struct fx *f = fx_new(&o);
+    int ok = 0;
+    for (int i = 0; i < 10; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "gpu-%02d", i);
+        const struct gm_event_ref n = {
+            .api_version = "v1", .kind = "Node", .name = name};
+        int err = gm_event(f->r, &n, GM_EVENT_NORMAL, GM_REASON_SWITCH_STARTED,
+                           "Switch", "go");
+        assert_true(err == 0 || err == -EAGAIN);
+        ok += err == 0;
+    }
+    assert_int_equal(ok, 6);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch", "1"),
+                     0);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch", "2"),
+                     0);
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_SWITCH_FAILED, "Switch", "3"),
+                     -EAGAIN);
+    fx_free(f);
+}
+
+/* A drop is logged at once with the object and why; more within the
+ * second are counted into one line when it is up. */
+static void test_drops_are_logged(void **state)
+{
+    (void)state;
+    struct gm_recorder_opts o = {.series_interval_ms = 200, .object_burst = 1};
+    struct fx *f = fx_new(&o);
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(log), 2);
+    gm_log_setup(GM_LOG_WARN, 0);
+
+    assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                              GM_REASON_ROLLED_BACK, "Switch", "a"),
+                     0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
+                                  GM_REASON_ROLLED_BACK, "Switch", "b%d", i),
+                         -EAGAIN);
+    fflush(stderr);
+    long first = ftell(log);
+    run_for(f, 1100);
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    gm_log_setup(GM_LOG_ERROR, 0);
+    char text[4096];
+    rewind(log);
+    size_t n = fread(text, 1, sizeof(text) - 1, log);
+    text[n] = '\0';
+    fclose(log);
+    const char *one = strstr(text, "event dropped: Node gpu-07: Warning "
+                                   "RolledBack: \\\"b0\\\" (rate limit per "
+                                   "object)");
+    assert_non_null(one);
+    assert_true(one - text < first);
+    assert_non_null(strstr(text, "node=gpu-07"));
+    const char *two = strstr(text, "2 events dropped since the last such "
+                                   "line; the last: Node gpu-07: Warning "
+                                   "RolledBack: \\\"b2\\\"");
+    assert_non_null(two);
+    assert_true(two - text >= first);
     fx_free(f);
 }
 
@@ -367,8 +566,14 @@ int main(void)
         cmocka_unit_test(test_repeat_becomes_series_patch),
         cmocka_unit_test(test_failed_create_is_tried_again),
         cmocka_unit_test(test_storm_is_a_handful_of_requests),
+        cmocka_unit_test(test_many_objects_each_get_their_event),
+        cmocka_unit_test(test_one_object_is_limited),
+        cmocka_unit_test(test_object_bucket_refills_and_is_bounded),
+        cmocka_unit_test(test_backstop_keeps_room_for_warnings),
+        cmocka_unit_test(test_drops_are_logged),
         cmocka_unit_test(test_bounded_table_and_gone_event),
         cmocka_unit_test(test_free_with_requests_out),
     };
+    gm_log_setup(GM_LOG_ERROR, 0); /* drops are logged at warn */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,8 @@
 #include "common/map.h"
 #include "server/kubetime.h"
 
-#define NOTE_MAX 1024 /* events.k8s.io validation: note <= 1 KiB */
+#define NOTE_MAX 1024    /* events.k8s.io validation: note <= 1 KiB */
+#define DROP_LOG_MS 1000 /* at most one "event dropped" line a second */
 
 /* One recent event. Entries are found by key only (never by pointer from a
  * request), so forgetting one while its request is out is safe. */
@@ -26,6 +27,12 @@ struct entry {
     unsigned long count, sent_count;
     uint64_t last_seen, last_sent; /* loop clock */
     char last_observed[GM_MICROTIME_LEN];
+};
+
+/* One object's (and type's) token bucket. Found by key only. */
+struct bucket {
+    double tokens;
+    uint64_t at; /* loop clock when tokens was last brought up to date */
 };
 
 enum verb { V_CREATE, V_PATCH };
@@ -45,9 +52,21 @@ struct gm_recorder {
     char *identity, *controller;
     uint64_t interval_ms, ttl_ms;
     size_t max_keys;
+    /* The backstop over all objects. */
     double qps, tokens;
     int burst;
     uint64_t refilled_at;
+    /* Per object and type. */
+    int obj_burst;
+    uint64_t obj_refill_ms;
+    size_t max_objects;
+    struct gm_map objects; /* object key -> struct bucket * (owned) */
+    /* Drops not logged yet (at most one line per DROP_LOG_MS); the last
+     * one's description is what the next line shows. */
+    unsigned long drops_unlogged;
+    int drop_logged; /* drop_logged_at is set */
+    uint64_t drop_logged_at;
+    char drop_line[1024], drop_node[254], drop_policy[254];
     struct gm_map entries; /* key -> struct entry * */
     struct call *calls;    /* requests out */
     unsigned long seq;     /* makes Event names unique */
@@ -55,6 +74,7 @@ struct gm_recorder {
 };
 
 static void schedule_flush(struct gm_recorder *r);
+static void flush(uv_timer_t *t);
 
 /* ---- entries ---- */
 
@@ -106,17 +126,143 @@ static int make_room(struct gm_recorder *r)
     return 0;
 }
 
-static int take_token(struct gm_recorder *r)
+/* ---- rate limits ---- */
+
+/* Brings a bucket up to now: one token per obj_refill_ms, up to the burst. */
+static void bucket_refill(const struct gm_recorder *r, struct bucket *b,
+                          uint64_t now)
+{
+    b->tokens += (double)(now - b->at) / (double)r->obj_refill_ms;
+    if (b->tokens > r->obj_burst)
+        b->tokens = r->obj_burst;
+    b->at = now;
+}
+
+/* A bucket that would be full again by now is the same as no bucket. */
+static int bucket_full(const struct gm_recorder *r, const struct bucket *b,
+                       uint64_t now)
+{
+    double t = b->tokens + (double)(now - b->at) / (double)r->obj_refill_ms;
+    return t >= r->obj_burst;
+}
+
+/* Makes room for one more bucket: the full ones go first, as they lose
+ * nothing; if none is, the least recently used goes. That hands its object
+ * a fresh burst early (client-go's LRU does the same), which the backstop
+ * still bounds. */
+static void forget_buckets(struct gm_recorder *r)
 {
     uint64_t now = uv_now(r->loop);
+    const char *victims[64]; /* the map's keys, freed by gm_map_del */
+    size_t nv;
+
+    do {
+        nv = 0;
+        struct gm_map_entry *it;
+        for (it = gm_map_first(&r->objects); it && nv < 64;
+             it = gm_map_next(&r->objects, it))
+            if (bucket_full(r, it->value, now))
+                victims[nv++] = it->key;
+        for (size_t i = 0; i < nv; i++)
+            free(gm_map_del(&r->objects, victims[i]));
+    } while (nv == 64);
+    if (r->objects.len < r->max_objects)
+        return;
+    struct gm_map_entry *oldest = NULL, *it;
+    for (it = gm_map_first(&r->objects); it;
+         it = gm_map_next(&r->objects, it)) {
+        const struct bucket *b = it->value;
+        if (!oldest || b->at < ((struct bucket *)oldest->value)->at)
+            oldest = it;
+    }
+    if (oldest != NULL)
+        free(gm_map_del(&r->objects, oldest->key));
+}
+
+/* Takes a token from the object's bucket and one from the backstop, or
+ * neither, so that a refusal by one does not cost the other. Returns 0,
+ * -EAGAIN with *why set, or -ENOMEM. */
+static int take_tokens(struct gm_recorder *r, const char *okey,
+                       enum gm_event_type type, const char **why)
+{
+    uint64_t now = uv_now(r->loop);
+    struct bucket *b = gm_map_get(&r->objects, okey);
+    if (b == NULL) {
+        if (r->objects.len >= r->max_objects)
+            forget_buckets(r);
+        b = malloc(sizeof(*b));
+        if (b == NULL)
+            return -ENOMEM;
+        b->tokens = r->obj_burst;
+        b->at = now;
+        void *old = NULL;
+        if (gm_map_put(&r->objects, okey, b, &old) != 0) {
+            free(b);
+            return -ENOMEM;
+        }
+    }
+    bucket_refill(r, b, now);
     r->tokens += (double)(now - r->refilled_at) / 1000.0 * r->qps;
     if (r->tokens > r->burst)
         r->tokens = r->burst;
     r->refilled_at = now;
-    if (r->tokens < 1)
+
+    /* Warnings are what the README tells people to look for: when
+     * something floods the backstop, routine Normal events run dry first. */
+    double reserve = type == GM_EVENT_WARNING ? 0 : r->burst / 4;
+    if (b->tokens < 1) {
+        *why = "rate limit per object";
         return -EAGAIN;
+    }
+    if (r->tokens - reserve < 1) {
+        *why = "rate limit over all objects";
+        return -EAGAIN;
+    }
+    b->tokens -= 1;
     r->tokens -= 1;
     return 0;
+}
+
+/* ---- logging drops ---- */
+
+static void log_drops(struct gm_recorder *r, uint64_t now)
+{
+    const char *node = r->drop_node[0] ? r->drop_node : NULL;
+    const char *policy = r->drop_policy[0] ? r->drop_policy : NULL;
+    if (r->drops_unlogged == 1)
+        gm_log_kv(GM_LOG_WARN, node, policy, "event dropped: %s", r->drop_line);
+    else
+        gm_log_kv(GM_LOG_WARN, node, policy,
+                  "%lu events dropped since the last such line; the last: %s",
+                  r->drops_unlogged, r->drop_line);
+    r->drops_unlogged = 0;
+    r->drop_logged = 1;
+    r->drop_logged_at = now;
+}
+
+/* A dropped event is never silent: it is logged now, or, within a second
+ * of the last such line, counted and logged by flush() when the second is
+ * up, so a storm of drops cannot become a storm of log lines. */
+static void note_drop(struct gm_recorder *r, const struct gm_event_ref *ref,
+                      enum gm_event_type type, const char *reason,
+                      const char *note, const char *why)
+{
+    uint64_t now = uv_now(r->loop);
+    int ns = ref->namespace && ref->namespace[0];
+
+    snprintf(
+        r->drop_line, sizeof(r->drop_line), "%s %s%s%s: %s %s: \"%.300s\" (%s)",
+        ref->kind, ns ? ref->namespace : "", ns ? "/" : "", ref->name,
+        type == GM_EVENT_WARNING ? "Warning" : "Normal", reason, note, why);
+    snprintf(r->drop_node, sizeof(r->drop_node), "%s",
+             strcmp(ref->kind, "Node") == 0 ? ref->name : "");
+    snprintf(r->drop_policy, sizeof(r->drop_policy), "%s",
+             strcmp(ref->kind, "GPUModePolicy") == 0 ? ref->name : "");
+    r->drops_unlogged++;
+    if (!r->drop_logged || now - r->drop_logged_at >= DROP_LOG_MS)
+        log_drops(r, now);
+    else if (r->drops_unlogged == 1)
+        uv_timer_start(&r->timer, flush, 0, 0); /* it sets its next wake */
 }
 
 /* ---- requests ---- */
@@ -287,7 +433,8 @@ static json_object *event_body(struct gm_recorder *r, struct entry *e,
 
 /* ---- the flush timer ---- */
 
-/* Sends the patches that are due and sleeps until the next one is. */
+/* Sends the patches that are due, logs drops held back, and sleeps until
+ * the next of either is due. */
 static void flush(uv_timer_t *t)
 {
     struct gm_recorder *r = t->data;
@@ -302,6 +449,13 @@ static void flush(uv_timer_t *t)
         uint64_t due = e->last_sent + r->interval_ms;
         if (due <= now)
             send_patch(r, e);
+        else if (due < next)
+            next = due;
+    }
+    if (r->drops_unlogged > 0) {
+        uint64_t due = r->drop_logged_at + DROP_LOG_MS;
+        if (due <= now)
+            log_drops(r, now);
         else if (due < next)
             next = due;
     }
@@ -341,10 +495,20 @@ int gm_recorder_new(uv_loop_t *loop, struct gm_kube *k,
         opts->series_interval_ms ? opts->series_interval_ms : 30000;
     r->ttl_ms = opts->key_ttl_ms ? opts->key_ttl_ms : 600000;
     r->max_keys = opts->max_keys ? opts->max_keys : 1024;
-    r->qps = opts->qps > 0 ? opts->qps : 1;
-    r->burst = opts->burst > 0 ? opts->burst : 25;
+    r->obj_burst = opts->object_burst > 0 ? opts->object_burst : 25;
+    r->obj_refill_ms = opts->object_refill_ms ? opts->object_refill_ms : 300000;
+    r->max_objects = opts->max_objects ? opts->max_objects : 4096;
+    /* The backstop is for bugs, not for shaping normal work: 200 at once
+     * (150 for Normal events) covers a pass that starts 50 switches with
+     * a couple of events each, twice over. 10 a second sustained is at
+     * most 36,000 Events in the API server's one-hour event TTL, and a
+     * fifth of the kube client's 50 QPS, which events share with the
+     * node writes they describe. */
+    r->qps = opts->qps > 0 ? opts->qps : 10;
+    r->burst = opts->burst > 0 ? opts->burst : 200;
     r->tokens = r->burst;
     r->refilled_at = uv_now(loop);
+    gm_map_init(&r->objects);
     gm_map_init(&r->entries);
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
@@ -387,6 +551,8 @@ int gm_event(struct gm_recorder *r, const struct gm_event_ref *ref,
              const char *fmt, ...)
 {
     char note[NOTE_MAX + 8], key[2048]; /* room to see a rune cut */
+    char okey[1024];                    /* the rate limit's: object, type */
+    const char *why = NULL;
     va_list ap;
 
     if (!ref || !ref->kind || !ref->name || !ref->name[0] ||
@@ -399,6 +565,9 @@ int gm_event(struct gm_recorder *r, const struct gm_event_ref *ref,
     snprintf(key, sizeof(key), "%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s\x1f%s",
              ref->kind, ref->namespace ? ref->namespace : "", ref->name,
              ref->uid ? ref->uid : "", (int)type, reason, action, note);
+    snprintf(okey, sizeof(okey), "%s\x1f%s\x1f%s\x1f%s\x1f%d", ref->kind,
+             ref->namespace ? ref->namespace : "", ref->name,
+             ref->uid ? ref->uid : "", (int)type);
 
     uint64_t now = uv_now(r->loop);
     struct entry *e = gm_map_get(&r->entries, key);
@@ -418,11 +587,19 @@ int gm_event(struct gm_recorder *r, const struct gm_event_ref *ref,
             schedule_flush(r);
         return 0;
     }
-    if (make_room(r) != 0 || take_token(r) != 0) {
+    int err = make_room(r);
+    if (err != 0)
+        why = "table of recent events full";
+    else
+        err = take_tokens(r, okey, type, &why);
+    if (err == -EAGAIN) {
         r->stats.dropped++;
+        note_drop(r, ref, type, reason, note, why);
         return -EAGAIN;
     }
-    int err = new_entry(r, key, ref, &e);
+    if (err)
+        return err;
+    err = new_entry(r, key, ref, &e);
     if (err)
         return err;
     e->count = 1;
@@ -451,6 +628,7 @@ void gm_recorder_get_stats(const struct gm_recorder *r,
 {
     *out = r->stats;
     out->keys = r->entries.len;
+    out->objects = r->objects.len;
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -460,6 +638,9 @@ static void timer_closed(uv_handle_t *h)
     for (it = gm_map_first(&r->entries); it; it = gm_map_next(&r->entries, it))
         entry_free(it->value);
     gm_map_free(&r->entries);
+    for (it = gm_map_first(&r->objects); it; it = gm_map_next(&r->objects, it))
+        free(it->value);
+    gm_map_free(&r->objects);
     free(r->identity);
     free(r->controller);
     free(r);
@@ -469,6 +650,8 @@ void gm_recorder_free(struct gm_recorder *r)
 {
     if (r == NULL)
         return;
+    if (r->drops_unlogged > 0)
+        log_drops(r, uv_now(r->loop));
     /* Requests still out finish on their own and find no recorder. */
     for (struct call *c = r->calls; c; c = c->next)
         c->r = NULL;
