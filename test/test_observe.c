@@ -64,10 +64,69 @@ static void test_restarts_counted_by_resource(void **state)
     gm_metrics_free(m);
 }
 
+/* Three nodes: one gpumode verified (full, ready), one offering GPUs it
+ * never switched, and a CPU node. */
+static void nodes_handler(void *ud, const struct th_req *r, struct th_conn *c)
+{
+    (void)ud;
+    if (strncmp(r->path, "/api/v1/nodes?", 14) == 0 &&
+        !strstr(r->path, "watch=1")) {
+        th_respond(
+            c, 200, NULL,
+            "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+            "\"5\"},\"items\":["
+            "{\"metadata\":{\"name\":\"gpu-1\",\"uid\":\"u1\","
+            "\"resourceVersion\":\"3\",\"labels\":{\"gpumode.io/mode\":"
+            "\"full\",\"gpumode.io/state\":\"ready\"}},\"status\":{"
+            "\"allocatable\":{\"nvidia.com/gpu\":\"8\",\"cpu\":\"64\"}}},"
+            "{\"metadata\":{\"name\":\"gpu-2\",\"uid\":\"u2\","
+            "\"resourceVersion\":\"4\",\"labels\":{}},\"status\":{"
+            "\"allocatable\":{\"nvidia.com/gpu\":\"8\",\"cpu\":\"64\"}}},"
+            "{\"metadata\":{\"name\":\"cpu-1\",\"uid\":\"u3\","
+            "\"resourceVersion\":\"5\",\"labels\":{\"kubernetes.io/os\":"
+            "\"linux\"}},\"status\":{\"allocatable\":{\"cpu\":\"64\"}}}"
+            "]}");
+        return;
+    }
+    th_ctl_respond_default(r, c);
+}
+
+/* gpumode_nodes counts GPU nodes only: a CPU node is not an unverified
+ * GPU node. */
+static void test_nodes_gauge_counts_gpu_nodes(void **state)
+{
+    (void)state;
+    struct th_ctl c = {0};
+    struct gm_metrics *m = NULL;
+    double ready = -1, unknown = -1;
+
+    assert_int_equal(gm_metrics_new(&m), 0);
+    assert_int_equal(gm_metrics_define_gpumode(m, "test"), 0);
+    th_ctl_start(&c, nodes_handler, NULL);
+    c.ctl->metrics = m;
+    assert_int_equal(gm_obs_start(c.ctl, 20), 0);
+    for (int i = 0; i < 200 && (ready != 1 || unknown < 0); i++) {
+        int never = 0;
+        th_run_until(&c.loop, &never, 20);
+        ready = unknown = -1;
+        gm_metrics_value(m, GM_METRIC_NODES, &ready, "mode", "full", "state",
+                         "ready", NULL);
+        gm_metrics_value(m, GM_METRIC_NODES, &unknown, "mode", "unknown",
+                         "state", "none", NULL);
+    }
+    assert_true(ready == 1);
+    assert_true(unknown == 1); /* gpu-2; cpu-1 made it 2 */
+    gm_obs_stop(c.ctl);
+    c.ctl->metrics = NULL;
+    th_ctl_stop(&c);
+    gm_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_restarts_counted_by_resource),
+        cmocka_unit_test(test_nodes_gauge_counts_gpu_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,7 +167,10 @@ static const double phase_buckets[] = {0.1, 0.5, 1,   2.5, 5,   10,
 int gm_metrics_define_gpumode(struct gm_metrics *m, const char *version)
 {
     static const struct gm_metric_def defs[] = {
-        {GM_METRIC_NODES, "GPU nodes by verified mode and state.",
+        {GM_METRIC_NODES,
+         "GPU nodes (labelled by gpumode, by feature discovery, or offering "
+         "a GPU resource) by verified mode and state; mode unknown and state "
+         "none: never verified by gpumode.",
          GM_METRIC_GAUGE, NULL, 0},
         {GM_METRIC_RESOURCES_DIFFER,
          "Converged nodes of a policy offering other GPU resources than "

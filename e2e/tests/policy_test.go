@@ -47,6 +47,24 @@ func TestPolicyValidation(t *testing.T) {
 		}
 	}
 
+	// A layout name with an underscore, as label values and mig-parted
+	// allow, is taken.
+	underscore := filepath.Join(t.TempDir(), "underscore.yaml")
+	if err := os.WriteFile(underscore, []byte(`
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: underscore}
+spec:
+  nodeSelector: {matchLabels: {pool: none}}
+  mode: mig
+  mig: {config: custom_1g.10gb}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := b.Kubectl("apply", "--dry-run=server", "-f", underscore); err != nil {
+		t.Errorf("a config name with an underscore is refused: %v\n%s", err, out)
+	}
+
 	// kubectl explain teaches the fields.
 	out := b.MustKubectl("explain", "gpumodepolicy.spec.rollout.drain")
 	for _, f := range []string{"gpuPodsOnly", "timeoutSeconds", "deleteEmptyDirData"} {
