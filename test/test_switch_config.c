@@ -93,6 +93,44 @@ static json_object *meta(json_object *p, const char *what)
     return gm_json_get(gm_json_get(p, "metadata"), what);
 }
 
+/* A rollback that ends (back in full after a failed full -> vgpu) has put
+ * every label back: its record, kept as Failed for a retry, forgets the
+ * values it saved, so a retry saves the node's labels as a person may
+ * have set them since rather than restore those from before the first
+ * attempt. */
+static void test_rollback_end_forgets_saved_labels(void **state)
+{
+    (void)state;
+    struct th_node_fx f;
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_FINISH, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.rolling_back = true;
+    rec.reconfigured = true;
+    assert_int_equal(gm_set_str(&rec.reason, "PluginNotReady"), 0);
+    assert_int_equal(gm_record_save_label(&rec, GFD, "true"), 0);
+    memset(&f, 0, sizeof(f));
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, th_node_fx_handler, &f);
+    th_run_until(&f.c.loop, &f.done, 5000);
+    assert_non_null(f.patch);
+    json_object *p = json_tokener_parse(f.patch);
+    const char *v = NULL;
+    assert_true(has(meta(p, "labels"), GM_LABEL_STATE, &v));
+    assert_string_equal(v, "failed");
+    assert_true(has(meta(p, "annotations"), GM_ANN_SWITCH, &v));
+    assert_non_null(v);
+    assert_int_equal(gm_record_parse(v, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
+    assert_int_equal(rec.n_saved, 0);
+    gm_record_clear(&rec);
+    json_object_put(p);
+    th_node_fx_stop(&f);
+}
+
 /* full -> mig, Finish: the value the switch replaced is kept. */
 static void test_into_mig_keeps_the_own_value(void **state)
 {
@@ -263,6 +301,7 @@ static void test_verify_leaves_a_label_someone_set(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rollback_end_forgets_saved_labels),
         cmocka_unit_test(test_into_mig_keeps_the_own_value),
         cmocka_unit_test(test_strategy_or_nothing_is_not_kept),
         cmocka_unit_test(test_out_of_mig_puts_it_back),

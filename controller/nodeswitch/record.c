@@ -76,6 +76,16 @@ const struct gm_saved_label *gm_record_saved(const struct gm_switch_record *r,
     return NULL;
 }
 
+void gm_record_forget_labels(struct gm_switch_record *r)
+{
+    for (size_t i = 0; i < r->n_saved; i++) {
+        free(r->saved[i].key);
+        free(r->saved[i].value);
+        r->saved[i].key = r->saved[i].value = NULL;
+    }
+    r->n_saved = 0;
+}
+
 int gm_record_save_label(struct gm_switch_record *r, const char *key,
                          const char *old_value)
 {

@@ -95,6 +95,9 @@ int gm_record_save_label(struct gm_switch_record *r, const char *key,
                          const char *old_value);
 const struct gm_saved_label *gm_record_saved(const struct gm_switch_record *r,
                                              const char *key);
+/* Forgets every saved label: once they are all restored, a later attempt
+ * must save the values a person may have set since, not these. */
+void gm_record_forget_labels(struct gm_switch_record *r);
 
 /* Replaces *dst (owned) with a copy of src (may be NULL). */
 int gm_set_str(char **dst, const char *src);

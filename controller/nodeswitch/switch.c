@@ -1901,6 +1901,11 @@ static int step_finish(struct sw *s)
         s->rec.rolling_back = false;
         s->rec.reconfigured = false;
         s->rec.cordoned = false; /* uncordoned in this same write */
+        /* Every label is back: a retry saves what the node has then, so
+         * a person's edit made meanwhile (gpu.deploy.dcgm-exporter=false,
+         * another device-plugin.config) is what it restores, not the
+         * values from before the first attempt. */
+        gm_record_forget_labels(&s->rec);
         return advance(s, GM_PHASE_FAILED, labels, uncordon);
     }
     /* StartingClients restored them; a record from an older gpumode may
