@@ -263,16 +263,19 @@ static int allow_reboot(void *data, const char *name,
 }
 
 /* A full -> vgpu switch in Reconfiguring whose apply helper failed asking
- * for a reboot; rebooted_from is the record's bootID (set once this
+ * for a reboot, under a policy that allows one: the apply pod is the same
+ * as without allowReboot (its arguments, which name it, leave it out), so
+ * an edit of allowReboot never replaces a running agent. rebooted_from is
+ * the record's bootID (set once this
  * attempt rebooted the node) or NULL. Fills *out with the first record
  * written. */
 static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
 {
-    static const char *const argv[] = {
-        "apply", "--mode", "vgpu", "--allow-reset", "--allow-reboot", ""};
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
     struct fx f = {.step = "apply",
                    .argv = argv,
-                   .argc = 6,
+                   .argc = 5,
                    .phase = "Failed",
                    .term = "{\"ok\":false,\"command\":\"apply\",\"needs\":"
                            "\"reboot\",\"reason\":\"RebootRequired\","

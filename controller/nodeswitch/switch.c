@@ -1243,8 +1243,10 @@ static int step_reconfigure(struct sw *s)
         argv[argc++] = layout;
     }
     argv[argc++] = "--allow-reset";
-    if (s->pol.allow_reboot)
-        argv[argc++] = "--allow-reboot";
+    /* No --allow-reboot: the agent never reboots in apply (it answers
+     * needs=reboot, and the policy's allowReboot decides here), and the
+     * pod's name hashes its arguments, so an edit of allowReboot while
+     * the agent ran deleted it midway to start it anew. */
     int rc = helper(s, s->rec.rolling_back ? "rollback" : "apply",
                     s->node->boot_id, argv, argc, &p);
     if (rc != STEP_WAIT || p == NULL)
