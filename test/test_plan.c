@@ -165,6 +165,40 @@ static void test_cordoned_start_free_and_notready_waits(void **state)
     fleet_free(&f);
 }
 
+/* A converged node someone cordoned holds a slot of the budget that no
+ * switch of gpumode's will free: the nodes waiting for it name it. */
+static void test_wait_names_a_converged_node_out_of_service(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=full",
+                     "gpumode.io/state=ready", NULL))
+        ->unschedulable = true;
+    add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=mig", NULL));
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(entry(&pl, "b")->message,
+                        "waiting for rollout budget: 1 of 1 nodes "
+                        "unavailable (a, converged, is cordoned or not "
+                        "Ready)");
+    gm_plan_free(&pl);
+
+    add(&f, gmt_node("c", "pool=a", "gpumode.io/mode=full",
+                     "gpumode.io/state=ready", NULL))
+        ->ready = false;
+    plan(p, NULL, &f, NULL, &pl);
+    assert_string_equal(entry(&pl, "b")->message,
+                        "waiting for rollout budget: 2 of 1 nodes "
+                        "unavailable (a and 1 other converged nodes are "
+                        "cordoned or not Ready)");
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 static void test_max_failures_stalls(void **state)
 {
     struct gm_policy *p = policy("p", "full", "");
@@ -1211,6 +1245,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify_and_budget),
         cmocka_unit_test(test_cordoned_start_free_and_notready_waits),
+        cmocka_unit_test(test_wait_names_a_converged_node_out_of_service),
         cmocka_unit_test(test_max_failures_stalls),
         cmocka_unit_test(test_held_failure_uses_the_budget),
         cmocka_unit_test(test_retry_of_a_held_node_follows_the_policy),

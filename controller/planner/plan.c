@@ -102,6 +102,11 @@ struct ctx {
     /* Failed nodes held cordoned (onFailure: Hold, or a rollback that
      * could not finish): out of service until a person acts. */
     int held_failed;
+    /* Converged nodes out of service (cordoned by someone else, or not
+     * Ready): they count against the budget though no switch holds them;
+     * the first one's name, for the message of nodes waiting on them. */
+    int idle_unavailable;
+    char first_idle_unavailable[254];
     int layout_errors;
     char first_layout_error[1024];
     int config_errors; /* pending nodes whose plugin config cannot load */
@@ -672,6 +677,9 @@ static int classify(struct ctx *c, const struct gm_node *n)
         return conv;
     if (conv) {
         out->summary.converged++;
+        if (unavailable(n) && c->idle_unavailable++ == 0)
+            snprintf(c->first_idle_unavailable,
+                     sizeof(c->first_idle_unavailable), "%s", n->name);
         return 0;
     }
     return classify_pending(c, n);
@@ -985,9 +993,22 @@ static int schedule(struct ctx *c)
             snprintf(why, sizeof(why),
                      "waiting for the rollout window (opens %s)", at);
         } else if (!free_start && slots <= 0) {
+            /* Name a node that holds the budget without a switch: nothing
+             * of gpumode's will free its slot. */
+            char idle[400] = "";
+            if (c->idle_unavailable == 1)
+                snprintf(idle, sizeof(idle),
+                         " (%s, converged, is cordoned or not Ready)",
+                         c->first_idle_unavailable);
+            else if (c->idle_unavailable > 1)
+                snprintf(idle, sizeof(idle),
+                         " (%s and %d other converged nodes are cordoned or "
+                         "not Ready)",
+                         c->first_idle_unavailable, c->idle_unavailable - 1);
             snprintf(why, sizeof(why),
-                     "waiting for rollout budget: %d of %d nodes unavailable",
-                     used, out->budget.limit);
+                     "waiting for rollout budget: %d of %d nodes "
+                     "unavailable%s",
+                     used, out->budget.limit, idle);
             waits_for_budget = true;
         } else {
             if (!free_start) {
