@@ -156,6 +156,12 @@ static void wait_for(struct fixture *f, const int *called, int want)
     assert_int_equal(*called, want);
 }
 
+/* Runs the loop until a background plugin run has ended and closed. */
+static void settle(struct fixture *f)
+{
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
 static int count_runs(const struct fixture *f)
 {
     char line[64];
@@ -448,12 +454,121 @@ static void test_exec_expiry_reruns(void **state)
     assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
     assert_int_equal(count_runs(f), 1);
 
-    /* Inside the last 10% of an hour's life: run again. */
+    /* Inside the last 10% of an hour's life: run again, in the background;
+     * callers are not kept waiting while the old token is unexpired. */
     f->clock = EXPIRY_MS - 5 * 60 * 1000;
-    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    settle(f);
     assert_int_equal(count_runs(f), 2);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
     assert_string_equal(cred.token, "exec-token-2-arg1");
     assert_true(cred.generation > gen);
+}
+
+/* Switches plugin.sh's behaviour for its next runs (the env is borrowed). */
+static void set_mode(struct fixture *f, const char *mode)
+{
+    snprintf(f->env_mode, sizeof(f->env_mode), "PLUGIN_MODE=%s", mode);
+}
+
+/* Between refresh time and expiry a failing plugin costs nothing: the
+ * current token is handed out at once, the failure is logged, and the
+ * plugin is tried again after a back-off, not on every request. */
+static void test_exec_early_refresh_failure_keeps_token(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "token", "2030-01-01T00:00:00Z");
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    uint64_t gen = cred.generation;
+    set_mode(f, "fail");
+
+    f->clock = EXPIRY_MS - 5 * 60 * 1000;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    settle(f);
+    assert_int_equal(count_runs(f), 2);
+    assert_int_equal(r.called, 0);
+    assert_names_plugin(gm_auth_last_error(f->a), "exit status 1");
+
+    /* Still the old token, with no new run inside the back-off... */
+    f->clock += 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    assert_int_equal(cred.generation, gen);
+    settle(f);
+    assert_int_equal(count_runs(f), 2);
+
+    /* ...and another try once it has passed. */
+    f->clock += 10 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    settle(f);
+    assert_int_equal(count_runs(f), 3);
+
+    /* When the plugin works again, its token replaces the old one. */
+    set_mode(f, "token");
+    f->clock += 10 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    settle(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-4-arg1");
+    assert_true(cred.generation > gen);
+    assert_null(gm_auth_last_error(f->a));
+    assert_int_equal(r.called, 0);
+}
+
+/* Once the token has expired, a failing plugin fails the callers: there is
+ * nothing left to send. */
+static void test_exec_expired_refresh_failure_fails(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "token", "2030-01-01T00:00:00Z");
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    set_mode(f, "fail");
+
+    f->clock = EXPIRY_MS;
+    assert_int_equal(refresh(f, &cred, &r), -ECHILD);
+    assert_int_equal(r.called, 1);
+    assert_names_plugin(r.msg, "exit status 1");
+    assert_int_equal(count_runs(f), 2);
+    /* Asked again within the back-off: the error, without a run. */
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), -ECHILD);
+    assert_null(cred.token);
+    assert_int_equal(count_runs(f), 2);
+}
+
+/* A background refresh still running at expiry: callers from then on wait
+ * for it, and its failure is theirs. */
+static void test_exec_refresh_failing_past_expiry(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r = {0};
+
+    use_exec(f, "token", "2030-01-01T00:00:00Z");
+    gm_auth_set_exec_timeout(f->a, 1000);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    set_mode(f, "sleep");
+
+    f->clock = EXPIRY_MS - 5 * 60 * 1000;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    f->clock = EXPIRY_MS;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
+                     GM_AUTH_PENDING);
+    assert_null(cred.token);
+    wait_for(f, &r.called, 1);
+    assert_int_equal(r.err, -ETIMEDOUT);
+    assert_names_plugin(r.msg, "timed out after 1000 ms");
 }
 
 static void test_exec_expired_answer(void **state)
@@ -562,6 +677,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exec_expiry_reruns, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_exec_early_refresh_failure_keeps_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_expired_refresh_failure_fails,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_refresh_failing_past_expiry,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_expired_answer, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exec_invalidate_reruns, setup,

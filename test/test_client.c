@@ -10,6 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cmocka.h>
 
 #include "kube/client.h"
@@ -544,6 +549,179 @@ static void test_401_refreshes_once(void **state)
     fx_free(f);
 }
 
+/* ---- an exec credential due for refresh while its plugin fails ---- */
+
+struct http_res {
+    int done;
+    int err;
+    long status;
+    char errmsg[1024];
+};
+
+static void on_http_res(void *data, const struct gm_http_result *res)
+{
+    struct http_res *r = data;
+    r->done = 1;
+    r->err = res->err;
+    r->status = res->status;
+    snprintf(r->errmsg, sizeof(r->errmsg), "%s",
+             res->errmsg ? res->errmsg : "");
+}
+
+static int auth_cred(void *src, struct gm_cred *cred, gm_auth_cb cb, void *data)
+{
+    return gm_auth_current(src, cred, cb, data);
+}
+
+static void auth_invalidate(void *src)
+{
+    gm_auth_invalidate(src);
+}
+
+static int64_t test_clock(void *data)
+{
+    return *(const int64_t *)data;
+}
+
+static void serve_exec_token(struct fx *f, const struct th_req *r,
+                             struct th_conn *c)
+{
+    if (strcmp(r->authorization, "Bearer exec-token-0-x") == 0)
+        serve_ok(f, r, c);
+    else
+        serve_auth(f, r, c);
+}
+
+static void get_once(struct gm_http *h, struct fx *f, struct http_res *res)
+{
+    struct gm_http_req req = {.method = "GET", .path = "/api"};
+    memset(res, 0, sizeof(*res));
+    assert_int_equal(gm_http_send(h, &req, on_http_res, NULL, res, NULL), 0);
+    assert_true(th_run_until(&f->loop, &res->done, 5000));
+}
+
+/* test/fixtures/exec/plugin.sh hands out a token valid until 2030; between
+ * refresh time and expiry a plugin that fails must not fail requests, which
+ * go on with the token they have; once it has expired, they fail with the
+ * plugin's error. */
+static void test_early_refresh_failure_keeps_requests_going(void **state)
+{
+    (void)state;
+    const int64_t expiry = INT64_C(1893456000000); /* 2030-01-01 */
+    int64_t now = expiry - 3600 * 1000;
+    char cmd[] = "test/fixtures/exec/plugin.sh";
+    char arg[] = "x";
+    char api[] = "client.authentication.k8s.io/v1";
+    char source[] = "test.kubeconfig";
+    char mode[32] = "PLUGIN_MODE=token";
+    char exp[] = "PLUGIN_EXPIRY=2030-01-01T00:00:00Z";
+    char *args[] = {cmd, arg, NULL};
+    char *env[] = {mode, exp, NULL};
+    struct gm_kube_exec x = {.api_version = api,
+                             .command = cmd,
+                             .args = args,
+                             .env = env,
+                             .source = source};
+    struct fx *f = fx_new(serve_exec_token, NULL);
+    struct gm_auth *a;
+    struct gm_http *h;
+    struct http_res res;
+
+    f->cfg.exec = &x;
+    assert_int_equal(gm_auth_new(&f->loop, &f->cfg, &a), 0);
+    gm_auth_set_clock(a, test_clock, &now);
+    struct gm_http_opts ho = {.cfg = &f->cfg,
+                              .cred = auth_cred,
+                              .cred_invalidate = auth_invalidate,
+                              .cred_src = a};
+    assert_int_equal(gm_http_new(&f->loop, &ho, &h), 0);
+    get_once(h, f, &res);
+    assert_int_equal(res.err, 0);
+    assert_int_equal(res.status, 200);
+
+    snprintf(mode, sizeof(mode), "PLUGIN_MODE=fail");
+    now = expiry - 5 * 60 * 1000;
+    get_once(h, f, &res);
+    assert_int_equal(res.err, 0);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(f->last.authorization, "Bearer exec-token-0-x");
+
+    now = expiry;
+    get_once(h, f, &res);
+    assert_int_equal(res.err, -ECHILD);
+    assert_non_null(strstr(res.errmsg, "exit status 1"));
+
+    gm_http_free(h);
+    gm_auth_free(a);
+    f->cfg.exec = NULL;
+    fx_free(f);
+}
+
+/* ---- a peer that vanishes without a reset ---- */
+
+static int sock_int(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+static void test_socket_bounds_dead_peer(void **state)
+{
+    (void)state;
+#ifdef TCP_USER_TIMEOUT
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(gm_http_tune_socket(fd), 0);
+    assert_int_equal(sock_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT),
+                     GM_HTTP_DEAD_PEER_MS);
+    assert_int_equal(sock_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+    close(fd);
+#else
+    skip();
+#endif
+}
+
+/* Our end of the connection to the test server, found by its peer port. */
+static int client_socket(const struct fx *f)
+{
+    for (int fd = 0; fd < 1024; fd++) {
+        struct sockaddr_in sa;
+        socklen_t len = sizeof(sa);
+        if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0 &&
+            sa.sin_family == AF_INET && ntohs(sa.sin_port) == th_port(f->srv))
+            return fd;
+    }
+    return -1;
+}
+
+/* Every connection libcurl opens gets the options: keepalive probes that
+ * end inside the user timeout, and the user timeout itself. */
+static void test_connection_bounds_dead_peer(void **state)
+{
+    (void)state;
+#ifdef TCP_USER_TIMEOUT
+    struct fx *f = fx_new(serve_ok, NULL);
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_int_equal(f->code, 200);
+    /* The connection stays open in libcurl's pool. */
+    int fd = client_socket(f);
+    assert_true(fd >= 0);
+    int idle = sock_int(fd, IPPROTO_TCP, TCP_KEEPIDLE);
+    int intvl = sock_int(fd, IPPROTO_TCP, TCP_KEEPINTVL);
+    int cnt = sock_int(fd, IPPROTO_TCP, TCP_KEEPCNT);
+    assert_int_equal(sock_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    assert_int_equal(sock_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT),
+                     GM_HTTP_DEAD_PEER_MS);
+    assert_int_equal((idle + cnt * intvl) * 1000, GM_HTTP_DEAD_PEER_MS);
+    fx_free(f);
+#else
+    skip();
+#endif
+}
+
 /* ---- watches ---- */
 
 struct wstate {
@@ -745,6 +923,9 @@ int main(void)
         cmocka_unit_test(test_paginated_list),
         cmocka_unit_test(test_rate_limit_and_reuse),
         cmocka_unit_test(test_401_refreshes_once),
+        cmocka_unit_test(test_early_refresh_failure_keeps_requests_going),
+        cmocka_unit_test(test_socket_bounds_dead_peer),
+        cmocka_unit_test(test_connection_bounds_dead_peer),
         cmocka_unit_test(test_watch_stream_and_normal_end),
         cmocka_unit_test(test_dead_watch_is_detected),
         cmocka_unit_test(test_watch_stop_and_free_with_calls_open),

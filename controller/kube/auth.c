@@ -5,8 +5,11 @@
  *
  * Token files are read synchronously: they are a few bytes on a local
  * tmpfs (service-account projection), cheaper than a thread-pool round trip.
- * Exec plugins run through uv_spawn; every caller that asks while a run is in
- * flight is queued and called back once when it ends. */
+ * Exec plugins run through uv_spawn. A run that starts before expiry runs in
+ * the background: callers keep the current credential, and a failure only
+ * matters once it expires. A caller with no usable credential (none yet,
+ * expired, or refused with a 401) is queued and called back once when the
+ * run ends. */
 #include "kube/auth.h"
 
 #include <ctype.h>
@@ -37,8 +40,9 @@
 /* Only the end of stderr is kept: that is where the error usually is. */
 #define EXEC_STDERR_KEEP 4096
 #define EXEC_SNIPPET 512
-/* After a failed run, callers get the error for this long instead of
- * starting the plugin again on every request. */
+/* After a failed run, the plugin is not started again for this long:
+ * callers get the current credential while it is unexpired, else the error,
+ * rather than a new run on every request. */
 #define EXEC_RETRY_MS 5000
 /* Refresh this long (or 10% of the lifetime, if larger) before expiry. */
 #define EXEC_EXPIRY_SLACK_MS 30000
@@ -344,6 +348,26 @@ static void run_close(struct exec_run *r, uv_handle_t *h)
 {
     if (!uv_is_closing(h))
         uv_close(h, run_on_close);
+}
+
+static int exec_fresh(const struct gm_auth *a, int64_t now)
+{
+    return a->have_cred && !a->invalid &&
+           (a->refresh_ms == 0 || now < a->refresh_ms);
+}
+
+/* Still good to send: no 401 has condemned it and it has not expired. */
+static int exec_usable(const struct gm_auth *a, int64_t now)
+{
+    return a->have_cred && !a->invalid &&
+           (a->expiry_ms == 0 || now < a->expiry_ms);
+}
+
+/* A run failed less than EXEC_RETRY_MS ago: not yet time to try again. */
+static int exec_backing_off(const struct gm_auth *a, int64_t now)
+{
+    return a->last_err && now >= a->failed_ms &&
+           now - a->failed_ms < EXEC_RETRY_MS;
 }
 
 static void exec_complete(struct gm_auth *a, struct exec_run *r);
@@ -826,17 +850,31 @@ static void exec_complete(struct gm_auth *a, struct exec_run *r)
                   msgf("exec plugin \"%s\" (from %s): %s%s%s", x->command,
                        x->source ? x->source : "kubeconfig", why,
                        snippet[0] ? "; stderr: " : "", snippet));
-        gm_warn("%s", a->last_error);
+        gm_warn("%s%s", a->last_error,
+                exec_usable(a, a->failed_ms) ? "; keeping the current "
+                                               "credential until it expires"
+                                             : "");
     } else {
         set_error(a, 0, NULL);
     }
     dispatch(a, err, a->last_error);
 }
 
-static int exec_fresh(const struct gm_auth *a, int64_t now)
+static int exec_begin(struct gm_auth *a, int64_t now)
 {
-    return a->have_cred && !a->invalid &&
-           (a->refresh_ms == 0 || now < a->refresh_ms);
+    /* This run answers any 401 seen so far. */
+    a->invalid = 0;
+    int err = exec_start(a);
+    if (err) {
+        a->failed_ms = now;
+        set_error(
+            a, err,
+            msgf("exec plugin \"%s\" (from %s): cannot run: %s",
+                 a->cfg->exec->command,
+                 a->cfg->exec->source ? a->cfg->exec->source : "kubeconfig",
+                 uv_strerror(err)));
+    }
+    return err;
 }
 
 static int current_exec(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
@@ -848,30 +886,27 @@ static int current_exec(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
         fill(a, cred);
         return 0;
     }
-    if (a->run == NULL && a->last_err && now >= a->failed_ms &&
-        now - a->failed_ms < EXEC_RETRY_MS) {
-        /* Recently failed: an unexpired credential is better than none. */
-        if (a->have_cred && !a->invalid &&
-            (a->expiry_ms == 0 || now < a->expiry_ms)) {
-            fill(a, cred);
-            return 0;
-        }
-        return a->last_err;
+    if (exec_usable(a, now)) {
+        /* Refresh time, but the credential has not expired: refresh in the
+         * background and keep answering with it, so a slow or failing
+         * plugin (an IdP that is down) costs nothing until expiry; the
+         * lease client would otherwise lose its renewals, and with them
+         * leadership, to a plugin the cluster did not need yet. A failure
+         * is retried after EXEC_RETRY_MS, by the first caller after that.
+         * Running early still beats client-go's run-at-expiry: when the
+         * plugin works, no request ever waits for it. */
+        if (a->run == NULL && !exec_backing_off(a, now) &&
+            exec_begin(a, now) != 0)
+            gm_warn("%s; keeping the current credential", a->last_error);
+        fill(a, cred);
+        return 0;
     }
+    if (a->run == NULL && exec_backing_off(a, now))
+        return a->last_err;
     if (a->run == NULL) {
-        /* This run answers any 401 seen so far. */
-        a->invalid = 0;
-        int err = exec_start(a);
-        if (err) {
-            a->failed_ms = now;
-            set_error(
-                a, err,
-                msgf("exec plugin \"%s\" (from %s): cannot run: %s",
-                     a->cfg->exec->command,
-                     a->cfg->exec->source ? a->cfg->exec->source : "kubeconfig",
-                     uv_strerror(err)));
+        int err = exec_begin(a, now);
+        if (err)
             return err;
-        }
     }
     if (cb) {
         struct waiter *w = calloc(1, sizeof(*w));

@@ -1,5 +1,6 @@
 /* Credentials that change while we run: a token file re-read at least every
- * minute and after a 401; exec plugins re-run before expirationTimestamp and
+ * minute and after a 401; exec plugins re-run before expirationTimestamp (in
+ * the background, while the current credential is still handed out) and
  * after a 401. Exec plugins run through uv_spawn so the loop never blocks. */
 #ifndef GM_KUBE_AUTH_H
 #define GM_KUBE_AUTH_H
@@ -13,7 +14,9 @@
 struct gm_auth;
 
 /* A snapshot of the current credentials. Pointers stay valid until the next
- * call into the same gm_auth (they are owned by it). */
+ * call into the same gm_auth or until the loop runs, since a refresh running
+ * in the background replaces them (they are owned by it): copy them before
+ * returning to the loop. */
 struct gm_cred {
     const char *token; /* bearer token or NULL */
     const char *cert_pem;
@@ -32,10 +35,14 @@ typedef void (*gm_auth_cb)(void *data, int err, const char *msg);
 int gm_auth_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
                 struct gm_auth **out);
 
-/* Fills *cred and returns 0 when credentials are fresh. Returns
- * GM_AUTH_PENDING when a refresh had to start: cb(data, ...) runs when it ends
- * and the caller then calls gm_auth_current again. Returns a negative errno
- * on failure (with the message available from gm_auth_last_error). */
+/* Fills *cred and returns 0 when credentials are usable: fresh, or due for
+ * a refresh but not yet expired (an exec plugin then runs in the background;
+ * if it fails, the current credential is still handed out until it expires,
+ * and the plugin is tried again at most every few seconds). Returns
+ * GM_AUTH_PENDING when there is no usable credential and a refresh is
+ * running: cb(data, ...) runs when it ends and the caller then calls
+ * gm_auth_current again. Returns a negative errno on failure (with the
+ * message available from gm_auth_last_error). */
 int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
                     void *data);
 

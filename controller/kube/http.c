@@ -2,10 +2,13 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -14,6 +17,26 @@
 #define DEFAULT_MAX_BODY (64u * 1024 * 1024)
 #define DEFAULT_STREAM_IDLE_S 120L
 #define MAX_RETRIES 5
+
+/* Every watch and request shares one HTTP/2 connection, and libcurl times
+ * out a stream but keeps its connection, so a peer that vanished without a
+ * reset (node powered off, conntrack pointing at nothing) would blind us
+ * until tcp_retries2 gives up, some 15 minutes. The kernel closes it sooner
+ * (libcurl then reconnects) in GM_HTTP_DEAD_PEER_MS, whichever way the
+ * connection died: idle, keepalive waits 15 s, then 3 probes 5 s apart go
+ * unanswered; busy, Linux sends no probes while data waits for an ACK, and
+ * TCP_USER_TIMEOUT ends the connection when data has gone unacknowledged that
+ * long (with keepalive on it also caps the probing at the same figure).
+ * 30 s matches client-go's HTTP/2 health check (ReadIdleTimeout,
+ * kubernetes#95981); a live API server's kernel ACKs in milliseconds however
+ * loaded it is, so only a dead path gets near it. */
+#define KEEPALIVE_IDLE_S 15L
+#define KEEPALIVE_INTVL_S 5L
+#define KEEPALIVE_CNT 3
+_Static_assert(GM_HTTP_DEAD_PEER_MS ==
+                   (KEEPALIVE_IDLE_S + KEEPALIVE_CNT * KEEPALIVE_INTVL_S) *
+                       1000,
+               "keepalive probes must end inside the user timeout");
 
 enum call_state {
     CALL_WAIT_TOKEN, /* waiting on the rate limiter or a retry delay */
@@ -193,6 +216,8 @@ static void call_start_cb(uv_timer_t *t)
 
 /* ---- credentials ---- */
 
+/* Only calls that had no usable credential wait here (auth hands out an
+ * unexpired one while it refreshes), so a failed refresh is theirs. */
 static void cred_ready_cb(void *data, int err, const char *msg)
 {
     struct gm_http *h = data;
@@ -284,6 +309,40 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* ---- sockets ---- */
+
+int gm_http_tune_socket(int fd)
+{
+    /* libcurl sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL itself; it
+     * has no option for these two (CURLOPT_TCP_KEEPCNT came in 8.9). */
+#ifdef TCP_KEEPCNT
+    int cnt = KEEPALIVE_CNT;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0)
+        return -errno;
+#endif
+#ifdef TCP_USER_TIMEOUT
+    unsigned int ms = GM_HTTP_DEAD_PEER_MS;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)) != 0)
+        return -errno;
+#endif
+    return 0;
+}
+
+static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKOPT_OK;
+    int err = gm_http_tune_socket(fd);
+    /* The connection still works; it would only notice a dead peer late,
+     * which is no reason to refuse to talk to the API server at all. */
+    if (err)
+        gm_warn("API server connection: dead peers may go unnoticed for "
+                "minutes: %s",
+                strerror(-err));
+    return CURL_SOCKOPT_OK;
+}
+
 static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
 {
     struct gm_http *h = c->h;
@@ -301,8 +360,9 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, KEEPALIVE_IDLE_S);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, KEEPALIVE_INTVL_S);
+    curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
@@ -499,8 +559,11 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
             call_schedule(c, backoff_ms(c));
             return;
         }
-        /* A stream keeps its status: 200 says it had started (a watch cut
-         * for silence), 0 that it never answered. */
+        /* Timeouts are never retried: the call has had its time. Its
+         * connection may be dead, but other streams share it, so closing
+         * it is left to the kernel (gm_http_tune_socket); later calls then
+         * get a fresh one. A stream keeps its status: 200 says it had
+         * started (a watch cut for silence), 0 that it never answered. */
         call_finish(c, curl_err_to_errno(rc), c->stream ? status : 0,
                     curl_easy_strerror(rc));
         return;

@@ -81,6 +81,18 @@ int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
  * frees whatever it gave as data. */
 void gm_http_cancel(struct gm_http_call *call);
 
+/* How long a connection to a peer that vanished without a reset lives on:
+ * the kernel closes it once its data or its keepalive probes have gone this
+ * long unanswered, and libcurl reconnects. Linux only (TCP_USER_TIMEOUT);
+ * elsewhere keepalive alone, which stops probing while data is unanswered. */
+#define GM_HTTP_DEAD_PEER_MS 30000
+
+/* Sets the socket options behind GM_HTTP_DEAD_PEER_MS that libcurl cannot
+ * (TCP_KEEPCNT, TCP_USER_TIMEOUT) on a TCP socket. Every connection gets
+ * them through libcurl's sockopt callback; exposed for tests. Returns 0 or a
+ * negative errno. */
+int gm_http_tune_socket(int fd);
+
 /* Counts for metrics and tests. */
 struct gm_http_stats {
     unsigned long requests; /* HTTP requests sent, retries included */
