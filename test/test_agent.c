@@ -85,6 +85,9 @@ struct fake {
     /* Held by something other than a compute process (persistenced, DCGM,
      * fabric manager): mode changes stay pending, resets are refused. */
     int held[4];
+    /* When set, a command whose line contains it runs into the timeout
+     * after acting, as a hung nvidia-smi killed midway may have. */
+    const char *hang;
     int nlog;
     char log[LOG_MAX][160];
 };
@@ -449,6 +452,8 @@ static int fake_run(void *ctx, const char *const *args, struct gm_smi_out *out)
     out->status = fake_dispatch(f, args, n, &o, &e);
     out->out = gm_buf_steal(&o);
     out->err = gm_buf_steal(&e);
+    if (f->hang && f->nlog <= LOG_MAX && strstr(f->log[f->nlog - 1], f->hang))
+        out->timed_out = 1;
     return 0;
 }
 
@@ -793,6 +798,21 @@ static void test_unsupported_gpu(void **state)
     run_apply(&c, GM_AGENT_FULL, NULL, 1);
     assert_int_equal(c.rc, 0);
     assert_false(c.res->changed);
+    case_free(&c);
+}
+
+/* A command that changes the GPUs and runs into the timeout may have
+ * acted before it was killed: the result says changed, so the controller
+ * never takes the hardware for untouched. */
+static void test_timed_out_change_counts_as_changed(void **state)
+{
+    struct apply_case c = {.f = fake_new(1, 0, 1)};
+    c.f->hang = "-mig 1";
+    run_apply(&c, GM_AGENT_MIG, "[{\"migDevices\":{\"3g.20gb\":2}}]", 1);
+    assert_int_not_equal(c.rc, 0);
+    assert_string_equal(c.res->reason, "NvidiaSmiFailed");
+    assert_non_null(strstr(c.res->message, "timed out"));
+    assert_true(c.res->changed);
     case_free(&c);
 }
 
@@ -1293,6 +1313,7 @@ int main(void)
         cmocka_unit_test(test_insufficient_resources),
         cmocka_unit_test(test_unknown_profile),
         cmocka_unit_test(test_unsupported_gpu),
+        cmocka_unit_test(test_timed_out_change_counts_as_changed),
         cmocka_unit_test(test_full_mode_destroys_in_order),
         cmocka_unit_test(test_idempotent_reapply),
         cmocka_unit_test(test_layout_beyond_node),

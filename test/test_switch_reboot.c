@@ -42,15 +42,16 @@ struct fx {
     int done;
     /* HAMi's ConfigMap exists and every write to it is refused (403). */
     bool hami_forbidden;
-    const char *boot_id; /* the node's bootID, or NULL */
-    int helper_posts;    /* helper pods created */
-    int deletes;         /* helper pod DELETEs; the first answers 500 */
-    bool grace_zero;     /* one of them asked for gracePeriodSeconds 0 */
-    bool no_helper;      /* the helper cache is empty */
-    bool other_pod;      /* a pod of no GPU, by a ReplicaSet, on the node */
-    bool pods_forbidden; /* every helper pod create answers 403 */
-    int evictions;       /* its evictions asked for */
-    int acted;           /* an eviction or a helper pod was asked for */
+    const char *boot_id;   /* the node's bootID, or NULL */
+    int helper_posts;      /* helper pods created */
+    int deletes;           /* helper pod DELETEs; the first answers 500 */
+    bool grace_zero;       /* one of them asked for gracePeriodSeconds 0 */
+    bool no_helper;        /* the helper cache is empty */
+    bool other_pod;        /* a pod of no GPU, by a ReplicaSet, on the node */
+    bool pods_forbidden;   /* every helper pod create answers 403 */
+    bool pods_unavailable; /* every helper pod create answers 503 */
+    int evictions;         /* its evictions asked for */
+    int acted;             /* an eviction or a helper pod was asked for */
 };
 
 /* The node's pods: default/web-1, of a ReplicaSet, requesting no GPU. */
@@ -135,7 +136,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
         f->helper_posts++;
         f->acted = 1;
-        if (f->pods_forbidden)
+        if (f->pods_unavailable)
+            th_respond(c, 503, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Failure\","
+                       "\"reason\":\"ServiceUnavailable\",\"code\":503}");
+        else if (f->pods_forbidden)
             th_respond(c, 403, NULL,
                        "{\"kind\":\"Status\",\"status\":\"Failure\","
                        "\"reason\":\"Forbidden\",\"message\":\"pods is "
@@ -545,6 +550,65 @@ static void test_refused_helper_fails_in_time(void **state)
     free(f.record);
 }
 
+/* The API server out of reach (503) past helperTimeoutSeconds is not a
+ * refusal: the create goes on being tried, and the switch waits. */
+static void test_unavailable_api_is_not_a_refusal(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Running",
+                   .no_helper = true,
+                   .pods_unavailable = true};
+    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.cfg.helper_timeout_s = 1;
+    th_run_until(&f.c.loop, &f.done, 3500);
+    th_ctl_stop(&f.c);
+    assert_true(f.helper_posts >= 1);
+    assert_null(f.patched);
+    free(f.record);
+}
+
+/* A rollback whose own agent refuses before changing anything leaves the
+ * hardware as the failed attempt left it: the node is held as changed
+ * (reconfigured), never released later as if untouched. */
+static void test_rollback_refusal_keeps_it_changed(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"apply", "--mode", "full",
+                                       "--allow-reset", ""};
+    struct fx f = {.step = "rollback",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Failed",
+                   .term = "{\"ok\":false,\"command\":\"apply\","
+                           "\"changed\":false,\"needs\":\"none\","
+                           "\"reason\":\"GPUInUse\",\"message\":\"GPU 0 "
+                           "is in use\"}"};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.rolling_back = true;
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    th_ctl_start(&f.c, handler, &f);
+    th_run_until(&f.c.loop, &f.done, 5000);
+    th_ctl_stop(&f.c);
+    patched_record(&f, &rec);
+    assert_string_equal(rec.reason, "GPUInUse");
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
+    assert_true(rec.reconfigured);
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+}
+
 /* The node came back with a new bootID but never becomes Ready: the
  * reboot timeout still fails the switch, rather than a wait for ever. */
 static void test_rebooted_node_never_ready_times_out(void **state)
@@ -622,6 +686,8 @@ int main(void)
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_untouched_refusal_is_not_held),
         cmocka_unit_test(test_refused_helper_fails_in_time),
+        cmocka_unit_test(test_unavailable_api_is_not_a_refusal),
+        cmocka_unit_test(test_rollback_refusal_keeps_it_changed),
         cmocka_unit_test(test_running_agent_times_out_without_events),
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),
         cmocka_unit_test(test_next_helper_waits_for_a_running_one),

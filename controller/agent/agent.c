@@ -143,6 +143,17 @@ static int smi(struct run *c, const char *const *args, struct gm_smi_out *o)
     return 0;
 }
 
+/* Runs a command that changes the GPUs: the result says changed from
+ * before it runs, so one that times out or is killed midway, which may have
+ * acted, is never reported as having left the hardware as it was (the
+ * controller then rolls back or holds rather than trusting it untouched). */
+static int smi_change(struct run *c, const char *const *args,
+                      struct gm_smi_out *o)
+{
+    c->res->changed = 1;
+    return smi(c, args, o);
+}
+
 /* The generic failure for an exit status we have no better word for. */
 static int smi_failed(struct run *c, const char *const *args,
                       const struct gm_smi_out *o)
@@ -709,10 +720,9 @@ static int destroy(struct run *c, size_t gi)
         struct gm_smi_out o;
         if (have[k] == 0)
             continue;
-        int err = smi(c, steps[k], &o);
+        int err = smi_change(c, steps[k], &o);
         if (err)
             return err;
-        c->res->changed = 1;
         unsigned f = gm_smi_scan(o.out) | gm_smi_scan(o.err);
         if (o.status != 0 && (f & GM_SMI_F_IN_USE)) {
             char msg[GM_AGENT_MESSAGE_MAX];
@@ -747,10 +757,9 @@ static int set_mode(struct run *c, size_t gi)
     snprintf(idx, sizeof(idx), "%d", g->index);
     const char *args[] = {"-i", idx, "-mig", c->tgt[gi].mig ? "1" : "0", NULL};
     struct gm_smi_out o;
-    int err = smi(c, args, &o);
+    int err = smi_change(c, args, &o);
     if (err)
         return err;
-    c->res->changed = 1;
     note(c, &o);
     unsigned f = gm_smi_scan(o.out) | gm_smi_scan(o.err);
     if (o.status == 0 && (f & GM_SMI_F_IN_USE))
@@ -789,10 +798,9 @@ static int reset_pending(struct run *c)
         snprintf(idx, sizeof(idx), "%d", s->gpus[i].index);
         const char *args[] = {"-i", idx, "-r", NULL};
         struct gm_smi_out o;
-        int err = smi(c, args, &o);
+        int err = smi_change(c, args, &o);
         if (err)
             return err;
-        c->res->changed = 1;
         note(c, &o);
         if ((gm_smi_scan(o.out) | gm_smi_scan(o.err)) & GM_SMI_F_IN_USE)
             held(c, s->gpus[i].index, &o);
@@ -969,10 +977,9 @@ static int create(struct run *c, size_t gi, const struct item *items, int n)
     snprintf(idx, sizeof(idx), "%d", g->index);
     const char *args[] = {"mig", "-i", idx, "-cgi", list, "-C", NULL};
     struct gm_smi_out o;
-    int err = smi(c, args, &o);
+    int err = smi_change(c, args, &o);
     if (err)
         return err;
-    c->res->changed = 1;
     unsigned f = gm_smi_scan(o.out) | gm_smi_scan(o.err);
     char msg[GM_AGENT_MESSAGE_MAX];
     if (o.status != 0 ||

@@ -179,9 +179,13 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
          * AlreadyExists means it does). */
         if (w->helper_create && resp->error->code != 409)
             w->ns->created_helper[0] = '\0';
+        /* Refused (admission, quota, a bad field): what HelperNotCreated
+         * waits out. Not a conflict, nor the API server busy (429) or out
+         * of reach (5xx, no answer): those end when it is back. */
         if (w->helper_create)
             w->ns->helper_refused =
-                resp->error->code != 409 && resp->error->err != -ECANCELED;
+                resp->error->code >= 400 && resp->error->code < 500 &&
+                resp->error->code != 409 && resp->error->code != 429;
         if (resp->error->code == 409) {
             /* Our cache was behind: another writer changed the node first
              * (e.g. the node lifecycle controller's taint), or the helper
@@ -494,6 +498,11 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
         return advance(s, GM_PHASE_FAILED, labels, -1);
     }
     s->rec.rolling_back = true;
+    /* Recorded, not left to the phase: a rollback that fails before its
+     * own hardware step (or whose agent changes nothing) must still hold
+     * the node as changed. */
+    if (touched)
+        s->rec.reconfigured = true;
     if (!touched || s->rec.from == GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
     /* Hardware an earlier attempt changed (a held node released, or a
@@ -1067,7 +1076,8 @@ static int helper(struct sw *s, const char *step, const char *salt,
     if (s->ns->helper_refused && elapsed(s) > s->ctl->cfg->helper_timeout_s) {
         char why[sizeof(s->ns->message)];
         snprintf(why, sizeof(why), "%s", s->ns->message);
-        if (strcmp(s->ns->seen_helper, name) != 0)
+        /* A rollback's helper: the attempt before it changed them. */
+        if (strcmp(s->ns->seen_helper, name) != 0 && !s->rec.rolling_back)
             s->hw_untouched = true;
         return fail(s, "HelperNotCreated",
                     "helper pod %s could not be created in %lds (%s)", name,
@@ -1276,10 +1286,12 @@ static int step_reconfigure(struct sw *s)
      * refusal before the first one (GPUInUse: a process found on a GPU)
      * left the hardware as it was, so the node is rolled back rather than
      * held, even when its mode before the switch is unknown. No result
-     * (the pod killed midway) counts as changed. */
+     * (the pod killed midway) counts as changed. A rollback's agent that
+     * changed nothing leaves the hardware as the failed attempt left it,
+     * changed or not, so it says nothing there. */
     json_object *changed = gm_json_get(res, "changed");
     if (!ok && changed && json_object_is_type(changed, json_type_boolean) &&
-        !json_object_get_boolean(changed))
+        !json_object_get_boolean(changed) && !s->rec.rolling_back)
         s->hw_untouched = true;
     json_object *gpus = gm_json_get(res, "gpus");
     int n_gpus = (int)gm_json_len(gpus);
