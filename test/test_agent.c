@@ -1217,6 +1217,41 @@ static void test_exec_runner_chroot(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* In a driver root, nvidia-smi may be an absolute symlink that resolves
+ * only inside it (Debian: /usr/bin/nvidia-smi -> /etc/alternatives/...):
+ * it runs, where a check from outside the root called it missing. A shell
+ * with its libraries stands in for nvidia-smi. */
+static void test_exec_runner_chroot_symlink(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip(); /* chroot needs root, as in the privileged helper pod */
+    char dir[] = "/tmp/gm-agent-root-XXXXXX", cmd[1024], link[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd),
+             "set -e; cd %s; for f in /usr/bin/dash $(ldd /usr/bin/dash | "
+             "grep -o '/[^ ]*'); do mkdir -p .$(dirname $f); cp $f .$f; done; "
+             "mkdir -p etc/alternatives usr/local/bin; "
+             "mv usr/bin/dash etc/alternatives/gm-smi",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(link, sizeof(link), "%s/usr/local/bin/nvidia-smi", dir);
+    assert_int_equal(symlink("/etc/alternatives/gm-smi", link), 0);
+    struct gm_smi_exec ex = {
+        .path = "/usr/local/bin/nvidia-smi", .root = dir, .timeout_ms = 5000};
+    struct gm_smi_out o;
+    const char *const hi[] = {"-c", "echo inside", NULL};
+    assert_int_equal(gm_smi_exec_run(&ex, hi, &o), 0);
+    assert_int_equal(o.status, 0);
+    assert_string_equal(o.out, "inside\n");
+    gm_smi_out_free(&o);
+    /* A path missing inside the root is still told as missing. */
+    ex.path = "/usr/bin/nvidia-smi";
+    assert_int_equal(gm_smi_exec_run(&ex, hi, &o), -ENOENT);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -1324,6 +1359,7 @@ int main(void)
         cmocka_unit_test(test_cli_reboot),
         cmocka_unit_test(test_exec_runner),
         cmocka_unit_test(test_exec_runner_chroot),
+        cmocka_unit_test(test_exec_runner_chroot_symlink),
         cmocka_unit_test(test_binary_end_to_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

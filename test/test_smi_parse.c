@@ -109,6 +109,15 @@ static void test_query_gpu_malformed(void **state)
                                        "Enabled, 1",
                                        f, g, 2, &n),
                      -EBADMSG);
+    /* An error in place of the MIG mode is not "no MIG". */
+    assert_int_equal(gm_smi_parse_gpus("0, GPU-a, A100, b, 0x1, [Unknown "
+                                       "Error], Enabled, 1",
+                                       f, g, 2, &n),
+                     -EBADMSG);
+    assert_int_equal(gm_smi_parse_gpus("0, GPU-a, A100, b, 0x1, Enabled, "
+                                       "[Insufficient Permissions], 1",
+                                       f, g, 2, &n),
+                     -EBADMSG);
     assert_int_equal(gm_smi_parse_gpus("-1, GPU-a, A100, b, 0x1, Enabled, "
                                        "Enabled, 1",
                                        f, g, 2, &n),

@@ -338,13 +338,18 @@ static int is_na(struct span v)
            span_eq(v, "[Insufficient Permissions]");
 }
 
+/* A MIG mode of N/A or Not Supported: the GPU cannot do MIG. An error in
+ * its place ([Unknown Error], [Insufficient Permissions]) says nothing of
+ * the kind: taken for "not capable", a MIG GPU would be left as it is and
+ * called done. */
 static int parse_mig_mode(struct span v, enum gm_mig_mode *out)
 {
     if (span_eq(v, "Enabled"))
         *out = GM_MIG_ENABLED;
     else if (span_eq(v, "Disabled"))
         *out = GM_MIG_DISABLED;
-    else if (is_na(v))
+    else if (span_eq(v, "[N/A]") || span_eq(v, "N/A") ||
+             span_eq(v, "[Not Supported]"))
         *out = GM_MIG_NA;
     else
         return -EBADMSG;

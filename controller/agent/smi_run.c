@@ -173,6 +173,12 @@ static int put_path(char *dst, size_t cap, const char *a, const char *b)
     return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
+/* What the chrooted child writes when nvidia-smi cannot start there: with
+ * exit status 127 the parent takes it for a missing program. */
+#define NO_EXEC_MARK                                                           \
+    "gpumode-agent: cannot run nvidia-smi inside the driver root"
+#define NO_ROOT_MARK "gpumode-agent: cannot chroot into the driver root"
+
 /* fork + chroot + execve: posix_spawn cannot chroot. The child only
  * makes async-signal-safe calls; 127 tells the parent it never ran. */
 static int spawn_chrooted(const struct gm_smi_exec *ex, char **argv, char **env,
@@ -182,10 +188,8 @@ static int spawn_chrooted(const struct gm_smi_exec *ex, char **argv, char **env,
     if (p < 0)
         return -errno;
     if (p == 0) {
-        static const char no_root[] = "gpumode-agent: cannot chroot into the "
-                                      "driver root\n";
-        static const char no_exec[] = "gpumode-agent: cannot run nvidia-smi "
-                                      "inside the driver root\n";
+        static const char no_root[] = NO_ROOT_MARK "\n";
+        static const char no_exec[] = NO_EXEC_MARK "\n";
         int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
         setpgid(0, 0);
         if (in < 0 || dup2(in, 0) < 0 || dup2(ofd, 1) < 0 || dup2(efd, 2) < 0)
@@ -233,8 +237,11 @@ int gm_smi_exec_run(void *ctx, const char *const *args, struct gm_smi_out *out)
         goto out;
     }
     /* posix_spawn reports a missing program as ENOENT too, but checking
-     * first gives one clear error without a fork. */
-    if (access(full, X_OK) != 0) {
+     * first gives one clear error without a fork. Not in a driver root:
+     * there the path may be an absolute symlink (Debian's alternatives:
+     * /usr/bin/nvidia-smi -> /etc/alternatives/...), which only resolves
+     * inside the chroot; the child says so if execve fails there. */
+    if (!chrooted && access(full, X_OK) != 0) {
         err = -ENOENT;
         goto out;
     }
@@ -282,6 +289,13 @@ spawned:
         if (out->out == NULL || out->err == NULL) {
             gm_smi_out_free(out);
             err = -ENOMEM;
+        } else if (chrooted && out->status == 127 &&
+                   (strncmp(out->err, NO_EXEC_MARK, strlen(NO_EXEC_MARK)) ==
+                        0 ||
+                    strncmp(out->err, NO_ROOT_MARK, strlen(NO_ROOT_MARK)) ==
+                        0)) {
+            gm_smi_out_free(out);
+            err = -ENOENT; /* it never ran: not there, or no root */
         }
     }
 out:
