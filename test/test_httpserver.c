@@ -2,8 +2,12 @@
  * same loop: endpoints through the project's own curl transport (with
  * keep-alive visible as one connection), and raw requests from a tiny uv
  * client for what a well-behaved client never sends: pipelining, bodies,
- * oversized heads, garbage, idling, too many connections. */
+ * oversized heads, garbage, idling, too many connections. Also which
+ * addresses it listens on: ":P" on IPv6 and IPv4, with IPv4 alone where
+ * the host has no IPv6. */
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -43,7 +52,7 @@ static struct fx *fx_new(const struct gm_httpd_opts *extra)
     struct gm_httpd_opts o = {0};
     if (extra)
         o = *extra;
-    o.addr = "127.0.0.1:0";
+    o.addr = extra && extra->addr ? extra->addr : "127.0.0.1:0";
     o.endpoints = GM_HTTPD_METRICS | GM_HTTPD_HEALTH;
     o.metrics = f->metrics;
     o.ready = ready_fn;
@@ -73,6 +82,7 @@ struct raw {
     size_t len;
     int eof;
     int connected;
+    int conn_err; /* the connect's error: the test says what it expects */
 };
 
 static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
@@ -104,28 +114,38 @@ static void raw_written(uv_write_t *w, int status)
 static void raw_connected(uv_connect_t *c, int status)
 {
     struct raw *r = c->handle->data;
-    assert_int_equal(status, 0);
+    if (status < 0) {
+        r->conn_err = status;
+        r->eof = 1;
+        return;
+    }
     r->connected = 1;
     uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
     if (r->req.len)
         uv_write(&r->w, (uv_stream_t *)&r->tcp, &r->req, 1, raw_written);
 }
 
-/* Sends req (may be "") and collects what comes back until the server
- * closes or ms pass. Returns the raw client; raw_free it. */
-static struct raw *raw_send(struct fx *f, const char *req, int ms)
+/* Sends req (may be "") to sa and collects what comes back until the
+ * server closes or ms pass. Returns the raw client; raw_free it. */
+static struct raw *raw_send_to(struct fx *f, const struct sockaddr *sa,
+                               const char *req, int ms)
 {
     struct raw *r = calloc(1, sizeof(*r));
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", gm_httpd_port(f->srv), &sa);
     uv_tcp_init(&f->loop, &r->tcp);
     r->tcp.data = r;
     r->req = uv_buf_init((char *)(uintptr_t)req, (unsigned)strlen(req));
-    assert_int_equal(uv_tcp_connect(&r->conn, &r->tcp,
-                                    (const struct sockaddr *)&sa,
-                                    raw_connected),
-                     0);
+    assert_int_equal(uv_tcp_connect(&r->conn, &r->tcp, sa, raw_connected), 0);
     th_run_until(&f->loop, &r->eof, ms);
+    return r;
+}
+
+/* raw_send_to the server on 127.0.0.1. */
+static struct raw *raw_send(struct fx *f, const char *req, int ms)
+{
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", gm_httpd_port(f->srv), &sa);
+    struct raw *r = raw_send_to(f, (const struct sockaddr *)&sa, req, ms);
+    assert_int_equal(r->conn_err, 0);
     return r;
 }
 
@@ -183,7 +203,16 @@ static void test_parse_addr(void **state)
     const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
 
+    /* No host: every interface of both families, as "::" takes IPv4
+     * clients too. */
     assert_int_equal(gm_httpd_parse_addr(":8080", &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_int_equal(ntohs(in6->sin6_port), 8080);
+    assert_memory_equal(&in6->sin6_addr, &in6addr_any, sizeof(in6addr_any));
+    assert_int_equal(gm_httpd_parse_addr("[::]:8080", &ss), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_memory_equal(&in6->sin6_addr, &in6addr_any, sizeof(in6addr_any));
+    assert_int_equal(gm_httpd_parse_addr("0.0.0.0:8080", &ss), 0);
     assert_int_equal(ss.ss_family, AF_INET);
     assert_int_equal(ntohs(in4->sin_port), 8080);
     assert_int_equal(in4->sin_addr.s_addr, htonl(INADDR_ANY));
@@ -194,10 +223,13 @@ static void test_parse_addr(void **state)
     assert_int_equal(gm_httpd_parse_addr("[::1]:9090", &ss), 0);
     assert_int_equal(ss.ss_family, AF_INET6);
     assert_int_equal(ntohs(in6->sin6_port), 9090);
+    assert_memory_equal(&in6->sin6_addr, &in6addr_loopback,
+                        sizeof(in6addr_loopback));
 
-    const char *bad[] = {"8080",        ":",         ":65536",  ":-1",
-                         ":80x",        "host.x:80", "[::1]80", "[::1:80",
-                         "1.2.3.4:80:", "",          NULL};
+    const char *bad[] = {"8080",        ":",         ":65536",        ":-1",
+                         ":80x",        "host.x:80", "[::1]80",       "[::1:80",
+                         "1.2.3.4:80:", "",          "host:notaport", "[::1]:",
+                         "[]:80",       "::1:80",    "[::1]:80x",     NULL};
     for (int i = 0; bad[i]; i++)
         if (gm_httpd_parse_addr(bad[i], &ss) != -EINVAL)
             fail_msg("accepted %s", bad[i]);
@@ -474,7 +506,182 @@ static void test_address_in_use(void **state)
     assert_null(other);
     o.addr = "nonsense";
     assert_int_equal(gm_httpd_start(&f->loop, &o, &other), -EINVAL);
+    o.addr = "[::1:80";
+    assert_int_equal(gm_httpd_start(&f->loop, &o, &other), -EINVAL);
+    o.addr = "host:notaport";
+    assert_int_equal(gm_httpd_start(&f->loop, &o, &other), -EINVAL);
+    assert_null(other);
     fx_free(f);
+}
+
+/* Whether this machine can listen on ::1; containers and CI runners
+ * sometimes have no IPv6 at all. */
+static int have_ipv6_loopback(void)
+{
+    struct sockaddr_in6 sa;
+    uv_ip6_addr("::1", 0, &sa);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    int ok = bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* One GET /healthz to sa: the server must answer 200. */
+static void expect_healthz_at(struct fx *f, const struct sockaddr *sa,
+                              const char *where)
+{
+    struct raw *r = raw_send_to(
+        f, sa, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 3000);
+    if (r->conn_err)
+        fail_msg("cannot connect to %s: %s", where, uv_strerror(r->conn_err));
+    assert_non_null(strstr(r->in, "HTTP/1.1 200 OK\r\n"));
+    raw_free(f, r);
+}
+
+/* The defaults (":8080", ":8081") on an IPv6-only or IPv6-first cluster:
+ * the kubelet probes, and Prometheus scrapes, the pod's IPv6 address.
+ * IPv4 clients must still get through. */
+static void test_empty_host_serves_both_families(void **state)
+{
+    (void)state;
+    struct gm_httpd_opts o = {.addr = ":0"};
+    struct fx *f = fx_new(&o);
+    int port = gm_httpd_port(f->srv);
+    char want[32];
+
+    struct sockaddr_in in4;
+    uv_ip4_addr("127.0.0.1", port, &in4);
+    expect_healthz_at(f, (const struct sockaddr *)&in4, "127.0.0.1");
+    if (!have_ipv6_loopback()) {
+        print_message("no IPv6 loopback (::1) here: IPv6 half skipped\n");
+        fx_free(f);
+        return;
+    }
+    struct sockaddr_in6 in6;
+    uv_ip6_addr("::1", port, &in6);
+    expect_healthz_at(f, (const struct sockaddr *)&in6, "[::1]");
+    snprintf(want, sizeof(want), "[::]:%d", port);
+    assert_string_equal(gm_httpd_addr(f->srv), want);
+    fx_free(f);
+}
+
+static void test_ipv6_loopback(void **state)
+{
+    (void)state;
+    if (!have_ipv6_loopback()) {
+        print_message("no IPv6 loopback (::1) here: skipped\n");
+        skip();
+    }
+    struct gm_httpd_opts o = {.addr = "[::1]:0"};
+    struct fx *f = fx_new(&o);
+    int port = gm_httpd_port(f->srv);
+    char want[32];
+    snprintf(want, sizeof(want), "[::1]:%d", port);
+    assert_string_equal(gm_httpd_addr(f->srv), want);
+    struct sockaddr_in6 in6;
+    uv_ip6_addr("::1", port, &in6);
+    expect_healthz_at(f, (const struct sockaddr *)&in6, "[::1]");
+    fx_free(f);
+}
+
+/* ---- a host without IPv6 ---- */
+
+static void fallback_connected(uv_connect_t *c, int status)
+{
+    *(int *)c->data = status < 0 ? status : 1;
+}
+
+/* Makes socket(AF_INET6, ...) fail with EAFNOSUPPORT in this process, as
+ * on a kernel booted with ipv6.disable=1. Returns 0 or -errno. */
+static int forbid_ipv6(void)
+{
+#if defined(__x86_64__) || defined(__aarch64__)
+    struct sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 3),
+        /* The low half of the first argument (little-endian). */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                 offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAFNOSUPPORT),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fp = {.len = sizeof(prog) / sizeof(prog[0]),
+                            .filter = prog};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) != 0)
+        return -errno;
+    return 0;
+#else
+    return -ENOSYS;
+#endif
+}
+
+/* Runs in a child, without cmocka's assertions (a failure there would
+ * run the rest of the suite a second time): the exit code says what
+ * went wrong. */
+static int fallback_child(void)
+{
+    if (forbid_ipv6() != 0)
+        return 77;
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd >= 0 || errno != EAFNOSUPPORT)
+        return 78;
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct gm_httpd_opts o = {.addr = ":0", .endpoints = GM_HTTPD_HEALTH};
+    struct gm_httpd *srv = NULL;
+    int rc = 0;
+    char want[32];
+    if (gm_httpd_start(&loop, &o, &srv) != 0) {
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    snprintf(want, sizeof(want), "0.0.0.0:%d", gm_httpd_port(srv));
+    if (strcmp(gm_httpd_addr(srv), want) != 0)
+        rc = 2;
+
+    uv_tcp_t tcp;
+    uv_connect_t conn;
+    struct sockaddr_in sa;
+    int done = 0;
+    uv_ip4_addr("127.0.0.1", gm_httpd_port(srv), &sa);
+    uv_tcp_init(&loop, &tcp);
+    conn.data = &done;
+    if (uv_tcp_connect(&conn, &tcp, (const struct sockaddr *)&sa,
+                       fallback_connected) != 0)
+        rc = 3;
+    else if (th_run_until(&loop, &done, 3000) != 1 && rc == 0)
+        rc = 4;
+    uv_close((uv_handle_t *)&tcp, NULL);
+    gm_httpd_close(srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rc;
+}
+
+/* ":P" on a host without IPv6 serves IPv4 rather than failing to start. */
+static void test_no_ipv6_falls_back_to_ipv4(void **state)
+{
+    (void)state;
+    fflush(NULL); /* the child must not write the parent's buffers again */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fallback_child());
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77 || WEXITSTATUS(st) == 78) {
+        print_message("cannot filter socket() here (seccomp): skipped\n");
+        skip();
+    }
+    if (WEXITSTATUS(st) != 0)
+        fail_msg("fallback child failed at step %d", WEXITSTATUS(st));
 }
 
 int main(void)
@@ -488,6 +695,9 @@ int main(void)
         cmocka_unit_test(test_trickled_head_is_cut),
         cmocka_unit_test(test_client_gone_before_answers),
         cmocka_unit_test(test_address_in_use),
+        cmocka_unit_test(test_empty_host_serves_both_families),
+        cmocka_unit_test(test_ipv6_loopback),
+        cmocka_unit_test(test_no_ipv6_falls_back_to_ipv4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@ struct gm_httpd {
     struct conn *conns;
     unsigned n_conns;
     int port;
+    char addr[INET6_ADDRSTRLEN + 8]; /* as bound: "[::]:8080" */
     unsigned long requests;
     int closing;
     /* The listener plus every connection not yet freed; the server's own
@@ -66,12 +67,17 @@ static int parse_port(const char *s, int *port)
     return 0;
 }
 
-int gm_httpd_parse_addr(const char *addr, struct sockaddr_storage *out)
+/* any_host is set when the host was left out (":8080"): gm_httpd_start may
+ * then fall back from "::" to 0.0.0.0, which it must not do for a host
+ * the operator named. */
+static int parse_addr(const char *addr, struct sockaddr_storage *out,
+                      int *any_host)
 {
     char host[64];
     const char *colon;
     int port;
 
+    *any_host = 0;
     if (addr == NULL)
         return -EINVAL;
     memset(out, 0, sizeof(*out));
@@ -93,11 +99,40 @@ int gm_httpd_parse_addr(const char *addr, struct sockaddr_storage *out)
         return -EINVAL;
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = '\0';
-    if (host[0] == '\0')
-        snprintf(host, sizeof(host), "0.0.0.0");
-    else if (strcmp(host, "localhost") == 0)
+    /* No host means every interface of both families, as Go's net.Listen
+     * reads it: the kubelet probes, and Prometheus scrapes, the pod's
+     * first address, which is IPv6 on IPv6-only and IPv6-first clusters.
+     * libuv binds "::" with IPV6_V6ONLY off, so IPv4 clients reach it too
+     * (as v4-mapped addresses). */
+    if (host[0] == '\0') {
+        *any_host = 1;
+        return uv_ip6_addr("::", port, (struct sockaddr_in6 *)out) ? -EINVAL
+                                                                   : 0;
+    }
+    if (strcmp(host, "localhost") == 0)
         snprintf(host, sizeof(host), "127.0.0.1");
     return uv_ip4_addr(host, port, (struct sockaddr_in *)out) ? -EINVAL : 0;
+}
+
+int gm_httpd_parse_addr(const char *addr, struct sockaddr_storage *out)
+{
+    int any_host;
+    return parse_addr(addr, out, &any_host);
+}
+
+/* "0.0.0.0:8080", "[::]:8080": how an operator would write it back. */
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, ip, sizeof(ip));
+        snprintf(out, n, "[%s]:%d", ip, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, ip, sizeof(ip));
+        snprintf(out, n, "%s:%d", ip, ntohs(a->sin_port));
+    }
 }
 
 /* ---- connections ---- */
@@ -462,13 +497,11 @@ static void listener_closed(uv_handle_t *hd)
     server_unref(hd->data);
 }
 
-int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
-                   struct gm_httpd **out)
+/* One attempt at serving on *ss. On failure the half-made server is
+ * closed and freed once the loop runs its close callback. */
+static int listen_on(uv_loop_t *loop, const struct gm_httpd_opts *opts,
+                     const struct sockaddr_storage *ss, struct gm_httpd **out)
 {
-    struct sockaddr_storage ss;
-    int err = gm_httpd_parse_addr(opts->addr, &ss);
-    if (err)
-        return err;
     struct gm_httpd *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return -ENOMEM;
@@ -484,26 +517,23 @@ int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
         h->o.idle_ms = 30000;
     if (h->o.head_ms == 0)
         h->o.head_ms = 10000;
-    /* libuv writes to sockets with writev, without MSG_NOSIGNAL: a client
-     * that closes before reading its answers (pipelined requests, a
-     * scraper's timeout) would raise SIGPIPE, whose default action ends
-     * the whole controller. The write then fails with EPIPE instead. */
-    signal(SIGPIPE, SIG_IGN);
     h->o.addr = NULL; /* borrowed string not needed past here */
     uv_tcp_init(loop, &h->listener);
     h->listener.data = h;
     h->refs = 1;
-    err = uv_tcp_bind(&h->listener, (const struct sockaddr *)&ss, 0);
+    int err = uv_tcp_bind(&h->listener, (const struct sockaddr *)ss, 0);
     if (!err)
         err = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
     if (!err) {
         struct sockaddr_storage bound;
         int len = sizeof(bound);
         err = uv_tcp_getsockname(&h->listener, (struct sockaddr *)&bound, &len);
-        if (!err)
+        if (!err) {
             h->port = ntohs(bound.ss_family == AF_INET6
                                 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                 : ((struct sockaddr_in *)&bound)->sin_port);
+            addr_text(&bound, h->addr, sizeof(h->addr));
+        }
     }
     if (err) {
         h->closing = 1;
@@ -514,9 +544,49 @@ int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
     return 0;
 }
 
+int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
+                   struct gm_httpd **out)
+{
+    struct sockaddr_storage ss;
+    int any_host;
+    int err = parse_addr(opts->addr, &ss, &any_host);
+    if (err)
+        return err;
+    /* libuv writes to sockets with writev, without MSG_NOSIGNAL: a client
+     * that closes before reading its answers (pipelined requests, a
+     * scraper's timeout) would raise SIGPIPE, whose default action ends
+     * the whole controller. The write then fails with EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
+    err = listen_on(loop, opts, &ss, out);
+    /* A kernel without IPv6 (ipv6.disable=1) cannot make the socket; one
+     * with IPv6 turned off may refuse the address. Every IPv4 interface
+     * is then what ":P" can still mean. A named host gets no such
+     * substitute: its error is the operator's to see. */
+    if (any_host && (err == -EAFNOSUPPORT || err == -EADDRNOTAVAIL)) {
+        int port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
+        gm_warn("http: cannot listen on [::]:%d (%s), so IPv4 only: "
+                "0.0.0.0:%d",
+                port, strerror(-err), port);
+        err = listen_on(loop, opts, &ss, out);
+    }
+    if (err)
+        return err;
+    gm_info("http: serving%s%s on %s",
+            (opts->endpoints & GM_HTTPD_METRICS) ? " /metrics" : "",
+            (opts->endpoints & GM_HTTPD_HEALTH) ? " /healthz /readyz" : "",
+            (*out)->addr);
+    return 0;
+}
+
 int gm_httpd_port(const struct gm_httpd *h)
 {
     return h->port;
+}
+
+const char *gm_httpd_addr(const struct gm_httpd *h)
+{
+    return h->addr;
 }
 
 unsigned long gm_httpd_requests(const struct gm_httpd *h)

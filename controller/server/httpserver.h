@@ -40,14 +40,16 @@ struct gm_httpd_opts {
 
 struct gm_httpd;
 
-/* Parses a listen address. ":P" means every IPv4 interface (0.0.0.0), as a
- * pod's network may lack IPv6; "host:P" takes an IPv4 literal or
- * "localhost"; "[v6]:P" an IPv6 literal. No name resolution, so start-up
- * never blocks. Returns 0 or -EINVAL. */
+/* Parses a listen address. ":P" means every interface, IPv6 and IPv4
+ * ("::", which takes IPv4 clients too), as Go's net.Listen reads it;
+ * "host:P" takes an IPv4 literal or "localhost"; "[v6]:P" an IPv6 literal
+ * ("[::]:P" is every interface too, "[::1]:P" loopback). No name
+ * resolution, so start-up never blocks. Returns 0 or -EINVAL. */
 int gm_httpd_parse_addr(const char *addr, struct sockaddr_storage *out);
 
 /* Binds and listens; SIGPIPE is ignored from then on, process-wide (see
- * gm_httpd_start). opts is copied (its pointers borrowed). *out is the
+ * gm_httpd_start). ":P" where the host has no IPv6 falls back to 0.0.0.0:P,
+ * with a warning. opts is copied (its pointers borrowed). *out is the
  * caller's until gm_httpd_close. Returns 0, -EINVAL for a bad address, or
  * the bind/listen error (e.g. -EADDRINUSE). */
 int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
@@ -55,6 +57,10 @@ int gm_httpd_start(uv_loop_t *loop, const struct gm_httpd_opts *opts,
 
 /* The port actually bound (useful with port 0). */
 int gm_httpd_port(const struct gm_httpd *h);
+
+/* The address bound, as text ("[::]:8080", "127.0.0.1:8081"), with the
+ * port picked for port 0. Borrowed: it lives as long as h. */
+const char *gm_httpd_addr(const struct gm_httpd *h);
 
 /* Requests answered so far, for tests. */
 unsigned long gm_httpd_requests(const struct gm_httpd *h);
