@@ -1,4 +1,5 @@
-/* kubectl-gpumode's command line. */
+/* kubectl-gpumode's command line, and what Ctrl-C does to a command's
+ * calls (cli/conn.c, which has no test of its own). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,9 +8,17 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
 
 #include "cli/args.h"
+#include "cli/conn.h"
 
 static int parse(struct gm_cli_args *a, char *err, const char *const *argv)
 {
@@ -113,6 +122,101 @@ static void test_usage_errors(void **state)
     expect_error(pcm, "--plugin-configmap: \"/b\" is not NAMESPACE/NAME");
     const char *watch[] = {"x", "retry", "n", "--watch", NULL};
     expect_error(watch, "--watch is only for status");
+    const char *fstatus[] = {"x", "status", "-f", "p", NULL};
+    expect_error(fstatus, "status: --filename (-f) is only for plan");
+}
+
+/* Flags only plan reads are refused elsewhere, not silently ignored. */
+static void test_plan_only_flags(void **state)
+{
+    (void)state;
+    const char *sj[] = {"x", "status", "-o", "json", NULL};
+    expect_error(sj, "status: --output (-o) is only for plan");
+    const char *wj[] = {"x", "status", "--watch", "--output=json", NULL};
+    expect_error(wj, "status: --output (-o) is only for plan");
+    const char *vt[] = {"x", "-o", "text", "version", NULL};
+    expect_error(vt, "version: --output (-o) is only for plan");
+    const char *rm[] = {"x", "retry", "n", "--mig-configmap", "a/b", NULL};
+    expect_error(rm, "retry: --mig-configmap is only for plan");
+    const char *ph[] = {"x", "--hami-configmap=a/b", "pause", "p", NULL};
+    expect_error(ph, "pause: --hami-configmap is only for plan");
+    const char *rp[] = {"x", "resume", "p", "--plugin-configmap", "a/b", NULL};
+    expect_error(rp, "resume: --plugin-configmap is only for plan");
+
+    /* The global flags stay global. */
+    struct gm_cli_args a;
+    char err[256];
+    const char *ok[] = {"x",         "status", "-n",         "ns",
+                        "--context", "c",      "--no-color", NULL};
+    assert_int_equal(parse(&a, err, ok), 0);
+    assert_string_equal(a.namespace, "ns");
+}
+
+static void raise_sigint(uv_timer_t *t)
+{
+    (void)t;
+    raise(SIGINT);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Ctrl-C while a call waits on an exec credential plugin that hangs: the
+ * call ends at once with -EINTR (the plugin is killed), and the command's
+ * next call is not sent. */
+static void test_interrupt_stops_call(void **state)
+{
+    char dir[] = "/tmp/gm-conn-XXXXXX";
+    char path[PATH_MAX], err[1024], msg[256];
+    struct gm_cli_conn *c = NULL;
+    struct gm_kube_error kerr;
+    json_object *obj = NULL;
+    uv_timer_t t;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/config", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("current-context: c\n"
+          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+          "users: [{name: u, user: {exec: {apiVersion: "
+          "client.authentication.k8s.io/v1, command: sleep, args: ['10']}}}]\n"
+          "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+          f);
+    fclose(f);
+    assert_int_equal(gm_cli_connect(path, NULL, &c, err, sizeof(err)), 0);
+
+    uv_timer_init(gm_cli_loop(c), &t);
+    uv_timer_start(&t, raise_sigint, 100, 0);
+    uint64_t start = now_ms();
+    int rc = gm_cli_get(c, "/api/v1/nodes", &obj, &kerr);
+    uint64_t took = now_ms() - start;
+    assert_int_equal(rc, -EINTR);
+    assert_null(obj);
+    if (took > 5000)
+        fail_msg("the call took %llu ms after Ctrl-C",
+                 (unsigned long long)took);
+    assert_true(gm_cli_interrupted(c));
+    assert_true(gm_cli_was_interrupted()); /* the plugin exits 130 */
+    gm_cli_describe(c, &kerr, NULL, msg, sizeof(msg));
+    assert_string_equal(msg, "interrupted");
+
+    json_object *items = NULL;
+    assert_int_equal(gm_cli_list(c, "/api/v1/nodes", &items, &kerr), -EINTR);
+    assert_null(items);
+    assert_int_equal(
+        gm_cli_merge_patch(c, "/api/v1/nodes/n", "{}", NULL, &kerr), -EINTR);
+
+    uv_close((uv_handle_t *)&t, NULL);
+    gm_cli_close(c);
+    unlink(path);
+    rmdir(dir);
 }
 
 int main(void)
@@ -120,6 +224,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_plan_only_flags),
+        cmocka_unit_test(test_interrupt_stops_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

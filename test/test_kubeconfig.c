@@ -152,12 +152,208 @@ static void test_kubeconfig_env(void **state)
     unsetenv("KUBECONFIG");
 }
 
+/* A file named alone (--kubeconfig) must exist, as for kubectl, even
+ * where a service account would do. */
 static void test_missing_single_file(void **state)
 {
     load_fails(FX "missing.yaml", NULL, FX "missing.yaml",
                "No such file or directory");
     /* Also when the list has one real entry among empty ones. */
     load_fails("::" FX "missing.yaml:", NULL, FX "missing.yaml", "cannot read");
+}
+
+/* Writes text to dir/name. */
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void remove_file(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    unlink(path);
+}
+
+/* The default rules read the environment: each test of them starts from a
+ * HOME with no .kube, no KUBECONFIG and no in-cluster service. */
+struct env {
+    char home[32];
+    char *saved_home;
+};
+
+static void env_setup(struct env *e)
+{
+    const char *h = getenv("HOME");
+
+    e->saved_home = h ? strdup(h) : NULL;
+    snprintf(e->home, sizeof(e->home), "/tmp/gm-home-XXXXXX");
+    assert_non_null(mkdtemp(e->home));
+    setenv("HOME", e->home, 1);
+    unsetenv("KUBECONFIG");
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
+static void env_teardown(struct env *e)
+{
+    char kube[64];
+
+    snprintf(kube, sizeof(kube), "%s/.kube", e->home);
+    remove_file(kube, "config");
+    rmdir(kube);
+    rmdir(e->home);
+    if (e->saved_home)
+        setenv("HOME", e->saved_home, 1);
+    else
+        unsetenv("HOME");
+    free(e->saved_home);
+    unsetenv("KUBECONFIG");
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
+/* A service-account directory as the kubelet mounts it. */
+static void sa_make(char *dir)
+{
+    assert_non_null(mkdtemp(dir));
+    write_file(dir, "token", "sa-token\n");
+    write_file(dir, "ca.crt", "-----BEGIN CERTIFICATE-----\n");
+    write_file(dir, "namespace", "ci\n");
+}
+
+static void sa_remove(const char *dir)
+{
+    remove_file(dir, "token");
+    remove_file(dir, "ca.crt");
+    remove_file(dir, "namespace");
+    rmdir(dir);
+}
+
+static void load_sa_fails(const char *paths, const char *context,
+                          const char *sa_dir, const char *want1,
+                          const char *want2)
+{
+    struct gm_kube_config *c = NULL;
+    char *err = NULL;
+    int rc = gm_kubeconfig_load_sa(paths, context, sa_dir, &c, &err);
+
+    assert_true(rc < 0);
+    assert_null(c);
+    assert_non_null(err);
+    if (strstr(err, want1) == NULL || strstr(err, want2) == NULL)
+        print_error("message \"%s\" lacks \"%s\" or \"%s\"\n", err, want1,
+                    want2);
+    assert_non_null(strstr(err, want1));
+    assert_non_null(strstr(err, want2));
+    free(err);
+}
+
+/* KUBECONFIG's missing files are skipped, even one named alone there. */
+static void test_kubeconfig_env_skips_missing(void **state)
+{
+    struct env e;
+
+    env_setup(&e);
+    setenv("KUBECONFIG", FX "missing.yaml:" FX "b.yaml", 1);
+    struct gm_kube_config *c = load_ok(NULL, NULL);
+    assert_string_equal(c->context, "only-b");
+    gm_kube_config_free(c);
+
+    /* Nothing there and no service: the message says what was tried. */
+    setenv("KUBECONFIG", FX "missing.yaml", 1);
+    load_sa_fails(NULL, NULL, "/nonexistent",
+                  FX "missing.yaml: no kubeconfig found",
+                  "in-cluster config: KUBERNETES_SERVICE_HOST and "
+                  "KUBERNETES_SERVICE_PORT must be set");
+    setenv("KUBECONFIG", FX "missing-1.yaml:" FX "missing-2.yaml", 1);
+    load_sa_fails(NULL, NULL, "/nonexistent",
+                  FX "missing-1.yaml:" FX "missing-2.yaml: no kubeconfig found",
+                  "KUBERNETES_SERVICE_HOST");
+    env_teardown(&e);
+}
+
+static void test_no_home_config(void **state)
+{
+    struct env e;
+    char want[PATH_MAX + 64];
+
+    env_setup(&e);
+    snprintf(want, sizeof(want), "%s/.kube/config: no kubeconfig found",
+             e.home);
+    load_sa_fails(NULL, NULL, "/nonexistent", want, "KUBERNETES_SERVICE_HOST");
+    /* With a context named there is nothing to fall back on. */
+    load_sa_fails(NULL, "prod", "/nonexistent", e.home,
+                  "no kubeconfig file found");
+    env_teardown(&e);
+}
+
+/* When no file gives a configuration, the pod's service account does
+ * (client-go's in-cluster fallback); a file that exists comes first. */
+static void test_in_cluster_fallback(void **state)
+{
+    struct env e;
+    char sa[] = "/tmp/gm-sa-XXXXXX";
+    char kube[64], path[PATH_MAX];
+    struct gm_kube_config *c = NULL;
+    char *err = NULL;
+
+    env_setup(&e);
+    sa_make(sa);
+    setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+
+    assert_int_equal(gm_kubeconfig_load_sa(NULL, NULL, sa, &c, &err), 0);
+    assert_null(err);
+    assert_string_equal(c->server, "https://10.96.0.1:443");
+    snprintf(path, sizeof(path), "%s/token", sa);
+    assert_string_equal(c->token_file, path);
+    assert_string_equal(c->namespace, "ci");
+    gm_kube_config_free(c);
+
+    /* KUBECONFIG naming only missing or empty files: the same. */
+    setenv("KUBECONFIG", FX "missing-1.yaml:" FX "missing-2.yaml", 1);
+    assert_int_equal(gm_kubeconfig_load_sa(NULL, NULL, sa, &c, &err), 0);
+    assert_string_equal(c->server, "https://10.96.0.1:443");
+    gm_kube_config_free(c);
+    snprintf(kube, sizeof(kube), "%s/.kube", e.home);
+    assert_int_equal(mkdir(kube, 0700), 0);
+    write_file(kube, "config", "");
+    snprintf(path, sizeof(path), "%s/config", kube);
+    setenv("KUBECONFIG", path, 1);
+    assert_int_equal(gm_kubeconfig_load_sa(NULL, NULL, sa, &c, &err), 0);
+    assert_string_equal(c->server, "https://10.96.0.1:443");
+    gm_kube_config_free(c);
+    unsetenv("KUBECONFIG");
+
+    /* A ~/.kube/config with a configuration wins. */
+    write_file(kube, "config",
+               "current-context: c\n"
+               "clusters: [{name: c, cluster: {server: 'https://home:6443'}}]\n"
+               "contexts: [{name: c, context: {cluster: c}}]\n");
+    assert_int_equal(gm_kubeconfig_load_sa(NULL, NULL, sa, &c, &err), 0);
+    assert_string_equal(c->server, "https://home:6443");
+    gm_kube_config_free(c);
+    remove_file(kube, "config");
+
+    /* A missing --kubeconfig is an error, service account or not. */
+    load_sa_fails(FX "missing.yaml", NULL, sa, FX "missing.yaml",
+                  "cannot read");
+
+    /* A service account without its token names the token file. */
+    remove_file(sa, "token");
+    snprintf(path, sizeof(path), "%s/token", sa);
+    load_sa_fails(NULL, NULL, sa, "no kubeconfig found", path);
+
+    sa_remove(sa);
+    env_teardown(&e);
 }
 
 static void test_unreadable_file(void **state)
@@ -283,26 +479,6 @@ static void test_auth_provider_rejected(void **state)
                "users[0].user.auth-provider: not supported");
 }
 
-/* Writes text to dir/name. */
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char path[PATH_MAX];
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void remove_file(const char *dir, const char *name)
-{
-    char path[PATH_MAX];
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    unlink(path);
-}
-
 static void test_in_cluster(void **state)
 {
     char dir[] = "/tmp/gm-sa-XXXXXX";
@@ -352,6 +528,63 @@ static void test_in_cluster(void **state)
 
     unsetenv("KUBERNETES_SERVICE_PORT");
     remove_file(dir, "ca.crt");
+    rmdir(dir);
+}
+
+/* An inline certificate with a key file, or the reverse, comes out as two
+ * inline PEMs: the transport sends a certificate only for a matching pair. */
+static void test_mixed_cert_forms(void **state)
+{
+    char dir[] = "/tmp/gm-kc-XXXXXX";
+    char path[PATH_MAX], key[PATH_MAX];
+    struct gm_kube_config *c;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/config", dir);
+    write_file(dir, "client.key", "KEY PEM\n");
+    write_file(dir, "client.crt", "CERT PEM\n");
+    /* Q0VSVA== is "CERT", S0VZ is "KEY". */
+    write_file(dir, "config",
+               "current-context: c\n"
+               "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+               "users:\n"
+               "- {name: u, user: {client-certificate-data: Q0VSVA==, "
+               "client-key: client.key}}\n"
+               "- {name: v, user: {client-certificate: client.crt, "
+               "client-key-data: S0VZ}}\n"
+               "- {name: w, user: {client-certificate-data: Q0VSVA==, "
+               "client-key: gone.key}}\n"
+               "contexts:\n"
+               "- {name: c, context: {cluster: c, user: u}}\n"
+               "- {name: d, context: {cluster: c, user: v}}\n"
+               "- {name: e, context: {cluster: c, user: w}}\n");
+
+    c = load_ok(path, "c");
+    assert_null(c->cert_file);
+    assert_null(c->key_file);
+    assert_int_equal(c->cert_data_len, 4);
+    assert_memory_equal(c->cert_data, "CERT", 4);
+    assert_int_equal(c->key_data_len, 8);
+    assert_memory_equal(c->key_data, "KEY PEM\n", 8);
+    gm_kube_config_free(c);
+
+    c = load_ok(path, "d");
+    assert_null(c->cert_file);
+    assert_null(c->key_file);
+    assert_int_equal(c->cert_data_len, 9);
+    assert_memory_equal(c->cert_data, "CERT PEM\n", 9);
+    assert_int_equal(c->key_data_len, 3);
+    assert_memory_equal(c->key_data, "KEY", 3);
+    gm_kube_config_free(c);
+
+    /* The file half must be readable now; the message names it. */
+    snprintf(key, sizeof(key), "%s/gone.key", dir);
+    load_fails(path, "e", path, "users[2].user.client-key");
+    load_fails(path, "e", path, key);
+
+    remove_file(dir, "config");
+    remove_file(dir, "client.key");
+    remove_file(dir, "client.crt");
     rmdir(dir);
 }
 
@@ -433,6 +666,9 @@ int main(void)
         cmocka_unit_test(test_merge_skips_missing_and_empty),
         cmocka_unit_test(test_kubeconfig_env),
         cmocka_unit_test(test_missing_single_file),
+        cmocka_unit_test(test_kubeconfig_env_skips_missing),
+        cmocka_unit_test(test_no_home_config),
+        cmocka_unit_test(test_in_cluster_fallback),
         cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_token_file),
         cmocka_unit_test(test_cert_files_insecure_sni_proxy),
@@ -443,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_missing_server),
         cmocka_unit_test(test_auth_provider_rejected),
         cmocka_unit_test(test_in_cluster),
+        cmocka_unit_test(test_mixed_cert_forms),
         cmocka_unit_test(test_field_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,7 +37,8 @@ const char *gm_cli_usage(void)
            "  version\n"
            "\n"
            "flags:\n"
-           "  --kubeconfig PATH   else $KUBECONFIG, else ~/.kube/config\n"
+           "  --kubeconfig PATH   else $KUBECONFIG, else ~/.kube/config,\n"
+           "                      else the pod's service account\n"
            "  --context NAME      else the current context\n"
            "  --no-color          plain text even on a terminal\n"
            "  --namespace NS      the controller's namespace "
@@ -120,19 +121,23 @@ enum flag_id {
     F_NS
 };
 
+/* only_for names the one command that reads the flag; given to another,
+ * it is refused rather than silently ignored ("status -o json" printing
+ * text). NULL: every command. */
 static const struct {
     const char *name;
     const char *alias;
     enum flag_id id;
+    const char *only_for;
 } value_flags[] = {
-    {"--kubeconfig", NULL, F_KUBECONFIG},
-    {"--context", NULL, F_CONTEXT},
-    {"--filename", "-f", F_FILE},
-    {"--output", "-o", F_OUTPUT},
-    {"--mig-configmap", NULL, F_MIGCM},
-    {"--hami-configmap", NULL, F_HAMICM},
-    {"--plugin-configmap", NULL, F_PLUGINCM},
-    {"--namespace", "-n", F_NS},
+    {"--kubeconfig", NULL, F_KUBECONFIG, NULL},
+    {"--context", NULL, F_CONTEXT, NULL},
+    {"--filename", "-f", F_FILE, "plan"},
+    {"--output", "-o", F_OUTPUT, "plan"},
+    {"--mig-configmap", NULL, F_MIGCM, "plan"},
+    {"--hami-configmap", NULL, F_HAMICM, "plan"},
+    {"--plugin-configmap", NULL, F_PLUGINCM, "plan"},
+    {"--namespace", "-n", F_NS, NULL},
 };
 
 static int set_flag(enum flag_id id, const char *v, struct gm_cli_args *o,
@@ -172,9 +177,12 @@ static int set_flag(enum flag_id id, const char *v, struct gm_cli_args *o,
     return 0;
 }
 
-/* Returns 1 when argv[*i] was a flag (consumed), 0 when positional. */
+/* Returns 1 when argv[*i] was a flag (consumed), 0 when positional. A
+ * value flag that only one command takes sets *limited (the first such
+ * one given) to its index in value_flags. */
 static int parse_flag(int argc, char *const *argv, int *i,
-                      struct gm_cli_args *o, char *err, size_t len)
+                      struct gm_cli_args *o, int *limited, char *err,
+                      size_t len)
 {
     const char *a = argv[*i];
 
@@ -200,6 +208,8 @@ static int parse_flag(int argc, char *const *argv, int *i,
         if (rc < 0)
             return usage_error(err, len, "%s needs a value", a);
         if (rc == 1) {
+            if (value_flags[k].only_for && *limited < 0)
+                *limited = (int)k;
             rc = set_flag(value_flags[k].id, v, o, err, len);
             return rc ? rc : 1;
         }
@@ -212,6 +222,7 @@ int gm_cli_parse_args(int argc, char *const *argv, struct gm_cli_args *out,
 {
     const char *pos[4];
     int n_pos = 0;
+    int limited = -1;
 
     memset(out, 0, sizeof(*out));
     err[0] = '\0';
@@ -221,7 +232,7 @@ int gm_cli_parse_args(int argc, char *const *argv, struct gm_cli_args *out,
                 pos[n_pos++] = argv[i];
             break;
         }
-        int rc = parse_flag(argc, argv, &i, out, err, err_len);
+        int rc = parse_flag(argc, argv, &i, out, &limited, err, err_len);
         if (rc < 0)
             return rc;
         if (rc == 1)
@@ -254,8 +265,13 @@ int gm_cli_parse_args(int argc, char *const *argv, struct gm_cli_args *out,
         out->name = pos[1];
     if (out->cmd == GM_CLI_PLAN && out->file == NULL)
         return usage_error(err, err_len, "plan: -f FILE is required");
-    if (out->cmd != GM_CLI_PLAN && out->file != NULL)
-        return usage_error(err, err_len, "%s: -f is only for plan", pos[0]);
+    if (limited >= 0 && strcmp(value_flags[limited].only_for, pos[0]) != 0) {
+        const char *alias = value_flags[limited].alias;
+        return usage_error(err, err_len, "%s: %s%s%s%s is only for %s", pos[0],
+                           value_flags[limited].name, alias ? " (" : "",
+                           alias ? alias : "", alias ? ")" : "",
+                           value_flags[limited].only_for);
+    }
     if (out->watch && out->cmd != GM_CLI_STATUS)
         return usage_error(err, err_len, "%s: --watch is only for status",
                            pos[0]);

@@ -19,14 +19,15 @@ enum gm_cli_cmd {
 /* Strings are borrowed from argv, or point into the struct. */
 struct gm_cli_args {
     enum gm_cli_cmd cmd;
-    const char *kubeconfig; /* NULL: $KUBECONFIG, else ~/.kube/config */
-    const char *context;    /* NULL: current-context */
+    /* NULL: $KUBECONFIG, else ~/.kube/config, else in-cluster */
+    const char *kubeconfig;
+    const char *context; /* NULL: current-context */
     bool no_color;
     bool help;        /* -h, --help or the help command */
     const char *name; /* POLICY (status, pause, resume) or NODE (retry) */
     bool watch;       /* status --watch */
     const char *file; /* plan -f */
-    bool json;        /* -o json */
+    bool json;        /* plan -o json (-o, -f and --*-configmap: plan only) */
     /* plan --mig-configmap NS/NAME; empty: the controller's config's
      * (gpumode-config), else the default. */
     char mig_ns[254];

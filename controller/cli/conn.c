@@ -10,11 +10,16 @@
 
 #include "kube/config.h"
 
+/* Set by the first SIGINT or SIGTERM any connection saw: the command's
+ * exit status then says so (130), as a shell's does. */
+static int g_interrupted;
+
 struct gm_cli_conn {
     uv_loop_t loop;
     struct gm_kube_config *cfg; /* owned */
-    struct gm_kube *kube;       /* owned */
+    struct gm_kube *kube;       /* owned; NULL once a call was interrupted */
     uv_signal_t sigint, sigterm;
+    int have_signals;
     int interrupted;
 };
 
@@ -32,6 +37,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct gm_cli_conn *c = h->data;
     (void)signum;
     c->interrupted = 1;
+    g_interrupted = 1;
 }
 
 int gm_cli_connect(const char *paths, const char *context,
@@ -67,7 +73,9 @@ int gm_cli_connect(const char *paths, const char *context,
         gm_cli_close(c);
         return rc;
     }
-    /* Ctrl-C ends a --watch cleanly instead of killing it mid-write. */
+    /* Ctrl-C ends a --watch cleanly instead of killing it mid-write, and
+     * stops a call in flight (wait_for). */
+    c->have_signals = 1;
     uv_signal_init(&c->loop, &c->sigint);
     uv_signal_init(&c->loop, &c->sigterm);
     c->sigint.data = c;
@@ -84,8 +92,8 @@ void gm_cli_close(struct gm_cli_conn *c)
 {
     if (c == NULL)
         return;
-    if (c->kube) {
-        gm_kube_free(c->kube);
+    gm_kube_free(c->kube);
+    if (c->have_signals) {
         uv_close((uv_handle_t *)&c->sigint, NULL);
         uv_close((uv_handle_t *)&c->sigterm, NULL);
     }
@@ -116,6 +124,11 @@ int gm_cli_interrupted(const struct gm_cli_conn *c)
     return c->interrupted;
 }
 
+int gm_cli_was_interrupted(void)
+{
+    return g_interrupted;
+}
+
 static void on_done(void *data, const struct gm_kube_resp *resp)
 {
     struct wait *w = data;
@@ -140,20 +153,42 @@ static int on_page(void *data, json_object *items)
     return 0;
 }
 
-/* Runs the loop until the call ends. UV_RUN_ONCE because the client keeps
- * handles (timers, pooled connections) alive between calls. */
+static int call_failed(int err, struct gm_kube_error *kerr)
+{
+    memset(kerr, 0, sizeof(*kerr));
+    kerr->err = err;
+    snprintf(kerr->message, sizeof(kerr->message), "%s",
+             err == -EINTR ? "interrupted" : strerror(-err));
+    return err;
+}
+
+/* Calls are refused once the user asked us to stop (the client is gone,
+ * and a next step of the command is not what they want). */
+static int check_live(const struct gm_cli_conn *c, struct gm_kube_error *kerr)
+{
+    return c->interrupted || c->kube == NULL ? call_failed(-EINTR, kerr) : 0;
+}
+
+/* Runs the loop until the call ends, or until SIGINT or SIGTERM: then the
+ * client is freed, which cancels every call (on_done runs at once with
+ * -ECANCELED, so w is not touched after we return) and kills an exec
+ * plugin still running, and the result is -EINTR. Without this, Ctrl-C
+ * could not stop a command outside --watch. UV_RUN_ONCE because the
+ * client keeps handles (timers, pooled connections) alive between calls. */
 static int wait_for(struct gm_cli_conn *c, struct wait *w, int started,
                     struct gm_kube_error *kerr)
 {
-    if (started) {
-        memset(kerr, 0, sizeof(*kerr));
-        kerr->err = started;
-        snprintf(kerr->message, sizeof(kerr->message), "%s",
-                 strerror(-started));
-        return started;
-    }
-    while (!w->done)
+    if (started)
+        return call_failed(started, kerr);
+    while (!w->done && !c->interrupted)
         uv_run(&c->loop, UV_RUN_ONCE);
+    /* A call that ended as the signal came is reported as it ended: a
+     * write that was made should not read "interrupted". */
+    if (!w->done) {
+        gm_kube_free(c->kube);
+        c->kube = NULL;
+        return call_failed(-EINTR, kerr);
+    }
     if (w->code >= 200 && w->code < 300)
         return 0;
     *kerr = w->err;
@@ -164,8 +199,11 @@ int gm_cli_get(struct gm_cli_conn *c, const char *path, json_object **out,
                struct gm_kube_error *kerr)
 {
     struct wait w = {0};
-    int rc = wait_for(c, &w, gm_kube_get(c->kube, path, on_done, &w), kerr);
+    int rc = check_live(c, kerr);
 
+    if (rc)
+        return rc;
+    rc = wait_for(c, &w, gm_kube_get(c->kube, path, on_done, &w), kerr);
     if (rc == 0 && out)
         *out = w.obj;
     else
@@ -179,6 +217,8 @@ int gm_cli_list(struct gm_cli_conn *c, const char *path, json_object **items,
     struct wait w = {0};
 
     *items = NULL;
+    if (check_live(c, kerr))
+        return kerr->err;
     w.items = json_object_new_array();
     if (w.items == NULL)
         return -ENOMEM;
@@ -198,11 +238,14 @@ int gm_cli_merge_patch(struct gm_cli_conn *c, const char *path,
                        struct gm_kube_error *kerr)
 {
     struct wait w = {0};
-    int rc = wait_for(c, &w,
-                      gm_kube_patch(c->kube, path, GM_PATCH_MERGE, body, NULL,
-                                    0, on_done, &w),
-                      kerr);
+    int rc = check_live(c, kerr);
 
+    if (rc)
+        return rc;
+    rc = wait_for(c, &w,
+                  gm_kube_patch(c->kube, path, GM_PATCH_MERGE, body, NULL, 0,
+                                on_done, &w),
+                  kerr);
     if (rc == 0 && out)
         *out = w.obj;
     else
@@ -215,10 +258,13 @@ static int send_body(struct gm_cli_conn *c, int put, const char *path,
                      struct gm_kube_error *kerr)
 {
     struct wait w = {0};
+    int rc = check_live(c, kerr);
+
+    if (rc)
+        return rc;
     int started = put ? gm_kube_update(c->kube, path, body, on_done, &w)
                       : gm_kube_create(c->kube, path, body, on_done, &w);
-    int rc = wait_for(c, &w, started, kerr);
-
+    rc = wait_for(c, &w, started, kerr);
     if (rc == 0 && out)
         *out = w.obj;
     else
@@ -264,6 +310,10 @@ void gm_cli_describe(const struct gm_cli_conn *c,
 {
     const char *server = c ? c->cfg->server : "?";
 
+    if (kerr->code == 0 && kerr->err == -EINTR) {
+        snprintf(buf, len, "interrupted");
+        return;
+    }
     if (kerr->code == 0) {
         const char *why = kerr->err ? strerror(-kerr->err) : kerr->message;
         if (kerr->err == -ECONNREFUSED)

@@ -13,20 +13,25 @@
 
 struct gm_cli_conn;
 
-/* Loads kubeconfig (paths NULL: $KUBECONFIG, else ~/.kube/config) and
- * makes a client. Returns 0 with *out the caller's (gm_cli_close), or a
- * negative errno with a message in err. */
+/* Loads kubeconfig (paths NULL: $KUBECONFIG, else ~/.kube/config, else the
+ * in-cluster service account, as kubectl does) and makes a client. Returns 0
+ * with *out the caller's (gm_cli_close), or a negative errno with a message in
+ * err. */
 int gm_cli_connect(const char *paths, const char *context,
                    struct gm_cli_conn **out, char *err, size_t err_len);
 void gm_cli_close(struct gm_cli_conn *c);
 const char *gm_cli_server(const struct gm_cli_conn *c);
-/* The connection's loop and client, borrowed, for watches (cli/watch.h). */
+/* The connection's loop and client, borrowed, for watches (cli/watch.h).
+ * An interrupted call frees the client, so no watch may be running while
+ * one of the calls below waits. */
 uv_loop_t *gm_cli_loop(struct gm_cli_conn *c);
 struct gm_kube *gm_cli_kube(struct gm_cli_conn *c);
 
 /* Each waits for the answer. On 2xx returns 0 with *out (when out is not
  * NULL) the caller's reference; otherwise returns -EIO (or the transport's
- * errno) with *kerr filled. */
+ * errno) with *kerr filled. SIGINT or SIGTERM cancels the call (and kills
+ * an exec credential plugin still running): -EINTR, and every later call
+ * returns -EINTR without being sent. */
 int gm_cli_get(struct gm_cli_conn *c, const char *path, json_object **out,
                struct gm_kube_error *kerr);
 /* Every page of a list: *items is a new array the caller owns. */
@@ -45,6 +50,8 @@ int gm_cli_update(struct gm_cli_conn *c, const char *path, json_object *body,
  * interrupted (SIGINT or SIGTERM), else 0. */
 int gm_cli_sleep(struct gm_cli_conn *c, long ms);
 int gm_cli_interrupted(const struct gm_cli_conn *c);
+/* Whether any connection of this process was interrupted. */
+int gm_cli_was_interrupted(void);
 
 /* A message for the user about a failed call: what is the matter and what
  * to do ("cannot reach the cluster at https://...: connection refused - is

@@ -836,8 +836,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\nsee: kubectl gpumode --help\n", err);
         return EXIT_USAGE;
     }
-    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-        if (handlers[i].cmd == a.cmd)
-            return handlers[i].run(&a);
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+        if (handlers[i].cmd != a.cmd)
+            continue;
+        int rc = handlers[i].run(&a);
+        /* Stopped by Ctrl-C or SIGTERM: 130, as a shell reports it. A
+         * --watch ended that way ends cleanly (0). */
+        return rc != 0 && gm_cli_was_interrupted() ? 130 : rc;
+    }
     return EXIT_USAGE;
 }

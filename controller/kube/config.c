@@ -27,6 +27,8 @@
 #define KUBECONFIG_MAX (16u << 20)
 /* Service-account files are small; the cap only guards against mistakes. */
 #define SA_FILE_MAX (1u << 20)
+/* A client certificate chain or key file; the same kind of guard. */
+#define PEM_FILE_MAX (1u << 20)
 
 struct kfile {
     char *path; /* owned; as the user spelled it, for messages */
@@ -404,8 +406,10 @@ static int load_file(struct loader *L, struct kfile *f, int skip_missing)
     return err;
 }
 
-/* Splits the colon-separated list, skipping empty and repeated entries. */
-static int load_all(struct loader *L, const char *paths)
+/* Splits the colon-separated list, skipping empty and repeated entries.
+ * from_defaults: the list is $KUBECONFIG or ~/.kube/config, not one the
+ * user named, so no file in it has to exist. */
+static int load_all(struct loader *L, const char *paths, int from_defaults)
 {
     char *copy = strdup(paths);
     size_t count = 0;
@@ -428,8 +432,9 @@ static int load_all(struct loader *L, const char *paths)
     copy = strdup(paths);
     if (copy == NULL)
         return -ENOMEM;
-    /* kubectl skips missing files in a list but not a file named alone. */
-    int skip_missing = nonempty > 1;
+    /* kubectl skips missing files in a list but not a file named alone
+     * (--kubeconfig); its default files may all be missing. */
+    int skip_missing = from_defaults || nonempty > 1;
     for (char *save = NULL, *tok = strtok_r(copy, ":", &save); tok && !err;
          tok = strtok_r(NULL, ":", &save)) {
         int dup = 0;
@@ -670,6 +675,24 @@ static int build_exec(struct loader *L, struct kfile *f, yaml_node_t *body,
     return err;
 }
 
+/* Replaces the file *path (key names its field, for messages) by its
+ * contents in *data. */
+static int inline_file(struct loader *L, struct kfile *f, const char *pfx,
+                       const char *key, char **path, char **data, size_t *len)
+{
+    int err = read_file(*path, PEM_FILE_MAX, data, len);
+
+    if (err == -E2BIG)
+        return fail_errno(L, err, f->path, "%s.%s: %s: larger than %u bytes",
+                          pfx, key, *path, PEM_FILE_MAX);
+    if (err)
+        return fail_errno(L, err, f->path, "%s.%s: %s: cannot read: %s", pfx,
+                          key, *path, strerror(-err));
+    free(*path);
+    *path = NULL;
+    return 0;
+}
+
 static int build_user(struct loader *L, const struct entry *e,
                       struct gm_kube_config *c)
 {
@@ -711,6 +734,15 @@ static int build_user(struct loader *L, const struct entry *e,
         err = set_path(L, f, &c->cert_file, cert);
     if (!err && !c->key_data)
         err = set_path(L, f, &c->key_file, key);
+    /* client-go loads each half on its own, but the transport hands curl
+     * either two blobs or two paths; a mixed pair would go out without a
+     * certificate, so the file half is read in now. */
+    if (!err && c->cert_data && c->key_file)
+        err = inline_file(L, f, pfx, "client-key", &c->key_file, &c->key_data,
+                          &c->key_data_len);
+    if (!err && c->key_data && c->cert_file)
+        err = inline_file(L, f, pfx, "client-certificate", &c->cert_file,
+                          &c->cert_data, &c->cert_data_len);
     if (err)
         return err;
     int have_cert = c->cert_data || c->cert_file;
@@ -844,43 +876,94 @@ static int set_err(char **err, const char *msg)
     return -ENOMEM;
 }
 
+/* True when no file read gave anything: no entry, no current-context.
+ * client-go then counts the configuration as unset (an empty file too). */
+static int loaded_nothing(const struct loader *L)
+{
+    return L->clusters.n == 0 && L->users.n == 0 && L->contexts.n == 0 &&
+           L->current == NULL;
+}
+
+/* client-go's last resort when the default files give nothing: the pod's
+ * service account. A failure names both what was looked for and why the
+ * service account did not do. */
+static int fall_back_in_cluster(const char *tried, int any_file,
+                                const char *sa_dir, struct gm_kube_config **out,
+                                char **errmsg)
+{
+    static const char ic[] = "in-cluster config: ";
+    char *icerr = NULL;
+    struct gm_buf b;
+    int err = gm_kubeconfig_in_cluster(sa_dir, out, &icerr);
+
+    if (err == 0)
+        return 0;
+    gm_buf_init(&b, 8192);
+    gm_buf_appendf(&b, "%s: %s; %s%s", tried,
+                   any_file ? "no configuration in it" : "no kubeconfig found",
+                   icerr && strncmp(icerr, ic, strlen(ic)) == 0 ? "" : ic,
+                   icerr ? icerr : strerror(-err));
+    free(icerr);
+    *errmsg = gm_buf_steal(&b);
+    return err;
+}
+
 int gm_kubeconfig_load(const char *paths, const char *context,
                        struct gm_kube_config **out, char **errmsg)
 {
+    return gm_kubeconfig_load_sa(paths, context, GM_KUBE_SA_DIR, out, errmsg);
+}
+
+int gm_kubeconfig_load_sa(const char *paths, const char *context,
+                          const char *sa_dir, struct gm_kube_config **out,
+                          char **errmsg)
+{
     struct loader L = {0};
     struct gm_kube_config *c = NULL;
+    int from_defaults = paths == NULL;
+    const char *tried = paths;
     char *def = NULL;
     char all[1024];
     int err;
 
     *out = NULL;
     *errmsg = NULL;
-    if (paths == NULL) {
+    if (from_defaults) {
         paths = getenv("KUBECONFIG");
+        tried = paths;
         if (paths == NULL || paths[0] == '\0') {
             const char *home = getenv("HOME");
             struct gm_buf b;
-            if (home == NULL || home[0] == '\0') {
-                *errmsg = strdup("$HOME/.kube/config: HOME is not set");
-                return -ENOENT;
+            /* No home, no default file: the in-cluster config may still
+             * do, as for client-go. */
+            paths = "";
+            tried = "$HOME/.kube/config (HOME is not set)";
+            if (home && home[0]) {
+                gm_buf_init(&b, PATH_MAX);
+                gm_buf_appendf(&b, "%s/.kube/config", home);
+                def = gm_buf_steal(&b);
+                if (def == NULL)
+                    return set_err(errmsg, "out of memory");
+                paths = tried = def;
             }
-            gm_buf_init(&b, PATH_MAX);
-            gm_buf_appendf(&b, "%s/.kube/config", home);
-            def = gm_buf_steal(&b);
-            if (def == NULL)
-                return set_err(errmsg, "out of memory");
-            paths = def;
         }
     }
-    err = load_all(&L, paths);
+    err = load_all(&L, paths, from_defaults);
     if (err && L.err == NULL)
-        fail_errno(&L, err, paths, "%s", strerror(-err));
-    if (!err && where_all(&L, all, sizeof(all))[0] == '\0')
-        err = fail_errno(&L, -ENOENT, paths, "no kubeconfig file found");
+        fail_errno(&L, err, tried, "%s", strerror(-err));
+    int any_file = where_all(&L, all, sizeof(all))[0] != '\0';
+    if (!err && from_defaults && context == NULL && loaded_nothing(&L)) {
+        loader_free(&L);
+        err = fall_back_in_cluster(tried, any_file, sa_dir, out, errmsg);
+        free(def);
+        return err;
+    }
+    if (!err && !any_file)
+        err = fail_errno(&L, -ENOENT, tried, "no kubeconfig file found");
     if (!err) {
         c = calloc(1, sizeof(*c));
         if (c == NULL)
-            err = fail_errno(&L, -ENOMEM, paths, "out of memory");
+            err = fail_errno(&L, -ENOMEM, tried, "out of memory");
     }
     if (!err)
         err = build(&L, context, c);

@@ -24,9 +24,11 @@ struct gm_kube_config {
     int insecure;          /* insecure-skip-tls-verify */
     char *tls_server_name; /* owned or NULL */
     char *proxy_url;       /* owned or NULL */
-    char *cert_file;       /* owned or NULL */
-    char *key_file;        /* owned or NULL */
-    char *cert_data;       /* owned decoded PEM or NULL */
+    /* The client certificate and key are both files or both inline data,
+     * never one of each: a mixed pair is read into memory at load. */
+    char *cert_file; /* owned or NULL */
+    char *key_file;  /* owned or NULL */
+    char *cert_data; /* owned decoded PEM or NULL */
     size_t cert_data_len;
     char *key_data; /* owned decoded PEM or NULL */
     size_t key_data_len;
@@ -37,12 +39,26 @@ struct gm_kube_config {
     char *context;             /* owned; the context used, or NULL */
 };
 
-/* Loads kubeconfig. paths is a colon-separated list (as in KUBECONFIG); NULL
- * means $KUBECONFIG, else ~/.kube/config. context NULL means current-context.
+/* Where every pod's service account is mounted. */
+#define GM_KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+
+/* Loads kubeconfig. paths is a colon-separated list (as in KUBECONFIG):
+ * named alone, the file must exist; in a list, missing files are skipped.
+ * paths NULL follows client-go's default rules: $KUBECONFIG, else
+ * ~/.kube/config, every missing file skipped, and when no file gives any
+ * configuration (and context is NULL) the in-cluster one from
+ * GM_KUBE_SA_DIR. context NULL means current-context.
  * On error returns a negative errno and sets *err to a malloc'd message that
- * names the file and the field; the caller frees it. *out is the caller's. */
+ * names the file and the field (or, with nothing found, what was tried);
+ * the caller frees it. *out is the caller's. */
 int gm_kubeconfig_load(const char *paths, const char *context,
                        struct gm_kube_config **out, char **err);
+
+/* gm_kubeconfig_load with the service-account directory of the in-cluster
+ * fallback named, so tests need no /var/run/secrets. */
+int gm_kubeconfig_load_sa(const char *paths, const char *context,
+                          const char *sa_dir, struct gm_kube_config **out,
+                          char **err);
 
 /* In-cluster configuration from KUBERNETES_SERVICE_HOST/PORT and the files in
  * dir (normally /var/run/secrets/kubernetes.io/serviceaccount): token file
