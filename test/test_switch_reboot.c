@@ -50,6 +50,7 @@ struct fx {
     bool other_pod;        /* a pod of no GPU, by a ReplicaSet, on the node */
     bool pods_forbidden;   /* every helper pod create answers 403 */
     bool pods_unavailable; /* every helper pod create answers 503 */
+    bool webhook_down;     /* every helper pod create answers 500 */
     int evictions;         /* its evictions asked for */
     int acted;             /* an eviction or a helper pod was asked for */
 };
@@ -136,7 +137,14 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
         f->helper_posts++;
         f->acted = 1;
-        if (f->pods_unavailable)
+        if (f->webhook_down)
+            th_respond(c, 500, NULL,
+                       "{\"kind\":\"Status\",\"status\":\"Failure\","
+                       "\"reason\":\"InternalError\",\"message\":"
+                       "\"Internal error occurred: failed calling webhook "
+                       "\\\"validate.kyverno.svc-fail\\\": context "
+                       "deadline exceeded\",\"code\":500}");
+        else if (f->pods_unavailable)
             th_respond(c, 503, NULL,
                        "{\"kind\":\"Status\",\"status\":\"Failure\","
                        "\"reason\":\"ServiceUnavailable\",\"code\":503}");
@@ -550,6 +558,33 @@ static void test_refused_helper_fails_in_time(void **state)
     free(f.record);
 }
 
+/* A pod webhook that is down (failurePolicy Fail) answers 500 until a
+ * person fixes it: a refusal, failed in time like a 403. */
+static void test_failing_webhook_is_a_refusal(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Running",
+                   .no_helper = true,
+                   .webhook_down = true};
+    struct gm_switch_record rec = {0};
+    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.cfg.helper_timeout_s = 1;
+    th_run_until(&f.c.loop, &f.done, 8000);
+    th_ctl_stop(&f.c);
+    patched_record(&f, &rec);
+    assert_string_equal(rec.reason, "HelperNotCreated");
+    assert_non_null(strstr(rec.message, "failed calling webhook"));
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+}
+
 /* The API server out of reach (503) past helperTimeoutSeconds is not a
  * refusal: the create goes on being tried, and the switch waits. */
 static void test_unavailable_api_is_not_a_refusal(void **state)
@@ -686,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_untouched_refusal_is_not_held),
         cmocka_unit_test(test_refused_helper_fails_in_time),
+        cmocka_unit_test(test_failing_webhook_is_a_refusal),
         cmocka_unit_test(test_unavailable_api_is_not_a_refusal),
         cmocka_unit_test(test_rollback_refusal_keeps_it_changed),
         cmocka_unit_test(test_running_agent_times_out_without_events),

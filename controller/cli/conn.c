@@ -10,8 +10,8 @@
 
 #include "kube/config.h"
 
-/* Set by the first SIGINT or SIGTERM any connection saw: the command's
- * exit status then says so (130), as a shell's does. */
+/* The first SIGINT or SIGTERM any connection saw: the command's exit
+ * status then says so (128 + it), as a shell's does. */
 static int g_interrupted;
 
 struct gm_cli_conn {
@@ -35,9 +35,9 @@ struct wait {
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct gm_cli_conn *c = h->data;
-    (void)signum;
     c->interrupted = 1;
-    g_interrupted = 1;
+    if (g_interrupted == 0)
+        g_interrupted = signum;
 }
 
 int gm_cli_connect(const char *paths, const char *context,

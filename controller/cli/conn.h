@@ -50,7 +50,8 @@ int gm_cli_update(struct gm_cli_conn *c, const char *path, json_object *body,
  * interrupted (SIGINT or SIGTERM), else 0. */
 int gm_cli_sleep(struct gm_cli_conn *c, long ms);
 int gm_cli_interrupted(const struct gm_cli_conn *c);
-/* Whether any connection of this process was interrupted. */
+/* The signal that interrupted a connection of this process (SIGINT,
+ * SIGTERM), or 0. */
 int gm_cli_was_interrupted(void);
 
 /* A message for the user about a failed call: what is the matter and what

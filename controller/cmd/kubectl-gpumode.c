@@ -840,9 +840,14 @@ int main(int argc, char **argv)
         if (handlers[i].cmd != a.cmd)
             continue;
         int rc = handlers[i].run(&a);
-        /* Stopped by Ctrl-C or SIGTERM: 130, as a shell reports it. A
-         * --watch ended that way ends cleanly (0). */
-        return rc != 0 && gm_cli_was_interrupted() ? 130 : rc;
+        /* Stopped by Ctrl-C or SIGTERM: 130 or 143, as a shell reports
+         * it, whatever the command made of the interrupted calls (plan
+         * goes on without the server's check, and would say 0). Ending
+         * --watch so is how it is meant to end (0). */
+        int sig = gm_cli_was_interrupted();
+        if (sig && !(a.cmd == GM_CLI_STATUS && a.watch))
+            return 128 + sig;
+        return rc;
     }
     return EXIT_USAGE;
 }

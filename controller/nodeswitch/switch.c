@@ -179,13 +179,16 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
          * AlreadyExists means it does). */
         if (w->helper_create && resp->error->code != 409)
             w->ns->created_helper[0] = '\0';
-        /* Refused (admission, quota, a bad field): what HelperNotCreated
-         * waits out. Not a conflict, nor the API server busy (429) or out
-         * of reach (5xx, no answer): those end when it is back. */
+        /* Refused (admission, quota, a bad field; a 500 is what a pod
+         * webhook that is down or failing answers, until a person fixes
+         * it): what HelperNotCreated waits out. Not a conflict, nor the
+         * API server busy (429) or out of reach (502-504, no answer):
+         * those end when it is back. */
+        int code = resp->error->code;
         if (w->helper_create)
             w->ns->helper_refused =
-                resp->error->code >= 400 && resp->error->code < 500 &&
-                resp->error->code != 409 && resp->error->code != 429;
+                (code >= 400 && code < 500 && code != 409 && code != 429) ||
+                code == 500;
         if (resp->error->code == 409) {
             /* Our cache was behind: another writer changed the node first
              * (e.g. the node lifecycle controller's taint), or the helper
