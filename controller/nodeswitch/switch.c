@@ -948,9 +948,6 @@ static void helper_deleted(void *data, const struct gm_kube_resp *resp)
     free(d);
 }
 
-/* Helper pods of this node other than `keep` are from finished steps (or a
- * crash between reading a result and deleting the pod), or ones whose step
- * timed out: remove them. */
 /* Whether helper pod p is pinned to node. By spec.nodeName, which holds
  * the whole name: the gpumode.io/node label is cut to a label value's 63
  * characters. */
@@ -959,6 +956,9 @@ static bool helper_of(const struct gm_pod *p, const char *node)
     return p->node_name && strcmp(p->node_name, node) == 0;
 }
 
+/* Helper pods of this node other than `keep` are from finished steps (or a
+ * crash between reading a result and deleting the pod), or ones whose step
+ * timed out: remove them. */
 static void collect_helpers_of(struct gm_ctl *ctl, const char *node,
                                const char *keep)
 {
@@ -2051,12 +2051,11 @@ static int release_failed(struct sw *s)
          * the node stays held as it is, with the mark used up and a
          * message that says what a person can do, rather than cordoned
          * again and held anew by every retry. */
-        char msg[512];
-        snprintf(msg, sizeof(msg),
-                 "no policy selects the node any more, and its mode before "
-                 "the switch is not known (it had no gpumode.io/mode label), "
-                 "so it cannot be rolled back: select it with a policy (the "
-                 "next retry switches it to that policy's mode)");
+        static const char msg[] =
+            "no policy selects the node any more, and its mode before the "
+            "switch is not known (it had no gpumode.io/mode label), so it "
+            "cannot be rolled back: select it with a policy (the next retry "
+            "switches it to that policy's mode)";
         s->clear_retry = true;
         if (gm_set_str(&s->rec.reason, "PolicyGone") ||
             gm_set_str(&s->rec.message, msg))
