@@ -333,6 +333,39 @@ static void test_one_reboot_per_attempt(void **state)
     gm_record_clear(&rec);
 }
 
+/* A full -> vgpu record in Reconfiguring (caller frees), with the mode
+ * before and whether it is a rollback's. */
+static char *reconfiguring(enum gm_mode from, bool rolling_back)
+{
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.from = from;
+    rec.rolling_back = rolling_back;
+    text = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    return text;
+}
+
+/* Runs the apply step of f's switch with a helper timeout of 1 s, until
+ * the first node write or ms. The helper cache is empty. */
+static void run_unposted(struct fx *f, int ms)
+{
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    f->step = "apply";
+    f->argv = argv;
+    f->argc = 5;
+    f->phase = "Running";
+    f->no_helper = true;
+    th_ctl_start(&f->c, handler, f);
+    f->c.cfg.helper_timeout_s = 1;
+    th_run_until(&f->c.loop, &f->done, ms);
+    th_ctl_stop(&f->c);
+}
+
 /* A first switch (no gpumode.io/mode: the mode before is unknown) whose
  * agent refused before changing anything (a process on a GPU; changed:
  * false) rolls back, putting the plugins back and uncordoning, rather than
@@ -354,14 +387,8 @@ static void run_first_switch(bool changed, struct gm_switch_record *out)
                    .argc = 5,
                    .phase = "Failed",
                    .term = term};
-    struct gm_switch_record rec = {0};
     char err[256];
-    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
-    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
-    free(text);
-    rec.from = GM_MODE_UNKNOWN;
-    f.record = gm_record_format(&rec);
-    gm_record_clear(&rec);
+    f.record = reconfiguring(GM_MODE_UNKNOWN, false);
     th_ctl_start(&f.c, handler, &f);
     th_run_until(&f.c.loop, &f.done, 5000);
     th_ctl_stop(&f.c);
@@ -526,26 +553,10 @@ static void test_running_agent_times_out_without_events(void **state)
 static void test_refused_helper_fails_in_time(void **state)
 {
     (void)state;
-    static const char *const argv[] = {"apply", "--mode", "vgpu",
-                                       "--allow-reset", ""};
-    struct fx f = {.step = "apply",
-                   .argv = argv,
-                   .argc = 5,
-                   .phase = "Running",
-                   .no_helper = true,
-                   .pods_forbidden = true};
+    struct fx f = {.pods_forbidden = true};
     struct gm_switch_record rec = {0};
-    char err[256];
-    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
-    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
-    free(text);
-    rec.from = GM_MODE_UNKNOWN;
-    f.record = gm_record_format(&rec);
-    gm_record_clear(&rec);
-    th_ctl_start(&f.c, handler, &f);
-    f.c.cfg.helper_timeout_s = 1;
-    th_run_until(&f.c.loop, &f.done, 8000);
-    th_ctl_stop(&f.c);
+    f.record = reconfiguring(GM_MODE_UNKNOWN, false);
+    run_unposted(&f, 8000);
     assert_true(f.helper_posts >= 1);
     patched_record(&f, &rec);
     assert_string_equal(rec.reason, "HelperNotCreated");
@@ -563,20 +574,10 @@ static void test_refused_helper_fails_in_time(void **state)
 static void test_failing_webhook_is_a_refusal(void **state)
 {
     (void)state;
-    static const char *const argv[] = {"apply", "--mode", "vgpu",
-                                       "--allow-reset", ""};
-    struct fx f = {.step = "apply",
-                   .argv = argv,
-                   .argc = 5,
-                   .phase = "Running",
-                   .no_helper = true,
-                   .webhook_down = true};
+    struct fx f = {.webhook_down = true};
     struct gm_switch_record rec = {0};
-    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
-    th_ctl_start(&f.c, handler, &f);
-    f.c.cfg.helper_timeout_s = 1;
-    th_run_until(&f.c.loop, &f.done, 8000);
-    th_ctl_stop(&f.c);
+    f.record = reconfiguring(GM_MODE_FULL, false);
+    run_unposted(&f, 8000);
     patched_record(&f, &rec);
     assert_string_equal(rec.reason, "HelperNotCreated");
     assert_non_null(strstr(rec.message, "failed calling webhook"));
@@ -590,19 +591,9 @@ static void test_failing_webhook_is_a_refusal(void **state)
 static void test_unavailable_api_is_not_a_refusal(void **state)
 {
     (void)state;
-    static const char *const argv[] = {"apply", "--mode", "vgpu",
-                                       "--allow-reset", ""};
-    struct fx f = {.step = "apply",
-                   .argv = argv,
-                   .argc = 5,
-                   .phase = "Running",
-                   .no_helper = true,
-                   .pods_unavailable = true};
-    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
-    th_ctl_start(&f.c, handler, &f);
-    f.c.cfg.helper_timeout_s = 1;
-    th_run_until(&f.c.loop, &f.done, 3500);
-    th_ctl_stop(&f.c);
+    struct fx f = {.pods_unavailable = true};
+    f.record = reconfiguring(GM_MODE_FULL, false);
+    run_unposted(&f, 3500);
     assert_true(f.helper_posts >= 1);
     assert_null(f.patched);
     free(f.record);
@@ -625,13 +616,7 @@ static void test_rollback_refusal_keeps_it_changed(void **state)
                            "\"reason\":\"GPUInUse\",\"message\":\"GPU 0 "
                            "is in use\"}"};
     struct gm_switch_record rec = {0};
-    char err[256];
-    char *text = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
-    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
-    free(text);
-    rec.rolling_back = true;
-    f.record = gm_record_format(&rec);
-    gm_record_clear(&rec);
+    f.record = reconfiguring(GM_MODE_FULL, true);
     th_ctl_start(&f.c, handler, &f);
     th_run_until(&f.c.loop, &f.done, 5000);
     th_ctl_stop(&f.c);
