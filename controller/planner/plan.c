@@ -995,15 +995,15 @@ static int schedule(struct ctx *c)
         } else if (!free_start && slots <= 0) {
             /* Name a node that holds the budget without a switch: nothing
              * of gpumode's will free its slot. */
-            char idle[400] = "";
+            char idle[180] = ""; /* a long node name is cut to fit why */
             if (c->idle_unavailable == 1)
                 snprintf(idle, sizeof(idle),
-                         " (%s, converged, is cordoned or not Ready)",
+                         " (%.100s, converged, is cordoned or not Ready)",
                          c->first_idle_unavailable);
             else if (c->idle_unavailable > 1)
                 snprintf(idle, sizeof(idle),
-                         " (%s and %d other converged nodes are cordoned or "
-                         "not Ready)",
+                         " (%.100s and %d other converged nodes are cordoned "
+                         "or not Ready)",
                          c->first_idle_unavailable, c->idle_unavailable - 1);
             snprintf(why, sizeof(why),
                      "waiting for rollout budget: %d of %d nodes "
