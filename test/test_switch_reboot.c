@@ -275,6 +275,26 @@ static int allow_reboot(void *data, const char *name,
     return 0;
 }
 
+/* Runs f's switch until its first node write (5 s at most), under
+ * policy_for when given, and parses that record into *out. Frees f's
+ * record and patch. */
+static void run_to_first_write(struct fx *f,
+                               int (*policy_for)(void *, const char *,
+                                                 struct gm_switch_policy *),
+                               struct gm_switch_record *out)
+{
+    char err[256];
+    th_ctl_start(&f->c, handler, f);
+    if (policy_for)
+        f->c.ctl->policy_for = policy_for;
+    th_run_until(&f->c.loop, &f->done, 5000);
+    th_ctl_stop(&f->c);
+    assert_non_null(f->patched);
+    assert_int_equal(gm_record_parse(f->patched, out, err, sizeof(err)), 0);
+    free(f->patched);
+    free(f->record);
+}
+
 /* A full -> vgpu switch in Reconfiguring whose apply helper failed asking
  * for a reboot, under a policy that allows one: the apply pod is the same
  * as without allowReboot (its arguments, which name it, leave it out), so
@@ -303,14 +323,7 @@ static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
     assert_int_equal(gm_set_str(&rec.boot_id, rebooted_from), 0);
     f.record = gm_record_format(&rec);
     gm_record_clear(&rec);
-    th_ctl_start(&f.c, handler, &f);
-    f.c.ctl->policy_for = allow_reboot;
-    th_run_until(&f.c.loop, &f.done, 5000);
-    th_ctl_stop(&f.c);
-    assert_non_null(f.patched);
-    assert_int_equal(gm_record_parse(f.patched, out, err, sizeof(err)), 0);
-    free(f.patched);
-    free(f.record);
+    run_to_first_write(&f, allow_reboot, out);
 }
 
 static void test_one_reboot_per_attempt(void **state)
@@ -387,15 +400,8 @@ static void run_first_switch(bool changed, struct gm_switch_record *out)
                    .argc = 5,
                    .phase = "Failed",
                    .term = term};
-    char err[256];
     f.record = reconfiguring(GM_MODE_UNKNOWN, false);
-    th_ctl_start(&f.c, handler, &f);
-    th_run_until(&f.c.loop, &f.done, 5000);
-    th_ctl_stop(&f.c);
-    assert_non_null(f.patched);
-    assert_int_equal(gm_record_parse(f.patched, out, err, sizeof(err)), 0);
-    free(f.patched);
-    free(f.record);
+    run_to_first_write(&f, NULL, out);
 }
 
 static void test_untouched_refusal_is_not_held(void **state)
