@@ -14,6 +14,9 @@
 
 #include <cmocka.h>
 #include <json-c/json.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "common/log.h"
 #include "kube/auth.h"
@@ -33,6 +36,8 @@ struct fixture {
     char token_path[PATH_MAX];
     char count_path[PATH_MAX];
     char info_path[PATH_MAX];
+    char cert_path[PATH_MAX];
+    char key_path[PATH_MAX];
     char command[PATH_MAX];
     char api[64];
     char source[32];
@@ -66,6 +71,8 @@ static int setup(void **state)
     snprintf(f->token_path, sizeof(f->token_path), "%s/token", f->dir);
     snprintf(f->count_path, sizeof(f->count_path), "%s/count", f->dir);
     snprintf(f->info_path, sizeof(f->info_path), "%s/info", f->dir);
+    snprintf(f->cert_path, sizeof(f->cert_path), "%s/client.crt", f->dir);
+    snprintf(f->key_path, sizeof(f->key_path), "%s/client.key", f->dir);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     f->clock = EXPIRY_MS - 3600 * 1000;
     f->cfg.namespace = "default";
@@ -84,6 +91,8 @@ static int teardown(void **state)
     unlink(f->token_path);
     unlink(f->count_path);
     unlink(f->info_path);
+    unlink(f->cert_path);
+    unlink(f->key_path);
     rmdir(f->dir);
     free(f);
     return 0;
@@ -655,6 +664,195 @@ static void test_free_from_callback(void **state)
     assert_int_equal(r.called, 0);
 }
 
+/* ---- client certificate files ---- */
+
+static EVP_PKEY *new_key(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+
+    assert_non_null(k);
+    return k;
+}
+
+/* A self-signed certificate for k, as PEM in path. */
+static void write_cert(const char *path, const char *cn, EVP_PKEY *k)
+{
+    X509 *x = X509_new();
+    FILE *fp = fopen(path, "w");
+
+    assert_non_null(x);
+    assert_non_null(fp);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, name);
+    X509_set_pubkey(x, k);
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    assert_int_equal(PEM_write_X509(fp, x), 1);
+    fclose(fp);
+    X509_free(x);
+}
+
+static void write_key(const char *path, EVP_PKEY *k)
+{
+    FILE *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    assert_int_equal(PEM_write_PrivateKey(fp, k, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(fp);
+}
+
+/* Whether the PEM handed out is the file's text. */
+static int holds_file(const char *pem, size_t len, const char *path)
+{
+    char buf[8192];
+    FILE *fp = fopen(path, "r");
+
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof(buf), fp);
+    fclose(fp);
+    return pem && len == n && memcmp(pem, buf, n) == 0;
+}
+
+static void use_cert_files(struct fixture *f)
+{
+    f->cfg.cert_file = f->cert_path;
+    f->cfg.key_file = f->key_path;
+    new_auth(f);
+}
+
+/* A pair rotated on disk is handed out within the minute (the API server
+ * refuses an expired certificate on an open connection), and at once after
+ * a 401. */
+static void test_cert_files_reloaded(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    EVP_PKEY *one = new_key(), *two = new_key();
+
+    write_cert(f->cert_path, "one", one);
+    write_key(f->key_path, one);
+    use_cert_files(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_null(cred.token);
+    assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
+    assert_true(holds_file(cred.key_pem, cred.key_len, f->key_path));
+    uint64_t gen = cred.generation;
+    char first[8192];
+    assert_true(cred.cert_len < sizeof(first));
+    memcpy(first, cred.cert_pem, cred.cert_len);
+
+    /* The same pair read again is not a change. */
+    f->clock += 61 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_int_equal(cred.generation, gen);
+
+    write_cert(f->cert_path, "two", two);
+    write_key(f->key_path, two);
+    f->clock += 30 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_memory_equal(cred.cert_pem, first, cred.cert_len);
+    assert_int_equal(cred.generation, gen);
+    f->clock += 31 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
+    assert_true(holds_file(cred.key_pem, cred.key_len, f->key_path));
+    assert_int_equal(cred.generation, gen + 1);
+
+    write_cert(f->cert_path, "three", one);
+    write_key(f->key_path, one);
+    f->clock += 1000;
+    gm_auth_invalidate(f->a);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
+    assert_int_equal(cred.generation, gen + 2);
+    EVP_PKEY_free(one);
+    EVP_PKEY_free(two);
+}
+
+/* A certificate written before its key is not a pair: the pair read before
+ * goes on until the key follows. */
+static void test_cert_files_half_rotated(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    EVP_PKEY *one = new_key(), *two = new_key();
+
+    write_cert(f->cert_path, "one", one);
+    write_key(f->key_path, one);
+    use_cert_files(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    uint64_t gen = cred.generation;
+    char first[8192];
+    size_t first_len = cred.cert_len;
+    memcpy(first, cred.cert_pem, first_len);
+
+    write_cert(f->cert_path, "two", two);
+    f->clock += 61 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_int_equal(cred.cert_len, first_len);
+    assert_memory_equal(cred.cert_pem, first, first_len);
+    assert_int_equal(cred.generation, gen);
+    assert_non_null(strstr(gm_auth_last_error(f->a), "does not match"));
+
+    write_key(f->key_path, two);
+    f->clock += 61 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
+    assert_int_equal(cred.generation, gen + 1);
+    assert_null(gm_auth_last_error(f->a));
+    EVP_PKEY_free(one);
+    EVP_PKEY_free(two);
+}
+
+/* With nothing good read yet, a request fails with the file and the
+ * reason. */
+static void test_cert_files_unusable(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    EVP_PKEY *k = new_key();
+
+    write_cert(f->cert_path, "one", k);
+    use_cert_files(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), -ENOENT);
+    assert_non_null(strstr(gm_auth_last_error(f->a), f->key_path));
+
+    FILE *fp = fopen(f->key_path, "w");
+    assert_non_null(fp);
+    fputs("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", fp);
+    fclose(fp);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), -EINVAL);
+    assert_non_null(strstr(gm_auth_last_error(f->a), "no unencrypted PEM"));
+    assert_non_null(strstr(gm_auth_last_error(f->a), f->cert_path));
+
+    write_key(f->key_path, k);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_true(holds_file(cred.key_pem, cred.key_len, f->key_path));
+    EVP_PKEY_free(k);
+}
+
+/* A token file and certificate files together: both go out. */
+static void test_cert_files_with_token_file(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    EVP_PKEY *k = new_key();
+
+    write_cert(f->cert_path, "one", k);
+    write_key(f->key_path, k);
+    write_token(f, "token-one\n");
+    f->cfg.token_file = f->token_path;
+    use_cert_files(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "token-one");
+    assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
+    EVP_PKEY_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +889,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_from_callback, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cert_files_reloaded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cert_files_half_rotated, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cert_files_unusable, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cert_files_with_token_file, setup,
                                         teardown),
     };
     /* Failures are asserted on; their warnings would only be noise. */

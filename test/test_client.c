@@ -549,6 +549,49 @@ static void test_401_refreshes_once(void **state)
     fx_free(f);
 }
 
+/* A credential source that fails says why in the call's error. */
+static int failing_cred(void *src, struct gm_cred *cred, gm_auth_cb cb,
+                        void *data)
+{
+    (void)src, (void)cred, (void)cb, (void)data;
+    return -ENOENT;
+}
+
+static const char *failing_cred_error(void *src)
+{
+    (void)src;
+    return "/etc/kube/client.crt: cannot read: No such file or directory";
+}
+
+static int cred_err;
+static char cred_msg[256];
+static void on_cred_fail(void *data, const struct gm_http_result *res)
+{
+    (void)data;
+    http_done = 1;
+    cred_err = res->err;
+    snprintf(cred_msg, sizeof(cred_msg), "%s", res->errmsg ? res->errmsg : "");
+}
+
+static void test_credential_failure_says_why(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_ok, NULL);
+    struct gm_http_opts ho = {
+        .cfg = &f->cfg, .cred = failing_cred, .cred_error = failing_cred_error};
+    struct gm_http *h;
+    assert_int_equal(gm_http_new(&f->loop, &ho, &h), 0);
+    struct gm_http_req req = {.method = "GET", .path = "/api"};
+    http_done = 0;
+    assert_int_equal(gm_http_send(h, &req, on_cred_fail, NULL, NULL, NULL), 0);
+    assert_true(th_run_until(&f->loop, &http_done, 5000));
+    assert_int_equal(cred_err, -ENOENT);
+    assert_string_equal(cred_msg, failing_cred_error(NULL));
+    assert_int_equal(f->hits, 0);
+    gm_http_free(h);
+    fx_free(f);
+}
+
 /* ---- an exec credential due for refresh while its plugin fails ---- */
 
 struct http_res {
@@ -923,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_paginated_list),
         cmocka_unit_test(test_rate_limit_and_reuse),
         cmocka_unit_test(test_401_refreshes_once),
+        cmocka_unit_test(test_credential_failure_says_why),
         cmocka_unit_test(test_early_refresh_failure_keeps_requests_going),
         cmocka_unit_test(test_socket_bounds_dead_peer),
         cmocka_unit_test(test_connection_bounds_dead_peer),

@@ -1,7 +1,11 @@
 /* Credentials that change while we run. Three sources, by precedence the way
- * client-go picks them: an exec plugin, a token file, a static token (client
- * certificate files need nothing here; the HTTP layer reads them from the
- * config).
+ * client-go picks them: an exec plugin, a token file, a static token. Client
+ * certificate and key files are read here too, whatever the source of the
+ * token, and re-read like a token file: the API server checks a client
+ * certificate's dates on every request, so a pair rotated on disk must reach
+ * new connections before the old certificate expires (client-go reloads
+ * them for the same reason). A changed pair goes out as a different blob,
+ * and libcurl does not reuse a connection made with another certificate.
  *
  * Token files are read synchronously: they are a few bytes on a local
  * tmpfs (service-account projection), cheaper than a thread-pool round trip.
@@ -26,6 +30,9 @@
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -34,6 +41,11 @@
  * re-reads the file once a minute, and so do we. */
 #define TOKEN_FILE_TTL_MS 60000
 #define TOKEN_FILE_MAX (1u << 20)
+/* A client certificate file may hold a chain; a MiB is far more. */
+#define CERT_FILE_MAX (1u << 20)
+/* client-go checks the pair every 5 minutes; two small reads a minute cost
+ * nothing and leave more of a short-lived certificate's life. */
+#define CERT_FILES_TTL_MS 60000
 #define EXEC_TIMEOUT_MS 30000
 /* A credential is a few KiB; anything far larger is a broken plugin. */
 #define EXEC_STDOUT_MAX (64u << 10)
@@ -94,11 +106,17 @@ struct gm_auth {
     int have_cred;
     int invalid;        /* a 401 was seen since the last refresh started */
     int64_t fetched_ms; /* when the token file was last read */
-    int64_t expiry_ms;  /* exec credential expiry, 0 when none */
-    int64_t refresh_ms; /* when to run the plugin again, 0 when never */
-    int64_t failed_ms;  /* when the last exec refresh failed */
-    int last_err;       /* negative errno of that failure, 0 after success */
-    char *last_error;   /* owned message, or NULL */
+    char *file_cert;    /* owned PEM from cfg->cert_file, or NULL */
+    size_t file_cert_len;
+    char *file_key; /* owned, wiped on free; from cfg->key_file */
+    size_t file_key_len;
+    int64_t files_read_ms; /* when the pair was last read */
+    int files_invalid;     /* a 401 was seen since then */
+    int64_t expiry_ms;     /* exec credential expiry, 0 when none */
+    int64_t refresh_ms;    /* when to run the plugin again, 0 when never */
+    int64_t failed_ms;     /* when the last exec refresh failed */
+    int last_err;          /* negative errno of that failure, 0 after success */
+    char *last_error;      /* owned message, or NULL */
     struct exec_run *run;
     struct waiter *waiters; /* owned list, called in order */
     struct waiter **tail;
@@ -230,6 +248,13 @@ void gm_auth_invalidate(struct gm_auth *a)
     /* A static token cannot get better by asking again. */
     if (a->kind == AUTH_TOKEN_FILE || a->kind == AUTH_EXEC)
         a->invalid = 1;
+    /* An expired client certificate is refused with a 401 too. */
+    a->files_invalid = 1;
+}
+
+int gm_auth_has_cert_files(const struct gm_kube_config *cfg)
+{
+    return cfg->cert_file && cfg->key_file;
 }
 
 /* ---- token file ---- */
@@ -247,16 +272,16 @@ static char *msgf(const char *fmt, ...)
     return strdup(small);
 }
 
-static int read_token_file(const char *path, char **out)
+/* Reads a whole file of at most max bytes into *b (wiped by the caller). */
+static int read_whole(const char *path, size_t max, struct gm_buf *b)
 {
-    struct gm_buf b;
     char chunk[4096];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     int err = 0;
 
+    gm_buf_init(b, max);
     if (fd < 0)
         return -errno;
-    gm_buf_init(&b, TOKEN_FILE_MAX);
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof(chunk));
         if (r < 0 && errno == EINTR)
@@ -265,12 +290,20 @@ static int read_token_file(const char *path, char **out)
             err = r < 0 ? -errno : 0;
             break;
         }
-        err = gm_buf_append(&b, chunk, (size_t)r);
+        err = gm_buf_append(b, chunk, (size_t)r);
         if (err)
             break;
     }
     close(fd);
     OPENSSL_cleanse(chunk, sizeof(chunk));
+    return err;
+}
+
+static int read_token_file(const char *path, char **out)
+{
+    struct gm_buf b;
+    int err = read_whole(path, TOKEN_FILE_MAX, &b);
+
     if (err) {
         wipe_free(b.data, b.cap);
         return err;
@@ -327,6 +360,116 @@ static int current_token_file(struct gm_auth *a, struct gm_cred *cred)
         gm_warn("%s; keeping the previous token", a->last_error);
     }
     fill(a, cred);
+    return 0;
+}
+
+/* ---- client certificate files ---- */
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return -1; /* kubeconfig keys are never encrypted; never prompt */
+}
+
+/* NULL when the PEM certificate and key are a pair, else why not. */
+static const char *pair_problem(const struct gm_buf *cert,
+                                const struct gm_buf *key)
+{
+    const char *why = NULL;
+    BIO *cb = BIO_new_mem_buf(cert->data ? cert->data : "", (int)cert->len);
+    BIO *kb = BIO_new_mem_buf(key->data ? key->data : "", (int)key->len);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
+    EVP_PKEY *k =
+        kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+
+    if (cb == NULL || kb == NULL)
+        why = "out of memory";
+    else if (x == NULL)
+        why = "the certificate file holds no PEM certificate";
+    else if (k == NULL)
+        why = "the key file holds no unencrypted PEM private key";
+    else if (X509_check_private_key(x, k) != 1)
+        why = "the key does not match the certificate (one of the two "
+              "files not rotated yet?)";
+    EVP_PKEY_free(k);
+    X509_free(x);
+    BIO_free(kb);
+    BIO_free(cb);
+    ERR_clear_error();
+    return why;
+}
+
+static int same_bytes(const char *a, size_t alen, const struct gm_buf *b)
+{
+    return a && alen == b->len && memcmp(a, b->data, alen) == 0;
+}
+
+/* Reads the pair again; adopts it when it changed and is a pair. */
+static int refresh_cert_files(struct gm_auth *a)
+{
+    const struct gm_kube_config *cfg = a->cfg;
+    struct gm_buf cert, key;
+    const char *path = cfg->cert_file;
+    int err = read_whole(cfg->cert_file, CERT_FILE_MAX, &cert);
+
+    if (!err) {
+        path = cfg->key_file;
+        err = read_whole(cfg->key_file, CERT_FILE_MAX, &key);
+    } else {
+        gm_buf_init(&key, 0);
+    }
+    if (err) {
+        set_error(a, err, msgf("%s: cannot read: %s", path, strerror(-err)));
+    } else if (same_bytes(a->file_cert, a->file_cert_len, &cert) &&
+               same_bytes(a->file_key, a->file_key_len, &key)) {
+        set_error(a, 0, NULL);
+    } else {
+        const char *why = pair_problem(&cert, &key);
+        if (why) {
+            err = -EINVAL;
+            set_error(a, err,
+                      msgf("client certificate %s and key %s: %s",
+                           cfg->cert_file, cfg->key_file, why));
+        } else {
+            free(a->file_cert);
+            wipe_free(a->file_key, a->file_key_len);
+            a->file_cert = cert.data;
+            a->file_cert_len = cert.len;
+            a->file_key = key.data;
+            a->file_key_len = key.len;
+            cert.data = key.data = NULL;
+            key.cap = 0;
+            a->generation++;
+            set_error(a, 0, NULL);
+        }
+    }
+    free(cert.data);
+    wipe_free(key.data, key.cap);
+    a->files_read_ms = now_ms(a);
+    a->files_invalid = 0;
+    return err;
+}
+
+/* Puts the file pair in *cred. */
+static int current_cert_files(struct gm_auth *a, struct gm_cred *cred)
+{
+    int64_t age = now_ms(a) - a->files_read_ms;
+
+    if (a->file_cert == NULL || a->files_invalid || age < 0 ||
+        age >= CERT_FILES_TTL_MS) {
+        int err = refresh_cert_files(a);
+        if (err && a->file_cert == NULL)
+            return err;
+        /* A pair half rotated, or a file briefly missing: the pair we
+         * have was good when read; a 401 will say if it no longer is. */
+        if (err)
+            gm_warn("%s; keeping the certificate read before", a->last_error);
+    }
+    cred->cert_pem = a->file_cert;
+    cred->cert_len = a->file_cert_len;
+    cred->key_pem = a->file_key;
+    cred->key_len = a->file_key_len;
+    cred->generation = a->generation;
     return 0;
 }
 
@@ -923,18 +1066,26 @@ static int current_exec(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
 int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
                     void *data)
 {
+    int rc = -EINVAL;
+
     memset(cred, 0, sizeof(*cred));
     switch (a->kind) {
     case AUTH_EXEC:
-        return current_exec(a, cred, cb, data);
+        rc = current_exec(a, cred, cb, data);
+        break;
     case AUTH_TOKEN_FILE:
-        return current_token_file(a, cred);
+        rc = current_token_file(a, cred);
+        break;
     case AUTH_TOKEN:
     case AUTH_NONE:
         fill(a, cred);
-        return 0;
+        rc = 0;
+        break;
     }
-    return -EINVAL;
+    /* A certificate from an exec plugin wins over the files. */
+    if (rc != 0 || cred->cert_pem || !gm_auth_has_cert_files(a->cfg))
+        return rc;
+    return current_cert_files(a, cred);
 }
 
 void gm_auth_free(struct gm_auth *a)
@@ -957,6 +1108,8 @@ void gm_auth_free(struct gm_auth *a)
     wipe_free(a->token, a->token ? strlen(a->token) : 0);
     free(a->cert);
     wipe_free(a->key, a->key_len);
+    free(a->file_cert);
+    wipe_free(a->file_key, a->file_key_len);
     free(a->last_error);
     free(a);
 }

@@ -1,7 +1,8 @@
-/* Credentials that change while we run: a token file re-read at least every
- * minute and after a 401; exec plugins re-run before expirationTimestamp (in
- * the background, while the current credential is still handed out) and
- * after a 401. Exec plugins run through uv_spawn so the loop never blocks. */
+/* Credentials that change while we run: a token file, and client
+ * certificate and key files, re-read at least every minute and after a 401;
+ * exec plugins re-run before expirationTimestamp (in the background, while
+ * the current credential is still handed out) and after a 401. Exec plugins
+ * run through uv_spawn so the loop never blocks. */
 #ifndef GM_KUBE_AUTH_H
 #define GM_KUBE_AUTH_H
 
@@ -18,9 +19,9 @@ struct gm_auth;
  * in the background replaces them (they are owned by it): copy them before
  * returning to the loop. */
 struct gm_cred {
-    const char *token; /* bearer token or NULL */
-    const char *cert_pem;
-    size_t cert_len; /* client certificate from an exec plugin, or NULL */
+    const char *token;    /* bearer token or NULL */
+    const char *cert_pem; /* PEM from an exec plugin, else from the */
+    size_t cert_len;      /* client-certificate file; or NULL */
     const char *key_pem;
     size_t key_len;
     uint64_t generation; /* bumps whenever any credential changes */
@@ -46,9 +47,13 @@ int gm_auth_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
 int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
                     void *data);
 
-/* After a 401: the next gm_auth_current re-reads the token file or re-runs
- * the exec plugin. */
+/* After a 401: the next gm_auth_current re-reads the token file and the
+ * certificate files, or re-runs the exec plugin. */
 void gm_auth_invalidate(struct gm_auth *a);
+
+/* Whether cfg names client certificate and key files, which gm_auth then
+ * reads (the HTTP layer needs a gm_auth for them). */
+int gm_auth_has_cert_files(const struct gm_kube_config *cfg);
 
 /* The text of the last failure, owned by a; NULL when the last refresh
  * worked. */

@@ -33,6 +33,11 @@ static void cred_invalidate_adapter(void *src)
     gm_auth_invalidate(src);
 }
 
+static const char *cred_error_adapter(void *src)
+{
+    return gm_auth_last_error(src);
+}
+
 int gm_kube_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
                 const struct gm_kube_opts *opts, struct gm_kube **out)
 {
@@ -43,7 +48,7 @@ int gm_kube_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
     if (k == NULL)
         return -ENOMEM;
     k->loop = loop;
-    if (cfg->token_file || cfg->exec) {
+    if (cfg->token_file || cfg->exec || gm_auth_has_cert_files(cfg)) {
         err = gm_auth_new(loop, cfg, &k->auth);
         if (err) {
             free(k);
@@ -51,6 +56,7 @@ int gm_kube_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
         }
         ho.cred = cred_adapter;
         ho.cred_invalidate = cred_invalidate_adapter;
+        ho.cred_error = cred_error_adapter;
         ho.cred_src = k->auth;
     }
     ho.cfg = cfg;

@@ -465,7 +465,10 @@ static void call_activate(struct gm_http_call *c)
             return;
         }
         if (rc < 0) {
-            call_finish(c, rc, 0, "no usable credentials");
+            const char *why = h->opts.cred_error
+                                  ? h->opts.cred_error(h->opts.cred_src)
+                                  : NULL;
+            call_finish(c, rc, 0, why ? why : "no usable credentials");
             return;
         }
         credp = &cred;

@@ -20,11 +20,14 @@ struct gm_http_call;
 typedef int (*gm_cred_fn)(void *src, struct gm_cred *cred, gm_auth_cb cb,
                           void *data);
 typedef void (*gm_cred_invalidate_fn)(void *src);
+/* Why the last gm_cred_fn call failed (borrowed text), or NULL. */
+typedef const char *(*gm_cred_error_fn)(void *src);
 
 struct gm_http_opts {
     const struct gm_kube_config *cfg; /* borrowed; outlives the transport */
     gm_cred_fn cred;                  /* NULL: no credentials beyond cfg */
     gm_cred_invalidate_fn cred_invalidate;
+    gm_cred_error_fn cred_error; /* NULL: failures say only that */
     void *cred_src;
     double qps;             /* client-side rate limit; <= 0 means none */
     int burst;              /* tokens available at once */

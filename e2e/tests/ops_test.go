@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"gpumode.io/e2e/internal/pki"
 )
 
 const saUser = "system:serviceaccount:gpumode-system:gpumode-controller"
@@ -371,6 +374,83 @@ func startControllerAsSA(t *testing.T, b *Bed, args ...string) *Controller {
 		}
 	})
 	return c
+}
+
+// A client certificate rotated on disk is taken up without a refused
+// request. The API server checks a client certificate's dates on every
+// request, so once it has expired requests on the connection made with it
+// are refused (401), lease renewals too; the controller reads the files
+// again and replays the request on a connection made with the new pair.
+func TestRotatedClientCertificateFiles(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	files := pki.FilesIn(filepath.Join(b.Dir, "pki"))
+	ca, err := pki.LoadCA(files.CA, files.CAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath := filepath.Join(b.Dir, "rotating.crt"), filepath.Join(b.Dir, "rotating.key")
+	// Key first, then certificate, as a careless rotation would: the pair
+	// is briefly mismatched on disk.
+	writePair := func(notAfter time.Time) {
+		cert, key, err := ca.IssueClientUntil("gpumode-rotating", []string{"system:masters"}, notAfter)
+		if err == nil {
+			err = os.WriteFile(keyPath, key, 0o600)
+		}
+		if err == nil {
+			err = os.WriteFile(certPath, cert, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	expires := time.Now().Add(45 * time.Second)
+	writePair(expires)
+	kc, err := clientcmd.LoadFromFile(filepath.Join(b.Dir, "kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range kc.AuthInfos {
+		ai.ClientCertificateData, ai.ClientKeyData = nil, nil
+		ai.ClientCertificate, ai.ClientKey = certPath, keyPath
+	}
+	kcPath := filepath.Join(b.Dir, "rotating.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, kcPath); err != nil {
+		t.Fatal(err)
+	}
+	c := StartController(t, b, "--kubeconfig", kcPath, "--leader-elect")
+	Apply(t, b, policyAFull)
+	WaitPolicy(t, b, "a", 40*time.Second, "full", Converged)
+	if time.Now().After(expires) {
+		t.Fatal("the first switch outlived the first certificate; the test proves nothing")
+	}
+
+	writePair(time.Now().Add(time.Hour))
+	time.Sleep(time.Until(expires) + 2*time.Second)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig after the first certificate expired", Converged)
+	// Still the leader and still renewing: the lease shows a renewal
+	// made after the old certificate expired.
+	time.Sleep(3 * time.Second)
+	lease, err := b.CS.CoordinationV1().Leases("gpumode-system").Get(context.Background(), "gpumode-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease.Spec.RenewTime == nil || !lease.Spec.RenewTime.Time.After(expires) {
+		t.Errorf("lease renewed at %v, not after the first certificate expired at %v", lease.Spec.RenewTime, expires)
+	}
+	if err := c.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("controller gone: %v", err)
+	}
+	// Not one request refused on the way: before the controller read
+	// the files itself, the first requests after the expiry (a lease
+	// renewal, a node write, a status write) came back 401 before new
+	// connections picked up the new pair.
+	if strings.Contains(c.Log(), "Unauthorized") {
+		t.Errorf("requests were refused after the rotation:\n%s", tailLines(c.Log(), 30))
+	}
 }
 
 // An admission policy that refuses the controller's writes to nodes: the

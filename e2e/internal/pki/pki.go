@@ -68,6 +68,15 @@ func NewCA(cn string) (*CA, []byte, error) {
 // Issue makes a certificate signed by the CA. Client certificates carry the
 // user in CN and groups in O; serving certificates carry hosts as SANs.
 func (ca *CA) Issue(cn string, orgs []string, hosts []string, client, server bool) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(cn, orgs, hosts, client, server, time.Now().AddDate(1, 0, 0))
+}
+
+// IssueClientUntil makes a client certificate that expires at notAfter.
+func (ca *CA) IssueClientUntil(cn string, orgs []string, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(cn, orgs, nil, true, false, notAfter)
+}
+
+func (ca *CA) issue(cn string, orgs []string, hosts []string, client, server bool, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := newKey()
 	if err != nil {
 		return nil, nil, err
@@ -77,7 +86,7 @@ func (ca *CA) Issue(cn string, orgs []string, hosts []string, client, server boo
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(1, 0, 0),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 	}
 	if client {
@@ -102,6 +111,36 @@ func (ca *CA) Issue(cn string, orgs []string, hosts []string, client, server boo
 		return nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+}
+
+// LoadCA reads a CA that Write stored (certificate and PKCS#8 key).
+func LoadCA(certPath, keyPath string) (*CA, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, fmt.Errorf("%s or %s: no PEM block", certPath, keyPath)
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: key cannot sign", keyPath)
+	}
+	return &CA{Cert: cert, Key: signer, PEM: certPEM}, nil
 }
 
 func encodeKey(key crypto.Signer) ([]byte, error) {

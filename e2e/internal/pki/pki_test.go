@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"testing"
+	"time"
 )
 
 func TestBundleVerifies(t *testing.T) {
@@ -50,5 +51,46 @@ func TestBundleVerifies(t *testing.T) {
 	}
 	if blk, _ := pem.Decode(b.SAPubKey); blk == nil || blk.Type != "PUBLIC KEY" {
 		t.Error("service-account public key")
+	}
+}
+
+// A CA written to disk signs again once loaded, with the expiry asked for.
+func TestLoadCAIssuesUntil(t *testing.T) {
+	b, err := Generate("10.96.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := b.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := LoadCA(f.CA, f.CAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Minute).Truncate(time.Second)
+	certPEM, keyPEM, err := ca.IssueClientUntil("rotating", []string{"system:masters"}, until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b.CA)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Error(err)
+	}
+	if !cert.NotAfter.Equal(until) {
+		t.Errorf("NotAfter %v, want %v", cert.NotAfter, until)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		CurrentTime: until.Add(time.Second)}); err == nil {
+		t.Error("verifies after NotAfter")
 	}
 }
