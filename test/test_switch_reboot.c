@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -702,6 +703,66 @@ static void test_next_helper_waits_for_a_running_one(void **state)
     free(f.record);
 }
 
+/* A mig -> vgpu switch records the layout its probe found before the
+ * apply helper starts. The probe is the node's first helper and pays the
+ * image pull; its time is its own: the record it writes starts the
+ * apply's helperTimeoutSeconds afresh, as the apply pod's own deadline
+ * counts from its start. Judged from the phase's start instead, an agent
+ * its deadline still allowed was failed (HelperTimeout) and deleted
+ * midway by the rollback. */
+static void test_probe_result_restarts_the_helper_timeout(void **state)
+{
+    (void)state;
+    static const char *const probe_argv[] = {"probe", ""};
+    static const char *const apply_argv[] = {"apply", "--mode", "vgpu",
+                                             "--allow-reset", ""};
+    struct fx f = {.step = "probe",
+                   .argv = probe_argv,
+                   .argc = 2,
+                   .phase = "Succeeded",
+                   .term = "{\"ok\":true,\"command\":\"probe\",\"gpus\":[{"
+                           "\"index\":0,\"migCurrent\":\"Enabled\","
+                           "\"instances\":{\"1g.10gb\":7}}]}"};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = reconfiguring(GM_MODE_MIG, false);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    /* The probe took all but 10 s of helperTimeoutSeconds (900). */
+    long long before = (long long)time(NULL);
+    rec.since = before - (900 - 10);
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    run_to_first_write(&f, th_ctl_policy_split4, &rec);
+    assert_int_equal(rec.phase, GM_PHASE_RECONFIGURE);
+    assert_null(rec.reason);
+    assert_non_null(rec.from_layout);
+    assert_non_null(strstr(rec.from_layout, "1g.10gb"));
+    assert_true(rec.since >= before);
+
+    /* 20 s later the apply agent still runs: it is waited for, not failed
+     * 10 s into its run. */
+    rec.since -= 20;
+    memset(&f, 0, sizeof(f));
+    f.step = "apply";
+    f.argv = apply_argv;
+    f.argc = 5;
+    f.phase = "Running";
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    static const int never = 0;
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    th_run_until(&f.c.loop, &never, 1500);
+    assert_null(f.patched);
+    assert_int_equal(f.helper_posts, 0);
+    assert_non_null(strstr(gm_ctl_node_state(f.c.ctl, "gpu-001")->message,
+                           "agent running in pod gpumode-"));
+    th_ctl_stop(&f.c);
+    free(f.patched);
+    free(f.record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_running_agent_times_out_without_events),
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),
         cmocka_unit_test(test_next_helper_waits_for_a_running_one),
+        cmocka_unit_test(test_probe_result_restarts_the_helper_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1199,6 +1199,12 @@ static int record_from_layout(struct sw *s)
     free(layout);
     if (err)
         return err;
+    /* The apply helper gets the whole helperTimeoutSeconds from here, as
+     * its pod's own deadline counts from its start: judged from the
+     * phase's start, it lost the probe's time (the node's first helper,
+     * which pays the image pull), and a switch failed while its agent
+     * still ran, the rollback deleting the pod midway. */
+    s->rec.since = s->now;
     return write_record(s, NULL, -1);
 }
 
