@@ -27,16 +27,42 @@ import (
 	"gpumode.io/e2e/internal/sim"
 )
 
-// Labels a switch may change: gpumode's own, the mode profile's, and the
-// ones feature discovery derives from the MIG devices (mixed strategy;
-// gpu.replicas is 0 while every GPU is MIG-enabled).
+// Labels a switch may change beyond the mode's own (modeLabels): gpumode's,
+// the plugin config (checked on its own), and the ones feature discovery
+// derives from the MIG devices (mixed strategy; gpu.replicas is 0 while
+// every GPU is MIG-enabled). The operands stopped while the hardware
+// changes (feature discovery, DCGM, the exporter) are not among them: they
+// must come back as they were.
 func switchOwnedLabel(k string) bool {
 	return strings.HasPrefix(k, "gpumode.io/") ||
 		k == "nvidia.com/gpu.replicas" ||
-		strings.HasPrefix(k, "nvidia.com/gpu.deploy.") ||
-		k == "nvidia.com/vgpu.deploy.device-plugin" ||
 		k == "nvidia.com/device-plugin.config" ||
 		strings.HasPrefix(k, "nvidia.com/mig-") && (strings.HasSuffix(k, ".count") || strings.HasSuffix(k, ".memory"))
+}
+
+// modeLabels: the labels a node in mode carries under the profile (hami or
+// gpu-operator-hami), "" for a label that must be absent. mig-manager stays
+// off in every mode, so that it cannot undo a layout.
+func modeLabels(mode string, hami bool) map[string]string {
+	on := func(b bool) string {
+		if b {
+			return "true"
+		}
+		return "false"
+	}
+	m := map[string]string{
+		"nvidia.com/gpu.deploy.device-plugin": on(mode != "vgpu"),
+		"nvidia.com/gpu.deploy.mig-manager":   "false",
+	}
+	if hami {
+		m["gpu"] = ""
+		if mode == "vgpu" {
+			m["gpu"] = "on"
+		}
+	} else {
+		m["nvidia.com/vgpu.deploy.device-plugin"] = on(mode == "vgpu")
+	}
+	return m
 }
 
 func TestChaos(t *testing.T) { runChaos(t, false) }
@@ -54,11 +80,9 @@ func runChaos(t *testing.T, hami bool) {
 	t.Logf("chaos seed %d, %d cycles of %d nodes", seed, cycles, nodes)
 	b := StartBed(t, nil, "--nodes", "10", "--gpu-model", "mixed")
 	InstallGpumode(t, b)
-	profileLabel := "" // a label the profile's modes set beyond the defaults'
 	if hami {
 		useUpstreamHAMi(t, b)
 		AppendControllerConfig(t, b, "profile: hami\n")
-		profileLabel = "gpu"
 	}
 	var names []string
 	for i := 1; i <= nodes; i++ {
@@ -167,11 +191,18 @@ spec:
 			"vgpu": `{"spec":{"mode":"vgpu","mig":null,"vgpu":{"splitCount":5}}}`,
 			"full": `{"spec":{"mode":"full","mig":null,"vgpu":null}}`,
 		}[mode]
-		// One node's nvidia-smi fails once in this cycle.
+		// One node's nvidia-smi fails once: creating instances or
+		// changing the MIG mode on the way into mig, destroying instances
+		// on the way out (into vgpu). A fault armed on a node that runs
+		// no such command in its cycle fires in a later one.
 		faulty := names[rng.Intn(len(names))]
-		if mode != "vgpu" {
+		switch mode {
+		case "mig", "full":
 			FakeSMI(t, b, faulty, "--fake-inject", "--match", "-mig [01]$|-cgi", "--exit", "255", "--times", "1",
 				"--stdout", "Unable to create a GPU instance on GPU  0 using profile 9: Insufficient Resources\n")
+		case "vgpu":
+			FakeSMI(t, b, faulty, "--fake-inject", "--match", "-dgi", "--exit", "255", "--times", "1",
+				"--stdout", "Unable to destroy GPU instance ID  1 from GPU  0: In use by another client\n")
 		}
 		PatchPolicy(t, b, "chaos", patch)
 		deadline := time.Now().Add(6 * time.Minute)
@@ -182,11 +213,21 @@ spec:
 				if s.Summary.Failed == 0 {
 					break
 				}
-				// Failed nodes: retry them, as a person would.
+				// Failed nodes: each says why, on the policy and, while
+				// the node is marked failed (the status may be a moment
+				// behind a retry), in its record; retry them, as a person
+				// would.
 				for _, n := range s.Nodes {
-					if n.Phase == "Failed" {
-						b.MustKubectl("annotate", "node", n.Name, "gpumode.io/retry=1", "--overwrite")
+					if n.Phase != "Failed" {
+						continue
 					}
+					node := GetNode(t, b, n.Name)
+					rec := SwitchAnnotation(node)
+					failed := node.Labels["gpumode.io/state"] == "failed"
+					if n.Message == "" || failed && (rec == nil || rec["reason"] == nil || rec["reason"] == "") {
+						t.Errorf("%s failed without saying why: message %q, record %v", n.Name, n.Message, rec)
+					}
+					b.MustKubectl("annotate", "node", n.Name, "gpumode.io/retry=1", "--overwrite")
 				}
 			}
 			if time.Now().After(deadline) {
@@ -215,7 +256,7 @@ spec:
 			}
 		}
 		switches += nodes
-		checkInvariants(t, b, names, before, ownConfig, mode, profileLabel)
+		checkInvariants(t, b, names, before, ownConfig, mode, hami)
 	}
 	mu.Lock()
 	lowest := minReady
@@ -293,22 +334,30 @@ func watchPluginOverlap(t *testing.T, b *Bed, stop <-chan struct{}) func() []str
 }
 
 // checkInvariants checks the nodes after a cycle into mode: none left
-// cordoned or with a switch record, all in mode, labels as they were but
-// for those the switch owns, a node's own device plugin config (ownConfig)
-// in place outside mig and kept aside in mig, no helper pod left.
+// cordoned or with a switch record, all in mode, the mode's labels set as
+// the profile says, every other label as it was but for those the switch
+// owns, a node's own device plugin config (ownConfig) in place outside mig
+// and kept aside in mig, no helper pod left.
 func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map[string]string,
-	ownConfig map[string]string, mode, profileLabel string) {
+	ownConfig map[string]string, mode string, hami bool) {
 	t.Helper()
+	wantMode := modeLabels(mode, hami)
 	for _, name := range names {
 		own := ownConfig[name]
 		owned := func(k string) bool {
 			// In mig the strategy's config replaces the node's own:
 			// feature discovery labels the strategy, and no longer names
 			// the time-sliced GPU "-SHARED".
-			return switchOwnedLabel(k) || k == profileLabel ||
+			_, modes := wantMode[k]
+			return modes || switchOwnedLabel(k) ||
 				own != "" && mode == "mig" && (k == "nvidia.com/gpu.product" || k == "nvidia.com/mig.strategy")
 		}
 		n := GetNode(t, b, name)
+		for k, v := range wantMode {
+			if got := n.Labels[k]; got != v {
+				t.Errorf("%s in %s: label %s %q, want %q", name, mode, k, got, v)
+			}
+		}
 		want, kept := own, ""
 		if mode == "mig" {
 			want, kept = "mixed", own
@@ -349,7 +398,10 @@ func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map
 		}
 	}
 	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
-		pl, _ := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		pl, err := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
 		if len(pl.Items) > 0 {
 			return fmt.Errorf("%d helper pods left", len(pl.Items))
 		}

@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func plugin(t *testing.T, b *Bed, args ...string) (string, error) {
@@ -69,9 +72,12 @@ spec:
 			t.Errorf("plan output lacks %q:\n%s", want, out)
 		}
 	}
-	// Plan changes nothing.
+	// Plan changes nothing: its server-side check is a dry run.
 	if n := GetNode(t, b, "gpu-001"); n.Annotations["gpumode.io/switch"] != "" {
 		t.Errorf("plan wrote to a node")
+	}
+	if _, err := dyn(t, b).Resource(gmpGVR).Get(context.Background(), "a", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("plan created the policy (get: %v)", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("apiVersion: gpumode.io/v1alpha1\nkind: GPUModePolicy\nmetadata: {name: b}\nspec:\n  nodeSelector: {matchLabels: {pool: a}}\n  mode: turbo\n"), 0o644)
@@ -147,6 +153,17 @@ spec:
 	}
 	if out, err := plugin(t, b, "plan", "-f", typo); err == nil || !strings.Contains(out, `unknown field "spec.rollout.maxUnavialable"`) {
 		t.Errorf("plan of a misspelt change to an applied policy: %v\n%s", err, out)
+	}
+	// A plan of another mode leaves the applied policy as it was.
+	live := b.MustKubectl("get", "gmp", "a", "-o", "jsonpath={.metadata.generation} {.spec.mode}")
+	toFull := filepath.Join(t.TempDir(), "full.yaml")
+	os.WriteFile(toFull, []byte("apiVersion: gpumode.io/v1alpha1\nkind: GPUModePolicy\nmetadata: {name: a}\nspec:\n"+
+		"  nodeSelector: {matchLabels: {pool: a}}\n  mode: full\n"), 0o644)
+	if out, err := plugin(t, b, "plan", "-f", toFull); err != nil || !strings.Contains(out, "Batches") {
+		t.Errorf("plan of a change of mode: %v\n%s", err, out)
+	}
+	if now := b.MustKubectl("get", "gmp", "a", "-o", "jsonpath={.metadata.generation} {.spec.mode}"); now != live || !strings.HasSuffix(now, " vgpu") {
+		t.Errorf("plan changed the applied policy: %q, was %q", now, live)
 	}
 	if out, err := plugin(t, b, "pause", "a"); err != nil || !strings.Contains(out, "paused") {
 		t.Errorf("pause: %v %s", err, out)

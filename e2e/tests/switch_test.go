@@ -230,7 +230,10 @@ spec:
 	}
 	// No helper pod is left behind.
 	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
-		pl, _ := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		pl, err := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
 		if len(pl.Items) > 0 {
 			return fmt.Errorf("%d helper pods left", len(pl.Items))
 		}
@@ -1697,6 +1700,7 @@ func TestKillControllerInEveryPhase(t *testing.T) {
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	before := GetNode(t, b, "gpu-001").Labels
 	Apply(t, b, workload("job", 1, "{pool: a}"))
 	Eventually(t, 60*time.Second, "workload running", func(ctx context.Context) error {
 		if len(podsRunningOn(t, b, "app=job")) != 1 {
@@ -1770,6 +1774,19 @@ loop:
 	n := GetNode(t, b, "gpu-001")
 	if n.Spec.Unschedulable {
 		t.Errorf("node left cordoned")
+	}
+	// The operands stopped while the hardware changed are back as they
+	// were, the mode's labels are set, nothing else changed.
+	wantMode := modeLabels("mig", false)
+	for k, v := range wantMode {
+		if got := n.Labels[k]; got != v {
+			t.Errorf("label %s %q, want %q", k, got, v)
+		}
+	}
+	for k, v := range before {
+		if _, modes := wantMode[k]; !modes && !switchOwnedLabel(k) && n.Labels[k] != v {
+			t.Errorf("label %s changed %q -> %q", k, v, n.Labels[k])
+		}
 	}
 	hmu.Lock()
 	applies := 0
@@ -1854,7 +1871,10 @@ spec:
 	}
 	WaitPolicy(t, b, "a", 120*time.Second, "converged", Converged)
 	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
-		pl, _ := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		pl, err := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
 		if len(pl.Items) > 0 {
 			return fmt.Errorf("%d left", len(pl.Items))
 		}
