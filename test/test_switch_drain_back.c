@@ -30,7 +30,10 @@ enum pod { NO_POD, BARE_POD, OWNED_POD, OWNED_CPU_POD, OWNED_AND_BARE };
 struct fx {
     struct th_node_fx n; /* first: the handler's ud */
     enum pod pod;
-    int evictions; /* eviction POSTs seen */
+    int evictions;             /* eviction POSTs seen */
+    int evicted;               /* set once an eviction POST came */
+    bool gone;                 /* the pod went: lists leave it out */
+    struct th_conn *pod_watch; /* the node's pod watch, or NULL */
 };
 
 static const char pod_fmt[] =
@@ -80,8 +83,14 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
-    if (f->pod != NO_POD && strstr(r->path, "fieldSelector=spec.nodeName") &&
-        !strstr(r->path, "watch=1")) {
+    if (strstr(r->path, "fieldSelector=spec.nodeName") &&
+        strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200); /* open, quiet until the pod goes */
+        f->pod_watch = c;
+        return;
+    }
+    if (f->pod != NO_POD && !f->gone &&
+        strstr(r->path, "fieldSelector=spec.nodeName")) {
         if (f->pod == OWNED_AND_BARE) {
             th_respond(c, 200, NULL, two_pods);
             return;
@@ -108,7 +117,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                        "denied the request: GPU jobs may not be evicted\"}");
             return;
         }
-        f->n.done = 1;
+        f->evicted = 1;
         th_respond(c, 201, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Success\"}");
         return;
@@ -117,29 +126,37 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 }
 
 /* What one run did: the first node patch (p and its record rec, when
- * patched) and the evictions sent. */
+ * patched), the evictions sent and, for run_evicted, whether the pod had
+ * gone when that patch came. */
 struct outcome {
     json_object *p; /* owned or NULL */
     struct gm_switch_record rec;
     int evictions;
+    bool pod_gone;
 };
 
-/* Runs the node in Draining (attempt 2 after a hardware change when
- * reconfigured; rolling back when back) with pod on it, until the first
- * node patch or eviction. Free with outcome_free. */
-static void run(struct outcome *o, bool reconfigured, bool back, enum pod pod)
+/* Starts the controller on the node in Draining (attempt 2 after a
+ * hardware change when reconfigured; rolling back when back) with pod on
+ * it; the loop has not run yet. */
+static void start(struct fx *f, bool reconfigured, bool back, enum pod pod)
 {
-    struct fx f = {.pod = pod};
-    char err[256];
-    f.n.record = th_ctl_switch_record_retry(GM_PHASE_DRAIN, reconfigured, back);
+    memset(f, 0, sizeof(*f));
+    f->pod = pod;
+    f->n.record =
+        th_ctl_switch_record_retry(GM_PHASE_DRAIN, reconfigured, back);
+    th_ctl_start(&f->n.c, handler, f);
+    f->n.c.ctl->policy_for = policy_for;
+}
 
-    th_ctl_start(&f.n.c, handler, &f);
-    f.n.c.ctl->policy_for = policy_for;
-    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+/* Takes what the run did into o and stops the controller. */
+static void finish(struct fx *f, struct outcome *o)
+{
+    char err[256];
     memset(o, 0, sizeof(*o));
-    o->evictions = f.evictions;
-    if (f.n.patch) {
-        o->p = json_tokener_parse(f.n.patch);
+    o->evictions = f->evictions;
+    o->pod_gone = f->gone;
+    if (f->n.patch) {
+        o->p = json_tokener_parse(f->n.patch);
         assert_non_null(o->p);
         const char *r = json_object_get_string(gm_json_get(
             gm_json_get(gm_json_get(o->p, "metadata"), "annotations"),
@@ -147,7 +164,51 @@ static void run(struct outcome *o, bool reconfigured, bool back, enum pod pod)
         assert_non_null(r);
         assert_int_equal(gm_record_parse(r, &o->rec, err, sizeof(err)), 0);
     }
-    th_node_fx_stop(&f.n);
+    th_node_fx_stop(&f->n);
+}
+
+/* Runs the node in Draining as start says until the first node patch (or
+ * 5 s). Free with outcome_free. */
+static void run(struct outcome *o, bool reconfigured, bool back, enum pod pod)
+{
+    struct fx f;
+    start(&f, reconfigured, back, pod);
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    finish(&f, o);
+}
+
+/* The pod work-1 is deleted (evicted, its containers stopped): the API
+ * server tells the node's pod watch, and lists leave it out. */
+static void pod_deleted(struct fx *f)
+{
+    static const char ev[] =
+        "{\"type\":\"DELETED\",\"object\":{\"kind\":\"Pod\","
+        "\"metadata\":{\"name\":\"work-1\",\"namespace\":\"default\","
+        "\"uid\":\"u1\",\"resourceVersion\":\"11\"},"
+        "\"spec\":{\"nodeName\":\"gpu-001\"}}}\n";
+    f->gone = true;
+    th_stream_write(f->pod_watch, ev, strlen(ev));
+}
+
+/* Runs the rollback of changed hardware (attempt 2, rolling back) with
+ * the GPU pod work-1, which its drain evicts, on the node: until the
+ * eviction, then 1.5 s more with the pod still listed (passes of the
+ * drain run on the eviction's answer and each second); unless a node
+ * patch came by then, the pod goes (pod_deleted) and the run goes on
+ * until the first node patch (or 5 s). o->pod_gone says whether that
+ * patch came after the pod went. Free with outcome_free. */
+static void run_evicted(struct outcome *o)
+{
+    struct fx f;
+    start(&f, true, true, OWNED_POD);
+    th_run_until(&f.n.c.loop, &f.evicted, 5000);
+    if (f.evicted)
+        th_run_until(&f.n.c.loop, &f.n.done, 1500);
+    if (f.evicted && !f.n.done && f.pod_watch) {
+        pod_deleted(&f);
+        th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    }
+    finish(&f, o);
 }
 
 static void outcome_free(struct outcome *o)
@@ -233,14 +294,20 @@ static void test_first_drain_failure_rolls_back(void **state)
 }
 
 /* The rollback of changed hardware evicts the GPU pod it finds before
- * anything else: no patch moves it on while the pod is there. */
+ * anything else: no patch moves it on while the pod is there. Once the
+ * pod is gone it stops the GPU clients and goes on to lay the GPUs back. */
 static void test_rollback_evicts_first(void **state)
 {
     (void)state;
     struct outcome o;
-    run(&o, true, true, OWNED_POD);
-    assert_null(o.p);
+    run_evicted(&o);
     assert_int_equal(o.evictions, 1);
+    assert_true(o.pod_gone); /* no node patch while the pod was listed */
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_STOP_CLIENTS);
+    assert_true(o.rec.rolling_back);
+    assert_string_equal(label(o.p, "nvidia.com/gpu.deploy.device-plugin"),
+                        "false");
     outcome_free(&o);
 }
 
@@ -283,9 +350,12 @@ static void test_rollback_drains_gpu_pods_only_and_waits_for_none(void **state)
     struct outcome o;
     assert_int_equal(gm_strsel_parse("app=work", &wait_work, err, sizeof(err)),
                      0);
-    run(&o, true, true, OWNED_POD);
-    assert_null(o.p);
+    run_evicted(&o);
     assert_int_equal(o.evictions, 1);
+    assert_true(o.pod_gone); /* no node patch while the pod was listed */
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_STOP_CLIENTS);
+    assert_true(o.rec.rolling_back);
     outcome_free(&o);
     run(&o, true, true, OWNED_CPU_POD);
     assert_non_null(o.p);

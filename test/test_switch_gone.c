@@ -76,6 +76,13 @@ static void expect_cancelled(int policy_rc)
     assert_string_equal(
         json_object_get_string(gm_json_get(meta(p, "labels"), GM_LABEL_STATE)),
         "ready");
+    /* The mode label is left out of the patch, or written as it was:
+     * neither set to the switch's target (vgpu) nor removed (null). */
+    json_object *mode = NULL;
+    if (json_object_object_get_ex(meta(p, "labels"), GM_LABEL_MODE, &mode)) {
+        assert_non_null(mode);
+        assert_string_equal(json_object_get_string(mode), "full");
+    }
     json_object_put(p);
     free(body);
 }
