@@ -5,10 +5,14 @@
  * node, a retry whose policy went) drains before the GPUs go back: a
  * person may have uncordoned the held node, and pods landed.
  *
+ * A rollback that never touched the GPUs puts back a node as it was, and
+ * takes what it advertises as it is.
+ *
  * Real libcurl and libuv against the test server, which plays the API
  * server: one node in Draining of a full -> vgpu switch, cordoned by
  * gpumode, with one GPU pod (bare, so the drain refuses it, or owned by a
- * ReplicaSet, so it is evicted) or none. */
+ * ReplicaSet, so it is evicted) or none; or in its rollback's Verifying,
+ * with the full mode's device plugin pod. */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -23,9 +27,17 @@
 #include "common/json.h"
 #include "common/strsel.h"
 #include "nodeswitch/record.h"
+#include "nodeswitch/switch.h"
 #include "support/ctlfx.h"
 
-enum pod { NO_POD, BARE_POD, OWNED_POD, OWNED_CPU_POD, OWNED_AND_BARE };
+enum pod {
+    NO_POD,
+    BARE_POD,
+    OWNED_POD,
+    OWNED_CPU_POD,
+    OWNED_AND_BARE,
+    PLUGIN_POD
+};
 
 struct fx {
     struct th_node_fx n; /* first: the handler's ud */
@@ -60,6 +72,16 @@ static const char two_pods[] =
     "\"resources\":{\"limits\":{\"nvidia.com/gpu\":\"1\"}}}]},"
     "\"status\":{\"phase\":\"Running\"}}]}";
 
+/* The full mode's device plugin, Running and Ready. */
+static const char plugin_pod[] =
+    "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},"
+    "\"items\":[{\"metadata\":{\"name\":\"nvidia-device-plugin-x\","
+    "\"namespace\":\"gpu-operator\",\"uid\":\"u3\",\"resourceVersion\":\"7\","
+    "\"labels\":{\"app\":\"nvidia-device-plugin-daemonset\"}},"
+    "\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{\"name\":\"p\"}]},"
+    "\"status\":{\"phase\":\"Running\",\"conditions\":[{\"type\":"
+    "\"Ready\",\"status\":\"True\"}]}}]}";
+
 /* The policy behind the record: when set, it evicts every pod (not only
  * GPU ones) and waits, with no limit, for pods labelled app=work to
  * complete, as waitForCompletion without timeoutSeconds does. */
@@ -91,8 +113,9 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
     if (f->pod != NO_POD && !f->gone &&
         strstr(r->path, "fieldSelector=spec.nodeName")) {
-        if (f->pod == OWNED_AND_BARE) {
-            th_respond(c, 200, NULL, two_pods);
+        if (f->pod == OWNED_AND_BARE || f->pod == PLUGIN_POD) {
+            th_respond(c, 200, NULL,
+                       f->pod == PLUGIN_POD ? plugin_pod : two_pods);
             return;
         }
         char body[1024];
@@ -384,6 +407,98 @@ static void test_rollback_untouched_does_not_drain(void **state)
     outcome_free(&o);
 }
 
+/* Runs the rollback of a full -> vgpu switch in Verifying (the hardware
+ * changed when reconfigured) on a node of 8 GPUs whose device plugin is
+ * Ready but advertises 7 (one GPU unhealthy), until the first node patch
+ * or ms. msg gets the switch's message at the end. */
+static void run_verify_with(struct outcome *o, bool reconfigured, int ms,
+                            char *msg, size_t len, const char *allocatable,
+                            long long since_ago)
+{
+    struct fx f;
+    memset(&f, 0, sizeof(f));
+    f.pod = PLUGIN_POD;
+    f.n.record =
+        th_ctl_switch_record_retry(GM_PHASE_VERIFY, reconfigured, true);
+    if (since_ago) {
+        struct gm_switch_record rec = {0};
+        char err[256];
+        assert_int_equal(gm_record_parse(f.n.record, &rec, err, sizeof(err)),
+                         0);
+        rec.since -= since_ago;
+        free(f.n.record);
+        f.n.record = gm_record_format(&rec);
+        gm_record_clear(&rec);
+    }
+    f.n.labels = "{\"nvidia.com/gpu.count\":\"8\"}";
+    f.n.allocatable = allocatable;
+    th_ctl_start(&f.n.c, handler, &f);
+    f.n.c.ctl->policy_for = policy_for;
+    th_run_until(&f.n.c.loop, &f.n.done, ms);
+    snprintf(msg, len, "%s", gm_switch_message(f.n.c.ctl, "gpu-001"));
+    finish(&f, o);
+}
+
+static void run_verify(struct outcome *o, bool reconfigured, int ms, char *msg,
+                       size_t len)
+{
+    run_verify_with(o, reconfigured, ms, msg, len, "{\"nvidia.com/gpu\":\"7\"}",
+                    0);
+}
+
+/* A rollback that never touched the GPUs and fails anyway (its plugin
+ * advertises nothing within clientsTimeoutSeconds) is held, but as a node
+ * whose GPUs were not changed: a retry or a release then treats it as
+ * such (a failed drain rolls back rather than holds). */
+static void test_untouched_rollback_failing_stays_untouched(void **state)
+{
+    (void)state;
+    struct outcome o;
+    char msg[256];
+    run_verify_with(&o, false, 5000, msg, sizeof(msg),
+                    "{\"nvidia.com/gpu\":\"0\"}", 3600);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_FAILED);
+    assert_string_equal(o.rec.reason, "PluginNotReady");
+    assert_false(o.rec.reconfigured);
+    outcome_free(&o);
+}
+
+/* A rollback that never touched the GPUs (the drain failed) finds the
+ * node offering what it offered before the switch: fewer GPUs than its
+ * count, one being unhealthy, is not a failed rollback. With the plugin
+ * Ready it ends (back, state failed, uncordoned) rather than hold the
+ * node cordoned once clientsTimeoutSeconds pass. */
+static void test_untouched_rollback_takes_what_is_advertised(void **state)
+{
+    (void)state;
+    struct outcome o;
+    char msg[256];
+    run_verify(&o, false, 5000, msg, sizeof(msg));
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_FAILED);
+    assert_false(o.rec.rolling_back);
+    assert_string_equal(label(o.p, GM_LABEL_STATE), "failed");
+    json_object *u = NULL;
+    assert_true(json_object_object_get_ex(gm_json_get(o.p, "spec"),
+                                          "unschedulable", &u));
+    assert_false(json_object_get_boolean(u)); /* uncordoned */
+    outcome_free(&o);
+}
+
+/* GPUs a rollback laid again must advertise the expected count: the same
+ * node waits (and fails after clientsTimeoutSeconds). */
+static void test_relaid_rollback_waits_for_the_count(void **state)
+{
+    (void)state;
+    struct outcome o;
+    char msg[256];
+    run_verify(&o, true, 1500, msg, sizeof(msg));
+    assert_null(o.p);
+    assert_string_equal(msg, "node advertises nvidia.com/gpu=7, expected 8");
+    outcome_free(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +511,9 @@ int main(void)
         cmocka_unit_test(test_rollback_drain_failure_holds),
         cmocka_unit_test(test_rollback_untouched_does_not_drain),
         cmocka_unit_test(test_rollback_drains_gpu_pods_only_and_waits_for_none),
+        cmocka_unit_test(test_untouched_rollback_takes_what_is_advertised),
+        cmocka_unit_test(test_relaid_rollback_waits_for_the_count),
+        cmocka_unit_test(test_untouched_rollback_failing_stays_untouched),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -433,8 +433,13 @@ static int fail(struct sw *s, const char *reason, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     enum gm_phase at = s->rec.phase;
-    bool touched =
-        s->rec.reconfigured || (at >= GM_PHASE_RECONFIGURE && !s->hw_untouched);
+    /* A rollback past its hardware step without `reconfigured` never laid
+     * the GPUs (see step_verify): failing there leaves them as they were,
+     * and a retry or release must know it. */
+    bool back_untouched = s->rec.rolling_back && !s->rec.reconfigured &&
+                          at >= GM_PHASE_START_CLIENTS;
+    bool touched = s->rec.reconfigured || (at >= GM_PHASE_RECONFIGURE &&
+                                           !s->hw_untouched && !back_untouched);
     /* A node first switched by gpumode has no recorded mode: after the
      * hardware changed there is nothing known to put back, and restoring
      * only the old plugin labels would uncordon a node whose plugin cannot
@@ -1858,9 +1863,23 @@ static int step_verify(struct sw *s)
                            split, names, counts, 16, buf, sizeof(buf));
     if (n > 0 && shared)
         names[0] = shared;
+    /* A rollback that never laid the GPUs (the drain or the stop of the
+     * clients failed, or the agent changed nothing) leaves the node as it
+     * was before the switch, offering what it offered then, which need not
+     * be the expected count: a GPU its plugin finds unhealthy is not
+     * advertised. Demanding the count would hold, cordoned, a node nothing
+     * was done to, so each resource need only be advertised. Every
+     * hardware step that succeeds sets `reconfigured` (a rollback's too,
+     * in every version), and a rollback of changed hardware records it
+     * when it starts, so without it the GPUs were not touched. */
+    bool as_before = s->rec.rolling_back && !s->rec.reconfigured;
     for (size_t i = 0; i < n; i++) {
         int64_t have = gm_node_allocatable(s->node, names[i]);
-        if (have != counts[i]) {
+        if (as_before && have <= 0) {
+            set_message(s, "node advertises no %s", names[i]);
+            goto not_ready;
+        }
+        if (!as_before && have != counts[i]) {
             char why[96] = "";
             if (filtered)
                 snprintf(why, sizeof(why),

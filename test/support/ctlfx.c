@@ -51,11 +51,12 @@ static void merge(json_object *o, const char *more)
     json_object_put(m);
 }
 
-/* n nodes with record, and gpumode.io/retry when retry is set; labels and
- * annotations (JSON objects, or NULL) are added to each. */
+/* n nodes with record, and gpumode.io/retry when retry is set; labels,
+ * annotations and allocatable (JSON objects, or NULL) are added to each. */
 static void respond_nodes(struct th_conn *c, const char *record, int n,
                           bool retry, bool uncordoned, const char *boot_id,
-                          const char *labels, const char *annotations)
+                          const char *labels, const char *annotations,
+                          const char *allocatable)
 {
     json_object *items = json_object_new_array();
     for (int i = 1; i <= n; i++) {
@@ -78,6 +79,8 @@ static void respond_nodes(struct th_conn *c, const char *record, int n,
                                    GM_ANN_RETRY, json_object_new_string("1"));
         merge(gm_json_get(meta, "labels"), labels);
         merge(gm_json_get(meta, "annotations"), annotations);
+        merge(gm_json_get(gm_json_get(node, "status"), "allocatable"),
+              allocatable);
         if (uncordoned)
             json_object_object_add(gm_json_get(node, "spec"), "unschedulable",
                                    json_object_new_boolean(0));
@@ -101,24 +104,24 @@ static void respond_nodes(struct th_conn *c, const char *record, int n,
 void th_ctl_respond_switching_nodes(struct th_conn *c, const char *record,
                                     int n)
 {
-    respond_nodes(c, record, n, false, false, NULL, NULL, NULL);
+    respond_nodes(c, record, n, false, false, NULL, NULL, NULL, NULL);
 }
 
 void th_ctl_respond_switching_node(struct th_conn *c, const char *record)
 {
-    respond_nodes(c, record, 1, false, false, NULL, NULL, NULL);
+    respond_nodes(c, record, 1, false, false, NULL, NULL, NULL, NULL);
 }
 
 void th_ctl_respond_node_with(struct th_conn *c, const char *record,
                               const char *labels, const char *annotations)
 {
-    respond_nodes(c, record, 1, false, false, NULL, labels, annotations);
+    respond_nodes(c, record, 1, false, false, NULL, labels, annotations, NULL);
 }
 
 void th_ctl_respond_booted_node(struct th_conn *c, const char *record,
                                 const char *boot_id)
 {
-    respond_nodes(c, record, 1, false, false, boot_id, NULL, NULL);
+    respond_nodes(c, record, 1, false, false, boot_id, NULL, NULL, NULL);
 }
 
 char *th_ctl_switch_record(enum gm_phase phase, const char *settings)
@@ -188,7 +191,7 @@ void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c)
 
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
         respond_nodes(c, f->record, 1, f->retry, f->uncordoned, f->boot_id,
-                      f->labels, f->annotations);
+                      f->labels, f->annotations, f->allocatable);
     } else if (strcmp(r->method, "PATCH") == 0 &&
                strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
         if (f->patch == NULL)

@@ -64,6 +64,7 @@ struct th_node_fx {
     const char *boot_id; /* borrowed: listed status.nodeInfo.bootID, or NULL */
     const char *labels;  /* borrowed JSON object added to the labels */
     const char *annotations; /* borrowed JSON object added to annotations */
+    const char *allocatable; /* borrowed JSON object merged into allocatable */
     char *patch;             /* owned: the first node patch's body, or NULL */
     int done;                /* set once a node patch came */
 };
