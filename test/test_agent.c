@@ -630,6 +630,84 @@ static void test_h100_immediate(void **state)
     case_free(&c);
 }
 
+/* The process of a pod deleted with --force outlives its API object until
+ * the kubelet has stopped it: apply looks again each second, for up to
+ * in_use_wait_ms, before it refuses. */
+struct in_use_wait {
+    struct fake *f;
+    int sleeps;
+    int exit_after; /* the process exits after this many sleeps; 0: never */
+    int slept_ms;
+};
+
+static void in_use_sleep(void *ctx, int ms)
+{
+    struct in_use_wait *w = ctx;
+    w->sleeps++;
+    w->slept_ms += ms;
+    if (w->exit_after && w->sleeps >= w->exit_after)
+        w->f->nprocs = 0;
+}
+
+static int apply_waiting(struct apply_case *c, struct in_use_wait *w,
+                         int wait_ms)
+{
+    char msg[256];
+    struct gm_smi_runner r = {.run = fake_run, .ctx = c->f};
+    struct gm_agent_req req = {.mode = GM_AGENT_MIG,
+                               .allow_reset = 1,
+                               .in_use_wait_ms = wait_ms,
+                               .sleep_ms = in_use_sleep,
+                               .sleep_ctx = w};
+    assert_int_equal(gm_layout_parse("[{\"migDevices\":{\"1g.10gb\":7}}]",
+                                     &c->layout, msg, sizeof(msg)),
+                     0);
+    req.layout = &c->layout;
+    if (c->res == NULL)
+        c->res = malloc(sizeof(*c->res));
+    assert_non_null(c->res);
+    gm_agent_result_init(c->res, "apply");
+    c->f->nlog = 0;
+    w->f = c->f;
+    return c->rc = gm_agent_apply(&r, &req, c->res);
+}
+
+static void test_gpu_in_use_waits_for_exit(void **state)
+{
+    struct apply_case c = {.f = fake_new(2, 1, 1)};
+    struct in_use_wait w = {.exit_after = 3};
+    c.f->nprocs = 1;
+    c.f->proc_gpu[0] = 1;
+    assert_int_equal(apply_waiting(&c, &w, 10000), 0);
+    assert_true(c.res->ok);
+    assert_int_equal(w.sleeps, 3);
+    assert_int_equal(w.slept_ms, 3000);
+    assert_true(logged(c.f, "mig -i 1 -cgi", 0) >= 0);
+    /* Looked at again after each sleep, before anything changed. */
+    int first_change = logged(c.f, "-i 0 -mig 1", 0);
+    assert_true(first_change >= 0);
+    int looks = 0;
+    for (int i = 0; i < first_change; i++)
+        looks += strstr(c.f->log[i], "--query-compute-apps") != NULL;
+    assert_int_equal(looks, 4);
+    case_free(&c);
+}
+
+static void test_gpu_in_use_after_wait(void **state)
+{
+    struct apply_case c = {.f = fake_new(2, 1, 1)};
+    struct in_use_wait w = {0};
+    c.f->nprocs = 1;
+    c.f->proc_gpu[0] = 1;
+    assert_int_not_equal(apply_waiting(&c, &w, 3000), 0);
+    assert_string_equal(c.res->reason, "GPUInUse");
+    assert_non_null(strstr(c.res->message, "still after waiting 3 s"));
+    assert_int_equal(w.sleeps, 3);
+    assert_int_equal(mutations(c.f), 0);
+    assert_false(c.res->changed);
+    case_free(&c);
+}
+
 static void test_gpu_in_use(void **state)
 {
     struct apply_case c = {.f = fake_new(2, 1, 1)};
@@ -1091,8 +1169,13 @@ static void test_cli_validation(void **state)
     const char *const c10[] = {"probe", "--timeout", "0", NULL};
     const char *const c11[] = {"probe", "--nvidia-smi", NULL};
     const char *const c12[] = {"reboot", NULL};
-    const char *const *all[] = {c1, c2, c3, c4,  c5,  c6,
-                                c7, c8, c9, c10, c11, c12};
+    const char *const c13[] = {"probe", "--in-use-wait", "5", NULL};
+    const char *const c14[] = {"apply",         "--mode", "full",
+                               "--in-use-wait", "-1",     NULL};
+    const char *const c15[] = {"apply",         "--mode", "full",
+                               "--in-use-wait", "3601",   NULL};
+    const char *const *all[] = {c1, c2,  c3,  c4,  c5,  c6,  c7, c8,
+                                c9, c10, c11, c12, c13, c14, c15};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         expect_usage(f, all[i]);
     assert_int_equal(f->nlog, 0);
@@ -1309,8 +1392,9 @@ static void test_binary_end_to_end(void **state)
     free(t);
 
     /* A refusal exits 1 with a reason. */
-    const char *const apply[] = {"apply", "--mode", "full", "--nvidia-smi",
-                                 smi,     tlarg,    NULL};
+    const char *const apply[] = {
+        "apply", "--mode", "full", "--nvidia-smi", smi, "--in-use-wait",
+        "0",     tlarg,    NULL};
     setenv("FAKE_SMI_BUSY", "1", 1);
     assert_int_equal(gm_smi_exec_run(&ex, apply, &o), 0);
     unsetenv("FAKE_SMI_BUSY");
@@ -1341,6 +1425,8 @@ int main(void)
         cmocka_unit_test(test_a100_reset_unsupported),
         cmocka_unit_test(test_h100_immediate),
         cmocka_unit_test(test_gpu_in_use),
+        cmocka_unit_test(test_gpu_in_use_waits_for_exit),
+        cmocka_unit_test(test_gpu_in_use_after_wait),
         cmocka_unit_test(test_held_gpu_is_in_use),
         cmocka_unit_test(test_held_gpu_reboot_by_name),
         cmocka_unit_test(test_profiles_read_again_after_enabling),

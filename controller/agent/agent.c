@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 
@@ -501,18 +502,21 @@ static int proc_gpu(const struct gm_agent_snapshot *s,
     return -1;
 }
 
-/* Refuses before anything changes. A process we cannot place counts as
- * using every GPU: being wrong that way costs a retry, the other way a
+/* 1 when a compute process runs on a GPU that must change, 0 when none
+ * does; with fail, GPUInUse instead of 1. A process we cannot place counts
+ * as using every GPU: being wrong that way costs a retry, the other way a
  * crashed job. */
-static int check_in_use(struct run *c)
+static int check_in_use(struct run *c, int fail)
 {
     struct gm_agent_snapshot *s = &c->res->snap;
     int listed = 0;
 
     if (c->procs_overflow)
-        return gm_agent_fail(c->res, "GPUInUse", GM_NEEDS_NONE,
-                             "more than %d compute processes are running",
-                             GM_AGENT_MAX_PROCS);
+        return !fail ? 1
+                     : gm_agent_fail(c->res, "GPUInUse", GM_NEEDS_NONE,
+                                     "more than %d compute processes are "
+                                     "running",
+                                     GM_AGENT_MAX_PROCS);
     for (size_t k = 0; k < s->nprocs; k++) {
         const struct gm_smi_proc *p = &s->procs[k];
         int i = proc_gpu(s, p);
@@ -523,6 +527,8 @@ static int check_in_use(struct run *c)
             listed = 1;
             i = proc_gpu(s, p);
         }
+        if ((i < 0 || c->tgt[i].change) && !fail)
+            return 1;
         if (i < 0 || c->tgt[i].change)
             return gm_agent_fail(
                 c->res, "GPUInUse", GM_NEEDS_NONE,
@@ -532,6 +538,52 @@ static int check_in_use(struct run *c)
                 i < 0 ? -1 : s->gpus[i].index, p->gpu_uuid, s->nprocs);
     }
     return 0;
+}
+
+/* How often processes are looked at again while waiting for them. */
+#define IN_USE_POLL_MS 1000
+
+static void agent_sleep(struct run *c, int ms)
+{
+    if (c->req->sleep_ms) {
+        c->req->sleep_ms(c->req->sleep_ctx, ms);
+        return;
+    }
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Refuses (GPUInUse) while a compute process still runs on a GPU that
+ * must change after req->in_use_wait_ms. The processes of a pod deleted
+ * with --force outlive its API object by up to its grace period; the
+ * controller sees it gone and starts us meanwhile. */
+static int wait_not_in_use(struct run *c)
+{
+    int waited = 0, limit = c->req->in_use_wait_ms;
+
+    for (;;) {
+        int busy = check_in_use(c, waited >= limit);
+        if (busy < 0 && waited > 0 && c->res->reason &&
+            strcmp(c->res->reason, "GPUInUse") == 0) {
+            size_t len = strlen(c->res->message);
+            snprintf(c->res->message + len, sizeof(c->res->message) - len,
+                     "; still after waiting %d s for it to exit",
+                     waited / 1000);
+        }
+        if (busy <= 0)
+            return busy;
+        if (waited == 0)
+            gm_info("%zu compute process(es) on the GPUs to change; waiting "
+                    "up to %d s for them to exit",
+                    c->res->snap.nprocs, limit / 1000);
+        agent_sleep(c, IN_USE_POLL_MS);
+        waited += IN_USE_POLL_MS;
+        c->procs_overflow = 0;
+        int err = read_procs(c, &c->res->snap);
+        if (err)
+            return err;
+    }
 }
 
 /* ---- profiles and placements ---- */
@@ -1147,7 +1199,7 @@ int gm_agent_apply(const struct gm_smi_runner *r,
     err = plan(c);
     if (err || !any_change(c))
         goto done;
-    err = check_in_use(c);
+    err = wait_not_in_use(c);
     if (err)
         goto out;
     /* With MIG already on, a layout the GPU cannot hold is refused before

@@ -10,7 +10,8 @@
  *     when every GPU matches, apply changes nothing and succeeds, so a
  *     repeated or resumed apply is harmless.
  *  3. refuse (GPUInUse) when a compute process runs on a GPU that must
- *     change; nothing has been touched yet.
+ *     change, still after in_use_wait_ms (looked at again each second);
+ *     nothing has been touched yet.
  *  4. when MIG is already on, check the layout against `mig -lgip`/-lgipp
  *     before destroying anything (UnknownProfile, InsufficientResources).
  *  5. destroy compute instances, then GPU instances (`mig -i N -dci`, then
@@ -80,6 +81,14 @@ struct gm_agent_req {
      * the controller runs `gpumode-agent reboot --confirm` as its own
      * step when it sees needs=reboot and the policy allows it. */
     int allow_reboot;
+    /* A compute process on a GPU that must change is waited for this long
+     * before GPUInUse: a pod deleted with --force is gone from the API
+     * while the kubelet still stops its containers, for up to their
+     * terminationGracePeriodSeconds. 0: refuse at once. */
+    int in_use_wait_ms;
+    /* Sleeps between looks at the processes; NULL: nanosleep. */
+    void (*sleep_ms)(void *ctx, int ms);
+    void *sleep_ctx;
 };
 
 /* Plain data (no pointers to free), large: allocate it on the heap. */

@@ -33,8 +33,16 @@ static const char usage_text[] =
     "                          /dev/termination-log; skipped if unwritable)\n"
     "  --timeout SECONDS       kill an nvidia-smi run after this (1..3600,\n"
     "                          default 60)\n"
+    "  --in-use-wait SECONDS   apply: wait this long for compute processes\n"
+    "                          on the GPUs to change to exit before\n"
+    "                          GPUInUse (0..3600, default 60: a pod deleted\n"
+    "                          with --force still stops its containers)\n"
     "  --log-level LEVEL       debug|info|warn|error (stderr; default info)\n"
     "  --log-format FORMAT     text|json\n";
+
+/* Covers the kubelet's default terminationGracePeriodSeconds (30 s) for a
+ * pod deleted with --force, and the CUDA teardown after it. */
+#define DEFAULT_IN_USE_WAIT_S 60
 
 struct opts {
     const char *command;
@@ -44,6 +52,8 @@ struct opts {
     const char *driver_root;
     const char *term_log;
     int timeout_s;
+    int in_use_wait_s;
+    int in_use_wait_set;
     int allow_reset;
     int allow_reboot;
     int confirm;
@@ -112,12 +122,12 @@ static int opt_value(int argc, char **argv, int *i, const char *name,
     return 1;
 }
 
-static int parse_timeout(const char *s, int *out)
+static int parse_seconds(const char *s, long min, long max, int *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < 1 || v > 3600)
+    if (errno || end == s || *end != '\0' || v < min || v > max)
         return -EINVAL;
     *out = (int)v;
     return 0;
@@ -144,9 +154,11 @@ static int parse_args(int argc, char **argv, struct opts *o, char *why,
                       size_t cap)
 {
     static const char *const value_opts[] = {
-        "--mode",    "--layout",    "--nvidia-smi", "--driver-root",
-        "--timeout", "--log-level", "--log-format", "--termination-log"};
-    const char *vals[8] = {NULL};
+        "--mode",        "--layout",          "--nvidia-smi",
+        "--driver-root", "--timeout",         "--log-level",
+        "--log-format",  "--termination-log", "--in-use-wait"};
+    enum { NVALS = sizeof(value_opts) / sizeof(value_opts[0]) };
+    const char *vals[NVALS] = {NULL};
     int err = 0;
 
     if (argc < 2) {
@@ -169,7 +181,7 @@ static int parse_args(int argc, char **argv, struct opts *o, char *why,
             o->confirm = 1;
             continue;
         }
-        for (size_t k = 0; k < 8 && !hit; k++) {
+        for (size_t k = 0; k < NVALS && !hit; k++) {
             int r = opt_value(argc, argv, &i, value_opts[k], &vals[k]);
             if (r < 0)
                 usage_note(why, cap, &err, "%s needs a value", value_opts[k]);
@@ -186,8 +198,11 @@ static int parse_args(int argc, char **argv, struct opts *o, char *why,
         o->smi = vals[2];
     if (vals[3])
         o->driver_root = vals[3];
-    if (vals[4] && parse_timeout(vals[4], &o->timeout_s) != 0)
+    if (vals[4] && parse_seconds(vals[4], 1, 3600, &o->timeout_s) != 0)
         usage_note(why, cap, &err, "--timeout: want 1..3600 seconds");
+    o->in_use_wait_set = vals[8] != NULL;
+    if (vals[8] && parse_seconds(vals[8], 0, 3600, &o->in_use_wait_s) != 0)
+        usage_note(why, cap, &err, "--in-use-wait: want 0..3600 seconds");
     if (vals[5] && gm_log_parse_level(vals[5], &o->level) != 0)
         usage_note(why, cap, &err, "--log-level: want debug|info|warn|error");
     if (vals[6]) {
@@ -208,8 +223,10 @@ static int check_command(const struct opts *o, char *why, size_t cap)
         snprintf(why, cap, "unknown command \"%.32s\"", o->command);
         return -EINVAL;
     }
-    if (!apply && (o->mode || o->layout || o->allow_reset || o->allow_reboot)) {
-        snprintf(why, cap, "--mode, --layout and --allow-* are for apply");
+    if (!apply && (o->mode || o->layout || o->allow_reset || o->allow_reboot ||
+                   o->in_use_wait_set)) {
+        snprintf(why, cap,
+                 "--mode, --layout, --allow-* and --in-use-wait are for apply");
         return -EINVAL;
     }
     if (o->confirm && strcmp(o->command, "reboot") != 0) {
@@ -275,7 +292,8 @@ static int run_apply(const struct opts *o, const struct gm_smi_runner *r,
                      struct gm_agent_result *res, char *why, size_t cap)
 {
     struct gm_agent_req req = {.allow_reset = o->allow_reset,
-                               .allow_reboot = o->allow_reboot};
+                               .allow_reboot = o->allow_reboot,
+                               .in_use_wait_ms = o->in_use_wait_s * 1000};
     struct gm_layout *layout = NULL;
     int rc = 1;
 
@@ -311,7 +329,8 @@ out:
 
 int gm_agent_main(int argc, char **argv, const struct gm_agent_hooks *hooks)
 {
-    struct opts o = {.level = GM_LOG_INFO};
+    struct opts o = {.level = GM_LOG_INFO,
+                     .in_use_wait_s = DEFAULT_IN_USE_WAIT_S};
     struct gm_agent_result *res = calloc(1, sizeof(*res));
     char why[512] = "";
     char path[4096];

@@ -398,6 +398,39 @@ spec:
 	}
 }
 
+// A compute process still on a GPU when the agent starts: the container
+// of a pod deleted with --force, which leaves the API at once while the
+// kubelet still stops it, or a short job on the host. The agent waits for
+// it to exit (up to --in-use-wait, 60 s) instead of refusing at once with
+// GPUInUse, and the switch completes on its first attempt.
+func TestComputeProcessExitsDuringSwitch(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	FakeSMI(t, b, "gpu-001", "--fake-process", "add", "0", "4242", "python3", "1024")
+	ctl := StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	applied := time.Now()
+	Eventually(t, 60*time.Second, "the agent waiting for the process", func(context.Context) error {
+		logs, _ := filepath.Glob(filepath.Join(b.Dir, "pods", "gpumode-system_gpumode-gpu-001-apply-*", "agent.log"))
+		for _, l := range logs {
+			if raw, err := os.ReadFile(l); err == nil && strings.Contains(string(raw), "waiting up to 60 s for them to exit") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no apply agent waiting (logs %v)", logs)
+	})
+	time.Sleep(3 * time.Second)
+	FakeSMI(t, b, "gpu-001", "--fake-process", "remove", "4242")
+	WaitPolicy(t, b, "a", 90*time.Second, "mig", Converged)
+	if log := ctl.Log(); strings.Contains(log, "GPUInUse") || strings.Contains(log, "rolling back") {
+		t.Errorf("the switch failed on the process:\n%s", tailLines(log, 30))
+	}
+	t.Logf("converged %v after the policy was applied", time.Since(applied).Round(time.Second))
+}
+
 // TestPolicyDeletedWhileDraining: deleting the policy while a drain waits
 // on a PodDisruptionBudget cancels the switch: the drain's options went
 // with the policy, so nothing more is evicted, and the node is put back
