@@ -122,6 +122,16 @@ func TestGPUModes(t *testing.T) {
 	if _, err := testbed(t, nil, "reboot", "--dir", b.Dir, "--down", "2s", node); err != nil {
 		t.Fatal(err)
 	}
+	// The kubelet's first status after the boot has the new boot ID and
+	// Ready=False while the container runtime starts; Ready follows.
+	ready := func(n *corev1.Node) corev1.ConditionStatus {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status
+			}
+		}
+		return ""
+	}
 	Eventually(t, 30*time.Second, "new boot ID", func(ctx context.Context) error {
 		n, err := b.CS.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
@@ -129,6 +139,19 @@ func TestGPUModes(t *testing.T) {
 		}
 		if n.Status.NodeInfo.BootID == n0.Status.NodeInfo.BootID {
 			return fmt.Errorf("boot ID unchanged")
+		}
+		if r := ready(n); r != corev1.ConditionFalse {
+			t.Errorf("first seen with the new boot ID Ready=%s, want False while the runtime starts", r)
+		}
+		return nil
+	})
+	Eventually(t, 30*time.Second, "Ready after the boot", func(ctx context.Context) error {
+		n, err := b.CS.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if r := ready(n); r != corev1.ConditionTrue {
+			return fmt.Errorf("Ready=%s", r)
 		}
 		return nil
 	})

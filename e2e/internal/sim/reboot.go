@@ -102,6 +102,7 @@ func (s *Sim) reboot(n *Node, down time.Duration, except types.UID) {
 		n.down = false
 		n.bootID = newBootID()
 		n.boot++
+		n.startingUntil = time.Now().Add(s.opts.BootNotReady)
 		n.mu.Unlock()
 		klog.Infof("node %s: booted", n.Name)
 		s.nodeQ.Add(n.Name)

@@ -74,6 +74,7 @@ type Options struct {
 	JobSeconds    float64
 	LeaseInterval time.Duration
 	StatusReport  time.Duration
+	BootNotReady  time.Duration
 	Workers       int
 	QPS           float64
 	// ImageMap maps an image (without tag) to a local binary: helper pods
@@ -96,6 +97,7 @@ type Node struct {
 	down           bool      // powered off (rebooting): no heartbeat, no status, runs nothing
 	boot           int       // boots since the simulator started
 	lastReport     time.Time // last full status heartbeat
+	startingUntil  time.Time // after a boot: Ready=False until then
 	lease          *coordv1.Lease
 	plugins        map[string]*pluginRun // role -> running plugin on this node
 	pendingPlugins map[string]*pluginRun // pod UID -> snapshot not yet published
@@ -132,6 +134,7 @@ func Main(args []string) error {
 	fs.Float64Var(&o.JobSeconds, "job-seconds", 5, "run time of Job pods without "+RunSecondsAnnotation)
 	fs.DurationVar(&o.LeaseInterval, "lease-interval", 10*time.Second, "node Lease renewal interval")
 	fs.DurationVar(&o.StatusReport, "status-report", 5*time.Minute, "full node status heartbeat interval")
+	fs.DurationVar(&o.BootNotReady, "boot-not-ready", 2*time.Second, "after a reboot, how long the kubelet posts Ready=False (runtime starting)")
 	fs.IntVar(&o.Workers, "workers", 8, "pod workers")
 	fs.Float64Var(&o.QPS, "qps", 1000, "client QPS")
 	agent := fs.String("agent-bin", os.Getenv("GPUMODE_AGENT_BIN"), "binary for image gpumode/agent (default $GPUMODE_AGENT_BIN or build/gpumode-agent)")
@@ -369,7 +372,7 @@ func (n *Node) nodeInfo(bootID string) corev1.NodeSystemInfo {
 func readyConditions(now metav1.Time, ready bool) []corev1.NodeCondition {
 	st, reason, msg := corev1.ConditionTrue, "KubeletReady", "kubelet is posting ready status"
 	if !ready {
-		st, reason, msg = corev1.ConditionFalse, "KubeletNotReady", "node is rebooting"
+		st, reason, msg = corev1.ConditionFalse, "KubeletNotReady", "container runtime status check may not have completed yet"
 	}
 	return []corev1.NodeCondition{
 		{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientMemory", Message: "kubelet has sufficient memory available", LastHeartbeatTime: now, LastTransitionTime: now},
@@ -573,9 +576,16 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 	n.mu.Lock()
 	down, bootID := n.down, n.bootID
 	report := time.Since(n.lastReport) > s.opts.StatusReport
+	starting := time.Until(n.startingUntil)
 	n.mu.Unlock()
 	if down {
 		return nil // a rebooting node is silent
+	}
+	if starting > 0 {
+		// The first status after a boot carries the new boot ID with
+		// Ready=False while the container runtime starts, as the kubelet
+		// posts it; Ready follows.
+		s.nodeQ.AddAfter(name, starting)
 	}
 	s.followConfigLabel(n, cur)
 	ext := s.gpuResources(n, cur)
@@ -590,11 +600,11 @@ func (s *Sim) syncNode(ctx context.Context, name string) error {
 		}
 	}
 	want := corev1.ConditionTrue
-	if down {
+	if starting > 0 {
 		want = corev1.ConditionFalse
 	}
 	if ready == nil || ready.Status != want {
-		node.Status.Conditions = readyConditions(now, !down)
+		node.Status.Conditions = readyConditions(now, want == corev1.ConditionTrue)
 		changed = true
 	}
 	if node.Status.NodeInfo.BootID != bootID {
