@@ -5,15 +5,21 @@ package tests
 // 410 by etcd compaction and nvidia-smi faults. Every cycle must end with
 // each node converged or failed with a reason; nothing left cordoned by
 // gpumode without a failed state; no label changed beyond the mode's own;
-// the PodDisruptionBudget never violated; no helper pod left behind; the
+// the PodDisruptionBudget never violated (ready pods watched, and every
+// pod gpumode removed evicted, by the API server's audit log); no helper
+// pod left behind; the
 // NVIDIA device plugin and HAMi's never running on one node at once.
 // TestChaosHAMiProfile does the same under the hami profile, with HAMi as
 // its upstream chart deploys it (gpu=on, registering nvidia.com/gpu).
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -265,6 +271,17 @@ spec:
 	if lowest < 4 {
 		t.Errorf("ready pods fell to %d, below the budget's minAvailable 4", lowest)
 	}
+	// Every workload pod gpumode removed went through the Eviction API,
+	// which enforces the budget: the API server's audit log has each
+	// eviction and each pod deletion.
+	allowed, refused, direct := auditedRemovals(t, b)
+	t.Logf("gpumode's evictions: %d allowed, %d refused by the budget (429)", allowed, refused)
+	if allowed == 0 {
+		t.Errorf("no eviction in the audit log: the drains evicted nothing, or the log is not written")
+	}
+	if len(direct) > 0 {
+		t.Errorf("gpumode deleted workload pods directly, past their budget: %v", direct)
+	}
 	if o := overlaps(); len(o) > 0 {
 		if len(o) > 5 {
 			o = append(o[:5], fmt.Sprintf("and %d more", len(o)-5))
@@ -407,4 +424,46 @@ func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map
 		}
 		return nil
 	})
+}
+
+// auditedRemovals reads the bed's API server audit log (evictions and pod
+// deletions): gpumode's evictions allowed and refused with 429, and the
+// pods outside gpumode-system it deleted directly (its helper pods are its
+// own to delete).
+func auditedRemovals(t *testing.T, b *Bed) (allowed, refused int, direct []string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(b.Dir, "logs", "audit.log"))
+	if err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev struct {
+			Verb      string `json:"verb"`
+			UserAgent string `json:"userAgent"`
+			ObjectRef struct {
+				Namespace, Name, Subresource string
+			} `json:"objectRef"`
+			ResponseStatus struct {
+				Code int `json:"code"`
+			} `json:"responseStatus"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || !strings.HasPrefix(ev.UserAgent, "gpumode/") {
+			continue
+		}
+		switch {
+		case ev.ObjectRef.Subresource == "eviction" && ev.ResponseStatus.Code/100 == 2:
+			allowed++
+		case ev.ObjectRef.Subresource == "eviction" && ev.ResponseStatus.Code == 429:
+			refused++
+		case ev.Verb == "delete" && ev.ObjectRef.Subresource == "" && ev.ObjectRef.Namespace != "gpumode-system":
+			direct = append(direct, ev.ObjectRef.Namespace+"/"+ev.ObjectRef.Name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	return allowed, refused, direct
 }

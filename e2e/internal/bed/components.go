@@ -45,6 +45,25 @@ plugins:
         values: [system-node-critical, system-cluster-critical]
 `
 
+// auditPolicy records every eviction and every pod deletion (metadata
+// only) in logs/audit.log, so tests can check how pods were removed: by
+// the Eviction API, which enforces PodDisruptionBudgets, or directly.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Metadata
+  verbs: [create]
+  resources: [{group: "", resources: [pods/eviction]}]
+- level: Metadata
+  verbs: [delete, deletecollection]
+  resources: [{group: "", resources: [pods]}]
+- level: None
+`
+
+// AuditLog is where the API server writes the audit events of auditPolicy.
+func AuditLog(dir string) string { return filepath.Join(logDir(dir), "audit.log") }
+
 func apiserverArgs(st *State, f pki.Files) []string {
 	args := []string{
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", st.EtcdPort),
@@ -72,6 +91,10 @@ func apiserverArgs(st *State, f pki.Files) []string {
 		"--proxy-client-cert-file=" + f.FrontProxyCert,
 		"--proxy-client-key-file=" + f.FrontProxyKey,
 		"--profiling=false",
+		"--audit-policy-file=" + filepath.Join(st.Dir, "audit-policy.yaml"),
+		"--audit-log-path=" + AuditLog(st.Dir),
+		"--audit-log-format=json",
+		"--audit-log-maxbackup=1",
 		"--cert-dir=" + filepath.Join(st.Dir, "pki"),
 		"--v=0",
 	}

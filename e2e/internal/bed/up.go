@@ -142,6 +142,9 @@ leaderElection:
 	if err := os.WriteFile(filepath.Join(d, "scheduler.yaml"), []byte(schedCfg), 0o644); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(d, "audit-policy.yaml"), []byte(auditPolicy), 0o644); err != nil {
+		return err
+	}
 	if st.LimitCriticalPods {
 		if err := os.WriteFile(filepath.Join(d, "admission.yaml"), []byte(admissionConfig), 0o644); err != nil {
 			return err
