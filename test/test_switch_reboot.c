@@ -45,6 +45,8 @@ struct fx {
     bool hami_forbidden;
     const char *boot_id;   /* the node's bootID, or NULL */
     int helper_posts;      /* helper pods created */
+    bool keep_posted;      /* keep the first helper pod created: */
+    char *posted;          /* owned; that pod, or NULL */
     int deletes;           /* helper pod DELETEs; the first answers 500 */
     bool grace_zero;       /* one of them asked for gracePeriodSeconds 0 */
     bool no_helper;        /* the helper cache is empty */
@@ -138,6 +140,8 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                strcmp(r->path, "/api/v1/namespaces/gpumode-system/pods") == 0) {
         f->helper_posts++;
         f->acted = 1;
+        if (f->keep_posted && f->posted == NULL && r->body)
+            f->posted = strdup(r->body);
         if (f->webhook_down)
             th_respond(c, 500, NULL,
                        "{\"kind\":\"Status\",\"status\":\"Failure\","
@@ -763,6 +767,49 @@ static void test_probe_result_restarts_the_helper_timeout(void **state)
     free(f.record);
 }
 
+/* Creates the apply helper of f's switch (Reconfiguring, the cache empty)
+ * under helperTimeoutSeconds timeout_s; f->posted is its pod. */
+static void run_posting(struct fx *f, long timeout_s)
+{
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    f->step = "apply";
+    f->argv = argv;
+    f->argc = 5;
+    f->phase = "Running";
+    f->no_helper = true;
+    f->keep_posted = true;
+    f->record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    th_ctl_start(&f->c, handler, f);
+    f->c.cfg.helper_timeout_s = timeout_s;
+    f->c.ctl->policy_for = th_ctl_policy_split4;
+    th_run_until(&f->c.loop, &f->helper_posts, 3000);
+    th_ctl_stop(&f->c);
+    assert_non_null(f->posted);
+}
+
+/* The agent waits up to 60 s for compute processes to exit before it
+ * answers GPUInUse. Under a short helperTimeoutSeconds it gets a third of
+ * it, so the answer (GPUs untouched) comes before the deadline rather than
+ * a HelperTimeout that counts the hardware as changed; under the default
+ * the flag is left out, as the pod's name hashes its arguments. */
+static void test_short_helper_timeout_shortens_the_in_use_wait(void **state)
+{
+    (void)state;
+    struct fx f = {0};
+    run_posting(&f, 60);
+    assert_non_null(strstr(f.posted, "\"--in-use-wait\",\"20\""));
+    free(f.posted);
+    free(f.record);
+
+    struct fx d = {0};
+    run_posting(&d, 900);
+    assert_null(strstr(d.posted, "--in-use-wait"));
+    assert_non_null(strstr(d.posted, "\"--allow-reset\""));
+    free(d.posted);
+    free(d.record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -780,6 +827,7 @@ int main(void)
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),
         cmocka_unit_test(test_next_helper_waits_for_a_running_one),
         cmocka_unit_test(test_probe_result_restarts_the_helper_timeout),
+        cmocka_unit_test(test_short_helper_timeout_shortens_the_in_use_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

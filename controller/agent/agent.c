@@ -554,13 +554,23 @@ static void agent_sleep(struct run *c, int ms)
         ;
 }
 
+static long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Refuses (GPUInUse) while a compute process still runs on a GPU that
  * must change after req->in_use_wait_ms. The processes of a pod deleted
  * with --force outlive its API object by up to its grace period; the
- * controller sees it gone and starts us meanwhile. */
+ * controller sees it gone and starts us meanwhile. The wait is measured on
+ * the monotonic clock (each look runs nvidia-smi too), or as the sum of
+ * the sleeps when a test sleeps for us. */
 static int wait_not_in_use(struct run *c)
 {
-    int waited = 0, limit = c->req->in_use_wait_ms;
+    int waited = 0, slept = 0, limit = c->req->in_use_wait_ms;
+    long start = mono_ms();
 
     for (;;) {
         int busy = check_in_use(c, waited >= limit);
@@ -578,7 +588,8 @@ static int wait_not_in_use(struct run *c)
                     "up to %d s for them to exit",
                     c->res->snap.nprocs, limit / 1000);
         agent_sleep(c, IN_USE_POLL_MS);
-        waited += IN_USE_POLL_MS;
+        slept += IN_USE_POLL_MS;
+        waited = c->req->sleep_ms ? slept : (int)(mono_ms() - start);
         c->procs_overflow = 0;
         int err = read_procs(c, &c->res->snap);
         if (err)

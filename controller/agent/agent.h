@@ -39,6 +39,10 @@
 #define GM_AGENT_MAX_INSTANCES 128
 #define GM_AGENT_MAX_PROCS 64
 #define GM_AGENT_MESSAGE_MAX 2048
+/* gpumode-agent apply's default --in-use-wait, in seconds: covers the
+ * kubelet's default terminationGracePeriodSeconds (30 s) for a pod deleted
+ * with --force, and the CUDA teardown after it. */
+#define GM_AGENT_IN_USE_WAIT_S 60
 /* The kubelet keeps at most 4096 bytes of a termination message. */
 #define GM_AGENT_RESULT_MAX 4096
 

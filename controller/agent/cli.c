@@ -40,10 +40,6 @@ static const char usage_text[] =
     "  --log-level LEVEL       debug|info|warn|error (stderr; default info)\n"
     "  --log-format FORMAT     text|json\n";
 
-/* Covers the kubelet's default terminationGracePeriodSeconds (30 s) for a
- * pod deleted with --force, and the CUDA teardown after it. */
-#define DEFAULT_IN_USE_WAIT_S 60
-
 struct opts {
     const char *command;
     const char *mode;
@@ -330,7 +326,7 @@ out:
 int gm_agent_main(int argc, char **argv, const struct gm_agent_hooks *hooks)
 {
     struct opts o = {.level = GM_LOG_INFO,
-                     .in_use_wait_s = DEFAULT_IN_USE_WAIT_S};
+                     .in_use_wait_s = GM_AGENT_IN_USE_WAIT_S};
     struct gm_agent_result *res = calloc(1, sizeof(*res));
     char why[512] = "";
     char path[4096];

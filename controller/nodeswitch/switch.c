@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent/agent.h"
 #include "app/budgets.h"
 #include "app/controller.h"
 #include "app/hami.h"
@@ -1245,9 +1246,10 @@ static int step_reconfigure(struct sw *s)
 {
     enum gm_mode mode = target_mode(s);
     const char *layout = target_layout(s);
-    const char *argv[8];
+    const char *argv[10];
     size_t argc = 0;
     const struct gm_pod *p;
+    char wait[24];
 
     if (mode == GM_MODE_UNKNOWN)
         return advance(s, GM_PHASE_START_CLIENTS, NULL, -1);
@@ -1267,6 +1269,16 @@ static int step_reconfigure(struct sw *s)
         argv[argc++] = layout;
     }
     argv[argc++] = "--allow-reset";
+    /* The agent waits for compute processes on the GPUs to exit before
+     * GPUInUse; under a short helperTimeoutSeconds it gets a third of it,
+     * so its answer (and whether it changed anything) comes before the
+     * deadline. Passed only then, as the pod's name hashes its arguments. */
+    long in_use_wait = s->ctl->cfg->helper_timeout_s / 3;
+    if (in_use_wait < GM_AGENT_IN_USE_WAIT_S) {
+        snprintf(wait, sizeof(wait), "%ld", in_use_wait);
+        argv[argc++] = "--in-use-wait";
+        argv[argc++] = wait;
+    }
     /* No --allow-reboot: the agent never reboots in apply (it answers
      * needs=reboot, and the policy's allowReboot decides here), and the
      * pod's name hashes its arguments, so an edit of allowReboot while
