@@ -429,6 +429,48 @@ static void test_untouched_refusal_is_not_held(void **state)
     gm_record_clear(&rec);
 }
 
+/* A first switch whose apply pod is in phase at the end of
+ * helperTimeoutSeconds (900 s); *out is the first record written. */
+static void run_timed_out(const char *phase, struct gm_switch_record *out)
+{
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {.step = "apply", .argv = argv, .argc = 5, .phase = phase};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = reconfiguring(GM_MODE_UNKNOWN, false);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.since -= 1000;
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    run_to_first_write(&f, NULL, out);
+}
+
+/* An apply pod still Pending when helperTimeoutSeconds ends never ran its
+ * agent (its image could not be pulled, a volume not mounted): the GPUs
+ * are as they were, so even a first switch rolls back and uncordons
+ * rather than hold the node. One that ran (Running) may have changed
+ * them: held, as before. */
+static void test_never_started_helper_is_untouched(void **state)
+{
+    (void)state;
+    struct gm_switch_record rec = {0};
+    run_timed_out("Pending", &rec);
+    assert_string_equal(rec.reason, "HelperTimeout");
+    assert_non_null(strstr(rec.message, "never started"));
+    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
+    assert_true(rec.rolling_back);
+    assert_false(rec.reconfigured);
+    gm_record_clear(&rec);
+
+    run_timed_out("Running", &rec);
+    assert_string_equal(rec.reason, "HelperTimeout");
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
+    assert_true(rec.reconfigured);
+    gm_record_clear(&rec);
+}
+
 /* vgpu's hardware is done, and HAMi's entry cannot be written: the first
  * write records StartingClients (and the result), not a wait that would
  * start again at every reconcile and never time out. */
@@ -828,6 +870,7 @@ int main(void)
         cmocka_unit_test(test_next_helper_waits_for_a_running_one),
         cmocka_unit_test(test_probe_result_restarts_the_helper_timeout),
         cmocka_unit_test(test_short_helper_timeout_shortens_the_in_use_wait),
+        cmocka_unit_test(test_never_started_helper_is_untouched),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

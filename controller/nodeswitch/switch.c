@@ -1288,12 +1288,24 @@ static int step_reconfigure(struct sw *s)
     if (rc != STEP_WAIT || p == NULL)
         return rc;
     if (p->phase != GM_POD_SUCCEEDED && p->phase != GM_POD_FAILED) {
-        set_message(s, "agent running in pod %s", p->name);
-        if (elapsed(s) > s->ctl->cfg->helper_timeout_s)
-            return fail(s, "HelperTimeout",
-                        "agent pod %s did not finish in %lds", p->name,
-                        s->ctl->cfg->helper_timeout_s);
-        return wait_helper(s);
+        bool pending = p->phase == GM_POD_PENDING;
+        set_message(s,
+                    pending ? "agent pod %s not started yet"
+                            : "agent running in pod %s",
+                    p->name);
+        if (elapsed(s) <= s->ctl->cfg->helper_timeout_s)
+            return wait_helper(s);
+        /* Still Pending, the pod never ran its agent (an image that cannot
+         * be pulled, a volume that does not mount): the GPUs are as they
+         * were, and a rollback need not hold the node. A rollback's own
+         * helper: the attempt before it changed them. */
+        if (pending && !s->rec.rolling_back)
+            s->hw_untouched = true;
+        return fail(s, "HelperTimeout",
+                    pending ? "agent pod %s never started in %lds (image "
+                              "pull, volumes or scheduling: see its events)"
+                            : "agent pod %s did not finish in %lds",
+                    p->name, s->ctl->cfg->helper_timeout_s);
     }
     json_object *res =
         p->term_message ? json_tokener_parse(p->term_message) : NULL;
