@@ -853,6 +853,48 @@ static void test_cert_files_with_token_file(void **state)
     EVP_PKEY_free(k);
 }
 
+/* An exec plugin (token only) beside certificate files: reading the
+ * files again inside the plugin's back-off after a failed refresh does not
+ * clear that failure, so the plugin is not run again before its time. */
+static void test_cert_files_keep_exec_backoff(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+    EVP_PKEY *k = new_key();
+
+    write_cert(f->cert_path, "one", k);
+    write_key(f->key_path, k);
+    f->cfg.cert_file = f->cert_path;
+    f->cfg.key_file = f->key_path;
+    use_exec(f, "token", "2030-01-01T00:00:00Z");
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_non_null(cred.cert_pem);
+
+    /* The files read at -400 s; the token due at -360 s (10% of its
+     * hour); its refresh fails at -343 s. */
+    f->clock = EXPIRY_MS - 400 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    set_mode(f, "fail");
+    f->clock = EXPIRY_MS - 343 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    settle(f);
+    assert_int_equal(count_runs(f), 2);
+    assert_names_plugin(gm_auth_last_error(f->a), "exit status 1");
+
+    /* 4 s later the files are a minute old and read again; 1 s after
+     * that the plugin is still backing off. */
+    f->clock += 4 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    f->clock += 500;
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    settle(f);
+    assert_int_equal(count_runs(f), 2);
+    assert_string_equal(cred.token, "exec-token-1-arg1");
+    assert_non_null(cred.cert_pem);
+    EVP_PKEY_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -898,6 +940,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cert_files_with_token_file, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_cert_files_keep_exec_backoff,
+                                        setup, teardown),
     };
     /* Failures are asserted on; their warnings would only be noise. */
     gm_log_setup(GM_LOG_ERROR, 0);

@@ -112,6 +112,7 @@ struct gm_auth {
     size_t file_key_len;
     int64_t files_read_ms; /* when the pair was last read */
     int files_invalid;     /* a 401 was seen since then */
+    int files_failed;      /* last_error is about the files */
     int64_t expiry_ms;     /* exec credential expiry, 0 when none */
     int64_t refresh_ms;    /* when to run the plugin again, 0 when never */
     int64_t failed_ms;     /* when the last exec refresh failed */
@@ -420,10 +421,8 @@ static int refresh_cert_files(struct gm_auth *a)
     }
     if (err) {
         set_error(a, err, msgf("%s: cannot read: %s", path, strerror(-err)));
-    } else if (same_bytes(a->file_cert, a->file_cert_len, &cert) &&
-               same_bytes(a->file_key, a->file_key_len, &key)) {
-        set_error(a, 0, NULL);
-    } else {
+    } else if (!same_bytes(a->file_cert, a->file_cert_len, &cert) ||
+               !same_bytes(a->file_key, a->file_key_len, &key)) {
         const char *why = pair_problem(&cert, &key);
         if (why) {
             err = -EINVAL;
@@ -440,9 +439,13 @@ static int refresh_cert_files(struct gm_auth *a)
             cert.data = key.data = NULL;
             key.cap = 0;
             a->generation++;
-            set_error(a, 0, NULL);
         }
     }
+    /* The error slot is shared with the exec plugin, whose backoff reads
+     * it: a good read clears only an error of ours. */
+    if (err == 0 && a->files_failed)
+        set_error(a, 0, NULL);
+    a->files_failed = err != 0;
     free(cert.data);
     wipe_free(key.data, key.cap);
     a->files_read_ms = now_ms(a);
