@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -429,6 +430,57 @@ func TestComputeProcessExitsDuringSwitch(t *testing.T) {
 		t.Errorf("the switch failed on the process:\n%s", tailLines(log, 30))
 	}
 	t.Logf("converged %v after the policy was applied", time.Since(applied).Round(time.Second))
+}
+
+// The agent's image cannot be pulled (a private registry with no pull
+// secret): the apply pod stays Pending. After helperTimeoutSeconds the
+// switch fails, but the agent never ran, so the GPUs are untouched: even a
+// node gpumode never switched before is rolled back and uncordoned, its
+// GPU clients running again, rather than held cordoned for a person.
+func TestHelperImageNotPulled(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	before := GetNode(t, b, "gpu-001").Labels
+	cfgPath := filepath.Join(b.Dir, "controller.yaml")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := regexp.MustCompile(`(?m)^agentImage: .*$`).ReplaceAllString(string(raw), "agentImage: registry.example.com/private/gpumode:0.1.0")
+	if cfg == string(raw) {
+		t.Fatalf("no agentImage line in %s", cfgPath)
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg+"helperTimeoutSeconds: 30\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 120*time.Second, "failed and rolled back", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
+			return fmt.Errorf("summary %+v unschedulable %v state %q", s.Summary, n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	rec := SwitchAnnotation(n)
+	if rec == nil || rec["reason"] != "HelperTimeout" || !strings.Contains(fmt.Sprint(rec["message"]), "never started") {
+		t.Errorf("switch record %v, want HelperTimeout, never started", rec)
+	}
+	if rec != nil && rec["reconfigured"] == true {
+		t.Errorf("the GPUs are recorded as changed: %v", rec)
+	}
+	for _, k := range []string{"nvidia.com/gpu.deploy.device-plugin", "nvidia.com/gpu.deploy.gpu-feature-discovery",
+		"nvidia.com/gpu.deploy.dcgm", "nvidia.com/gpu.deploy.dcgm-exporter"} {
+		if n.Labels[k] != before[k] {
+			t.Errorf("label %s %q, was %q", k, n.Labels[k], before[k])
+		}
+	}
+	if _, ok := n.Labels["gpumode.io/mode"]; ok {
+		t.Errorf("mode label %q set on a node whose switch never ran", n.Labels["gpumode.io/mode"])
+	}
 }
 
 // TestPolicyDeletedWhileDraining: deleting the policy while a drain waits
