@@ -509,25 +509,34 @@ struct apply_case {
     int rc;
 };
 
-static void run_apply(struct apply_case *c, enum gm_agent_mode mode,
-                      const char *layout, int allow_reset)
+/* Runs apply with req (its layout parsed from layout when set) against
+ * c's fake. */
+static int run_apply_req(struct apply_case *c, struct gm_agent_req *req,
+                         const char *layout)
 {
     char msg[256];
     struct gm_smi_runner r = {.run = fake_run, .ctx = c->f};
-    struct gm_agent_req req = {.mode = mode, .allow_reset = allow_reset};
     if (layout) {
         if (gm_layout_parse(layout, &c->layout, msg, sizeof(msg)) != 0)
             fail_msg("layout: %s", msg);
-        req.layout = &c->layout;
+        req->layout = &c->layout;
     }
     if (c->res == NULL)
         c->res = malloc(sizeof(*c->res));
     assert_non_null(c->res);
     gm_agent_result_init(c->res, "apply");
     c->f->nlog = 0;
-    c->rc = gm_agent_apply(&r, &req, c->res);
+    c->rc = gm_agent_apply(&r, req, c->res);
     if (c->rc != 0)
         print_message("  -> %s: %s\n", c->res->reason, c->res->message);
+    return c->rc;
+}
+
+static void run_apply(struct apply_case *c, enum gm_agent_mode mode,
+                      const char *layout, int allow_reset)
+{
+    struct gm_agent_req req = {.mode = mode, .allow_reset = allow_reset};
+    run_apply_req(c, &req, layout);
 }
 
 static void case_free(struct apply_case *c)
@@ -652,24 +661,13 @@ static void in_use_sleep(void *ctx, int ms)
 static int apply_waiting(struct apply_case *c, struct in_use_wait *w,
                          int wait_ms)
 {
-    char msg[256];
-    struct gm_smi_runner r = {.run = fake_run, .ctx = c->f};
     struct gm_agent_req req = {.mode = GM_AGENT_MIG,
                                .allow_reset = 1,
                                .in_use_wait_ms = wait_ms,
                                .sleep_ms = in_use_sleep,
                                .sleep_ctx = w};
-    assert_int_equal(gm_layout_parse("[{\"migDevices\":{\"1g.10gb\":7}}]",
-                                     &c->layout, msg, sizeof(msg)),
-                     0);
-    req.layout = &c->layout;
-    if (c->res == NULL)
-        c->res = malloc(sizeof(*c->res));
-    assert_non_null(c->res);
-    gm_agent_result_init(c->res, "apply");
-    c->f->nlog = 0;
     w->f = c->f;
-    return c->rc = gm_agent_apply(&r, &req, c->res);
+    return run_apply_req(c, &req, "[{\"migDevices\":{\"1g.10gb\":7}}]");
 }
 
 static void test_gpu_in_use_waits_for_exit(void **state)

@@ -717,6 +717,13 @@ static int holds_file(const char *pem, size_t len, const char *path)
     return pem && len == n && memcmp(pem, buf, n) == 0;
 }
 
+/* Writes a pair for k: a certificate named cn and the key. */
+static void write_pair(const struct fixture *f, const char *cn, EVP_PKEY *k)
+{
+    write_cert(f->cert_path, cn, k);
+    write_key(f->key_path, k);
+}
+
 static void use_cert_files(struct fixture *f)
 {
     f->cfg.cert_file = f->cert_path;
@@ -733,8 +740,7 @@ static void test_cert_files_reloaded(void **state)
     struct gm_cred cred;
     EVP_PKEY *one = new_key(), *two = new_key();
 
-    write_cert(f->cert_path, "one", one);
-    write_key(f->key_path, one);
+    write_pair(f, "one", one);
     use_cert_files(f);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_null(cred.token);
@@ -750,8 +756,7 @@ static void test_cert_files_reloaded(void **state)
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_int_equal(cred.generation, gen);
 
-    write_cert(f->cert_path, "two", two);
-    write_key(f->key_path, two);
+    write_pair(f, "two", two);
     f->clock += 30 * 1000;
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_memory_equal(cred.cert_pem, first, cred.cert_len);
@@ -762,8 +767,7 @@ static void test_cert_files_reloaded(void **state)
     assert_true(holds_file(cred.key_pem, cred.key_len, f->key_path));
     assert_int_equal(cred.generation, gen + 1);
 
-    write_cert(f->cert_path, "three", one);
-    write_key(f->key_path, one);
+    write_pair(f, "three", one);
     f->clock += 1000;
     gm_auth_invalidate(f->a);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
@@ -781,8 +785,7 @@ static void test_cert_files_half_rotated(void **state)
     struct gm_cred cred;
     EVP_PKEY *one = new_key(), *two = new_key();
 
-    write_cert(f->cert_path, "one", one);
-    write_key(f->key_path, one);
+    write_pair(f, "one", one);
     use_cert_files(f);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     uint64_t gen = cred.generation;
@@ -842,8 +845,7 @@ static void test_cert_files_with_token_file(void **state)
     struct gm_cred cred;
     EVP_PKEY *k = new_key();
 
-    write_cert(f->cert_path, "one", k);
-    write_key(f->key_path, k);
+    write_pair(f, "one", k);
     write_token(f, "token-one\n");
     f->cfg.token_file = f->token_path;
     use_cert_files(f);
@@ -863,8 +865,7 @@ static void test_cert_files_keep_exec_backoff(void **state)
     struct result r;
     EVP_PKEY *k = new_key();
 
-    write_cert(f->cert_path, "one", k);
-    write_key(f->key_path, k);
+    write_pair(f, "one", k);
     f->cfg.cert_file = f->cert_path;
     f->cfg.key_file = f->key_path;
     use_exec(f, "token", "2030-01-01T00:00:00Z");
