@@ -33,6 +33,34 @@ static void test_labels_of_the_wrong_type(void **state)
     }
 }
 
+/* creationTimestamp as the API server writes it; absent or malformed: 0. */
+static void test_creation_time(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *meta;
+        long long want;
+    } cases[] = {
+        {"\"creationTimestamp\":\"2026-11-28T01:02:03Z\"", 1795827723LL},
+        {"\"creationTimestamp\":\"yesterday\"", 0},
+        {"\"creationTimestamp\":17", 0},
+        {"\"uid\":\"u\"", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[256];
+        struct gm_pod *p = NULL;
+        snprintf(text, sizeof(text),
+                 "{\"metadata\":{\"name\":\"p\",\"namespace\":\"d\",%s}}",
+                 cases[i].meta);
+        json_object *o = json_tokener_parse(text);
+        assert_non_null(o);
+        assert_int_equal(gm_pod_from_json(o, &p), 0);
+        assert_int_equal(p->created, cases[i].want);
+        gm_pod_free(p);
+        json_object_put(o);
+    }
+}
+
 static bool uses_gpu(const char *spec)
 {
     char text[1024];
@@ -97,6 +125,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_labels_of_the_wrong_type),
+        cmocka_unit_test(test_creation_time),
         cmocka_unit_test(test_gpu_use_without_a_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

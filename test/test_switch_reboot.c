@@ -45,6 +45,7 @@ struct fx {
     bool hami_forbidden;
     const char *boot_id;   /* the node's bootID, or NULL */
     int helper_posts;      /* helper pods created */
+    long long created;     /* the helper's creationTimestamp; 0: none */
     bool keep_posted;      /* keep the first helper pod created: */
     char *posted;          /* owned; that pod, or NULL */
     int deletes;           /* helper pod DELETEs; the first answers 500 */
@@ -87,6 +88,14 @@ static char *helper_list(const struct fx *f)
     json_object *meta = gm_json_get(pod, "metadata");
     json_object *status = gm_json_get(pod, "status");
     json_object_object_add(meta, "name", json_object_new_string(name));
+    if (f->created) {
+        char when[32];
+        time_t t = (time_t)f->created;
+        struct tm tm;
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+        json_object_object_add(meta, "creationTimestamp",
+                               json_object_new_string(when));
+    }
     json_object_object_add(status, "phase", json_object_new_string(f->phase));
     if (f->term) {
         json_object *cs =
@@ -430,8 +439,10 @@ static void test_untouched_refusal_is_not_held(void **state)
 }
 
 /* A first switch whose apply pod is in phase at the end of
- * helperTimeoutSeconds (900 s); *out is the first record written. */
-static void run_timed_out(const char *phase, struct gm_switch_record *out)
+ * helperTimeoutSeconds (900 s), made created_after seconds after the
+ * phase began; *out is the first record written. */
+static void run_timed_out(const char *phase, long long created_after,
+                          struct gm_switch_record *out)
 {
     static const char *const argv[] = {"apply", "--mode", "vgpu",
                                        "--allow-reset", ""};
@@ -442,21 +453,24 @@ static void run_timed_out(const char *phase, struct gm_switch_record *out)
     assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
     free(text);
     rec.since -= 1000;
+    f.created = rec.since + created_after;
     f.record = gm_record_format(&rec);
     gm_record_clear(&rec);
     run_to_first_write(&f, NULL, out);
 }
 
-/* An apply pod still Pending when helperTimeoutSeconds ends never ran its
- * agent (its image could not be pulled, a volume not mounted): the GPUs
- * are as they were, so even a first switch rolls back and uncordons
- * rather than hold the node. One that ran (Running) may have changed
- * them: held, as before. */
+/* An apply pod still Pending when helperTimeoutSeconds ends, made as the
+ * phase began, never ran its agent (its image could not be pulled, a
+ * volume not mounted): the GPUs are as they were, so even a first switch
+ * rolls back and uncordons rather than hold the node. One that ran
+ * (Running) may have changed them, and a Pending one made late replaced a
+ * pod that may have run (the node rebooted under the agent; its new boot
+ * ID names a new pod): both held, as before. */
 static void test_never_started_helper_is_untouched(void **state)
 {
     (void)state;
     struct gm_switch_record rec = {0};
-    run_timed_out("Pending", &rec);
+    run_timed_out("Pending", 2, &rec);
     assert_string_equal(rec.reason, "HelperTimeout");
     assert_non_null(strstr(rec.message, "never started"));
     assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
@@ -464,7 +478,13 @@ static void test_never_started_helper_is_untouched(void **state)
     assert_false(rec.reconfigured);
     gm_record_clear(&rec);
 
-    run_timed_out("Running", &rec);
+    run_timed_out("Running", 2, &rec);
+    assert_string_equal(rec.reason, "HelperTimeout");
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
+    assert_true(rec.reconfigured);
+    gm_record_clear(&rec);
+
+    run_timed_out("Pending", 600, &rec);
     assert_string_equal(rec.reason, "HelperTimeout");
     assert_int_equal(rec.phase, GM_PHASE_FAILED);
     assert_true(rec.reconfigured);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/intern.h"
 
@@ -123,6 +124,19 @@ static void decode_status(struct gm_pod *p, json_object *status)
     }
 }
 
+/* An RFC 3339 UTC time as the API server writes it, in seconds since the
+ * epoch; 0 when absent or not one. */
+static long long epoch_seconds(json_object *v)
+{
+    const char *s = v ? json_object_get_string(v) : NULL;
+    struct tm tm;
+
+    memset(&tm, 0, sizeof(tm));
+    if (s == NULL || strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
+        return 0;
+    return (long long)timegm(&tm);
+}
+
 int gm_pod_from_json(json_object *obj, struct gm_pod **out)
 {
     json_object *meta = get(obj, "metadata");
@@ -166,6 +180,7 @@ int gm_pod_from_json(json_object *obj, struct gm_pod **out)
                   containers_use_gpu(get(spec, "ephemeralContainers"));
     json_object *grace = get(spec, "terminationGracePeriodSeconds");
     p->grace_seconds = grace ? json_object_get_int64(grace) : -1;
+    p->created = epoch_seconds(get(meta, "creationTimestamp"));
     decode_status(p, get(obj, "status"));
     err = p->name
               ? gm_labels_decode(get(meta, "labels"), &p->labels, &p->n_labels)

@@ -34,6 +34,7 @@ struct gm_pod {
     bool uses_gpu;      /* a container asks for an nvidia.com/ or HAMi
                          * resource, or names GPUs in NVIDIA_VISIBLE_DEVICES */
     long grace_seconds; /* spec.terminationGracePeriodSeconds, or -1 */
+    long long created;  /* metadata.creationTimestamp, epoch s; 0: none */
     /* First terminated container: exit code and message (helper pods). */
     int exit_code;
     char *term_message; /* owned or NULL */

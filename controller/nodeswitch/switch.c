@@ -21,6 +21,9 @@
 #include "planner/plan.h"
 #include "planner/pluginconfig.h"
 
+/* How long after its phase began the first apply pod is made at most
+ * (clock skew between us and the API server included). */
+#define HELPER_CREATE_SLACK_S 60
 #define EVICT_RETRY_MS 5000
 #define WAIT_POLL_MS 2000
 /* How often a retry left to its policy's plan checks that a policy still
@@ -1297,9 +1300,13 @@ static int step_reconfigure(struct sw *s)
             return wait_helper(s);
         /* Still Pending, the pod never ran its agent (an image that cannot
          * be pulled, a volume that does not mount): the GPUs are as they
-         * were, and a rollback need not hold the node. A rollback's own
-         * helper: the attempt before it changed them. */
-        if (pending && !s->rec.rolling_back)
+         * were, and a rollback need not hold the node. Only when it is the
+         * phase's first apply pod, made as the phase began: one made later
+         * replaced a pod that may have run (the node rebooted under it and
+         * the new boot ID names another pod, or a person deleted it). A
+         * rollback's own helper: the attempt before it changed them. */
+        if (pending && !s->rec.rolling_back && p->created > 0 &&
+            p->created <= s->rec.since + HELPER_CREATE_SLACK_S)
             s->hw_untouched = true;
         return fail(s, "HelperTimeout",
                     pending ? "agent pod %s never started in %lds (image "
