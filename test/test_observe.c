@@ -1,6 +1,7 @@
 /* The controller's gauges and counters refreshed on a timer (app/observe):
  * watch restarts are counted for each long-lived reflector, not only the
- * nodes'. Real libcurl and libuv against the test server. */
+ * nodes', the rollout layer's included. Real libcurl and libuv against the test
+ * server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,12 +12,14 @@
 #include <cmocka.h>
 
 #include "app/observe.h"
+#include "app/rollout.h"
 #include "server/metrics.h"
 #include "support/ctlfx.h"
 
 struct fx {
     struct th_ctl c;
     int helper_watches; /* helper pod watches asked for */
+    int policy_watches; /* GPUModePolicy watches asked for */
 };
 
 /* The first watch of the helper pods ends at once, as a watch cut by a
@@ -26,6 +29,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     struct fx *f = ud;
     if (strstr(r->path, "/namespaces/gpumode-system/pods") &&
         strstr(r->path, "watch=1") && f->helper_watches++ == 0) {
+        th_respond(c, 200, NULL, "");
+        return;
+    }
+    if (strncmp(r->path, GM_POLICY_API "?", strlen(GM_POLICY_API) + 1) == 0 &&
+        strstr(r->path, "watch=1") && f->policy_watches++ == 0) {
         th_respond(c, 200, NULL, "");
         return;
     }
@@ -41,24 +49,34 @@ static void test_restarts_counted_by_resource(void **state)
 
     assert_int_equal(gm_metrics_new(&m), 0);
     assert_int_equal(gm_metrics_define_gpumode(m, "test"), 0);
+    double pv = -1;
+    struct gm_rollout *ro = NULL;
+
     th_ctl_start(&f.c, handler, &f);
     f.c.ctl->metrics = m;
-    assert_int_equal(gm_obs_start(f.c.ctl, 20), 0);
-    for (int i = 0; i < 200 && v != 1; i++) {
+    assert_int_equal(gm_rollout_start(f.c.ctl, &ro), 0);
+    assert_int_equal(gm_obs_start(f.c.ctl, ro, 20), 0);
+    for (int i = 0; i < 200 && (v != 1 || pv != 1); i++) {
         int never = 0;
         th_run_until(&f.c.loop, &never, 20);
-        v = -1;
+        v = pv = -1;
         gm_metrics_value(m, GM_METRIC_WATCH_RESTARTS, &v, "resource", "pods",
                          NULL);
+        gm_metrics_value(m, GM_METRIC_WATCH_RESTARTS, &pv, "resource",
+                         "gpumodepolicies", NULL);
     }
     assert_true(f.helper_watches >= 2);
     assert_true(v == 1);
+    /* The rollout layer's watches are counted too. */
+    assert_true(f.policy_watches >= 2);
+    assert_true(pv == 1);
     /* The nodes' watch never ended: no restart is counted for it. */
     v = -1;
     gm_metrics_value(m, GM_METRIC_WATCH_RESTARTS, &v, "resource", "nodes",
                      NULL);
     assert_true(v == -1 || v == 0);
     gm_obs_stop(f.c.ctl);
+    gm_rollout_free(ro);
     f.c.ctl->metrics = NULL;
     th_ctl_stop(&f.c);
     gm_metrics_free(m);
@@ -104,7 +122,7 @@ static void test_nodes_gauge_counts_gpu_nodes(void **state)
     assert_int_equal(gm_metrics_define_gpumode(m, "test"), 0);
     th_ctl_start(&c, nodes_handler, NULL);
     c.ctl->metrics = m;
-    assert_int_equal(gm_obs_start(c.ctl, 20), 0);
+    assert_int_equal(gm_obs_start(c.ctl, NULL, 20), 0);
     for (int i = 0; i < 200 && (ready != 1 || unknown < 0); i++) {
         int never = 0;
         th_run_until(&c.loop, &never, 20);

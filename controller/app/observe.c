@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/rollout.h"
 #include "planner/labels.h"
 
 static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
@@ -98,16 +99,27 @@ void gm_obs_resources_differ(struct gm_ctl *ctl, const struct gm_map *counts)
 
 /* ---- periodic gauges ---- */
 
-/* The controller's long-lived reflectors, by the resource label. The
- * rollout layer's (policies, mig-parted and device plugin ConfigMaps) are
- * not counted: they are its own. */
-enum { W_NODES, W_HELPERS, W_HAMI, W_BUDGETS, W_N };
-static const char *const watch_names[W_N] = {"nodes", "pods", "configmaps",
-                                             "poddisruptionbudgets"};
+/* The long-lived reflectors, by the resource label: the controller's and
+ * the rollout layer's (policies, the mig-parted and device plugin
+ * ConfigMaps). The three ConfigMap watches add to one series. */
+enum {
+    W_NODES,
+    W_HELPERS,
+    W_HAMI,
+    W_BUDGETS,
+    W_POLICIES,
+    W_LAYOUTS,
+    W_PLUGIN_CMS,
+    W_N
+};
+static const char *const watch_names[W_N] = {
+    "nodes",           "pods",       "configmaps", "poddisruptionbudgets",
+    "gpumodepolicies", "configmaps", "configmaps"};
 
 struct obs_timer {
     uv_timer_t timer; /* freed in its close callback */
     struct gm_ctl *ctl;
+    const struct gm_rollout *rollout; /* borrowed, may be NULL */
     /* per reflector: the one last seen (borrowed, compared only) and its
      * watches counted so far */
     const struct gm_reflector *seen[W_N];
@@ -197,14 +209,23 @@ static void refresh(uv_timer_t *t)
     count_restarts(o, W_HELPERS, ctl->helpers);
     count_restarts(o, W_HAMI, ctl->hami_cm);
     count_restarts(o, W_BUDGETS, ctl->budgets);
+    if (o->rollout) {
+        const struct gm_reflector *p, *l, *pc;
+        gm_rollout_reflectors(o->rollout, &p, &l, &pc);
+        count_restarts(o, W_POLICIES, p);
+        count_restarts(o, W_LAYOUTS, l);
+        count_restarts(o, W_PLUGIN_CMS, pc);
+    }
 }
 
-int gm_obs_start(struct gm_ctl *ctl, uint64_t interval_ms)
+int gm_obs_start(struct gm_ctl *ctl, const struct gm_rollout *rollout,
+                 uint64_t interval_ms)
 {
     struct obs_timer *o = calloc(1, sizeof(*o));
     if (o == NULL)
         return -1;
     o->ctl = ctl;
+    o->rollout = rollout;
     uv_timer_init(ctl->loop, &o->timer);
     o->timer.data = o;
     uv_timer_start(&o->timer, refresh, interval_ms, interval_ms);

@@ -29,9 +29,13 @@ void gm_obs_phase_done(struct gm_ctl *ctl, const char *phase, double seconds);
  * int, borrowed), dropping the series of policies not in it. */
 void gm_obs_resources_differ(struct gm_ctl *ctl, const struct gm_map *counts);
 
-/* Periodic gauges: nodes by mode and state, queue depth, watch restarts.
- * Starts a timer on the loop; gm_obs_stop ends it. */
-int gm_obs_start(struct gm_ctl *ctl, uint64_t interval_ms);
+struct gm_rollout;
+
+/* Periodic gauges: nodes by mode and state, queue depth, watch restarts
+ * (of ctl's reflectors and of rollout's when it is not NULL; it must
+ * outlive the timer). Starts a timer on the loop; gm_obs_stop ends it. */
+int gm_obs_start(struct gm_ctl *ctl, const struct gm_rollout *rollout,
+                 uint64_t interval_ms);
 void gm_obs_stop(struct gm_ctl *ctl);
 
 /* Fits gm_kube_opts.on_response. */

@@ -676,6 +676,16 @@ bool gm_rollout_synced(const struct gm_rollout *r)
            gm_reflector_has_synced(r->cms) && plugin_cms_settled(r);
 }
 
+void gm_rollout_reflectors(const struct gm_rollout *r,
+                           const struct gm_reflector **policies,
+                           const struct gm_reflector **layouts,
+                           const struct gm_reflector **plugin_cms)
+{
+    *policies = r->policies;
+    *layouts = r->cms;
+    *plugin_cms = r->plugin_cms;
+}
+
 void gm_rollout_free(struct gm_rollout *r)
 {
     if (r == NULL)

@@ -13,6 +13,12 @@ struct gm_rollout;
 int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out);
 bool gm_rollout_synced(const struct gm_rollout *r);
 void gm_rollout_free(struct gm_rollout *r);
+/* Its reflectors, for gpumode_watch_restarts_total (borrowed; the plugin
+ * ConfigMap's is NULL when none is configured). */
+void gm_rollout_reflectors(const struct gm_rollout *r,
+                           const struct gm_reflector **policies,
+                           const struct gm_reflector **layouts,
+                           const struct gm_reflector **plugin_cms);
 
 #define GM_POLICY_API "/apis/gpumode.io/v1alpha1/gpumodepolicies"
 

@@ -203,7 +203,7 @@ static int start(struct app *a)
     if (rc == 0)
         rc = gm_ctl_start(a->ctl);
     if (rc == 0)
-        rc = gm_obs_start(a->ctl, 5000);
+        rc = gm_obs_start(a->ctl, a->rollout, 5000);
     if (rc == 0 && a->opts.metrics_addr && a->opts.health_addr &&
         strcmp(a->opts.metrics_addr, a->opts.health_addr) == 0)
         rc = serve(a, a->opts.metrics_addr, GM_HTTPD_METRICS | GM_HTTPD_HEALTH,
