@@ -316,7 +316,7 @@ static void test_pods_and_pdbs(void **state)
     run_plan(&f, p, NULL, &r);
     assert_int_equal(gm_dry_run_pods(&r, p,
                                      (const struct gm_pod *const *)f.pods,
-                                     f.n_pods, f.pdbs, "gpumode-system"),
+                                     f.n_pods, f.pdbs, NULL, "gpumode-system"),
                      0);
     const struct gm_dry_node *a = node(&r, "a");
     assert_int_equal(a->n_pods, 3);
@@ -358,6 +358,49 @@ static void test_pods_and_pdbs(void **state)
         json_object_get_string(json_object_object_get(pod1, "action")),
         "protected");
     json_object_put(j);
+    /* Budgets were read: no note about them. */
+    for (size_t i = 0; i < r.n_notes; i++)
+        assert_null(strstr(r.notes[i], "PodDisruptionBudgets"));
+    gm_dry_run_free(&r);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
+/* A user who may not list PodDisruptionBudgets still gets a plan, and a
+ * note that its evictions were not checked against them. */
+static void test_pdbs_unread_are_noted(void **state)
+{
+    struct fleet f;
+    struct gm_dry_run r;
+    (void)state;
+
+    fleet_load(&f, NULL);
+    struct gm_policy *p = policy_file("test/fixtures/cli/policy-vgpu.yaml", 0);
+    run_plan(&f, p, NULL, &r);
+    size_t notes = r.n_notes;
+    assert_int_equal(
+        gm_dry_run_pods(&r, p, (const struct gm_pod *const *)f.pods, f.n_pods,
+                        NULL, "forbidden: may not list poddisruptionbudgets",
+                        "gpumode-system"),
+        0);
+    /* serve-0, protected when its budget is known, shows as an eviction */
+    const struct gm_dry_node *a = node(&r, "a");
+    assert_string_equal(a->pods[1].name, "serve-0");
+    assert_int_equal(a->pods[1].action, GM_DRY_EVICT);
+    assert_int_equal(r.n_notes, notes + 1);
+    assert_non_null(strstr(r.notes[notes], "PodDisruptionBudgets could not "
+                                           "be read (forbidden: may not "
+                                           "list poddisruptionbudgets)"));
+    gm_dry_run_free(&r);
+
+    /* Nothing to evict (the pods fixture without its GPU pods' node): no
+     * note, the budgets would not have mattered. */
+    run_plan(&f, p, NULL, &r);
+    notes = r.n_notes;
+    assert_int_equal(
+        gm_dry_run_pods(&r, p, NULL, 0, NULL, "forbidden", "gpumode-system"),
+        0);
+    assert_int_equal(r.n_notes, notes);
     gm_dry_run_free(&r);
     gm_policy_free(p);
     fleet_free(&f);
@@ -546,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_in_flight_and_paused),
         cmocka_unit_test(test_split_without_hami_configmap),
         cmocka_unit_test(test_pods_and_pdbs),
+        cmocka_unit_test(test_pdbs_unread_are_noted),
         cmocka_unit_test(test_pdb_selectors),
         cmocka_unit_test(test_conflicts_and_priority),
         cmocka_unit_test(test_invalid_layout),

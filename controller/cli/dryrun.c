@@ -531,11 +531,13 @@ static int cmp_pod(const void *a, const void *b)
 
 int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
                     const struct gm_pod *const *pods, size_t n_pods,
-                    json_object *pdbs, const char *own_namespace)
+                    json_object *pdbs, const char *pdbs_unread,
+                    const char *own_namespace)
 {
     struct gm_policy_sels sels;
     struct gm_switch_policy o;
     int err = 0;
+    bool evicts = false;
 
     gm_policy_sels_parse(p, &sels);
     gm_switch_policy_defaults(&o);
@@ -555,6 +557,7 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
         switch (a) {
         case GM_DRAIN_EVICT:
             d = GM_DRY_EVICT;
+            evicts = true;
             if (gm_dry_pdb_blocks(pdbs, pod, &pdb)) {
                 d = GM_DRY_PROTECTED;
                 snprintf(why, sizeof(why),
@@ -587,6 +590,14 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
         }
         err = add_pod(n, pod, d, why);
     }
+    /* Without the budgets an "evict" may yet wait: say so rather than
+     * let the plan look surer than it is. */
+    if (!err && evicts && pdbs == NULL && pdbs_unread)
+        err = push(&run->notes, &run->n_notes,
+                   "PodDisruptionBudgets could not be read (%s): evictions "
+                   "were not checked against them, and one that allows no "
+                   "disruption makes the drain wait",
+                   pdbs_unread);
     for (size_t i = 0; i < run->n_nodes; i++)
         if (run->nodes[i].n_pods > 1)
             qsort(run->nodes[i].pods, run->nodes[i].n_pods,

@@ -99,11 +99,14 @@ struct gm_dry_input {
 int gm_dry_run_plan(const struct gm_dry_input *in, struct gm_dry_run *out);
 
 /* Classifies pods of the nodes that would switch (pods on other nodes are
- * ignored). pdbs is an array of policy/v1 PodDisruptionBudgets or NULL;
- * own_namespace is the controller's (its helper pods are never drained). */
+ * ignored). pdbs is an array of policy/v1 PodDisruptionBudgets, or NULL
+ * with pdbs_unread saying why they could not be read (a note then tells
+ * that evictions were not checked against them); own_namespace is the
+ * controller's (its helper pods are never drained). */
 int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
                     const struct gm_pod *const *pods, size_t n_pods,
-                    json_object *pdbs, const char *own_namespace);
+                    json_object *pdbs, const char *pdbs_unread,
+                    const char *own_namespace);
 
 /* True when a pod in ns with these labels is covered by a PDB in pdbs that
  * allows no disruption; *which gets its "ns/name" (borrowed from pdbs). */

@@ -339,6 +339,7 @@ struct plan_ctx {
     char layouts_source[600];
     char hami_absent[600]; /* "ConfigMap NS/NAME" when it is not found */
     json_object *pdbs;     /* owned or NULL */
+    char pdbs_unread[512]; /* why pdbs is NULL, or "" */
     /* the device plugin's configs (--plugin-configmap, else the
      * controller's devicePluginConfigMap): owned, read when have_plugin */
     struct gm_plugin_configs plugin;
@@ -676,9 +677,12 @@ static int fetch_plan_inputs(struct gm_cli_conn *c, const struct gm_cli_args *a,
         }
     }
     /* PDBs are read across namespaces once; a cluster that forbids it
-     * still gets a plan, without the protection column. */
-    if (gm_cli_list(c, "/apis/policy/v1/poddisruptionbudgets", &p->pdbs, &e))
+     * still gets a plan, without the protection column, and a note. */
+    if (gm_cli_list(c, "/apis/policy/v1/poddisruptionbudgets", &p->pdbs, &e)) {
         p->pdbs = NULL;
+        gm_cli_describe(c, &e, "PodDisruptionBudgets", p->pdbs_unread,
+                        sizeof(p->pdbs_unread));
+    }
     return 0;
 }
 
@@ -771,6 +775,7 @@ static int cmd_plan(const struct gm_cli_args *a)
         goto out;
     err = gm_dry_run_pods(&run, p.file, (const struct gm_pod *const *)p.pods,
                           p.n_pods, p.pdbs,
+                          p.pdbs_unread[0] ? p.pdbs_unread : NULL,
                           a->namespace ? a->namespace : cfg.namespace);
     if (err) {
         fail("classifying pods: %s", strerror(-err));
