@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -219,6 +220,63 @@ static void test_interrupt_stops_call(void **state)
     rmdir(dir);
 }
 
+static void stop_loop(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+/* While a plan computes without running the loop, Ctrl-C ends the
+ * program as by default; afterwards the connection's handler takes it
+ * again. */
+static void test_signals_default_while_computing(void **state)
+{
+    char dir[] = "/tmp/gm-conn-XXXXXX";
+    char path[PATH_MAX], err[1024];
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/config", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("current-context: c\n"
+          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+          "users: [{name: u, user: {token: t}}]\n"
+          "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+          f);
+    fclose(f);
+    for (int on = 0; on <= 1; on++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            struct gm_cli_conn *c = NULL;
+            if (gm_cli_connect(path, NULL, &c, err, sizeof(err)))
+                _exit(3);
+            gm_cli_signals_default(c, true);
+            if (!on)
+                gm_cli_signals_default(c, false);
+            raise(SIGINT);
+            /* The handles are unreferenced: a timer keeps the loop
+             * polling long enough to see the signal. */
+            uv_timer_t t;
+            uv_timer_init(gm_cli_loop(c), &t);
+            uv_timer_start(&t, stop_loop, 100, 0);
+            uv_run(gm_cli_loop(c), UV_RUN_DEFAULT);
+            _exit(gm_cli_interrupted(c) ? 0 : 4);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        if (on) {
+            assert_true(WIFSIGNALED(st));
+            assert_int_equal(WTERMSIG(st), SIGINT);
+        } else {
+            assert_true(WIFEXITED(st));
+            assert_int_equal(WEXITSTATUS(st), 0);
+        }
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_plan_only_flags),
         cmocka_unit_test(test_interrupt_stops_call),
+        cmocka_unit_test(test_signals_default_while_computing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,21 @@ void gm_cli_close(struct gm_cli_conn *c)
     free(c);
 }
 
+void gm_cli_signals_default(struct gm_cli_conn *c, bool on)
+{
+    if (!c->have_signals)
+        return;
+    /* libuv gives a signal back its default disposition when its last
+     * watcher stops. */
+    if (on) {
+        uv_signal_stop(&c->sigint);
+        uv_signal_stop(&c->sigterm);
+    } else {
+        uv_signal_start(&c->sigint, on_signal, SIGINT);
+        uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+    }
+}
+
 const char *gm_cli_server(const struct gm_cli_conn *c)
 {
     return c->cfg->server;

@@ -6,6 +6,7 @@
 #define GM_CLI_CONN_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -53,6 +54,11 @@ int gm_cli_interrupted(const struct gm_cli_conn *c);
 /* The signal that interrupted a connection of this process (SIGINT,
  * SIGTERM), or 0. */
 int gm_cli_was_interrupted(void);
+/* With on, Ctrl-C and SIGTERM end the program at once, as by default,
+ * while it computes without running the loop (a large plan), where the
+ * connection's handlers would hold the signal unseen until the end; off
+ * puts the handlers back. */
+void gm_cli_signals_default(struct gm_cli_conn *c, bool on);
 
 /* A message for the user about a failed call: what is the matter and what
  * to do ("cannot reach the cluster at https://...: connection refused - is

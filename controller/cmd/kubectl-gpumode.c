@@ -766,7 +766,11 @@ static int cmd_plan(const struct gm_cli_args *a)
         .config_problem = config_problem[0] ? config_problem : NULL,
         .now = time(NULL),
     };
+    /* Thousands of nodes under a small budget take seconds to simulate;
+     * Ctrl-C must still stop it. */
+    gm_cli_signals_default(c, true);
     int err = gm_dry_run_plan(&in, &run);
+    gm_cli_signals_default(c, false);
     if (err) {
         fail("planning: %s", strerror(-err));
         goto out;
