@@ -13,6 +13,7 @@
 
 #include "app/observe.h"
 #include "app/rollout.h"
+#include "kube/workqueue.h"
 #include "server/metrics.h"
 #include "support/ctlfx.h"
 
@@ -134,6 +135,18 @@ static void test_nodes_gauge_counts_gpu_nodes(void **state)
     }
     assert_true(ready == 1);
     assert_true(unknown == 1); /* gpu-2; cpu-1 made it 2 */
+
+    /* A standby's queue holds keys it never runs: its depth reads 0. */
+    double depth = -1;
+    c.ctl->leading = false;
+    gm_wq_add(c.ctl->queue, "n/gpu-2");
+    for (int i = 0; i < 200 && depth != 0; i++) {
+        int never = 0;
+        th_run_until(&c.loop, &never, 20);
+        gm_metrics_value(m, GM_METRIC_QUEUE_DEPTH, &depth, NULL);
+    }
+    assert_true(gm_wq_len(c.ctl->queue) >= 1);
+    assert_true(depth == 0);
     gm_obs_stop(c.ctl);
     c.ctl->metrics = NULL;
     th_ctl_stop(&c);

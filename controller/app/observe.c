@@ -203,8 +203,12 @@ static void refresh(uv_timer_t *t)
                 gm_metrics_gauge_set(ctl->metrics, GM_METRIC_NODES,
                                      counts[mi][si], "mode", modes[mi], "state",
                                      si == 3 ? "none" : states[si], NULL);
+    /* A standby's queue fills with every node and is never run (leading
+     * enqueues them all again): only work waiting to be done counts, or
+     * every healthy standby would look stuck. */
     gm_metrics_gauge_set(ctl->metrics, GM_METRIC_QUEUE_DEPTH,
-                         (double)gm_wq_len(ctl->queue), NULL);
+                         ctl->leading ? (double)gm_wq_len(ctl->queue) : 0,
+                         NULL);
     count_restarts(o, W_NODES, ctl->nodes);
     count_restarts(o, W_HELPERS, ctl->helpers);
     count_restarts(o, W_HAMI, ctl->hami_cm);

@@ -224,6 +224,9 @@ static int start(struct app *a)
     if (rc)
         return rc;
     if (!a->opts.leader_elect) {
+        /* It acts as the leader does, and says so: an alert on no
+         * replica leading must not fire on a single replica. */
+        gm_metrics_gauge_set(a->metrics, GM_METRIC_LEADER, 1, NULL);
         gm_ctl_lead(a->ctl);
         return 0;
     }

@@ -1209,6 +1209,13 @@ func startForDrift(t *testing.T, b *Bed) func() string {
 	AppendControllerConfig(t, b, "resourcesGraceSeconds: 3\n")
 	port := freePort(t)
 	StartController(t, b, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--health-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	// Without --leader-elect the one replica acts, and its gauge says so.
+	Eventually(t, 30*time.Second, "gpumode_leader 1", func(context.Context) error {
+		if _, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port)); !strings.Contains(body, "\ngpumode_leader 1\n") {
+			return fmt.Errorf("gpumode_leader is not 1")
+		}
+		return nil
+	})
 	return func() string {
 		_, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 		for _, l := range strings.Split(body, "\n") {
