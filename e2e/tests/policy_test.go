@@ -65,6 +65,30 @@ spec:
 		t.Errorf("a config name with an underscore is refused: %v\n%s", err, out)
 	}
 
+	// Label keys at their longest (a 253-character prefix, a 63-character
+	// name) are taken, in matchLabels and in matchExpressions.
+	prefix := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+	key := prefix + "/" + strings.Repeat("n", 63)
+	longest := filepath.Join(t.TempDir(), "longest.yaml")
+	if err := os.WriteFile(longest, []byte(fmt.Sprintf(`
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: longest}
+spec:
+  nodeSelector:
+    matchLabels: {%q: a}
+    matchExpressions: [{key: %q, operator: Exists}]
+  mode: full
+`, key, key)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if len(prefix) != 253 {
+		t.Fatalf("prefix of %d", len(prefix))
+	}
+	if out, err := b.Kubectl("apply", "--dry-run=server", "-f", longest); err != nil {
+		t.Errorf("label keys at their longest are refused: %v\n%s", err, out)
+	}
+
 	// kubectl explain teaches the fields.
 	out := b.MustKubectl("explain", "gpumodepolicy.spec.rollout.drain")
 	for _, f := range []string{"gpuPodsOnly", "timeoutSeconds", "deleteEmptyDirData"} {
