@@ -406,6 +406,38 @@ static void test_pdbs_unread_are_noted(void **state)
     fleet_free(&f);
 }
 
+/* A selector that also matches a CPU node: plan lists it as left alone
+ * and neither counts nor batches it. */
+static void test_cpu_node_listed_not_planned(void **state)
+{
+    struct fleet f;
+    struct gm_dry_run r;
+    (void)state;
+
+    fleet_load(&f, NULL);
+    json_object *cpu = json_tokener_parse(
+        "{\"metadata\":{\"name\":\"cpu-1\",\"uid\":\"c\",\"labels\":{"
+        "\"pool\":\"web\"}},\"status\":{\"allocatable\":{\"cpu\":\"64\"},"
+        "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}");
+    assert_non_null(cpu);
+    assert_int_equal(gm_node_from_json(cpu, &f.nodes[f.n++]), 0);
+    json_object_put(cpu);
+    struct gm_policy *p =
+        policy_json("wide", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
+                            "\"matchExpressions\":[{\"key\":\"pool\","
+                            "\"operator\":\"NotIn\",\"values\":["
+                            "\"training\"]}]},\"rollout\":{"
+                            "\"maxUnavailable\":\"100%\"}}");
+    run_plan(&f, p, NULL, &r);
+    assert_int_equal(r.matched, 6); /* a..e and x */
+    assert_null(node(&r, "cpu-1"));
+    assert_int_equal(r.n_elsewhere, 1);
+    assert_non_null(strstr(r.elsewhere[0], "cpu-1: shows no GPU"));
+    gm_dry_run_free(&r);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 static void test_pdb_selectors(void **state)
 {
     struct fleet f;
@@ -590,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_split_without_hami_configmap),
         cmocka_unit_test(test_pods_and_pdbs),
         cmocka_unit_test(test_pdbs_unread_are_noted),
+        cmocka_unit_test(test_cpu_node_listed_not_planned),
         cmocka_unit_test(test_pdb_selectors),
         cmocka_unit_test(test_conflicts_and_priority),
         cmocka_unit_test(test_invalid_layout),

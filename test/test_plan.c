@@ -140,6 +140,40 @@ static void test_classify_and_budget(void **state)
     fleet_free(&f);
 }
 
+/* A selector of NotIn matches CPU and control-plane nodes too: they are
+ * not the policy's (neither counted nor started), the GPU nodes are. */
+static void test_notin_selector_leaves_cpu_nodes(void **state)
+{
+    struct gm_policy *p = gmt_policy(
+        "{\"metadata\":{\"name\":\"p\",\"generation\":1},\"spec\":{"
+        "\"mode\":\"full\",\"nodeSelector\":{\"matchExpressions\":[{"
+        "\"key\":\"pool\",\"operator\":\"NotIn\",\"values\":["
+        "\"training\"]}]},\"rollout\":{\"maxUnavailable\":\"100%\"}}}",
+        0);
+    struct fleet f = {0};
+    struct gm_plan pl;
+    (void)state;
+
+    add(&f, gmt_node("cp-1", "node-role.kubernetes.io/control-plane=",
+                     "nvidia.com/gpu.present=false", NULL));
+    add(&f, gmt_node("cpu-1", "nvidia.com/gpu.present=false", NULL));
+    add(&f, gmt_node("gpu-1", "gpumode.io/mode=vgpu", NULL));
+    struct gm_node *plain =
+        add(&f, gmt_node("gpu-2", "nvidia.com/gpu.present=false", NULL));
+    gmt_alloc(plain, "nvidia.com/gpu", 8);
+    plan(p, NULL, &f, NULL, &pl);
+
+    assert_int_equal(pl.summary.matched, 2);
+    assert_int_equal(pl.n_starts, 2);
+    assert_string_equal(pl.starts[0].node->name, "gpu-1");
+    assert_string_equal(pl.starts[1].node->name, "gpu-2");
+    assert_null(entry(&pl, "cp-1"));
+    assert_null(entry(&pl, "cpu-1"));
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 static void test_cordoned_start_free_and_notready_waits(void **state)
 {
     struct gm_policy *p = policy("p", "vgpu", "");
@@ -1244,6 +1278,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify_and_budget),
+        cmocka_unit_test(test_notin_selector_leaves_cpu_nodes),
         cmocka_unit_test(test_cordoned_start_free_and_notready_waits),
         cmocka_unit_test(test_wait_names_a_converged_node_out_of_service),
         cmocka_unit_test(test_max_failures_stalls),

@@ -192,6 +192,61 @@ static void test_skip_and_none(void **state)
     gmt_node_free(other);
 }
 
+/* A node that shows no GPU is never assigned, whatever selects it; what
+ * counts as showing one. */
+static void test_cpu_node_is_never_assigned(void **state)
+{
+    struct gm_policy *p = pol("p", 0, "a");
+    const struct gm_policy *all[] = {p};
+    struct gm_node *cpu =
+        gmt_node("c1", "pool=a", "nvidia.com/gpu.present=false", NULL);
+    struct gm_assignment a;
+    (void)state;
+
+    assert_false(gm_node_shows_gpu(cpu));
+    gm_assign_node(cpu, all, 1, &a);
+    assert_int_equal(a.kind, GM_ASSIGN_NO_GPU);
+    assert_null(a.owner);
+
+    static const char *const shows[] = {
+        "nvidia.com/gpu.present=true",
+        "nvidia.com/gpu.count=8",
+        "nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB",
+        "feature.node.kubernetes.io/pci-10de.present=true",
+        "gpumode.io/mode=full",
+        "gpumode.io/state=failed",
+    };
+    for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++) {
+        struct gm_node *n = gmt_node(
+            "g", "pool=a", "nvidia.com/gpu.present=false", shows[i], NULL);
+        if (strncmp(shows[i], "nvidia.com/gpu.present=", 23) == 0) {
+            gmt_node_free(n);
+            n = gmt_node("g", "pool=a", shows[i], NULL);
+        }
+        gm_assign_node(n, all, 1, &a);
+        if (a.kind != GM_ASSIGN_OWNED)
+            fail_msg("%s: kind %d", shows[i], (int)a.kind);
+        gmt_node_free(n);
+    }
+    /* NFD's flag must say true. */
+    struct gm_node *n =
+        gmt_node("g", "pool=a", "nvidia.com/gpu.present=false",
+                 "feature.node.kubernetes.io/pci-10de.present=false", NULL);
+    assert_false(gm_node_shows_gpu(n));
+    /* A GPU resource offered, or a switch record. */
+    gmt_alloc(n, "nvidia.com/gpu", 0);
+    assert_false(gm_node_shows_gpu(n));
+    gmt_alloc(n, "nvidia.com/mig-1g.10gb", 7);
+    assert_true(gm_node_shows_gpu(n));
+    gmt_node_free(n);
+    n = gmt_node("g", "pool=a", "nvidia.com/gpu.present=false", NULL);
+    gmt_set(&n->ann_switch, "{\"policy\":\"p\",\"phase\":\"Failed\"}");
+    assert_true(gm_node_shows_gpu(n));
+    gmt_node_free(n);
+    gm_policy_free(p);
+    gmt_node_free(cpu);
+}
+
 static void test_invalid_policy_selects_nothing(void **state)
 {
     struct gm_policy *bad = gmt_policy(
@@ -223,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_tie_is_conflict),
         cmocka_unit_test(test_tie_below_top_is_not_conflict),
         cmocka_unit_test(test_skip_and_none),
+        cmocka_unit_test(test_cpu_node_is_never_assigned),
         cmocka_unit_test(test_invalid_policy_selects_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

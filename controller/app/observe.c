@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app/rollout.h"
+#include "planner/assign.h"
 #include "planner/labels.h"
 
 static void vevent(struct gm_ctl *ctl, const struct gm_event_ref *ref,
@@ -153,23 +154,6 @@ static void count_restarts(struct obs_timer *o, int i,
 
 static struct obs_timer *g_timer;
 
-/* A node gpumode counts in gpumode_nodes: one it labelled, or one that
- * shows GPUs (feature discovery's or the operator's labels, or a GPU
- * resource offered). The cache holds every node, and on a cluster of
- * mostly CPU nodes counting them all buried the unverified GPU nodes in
- * mode="unknown". */
-static bool gpu_node(const struct gm_node *n)
-{
-    if (gm_node_label(n, GM_LABEL_MODE) || gm_node_label(n, GM_LABEL_STATE) ||
-        gm_node_label(n, "nvidia.com/gpu.count") ||
-        gm_node_label(n, "nvidia.com/gpu.present"))
-        return true;
-    for (size_t i = 0; i < n->n_allocatable; i++)
-        if (n->allocatable[i].value > 0)
-            return true;
-    return false;
-}
-
 static void refresh(uv_timer_t *t)
 {
     struct obs_timer *o = t->data;
@@ -183,7 +167,10 @@ static void refresh(uv_timer_t *t)
     const struct gm_map *m = gm_reflector_items(ctl->nodes);
     for (struct gm_map_entry *e = gm_map_first(m); e; e = gm_map_next(m, e)) {
         const struct gm_node *n = e->value;
-        if (!gpu_node(n))
+        /* The cache holds every node, and on a cluster of mostly CPU
+         * nodes counting them all buried the unverified GPU nodes in
+         * mode="unknown". */
+        if (!gm_node_shows_gpu(n))
             continue;
         const char *mode = gm_node_label(n, GM_LABEL_MODE);
         const char *state = gm_node_label(n, GM_LABEL_STATE);

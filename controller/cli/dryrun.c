@@ -242,6 +242,13 @@ static int first_view(struct gm_dry_run *r, const struct gm_dry_input *in,
                        "%s: gpumode.io/skip=true, never touched", n->name);
             continue;
         }
+        if (a.kind == GM_ASSIGN_NO_GPU) {
+            err = push(&r->elsewhere, &r->n_elsewhere,
+                       "%s: shows no GPU (no feature-discovery label, no "
+                       "GPU resource), never touched",
+                       n->name);
+            continue;
+        }
         if (a.kind == GM_ASSIGN_OWNED && a.owner != sim_pol) {
             err = push(&r->elsewhere, &r->n_elsewhere,
                        "%s: governed by policy %s (priority %d)", n->name,

@@ -13,6 +13,7 @@
 enum gm_assign_kind {
     GM_ASSIGN_NONE = 0, /* no valid policy selects the node */
     GM_ASSIGN_SKIPPED,  /* gpumode.io/skip=true: never touched */
+    GM_ASSIGN_NO_GPU,   /* shows no GPU (gm_node_shows_gpu): never touched */
     GM_ASSIGN_OWNED,    /* exactly one policy has the highest priority */
     GM_ASSIGN_CONFLICT, /* two or more share the highest priority */
 };
@@ -36,5 +37,11 @@ void gm_assign_node(const struct gm_node *n,
 
 /* True when the node carries gpumode.io/skip=true. */
 bool gm_node_skipped(const struct gm_node *n);
+/* True when the node shows a GPU: gpumode's own label or switch record,
+ * a feature-discovery label (nvidia.com/gpu.present, .count, .product, or
+ * NFD's PCI vendor 10de), or a GPU resource offered. A selector such as
+ * "pool NotIn (training)" also matches CPU and control-plane nodes; they
+ * must never be cordoned and drained for a GPU switch. */
+bool gm_node_shows_gpu(const struct gm_node *n);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,20 @@ struct gm_node *gmt_node(const char *name, ...)
         n->n_labels++;
     }
     va_end(ap);
+    /* A GPU node, as feature discovery labels one, unless the caller says
+     * otherwise with a value of its own. */
+    bool present = false;
+    for (size_t i = 0; i < n->n_labels; i++)
+        if (strncmp(n->labels[i].kv, "nvidia.com/gpu.present=", 23) == 0)
+            present = true;
+    if (!present) {
+        struct gm_label *l = realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
+        if (l == NULL)
+            die("out of memory");
+        n->labels = l;
+        l[n->n_labels].kv = strdup("nvidia.com/gpu.present=true");
+        n->n_labels++;
+    }
     if (n->n_labels)
         qsort(n->labels, n->n_labels, sizeof(*n->labels), gm_label_order);
     return n;

@@ -6,8 +6,9 @@
 #include "kube/node.h"
 #include "planner/policy.h"
 
-/* A Ready, schedulable node with labels given as "key=value" strings,
- * ending with NULL. Labels are sorted as node.h promises. Free with
+/* A Ready, schedulable GPU node with labels given as "key=value" strings,
+ * ending with NULL; nvidia.com/gpu.present=true is added unless given
+ * (give it "false" for a CPU node). Labels are sorted as node.h promises. Free with
  * gmt_node_free (not gm_node_free: the strings here are not interned). */
 struct gm_node *gmt_node(const char *name, ...);
 void gmt_node_free(struct gm_node *n);
