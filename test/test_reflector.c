@@ -137,7 +137,13 @@ static void send_event(struct fx *f, const char *type, const char *name,
         snprintf(obj, sizeof(obj),
                  "{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\","
                  "\"message\":\"too old resource version\"}");
-    else
+    else if (strcmp(type, "ERROR500") == 0) {
+        snprintf(obj, sizeof(obj),
+                 "{\"kind\":\"Status\",\"code\":500,\"reason\":"
+                 "\"InternalError\",\"message\":\"etcdserver: leader "
+                 "changed\"}");
+        type = "ERROR";
+    } else
         node_json(obj, sizeof(obj), name, rv);
     snprintf(ev, sizeof(ev), "{\"type\":\"%s\",\"object\":%s}\n", type, obj);
     th_stream_write(f->api.watch, ev, strlen(ev));
@@ -414,6 +420,26 @@ static void test_error_backs_off_and_resumes(void **state)
     fx_free(f);
 }
 
+/* Another ERROR inside the stream: one error, the watch resumes from
+ * where it was after a backoff, no relist. */
+static void test_error_event_resumes(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    start(f);
+    run_until_watches(f, 1);
+    send_event(f, "ERROR500", NULL, NULL);
+    f->api.watch = NULL;
+    run_until_watches(f, 2);
+    assert_non_null(strstr(f->api.watch_paths[1], "resourceVersion=100"));
+    struct gm_reflector_stats st;
+    gm_reflector_get_stats(f->r, &st);
+    assert_int_equal(st.lists, 1);
+    assert_int_equal(st.gone, 0);
+    assert_int_equal(st.errors, 1);
+    fx_free(f);
+}
+
 static void run_until_lists(struct fx *f, int n)
 {
     uint64_t end = uv_now(&f->loop) + 5000;
@@ -493,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_410_in_stream_relists_with_diff),
         cmocka_unit_test(test_410_response_relists),
         cmocka_unit_test(test_error_backs_off_and_resumes),
+        cmocka_unit_test(test_error_event_resumes),
         cmocka_unit_test(test_refused_list_is_told_apart),
         cmocka_unit_test(test_quiet_watch_resumes),
         cmocka_unit_test(test_free_while_listing),

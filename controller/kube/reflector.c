@@ -23,6 +23,7 @@ struct gm_reflector {
     int stopped; /* gm_reflector_free ran while listing */
     int synced;
     int need_relist; /* set by a 410 inside the stream */
+    int error_event; /* another ERROR inside the stream, told and counted */
     long backoff_ms;
     uint64_t watch_started_ms;  /* loop time the current watch was sent */
     unsigned long watch_events; /* events it delivered, bookmarks too */
@@ -276,7 +277,19 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
             r->stats.gone++;
             r->need_relist = 1;
         } else {
+            /* The server's reason (an etcd error, "Too large resource
+             * version" from a lagging member); the stream's end that
+             * follows would only say the reader stopped it. */
+            json_object *v;
+            const char *reason = "", *msg = "";
+            if (json_object_object_get_ex(obj, "reason", &v))
+                reason = json_object_get_string(v);
+            if (json_object_object_get_ex(obj, "message", &v))
+                msg = json_object_get_string(v);
             r->stats.errors++;
+            r->error_event = 1;
+            gm_warn("watch %s ended: %d %s: %s", r->opts.path, status_code(obj),
+                    reason ? reason : "", msg ? msg : "");
         }
         return 1;
     }
@@ -321,6 +334,11 @@ static void watch_end(void *data, const struct gm_kube_error *err)
     r->watch = NULL;
     if (err && err->err == -ECANCELED)
         return;
+    if (r->error_event) {
+        r->error_event = 0;
+        retry_later(r);
+        return;
+    }
     if (err == NULL) {
         /* The server's timeout: resume from where we are. A watch that
          * ended at once with nothing (a proxy or a server shutting down
