@@ -220,6 +220,51 @@ static void test_interrupt_stops_call(void **state)
     rmdir(dir);
 }
 
+/* A call that never reached the cluster says why in the transport's or
+ * the credential plugin's words, not an errno's. */
+static void describe_failure(const char *user, const char *want)
+{
+    char dir[] = "/tmp/gm-conn-XXXXXX";
+    char path[PATH_MAX], err[1024], msg[1024];
+    struct gm_cli_conn *c = NULL;
+    struct gm_kube_error kerr;
+    json_object *obj = NULL;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/config", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "current-context: c\n"
+            "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+            "users: [{name: u, user: %s}]\n"
+            "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+            user);
+    fclose(f);
+    assert_int_equal(gm_cli_connect(path, NULL, &c, err, sizeof(err)), 0);
+    assert_true(gm_cli_get(c, "/api/v1/nodes", &obj, &kerr) < 0);
+    gm_cli_describe(c, &kerr, NULL, msg, sizeof(msg));
+    if (strstr(msg, "cannot reach the cluster at https://127.0.0.1:1: ") !=
+            msg ||
+        strstr(msg, want) == NULL)
+        fail_msg("message %s lacks %s", msg, want);
+    gm_cli_close(c);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_failures_say_why(void **state)
+{
+    (void)state;
+    /* libcurl names the address it could not connect to */
+    describe_failure("{token: t}", "127.0.0.1 port 1");
+    /* the exec plugin's stderr */
+    describe_failure("{exec: {apiVersion: client.authentication.k8s.io/v1, "
+                     "command: sh, args: ['-c', 'echo no token for you >&2; "
+                     "exit 1']}}",
+                     "no token for you");
+}
+
 static void stop_loop(uv_timer_t *t)
 {
     uv_stop(t->loop);
@@ -285,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_plan_only_flags),
         cmocka_unit_test(test_interrupt_stops_call),
         cmocka_unit_test(test_signals_default_while_computing),
+        cmocka_unit_test(test_failures_say_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -330,9 +330,12 @@ void gm_cli_describe(const struct gm_cli_conn *c,
         return;
     }
     if (kerr->code == 0) {
-        const char *why = kerr->err ? strerror(-kerr->err) : kerr->message;
-        if (kerr->err == -ECONNREFUSED)
-            why = "connection refused";
+        /* The transport's or the credential source's own words (the exec
+         * plugin's stderr, the certificate check that failed) say more
+         * than an errno. */
+        const char *why = kerr->message[0] ? kerr->message
+                          : kerr->err      ? strerror(-kerr->err)
+                                           : "no answer";
         snprintf(buf, len,
                  "cannot reach the cluster at %s: %s - is KUBECONFIG "
                  "right?",

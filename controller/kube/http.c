@@ -66,6 +66,9 @@ struct gm_http_call {
     int body_err;       /* -E2BIG when the body passed the cap */
     int aborted;        /* on_data asked to stop */
     long retry_after_s; /* from the last response's Retry-After, or -1 */
+    /* libcurl's own words for a failure (which host, which certificate
+     * check), more than curl_easy_strerror's */
+    char curl_err[CURL_ERROR_SIZE];
     struct gm_buf body;
     gm_http_done_cb done;
     gm_http_data_cb on_data;
@@ -355,6 +358,8 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
     c->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    c->curl_err[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->curl_err);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
@@ -568,7 +573,7 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
          * get a fresh one. A stream keeps its status: 200 says it had
          * started (a watch cut for silence), 0 that it never answered. */
         call_finish(c, curl_err_to_errno(rc), c->stream ? status : 0,
-                    curl_easy_strerror(rc));
+                    c->curl_err[0] ? c->curl_err : curl_easy_strerror(rc));
         return;
     }
     if (status == 401 && !c->tried_401 && h->opts.cred_invalidate) {
