@@ -69,6 +69,16 @@ static void test_commands(void **state)
     assert_string_equal(a.plugin_ns, "gpu-operator");
     assert_string_equal(a.plugin_name, "dp");
 
+    /* One-letter flags take their value attached, as kubectl's do. */
+    const char *att[] = {"x", "plan", "-fp.yaml", "-ojson", "-nteam-a", NULL};
+    assert_int_equal(parse(&a, err, att), 0);
+    assert_string_equal(a.file, "p.yaml");
+    assert_true(a.json);
+    assert_string_equal(a.namespace, "team-a");
+    const char *eq[] = {"x", "plan", "-f=p.yaml", NULL};
+    assert_int_equal(parse(&a, err, eq), 0);
+    assert_string_equal(a.file, "p.yaml");
+
     const char *rt[] = {"x", "retry", "gpu-1", NULL};
     assert_int_equal(parse(&a, err, rt), 0);
     assert_int_equal(a.cmd, GM_CLI_RETRY);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -131,6 +132,7 @@ static void test_errors_name_the_position(void **state)
         {"a:\n  - x\n  y: 1\n", "line 3"},
         {"a: *nope\n", "unknown alias"},
         {"a: 1\n---\nb: 2\n", "only one YAML document"},
+        {"a: 1\n---\n---\nb: 2\n", "line 4"},
         {"key: [1, 2\n", "line 2"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -142,6 +144,29 @@ static void test_errors_name_the_position(void **state)
         assert_null(o);
         if (strstr(err, cases[i].expect) == NULL)
             fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, cases[i].expect);
+    }
+}
+
+/* Empty documents (a leading or trailing "---") are skipped, as kubectl
+ * skips them. */
+static void test_empty_documents_skipped(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "a: 1\n---\n",
+        "---\na: 1\n---\n",
+        "---\n---\na: 1\n",
+        "a: 1\n...\n---\n",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        json_object *o = NULL;
+        char err[256];
+        if (gm_yaml_parse(texts[i], strlen(texts[i]), &o, err, sizeof(err)))
+            fail_msg("case %zu: %s", i, err);
+        assert_non_null(o);
+        assert_int_equal(json_object_get_int(json_object_object_get(o, "a")),
+                         1);
+        json_object_put(o);
     }
 }
 
@@ -193,6 +218,36 @@ static void test_empty_and_missing_file(void **state)
     assert_non_null(strstr(err, "/nonexistent/x.yaml"));
 }
 
+/* "-" reads standard input, as kubectl's -f - does; errors say stdin. */
+static void test_file_dash_is_stdin(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/gm-yaml-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char text[] = "---\nkind: GPUModePolicy\nspec: {mode: [\n";
+    assert_int_equal(write(fd, text, sizeof(text) - 1), sizeof(text) - 1);
+    close(fd);
+    assert_non_null(freopen(path, "r", stdin));
+    json_object *o = NULL;
+    char err[256];
+    assert_int_equal(gm_yaml_parse_file("-", &o, err, sizeof(err)), -EINVAL);
+    assert_null(o);
+    assert_true(strncmp(err, "stdin: ", 7) == 0);
+
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("kind: GPUModePolicy\n---\n", f);
+    fclose(f);
+    assert_non_null(freopen(path, "r", stdin));
+    assert_int_equal(gm_yaml_parse_file("-", &o, err, sizeof(err)), 0);
+    assert_string_equal(
+        json_object_get_string(json_object_object_get(o, "kind")),
+        "GPUModePolicy");
+    json_object_put(o);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,8 +257,10 @@ int main(void)
         cmocka_unit_test(test_alias_cycles_and_bombs),
         cmocka_unit_test(test_json_is_yaml),
         cmocka_unit_test(test_errors_name_the_position),
+        cmocka_unit_test(test_empty_documents_skipped),
         cmocka_unit_test(test_first_document_only),
         cmocka_unit_test(test_empty_and_missing_file),
+        cmocka_unit_test(test_file_dash_is_stdin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,7 @@ const char *gm_cli_usage(void)
            "  status [POLICY] [--watch]   progress of GPUModePolicies\n"
            "  plan -f FILE [-o json]      dry run of a policy against the "
            "cluster\n"
+           "       (-f - reads standard input)\n"
            "       [--mig-configmap NS/NAME] [--hami-configmap NS/NAME]\n"
            "       [--plugin-configmap NS/NAME]\n"
            "  retry NODE                  retry a failed switch\n"
@@ -56,9 +57,10 @@ usage_error(char *err, size_t len, const char *fmt, ...)
     return -EINVAL;
 }
 
-/* Matches --name, --name=value and --name value. Returns 1 when matched
- * (value set, *i advanced past a separate value), 0 when not, -EINVAL when
- * the value is missing. */
+/* Matches --name, --name=value and --name value, and for a one-letter
+ * name also -xvalue, as kubectl does (-ojson, -nteam-a). Returns 1 when
+ * matched (value set, *i advanced past a separate value), 0 when not,
+ * -EINVAL when the value is missing. */
 static int take_value(int argc, char *const *argv, int *i, const char *name,
                       const char **value)
 {
@@ -69,6 +71,10 @@ static int take_value(int argc, char *const *argv, int *i, const char *name,
         return 0;
     if (a[n] == '=') {
         *value = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0' && n == 2 && name[1] != '-') {
+        *value = a + n;
         return 1;
     }
     if (a[n] != '\0')

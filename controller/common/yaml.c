@@ -244,7 +244,6 @@ static int parse(const char *text, size_t len, bool first_only,
         .err = err, .err_len = err_len, .alias_budget = MAX_ALIAS_NODES};
     yaml_event_t ev;
     int rc = 0;
-    int in_doc = 0;
 
     *out = NULL;
     if (err_len)
@@ -262,19 +261,23 @@ static int parse(const char *text, size_t len, bool first_only,
             yaml_event_delete(&ev);
             break;
         }
-        if (t == YAML_DOCUMENT_START_EVENT) {
-            if (in_doc++ > 0) {
-                rc = fail(&c, &ev.start_mark,
-                          "only one YAML document is allowed");
-                yaml_event_delete(&ev);
-                break;
-            }
-        } else if (t == YAML_DOCUMENT_END_EVENT && first_only) {
+        if (t == YAML_DOCUMENT_END_EVENT && first_only) {
             yaml_event_delete(&ev);
             break;
         } else if (t != YAML_STREAM_START_EVENT &&
+                   t != YAML_DOCUMENT_START_EVENT &&
                    t != YAML_DOCUMENT_END_EVENT) {
-            rc = parse_node(&c, &ev, out, 0);
+            /* An empty document (a leading or trailing "---", as editors
+             * and generators leave) is skipped, as kubectl skips it. */
+            json_object *doc = NULL;
+            rc = parse_node(&c, &ev, &doc, 0);
+            if (rc == 0 && doc != NULL && *out != NULL) {
+                json_object_put(doc);
+                rc = fail(&c, &ev.start_mark,
+                          "only one YAML document is allowed");
+            } else if (rc == 0 && doc != NULL) {
+                *out = doc;
+            }
         }
         yaml_event_delete(&ev);
         if (rc)
@@ -307,12 +310,16 @@ int gm_yaml_parse_first(const char *text, size_t len, json_object **out,
 int gm_yaml_parse_file(const char *path, json_object **out, char *err,
                        size_t err_len)
 {
-    FILE *f = fopen(path, "rb");
+    /* "-" is standard input, as in kubectl's -f - */
+    bool in = strcmp(path, "-") == 0;
+    FILE *f = in ? stdin : fopen(path, "rb");
     struct gm_buf b;
     char chunk[8192];
     size_t n;
     int rc = 0;
 
+    if (in)
+        path = "stdin";
     *out = NULL;
     if (f == NULL) {
         rc = -errno;
@@ -327,7 +334,8 @@ int gm_yaml_parse_file(const char *path, json_object **out, char *err,
             break;
         }
     }
-    fclose(f);
+    if (!in)
+        fclose(f);
     if (rc == 0) {
         char inner[512];
         rc = gm_yaml_parse(b.data ? b.data : "", b.len, out, inner,

@@ -20,7 +20,8 @@ int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,
 int gm_yaml_parse_first(const char *text, size_t len, json_object **out,
                         char *err, size_t err_len);
 
-/* Reads and parses a file; errors are prefixed with the path. */
+/* Reads and parses a file ("-": standard input); errors are prefixed
+ * with the path ("stdin"). */
 int gm_yaml_parse_file(const char *path, json_object **out, char *err,
                        size_t err_len);
 
