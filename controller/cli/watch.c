@@ -91,6 +91,20 @@ static void on_update(void *ud, const char *key, const void *old,
     mark(ud);
 }
 
+/* A node is shown by its mode and state labels only: its status posts
+ * (each kubelet's, every few seconds) change nothing on the screen, and a
+ * pipe would get a snapshot for each. */
+static void on_node_update(void *ud, const char *key, const void *old,
+                           const void *obj)
+{
+    (void)key;
+    json_object *a = json_object_object_get(old, "metadata");
+    json_object *b = json_object_object_get(obj, "metadata");
+    if (!json_object_equal(json_object_object_get(a, "labels"),
+                           json_object_object_get(b, "labels")))
+        mark(ud);
+}
+
 static const struct gm_reflector_ops policy_ops = {
     .decode = policy_decode,
     .free_obj = put_obj,
@@ -106,7 +120,7 @@ static const struct gm_reflector_ops node_ops = {
     .free_obj = put_obj,
     .resource_version = obj_rv,
     .on_add = on_add,
-    .on_update = on_update,
+    .on_update = on_node_update,
     .on_delete = on_add,
     .on_synced = mark,
 };

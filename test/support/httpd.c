@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct th_conn {
     uv_tcp_t tcp; /* freed in its close callback */
@@ -242,6 +244,29 @@ static void on_connection(uv_stream_t *l, int status)
 
 int th_start(uv_loop_t *loop, th_handler h, void *ud, struct th_server **out)
 {
+    return th_start_at(loop, 0, h, ud, out);
+}
+
+int th_free_port(void)
+{
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = -1;
+
+    if (fd < 0)
+        return -1;
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
+        port = ntohs(addr.sin_port);
+    close(fd);
+    return port;
+}
+
+int th_start_at(uv_loop_t *loop, int port, th_handler h, void *ud,
+                struct th_server **out)
+{
     struct th_server *s = calloc(1, sizeof(*s));
     struct sockaddr_in addr;
     struct sockaddr_storage bound;
@@ -252,7 +277,7 @@ int th_start(uv_loop_t *loop, th_handler h, void *ud, struct th_server **out)
     s->ud = ud;
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
+    uv_ip4_addr("127.0.0.1", port, &addr);
     int err = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
     if (!err)
         err = uv_listen((uv_stream_t *)&s->listener, 64, on_connection);

@@ -24,6 +24,11 @@ typedef void (*th_handler)(void *ud, const struct th_req *req,
                            struct th_conn *c);
 
 int th_start(uv_loop_t *loop, th_handler h, void *ud, struct th_server **out);
+/* On a given port (0: any), for a client whose address is fixed before
+ * the loop exists (a kubeconfig); th_free_port finds one, or -1. */
+int th_start_at(uv_loop_t *loop, int port, th_handler h, void *ud,
+                struct th_server **out);
+int th_free_port(void);
 int th_port(const struct th_server *s);
 /* "http://127.0.0.1:PORT" in a static buffer per server. */
 const char *th_url(const struct th_server *s);
