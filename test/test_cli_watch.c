@@ -1,6 +1,7 @@
 /* `status --watch` redraws when what it shows changes (cli/watch): a
  * node's status post, which changes nothing on the screen, is no change;
- * a new state label is. Real libcurl and libuv against the test server. */
+ * a new state label is. A watch that keeps failing is told as trouble. Real
+ * libcurl and libuv against the test server. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,13 +20,19 @@
 
 struct fx {
     struct th_conn *node_watch; /* the open node watch, or NULL */
+    int refuse_watches;         /* answer node watches 500 */
 };
 
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
     if (strncmp(r->path, "/api/v1/nodes?", 14) == 0 &&
-        strstr(r->path, "watch=1")) {
+        strstr(r->path, "watch=1") && f->refuse_watches) {
+        th_respond(c, 500, NULL,
+                   "{\"kind\":\"Status\",\"code\":500,\"reason\":"
+                   "\"InternalError\",\"message\":\"etcd is down\"}");
+    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0 &&
+               strstr(r->path, "watch=1")) {
         th_stream_start(c, 200);
         f->node_watch = c;
     } else if (strstr(r->path, "watch=1")) {
@@ -114,6 +121,33 @@ static void test_status_post_is_no_change(void **state)
     /* gpumode starts a switch: the state shown changes. */
     send_node(&f, "7", "switching");
     assert_true(change_within(c, w, 200));
+
+    /* The watch fails and keeps failing: the view is told stale, with
+     * the server's reason. */
+    assert_null(gm_cli_watch_trouble(w));
+    f.refuse_watches = 1;
+    th_stream_end(f.node_watch);
+    f.node_watch = NULL;
+    for (int i = 0; i < 100 && gm_cli_watch_trouble(w) == NULL; i++) {
+        int never = 0;
+        th_run_until(gm_cli_loop(c), &never, 20);
+    }
+    const char *why = gm_cli_watch_trouble(w);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "etcd is down"));
+    /* Back: once something comes, it is live again. */
+    f.refuse_watches = 0;
+    for (int i = 0; i < 200 && f.node_watch == NULL; i++) {
+        int never = 0;
+        th_run_until(gm_cli_loop(c), &never, 20);
+    }
+    assert_non_null(f.node_watch);
+    send_node(&f, "8", "ready");
+    for (int i = 0; i < 100 && gm_cli_watch_trouble(w) != NULL; i++) {
+        int never = 0;
+        th_run_until(gm_cli_loop(c), &never, 20);
+    }
+    assert_null(gm_cli_watch_trouble(w));
 
     gm_cli_watch_free(w);
     th_stop(srv);

@@ -161,6 +161,20 @@ int gm_cli_watch_synced(const struct gm_cli_watch *w)
            (w->nodes == NULL || gm_reflector_has_synced(w->nodes));
 }
 
+const char *gm_cli_watch_trouble(const struct gm_cli_watch *w)
+{
+    struct gm_reflector_stats st;
+    gm_reflector_get_stats(w->policies, &st);
+    if (st.failing)
+        return st.last_error;
+    if (w->nodes) {
+        gm_reflector_get_stats(w->nodes, &st);
+        if (st.failing)
+            return st.last_error;
+    }
+    return NULL;
+}
+
 int gm_cli_watch_take_change(struct gm_cli_watch *w)
 {
     if (!w->changed || !gm_cli_watch_synced(w))

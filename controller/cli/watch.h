@@ -24,6 +24,10 @@ int gm_cli_watch_start(struct gm_cli_conn *c, const char *policy, bool nodes,
 /* 1 once every cache has synced (listed at least once). */
 int gm_cli_watch_synced(const struct gm_cli_watch *w);
 
+/* Why a cache may be stale (its last list or watch failed, and it is
+ * retrying), or NULL; the text is the watch's until the next loop run. */
+const char *gm_cli_watch_trouble(const struct gm_cli_watch *w);
+
 /* 1 when every cache has synced and something changed since the last call
  * that returned 1, else 0. */
 int gm_cli_watch_take_change(struct gm_cli_watch *w);

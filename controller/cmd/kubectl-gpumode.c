@@ -136,8 +136,10 @@ static int fetch_status(struct gm_cli_conn *c, const struct gm_cli_args *a,
 /* Renders and prints when the text differs from the last print. A
  * terminal is redrawn in place; a pipe gets each new snapshot after a
  * blank line. Takes the references to pols and nodes. */
+/* trouble: why the watch's view may be stale, since lost (else NULL). */
 static int show(const struct gm_cli_args *a, bool tty, json_object *pols,
-                json_object *nodes, struct gm_buf *prev, struct gm_buf *cur)
+                json_object *nodes, const char *trouble, time_t lost,
+                struct gm_buf *prev, struct gm_buf *cur)
 {
     struct gm_status_opts o = {
         .color = tty && !a->no_color,
@@ -147,6 +149,15 @@ static int show(const struct gm_cli_args *a, bool tty, json_object *pols,
     int err = gm_status_render(pols, nodes, &o, cur);
     json_object_put(pols);
     json_object_put(nodes);
+    if (err == 0 && trouble) {
+        /* The screen would go on ticking as if live. */
+        char at[32];
+        struct tm tm;
+        localtime_r(&lost, &tm);
+        strftime(at, sizeof(at), "%H:%M:%S", &tm);
+        err = gm_buf_appendf(cur, "\nOut of date since %s, retrying: %s\n", at,
+                             trouble);
+    }
     if (err) {
         fail("rendering: %s", strerror(-err));
         return 1;
@@ -183,7 +194,7 @@ static int cmd_status(const struct gm_cli_args *a)
     rc = fetch_status(c, a, &pols, &nodes);
     bool with_nodes = nodes != NULL;
     if (rc == 0)
-        rc = show(a, tty, pols, nodes, &prev, &cur);
+        rc = show(a, tty, pols, nodes, NULL, 0, &prev, &cur);
     if (rc == 0 && a->watch) {
         int err = gm_cli_watch_start(c, a->name, with_nodes, &w);
         if (err) {
@@ -193,9 +204,18 @@ static int cmd_status(const struct gm_cli_args *a)
     }
     /* Redraw on every change the watches bring; a terminal also once a
      * second, because "time in phase" ticks. */
-    time_t drawn = time(NULL);
+    time_t drawn = time(NULL), lost = 0;
+    bool was_lost = false;
     while (rc == 0 && w && !gm_cli_sleep(c, 200)) {
-        bool tick = tty && time(NULL) != drawn && gm_cli_watch_synced(w);
+        const char *trouble = gm_cli_watch_trouble(w);
+        if ((trouble != NULL) != was_lost) {
+            /* Lost or back: a pipe is told too. */
+            was_lost = trouble != NULL;
+            lost = time(NULL);
+            drawn = 0;
+        }
+        bool tick = (tty || drawn == 0) && time(NULL) != drawn &&
+                    gm_cli_watch_synced(w);
         if (!gm_cli_watch_take_change(w) && !tick)
             continue;
         if (gm_cli_watch_snapshot(w, &pols, &nodes) != 0) {
@@ -212,7 +232,7 @@ static int cmd_status(const struct gm_cli_args *a)
             rc = 1;
             break;
         }
-        rc = show(a, tty, pols, nodes, &prev, &cur);
+        rc = show(a, tty, pols, nodes, trouble, lost, &prev, &cur);
         drawn = time(NULL);
     }
     gm_cli_watch_free(w);

@@ -28,6 +28,7 @@ struct gm_reflector {
     uint64_t watch_started_ms;  /* loop time the current watch was sent */
     unsigned long watch_events; /* events it delivered, bookmarks too */
     struct gm_reflector_stats stats;
+    char last_error[700]; /* stats.last_error points here */
 };
 
 /* A watch that ends normally sooner than this with no event is treated
@@ -36,6 +37,22 @@ struct gm_reflector {
 
 static void start_list(struct gm_reflector *r);
 static void start_watch(struct gm_reflector *r);
+
+/* A list or watch failed: counted, and kept until something comes. */
+static void failed(struct gm_reflector *r, long code, const char *reason,
+                   const char *message)
+{
+    r->stats.errors++;
+    r->stats.failing = 1;
+    snprintf(r->last_error, sizeof(r->last_error), "%ld %s: %s", code,
+             reason ? reason : "", message ? message : "");
+}
+
+static void healthy(struct gm_reflector *r)
+{
+    r->stats.failing = 0;
+    r->last_error[0] = '\0';
+}
 
 static char *object_key(json_object *obj)
 {
@@ -207,7 +224,7 @@ static void list_done(void *data, const struct gm_kube_resp *resp)
         clear_map(r, &r->next);
         if (resp->error->err == -ECANCELED)
             return;
-        r->stats.errors++;
+        failed(r, resp->error->code, resp->error->reason, resp->error->message);
         r->stats.list_refused =
             resp->error->code == 401 || resp->error->code == 403
                 ? resp->error->code
@@ -222,6 +239,7 @@ static void list_done(void *data, const struct gm_kube_resp *resp)
         json_object_object_get_ex(meta, "resourceVersion", &rv))
         set_rv(r, json_object_get_string(rv));
     r->need_relist = 0;
+    healthy(r);
     apply_relist(r);
     r->synced = 1;
     if (r->ops->on_synced)
@@ -267,6 +285,8 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
 
     r->stats.events++;
     r->watch_events++;
+    if (type != GM_WATCH_ERROR)
+        healthy(r);
     if (type == GM_WATCH_BOOKMARK) {
         r->stats.bookmarks++;
         set_rv(r, object_rv(obj));
@@ -286,7 +306,7 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
                 reason = json_object_get_string(v);
             if (json_object_object_get_ex(obj, "message", &v))
                 msg = json_object_get_string(v);
-            r->stats.errors++;
+            failed(r, status_code(obj), reason, msg);
             r->error_event = 1;
             gm_warn("watch %s ended: %d %s: %s", r->opts.path, status_code(obj),
                     reason ? reason : "", msg ? msg : "");
@@ -345,13 +365,14 @@ static void watch_end(void *data, const struct gm_kube_error *err)
          * that closes streams) backs off instead of looping hot. */
         if (r->watch_events == 0 &&
             uv_now(r->loop) - r->watch_started_ms < VERY_SHORT_WATCH_MS) {
-            r->stats.errors++;
+            failed(r, 200, "", "the watch ended at once with no event");
             gm_debug("watch %s ended at once with no event; backing off",
                      r->opts.path);
             retry_later(r);
             return;
         }
         r->backoff_ms = r->opts.backoff_min_ms;
+        healthy(r);
         start_watch(r);
         return;
     }
@@ -373,7 +394,7 @@ static void watch_end(void *data, const struct gm_kube_error *err)
         start_list(r);
         return;
     }
-    r->stats.errors++;
+    failed(r, err->code, err->reason, err->message);
     gm_warn("watch %s ended: %ld %s: %s", r->opts.path, err->code, err->reason,
             err->message);
     retry_later(r);
@@ -473,6 +494,7 @@ void gm_reflector_get_stats(const struct gm_reflector *r,
                             struct gm_reflector_stats *out)
 {
     *out = r->stats;
+    out->last_error = r->last_error;
 }
 
 void gm_reflector_free(struct gm_reflector *r)

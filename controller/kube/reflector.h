@@ -51,6 +51,10 @@ struct gm_reflector_stats {
     unsigned long gone; /* 410s that forced a relist */
     unsigned long errors;
     long list_refused; /* 401 or 403 of the last failed list, else 0 */
+    /* The last list or watch failed and nothing came since (a list, an
+     * event, a watch the server ended): the cache may be stale. */
+    int failing;
+    const char *last_error; /* why, while failing (the reflector's) */
 };
 
 struct gm_reflector;
