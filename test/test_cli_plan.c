@@ -452,6 +452,19 @@ static void test_pdb_selectors(void **state)
     assert_string_equal(which, "all");
     assert_false(gm_dry_pdb_blocks(f.pdbs, f.pods[3], &which));
     assert_false(gm_dry_pdb_blocks(NULL, f.pods[1], &which));
+    /* The API server evicts a pod that does not run, or is being
+     * deleted, without asking its budget. */
+    static const enum gm_pod_phase free_phases[] = {
+        GM_POD_PENDING, GM_POD_SUCCEEDED, GM_POD_FAILED};
+    for (size_t i = 0; i < 3; i++) {
+        f.pods[0]->phase = free_phases[i];
+        assert_false(gm_dry_pdb_blocks(f.pdbs, f.pods[0], &which));
+    }
+    f.pods[0]->phase = GM_POD_UNKNOWN;
+    assert_true(gm_dry_pdb_blocks(f.pdbs, f.pods[0], &which));
+    f.pods[0]->phase = GM_POD_RUNNING;
+    f.pods[0]->deleting = true;
+    assert_false(gm_dry_pdb_blocks(f.pdbs, f.pods[0], &which));
     fleet_free(&f);
 }
 

@@ -484,6 +484,11 @@ static const char *pod_lookup(const void *obj, const char *key)
 bool gm_dry_pdb_blocks(json_object *pdbs, const struct gm_pod *pod,
                        const char **which)
 {
+    /* The API server evicts these without asking their budgets
+     * (canIgnorePDB): not running, or already being deleted. */
+    if (pod->phase == GM_POD_PENDING || pod->phase == GM_POD_SUCCEEDED ||
+        pod->phase == GM_POD_FAILED || pod->deleting)
+        return false;
     for (size_t i = 0; pdbs && i < json_object_array_length(pdbs); i++) {
         json_object *pdb = json_object_array_get_idx(pdbs, i);
         json_object *md = gm_json_get(pdb, "metadata");

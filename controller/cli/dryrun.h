@@ -109,7 +109,9 @@ int gm_dry_run_pods(struct gm_dry_run *run, const struct gm_policy *p,
                     const char *own_namespace);
 
 /* True when a pod in ns with these labels is covered by a PDB in pdbs that
- * allows no disruption; *which gets its "ns/name" (borrowed from pdbs). */
+ * allows no disruption and the API server would ask it (the pod runs,
+ * or its phase is Unknown, and is not being deleted); *which gets its
+ * name (borrowed from pdbs). */
 bool gm_dry_pdb_blocks(json_object *pdbs, const struct gm_pod *pod,
                        const char **which);
 
