@@ -768,6 +768,7 @@ static void test_connection_bounds_dead_peer(void **state)
 /* ---- watches ---- */
 
 struct wstate {
+    int opened; /* GM_WATCH_OPENED seen */
     int events;
     int ended;
     int end_err;
@@ -779,7 +780,12 @@ static int on_event(void *data, enum gm_watch_type t, json_object *obj)
 {
     struct wstate *w = data;
     json_object *meta, *name;
-    (void)t;
+    if (t == GM_WATCH_OPENED) {
+        assert_null(obj);
+        assert_int_equal(w->events, 0); /* before any event */
+        w->opened++;
+        return 0;
+    }
     if (json_object_object_get_ex(obj, "metadata", &meta) &&
         json_object_object_get_ex(meta, "name", &name) && w->events < 8)
         snprintf(w->names[w->events], 16, "%s", json_object_get_string(name));
@@ -814,6 +820,8 @@ static void test_watch_stream_and_normal_end(void **state)
                      0);
     while (f->held == NULL)
         uv_run(&f->loop, UV_RUN_ONCE);
+    /* Open before any event: the answer's headers are in. */
+    assert_true(th_run_until(&f->loop, &w.opened, 5000));
     const char *ev1 = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
                       "\"n1\"}}}\n{\"type\":\"MODI";
     const char *ev2 = "FIED\",\"object\":{\"metadata\":{\"name\":\"n2\"}}}\n";
@@ -827,6 +835,7 @@ static void test_watch_stream_and_normal_end(void **state)
     th_stream_end(f->held);
     assert_true(th_run_until(&f->loop, &w.ended, 5000));
     assert_int_equal(w.events, 2);
+    assert_int_equal(w.opened, 1);
     assert_string_equal(w.names[1], "n2");
     assert_int_equal(w.end_err, 0);
     fx_free(f);
@@ -884,8 +893,9 @@ struct send_from_event {
 static int on_event_send(void *data, enum gm_watch_type t, json_object *obj)
 {
     struct send_from_event *s = data;
-    (void)t;
     (void)obj;
+    if (t == GM_WATCH_OPENED)
+        return 0;
     if (s->events++ == 0)
         assert_int_equal(
             gm_kube_get(s->f->k, "/api/v1/nodes/n1", on_resp, s->f), 0);
@@ -918,6 +928,32 @@ static void test_send_from_a_watch_event(void **state)
     assert_false(f->has_err);
     assert_int_equal(f->code, 200);
     assert_non_null(strstr(f->got, "\"n1\""));
+    fx_free(f);
+}
+
+static void serve_watch_500(struct fx *f, const struct th_req *r,
+                            struct th_conn *c)
+{
+    (void)f;
+    (void)r;
+    th_respond(c, 500, NULL,
+               "{\"kind\":\"Status\",\"code\":500,\"reason\":"
+               "\"InternalError\",\"message\":\"etcd is down\"}");
+}
+
+/* A watch answered with an error was never open: no GM_WATCH_OPENED. */
+static void test_watch_refused_never_opens(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_watch_500, NULL);
+    struct wstate w = {0};
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300, on_event,
+                                   on_end, &w, NULL),
+                     0);
+    assert_true(th_run_until(&f->loop, &w.ended, 5000));
+    assert_int_equal(w.end_code, 500);
+    assert_int_equal(w.opened, 0);
+    assert_int_equal(w.events, 0);
     fx_free(f);
 }
 
@@ -963,6 +999,7 @@ int main(void)
         cmocka_unit_test(test_body_cap),
         cmocka_unit_test(test_request_timeout),
         cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_watch_refused_never_opens),
         cmocka_unit_test(test_paginated_list),
         cmocka_unit_test(test_rate_limit_and_reuse),
         cmocka_unit_test(test_401_refreshes_once),

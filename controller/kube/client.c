@@ -480,6 +480,8 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
 static int watch_data(void *data, const char *p, size_t n)
 {
     struct gm_kube_watch *w = data;
+    if (p == NULL)
+        return w->ev_cb(w->data, GM_WATCH_OPENED, NULL) != 0;
     int rc = gm_watch_decoder_feed(w->dec, p, n);
     if (rc < 0)
         w->decode_err = rc;

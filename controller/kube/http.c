@@ -297,6 +297,25 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *userdata)
     size_t n = size * nmemb;
     static const char name[] = "retry-after:";
 
+    /* The blank line that ends a header block (libcurl gives one for
+     * HTTP/2 too): a stream answered 200 is open. */
+    if (c->stream && c->on_data && !c->cancelled &&
+        ((n == 2 && p[0] == '\r' && p[1] == '\n') ||
+         (n == 1 && p[0] == '\n'))) {
+        long code = 0;
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code == 200) {
+            c->h->depth++;
+            int stop = c->on_data(c->data, NULL, 0);
+            c->h->depth--;
+            if (stop || c->cancelled) {
+                c->aborted = 1;
+                return 0;
+            }
+        }
+        return n;
+    }
+
     if (n > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
         char tmp[32];
         size_t len = n - (sizeof(name) - 1);

@@ -65,7 +65,9 @@ struct gm_http_result {
 
 /* Called exactly once per call that was not cancelled. */
 typedef void (*gm_http_done_cb)(void *data, const struct gm_http_result *res);
-/* Stream bytes; return non-zero to abort the call (done then gets -EPIPE). */
+/* Stream bytes; return non-zero to abort the call (done then gets -EPIPE).
+ * Called once with (NULL, 0) when the headers of a 200 answer are in: the
+ * stream is open, though the server may send nothing for a while. */
 typedef int (*gm_http_data_cb)(void *data, const char *p, size_t n);
 
 /* opts is copied (its pointers are borrowed). */

@@ -283,6 +283,12 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
     struct gm_reflector *r = data;
     const struct gm_reflector_ops *ops = r->ops;
 
+    if (type == GM_WATCH_OPENED) {
+        /* Answered: the cache is current again, though a quiet resource
+         * may bring no event for a long while. */
+        healthy(r);
+        return 0;
+    }
     r->stats.events++;
     r->watch_events++;
     if (type != GM_WATCH_ERROR)

@@ -12,8 +12,8 @@ struct gm_watch_decoder {
     void *data;
 };
 
-static const char *const type_names[] = {"ADDED", "MODIFIED", "DELETED",
-                                         "BOOKMARK", "ERROR"};
+static const char *const type_names[] = {"ADDED",    "MODIFIED", "DELETED",
+                                         "BOOKMARK", "ERROR",    "OPENED"};
 
 const char *gm_watch_type_name(enum gm_watch_type t)
 {
@@ -47,7 +47,7 @@ static int dispatch(struct gm_watch_decoder *d, json_object *ev)
         !json_object_object_get_ex(ev, "object", &obj))
         return -EPROTO;
     const char *type = json_object_get_string(type_o);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i <= GM_WATCH_ERROR; i++)
         if (type && strcmp(type, type_names[i]) == 0)
             return d->cb(d->data, (enum gm_watch_type)i, obj);
     return -EPROTO;

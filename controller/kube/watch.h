@@ -14,6 +14,9 @@ enum gm_watch_type {
     GM_WATCH_DELETED,
     GM_WATCH_BOOKMARK,
     GM_WATCH_ERROR,
+    /* Not one of the stream's: gm_kube_watch's note that the server
+     * answered 200 and the stream is open (object NULL). */
+    GM_WATCH_OPENED,
 };
 
 /* object is borrowed for the duration of the call. A non-zero return stops
