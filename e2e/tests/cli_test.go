@@ -325,6 +325,26 @@ spec:
 	}
 	t.Logf("%d snapshots over %v:\n%s", snapshots, elapsed.Round(time.Second), out.String())
 
+	// The cluster out of reach: the view says since when it is out of
+	// date, and says so no more once its watches are answered again.
+	testbed(t, nil, "stop", "--dir", b.Dir, "kube-apiserver")
+	Eventually(t, 60*time.Second, "the out-of-date line", func(context.Context) error {
+		if !strings.Contains(out.String(), "Out of date since") {
+			return fmt.Errorf("output: %s", tailLines(out.String(), 8))
+		}
+		return nil
+	})
+	if _, err := testbed(t, nil, "start", "--dir", b.Dir, "kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 90*time.Second, "the view live again", func(context.Context) error {
+		s := out.String()
+		if last := s[strings.LastIndex(strings.TrimRight(s, "\n"), "\n\n")+1:]; strings.Contains(last, "Out of date") {
+			return fmt.Errorf("last snapshot: %s", last)
+		}
+		return nil
+	})
+
 	cmd.Process.Signal(os.Interrupt)
 	if ended, err := waitExit(cmd, 5*time.Second); !ended {
 		t.Errorf("status --watch did not end within 5 s of Ctrl-C")
