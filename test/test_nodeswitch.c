@@ -20,6 +20,7 @@
 #include "nodeswitch/helperpod.h"
 #include "nodeswitch/record.h"
 #include "nodeswitch/switch.h"
+#include "support/planner_nodes.h"
 
 static void test_record_round_trip(void **state)
 {
@@ -548,9 +549,39 @@ static void test_profiles_stop_every_gpu_client(void **state)
     }
 }
 
+/* A MIG node offering the other strategy's resources is told why: its
+ * plugin runs another strategy (MIG_STRATEGY from the ClusterPolicy). */
+static void test_strategy_hint(void **state)
+{
+    (void)state;
+    char why[200] = "";
+    struct gm_node *n = gmt_node("g", NULL);
+
+    gmt_alloc(n, "nvidia.com/gpu", 14);
+    gm_switch_strategy_hint(n, "mixed", why, sizeof(why));
+    assert_non_null(strstr(why, "the plugin offers nvidia.com/gpu: it runs "
+                                "another MIG strategy than mixed"));
+    assert_non_null(strstr(why, "MIG_STRATEGY"));
+    why[0] = '\0';
+    gm_switch_strategy_hint(n, "single", why, sizeof(why));
+    assert_string_equal(why, ""); /* single offers nvidia.com/gpu */
+    gmt_node_free(n);
+
+    n = gmt_node("g", NULL);
+    gmt_alloc(n, "nvidia.com/mig-1g.10gb", 14);
+    gm_switch_strategy_hint(n, "single", why, sizeof(why));
+    assert_non_null(strstr(why, "nvidia.com/mig-* resources"));
+    why[0] = '\0';
+    /* mixed, offering mig resources (only not the counts): no hint */
+    gm_switch_strategy_hint(n, "mixed", why, sizeof(why));
+    assert_string_equal(why, "");
+    gmt_node_free(n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strategy_hint),
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_record_errors_name_the_field),
         cmocka_unit_test(test_record_unknown_from_is_allowed),

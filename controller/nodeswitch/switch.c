@@ -1840,6 +1840,25 @@ static int verified_gpus(struct sw *s)
     return s->rec.gpus > 0 ? s->rec.gpus : gpu_count(s->node);
 }
 
+void gm_switch_strategy_hint(const struct gm_node *n, const char *strategy,
+                             char *why, size_t len)
+{
+    bool mixed_offered = false;
+    for (size_t i = 0; i < n->n_allocatable; i++)
+        if (n->allocatable[i].value > 0 &&
+            strncmp(n->allocatable[i].name, "nvidia.com/mig-", 15) == 0)
+            mixed_offered = true;
+    int64_t gpu = gm_node_allocatable(n, "nvidia.com/gpu");
+    bool single = strategy && strcmp(strategy, "single") == 0;
+    if ((single && mixed_offered) || (!single && !mixed_offered && gpu > 0))
+        snprintf(why, len,
+                 " (the plugin offers %s: it runs another MIG strategy than "
+                 "%s; is MIG_STRATEGY set on its DaemonSet, as the "
+                 "ClusterPolicy's mig.strategy sets it?)",
+                 single ? "nvidia.com/mig-* resources" : "nvidia.com/gpu",
+                 single ? "single" : "mixed");
+}
+
 static int step_verify(struct sw *s)
 {
     const struct gm_profile *prof = s->ctl->cfg->profile;
@@ -1911,11 +1930,14 @@ static int step_verify(struct sw *s)
             goto not_ready;
         }
         if (!as_before && have != counts[i]) {
-            char why[96] = "";
+            char why[200] = "";
             if (filtered)
                 snprintf(why, sizeof(why),
                          " (HAMi's filterdevices leaves out %d GPU%s)",
                          filtered, filtered == 1 ? "" : "s");
+            else if (mode == GM_MODE_MIG)
+                gm_switch_strategy_hint(s->node, s->rec.strategy, why,
+                                        sizeof(why));
             set_message(s, "node advertises %s=%lld, expected %lld%s", names[i],
                         (long long)(have < 0 ? 0 : have), counts[i], why);
             goto not_ready;

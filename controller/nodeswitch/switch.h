@@ -64,6 +64,14 @@ size_t gm_switch_expected(const struct gm_profile *p, enum gm_mode m,
                           int split, const char **names, long long *counts,
                           size_t max, char *name_buf, size_t name_buf_len);
 
+/* Why a MIG node may offer other resources than its strategy's: the
+ * plugin runs another strategy than the node's config names (the GPU
+ * Operator gives it MIG_STRATEGY from the ClusterPolicy's mig.strategy,
+ * and a variable outranks the config file). Writes " (...)" to why when
+ * the node offers the other strategy's resources, else leaves it. */
+void gm_switch_strategy_hint(const struct gm_node *n, const char *strategy,
+                             char *why, size_t len);
+
 /* The status line of a node in flight, kept in memory (not persisted). */
 const char *gm_switch_message(struct gm_ctl *ctl, const char *node);
 
