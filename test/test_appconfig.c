@@ -152,6 +152,11 @@ static void test_config_errors(void **state)
          "resourcesGraceSeconds: -5 is out of range [0, 86400]"},
         {"qpsstring.yaml", "qps: must be a number"},
         {"relsmi.yaml", "nvidiaSmiPath: must be an absolute path"},
+        {"emptyimage.yaml", "agentImage: must be an image reference"},
+        {"reldriver.yaml", "driverRoot: must be an absolute path"},
+        {"badruntime.yaml", "runtimeClassName: must be an object name"},
+        {"emptyhaminame.yaml", "hamiConfigMap.name: must be an object name"},
+        {"badmigkey.yaml", "migConfigMap.key: must be a ConfigMap key"},
         {"badns.yaml", "operatorNamespace: not a namespace name"},
         {"badcm.yaml", "migConfigMap: must be a mapping"},
         {"badplugincm.yaml", "devicePluginConfigMap.key: not used: every "

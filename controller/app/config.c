@@ -1,5 +1,6 @@
 #include "app/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -54,6 +55,71 @@ bool gm_ctl_namespace_ok(const char *s)
               s[i] == '-'))
             return false;
     return true;
+}
+
+/* A DNS subdomain (an object name: ConfigMaps, RuntimeClasses): lower-case
+ * letters, digits, '-' and '.', alphanumeric at both ends, at most 253. */
+static bool subdomain_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253 || !isalnum((unsigned char)s[0]) ||
+        !isalnum((unsigned char)s[n - 1]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+/* A ConfigMap data key: letters, digits, '-', '_' and '.', at most 253. */
+static bool cm_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' &&
+            s[i] != '.')
+            return false;
+    return true;
+}
+
+/* Values the API server would refuse only once a switch is under way (the
+ * helper pod, a ConfigMap write) or that would select nothing: the key
+ * that is wrong, or NULL; *why says how. */
+static const char *bad_value(const struct gm_ctl_config *c, const char **why)
+{
+    static const char subdomain[] =
+        "must be an object name (lower-case letters, digits, '-' and '.', "
+        "at most 253)";
+    static const char key[] =
+        "must be a ConfigMap key (letters, digits, '-', '_' and '.')";
+    if (c->agent_image[0] == '\0' || strpbrk(c->agent_image, " \t\n")) {
+        *why = "must be an image reference, without spaces";
+        return "agentImage";
+    }
+    *why = "must be an absolute path";
+    if (c->driver_root[0] != '/')
+        return "driverRoot";
+    if (c->nvidia_smi[0] != '/')
+        return "nvidiaSmiPath";
+    *why = subdomain;
+    if (c->runtime_class && c->runtime_class[0] &&
+        !subdomain_ok(c->runtime_class))
+        return "runtimeClassName";
+    if (!subdomain_ok(c->mig_cm.name))
+        return "migConfigMap.name";
+    if (!subdomain_ok(c->hami_cm.name))
+        return "hamiConfigMap.name";
+    if (c->plugin_cm.name[0] && !subdomain_ok(c->plugin_cm.name))
+        return "devicePluginConfigMap.name";
+    *why = key;
+    if (!cm_key_ok(c->mig_cm.key))
+        return "migConfigMap.key";
+    if (!cm_key_ok(c->hami_cm.key))
+        return "hamiConfigMap.key";
+    return NULL;
 }
 
 int gm_ctl_config_defaults(struct gm_ctl_config *c)
@@ -313,9 +379,9 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
                  path, c->profile_name);
         return -EINVAL;
     }
-    if (c->nvidia_smi[0] != '/') {
-        snprintf(err, err_len, "%s: nvidiaSmiPath: must be an absolute path",
-                 path);
+    const char *why, *bad = bad_value(c, &why);
+    if (bad) {
+        snprintf(err, err_len, "%s: %s: %s", path, bad, why);
         return -EINVAL;
     }
     return 0;
