@@ -39,14 +39,19 @@ LIBGM     := $(BUILD)/libgm.a
 .SECONDARY:
 
 .PHONY: all deps programs tools unit check asan valgrind format format-check \
-        test e2e demo demo-down bench chaos fuzz install clean
+        test e2e demo demo-down bench chaos fuzz install clean scripts-check \
+        build-deps
 
-all: deps
+all: build-deps
 	@$(MAKE) --no-print-directory programs
 
-# deps installs what is missing (apt packages, Go) and is quick when nothing is.
+# deps installs what is missing (apt packages, Go) and is quick when nothing
+# is; build-deps only what building the programs needs (make, make install).
 deps:
 	@scripts/deps.sh
+
+build-deps:
+	@scripts/deps.sh --build
 
 programs: $(PROGS)
 
@@ -100,11 +105,16 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(FMT_SRCS) && echo "format: ok"
 
+# The install scripts' own tests (shell).
+scripts-check: deps
+	@set -e; for t in test/scripts/test_*.sh; do $$t; done
+
 check: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory scripts-check
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 test: check

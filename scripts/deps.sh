@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need, only when something is missing, so
 # every make target can call it cheaply. Debian packages through apt, and a
-# Go toolchain for the test bed (below).
+# Go toolchain for the test bed (below). With --build, only what building
+# the programs needs (make, make install): no test tools, no Go.
 set -euo pipefail
+build_only=false
+[ "${1:-}" = --build ] && build_only=true
 
 # The fuzzers need the compiler-rt of the clang apt installs: clang-14 on
 # Debian 12, another on later releases (`apt-cache depends clang` names it).
-clang_v="$(apt-cache depends clang 2>/dev/null |
-  awk '$1 == "Depends:" && $2 ~ /^clang-[0-9]+$/ { sub("clang-", "", $2); print $2; exit }')"
+# Without package lists (a fresh container) apt-cache knows nothing: the
+# name is a guess until apt-get update, and then asked again. Never fatal:
+# under set -e a failed lookup would end the script before the update.
+clang_rt() {
+  local v
+  v="$(apt-cache depends clang 2>/dev/null |
+    awk '$1 == "Depends:" && $2 ~ /^clang-[0-9]+$/ { sub("clang-", "", $2); print $2; exit }' ||
+    true)"
+  echo "libclang-rt-${v:-14}-dev"
+}
+rt="$(clang_rt)"
 # prometheus only for promtool, which checks the metrics text in the tests.
 pkgs=(build-essential pkg-config libcurl4-openssl-dev libuv1-dev libjson-c-dev
-      libyaml-dev libssl-dev libcmocka-dev clang clang-format valgrind
-      "libclang-rt-${clang_v:-14}-dev" prometheus jq git curl ca-certificates)
+      libyaml-dev libssl-dev)
+$build_only || pkgs+=(libcmocka-dev clang clang-format valgrind "$rt" prometheus
+                      jq git curl ca-certificates)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -19,13 +32,21 @@ for p in "${pkgs[@]}"; do
     || missing+=("$p")
 done
 # unzip unpacks the Go toolchain when one is fetched.
-command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+$build_only || command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
+  now="$(clang_rt)"
+  if ! $build_only && [ "$now" != "$rt" ]; then
+    for i in "${!missing[@]}"; do
+      [ "${missing[$i]}" = "$rt" ] && unset 'missing[i]'
+    done
+    dpkg-query -W -f='${Status}' "$now" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("$now")
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
   # The package starts a Prometheus server and enables it at boot; only its
@@ -37,6 +58,8 @@ if [ ${#missing[@]} -gt 0 ]; then
       fi ;;
   esac
 fi
+
+$build_only && exit 0
 
 # Go. The test bed's module (e2e/go.mod) names the Go it needs; Go 1.21 and
 # later fetch that version by themselves (GOTOOLCHAIN). Debian 12's
