@@ -64,6 +64,9 @@ func TestManifestsAndRBAC(t *testing.T) {
 		{[]string{"patch", "configmaps/hami-device-plugin", "-n", "kube-system"}, true},
 		{[]string{"update", "configmaps/hami-device-plugin", "-n", "kube-system"}, false},
 		{[]string{"update", "gpumodepolicies.gpumode.io", "--subresource=status"}, false},
+		// Events of cluster-scoped objects live in default, and only there.
+		{[]string{"create", "events.events.k8s.io", "-n", "default"}, true},
+		{[]string{"create", "events.events.k8s.io", "-n", "kube-system"}, false},
 	} {
 		if got := can(c.args...); got != c.want {
 			t.Errorf("can-i %v: %v, want %v", c.args, got, c.want)
@@ -142,8 +145,9 @@ spec:
 		args []string
 		want bool
 	}{
-		{[]string{"get", "configmaps/device-plugin-config", "-n", "gpu-operator"}, true},
+		{[]string{"list", "configmaps/device-plugin-config", "-n", "gpu-operator"}, true},
 		{[]string{"watch", "configmaps/device-plugin-config", "-n", "gpu-operator"}, true},
+		{[]string{"get", "configmaps/device-plugin-config", "-n", "gpu-operator"}, false},
 		{[]string{"update", "configmaps/device-plugin-config", "-n", "gpu-operator"}, false},
 		{[]string{"get", "configmaps/other", "-n", "gpu-operator"}, false},
 	} {
