@@ -8,8 +8,8 @@
 
 /* A Ready, schedulable GPU node with labels given as "key=value" strings,
  * ending with NULL; nvidia.com/gpu.present=true is added unless given
- * (give it "false" for a CPU node). Labels are sorted as node.h promises. Free with
- * gmt_node_free (not gm_node_free: the strings here are not interned). */
+ * (give it "false" for a CPU node). Labels are sorted as node.h promises. Free
+ * with gmt_node_free (not gm_node_free: the strings here are not interned). */
 struct gm_node *gmt_node(const char *name, ...);
 void gmt_node_free(struct gm_node *n);
 /* Adds an allocatable resource (the name is copied; freed by
