@@ -360,17 +360,21 @@ static void test_mig_needs_its_strategy_key(void **state)
     gm_plan_free(&pl);
     gm_plugin_configs_free(&c);
 
-    /* Right, or silent on the strategy (the operator's own applies). */
-    const char *good[] = {"{\"single\":\"flags: {migStrategy: single}\"}",
-                          "{\"single\":\"version: v1\"}"};
-    for (size_t i = 0; i < 2; i++) {
-        configs(good[i], &c);
-        plan(p, n, &c, &pl);
-        assert_int_equal(pl.n_starts, 1);
-        assert_null(pl.stall_reason);
-        gm_plan_free(&pl);
-        gm_plugin_configs_free(&c);
-    }
+    /* Silent on the strategy: the plugin's default, none. */
+    configs("{\"single\":\"version: v1\"}", &c);
+    plan(p, n, &c, &pl);
+    assert_refused(&pl, "sets no flags.migStrategy: the plugin would run "
+                        "its default, none");
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
+
+    /* Right. */
+    configs("{\"single\":\"flags: {migStrategy: single}\"}", &c);
+    plan(p, n, &c, &pl);
+    assert_int_equal(pl.n_starts, 1);
+    assert_null(pl.stall_reason);
+    gm_plan_free(&pl);
+    gm_plugin_configs_free(&c);
     /* Unchecked without the ConfigMap configured. */
     plan(p, n, NULL, &pl);
     assert_int_equal(pl.n_starts, 1);

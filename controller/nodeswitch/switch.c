@@ -1854,7 +1854,8 @@ void gm_switch_strategy_hint(const struct gm_node *n, const char *strategy,
         snprintf(why, len,
                  " (the plugin offers %s: it runs another MIG strategy than "
                  "%s; is MIG_STRATEGY set on its DaemonSet, as the "
-                 "ClusterPolicy's mig.strategy sets it?)",
+                 "ClusterPolicy's mig.strategy sets it, or does the config "
+                 "set no flags.migStrategy?)",
                  single ? "nvidia.com/mig-* resources" : "nvidia.com/gpu",
                  single ? "single" : "mixed");
 }

@@ -303,8 +303,18 @@ int gm_plugin_config_check(const struct gm_plugin_configs *c,
                  pc->error);
         return -EINVAL;
     }
-    if (strategy && pc->mig_strategy[0] &&
-        strcmp(pc->mig_strategy, strategy) != 0) {
+    /* Silent on the strategy, the plugin runs its default, none (the
+     * ClusterPolicy leaves MIG_STRATEGY unset, see the README), and offers
+     * MIG-enabled GPUs whole. */
+    if (strategy && !pc->mig_strategy[0]) {
+        snprintf(msg, len,
+                 "the device plugin config %s in %s sets no "
+                 "flags.migStrategy: the plugin would run its default, none, "
+                 "and not offer the %s strategy's resources",
+                 key, source, strategy);
+        return -EINVAL;
+    }
+    if (strategy && strcmp(pc->mig_strategy, strategy) != 0) {
         snprintf(msg, len,
                  "the device plugin config %s in %s sets flags.migStrategy "
                  "%s: the plugin would not offer the %s strategy's resources",
