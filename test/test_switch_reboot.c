@@ -542,13 +542,14 @@ static void run_reboot_drain(bool other, bool drained, struct fx *f)
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = allow_reboot;
     /* Until the step acts (an eviction, a helper, a record), then a while
-     * longer for anything it should not do. */
+     * longer for anything it should not do: past the drain's next look,
+     * a second later, where a mistake of timing would first show. */
     for (int i = 0; i < 250 && !f->acted && !f->done; i++) {
         int never = 0;
         th_run_until(&f->c.loop, &never, 20);
     }
     int never = 0;
-    th_run_until(&f->c.loop, &never, 300);
+    th_run_until(&f->c.loop, &never, 1500);
     th_ctl_stop(&f->c);
 }
 
