@@ -20,6 +20,7 @@
 
 #include "cli/args.h"
 #include "cli/conn.h"
+#include "support/testutil.h"
 
 static int parse(struct gm_cli_args *a, char *err, const char *const *argv)
 {
@@ -182,7 +183,6 @@ static uint64_t now_ms(void)
  * next call is not sent. */
 static void test_interrupt_stops_call(void **state)
 {
-    char dir[] = "/tmp/gm-conn-XXXXXX";
     char path[PATH_MAX], err[1024], msg[256];
     struct gm_cli_conn *c = NULL;
     struct gm_kube_error kerr;
@@ -190,17 +190,10 @@ static void test_interrupt_stops_call(void **state)
     uv_timer_t t;
     (void)state;
 
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/config", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("current-context: c\n"
-          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-          "users: [{name: u, user: {exec: {apiVersion: "
-          "client.authentication.k8s.io/v1, command: sleep, args: ['10']}}}]\n"
-          "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
-          f);
-    fclose(f);
+    tu_kubeconfig("https://127.0.0.1:1",
+                  "{exec: {apiVersion: client.authentication.k8s.io/v1, "
+                  "command: sleep, args: ['10']}}",
+                  path);
     assert_int_equal(gm_cli_connect(path, NULL, &c, err, sizeof(err)), 0);
 
     uv_timer_init(gm_cli_loop(c), &t);
@@ -226,31 +219,19 @@ static void test_interrupt_stops_call(void **state)
 
     uv_close((uv_handle_t *)&t, NULL);
     gm_cli_close(c);
-    unlink(path);
-    rmdir(dir);
+    tu_kubeconfig_remove(path);
 }
 
 /* A call that never reached the cluster says why in the transport's or
  * the credential plugin's words, not an errno's. */
 static void describe_failure(const char *user, const char *want)
 {
-    char dir[] = "/tmp/gm-conn-XXXXXX";
     char path[PATH_MAX], err[1024], msg[1024];
     struct gm_cli_conn *c = NULL;
     struct gm_kube_error kerr;
     json_object *obj = NULL;
 
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/config", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "current-context: c\n"
-            "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-            "users: [{name: u, user: %s}]\n"
-            "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
-            user);
-    fclose(f);
+    tu_kubeconfig("https://127.0.0.1:1", user, path);
     assert_int_equal(gm_cli_connect(path, NULL, &c, err, sizeof(err)), 0);
     assert_true(gm_cli_get(c, "/api/v1/nodes", &obj, &kerr) < 0);
     gm_cli_describe(c, &kerr, NULL, msg, sizeof(msg));
@@ -259,8 +240,7 @@ static void describe_failure(const char *user, const char *want)
         strstr(msg, want) == NULL)
         fail_msg("message %s lacks %s", msg, want);
     gm_cli_close(c);
-    unlink(path);
-    rmdir(dir);
+    tu_kubeconfig_remove(path);
 }
 
 static void test_failures_say_why(void **state)
@@ -285,20 +265,10 @@ static void stop_loop(uv_timer_t *t)
  * again. */
 static void test_signals_default_while_computing(void **state)
 {
-    char dir[] = "/tmp/gm-conn-XXXXXX";
     char path[PATH_MAX], err[1024];
     (void)state;
 
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/config", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("current-context: c\n"
-          "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-          "users: [{name: u, user: {token: t}}]\n"
-          "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
-          f);
-    fclose(f);
+    tu_kubeconfig("https://127.0.0.1:1", "{token: t}", path);
     for (int on = 0; on <= 1; on++) {
         pid_t pid = fork();
         assert_true(pid >= 0);
@@ -328,8 +298,7 @@ static void test_signals_default_while_computing(void **state)
             assert_int_equal(WEXITSTATUS(st), 0);
         }
     }
-    unlink(path);
-    rmdir(dir);
+    tu_kubeconfig_remove(path);
 }
 
 int main(void)

@@ -17,6 +17,7 @@
 #include "cli/conn.h"
 #include "cli/watch.h"
 #include "support/httpd.h"
+#include "support/testutil.h"
 
 struct fx {
     struct th_conn *node_watch; /* the open node watch, or NULL */
@@ -78,21 +79,12 @@ static void test_status_post_is_no_change(void **state)
     struct th_server *srv = NULL;
     struct gm_cli_conn *c = NULL;
     struct gm_cli_watch *w = NULL;
-    char dir[] = "/tmp/gm-watch-XXXXXX", path[PATH_MAX], err[1024];
+    char path[PATH_MAX], err[1024], server[64];
     int port = th_free_port();
 
     assert_true(port > 0);
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/config", dir);
-    FILE *cf = fopen(path, "w");
-    assert_non_null(cf);
-    fprintf(cf,
-            "current-context: c\n"
-            "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:%d'}}]\n"
-            "users: [{name: u, user: {token: t}}]\n"
-            "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
-            port);
-    fclose(cf);
+    snprintf(server, sizeof(server), "http://127.0.0.1:%d", port);
+    tu_kubeconfig(server, "{token: t}", path);
     assert_int_equal(gm_cli_connect(path, NULL, &c, err, sizeof(err)), 0);
     assert_int_equal(th_start_at(gm_cli_loop(c), port, handler, &f, &srv), 0);
     assert_int_equal(gm_cli_watch_start(c, NULL, true, &w), 0);
@@ -152,8 +144,7 @@ static void test_status_post_is_no_change(void **state)
     gm_cli_watch_free(w);
     th_stop(srv);
     gm_cli_close(c);
-    unlink(path);
-    rmdir(dir);
+    tu_kubeconfig_remove(path);
 }
 
 int main(void)

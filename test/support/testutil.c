@@ -1,10 +1,14 @@
 #include "testutil.h"
 
-#include <stdarg.h>
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -29,4 +33,34 @@ char *tu_read_file(const char *path, size_t *len)
 int tu_under_valgrind(void)
 {
     return getenv("GM_VALGRIND") != NULL;
+}
+
+void tu_kubeconfig(const char *server, const char *user, char *path)
+{
+    char dir[] = "/tmp/gm-kubeconfig-XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        fail_msg("mkdtemp: %s", strerror(errno));
+    snprintf(path, PATH_MAX, "%s/config", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        fail_msg("cannot write %s", path);
+    fprintf(f,
+            "current-context: c\n"
+            "clusters: [{name: c, cluster: {server: '%s'}}]\n"
+            "users: [{name: u, user: %s}]\n"
+            "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+            server, user);
+    fclose(f);
+}
+
+void tu_kubeconfig_remove(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    unlink(path);
+    if (slash) {
+        *slash = '\0';
+        rmdir(dir);
+    }
 }
