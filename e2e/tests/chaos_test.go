@@ -363,11 +363,13 @@ func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map
 		own := ownConfig[name]
 		owned := func(k string) bool {
 			// In mig the strategy's config replaces the node's own:
-			// feature discovery labels the strategy, and no longer names
+			// feature discovery labels the strategy (outside mig the
+			// configs set none, and it labels none), and no longer names
 			// the time-sliced GPU "-SHARED".
 			_, modes := wantMode[k]
 			return modes || switchOwnedLabel(k) ||
-				own != "" && mode == "mig" && (k == "nvidia.com/gpu.product" || k == "nvidia.com/mig.strategy")
+				mode == "mig" && k == "nvidia.com/mig.strategy" ||
+				own != "" && mode == "mig" && k == "nvidia.com/gpu.product"
 		}
 		n := GetNode(t, b, name)
 		for k, v := range wantMode {
@@ -390,9 +392,9 @@ func checkInvariants(t *testing.T, b *Bed, names []string, before map[string]map
 			if got := n.Labels["nvidia.com/gpu.product"]; got != product {
 				t.Errorf("%s in mig: feature discovery's product %q, want %q (the strategy's config, not time-sliced)", name, got, product)
 			}
-			if got := n.Labels["nvidia.com/mig.strategy"]; got != "mixed" {
-				t.Errorf("%s in mig: nvidia.com/mig.strategy %q, want mixed", name, got)
-			}
+		}
+		if got := n.Labels["nvidia.com/mig.strategy"]; mode == "mig" && got != "mixed" {
+			t.Errorf("%s in mig: nvidia.com/mig.strategy %q, want mixed", name, got)
 		}
 		if n.Spec.Unschedulable {
 			t.Errorf("%s left cordoned (state %q)", name, n.Labels["gpumode.io/state"])

@@ -301,13 +301,19 @@ func FakeSMI(t *testing.T, b *Bed, node string, args ...string) string {
 }
 
 // SwitchAnnotation returns the node's gpumode.io/switch record or nil.
+// SwitchAnnotation is the node's switch record, or nil when it has none. A
+// record that is there but does not decode to an object is returned as
+// {"unreadable": raw}, never as nil: "no record" must mean the key is gone
+// (the controller leaves a node with an unreadable record alone).
 func SwitchAnnotation(n *corev1.Node) map[string]any {
 	raw, ok := n.Annotations["gpumode.io/switch"]
 	if !ok {
 		return nil
 	}
 	var m map[string]any
-	json.Unmarshal([]byte(raw), &m)
+	if err := json.Unmarshal([]byte(raw), &m); err != nil || m == nil {
+		return map[string]any{"unreadable": raw}
+	}
 	return m
 }
 

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"gpumode.io/e2e/internal/sim"
@@ -580,6 +581,18 @@ func TestAgentFailureRollsBack(t *testing.T) {
 	if n.Labels["gpumode.io/mode"] != "full" || n.Labels["gpumode.io/state"] != "failed" {
 		t.Errorf("labels after rollback: mode=%q state=%q", n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"])
 	}
+	// The hardware changed and was put back: every operand the switch
+	// stopped runs again as before it (device plugin, feature discovery,
+	// DCGM, the exporter, and mig-manager, which was on), and no vGPU
+	// plugin.
+	for k, v := range n.Labels {
+		if strings.HasPrefix(k, "nvidia.com/gpu.deploy.") && v == "false" {
+			t.Errorf("after the rollback %s=%q", k, v)
+		}
+	}
+	if v := n.Labels["nvidia.com/vgpu.deploy.device-plugin"]; v != "false" {
+		t.Errorf("after the rollback nvidia.com/vgpu.deploy.device-plugin=%q, want false", v)
+	}
 	if rec := SwitchAnnotation(n); rec == nil || rec["reason"] != "InsufficientResources" {
 		t.Errorf("switch record %v", rec)
 	}
@@ -1083,8 +1096,10 @@ spec:
 
 	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
 	WaitPolicy(t, b, "a", 90*time.Second, "full, plain labels", labelled("full", "8", product, "8"))
-	if s := GetNode(t, b, "gpu-001").Labels["nvidia.com/mig.strategy"]; s != "mixed" {
-		t.Errorf("mig.strategy back in full mode %q, want the operator's mixed", s)
+	// The full node's config sets no strategy: the plugin's default, none,
+	// under which feature discovery writes no strategy label.
+	if s, ok := GetNode(t, b, "gpu-001").Labels["nvidia.com/mig.strategy"]; ok {
+		t.Errorf("mig.strategy back in full mode %q, want none (no label)", s)
 	}
 }
 
@@ -1804,7 +1819,9 @@ func TestKillControllerInEveryPhase(t *testing.T) {
 	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--delay-ms", "3000", "--passthrough", "--times", "-1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	helpers := map[string]bool{}
+	// By UID: a helper deleted and made again has the same name (it names
+	// the node, step, attempt and arguments), and would count once.
+	helpers := map[types.UID]string{}
 	var hmu sync.Mutex
 	hw, err := b.CS.CoreV1().Pods("gpumode-system").Watch(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -1814,7 +1831,7 @@ func TestKillControllerInEveryPhase(t *testing.T) {
 		for ev := range hw.ResultChan() {
 			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
 				hmu.Lock()
-				helpers[p.Name] = true
+				helpers[p.UID] = p.Name
 				hmu.Unlock()
 			}
 		}
@@ -1882,7 +1899,7 @@ loop:
 	}
 	hmu.Lock()
 	applies := 0
-	for name := range helpers {
+	for _, name := range helpers {
 		if strings.Contains(name, "-apply-") {
 			applies++
 		}

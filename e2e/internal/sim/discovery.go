@@ -40,12 +40,15 @@ import (
 //     layout does not suit the strategy (a MIG-enabled GPU without
 //     devices, MIG-enabled next to MIG-disabled GPUs, more than one type).
 
-// operatorMIGStrategy is the strategy the bed's GPU Operator is installed
-// with (the nvidia.com/mig.strategy the nodes start with). Plugins and GFD
-// take theirs from the config the node's nvidia.com/device-plugin.config
-// selects (nodeSharing), and from this when it sets none: never from the
+// operatorMIGStrategy is the strategy plugins and GFD run when their
+// config sets none. The bed's ClusterPolicy leaves mig.strategy empty, as
+// the README asks, so the operator passes no MIG_STRATEGY (which would
+// outrank the file) and an unset flags.migStrategy is the plugin's own
+// default, none: MIG-enabled GPUs offered whole, no nvidia.com/mig.strategy
+// label. Plugins and GFD take theirs from the config the node's
+// nvidia.com/device-plugin.config selects (nodeSharing): never from the
 // nvidia.com/mig.strategy label, which GFD itself writes.
-const operatorMIGStrategy = "mixed"
+const operatorMIGStrategy = "none"
 
 // discoveryLabels is what GFD would publish for st under config sh.
 func discoveryLabels(m *gpus.Model, st *fakesmi.State, sh sharing) map[string]string {

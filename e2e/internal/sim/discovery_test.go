@@ -168,13 +168,13 @@ func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
 	}
 	// No ConfigMap: only the strategies, never GFD's own label.
 	s := &Sim{cs: fake.NewSimpleClientset()}
-	if sh, p, _ := s.nodeSharing(map[string]string{"nvidia.com/mig.strategy": "single"}); sh.strategy != "mixed" || p != "" {
+	if sh, p, _ := s.nodeSharing(map[string]string{"nvidia.com/mig.strategy": "single"}); sh.strategy != "none" || p != "" {
 		t.Errorf("from GFD's own label: %+v %q", sh, p)
 	}
 	if sh, _, _ := s.nodeSharing(label("single")); sh.strategy != "single" {
 		t.Errorf("no ConfigMap, single: %+v", sh)
 	}
-	if sh, _, _ := s.nodeSharing(label("time-slicing")); sh != strat("mixed") {
+	if sh, _, _ := s.nodeSharing(label("time-slicing")); sh != strat("none") {
 		t.Errorf("no ConfigMap, time-slicing: %+v", sh)
 	}
 	s = &Sim{cs: fake.NewSimpleClientset(&corev1.ConfigMap{
@@ -192,7 +192,7 @@ func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
 	if sh, p, _ := s.nodeSharing(label("single")); sh.strategy != "single" || p != "" {
 		t.Errorf("single: %+v %q", sh, p)
 	}
-	if sh, p, _ := s.nodeSharing(nil); sh != strat("mixed") || p != "" {
+	if sh, p, _ := s.nodeSharing(nil); sh != strat("none") || p != "" {
 		t.Errorf("no label: %+v %q", sh, p)
 	}
 	if _, p, crashes := s.nodeSharing(label("typo")); p != "specified config typo does not exist" || crashes {

@@ -307,7 +307,6 @@ func (n *Node) labels() map[string]string {
 		"nvidia.com/gpu.replicas":                     "1",
 		"nvidia.com/gpu.sharing-strategy":             "none",
 		"nvidia.com/mig.capable":                      "true",
-		"nvidia.com/mig.strategy":                     operatorMIGStrategy,
 		"nvidia.com/mig.config":                       "all-disabled",
 		"nvidia.com/mig.config.state":                 "success",
 		"nvidia.com/cuda.driver.major":                "550",
