@@ -342,6 +342,8 @@ static int list_item(void *data, json_object *one)
 static int list_data(void *data, const char *p, size_t n)
 {
     struct list *l = data;
+    if (p == NULL)
+        return 0; /* the page's headers are in: nothing to decode yet */
     int rc = gm_list_decoder_feed(l->dec, p, n);
     if (rc < 0)
         l->decode_err = rc;
