@@ -408,6 +408,37 @@ static void test_full_needs_the_nodes_own_key(void **state)
     gm_plan_free(&pl);
     gm_plugin_configs_free(&c);
 
+    /* Time-slicing some GPUs only: the plugin offers a count gpumode
+     * cannot tell from nvidia.com/gpu.replicas. */
+    static const char *const partial[] = {
+        "{\"time-slicing\":\"sharing: {timeSlicing: {resources: [{name: "
+        "nvidia.com/gpu, replicas: 4, devices: 2}]}}\"}",
+        "{\"time-slicing\":\"sharing: {timeSlicing: {resources: [{name: "
+        "nvidia.com/gpu, replicas: 4, devices: [0, 1]}]}}\"}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        configs(partial[i], &c);
+        plan(p, n, &c, &pl);
+        assert_refused(&pl, "time-slices some GPUs only");
+        gm_plan_free(&pl);
+        gm_plugin_configs_free(&c);
+    }
+    /* Every GPU, or another resource's subset: fine. */
+    static const char *const whole[] = {
+        "{\"time-slicing\":\"sharing: {timeSlicing: {resources: [{name: "
+        "nvidia.com/gpu, replicas: 4, devices: all}]}}\"}",
+        "{\"time-slicing\":\"sharing: {timeSlicing: {resources: [{name: "
+        "nvidia.com/gpu, replicas: 4}, {name: other.com/x, replicas: 2, "
+        "devices: 1}]}}\"}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        configs(whole[i], &c);
+        plan(p, n, &c, &pl);
+        assert_int_equal(pl.n_starts, 1);
+        gm_plan_free(&pl);
+        gm_plugin_configs_free(&c);
+    }
+
     /* One the controller could not list (RBAC): nothing can be checked. */
     configs("{}", &c);
     c.unreadable = true;

@@ -37,7 +37,8 @@ static bool merges(json_object *o)
  * string is left alone: a plain 0x4 is a number to YAML 1.1 (the
  * plugin's) and a string to our reader. sharing.mps is not read: plugins
  * before MPS ignore it. */
-static void read_time_slicing(json_object *sharing, char *err, size_t len)
+static void read_time_slicing(json_object *sharing, char *err, size_t len,
+                              bool *partial)
 {
     static const char field[] = "timeSlicing";
     json_object *rr = gm_json_get(sharing, field);
@@ -80,6 +81,12 @@ static void read_time_slicing(json_object *sharing, char *err, size_t len)
                      json_object_get_int64(v) <= 0))) {
             what = ".devices",
             why = "must be \"all\", a count above 0 or a list";
+        } else if (v != NULL && !json_object_is_type(v, json_type_null) &&
+                   !(json_object_is_type(v, json_type_string) &&
+                     strcmp(json_object_get_string(v), "all") == 0) &&
+                   (v = gm_json_get(r, "name")) != NULL &&
+                   strcmp(json_object_get_string(v), "nvidia.com/gpu") == 0) {
+            *partial = true;
         }
         if (why) {
             snprintf(err, len, "sharing.%s.resources[%zu]%s: %s", field, i,
@@ -118,7 +125,8 @@ static void read_config(const char *text, size_t len,
         snprintf(pc->error, sizeof(pc->error),
                  "version: unknown version %s (the plugin reads v1)",
                  json_object_get_string(v));
-    read_time_slicing(gm_json_get(o, "sharing"), pc->error, sizeof(pc->error));
+    read_time_slicing(gm_json_get(o, "sharing"), pc->error, sizeof(pc->error),
+                      &pc->partial_sharing);
     json_object *s = gm_json_get(gm_json_get(o, "flags"), "migStrategy");
     if (s && pc->error[0] == '\0') {
         const char *name = json_object_get_string(s);
@@ -276,8 +284,8 @@ int gm_plugin_config_check(const struct gm_plugin_configs *c,
     if (c->unreadable) {
         snprintf(msg, len,
                  "the device plugin config %s cannot be checked: %s could "
-                 "not be read (the controller's log says why; it needs get, "
-                 "list and watch on it: rbac.yaml)",
+                 "not be read (the controller's log says why; it needs list "
+                 "and watch on it: rbac.yaml)",
                  key, source);
         return -EINVAL;
     }
@@ -312,6 +320,16 @@ int gm_plugin_config_check(const struct gm_plugin_configs *c,
                  "flags.migStrategy: the plugin would run its default, none, "
                  "and not offer the %s strategy's resources",
                  key, source, strategy);
+        return -EINVAL;
+    }
+    if (strategy == NULL && pc->partial_sharing) {
+        snprintf(msg, len,
+                 "the device plugin config %s in %s time-slices some GPUs "
+                 "only (sharing.timeSlicing devices other than all): gpumode "
+                 "verifies every GPU shared as nvidia.com/gpu.replicas says "
+                 "and cannot tell the count the plugin offers (use devices: "
+                 "all)",
+                 key, source);
         return -EINVAL;
     }
     if (strategy && strcmp(pc->mig_strategy, strategy) != 0) {

@@ -19,6 +19,10 @@
 struct gm_plugin_config {
     char mig_strategy[8]; /* flags.migStrategy, "" when the file sets none */
     char error[256];      /* why the plugin cannot load it, "" when it can */
+    /* It time-slices nvidia.com/gpu on some GPUs only (devices other than
+     * "all"): the plugin offers a count gpumode cannot tell from the
+     * nvidia.com/gpu.replicas label it verifies by. */
+    bool partial_sharing;
 };
 
 struct gm_plugin_configs {
