@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,13 +19,15 @@
 #include <cmocka.h>
 
 #include "app/rollout.h"
+#include "kube/reflector.h"
 #include "support/ctlfx.h"
 
 struct fx {
     struct th_ctl c;
-    int conflicts; /* node PATCHes still to refuse with 409 */
-    int patches;   /* node PATCHes seen */
-    int taken;     /* node PATCHes answered 200 */
+    bool refuse_cms; /* answer ConfigMap lists 403, as RBAC would */
+    int conflicts;   /* node PATCHes still to refuse with 409 */
+    int patches;     /* node PATCHes seen */
+    int taken;       /* node PATCHes answered 200 */
 };
 
 static const char policies[] =
@@ -59,7 +62,13 @@ static const char conflict[] =
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
-    if (strstr(r->path, "watch=1")) {
+    if (f->refuse_cms && strstr(r->path, "default-mig-parted-config") &&
+        !strstr(r->path, "watch=1")) {
+        th_respond(c, 403, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\","
+                   "\"reason\":\"Forbidden\",\"code\":403,\"message\":"
+                   "\"configmaps is forbidden\"}");
+    } else if (strstr(r->path, "watch=1")) {
         th_ctl_respond_default(r, c);
     } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
         th_respond(c, 200, NULL, nodes);
@@ -98,6 +107,30 @@ static void test_start_refused_with_409_is_retried(void **state)
     th_ctl_stop(&f.c);
 }
 
+/* A layout ConfigMap the controller may not read (RBAC not updated after
+ * migConfigMap was moved) stalls only the mig policies that need it: a
+ * full policy still starts its switch. */
+static void test_unreadable_layouts_stop_only_mig(void **state)
+{
+    (void)state;
+    struct fx f = {.refuse_cms = true};
+    struct gm_rollout *r = NULL;
+    th_ctl_start(&f.c, handler, &f);
+    assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
+    th_run_until(&f.c.loop, &f.taken, 6000);
+    assert_int_equal(f.taken, 1);
+    assert_true(gm_rollout_synced(r));
+    /* ... with the layouts refused indeed. */
+    const struct gm_reflector *p, *l, *pc;
+    struct gm_reflector_stats st;
+    gm_rollout_reflectors(r, &p, &l, &pc);
+    gm_reflector_get_stats(l, &st);
+    assert_int_equal(st.list_refused, 403);
+    assert_false(gm_reflector_has_synced(l));
+    gm_rollout_free(r);
+    th_ctl_stop(&f.c);
+}
+
 /* A switch in flight for a policy whose pod selector no longer parses is
  * told so (-EBADMSG): with no selector its drain would evict every pod and
  * wait for none, so the switch cancels it; past the drain it keeps the
@@ -132,6 +165,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_refused_with_409_is_retried),
         cmocka_unit_test(test_unparsable_selector_is_told),
+        cmocka_unit_test(test_unreadable_layouts_stop_only_mig),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
