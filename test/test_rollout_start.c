@@ -25,6 +25,7 @@
 struct fx {
     struct th_ctl c;
     bool refuse_cms; /* answer ConfigMap lists 403, as RBAC would */
+    char *m_status;  /* the last status patch of policy m (owned) */
     int conflicts;   /* node PATCHes still to refuse with 409 */
     int patches;     /* node PATCHes seen */
     int taken;       /* node PATCHes answered 200 */
@@ -44,7 +45,13 @@ static const char policies[] =
     "\"3\",\"generation\":1},\"spec\":{\"nodeSelector\":{\"matchLabels\":"
     "{\"pool\":\"b\"}},\"mode\":\"full\",\"rollout\":{"
     "\"waitForCompletion\":{\"podSelector\":\"job in (a,b,c,d,e,f,g,h,i,j,"
-    "k,l,m,n,o,p,q)\"}}}}]}";
+    "k,l,m,n,o,p,q)\"}}}},"
+    /* m lays gpu-002 out by a named layout */
+    "{\"apiVersion\":\"gpumode.io/v1alpha1\",\"kind\":\"GPUModePolicy\","
+    "\"metadata\":{\"name\":\"m\",\"uid\":\"pm\",\"resourceVersion\":"
+    "\"2\",\"generation\":1},\"spec\":{\"nodeSelector\":{\"matchLabels\":"
+    "{\"pool\":\"m\"}},\"mode\":\"mig\",\"mig\":{\"config\":"
+    "\"all-1g.10gb\"}}}]}";
 
 static const char nodes[] =
     "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":\"10\"},"
@@ -53,7 +60,13 @@ static const char nodes[] =
     "\"gpumode.io/mode\":\"vgpu\",\"nvidia.com/gpu.count\":\"8\"}},"
     "\"spec\":{},\"status\":{\"conditions\":[{\"type\":\"Ready\","
     "\"status\":\"True\"}],\"allocatable\":{\"cpu\":\"63\","
-    "\"nvidia.com/vgpu\":\"32\"}}}]}";
+    "\"nvidia.com/vgpu\":\"32\"}}},"
+    "{\"metadata\":{\"name\":\"gpu-002\",\"uid\":\"nm\","
+    "\"resourceVersion\":\"8\",\"labels\":{\"pool\":\"m\","
+    "\"gpumode.io/mode\":\"full\",\"nvidia.com/gpu.count\":\"8\","
+    "\"nvidia.com/gpu.product\":\"NVIDIA-A100-SXM4-80GB\"}},"
+    "\"spec\":{},\"status\":{\"conditions\":[{\"type\":\"Ready\","
+    "\"status\":\"True\"}],\"allocatable\":{\"nvidia.com/gpu\":\"8\"}}}]}";
 
 static const char conflict[] =
     "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":\"Conflict\","
@@ -85,6 +98,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         }
         f->taken++;
         th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, GM_POLICY_API "/m/status") == 0) {
+        free(f->m_status);
+        f->m_status = strdup(r->body);
+        th_respond(c, 200, NULL, "{}");
     } else if (strcmp(r->method, "PATCH") == 0) {
         th_respond(c, 200, NULL, "{}"); /* the policy's status */
     } else {
@@ -105,6 +123,7 @@ static void test_start_refused_with_409_is_retried(void **state)
     assert_int_equal(f.taken, 1);
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
+    free(f.m_status);
 }
 
 /* A layout ConfigMap the controller may not read (RBAC not updated after
@@ -127,8 +146,20 @@ static void test_unreadable_layouts_stop_only_mig(void **state)
     gm_reflector_get_stats(l, &st);
     assert_int_equal(st.list_refused, 403);
     assert_false(gm_reflector_has_synced(l));
+    /* The mig policy says why it cannot lay its node out. */
+    for (int i = 0; i < 150 && (f.m_status == NULL ||
+                                !strstr(f.m_status, "may not read it"));
+         i++) {
+        int never = 0;
+        th_run_until(&f.c.loop, &never, 20);
+    }
+    assert_non_null(f.m_status);
+    if (!strstr(f.m_status, "InvalidLayout") ||
+        !strstr(f.m_status, "the controller may not read it (403 Forbidden"))
+        fail_msg("status of m: %s", f.m_status);
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
+    free(f.m_status);
 }
 
 /* A switch in flight for a policy whose pod selector no longer parses is
@@ -158,6 +189,7 @@ static void test_unparsable_selector_is_told(void **state)
     assert_null(o.drain.wait_selector);
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
+    free(f.m_status);
 }
 
 int main(void)
