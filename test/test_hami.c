@@ -38,6 +38,7 @@ enum first_write {
     BAD_TYPES,        /* JSON, but a field of a type HAMi refuses */
     PERSON_KEYS,      /* entries of the nodes' own, with a person's keys */
     NODE_DELETED,     /* gpu-005 is deleted once every node went on */
+    LIST_FORBIDDEN,   /* the ConfigMap may not even be listed (RBAC) */
 };
 
 /* gpu-001's entries by a person: a GPU left out and a MIG strategy, kept
@@ -236,6 +237,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         cm_patch(f, r, c);
     } else if (strcmp(r->method, "POST") == 0) {
         th_respond(c, 201, NULL, "{}"); /* events */
+    } else if (strstr(r->path, "/configmaps?") && f->first == LIST_FORBIDDEN) {
+        th_respond(c, 403, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Forbidden\",\"message\":\"configmaps is forbidden\","
+                   "\"code\":403}");
     } else if (strstr(r->path, "/configmaps?")) {
         char *obj = cm_object(f);
         char body[8192];
@@ -269,7 +275,8 @@ static void run(struct fx *f, enum first_write first)
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = th_ctl_policy_split4;
-    if (first == ALWAYS_FORBIDDEN || first == BAD_CONFIG || first == BAD_TYPES)
+    if (first == ALWAYS_FORBIDDEN || first == BAD_CONFIG ||
+        first == BAD_TYPES || first == LIST_FORBIDDEN)
         f->c.cfg.clients_timeout_s = 1;
     assert_true(th_run_until(&f->c.loop, &f->done, 20000));
     th_ctl_stop(&f->c);
@@ -387,6 +394,23 @@ static void test_unreadable_config_is_not_overwritten(void **state)
     assert_int_equal(f.patches, 0);
     assert_string_equal(f.reason, "HAMiConfigNotWritten");
     assert_non_null(strstr(f.failed, "is not HAMi's config"));
+    json_object_put(f.config);
+}
+
+/* A ConfigMap the controller may not list is neither there nor absent:
+ * the switches neither write an entry nor take HAMi's defaults as what
+ * the node gets; they wait, and fail at their timeout saying why. */
+static void test_unlistable_configmap_fails_the_switch(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, LIST_FORBIDDEN);
+    assert_int_equal(f.patches, 0);
+    assert_int_equal(f.advanced, 0);
+    assert_string_equal(f.reason, "HAMiConfigNotWritten");
+    if (!strstr(f.failed, "was not written in 1s: the controller may not "
+                          "read it (403 Forbidden: configmaps is forbidden"))
+        fail_msg("failed: %s", f.failed);
     json_object_put(f.config);
 }
 
@@ -563,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_entries_batched),
         cmocka_unit_test(test_conflict_keeps_the_other_write),
         cmocka_unit_test(test_refused_write_is_retried_and_shown),
+        cmocka_unit_test(test_unlistable_configmap_fails_the_switch),
         cmocka_unit_test(test_unwritable_configmap_fails_the_switch),
         cmocka_unit_test(test_freed_with_a_write_in_flight),
         cmocka_unit_test(test_unreadable_config_is_not_overwritten),

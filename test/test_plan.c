@@ -49,6 +49,7 @@ static void fleet_free(struct fleet *f)
 /* What plan() tells the planner of HAMi's ConfigMap; tests that set it
  * put it back. */
 static bool hami_absent;
+static const char *hami_unreadable;
 static const struct gm_map *hami_entries;
 
 static void plan(const struct gm_policy *p, const struct gm_policy *other,
@@ -67,6 +68,7 @@ static void plan(const struct gm_policy *p, const struct gm_policy *other,
         .layouts_source = "ConfigMap gpumode-system/layouts",
         .layouts_error = layouts ? NULL : "ConfigMap not found",
         .hami_config_absent = hami_absent,
+        .hami_config_unreadable = hami_unreadable,
         .hami_config_source = "ConfigMap kube-system/hami-device-plugin",
         .hami_entries = hami_entries,
         .vgpu_resource = "nvidia.com/vgpu",
@@ -880,6 +882,52 @@ static void test_vgpu_split_without_hami_configmap(void **state)
     fleet_free(&f);
 }
 
+/* A ConfigMap the controller may not read is neither there nor absent: a
+ * vgpu policy stalls, saying why, and starts nothing (its converged nodes
+ * stay converged, their settings not compared); other modes go on. */
+static void test_vgpu_stalls_while_hami_configmap_unreadable(void **state)
+{
+    struct gm_policy *split4 = policy(
+        "p", "vgpu",
+        ",\"vgpu\":{\"splitCount\":4},\"rollout\":{\"maxUnavailable\":2}");
+    struct gm_policy *full = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    struct gm_node *v = add(&f, gmt_node("a", "pool=a", "gpumode.io/mode=vgpu",
+                                         "gpumode.io/state=ready", NULL));
+    add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=full",
+                     "gpumode.io/state=ready", NULL));
+    (void)state;
+
+    v->ann_settings = "{}"; /* borrowed: put back before the node goes */
+    hami_unreadable = "the controller may not read it (403 Forbidden)";
+    plan(split4, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.summary.converged, 1);
+    assert_int_equal(pl.summary.pending, 1);
+    assert_int_equal(pl.n_starts, 0);
+    assert_string_equal(pl.stall_reason, "HAMiConfigUnreadable");
+    assert_string_equal(pl.stall_message,
+                        "ConfigMap kube-system/hami-device-plugin: the "
+                        "controller may not read it (403 Forbidden)");
+    assert_string_equal(entry(&pl, "b")->message,
+                        "waiting until the controller may read HAMi's "
+                        "ConfigMap");
+    assert_null(pl.notice); /* not "does not exist" */
+    gm_plan_free(&pl);
+
+    plan(full, NULL, &f, NULL, &pl);
+    assert_null(pl.stall_reason);
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "a");
+    gm_plan_free(&pl);
+
+    hami_unreadable = NULL;
+    v->ann_settings = NULL;
+    gm_policy_free(split4);
+    gm_policy_free(full);
+    fleet_free(&f);
+}
+
 /* A single-strategy policy that selects on a label feature discovery
  * rewrites in MIG is told that its nodes may leave it; mixed, or a label of
  * the user's own, is not. */
@@ -1295,6 +1343,7 @@ int main(void)
         cmocka_unit_test(test_settings_for_many_kinds_of_node),
         cmocka_unit_test(test_vgpu_settings_change_switches),
         cmocka_unit_test(test_vgpu_split_without_hami_configmap),
+        cmocka_unit_test(test_vgpu_stalls_while_hami_configmap_unreadable),
         cmocka_unit_test(test_single_strategy_selector_notice),
         cmocka_unit_test(test_hami_entries_that_differ),
         cmocka_unit_test(test_resources_text),

@@ -24,11 +24,14 @@
 
 struct fx {
     struct th_ctl c;
-    bool refuse_cms; /* answer ConfigMap lists 403, as RBAC would */
-    char *m_status;  /* the last status patch of policy m (owned) */
-    int conflicts;   /* node PATCHes still to refuse with 409 */
-    int patches;     /* node PATCHes seen */
-    int taken;       /* node PATCHes answered 200 */
+    bool refuse_cms;  /* answer layout ConfigMap lists 403, as RBAC would */
+    bool refuse_hami; /* and HAMi's ConfigMap's */
+    char *m_status;   /* the last status patch of policy m (owned) */
+    char *v_status;   /* of policy v (owned) */
+    int v_patches;    /* PATCHes of gpu-003, v's node */
+    int conflicts;    /* node PATCHes still to refuse with 409 */
+    int patches;      /* node PATCHes seen */
+    int taken;        /* node PATCHes answered 200 */
 };
 
 static const char policies[] =
@@ -51,7 +54,12 @@ static const char policies[] =
     "\"metadata\":{\"name\":\"m\",\"uid\":\"pm\",\"resourceVersion\":"
     "\"2\",\"generation\":1},\"spec\":{\"nodeSelector\":{\"matchLabels\":"
     "{\"pool\":\"m\"}},\"mode\":\"mig\",\"mig\":{\"config\":"
-    "\"all-1g.10gb\"}}}]}";
+    "\"all-1g.10gb\"}}},"
+    /* v puts gpu-003 in vgpu */
+    "{\"apiVersion\":\"gpumode.io/v1alpha1\",\"kind\":\"GPUModePolicy\","
+    "\"metadata\":{\"name\":\"v\",\"uid\":\"pv\",\"resourceVersion\":"
+    "\"1\",\"generation\":1},\"spec\":{\"nodeSelector\":{\"matchLabels\":"
+    "{\"pool\":\"v\"}},\"mode\":\"vgpu\"}}]}";
 
 static const char nodes[] =
     "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":\"10\"},"
@@ -66,6 +74,11 @@ static const char nodes[] =
     "\"gpumode.io/mode\":\"full\",\"nvidia.com/gpu.count\":\"8\","
     "\"nvidia.com/gpu.product\":\"NVIDIA-A100-SXM4-80GB\"}},"
     "\"spec\":{},\"status\":{\"conditions\":[{\"type\":\"Ready\","
+    "\"status\":\"True\"}],\"allocatable\":{\"nvidia.com/gpu\":\"8\"}}},"
+    "{\"metadata\":{\"name\":\"gpu-003\",\"uid\":\"nv\","
+    "\"resourceVersion\":\"7\",\"labels\":{\"pool\":\"v\","
+    "\"gpumode.io/mode\":\"full\",\"nvidia.com/gpu.count\":\"8\"}},"
+    "\"spec\":{},\"status\":{\"conditions\":[{\"type\":\"Ready\","
     "\"status\":\"True\"}],\"allocatable\":{\"nvidia.com/gpu\":\"8\"}}}]}";
 
 static const char conflict[] =
@@ -75,7 +88,8 @@ static const char conflict[] =
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
-    if (f->refuse_cms && strstr(r->path, "default-mig-parted-config") &&
+    if (((f->refuse_cms && strstr(r->path, "default-mig-parted-config")) ||
+         (f->refuse_hami && strstr(r->path, "hami-device-plugin"))) &&
         !strstr(r->path, "watch=1")) {
         th_respond(c, 403, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\","
@@ -103,6 +117,15 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         free(f->m_status);
         f->m_status = strdup(r->body);
         th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, GM_POLICY_API "/v/status") == 0) {
+        free(f->v_status);
+        f->v_status = strdup(r->body);
+        th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, "/api/v1/nodes/gpu-003") == 0) {
+        f->v_patches++;
+        th_respond(c, 200, NULL, "{}");
     } else if (strcmp(r->method, "PATCH") == 0) {
         th_respond(c, 200, NULL, "{}"); /* the policy's status */
     } else {
@@ -124,6 +147,7 @@ static void test_start_refused_with_409_is_retried(void **state)
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
     free(f.m_status);
+    free(f.v_status);
 }
 
 /* A layout ConfigMap the controller may not read (RBAC not updated after
@@ -160,6 +184,44 @@ static void test_unreadable_layouts_stop_only_mig(void **state)
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
     free(f.m_status);
+    free(f.v_status);
+}
+
+/* HAMi's ConfigMap alike: refused, it used to keep the controller's
+ * caches unsynced, so /readyz stayed 503 and no policy planned. Now only
+ * the vgpu policy stalls, saying why, and starts nothing (a switch could
+ * not write the node's entry); the full policy switches its node. */
+static void test_unreadable_hami_config_stops_only_vgpu(void **state)
+{
+    (void)state;
+    struct fx f = {.refuse_hami = true};
+    struct gm_rollout *r = NULL;
+    th_ctl_start(&f.c, handler, &f);
+    assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
+    th_run_until(&f.c.loop, &f.taken, 6000);
+    assert_int_equal(f.taken, 1);
+    assert_true(gm_ctl_synced(f.c.ctl));
+    char why[800];
+    assert_true(gm_ctl_hami_refused(f.c.ctl, why, sizeof(why)));
+    for (int i = 0; i < 150 && (f.v_status == NULL ||
+                                !strstr(f.v_status, "may not read it"));
+         i++) {
+        int never = 0;
+        th_run_until(&f.c.loop, &never, 20);
+    }
+    assert_non_null(f.v_status);
+    if (!strstr(f.v_status, "HAMiConfigUnreadable") ||
+        !strstr(f.v_status, "ConfigMap kube-system\\/hami-device-plugin: "
+                            "the controller may not read it (403 Forbidden"))
+        fail_msg("status of v: %s", f.v_status);
+    if (!strstr(f.v_status, "\"pending\":1") ||
+        !strstr(f.v_status, "waiting until the controller may read HAMi's"))
+        fail_msg("status of v: %s", f.v_status);
+    assert_int_equal(f.v_patches, 0);
+    gm_rollout_free(r);
+    th_ctl_stop(&f.c);
+    free(f.m_status);
+    free(f.v_status);
 }
 
 /* A switch in flight for a policy whose pod selector no longer parses is
@@ -190,6 +252,7 @@ static void test_unparsable_selector_is_told(void **state)
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
     free(f.m_status);
+    free(f.v_status);
 }
 
 int main(void)
@@ -198,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_start_refused_with_409_is_retried),
         cmocka_unit_test(test_unparsable_selector_is_told),
         cmocka_unit_test(test_unreadable_layouts_stop_only_mig),
+        cmocka_unit_test(test_unreadable_hami_config_stops_only_vgpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@ struct fx {
     int done;
     int cm_writes;
     const char *node_ann; /* JSON object added to the node's annotations */
+    bool refuse_cms;      /* answer ConfigMap lists 403, as RBAC would */
     char *cm_patch;       /* owned: the first ConfigMap PATCH's body */
 };
 
@@ -93,6 +94,13 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         th_respond(c, 201, NULL, "{}"); /* events */
         return;
     }
+    if (strstr(r->path, "/configmaps?") && f->refuse_cms) {
+        th_respond(c, 403, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Forbidden\",\"message\":\"configmaps is forbidden\","
+                   "\"code\":403}");
+        return;
+    }
     if (strstr(r->path, "/configmaps?")) {
         char body[2048];
         snprintf(body, sizeof(body),
@@ -102,9 +110,19 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         th_respond(c, 200, NULL, body);
         return;
     }
+    /* HAMi's plugin runs, ready, for the cases that verify. */
     th_respond(c, 200, NULL,
-               "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
-               "\"10\"},\"items\":[]}");
+               f->refuse_cms
+                   ? "{\"kind\":\"PodList\",\"metadata\":{"
+                     "\"resourceVersion\":\"10\"},\"items\":[{\"metadata\":{"
+                     "\"name\":\"hami-plugin-1\",\"namespace\":\"kube-system\","
+                     "\"uid\":\"hp\",\"labels\":{\"app.kubernetes.io/"
+                     "component\":\"hami-device-plugin\"}},\"spec\":{"
+                     "\"nodeName\":\"gpu-001\"},\"status\":{\"phase\":"
+                     "\"Running\",\"conditions\":[{\"type\":\"Ready\","
+                     "\"status\":\"True\"}]}}]}"
+                   : "{\"kind\":\"PodList\",\"metadata\":{"
+                     "\"resourceVersion\":\"10\"},\"items\":[]}");
 }
 
 /* The HAMi ConfigMap with gpu-001's entry at split 4. */
@@ -360,6 +378,36 @@ static void test_rollback_puts_the_entry_back(void **state)
     last_patch = NULL;
 }
 
+/* Verification counts the vGPUs the node's entry gives. While the
+ * controller may not read HAMi's ConfigMap it does not count HAMi's
+ * defaults instead: it waits, saying why, and fails at its timeout. */
+static void test_verify_waits_to_read_the_entry(void **state)
+{
+    (void)state;
+    struct fx f = {.refuse_cms = true};
+    struct gm_switch_record out = {0};
+    char err[256];
+    f.record = th_ctl_switch_record(GM_PHASE_VERIFY, SPLIT4);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    f.c.cfg.clients_timeout_s = 1;
+    assert_true(th_run_until(&f.c.loop, &f.done, 30000));
+    th_ctl_stop(&f.c);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, &out, err, sizeof(err)), 0);
+    assert_string_equal(out.reason, "PluginNotReady");
+    if (!strstr(out.message, "waiting to read HAMi's ConfigMap "
+                             "kube-system/hami-device-plugin: the controller "
+                             "may not read it (403 Forbidden"))
+        fail_msg("message: %s", out.message);
+    gm_record_clear(&out);
+    free(f.patched);
+    free(f.settings);
+    free(f.resources);
+    free(f.cm_patch);
+    free(f.record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_finish_writes_the_record_or_nothing_written),
         cmocka_unit_test(test_entries_as_the_planner_reads_them),
         cmocka_unit_test(test_rollback_puts_the_entry_back),
+        cmocka_unit_test(test_verify_waits_to_read_the_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

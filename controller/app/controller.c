@@ -600,6 +600,35 @@ const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl)
     return d && d->entries_known ? &d->entries : NULL;
 }
 
+bool gm_ctl_settled(const struct gm_reflector *r)
+{
+    struct gm_reflector_stats st;
+    if (r == NULL || gm_reflector_has_synced(r))
+        return true;
+    gm_reflector_get_stats(r, &st);
+    return st.list_refused != 0;
+}
+
+bool gm_ctl_refused(const struct gm_reflector *r, char *buf, size_t size)
+{
+    struct gm_reflector_stats st;
+    if (r == NULL || gm_reflector_has_synced(r))
+        return false;
+    gm_reflector_get_stats(r, &st);
+    if (st.list_refused == 0)
+        return false;
+    snprintf(buf, size,
+             "the controller may not read it (%s; it needs list and watch on "
+             "it: rbac.yaml)",
+             st.last_error ? st.last_error : "refused");
+    return true;
+}
+
+bool gm_ctl_hami_refused(const struct gm_ctl *ctl, char *buf, size_t size)
+{
+    return gm_ctl_refused(ctl->hami_cm, buf, size);
+}
+
 static struct gm_reflector_ops node_ops_synced;
 static struct gm_reflector_ops helper_ops_synced;
 
@@ -663,7 +692,7 @@ bool gm_ctl_synced(const struct gm_ctl *ctl)
     return ctl->nodes && ctl->helpers && ctl->hami_cm &&
            gm_reflector_has_synced(ctl->nodes) &&
            gm_reflector_has_synced(ctl->helpers) &&
-           gm_reflector_has_synced(ctl->hami_cm);
+           gm_ctl_settled(ctl->hami_cm);
 }
 
 void gm_ctl_free(struct gm_ctl *ctl)

@@ -127,6 +127,22 @@ const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
 /* Its entries (struct gm_cm_data), or NULL when it does not exist or its
  * config does not parse. */
 const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl);
+/* Whether the API server refused to list HAMi's ConfigMap (401, 403: a
+ * Role not updated after hamiConfigMap moved) and nothing is cached; buf
+ * then says why (gm_ctl_refused). Such a ConfigMap is neither absent nor
+ * present: the vgpu policies stall and switches that need an entry wait,
+ * while every other policy goes on. */
+bool gm_ctl_hami_refused(const struct gm_ctl *ctl, char *buf, size_t size);
+
+/* Whether cache r (NULL: none) is as complete as it gets until a person
+ * acts: synced, or its list refused (401, 403), which retrying does not
+ * fix. A ConfigMap's cache settles so, to stop only what needs it. Other
+ * errors (a timeout, a 5xx) are retried with the caches still waiting. */
+bool gm_ctl_settled(const struct gm_reflector *r);
+/* Whether r's list was refused and nothing is cached; buf then receives
+ * "the controller may not read it (<the server's words>; it needs list
+ * and watch on it: rbac.yaml)". */
+bool gm_ctl_refused(const struct gm_reflector *r, char *buf, size_t size);
 
 int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
                const struct gm_ctl_config *cfg, struct gm_ctl **out);

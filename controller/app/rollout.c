@@ -508,15 +508,10 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     struct gm_map_entry *first = gm_map_first(cms);
     if (first)
         lay = first->value;
-    char unread[800] = "";
-    if (!gm_reflector_has_synced(r->cms)) {
-        struct gm_reflector_stats st;
-        gm_reflector_get_stats(r->cms, &st);
-        snprintf(unread, sizeof(unread),
-                 "the controller may not read it (%s; it needs list and "
-                 "watch on it: rbac.yaml)",
-                 st.last_error ? st.last_error : "refused");
-    }
+    char unread[800] = "", hami_unread[800] = "";
+    bool lay_refused = gm_ctl_refused(r->cms, unread, sizeof(unread));
+    bool hami_refused =
+        gm_ctl_hami_refused(r->ctl, hami_unread, sizeof(hami_unread));
     const char *hami_rv;
     bool hami_exists;
     gm_ctl_hami_config(r->ctl, &hami_rv, &hami_exists);
@@ -529,10 +524,11 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
         .now = now,
         .layouts = lay ? lay->m : NULL,
         .layouts_source = r->source,
-        .layouts_error = unread[0] ? unread
-                         : lay     ? (lay->m ? NULL : lay->error)
-                                   : "the ConfigMap does not exist",
-        .hami_config_absent = !hami_exists,
+        .layouts_error = lay_refused ? unread
+                         : lay       ? (lay->m ? NULL : lay->error)
+                                     : "the ConfigMap does not exist",
+        .hami_config_absent = !hami_exists && !hami_refused,
+        .hami_config_unreadable = hami_refused ? hami_unread : NULL,
         .hami_config_source = r->hami_source,
         .hami_entries = gm_ctl_hami_entries(r->ctl),
         .vgpu_resource = r->ctl->cfg->profile->vgpu_resource,
@@ -666,27 +662,14 @@ int gm_rollout_start(struct gm_ctl *ctl, struct gm_rollout **out)
     return 0;
 }
 
-/* The device plugin's configs are listed, or the API server refused to
- * list them (401, 403): a ConfigMap the controller may not read must not
- * stop every policy, only the switches that need it
- * (gm_plugin_config_check says why). Other errors (a timeout, a 5xx) are
- * retried with the rest of the caches still waiting, as for any cache. */
-static bool settled(const struct gm_reflector *cms)
-{
-    struct gm_reflector_stats st;
-    if (cms == NULL || gm_reflector_has_synced(cms))
-        return true;
-    gm_reflector_get_stats(cms, &st);
-    return st.list_refused != 0;
-}
-
-/* The layout ConfigMap alike: one the controller may not read stalls the
- * mig policies that name a layout in it (InvalidLayout, with the reason),
- * not every policy. */
+/* A device plugin or layout ConfigMap the controller may not read must not
+ * stop every policy, only what needs it (gm_ctl_settled):
+ * gm_plugin_config_check says why for the switches that would select a
+ * plugin config, InvalidLayout for the mig policies that name a layout. */
 bool gm_rollout_synced(const struct gm_rollout *r)
 {
-    return gm_reflector_has_synced(r->policies) && settled(r->cms) &&
-           settled(r->plugin_cms);
+    return gm_reflector_has_synced(r->policies) && gm_ctl_settled(r->cms) &&
+           gm_ctl_settled(r->plugin_cms);
 }
 
 void gm_rollout_reflectors(const struct gm_rollout *r,

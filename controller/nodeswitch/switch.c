@@ -1540,6 +1540,26 @@ static int want_hami_entry(struct sw *s, json_object *want, const char *doing)
     return STEP_PENDING;
 }
 
+/* While the controller may not read HAMi's ConfigMap (why, from
+ * gm_ctl_hami_refused) it can neither write the node's entry nor tell
+ * that HAMi runs its defaults: the step waits, saying so, and fails as an
+ * entry not written (done: "written", "put back") once
+ * clientsTimeoutSeconds passed. Returns STEP_PENDING or what failing
+ * returns. */
+static int hami_refused(struct sw *s, const char *done, const char *why)
+{
+    const struct gm_cm_ref *cm = &s->ctl->cfg->hami_cm;
+    if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
+        return fail(s, "HAMiConfigNotWritten",
+                    "the node's entry in ConfigMap %s/%s was not %s in %lds: "
+                    "%s",
+                    cm->namespace, cm->name, done,
+                    s->ctl->cfg->clients_timeout_s, why);
+    set_message(s, "waiting to read HAMi's ConfigMap %s/%s: %s", cm->namespace,
+                cm->name, why);
+    return STEP_PENDING;
+}
+
 /* The rollback of a vgpu -> vgpu switch (other settings) puts back the
  * entry the node was verified with, its gpumode.io/settings: the old
  * clients read it when they start, and the rollback verifies with it. A
@@ -1550,14 +1570,23 @@ static int restore_hami_entry(struct sw *s)
 {
     const char *rv = "";
     bool exists;
+    char why[800];
     gm_ctl_hami_config(s->ctl, &rv, &exists);
     json_object *old = s->node->ann_settings
                            ? json_tokener_parse(s->node->ann_settings)
                            : NULL;
-    if (!exists || s->ctl->dry_run || old == NULL ||
+    if (s->ctl->dry_run || old == NULL ||
         !json_object_is_type(old, json_type_object)) {
         json_object_put(old);
         return 0; /* nothing known to put back */
+    }
+    if (gm_ctl_hami_refused(s->ctl, why, sizeof(why))) {
+        json_object_put(old);
+        return hami_refused(s, "put back", why);
+    }
+    if (!exists) {
+        json_object_put(old);
+        return 0; /* the entry went with the ConfigMap */
     }
     json_object *split = gm_json_get(old, "splitCount");
     json_object *memory = gm_json_get(old, "memoryScaling");
@@ -1588,6 +1617,9 @@ static int ensure_hami_config(struct sw *s)
 {
     const char *rv = "";
     bool exists;
+    char why[800];
+    if (gm_ctl_hami_refused(s->ctl, why, sizeof(why)))
+        return hami_refused(s, "written", why);
     gm_ctl_hami_config(s->ctl, &rv, &exists);
     if (!exists) {
         if (s->pol.has_vgpu_config)
@@ -1905,6 +1937,16 @@ static int step_verify(struct sw *s)
      * counts must agree with what the plugin advertises. */
     const char *shared = NULL;
     int gpus = verified_gpus(s), split = 1, filtered = 0;
+    bool as_before = s->rec.rolling_back && !s->rec.reconfigured;
+    char refused[800];
+    if (mode == GM_MODE_VGPU && !as_before &&
+        gm_ctl_hami_refused(s->ctl, refused, sizeof(refused))) {
+        /* The node's entry says how many vGPUs HAMi offers. */
+        set_message(s, "waiting to read HAMi's ConfigMap %s/%s: %s",
+                    s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
+                    refused);
+        goto not_ready;
+    }
     if (mode == GM_MODE_VGPU)
         gpus = hami_gpus(s, gpus, &split, &filtered);
     else if (mode == GM_MODE_FULL)
@@ -1923,7 +1965,6 @@ static int step_verify(struct sw *s)
      * hardware step that succeeds sets `reconfigured` (a rollback's too,
      * in every version), and a rollback of changed hardware records it
      * when it starts, so without it the GPUs were not touched. */
-    bool as_before = s->rec.rolling_back && !s->rec.reconfigured;
     for (size_t i = 0; i < n; i++) {
         int64_t have = gm_node_allocatable(s->node, names[i]);
         if (as_before && have <= 0) {
@@ -2022,13 +2063,15 @@ static int step_finish(struct sw *s)
      * ensure_hami_config wrote: {} when HAMi's ConfigMap was missing, so
      * the node switches again once the ConfigMap exists. A ConfigMap
      * missing now says {} too: our entry went with it (and a switch that
-     * an older gpumode took past StartingClients recorded the plan). */
+     * an older gpumode took past StartingClients recorded the plan). One
+     * the controller may no longer read is not known missing. */
     const char *settings = s->rec.settings;
     if (s->rec.to == GM_MODE_VGPU) {
         const char *rv;
         bool exists;
+        char why[800];
         gm_ctl_hami_config(s->ctl, &rv, &exists);
-        if (!exists)
+        if (!exists && !gm_ctl_hami_refused(s->ctl, why, sizeof(why)))
             settings = "{}";
     }
     json_object_object_add(ann, GM_ANN_SETTINGS,

@@ -439,7 +439,8 @@ static int settings_converged(struct ctx *c, const struct gm_node *n)
         return n->ann_settings == NULL;
     if (n->ann_settings == NULL)
         return 1;
-    if (p->spec.mode == GM_MODE_VGPU && c->in->hami_config_absent)
+    if (p->spec.mode == GM_MODE_VGPU &&
+        (c->in->hami_config_absent || c->in->hami_config_unreadable))
         return 1; /* nothing a switch could write: see plan.h */
     int err;
     char msg[1024];
@@ -576,6 +577,12 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
                         gm_mode_name(from), gm_mode_name(c->p->spec.mode), "%s",
                         why);
     }
+    if (c->p->spec.mode == GM_MODE_VGPU && c->in->hami_config_unreadable)
+        /* The policy stalls with the reason. */
+        return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
+                        gm_mode_name(from), gm_mode_name(c->p->spec.mode),
+                        "waiting until the controller may read HAMi's "
+                        "ConfigMap");
     if (!n->ready) {
         free(layout);
         return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
@@ -1109,6 +1116,18 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
                                 : set_stall(out, "InvalidPluginConfig", msg);
     }
     const struct gm_policy_spec *spec = &c.p->spec;
+    if (!err && spec->mode == GM_MODE_VGPU && in->hami_config_unreadable) {
+        /* A switch could neither write the node's entry nor know HAMi's
+         * defaults apply: it would drain, then wait in StartingClients
+         * until clientsTimeoutSeconds and roll back. */
+        char msg[1100];
+        snprintf(msg, sizeof(msg), "%s: %s",
+                 in->hami_config_source ? in->hami_config_source
+                                        : "HAMi's per-node ConfigMap",
+                 in->hami_config_unreadable);
+        err = out->stall_reason ? append_stall(out, msg)
+                                : set_stall(out, "HAMiConfigUnreadable", msg);
+    }
     if (!err && spec->mode == GM_MODE_VGPU && spec->has_split_count &&
         in->hami_config_absent) {
         char msg[600];

@@ -17,16 +17,14 @@
  *              annotation was verified before gpumode wrote it; its
  *              settings are unknown and taken as current, so an upgrade
  *              never re-lays a fleet. A vgpu node's settings are not
- *              compared while HAMi's ConfigMap is absent (see
- *              hami_config_absent). When the policy's layout cannot be
- *              resolved for the node, the node stays converged and the
- *              policy stalls (InvalidLayout) until a person fixes it. A
- *              full node has no settings: the annotation there (put by a
- *              person) makes it pending. A converged node that offers
- *              other GPU resources than gpumode.io/resources stays
- *              converged and is named in drift_notice;
- *   pending    everything else. A node without gpumode.io/mode is "unknown"
- *              and needs a switch: labels like
+ *              compared while HAMi's ConfigMap is absent or
+ *              unreadable (see hami_config_absent). When the policy's layout
+ * cannot be resolved for the node, the node stays converged and the policy
+ * stalls (InvalidLayout) until a person fixes it. A full node has no settings:
+ * the annotation there (put by a person) makes it pending. A converged node
+ * that offers other GPU resources than gpumode.io/resources stays converged and
+ * is named in drift_notice; pending    everything else. A node without
+ * gpumode.io/mode is "unknown" and needs a switch: labels like
  *              nvidia.com/gpu.deploy.device-plugin=true do not tell full
  *              from mig, so only the agent's probe can; the switch should
  *              probe first and skip the hardware step if it already matches.
@@ -100,6 +98,11 @@ struct gm_plan_input {
      * Nodes switched meanwhile record {}, so once the ConfigMap appears
      * they differ and are switched again to apply the split. */
     bool hami_config_absent;
+    /* Why the controller may not read that ConfigMap (the API server
+     * refused the list), or NULL. Then it is not known absent or present:
+     * a vgpu policy stalls (HAMiConfigUnreadable) with this reason, and
+     * its converged nodes stay converged, as when it is absent. */
+    const char *hami_config_unreadable;
     const char *hami_config_source; /* "ConfigMap kube-system/...", or NULL */
     /* HAMi's entries when the ConfigMap exists: node name -> settings text
      * (gm_plan_vgpu_settings), or NULL when not known. A converged vgpu
