@@ -830,6 +830,37 @@ static void test_probe_result_restarts_the_helper_timeout(void **state)
     free(f.record);
 }
 
+/* A rollback to mig whose probe found every GPU with MIG on and no
+ * instance (recorded as []) has nothing to put back: the node is held,
+ * saying why, with no helper made (the agent refused [] as an argument
+ * error, and the status said nothing of the node's state). */
+static void test_rollback_to_no_instances_holds(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"rollback", ""};
+    struct fx f = {.step = "rollback",
+                   .argv = argv,
+                   .argc = 2,
+                   .phase = "Running",
+                   .no_helper = true};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = reconfiguring(GM_MODE_MIG, true);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.reconfigured = true;
+    assert_int_equal(gm_set_str(&rec.from_layout, "[]"), 0);
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    run_to_first_write(&f, th_ctl_policy_split4, &rec);
+    assert_int_equal(f.helper_posts, 0);
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
+    assert_string_equal(rec.reason, "NoLayout");
+    assert_non_null(strstr(rec.message, "every GPU had MIG on and no "
+                                        "instance"));
+    gm_record_clear(&rec);
+}
+
 /* Creates the apply helper of f's switch (Reconfiguring, the cache empty)
  * under helperTimeoutSeconds timeout_s; f->posted is its pod. */
 static void run_posting(struct fx *f, long timeout_s)
@@ -890,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_rebooted_node_never_ready_times_out),
         cmocka_unit_test(test_next_helper_waits_for_a_running_one),
         cmocka_unit_test(test_probe_result_restarts_the_helper_timeout),
+        cmocka_unit_test(test_rollback_to_no_instances_holds),
         cmocka_unit_test(test_short_helper_timeout_shortens_the_in_use_wait),
         cmocka_unit_test(test_never_started_helper_is_untouched),
     };

@@ -1259,6 +1259,18 @@ static int step_reconfigure(struct sw *s)
     if (mode == GM_MODE_MIG && (layout == NULL || layout[0] == '\0'))
         return fail(s, "NoLayout",
                     "no MIG layout is known to restore on this node");
+    /* The probe found every GPU with MIG on and no instance (mig-parted's
+     * all-enabled, or instances destroyed behind gpumode's back), which it
+     * leaves out: the device plugin refuses a MIG-enabled GPU without MIG
+     * devices, so the node served nothing before. Held for a person,
+     * saying so, rather than the agent refusing an empty layout. */
+    if (mode == GM_MODE_MIG && s->rec.rolling_back && strcmp(layout, "[]") == 0)
+        return fail(s, "NoLayout",
+                    "before the switch every GPU had MIG on and no instance, "
+                    "which the device plugin does not serve: there is no "
+                    "layout to put back, so the node stays cordoned as it is "
+                    "(lay its GPUs out, or annotate gpumode.io/retry to try "
+                    "the switch again)");
     int prc = record_from_layout(s);
     if (prc == STEP_PENDING)
         return STEP_WAIT; /* when to look again is set */

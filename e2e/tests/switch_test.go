@@ -983,6 +983,53 @@ spec:
 	}
 }
 
+// TestRollbackToMigOnWithoutInstances: a mig node whose instances were
+// all destroyed behind gpumode's back (MIG on, no instance, which the
+// device plugin refuses to serve) fails to go to full once a GPU changed.
+// There is no layout to put back: it is held cordoned, and its status says
+// why (the agent used to refuse the empty layout as an argument error). A
+// retry finishes the switch.
+func TestRollbackToMigOnWithoutInstances(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 120*time.Second, "mig with 1g.10gb", Converged)
+	FakeSMI(t, b, "gpu-001", "mig", "-dci")
+	FakeSMI(t, b, "gpu-001", "mig", "-dgi")
+
+	// GPU 0's MIG goes off, GPU 1's cannot: the agent fails, having
+	// changed the node.
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "^-i 1 -mig 0$", "--exit", "255", "--times", "-1",
+		"--stdout", "Unable to disable MIG Mode for GPU 00000000:08:00.0: Unknown Error\n")
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
+	s := WaitPolicy(t, b, "a", 120*time.Second, "the failure, held", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Labels["gpumode.io/state"] != "failed" {
+			return fmt.Errorf("summary %+v nodes %+v state %q", s.Summary, s.Nodes, n.Labels["gpumode.io/state"])
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	if !n.Spec.Unschedulable {
+		t.Errorf("the node was uncordoned with nothing to put back")
+	}
+	if rec := SwitchAnnotation(n); rec == nil || rec["reason"] != "NoLayout" {
+		t.Errorf("switch record %v", rec)
+	}
+	if !strings.Contains(fmt.Sprint(s.Nodes), "every GPU had MIG on and no instance") {
+		t.Errorf("status does not say why the node is held: %+v", s.Nodes)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
+	b.MustKubectl("annotate", "node", "gpu-001", "gpumode.io/retry=1")
+	WaitPolicy(t, b, "a", 120*time.Second, "retry to converge", ConvergedOffering(t, b, "gpu-001", "nvidia.com/gpu", 8))
+	if n := GetNode(t, b, "gpu-001"); n.Spec.Unschedulable || n.Labels["gpumode.io/mode"] != "full" {
+		t.Errorf("after the retry: unschedulable %v mode %q", n.Spec.Unschedulable, n.Labels["gpumode.io/mode"])
+	}
+}
+
 // TestSettingsChangeSwitchesWithinMode: a converged node is switched again
 // when its policy's settings change under the same mode — a new MIG layout is
 // laid out, a new vGPU split reaches HAMi — and gpumode.io/settings says
