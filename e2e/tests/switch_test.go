@@ -1085,6 +1085,35 @@ func TestSettingsChangeSwitchesWithinMode(t *testing.T) {
 	}
 }
 
+// TestDaemonSetMIGStrategyOutranksTheConfig: a ClusterPolicy with
+// mig.strategy set makes the operator put MIG_STRATEGY on the device
+// plugin's DaemonSet, which outranks the per-node config gpumode selects.
+// A mixed switch then meets a plugin offering nvidia.com/gpu: it waits in
+// Verifying, saying why and what to check, and converges once the variable
+// is gone.
+func TestDaemonSetMIGStrategyOutranksTheConfig(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	b.MustKubectl("-n", "gpu-operator", "set", "env", "daemonset/nvidia-device-plugin-daemonset", "MIG_STRATEGY=single")
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 120*time.Second, "verification that names MIG_STRATEGY", func(s *PolicyStatus) error {
+		msg := fmt.Sprint(s.Nodes)
+		if !strings.Contains(msg, "Verifying") ||
+			!strings.Contains(msg, "the plugin offers nvidia.com/gpu: it runs another MIG strategy than mixed; is MIG_STRATEGY set on its DaemonSet") {
+			return fmt.Errorf("nodes %+v", s.Nodes)
+		}
+		return nil
+	})
+	if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/gpu"); got != 56 {
+		t.Errorf("under MIG_STRATEGY=single the plugin offers nvidia.com/gpu=%d, want 56", got)
+	}
+	b.MustKubectl("-n", "gpu-operator", "set", "env", "daemonset/nvidia-device-plugin-daemonset", "MIG_STRATEGY-")
+	WaitPolicy(t, b, "a", 120*time.Second, "mixed once the variable is gone", ConvergedOffering(t, b, "gpu-001", "nvidia.com/mig-1g.10gb", 56))
+}
+
 // TestSingleStrategyFollowsFeatureDiscovery: under the single MIG strategy
 // the device plugin offers MIG devices as nvidia.com/gpu, and feature
 // discovery relabels the node to match once it restarts:

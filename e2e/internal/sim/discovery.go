@@ -46,7 +46,9 @@ import (
 // outrank the file) and an unset flags.migStrategy is the plugin's own
 // default, none: MIG-enabled GPUs offered whole, no nvidia.com/mig.strategy
 // label. Plugins and GFD take theirs from the config the node's
-// nvidia.com/device-plugin.config selects (nodeSharing): never from the
+// nvidia.com/device-plugin.config selects (nodeSharing), unless their
+// pod sets MIG_STRATEGY (as the operator does for a ClusterPolicy with
+// mig.strategy set), which outranks it: never from the
 // nvidia.com/mig.strategy label, which GFD itself writes.
 const operatorMIGStrategy = "none"
 

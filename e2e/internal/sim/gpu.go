@@ -301,6 +301,23 @@ type pluginRun struct {
 	// The device plugin config label this run started with, and one its
 	// config-manager could not apply (followConfigLabel).
 	configKey, refusedKey string
+	// MIG_STRATEGY in the pod's environment, which the GPU Operator sets
+	// from the ClusterPolicy's mig.strategy: the plugin's and feature
+	// discovery's flags come from their environment before the config
+	// file, so it outranks the file's flags.migStrategy.
+	strategyEnv string
+}
+
+// migStrategyEnv is the MIG_STRATEGY a pod's containers set, or "".
+func migStrategyEnv(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == "MIG_STRATEGY" {
+				return e.Value
+			}
+		}
+	}
+	return ""
 }
 
 // holdsGPUs tells whether this kind of pod keeps the GPUs open.
@@ -320,7 +337,7 @@ func resName(profile string) corev1.ResourceName {
 func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	role := pod.Annotations[RoleAnnotation]
 	pr := &pluginRun{role: role, uid: string(pod.UID), healthy: true, checked: time.Now(),
-		holder: fmt.Sprintf("%s (%s/%s)", role, pod.Namespace, pod.Name)}
+		holder: fmt.Sprintf("%s (%s/%s)", role, pod.Namespace, pod.Name), strategyEnv: migStrategyEnv(pod)}
 	if role != RoleNvidiaPlugin && role != RoleHAMiPlugin && role != RoleFeatureDiscovery {
 		return pr
 	}
@@ -347,6 +364,14 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 		if sh, problem, _ = s.nodeSharing(labels); problem != "" {
 			// GFD shares the config-manager: it does not start either.
 			pr.healthy, pr.problem = false, problem
+			return pr
+		}
+		switch pr.strategyEnv {
+		case "":
+		case "none", "single", "mixed":
+			sh.strategy = pr.strategyEnv
+		default:
+			pr.healthy, pr.problem = false, fmt.Sprintf("unknown MIG strategy %q", pr.strategyEnv)
 			return pr
 		}
 	}

@@ -143,6 +143,9 @@ func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 		problem, crashes := cfgProblem, cfgCrashes
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(pr.uid),
 			Annotations: map[string]string{RoleAnnotation: pr.role}}}
+		if pr.strategyEnv != "" {
+			pod.Spec.Containers = []corev1.Container{{Env: []corev1.EnvVar{{Name: "MIG_STRATEGY", Value: pr.strategyEnv}}}}
+		}
 		var np *pluginRun
 		if problem == "" {
 			if np = s.snapshot(pod, n); !np.healthy {
@@ -152,7 +155,8 @@ func (s *Sim) followConfigLabel(n *Node, cur *corev1.Node) {
 			}
 		}
 		if crashes {
-			np = &pluginRun{role: pr.role, uid: pr.uid, problem: problem, checked: time.Now(), configKey: val}
+			np = &pluginRun{role: pr.role, uid: pr.uid, problem: problem, checked: time.Now(), configKey: val,
+				strategyEnv: pr.strategyEnv}
 		}
 		n.mu.Lock()
 		current := n.plugins[pr.role] == pr
