@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,8 @@ struct fx {
     struct th_req last;
     char last_body[4096];
     struct th_conn *held; /* a connection a test keeps for streaming */
+    int livez;            /* /livez requests seen */
+    bool livez_answers;   /* answer them (else say nothing) */
     /* results */
     int done;
     struct gm_kube_error err;
@@ -857,6 +860,79 @@ static void test_dead_watch_is_detected(void **state)
     fx_free(f);
 }
 
+/* ---- a connection whose peer ACKs but never answers ---- */
+
+static void serve_silent(struct fx *f, const struct th_req *r,
+                         struct th_conn *c)
+{
+    if (strstr(r->path, "watch=1")) {
+        serve_stream(f, r, c);
+        return;
+    }
+    if (strcmp(r->path, "/livez") == 0) {
+        f->livez++;
+        if (f->livez_answers)
+            th_respond(c, 200, "Content-Type: text/plain\r\n", "ok");
+        return;
+    }
+    (void)c; /* no answer, the connection kept */
+}
+
+/* Runs a watch, then a GET the server never answers (its request timeout
+ * 300 ms), with /livez answered when livez_answers. */
+static void run_silent(struct fx **out, struct wstate *w, bool livez_answers)
+{
+    struct gm_kube_opts o = {.timeout_ms = 300, .stream_idle_s = 60};
+    struct fx *f = fx_new(serve_silent, &o);
+    f->livez_answers = livez_answers;
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300, on_event,
+                                   on_end, w, NULL),
+                     0);
+    assert_true(th_run_until(&f->loop, &w->opened, 5000));
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);
+    *out = f;
+}
+
+/* The server stops answering on its connections (a wedged process, a
+ * proxy that lost its backend, the kernel still ACKing): after a call
+ * times out, the transport asks /livez, gets no answer either, and drops
+ * the connections, so the watch fails now rather than sit blind on a
+ * connection every later call would share. */
+static void test_silent_connection_is_dropped(void **state)
+{
+    (void)state;
+    struct wstate w = {0};
+    struct fx *f;
+    struct gm_http_stats st;
+    run_silent(&f, &w, false);
+    assert_true(th_run_until(&f->loop, &w.ended, 5000));
+    assert_int_not_equal(w.end_err, 0);
+    assert_int_equal(f->livez, 1);
+    assert_true(f->done); /* the GET timed out first */
+    gm_http_get_stats(gm_kube_http(f->k), &st);
+    assert_true(st.dropped >= 1);
+    fx_free(f);
+}
+
+/* A slow call on a live connection is no reason to cut the watches: the
+ * probe is answered, and nothing is dropped. */
+static void test_answering_connection_is_kept(void **state)
+{
+    (void)state;
+    struct wstate w = {0};
+    struct fx *f;
+    struct gm_http_stats st;
+    static const int never = 0;
+    run_silent(&f, &w, true);
+    th_run_until(&f->loop, &never, 1500);
+    assert_true(f->done);
+    assert_int_equal(f->livez, 1);
+    assert_false(w.ended);
+    gm_http_get_stats(gm_kube_http(f->k), &st);
+    assert_int_equal(st.dropped, 0);
+    fx_free(f);
+}
+
 /* A request that cannot even be set up (a token too long for a header) is
  * reported through done, from the loop: never before gm_kube_get returns,
  * when the caller does not yet hold the call. */
@@ -1009,6 +1085,8 @@ int main(void)
         cmocka_unit_test(test_connection_bounds_dead_peer),
         cmocka_unit_test(test_watch_stream_and_normal_end),
         cmocka_unit_test(test_dead_watch_is_detected),
+        cmocka_unit_test(test_silent_connection_is_dropped),
+        cmocka_unit_test(test_answering_connection_is_kept),
         cmocka_unit_test(test_watch_stop_and_free_with_calls_open),
         cmocka_unit_test(test_setup_failure_reported_from_the_loop),
         cmocka_unit_test(test_send_from_a_watch_event),

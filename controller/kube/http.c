@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -30,6 +31,22 @@
  * 30 s matches client-go's HTTP/2 health check (ReadIdleTimeout,
  * kubernetes#95981); a live API server's kernel ACKs in milliseconds however
  * loaded it is, so only a dead path gets near it. */
+/* The kernel cannot tell a peer whose process stopped answering (an API
+ * server wedged, a proxy in front of it that lost its backend but still
+ * ACKs): TCP stays healthy and libcurl goes on multiplexing new requests
+ * onto the connection, each timing out, and re-opens watches cut for
+ * silence on it (libcurl 7.88 picks the first connection that has room,
+ * and neither closes one that times out a stream nor checks an HTTP/2
+ * PING's answer). So, like client-go's health check, a call that times out
+ * makes the transport ask GET /livez, which multiplexes onto the same
+ * connection; any answer, even 401, proves it alive. No answer within
+ * PROBE_TIMEOUT_MS (or the request timeout, when shorter) and every
+ * connection opened before the probe is shut
+ * down: their calls fail at once (watches resume from their
+ * resourceVersion) and the next ones get a new connection. */
+#define PROBE_TIMEOUT_MS 10000L
+#define PROBE_PATH "/livez"
+
 #define KEEPALIVE_IDLE_S 15L
 #define KEEPALIVE_INTVL_S 5L
 #define KEEPALIVE_CNT 3
@@ -75,6 +92,13 @@ struct gm_http_call {
     void *data;
 };
 
+/* A connection's socket, from libcurl's sockopt callback to its close
+ * callback: when it was opened, for the probe's verdict. */
+struct conn_rec {
+    curl_socket_t fd;
+    uint64_t opened_ms;
+};
+
 struct sock_ctx {
     uv_poll_t poll; /* freed in its close callback */
     curl_socket_t fd;
@@ -98,6 +122,10 @@ struct gm_http {
     int depth;   /* >0 while we are inside our own callbacks */
     int freeing; /* gm_http_free was called inside a callback */
     struct gm_http_stats stats;
+    struct conn_rec *conns; /* owned: the sockets libcurl has open */
+    size_t n_conns, cap_conns;
+    struct gm_http_call *probe; /* the liveness probe in flight, or NULL */
+    uint64_t probe_at_ms;       /* when it was sent */
 };
 
 static void call_activate(struct gm_http_call *c);
@@ -352,9 +380,19 @@ int gm_http_tune_socket(int fd)
 
 static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
-    (void)clientp;
+    struct gm_http *h = clientp;
     if (purpose != CURLSOCKTYPE_IPCXN)
         return CURL_SOCKOPT_OK;
+    if (h->n_conns == h->cap_conns) {
+        size_t cap = h->cap_conns ? h->cap_conns * 2 : 8;
+        struct conn_rec *m = realloc(h->conns, cap * sizeof(*m));
+        if (m == NULL)
+            return CURL_SOCKOPT_ERROR; /* this connection fails, reported */
+        h->conns = m;
+        h->cap_conns = cap;
+    }
+    h->conns[h->n_conns++] =
+        (struct conn_rec){.fd = fd, .opened_ms = uv_now(h->loop)};
     int err = gm_http_tune_socket(fd);
     /* The connection still works; it would only notice a dead peer late,
      * which is no reason to refuse to talk to the API server at all. */
@@ -363,6 +401,64 @@ static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
                 "minutes: %s",
                 strerror(-err));
     return CURL_SOCKOPT_OK;
+}
+
+/* libcurl closes every socket it opened through here (the connection
+ * outlives the easy handle that made it, but not the multi). */
+static int closesocket_cb(void *clientp, curl_socket_t fd)
+{
+    struct gm_http *h = clientp;
+    for (size_t i = 0; i < h->n_conns; i++)
+        if (h->conns[i].fd == fd) {
+            h->conns[i] = h->conns[--h->n_conns];
+            break;
+        }
+    return close(fd);
+}
+
+/* The probe had no answer: the connections it was meant to test, every
+ * one opened before it went out, are shut down, not closed (libcurl owns
+ * the descriptors and closes them itself once it reads the end). */
+static void drop_connections(struct gm_http *h, const char *why)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_conns; i++)
+        if (h->conns[i].opened_ms <= h->probe_at_ms &&
+            shutdown(h->conns[i].fd, SHUT_RDWR) == 0)
+            n++;
+    h->stats.dropped += n;
+    gm_warn("API server: %s did not answer after a call timed out (%s): "
+            "%zu connection%s dropped, calls and watches on %s go again on "
+            "a new one",
+            PROBE_PATH, why, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+}
+
+static void probe_done(void *data, const struct gm_http_result *res)
+{
+    struct gm_http *h = data;
+    h->probe = NULL;
+    /* Any answer is a live connection. Only silence condemns it: not a
+     * refused connect (the kernel tells those) nor a credential that
+     * could not be had, nor the transport going (cancelled). */
+    if (res->err != -ETIMEDOUT)
+        return;
+    drop_connections(h, res->errmsg ? res->errmsg : "no answer");
+}
+
+/* A call timed out: is the connection alive? One probe at a time. */
+static void probe(struct gm_http *h)
+{
+    /* No longer than a request may take (tests make that short). */
+    struct gm_http_req req = {
+        .method = "GET",
+        .path = PROBE_PATH,
+        .timeout_ms = h->opts.timeout_ms < PROBE_TIMEOUT_MS ? h->opts.timeout_ms
+                                                            : PROBE_TIMEOUT_MS};
+    if (h->probe || h->freeing)
+        return;
+    h->probe_at_ms = uv_now(h->loop);
+    if (gm_http_send(h, &req, probe_done, NULL, h, &h->probe) != 0)
+        h->probe = NULL; /* out of memory: the next timeout asks again */
 }
 
 static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
@@ -387,6 +483,9 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, KEEPALIVE_IDLE_S);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, KEEPALIVE_INTVL_S);
     curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+    curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, h);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
@@ -587,10 +686,13 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
             return;
         }
         /* Timeouts are never retried: the call has had its time. Its
-         * connection may be dead, but other streams share it, so closing
-         * it is left to the kernel (gm_http_tune_socket); later calls then
-         * get a fresh one. A stream keeps its status: 200 says it had
-         * started (a watch cut for silence), 0 that it never answered. */
+         * connection may be dead with other streams on it: the probe
+         * tells (PROBE_PATH), and a peer gone altogether the kernel
+         * (gm_http_tune_socket). A stream keeps its status: 200 says it
+         * had started (a watch cut for silence), 0 that it never
+         * answered. */
+        if (rc == CURLE_OPERATION_TIMEDOUT && c != h->probe)
+            probe(h);
         call_finish(c, curl_err_to_errno(rc), c->stream ? status : 0,
                     c->curl_err[0] ? c->curl_err : curl_easy_strerror(rc));
         return;
@@ -933,7 +1035,8 @@ static void teardown(struct gm_http *h)
      * left for cred_ready_cb, which the caller must not let run after this
      * (free the credential source together with the transport). */
     h->cred_waiters = NULL;
-    curl_multi_cleanup(h->multi);
+    curl_multi_cleanup(h->multi); /* closes the sockets: closesocket_cb */
+    free(h->conns);
     uv_timer_stop(h->timer);
     uv_close((uv_handle_t *)h->timer, timer_free_cb);
     free(h->user_agent);

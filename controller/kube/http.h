@@ -104,7 +104,8 @@ struct gm_http_stats {
     unsigned long retries;
     unsigned long auth_refreshes; /* 401s that led to a credential refresh */
     unsigned long connects;       /* new connections opened */
-    long last_http_version;       /* CURL_HTTP_VERSION_* of the last response */
+    unsigned long dropped;  /* connections shut after an unanswered probe */
+    long last_http_version; /* CURL_HTTP_VERSION_* of the last response */
 };
 void gm_http_get_stats(const struct gm_http *h, struct gm_http_stats *out);
 /* Calls not yet answered, watches excluded: what a graceful stop waits

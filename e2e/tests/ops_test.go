@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -552,4 +554,138 @@ spec:
 			t.Errorf("node %s still says %q", n.Name, n.Message)
 		}
 	}
+}
+
+// frozenRelay forwards TCP connections to an address. Freeze makes the
+// connections open at that moment stop carrying bytes while their sockets
+// stay open, so the kernel still ACKs: an API server process wedged, or a
+// proxy in front of it that lost its backend. Later connections work.
+type frozenRelay struct {
+	ln     net.Listener
+	target string
+	frozen chan struct{} // closed by Freeze
+	done   chan struct{} // closed when the test ends
+	mu     sync.Mutex
+	conns  []net.Conn
+	before map[net.Conn]bool // open at Freeze
+}
+
+func startRelay(t *testing.T, target string) *frozenRelay {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &frozenRelay{ln: ln, target: target, frozen: make(chan struct{}), done: make(chan struct{})}
+	t.Cleanup(func() {
+		close(r.done)
+		ln.Close()
+		r.mu.Lock()
+		for _, c := range r.conns {
+			c.Close()
+		}
+		r.mu.Unlock()
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, in, out)
+			old := r.before != nil
+			r.mu.Unlock()
+			go r.pipe(in, out, !old)
+			go r.pipe(out, in, !old)
+		}
+	}()
+	return r
+}
+
+// pipe copies src to dst; a connection open at Freeze (mayFreeze) then
+// stops reading and writing, its sockets left open.
+func (r *frozenRelay) pipe(src, dst net.Conn, mayFreeze bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if mayFreeze {
+			select {
+			case <-r.frozen:
+				<-r.done // held open until the test ends
+				return
+			default:
+			}
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+func (r *frozenRelay) Freeze() {
+	r.mu.Lock()
+	r.before = map[net.Conn]bool{}
+	for _, c := range r.conns {
+		r.before[c] = true
+	}
+	r.mu.Unlock()
+	close(r.frozen)
+}
+
+// TestFrozenConnectionIsAbandoned: the controller's one HTTP/2 connection
+// to the API server stops carrying bytes while TCP stays up. Its watches
+// are cut for silence (120 s) and would re-open on that same connection
+// for good (libcurl reuses it, and the kernel sees nothing wrong); the
+// transport instead asks /livez on it, gets no answer, and drops it, so
+// the controller sees the policy change made meanwhile and switches.
+func TestFrozenConnectionIsAbandoned(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	// The controller's kubeconfig, its server the relay.
+	cfg, err := clientcmd.LoadFromFile(filepath.Join(b.Dir, "kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r *frozenRelay
+	for _, c := range cfg.Clusters {
+		u, err := url.Parse(c.Server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r == nil {
+			r = startRelay(t, u.Host)
+		}
+		c.Server = "https://" + r.ln.Addr().String()
+	}
+	relayed := filepath.Join(b.Dir, "relayed.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, relayed); err != nil {
+		t.Fatal(err)
+	}
+	StartController(t, b, "--kubeconfig", relayed)
+	Apply(t, b, policyAFull)
+	WaitPolicy(t, b, "a", 120*time.Second, "full", Converged)
+	r.Freeze()
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu"}}`)
+	WaitPolicy(t, b, "a", 240*time.Second, "vgpu over a new connection", func(s *PolicyStatus) error {
+		if err := Converged(s); err != nil {
+			return err
+		}
+		if m := GetNode(t, b, "gpu-001").Labels["gpumode.io/mode"]; m != "vgpu" {
+			return fmt.Errorf("mode %q", m)
+		}
+		return nil
+	})
 }
