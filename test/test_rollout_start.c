@@ -24,14 +24,17 @@
 
 struct fx {
     struct th_ctl c;
-    bool refuse_cms;  /* answer layout ConfigMap lists 403, as RBAC would */
-    bool refuse_hami; /* and HAMi's ConfigMap's */
-    char *m_status;   /* the last status patch of policy m (owned) */
-    char *v_status;   /* of policy v (owned) */
-    int v_patches;    /* PATCHes of gpu-003, v's node */
-    int conflicts;    /* node PATCHes still to refuse with 409 */
-    int patches;      /* node PATCHes seen */
-    int taken;        /* node PATCHes answered 200 */
+    bool refuse_cms;   /* answer layout ConfigMap lists 403, as RBAC would */
+    bool refuse_hami;  /* and HAMi's ConfigMap's */
+    bool hold_hami;    /* the first HAMi list waits for the test to answer */
+    int hami_refusals; /* refuse so many HAMi lists, then answer them */
+    struct th_conn *hami_list; /* that list's connection, when held */
+    char *m_status;            /* the last status patch of policy m (owned) */
+    char *v_status;            /* of policy v (owned) */
+    int v_patches;             /* PATCHes of gpu-003, v's node */
+    int conflicts;             /* node PATCHes still to refuse with 409 */
+    int patches;               /* node PATCHes seen */
+    int taken;                 /* node PATCHes answered 200 */
 };
 
 static const char policies[] =
@@ -88,9 +91,19 @@ static const char conflict[] =
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
-    if (((f->refuse_cms && strstr(r->path, "default-mig-parted-config")) ||
-         (f->refuse_hami && strstr(r->path, "hami-device-plugin"))) &&
-        !strstr(r->path, "watch=1")) {
+    if (f->hold_hami && f->hami_list == NULL &&
+        strstr(r->path, "hami-device-plugin") && !strstr(r->path, "watch=1")) {
+        f->hami_list = c; /* answered by the test */
+        return;
+    }
+    bool hami = strstr(r->path, "hami-device-plugin") != NULL &&
+                !strstr(r->path, "watch=1");
+    bool refuse = hami && (f->refuse_hami || f->hami_refusals > 0);
+    if (refuse && f->hami_refusals > 0)
+        f->hami_refusals--;
+    if (refuse ||
+        (f->refuse_cms && strstr(r->path, "default-mig-parted-config") &&
+         !strstr(r->path, "watch=1"))) {
         th_respond(c, 403, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\","
                    "\"reason\":\"Forbidden\",\"code\":403,\"message\":"
@@ -224,6 +237,66 @@ static void test_unreadable_hami_config_stops_only_vgpu(void **state)
     free(f.v_status);
 }
 
+/* The refusal may be the last answer the controller waits for: with the
+ * other caches synced and no event to come, it must start the work
+ * itself (a refused list has no on_synced), or the full policy waited for
+ * a new key, minutes in a quiet cluster. */
+static void test_late_hami_refusal_starts_the_work(void **state)
+{
+    (void)state;
+    struct fx f = {.refuse_hami = true, .hold_hami = true};
+    struct gm_rollout *r = NULL;
+    static const int never = 0;
+    th_ctl_start(&f.c, handler, &f);
+    assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
+    th_run_until(&f.c.loop, &never, 600);
+    assert_non_null(f.hami_list);
+    assert_int_equal(f.taken, 0);
+    th_respond(f.hami_list, 403, NULL,
+               "{\"kind\":\"Status\",\"status\":\"Failure\","
+               "\"reason\":\"Forbidden\",\"code\":403,\"message\":"
+               "\"configmaps is forbidden\"}");
+    th_run_until(&f.c.loop, &f.taken, 3000);
+    assert_int_equal(f.taken, 1);
+    gm_rollout_free(r);
+    th_ctl_stop(&f.c);
+    free(f.m_status);
+    free(f.v_status);
+}
+
+/* Readable again (the Role fixed) with no such ConfigMap: no object is
+ * added, yet the stalled vgpu policy must plan again, and switches. */
+static void test_hami_readable_again_resumes_vgpu(void **state)
+{
+    (void)state;
+    struct fx f = {.hami_refusals = 1};
+    struct gm_rollout *r = NULL;
+    th_ctl_start(&f.c, handler, &f);
+    assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
+    for (int i = 0; i < 150 && (f.v_status == NULL ||
+                                !strstr(f.v_status, "HAMiConfigUnreadable"));
+         i++) {
+        int never = 0;
+        th_run_until(&f.c.loop, &never, 20);
+    }
+    assert_non_null(f.v_status);
+    assert_int_equal(f.v_patches, 0);
+    /* The reflector lists again (0.8 s on), answered now. */
+    int patched = 0;
+    for (int i = 0; i < 250 && !patched; i++) {
+        int never = 0;
+        th_run_until(&f.c.loop, &never, 20);
+        patched = f.v_patches > 0;
+    }
+    assert_true(patched);
+    char why[800];
+    assert_false(gm_ctl_hami_refused(f.c.ctl, why, sizeof(why)));
+    gm_rollout_free(r);
+    th_ctl_stop(&f.c);
+    free(f.m_status);
+    free(f.v_status);
+}
+
 /* A switch in flight for a policy whose pod selector no longer parses is
  * told so (-EBADMSG): with no selector its drain would evict every pod and
  * wait for none, so the switch cancels it; past the drain it keeps the
@@ -262,6 +335,8 @@ int main(void)
         cmocka_unit_test(test_unparsable_selector_is_told),
         cmocka_unit_test(test_unreadable_layouts_stop_only_mig),
         cmocka_unit_test(test_unreadable_hami_config_stops_only_vgpu),
+        cmocka_unit_test(test_late_hami_refusal_starts_the_work),
+        cmocka_unit_test(test_hami_readable_again_resumes_vgpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

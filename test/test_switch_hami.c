@@ -408,6 +408,45 @@ static void test_verify_waits_to_read_the_entry(void **state)
     free(f.record);
 }
 
+/* A rollback into vgpu (a vgpu -> full switch failed after the GPUs
+ * changed) under a refused HAMi ConfigMap does not wait for the entry:
+ * failing, a rollback holds the node cordoned. It asks only that vGPUs
+ * be offered, and finishes rolled back with the first failure's reason. */
+static void test_rollback_into_vgpu_goes_on_unread(void **state)
+{
+    (void)state;
+    struct fx f = {.refuse_cms = true};
+    struct gm_switch_record rec = {0}, out = {0};
+    char err[256];
+    char *text = th_ctl_switch_record(GM_PHASE_VERIFY, NULL);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.from = GM_MODE_VGPU;
+    rec.to = GM_MODE_FULL;
+    rec.rolling_back = true;
+    rec.reconfigured = true;
+    assert_int_equal(gm_set_str(&rec.reason, "NvidiaSmiFailed"), 0);
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    f.node_ann = "{\"gpumode.io/settings\":"
+                 "\"{\\\"splitCount\\\":4}\"}";
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    f.c.cfg.clients_timeout_s = 1;
+    assert_true(th_run_until(&f.c.loop, &f.done, 30000));
+    th_ctl_stop(&f.c);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.phase, GM_PHASE_FAILED);
+    assert_string_equal(out.reason, "NvidiaSmiFailed");
+    gm_record_clear(&out);
+    free(f.patched);
+    free(f.settings);
+    free(f.resources);
+    free(f.cm_patch);
+    free(f.record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_entries_as_the_planner_reads_them),
         cmocka_unit_test(test_rollback_puts_the_entry_back),
         cmocka_unit_test(test_verify_waits_to_read_the_entry),
+        cmocka_unit_test(test_rollback_into_vgpu_goes_on_unread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

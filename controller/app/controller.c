@@ -568,6 +568,29 @@ static void cm_synced(void *ud)
     /* The writer waits for the cache: what it holds (a deleted node's
      * want) goes now. */
     gm_hami_changed(ctl->hami);
+    /* Readable again after a refusal: the vgpu policies that stalled on
+     * it plan anew, even when the ConfigMap turns out absent (no add). */
+    if (ctl->hami_refused && ctl->on_node_change)
+        ctl->on_node_change(ctl->policy_data, NULL);
+    ctl->hami_refused = false;
+}
+
+/* A refused list settles the cache (gm_ctl_settled) with no on_synced: it
+ * kicks the queue as a sync does, once, and the policies plan (the vgpu
+ * ones stall, saying why). A list that failed otherwise unsettles it
+ * again: keys wait, as for any cache not synced, until the next answer. */
+static void cm_list_failed(void *ud)
+{
+    struct gm_ctl *ctl = ud;
+    bool refused = gm_reflector_has_synced(ctl->hami_cm) == 0 &&
+                   gm_ctl_settled(ctl->hami_cm);
+    bool flipped = refused && !ctl->hami_refused;
+    ctl->hami_refused = refused;
+    if (!flipped)
+        return;
+    cache_synced(ud);
+    if (ctl->on_node_change)
+        ctl->on_node_change(ctl->policy_data, NULL);
 }
 
 static const struct gm_reflector_ops cm_ops = {
@@ -578,6 +601,7 @@ static const struct gm_reflector_ops cm_ops = {
     .on_update = cm_update,
     .on_delete = cm_presence,
     .on_synced = cm_synced,
+    .on_list_failed = cm_list_failed,
 };
 
 const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,

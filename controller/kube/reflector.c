@@ -232,6 +232,8 @@ static void list_done(void *data, const struct gm_kube_resp *resp)
         gm_warn("list %s failed: %ld %s: %s", r->opts.path, resp->error->code,
                 resp->error->reason, resp->error->message);
         retry_later(r);
+        if (r->ops->on_list_failed)
+            r->ops->on_list_failed(r->ud);
         return;
     }
     json_object *meta, *rv;

@@ -30,6 +30,9 @@ struct gm_reflector_ops {
     void (*on_delete)(void *ud, const char *key, const void *obj);
     /* After each completed list (first sync and every relist). */
     void (*on_synced)(void *ud);
+    /* After each failed list (stats say why; list_refused for 401/403);
+     * may be NULL. */
+    void (*on_list_failed)(void *ud);
 };
 
 struct gm_reflector_opts {

@@ -1269,8 +1269,8 @@ static int step_reconfigure(struct sw *s)
                     "before the switch every GPU had MIG on and no instance, "
                     "which the device plugin does not serve: there is no "
                     "layout to put back, so the node stays cordoned as it is "
-                    "(lay its GPUs out, or annotate gpumode.io/retry to try "
-                    "the switch again)");
+                    "(while a policy selects it, annotate gpumode.io/retry "
+                    "to try the switch again)");
     int prc = record_from_layout(s);
     if (prc == STEP_PENDING)
         return STEP_WAIT; /* when to look again is set */
@@ -1593,8 +1593,14 @@ static int restore_hami_entry(struct sw *s)
         return 0; /* nothing known to put back */
     }
     if (gm_ctl_hami_refused(s->ctl, why, sizeof(why))) {
+        /* A rollback goes on without it rather than hold the node: its
+         * verification then asks only that vGPUs be offered. */
         json_object_put(old);
-        return hami_refused(s, "put back", why);
+        gm_log_kv(GM_LOG_WARN, node_name(s), s->rec.policy,
+                  "the node's entry in ConfigMap %s/%s is not put back: %s",
+                  s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
+                  why);
+        return 0;
     }
     if (!exists) {
         json_object_put(old);
@@ -1953,11 +1959,17 @@ static int step_verify(struct sw *s)
     char refused[800];
     if (mode == GM_MODE_VGPU && !as_before &&
         gm_ctl_hami_refused(s->ctl, refused, sizeof(refused))) {
-        /* The node's entry says how many vGPUs HAMi offers. */
-        set_message(s, "waiting to read HAMi's ConfigMap %s/%s: %s",
-                    s->ctl->cfg->hami_cm.namespace, s->ctl->cfg->hami_cm.name,
-                    refused);
-        goto not_ready;
+        /* The node's entry says how many vGPUs HAMi offers. A switch
+         * waits to read it; a rollback, which failing would hold the
+         * node cordoned, asks only that vGPUs be offered. */
+        if (s->rec.rolling_back) {
+            as_before = true;
+        } else {
+            set_message(s, "waiting to read HAMi's ConfigMap %s/%s: %s",
+                        s->ctl->cfg->hami_cm.namespace,
+                        s->ctl->cfg->hami_cm.name, refused);
+            goto not_ready;
+        }
     }
     if (mode == GM_MODE_VGPU)
         gpus = hami_gpus(s, gpus, &split, &filtered);
