@@ -933,6 +933,71 @@ static void test_answering_connection_is_kept(void **state)
     fx_free(f);
 }
 
+/* A connect attempt libcurl abandons (timed out while connecting) is
+ * closed without its close callback, and the number may go to another
+ * socket of the process before a probe condemns the connections: that
+ * socket must not be shut down. The server is a listener whose accept
+ * queue is full, so connects hang. */
+struct reuse {
+    int pair[2]; /* made in the call's done, taking the freed number */
+    int done;
+};
+
+static void on_timed_out(void *data, const struct gm_http_result *res)
+{
+    struct reuse *u = data;
+    assert_int_equal(res->err, -ETIMEDOUT);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, u->pair), 0);
+    u->done = 1;
+}
+
+static void test_probe_spares_a_reused_number(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(l, 0), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    int fill[2];
+    for (int i = 0; i < 2; i++) { /* the queue is full after these */
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    char server[64];
+    snprintf(server, sizeof(server), "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    struct gm_kube_config cfg = {.server = server};
+    struct gm_http_opts ho = {.cfg = &cfg, .timeout_ms = 300};
+    struct gm_http *h;
+    struct reuse u = {{-1, -1}, 0};
+    struct gm_http_stats st;
+    static const int never = 0;
+    uv_loop_init(&loop);
+    assert_int_equal(gm_http_new(&loop, &ho, &h), 0);
+    struct gm_http_req req = {.method = "GET", .path = "/api"};
+    assert_int_equal(gm_http_send(h, &req, on_timed_out, NULL, &u, NULL), 0);
+    assert_true(th_run_until(&loop, &u.done, 5000));
+    /* The probe (300 ms here) gets no answer either. */
+    th_run_until(&loop, &never, 1000);
+    gm_http_get_stats(h, &st);
+    assert_int_equal(st.dropped, 0); /* no socket of its own was open */
+    assert_int_equal(write(u.pair[0], "x", 1), 1);
+    char c = 0;
+    assert_int_equal(read(u.pair[1], &c, 1), 1);
+    assert_int_equal(c, 'x');
+    gm_http_free(h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(u.pair[0]);
+    close(u.pair[1]);
+    close(fill[0]);
+    close(fill[1]);
+    close(l);
+}
+
 /* A request that cannot even be set up (a token too long for a header) is
  * reported through done, from the loop: never before gm_kube_get returns,
  * when the caller does not yet hold the call. */
@@ -1087,6 +1152,7 @@ int main(void)
         cmocka_unit_test(test_dead_watch_is_detected),
         cmocka_unit_test(test_silent_connection_is_dropped),
         cmocka_unit_test(test_answering_connection_is_kept),
+        cmocka_unit_test(test_probe_spares_a_reused_number),
         cmocka_unit_test(test_watch_stop_and_free_with_calls_open),
         cmocka_unit_test(test_setup_failure_reported_from_the_loop),
         cmocka_unit_test(test_send_from_a_watch_event),

@@ -28,6 +28,7 @@ struct fx {
     bool refuse_hami;  /* and HAMi's ConfigMap's */
     bool hold_hami;    /* the first HAMi list waits for the test to answer */
     int hami_refusals; /* refuse so many HAMi lists, then answer them */
+    int hami_500s;     /* after the refusals, fail so many with 500 */
     struct th_conn *hami_list; /* that list's connection, when held */
     char *m_status;            /* the last status patch of policy m (owned) */
     char *v_status;            /* of policy v (owned) */
@@ -101,6 +102,13 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     bool refuse = hami && (f->refuse_hami || f->hami_refusals > 0);
     if (refuse && f->hami_refusals > 0)
         f->hami_refusals--;
+    else if (hami && f->hami_500s > 0) {
+        f->hami_500s--;
+        th_respond(c, 500, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\","
+                   "\"reason\":\"InternalError\",\"code\":500}");
+        return;
+    }
     if (refuse ||
         (f->refuse_cms && strstr(r->path, "default-mig-parted-config") &&
          !strstr(r->path, "watch=1"))) {
@@ -265,11 +273,12 @@ static void test_late_hami_refusal_starts_the_work(void **state)
 }
 
 /* Readable again (the Role fixed) with no such ConfigMap: no object is
- * added, yet the stalled vgpu policy must plan again, and switches. */
+ * added, yet the stalled vgpu policy must plan again, and switches; also
+ * when a list failed otherwise (a 500) between the refusal and then. */
 static void test_hami_readable_again_resumes_vgpu(void **state)
 {
     (void)state;
-    struct fx f = {.hami_refusals = 1};
+    struct fx f = {.hami_refusals = 1, .hami_500s = 1};
     struct gm_rollout *r = NULL;
     th_ctl_start(&f.c, handler, &f);
     assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
@@ -281,9 +290,9 @@ static void test_hami_readable_again_resumes_vgpu(void **state)
     }
     assert_non_null(f.v_status);
     assert_int_equal(f.v_patches, 0);
-    /* The reflector lists again (0.8 s on), answered now. */
+    /* The reflector lists again (0.8 s on, then 1.6 s), answered now. */
     int patched = 0;
-    for (int i = 0; i < 250 && !patched; i++) {
+    for (int i = 0; i < 500 && !patched; i++) {
         int never = 0;
         th_run_until(&f.c.loop, &never, 20);
         patched = f.v_patches > 0;

@@ -576,21 +576,19 @@ static void cm_synced(void *ud)
 }
 
 /* A refused list settles the cache (gm_ctl_settled) with no on_synced: it
- * kicks the queue as a sync does, once, and the policies plan (the vgpu
- * ones stall, saying why). A list that failed otherwise unsettles it
- * again: keys wait, as for any cache not synced, until the next answer. */
+ * kicks the queue as a sync does, and the policies plan when the refusal
+ * begins (the vgpu ones stall, saying why); ctl->hami_refused stays until
+ * a list succeeds (cm_synced plans them again). A list that failed
+ * otherwise unsettles the cache: keys wait for the next answer. */
 static void cm_list_failed(void *ud)
 {
     struct gm_ctl *ctl = ud;
-    bool refused = gm_reflector_has_synced(ctl->hami_cm) == 0 &&
-                   gm_ctl_settled(ctl->hami_cm);
-    bool flipped = refused && !ctl->hami_refused;
-    ctl->hami_refused = refused;
-    if (!flipped)
+    if (gm_reflector_has_synced(ctl->hami_cm) || !gm_ctl_settled(ctl->hami_cm))
         return;
     cache_synced(ud);
-    if (ctl->on_node_change)
+    if (!ctl->hami_refused && ctl->on_node_change)
         ctl->on_node_change(ctl->policy_data, NULL);
+    ctl->hami_refused = true;
 }
 
 static const struct gm_reflector_ops cm_ops = {

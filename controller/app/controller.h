@@ -74,7 +74,8 @@ struct gm_ctl {
     struct gm_reflector *nodes;      /* owned: struct gm_node */
     struct gm_reflector *helpers;    /* owned: struct gm_pod (helper pods) */
     struct gm_reflector *hami_cm;    /* owned: struct gm_cm_data */
-    bool hami_refused;    /* its last list was refused, nothing cached */
+    bool
+        hami_refused; /* a list was refused since the last one that succeeded */
     struct gm_hami *hami; /* owned: writes its entries */
     /* owned, NULL until an eviction is refused (app/budgets.h) */
     struct gm_reflector *budgets;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -93,9 +94,13 @@ struct gm_http_call {
 };
 
 /* A connection's socket, from libcurl's sockopt callback to its close
- * callback: when it was opened, for the probe's verdict. */
+ * callback: when it was opened, for the probe's verdict. libcurl 7.88
+ * closes a connect attempt that never won (happy eyeballs, a connect
+ * timeout) without the close callback, so a record may outlive its
+ * socket and the number be reused: the socket's inode tells. */
 struct conn_rec {
     curl_socket_t fd;
+    ino_t ino;
     uint64_t opened_ms;
 };
 
@@ -378,11 +383,24 @@ int gm_http_tune_socket(int fd)
     return 0;
 }
 
+static void forget_socket(struct gm_http *h, curl_socket_t fd)
+{
+    for (size_t i = 0; i < h->n_conns; i++)
+        if (h->conns[i].fd == fd) {
+            h->conns[i] = h->conns[--h->n_conns];
+            return;
+        }
+}
+
 static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
     struct gm_http *h = clientp;
+    struct stat st;
     if (purpose != CURLSOCKTYPE_IPCXN)
         return CURL_SOCKOPT_OK;
+    forget_socket(h, fd); /* a stale record of the number */
+    if (fstat(fd, &st) != 0)
+        return CURL_SOCKOPT_ERROR;
     if (h->n_conns == h->cap_conns) {
         size_t cap = h->cap_conns ? h->cap_conns * 2 : 8;
         struct conn_rec *m = realloc(h->conns, cap * sizeof(*m));
@@ -391,8 +409,8 @@ static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
         h->conns = m;
         h->cap_conns = cap;
     }
-    h->conns[h->n_conns++] =
-        (struct conn_rec){.fd = fd, .opened_ms = uv_now(h->loop)};
+    h->conns[h->n_conns++] = (struct conn_rec){
+        .fd = fd, .ino = st.st_ino, .opened_ms = uv_now(h->loop)};
     int err = gm_http_tune_socket(fd);
     /* The connection still works; it would only notice a dead peer late,
      * which is no reason to refuse to talk to the API server at all. */
@@ -407,12 +425,7 @@ static int sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
  * outlives the easy handle that made it, but not the multi). */
 static int closesocket_cb(void *clientp, curl_socket_t fd)
 {
-    struct gm_http *h = clientp;
-    for (size_t i = 0; i < h->n_conns; i++)
-        if (h->conns[i].fd == fd) {
-            h->conns[i] = h->conns[--h->n_conns];
-            break;
-        }
+    forget_socket(clientp, fd);
     return close(fd);
 }
 
@@ -422,11 +435,19 @@ static int closesocket_cb(void *clientp, curl_socket_t fd)
 static void drop_connections(struct gm_http *h, const char *why)
 {
     size_t n = 0;
+    struct stat st;
     for (size_t i = 0; i < h->n_conns; i++)
         if (h->conns[i].opened_ms <= h->probe_at_ms &&
+            fstat(h->conns[i].fd, &st) == 0 && st.st_ino == h->conns[i].ino &&
             shutdown(h->conns[i].fd, SHUT_RDWR) == 0)
             n++;
     h->stats.dropped += n;
+    if (n == 0) {
+        gm_warn("API server: %s did not answer after a call timed out (%s); "
+                "no connection was open to drop",
+                PROBE_PATH, why);
+        return;
+    }
     gm_warn("API server: %s did not answer after a call timed out (%s): "
             "%zu connection%s dropped, calls and watches on %s go again on "
             "a new one",
