@@ -125,6 +125,16 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                      "\"resourceVersion\":\"10\"},\"items\":[]}");
 }
 
+/* Frees what the handler and the test kept of a run. */
+static void fx_clear(struct fx *f)
+{
+    free(f->patched);
+    free(f->settings);
+    free(f->resources);
+    free(f->cm_patch);
+    free(f->record);
+}
+
 /* The HAMi ConfigMap with gpu-001's entry at split 4. */
 static const char cm_with_entry[] =
     "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
@@ -401,11 +411,7 @@ static void test_verify_waits_to_read_the_entry(void **state)
                              "may not read it (403 Forbidden"))
         fail_msg("message: %s", out.message);
     gm_record_clear(&out);
-    free(f.patched);
-    free(f.settings);
-    free(f.resources);
-    free(f.cm_patch);
-    free(f.record);
+    fx_clear(&f);
 }
 
 /* A rollback into vgpu (a vgpu -> full switch failed after the GPUs
@@ -440,11 +446,7 @@ static void test_rollback_into_vgpu_goes_on_unread(void **state)
     assert_int_equal(out.phase, GM_PHASE_FAILED);
     assert_string_equal(out.reason, "NvidiaSmiFailed");
     gm_record_clear(&out);
-    free(f.patched);
-    free(f.settings);
-    free(f.resources);
-    free(f.cm_patch);
-    free(f.record);
+    fx_clear(&f);
 }
 
 int main(void)

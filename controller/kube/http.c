@@ -32,6 +32,14 @@
  * 30 s matches client-go's HTTP/2 health check (ReadIdleTimeout,
  * kubernetes#95981); a live API server's kernel ACKs in milliseconds however
  * loaded it is, so only a dead path gets near it. */
+#define KEEPALIVE_IDLE_S 15L
+#define KEEPALIVE_INTVL_S 5L
+#define KEEPALIVE_CNT 3
+_Static_assert(GM_HTTP_DEAD_PEER_MS ==
+                   (KEEPALIVE_IDLE_S + KEEPALIVE_CNT * KEEPALIVE_INTVL_S) *
+                       1000,
+               "keepalive probes must end inside the user timeout");
+
 /* The kernel cannot tell a peer whose process stopped answering (an API
  * server wedged, a proxy in front of it that lost its backend but still
  * ACKs): TCP stays healthy and libcurl goes on multiplexing new requests
@@ -40,21 +48,14 @@
  * and neither closes one that times out a stream nor checks an HTTP/2
  * PING's answer). So, like client-go's health check, a call that times out
  * makes the transport ask GET /livez, which multiplexes onto the same
- * connection; any answer, even 401, proves it alive. No answer within
- * PROBE_TIMEOUT_MS (or the request timeout, when shorter) and every
- * connection opened before the probe is shut
- * down: their calls fail at once (watches resume from their
- * resourceVersion) and the next ones get a new connection. */
+ * connection; any answer, even 401, proves it alive (every user may read
+ * it, and API Priority and Fairness exempts it: kubernetes#100678). No
+ * answer within PROBE_TIMEOUT_MS (or the request timeout, when shorter)
+ * and every connection opened before the probe is shut down: their calls
+ * fail at once (watches resume from their resourceVersion) and the next
+ * ones get a new connection. */
 #define PROBE_TIMEOUT_MS 10000L
 #define PROBE_PATH "/livez"
-
-#define KEEPALIVE_IDLE_S 15L
-#define KEEPALIVE_INTVL_S 5L
-#define KEEPALIVE_CNT 3
-_Static_assert(GM_HTTP_DEAD_PEER_MS ==
-                   (KEEPALIVE_IDLE_S + KEEPALIVE_CNT * KEEPALIVE_INTVL_S) *
-                       1000,
-               "keepalive probes must end inside the user timeout");
 
 enum call_state {
     CALL_WAIT_TOKEN, /* waiting on the rate limiter or a retry delay */
@@ -127,7 +128,9 @@ struct gm_http {
     int depth;   /* >0 while we are inside our own callbacks */
     int freeing; /* gm_http_free was called inside a callback */
     struct gm_http_stats stats;
-    struct conn_rec *conns; /* owned: the sockets libcurl has open */
+    /* owned: the sockets libcurl opened and has not closed through
+     * closesocket_cb (a record may be stale: see conn_rec) */
+    struct conn_rec *conns;
     size_t n_conns, cap_conns;
     struct gm_http_call *probe; /* the liveness probe in flight, or NULL */
     uint64_t probe_at_ms;       /* when it was sent */
