@@ -1555,18 +1555,17 @@ static int want_hami_entry(struct sw *s, json_object *want, const char *doing)
 /* While the controller may not read HAMi's ConfigMap (why, from
  * gm_ctl_hami_refused) it can neither write the node's entry nor tell
  * that HAMi runs its defaults: the step waits, saying so, and fails as an
- * entry not written (done: "written", "put back") once
- * clientsTimeoutSeconds passed. Returns STEP_PENDING or what failing
- * returns. */
-static int hami_refused(struct sw *s, const char *done, const char *why)
+ * entry not written once clientsTimeoutSeconds passed. Returns
+ * STEP_PENDING or what failing returns. */
+static int hami_refused(struct sw *s, const char *why)
 {
     const struct gm_cm_ref *cm = &s->ctl->cfg->hami_cm;
     if (elapsed(s) > s->ctl->cfg->clients_timeout_s)
         return fail(s, "HAMiConfigNotWritten",
-                    "the node's entry in ConfigMap %s/%s was not %s in %lds: "
-                    "%s",
-                    cm->namespace, cm->name, done,
-                    s->ctl->cfg->clients_timeout_s, why);
+                    "the node's entry in ConfigMap %s/%s was not written in "
+                    "%lds: %s",
+                    cm->namespace, cm->name, s->ctl->cfg->clients_timeout_s,
+                    why);
     set_message(s, "waiting to read HAMi's ConfigMap %s/%s: %s", cm->namespace,
                 cm->name, why);
     return STEP_PENDING;
@@ -1637,7 +1636,7 @@ static int ensure_hami_config(struct sw *s)
     bool exists;
     char why[800];
     if (gm_ctl_hami_refused(s->ctl, why, sizeof(why)))
-        return hami_refused(s, "written", why);
+        return hami_refused(s, why);
     gm_ctl_hami_config(s->ctl, &rv, &exists);
     if (!exists) {
         if (s->pol.has_vgpu_config)
@@ -1962,14 +1961,13 @@ static int step_verify(struct sw *s)
         /* The node's entry says how many vGPUs HAMi offers. A switch
          * waits to read it; a rollback, which failing would hold the
          * node cordoned, asks only that vGPUs be offered. */
-        if (s->rec.rolling_back) {
-            as_before = true;
-        } else {
+        if (!s->rec.rolling_back) {
             set_message(s, "waiting to read HAMi's ConfigMap %s/%s: %s",
                         s->ctl->cfg->hami_cm.namespace,
                         s->ctl->cfg->hami_cm.name, refused);
             goto not_ready;
         }
+        as_before = true;
     }
     if (mode == GM_MODE_VGPU)
         gpus = hami_gpus(s, gpus, &split, &filtered);
