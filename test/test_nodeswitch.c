@@ -554,7 +554,7 @@ static void test_profiles_stop_every_gpu_client(void **state)
 static void test_strategy_hint(void **state)
 {
     (void)state;
-    char why[200] = "";
+    char why[320] = ""; /* as step_verify's */
     struct gm_node *n = gmt_node("g", NULL);
 
     gmt_alloc(n, "nvidia.com/gpu", 14);
@@ -562,6 +562,8 @@ static void test_strategy_hint(void **state)
     assert_non_null(strstr(why, "the plugin offers nvidia.com/gpu: it runs "
                                 "another MIG strategy than mixed"));
     assert_non_null(strstr(why, "MIG_STRATEGY"));
+    /* Whole, not cut by the buffer. */
+    assert_string_equal(why + strlen(why) - 13, "migStrategy?)");
     why[0] = '\0';
     gm_switch_strategy_hint(n, "single", why, sizeof(why));
     assert_string_equal(why, ""); /* single offers nvidia.com/gpu */
@@ -571,6 +573,7 @@ static void test_strategy_hint(void **state)
     gmt_alloc(n, "nvidia.com/mig-1g.10gb", 14);
     gm_switch_strategy_hint(n, "single", why, sizeof(why));
     assert_non_null(strstr(why, "nvidia.com/mig-* resources"));
+    assert_string_equal(why + strlen(why) - 13, "migStrategy?)");
     why[0] = '\0';
     /* mixed, offering mig resources (only not the counts): no hint */
     gm_switch_strategy_hint(n, "mixed", why, sizeof(why));

@@ -1994,7 +1994,7 @@ static int step_verify(struct sw *s)
             goto not_ready;
         }
         if (!as_before && have != counts[i]) {
-            char why[200] = "";
+            char why[320] = "";
             if (filtered)
                 snprintf(why, sizeof(why),
                          " (HAMi's filterdevices leaves out %d GPU%s)",
