@@ -26,6 +26,7 @@ static void test_config_defaults_and_file(void **state)
     assert_string_equal(c.profile->name, "gpu-operator-hami");
     assert_string_equal(c.mig_cm.name, "default-mig-parted-config");
     assert_int_equal(c.resources_grace_s, 600);
+    assert_int_equal(c.watch_idle_s, 120);
     assert_string_equal(c.plugin_cm.name, ""); /* not checked */
     assert_int_equal(gm_ctl_config_load(&c, "test/fixtures/config/good.yaml",
                                         err, sizeof(err)),
@@ -53,7 +54,8 @@ static void test_config_from_text(void **state)
     static const char good[] =
         "profile: hami\n"
         "devicePluginConfigMap: {name: device-plugin-config}\n"
-        "migConfigMap: {namespace: ops, name: layouts, key: l.yaml}\n";
+        "migConfigMap: {namespace: ops, name: layouts, key: l.yaml}\n"
+        "watchIdleSeconds: 75\n";
     assert_int_equal(gm_ctl_config_defaults(&c), 0);
     assert_int_equal(gm_ctl_config_load_text(&c, good, sizeof(good) - 1,
                                              "ConfigMap gpumode-system/x", err,
@@ -63,6 +65,7 @@ static void test_config_from_text(void **state)
     assert_string_equal(c.plugin_cm.namespace, "gpu-operator");
     assert_string_equal(c.plugin_cm.name, "device-plugin-config");
     assert_string_equal(c.mig_cm.key, "l.yaml");
+    assert_int_equal(c.watch_idle_s, 75);
     gm_ctl_config_free(&c);
 
     static const struct {
@@ -81,6 +84,9 @@ static void test_config_from_text(void **state)
          "migConfigMap.namespace: not a namespace name"},
         {"hamiConfigMap: {namespace: Kube-System}\n",
          "hamiConfigMap.namespace: not a namespace name"},
+        {"watchIdleSeconds: 5\n",
+         "ConfigMap gpumode-system/x: watchIdleSeconds: 5 is out of range "
+         "[10, 3600]"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         assert_int_equal(gm_ctl_config_defaults(&c), 0);

@@ -148,6 +148,7 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c)
     c->helper_timeout_s = 900;
     c->reboot_timeout_s = 1200;
     c->resources_grace_s = 600;
+    c->watch_idle_s = 120;
     return err ? -ENOMEM : 0;
 }
 
@@ -248,6 +249,7 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
         "helperTimeoutSeconds",
         "rebootTimeoutSeconds",
         "resourcesGraceSeconds",
+        "watchIdleSeconds",
     };
     int rc;
     if (o == NULL)
@@ -272,7 +274,7 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
     }
     double qps = c->qps, burst = c->burst, ct = (double)c->clients_timeout_s,
            ht = (double)c->helper_timeout_s, rt = (double)c->reboot_timeout_s,
-           rg = (double)c->resources_grace_s;
+           rg = (double)c->resources_grace_s, wi = (double)c->watch_idle_s;
     rc = read_str(o, "", "namespace", &c->namespace, path, err, err_len);
     if (!rc)
         rc = read_str(o, "", "profile", &c->profile_name, path, err, err_len);
@@ -314,6 +316,8 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
     if (!rc)
         rc = read_num(o, "resourcesGraceSeconds", 0, 86400, &rg, path, err,
                       err_len);
+    if (!rc)
+        rc = read_num(o, "watchIdleSeconds", 10, 3600, &wi, path, err, err_len);
     bool plugin_cm_set = get(o, "devicePluginConfigMap") != NULL;
     json_object_put(o);
     /* Re-pointed at once: the namespaces it borrowed may have been
@@ -329,6 +333,7 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
     c->helper_timeout_s = (long)ht;
     c->reboot_timeout_s = (long)rt;
     c->resources_grace_s = (long)rg;
+    c->watch_idle_s = (long)wi;
     if (plugin_cm_set && (c->plugin_cm.name == NULL || !c->plugin_cm.name[0])) {
         snprintf(err, err_len,
                  "%s: devicePluginConfigMap.name: required (the ConfigMap "

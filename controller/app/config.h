@@ -23,6 +23,8 @@
  *   rebootTimeoutSeconds: 1200
  *   resourcesGraceSeconds: 600       # converged node offering other GPU
  *                                    # resources before status names it
+ *   watchIdleSeconds: 120            # a watch silent this long (no event,
+ *                                    # no bookmark) is reopened
  */
 #ifndef GM_APP_CONFIG_H
 #define GM_APP_CONFIG_H
@@ -62,6 +64,9 @@ struct gm_ctl_config {
     long helper_timeout_s;
     long reboot_timeout_s;
     long resources_grace_s;
+    /* The API server bookmarks each watch about once a minute, so a
+     * silence of 120 s means a dead connection, not a quiet cluster. */
+    long watch_idle_s;
 };
 
 /* Defaults for every field. */

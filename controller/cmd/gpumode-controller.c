@@ -177,6 +177,7 @@ static int start(struct app *a)
     int rc;
     struct gm_kube_opts ko = {.qps = a->cfg.qps,
                               .burst = a->cfg.burst,
+                              .stream_idle_s = a->cfg.watch_idle_s,
                               .on_response = gm_obs_api_response};
 
     if (gm_leader_default_identity(a->identity, sizeof(a->identity)) != 0)

@@ -645,7 +645,8 @@ func (r *frozenRelay) Freeze() {
 
 // TestFrozenConnectionIsAbandoned: the controller's one HTTP/2 connection
 // to the API server stops carrying bytes while TCP stays up. Its watches
-// are cut for silence (120 s) and would re-open on that same connection
+// are cut for silence (watchIdleSeconds, 20 s here rather than 120 s so
+// the test waits less) and would re-open on that same connection
 // for good (libcurl reuses it, and the kernel sees nothing wrong); the
 // transport instead asks /livez on it, gets no answer, and drops it, so
 // the controller sees the policy change made meanwhile and switches.
@@ -674,12 +675,13 @@ func TestFrozenConnectionIsAbandoned(t *testing.T) {
 	if err := clientcmd.WriteToFile(*cfg, relayed); err != nil {
 		t.Fatal(err)
 	}
+	AppendControllerConfig(t, b, "watchIdleSeconds: 20\n")
 	StartController(t, b, "--kubeconfig", relayed)
 	Apply(t, b, policyAFull)
 	WaitPolicy(t, b, "a", 120*time.Second, "full", Converged)
 	r.Freeze()
 	PatchPolicy(t, b, "a", `{"spec":{"mode":"vgpu"}}`)
-	WaitPolicy(t, b, "a", 240*time.Second, "vgpu over a new connection", func(s *PolicyStatus) error {
+	WaitPolicy(t, b, "a", 120*time.Second, "vgpu over a new connection", func(s *PolicyStatus) error {
 		if err := Converged(s); err != nil {
 			return err
 		}
