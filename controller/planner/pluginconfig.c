@@ -1,5 +1,6 @@
 #include "planner/pluginconfig.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,14 +32,57 @@ static bool merges(json_object *o)
     return json_object_object_get_ex(o, "<<", NULL);
 }
 
+/* A whole number at least 0, as a GPU index in a devices list. */
+static bool index_int(json_object *v)
+{
+    if (json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v) >= 0;
+    double d = json_object_get_double(v);
+    return json_object_is_type(v, json_type_double) && d >= 0 &&
+           d < 9223372036854775808.0 && d == floor(d);
+}
+
+/* Why the plugin's loader refuses a time-sliced resource's devices v
+ * (NULL: given empty), or NULL. It takes "all", a count above 0, or a
+ * list of GPU indexes (whole numbers or strings), MIG indexes ("0:1") and
+ * UUIDs. An empty value leaves its string "" ("the only valid string
+ * input is 'all'"), and an empty list shares nothing, which the plugin
+ * fails to start on. Strings are left alone (a plain 0x4 is a number to
+ * YAML 1.1, the plugin's, and a string to our reader), and so are list
+ * items that may be numbers to it (a digit or + first) or are null (read
+ * as GPU 0). */
+static const char *devices_error(json_object *v)
+{
+    static const char any[] = "must be \"all\", a count above 0 or a list";
+    if (v == NULL)
+        return any;
+    if (json_object_is_type(v, json_type_string))
+        return NULL;
+    if (!json_object_is_type(v, json_type_array))
+        return positive_int(v) ? NULL : any;
+    size_t n = json_object_array_length(v);
+    if (n == 0)
+        return "an empty list shares no GPU: the plugin fails to start";
+    for (size_t i = 0; i < n; i++) {
+        json_object *d = json_object_array_get_idx(v, i);
+        if (d == NULL || index_int(d))
+            continue;
+        const char *s = json_object_get_string(d);
+        if (json_object_is_type(d, json_type_string) &&
+            (isdigit((unsigned char)s[0]) || s[0] == '+' ||
+             strncmp(s, "GPU-", 4) == 0 || strncmp(s, "MIG-", 4) == 0))
+            continue;
+        return "must list GPU indexes, MIG indexes (0:1) or UUIDs";
+    }
+    return NULL;
+}
+
 /* sharing.timeSlicing (ReplicatedResources): what every plugin release
  * refuses — no resources, a resource without a name or with fewer than 1
- * replica, devices given as a mapping, a boolean or a count below 1. A
- * string is left alone: a plain 0x4 is a number to YAML 1.1 (the
- * plugin's) and a string to our reader. sharing.mps is not read: plugins
- * before MPS ignore it. */
-static void read_time_slicing(json_object *sharing, char *err, size_t len,
-                              bool *partial)
+ * replica, devices it cannot read (devices_error). A string is left
+ * alone: a plain 0x4 is a number to YAML 1.1 (the plugin's) and a string
+ * to our reader. sharing.mps is not read: plugins before MPS ignore it. */
+static void read_time_slicing(json_object *sharing, char *err, size_t len)
 {
     static const char field[] = "timeSlicing";
     json_object *rr = gm_json_get(sharing, field);
@@ -61,7 +105,7 @@ static void read_time_slicing(json_object *sharing, char *err, size_t len,
     }
     for (size_t i = 0; i < n; i++) {
         json_object *r = json_object_array_get_idx(res, i);
-        json_object *v;
+        json_object *v, *devices = NULL;
         const char *why = NULL, *what = "";
         if (!json_object_is_type(r, json_type_object)) {
             why = "not a mapping";
@@ -74,19 +118,9 @@ static void read_time_slicing(json_object *sharing, char *err, size_t len,
         } else if (!json_object_is_type(v, json_type_string) &&
                    !positive_int(v)) {
             what = ".replicas", why = "must be a whole number, at least 1";
-        } else if ((v = gm_json_get(r, "devices")) != NULL &&
-                   (json_object_is_type(v, json_type_boolean) ||
-                    json_object_is_type(v, json_type_object) ||
-                    (json_object_is_type(v, json_type_int) &&
-                     json_object_get_int64(v) <= 0))) {
-            what = ".devices",
-            why = "must be \"all\", a count above 0 or a list";
-        } else if (v != NULL && !json_object_is_type(v, json_type_null) &&
-                   !(json_object_is_type(v, json_type_string) &&
-                     strcmp(json_object_get_string(v), "all") == 0) &&
-                   (v = gm_json_get(r, "name")) != NULL &&
-                   strcmp(json_object_get_string(v), "nvidia.com/gpu") == 0) {
-            *partial = true;
+        } else if (json_object_object_get_ex(r, "devices", &devices) &&
+                   (why = devices_error(devices)) != NULL) {
+            what = ".devices";
         }
         if (why) {
             snprintf(err, len, "sharing.%s.resources[%zu]%s: %s", field, i,
@@ -125,8 +159,7 @@ static void read_config(const char *text, size_t len,
         snprintf(pc->error, sizeof(pc->error),
                  "version: unknown version %s (the plugin reads v1)",
                  json_object_get_string(v));
-    read_time_slicing(gm_json_get(o, "sharing"), pc->error, sizeof(pc->error),
-                      &pc->partial_sharing);
+    read_time_slicing(gm_json_get(o, "sharing"), pc->error, sizeof(pc->error));
     json_object *s = gm_json_get(gm_json_get(o, "flags"), "migStrategy");
     if (s && pc->error[0] == '\0') {
         const char *name = json_object_get_string(s);
@@ -225,6 +258,29 @@ int gm_plugin_config_replicas(const struct gm_node *n, const char **renamed)
     return replicas;
 }
 
+int gm_plugin_config_shared_gpus(const struct gm_node *n, int gpus,
+                                 int replicas, const char *renamed)
+{
+    int64_t whole = gm_node_allocatable(n, "nvidia.com/gpu");
+    int64_t k;
+
+    if (replicas <= 1 || gpus <= 0)
+        return 0;
+    if (whole < 0)
+        whole = 0;
+    if (renamed) {
+        int64_t shared = gm_node_allocatable(n, renamed);
+        if (shared <= 0 || shared % replicas != 0)
+            return 0;
+        k = shared / replicas;
+        return k <= gpus && whole == gpus - k ? (int)k : 0;
+    }
+    if (whole <= gpus || (whole - gpus) % (replicas - 1) != 0)
+        return 0;
+    k = (whole - gpus) / (replicas - 1);
+    return k <= gpus ? (int)k : 0;
+}
+
 const char *gm_plugin_config_own(const char *saved, const char *current)
 {
     if (saved)
@@ -320,16 +376,6 @@ int gm_plugin_config_check(const struct gm_plugin_configs *c,
                  "flags.migStrategy: the plugin would run its default, none, "
                  "and not offer the %s strategy's resources",
                  key, source, strategy);
-        return -EINVAL;
-    }
-    if (strategy == NULL && pc->partial_sharing) {
-        snprintf(msg, len,
-                 "the device plugin config %s in %s time-slices some GPUs "
-                 "only (sharing.timeSlicing devices other than all): gpumode "
-                 "verifies every GPU shared as nvidia.com/gpu.replicas says "
-                 "and cannot tell the count the plugin offers (use devices: "
-                 "all)",
-                 key, source);
         return -EINVAL;
     }
     if (strategy && strcmp(pc->mig_strategy, strategy) != 0) {

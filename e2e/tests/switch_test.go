@@ -1180,17 +1180,19 @@ spec:
 }
 
 // TestTimeSlicedNodeKeepsItsConfig: full nodes time-sliced by their own
-// device plugin config (4 replicas; one renamed to nvidia.com/gpu.shared)
-// keep it through mig, where the label names the strategy and the node's
-// own value waits in gpumode.io/plugin-config, and through vgpu, where it
-// is left alone; in full they are verified at 8 GPUs x 4.
+// device plugin config (4 replicas; one renamed to nvidia.com/gpu.shared;
+// one sharing GPUs 0 and 1 only) keep it through mig, where the label
+// names the strategy and the node's own value waits in
+// gpumode.io/plugin-config, and through vgpu, where it is left alone; in
+// full they are verified at 8 GPUs x 4, or 6 + 2 x 4. The controller reads
+// the configs (devicePluginConfigMap), which it checks before each switch.
 func TestTimeSlicedNodeKeepsItsConfig(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "H100-80GB")
+	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
-	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002", "gpu-003")
 	product := GetNode(t, b, "gpu-001").Labels["nvidia.com/gpu.product"]
-	own := map[string]string{"gpu-001": "time-slicing", "gpu-002": "time-slicing-renamed"}
+	own := map[string]string{"gpu-001": "time-slicing", "gpu-002": "time-slicing-renamed", "gpu-003": "time-slicing-some"}
 	for node, config := range own {
 		LabelNodes(t, b, "nvidia.com/device-plugin.config="+config, node)
 	}
@@ -1200,15 +1202,18 @@ func TestTimeSlicedNodeKeepsItsConfig(t *testing.T) {
 	timeSliced := func(what string) error {
 		for node, config := range own {
 			n := GetNode(t, b, node)
-			res, wantProduct := "nvidia.com/gpu", product+"-SHARED"
-			if config == "time-slicing-renamed" {
+			res, wantProduct, want := "nvidia.com/gpu", product+"-SHARED", int64(32)
+			switch config {
+			case "time-slicing-renamed":
 				res, wantProduct = "nvidia.com/gpu.shared", product
+			case "time-slicing-some": // GPUs 0 and 1 shared, 6 whole
+				want = 14
 			}
 			if c := n.Labels["nvidia.com/device-plugin.config"]; c != config {
 				return fmt.Errorf("%s, %s: device-plugin.config %q, want its own %q", what, node, c, config)
 			}
-			if got := Allocatable(n, res); got != 32 {
-				return fmt.Errorf("%s, %s: %s=%d, want 32", what, node, res, got)
+			if got := Allocatable(n, res); got != want {
+				return fmt.Errorf("%s, %s: %s=%d, want %d", what, node, res, got, want)
 			}
 			if p, r := n.Labels["nvidia.com/gpu.product"], n.Labels["nvidia.com/gpu.replicas"]; p != wantProduct || r != "4" {
 				return fmt.Errorf("%s, %s: feature discovery says product %q replicas %q", what, node, p, r)
@@ -1217,9 +1222,10 @@ func TestTimeSlicedNodeKeepsItsConfig(t *testing.T) {
 		return nil
 	}
 	Eventually(t, 60*time.Second, "the nodes time-sliced", func(context.Context) error { return timeSliced("before") })
+	AppendControllerConfig(t, b, "devicePluginConfigMap: {name: "+sim.PluginConfigMap+"}\n")
 	StartController(t, b)
 	Apply(t, b, policyAMig1g)
-	PatchPolicy(t, b, "a", `{"spec":{"rollout":{"maxUnavailable":2}}}`)
+	PatchPolicy(t, b, "a", `{"spec":{"rollout":{"maxUnavailable":3}}}`)
 	WaitPolicy(t, b, "a", 120*time.Second, "mig, own configs kept aside", func(s *PolicyStatus) error {
 		if err := Converged(s); err != nil {
 			return err
