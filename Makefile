@@ -148,7 +148,8 @@ clean:
 	rm -rf build build-asan
 
 -include $(LIB_OBJS:.o=.d) $(SUP_OBJS:.o=.d) $(TESTS:$(BUILD)/test/%=$(BUILD)/obj/test/%.d) \
-         $(PROGS:$(BUILD)/%=$(BUILD)/obj/controller/cmd/%.d)
+         $(PROGS:$(BUILD)/%=$(BUILD)/obj/controller/cmd/%.d) \
+         $(TOOL_SRCS:%.c=$(BUILD)/obj/%.d)
 
 # ---- fuzz ------------------------------------------------------------------
 # libFuzzer targets, test/fuzz/fuzz_<name>.c, built with clang, ASan, UBSan
