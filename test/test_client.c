@@ -860,6 +860,43 @@ static void test_dead_watch_is_detected(void **state)
     fx_free(f);
 }
 
+/* A list page the server holds back (API Priority and Fairness queues
+ * it) longer than the watch silence cut: only the page's own timeout
+ * bounds it, so it is answered, not cut and failed. */
+static void serve_late_page(struct fx *f, const struct th_req *r,
+                            struct th_conn *c)
+{
+    if (strcmp(r->path, "/livez") == 0) {
+        th_respond(c, 200, "Content-Type: text/plain\r\n", "ok");
+        return;
+    }
+    f->held = c; /* answered by the test */
+}
+
+static void test_slow_list_page_is_not_cut(void **state)
+{
+    (void)state;
+    struct gm_kube_opts o = {.stream_idle_s = 1};
+    struct fx *f = fx_new(serve_late_page, &o);
+    int never = 0;
+    page_items = 0;
+    memset(page_names, 0, sizeof(page_names));
+    assert_int_equal(
+        gm_kube_list(f->k, "/api/v1/nodes", 10, on_page, on_resp, f), 0);
+    while (f->held == NULL)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_false(th_run_until(&f->loop, &never, 2500)); /* 2.5 s silent */
+    assert_int_equal(f->done, 0);
+    th_respond(f->held, 200, "Content-Type: application/json\r\n",
+               "{\"metadata\":{\"resourceVersion\":\"5\"},"
+               "\"items\":[{\"metadata\":{\"name\":\"a\"}}]}");
+    wait_done(f, 5000);
+    assert_false(f->has_err);
+    assert_int_equal(page_items, 1);
+    assert_int_equal(f->hits, 1);
+    fx_free(f);
+}
+
 /* ---- a connection whose peer ACKs but never answers ---- */
 
 static void serve_silent(struct fx *f, const struct th_req *r,
@@ -1150,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_connection_bounds_dead_peer),
         cmocka_unit_test(test_watch_stream_and_normal_end),
         cmocka_unit_test(test_dead_watch_is_detected),
+        cmocka_unit_test(test_slow_list_page_is_not_cut),
         cmocka_unit_test(test_silent_connection_is_dropped),
         cmocka_unit_test(test_answering_connection_is_kept),
         cmocka_unit_test(test_probe_spares_a_reused_number),

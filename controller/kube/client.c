@@ -428,6 +428,11 @@ static int list_next(struct list *l, const char *cont)
         .stream = 1,
         .retry = 1,
         .timeout_ms = 120000,
+        /* Only the page's whole time bounds it: a page queued by API
+         * Priority and Fairness sends nothing for a while, and cutting
+         * it at a short watch silence (watchIdleSeconds) would retry it
+         * into the same queue. */
+        .idle_s = 120,
     };
     if (!err)
         err = gm_http_send(l->k->http, &hr, list_page_done, list_data, l, NULL);

@@ -79,6 +79,7 @@ struct gm_http_call {
     size_t req_body_len;
     int stream;
     long timeout_ms;
+    long idle_s; /* streams: the silence that cuts them */
     int retry;
     int attempts;
     int tried_401;
@@ -518,7 +519,7 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     if (c->stream) {
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, h->opts.stream_idle_s);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->idle_s);
         if (c->timeout_ms > 0)
             curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     } else {
@@ -989,6 +990,7 @@ int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
         return -ENOMEM;
     }
     c->stream = req->stream;
+    c->idle_s = req->idle_s > 0 ? req->idle_s : h->opts.stream_idle_s;
     c->timeout_ms = req->timeout_ms > 0
                         ? req->timeout_ms
                         : (req->stream ? 0 : h->opts.timeout_ms);

@@ -33,7 +33,8 @@ struct gm_http_opts {
     int burst;              /* tokens available at once */
     long timeout_ms;        /* per non-streamed request; 0 means 30 s */
     size_t max_body;        /* cap on a non-streamed response; 0: 64 MiB */
-    long stream_idle_s;     /* streams abort after this long with no byte */
+    long stream_idle_s;     /* streams abort after this long with no byte
+                               (unless the request sets idle_s) */
     const char *user_agent; /* borrowed; NULL means gpumode/<version> */
     /* Optional: told of every HTTP answer (retries included), for the
      * requests-by-verb-and-code metric. status 0: no answer. */
@@ -49,6 +50,8 @@ struct gm_http_req {
     size_t body_len;
     int stream;      /* deliver the body to on_data as it arrives */
     long timeout_ms; /* overrides the default; for streams, the whole */
+    long idle_s;     /* a stream: cut after this long with no byte; 0 means
+                        opts.stream_idle_s */
     int retry;       /* retry 429 (any verb) and 5xx/transport errors
                         (GET only), honouring Retry-After */
 };

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"io"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -136,42 +135,28 @@ func TestDiscoveryLabelsOfSharedGPUs(t *testing.T) {
 }
 
 func TestParsePluginConfig(t *testing.T) {
-	ts := func(devices string) string {
-		return "version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 2, " + devices + "}]}}\n"
-	}
 	for _, c := range []struct {
 		text string
 		want sharing
 		err  bool
 	}{
-		{"version: v1\nflags: {migStrategy: single}\n", sharing{"single", 1, "", replicaDevices{}}, false},
-		{"version: v1\n", sharing{operatorMIGStrategy, 1, "", replicaDevices{}}, false},
-		{TimeSlicingConfig, sharing{"none", 4, "", replicaDevices{}}, false},
+		{"version: v1\nflags: {migStrategy: single}\n", sharing{"single", 1, ""}, false},
+		{"version: v1\n", sharing{operatorMIGStrategy, 1, ""}, false},
+		{TimeSlicingConfig, sharing{"none", 4, ""}, false},
 		{"version: v1\nsharing: {timeSlicing: {renameByDefault: true, resources: [{name: nvidia.com/gpu, replicas: 2}]}}\n",
-			sharing{operatorMIGStrategy, 2, "nvidia.com/gpu.shared", replicaDevices{}}, false},
+			sharing{operatorMIGStrategy, 2, "nvidia.com/gpu.shared"}, false},
 		// A resource's own rename is ignored, as the plugin does.
 		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, rename: gpu.ts, replicas: 2}]}}\n",
-			sharing{operatorMIGStrategy, 2, "", replicaDevices{}}, false},
+			sharing{operatorMIGStrategy, 2, ""}, false},
 		{"version: v1\nflags: {migStrategy: half}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 0}]}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replica: 4}]}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: []}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{replicas: 4}]}}\n", sharing{}, true},
-		{"version: v1\nsharing: {}\n", sharing{operatorMIGStrategy, 1, "", replicaDevices{}}, false},
-		// devices, read as the plugin's loader reads them.
-		{ts("devices: all"), sharing{operatorMIGStrategy, 2, "", replicaDevices{}}, false},
-		{ts("devices: 1"), sharing{operatorMIGStrategy, 2, "", replicaDevices{count: 1}}, false},
-		{ts(`devices: [0, "1", "0:2", GPU-b1028956-cfa2-0990-bf4a-5da9abb51763]`),
-			sharing{operatorMIGStrategy, 2, "", replicaDevices{list: []string{"0", "1", "0:2", "GPU-b1028956-cfa2-0990-bf4a-5da9abb51763"}}}, false},
-		{ts("devices: []"), sharing{operatorMIGStrategy, 2, "", replicaDevices{list: []string{}}}, false},
-		{ts("devices: some"), sharing{}, true},
-		{ts("devices: 0"), sharing{}, true},
-		{ts("devices: null"), sharing{}, true},
-		{ts("devices: [gpu0]"), sharing{}, true},
-		{ts("devices: {all: true}"), sharing{}, true},
+		{"version: v1\nsharing: {}\n", sharing{operatorMIGStrategy, 1, ""}, false},
 	} {
 		got, err := parsePluginConfig(c.text)
-		if (err != nil) != c.err || (!c.err && !reflect.DeepEqual(got, c.want)) {
+		if (err != nil) != c.err || (!c.err && got != c.want) {
 			t.Errorf("%q: %+v, %v; want %+v (error %v)", c.text, got, err, c.want, c.err)
 		}
 	}
@@ -189,7 +174,7 @@ func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
 	if sh, _, _ := s.nodeSharing(label("single")); sh.strategy != "single" {
 		t.Errorf("no ConfigMap, single: %+v", sh)
 	}
-	if sh, _, _ := s.nodeSharing(label("time-slicing")); !reflect.DeepEqual(sh, strat("none")) {
+	if sh, _, _ := s.nodeSharing(label("time-slicing")); sh != strat("none") {
 		t.Errorf("no ConfigMap, time-slicing: %+v", sh)
 	}
 	s = &Sim{cs: fake.NewSimpleClientset(&corev1.ConfigMap{
@@ -207,7 +192,7 @@ func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
 	if sh, p, _ := s.nodeSharing(label("single")); sh.strategy != "single" || p != "" {
 		t.Errorf("single: %+v %q", sh, p)
 	}
-	if sh, p, _ := s.nodeSharing(nil); !reflect.DeepEqual(sh, strat("none")) || p != "" {
+	if sh, p, _ := s.nodeSharing(nil); sh != strat("none") || p != "" {
 		t.Errorf("no label: %+v %q", sh, p)
 	}
 	if _, p, crashes := s.nodeSharing(label("typo")); p != "specified config typo does not exist" || crashes {
@@ -215,52 +200,5 @@ func TestNodeSharingFollowsTheConfigMap(t *testing.T) {
 	}
 	if _, p, crashes := s.nodeSharing(label("broken")); p != "unable to parse config broken: no replicas specified" || !crashes {
 		t.Errorf("unloadable key: %q, plugin crashes %v", p, crashes)
-	}
-}
-
-// TestTimeSlicingSomeDevices: the devices a config shares are offered
-// replicas times, the others whole under nvidia.com/gpu, as the plugin's
-// device map builds them.
-func TestTimeSlicingSomeDevices(t *testing.T) {
-	devs := []sharedDevice{{"0", "GPU-0"}, {"1", "GPU-1"}, {"2", "GPU-2"}, {"3", "GPU-3"}}
-	for _, c := range []struct {
-		name    string
-		sh      sharing
-		want    map[corev1.ResourceName]int64
-		problem bool
-	}{
-		{"not shared", sharing{replicas: 1}, map[corev1.ResourceName]int64{"nvidia.com/gpu": 4}, false},
-		{"all", sharing{replicas: 4}, map[corev1.ResourceName]int64{"nvidia.com/gpu": 16}, false},
-		{"count", sharing{replicas: 4, devices: replicaDevices{count: 1}}, map[corev1.ResourceName]int64{"nvidia.com/gpu": 7}, false},
-		{"list", sharing{replicas: 4, devices: replicaDevices{list: []string{"1", "GPU-3"}}}, map[corev1.ResourceName]int64{"nvidia.com/gpu": 10}, false},
-		{"renamed", sharing{replicas: 4, rename: "nvidia.com/gpu.shared", devices: replicaDevices{count: 3}},
-			map[corev1.ResourceName]int64{"nvidia.com/gpu": 1, "nvidia.com/gpu.shared": 12}, false},
-		{"renamed, all", sharing{replicas: 4, rename: "nvidia.com/gpu.shared"}, map[corev1.ResourceName]int64{"nvidia.com/gpu.shared": 16}, false},
-		{"count above the GPUs", sharing{replicas: 4, devices: replicaDevices{count: 5}}, nil, true},
-		{"no such index", sharing{replicas: 4, devices: replicaDevices{list: []string{"7"}}}, nil, true},
-		{"empty list", sharing{replicas: 4, devices: replicaDevices{list: []string{}}}, nil, true},
-	} {
-		res := corev1.ResourceList{}
-		err := c.sh.offer(devs, res)
-		if (err != nil) != c.problem {
-			t.Errorf("%s: error %v", c.name, err)
-			continue
-		}
-		if c.problem {
-			continue
-		}
-		got := map[corev1.ResourceName]int64{}
-		for k, v := range res {
-			got[k] = v.Value()
-		}
-		if !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
-	}
-	// Nothing offered as nvidia.com/gpu (every GPU in MIG): the resource
-	// is skipped, so a count or list refers to nothing and is no error.
-	res := corev1.ResourceList{}
-	if err := (sharing{replicas: 4, devices: replicaDevices{count: 2}}).offer(nil, res); err != nil {
-		t.Errorf("no devices: %v", err)
 	}
 }

@@ -384,9 +384,6 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	case RoleNvidiaPlugin:
 		strategy := sh.strategy
 		full, migDevs := 0, map[string]int{}
-		// What is offered as nvidia.com/gpu, for time-slicing to pick
-		// from: whole GPUs, or under single the MIG devices.
-		var wholeDevs, migOnes []sharedDevice
 		for _, g := range st.GPUs {
 			if g.Lost {
 				continue
@@ -395,13 +392,11 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 			// were off.
 			if !g.MIGCurrent || strategy == "none" {
 				full++
-				wholeDevs = append(wholeDevs, sharedDevice{fmt.Sprint(g.Index), g.UUID})
 				continue
 			}
 			devs := g.MIGDevices()
 			for _, d := range devs {
 				migDevs[d.Name]++
-				migOnes = append(migOnes, sharedDevice{fmt.Sprintf("%d:%d", g.Index, d.Index), d.UUID})
 			}
 			cis := len(devs)
 			if cis == 0 {
@@ -409,12 +404,14 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 				return pr
 			}
 		}
-		offer := func(devs []sharedDevice) bool {
-			if err := sh.offer(devs, res); err != nil {
-				pr.healthy, pr.problem = false, "error updating device map with replicas from replicatedResources config: "+err.Error()
-				return false
-			}
-			return true
+		// Time-slicing hands out each nvidia.com/gpu device replicas
+		// times, under the renamed resource when it is renamed.
+		gpuRes := corev1.ResourceName("nvidia.com/gpu")
+		if sh.rename != "" {
+			gpuRes = corev1.ResourceName(sh.rename)
+		}
+		shared := func(c int) resource.Quantity {
+			return *resource.NewQuantity(int64(c*sh.replicas), resource.DecimalSI)
 		}
 		switch {
 		case strategy == "single" && len(migDevs) > 0:
@@ -422,13 +419,11 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 				pr.healthy, pr.problem = false, "invalid MIG configuration for the single strategy: all GPUs must be MIG enabled with one profile"
 				return pr
 			}
-			if !offer(migOnes) {
-				return pr
+			for _, c := range migDevs {
+				res[gpuRes] = shared(c)
 			}
 		default:
-			if !offer(wholeDevs) {
-				return pr
-			}
+			res[gpuRes] = shared(full)
 			for p, c := range migDevs {
 				res[resName(p)] = *resource.NewQuantity(int64(c), resource.DecimalSI)
 			}
