@@ -172,7 +172,7 @@ static void test_parse_names_sharing_the_plugin_refuses(void **state)
          "4}]}\nsharing: {timeSlicing: {<<: *t}}",
          ""},
         {"null-section", "sharing: {timeSlicing: }", ""},
-        /* some GPUs only: the others are offered whole */
+        /* some GPUs only: loaded (and ignored: every GPU is shared) */
         {"count",
          "sharing: {timeSlicing: {resources: [{name: "
          "nvidia.com/gpu, replicas: 2, devices: 2.0}]}}",
@@ -188,11 +188,11 @@ static void test_parse_names_sharing_the_plugin_refuses(void **state)
          "nvidia.com/gpu, replicas: 2, devices: }]}}",
          "sharing.timeSlicing.resources[0].devices: must be \"all\", a "
          "count above 0 or a list"},
+        /* loaded, then ignored like any devices: every GPU is shared */
         {"empty-devices",
          "sharing: {timeSlicing: {resources: [{name: "
          "nvidia.com/gpu, replicas: 2, devices: []}]}}",
-         "sharing.timeSlicing.resources[0].devices: an empty list shares "
-         "no GPU"},
+         ""},
         {"device-name",
          "sharing: {timeSlicing: {resources: [{name: "
          "nvidia.com/gpu, replicas: 2, devices: [0, gpu1]}]}}",
@@ -441,8 +441,9 @@ static void test_full_needs_the_nodes_own_key(void **state)
     gm_plan_free(&pl);
     gm_plugin_configs_free(&c);
 
-    /* Every GPU, some only (verified as fitting some number of shared
-     * GPUs), or another resource's subset: fine. */
+    /* Every GPU, some only (the plugin ignores devices and shares every
+     * GPU, so the count is GPUs x replicas either way), or another
+     * resource's subset: fine. */
     static const char *const whole[] = {
         "{\"time-slicing\":\"sharing: {timeSlicing: {resources: [{name: "
         "nvidia.com/gpu, replicas: 4, devices: all}]}}\"}",
@@ -625,48 +626,6 @@ static void test_drift_names_a_config_the_plugin_refuses(void **state)
     gm_plugin_configs_free(&c);
 }
 
-/* What a full node's plugin offers under time-slicing, read back as the
- * number of GPUs it shares: all of them, some (devices a count or a list;
- * the others whole), or an offer no number of shared GPUs makes. */
-static void test_shared_gpus_from_the_offer(void **state)
-{
-    (void)state;
-    static const struct {
-        int replicas;
-        const char *renamed;
-        int64_t whole, shared; /* offered; -1: not at all */
-        int want;
-    } cases[] = {
-        {4, NULL, 32, -1, 8}, /* all 8 GPUs, 4 ways */
-        {4, NULL, 14, -1, 2}, /* 2 shared + 6 whole */
-        {4, NULL, 11, -1, 1}, /* 1 shared + 7 whole */
-        {4, NULL, 9, -1, 0},  /* 1 more than 8: no k makes it */
-        {4, NULL, 8, -1, 0},  /* none shared: not time-sliced */
-        {4, NULL, 36, -1, 0}, /* more than every GPU shared */
-        {4, NULL, -1, -1, 0}, /* nothing offered */
-        {2, NULL, 13, -1, 5}, /* 5 shared twice + 3 whole */
-        {1, NULL, 8, -1, 0},  /* not shared at all */
-        {4, "nvidia.com/gpu.shared", -1, 32, 8}, /* all, renamed */
-        {4, "nvidia.com/gpu.shared", 6, 8, 2},   /* 2 renamed, 6 whole */
-        {4, "nvidia.com/gpu.shared", 5, 8, 0},   /* a whole GPU missing */
-        {4, "nvidia.com/gpu.shared", 6, 9, 0},   /* not a multiple of 4 */
-        {4, "nvidia.com/gpu.shared", -1, 36, 0}, /* more than 8 GPUs */
-        {4, "nvidia.com/gpu.shared", 8, -1, 0},  /* not shared yet */
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
-        struct gm_node *n = gmt_node("n", NULL);
-        if (cases[i].whole >= 0)
-            gmt_alloc(n, "nvidia.com/gpu", cases[i].whole);
-        if (cases[i].shared >= 0)
-            gmt_alloc(n, cases[i].renamed, cases[i].shared);
-        int got = gm_plugin_config_shared_gpus(n, 8, cases[i].replicas,
-                                               cases[i].renamed);
-        if (got != cases[i].want)
-            fail_msg("case %zu: %d shared, want %d", i, got, cases[i].want);
-        gmt_node_free(n);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,7 +639,6 @@ int main(void)
         cmocka_unit_test(test_vgpu_is_not_checked),
         cmocka_unit_test(test_stall_names_layout_and_config),
         cmocka_unit_test(test_drift_names_a_config_the_plugin_refuses),
-        cmocka_unit_test(test_shared_gpus_from_the_offer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1978,22 +1978,6 @@ static int step_verify(struct sw *s)
                            split, names, counts, 16, buf, sizeof(buf));
     if (n > 0 && shared)
         names[0] = shared;
-    /* A config that time-slices some GPUs only (devices a count or a
-     * list) offers the others whole, and feature discovery labels the
-     * same replicas as for all: the offer is verified as fitting some
-     * number of shared GPUs. */
-    int sliced =
-        mode == GM_MODE_FULL && n == 1
-            ? gm_plugin_config_shared_gpus(s->node, gpus, split, shared)
-            : 0;
-    if (sliced > 0 && sliced < gpus) {
-        counts[0] = shared ? (long long)sliced * split
-                           : gpus + (long long)sliced * (split - 1);
-        if (shared) {
-            names[n] = "nvidia.com/gpu";
-            counts[n++] = gpus - sliced;
-        }
-    }
     /* A rollback that never laid the GPUs (the drain or the stop of the
      * clients failed, or the agent changed nothing) leaves the node as it
      * was before the switch, offering what it offered then, which need not

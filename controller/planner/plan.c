@@ -349,19 +349,8 @@ static bool own_config_explains(const struct gm_node *n, const char *have)
         atoi(count) != n->ann_gpus || (product && strstr(product, "-MIG-")))
         return false;
     int replicas = gm_plugin_config_replicas(n, &renamed);
-    bool is_renamed = strcmp(renamed, "nvidia.com/gpu") != 0;
-    long long gpus = n->ann_gpus;
-    /* Some GPUs only (devices a count or a list): the others whole. */
-    int k = gm_plugin_config_shared_gpus(n, n->ann_gpus, replicas,
-                                         is_renamed ? renamed : NULL);
-    if (k > 0 && k < gpus && is_renamed)
-        snprintf(want, sizeof(want), "nvidia.com/gpu=%lld,%s=%lld", gpus - k,
-                 renamed, (long long)k * replicas);
-    else if (k > 0 && k < gpus)
-        snprintf(want, sizeof(want), "%s=%lld", renamed,
-                 gpus + (long long)k * (replicas - 1));
-    else
-        snprintf(want, sizeof(want), "%s=%lld", renamed, gpus * replicas);
+    snprintf(want, sizeof(want), "%s=%lld", renamed,
+             (long long)n->ann_gpus * replicas);
     return strcmp(have, want) == 0;
 }
 

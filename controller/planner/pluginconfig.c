@@ -44,13 +44,14 @@ static bool index_int(json_object *v)
 
 /* Why the plugin's loader refuses a time-sliced resource's devices v
  * (NULL: given empty), or NULL. It takes "all", a count above 0, or a
- * list of GPU indexes (whole numbers or strings), MIG indexes ("0:1") and
- * UUIDs. An empty value leaves its string "" ("the only valid string
- * input is 'all'"), and an empty list shares nothing, which the plugin
- * fails to start on. Strings are left alone (a plain 0x4 is a number to
- * YAML 1.1, the plugin's, and a string to our reader), and so are list
- * items that may be numbers to it (a digit or + first) or are null (read
- * as GPU 0). */
+ * list (empty too) of GPU indexes (whole numbers or strings), MIG indexes
+ * ("0:1") and UUIDs; an empty value leaves its string "" ("the only valid
+ * string input is 'all'"). What it takes, it then ignores: the plugin
+ * shares every device of the resource ("Customizing the 'devices' field
+ * ... is not yet supported"), so the count offered does not depend on it.
+ * Strings are left alone (a plain 0x4 is a number to YAML 1.1, the
+ * plugin's, and a string to our reader), and so are list items that may
+ * be numbers to it (a digit or + first) or are null (read as GPU 0). */
 static const char *devices_error(json_object *v)
 {
     static const char any[] = "must be \"all\", a count above 0 or a list";
@@ -61,8 +62,6 @@ static const char *devices_error(json_object *v)
     if (!json_object_is_type(v, json_type_array))
         return positive_int(v) ? NULL : any;
     size_t n = json_object_array_length(v);
-    if (n == 0)
-        return "an empty list shares no GPU: the plugin fails to start";
     for (size_t i = 0; i < n; i++) {
         json_object *d = json_object_array_get_idx(v, i);
         if (d == NULL || index_int(d))
@@ -256,29 +255,6 @@ int gm_plugin_config_replicas(const struct gm_node *n, const char **renamed)
     if (len < 7 || strcmp(product + len - 7, "-SHARED") != 0)
         *renamed = "nvidia.com/gpu.shared";
     return replicas;
-}
-
-int gm_plugin_config_shared_gpus(const struct gm_node *n, int gpus,
-                                 int replicas, const char *renamed)
-{
-    int64_t whole = gm_node_allocatable(n, "nvidia.com/gpu");
-    int64_t k;
-
-    if (replicas <= 1 || gpus <= 0)
-        return 0;
-    if (whole < 0)
-        whole = 0;
-    if (renamed) {
-        int64_t shared = gm_node_allocatable(n, renamed);
-        if (shared <= 0 || shared % replicas != 0)
-            return 0;
-        k = shared / replicas;
-        return k <= gpus && whole == gpus - k ? (int)k : 0;
-    }
-    if (whole <= gpus || (whole - gpus) % (replicas - 1) != 0)
-        return 0;
-    k = (whole - gpus) / (replicas - 1);
-    return k <= gpus ? (int)k : 0;
 }
 
 const char *gm_plugin_config_own(const char *saved, const char *current)

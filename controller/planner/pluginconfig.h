@@ -61,17 +61,6 @@ const char *gm_plugin_config_key(const struct gm_node *n, const char *label,
  * left alone. */
 int gm_plugin_config_replicas(const struct gm_node *n, const char **renamed);
 
-/* How many of a full node's gpus its plugin time-slices, judged from what
- * it offers. Feature discovery labels the same replicas R whether a config
- * shares every GPU (devices: all) or some (a count or a list), and the
- * plugin offers the others whole under nvidia.com/gpu: k shared GPUs make
- * nvidia.com/gpu gpus + k(R-1), or, renamed (the name from
- * gm_plugin_config_replicas, NULL when not), renamed kR and nvidia.com/gpu
- * gpus - k. Returns k in 1..gpus, or 0 when the offer fits no k (or R is
- * 1). */
-int gm_plugin_config_shared_gpus(const struct gm_node *n, int gpus,
-                                 int replicas, const char *renamed);
-
 /* 0 when the plugin can load key (with strategy set: in mig under that
  * strategy); else -EINVAL with msg naming source, the key and the fix. */
 int gm_plugin_config_check(const struct gm_plugin_configs *c,

@@ -135,6 +135,9 @@ func TestDiscoveryLabelsOfSharedGPUs(t *testing.T) {
 }
 
 func TestParsePluginConfig(t *testing.T) {
+	ts := func(devices string) string {
+		return "version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 2, " + devices + "}]}}\n"
+	}
 	for _, c := range []struct {
 		text string
 		want sharing
@@ -154,6 +157,17 @@ func TestParsePluginConfig(t *testing.T) {
 		{"version: v1\nsharing: {timeSlicing: {resources: []}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{replicas: 4}]}}\n", sharing{}, true},
 		{"version: v1\nsharing: {}\n", sharing{operatorMIGStrategy, 1, ""}, false},
+		// devices as the plugin's loader reads them; what it takes it
+		// ignores, sharing every GPU.
+		{ts("devices: all"), sharing{operatorMIGStrategy, 2, ""}, false},
+		{ts("devices: 1"), sharing{operatorMIGStrategy, 2, ""}, false},
+		{ts(`devices: [0, "1", "0:2", GPU-b1028956-cfa2-0990-bf4a-5da9abb51763]`), sharing{operatorMIGStrategy, 2, ""}, false},
+		{ts("devices: []"), sharing{operatorMIGStrategy, 2, ""}, false},
+		{ts("devices: some"), sharing{}, true},
+		{ts("devices: 0"), sharing{}, true},
+		{ts("devices: null"), sharing{}, true},
+		{ts("devices: [gpu0]"), sharing{}, true},
+		{ts("devices: {all: true}"), sharing{}, true},
 	} {
 		got, err := parsePluginConfig(c.text)
 		if (err != nil) != c.err || (!c.err && got != c.want) {

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -58,15 +56,6 @@ type sharing struct {
 	strategy string // MIG strategy: none, single or mixed
 	replicas int    // time-slicing replicas of nvidia.com/gpu; 1 when not shared
 	rename   string // nvidia.com/gpu.shared when renamed by default, else ""
-	devices  replicaDevices
-}
-
-// replicaDevices is a time-sliced resource's devices: which of the devices
-// offered as nvidia.com/gpu are shared; the others stay offered whole under
-// nvidia.com/gpu. The zero value is "all".
-type replicaDevices struct {
-	count int      // the first count devices
-	list  []string // GPU indexes ("0"), MIG indexes ("0:1") or UUIDs
 }
 
 var (
@@ -76,116 +65,48 @@ var (
 	migPathRef  = regexp.MustCompile(`^MIG-GPU-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/[0-9]+/[0-9]+$`)
 )
 
-// parseReplicaDevices reads devices as the plugin's loader does: absent
-// means all; else the string "all", a count above 0, or a list of GPU
-// indexes (numbers or strings), MIG indexes and UUIDs. Anything else,
-// null included (it leaves the loader's string empty), is refused.
-func parseReplicaDevices(raw json.RawMessage) (replicaDevices, error) {
-	var out replicaDevices
+// checkReplicaDevices refuses what the plugin's loader refuses in a
+// resource's devices: absent means all; else the string "all", a count
+// above 0, or a list (empty too) of GPU indexes (numbers or strings), MIG
+// indexes and UUIDs. Anything else, null included (it leaves the loader's
+// string empty), stops the plugin. What it takes it then ignores
+// (DisableResourceNamingInConfig: "Customizing the 'devices' field ... is
+// not yet supported"): every device of the resource is shared.
+func checkReplicaDevices(raw json.RawMessage) error {
 	if raw == nil {
-		return out, nil
+		return nil
 	}
 	var str string
 	if err := json.Unmarshal(raw, &str); err == nil {
 		if str != "all" {
-			return out, fmt.Errorf("devices set as '%v' but the only valid string input is 'all'", str)
+			return fmt.Errorf("devices set as '%v' but the only valid string input is 'all'", str)
 		}
-		return out, nil
+		return nil
 	}
-	if err := json.Unmarshal(raw, &out.count); err == nil {
-		if out.count <= 0 {
-			return out, fmt.Errorf("devices set as '%v' but a count of devices must be > 0", out.count)
+	var count int
+	if err := json.Unmarshal(raw, &count); err == nil {
+		if count <= 0 {
+			return fmt.Errorf("devices set as '%v' but a count of devices must be > 0", count)
 		}
-		return out, nil
+		return nil
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return out, fmt.Errorf("unrecognized type for devices spec: %s", raw)
+		return fmt.Errorf("unrecognized type for devices spec: %s", raw)
 	}
-	out.list = []string{} // an empty list is not "all": the plugin fails on it
 	for _, it := range items {
 		var index uint
 		if json.Unmarshal(it, &index) == nil {
-			out.list = append(out.list, strconv.Itoa(int(index)))
 			continue
 		}
 		var ref string
 		if json.Unmarshal(it, &ref) == nil && (gpuIndexRef.MatchString(ref) || migIndexRef.MatchString(ref) ||
 			uuidRef.MatchString(ref) || migPathRef.MatchString(ref)) {
-			out.list = append(out.list, ref)
 			continue
 		}
-		return out, fmt.Errorf("unsupported type for device in devices list: %s", it)
+		return fmt.Errorf("unsupported type for device in devices list: %s", it)
 	}
-	return out, nil
-}
-
-// sharedDevice is one device the plugin offers as nvidia.com/gpu.
-type sharedDevice struct{ index, uuid string }
-
-// offer adds to res what the plugin offers for devs, the devices it finds
-// for nvidia.com/gpu: time-slicing hands out each device it picks replicas
-// times, under the renamed resource when it is renamed; the others stay
-// whole under nvidia.com/gpu. An error stops the plugin.
-func (sh sharing) offer(devs []sharedDevice, res corev1.ResourceList) error {
-	picked, err := sh.devices.pick(devs)
-	if err != nil {
-		return err
-	}
-	whole, sliced := 0, 0
-	for _, p := range picked {
-		if p && sh.replicas > 1 {
-			sliced++
-		} else {
-			whole++
-		}
-	}
-	gpuRes := corev1.ResourceName("nvidia.com/gpu")
-	if sh.rename != "" {
-		gpuRes = corev1.ResourceName(sh.rename)
-	}
-	if gpuRes != "nvidia.com/gpu" && whole > 0 {
-		res["nvidia.com/gpu"] = *resource.NewQuantity(int64(whole), resource.DecimalSI)
-		whole = 0
-	}
-	res[gpuRes] = *resource.NewQuantity(int64(whole+sliced*sh.replicas), resource.DecimalSI)
 	return nil
-}
-
-// pick says which of devs (offered as nvidia.com/gpu, in index order)
-// time-slicing shares, as the plugin's device map does; an error stops
-// the plugin.
-func (d replicaDevices) pick(devs []sharedDevice) ([]bool, error) {
-	shared := make([]bool, len(devs))
-	switch {
-	case len(devs) == 0: // nothing offered as nvidia.com/gpu: skipped
-	case d.list == nil && d.count == 0:
-		for i := range shared {
-			shared[i] = true
-		}
-	case d.count > 0:
-		if d.count > len(devs) {
-			return nil, fmt.Errorf("requested %d devices to be replicated, but only %d devices available", d.count, len(devs))
-		}
-		for i := 0; i < d.count; i++ {
-			shared[i] = true
-		}
-	case len(d.list) == 0:
-		return nil, fmt.Errorf("unexpected error")
-	default:
-		for _, ref := range d.list {
-			found := false
-			for i, dev := range devs {
-				if ref == dev.index || ref == dev.uuid {
-					shared[i], found = true, true
-				}
-			}
-			if !found {
-				return nil, fmt.Errorf("no matching device for %v", ref)
-			}
-		}
-	}
-	return shared, nil
 }
 
 func defaultSharing() sharing { return sharing{strategy: operatorMIGStrategy, replicas: 1} }
@@ -222,7 +143,7 @@ func parsePluginConfig(text string) (sharing, error) {
 		case *r.Replicas < 1:
 			return out, fmt.Errorf("%s: replicas %d", r.Name, *r.Replicas)
 		}
-		if _, err := parseReplicaDevices(r.Devices); err != nil {
+		if err := checkReplicaDevices(r.Devices); err != nil {
 			return out, err
 		}
 	}
@@ -230,13 +151,11 @@ func parsePluginConfig(text string) (sharing, error) {
 		if r.Name != "nvidia.com/gpu" {
 			continue
 		}
-		devs, _ := parseReplicaDevices(r.Devices)
 		if *r.Replicas > 1 {
 			out.replicas = *r.Replicas
-			out.devices = devs
-			// The plugin and GFD ignore a resource's own rename
-			// (DisableResourceNamingInConfig); renameByDefault gives
-			// <name>.shared.
+			// The plugin and GFD ignore a resource's own rename and
+			// devices (DisableResourceNamingInConfig): every GPU is
+			// shared; renameByDefault gives <name>.shared.
 			if ts.RenameByDefault {
 				out.rename = "nvidia.com/gpu.shared"
 			}
@@ -397,8 +316,8 @@ sharing:
 
 // PluginConfigs are the bed's device plugin configs: the two strategies
 // gpumode selects in mig mode, and time-slicing configs a person may give
-// full nodes (time-slicing-some shares GPUs 0 and 1 only: 6 + 2 x 4 on
-// eight GPUs).
+// full nodes (time-slicing-some names GPUs 0 and 1, which the plugin
+// ignores: it shares every GPU, 8 x 4 on eight GPUs).
 var PluginConfigs = map[string]string{
 	"mixed":        "version: v1\nflags:\n  migStrategy: mixed\n",
 	"single":       "version: v1\nflags:\n  migStrategy: single\n",
