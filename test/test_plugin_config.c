@@ -240,6 +240,12 @@ static void test_parse_names_sharing_the_plugin_refuses(void **state)
          "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
          "replicas: 0}]}}",
          "sharing.timeSlicing.resources[0].replicas: must be a whole number"},
+        {"one",
+         "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
+         "replicas: 1}]}}",
+         "sharing.timeSlicing.resources[0].replicas: must be a whole number, "
+         "at least 2 (the plugin refuses fewer; to share nothing, leave the "
+         "resource out)"},
         {"half",
          "sharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, "
          "replicas: 2.5}]}}",

@@ -12,15 +12,15 @@
 #include "common/yaml.h"
 #include "planner/labels.h"
 
-/* A whole number at least 1 (sigs.k8s.io/yaml writes 4.0 as 4); past
+/* A whole number at least min (sigs.k8s.io/yaml writes 4.0 as 4); past
  * 2^63 the plugin's int refuses it too. */
-static bool positive_int(json_object *v)
+static bool whole_at_least(json_object *v, int min)
 {
     if (json_object_is_type(v, json_type_int))
-        return json_object_get_int64(v) >= 1;
+        return json_object_get_int64(v) >= min;
     if (json_object_is_type(v, json_type_double)) {
         double d = json_object_get_double(v);
-        return d >= 1 && d < 9223372036854775808.0 && d == floor(d);
+        return d >= min && d < 9223372036854775808.0 && d == floor(d);
     }
     return false;
 }
@@ -60,7 +60,7 @@ static const char *devices_error(json_object *v)
     if (json_object_is_type(v, json_type_string))
         return NULL;
     if (!json_object_is_type(v, json_type_array))
-        return positive_int(v) ? NULL : any;
+        return whole_at_least(v, 1) ? NULL : any;
     size_t n = json_object_array_length(v);
     for (size_t i = 0; i < n; i++) {
         json_object *d = json_object_array_get_idx(v, i);
@@ -76,9 +76,11 @@ static const char *devices_error(json_object *v)
     return NULL;
 }
 
-/* sharing.timeSlicing (ReplicatedResources): what every plugin release
- * refuses — no resources, a resource without a name or with fewer than 1
- * replica, devices it cannot read (devices_error). A string is left
+/* sharing.timeSlicing (ReplicatedResources): what the plugin refuses —
+ * no resources, a resource without a name or with fewer than 2 replicas
+ * (v0.17 says "number of replicas must be >= 2"; the first releases took
+ * 1, which shared nothing, so leaving the resource out does the same on
+ * every release), devices it cannot read (devices_error). A string is left
  * alone: a plain 0x4 is a number to YAML 1.1 (the plugin's) and a string
  * to our reader. sharing.mps is not read: plugins before MPS ignore it. */
 static void read_time_slicing(json_object *sharing, char *err, size_t len)
@@ -115,8 +117,10 @@ static void read_time_slicing(json_object *sharing, char *err, size_t len)
         } else if ((v = gm_json_get(r, "replicas")) == NULL) {
             what = ".replicas", why = "missing";
         } else if (!json_object_is_type(v, json_type_string) &&
-                   !positive_int(v)) {
-            what = ".replicas", why = "must be a whole number, at least 1";
+                   !whole_at_least(v, 2)) {
+            what = ".replicas",
+            why = "must be a whole number, at least 2 (the plugin refuses "
+                  "fewer; to share nothing, leave the resource out)";
         } else if (json_object_object_get_ex(r, "devices", &devices) &&
                    (why = devices_error(devices)) != NULL) {
             what = ".devices";

@@ -153,6 +153,7 @@ func TestParsePluginConfig(t *testing.T) {
 			sharing{operatorMIGStrategy, 2, ""}, false},
 		{"version: v1\nflags: {migStrategy: half}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 0}]}}\n", sharing{}, true},
+		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 1}]}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replica: 4}]}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: []}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{replicas: 4}]}}\n", sharing{}, true},

@@ -140,8 +140,8 @@ func parsePluginConfig(text string) (sharing, error) {
 			return out, fmt.Errorf("no resource name specified")
 		case r.Replicas == nil:
 			return out, fmt.Errorf("no replicas specified")
-		case *r.Replicas < 1:
-			return out, fmt.Errorf("%s: replicas %d", r.Name, *r.Replicas)
+		case *r.Replicas < 2: // v0.17; the first releases took 1
+			return out, fmt.Errorf("number of replicas must be >= 2")
 		}
 		if err := checkReplicaDevices(r.Devices); err != nil {
 			return out, err
