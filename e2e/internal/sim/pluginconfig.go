@@ -319,19 +319,10 @@ sharing:
 // full nodes (time-slicing-some names GPUs 0 and 1, which the plugin
 // ignores: it shares every GPU, 8 x 4 on eight GPUs).
 var PluginConfigs = map[string]string{
-	"mixed":        "version: v1\nflags:\n  migStrategy: mixed\n",
-	"single":       "version: v1\nflags:\n  migStrategy: single\n",
-	"time-slicing": TimeSlicingConfig,
-	"time-slicing-some": `version: v1
-flags:
-  migStrategy: none
-sharing:
-  timeSlicing:
-    resources:
-    - name: nvidia.com/gpu
-      replicas: 4
-      devices: [0, "1"]
-`,
+	"mixed":             "version: v1\nflags:\n  migStrategy: mixed\n",
+	"single":            "version: v1\nflags:\n  migStrategy: single\n",
+	"time-slicing":      TimeSlicingConfig,
+	"time-slicing-some": TimeSlicingConfig + "      devices: [0, \"1\"]\n",
 	"time-slicing-renamed": `version: v1
 flags:
   migStrategy: none
