@@ -32,16 +32,6 @@ static bool merges(json_object *o)
     return json_object_object_get_ex(o, "<<", NULL);
 }
 
-/* A whole number at least 0, as a GPU index in a devices list. */
-static bool index_int(json_object *v)
-{
-    if (json_object_is_type(v, json_type_int))
-        return json_object_get_int64(v) >= 0;
-    double d = json_object_get_double(v);
-    return json_object_is_type(v, json_type_double) && d >= 0 &&
-           d < 9223372036854775808.0 && d == floor(d);
-}
-
 /* Why the plugin's loader refuses a time-sliced resource's devices v
  * (NULL: given empty), or NULL. It takes "all", a count above 0, or a
  * list (empty too) of GPU indexes (whole numbers or strings), MIG indexes
@@ -64,7 +54,7 @@ static const char *devices_error(json_object *v)
     size_t n = json_object_array_length(v);
     for (size_t i = 0; i < n; i++) {
         json_object *d = json_object_array_get_idx(v, i);
-        if (d == NULL || index_int(d))
+        if (d == NULL || whole_at_least(d, 0)) /* a GPU index */
             continue;
         const char *s = json_object_get_string(d);
         if (json_object_is_type(d, json_type_string) &&

@@ -2,7 +2,7 @@
  * planner reads it (and the same bytes as binaryData), then checked for each
  * strategy and for full mode: messages always end within their buffers, and a
  * config the reader took as loadable passes unless it names another strategy
- * than the one asked or none, or (for full) time-slices some GPUs only.
+ * than the one asked or none.
  */
 #include <stdio.h>
 
