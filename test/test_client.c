@@ -1109,6 +1109,145 @@ static void test_send_from_a_watch_event(void **state)
     fx_free(f);
 }
 
+/* A handler may end the watch it is reading, or another one, even with
+ * more events of the same chunk still to decode: nothing of either is
+ * called afterwards, and the client goes on serving. */
+struct stopper {
+    struct wstate w;               /* first: on_end writes it */
+    struct gm_kube_watch *own;     /* this watch */
+    struct gm_kube_watch **victim; /* stopped at the first event */
+    const struct wstate *victim_w; /* the victim's events, if another's */
+    int victim_events;             /* how many it had seen at the stop */
+};
+
+static int on_event_stop(void *data, enum gm_watch_type t, json_object *obj)
+{
+    struct stopper *s = data;
+    on_event(&s->w, t, obj);
+    if (t == GM_WATCH_OPENED)
+        return 0;
+    if (s->w.events == 1) {
+        if (s->victim_w)
+            s->victim_events = s->victim_w->events;
+        gm_kube_watch_stop(*s->victim);
+        *s->victim = NULL;
+    }
+    return 0;
+}
+
+static struct th_conn *streams[2];
+static int n_streams;
+
+static void serve_streams_or_ok(struct fx *f, const struct th_req *r,
+                                struct th_conn *c)
+{
+    if (strstr(r->path, "watch=1") && n_streams < 2) {
+        streams[n_streams++] = c;
+        th_stream_start(c, 200);
+    } else {
+        serve_ok(f, r, c);
+    }
+}
+
+static const char three_events[] =
+    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n"
+    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"b\"}}}\n"
+    "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"c\"}}}\n";
+
+static void run_a_while(struct fx *f, int ms)
+{
+    int never = 0;
+    th_run_until(&f->loop, &never, ms);
+}
+
+static void test_watch_stopped_from_its_own_event(void **state)
+{
+    (void)state;
+    n_streams = 0;
+    struct fx *f = fx_new(serve_streams_or_ok, NULL);
+    struct stopper s = {0};
+    s.victim = &s.own;
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
+                                   on_event_stop, on_end, &s, &s.own),
+                     0);
+    while (n_streams < 1)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    th_stream_write(streams[0], three_events, strlen(three_events));
+    run_a_while(f, 300);
+    assert_int_equal(s.w.events, 1);
+    assert_string_equal(s.w.names[0], "a");
+    assert_int_equal(s.w.ended, 0);
+    /* The client still answers. */
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_int_equal(f->code, 200);
+    fx_free(f);
+}
+
+static void test_watch_stopped_from_another_watch_event(void **state)
+{
+    (void)state;
+    n_streams = 0;
+    struct fx *f = fx_new(serve_streams_or_ok, NULL);
+    struct stopper s = {0};
+    struct wstate other = {0};
+    struct gm_kube_watch *other_w = NULL;
+    s.victim = &other_w;
+    s.victim_w = &other;
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
+                                   on_event_stop, on_end, &s, &s.own),
+                     0);
+    /* Open before the second starts: over HTTP/1.1 libcurl holds a
+     * request back while the only connection's answer is not in. */
+    assert_true(th_run_until(&f->loop, &s.w.opened, 5000));
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/pods?watch=1", 300, on_event,
+                                   on_end, &other, &other_w),
+                     0);
+    assert_true(th_run_until(&f->loop, &other.opened, 5000));
+    /* Both streams speak in the same turn of the loop: the other one's
+     * bytes may already be in libcurl when it is stopped. */
+    th_stream_write(streams[1], three_events, strlen(three_events));
+    th_stream_write(streams[0], three_events, strlen(three_events));
+    run_a_while(f, 300);
+    assert_int_equal(s.w.events, 3);
+    assert_null(other_w);
+    assert_int_equal(other.events, s.victim_events); /* none after it */
+    assert_int_equal(other.ended, 0);
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_int_equal(f->code, 200);
+    gm_kube_watch_stop(s.own);
+    fx_free(f);
+}
+
+/* Told of the end, a handler may still stop the watch it holds. */
+static void on_end_stop(void *data, const struct gm_kube_error *err)
+{
+    struct stopper *s = data;
+    on_end(&s->w, err);
+    gm_kube_watch_stop(s->own);
+    s->own = NULL;
+}
+
+static void test_watch_stopped_from_its_end(void **state)
+{
+    (void)state;
+    n_streams = 0;
+    struct fx *f = fx_new(serve_streams_or_ok, NULL);
+    struct stopper s = {0};
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300, on_event,
+                                   on_end_stop, &s, &s.own),
+                     0);
+    assert_true(th_run_until(&f->loop, &s.w.opened, 5000));
+    th_stream_write(streams[0], three_events, strlen(three_events));
+    th_stream_end(streams[0]);
+    assert_true(th_run_until(&f->loop, &s.w.ended, 5000));
+    assert_int_equal(s.w.events, 3);
+    assert_int_equal(s.w.end_err, 0);
+    assert_null(s.own);
+    fx_free(f);
+}
+
 static void serve_watch_500(struct fx *f, const struct th_req *r,
                             struct th_conn *c)
 {
@@ -1194,6 +1333,9 @@ int main(void)
         cmocka_unit_test(test_watch_stop_and_free_with_calls_open),
         cmocka_unit_test(test_setup_failure_reported_from_the_loop),
         cmocka_unit_test(test_send_from_a_watch_event),
+        cmocka_unit_test(test_watch_stopped_from_its_own_event),
+        cmocka_unit_test(test_watch_stopped_from_another_watch_event),
+        cmocka_unit_test(test_watch_stopped_from_its_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,10 @@ struct fx {
     size_t cached_at_delete;
     bool deleted_cached;
     int synced;
+    /* A handler frees the reflector when it logs this op ('+', '~', '-',
+     * 'S'; '*' any of the first three), the free_after'th time. */
+    char free_on;
+    int free_after;
 };
 
 static void node_json(char *out, size_t n, const char *name, const char *rv)
@@ -181,6 +185,12 @@ static void logf_(struct fx *f, char op, const char *key)
     char tmp[64];
     snprintf(tmp, sizeof(tmp), "%c%s ", op, key);
     strncat(f->log, tmp, sizeof(f->log) - strlen(f->log) - 1);
+    bool told = op == '+' || op == '~' || op == '-';
+    if ((f->free_on == op || (f->free_on == '*' && told)) &&
+        --f->free_after == 0) {
+        gm_reflector_free(f->r);
+        f->r = NULL;
+    }
 }
 
 static void on_add(void *ud, const char *key, const void *obj)
@@ -211,6 +221,7 @@ static void on_delete(void *ud, const char *key, const void *obj)
 {
     struct fx *f = ud;
     (void)obj;
+    assert_non_null(f->r); /* nothing is told after a free */
     f->cached_at_delete = gm_reflector_items(f->r)->len;
     f->deleted_cached = gm_reflector_get(f->r, key) != NULL;
     logf_(ud, '-', key);
@@ -511,6 +522,79 @@ static void test_free_while_listing(void **state)
     fx_free(f);
 }
 
+/* A handler may free the reflector it hears from, in the middle of a
+ * watch chunk or of a relist: nothing more is told, nothing more is
+ * requested, and every object is freed once (ASan and valgrind tell). */
+static void test_free_from_a_watch_handler(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    start(f);
+    run_until_watches(f, 1);
+    f->log[0] = '\0';
+    f->free_on = '~';
+    f->free_after = 1;
+    send_event(f, "MODIFIED", "n2", "120");
+    send_event(f, "ADDED", "n4", "121");
+    send_event(f, "DELETED", "n1", "122");
+    run_until_log(f, "~n2 ");
+    int never = 0;
+    th_run_until(&f->loop, &never, 300);
+    assert_null(f->r);
+    assert_string_equal(f->log, "^n2 ~n2 ");
+    assert_int_equal(f->api.watches, 1);
+    assert_int_equal(f->api.lists, 2);
+    fx_free(f);
+}
+
+static void test_free_from_a_relist_handler(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    start(f);
+    run_until_watches(f, 1);
+    /* A 410 in the stream: the relist finds n2 changed, n4 new and n1
+     * gone; the first of those told (in the map's order) frees the
+     * reflector. */
+    set_node(f, 0, "", "");
+    set_node(f, 1, "n2", "130");
+    set_node(f, 3, "n4", "131");
+    snprintf(f->api.list_rv, 16, "200");
+    f->log[0] = '\0';
+    f->free_on = '*';
+    f->free_after = 1;
+    send_event(f, "ERROR", NULL, NULL);
+    f->api.watch = NULL;
+    int never = 0;
+    for (int i = 0; i < 50 && f->r; i++)
+        th_run_until(&f->loop, &never, 100);
+    th_run_until(&f->loop, &never, 300);
+    assert_null(f->r);
+    int told = 0;
+    for (const char *p = f->log; *p; p = strchr(p, ' ') + 1)
+        told += *p == '+' || *p == '~' || *p == '-';
+    assert_int_equal(told, 1);
+    assert_null(strstr(f->log, "S"));
+    assert_int_equal(f->api.lists, 4);   /* two lists of two pages */
+    assert_int_equal(f->api.watches, 1); /* no watch after the relist */
+    fx_free(f);
+}
+
+static void test_free_when_synced(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    f->free_on = 'S';
+    f->free_after = 1;
+    start(f);
+    run_until_log(f, "S ");
+    int never = 0;
+    th_run_until(&f->loop, &never, 300);
+    assert_null(f->r);
+    assert_int_equal(f->api.watches, 0);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -523,6 +607,9 @@ int main(void)
         cmocka_unit_test(test_refused_list_is_told_apart),
         cmocka_unit_test(test_quiet_watch_resumes),
         cmocka_unit_test(test_free_while_listing),
+        cmocka_unit_test(test_free_from_a_watch_handler),
+        cmocka_unit_test(test_free_from_a_relist_handler),
+        cmocka_unit_test(test_free_when_synced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -476,24 +476,12 @@ struct gm_kube_watch {
     gm_kube_watch_end_cb end_cb;
     void *data;
     int decode_err;
+    /* A handler may stop the watch while we are on the stack (the decoder
+     * with more events of the same chunk, or the end being told): the
+     * stop is then only marked, and whoever is on the stack frees it. */
+    int in_cb;
+    int stopped;
 };
-
-static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
-{
-    struct gm_kube_watch *w = data;
-    return w->ev_cb(w->data, type, obj);
-}
-
-static int watch_data(void *data, const char *p, size_t n)
-{
-    struct gm_kube_watch *w = data;
-    if (p == NULL)
-        return w->ev_cb(w->data, GM_WATCH_OPENED, NULL) != 0;
-    int rc = gm_watch_decoder_feed(w->dec, p, n);
-    if (rc < 0)
-        w->decode_err = rc;
-    return rc != 0;
-}
 
 static void watch_free(struct gm_kube_watch *w)
 {
@@ -501,11 +489,43 @@ static void watch_free(struct gm_kube_watch *w)
     free(w);
 }
 
+static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
+{
+    struct gm_kube_watch *w = data;
+    if (w->stopped)
+        return 1; /* the rest of the chunk is for nobody */
+    return w->ev_cb(w->data, type, obj);
+}
+
+static int watch_data(void *data, const char *p, size_t n)
+{
+    struct gm_kube_watch *w = data;
+    int rc;
+
+    w->in_cb = 1;
+    if (p == NULL) {
+        rc = w->ev_cb(w->data, GM_WATCH_OPENED, NULL) != 0;
+    } else {
+        rc = gm_watch_decoder_feed(w->dec, p, n);
+        if (rc < 0 && !w->stopped)
+            w->decode_err = rc;
+    }
+    w->in_cb = 0;
+    if (w->stopped) {
+        /* The transport's call was cancelled with the stop and calls
+         * nothing more: no one else holds the watch. */
+        watch_free(w);
+        return 1;
+    }
+    return rc != 0;
+}
+
 static void watch_done(void *data, const struct gm_http_result *res)
 {
     struct gm_kube_watch *w = data;
     struct gm_kube_error kerr;
 
+    w->in_cb = 1; /* freed below, stopped or not */
     if (res->err == 0 && res->status == 200) {
         w->end_cb(w->data, NULL);
     } else if (res->err == -EPIPE && w->decode_err) {
@@ -560,6 +580,11 @@ void gm_kube_watch_stop(struct gm_kube_watch *w)
     if (w == NULL)
         return;
     gm_http_cancel(w->call);
+    w->call = NULL;
+    if (w->in_cb) {
+        w->stopped = 1; /* watch_data or watch_done frees it */
+        return;
+    }
     watch_free(w);
 }
 

@@ -103,7 +103,8 @@ typedef void (*gm_kube_watch_end_cb)(void *data,
 int gm_kube_watch(struct gm_kube *k, const char *path, long timeout_s,
                   gm_kube_event_cb ev_cb, gm_kube_watch_end_cb end_cb,
                   void *data, struct gm_kube_watch **out);
-/* Ends a watch; no callback runs afterwards. */
+/* Ends a watch; no callback runs afterwards. May be called from any
+ * callback, this watch's own included. */
 void gm_kube_watch_stop(struct gm_kube_watch *w);
 
 /* Fills err from an HTTP answer: the Status body's reason and message when

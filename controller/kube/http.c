@@ -205,9 +205,13 @@ static void call_finish(struct gm_http_call *c, int err, long status,
     struct gm_http *h = c->h;
 
     call_release_easy(c);
+    gm_http_done_cb done = c->cancelled ? NULL : c->done;
+    /* From here the call is over: a gm_http_cancel of it from inside
+     * done finds it cancelled and leaves it to the line below. */
+    c->cancelled = 1;
     h->depth++;
-    if (!c->cancelled && c->done)
-        c->done(c->data, &res);
+    if (done)
+        done(c->data, &res);
     h->depth--;
     call_destroy(c);
 }
@@ -688,6 +692,12 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &conns);
     curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
     h->stats.connects += (unsigned long)conns;
+    if (c->cancelled) {
+        /* Cancelled from a callback while its transfer ran on (see
+         * gm_http_cancel): it ends here, never retried, never told. */
+        call_destroy(c);
+        return;
+    }
     if (h->opts.on_response)
         h->opts.on_response(h->opts.on_response_data, c->method,
                             rc == CURLE_OK ? status : 0);
@@ -1017,10 +1027,28 @@ int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
     return 0;
 }
 
+static void cancel_cb(uv_timer_t *t)
+{
+    call_destroy(t->data);
+}
+
 void gm_http_cancel(struct gm_http_call *call)
 {
     if (call == NULL || call->cancelled)
         return;
+    if (call->easy && call->h->depth > 0) {
+        /* Inside one of our callbacks, perhaps inside libcurl itself,
+         * which refuses to let go of a transfer from there (its own or
+         * another's: curl_multi_remove_handle answers
+         * CURLM_RECURSIVE_API_CALL, and curl_easy_cleanup would free a
+         * handle the multi still holds). Marked, the call's callbacks do
+         * nothing and its transfer stops at its next byte; the handle
+         * goes on the next turn of the loop, or when libcurl reports it
+         * done, whichever is first. */
+        call->cancelled = 1;
+        uv_timer_start(&call->timer, cancel_cb, 0, 0);
+        return;
+    }
     call_destroy(call);
 }
 

@@ -86,7 +86,9 @@ int gm_http_send(struct gm_http *h, const struct gm_http_req *req,
                  struct gm_http_call **call);
 
 /* Stops a call; its callbacks are never called afterwards, so the caller
- * frees whatever it gave as data. */
+ * frees whatever it gave as data. May be called from any callback, the
+ * call's own on_data included (libcurl lets go of it on the next turn of
+ * the loop). */
 void gm_http_cancel(struct gm_http_call *call);
 
 /* How long a connection to a peer that vanished without a reset lives on:

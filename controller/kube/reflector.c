@@ -20,7 +20,9 @@ struct gm_reflector {
     char *rv;            /* owned; resume point */
     struct gm_kube_watch *watch;
     int listing; /* a list request is in flight */
-    int stopped; /* gm_reflector_free ran while listing */
+    int busy;    /* >0 while an ops callback runs */
+    int stopped; /* gm_reflector_free ran; whoever is on the stack (list_done,
+                    a watch event) frees it */
     int synced;
     int need_relist; /* set by a 410 inside the stream */
     int error_event; /* another ERROR inside the stream, told and counted */
@@ -184,14 +186,16 @@ static void apply_relist(struct gm_reflector *r)
     for (struct gm_map_entry *e = gm_map_first(&r->cache); e;
          e = gm_map_next(&r->cache, e)) {
         void *prev = gm_map_del(&old, e->key);
+        /* A handler that freed the reflector hears nothing more; the
+         * loops still run to the end, so every object is freed once. */
         if (prev == NULL) {
-            if (ops->on_add)
+            if (ops->on_add && !r->stopped)
                 ops->on_add(r->ud, e->key, e->value);
         } else if (strcmp(ops->resource_version(prev),
                           ops->resource_version(e->value)) != 0) {
             if (ops->carry)
                 ops->carry(r->ud, prev, e->value);
-            if (ops->on_update)
+            if (ops->on_update && !r->stopped)
                 ops->on_update(r->ud, e->key, prev, e->value);
             ops->free_obj(r->ud, prev);
         } else {
@@ -204,22 +208,15 @@ static void apply_relist(struct gm_reflector *r)
     /* Whatever is left of the old cache vanished during the gap. */
     for (struct gm_map_entry *e = gm_map_first(&old); e;
          e = gm_map_next(&old, e)) {
-        if (ops->on_delete)
+        if (ops->on_delete && !r->stopped)
             ops->on_delete(r->ud, e->key, e->value);
         ops->free_obj(r->ud, e->value);
     }
     gm_map_free(&old);
 }
 
-static void list_done(void *data, const struct gm_kube_resp *resp)
+static void list_end(struct gm_reflector *r, const struct gm_kube_resp *resp)
 {
-    struct gm_reflector *r = data;
-
-    r->listing = 0;
-    if (r->stopped) {
-        reflector_destroy(r);
-        return;
-    }
     if (resp->error) {
         clear_map(r, &r->next);
         if (resp->error->err == -ECANCELED)
@@ -244,9 +241,24 @@ static void list_done(void *data, const struct gm_kube_resp *resp)
     healthy(r);
     apply_relist(r);
     r->synced = 1;
-    if (r->ops->on_synced)
+    if (r->ops->on_synced && !r->stopped)
         r->ops->on_synced(r->ud);
-    start_watch(r);
+    if (!r->stopped)
+        start_watch(r);
+}
+
+static void list_done(void *data, const struct gm_kube_resp *resp)
+{
+    struct gm_reflector *r = data;
+
+    r->listing = 0;
+    if (!r->stopped) {
+        r->busy++;
+        list_end(r, resp);
+        r->busy--;
+    }
+    if (r->stopped)
+        reflector_destroy(r);
 }
 
 static void start_list(struct gm_reflector *r)
@@ -280,9 +292,9 @@ static int status_code(json_object *obj)
     return 0;
 }
 
-static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
+static int handle_event(struct gm_reflector *r, enum gm_watch_type type,
+                        json_object *obj)
 {
-    struct gm_reflector *r = data;
     const struct gm_reflector_ops *ops = r->ops;
 
     if (type == GM_WATCH_OPENED) {
@@ -353,6 +365,22 @@ static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
      * smallest delay again. */
     r->backoff_ms = r->opts.backoff_min_ms;
     return 0;
+}
+
+static int watch_event(void *data, enum gm_watch_type type, json_object *obj)
+{
+    struct gm_reflector *r = data;
+
+    r->busy++;
+    int rc = handle_event(r, type, obj);
+    r->busy--;
+    if (r->stopped) {
+        /* A handler freed it; the watch was stopped with it and calls
+         * nothing more. */
+        reflector_destroy(r);
+        return 1;
+    }
+    return rc;
 }
 
 static void watch_end(void *data, const struct gm_kube_error *err)
@@ -514,9 +542,8 @@ void gm_reflector_free(struct gm_reflector *r)
     uv_timer_stop(r->timer);
     uv_close((uv_handle_t *)r->timer, timer_close_cb);
     r->timer = NULL;
-    if (r->listing) {
-        r->stopped = 1; /* list_done frees it */
-        return;
-    }
+    r->stopped = 1;
+    if (r->listing || r->busy)
+        return; /* list_done or watch_event frees it */
     reflector_destroy(r);
 }
