@@ -68,9 +68,10 @@ static const char *devices_error(json_object *v)
 
 /* sharing.timeSlicing (ReplicatedResources): what the plugin refuses —
  * no resources, a resource without a name or with fewer than 2 replicas
- * (v0.17 says "number of replicas must be >= 2"; the first releases took
- * 1, which shared nothing, so leaving the resource out does the same on
- * every release), devices it cannot read (devices_error). A string is left
+ * ("number of replicas must be >= 2" in v0.17 and in every older copy of
+ * the config loader we could read, back to 2022 forks; leaving the
+ * resource out shares nothing on every release), devices it cannot read
+ * (devices_error). A string is left
  * alone: a plain 0x4 is a number to YAML 1.1 (the plugin's) and a string
  * to our reader. sharing.mps is not read: plugins before MPS ignore it. */
 static void read_time_slicing(json_object *sharing, char *err, size_t len)
