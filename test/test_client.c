@@ -1197,8 +1197,6 @@ static void test_watch_stopped_from_another_watch_event(void **state)
     assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300,
                                    on_event_stop, on_end, &s, &s.own),
                      0);
-    /* Open before the second starts: over HTTP/1.1 libcurl holds a
-     * request back while the only connection's answer is not in. */
     assert_true(th_run_until(&f->loop, &s.w.opened, 5000));
     assert_int_equal(gm_kube_watch(f->k, "/api/v1/pods?watch=1", 300, on_event,
                                    on_end, &other, &other_w),
@@ -1217,6 +1215,30 @@ static void test_watch_stopped_from_another_watch_event(void **state)
     wait_done(f, 5000);
     assert_int_equal(f->code, 200);
     gm_kube_watch_stop(s.own);
+    fx_free(f);
+}
+
+/* Watches sent together over cleartext (kubectl proxy: HTTP/1.1) each get
+ * a connection at once; none waits for the first one's answer, or end. */
+static void test_watches_sent_together_all_open(void **state)
+{
+    (void)state;
+    n_streams = 0;
+    struct fx *f = fx_new(serve_streams_or_ok, NULL);
+    struct wstate a = {0}, b = {0};
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/nodes?watch=1", 300, on_event,
+                                   on_end, &a, NULL),
+                     0);
+    assert_int_equal(gm_kube_watch(f->k, "/api/v1/pods?watch=1", 300, on_event,
+                                   on_end, &b, NULL),
+                     0);
+    assert_true(th_run_until(&f->loop, &a.opened, 5000));
+    assert_true(th_run_until(&f->loop, &b.opened, 5000));
+    assert_int_equal(n_streams, 2);
+    /* And a request beside them. */
+    assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);
+    wait_done(f, 5000);
+    assert_int_equal(f->code, 200);
     fx_free(f);
 }
 
@@ -1336,6 +1358,7 @@ int main(void)
         cmocka_unit_test(test_watch_stopped_from_its_own_event),
         cmocka_unit_test(test_watch_stopped_from_another_watch_event),
         cmocka_unit_test(test_watch_stopped_from_its_end),
+        cmocka_unit_test(test_watches_sent_together_all_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -507,7 +507,13 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* Wait for the first connection to say whether it multiplexes, so the
+     * calls of a start share one. Only TLS can (HTTP/2 by ALPN, whose
+     * answer wakes the waiters); over cleartext (kubectl proxy) it is
+     * HTTP/1.1, and libcurl 7.88 wakes a waiter only when some transfer
+     * ends: watches sent together would wait on the first one's end. */
+    if (strncasecmp(h->server, "https:", 6) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, KEEPALIVE_IDLE_S);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, KEEPALIVE_INTVL_S);
