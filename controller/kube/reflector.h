@@ -77,8 +77,9 @@ const char *gm_reflector_resource_version(const struct gm_reflector *r);
 void gm_reflector_get_stats(const struct gm_reflector *r,
                             struct gm_reflector_stats *out);
 
-/* Stops and frees; no callback runs afterwards, and it may be called from
- * one (a handler that learns its cache is no longer wanted). Memory tied to
+/* Stops and frees; no callback runs afterwards. May be called from on_add,
+ * on_update, on_delete, on_synced and on_list_failed (a handler that learns
+ * its cache is no longer wanted), not from decode or carry. Memory tied to
  * a request in flight is released when that request ends. */
 void gm_reflector_free(struct gm_reflector *r);
 
