@@ -98,6 +98,12 @@ static void wait_done(struct fx *f, int ms)
     assert_true(th_run_until(&f->loop, &f->done, ms));
 }
 
+static void run_a_while(struct fx *f, int ms)
+{
+    int never = 0;
+    th_run_until(&f->loop, &never, ms);
+}
+
 /* ---- behaviours ---- */
 
 static void serve_ok(struct fx *f, const struct th_req *r, struct th_conn *c)
@@ -548,6 +554,36 @@ static void test_401_refreshes_once(void **state)
     assert_true(th_run_until(&f->loop, &http_done, 5000));
     assert_int_equal(http_status, 401);
     assert_int_equal(src.invalidations, 2);
+    gm_http_free(h);
+    fx_free(f);
+}
+
+/* The answer hook may cancel the call being answered (a shutdown it
+ * starts stops every call): a 429 it is told of is then not retried. */
+static struct gm_http_call *hooked_call;
+static void cancel_on_429(void *data, const char *method, long status)
+{
+    (void)data;
+    (void)method;
+    if (status == 429)
+        gm_http_cancel(hooked_call);
+}
+
+static void test_cancel_from_the_answer_hook(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(serve_429_then_ok, NULL);
+    struct gm_http_opts ho = {.cfg = &f->cfg, .on_response = cancel_on_429};
+    struct gm_http *h;
+    assert_int_equal(gm_http_new(&f->loop, &ho, &h), 0);
+    struct gm_http_req req = {.method = "GET", .path = "/api", .retry = 1};
+    http_done = 0;
+    assert_int_equal(gm_http_send(h, &req, on_http, NULL, NULL, &hooked_call),
+                     0);
+    run_a_while(f, 500); /* Retry-After: 0 would retry within 50 ms */
+    assert_int_equal(f->hits, 1);
+    assert_int_equal(http_done, 0);
+    assert_int_equal(gm_http_pending(h), 0);
     gm_http_free(h);
     fx_free(f);
 }
@@ -1154,12 +1190,6 @@ static const char three_events[] =
     "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"b\"}}}\n"
     "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"c\"}}}\n";
 
-static void run_a_while(struct fx *f, int ms)
-{
-    int never = 0;
-    th_run_until(&f->loop, &never, ms);
-}
-
 static void test_watch_stopped_from_its_own_event(void **state)
 {
     (void)state;
@@ -1342,6 +1372,7 @@ int main(void)
         cmocka_unit_test(test_paginated_list),
         cmocka_unit_test(test_rate_limit_and_reuse),
         cmocka_unit_test(test_401_refreshes_once),
+        cmocka_unit_test(test_cancel_from_the_answer_hook),
         cmocka_unit_test(test_credential_failure_says_why),
         cmocka_unit_test(test_early_refresh_failure_keeps_requests_going),
         cmocka_unit_test(test_socket_bounds_dead_peer),

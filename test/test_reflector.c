@@ -553,11 +553,13 @@ static void test_free_from_a_relist_handler(void **state)
     struct fx *f = fx_new();
     start(f);
     run_until_watches(f, 1);
-    /* A 410 in the stream: the relist finds n2 changed, n4 new and n1
-     * gone; the first of those told (in the map's order) frees the
-     * reflector. */
+    /* A 410 in the stream: the relist finds n2 and n3 changed, n4 new and
+     * n1 gone; the first of those told (in the map's order) frees the
+     * reflector. A changed node always follows it, whose carry must not
+     * run. */
     set_node(f, 0, "", "");
     set_node(f, 1, "n2", "130");
+    set_node(f, 2, "n3", "132");
     set_node(f, 3, "n4", "131");
     snprintf(f->api.list_rv, 16, "200");
     f->log[0] = '\0';
@@ -570,10 +572,13 @@ static void test_free_from_a_relist_handler(void **state)
         th_run_until(&f->loop, &never, 100);
     th_run_until(&f->loop, &never, 300);
     assert_null(f->r);
-    int told = 0;
-    for (const char *p = f->log; *p; p = strchr(p, ' ') + 1)
+    int told = 0, carried_after = 0;
+    for (const char *p = f->log; *p; p = strchr(p, ' ') + 1) {
+        carried_after += told && *p == '^';
         told += *p == '+' || *p == '~' || *p == '-';
+    }
     assert_int_equal(told, 1);
+    assert_int_equal(carried_after, 0);
     assert_null(strstr(f->log, "S"));
     assert_int_equal(f->api.lists, 4);   /* two lists of two pages */
     assert_int_equal(f->api.watches, 1); /* no watch after the relist */

@@ -704,9 +704,16 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
         call_destroy(c);
         return;
     }
-    if (h->opts.on_response)
+    if (h->opts.on_response) {
         h->opts.on_response(h->opts.on_response_data, c->method,
                             rc == CURLE_OK ? status : 0);
+        if (c->cancelled) {
+            /* The hook cancelled it (a shutdown it set off): a retry
+             * would replace the timer that frees it. */
+            call_destroy(c);
+            return;
+        }
+    }
     if (version)
         h->stats.last_http_version = version;
 

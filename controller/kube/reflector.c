@@ -193,7 +193,7 @@ static void apply_relist(struct gm_reflector *r)
                 ops->on_add(r->ud, e->key, e->value);
         } else if (strcmp(ops->resource_version(prev),
                           ops->resource_version(e->value)) != 0) {
-            if (ops->carry)
+            if (ops->carry && !r->stopped)
                 ops->carry(r->ud, prev, e->value);
             if (ops->on_update && !r->stopped)
                 ops->on_update(r->ud, e->key, prev, e->value);

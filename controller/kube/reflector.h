@@ -77,10 +77,12 @@ const char *gm_reflector_resource_version(const struct gm_reflector *r);
 void gm_reflector_get_stats(const struct gm_reflector *r,
                             struct gm_reflector_stats *out);
 
-/* Stops and frees; no callback runs afterwards. May be called from on_add,
- * on_update, on_delete, on_synced and on_list_failed (a handler that learns
- * its cache is no longer wanted), not from decode or carry. Memory tied to
- * a request in flight is released when that request ends. */
+/* Stops and frees; no callback but free_obj runs afterwards. May be called
+ * from on_add, on_update, on_delete, on_synced and on_list_failed (a
+ * handler that learns its cache is no longer wanted), not from decode or
+ * carry; the cache is then freed once the handler has returned, through
+ * free_obj, so ops and ud must stay valid until then. Memory tied to a
+ * request in flight is released when that request ends. */
 void gm_reflector_free(struct gm_reflector *r);
 
 #endif
