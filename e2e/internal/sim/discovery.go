@@ -122,9 +122,9 @@ func discoveryLabels(m *gpus.Model, st *fakesmi.State, sh sharing) map[string]st
 	return out
 }
 
-// isDiscoveryLabel tells whether GFD owns label k: node feature discovery
+// IsDiscoveryLabel tells whether GFD owns label k: node feature discovery
 // removes such a label when the latest run did not produce it.
-func isDiscoveryLabel(k string) bool {
+func IsDiscoveryLabel(k string) bool {
 	switch k {
 	case "nvidia.com/mig.strategy", "nvidia.com/gpu.product", "nvidia.com/gpu.count",
 		"nvidia.com/gpu.memory", "nvidia.com/gpu.replicas":
@@ -154,7 +154,7 @@ func (s *Sim) syncDiscoveryLabels(ctx context.Context, n *Node, cur *corev1.Node
 		}
 	}
 	for k := range cur.Labels {
-		if _, ok := want[k]; !ok && isDiscoveryLabel(k) {
+		if _, ok := want[k]; !ok && IsDiscoveryLabel(k) {
 			patch[k] = nil
 		}
 	}

@@ -100,8 +100,8 @@ func TestIsDiscoveryLabel(t *testing.T) {
 		"nvidia.com/mig.config": false, "nvidia.com/mig.capable": false, "nvidia.com/gpu.deploy.device-plugin": false,
 		"nvidia.com/device-plugin.config": false, "pool": false,
 	} {
-		if got := isDiscoveryLabel(k); got != want {
-			t.Errorf("isDiscoveryLabel(%q) = %v", k, got)
+		if got := IsDiscoveryLabel(k); got != want {
+			t.Errorf("IsDiscoveryLabel(%q) = %v", k, got)
 		}
 	}
 }
