@@ -41,6 +41,7 @@ struct fx {
     char last_post[4096];
     /* callbacks */
     int started, lost, released, release_err;
+    int puts_at_start;
     uint64_t started_at, lost_at;
 };
 
@@ -143,6 +144,7 @@ static void on_started(void *data)
     struct fx *f = data;
     f->started++;
     f->started_at = uv_now(&f->loop);
+    f->puts_at_start = f->puts;
 }
 
 static void on_lost(void *data)
@@ -488,6 +490,66 @@ static void test_options_and_identity(void **state)
     assert_int_equal(gm_leader_default_identity(id, 4), -E2BIG);
 }
 
+/* The write that takes a free Lease meets a 429 and lands after the client
+ * waits out Retry-After (1 s), past the 500 ms renew deadline counted from
+ * the first send. Leading then would end at the next attempt, with work
+ * just started: the elector writes again first and leads on that write. */
+static void test_late_acquire_renews_before_leading(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    store(f, json_tokener_parse(
+                 "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":"
+                 "\"Lease\",\"metadata\":{\"name\":\"gpumode-controller\","
+                 "\"namespace\":\"gm\"},\"spec\":{\"holderIdentity\":\"\","
+                 "\"leaseDurationSeconds\":1,\"leaseTransitions\":4}}"));
+    f->put_busy = 1;
+    assert_int_equal(gm_leader_start(f->l), 0);
+    while (f->puts == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    f->put_busy = 0;
+    assert_true(th_run_until(&f->loop, &f->started, 3000));
+    /* the refused write, its late retry, then the write it leads on */
+    assert_int_equal(f->puts_at_start, 3);
+    assert_string_equal(spec_field(lease_text(f), "holderIdentity"), ME);
+    assert_string_equal(spec_field(lease_text(f), "leaseTransitions"), "5");
+    run_for(f, 600);
+    assert_int_equal(f->lost, 0);
+    assert_true(gm_leader_is_leader(f->l));
+    fx_free(f);
+}
+
+/* A replica told to stop while its takeover write waits out a 429: the
+ * write lands, and the elector gives the Lease straight back instead of
+ * leading or leaving it held by a process about to exit. */
+static void test_release_while_acquiring(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    store(f, json_tokener_parse(
+                 "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":"
+                 "\"Lease\",\"metadata\":{\"name\":\"gpumode-controller\","
+                 "\"namespace\":\"gm\"},\"spec\":{\"holderIdentity\":\"\","
+                 "\"leaseDurationSeconds\":1,\"leaseTransitions\":4}}"));
+    f->put_busy = 1;
+    assert_int_equal(gm_leader_start(f->l), 0);
+    while (f->puts == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    f->put_busy = 0;
+    assert_int_equal(gm_leader_release(f->l, on_released, f), 0);
+    assert_true(th_run_until(&f->loop, &f->released, 3000));
+    assert_int_equal(f->release_err, 0);
+    assert_int_equal(f->started, 0);
+    assert_false(gm_leader_is_leader(f->l));
+    assert_string_equal(spec_field(lease_text(f), "holderIdentity"), "");
+    assert_string_equal(spec_field(lease_text(f), "leaseDurationSeconds"), "1");
+    int puts = f->puts, gets = f->gets;
+    run_for(f, 300);
+    assert_int_equal(f->puts, puts);
+    assert_int_equal(f->gets, gets);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +563,8 @@ int main(void)
         cmocka_unit_test(test_deleted_lease_is_created_again),
         cmocka_unit_test(test_release_on_stop),
         cmocka_unit_test(test_options_and_identity),
+        cmocka_unit_test(test_late_acquire_renews_before_leading),
+        cmocka_unit_test(test_release_while_acquiring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -690,6 +690,9 @@ int gm_ctl_start(struct gm_ctl *ctl)
 
 void gm_ctl_lead(struct gm_ctl *ctl)
 {
+    /* Leadership won during shutdown is released, not used. */
+    if (ctl->stopping)
+        return;
     ctl->leading = true;
     /* Deleted nodes' entries a standby saw go now. */
     gm_hami_changed(ctl->hami);

@@ -151,7 +151,7 @@ int gm_ctl_new(uv_loop_t *loop, struct gm_kube *kube,
 /* Starts the caches and the queue. */
 int gm_ctl_start(struct gm_ctl *ctl);
 /* This replica became the leader: process the queue, look at every node
- * and policy again. */
+ * and policy again. Does nothing once gm_ctl_stop_work has run. */
 void gm_ctl_lead(struct gm_ctl *ctl);
 /* Stop taking keys from the queue (shutdown, lost lease). */
 void gm_ctl_stop_work(struct gm_ctl *ctl);

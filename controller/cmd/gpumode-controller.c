@@ -108,7 +108,7 @@ struct release_ctx {
 static void released(void *data, int err)
 {
     struct release_ctx *r = data;
-    if (err)
+    if (err && err != -ENOTCONN) /* -ENOTCONN: it was not ours */
         gm_warn("lease release: %s", strerror(-err));
     r->done(r->arg);
     free(r);
@@ -118,7 +118,9 @@ static int release(void *data, void (*done)(void *arg), void *arg)
 {
     struct app *a = data;
     struct release_ctx *r;
-    if (a->leader == NULL || !gm_leader_is_leader(a->leader))
+    /* Called whether or not we lead: a standby must stop electing too, and
+     * release what a takeover write in flight may still win. */
+    if (a->leader == NULL)
         return 1;
     r = malloc(sizeof(*r));
     if (r == NULL)

@@ -170,8 +170,22 @@ static void lose(struct gm_leader *l, const char *why)
  * and an answer that was slow to arrive must not stretch our term. */
 static void succeeded(struct gm_leader *l, json_object *lease, uint64_t sent_at)
 {
+    uint64_t now = uv_now(l->loop);
+    uint64_t end = sent_at + l->deadline_ms;
     observe(l, lease);
     l->last_renew = sent_at;
+    if (l->st == ST_ACQUIRING && now + l->retry_ms >= end) {
+        /* The write landed, but so late (a 429 waited out, a slow server)
+         * that our term would end, by our own clock, before the next
+         * renewal: starting work now would mean stopping it a moment
+         * later. Write again first; the record is ours, so that is a
+         * renewal, not a transition. */
+        gm_warn("leader election: lease %s/%s taken after %llu ms, past the "
+                "renew deadline; renewing before leading",
+                l->ns, l->name, (unsigned long long)(now - sent_at));
+        schedule(l, 0);
+        return;
+    }
     if (l->st == ST_ACQUIRING) {
         l->st = ST_LEADING;
         gm_info("leader election: acquired lease %s/%s as %s", l->ns, l->name,
@@ -180,8 +194,12 @@ static void succeeded(struct gm_leader *l, json_object *lease, uint64_t sent_at)
         if (l->o.on_started_leading)
             l->o.on_started_leading(l->o.data);
     }
-    if (l->st == ST_LEADING)
-        schedule(l, l->retry_ms);
+    if (l->st == ST_LEADING) {
+        /* A renewal answered late leaves less than a retry period: try
+         * again halfway to the deadline rather than after it. */
+        uint64_t left = end > now ? end - now : 0;
+        schedule(l, left / 2 < l->retry_ms ? left / 2 : l->retry_ms);
+    }
 }
 
 /* A failed attempt: while leading, keep trying until the renew deadline,
@@ -210,6 +228,9 @@ static void release_finished(struct gm_leader *l, int err)
     set_leader_gauge(l, 0);
     if (err == 0)
         gm_info("leader election: released lease %s/%s", l->ns, l->name);
+    else if (err == -ENOTCONN)
+        gm_info("leader election: lease %s/%s not ours to release", l->ns,
+                l->name);
     else
         gm_warn("leader election: release of %s/%s failed: %s", l->ns, l->name,
                 strerror(-err));
@@ -480,7 +501,10 @@ int gm_leader_release(struct gm_leader *l, void (*done)(void *data, int err),
                       void *data)
 {
     uv_timer_stop(&l->timer);
-    if (l->st != ST_LEADING) {
+    /* A takeover write in flight may land: its answer decides, as a
+     * renewal's does, so a replica stopping while it acquires does not
+     * leave the Lease held by nobody alive. */
+    if (l->st != ST_LEADING && !(l->st == ST_ACQUIRING && l->inflight)) {
         l->st = ST_DONE;
         return -ENOTCONN;
     }

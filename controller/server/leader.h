@@ -61,9 +61,12 @@ int gm_leader_is_leader(const struct gm_leader *l);
 const char *gm_leader_holder(const struct gm_leader *l);
 const char *gm_leader_identity(const struct gm_leader *l);
 
-/* Gives the lease up and stops electing. done(data, err) runs once the
- * update is answered (err 0 or negative errno). Returns -ENOTCONN, and
- * never calls done, when we do not lead; electing stops all the same. */
+/* Gives the lease up and stops electing; no on_started_leading runs after
+ * it. done(data, err) runs once the update is answered (err 0 or negative
+ * errno). While acquiring with a request out, that answer decides: done
+ * runs with 0 after releasing what it won, or -ENOTCONN. Returns
+ * -ENOTCONN, and never calls done, when we neither lead nor wait on an
+ * answer; electing stops all the same. */
 int gm_leader_release(struct gm_leader *l, void (*done)(void *data, int err),
                       void *data);
 
