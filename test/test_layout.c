@@ -388,6 +388,86 @@ static void test_invalid_config_kept_apart(void **state)
     gm_migparted_free(m);
 }
 
+/* Layouts the agent would refuse are refused when planned, for a model
+ * outside the table too: there nothing else checks the counts. */
+static void test_unknown_model_agent_rules(void **state)
+{
+    static const char yaml[] =
+        "version: v1\nmig-configs:\n"
+        "  zeros:\n    - devices: all\n      mig-enabled: true\n"
+        "      mig-devices: {\"1g.6gb\": 0}\n"
+        "  eight:\n    - devices: all\n      mig-enabled: true\n"
+        "      mig-devices: {\"1g.6gb\": 7, \"1g.12gb\": 1}\n"
+        "  long-name:\n    - devices: all\n      mig-enabled: true\n"
+        "      mig-devices: {\"1g.10000000000000000000000000000000000000gb\": "
+        "1}\n"
+        "  ok:\n    - devices: all\n      mig-enabled: true\n"
+        "      mig-devices: {\"1g.6gb\": 4}\n";
+    struct gm_migparted *m = NULL;
+    char err[512] = "";
+
+    if (gm_migparted_parse(yaml, strlen(yaml), SRC, &m, err, sizeof(err)))
+        fail_msg("parse: %s", err);
+    capable = true;
+    resolve(m, "zeros", "NVIDIA-A30", 4, -EINVAL,
+            "layout \"zeros\": an entry enables MIG without instances, "
+            "which leaves the GPU unusable to the device plugin");
+    resolve(m, "eight", "NVIDIA-A30", 4, -EINVAL,
+            "layout \"eight\": gpumode-agent would refuse it: "
+            "layout[0].migDevices: 8 instances, a GPU has at most 7");
+    resolve(m, "ok", "NVIDIA-A30", 4, 0,
+            "[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+            "{\"1g.6gb\":4}}]");
+    char what[64], *json = (char *)1;
+    snprintf(what, sizeof(what), "layout \"long-name\"");
+    assert_int_equal(gm_layout_resolve(gm_migparted_find(m, "long-name"), what,
+                                       "NVIDIA-A30", true, 4, &json, err,
+                                       sizeof(err)),
+                     -EINVAL);
+    assert_null(json);
+    assert_non_null(strstr(err, "gpumode-agent would refuse it"));
+    capable = false;
+    gm_migparted_free(m);
+}
+
+/* 2,000 profile counts behind one anchor, referenced 60 times: 120,000
+ * items from a 40 KiB document. The walk stops at its budget with the
+ * whole document refused, instead of copying every reference. */
+static void test_alias_expansion_capped(void **state)
+{
+    size_t cap = 64 * 1024, off = 0;
+    char *yaml = malloc(cap);
+    assert_non_null(yaml);
+    off += (size_t)snprintf(yaml + off, cap - off,
+                            "version: v1\nx: &e {devices: all, mig-enabled: "
+                            "true, mig-devices: {");
+    for (int i = 1; i <= 2000; i++)
+        off += (size_t)snprintf(yaml + off, cap - off, "%s1g.%dgb: 1",
+                                i > 1 ? ", " : "", i);
+    off += (size_t)snprintf(yaml + off, cap - off, "}}\nmig-configs:\n  a: [");
+    for (int i = 0; i < 60; i++)
+        off += (size_t)snprintf(yaml + off, cap - off, "%s*e", i ? ", " : "");
+    off += (size_t)snprintf(yaml + off, cap - off, "]\n");
+    assert_true(off < cap);
+    expect_parse_error(yaml, SRC ": config.yaml line 2: the document "
+                                 "expands, through its aliases, to more than "
+                                 "100000 entries, devices and profiles");
+    /* Within the budget the same document parses: 40 references. */
+    char *cut = strstr(yaml, "  a: [");
+    off = (size_t)(cut - yaml);
+    off += (size_t)snprintf(yaml + off, cap - off, "  a: [");
+    for (int i = 0; i < 40; i++)
+        off += (size_t)snprintf(yaml + off, cap - off, "%s*e", i ? ", " : "");
+    snprintf(yaml + off, cap - off, "]\n");
+    struct gm_migparted *m = NULL;
+    char err[512] = "";
+    if (gm_migparted_parse(yaml, strlen(yaml), SRC, &m, err, sizeof(err)))
+        fail_msg("parse: %s", err);
+    assert_int_equal(m->layouts[0].n_entries, 40);
+    gm_migparted_free(m);
+    free(yaml);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +481,8 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_invalid_config_kept_apart),
+        cmocka_unit_test(test_unknown_model_agent_rules),
+        cmocka_unit_test(test_alias_expansion_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

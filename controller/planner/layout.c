@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "agent/layout.h"
+
 /* ---- GPU models (FACTS.md: MIG profiles by model) ---- */
 
 static const struct gm_mig_profile a100_40gb[] = {
@@ -102,11 +104,20 @@ const struct gm_gpu_model *gm_gpu_model_find(const char *product)
 
 /* ---- mig-parted v1 parsing (libyaml document API) ---- */
 
+/* Entries, devices, device filters and profile counts a document may
+ * expand to. libyaml keeps an alias as one shared node, but every
+ * reference is parsed into its own copy (and an entry's keys are searched
+ * per reference): without a cap, a few KiB of nested aliases would make
+ * gigabytes of layouts, again at every restart. Real configs have a few
+ * thousand. */
+#define MAX_ITEMS 100000
+
 struct yp {
     yaml_document_t *doc;
     const char *source;
     char *err;
     size_t errlen;
+    size_t *left; /* of MAX_ITEMS, shared by every config's walk */
 };
 
 __attribute__((format(printf, 3, 4))) static int
@@ -124,6 +135,21 @@ yfail(struct yp *y, const yaml_node_t *at, const char *fmt, ...)
     else
         snprintf(y->err, y->errlen, "%s: config.yaml: %s", y->source, msg);
     return -EINVAL;
+}
+
+/* Takes n items from the document's budget; -E2BIG fails the whole
+ * document, not one config. */
+static int spend(struct yp *y, const yaml_node_t *at, size_t n)
+{
+    if (*y->left < n) {
+        yfail(y, at,
+              "the document expands, through its aliases, to more than %d "
+              "entries, devices and profiles",
+              MAX_ITEMS);
+        return -E2BIG;
+    }
+    *y->left -= n;
+    return 0;
 }
 
 static const char *scalar(const yaml_node_t *n)
@@ -211,6 +237,9 @@ static int parse_devices(struct yp *y, yaml_node_t *dev, const char *cfg,
         (size_t)(dev->data.sequence.items.top - dev->data.sequence.items.start);
     if (n == 0)
         return yfail(y, dev, "config \"%s\": devices must not be empty", cfg);
+    int err = spend(y, dev, n);
+    if (err)
+        return err;
     e->devices = calloc(n, sizeof(*e->devices));
     if (e->devices == NULL)
         return -ENOMEM;
@@ -239,6 +268,11 @@ static int parse_filter(struct yp *y, yaml_node_t *f, const char *cfg,
         return add_string(&e->device_filter, &e->n_device_filter, s);
     if (f->type != YAML_SEQUENCE_NODE)
         return yfail(y, f, "config \"%s\": device-filter must be a list", cfg);
+    int err = spend(
+        y, f,
+        (size_t)(f->data.sequence.items.top - f->data.sequence.items.start));
+    if (err)
+        return err;
     for (yaml_node_item_t *i = f->data.sequence.items.start;
          i < f->data.sequence.items.top; i++) {
         const char *id = scalar(yaml_document_get_node(y->doc, *i));
@@ -247,7 +281,7 @@ static int parse_filter(struct yp *y, yaml_node_t *f, const char *cfg,
                          "config \"%s\": device-filter must list PCI "
                          "device ids",
                          cfg);
-        int err = add_string(&e->device_filter, &e->n_device_filter, id);
+        err = add_string(&e->device_filter, &e->n_device_filter, id);
         if (err)
             return err;
     }
@@ -263,6 +297,9 @@ static int parse_mig_devices(struct yp *y, yaml_node_t *md, const char *cfg,
                      cfg);
     size_t n =
         (size_t)(md->data.mapping.pairs.top - md->data.mapping.pairs.start);
+    int err = spend(y, md, n);
+    if (err)
+        return err;
     e->counts = calloc(n ? n : 1, sizeof(*e->counts));
     if (e->counts == NULL)
         return -ENOMEM;
@@ -308,7 +345,12 @@ static int parse_entry(struct yp *y, yaml_node_t *en, const char *cfg,
 
     if (en->type != YAML_MAPPING_NODE)
         return yfail(y, en, "config \"%s\": each entry must be a mapping", cfg);
-    err = parse_devices(y, map_get(y, en, "devices"), cfg, e);
+    /* Its keys are searched four times below: spend them too. */
+    err = spend(y, en,
+                1 + (size_t)(en->data.mapping.pairs.top -
+                             en->data.mapping.pairs.start));
+    if (!err)
+        err = parse_devices(y, map_get(y, en, "devices"), cfg, e);
     if (!err)
         err = parse_filter(y, map_get(y, en, "device-filter"), cfg, e);
     if (err)
@@ -412,6 +454,10 @@ static int parse_configs(struct yp *y, yaml_node_t *cfgs,
         int err = parse_config(&cy, kn, vn, name, &l);
         if (err) {
             gm_mig_layout_clear(&l);
+            if (err == -E2BIG) {
+                snprintf(y->err, y->errlen, "%s", why);
+                return -EINVAL;
+            }
             if (err != -EINVAL)
                 return err;
             err = add_invalid(m, name, why);
@@ -434,7 +480,8 @@ int gm_migparted_parse(const char *text, size_t len, const char *source,
 {
     yaml_parser_t parser;
     yaml_document_t doc;
-    struct yp y = {&doc, source, err, errlen};
+    size_t left = MAX_ITEMS;
+    struct yp y = {&doc, source, err, errlen, &left};
     int rc;
 
     *out = NULL;
@@ -579,10 +626,6 @@ static int check_counts(const struct gm_mig_entry *e,
     int compute = 0;
     int memory = 0;
 
-    if (e->n_counts == 0)
-        return rfail(err, errlen, what,
-                     "an entry enables MIG without instances, which leaves "
-                     "the GPU unusable to the device plugin");
     for (size_t i = 0; i < e->n_counts; i++) {
         const struct gm_mig_count *c = &e->counts[i];
         const struct gm_mig_profile *p = find_profile(model, c->profile);
@@ -700,9 +743,14 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
                      "the node has no nvidia.com/gpu.product label, so its "
                      "GPU model is unknown");
     const struct gm_gpu_model *model = gm_gpu_model_find(product);
-    for (size_t i = 0; i < l->n_entries && n < 64; i++) {
+    for (size_t i = 0; i < l->n_entries; i++) {
         if (!filter_matches(&l->entries[i], model))
             continue;
+        if (n == sizeof(use) / sizeof(use[0]))
+            return rfail(err, errlen, what,
+                         "more than %d entries apply to %s; gpumode-agent "
+                         "takes at most %d",
+                         (int)n, product, GM_LAYOUT_MAX_ENTRIES);
         use[n++] = &l->entries[i];
         enables = enables || l->entries[i].mig_enabled;
     }
@@ -735,12 +783,33 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
     rc = check_devices(use, n, gpu_count, what, err, errlen);
     if (rc)
         return rc;
-    for (size_t i = 0; i < n && model; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (!use[i]->mig_enabled)
             continue;
-        rc = check_counts(use[i], model, product, what, err, errlen);
+        if (use[i]->n_counts == 0)
+            return rfail(err, errlen, what,
+                         "an entry enables MIG without instances, which "
+                         "leaves the GPU unusable to the device plugin");
+        rc =
+            model ? check_counts(use[i], model, product, what, err, errlen) : 0;
         if (rc)
             return rc;
     }
-    return emit(use, n, json);
+    rc = emit(use, n, json);
+    if (rc)
+        return rc;
+    /* The agent's own rules (entries, instances per GPU, name lengths),
+     * checked here so that a layout it would refuse stalls the policy
+     * instead of failing each node after its drain. They matter most for
+     * a model outside the table, whose counts are otherwise left to the
+     * node's nvidia-smi. */
+    struct gm_layout agent_view;
+    char why[256];
+    if (gm_layout_parse(*json, &agent_view, why, sizeof(why)) != 0) {
+        free(*json);
+        *json = NULL;
+        return rfail(err, errlen, what, "gpumode-agent would refuse it: %s",
+                     why);
+    }
+    return 0;
 }
