@@ -499,6 +499,108 @@ static void test_relaid_rollback_waits_for_the_count(void **state)
     outcome_free(&o);
 }
 
+/* A rollback to mig, its GPUs laid back (one GPU, seven 1g.10gb), with the
+ * node's old strategy put back: the config label (label, or NULL for none)
+ * and gpumode.io/settings (settings, or NULL) as the node had them. to and
+ * strategy are the switch's own. */
+static void run_mig_rollback(struct outcome *o, enum gm_mode to,
+                             const char *strategy, const char *label,
+                             const char *settings, const char *allocatable)
+{
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    char err[256], labels[256], anns[512];
+    memset(&f, 0, sizeof(f));
+    f.pod = PLUGIN_POD;
+    char *t = th_ctl_switch_record_retry(GM_PHASE_VERIFY, true, true);
+    assert_int_equal(gm_record_parse(t, &rec, err, sizeof(err)), 0);
+    free(t);
+    rec.from = GM_MODE_MIG;
+    rec.to = to;
+    rec.gpus = 1;
+    rec.since -= 3600; /* past clientsTimeoutSeconds: no waiting */
+    assert_int_equal(gm_set_str(&rec.strategy, strategy), 0);
+    assert_int_equal(gm_set_str(&rec.from_layout,
+                                "[{\"devices\":[0],\"migEnabled\":true,"
+                                "\"migDevices\":{\"1g.10gb\":7}}]"),
+                     0);
+    if (label)
+        assert_int_equal(gm_record_save_label(
+                             &rec, "nvidia.com/device-plugin.config", label),
+                         0);
+    f.n.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    snprintf(labels, sizeof(labels), "{\"gpumode.io/mode\":\"mig\"%s%s%s}",
+             label ? ",\"nvidia.com/device-plugin.config\":\"" : "",
+             label ? label : "", label ? "\"" : "");
+    f.n.labels = labels;
+    if (settings) {
+        json_object *a = json_object_new_object();
+        json_object_object_add(a, "gpumode.io/settings",
+                               json_object_new_string(settings));
+        snprintf(anns, sizeof(anns), "%s",
+                 json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+        json_object_put(a);
+        f.n.annotations = anns;
+    }
+    f.n.allocatable = allocatable;
+    th_ctl_start(&f.n.c, handler, &f);
+    f.n.c.ctl->policy_for = policy_for;
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    finish(&f, o);
+}
+
+/* The rollback ended well: back, held as failed, uncordoned. */
+static void assert_back(struct outcome *o)
+{
+    assert_non_null(o->p);
+    assert_int_equal(o->rec.phase, GM_PHASE_FAILED);
+    assert_false(o->rec.rolling_back);
+    assert_string_equal(label(o->p, GM_LABEL_STATE), "failed");
+    json_object *u = NULL;
+    assert_true(json_object_object_get_ex(gm_json_get(o->p, "spec"),
+                                          "unschedulable", &u));
+    assert_false(json_object_get_boolean(u));
+}
+
+/* A rollback to mig is verified under the strategy the node had, not the
+ * switch's: a single-strategy node offers nvidia.com/gpu, not
+ * nvidia.com/mig-1g.10gb, and checked as mixed it would be held cordoned
+ * though back and serving. The strategy is read from the config label the
+ * rollback put back, else from gpumode.io/settings. */
+static void test_mig_rollback_verifies_the_old_strategy(void **state)
+{
+    (void)state;
+    struct outcome o;
+    const char *gpu7 = "{\"nvidia.com/gpu\":\"7\"}";
+    const char *mig7 = "{\"nvidia.com/mig-1g.10gb\":\"7\"}";
+
+    /* mig (single) -> full */
+    run_mig_rollback(&o, GM_MODE_FULL, NULL, "single", NULL, gpu7);
+    assert_back(&o);
+    outcome_free(&o);
+    /* mig (single) -> mig (mixed) */
+    run_mig_rollback(&o, GM_MODE_MIG, "mixed", "single", NULL, gpu7);
+    assert_back(&o);
+    outcome_free(&o);
+    /* mig (mixed) -> mig (single) */
+    run_mig_rollback(&o, GM_MODE_MIG, "single", "mixed", NULL, mig7);
+    assert_back(&o);
+    outcome_free(&o);
+    /* no strategy label: the settings the node converged with */
+    run_mig_rollback(&o, GM_MODE_FULL, NULL, NULL,
+                     "{\"strategy\":\"single\",\"layout\":[]}", gpu7);
+    assert_back(&o);
+    outcome_free(&o);
+    /* and a node that does not offer what its strategy names is held */
+    run_mig_rollback(&o, GM_MODE_FULL, NULL, "single", NULL, mig7);
+    assert_non_null(o.p);
+    assert_int_equal(o.rec.phase, GM_PHASE_FAILED);
+    assert_true(o.rec.rolling_back);
+    assert_string_equal(o.rec.reason, "PluginNotReady");
+    outcome_free(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -514,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_untouched_rollback_takes_what_is_advertised),
         cmocka_unit_test(test_relaid_rollback_waits_for_the_count),
         cmocka_unit_test(test_untouched_rollback_failing_stays_untouched),
+        cmocka_unit_test(test_mig_rollback_verifies_the_old_strategy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

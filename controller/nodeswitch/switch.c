@@ -1909,6 +1909,37 @@ void gm_switch_strategy_hint(const struct gm_node *n, const char *strategy,
                  single ? "single" : "mixed");
 }
 
+/* The MIG strategy the plugin runs under once the clients are back: the
+ * switch's own, or in a rollback the one the node had before. That one is
+ * named by the config label the rollback just put back (in mig gpumode
+ * writes the strategy there), else by the gpumode.io/settings the node
+ * converged with, which stays until a switch finishes. The record keeps
+ * only the target's: a rollback from single checked as mixed would hold a
+ * node that is back and serving cordoned. buf holds the settings' value. */
+static const char *verify_strategy(struct sw *s, char *buf, size_t len)
+{
+    const char *key = s->ctl->cfg->profile->mig_config_label;
+    const char *label = key ? gm_node_label(s->node, key) : NULL;
+    const char *found = NULL;
+
+    if (!s->rec.rolling_back)
+        return s->rec.strategy;
+    if (gm_plugin_config_is_strategy(label))
+        return label;
+    json_object *o = s->node->ann_settings
+                         ? json_tokener_parse(s->node->ann_settings)
+                         : NULL,
+                *v;
+    if (json_object_is_type(o, json_type_object) &&
+        json_object_object_get_ex(o, "strategy", &v) &&
+        gm_plugin_config_is_strategy(json_object_get_string(v))) {
+        snprintf(buf, len, "%s", json_object_get_string(v));
+        found = buf;
+    }
+    json_object_put(o);
+    return found ? found : s->rec.strategy;
+}
+
 static int step_verify(struct sw *s)
 {
     const struct gm_profile *prof = s->ctl->cfg->profile;
@@ -1973,9 +2004,11 @@ static int step_verify(struct sw *s)
         gpus = hami_gpus(s, gpus, &split, &filtered);
     else if (mode == GM_MODE_FULL)
         split = gm_plugin_config_replicas(s->node, &shared);
-    size_t n =
-        gm_switch_expected(prof, mode, target_layout(s), s->rec.strategy, gpus,
-                           split, names, counts, 16, buf, sizeof(buf));
+    char strategy_buf[8];
+    const char *strategy =
+        verify_strategy(s, strategy_buf, sizeof(strategy_buf));
+    size_t n = gm_switch_expected(prof, mode, target_layout(s), strategy, gpus,
+                                  split, names, counts, 16, buf, sizeof(buf));
     if (n > 0 && shared)
         names[0] = shared;
     /* A rollback that never laid the GPUs (the drain or the stop of the
@@ -2000,8 +2033,7 @@ static int step_verify(struct sw *s)
                          " (HAMi's filterdevices leaves out %d GPU%s)",
                          filtered, filtered == 1 ? "" : "s");
             else if (mode == GM_MODE_MIG)
-                gm_switch_strategy_hint(s->node, s->rec.strategy, why,
-                                        sizeof(why));
+                gm_switch_strategy_hint(s->node, strategy, why, sizeof(why));
             set_message(s, "node advertises %s=%lld, expected %lld%s", names[i],
                         (long long)(have < 0 ? 0 : have), counts[i], why);
             goto not_ready;
