@@ -378,16 +378,40 @@ static void test_idle_and_conn_cap(void **state)
     raw_free(f, r);
     raw_free(f, held);
 
-    /* One in the middle of a request keeps its place; the newcomer is
-     * refused at once. */
+    /* Else one in the middle of a request makes room too: a client
+     * holding an unfinished head cannot keep a probe out. */
     held = raw_send(f, "GET /healthz HTTP/1.1\r\n", 20);
     assert_false(held->eof);
-    r = raw_send(f, "GET /healthz HTTP/1.1\r\n\r\n", 50);
-    assert_true(r->eof);
-    assert_int_equal(r->len, 0);
-    assert_false(held->eof);
+    r = raw_send(f, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 3000);
+    assert_non_null(strstr(r->in, "HTTP/1.1 200 OK\r\n"));
+    assert_true(held->eof);
+    assert_int_equal(held->len, 0);
     raw_free(f, r);
     raw_free(f, held);
+    fx_free(f);
+}
+
+/* At the default cap of 64, every connection holding the first byte of a
+ * request (the cheapest way to fill the server): the kubelet's probe is
+ * still answered, and the connection that began first made room. */
+static void test_probe_served_when_full_of_slow_heads(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL);
+    struct raw *held[64];
+    for (int i = 0; i < 64; i++) {
+        held[i] = raw_send(f, "G", 5);
+        assert_false(held[i]->eof);
+    }
+    struct raw *r =
+        raw_send(f, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 3000);
+    assert_non_null(strstr(r->in, "HTTP/1.1 200 OK\r\n"));
+    raw_free(f, r);
+    assert_true(held[0]->eof);
+    for (int i = 1; i < 64; i++)
+        assert_false(held[i]->eof);
+    for (int i = 0; i < 64; i++)
+        raw_free(f, held[i]);
     fx_free(f);
 }
 
@@ -692,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_and_close),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_idle_and_conn_cap),
+        cmocka_unit_test(test_probe_served_when_full_of_slow_heads),
         cmocka_unit_test(test_trickled_head_is_cut),
         cmocka_unit_test(test_client_gone_before_answers),
         cmocka_unit_test(test_address_in_use),

@@ -439,17 +439,26 @@ static void read_start(struct conn *c)
         conn_close(c);
 }
 
-/* At the cap, the oldest connection waiting between requests makes room:
- * a new client (the kubelet's probe, a scraper) is served rather than
- * refused while others merely hold connections open. NULL when every
- * connection is in the middle of a request. */
-static struct conn *oldest_idle(struct gm_httpd *h)
+/* At the cap, a new client (the kubelet's probe, a scraper) is served
+ * rather than refused: the oldest connection waiting between requests makes
+ * room, else the one whose unfinished request head began first. A client
+ * that sends its request at once is answered before anyone can take its
+ * place, so a few dozen connections trickling heads (each cut after
+ * head_ms, and opened again) cannot keep the probe out. NULL when every
+ * connection is being answered. */
+static struct conn *make_room(struct gm_httpd *h)
 {
-    struct conn *found = NULL;
-    for (struct conn *c = h->conns; c; c = c->next)
-        if (c->len == 0 && !c->writing && !c->closing)
-            found = c; /* newest first: the last one seen is the oldest */
-    return found;
+    struct conn *idle = NULL, *slow = NULL;
+    for (struct conn *c = h->conns; c; c = c->next) {
+        if (c->writing || c->closing)
+            continue;
+        if (c->len == 0)
+            idle = c; /* newest first: the last one seen is the oldest */
+        else if (c->in_head &&
+                 (slow == NULL || c->head_deadline <= slow->head_deadline))
+            slow = c;
+    }
+    return idle ? idle : slow;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -467,7 +476,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (h->n_conns >= h->o.max_conns) {
-        struct conn *old = oldest_idle(h);
+        struct conn *old = make_room(h);
         if (old)
             conn_close(old);
     }

@@ -31,8 +31,9 @@ struct gm_httpd_opts {
     size_t max_header;   /* request head cap; 0: 8 KiB, else 431 */
     size_t max_response; /* rendered /metrics cap; 0: 8 MiB */
     unsigned max_conns;  /* 0: 64; at the cap a new connection closes the
-                            oldest one idle between requests, else it is
-                            closed itself */
+                            oldest one idle between requests, else the one
+                            whose unfinished head began first; only when
+                            all are being answered is it closed itself */
     uint64_t idle_ms;    /* 0: 30 s, keep-alive and unfinished heads */
     uint64_t head_ms;    /* 0: 10 s, from a request head's first byte to
                             its end, however the bytes trickle in */
