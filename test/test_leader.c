@@ -488,6 +488,21 @@ static void test_options_and_identity(void **state)
     assert_int_equal(gm_leader_default_identity(other, sizeof(other)), 0);
     assert_string_not_equal(id, other);
     assert_int_equal(gm_leader_default_identity(id, 4), -E2BIG);
+    /* A pod name too long for the buffer is not cut: two replicas could
+     * share the cut. */
+    char name[200];
+    memset(name, 'p', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    setenv("POD_NAME", name, 1);
+    char small[100];
+    assert_int_equal(gm_leader_default_identity(small, sizeof(small)), 0);
+    assert_null(strstr(small, "pppp"));
+    us = strrchr(small, '_');
+    assert_non_null(us);
+    assert_int_equal(strspn(us + 1, "0123456789abcdef"), 8);
+    assert_int_equal(gm_leader_default_identity(id, sizeof(id)), 0);
+    assert_string_equal(id, name);
+    unsetenv("POD_NAME");
 }
 
 /* The write that takes a free Lease meets a 429 and lands after the client

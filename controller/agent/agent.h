@@ -62,8 +62,10 @@ enum gm_agent_needs {
 const char *gm_agent_mode_name(enum gm_agent_mode m);
 int gm_agent_parse_mode(const char *s, enum gm_agent_mode *out);
 
-/* Everything read from nvidia-smi at one moment. nprocs counts every
- * process even when more than GM_AGENT_MAX_PROCS were listed. */
+/* Everything read from nvidia-smi at one moment. nprocs counts the
+ * processes kept, at most GM_AGENT_MAX_PROCS: when more were listed, the
+ * rest are left out (the GPUs are busy either way) and the messages say
+ * the list was cut. */
 struct gm_agent_snapshot {
     size_t ngpus;
     struct gm_smi_gpu gpus[GM_AGENT_MAX_GPUS];

@@ -49,7 +49,7 @@ struct app {
     struct gm_ctl *ctl;
     struct gm_rollout *rollout;
     struct gm_shutdown *shutdown;
-    char identity[128];
+    char identity[256];
     int exit_code;
 };
 
@@ -182,8 +182,13 @@ static int start(struct app *a)
                               .stream_idle_s = a->cfg.watch_idle_s,
                               .on_response = gm_obs_api_response};
 
-    if (gm_leader_default_identity(a->identity, sizeof(a->identity)) != 0)
-        snprintf(a->identity, sizeof(a->identity), "gpumode-%d", getpid());
+    /* No fallback: a name shared by replicas (gpumode-<pid>, pid 1 in
+     * every container) would let each take the Lease as its own. */
+    rc = gm_leader_default_identity(a->identity, sizeof(a->identity));
+    if (rc) {
+        gm_error("no leader election identity fits: %s", strerror(-rc));
+        return rc;
+    }
     rc = gm_metrics_new(&a->metrics);
     if (rc == 0)
         rc = gm_metrics_define_gpumode(a->metrics, GM_VERSION);

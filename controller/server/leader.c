@@ -541,9 +541,10 @@ void gm_leader_free(struct gm_leader *l)
 int gm_leader_default_identity(char *out, size_t n)
 {
     const char *pod = getenv("POD_NAME");
-    if (pod && pod[0]) {
-        if ((size_t)snprintf(out, n, "%s", pod) >= n)
-            return -E2BIG;
+    /* A name that does not fit is not cut (two replicas could share the
+     * cut) but replaced by one unique to this process. */
+    if (pod && pod[0] && strlen(pod) < n) {
+        snprintf(out, n, "%s", pod);
         return 0;
     }
     char host[256];

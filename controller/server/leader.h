@@ -74,8 +74,9 @@ int gm_leader_release(struct gm_leader *l, void (*done)(void *data, int err),
  * loop has closed the timer. */
 void gm_leader_free(struct gm_leader *l);
 
-/* $POD_NAME when set (unique per pod, stable across container restarts),
- * else hostname + "_" + 8 random hex digits. Returns 0 or -E2BIG. */
+/* $POD_NAME when set and it fits in n (unique per pod, stable across
+ * container restarts), else hostname + "_" + 8 random hex digits. Returns 0
+ * or -E2BIG. */
 int gm_leader_default_identity(char *out, size_t n);
 
 #endif
