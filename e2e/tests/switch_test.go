@@ -2115,6 +2115,50 @@ spec:
 	}
 }
 
+// TestRollbackToSingleStrategy: a node in mig under the single strategy
+// (its plugin offers the instances as nvidia.com/gpu) whose switch to full
+// fails once the instances are gone is laid back and verified under the
+// strategy it had, not the switch's: it ends back in mig, held as failed
+// and uncordoned, rather than cordoned waiting for nvidia.com/mig-1g.10gb.
+func TestRollbackToSingleStrategy(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {strategy: single, layout: [{migDevices: {"1g.10gb": 7}}]}
+`)
+	WaitPolicy(t, b, "a", 90*time.Second, "mig single", Converged)
+	if got := Allocatable(GetNode(t, b, "gpu-001"), "nvidia.com/gpu"); got != 56 {
+		t.Fatalf("single 1g.10gb: nvidia.com/gpu=%d, want 56", got)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-mig 0", "--exit", "255", "--times", "1",
+		"--stdout", "Unable to disable MIG Mode for GPU 00000000:07:00.0: Unknown Error\n")
+	PatchPolicy(t, b, "a", `{"spec":{"mode":"full","mig":null}}`)
+	WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		rec := SwitchAnnotation(n)
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || rec == nil || rec["rollingBack"] == true {
+			return fmt.Errorf("summary %+v unschedulable %v record %v", s.Summary, n.Spec.Unschedulable, rec)
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	if got := Allocatable(n, "nvidia.com/gpu"); got != 56 {
+		t.Errorf("after rollback: nvidia.com/gpu=%d, want 56", got)
+	}
+	if n.Labels["gpumode.io/mode"] != "mig" || n.Labels["gpumode.io/state"] != "failed" || n.Labels["nvidia.com/device-plugin.config"] != "single" {
+		t.Errorf("labels mode=%q state=%q device-plugin.config=%q", n.Labels["gpumode.io/mode"], n.Labels["gpumode.io/state"], n.Labels["nvidia.com/device-plugin.config"])
+	}
+}
+
 // hamiSplit is gpu-001's devicesplitcount in HAMi's per-node ConfigMap, 0
 // without an entry.
 func hamiSplit(t *testing.T, b *Bed) int {
