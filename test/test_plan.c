@@ -464,6 +464,125 @@ static void test_conflict_mid_switch_keeps_its_slot(void **state)
     fleet_free(&f);
 }
 
+/* p's switch goes on where p no longer owns the node: its labels changed
+ * so that no policy selects it (feature discovery relabels a single-
+ * strategy node's product, a pool is renamed), or a policy of higher
+ * priority took it. It keeps its slot of p's budget until it ends. */
+static void test_switch_elsewhere_keeps_its_slot(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct gm_policy *q =
+        gmt_policy("{\"metadata\":{\"name\":\"q\",\"generation\":1},\"spec\":"
+                   "{\"mode\":\"full\",\"priority\":5,\"nodeSelector\":"
+                   "{\"matchLabels\":{\"x\":\"1\"}}}}",
+                   0);
+    const char *labels[] = {"pool=b", "x=1"};
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        struct fleet f = {0};
+        struct gm_plan pl;
+        struct gm_node *a = add(&f, gmt_node("a", "pool=a", labels[i], NULL));
+        if (i == 0) { /* pool=a replaced, not added to */
+            gmt_node_free(a);
+            f.len = 0;
+            a = add(&f, gmt_node("a", labels[i], NULL));
+        }
+        a->unschedulable = true;
+        gmt_set(&a->ann_switch, "{\"policy\":\"p\",\"from\":\"vgpu\","
+                                "\"to\":\"full\",\"phase\":\"Draining\","
+                                "\"attempt\":1,\"cordoned\":true}");
+        add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=vgpu", NULL));
+        plan(p, q, &f, NULL, &pl);
+        assert_int_equal(pl.summary.matched, 1);
+        assert_int_equal(pl.budget.used, 1);
+        assert_int_equal(pl.n_starts, 0);
+        gm_plan_free(&pl);
+        /* A failed switch keeps no slot here: the node is not p's. */
+        gmt_set(&a->ann_switch, "{\"policy\":\"p\",\"from\":\"vgpu\","
+                                "\"to\":\"full\",\"phase\":\"Failed\","
+                                "\"attempt\":1,\"cordoned\":true}");
+        plan(p, q, &f, NULL, &pl);
+        assert_int_equal(pl.budget.used, 0);
+        assert_int_equal(pl.n_starts, 1);
+        gm_plan_free(&pl);
+        fleet_free(&f);
+    }
+    gm_policy_free(p);
+    gm_policy_free(q);
+}
+
+/* Nine policies of one priority select a node: each of them, not only the
+ * eight the assignment lists, reports the conflict. */
+static void test_nine_tied_all_report(void **state)
+{
+    struct gm_policy *ps[9];
+    const struct gm_policy *all[9];
+    struct fleet f = {0};
+    (void)state;
+    for (int i = 0; i < 9; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "p%d", i);
+        ps[i] = policy(name, "full", "");
+        all[i] = ps[i];
+    }
+    add(&f, gmt_node("a", "pool=a", NULL));
+    for (int k = 0; k < 9; k++) {
+        struct gm_plan pl;
+        struct gm_plan_input in = {
+            .policy = ps[k],
+            .policies = all,
+            .n_policies = 9,
+            .nodes = (const struct gm_node *const *)f.n,
+            .n_nodes = f.len,
+            .now = NOW,
+            .vgpu_resource = "nvidia.com/vgpu",
+        };
+        assert_int_equal(gm_plan_policy(&in, &pl), 0);
+        assert_int_equal(pl.summary.conflicted, 1);
+        assert_int_equal(pl.n_nodes, 1);
+        /* Eight others: the first eight listed, less this one. */
+        const char *more = k < 8 ? " and 1 more with" : "p7 with";
+        if (strstr(pl.nodes[0].message, more) == NULL)
+            fail_msg("p%d: \"%s\" lacks \"%s\"", k, pl.nodes[0].message, more);
+        gm_plan_free(&pl);
+    }
+    for (int i = 0; i < 9; i++)
+        gm_policy_free(ps[i]);
+    fleet_free(&f);
+}
+
+/* Two nodes of a model outside gpumode's table, only one labelled
+ * nvidia.com/mig.capable=true: the layout resolves for that one only,
+ * whichever the planner sees first (the memo of settings per model keys on
+ * the label too). */
+static void test_unknown_model_capable_not_shared(void **state)
+{
+    struct gm_policy *p = policy(
+        "p", "mig", ",\"mig\":{\"layout\":[{\"migDevices\":{\"1g.10gb\":7}}]}");
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        struct fleet f = {0};
+        struct gm_plan pl;
+        struct gm_node *yes =
+            gmt_node("a", "pool=a", "nvidia.com/gpu.product=Foo-GPU",
+                     "nvidia.com/gpu.count=8", "nvidia.com/mig.capable=true",
+                     "gpumode.io/mode=full", NULL);
+        struct gm_node *no =
+            gmt_node("b", "pool=a", "nvidia.com/gpu.product=Foo-GPU",
+                     "nvidia.com/gpu.count=8", "gpumode.io/mode=full", NULL);
+        add(&f, order ? no : yes);
+        add(&f, order ? yes : no);
+        plan(p, NULL, &f, NULL, &pl);
+        assert_non_null(pl.stall_reason);
+        assert_string_equal(pl.stall_reason, "InvalidLayout");
+        if (strstr(pl.stall_message, "not known to support MIG") == NULL)
+            fail_msg("order %d: %s", order, pl.stall_message);
+        gm_plan_free(&pl);
+        fleet_free(&f);
+    }
+    gm_policy_free(p);
+}
+
 static const char layouts_yaml[] =
     "version: v1\nmig-configs:\n  all-3g.40gb:\n    - devices: all\n"
     "      mig-enabled: true\n      mig-devices: {\"3g.40gb\": 2}\n";
@@ -1340,6 +1459,9 @@ int main(void)
         cmocka_unit_test(test_paused_and_window),
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_conflict_mid_switch_keeps_its_slot),
+        cmocka_unit_test(test_switch_elsewhere_keeps_its_slot),
+        cmocka_unit_test(test_nine_tied_all_report),
+        cmocka_unit_test(test_unknown_model_capable_not_shared),
         cmocka_unit_test(test_mig_layouts),
         cmocka_unit_test(test_invalid_config_fails_only_its_policies),
         cmocka_unit_test(test_reboot_reapplies_mig),

@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "planner/assign.h"
 #include "planner/labels.h"
+#include "planner/selector.h"
 #include "planner/window.h"
 
 /* What the planner reads from a gpumode.io/switch annotation. */
@@ -85,6 +86,8 @@ struct cand {
 struct settings_memo {
     const char *product; /* borrowed label value (interned) or NULL */
     int gpus;
+    bool capable;   /* nvidia.com/mig.capable=true: a model outside the
+                       table resolves only then */
     char *settings; /* owned; NULL when the layout does not resolve */
 };
 
@@ -95,10 +98,11 @@ struct ctx {
     struct cand *cands;
     size_t n_cands;
     int unavailable;
-    /* Nodes in conflict whose switch for this policy is still in flight:
-     * the switch goes on (the node is not released mid-way), so it keeps
-     * its slot of the budget. */
-    int conflict_in_flight;
+    /* Nodes this policy does not own (in conflict, owned by another
+     * policy, or selected by none since their labels changed) whose switch
+     * for this policy is still in flight: the switch goes on (a node is not
+     * released mid-way), so it keeps its slot of this policy's budget. */
+    int elsewhere_in_flight;
     /* Failed nodes held cordoned (onFailure: Hold, or a rollback that
      * could not finish): out of service until a person acts. */
     int held_failed;
@@ -206,6 +210,12 @@ static void count_layout_error(struct ctx *c, const char *msg)
                  msg);
 }
 
+static bool mig_capable(const struct gm_node *n)
+{
+    const char *v = gm_node_label(n, "nvidia.com/mig.capable");
+    return v && strcmp(v, "true") == 0;
+}
+
 /* Resolves the policy's layout for a node: 0 with *json (caller's),
  * -EINVAL with msg for the user, or -ENOMEM. */
 static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
@@ -216,10 +226,9 @@ static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
         snprintf(msg, len, "%s", c->layout_msg);
         return -EINVAL;
     }
-    const char *capable = gm_node_label(n, "nvidia.com/mig.capable");
-    return gm_layout_resolve(
-        c->layout, c->layout_what, gm_node_label(n, GM_LABEL_PRODUCT),
-        capable && strcmp(capable, "true") == 0, gpu_count(n), json, msg, len);
+    return gm_layout_resolve(c->layout, c->layout_what,
+                             gm_node_label(n, GM_LABEL_PRODUCT), mig_capable(n),
+                             gpu_count(n), json, msg, len);
 }
 
 /* The settings the node should carry, borrowed from the memo; NULL with
@@ -230,13 +239,14 @@ static const char *want_settings(struct ctx *c, const struct gm_node *n,
 {
     const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
     int gpus = gpu_count(n);
+    bool capable = mig_capable(n);
     char *layout = NULL;
     char *set = NULL;
 
     *err = 0;
     msg[0] = '\0';
     for (size_t i = 0; i < c->n_memo; i++)
-        if (c->memo[i].gpus == gpus &&
+        if (c->memo[i].gpus == gpus && c->memo[i].capable == capable &&
             (c->memo[i].product == product ||
              (product && c->memo[i].product &&
               strcmp(c->memo[i].product, product) == 0)))
@@ -262,6 +272,7 @@ static const char *want_settings(struct ctx *c, const struct gm_node *n,
     }
     c->memo[c->n_memo].product = product;
     c->memo[c->n_memo].gpus = gpus;
+    c->memo[c->n_memo].capable = capable;
     c->memo[c->n_memo].settings = set;
     return c->memo[c->n_memo++].settings;
 }
@@ -696,7 +707,7 @@ static int add_conflict(struct ctx *c, const struct gm_node *n,
                         const struct gm_assignment *a)
 {
     char others[256] = "";
-    size_t off = 0;
+    size_t off = 0, listed = 0;
     size_t shown =
         a->n_tied < GM_ASSIGN_MAX_TIED ? a->n_tied : GM_ASSIGN_MAX_TIED;
 
@@ -705,13 +716,27 @@ static int add_conflict(struct ctx *c, const struct gm_node *n,
             continue;
         off += (size_t)snprintf(others + off, sizeof(others) - off, "%s%s",
                                 off ? ", " : "", a->tied[i]->name);
+        listed++;
     }
+    /* a->tied keeps the first few; this policy is one of the n_tied. */
+    if (a->n_tied - 1 > listed && off < sizeof(others))
+        snprintf(others + off, sizeof(others) - off, " and %zu more",
+                 a->n_tied - 1 - listed);
     c->out->summary.conflicted++;
     return add_node(c->out, n->name, GM_NODE_CONFLICT, "Conflict",
                     gm_mode_name(node_mode(n)), gm_mode_name(c->p->spec.mode),
                     "also selected by %s with the same priority %d; neither "
                     "acts on this node",
                     others, c->p->spec.priority);
+}
+
+/* This policy is one of those tied for n. a->tied keeps only the first
+ * GM_ASSIGN_MAX_TIED: the rest are known by their selector and priority. */
+static bool tied(const struct ctx *c, const struct gm_node *n,
+                 const struct gm_assignment *a)
+{
+    return c->p->spec.priority == a->tied[0]->spec.priority &&
+           gm_selector_matches(&c->p->spec.selector, n);
 }
 
 /* n has a switch for this policy that has not failed. */
@@ -934,7 +959,7 @@ static int schedule(struct ctx *c)
     struct gm_budget_input bi = {
         .matched = out->summary.matched,
         .unavailable = c->unavailable,
-        .in_flight = out->summary.switching + c->conflict_in_flight,
+        .in_flight = out->summary.switching + c->elsewhere_in_flight,
         .failed = out->summary.failed,
     };
     char why[256];
@@ -1055,7 +1080,7 @@ static int schedule(struct ctx *c)
      * rollout waits for are held by failed nodes left cordoned. Stalled,
      * so tools that wait on the policy stop waiting. */
     if (waits_for_budget && out->n_starts == 0 && out->stall_reason == NULL &&
-        out->summary.switching + c->conflict_in_flight == 0 &&
+        out->summary.switching + c->elsewhere_in_flight == 0 &&
         c->held_failed > 0 && used - c->held_failed < out->budget.limit) {
         snprintf(why, sizeof(why),
                  "%d failed node%s held cordoned use%s the rollout budget "
@@ -1093,14 +1118,10 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
             err = classify(&c, in->nodes[i]);
             continue;
         }
-        if (a.kind != GM_ASSIGN_CONFLICT)
-            continue;
-        for (size_t j = 0; j < a.n_tied && j < GM_ASSIGN_MAX_TIED; j++)
-            if (a.tied[j] == c.p) {
-                err = add_conflict(&c, in->nodes[i], &a);
-                if (!err && own_switch_in_flight(&c, in->nodes[i]))
-                    c.conflict_in_flight++;
-            }
+        if (own_switch_in_flight(&c, in->nodes[i]))
+            c.elsewhere_in_flight++;
+        if (a.kind == GM_ASSIGN_CONFLICT && tied(&c, in->nodes[i], &a))
+            err = add_conflict(&c, in->nodes[i], &a);
     }
     if (!err && c.layout_errors > 0) {
         char msg[1100];
