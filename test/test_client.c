@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -759,6 +760,7 @@ static void test_socket_bounds_dead_peer(void **state)
     assert_int_equal(sock_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT),
                      GM_HTTP_DEAD_PEER_MS);
     assert_int_equal(sock_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
     close(fd);
 #else
     skip();
@@ -798,6 +800,8 @@ static void test_connection_bounds_dead_peer(void **state)
     assert_int_equal(sock_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT),
                      GM_HTTP_DEAD_PEER_MS);
     assert_int_equal((idle + cnt * intvl) * 1000, GM_HTTP_DEAD_PEER_MS);
+    /* Not inherited by an exec credential plugin. */
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
     fx_free(f);
 #else
     skip();

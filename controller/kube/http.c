@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -376,8 +377,14 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *userdata)
 
 int gm_http_tune_socket(int fd)
 {
-    /* libcurl sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL itself; it
-     * has no option for these two (CURLOPT_TCP_KEEPCNT came in 8.9). */
+    /* libcurl 7.88 opens its sockets without close-on-exec: an exec
+     * credential plugin (or a daemon it leaves behind) would inherit the
+     * connections to the API server and hold them open. */
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0)
+        return -errno;
+        /* libcurl sets SO_KEEPALIVE, TCP_KEEPIDLE and TCP_KEEPINTVL itself; it
+         * has no option for these two (CURLOPT_TCP_KEEPCNT came in 8.9). */
 #ifdef TCP_KEEPCNT
     int cnt = KEEPALIVE_CNT;
     if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0)
@@ -490,6 +497,39 @@ static void probe(struct gm_http *h)
         h->probe = NULL; /* out of memory: the next timeout asks again */
 }
 
+/* e2e/tests/tls_test.go checks this against a CA the machine trusts. */
+static void set_trust(CURL *e, const struct gm_kube_config *cfg)
+{
+    if (cfg->ca_data == NULL && cfg->ca_file == NULL)
+        return; /* the system's CAs, as client-go uses then */
+    /* The cluster's CA is the only root, as in client-go. libcurl keeps
+     * its built-in CA path (/etc/ssl/certs) beside CAINFO unless told not
+     * to, and a CA installed on the machine (a TLS-inspecting proxy's)
+     * would then be trusted to speak for the API server. */
+    curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    if (cfg->ca_data) {
+        struct curl_blob b = {cfg->ca_data, cfg->ca_data_len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+    } else {
+        curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
+    }
+}
+
+/* socks5:// as socks5h://: Go's transport, and so kubectl, hands the API
+ * server's name to a SOCKS proxy, which resolves it on its side (an SSH -D
+ * tunnel into a network whose names only resolve there). */
+static void set_proxy(CURL *e, const char *url)
+{
+    static const char socks5[] = "socks5://";
+    char buf[1024];
+    if (strncasecmp(url, socks5, sizeof(socks5) - 1) == 0 &&
+        (size_t)snprintf(buf, sizeof(buf), "socks5h://%s",
+                         url + sizeof(socks5) - 1) < sizeof(buf))
+        url = buf;
+    curl_easy_setopt(e, CURLOPT_PROXY, url);
+}
+
 static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
 {
     struct gm_http *h = c->h;
@@ -545,12 +585,7 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
     }
 
     /* TLS: key material stays in memory (blobs), never in temp files. */
-    if (cfg->ca_data) {
-        struct curl_blob b = {cfg->ca_data, cfg->ca_data_len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
-    } else if (cfg->ca_file) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
-    }
+    set_trust(e, cfg);
     if (cfg->insecure) {
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -558,7 +593,7 @@ static int setup_easy(struct gm_http_call *c, const struct gm_cred *cred)
     if (h->connect_to_list)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, h->connect_to_list);
     if (cfg->proxy_url)
-        curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy_url);
+        set_proxy(e, cfg->proxy_url);
 
     const char *cert = cred && cred->cert_pem ? cred->cert_pem : cfg->cert_data;
     size_t cert_len =

@@ -98,9 +98,9 @@ void gm_http_cancel(struct gm_http_call *call);
 #define GM_HTTP_DEAD_PEER_MS 30000
 
 /* Sets the socket options behind GM_HTTP_DEAD_PEER_MS that libcurl cannot
- * (TCP_KEEPCNT, TCP_USER_TIMEOUT) on a TCP socket. Every connection gets
- * them through libcurl's sockopt callback; exposed for tests. Returns 0 or a
- * negative errno. */
+ * (TCP_KEEPCNT, TCP_USER_TIMEOUT) on a TCP socket, and close-on-exec. Every
+ * connection gets them through libcurl's sockopt callback; exposed for
+ * tests. Returns 0 or a negative errno. */
 int gm_http_tune_socket(int fd);
 
 /* Counts for metrics and tests. */
