@@ -46,8 +46,10 @@ struct fixture {
     char env_count[PATH_MAX + 16];
     char env_info[PATH_MAX + 16];
     char env_expiry[64];
+    char env_cert[PATH_MAX + 16];
+    char env_key[PATH_MAX + 16];
     char *args[3];
-    char *env[5];
+    char *env[7];
 };
 
 struct result {
@@ -123,6 +125,10 @@ static void use_exec(struct fixture *f, const char *mode, const char *expiry)
     f->env[i++] = f->env_mode;
     f->env[i++] = f->env_count;
     f->env[i++] = f->env_info;
+    snprintf(f->env_cert, sizeof(f->env_cert), "PLUGIN_CERT=%s", f->cert_path);
+    snprintf(f->env_key, sizeof(f->env_key), "PLUGIN_KEY=%s", f->key_path);
+    f->env[i++] = f->env_cert;
+    f->env[i++] = f->env_key;
     if (expiry) {
         snprintf(f->env_expiry, sizeof(f->env_expiry), "PLUGIN_EXPIRY=%s",
                  expiry);
@@ -334,22 +340,6 @@ static void test_exec_token(void **state)
     assert_true(json_object_is_type(v, json_type_boolean));
     assert_false(json_object_get_boolean(v));
     json_object_put(info);
-}
-
-static void test_exec_cert(void **state)
-{
-    struct fixture *f = *state;
-    struct gm_cred cred;
-    struct result r;
-
-    use_exec(f, "cert", NULL);
-    assert_int_equal(refresh(f, &cred, &r), 0);
-    assert_null(cred.token);
-    assert_non_null(cred.cert_pem);
-    assert_int_equal(cred.cert_len, strlen(cred.cert_pem));
-    assert_non_null(strstr(cred.cert_pem, "BEGIN CERTIFICATE-----\nQ0VSVA"));
-    assert_non_null(strstr(cred.key_pem, "BEGIN PRIVATE KEY"));
-    assert_int_equal(cred.key_len, strlen(cred.key_pem));
 }
 
 static void assert_names_plugin(const char *msg, const char *detail)
@@ -829,7 +819,7 @@ static void test_cert_files_unusable(void **state)
     fputs("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", fp);
     fclose(fp);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), -EINVAL);
-    assert_non_null(strstr(gm_auth_last_error(f->a), "no unencrypted PEM"));
+    assert_non_null(strstr(gm_auth_last_error(f->a), "not an unencrypted PEM"));
     assert_non_null(strstr(gm_auth_last_error(f->a), f->cert_path));
 
     write_key(f->key_path, k);
@@ -855,45 +845,105 @@ static void test_cert_files_with_token_file(void **state)
     EVP_PKEY_free(k);
 }
 
-/* An exec plugin (token only) beside certificate files: reading the
- * files again inside the plugin's back-off after a failed refresh does not
- * clear that failure, so the plugin is not run again before its time. */
-static void test_cert_files_keep_exec_backoff(void **state)
+/* The pair a plugin prints is handed out as it printed it. */
+static void test_exec_cert(void **state)
 {
     struct fixture *f = *state;
     struct gm_cred cred;
     struct result r;
     EVP_PKEY *k = new_key();
 
+    write_pair(f, "from-plugin", k);
+    use_exec(f, "cert", NULL);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_null(cred.token);
+    assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
+    assert_true(holds_file(cred.key_pem, cred.key_len, f->key_path));
+    EVP_PKEY_free(k);
+}
+
+/* A pair that does not belong together is refused with the plugin named,
+ * as client-go refuses it: taken, it would fail every TLS handshake, which
+ * is no 401 and so would never run the plugin again. */
+static void test_exec_cert_mismatched(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+    EVP_PKEY *k = new_key(), *other = new_key();
+
+    write_cert(f->cert_path, "from-plugin", k);
+    write_key(f->key_path, other);
+    use_exec(f, "cert", NULL);
+    assert_true(refresh(f, &cred, &r) < 0);
+    assert_names_plugin(r.msg, "the key does not match the certificate");
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(other);
+}
+
+/* Empty certificate fields beside a token are absent, as client-go reads
+ * them: the token alone is handed out, and the kubeconfig's own
+ * certificate is not pushed aside by an empty one. */
+static void test_exec_empty_cert_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "emptycert", NULL);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1");
+    assert_null(cred.cert_pem);
+    assert_null(cred.key_pem);
+}
+
+/* A token, a token file or a client certificate beside an exec plugin is
+ * used and the plugin never runs, as in client-go (and so in kubectl). */
+static void test_token_or_cert_outranks_exec(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    EVP_PKEY *k = new_key();
+
+    f->cfg.token = "static";
+    use_exec(f, "fail", NULL);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "static");
+    gm_auth_invalidate(f->a);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "static");
+    gm_auth_free(f->a);
+    f->cfg.token = NULL;
+
     write_pair(f, "one", k);
     f->cfg.cert_file = f->cert_path;
     f->cfg.key_file = f->key_path;
-    use_exec(f, "token", "2030-01-01T00:00:00Z");
-    assert_int_equal(refresh(f, &cred, &r), 0);
-    assert_non_null(cred.cert_pem);
-
-    /* The files read at -400 s; the token due at -360 s (10% of its
-     * hour); its refresh fails at -343 s. */
-    f->clock = EXPIRY_MS - 400 * 1000;
-    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
-    set_mode(f, "fail");
-    f->clock = EXPIRY_MS - 343 * 1000;
-    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
-    settle(f);
-    assert_int_equal(count_runs(f), 2);
-    assert_names_plugin(gm_auth_last_error(f->a), "exit status 1");
-
-    /* 4 s later the files are a minute old and read again; 1 s after
-     * that the plugin is still backing off. */
-    f->clock += 4 * 1000;
-    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
-    f->clock += 500;
-    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
-    settle(f);
-    assert_int_equal(count_runs(f), 2);
-    assert_string_equal(cred.token, "exec-token-1-arg1");
-    assert_non_null(cred.cert_pem);
+    use_exec(f, "fail", NULL);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_null(cred.token);
+    assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(count_runs(f), 0);
     EVP_PKEY_free(k);
+}
+
+/* A token file that cannot be read beside a token: the token is used, as
+ * client-go falls back to it. */
+static void test_token_file_falls_back_to_token(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+
+    f->cfg.token_file = f->token_path; /* never written */
+    f->cfg.token = "static";
+    new_auth(f);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "static");
+    /* Once the file is there, it wins. */
+    write_token(f, "from-file\n");
+    gm_auth_invalidate(f->a);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "from-file");
 }
 
 int main(void)
@@ -941,7 +991,13 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cert_files_with_token_file, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_cert_files_keep_exec_backoff,
+        cmocka_unit_test_setup_teardown(test_exec_cert_mismatched, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_empty_cert_fields, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_token_or_cert_outranks_exec, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_token_file_falls_back_to_token,
                                         setup, teardown),
     };
     /* Failures are asserted on; their warnings would only be noise. */

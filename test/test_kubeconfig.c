@@ -467,6 +467,24 @@ static void test_bad_base64(void **state)
                "base64");
 }
 
+/* Quoted empty strings are unset, not empty data or empty paths. */
+static void test_empty_fields_are_unset(void **state)
+{
+    struct gm_kube_config *c = load_ok(FX "empty-fields.yaml", NULL);
+
+    assert_string_equal(c->server, "https://127.0.0.1:6443");
+    assert_null(c->ca_data);
+    assert_null(c->ca_file);
+    assert_null(c->cert_data);
+    assert_null(c->key_data);
+    assert_null(c->token);
+    assert_null(c->token_file);
+    assert_null(c->proxy_url);
+    assert_null(c->tls_server_name);
+    assert_string_equal(c->namespace, "default");
+    gm_kube_config_free(c);
+}
+
 static void test_missing_server(void **state)
 {
     load_fails(FX "no-server.yaml", NULL, FX "no-server.yaml",
@@ -676,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_malformed_yaml),
         cmocka_unit_test(test_bad_base64),
+        cmocka_unit_test(test_empty_fields_are_unset),
         cmocka_unit_test(test_missing_server),
         cmocka_unit_test(test_auth_provider_rejected),
         cmocka_unit_test(test_in_cluster),

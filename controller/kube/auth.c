@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,9 +209,19 @@ int gm_auth_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
     a->now = real_clock;
     a->exec_timeout_ms = EXEC_TIMEOUT_MS;
     a->generation = 1;
-    if (cfg->exec) {
-        a->kind = AUTH_EXEC;
-    } else if (cfg->token_file) {
+    /* client-go's order: a token, a token file or a client certificate in
+     * the kubeconfig is used, and the exec plugin beside it never runs. */
+    bool has_cert =
+        (cfg->cert_file || cfg->cert_data) && (cfg->key_file || cfg->key_data);
+    if (cfg->exec && (cfg->token_file || cfg->token || has_cert))
+        gm_warn("%s: the user has a %s, so its exec plugin %s is not run, "
+                "as kubectl does not run it",
+                cfg->exec->source ? cfg->exec->source : "kubeconfig",
+                has_cert && !cfg->token && !cfg->token_file
+                    ? "client certificate"
+                    : "token",
+                cfg->exec->command);
+    if (cfg->token_file) {
         a->kind = AUTH_TOKEN_FILE;
     } else if (cfg->token) {
         a->kind = AUTH_TOKEN;
@@ -220,6 +231,8 @@ int gm_auth_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
             return -ENOMEM;
         }
         a->have_cred = 1;
+    } else if (cfg->exec && !has_cert) {
+        a->kind = AUTH_EXEC;
     } else {
         a->kind = AUTH_NONE;
         a->have_cred = 1;
@@ -353,6 +366,19 @@ static int current_token_file(struct gm_auth *a, struct gm_cred *cred)
         return 0;
     }
     int err = refresh_token_file(a);
+    if (err && a->cfg->token && (!a->have_cred || a->invalid)) {
+        /* Both in the kubeconfig: client-go falls back to the token when
+         * the file cannot be read. */
+        char *t = strdup(a->cfg->token);
+        if (t == NULL)
+            return -ENOMEM;
+        gm_warn("%s; using the kubeconfig's token", a->last_error);
+        set_cred(a, t, NULL, 0, NULL, 0);
+        a->fetched_ms = now_ms(a);
+        a->invalid = 0;
+        fill(a, cred);
+        return 0;
+    }
     if (err && (!a->have_cred || a->invalid))
         return err;
     if (err) {
@@ -386,12 +412,11 @@ static const char *pair_problem(const struct gm_buf *cert,
     if (cb == NULL || kb == NULL)
         why = "out of memory";
     else if (x == NULL)
-        why = "the certificate file holds no PEM certificate";
+        why = "the certificate is not a PEM certificate";
     else if (k == NULL)
-        why = "the key file holds no unencrypted PEM private key";
+        why = "the key is not an unencrypted PEM private key";
     else if (X509_check_private_key(x, k) != 1)
-        why = "the key does not match the certificate (one of the two "
-              "files not rotated yet?)";
+        why = "the key does not match the certificate";
     EVP_PKEY_free(k);
     X509_free(x);
     BIO_free(kb);
@@ -427,8 +452,11 @@ static int refresh_cert_files(struct gm_auth *a)
         if (why) {
             err = -EINVAL;
             set_error(a, err,
-                      msgf("client certificate %s and key %s: %s",
-                           cfg->cert_file, cfg->key_file, why));
+                      msgf("client certificate %s and key %s: %s%s",
+                           cfg->cert_file, cfg->key_file, why,
+                           strstr(why, "match") ? " (one of the two files not "
+                                                  "rotated yet?)"
+                                                : ""));
         } else {
             free(a->file_cert);
             wipe_free(a->file_key, a->file_key_len);
@@ -867,13 +895,34 @@ static int exec_parse(struct gm_auth *a, const char *text, size_t len,
         snprintf(why, why_len, "status: fields must be strings");
         goto out;
     }
+    /* Empty is absent, as client-go reads them (plugins not written in Go
+     * print "" for what they do not give). */
     if (token && token[0] == '\0')
         token = NULL;
+    if (cert && cert[0] == '\0')
+        cert = NULL;
+    if (key && key[0] == '\0')
+        key = NULL;
     if ((cert == NULL) != (key == NULL)) {
         snprintf(why, why_len,
                  "status: clientCertificateData and "
                  "clientKeyData must come together");
         goto out;
+    }
+    if (cert) {
+        /* Checked here, as client-go does: a bad pair would otherwise fail
+         * every TLS handshake, which is no 401 and so never re-runs the
+         * plugin. */
+        struct gm_buf cb = {.data = (char *)(uintptr_t)cert,
+                            .len = strlen(cert)};
+        struct gm_buf kb = {.data = (char *)(uintptr_t)key, .len = strlen(key)};
+        const char *problem = pair_problem(&cb, &kb);
+        if (problem) {
+            snprintf(why, why_len,
+                     "status: clientCertificateData and clientKeyData: %s",
+                     problem);
+            goto out;
+        }
     }
     if (token == NULL && cert == NULL) {
         snprintf(why, why_len, "status: no token and no client certificate");

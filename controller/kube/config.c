@@ -146,7 +146,9 @@ static int get_str(struct loader *L, struct kfile *f, yaml_node_t *map,
     if (v->type != YAML_SCALAR_NODE)
         return fail(L, f->path, "%s%s%s: expected a string", prefix,
                     prefix[0] ? "." : "", key);
-    *out = scalar_value(v);
+    /* "" is unset, as Go's zero value is to client-go: templated
+     * kubeconfigs write certificate-authority-data: "" and the like. */
+    *out = scalar_value(v)[0] ? scalar_value(v) : NULL;
     return 0;
 }
 
