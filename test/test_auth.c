@@ -946,6 +946,110 @@ static void test_token_file_falls_back_to_token(void **state)
     assert_string_equal(cred.token, "from-file");
 }
 
+/* provideClusterInfo: the plugin is told the cluster, its CA as base64
+ * data (the kubeconfig's file read for it), as client-go tells it. */
+static void test_exec_provide_cluster_info(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+    FILE *fp = fopen(f->cert_path, "w");
+
+    assert_non_null(fp);
+    fputs("CA PEM\n", fp);
+    fclose(fp);
+    f->cfg.server = "https://10.0.0.1:6443";
+    f->cfg.ca_file = f->cert_path;
+    f->cfg.tls_server_name = "kube.internal";
+    f->exec.provide_cluster_info = 1;
+    use_exec(f, "token", NULL);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    json_object *info = json_object_from_file(f->info_path), *spec, *c, *v;
+    assert_non_null(info);
+    assert_true(json_object_object_get_ex(info, "spec", &spec));
+    assert_true(json_object_object_get_ex(spec, "cluster", &c));
+    assert_true(json_object_object_get_ex(c, "server", &v));
+    assert_string_equal(json_object_get_string(v), "https://10.0.0.1:6443");
+    assert_true(json_object_object_get_ex(c, "tls-server-name", &v));
+    assert_string_equal(json_object_get_string(v), "kube.internal");
+    assert_true(json_object_object_get_ex(c, "certificate-authority-data", &v));
+    assert_string_equal(json_object_get_string(v), "Q0EgUEVNCg==");
+    assert_false(json_object_object_get_ex(c, "insecure-skip-tls-verify", &v));
+    json_object_put(info);
+}
+
+/* A plugin that is not installed: the kubeconfig's installHint is said. */
+static void test_exec_install_hint(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    static char hint[] = "get it from https://example.com/plugin";
+
+    use_exec(f, "token", NULL);
+    snprintf(f->command, sizeof(f->command), "%s", "/nonexistent/plugin");
+    f->exec.install_hint = hint;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), UV_ENOENT);
+    assert_non_null(strstr(gm_auth_last_error(f->a), "/nonexistent/plugin"));
+    assert_non_null(strstr(gm_auth_last_error(f->a), hint));
+    f->exec.install_hint = NULL;
+}
+
+/* interactiveMode Always with nobody at a terminal (the controller): a
+ * clear failure, and the plugin never runs. */
+static void test_exec_always_interactive_needs_terminal(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+
+    f->exec.interactive = GM_EXEC_ALWAYS;
+    use_exec(f, "token", NULL);
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), -ENOTTY);
+    assert_non_null(
+        strstr(gm_auth_last_error(f->a), "interactiveMode is Always"));
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(count_runs(f), 0);
+}
+
+/* On a terminal (kubectl-gpumode run by a person) the plugin reads what
+ * the person types, is told it may, and is not cut at the time limit,
+ * which a person typing could pass. Never keeps it from the terminal. */
+static void test_exec_prompts_on_terminal(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+    int saved = dup(0), p[2];
+
+    assert_true(saved >= 0);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "typed-token\n", 12), 12);
+    close(p[1]);
+    assert_int_equal(dup2(p[0], 0), 0);
+    close(p[0]);
+    use_exec(f, "prompt", NULL);
+    gm_auth_set_terminal(f->a, 1);
+    gm_auth_set_exec_timeout(f->a, 100); /* the plugin takes 300 ms */
+    int rc = refresh(f, &cred, &r);
+    assert_int_equal(dup2(saved, 0), 0);
+    close(saved);
+    assert_int_equal(rc, 0);
+    assert_string_equal(cred.token, "typed-token");
+    json_object *info = json_object_from_file(f->info_path), *spec, *v;
+    assert_true(json_object_object_get_ex(info, "spec", &spec));
+    assert_true(json_object_object_get_ex(spec, "interactive", &v));
+    assert_true(json_object_get_boolean(v));
+    json_object_put(info);
+
+    /* interactiveMode Never: stdin stays /dev/null, so nothing is read
+     * and the plugin answers no token. */
+    gm_auth_free(f->a);
+    f->exec.interactive = GM_EXEC_NEVER;
+    use_exec(f, "prompt", NULL);
+    gm_auth_set_terminal(f->a, 1);
+    assert_true(refresh(f, &cred, &r) < 0);
+    assert_names_plugin(r.msg, "no token");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -999,6 +1103,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token_file_falls_back_to_token,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_provide_cluster_info, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_install_hint, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_exec_always_interactive_needs_terminal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_prompts_on_terminal, setup,
+                                        teardown),
     };
     /* Failures are asserted on; their warnings would only be noise. */
     gm_log_setup(GM_LOG_ERROR, 0);

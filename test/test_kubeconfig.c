@@ -441,6 +441,9 @@ static void test_exec(void **state)
     assert_string_equal(x->env[1], "EMPTY=");
     assert_null(x->env[2]);
     assert_string_equal(x->source, FX "exec.yaml");
+    assert_int_equal(x->interactive, GM_EXEC_NEVER);
+    assert_false(x->provide_cluster_info);
+    assert_null(x->install_hint);
     gm_kube_config_free(c);
 
     /* A bare name is looked up in PATH when run, not resolved here. */
@@ -449,7 +452,15 @@ static void test_exec(void **state)
     assert_string_equal(c->exec->args[0], "aws");
     assert_null(c->exec->args[1]);
     assert_null(c->exec->env[0]);
+    assert_int_equal(c->exec->interactive, GM_EXEC_IF_AVAILABLE);
+    assert_true(c->exec->provide_cluster_info);
+    assert_string_equal(c->exec->install_hint,
+                        "install the AWS CLI: https://aws.amazon.com/cli/");
     gm_kube_config_free(c);
+
+    load_fails(FX "exec.yaml", "bad-mode", FX "exec.yaml",
+               "users[2].user.exec.interactiveMode: \"Sometimes\" is not "
+               "Never, IfAvailable or Always");
 }
 
 static void test_malformed_yaml(void **state)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "kube/config.h"
@@ -64,7 +65,12 @@ int gm_cli_connect(const char *paths, const char *context,
         snprintf(err, err_len, "event loop: %s", uv_strerror(rc));
         return rc;
     }
-    struct gm_kube_opts o = {.qps = 50, .burst = 100, .timeout_ms = 15000};
+    /* An exec plugin may ask the person at the terminal (a device-code
+     * login), as it may under kubectl. */
+    struct gm_kube_opts o = {.qps = 50,
+                             .burst = 100,
+                             .timeout_ms = 15000,
+                             .terminal = isatty(STDIN_FILENO)};
     rc = gm_kube_new(&c->loop, c->cfg, &o, &c->kube);
     if (rc) {
         snprintf(err, err_len, "cannot make a client for %s: %s",

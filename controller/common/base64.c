@@ -55,3 +55,15 @@ out:
     free(dec);
     return err;
 }
+
+int gm_base64_encode(const void *in, size_t len, char **out)
+{
+    /* EVP_EncodeBlock takes an int; no kubeconfig field comes near it. */
+    if (len > (size_t)1 << 30)
+        return -ENOMEM;
+    *out = malloc((len + 2) / 3 * 4 + 1);
+    if (*out == NULL)
+        return -ENOMEM;
+    EVP_EncodeBlock((unsigned char *)*out, in, (int)len);
+    return 0;
+}

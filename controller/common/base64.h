@@ -11,4 +11,8 @@
  * as in may be a key. 0, -EINVAL (not base64, or empty) or -ENOMEM. */
 int gm_base64_decode(const char *in, char **out, size_t *out_len);
 
+/* Encodes len bytes of in with padding and no line breaks. *out is
+ * NUL-terminated and the caller's to free. 0 or -ENOMEM. */
+int gm_base64_encode(const void *in, size_t len, char **out);
+
 #endif

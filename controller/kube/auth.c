@@ -35,6 +35,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/base64.h"
 #include "common/buf.h"
 #include "common/log.h"
 
@@ -127,6 +128,7 @@ struct gm_auth {
     gm_auth_clock now;
     void *now_data;
     uint64_t exec_timeout_ms;
+    int terminal; /* a person at stdin and stderr (gm_auth_set_terminal) */
 };
 
 static int64_t real_clock(void *data)
@@ -250,6 +252,17 @@ void gm_auth_set_clock(struct gm_auth *a, gm_auth_clock now, void *data)
 void gm_auth_set_exec_timeout(struct gm_auth *a, uint64_t ms)
 {
     a->exec_timeout_ms = ms;
+}
+
+void gm_auth_set_terminal(struct gm_auth *a, int on)
+{
+    a->terminal = on;
+}
+
+/* Whether the plugin talks to the person at the terminal this run. */
+static int exec_interactive(const struct gm_auth *a)
+{
+    return a->terminal && a->cfg->exec->interactive != GM_EXEC_NEVER;
 }
 
 const char *gm_auth_last_error(const struct gm_auth *a)
@@ -642,9 +655,44 @@ static void run_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     run_maybe_finish(r);
 }
 
-/* KUBERNETES_EXEC_INFO tells the plugin which API we speak and that nobody
- * is at a terminal to answer prompts. */
-static char *exec_info(const char *api_version)
+/* spec.cluster for provideClusterInfo: the cluster as the kubeconfig has
+ * it, the CA as data even when the kubeconfig names a file (as client-go
+ * hands it). NULL when out of memory. */
+static json_object *exec_cluster(const struct gm_kube_config *cfg)
+{
+    json_object *c = json_object_new_object();
+    char *ca64 = NULL;
+    struct gm_buf file = {0};
+
+    if (c == NULL)
+        return NULL;
+    json_object_object_add(c, "server", json_object_new_string(cfg->server));
+    if (cfg->tls_server_name)
+        json_object_object_add(c, "tls-server-name",
+                               json_object_new_string(cfg->tls_server_name));
+    if (cfg->insecure)
+        json_object_object_add(c, "insecure-skip-tls-verify",
+                               json_object_new_boolean(1));
+    if (cfg->proxy_url)
+        json_object_object_add(c, "proxy-url",
+                               json_object_new_string(cfg->proxy_url));
+    /* A CA file that cannot be read is left out: the connection itself
+     * then says what is wrong with it. */
+    if (cfg->ca_data)
+        gm_base64_encode(cfg->ca_data, cfg->ca_data_len, &ca64);
+    else if (cfg->ca_file && read_whole(cfg->ca_file, 1u << 20, &file) == 0)
+        gm_base64_encode(file.data ? file.data : "", file.len, &ca64);
+    gm_buf_free(&file);
+    if (ca64)
+        json_object_object_add(c, "certificate-authority-data",
+                               json_object_new_string(ca64));
+    free(ca64);
+    return c;
+}
+
+/* KUBERNETES_EXEC_INFO tells the plugin which API we speak, whether a
+ * person can answer prompts, and, when the kubeconfig asks, the cluster. */
+static char *exec_info(const struct gm_kube_config *cfg, int interactive)
 {
     struct json_object *o = json_object_new_object();
     struct json_object *spec = json_object_new_object();
@@ -652,10 +700,13 @@ static char *exec_info(const char *api_version)
 
     if (o && spec) {
         json_object_object_add(o, "apiVersion",
-                               json_object_new_string(api_version));
+                               json_object_new_string(cfg->exec->api_version));
         json_object_object_add(o, "kind",
                                json_object_new_string("ExecCredential"));
-        json_object_object_add(spec, "interactive", json_object_new_boolean(0));
+        json_object_object_add(spec, "interactive",
+                               json_object_new_boolean(interactive));
+        if (cfg->exec->provide_cluster_info)
+            json_object_object_add(spec, "cluster", exec_cluster(cfg));
         json_object_object_add(o, "spec", spec);
         spec = NULL;
         s = msgf("KUBERNETES_EXEC_INFO=%s",
@@ -729,7 +780,8 @@ static int exec_start(struct gm_auth *a)
         return -ENOMEM;
     gm_buf_init(&r->out_buf, EXEC_STDOUT_MAX);
     gm_buf_init(&r->err_buf, EXEC_STDERR_KEEP * 2);
-    info = exec_info(x->api_version);
+    int interactive = exec_interactive(a);
+    info = exec_info(a->cfg, interactive);
     env = info ? exec_env(x->env, info) : NULL;
     if (env == NULL) {
         free(info);
@@ -742,11 +794,21 @@ static int exec_start(struct gm_auth *a)
     r->out.data = r->err.data = r->timer.data = r->proc.data = r;
     r->open = 3;
 
-    stdio[0].flags = UV_IGNORE; /* /dev/null: nobody will type anything */
+    /* A person at the terminal sees the plugin's prompts and answers them
+     * (a device-code login, a password), as with kubectl; otherwise stdin
+     * is /dev/null and stderr is kept for messages. */
+    if (interactive) {
+        stdio[0].flags = UV_INHERIT_FD;
+        stdio[0].data.fd = 0;
+        stdio[2].flags = UV_INHERIT_FD;
+        stdio[2].data.fd = 2;
+    } else {
+        stdio[0].flags = UV_IGNORE;
+        stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+        stdio[2].data.stream = (uv_stream_t *)&r->err;
+    }
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[1].data.stream = (uv_stream_t *)&r->out;
-    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[2].data.stream = (uv_stream_t *)&r->err;
     opts.exit_cb = run_on_exit;
     opts.file = x->command;
     opts.args = x->args;
@@ -772,8 +834,14 @@ static int exec_start(struct gm_auth *a)
         return err;
     }
     uv_read_start((uv_stream_t *)&r->out, run_alloc, run_on_read);
-    uv_read_start((uv_stream_t *)&r->err, run_alloc, run_on_read);
-    uv_timer_start(&r->timer, run_on_timer, a->exec_timeout_ms, 0);
+    if (interactive) {
+        /* No limit while a person types, as in client-go; the stderr
+         * pipe was never connected. */
+        run_stop_pipe(r, &r->err, &r->err_done);
+    } else {
+        uv_read_start((uv_stream_t *)&r->err, run_alloc, run_on_read);
+        uv_timer_start(&r->timer, run_on_timer, a->exec_timeout_ms, 0);
+    }
     r->a = a;
     a->run = r;
     return 0;
@@ -1057,17 +1125,30 @@ static void exec_complete(struct gm_auth *a, struct exec_run *r)
 
 static int exec_begin(struct gm_auth *a, int64_t now)
 {
+    const struct gm_kube_exec *x = a->cfg->exec;
+    char why[256];
+    int err;
+
     /* This run answers any 401 seen so far. */
     a->invalid = 0;
-    int err = exec_start(a);
+    if (x->interactive == GM_EXEC_ALWAYS && !a->terminal) {
+        err = -ENOTTY;
+        snprintf(why, sizeof(why),
+                 "its interactiveMode is Always, and "
+                 "nobody is at a terminal to answer it");
+    } else {
+        err = exec_start(a);
+        snprintf(why, sizeof(why), "%s", err ? uv_strerror(err) : "");
+    }
     if (err) {
+        /* The kubeconfig's installHint says how to get a missing plugin. */
+        const char *hint =
+            err == UV_ENOENT && x->install_hint ? x->install_hint : NULL;
         a->failed_ms = now;
-        set_error(
-            a, err,
-            msgf("exec plugin \"%s\" (from %s): cannot run: %s",
-                 a->cfg->exec->command,
-                 a->cfg->exec->source ? a->cfg->exec->source : "kubeconfig",
-                 uv_strerror(err)));
+        set_error(a, err,
+                  msgf("exec plugin \"%s\" (from %s): cannot run: %s%s%s",
+                       x->command, x->source ? x->source : "kubeconfig", why,
+                       hint ? "; " : "", hint ? hint : ""));
     }
     return err;
 }

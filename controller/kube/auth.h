@@ -76,4 +76,9 @@ void gm_auth_set_clock(struct gm_auth *a, gm_auth_clock now, void *data);
  * 30 s). */
 void gm_auth_set_exec_timeout(struct gm_auth *a, uint64_t ms);
 
+/* on: a person is at stdin and stderr (kubectl-gpumode on a terminal). An
+ * exec plugin whose interactiveMode is not Never then gets both, and no
+ * time limit; one whose interactiveMode is Always fails without it. */
+void gm_auth_set_terminal(struct gm_auth *a, int on);
+
 #endif

@@ -54,6 +54,7 @@ int gm_kube_new(uv_loop_t *loop, const struct gm_kube_config *cfg,
             free(k);
             return err;
         }
+        gm_auth_set_terminal(k->auth, opts && opts->terminal);
         ho.cred = cred_adapter;
         ho.cred_invalidate = cred_invalidate_adapter;
         ho.cred_error = cred_error_adapter;

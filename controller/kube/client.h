@@ -41,6 +41,9 @@ struct gm_kube_opts {
     void (*on_response)(void *data, const char *method, long status);
     void *on_response_data;
     const char *user_agent; /* NULL: gpumode/<version> */
+    /* A person is at stdin and stderr: exec credential plugins may prompt
+     * (gm_auth_set_terminal). */
+    int terminal;
 };
 
 /* cfg is borrowed and must outlive the client. Credentials (token files,

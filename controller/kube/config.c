@@ -563,7 +563,44 @@ static void exec_free(struct gm_kube_exec *x)
     strv_free(x->args);
     strv_free(x->env);
     free(x->source);
+    free(x->install_hint);
     free(x);
+}
+
+/* installHint, provideClusterInfo and interactiveMode. */
+static int build_exec_options(struct loader *L, struct kfile *f,
+                              yaml_node_t *body, const char *pfx,
+                              struct gm_kube_exec *x)
+{
+    static const char *const modes[] = {
+        [GM_EXEC_IF_AVAILABLE] = "IfAvailable",
+        [GM_EXEC_NEVER] = "Never",
+        [GM_EXEC_ALWAYS] = "Always",
+    };
+    const char *hint, *mode;
+    int err = get_str(L, f, body, pfx, "installHint", &hint);
+
+    if (!err)
+        err = get_bool(L, f, body, pfx, "provideClusterInfo",
+                       &x->provide_cluster_info);
+    if (!err)
+        err = get_str(L, f, body, pfx, "interactiveMode", &mode);
+    if (err)
+        return err;
+    if (hint && (x->install_hint = strdup(hint)) == NULL)
+        return fail_errno(L, -ENOMEM, f->path, "out of memory");
+    x->interactive = GM_EXEC_IF_AVAILABLE;
+    if (mode == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (strcmp(mode, modes[i]) == 0) {
+            x->interactive = (enum gm_exec_interactive)i;
+            return 0;
+        }
+    return fail(L, f->path,
+                "%s.interactiveMode: \"%s\" is not Never, IfAvailable or "
+                "Always",
+                pfx, mode);
 }
 
 static int build_exec_args(struct loader *L, struct kfile *f, yaml_node_t *body,
@@ -674,6 +711,8 @@ static int build_exec(struct loader *L, struct kfile *f, yaml_node_t *body,
     err = build_exec_args(L, f, body, pfx, x);
     if (!err)
         err = build_exec_env(L, f, body, pfx, x);
+    if (!err)
+        err = build_exec_options(L, f, body, pfx, x);
     return err;
 }
 

@@ -7,13 +7,24 @@
 
 #include <stddef.h>
 
+/* interactiveMode: whether the plugin may talk to a person at the terminal
+ * (stdin and stderr passed through). IfAvailable when unset. */
+enum gm_exec_interactive {
+    GM_EXEC_IF_AVAILABLE,
+    GM_EXEC_NEVER,
+    GM_EXEC_ALWAYS,
+};
+
 /* An exec credential plugin (client.authentication.k8s.io v1 or v1beta1). */
 struct gm_kube_exec {
-    char *api_version; /* owned */
-    char *command;     /* owned; run by execvp semantics, never a shell */
-    char **args;       /* owned, NULL-terminated, args[0] is command */
-    char **env;        /* owned, NULL-terminated "NAME=VALUE" additions */
-    char *source;      /* owned; the file that defined it, for messages */
+    char *api_version;  /* owned */
+    char *command;      /* owned; run by execvp semantics, never a shell */
+    char **args;        /* owned, NULL-terminated, args[0] is command */
+    char **env;         /* owned, NULL-terminated "NAME=VALUE" additions */
+    char *source;       /* owned; the file that defined it, for messages */
+    char *install_hint; /* owned or NULL: said when command is not found */
+    int provide_cluster_info; /* the cluster goes in KUBERNETES_EXEC_INFO */
+    enum gm_exec_interactive interactive;
 };
 
 struct gm_kube_config {
