@@ -65,6 +65,31 @@ spec:
 		t.Errorf("a config name with an underscore is refused: %v\n%s", err, out)
 	}
 
+	// What the layout and value rules must still take: disjoint device
+	// lists beside a catch-all entry, exactly 7 compute slices, +me
+	// profiles, and label values empty or with '_', '.' and '-'.
+	fits := filepath.Join(t.TempDir(), "fits.yaml")
+	if err := os.WriteFile(fits, []byte(`
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: fits}
+spec:
+  nodeSelector:
+    matchLabels: {pool: "a_b.c-1", empty: ""}
+    matchExpressions: [{key: tier, operator: NotIn, values: ["", x.y_z]}]
+  mode: mig
+  mig:
+    layout:
+    - {devices: [0, 1], migDevices: {"4g.40gb": 1, "3g.40gb": 1}}
+    - {devices: [2], migDevices: {"1g.10gb+me": 1, "1g.10gb": 6}}
+    - {migDevices: {"7g.80gb": 1}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := b.Kubectl("apply", "--dry-run=server", "-f", fits); err != nil {
+		t.Errorf("a layout that fits is refused: %v\n%s", err, out)
+	}
+
 	// Label keys at their longest (a 253-character prefix, a 63-character
 	// name) are taken, in matchLabels and in matchExpressions.
 	prefix := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
