@@ -520,7 +520,7 @@ static void test_nine_tied_all_report(void **state)
     struct fleet f = {0};
     (void)state;
     for (int i = 0; i < 9; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof(name), "p%d", i);
         ps[i] = policy(name, "full", "");
         all[i] = ps[i];
