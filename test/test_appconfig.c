@@ -55,7 +55,8 @@ static void test_config_from_text(void **state)
         "profile: hami\n"
         "devicePluginConfigMap: {name: device-plugin-config}\n"
         "migConfigMap: {namespace: ops, name: layouts, key: l.yaml}\n"
-        "watchIdleSeconds: 75\n";
+        "watchIdleSeconds: 75\n"
+        "hamiDefaultSplitCount: 4\n";
     assert_int_equal(gm_ctl_config_defaults(&c), 0);
     assert_int_equal(gm_ctl_config_load_text(&c, good, sizeof(good) - 1,
                                              "ConfigMap gpumode-system/x", err,
@@ -66,6 +67,7 @@ static void test_config_from_text(void **state)
     assert_string_equal(c.plugin_cm.name, "device-plugin-config");
     assert_string_equal(c.mig_cm.key, "l.yaml");
     assert_int_equal(c.watch_idle_s, 75);
+    assert_int_equal(c.hami_default_split, 4);
     gm_ctl_config_free(&c);
 
     static const struct {
@@ -84,6 +86,10 @@ static void test_config_from_text(void **state)
          "migConfigMap.namespace: not a namespace name"},
         {"hamiConfigMap: {namespace: Kube-System}\n",
          "hamiConfigMap.namespace: not a namespace name"},
+        {"hamiDefaultSplitCount: 0\n",
+         "hamiDefaultSplitCount: 0 is out of range [1, 1000]"},
+        {"hamiDefaultSplitCount: 2.5\n",
+         "hamiDefaultSplitCount: 2.5 is not a whole number"},
         {"watchIdleSeconds: 5\n",
          "ConfigMap gpumode-system/x: watchIdleSeconds: 5 is out of range "
          "[10, 3600]"},

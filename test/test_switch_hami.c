@@ -39,6 +39,7 @@ struct fx {
     int cm_writes;
     const char *node_ann; /* JSON object added to the node's annotations */
     bool refuse_cms;      /* answer ConfigMap lists 403, as RBAC would */
+    bool plugin_ready;    /* HAMi's plugin pod runs, ready */
     char *cm_patch;       /* owned: the first ConfigMap PATCH's body */
 };
 
@@ -112,7 +113,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
     /* HAMi's plugin runs, ready, for the cases that verify. */
     th_respond(c, 200, NULL,
-               f->refuse_cms
+               f->refuse_cms || f->plugin_ready
                    ? "{\"kind\":\"PodList\",\"metadata\":{"
                      "\"resourceVersion\":\"10\"},\"items\":[{\"metadata\":{"
                      "\"name\":\"hami-plugin-1\",\"namespace\":\"kube-system\","
@@ -414,6 +415,66 @@ static void test_verify_waits_to_read_the_entry(void **state)
     fx_clear(&f);
 }
 
+/* A vgpu policy without splitCount: the node has no split of its own in
+ * HAMi's ConfigMap, so HAMi's own deviceSplitCount applies, which the
+ * controller is told (hamiDefaultSplitCount): 8 GPUs offered as 32 vGPUs
+ * verify at 4, and do not at HAMi's shipped 10. */
+static int policy_no_split(void *data, const char *name,
+                           struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    o->has_vgpu_config = false;
+    return 0;
+}
+
+static void verify_default_split(int split, struct gm_switch_record *out)
+{
+    struct fx f = {.plugin_ready = true,
+                   .cms = "{\"metadata\":{\"name\":\"hami-device-plugin\","
+                          "\"namespace\":\"kube-system\",\"resourceVersion\":"
+                          "\"5\"},\"data\":{\"config.json\":"
+                          "\"{\\\"nodeconfig\\\":[]}\"}}"};
+    char err[256];
+    struct gm_switch_record rec = {0};
+    char *text = th_ctl_switch_record(GM_PHASE_VERIFY, "{}");
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    rec.gpus = 8; /* as the agent's result gave them */
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    f.node_ann = "{}";
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = policy_no_split;
+    f.c.cfg.clients_timeout_s = 1;
+    f.c.cfg.hami_default_split = split;
+    assert_true(th_run_until(&f.c.loop, &f.done, 30000));
+    th_ctl_stop(&f.c);
+    memset(out, 0, sizeof(*out));
+    if (f.patched)
+        assert_int_equal(gm_record_parse(f.patched, out, err, sizeof(err)), 0);
+    else
+        out->phase = GM_PHASE_FINISH; /* the record went: verified */
+    fx_clear(&f);
+}
+
+static void test_verify_with_hami_default_split(void **state)
+{
+    (void)state;
+    struct gm_switch_record out;
+    verify_default_split(4, &out);
+    if (out.phase != GM_PHASE_FINISH)
+        fail_msg("phase %d reason %s message %s", out.phase,
+                 out.reason ? out.reason : "-",
+                 out.message ? out.message : "-");
+    gm_record_clear(&out);
+    verify_default_split(10, &out);
+    assert_string_equal(out.reason, "PluginNotReady");
+    if (!strstr(out.message, "nvidia.com/vgpu=32, expected 80"))
+        fail_msg("message: %s", out.message);
+    gm_record_clear(&out);
+}
+
 /* A rollback into vgpu (a vgpu -> full switch failed after the GPUs
  * changed) under a refused HAMi ConfigMap does not wait for the entry:
  * failing, a rollback holds the node cordoned. It asks only that vGPUs
@@ -458,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_entries_as_the_planner_reads_them),
         cmocka_unit_test(test_rollback_puts_the_entry_back),
         cmocka_unit_test(test_verify_waits_to_read_the_entry),
+        cmocka_unit_test(test_verify_with_hami_default_split),
         cmocka_unit_test(test_rollback_into_vgpu_goes_on_unread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

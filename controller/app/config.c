@@ -143,6 +143,7 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c)
     if (!err)
         use_profile(c);
     c->qps = 50;
+    c->hami_default_split = 10;
     c->burst = 100;
     c->clients_timeout_s = 300;
     c->helper_timeout_s = 900;
@@ -242,6 +243,7 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
         "runtimeClassName",
         "migConfigMap",
         "hamiConfigMap",
+        "hamiDefaultSplitCount",
         "devicePluginConfigMap",
         "qps",
         "burst",
@@ -274,7 +276,8 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
     }
     double qps = c->qps, burst = c->burst, ct = (double)c->clients_timeout_s,
            ht = (double)c->helper_timeout_s, rt = (double)c->reboot_timeout_s,
-           rg = (double)c->resources_grace_s, wi = (double)c->watch_idle_s;
+           rg = (double)c->resources_grace_s, wi = (double)c->watch_idle_s,
+           split = (double)c->hami_default_split;
     rc = read_str(o, "", "namespace", &c->namespace, path, err, err_len);
     if (!rc)
         rc = read_str(o, "", "profile", &c->profile_name, path, err, err_len);
@@ -300,6 +303,16 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
     if (!rc)
         rc = read_cm(o, "devicePluginConfigMap", &c->plugin_cm, path, err,
                      err_len);
+    if (!rc)
+        rc = read_num(o, "hamiDefaultSplitCount", 1, 1000, &split, path, err,
+                      err_len);
+    if (!rc && split != (double)(int)split) {
+        snprintf(err, err_len,
+                 "%s: hamiDefaultSplitCount: %g is not a whole "
+                 "number",
+                 path, split);
+        rc = -EINVAL;
+    }
     if (!rc)
         rc = read_num(o, "qps", 1, 10000, &qps, path, err, err_len);
     if (!rc)
@@ -334,6 +347,7 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
     c->reboot_timeout_s = (long)rt;
     c->resources_grace_s = (long)rg;
     c->watch_idle_s = (long)wi;
+    c->hami_default_split = (int)split;
     if (plugin_cm_set && (c->plugin_cm.name == NULL || !c->plugin_cm.name[0])) {
         snprintf(err, err_len,
                  "%s: devicePluginConfigMap.name: required (the ConfigMap "

@@ -55,6 +55,10 @@ struct gm_ctl_config {
     char *runtime_class; /* owned or NULL */
     struct gm_cm_ref mig_cm;
     struct gm_cm_ref hami_cm;
+    /* HAMi's own deviceSplitCount (its chart's devicePlugin.
+     * deviceSplitCount): the vGPUs per GPU of a node without a split in its
+     * entry, which a vgpu switch without spec.vgpu.splitCount verifies. */
+    int hami_default_split;
     /* The device plugin's configs, one per key (key unused); name ""
      * when not checked, namespace the operator's by default. */
     struct gm_cm_ref plugin_cm;

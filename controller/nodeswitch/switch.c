@@ -1493,7 +1493,7 @@ static int hami_gpus(struct sw *s, int gpus, int *split, int *filtered)
             *next++ = '\0';
         uuids[n++] = tok;
     }
-    *split = v.split > 0 ? v.split : 10;
+    *split = v.split > 0 ? v.split : s->ctl->cfg->hami_default_split;
     *filtered =
         gm_hami_filtered(&v, gpus, list && n == (size_t)gpus ? uuids : NULL);
     gm_hami_view_clear(&v);
