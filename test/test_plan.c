@@ -511,6 +511,31 @@ static void test_switch_elsewhere_keeps_its_slot(void **state)
     gm_policy_free(q);
 }
 
+/* A node labelled gpumode.io/skip=true in the middle of p's switch: the
+ * switch stops there, a person's to finish, so it holds no slot of p's
+ * budget and p goes on with its other nodes. */
+static void test_skipped_mid_switch_holds_no_slot(void **state)
+{
+    struct gm_policy *p = policy("p", "full", "");
+    struct fleet f = {0};
+    struct gm_plan pl;
+
+    (void)state;
+    struct gm_node *a =
+        add(&f, gmt_node("a", "pool=a", "gpumode.io/skip=true", NULL));
+    a->unschedulable = true;
+    gmt_set(&a->ann_switch, "{\"policy\":\"p\",\"from\":\"vgpu\","
+                            "\"to\":\"full\",\"phase\":\"Draining\","
+                            "\"attempt\":1,\"cordoned\":true}");
+    add(&f, gmt_node("b", "pool=a", "gpumode.io/mode=vgpu", NULL));
+    plan(p, NULL, &f, NULL, &pl);
+    assert_int_equal(pl.budget.used, 0);
+    assert_int_equal(pl.n_starts, 1);
+    gm_plan_free(&pl);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 /* Nine policies of one priority select a node: each of them, not only the
  * eight the assignment lists, reports the conflict. */
 static void test_nine_tied_all_report(void **state)
@@ -1460,6 +1485,7 @@ int main(void)
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_conflict_mid_switch_keeps_its_slot),
         cmocka_unit_test(test_switch_elsewhere_keeps_its_slot),
+        cmocka_unit_test(test_skipped_mid_switch_holds_no_slot),
         cmocka_unit_test(test_nine_tied_all_report),
         cmocka_unit_test(test_unknown_model_capable_not_shared),
         cmocka_unit_test(test_mig_layouts),

@@ -101,7 +101,8 @@ struct ctx {
     /* Nodes this policy does not own (in conflict, owned by another
      * policy, or selected by none since their labels changed) whose switch
      * for this policy is still in flight: the switch goes on (a node is not
-     * released mid-way), so it keeps its slot of this policy's budget. */
+     * released mid-way), so it keeps its slot of this policy's budget.
+     * Skipped nodes are not counted: their switch stops. */
     int elsewhere_in_flight;
     /* Failed nodes held cordoned (onFailure: Hold, or a rollback that
      * could not finish): out of service until a person acts. */
@@ -1118,7 +1119,10 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
             err = classify(&c, in->nodes[i]);
             continue;
         }
-        if (own_switch_in_flight(&c, in->nodes[i]))
+        /* A node labelled gpumode.io/skip=true mid-switch is a person's to
+         * finish (the switch stops there): it holds no slot. */
+        if (a.kind != GM_ASSIGN_SKIPPED &&
+            own_switch_in_flight(&c, in->nodes[i]))
             c.elsewhere_in_flight++;
         if (a.kind == GM_ASSIGN_CONFLICT && tied(&c, in->nodes[i], &a))
             err = add_conflict(&c, in->nodes[i], &a);
