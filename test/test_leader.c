@@ -35,6 +35,7 @@ struct fx {
     int other_renews; /* bump renewTime on every GET, as a live holder */
     int put_conflict; /* every PUT answers 409 */
     int put_busy;     /* every PUT answers 429, Retry-After: 1 */
+    int get_refused;  /* every GET answers 403 */
     /* what was seen */
     int gets, posts, puts, conflicts;
     char last_put[4096];
@@ -81,6 +82,12 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     struct fx *f = ud;
     if (strcmp(r->method, "GET") == 0) {
         f->gets++;
+        if (f->get_refused) {
+            th_respond(c, 403, NULL,
+                       "{\"kind\":\"Status\",\"reason\":\"Forbidden\","
+                       "\"code\":403}");
+            return;
+        }
         if (f->lease == NULL) {
             th_respond(c, 404, NULL,
                        "{\"kind\":\"Status\",\"reason\":\"NotFound\","
@@ -565,6 +572,39 @@ static void test_release_while_acquiring(void **state)
     fx_free(f);
 }
 
+/* Told to stop after a late takeover landed and the read before its
+ * renewal failed (the elector holds the Lease but does not lead, and has
+ * nothing in flight while it waits to try again): the Lease is given
+ * back. */
+static void test_release_after_late_acquire(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    store(f, json_tokener_parse(
+                 "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":"
+                 "\"Lease\",\"metadata\":{\"name\":\"gpumode-controller\","
+                 "\"namespace\":\"gm\"},\"spec\":{\"holderIdentity\":\"\","
+                 "\"leaseDurationSeconds\":1,\"leaseTransitions\":4}}"));
+    f->put_busy = 1;
+    assert_int_equal(gm_leader_start(f->l), 0);
+    while (f->puts == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    f->put_busy = 0;
+    f->get_refused = 1;
+    int gets = f->gets; /* the read before the first write */
+    while (f->gets == gets)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    run_for(f, 50); /* the 403 read; the next try is 100 ms or more away */
+    assert_string_equal(gm_leader_holder(f->l), ME);
+    assert_false(gm_leader_is_leader(f->l));
+    assert_int_equal(gm_leader_release(f->l, on_released, f), 0);
+    assert_true(th_run_until(&f->loop, &f->released, 3000));
+    assert_int_equal(f->release_err, 0);
+    assert_int_equal(f->started, 0);
+    assert_string_equal(spec_field(lease_text(f), "holderIdentity"), "");
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_options_and_identity),
         cmocka_unit_test(test_late_acquire_renews_before_leading),
         cmocka_unit_test(test_release_while_acquiring),
+        cmocka_unit_test(test_release_after_late_acquire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,7 +49,9 @@ struct app {
     struct gm_ctl *ctl;
     struct gm_rollout *rollout;
     struct gm_shutdown *shutdown;
-    char identity[256];
+    /* Also the Events' reportingInstance, which events.k8s.io/v1 caps at
+     * 128 characters: a longer POD_NAME gives way to hostname + random. */
+    char identity[128];
     int exit_code;
 };
 

@@ -482,8 +482,8 @@ static int refresh_cert_files(struct gm_auth *a)
             a->generation++;
         }
     }
-    /* The error slot is shared with the exec plugin, whose backoff reads
-     * it: a good read clears only an error of ours. */
+    /* The error slot is shared with the token file's reading: a good read
+     * clears only an error of ours. */
     if (err == 0 && a->files_failed)
         set_error(a, 0, NULL);
     a->files_failed = err != 0;
@@ -816,8 +816,11 @@ static int exec_start(struct gm_auth *a)
     opts.stdio = stdio;
     opts.stdio_count = 3;
     /* Its own session and process group, so a timeout kills the plugin's
-     * children too. */
-    opts.flags = UV_PROCESS_DETACHED;
+     * children too. Not when it talks to the person: it stays in our
+     * session, with the terminal as its controlling one (a password prompt
+     * opens /dev/tty) and Ctrl-C reaching it too; such a run has no time
+     * limit to enforce. */
+    opts.flags = interactive ? 0 : UV_PROCESS_DETACHED;
 
     err = uv_spawn(a->loop, &r->proc, &opts);
     /* uv_spawn has returned after the child exec'd; it keeps no pointer. */
@@ -1215,8 +1218,9 @@ int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
         rc = 0;
         break;
     }
-    /* A certificate from an exec plugin wins over the files. */
-    if (rc != 0 || cred->cert_pem || !gm_auth_has_cert_files(a->cfg))
+    /* The files' pair, beside a token or token file if any (an exec plugin
+     * never runs beside them: gm_auth_new). */
+    if (rc != 0 || !gm_auth_has_cert_files(a->cfg))
         return rc;
     return current_cert_files(a, cred);
 }

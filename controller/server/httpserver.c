@@ -441,11 +441,11 @@ static void read_start(struct conn *c)
 
 /* At the cap, a new client (the kubelet's probe, a scraper) is served
  * rather than refused: the oldest connection waiting between requests makes
- * room, else the one whose unfinished request head began first. A client
- * that sends its request at once is answered before anyone can take its
- * place, so a few dozen connections trickling heads (each cut after
- * head_ms, and opened again) cannot keep the probe out. NULL when every
- * connection is being answered. */
+ * room, else the one whose unfinished request head began first. So
+ * connections holding part of a request (each cut after head_ms, and
+ * opened again) cannot keep the probe out for long; a flood of new
+ * connections arriving in the same instant as the probe still can, as
+ * any cap allows. NULL when every connection is being answered. */
 static struct conn *make_room(struct gm_httpd *h)
 {
     struct conn *idle = NULL, *slow = NULL;

@@ -501,10 +501,14 @@ int gm_leader_release(struct gm_leader *l, void (*done)(void *data, int err),
                       void *data)
 {
     uv_timer_stop(&l->timer);
-    /* A takeover write in flight may land: its answer decides, as a
-     * renewal's does, so a replica stopping while it acquires does not
-     * leave the Lease held by nobody alive. */
-    if (l->st != ST_LEADING && !(l->st == ST_ACQUIRING && l->inflight)) {
+    /* While acquiring, a takeover write in flight may land (its answer
+     * decides, as a renewal's does), or one that landed too late to lead
+     * on may already hold the Lease: either way it is given back, not left
+     * held by a process about to exit. */
+    int ours = l->lease &&
+               strcmp(spec_str(l->lease, "holderIdentity"), l->identity) == 0;
+    if (l->st != ST_LEADING &&
+        !(l->st == ST_ACQUIRING && (l->inflight || ours))) {
         l->st = ST_DONE;
         return -ENOTCONN;
     }
