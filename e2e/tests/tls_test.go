@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"math/big"
 	"net/http"
@@ -97,10 +98,19 @@ func TestClusterCAIsTheOnlyRoot(t *testing.T) {
 		}
 	}
 
-	run := func(ca string) string {
+	// The CA named by its file, or carried inline as data.
+	run := func(ca string, inline bool) string {
 		kc := filepath.Join(dir, "kubeconfig")
+		caField := "certificate-authority: '" + ca + "'"
+		if inline {
+			pemText, err := os.ReadFile(ca)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caField = "certificate-authority-data: " + base64.StdEncoding.EncodeToString(pemText)
+		}
 		cfg := "apiVersion: v1\nkind: Config\ncurrent-context: c\n" +
-			"clusters: [{name: c, cluster: {server: '" + srv.URL + "', certificate-authority: '" + ca + "'}}]\n" +
+			"clusters: [{name: c, cluster: {server: '" + srv.URL + "', " + caField + "}}]\n" +
 			"users: [{name: u, user: {token: t}}]\n" +
 			"contexts: [{name: c, context: {cluster: c, user: u}}]\n"
 		if err := os.WriteFile(kc, []byte(cfg), 0o600); err != nil {
@@ -114,17 +124,20 @@ func TestClusterCAIsTheOnlyRoot(t *testing.T) {
 		}
 		return string(out)
 	}
-	// The server's own CA named: the handshake succeeds, the request is
-	// refused.
-	if out := run(serverCA); !strings.Contains(out, "forbidden by the test") {
-		t.Fatalf("with the server's CA: want the server's 403, got: %s", out)
-	}
-	// Another CA named, the server's only among the machine's: refused.
-	out := run(other)
-	if strings.Contains(out, "forbidden by the test") {
-		t.Fatalf("with another CA the client trusted the machine's CAs and reached the server: %s", out)
-	}
-	if !strings.Contains(strings.ToLower(out), "certificate") {
-		t.Errorf("with another CA: want a certificate error, got: %s", out)
+	for _, inline := range []bool{false, true} {
+		// The server's own CA named: the handshake succeeds, the request
+		// is refused.
+		if out := run(serverCA, inline); !strings.Contains(out, "forbidden by the test") {
+			t.Fatalf("with the server's CA (inline %v): want the server's 403, got: %s", inline, out)
+		}
+		// Another CA named, the server's only among the machine's:
+		// refused.
+		out := run(other, inline)
+		if strings.Contains(out, "forbidden by the test") {
+			t.Fatalf("with another CA (inline %v) the client trusted the machine's CAs and reached the server: %s", inline, out)
+		}
+		if !strings.Contains(strings.ToLower(out), "certificate") {
+			t.Errorf("with another CA (inline %v): want a certificate error, got: %s", inline, out)
+		}
 	}
 }
