@@ -171,7 +171,6 @@ static void test_parse_names_sharing_the_plugin_refuses(void **state)
          "x: &t {resources: [{name: nvidia.com/gpu, replicas: "
          "4}]}\nsharing: {timeSlicing: {<<: *t}}",
          ""},
-        {"null-section", "sharing: {timeSlicing: }", ""},
         /* some GPUs only: loaded (and ignored: every GPU is shared) */
         {"count",
          "sharing: {timeSlicing: {resources: [{name: "
@@ -215,6 +214,14 @@ static void test_parse_names_sharing_the_plugin_refuses(void **state)
         {"no-resources", "sharing: {timeSlicing: {renameByDefault: true}}",
          "sharing.timeSlicing.resources: none given"},
         {"empty-resources", "sharing: {timeSlicing: {resources: []}}",
+         "sharing.timeSlicing.resources: none given"},
+        {"null-time-slicing", "sharing:\n  timeSlicing:\n",
+         "sharing.timeSlicing.resources: none given"},
+        {"tilde-time-slicing", "sharing: {timeSlicing: ~}",
+         "sharing.timeSlicing.resources: none given"},
+        /* timeSlicing is a value field with its own decoder, which Go's
+         * JSON runs for a null too: "no resources specified" */
+        {"null-section", "sharing: {timeSlicing: }",
          "sharing.timeSlicing.resources: none given"},
         {"null-name",
          "sharing: {timeSlicing: {resources: [{name: ~, "

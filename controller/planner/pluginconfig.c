@@ -77,10 +77,14 @@ static const char *devices_error(json_object *v)
 static void read_time_slicing(json_object *sharing, char *err, size_t len)
 {
     static const char field[] = "timeSlicing";
-    json_object *rr = gm_json_get(sharing, field);
-    if (rr == NULL || err[0] || merges(rr))
+    json_object *rr = NULL;
+    /* Present but null ("timeSlicing:" and nothing under it) is refused
+     * like an empty one: the plugin decodes the field even then. */
+    if (!json_object_is_type(sharing, json_type_object) ||
+        !json_object_object_get_ex(sharing, field, &rr) || err[0] ||
+        (rr && merges(rr)))
         return;
-    if (!json_object_is_type(rr, json_type_object)) {
+    if (rr != NULL && !json_object_is_type(rr, json_type_object)) {
         snprintf(err, len, "sharing.%s: not a mapping", field);
         return;
     }

@@ -158,6 +158,8 @@ func TestParsePluginConfig(t *testing.T) {
 		{"version: v1\nsharing: {timeSlicing: {resources: []}}\n", sharing{}, true},
 		{"version: v1\nsharing: {timeSlicing: {resources: [{replicas: 4}]}}\n", sharing{}, true},
 		{"version: v1\nsharing: {}\n", sharing{operatorMIGStrategy, 1, ""}, false},
+		{"version: v1\nsharing:\n  timeSlicing:\n", sharing{}, true},
+		{"version: v1\nsharing: {timeSlicing: null}\n", sharing{}, true},
 		// devices as the plugin's loader reads them; what it takes it
 		// ignores, sharing every GPU.
 		{ts("devices: all"), sharing{operatorMIGStrategy, 2, ""}, false},

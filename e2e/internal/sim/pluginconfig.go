@@ -40,15 +40,20 @@ type pluginConfig struct {
 		MigStrategy string `json:"migStrategy"`
 	} `json:"flags"`
 	Sharing struct {
-		TimeSlicing *struct {
-			RenameByDefault bool `json:"renameByDefault"`
-			Resources       []struct {
-				Name     string          `json:"name"`
-				Replicas *int            `json:"replicas"`
-				Devices  json.RawMessage `json:"devices"`
-			} `json:"resources"`
-		} `json:"timeSlicing"`
+		// Raw, as the plugin's own decoder sees it: present but null
+		// ("timeSlicing:" with nothing under it) is refused too.
+		TimeSlicing json.RawMessage `json:"timeSlicing"`
 	} `json:"sharing"`
+}
+
+// timeSlicing is sharing.timeSlicing (ReplicatedResources).
+type timeSlicing struct {
+	RenameByDefault bool `json:"renameByDefault"`
+	Resources       []struct {
+		Name     string          `json:"name"`
+		Replicas *int            `json:"replicas"`
+		Devices  json.RawMessage `json:"devices"`
+	} `json:"resources"`
 }
 
 // sharing is what a config does to the full-GPU resource.
@@ -126,12 +131,16 @@ func parsePluginConfig(text string) (sharing, error) {
 	default:
 		return out, fmt.Errorf("unknown MIG strategy %q", c.Flags.MigStrategy)
 	}
-	ts := c.Sharing.TimeSlicing
-	if ts == nil {
+	if c.Sharing.TimeSlicing == nil {
 		return out, nil
 	}
-	// The loader's own refusals (ReplicatedResources).
-	if len(ts.Resources) == 0 {
+	ts := &timeSlicing{}
+	if err := json.Unmarshal(c.Sharing.TimeSlicing, &ts); err != nil {
+		return out, err
+	}
+	// The loader's own refusals (ReplicatedResources); a null decodes
+	// to nothing, so none resources either.
+	if ts == nil || len(ts.Resources) == 0 {
 		return out, fmt.Errorf("no resources specified")
 	}
 	for _, r := range ts.Resources {
