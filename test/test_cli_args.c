@@ -136,6 +136,21 @@ static void test_usage_errors(void **state)
     expect_error(watch, "--watch is only for status");
     const char *fstatus[] = {"x", "status", "-f", "p", NULL};
     expect_error(fstatus, "status: --filename (-f) is only for plan");
+    /* Names go in the request path: one the API server could not hold is
+     * refused, before a '?' or '/' in it could change the request. */
+    const char *query[] = {"x", "pause", "training?dryRun=All", NULL};
+    expect_error(query, "pause: \"training?dryRun=All\" is not a valid name");
+    const char *slash[] = {"x", "retry", "gpu-001/status", NULL};
+    expect_error(slash, "retry: \"gpu-001/status\" is not a valid name");
+    const char *empty[] = {"x", "status", "", NULL};
+    expect_error(empty, "status: \"\" is not a valid name");
+    const char *upper[] = {"x", "resume", "Training", NULL};
+    expect_error(upper, "resume: \"Training\" is not a valid name");
+    const char *ns[] = {"x", "status", "--namespace", "GPU mode", NULL};
+    expect_error(ns, "--namespace: \"GPU mode\" is not a namespace name");
+    const char *cmname[] = {"x",      "plan", "-f", "p", "--mig-configmap",
+                            "ns/a?b", NULL};
+    expect_error(cmname, "--mig-configmap: \"ns/a?b\" is not NAMESPACE/NAME");
 }
 
 /* Flags only plan reads are refused elsewhere, not silently ignored. */

@@ -207,6 +207,34 @@ static void test_empty_and_no_status(void **state)
     json_object_put(bad);
 }
 
+/* A status written for an older spec (the spec changed since, the
+ * controller has not caught up or is not running): not shown as Ready,
+ * and said so, as kstatus reads it. */
+static void test_status_of_an_older_generation(void **state)
+{
+    json_object *pols = json_tokener_parse(
+        "[{\"metadata\":{\"name\":\"training\",\"generation\":2},"
+        "\"spec\":{\"mode\":\"vgpu\",\"nodeSelector\":{\"matchLabels\":"
+        "{\"pool\":\"a\"}}},\"status\":{\"observedGeneration\":1,"
+        "\"summary\":{\"matched\":2,\"converged\":2},\"conditions\":[{"
+        "\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Converged\","
+        "\"message\":\"2/2 nodes in full\"}]}}]");
+    struct gm_status_opts o = {.now = NOW, .color = true};
+    struct gm_buf b;
+    (void)state;
+
+    assert_non_null(pols);
+    gm_buf_init(&b, 1 << 20);
+    assert_int_equal(gm_status_render(pols, NULL, &o, &b), 0);
+    assert_non_null(strstr(b.data, "Ready=Unknown NotObserved"));
+    assert_null(strstr(b.data, "Ready=True"));
+    assert_null(strstr(b.data, "\033[32m")); /* no green */
+    assert_non_null(strstr(b.data, "the status below is for generation 1; "
+                                   "the spec is at generation 2"));
+    gm_buf_free(&b);
+    json_object_put(pols);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_node_rows),
         cmocka_unit_test(test_colour_only_when_asked),
         cmocka_unit_test(test_empty_and_no_status),
+        cmocka_unit_test(test_status_of_an_older_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -256,6 +256,22 @@ static const struct {
      "\"x\"}}",
      "spec.nodeSelector.matchLabels: \"-pool\" is not a label key: its name "
      "must begin"},
+    /* the CRD's rules, for files kubectl gpumode plan reads itself */
+    {"\"mode\":\"full\",\"nodeSelector\":{\"matchLabels\":{\"pool\":"
+     "\"b c\"}}",
+     "spec.nodeSelector.matchLabels.pool: \"b c\" is not a label value"},
+    {"\"mode\":\"full\",\"nodeSelector\":{\"matchExpressions\":[{\"key\":"
+     "\"a\",\"operator\":\"In\",\"values\":[\"x\",\"-b\"]}]}",
+     "spec.nodeSelector.matchExpressions[0].values[1]: \"-b\" is not a "
+     "label value"},
+    {"\"mode\":\"mig\"," SEL ",\"mig\":{\"layout\":[{\"devices\":[0],"
+     "\"migDevices\":{\"1g.10gb\":7}},{\"devices\":[1,0],\"migDevices\":"
+     "{\"3g.40gb\":2}}]}",
+     "spec.mig.layout: a GPU index may appear in only one layout entry (0"},
+    {"\"mode\":\"mig\"," SEL ",\"mig\":{\"layout\":[{\"migDevices\":"
+     "{\"1g.5gb\":7,\"3g.20gb\":2}}]}",
+     "spec.mig.layout[0].migDevices: the instances need more than the 7 "
+     "compute slices"},
 };
 
 static void test_errors_name_the_field(void **state)
@@ -274,6 +290,24 @@ static void test_errors_name_the_field(void **state)
         assert_int_equal(p->generation, 3);
         gm_policy_free(p);
     }
+}
+
+/* What the rules above must still take: label values empty or with '_',
+ * '.' and '-'; 7 compute slices exactly; disjoint device lists. */
+static void test_limits_taken(void **state)
+{
+    (void)state;
+    struct gm_policy *p = gmt_policy(
+        "{" META ",\"spec\":{\"mode\":\"mig\",\"nodeSelector\":{"
+        "\"matchLabels\":{\"pool\":\"a_b.c-1\",\"empty\":\"\"},"
+        "\"matchExpressions\":[{\"key\":\"t\",\"operator\":\"NotIn\","
+        "\"values\":[\"\",\"x.y_z\"]}]},\"mig\":{\"layout\":["
+        "{\"devices\":[0,1],\"migDevices\":{\"4g.40gb\":1,\"3g.40gb\":1}},"
+        "{\"devices\":[2],\"migDevices\":{\"1g.10gb+me\":1,\"1g.10gb\":6}},"
+        "{\"migDevices\":{\"7g.80gb\":1}}]}}}",
+        0);
+    assert_true(p->valid);
+    gm_policy_free(p);
 }
 
 static void test_no_name(void **state)
@@ -308,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_huge_max_unavailable),
         cmocka_unit_test(test_status_decoded),
         cmocka_unit_test(test_errors_name_the_field),
+        cmocka_unit_test(test_limits_taken),
         cmocka_unit_test(test_no_name),
         cmocka_unit_test(test_modes),
     };

@@ -57,9 +57,7 @@ bool gm_ctl_namespace_ok(const char *s)
     return true;
 }
 
-/* A DNS subdomain (an object name: ConfigMaps, RuntimeClasses): lower-case
- * letters, digits, '-' and '.', alphanumeric at both ends, at most 253. */
-static bool subdomain_ok(const char *s)
+bool gm_ctl_name_ok(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 253 || !isalnum((unsigned char)s[0]) ||
@@ -106,13 +104,13 @@ static const char *bad_value(const struct gm_ctl_config *c, const char **why)
         return "nvidiaSmiPath";
     *why = subdomain;
     if (c->runtime_class && c->runtime_class[0] &&
-        !subdomain_ok(c->runtime_class))
+        !gm_ctl_name_ok(c->runtime_class))
         return "runtimeClassName";
-    if (!subdomain_ok(c->mig_cm.name))
+    if (!gm_ctl_name_ok(c->mig_cm.name))
         return "migConfigMap.name";
-    if (!subdomain_ok(c->hami_cm.name))
+    if (!gm_ctl_name_ok(c->hami_cm.name))
         return "hamiConfigMap.name";
-    if (c->plugin_cm.name[0] && !subdomain_ok(c->plugin_cm.name))
+    if (c->plugin_cm.name[0] && !gm_ctl_name_ok(c->plugin_cm.name))
         return "devicePluginConfigMap.name";
     *why = key;
     if (!cm_key_ok(c->mig_cm.key))

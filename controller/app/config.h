@@ -76,6 +76,11 @@ struct gm_ctl_config {
 /* Defaults for every field. */
 int gm_ctl_config_defaults(struct gm_ctl_config *c);
 
+/* An object name (ConfigMaps, RuntimeClasses, nodes, GPUModePolicies): a
+ * DNS subdomain of lower-case letters, digits, '-' and '.', alphanumeric at
+ * both ends, at most 253. */
+bool gm_ctl_name_ok(const char *s);
+
 /* A namespace name: a DNS label (RFC 1123), as the API server requires.
  * A name that is not one fails every request, so it is refused at start. */
 bool gm_ctl_namespace_ok(const char *s);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/config.h"
+
 static const struct {
     const char *name;
     enum gm_cli_cmd cmd;
@@ -112,6 +114,12 @@ static int split_cm(const char *flag, const char *v, char *ns, char *name,
                            v);
     snprintf(ns, cap, "%.*s", (int)(slash - v), v);
     snprintf(name, cap, "%s", slash + 1);
+    if (!gm_ctl_namespace_ok(ns) || !gm_ctl_name_ok(name))
+        return usage_error(err, len,
+                           "%s: \"%s\" is not NAMESPACE/NAME (a namespace "
+                           "and a name of lower-case letters, digits, '-' "
+                           "and, in the name, '.')",
+                           flag, v);
     return 0;
 }
 
@@ -177,6 +185,9 @@ static int set_flag(enum flag_id id, const char *v, struct gm_cli_args *o,
         return split_cm("--plugin-configmap", v, o->plugin_ns, o->plugin_name,
                         err, len);
     case F_NS:
+        if (!gm_ctl_namespace_ok(v))
+            return usage_error(
+                err, len, "--namespace: \"%s\" is not a namespace name", v);
         o->namespace = v;
         break;
     }
@@ -269,6 +280,13 @@ int gm_cli_parse_args(int argc, char *const *argv, struct gm_cli_args *out,
                            pos[0], pos[1 + commands[k].max_args]);
     if (args > 0)
         out->name = pos[1];
+    /* Sent in the request path: a name the API server could not hold
+     * (a '?' or '/' in it would even change the request) is refused. */
+    if (out->name && !gm_ctl_name_ok(out->name))
+        return usage_error(err, err_len,
+                           "%s: \"%s\" is not a valid name (lower-case "
+                           "letters, digits, '-' and '.', at most 253)",
+                           pos[0], out->name);
     if (out->cmd == GM_CLI_PLAN && out->file == NULL)
         return usage_error(err, err_len, "plan: -f FILE is required");
     if (limited >= 0 && strcmp(value_flags[limited].only_for, pos[0]) != 0) {

@@ -234,6 +234,12 @@ static int render_policy(json_object *obj, json_object *nodes,
     const struct gm_condition *stalled = gm_policy_condition(p, "Stalled");
     const char *mode = gm_json_str(gm_json_get(obj, "spec"), "mode");
     char bar[140];
+    /* A status written for an older spec says nothing of this one (kstatus
+     * counts the policy in progress): shown as not yet observed. */
+    bool stale =
+        p->status != NULL && p->status_observed_generation < p->generation;
+    if (stale)
+        ready = stalled = NULL;
     bool is_ready = ready && strcmp(ready->status, "True") == 0;
     bool is_stalled = stalled && strcmp(stalled->status, "True") == 0;
     const char *col = !o->color                     ? ""
@@ -252,6 +258,14 @@ static int render_policy(json_object *obj, json_object *nodes,
     if (!err && p->status == NULL)
         err = gm_buf_appendf(out, "  no status yet: is gpumode-controller "
                                   "running?\n");
+    if (!err && stale)
+        err = gm_buf_appendf(out,
+                             "  %snote: the status below is for generation "
+                             "%lld; the spec is at generation %lld, not yet "
+                             "seen by gpumode-controller (is it running?)%s\n",
+                             o->color ? YELLOW : "",
+                             (long long)p->status_observed_generation,
+                             (long long)p->generation, o->color ? RESET : "");
     if (!err && p->status != NULL)
         err = gm_buf_appendf(out,
                              "  matched %d  converged %d  switching %d  "

@@ -141,8 +141,10 @@ static int show(const struct gm_cli_args *a, bool tty, json_object *pols,
                 json_object *nodes, const char *trouble, time_t lost,
                 struct gm_buf *prev, struct gm_buf *cur)
 {
+    /* NO_COLOR (no-color.org) as --no-color, set to anything but "". */
+    const char *no_color = getenv("NO_COLOR");
     struct gm_status_opts o = {
-        .color = tty && !a->no_color,
+        .color = tty && !a->no_color && !(no_color && no_color[0]),
         .now = time(NULL),
     };
     gm_buf_reset(cur);
@@ -181,7 +183,9 @@ static int cmd_status(const struct gm_cli_args *a)
     struct gm_cli_conn *c;
     struct gm_cli_watch *w = NULL;
     struct gm_buf prev, cur;
-    bool tty = isatty(STDOUT_FILENO);
+    /* A dumb terminal can neither colour nor clear the screen. */
+    const char *term = getenv("TERM");
+    bool tty = isatty(STDOUT_FILENO) && !(term && strcmp(term, "dumb") == 0);
     json_object *pols, *nodes;
     int rc;
 
@@ -418,6 +422,12 @@ static int read_policy(const char *file, struct gm_policy **out,
     int rc = gm_policy_decode(obj, out);
     if (rc == -EINVAL && *out == NULL) {
         fail("%s: metadata.name: required", file);
+    } else if (*out && !gm_ctl_name_ok((*out)->name)) {
+        fail("%s: metadata.name: \"%.64s%s\" is not a valid name (lower-case "
+             "letters, digits, '-' and '.', at most 253)",
+             file, (*out)->name, strlen((*out)->name) > 64 ? "..." : "");
+        gm_policy_free(*out);
+        *out = NULL;
     } else if (rc == -EINVAL) {
         fail("%s: %s", file, (*out)->error);
     } else if (rc) {
@@ -441,7 +451,12 @@ static int dry_run_once(struct gm_cli_conn *c, const struct gm_policy *pol,
     json_object *body = NULL;
     int rc;
 
-    gm_url_escape(pol->name, name, sizeof(name));
+    /* read_policy took only valid names, which always fit. */
+    if (gm_url_escape(pol->name, name, sizeof(name)) != 0) {
+        *e = (struct gm_kube_error){.err = -E2BIG};
+        snprintf(e->message, sizeof(e->message), "metadata.name: too long");
+        return -E2BIG;
+    }
     snprintf(path, sizeof(path), GM_POLICY_API "/%s", name);
     rc = gm_cli_get(c, path, &live, e);
     if (rc != 0 && e->code != 404)
@@ -452,9 +467,26 @@ static int dry_run_once(struct gm_cli_conn *c, const struct gm_policy *pol,
         snprintf(e->message, sizeof(e->message), "out of memory");
         return -ENOMEM;
     }
+    json_object *paused = NULL;
+    if (live &&
+        json_object_get_boolean(gm_json_get(
+            gm_json_get(gm_json_get(live, "spec"), "rollout"), "paused")) &&
+        !json_object_object_get_ex(
+            gm_json_get(gm_json_get(doc, "spec"), "rollout"), "paused",
+            &paused))
+        /* Set by `kubectl gpumode pause`, not by the file: kubectl apply
+         * merges the file in and keeps it. */
+        fprintf(stderr,
+                "note: %s is paused in the cluster (spec.rollout.paused, as "
+                "kubectl gpumode pause sets it) and this file does not set "
+                "paused: kubectl apply keeps it paused, so nothing starts "
+                "until kubectl gpumode resume %s; the plan below is as if "
+                "resumed\n",
+                pol->name, pol->name);
     if (live) {
         /* The version read makes it a replace: the server then judges the
-         * file as the whole new spec, as kubectl apply makes it. */
+         * file's fields, and every rule of the CRD, as kubectl apply's
+         * request would be judged. */
         const char *rv = json_object_get_string(
             gm_json_get(gm_json_get(live, "metadata"), "resourceVersion"));
         json_object *meta = gm_json_get(body, "metadata");
@@ -876,6 +908,12 @@ int main(int argc, char **argv)
         int sig = gm_cli_was_interrupted();
         if (sig && !(a.cmd == GM_CLI_STATUS && a.watch))
             return 128 + sig;
+        /* Output that did not get out (a full disk, a closed pipe) is a
+         * failure, or `plan -o json > file` would succeed truncated. */
+        if ((fflush(stdout) != 0 || ferror(stdout)) && rc == 0) {
+            fprintf(stderr, "error: writing the output: %s\n", strerror(errno));
+            return 1;
+        }
         return rc;
     }
     return EXIT_USAGE;

@@ -183,6 +183,23 @@ static const char *key_problem(const char *key)
     return NULL;
 }
 
+/* Whether v is a label value: empty, or at most 63 letters, digits, '-',
+ * '_' and '.', beginning and ending with a letter or digit (the CRD's
+ * pattern; kubectl gpumode plan decodes files the API server never saw). */
+static bool value_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0)
+        return true;
+    if (n > 63 || !name_char(v[0], false) || !name_char(v[n - 1], false))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char(v[i], false) && v[i] != '-' && v[i] != '_' &&
+            v[i] != '.')
+            return false;
+    return true;
+}
+
 static int decode_expression(struct dec *d, json_object *e, const char *at,
                              size_t i, struct gm_selector *s)
 {
@@ -233,6 +250,12 @@ static int decode_expression(struct dec *d, json_object *e, const char *at,
         json_object *v = json_object_array_get_idx(vals, j);
         if (!json_object_is_type(v, json_type_string))
             return fail(d, "%s.values[%zu]: must be a string", path, j);
+        if (!value_ok(json_object_get_string(v)))
+            return fail(d,
+                        "%s.values[%zu]: \"%s\" is not a label value (at most "
+                        "63 letters, digits, '-', '_' and '.', beginning and "
+                        "ending with a letter or digit)",
+                        path, j, json_object_get_string(v));
         err = add_value(r, json_object_get_string(v));
         if (err)
             return err;
@@ -269,6 +292,12 @@ static int decode_selector(struct dec *d, json_object *sel, const char *at,
                             why);
             if (!json_object_is_type(v, json_type_string))
                 return fail(d, "%s.%s: must be a string", path, k);
+            if (!value_ok(json_object_get_string(v)))
+                return fail(d,
+                            "%s.%s: \"%s\" is not a label value (at most 63 "
+                            "letters, digits, '-', '_' and '.', beginning and "
+                            "ending with a letter or digit)",
+                            path, k, json_object_get_string(v));
             err = add_req(s, k, GM_SEL_IN, &r);
             if (!err)
                 err = add_value(r, json_object_get_string(v));
@@ -339,6 +368,7 @@ static int decode_counts(struct dec *d, json_object *md, const char *path,
     e->counts = calloc(n, sizeof(*e->counts));
     if (e->counts == NULL)
         return -ENOMEM;
+    int slices = 0;
     json_object_object_foreach(md, k, v)
     {
         if (!valid_profile(k))
@@ -355,7 +385,13 @@ static int decode_counts(struct dec *d, json_object *md, const char *path,
             return -ENOMEM;
         c->count = (int)json_object_get_int64(v);
         e->n_counts++;
+        slices += (k[0] - '0') * c->count;
     }
+    if (slices > 7)
+        return fail(d,
+                    "%s: the instances need more than the 7 compute slices "
+                    "a GPU has at most (an <n>g profile takes n per instance)",
+                    path);
     return 0;
 }
 
@@ -419,6 +455,17 @@ static int decode_layout(struct dec *d, json_object *arr,
     if (catchall > 1)
         return fail(d, "spec.mig.layout: at most one entry may omit devices "
                        "(it covers every other GPU)");
+    uint64_t seen = 0;
+    for (size_t i = 0; i < l->n_entries; i++)
+        for (size_t j = 0; j < l->entries[i].n_devices; j++) {
+            int g = l->entries[i].devices[j];
+            if (seen & (UINT64_C(1) << g))
+                return fail(d,
+                            "spec.mig.layout: a GPU index may appear in only "
+                            "one layout entry (%d is in more than one)",
+                            g);
+            seen |= UINT64_C(1) << g;
+        }
     return 0;
 }
 
