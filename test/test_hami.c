@@ -570,6 +570,39 @@ static void test_config_of_wrong_types_is_not_overwritten(void **state)
     json_object_put(f.config);
 }
 
+/* Newer HAMi's fields are typed too: a wrong type fails the whole config
+ * for HAMi, so it is not taken as read. */
+static void test_newer_fields_typed(void **state)
+{
+    static const struct {
+        const char *text;
+        int rc;
+    } cases[] = {
+        {"{\"nodeconfig\":[{\"name\":\"n\",\"libcudaloglevel\":\"3\","
+         "\"preconfigureddevicememory\":81920,"
+         "\"enablegetpreferredallocation\":true}]}",
+         0},
+        {"{\"nodeconfig\":[{\"name\":\"n\",\"libcudaloglevel\":3}]}", -EINVAL},
+        {"{\"nodeconfig\":[{\"name\":\"n\","
+         "\"preconfigureddevicememory\":\"80Gi\"}]}",
+         -EINVAL},
+        {"{\"nodeconfig\":[{\"name\":\"n\","
+         "\"enablegetpreferredallocation\":\"true\"}]}",
+         -EINVAL},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *cfg = NULL;
+        char why[512] = "";
+        int rc = gm_hami_config_parse(cases[i].text, &cfg, why, sizeof(why));
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d (%s), want %d", i, rc, why, cases[i].rc);
+        if (rc)
+            assert_non_null(strstr(why, "is not of HAMi's type for it"));
+        json_object_put(cfg);
+    }
+}
+
 /* The controller is freed with a write's answer unread: the answer must
  * not touch it (ASan and valgrind check). */
 static void test_freed_with_a_write_in_flight(void **state)
@@ -595,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_view_as_hami_reads_it),
         cmocka_unit_test(test_deleted_node_entry_goes),
         cmocka_unit_test(test_config_of_wrong_types_is_not_overwritten),
+        cmocka_unit_test(test_newer_fields_typed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

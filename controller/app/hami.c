@@ -128,8 +128,14 @@ static bool typed(const char *key, json_object *v)
     if (v == NULL)
         return true;
     if (strcasecmp(key, "name") == 0 || strcasecmp(key, "operatingmode") == 0 ||
-        strcasecmp(key, "migstrategy") == 0)
+        strcasecmp(key, "migstrategy") == 0 ||
+        strcasecmp(key, "libcudaloglevel") == 0)
         return json_object_is_type(v, json_type_string);
+    /* Newer HAMi's: an int64 and a bool. */
+    if (strcasecmp(key, "preconfigureddevicememory") == 0)
+        return json_object_is_type(v, json_type_int);
+    if (strcasecmp(key, "enablegetpreferredallocation") == 0)
+        return json_object_is_type(v, json_type_boolean);
     if (strcasecmp(key, "devicememoryscaling") == 0 ||
         strcasecmp(key, "devicecorescaling") == 0)
         return is_number(v);
@@ -178,9 +184,11 @@ static bool typed_as_hami(json_object *list, char *why, size_t len)
                 continue;
             snprintf(why, len,
                      "nodeconfig[%zu].%s is not of HAMi's type for it (a "
-                     "string for name, operatingmode and migstrategy; a "
-                     "number for the scalings; a whole number of 0 or more "
-                     "for devicesplitcount, where HAMi refuses 4.0; "
+                     "string for name, operatingmode, migstrategy and "
+                     "libcudaloglevel; a number for the scalings; a whole "
+                     "number for preconfigureddevicememory, and one of 0 or "
+                     "more for devicesplitcount, where HAMi refuses 4.0; "
+                     "true or false for enablegetpreferredallocation; "
                      "{\"uuid\": [strings], \"index\": [whole numbers]} for "
                      "filterdevices)",
                      i, key);
