@@ -512,14 +512,12 @@ static void test_options_and_identity(void **state)
     unsetenv("POD_NAME");
 }
 
-/* The write that takes a free Lease meets a 429 and lands after the client
- * waits out Retry-After (1 s), past the 500 ms renew deadline counted from
- * the first send. Leading then would end at the next attempt, with work
- * just started: the elector writes again first and leads on that write. */
-static void test_late_acquire_renews_before_leading(void **state)
+/* A Lease nobody holds (released), which the elector sets out to take;
+ * its first write is answered 429 (Retry-After: 1 s), so the retry that
+ * lands comes after the 500 ms renew deadline. Returns once that first
+ * write was refused; the retry is still to come. */
+static void take_free_lease_slowly(struct fx *f)
 {
-    (void)state;
-    struct fx *f = fx_new();
     store(f, json_tokener_parse(
                  "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":"
                  "\"Lease\",\"metadata\":{\"name\":\"gpumode-controller\","
@@ -530,6 +528,17 @@ static void test_late_acquire_renews_before_leading(void **state)
     while (f->puts == 0)
         uv_run(&f->loop, UV_RUN_ONCE);
     f->put_busy = 0;
+}
+
+/* The write that takes a free Lease meets a 429 and lands after the client
+ * waits out Retry-After (1 s), past the 500 ms renew deadline counted from
+ * the first send. Leading then would end at the next attempt, with work
+ * just started: the elector writes again first and leads on that write. */
+static void test_late_acquire_renews_before_leading(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    take_free_lease_slowly(f);
     assert_true(th_run_until(&f->loop, &f->started, 3000));
     /* the refused write, its late retry, then the write it leads on */
     assert_int_equal(f->puts_at_start, 3);
@@ -548,16 +557,7 @@ static void test_release_while_acquiring(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
-    store(f, json_tokener_parse(
-                 "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":"
-                 "\"Lease\",\"metadata\":{\"name\":\"gpumode-controller\","
-                 "\"namespace\":\"gm\"},\"spec\":{\"holderIdentity\":\"\","
-                 "\"leaseDurationSeconds\":1,\"leaseTransitions\":4}}"));
-    f->put_busy = 1;
-    assert_int_equal(gm_leader_start(f->l), 0);
-    while (f->puts == 0)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    f->put_busy = 0;
+    take_free_lease_slowly(f);
     assert_int_equal(gm_leader_release(f->l, on_released, f), 0);
     assert_true(th_run_until(&f->loop, &f->released, 3000));
     assert_int_equal(f->release_err, 0);
@@ -580,16 +580,7 @@ static void test_release_after_late_acquire(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
-    store(f, json_tokener_parse(
-                 "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":"
-                 "\"Lease\",\"metadata\":{\"name\":\"gpumode-controller\","
-                 "\"namespace\":\"gm\"},\"spec\":{\"holderIdentity\":\"\","
-                 "\"leaseDurationSeconds\":1,\"leaseTransitions\":4}}"));
-    f->put_busy = 1;
-    assert_int_equal(gm_leader_start(f->l), 0);
-    while (f->puts == 0)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    f->put_busy = 0;
+    take_free_lease_slowly(f);
     f->get_refused = 1;
     int gets = f->gets; /* the read before the first write */
     while (f->gets == gets)

@@ -200,6 +200,18 @@ static bool value_ok(const char *v)
     return true;
 }
 
+/* Fails at path (its label value's place) unless v is a label value. */
+static int check_value(struct dec *d, const char *path, const char *v)
+{
+    if (value_ok(v))
+        return 0;
+    return fail(d,
+                "%s: \"%s\" is not a label value (at most 63 letters, "
+                "digits, '-', '_' and '.', beginning and ending with a letter "
+                "or digit)",
+                path, v);
+}
+
 static int decode_expression(struct dec *d, json_object *e, const char *at,
                              size_t i, struct gm_selector *s)
 {
@@ -250,13 +262,11 @@ static int decode_expression(struct dec *d, json_object *e, const char *at,
         json_object *v = json_object_array_get_idx(vals, j);
         if (!json_object_is_type(v, json_type_string))
             return fail(d, "%s.values[%zu]: must be a string", path, j);
-        if (!value_ok(json_object_get_string(v)))
-            return fail(d,
-                        "%s.values[%zu]: \"%s\" is not a label value (at most "
-                        "63 letters, digits, '-', '_' and '.', beginning and "
-                        "ending with a letter or digit)",
-                        path, j, json_object_get_string(v));
-        err = add_value(r, json_object_get_string(v));
+        char vpath[192];
+        snprintf(vpath, sizeof(vpath), "%s.values[%zu]", path, j);
+        err = check_value(d, vpath, json_object_get_string(v));
+        if (!err)
+            err = add_value(r, json_object_get_string(v));
         if (err)
             return err;
     }
@@ -292,13 +302,11 @@ static int decode_selector(struct dec *d, json_object *sel, const char *at,
                             why);
             if (!json_object_is_type(v, json_type_string))
                 return fail(d, "%s.%s: must be a string", path, k);
-            if (!value_ok(json_object_get_string(v)))
-                return fail(d,
-                            "%s.%s: \"%s\" is not a label value (at most 63 "
-                            "letters, digits, '-', '_' and '.', beginning and "
-                            "ending with a letter or digit)",
-                            path, k, json_object_get_string(v));
-            err = add_req(s, k, GM_SEL_IN, &r);
+            char vpath[512];
+            snprintf(vpath, sizeof(vpath), "%s.%s", path, k);
+            err = check_value(d, vpath, json_object_get_string(v));
+            if (!err)
+                err = add_req(s, k, GM_SEL_IN, &r);
             if (!err)
                 err = add_value(r, json_object_get_string(v));
             if (err)
