@@ -49,8 +49,7 @@ func TestPolicyValidation(t *testing.T) {
 
 	// A layout name with an underscore, as label values and mig-parted
 	// allow, is taken.
-	underscore := filepath.Join(t.TempDir(), "underscore.yaml")
-	if err := os.WriteFile(underscore, []byte(`
+	dryRunTaken(t, b, "a config name with an underscore", `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
 metadata: {name: underscore}
@@ -58,18 +57,12 @@ spec:
   nodeSelector: {matchLabels: {pool: none}}
   mode: mig
   mig: {config: custom_1g.10gb}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := b.Kubectl("apply", "--dry-run=server", "-f", underscore); err != nil {
-		t.Errorf("a config name with an underscore is refused: %v\n%s", err, out)
-	}
+`)
 
 	// What the layout and value rules must still take: disjoint device
 	// lists beside a catch-all entry, exactly 7 compute slices, +me
 	// profiles, and label values empty or with '_', '.' and '-'.
-	fits := filepath.Join(t.TempDir(), "fits.yaml")
-	if err := os.WriteFile(fits, []byte(`
+	dryRunTaken(t, b, "a layout that fits", `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
 metadata: {name: fits}
@@ -83,19 +76,16 @@ spec:
     - {devices: [0, 1], migDevices: {"4g.40gb": 1, "3g.40gb": 1}}
     - {devices: [2], migDevices: {"1g.10gb+me": 1, "1g.10gb": 6}}
     - {migDevices: {"7g.80gb": 1}}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := b.Kubectl("apply", "--dry-run=server", "-f", fits); err != nil {
-		t.Errorf("a layout that fits is refused: %v\n%s", err, out)
-	}
+`)
 
 	// Label keys at their longest (a 253-character prefix, a 63-character
 	// name) are taken, in matchLabels and in matchExpressions.
 	prefix := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
 	key := prefix + "/" + strings.Repeat("n", 63)
-	longest := filepath.Join(t.TempDir(), "longest.yaml")
-	if err := os.WriteFile(longest, []byte(fmt.Sprintf(`
+	if len(prefix) != 253 {
+		t.Fatalf("prefix of %d", len(prefix))
+	}
+	dryRunTaken(t, b, "label keys at their longest", fmt.Sprintf(`
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
 metadata: {name: longest}
@@ -104,15 +94,7 @@ spec:
     matchLabels: {%q: a}
     matchExpressions: [{key: %q, operator: Exists}]
   mode: full
-`, key, key)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if len(prefix) != 253 {
-		t.Fatalf("prefix of %d", len(prefix))
-	}
-	if out, err := b.Kubectl("apply", "--dry-run=server", "-f", longest); err != nil {
-		t.Errorf("label keys at their longest are refused: %v\n%s", err, out)
-	}
+`, key, key))
 
 	// kubectl explain teaches the fields.
 	out := b.MustKubectl("explain", "gpumodepolicy.spec.rollout.drain")
@@ -138,6 +120,19 @@ spec:
 	}
 	if out := b.MustKubectl("get", "gpu"); !strings.Contains(out, "cols") {
 		t.Errorf("category gpu does not list the policy:\n%s", out)
+	}
+}
+
+// dryRunTaken applies doc with a server-side dry run and fails the test,
+// saying what was refused, when the API server refuses it.
+func dryRunTaken(t *testing.T, b *Bed, what, doc string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := b.Kubectl("apply", "--dry-run=server", "-f", path); err != nil {
+		t.Errorf("%s is refused: %v\n%s", what, err, out)
 	}
 }
 
