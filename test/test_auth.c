@@ -947,7 +947,8 @@ static void test_token_file_falls_back_to_token(void **state)
 }
 
 /* provideClusterInfo: the plugin is told the cluster, its CA as base64
- * data (the kubeconfig's file read for it), as client-go tells it. */
+ * data (the kubeconfig's file read for it) and the cluster's exec
+ * extension as config, as client-go tells it. */
 static void test_exec_provide_cluster_info(void **state)
 {
     struct fixture *f = *state;
@@ -961,6 +962,7 @@ static void test_exec_provide_cluster_info(void **state)
     f->cfg.server = "https://10.0.0.1:6443";
     f->cfg.ca_file = f->cert_path;
     f->cfg.tls_server_name = "kube.internal";
+    f->cfg.exec_extension = "{\"audience\":\"sts\",\"n\":[1,2]}";
     f->exec.provide_cluster_info = 1;
     use_exec(f, "token", NULL);
     assert_int_equal(refresh(f, &cred, &r), 0);
@@ -975,7 +977,12 @@ static void test_exec_provide_cluster_info(void **state)
     assert_true(json_object_object_get_ex(c, "certificate-authority-data", &v));
     assert_string_equal(json_object_get_string(v), "Q0EgUEVNCg==");
     assert_false(json_object_object_get_ex(c, "insecure-skip-tls-verify", &v));
+    /* The cluster's exec extension, as JSON, not as a string. */
+    assert_true(json_object_object_get_ex(c, "config", &v));
+    assert_string_equal(json_object_to_json_string_ext(v, 0),
+                        "{\"audience\":\"sts\",\"n\":[1,2]}");
     json_object_put(info);
+    f->cfg.exec_extension = NULL;
 }
 
 /* A plugin that is not installed: the kubeconfig's installHint is said. */

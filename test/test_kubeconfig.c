@@ -463,6 +463,42 @@ static void test_exec(void **state)
                "Never, IfAvailable or Always");
 }
 
+/* The cluster's client.authentication.k8s.io/exec extension is kept as
+ * JSON for provideClusterInfo (spec.cluster.config): typed as client-go's
+ * YAML-to-JSON types it, aliases resolved, other extensions ignored; a
+ * name given twice is refused, as client-go refuses it. */
+static void test_exec_extension(void **state)
+{
+    struct gm_kube_config *c = load_ok(FX "extensions.yaml", NULL);
+
+    assert_non_null(c->exec_extension);
+    assert_string_equal(
+        c->exec_extension,
+        "{\"audience\":\"sts.example.com\",\"audiences\":[\"sts.example."
+        "com\",\"42\"],\"retries\":3,\"ratio\":0.5,\"debug\":false,"
+        "\"unset\":null,\"nested\":{\"deep\":{\"list\":[1,\"two\"]}}}");
+    gm_kube_config_free(c);
+
+    c = load_ok(FX "extensions.yaml", "null-extension");
+    assert_null(c->exec_extension);
+    gm_kube_config_free(c);
+    c = load_ok(FX "exec.yaml", NULL);
+    assert_null(c->exec_extension);
+    gm_kube_config_free(c);
+
+    load_fails(FX "extensions.yaml", "not-a-list", FX "extensions.yaml",
+               "clusters[1].cluster.extensions: expected a list");
+    load_fails(FX "extensions.yaml", "no-name", FX "extensions.yaml",
+               "clusters[2].cluster.extensions[0].name: missing");
+    /* 10^5 scalars once the aliases are expanded: refused, not copied. */
+    load_fails(FX "extensions.yaml", "bomb", FX "extensions.yaml",
+               "clusters[3].cluster.extensions[0].extension: nested too "
+               "deeply or too large");
+    load_fails(FX "extensions.yaml", "twice", FX "extensions.yaml",
+               "clusters[4].cluster.extensions[2].name: \"example.com/other\" "
+               "is also extensions[0]");
+}
+
 static void test_malformed_yaml(void **state)
 {
     load_fails(FX "bad-yaml.yaml", NULL, FX "bad-yaml.yaml",
@@ -703,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_cert_files_insecure_sni_proxy),
         cmocka_unit_test(test_cert_data_json),
         cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_exec_extension),
         cmocka_unit_test(test_malformed_yaml),
         cmocka_unit_test(test_bad_base64),
         cmocka_unit_test(test_empty_fields_are_unset),

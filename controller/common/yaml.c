@@ -52,14 +52,11 @@ static int is_int(const char *s)
     return 1;
 }
 
-static json_object *scalar(const yaml_event_t *ev)
+/* One scalar's value: plain ones are typed, others are strings. NULL for
+ * null (and when out of memory). */
+static json_object *typed_scalar(const char *v, size_t len, int plain)
 {
-    const char *v = (const char *)ev->data.scalar.value;
-    size_t len = ev->data.scalar.length;
-
-    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-        (ev->data.scalar.tag &&
-         strcmp((const char *)ev->data.scalar.tag, YAML_STR_TAG) == 0))
+    if (!plain)
         return json_object_new_string_len(v, (int)len);
     if (len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
         strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0)
@@ -80,6 +77,20 @@ static json_object *scalar(const yaml_event_t *ev)
             return json_object_new_double(d);
     }
     return json_object_new_string_len(v, (int)len);
+}
+
+/* Plain and not tagged !!str: only those get a type other than string. */
+static int is_plain(yaml_scalar_style_t style, const yaml_char_t *tag)
+{
+    return style == YAML_PLAIN_SCALAR_STYLE &&
+           !(tag && strcmp((const char *)tag, YAML_STR_TAG) == 0);
+}
+
+static json_object *scalar(const yaml_event_t *ev)
+{
+    return typed_scalar((const char *)ev->data.scalar.value,
+                        ev->data.scalar.length,
+                        is_plain(ev->data.scalar.style, ev->data.scalar.tag));
 }
 
 static int parse_node(struct ctx *c, yaml_event_t *ev, json_object **out,
@@ -293,6 +304,71 @@ static int parse(const char *text, size_t len, bool first_only,
         *out = NULL;
     }
     return rc;
+}
+
+/* A node of a loaded document. libyaml's document shares an aliased node
+ * between its references, so the walk charges every node it visits against
+ * *budget: a copy, unlike json-c's shared references, costs memory. */
+static int node_json(yaml_document_t *d, yaml_node_t *n, int depth,
+                     size_t *budget, json_object **out)
+{
+    *out = NULL;
+    if (n == NULL)
+        return 0;
+    if (depth > MAX_DEPTH || *budget == 0)
+        return -E2BIG;
+    (*budget)--;
+    if (n->type == YAML_SCALAR_NODE) {
+        /* The loader tags every untagged scalar !!str, so only the style
+         * tells: an explicit !!str on a plain scalar is not seen here. */
+        *out = typed_scalar((const char *)n->data.scalar.value,
+                            n->data.scalar.length,
+                            n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+        return 0;
+    }
+    json_object *o = n->type == YAML_MAPPING_NODE ? json_object_new_object()
+                                                  : json_object_new_array();
+    int err = o ? 0 : -ENOMEM;
+
+    if (n->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+             !err && p < n->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(d, p->key);
+            json_object *v = NULL;
+            if (k == NULL || k->type != YAML_SCALAR_NODE) {
+                err = -EINVAL;
+                break;
+            }
+            err = node_json(d, yaml_document_get_node(d, p->value), depth + 1,
+                            budget, &v);
+            if (!err)
+                err = json_object_object_add(
+                          o, (const char *)k->data.scalar.value, v)
+                          ? -ENOMEM
+                          : 0;
+        }
+    } else {
+        for (yaml_node_item_t *i = n->data.sequence.items.start;
+             !err && i < n->data.sequence.items.top; i++) {
+            json_object *v = NULL;
+            err = node_json(d, yaml_document_get_node(d, *i), depth + 1, budget,
+                            &v);
+            if (!err)
+                err = json_object_array_add(o, v) ? -ENOMEM : 0;
+        }
+    }
+    if (err) {
+        json_object_put(o);
+        return err;
+    }
+    *out = o;
+    return 0;
+}
+
+int gm_yaml_node_json(yaml_document_t *d, yaml_node_t *n, json_object **out)
+{
+    size_t budget = MAX_ALIAS_NODES;
+    return node_json(d, n, 0, &budget, out);
 }
 
 int gm_yaml_parse(const char *text, size_t len, json_object **out, char *err,

@@ -687,6 +687,9 @@ static json_object *exec_cluster(const struct gm_kube_config *cfg)
         json_object_object_add(c, "certificate-authority-data",
                                json_object_new_string(ca64));
     free(ca64);
+    if (cfg->exec_extension)
+        json_object_object_add(c, "config",
+                               json_tokener_parse(cfg->exec_extension));
     return c;
 }
 

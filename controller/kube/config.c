@@ -22,6 +22,7 @@
 
 #include "common/base64.h"
 #include "common/buf.h"
+#include "common/yaml.h"
 
 /* A kubeconfig holding more than this is not a kubeconfig. */
 #define KUBECONFIG_MAX (16u << 20)
@@ -495,6 +496,65 @@ static int set_path(struct loader *L, struct kfile *f, char **dst,
     return *dst ? 0 : fail_errno(L, -ENOMEM, f->path, "out of memory");
 }
 
+#define EXEC_EXTENSION "client.authentication.k8s.io/exec"
+
+/* extensions[name=client.authentication.k8s.io/exec].extension, kept as
+ * JSON: what provideClusterInfo hands the plugin as spec.cluster.config,
+ * as client-go does. Other extensions are not ours to read. */
+static int get_exec_extension(struct loader *L, struct kfile *f,
+                              yaml_node_t *body, const char *pfx, char **out)
+{
+    yaml_node_t *list = map_get(&f->doc, body, "extensions");
+
+    if (list == NULL)
+        return 0;
+    if (list->type != YAML_SEQUENCE_NODE)
+        return fail(L, f->path, "%s.extensions: expected a list", pfx);
+    for (size_t i = 0; i < seq_len(list); i++) {
+        yaml_node_t *item = seq_at(&f->doc, list, i);
+        char ipfx[128];
+        const char *name;
+        json_object *ext = NULL;
+        int err;
+
+        snprintf(ipfx, sizeof(ipfx), "%s.extensions[%zu]", pfx, i);
+        if (item == NULL || item->type != YAML_MAPPING_NODE)
+            return fail(L, f->path, "%s: expected a map", ipfx);
+        err = get_str(L, f, item, ipfx, "name", &name);
+        if (err)
+            return err;
+        if (name == NULL)
+            return fail(L, f->path, "%s.name: missing", ipfx);
+        /* A name given twice fails the kubeconfig in client-go. */
+        for (size_t j = 0; j < i; j++) {
+            yaml_node_t *n = map_get(&f->doc, seq_at(&f->doc, list, j), "name");
+            if (n && n->type == YAML_SCALAR_NODE &&
+                strcmp(scalar_value(n), name) == 0)
+                return fail(L, f->path,
+                            "%s.name: \"%s\" is also extensions[%zu]", ipfx,
+                            name, j);
+        }
+        if (strcmp(name, EXEC_EXTENSION) != 0)
+            continue;
+        err = gm_yaml_node_json(&f->doc, map_get(&f->doc, item, "extension"),
+                                &ext);
+        if (err == -ENOMEM)
+            return fail_errno(L, err, f->path, "out of memory");
+        if (err)
+            return fail(L, f->path, "%s.extension: %s", ipfx,
+                        err == -E2BIG ? "nested too deeply or too large"
+                                      : "map keys must be strings");
+        if (ext == NULL)
+            continue;
+        *out =
+            strdup(json_object_to_json_string_ext(ext, JSON_C_TO_STRING_PLAIN));
+        json_object_put(ext);
+        if (*out == NULL)
+            return fail_errno(L, -ENOMEM, f->path, "out of memory");
+    }
+    return 0;
+}
+
 static int build_cluster(struct loader *L, const struct entry *e,
                          struct gm_kube_config *c)
 {
@@ -517,6 +577,8 @@ static int build_cluster(struct loader *L, const struct entry *e,
     if (!err)
         err = decode_field(L, f, e->body, pfx, "certificate-authority-data",
                            &c->ca_data, &c->ca_data_len);
+    if (!err)
+        err = get_exec_extension(L, f, e->body, pfx, &c->exec_extension);
     if (err)
         return err;
     if (server == NULL || server[0] == '\0')
@@ -898,6 +960,7 @@ void gm_kube_config_free(struct gm_kube_config *c)
     free(c->ca_data);
     free(c->tls_server_name);
     free(c->proxy_url);
+    free(c->exec_extension);
     free(c->cert_file);
     free(c->key_file);
     free(c->cert_data);

@@ -35,6 +35,9 @@ struct gm_kube_config {
     int insecure;          /* insecure-skip-tls-verify */
     char *tls_server_name; /* owned or NULL */
     char *proxy_url;       /* owned or NULL */
+    /* owned JSON or NULL: the cluster's client.authentication.k8s.io/exec
+     * extension, spec.cluster.config for provideClusterInfo */
+    char *exec_extension;
     /* The client certificate and key are both files or both inline data,
      * never one of each: a mixed pair is read into memory at load. */
     char *cert_file; /* owned or NULL */
