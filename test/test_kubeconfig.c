@@ -658,6 +658,24 @@ static const struct {
     const char *yaml;
     const char *field;
 } field_errors[] = {
+    /* A name given twice in one file: client-go refuses the file, even
+     * for an entry the context does not use. */
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}},\n"
+     "           {name: c, cluster: {server: 'https://y'}}]\n"
+     "contexts: [{name: c, context: {cluster: c}}]\n",
+     "clusters[1].name: \"c\" is also clusters[0]"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+     "users: [{name: u, user: {token: a}}, {name: v, user: {}},\n"
+     "        {name: u, user: {token: b}}]\n"
+     "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+     "users[2].name: \"u\" is also users[0]"},
+    {"current-context: c\n"
+     "clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+     "contexts: [{name: c, context: {cluster: c}},\n"
+     "           {name: c, context: {cluster: d}}]\n",
+     "contexts[1].name: \"c\" is also contexts[0]"},
     {"current-context: c\n"
      "clusters: [{name: c, cluster: {server: [a]}}]\n"
      "contexts: [{name: c, context: {cluster: c}}]\n",

@@ -294,11 +294,16 @@ static int parse_file(struct loader *L, struct kfile *f, const char *text,
     return err;
 }
 
-static int table_add(struct table *t, const struct entry *e)
+/* Returns 1 when the name is taken by an earlier entry of the same file
+ * (*dup is its index), which client-go refuses; an earlier file's entry
+ * wins quietly, as kubectl merges files. */
+static int table_add(struct table *t, const struct entry *e, int *dup)
 {
     for (size_t i = 0; i < t->n; i++) {
-        if (strcmp(t->v[i].name, e->name) == 0)
-            return 0; /* an earlier file (or entry) set it: first wins */
+        if (strcmp(t->v[i].name, e->name) != 0)
+            continue;
+        *dup = t->v[i].index;
+        return t->v[i].file == e->file;
     }
     struct entry *v = realloc(t->v, (t->n + 1) * sizeof(*v));
     if (v == NULL)
@@ -346,7 +351,11 @@ static int index_list(struct loader *L, struct kfile *f, yaml_node_t *root,
             return fail(L, f->path, "%s.%s: missing", prefix, inner);
         if (e.body->type != YAML_MAPPING_NODE)
             return fail(L, f->path, "%s.%s: expected a mapping", prefix, inner);
-        err = table_add(t, &e);
+        int dup;
+        err = table_add(t, &e, &dup);
+        if (err == 1)
+            return fail(L, f->path, "%s.name: \"%s\" is also %s[%d]", prefix,
+                        e.name, list, dup);
         if (err)
             return fail_errno(L, err, f->path, "out of memory");
     }
