@@ -36,9 +36,10 @@ struct fx {
     const char *step;
     const char *const *argv;
     size_t argc;
-    const char *phase; /* the helper pod's phase */
-    const char *term;  /* its termination message, or NULL */
-    char *patched;     /* owned: the first switch record the node got */
+    const char *phase;      /* the helper pod's phase */
+    const char *term;       /* its termination message, or NULL */
+    const char *pod_reason; /* the helper pod's status.reason, or NULL */
+    char *patched;          /* owned: the first switch record the node got */
     int node_patches;
     int done;
     /* HAMi's ConfigMap exists and every write to it is refused (403). */
@@ -97,6 +98,9 @@ static char *helper_list(const struct fx *f)
                                json_object_new_string(when));
     }
     json_object_object_add(status, "phase", json_object_new_string(f->phase));
+    if (f->pod_reason)
+        json_object_object_add(status, "reason",
+                               json_object_new_string(f->pod_reason));
     if (f->term) {
         json_object *cs =
             json_tokener_parse("[{\"name\":\"agent\",\"state\":{\"terminated\":"
@@ -357,6 +361,41 @@ static void test_one_reboot_per_attempt(void **state)
     assert_int_not_equal(rec.phase, GM_PHASE_REBOOT);
     assert_string_equal(rec.reason, "RebootRequired");
     assert_non_null(strstr(rec.message, "after the node rebooted"));
+    gm_record_clear(&rec);
+}
+
+/* An apply pod that ended with no result of the agent's (its log's tail
+ * as the message) because the kubelet stopped it at its deadline, as
+ * happens while no controller runs: HelperTimeout, saying so, rather than
+ * the log tail as an agent failure. Without the pod's reason, the log
+ * tail stays what is said. */
+static void run_stopped_apply(const char *pod_reason,
+                              struct gm_switch_record *out)
+{
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Failed",
+                   .term = "creating GPU instances on GPU 3\n",
+                   .pod_reason = pod_reason};
+    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    run_to_first_write(&f, NULL, out);
+}
+
+static void test_apply_past_its_deadline(void **state)
+{
+    (void)state;
+    struct gm_switch_record rec = {0};
+    run_stopped_apply("DeadlineExceeded", &rec);
+    assert_string_equal(rec.reason, "HelperTimeout");
+    assert_non_null(strstr(rec.message, "ran past its activeDeadlineSeconds"));
+    gm_record_clear(&rec);
+
+    run_stopped_apply(NULL, &rec);
+    assert_string_equal(rec.reason, "AgentFailed");
+    assert_non_null(strstr(rec.message, "creating GPU instances on GPU 3"));
     gm_record_clear(&rec);
 }
 
@@ -910,6 +949,7 @@ int main(void)
         cmocka_unit_test(test_failed_reboot_fails_at_once),
         cmocka_unit_test(test_other_helpers_wait),
         cmocka_unit_test(test_one_reboot_per_attempt),
+        cmocka_unit_test(test_apply_past_its_deadline),
         cmocka_unit_test(test_other_pods_evicted_before_reboot),
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_untouched_refusal_is_not_held),

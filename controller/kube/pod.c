@@ -97,6 +97,8 @@ static enum gm_pod_phase parse_phase(const char *s)
 static void decode_status(struct gm_pod *p, json_object *status)
 {
     p->phase = parse_phase(json_object_get_string(get(status, "phase")));
+    const char *reason = json_object_get_string(get(status, "reason"));
+    p->deadline_exceeded = reason && strcmp(reason, "DeadlineExceeded") == 0;
     json_object *conds = get(status, "conditions");
     size_t nc = conds && json_object_is_type(conds, json_type_array)
                     ? json_object_array_length(conds)

@@ -35,6 +35,9 @@ struct gm_pod {
                          * resource, or names GPUs in NVIDIA_VISIBLE_DEVICES */
     long grace_seconds; /* spec.terminationGracePeriodSeconds, or -1 */
     long long created;  /* metadata.creationTimestamp, epoch s; 0: none */
+    /* status.reason DeadlineExceeded: the kubelet stopped the pod at its
+     * activeDeadlineSeconds (helper pods). */
+    bool deadline_exceeded;
     /* First terminated container: exit code and message (helper pods). */
     int exit_code;
     char *term_message; /* owned or NULL */

@@ -541,6 +541,11 @@ static int wait_for(struct sw *s, long ms)
     return STEP_WAIT;
 }
 
+/* A helper pod the kubelet stopped at its activeDeadlineSeconds. */
+#define DEADLINE_MSG                                                           \
+    "%s pod %s ran past its activeDeadlineSeconds (%lds) and the kubelet "     \
+    "stopped it"
+
 static long long elapsed(const struct sw *s)
 {
     return s->now - s->rec.since;
@@ -1201,6 +1206,9 @@ static int record_from_layout(struct sw *s)
     char *layout = layout_from_probe(p->term_message);
     if (layout == NULL) {
         s->hw_untouched = true;
+        if (p->deadline_exceeded)
+            return fail(s, "HelperTimeout", DEADLINE_MSG, "probe", p->name,
+                        s->ctl->cfg->helper_timeout_s);
         return fail(s, "ProbeFailed", "could not read the GPUs: %s",
                     p->term_message ? p->term_message : "no result");
     }
@@ -1338,6 +1346,13 @@ static int step_reconfigure(struct sw *s)
         msg_c, sizeof(msg_c), "%s",
         msg ? msg
             : (p->term_message ? p->term_message : "the agent left no result"));
+    /* No result of its own: the kubelet ended it at the pod's deadline
+     * (while no controller watched; one that did fails it first). */
+    if (reason == NULL && p->phase == GM_POD_FAILED && p->deadline_exceeded) {
+        snprintf(reason_c, sizeof(reason_c), "HelperTimeout");
+        snprintf(msg_c, sizeof(msg_c), DEADLINE_MSG, "agent", p->name,
+                 s->ctl->cfg->helper_timeout_s);
+    }
     int reboot = needs && strcmp(needs, "reboot") == 0;
     /* The agent says whether it ran any command that changes the GPUs. A
      * refusal before the first one (GPUInUse: a process found on a GPU)

@@ -2471,3 +2471,94 @@ func TestDriverReloadIsNamed(t *testing.T) {
 	b.MustKubectl("annotate", "--overwrite", "node", "gpu-001", "gpumode.io/settings=unknown")
 	WaitPolicy(t, b, "a", 90*time.Second, "laid again", ConvergedOffering(t, b, "gpu-001", "nvidia.com/mig-1g.10gb", 14))
 }
+
+// TestHelperDeadlineWhileNoController: the controller dies while an apply
+// pod's nvidia-smi is creating instances, and stays away past the pod's
+// activeDeadlineSeconds (helperTimeoutSeconds). The kubelet stops the pod,
+// and the nvidia-smi the agent started goes with its container; the pod
+// is Failed with reason DeadlineExceeded. The controller that comes back
+// names that (HelperTimeout) rather than reporting an agent failure with
+// no result, and rolls the node back.
+func TestHelperDeadlineWhileNoController(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	AppendControllerConfig(t, b, "helperTimeoutSeconds: 30\n")
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--delay-ms", "45000", "--passthrough", "--times", "-1")
+	ctl := StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	var apply string
+	Eventually(t, 90*time.Second, "the agent creating instances", func(ctx context.Context) error {
+		pl, err := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range pl.Items {
+			if strings.Contains(p.Name, "-apply-") && p.Status.Phase == corev1.PodRunning {
+				apply = p.Name
+			}
+		}
+		if apply == "" || len(fakeSMIRunning(b, "-cgi")) == 0 {
+			return fmt.Errorf("apply pod %q, no nvidia-smi -cgi running", apply)
+		}
+		return nil
+	})
+	ctl.Kill()
+	Eventually(t, 60*time.Second, "the kubelet to stop the apply pod at its deadline", func(ctx context.Context) error {
+		p, err := b.CS.CoreV1().Pods("gpumode-system").Get(ctx, apply, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
+			return fmt.Errorf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
+		}
+		return nil
+	})
+	if pids := fakeSMIRunning(b, "-cgi"); len(pids) > 0 {
+		t.Errorf("nvidia-smi -cgi still running (pids %v) after its pod's container stopped", pids)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
+	ctl.Restart()
+	WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || Allocatable(n, "nvidia.com/gpu") != 8 {
+			return fmt.Errorf("summary %+v unschedulable %v gpus %d", s.Summary, n.Spec.Unschedulable, Allocatable(n, "nvidia.com/gpu"))
+		}
+		return nil
+	})
+	rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
+	if rec == nil || rec["reason"] != "HelperTimeout" || !strings.Contains(fmt.Sprint(rec["message"]), "activeDeadlineSeconds") {
+		t.Errorf("switch record %v, want HelperTimeout naming activeDeadlineSeconds", rec)
+	}
+	if log := FakeSMI(t, b, "gpu-001", "--fake-log"); strings.Contains(log, "-cgi") {
+		t.Errorf("an instance create ran after its agent was stopped:\n%s", log)
+	}
+}
+
+// fakeSMIRunning lists the fake nvidia-smi processes of bed b whose
+// arguments include arg.
+func fakeSMIRunning(b *Bed, arg string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "nvidia-smi" || !strings.Contains(string(env), b.Dir) {
+			continue
+		}
+		for _, a := range args[1:] {
+			if a == arg {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}

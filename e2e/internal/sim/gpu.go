@@ -188,9 +188,12 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 		}
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Helpers stay in the simulator's process group (so stopping the
-	// simulator's group ends them) and die with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Each helper leads a session of its own, standing for its container:
+	// what it starts (the agent runs nvidia-smi in a process group of its
+	// own) stays in that session, and ends with it, as the runtime ends
+	// every process of a container that stopped. Helpers die with the
+	// simulator.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
@@ -199,6 +202,7 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	klog.Infof("pod %s/%s: started %v (pid %d)", pod.Namespace, pod.Name, argv, cmd.Process.Pid)
 	go func() {
 		err := cmd.Wait()
+		killSession(cmd.Process.Pid)
 		logf.Close()
 		code := 0
 		var ee *exec.ExitError
@@ -225,6 +229,45 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 		s.podQ.Add(run.key)
 	}()
 	return hp, nil
+}
+
+// killSession kills every process left in session sid: a stopped
+// container's processes end with it. Twice, for one forked during the
+// first pass.
+func killSession(sid int) {
+	for pass := 0; pass < 2; pass++ {
+		for _, pid := range sessionMembers(sid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// sessionMembers lists the live processes of session sid (zombies are
+// dead already), from /proc.
+func sessionMembers(sid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == sid {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session ...: comm may hold spaces
+		// and parentheses, so the fields are counted after the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 3 && f[0] != "Z" && f[3] == strconv.Itoa(sid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func logTail(path string, lines, max int) []byte {

@@ -37,6 +37,9 @@ type podRun struct {
 	gpuPIDs []int
 	// boot is the node's boot count when the containers started.
 	boot int
+	// stopAt is set when spec.activeDeadlineSeconds ran out: the
+	// containers have until then to stop before they are killed.
+	stopAt time.Time
 }
 
 func (s *Sim) podWorker(ctx context.Context) {
@@ -155,6 +158,16 @@ func (s *Sim) syncPod(ctx context.Context, key string) error {
 	}
 	if run.role != "" {
 		s.startPlugin(pod, run)
+	}
+	if run.stopAt.IsZero() && !run.exited {
+		if left, ok := deadlineLeft(pod, run); ok && left <= 0 {
+			run.stopAt = time.Now().Add(s.graceOf(pod))
+		} else if ok {
+			s.podQ.AddAfter(key, left)
+		}
+	}
+	if !run.stopAt.IsZero() {
+		return s.deadlineExceeded(ctx, pod, run)
 	}
 	if run.exited {
 		return s.finishPod(ctx, pod, run)
@@ -308,6 +321,61 @@ func (s *Sim) startPod(ctx context.Context, pod *corev1.Pod, run *podRun) error 
 	if run.exited {
 		s.podQ.Add(run.key)
 	}
+	return nil
+}
+
+// deadlineLeft is the time until spec.activeDeadlineSeconds, counted from
+// the pod's start as the kubelet counts it; ok is false without one.
+func deadlineLeft(pod *corev1.Pod, run *podRun) (left time.Duration, ok bool) {
+	if pod.Spec.ActiveDeadlineSeconds == nil || run.startedAt.IsZero() {
+		return 0, false
+	}
+	return time.Until(run.startedAt.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second)), true
+}
+
+// graceOf is the time a pod's containers get to stop after SIGTERM:
+// terminationGracePeriodSeconds (30 s unset) times the grace factor.
+func (s *Sim) graceOf(pod *corev1.Pod) time.Duration {
+	grace := int64(30)
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		grace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	return time.Duration(float64(grace) * s.opts.GraceFactor * float64(time.Second))
+}
+
+// deadlineExceeded stops a pod that ran past spec.activeDeadlineSeconds, as
+// the kubelet does: SIGTERM, SIGKILL at the end of the grace period, then
+// phase Failed with reason DeadlineExceeded (whatever the exit code, and
+// whatever the restart policy).
+func (s *Sim) deadlineExceeded(ctx context.Context, pod *corev1.Pod, run *podRun) error {
+	if run.proc != nil && !run.exited {
+		run.proc.term()
+		if time.Now().Before(run.stopAt) {
+			s.podQ.AddAfter(run.key, time.Until(run.stopAt))
+			return nil
+		}
+		run.proc.kill()
+		run.proc.wait()
+		run.collect()
+	} else if run.proc == nil && !run.exited && time.Now().Before(run.stopAt) {
+		s.podQ.AddAfter(run.key, time.Until(run.stopAt))
+		return nil
+	}
+	if !run.exited {
+		run.exited, run.exitCode, run.reason, run.finished = true, 137, "Error", time.Now()
+	}
+	now := metav1.Now()
+	np := pod.DeepCopy()
+	terminatedStatus(pod, run, &np.Status, now)
+	np.Status.Phase = corev1.PodFailed
+	np.Status.Reason = "DeadlineExceeded"
+	np.Status.Message = "Pod was active on the node longer than the specified deadline"
+	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, np, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	klog.Infof("pod %s: active deadline exceeded", run.key)
+	run.terminal = true
+	s.stopPlugin(run)
 	return nil
 }
 

@@ -1,6 +1,10 @@
 package sim
 
 import (
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,5 +79,52 @@ func TestContainerUID(t *testing.T) {
 		if got := containerUID(c.p); got != c.want {
 			t.Errorf("%+v: uid %d, want %d", c.p.Spec, got, c.want)
 		}
+	}
+}
+
+func TestDeadlineLeft(t *testing.T) {
+	d := int64(30)
+	pod := &corev1.Pod{Spec: corev1.PodSpec{ActiveDeadlineSeconds: &d}}
+	if _, ok := deadlineLeft(pod, &podRun{}); ok {
+		t.Error("a pod not started has a deadline")
+	}
+	left, ok := deadlineLeft(pod, &podRun{startedAt: time.Now().Add(-20 * time.Second)})
+	if !ok || left < 9*time.Second || left > 10*time.Second {
+		t.Errorf("20 s into 30: %v %v", left, ok)
+	}
+	if left, _ := deadlineLeft(pod, &podRun{startedAt: time.Now().Add(-31 * time.Second)}); left > 0 {
+		t.Errorf("31 s into 30: %v left", left)
+	}
+	if _, ok := deadlineLeft(&corev1.Pod{}, &podRun{startedAt: time.Now()}); ok {
+		t.Error("a pod without activeDeadlineSeconds has a deadline")
+	}
+}
+
+// A helper's container ends whole: what its process started in a process
+// group of its own (as the agent starts nvidia-smi) goes with it.
+func TestKillSession(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "setsid sleep 60 >/dev/null 2>&1 & echo $! >&2; sleep 60 >/dev/null 2>&1 & echo $!; exit 0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	if other, err := strconv.Atoi(strings.TrimSpace(stderr.String())); err == nil {
+		defer syscall.Kill(other, syscall.SIGKILL)
+	}
+	members := sessionMembers(cmd.Process.Pid)
+	if len(members) != 1 || members[0] != child {
+		t.Fatalf("session %d: %v, want [%d] (the setsid one left it)", cmd.Process.Pid, members, child)
+	}
+	killSession(cmd.Process.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sessionMembers(cmd.Process.Pid)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m := sessionMembers(cmd.Process.Pid); len(m) > 0 {
+		t.Errorf("left running: %v", m)
 	}
 }
