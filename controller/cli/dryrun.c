@@ -14,10 +14,6 @@
 #include "planner/labels.h"
 #include "planner/selector.h"
 
-/* The simulation stops here whatever happens: a plan that keeps starting
- * nodes forever would be a planner bug, not a reason to hang. */
-#define MAX_ROUNDS 10000
-
 const char *gm_dry_action_name(enum gm_dry_action a)
 {
     static const char *const names[] = {
@@ -295,7 +291,13 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
     }
     memcpy(s.nodes, in->nodes, s.n * sizeof(*s.nodes));
 
-    for (int round = 0; round <= MAX_ROUNDS && !err; round++) {
+    /* Every round moves a node, and a node moves at most twice (a switch
+     * in flight ends, then the file's switch), so a fleet of any size and
+     * budget is planned whole; a plan that kept moving nodes past that
+     * would be a planner bug, not a reason to hang. */
+    size_t max_rounds = 2 * s.n + 2, round;
+    bool moved = false;
+    for (round = 0; round <= max_rounds && !err; round++) {
         struct gm_plan pl;
         struct gm_plan_input pi = {
             .policy = sim_pol,
@@ -336,7 +338,7 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             now = pl.requeue_at;
             window_moved = true;
             gm_plan_free(&pl);
-            round = -1;
+            round = (size_t)-1; /* the loop's ++ makes it 0 again */
             continue;
         }
         if (round == 0) {
@@ -358,7 +360,7 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             if (!err && pl.drift_notice != NULL)
                 err = push(&r->notes, &r->n_notes, "%s", pl.drift_notice);
         }
-        bool moved = false;
+        moved = false;
         /* Nodes in flight finish first: they hold budget in round 1. */
         for (size_t i = 0; i < pl.n_nodes && !err; i++) {
             const struct gm_plan_node *pn = &pl.nodes[i];
@@ -397,6 +399,12 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
         if (!moved)
             break;
     }
+    if (!err && moved && round > max_rounds)
+        err = push(&r->errors, &r->n_errors,
+                   "the plan stopped after %zu rounds with nodes still "
+                   "switching (a gpumode bug: please report it); batches "
+                   "after %d are not shown",
+                   max_rounds + 1, r->n_batches);
     sim_free(&s);
     return err;
 }
