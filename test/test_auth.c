@@ -1057,6 +1057,62 @@ static void test_exec_prompts_on_terminal(void **state)
     assert_names_plugin(r.msg, "no token");
 }
 
+static int exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+/* The CLI ending while a plugin talks to the person (Ctrl-C during a
+ * login) stops it with SIGTERM, so it can put the terminal back as it
+ * found it; SIGKILL left a password prompt's echo off. */
+static void test_exec_interactive_stopped_gently(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r = {0};
+    char ready[sizeof(f->info_path) + 16], restored[sizeof(f->info_path) + 16];
+
+    snprintf(ready, sizeof(ready), "%s.ready", f->info_path);
+    snprintf(restored, sizeof(restored), "%s.restored", f->info_path);
+    use_exec(f, "tty", NULL);
+    gm_auth_set_terminal(f->a, 1);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
+                     GM_AUTH_PENDING);
+    for (int i = 0; i < 500 && !exists(ready); i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    assert_true(exists(ready));
+    gm_auth_free(f->a);
+    f->a = NULL;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 300 && !exists(restored); i++)
+        usleep(10000);
+    assert_true(exists(restored));
+    assert_int_equal(r.called, 0); /* freed: nobody is told */
+    unlink(ready);
+    unlink(restored);
+
+    /* One that ignores SIGTERM is killed after the grace, so the loop the
+     * CLI closes ends rather than waiting on it. */
+    use_exec(f, "stubborn", NULL);
+    gm_auth_set_terminal(f->a, 1);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
+                     GM_AUTH_PENDING);
+    for (int i = 0; i < 500 && !exists(ready); i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    assert_true(exists(ready));
+    gm_auth_free(f->a);
+    f->a = NULL;
+    uint64_t t0 = uv_hrtime();
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_true(ms >= 1500 && ms < 10000);
+    unlink(ready);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1116,6 +1172,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_exec_always_interactive_needs_terminal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_interactive_stopped_gently,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_prompts_on_terminal, setup,
                                         teardown),
     };

@@ -49,6 +49,8 @@
  * nothing and leave more of a short-lived certificate's life. */
 #define CERT_FILES_TTL_MS 60000
 #define EXEC_TIMEOUT_MS 30000
+/* A plugin at the terminal told to stop (SIGTERM) is killed after this. */
+#define EXEC_TERM_GRACE_MS 2000
 /* A credential is a few KiB; anything far larger is a broken plugin. */
 #define EXEC_STDOUT_MAX (64u << 10)
 /* Only the end of stderr is kept: that is where the error usually is. */
@@ -91,7 +93,9 @@ struct exec_run {
     int finished;
     int64_t status;
     int term_signal;
-    int fail; /* -ETIMEDOUT or -E2BIG when we stopped it */
+    int fail;        /* -ETIMEDOUT or -E2BIG when we stopped it */
+    int interactive; /* it has the terminal and is in our process group */
+    int term_sent;   /* told to stop with SIGTERM */
     char rbuf[16384];
 };
 
@@ -583,10 +587,21 @@ static void run_stop_pipe(struct exec_run *r, uv_pipe_t *p, int *done)
 }
 
 /* Kills the plugin and everything it started (it leads its own process
- * group), and stops listening to it; the exit callback still comes. */
+ * group), and stops listening to it; the exit callback still comes. One
+ * talking to the person is in our process group and gets SIGTERM alone:
+ * it may have changed the terminal's settings (a password prompt turns
+ * echo off) and must be let put them back. */
+static void run_on_timer(uv_timer_t *t);
+
 static void run_kill(struct exec_run *r)
 {
-    if (!r->exited) {
+    if (!r->exited && r->interactive && !r->term_sent) {
+        /* SIGKILL follows if it does not end: whoever closes the loop
+         * waits for its exit. */
+        r->term_sent = 1;
+        uv_process_kill(&r->proc, SIGTERM);
+        uv_timer_start(&r->timer, run_on_timer, EXEC_TERM_GRACE_MS, 0);
+    } else if (!r->exited) {
         if (kill(-r->proc.pid, SIGKILL) != 0)
             uv_process_kill(&r->proc, SIGKILL);
     }
@@ -839,6 +854,7 @@ static int exec_start(struct gm_auth *a)
         run_close(r, (uv_handle_t *)&r->timer);
         return err;
     }
+    r->interactive = interactive;
     uv_read_start((uv_stream_t *)&r->out, run_alloc, run_on_read);
     if (interactive) {
         /* No limit while a person types, as in client-go; the stderr
