@@ -982,6 +982,30 @@ static void test_exec_provide_cluster_info(void **state)
     assert_string_equal(json_object_to_json_string_ext(v, 0),
                         "{\"audience\":\"sts\",\"n\":[1,2]}");
     json_object_put(info);
+
+    /* As deep as the loader lets an extension be (65 levels), not cut to
+     * null at json-c's default 32. */
+    char deep[200];
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    deep[130] = '\0';
+    f->cfg.exec_extension = deep;
+    gm_auth_invalidate(f->a);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    char text[4096] = {0};
+    FILE *in = fopen(f->info_path, "r");
+    assert_non_null(in);
+    assert_true(fread(text, 1, sizeof(text) - 1, in) > 0);
+    fclose(in);
+    json_tokener *tok = json_tokener_new_ex(128);
+    info = json_tokener_parse_ex(tok, text, -1);
+    json_tokener_free(tok);
+    assert_non_null(info);
+    assert_true(json_object_object_get_ex(info, "spec", &spec));
+    assert_true(json_object_object_get_ex(spec, "cluster", &c));
+    assert_true(json_object_object_get_ex(c, "config", &v));
+    assert_true(json_object_is_type(v, json_type_array));
+    json_object_put(info);
     f->cfg.exec_extension = NULL;
 }
 

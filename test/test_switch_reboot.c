@@ -39,7 +39,8 @@ struct fx {
     const char *phase;      /* the helper pod's phase */
     const char *term;       /* its termination message, or NULL */
     const char *pod_reason; /* the helper pod's status.reason, or NULL */
-    char *patched;          /* owned: the first switch record the node got */
+    bool ran;      /* its container started (terminated with a startedAt) */
+    char *patched; /* owned: the first switch record the node got */
     int node_patches;
     int done;
     /* HAMi's ConfigMap exists and every write to it is refused (403). */
@@ -109,6 +110,9 @@ static char *helper_list(const struct fx *f)
             gm_json_get(gm_json_get(json_object_array_get_idx(cs, 0), "state"),
                         "terminated");
         json_object_object_add(t, "message", json_object_new_string(f->term));
+        if (f->ran)
+            json_object_object_add(
+                t, "startedAt", json_object_new_string("2026-01-01T00:00:00Z"));
         json_object_object_add(status, "containerStatuses", cs);
     }
     json_object *list = json_tokener_parse(
@@ -364,12 +368,12 @@ static void test_one_reboot_per_attempt(void **state)
     gm_record_clear(&rec);
 }
 
-/* An apply pod that ended with no result of the agent's (its log's tail
- * as the message) because the kubelet stopped it at its deadline, as
- * happens while no controller runs: HelperTimeout, saying so, rather than
- * the log tail as an agent failure. Without the pod's reason, the log
- * tail stays what is said. */
-static void run_stopped_apply(const char *pod_reason,
+static char *reconfiguring(enum gm_mode from, bool rolling_back);
+
+/* A first switch's apply pod, made as the phase began, that ended with
+ * no result of the agent's (a log's tail as the message); ran says its
+ * container started. */
+static void run_stopped_apply(const char *pod_reason, bool ran,
                               struct gm_switch_record *out)
 {
     static const char *const argv[] = {"apply", "--mode", "vgpu",
@@ -379,21 +383,38 @@ static void run_stopped_apply(const char *pod_reason,
                    .argc = 5,
                    .phase = "Failed",
                    .term = "creating GPU instances on GPU 3\n",
-                   .pod_reason = pod_reason};
-    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+                   .pod_reason = pod_reason,
+                   .ran = ran,
+                   .created = (long long)time(NULL)};
+    f.record = reconfiguring(GM_MODE_UNKNOWN, false);
     run_to_first_write(&f, NULL, out);
 }
 
+/* The kubelet stopped the apply pod at its deadline, as happens while no
+ * controller runs: HelperTimeout, saying so, rather than the log tail as
+ * an agent failure; the GPUs may have changed, so a first switch is
+ * held. One whose container never started (its image never pulled)
+ * never ran its agent: the switch rolls back as for a pod still Pending
+ * at the timeout. Without the pod's reason, the log tail is what is
+ * said. */
 static void test_apply_past_its_deadline(void **state)
 {
     (void)state;
     struct gm_switch_record rec = {0};
-    run_stopped_apply("DeadlineExceeded", &rec);
+    run_stopped_apply("DeadlineExceeded", true, &rec);
     assert_string_equal(rec.reason, "HelperTimeout");
     assert_non_null(strstr(rec.message, "ran past its activeDeadlineSeconds"));
+    assert_int_equal(rec.phase, GM_PHASE_FAILED);
     gm_record_clear(&rec);
 
-    run_stopped_apply(NULL, &rec);
+    run_stopped_apply("DeadlineExceeded", false, &rec);
+    assert_string_equal(rec.reason, "HelperTimeout");
+    assert_non_null(strstr(rec.message, "never started"));
+    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
+    assert_true(rec.rolling_back);
+    gm_record_clear(&rec);
+
+    run_stopped_apply(NULL, true, &rec);
     assert_string_equal(rec.reason, "AgentFailed");
     assert_non_null(strstr(rec.message, "creating GPU instances on GPU 3"));
     gm_record_clear(&rec);

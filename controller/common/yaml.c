@@ -341,11 +341,11 @@ static int node_json(yaml_document_t *d, yaml_node_t *n, int depth,
             }
             err = node_json(d, yaml_document_get_node(d, p->value), depth + 1,
                             budget, &v);
-            if (!err)
-                err = json_object_object_add(
-                          o, (const char *)k->data.scalar.value, v)
-                          ? -ENOMEM
-                          : 0;
+            if (!err && json_object_object_add(
+                            o, (const char *)k->data.scalar.value, v) != 0) {
+                json_object_put(v); /* not taken */
+                err = -ENOMEM;
+            }
         }
     } else {
         for (yaml_node_item_t *i = n->data.sequence.items.start;
@@ -353,8 +353,10 @@ static int node_json(yaml_document_t *d, yaml_node_t *n, int depth,
             json_object *v = NULL;
             err = node_json(d, yaml_document_get_node(d, *i), depth + 1, budget,
                             &v);
-            if (!err)
-                err = json_object_array_add(o, v) ? -ENOMEM : 0;
+            if (!err && json_object_array_add(o, v) != 0) {
+                json_object_put(v);
+                err = -ENOMEM;
+            }
         }
     }
     if (err) {

@@ -624,7 +624,9 @@ static void run_on_timer(uv_timer_t *t)
 {
     struct exec_run *r = t->data;
 
-    r->fail = -ETIMEDOUT;
+    /* The grace after SIGTERM ends here too: keep what stopped it. */
+    if (r->fail == 0)
+        r->fail = -ETIMEDOUT;
     run_kill(r);
     run_maybe_finish(r);
 }
@@ -670,6 +672,20 @@ static void run_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     run_maybe_finish(r);
 }
 
+/* JSON nested as deep as the kubeconfig loader lets an extension be
+ * (json_tokener_parse stops at 32 levels). NULL when out of memory. */
+static json_object *parse_deep(const char *text)
+{
+    json_tokener *tok = json_tokener_new_ex(128);
+    json_object *o;
+
+    if (tok == NULL)
+        return NULL;
+    o = json_tokener_parse_ex(tok, text, -1);
+    json_tokener_free(tok);
+    return o;
+}
+
 /* spec.cluster for provideClusterInfo: the cluster as the kubeconfig has
  * it, the CA as data even when the kubeconfig names a file (as client-go
  * hands it). NULL when out of memory. */
@@ -703,8 +719,7 @@ static json_object *exec_cluster(const struct gm_kube_config *cfg)
                                json_object_new_string(ca64));
     free(ca64);
     if (cfg->exec_extension)
-        json_object_object_add(c, "config",
-                               json_tokener_parse(cfg->exec_extension));
+        json_object_object_add(c, "config", parse_deep(cfg->exec_extension));
     return c;
 }
 

@@ -135,6 +135,20 @@ static yaml_node_t *seq_at(yaml_document_t *d, yaml_node_t *seq, size_t i)
     return yaml_document_get_node(d, seq->data.sequence.items.start[i]);
 }
 
+/* The index of the first of seq's items before `before` named name (one
+ * without a name is named ""), or -1. */
+static long earlier_named(yaml_document_t *d, yaml_node_t *seq, size_t before,
+                          const char *name)
+{
+    for (size_t j = 0; j < before; j++) {
+        yaml_node_t *n = map_get(d, seq_at(d, seq, j), "name");
+        const char *s = n && n->type == YAML_SCALAR_NODE ? scalar_value(n) : "";
+        if (strcmp(s, name) == 0)
+            return (long)j;
+    }
+    return -1;
+}
+
 /* Reads an optional string field; *out stays NULL when it is absent. The
  * string is borrowed from the document. */
 static int get_str(struct loader *L, struct kfile *f, yaml_node_t *map,
@@ -294,16 +308,13 @@ static int parse_file(struct loader *L, struct kfile *f, const char *text,
     return err;
 }
 
-/* Returns 1 when the name is taken by an earlier entry of the same file
- * (*dup is its index), which client-go refuses; an earlier file's entry
- * wins quietly, as kubectl merges files. */
-static int table_add(struct table *t, const struct entry *e, int *dup)
+/* An earlier file's entry of the same name wins, as kubectl merges
+ * files. */
+static int table_add(struct table *t, const struct entry *e)
 {
     for (size_t i = 0; i < t->n; i++) {
-        if (strcmp(t->v[i].name, e->name) != 0)
-            continue;
-        *dup = t->v[i].index;
-        return t->v[i].file == e->file;
+        if (strcmp(t->v[i].name, e->name) == 0)
+            return 0;
     }
     struct entry *v = realloc(t->v, (t->n + 1) * sizeof(*v));
     if (v == NULL)
@@ -351,11 +362,12 @@ static int index_list(struct loader *L, struct kfile *f, yaml_node_t *root,
             return fail(L, f->path, "%s.%s: missing", prefix, inner);
         if (e.body->type != YAML_MAPPING_NODE)
             return fail(L, f->path, "%s.%s: expected a mapping", prefix, inner);
-        int dup;
-        err = table_add(t, &e, &dup);
-        if (err == 1)
-            return fail(L, f->path, "%s.name: \"%s\" is also %s[%d]", prefix,
+        /* A name given twice in one file: client-go refuses the file. */
+        long dup = earlier_named(&f->doc, seq, i, e.name);
+        if (dup >= 0)
+            return fail(L, f->path, "%s.name: \"%s\" is also %s[%ld]", prefix,
                         e.name, list, dup);
+        err = table_add(t, &e);
         if (err)
             return fail_errno(L, err, f->path, "out of memory");
     }
@@ -533,16 +545,12 @@ static int get_exec_extension(struct loader *L, struct kfile *f,
         if (err)
             return err;
         if (name == NULL)
-            return fail(L, f->path, "%s.name: missing", ipfx);
+            name = ""; /* client-go takes it as "" */
         /* A name given twice fails the kubeconfig in client-go. */
-        for (size_t j = 0; j < i; j++) {
-            yaml_node_t *n = map_get(&f->doc, seq_at(&f->doc, list, j), "name");
-            if (n && n->type == YAML_SCALAR_NODE &&
-                strcmp(scalar_value(n), name) == 0)
-                return fail(L, f->path,
-                            "%s.name: \"%s\" is also extensions[%zu]", ipfx,
-                            name, j);
-        }
+        long dup = earlier_named(&f->doc, list, i, name);
+        if (dup >= 0)
+            return fail(L, f->path, "%s.name: \"%s\" is also extensions[%ld]",
+                        ipfx, name, dup);
         if (strcmp(name, EXEC_EXTENSION) != 0)
             continue;
         err = gm_yaml_node_json(&f->doc, map_get(&f->doc, item, "extension"),

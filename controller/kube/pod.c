@@ -116,6 +116,13 @@ static void decode_status(struct gm_pod *p, json_object *status)
                    : 0;
     p->exit_code = -1;
     for (size_t i = 0; i < n; i++) {
+        json_object *state = get(json_object_array_get_idx(cs, i), "state");
+        json_object *term = get(state, "terminated");
+        const char *began = json_object_get_string(get(term, "startedAt"));
+        if (get(state, "running") || (began && began[0]))
+            p->ran = true;
+    }
+    for (size_t i = 0; i < n; i++) {
         json_object *term =
             get(get(json_object_array_get_idx(cs, i), "state"), "terminated");
         if (term == NULL)

@@ -38,6 +38,9 @@ struct gm_pod {
     /* status.reason DeadlineExceeded: the kubelet stopped the pod at its
      * activeDeadlineSeconds (helper pods). */
     bool deadline_exceeded;
+    /* A container started: one is running, or one that ended has a
+     * startedAt (a pod failed before its image was pulled has none). */
+    bool ran;
     /* First terminated container: exit code and message (helper pods). */
     int exit_code;
     char *term_message; /* owned or NULL */

@@ -543,8 +543,10 @@ static int wait_for(struct sw *s, long ms)
 
 /* A helper pod the kubelet stopped at its activeDeadlineSeconds. */
 #define DEADLINE_MSG                                                           \
-    "%s pod %s ran past its activeDeadlineSeconds (%lds) and the kubelet "     \
-    "stopped it"
+    "%s pod %s ran past its activeDeadlineSeconds and the kubelet stopped it"
+#define NEVER_STARTED_MSG                                                      \
+    "agent pod %s never started in %lds (image pull, volumes or "              \
+    "scheduling: see its events)"
 
 static long long elapsed(const struct sw *s)
 {
@@ -558,6 +560,16 @@ static int wait_helper(struct sw *s)
 {
     long long left = s->ctl->cfg->helper_timeout_s - elapsed(s) + 1;
     return wait_for(s, (long)(left > 0 ? left : 1) * 1000);
+}
+
+/* The phase's first apply pod, made as the phase began: one made later
+ * replaced a pod that may have run (the node rebooted under it and the
+ * new boot ID names another pod, or a person deleted it). Not a
+ * rollback's: the attempt before it changed the GPUs. */
+static bool first_apply_pod(const struct sw *s, const struct gm_pod *p)
+{
+    return !s->rec.rolling_back && p->created > 0 &&
+           p->created <= s->rec.since + HELPER_CREATE_SLACK_S;
 }
 
 /* ---- label sets ---- */
@@ -1207,8 +1219,7 @@ static int record_from_layout(struct sw *s)
     if (layout == NULL) {
         s->hw_untouched = true;
         if (p->deadline_exceeded)
-            return fail(s, "HelperTimeout", DEADLINE_MSG, "probe", p->name,
-                        s->ctl->cfg->helper_timeout_s);
+            return fail(s, "HelperTimeout", DEADLINE_MSG, "probe", p->name);
         return fail(s, "ProbeFailed", "could not read the GPUs: %s",
                     p->term_message ? p->term_message : "no result");
     }
@@ -1320,17 +1331,12 @@ static int step_reconfigure(struct sw *s)
             return wait_helper(s);
         /* Still Pending, the pod never ran its agent (an image that cannot
          * be pulled, a volume that does not mount): the GPUs are as they
-         * were, and a rollback need not hold the node. Only when it is the
-         * phase's first apply pod, made as the phase began: one made later
-         * replaced a pod that may have run (the node rebooted under it and
-         * the new boot ID names another pod, or a person deleted it). A
-         * rollback's own helper: the attempt before it changed them. */
-        if (pending && !s->rec.rolling_back && p->created > 0 &&
-            p->created <= s->rec.since + HELPER_CREATE_SLACK_S)
+         * were, and a rollback need not hold the node, if no pod before
+         * it ran (first_apply_pod). */
+        if (pending && first_apply_pod(s, p))
             s->hw_untouched = true;
         return fail(s, "HelperTimeout",
-                    pending ? "agent pod %s never started in %lds (image "
-                              "pull, volumes or scheduling: see its events)"
+                    pending ? NEVER_STARTED_MSG
                             : "agent pod %s did not finish in %lds",
                     p->name, s->ctl->cfg->helper_timeout_s);
     }
@@ -1350,8 +1356,16 @@ static int step_reconfigure(struct sw *s)
      * (while no controller watched; one that did fails it first). */
     if (reason == NULL && p->phase == GM_POD_FAILED && p->deadline_exceeded) {
         snprintf(reason_c, sizeof(reason_c), "HelperTimeout");
-        snprintf(msg_c, sizeof(msg_c), DEADLINE_MSG, "agent", p->name,
-                 s->ctl->cfg->helper_timeout_s);
+        if (p->ran) {
+            snprintf(msg_c, sizeof(msg_c), DEADLINE_MSG, "agent", p->name);
+        } else {
+            /* Its container never started (an image never pulled): it
+             * never ran its agent, as a pod still Pending at the timeout. */
+            snprintf(msg_c, sizeof(msg_c), NEVER_STARTED_MSG, p->name,
+                     s->ctl->cfg->helper_timeout_s);
+            if (first_apply_pod(s, p))
+                s->hw_untouched = true;
+        }
     }
     int reboot = needs && strcmp(needs, "reboot") == 0;
     /* The agent says whether it ran any command that changes the GPUs. A

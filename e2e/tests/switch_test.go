@@ -440,10 +440,62 @@ func TestComputeProcessExitsDuringSwitch(t *testing.T) {
 // GPU clients running again, rather than held cordoned for a person.
 func TestHelperImageNotPulled(t *testing.T) {
 	requireE2E(t)
+	b := unpullableAgentBed(t)
+	before := GetNode(t, b, "gpu-001").Labels
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	checkNeverStarted(t, b, before)
+}
+
+// TestHelperNotPulledWhileNoController: the same, with the controller away
+// past the apply pod's activeDeadlineSeconds. The kubelet fails the pod
+// (DeadlineExceeded) before its container ever started; the controller
+// that comes back sees that the agent never ran and rolls the node back
+// untouched, as it does for a pod still Pending at the timeout.
+func TestHelperNotPulledWhileNoController(t *testing.T) {
+	requireE2E(t)
+	b := unpullableAgentBed(t)
+	before := GetNode(t, b, "gpu-001").Labels
+	ctl := StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	var apply string
+	Eventually(t, 90*time.Second, "an apply pod that cannot pull its image", func(ctx context.Context) error {
+		pl, err := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range pl.Items {
+			if strings.Contains(p.Name, "-apply-") && len(p.Status.ContainerStatuses) > 0 &&
+				p.Status.ContainerStatuses[0].State.Waiting != nil {
+				apply = p.Name
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet")
+	})
+	ctl.Kill()
+	Eventually(t, 60*time.Second, "the kubelet to fail the apply pod at its deadline", func(ctx context.Context) error {
+		p, err := b.CS.CoreV1().Pods("gpumode-system").Get(ctx, apply, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
+			return fmt.Errorf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
+		}
+		return nil
+	})
+	ctl.Restart()
+	checkNeverStarted(t, b, before)
+}
+
+// unpullableAgentBed is a one-node H100 bed in pool a whose controller
+// config names an agent image no node can pull, with helpers timing out
+// after 30 s.
+func unpullableAgentBed(t *testing.T) *Bed {
+	t.Helper()
 	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
-	before := GetNode(t, b, "gpu-001").Labels
 	cfgPath := filepath.Join(b.Dir, "controller.yaml")
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -456,8 +508,14 @@ func TestHelperImageNotPulled(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg+"helperTimeoutSeconds: 30\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	StartController(t, b)
-	Apply(t, b, policyAMig1g)
+	return b
+}
+
+// checkNeverStarted waits for gpu-001's switch to fail with HelperTimeout,
+// never started, and to be rolled back: uncordoned, the GPUs recorded as
+// untouched, every operand label as before, and no mode label.
+func checkNeverStarted(t *testing.T, b *Bed, before map[string]string) {
+	t.Helper()
 	WaitPolicy(t, b, "a", 120*time.Second, "failed and rolled back", func(s *PolicyStatus) error {
 		n := GetNode(t, b, "gpu-001")
 		if s.Summary.Failed != 1 || n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {

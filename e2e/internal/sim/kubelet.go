@@ -154,14 +154,22 @@ func (s *Sim) syncPod(ctx context.Context, key string) error {
 	}
 	run.collect()
 	if run.startedAt.IsZero() {
+		if left, ok := deadlineLeft(pod); ok && left <= 0 {
+			return s.failUnstarted(ctx, pod, run)
+		} else if ok {
+			s.podQ.AddAfter(key, left)
+		}
 		return s.startPod(ctx, pod, run)
 	}
 	if run.role != "" {
 		s.startPlugin(pod, run)
 	}
 	if run.stopAt.IsZero() && !run.exited {
-		if left, ok := deadlineLeft(pod, run); ok && left <= 0 {
+		if left, ok := deadlineLeft(pod); ok && left <= 0 {
 			run.stopAt = time.Now().Add(s.graceOf(pod))
+			if run.proc != nil {
+				run.proc.term() // once, as the kubelet sends it
+			}
 		} else if ok {
 			s.podQ.AddAfter(key, left)
 		}
@@ -247,6 +255,9 @@ func (s *Sim) startPod(ctx context.Context, pod *corev1.Pod, run *podRun) error 
 		if !ok {
 			// The kubelet could not pull an image nobody maps to a binary.
 			st.Phase = corev1.PodPending
+			if st.StartTime == nil {
+				st.StartTime = &now // admitted: its deadline counts from here
+			}
 			st.HostIP, st.HostIPs = run.node.IP, []corev1.HostIP{{IP: run.node.IP}}
 			st.ContainerStatuses = nil
 			for _, c := range pod.Spec.Containers {
@@ -325,12 +336,13 @@ func (s *Sim) startPod(ctx context.Context, pod *corev1.Pod, run *podRun) error 
 }
 
 // deadlineLeft is the time until spec.activeDeadlineSeconds, counted from
-// the pod's start as the kubelet counts it; ok is false without one.
-func deadlineLeft(pod *corev1.Pod, run *podRun) (left time.Duration, ok bool) {
-	if pod.Spec.ActiveDeadlineSeconds == nil || run.startedAt.IsZero() {
+// status.startTime, which the kubelet sets when it admits the pod (before
+// any image is pulled); ok is false without either.
+func deadlineLeft(pod *corev1.Pod) (left time.Duration, ok bool) {
+	if pod.Spec.ActiveDeadlineSeconds == nil || pod.Status.StartTime == nil {
 		return 0, false
 	}
-	return time.Until(run.startedAt.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second)), true
+	return time.Until(pod.Status.StartTime.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second)), true
 }
 
 // graceOf is the time a pod's containers get to stop after SIGTERM:
@@ -349,7 +361,6 @@ func (s *Sim) graceOf(pod *corev1.Pod) time.Duration {
 // whatever the restart policy).
 func (s *Sim) deadlineExceeded(ctx context.Context, pod *corev1.Pod, run *podRun) error {
 	if run.proc != nil && !run.exited {
-		run.proc.term()
 		if time.Now().Before(run.stopAt) {
 			s.podQ.AddAfter(run.key, time.Until(run.stopAt))
 			return nil
@@ -376,6 +387,32 @@ func (s *Sim) deadlineExceeded(ctx context.Context, pod *corev1.Pod, run *podRun
 	klog.Infof("pod %s: active deadline exceeded", run.key)
 	run.terminal = true
 	s.stopPlugin(run)
+	return nil
+}
+
+// failUnstarted fails a pod whose containers never started (its image was
+// never pulled) at spec.activeDeadlineSeconds, as the kubelet does: each
+// container is shown terminated with no start, ContainerStatusUnknown.
+func (s *Sim) failUnstarted(ctx context.Context, pod *corev1.Pod, run *podRun) error {
+	np := pod.DeepCopy()
+	now := metav1.Now()
+	for i := range np.Status.ContainerStatuses {
+		cs := &np.Status.ContainerStatuses[i]
+		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 137, Reason: "ContainerStatusUnknown",
+			Message: "The container could not be located when the pod was terminated"}}
+		cs.Ready = false
+	}
+	setCondition(&np.Status, corev1.ContainersReady, corev1.ConditionFalse, "PodFailed", now)
+	setCondition(&np.Status, corev1.PodReady, corev1.ConditionFalse, "PodFailed", now)
+	np.Status.Phase = corev1.PodFailed
+	np.Status.Reason = "DeadlineExceeded"
+	np.Status.Message = "Pod was active on the node longer than the specified deadline"
+	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, np, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	klog.Infof("pod %s: active deadline exceeded before it started", run.key)
+	run.terminal = true
 	return nil
 }
 

@@ -82,26 +82,35 @@ func TestContainerUID(t *testing.T) {
 	}
 }
 
+// started is pod admitted ago before now (status.startTime).
+func started(pod *corev1.Pod, ago time.Duration) *corev1.Pod {
+	p := pod.DeepCopy()
+	at := metav1.NewTime(time.Now().Add(-ago))
+	p.Status.StartTime = &at
+	return p
+}
+
 func TestDeadlineLeft(t *testing.T) {
 	d := int64(30)
 	pod := &corev1.Pod{Spec: corev1.PodSpec{ActiveDeadlineSeconds: &d}}
-	if _, ok := deadlineLeft(pod, &podRun{}); ok {
-		t.Error("a pod not started has a deadline")
+	if _, ok := deadlineLeft(pod); ok {
+		t.Error("a pod not admitted has a deadline")
 	}
-	left, ok := deadlineLeft(pod, &podRun{startedAt: time.Now().Add(-20 * time.Second)})
+	left, ok := deadlineLeft(started(pod, 20*time.Second))
 	if !ok || left < 9*time.Second || left > 10*time.Second {
 		t.Errorf("20 s into 30: %v %v", left, ok)
 	}
-	if left, _ := deadlineLeft(pod, &podRun{startedAt: time.Now().Add(-31 * time.Second)}); left > 0 {
+	if left, _ := deadlineLeft(started(pod, 31*time.Second)); left > 0 {
 		t.Errorf("31 s into 30: %v left", left)
 	}
-	if _, ok := deadlineLeft(&corev1.Pod{}, &podRun{startedAt: time.Now()}); ok {
+	if _, ok := deadlineLeft(started(&corev1.Pod{}, 0)); ok {
 		t.Error("a pod without activeDeadlineSeconds has a deadline")
 	}
 }
 
 // A helper's container ends whole: what its process started in a process
-// group of its own (as the agent starts nvidia-smi) goes with it.
+// group of its own (as the agent starts nvidia-smi) goes with it; what
+// left the session does not.
 func TestKillSession(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "setsid sleep 60 >/dev/null 2>&1 & echo $! >&2; sleep 60 >/dev/null 2>&1 & echo $!; exit 0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -112,19 +121,28 @@ func TestKillSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	child, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-	if other, err := strconv.Atoi(strings.TrimSpace(stderr.String())); err == nil {
-		defer syscall.Kill(other, syscall.SIGKILL)
+	other, _ := strconv.Atoi(strings.TrimSpace(stderr.String()))
+	defer syscall.Kill(child, syscall.SIGKILL)
+	defer syscall.Kill(other, syscall.SIGKILL)
+	sid := cmd.Process.Pid
+	// The setsid one leaves the session once it has run setsid(2).
+	var members []int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if members = sessionMembers(sid); len(members) == 1 && members[0] == child {
+			break
+		}
 	}
-	members := sessionMembers(cmd.Process.Pid)
 	if len(members) != 1 || members[0] != child {
-		t.Fatalf("session %d: %v, want [%d] (the setsid one left it)", cmd.Process.Pid, members, child)
+		t.Fatalf("session %d: %v, want [%d] (the setsid one left it)", sid, members, child)
 	}
-	killSession(cmd.Process.Pid)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sessionMembers(cmd.Process.Pid)) > 0 && time.Now().Before(deadline) {
+	killSession(sid)
+	for deadline := time.Now().Add(5 * time.Second); len(sessionMembers(sid)) > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if m := sessionMembers(cmd.Process.Pid); len(m) > 0 {
+	if m := sessionMembers(sid); len(m) > 0 {
 		t.Errorf("left running: %v", m)
+	}
+	if err := syscall.Kill(other, 0); err != nil {
+		t.Errorf("the process that left the session was killed too: %v", err)
 	}
 }
