@@ -474,16 +474,7 @@ func TestHelperNotPulledWhileNoController(t *testing.T) {
 		return fmt.Errorf("none yet")
 	})
 	ctl.Kill()
-	Eventually(t, 60*time.Second, "the kubelet to fail the apply pod at its deadline", func(ctx context.Context) error {
-		p, err := b.CS.CoreV1().Pods("gpumode-system").Get(ctx, apply, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
-			return fmt.Errorf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
-		}
-		return nil
-	})
+	waitDeadlineExceeded(t, b, apply)
 	ctl.Restart()
 	checkNeverStarted(t, b, before)
 }
@@ -2564,16 +2555,7 @@ func TestHelperDeadlineWhileNoController(t *testing.T) {
 		return nil
 	})
 	ctl.Kill()
-	Eventually(t, 60*time.Second, "the kubelet to stop the apply pod at its deadline", func(ctx context.Context) error {
-		p, err := b.CS.CoreV1().Pods("gpumode-system").Get(ctx, apply, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
-			return fmt.Errorf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
-		}
-		return nil
-	})
+	waitDeadlineExceeded(t, b, apply)
 	if pids := fakeSMIRunning(b, "-cgi"); len(pids) > 0 {
 		t.Errorf("nvidia-smi -cgi still running (pids %v) after its pod's container stopped", pids)
 	}
@@ -2593,6 +2575,22 @@ func TestHelperDeadlineWhileNoController(t *testing.T) {
 	if log := FakeSMI(t, b, "gpu-001", "--fake-log"); strings.Contains(log, "-cgi") {
 		t.Errorf("an instance create ran after its agent was stopped:\n%s", log)
 	}
+}
+
+// waitDeadlineExceeded waits for the kubelet to fail helper pod name at
+// its activeDeadlineSeconds.
+func waitDeadlineExceeded(t *testing.T, b *Bed, name string) {
+	t.Helper()
+	Eventually(t, 60*time.Second, "the kubelet to fail "+name+" at its deadline", func(ctx context.Context) error {
+		p, err := b.CS.CoreV1().Pods("gpumode-system").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
+			return fmt.Errorf("phase %s reason %q", p.Status.Phase, p.Status.Reason)
+		}
+		return nil
+	})
 }
 
 // fakeSMIRunning lists the fake nvidia-smi processes of bed b whose

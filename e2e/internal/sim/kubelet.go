@@ -375,18 +375,26 @@ func (s *Sim) deadlineExceeded(ctx context.Context, pod *corev1.Pod, run *podRun
 	if !run.exited {
 		run.exited, run.exitCode, run.reason, run.finished = true, 137, "Error", time.Now()
 	}
-	now := metav1.Now()
 	np := pod.DeepCopy()
-	terminatedStatus(pod, run, &np.Status, now)
+	terminatedStatus(pod, run, &np.Status, metav1.Now())
+	if err := s.failAtDeadline(ctx, np, run); err != nil {
+		return err
+	}
+	s.stopPlugin(run)
+	return nil
+}
+
+// failAtDeadline writes np, its containers' state set, as the kubelet
+// fails a pod past its activeDeadlineSeconds.
+func (s *Sim) failAtDeadline(ctx context.Context, np *corev1.Pod, run *podRun) error {
 	np.Status.Phase = corev1.PodFailed
 	np.Status.Reason = "DeadlineExceeded"
 	np.Status.Message = "Pod was active on the node longer than the specified deadline"
-	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, np, metav1.UpdateOptions{}); err != nil {
+	if _, err := s.cs.CoreV1().Pods(np.Namespace).UpdateStatus(ctx, np, metav1.UpdateOptions{}); err != nil {
 		return err
 	}
 	klog.Infof("pod %s: active deadline exceeded", run.key)
 	run.terminal = true
-	s.stopPlugin(run)
 	return nil
 }
 
@@ -405,15 +413,7 @@ func (s *Sim) failUnstarted(ctx context.Context, pod *corev1.Pod, run *podRun) e
 	}
 	setCondition(&np.Status, corev1.ContainersReady, corev1.ConditionFalse, "PodFailed", now)
 	setCondition(&np.Status, corev1.PodReady, corev1.ConditionFalse, "PodFailed", now)
-	np.Status.Phase = corev1.PodFailed
-	np.Status.Reason = "DeadlineExceeded"
-	np.Status.Message = "Pod was active on the node longer than the specified deadline"
-	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, np, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
-	klog.Infof("pod %s: active deadline exceeded before it started", run.key)
-	run.terminal = true
-	return nil
+	return s.failAtDeadline(ctx, np, run)
 }
 
 // terminatedStatus writes the containers' final state into st.
