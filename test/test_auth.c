@@ -1086,22 +1086,16 @@ static int exists(const char *path)
     return access(path, F_OK) == 0;
 }
 
-/* The CLI ending while a plugin talks to the person (Ctrl-C during a
- * login) stops it with SIGTERM, so it can put the terminal back as it
- * found it; SIGKILL left a password prompt's echo off. */
-static void test_exec_interactive_stopped_gently(void **state)
+/* Runs plugin.sh in mode at a terminal until it says it is ready (its
+ * TERM trap set), then frees the auth as the CLI does when it exits. */
+static void free_while_at_terminal(struct fixture *f, const char *mode,
+                                   const char *ready, struct result *r)
 {
-    struct fixture *f = *state;
     struct gm_cred cred;
-    struct result r = {0};
-    char ready[sizeof(f->info_path) + 16], restored[sizeof(f->info_path) + 16];
 
-    snprintf(ready, sizeof(ready), "%s.ready", f->info_path);
-    snprintf(restored, sizeof(restored), "%s.restored", f->info_path);
-    use_exec(f, "tty", NULL);
+    use_exec(f, mode, NULL);
     gm_auth_set_terminal(f->a, 1);
-    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
-                     GM_AUTH_PENDING);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, r), GM_AUTH_PENDING);
     for (int i = 0; i < 500 && !exists(ready); i++) {
         uv_run(&f->loop, UV_RUN_NOWAIT);
         usleep(10000);
@@ -1109,6 +1103,20 @@ static void test_exec_interactive_stopped_gently(void **state)
     assert_true(exists(ready));
     gm_auth_free(f->a);
     f->a = NULL;
+}
+
+/* The CLI ending while a plugin talks to the person (Ctrl-C during a
+ * login) stops it with SIGTERM, so it can put the terminal back as it
+ * found it; SIGKILL left a password prompt's echo off. */
+static void test_exec_interactive_stopped_gently(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = {0};
+    char ready[sizeof(f->info_path) + 16], restored[sizeof(f->info_path) + 16];
+
+    snprintf(ready, sizeof(ready), "%s.ready", f->info_path);
+    snprintf(restored, sizeof(restored), "%s.restored", f->info_path);
+    free_while_at_terminal(f, "tty", ready, &r);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     for (int i = 0; i < 300 && !exists(restored); i++)
         usleep(10000);
@@ -1119,17 +1127,7 @@ static void test_exec_interactive_stopped_gently(void **state)
 
     /* One that ignores SIGTERM is killed after the grace, so the loop the
      * CLI closes ends rather than waiting on it. */
-    use_exec(f, "stubborn", NULL);
-    gm_auth_set_terminal(f->a, 1);
-    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
-                     GM_AUTH_PENDING);
-    for (int i = 0; i < 500 && !exists(ready); i++) {
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-        usleep(10000);
-    }
-    assert_true(exists(ready));
-    gm_auth_free(f->a);
-    f->a = NULL;
+    free_while_at_terminal(f, "stubborn", ready, &r);
     uint64_t t0 = uv_hrtime();
     uv_run(&f->loop, UV_RUN_DEFAULT);
     uint64_t ms = (uv_hrtime() - t0) / 1000000;
