@@ -39,7 +39,18 @@ enum first_write {
     PERSON_KEYS,      /* entries of the nodes' own, with a person's keys */
     NODE_DELETED,     /* gpu-005 is deleted once every node went on */
     LIST_FORBIDDEN,   /* the ConfigMap may not even be listed (RBAC) */
+    MARKED,           /* marks name a node deleted while none ran */
 };
+
+/* gone's node was deleted while no controller ran: gpumode's keys in its
+ * entry go, a person's stay. alive's node is not in the cache, but the
+ * API server has it (the cache lags): it stays. "other" is no node
+ * either, but not marked: its entry is someone else's and stays. */
+static const char marked_config[] =
+    "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
+    "\"devicesplitcount\":2},{\"name\":\"gone\",\"operatingmode\":"
+    "\"hami-core\",\"devicesplitcount\":4,\"migstrategy\":\"none\"},"
+    "{\"name\":\"alive\",\"devicesplitcount\":3}]}";
 
 /* gpu-001's entries by a person: a GPU left out and a MIG strategy, kept
  * (the later entry's empty ones do not replace them, for HAMi);
@@ -72,15 +83,18 @@ struct fx {
     enum first_write first; /* what the first ConfigMap PATCH meets */
     int rv;                 /* the ConfigMap's resourceVersion */
     json_object *config;    /* owned: its config.json, parsed */
-    struct th_conn *watch;  /* the ConfigMap watch, or NULL */
-    struct th_conn *nodes;  /* the node watch, or NULL */
-    bool deleted;           /* NODE_DELETED: the DELETED event went */
-    int patches;            /* ConfigMap PATCHes */
-    int stale;              /* of which sent against an old version */
-    unsigned advanced;      /* bit i: gpu-00<i+1> went on to Verifying */
-    char reason[64];        /* the first failure reason a record named */
-    char message[512];      /* gpu-002's status line once it says why */
-    char failed[1024];      /* the message of the first failure */
+    char *marks;            /* owned: its gpumode.io/hami-nodes, or NULL */
+    int asked_gone;         /* GETs of the marked nodes not in the cache */
+    int asked_alive;
+    struct th_conn *watch; /* the ConfigMap watch, or NULL */
+    struct th_conn *nodes; /* the node watch, or NULL */
+    bool deleted;          /* NODE_DELETED: the DELETED event went */
+    int patches;           /* ConfigMap PATCHes */
+    int stale;             /* of which sent against an old version */
+    unsigned advanced;     /* bit i: gpu-00<i+1> went on to Verifying */
+    char reason[64];       /* the first failure reason a record named */
+    char message[512];     /* gpu-002's status line once it says why */
+    char failed[1024];     /* the message of the first failure */
     int done;
 };
 
@@ -93,6 +107,12 @@ static char *cm_object(struct fx *f)
     snprintf(rv, sizeof(rv), "%d", f->rv);
     json_object_object_add(gm_json_get(o, "metadata"), "resourceVersion",
                            json_object_new_string(rv));
+    if (f->marks) {
+        json_object *ann = json_object_new_object();
+        json_object_object_add(ann, GM_HAMI_MARKS,
+                               json_object_new_string(f->marks));
+        json_object_object_add(gm_json_get(o, "metadata"), "annotations", ann);
+    }
     json_object_object_add(
         gm_json_get(o, "data"), "config.json",
         json_object_new_string(f->first == BAD_CONFIG ? bad_config
@@ -164,6 +184,14 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
         json_object_put(f->config);
         f->config = json_tokener_parse(text);
         assert_non_null(f->config);
+        /* A merge patch: null takes the annotation out. */
+        json_object *ann =
+            gm_json_get(gm_json_get(patch, "metadata"), "annotations");
+        json_object *m = NULL;
+        if (json_object_object_get_ex(ann, GM_HAMI_MARKS, &m)) {
+            free(f->marks);
+            f->marks = m ? strdup(json_object_get_string(m)) : NULL;
+        }
         f->rv++;
         char *obj = cm_object(f);
         th_respond(c, 200, NULL, obj);
@@ -171,6 +199,8 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
         cm_event(f);
         if (f->first == FIRST_HELD || f->deleted)
             f->done = 1; /* stop before the answer is read */
+        if (f->first == MARKED && f->advanced == (1u << NODES) - 1)
+            f->done = f->marks && strstr(f->marks, "gone") == NULL;
     }
     json_object_put(patch);
 }
@@ -199,6 +229,11 @@ static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     th_respond(c, 200, NULL, "{}");
     if (f->advanced != (1u << NODES) - 1 || f->deleted)
         return;
+    if (f->first == MARKED) {
+        /* The sweep's write may come after the switches'. */
+        f->done = f->marks && strstr(f->marks, "gone") == NULL;
+        return;
+    }
     if (f->first != NODE_DELETED || f->nodes == NULL) {
         f->done = 1;
         return;
@@ -237,6 +272,15 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         cm_patch(f, r, c);
     } else if (strcmp(r->method, "POST") == 0) {
         th_respond(c, 201, NULL, "{}"); /* events */
+    } else if (strcmp(r->path, "/api/v1/nodes/gone") == 0) {
+        f->asked_gone++;
+        th_respond(c, 404, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"NotFound\",\"code\":404}");
+    } else if (strcmp(r->path, "/api/v1/nodes/alive") == 0) {
+        f->asked_alive++;
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"Node\",\"metadata\":{\"name\":\"alive\"}}");
     } else if (strstr(r->path, "/configmaps?") && f->first == LIST_FORBIDDEN) {
         th_respond(c, 403, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
@@ -267,9 +311,12 @@ static void run(struct fx *f, enum first_write first)
     f->first = first;
     f->rv = 5;
     /* HAMi's chart has keys of its own, and an entry gpumode never made. */
+    if (first == MARKED)
+        f->marks = strdup("alive,gone,gpu-001");
     f->config = json_tokener_parse(
-        first == PERSON_KEYS
-            ? person_config
+        first == PERSON_KEYS ? person_config
+        : first == MARKED
+            ? marked_config
             : "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
               "\"devicesplitcount\":2}]}");
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
@@ -281,6 +328,12 @@ static void run(struct fx *f, enum first_write first)
     assert_true(th_run_until(&f->c.loop, &f->done, 20000));
     th_ctl_stop(&f->c);
     free(f->record);
+}
+
+static void fx_clear(struct fx *f)
+{
+    json_object_put(f->config);
+    free(f->marks);
 }
 
 /* Every node's entry, splitCount 4, once; the others' kept. */
@@ -337,9 +390,12 @@ static void test_entries_batched(void **state)
     run(&f, FIRST_OK);
     assert_int_equal(f.advanced, (1u << NODES) - 1);
     assert_int_equal(f.stale, 0);
+    /* The entries gpumode wrote are marked as its, in the same writes;
+     * "other" is not. */
+    assert_string_equal(f.marks, "gpu-001,gpu-002,gpu-003,gpu-004,gpu-005");
     assert_in_range(f.patches, 1, NODES - 1);
     assert_entries(f.config, false, false);
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* Another writer got in first: the entries go in on top of its version,
@@ -353,7 +409,7 @@ static void test_conflict_keeps_the_other_write(void **state)
     assert_int_equal(f.stale, 1); /* only the one the server forced */
     assert_in_range(f.patches, 2, NODES);
     assert_entries(f.config, true, false);
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* A refused write is tried again, and the waiting nodes say why. */
@@ -367,7 +423,7 @@ static void test_refused_write_is_retried_and_shown(void **state)
                                       "failed: Forbidden: configmaps is "
                                       "forbidden"));
     assert_entries(f.config, false, false);
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* A ConfigMap that can never be written (RBAC): the switches do not wait
@@ -380,7 +436,7 @@ static void test_unwritable_configmap_fails_the_switch(void **state)
     run(&f, ALWAYS_FORBIDDEN);
     assert_string_equal(f.reason, "HAMiConfigNotWritten");
     assert_int_equal(f.advanced, 0);
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* A config.json HAMi cannot read is never written over (that would keep
@@ -394,7 +450,7 @@ static void test_unreadable_config_is_not_overwritten(void **state)
     assert_int_equal(f.patches, 0);
     assert_string_equal(f.reason, "HAMiConfigNotWritten");
     assert_non_null(strstr(f.failed, "is not HAMi's config"));
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* A ConfigMap the controller may not list is neither there nor absent:
@@ -411,7 +467,7 @@ static void test_unlistable_configmap_fails_the_switch(void **state)
     if (!strstr(f.failed, "was not written in 1s: the controller may not "
                           "read it (403 Forbidden: configmaps is forbidden"))
         fail_msg("failed: %s", f.failed);
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* The keys of a node's entry gpumode does not set (a GPU left out, a MIG
@@ -433,7 +489,7 @@ static void test_entries_keep_what_others_set(void **state)
             assert_true(json_object_is_type(gm_json_get(e, "devicecorescaling"),
                                             json_type_int));
     }
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* What HAMi takes from a node's entries: each in turn, a value above 0 or
@@ -553,7 +609,111 @@ static void test_deleted_node_entry_goes(void **state)
         found++;
     }
     assert_int_equal(found, NODES); /* gpu-001..004 and "other" */
-    json_object_put(f.config);
+    fx_clear(&f);
+}
+
+/* A marked node the cache does not hold, and the API server does not
+ * have, was deleted while no controller ran: the controller that leads
+ * next takes gpumode's keys out of its entry, keeping a person's
+ * (migstrategy), and its mark. One the API server has stays marked, with
+ * its entry; an entry of no node that is not marked is someone else's,
+ * and stays. */
+static void test_marked_deleted_node_swept(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, MARKED);
+    assert_string_equal(f.marks,
+                        "alive,gpu-001,gpu-002,gpu-003,gpu-004,gpu-005");
+    assert_int_equal(f.asked_gone, 1);
+    assert_true(f.asked_alive >= 1);
+    json_object *list = gm_json_get(f.config, "nodeconfig");
+    int gone = 0, other = 0, alive = 0;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        const char *name = gm_json_str(e, "name");
+        if (strcmp(name, "gone") == 0) {
+            gone++;
+            assert_string_equal(
+                json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN),
+                "{\"name\":\"gone\",\"migstrategy\":\"none\"}");
+        } else if (strcmp(name, "other") == 0) {
+            other++;
+            assert_int_equal(
+                json_object_get_int(gm_json_get(e, "devicesplitcount")), 2);
+        } else if (strcmp(name, "alive") == 0) {
+            alive++;
+            assert_int_equal(
+                json_object_get_int(gm_json_get(e, "devicesplitcount")), 3);
+        }
+    }
+    assert_int_equal(gone, 1);
+    assert_int_equal(other, 1);
+    assert_int_equal(alive, 1);
+    fx_clear(&f);
+}
+
+static int mark_table(void *ud, const char *node)
+{
+    (void)ud;
+    if (strcmp(node, "d") == 0)
+        return -1; /* a node gpumode leaves alone */
+    if (strcmp(node, "e") == 0 || strcmp(node, "f") == 0)
+        return 0; /* not in the cache */
+    return 1;
+}
+
+static int mark_all(void *ud, const char *node)
+{
+    (void)ud;
+    (void)node;
+    return 1;
+}
+
+/* The marks: sorted, each node once, only entries with a key gpumode sets;
+ * a node not in the cache only when marked before; none past the cap. */
+static void test_marks(void **state)
+{
+    (void)state;
+    json_object *list =
+        json_tokener_parse("[{\"name\":\"b\",\"devicesplitcount\":2},"
+                           "{\"name\":\"a\",\"DeviceCoreScaling\":2},"
+                           "{\"name\":\"a\",\"devicesplitcount\":3},"
+                           "{\"name\":\"c\",\"migstrategy\":\"none\"},"
+                           "{\"name\":\"d\",\"devicesplitcount\":2},"
+                           "{\"name\":\"e\",\"operatingmode\":\"hami-core\"},"
+                           "{\"name\":\"f\",\"devicesplitcount\":2},"
+                           "{\"name\":\"x,y\",\"devicesplitcount\":2},"
+                           "{\"devicesplitcount\":2}]");
+    char *out = NULL;
+    assert_int_equal(gm_hami_marks(list, "d,e,zz", mark_table, NULL, &out), 0);
+    assert_string_equal(out, "a,b,e");
+    free(out);
+    assert_int_equal(gm_hami_marks(list, NULL, mark_table, NULL, &out), 0);
+    assert_string_equal(out, "a,b");
+    free(out);
+    json_object_put(list);
+
+    /* 300 names of 250 bytes: 262 fit in 65,536 bytes with their commas
+     * (262 x 251 - 1 = 65,761 does not; 261 x 251 - 1 = 65,510 does). */
+    list = json_object_new_array();
+    char name[251];
+    for (int i = 0; i < 300; i++) {
+        memset(name, 'n', 250);
+        snprintf(name, sizeof(name), "%03d", i);
+        name[3] = 'n';
+        name[250] = '\0';
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "name", json_object_new_string(name));
+        json_object_object_add(e, "devicesplitcount", json_object_new_int(2));
+        json_object_array_add(list, e);
+    }
+    assert_int_equal(gm_hami_marks(list, NULL, mark_all, NULL, &out), 39);
+    assert_true(strlen(out) <= GM_HAMI_MARKS_MAX);
+    assert_int_equal(strlen(out), 261 * 251 - 1);
+    assert_true(strncmp(out, "000n", 4) == 0);
+    free(out);
+    json_object_put(list);
 }
 
 /* Nor is one HAMi's decoder refuses for a field's type: the switches say
@@ -567,7 +727,7 @@ static void test_config_of_wrong_types_is_not_overwritten(void **state)
     assert_string_equal(f.reason, "HAMiConfigNotWritten");
     assert_non_null(strstr(f.failed, "nodeconfig[0].devicesplitcount is not "
                                      "of HAMi's type for it"));
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 /* Newer HAMi's fields are typed too: a wrong type fails the whole config
@@ -611,7 +771,7 @@ static void test_freed_with_a_write_in_flight(void **state)
     (void)state;
     run(&f, FIRST_HELD);
     assert_int_equal(f.patches, 1);
-    json_object_put(f.config);
+    fx_clear(&f);
 }
 
 int main(void)
@@ -627,6 +787,8 @@ int main(void)
         cmocka_unit_test(test_entries_keep_what_others_set),
         cmocka_unit_test(test_view_as_hami_reads_it),
         cmocka_unit_test(test_deleted_node_entry_goes),
+        cmocka_unit_test(test_marked_deleted_node_swept),
+        cmocka_unit_test(test_marks),
         cmocka_unit_test(test_config_of_wrong_types_is_not_overwritten),
         cmocka_unit_test(test_newer_fields_typed),
     };

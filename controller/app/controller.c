@@ -117,15 +117,18 @@ static void node_update(void *ud, const char *key, const void *old,
     node_event(ud, key, plan_relevant(old, obj));
 }
 
+bool gm_ctl_node_ours(const struct gm_node *n)
+{
+    const char *skip = gm_node_label(n, GM_LABEL_SKIP);
+    return (gm_node_label(n, GM_LABEL_MODE) || n->ann_switch) &&
+           !(skip && strcmp(skip, "true") == 0);
+}
+
 static void node_delete(void *ud, const char *key, const void *obj)
 {
     struct gm_ctl *ctl = ud;
-    const struct gm_node *n = obj;
-    const char *skip = gm_node_label(n, GM_LABEL_SKIP);
-    /* A node gpumode switched, or was switching: the keys it sets in
-     * HAMi's entry are its. A dry run writes nothing. */
-    bool ours = gm_node_label(n, GM_LABEL_MODE) || n->ann_switch;
-    if (ours && !(skip && strcmp(skip, "true") == 0)) {
+    /* A dry run writes nothing. */
+    if (gm_ctl_node_ours(obj)) {
         if (ctl->dry_run)
             gm_log_kv(GM_LOG_INFO, key, NULL,
                       "dry run: would take the deleted node's keys out of "
@@ -371,6 +374,7 @@ static void cache_synced(void *ud)
     struct gm_ctl *ctl = ud;
     if (gm_ctl_synced(ctl) && ctl->leading)
         queue_ready(ctl);
+    gm_hami_sweep(ctl->hami);
 }
 
 void gm_ctl_enqueue_node(struct gm_ctl *ctl, const char *node)
@@ -448,6 +452,7 @@ static void cm_free(void *ud, void *obj)
     cm_entries_clear(d); /* leaves an empty map that holds no memory */
     free(d->rv);
     free(d->value);
+    free(d->marks);
     free(d);
 }
 
@@ -523,9 +528,14 @@ static void *cm_decode(void *ud, json_object *obj)
         gm_json_get(gm_json_get(obj, "metadata"), "resourceVersion"));
     const char *v = json_object_get_string(
         gm_json_get(gm_json_get(obj, "data"), ctl->cfg->hami_cm.key));
+    const char *marks = json_object_get_string(
+        gm_json_get(gm_json_get(gm_json_get(obj, "metadata"), "annotations"),
+                    GM_HAMI_MARKS));
     d->rv = strdup(rv ? rv : "");
     d->value = v ? strdup(v) : NULL;
-    if (d->rv == NULL || (v && d->value == NULL)) {
+    d->marks = marks ? strdup(marks) : NULL;
+    if (d->rv == NULL || (v && d->value == NULL) ||
+        (marks && d->marks == NULL)) {
         cm_free(ud, d);
         return NULL;
     }
@@ -615,6 +625,12 @@ const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
     return d->value;
 }
 
+const char *gm_ctl_hami_marks(const struct gm_ctl *ctl)
+{
+    struct gm_map_entry *e = gm_map_first(gm_reflector_items(ctl->hami_cm));
+    return e ? ((const struct gm_cm_data *)e->value)->marks : NULL;
+}
+
 const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl)
 {
     struct gm_map_entry *e = gm_map_first(gm_reflector_items(ctl->hami_cm));
@@ -694,8 +710,10 @@ void gm_ctl_lead(struct gm_ctl *ctl)
     if (ctl->stopping)
         return;
     ctl->leading = true;
-    /* Deleted nodes' entries a standby saw go now. */
+    /* Deleted nodes' entries a standby saw go now, and those of nodes
+     * deleted while none ran. */
     gm_hami_changed(ctl->hami);
+    gm_hami_sweep(ctl->hami);
     if (gm_ctl_synced(ctl)) {
         const struct gm_map *m = gm_reflector_items(ctl->nodes);
         for (struct gm_map_entry *e = gm_map_first(m); e; e = gm_map_next(m, e))

@@ -120,12 +120,20 @@ struct gm_cm_data {
      * not known when config.json does not parse. */
     struct gm_map entries;
     bool entries_known;
+    /* owned, NULL when absent: the ConfigMap's gpumode.io/hami-nodes, the
+     * nodes whose entries hold keys gpumode wrote (app/hami.h) */
+    char *marks;
 };
 
 /* HAMi's per-node config (config.json) as cached, or NULL when the
  * ConfigMap does not exist; *rv receives its resourceVersion. */
 const char *gm_ctl_hami_config(const struct gm_ctl *ctl, const char **rv,
                                bool *exists);
+/* Its gpumode.io/hami-nodes annotation (borrowed), or NULL. */
+const char *gm_ctl_hami_marks(const struct gm_ctl *ctl);
+/* Whether gpumode switched node, or is switching it, and may not leave
+ * it alone (gpumode.io/skip): the keys it sets in HAMi's entry are its. */
+bool gm_ctl_node_ours(const struct gm_node *n);
 /* Its entries (struct gm_cm_data), or NULL when it does not exist or its
  * config does not parse. */
 const struct gm_map *gm_ctl_hami_entries(const struct gm_ctl *ctl);

@@ -34,11 +34,21 @@ struct gm_hami {
     uint64_t retry_at;    /* after a failed write: no write before */
     uint64_t backoff_ms;
     char error[600]; /* why the last write failed, or "" */
+    bool marks_full; /* GM_HAMI_MARKS left nodes out (logged once) */
     bool bad_config; /* error says the cached config does not parse */
     /* Flushes again when a wait above ends: a deleted node's want has no
      * switch of its own to ask again. */
     uv_timer_t timer;
     bool timer_closed; /* gm_hami_free closed it */
+    /* node -> struct check* (owned by its GET): marked nodes not in the
+     * cache, asked of the API server before their keys go (gm_hami_sweep) */
+    struct gm_map checks;
+};
+
+/* A GET of a marked node in flight. */
+struct check {
+    struct gm_hami *h; /* borrowed */
+    char node[256];
 };
 
 static void want_free(struct want *w)
@@ -56,6 +66,7 @@ int gm_hami_new(struct gm_ctl *ctl, struct gm_hami **out)
         return -ENOMEM;
     h->ctl = ctl;
     gm_map_init(&h->wants);
+    gm_map_init(&h->checks);
     uv_timer_init(ctl->loop, &h->timer);
     h->timer.data = h;
     /* It must not keep the loop alive on its own. */
@@ -70,16 +81,22 @@ static void destroy(struct gm_hami *h)
          e = gm_map_next(&h->wants, e))
         want_free(e->value);
     gm_map_free(&h->wants);
+    gm_map_free(&h->checks);
     free(h);
 }
 
-/* The timer is closed, and no write is out: nothing uses h any more. */
+/* Freed, with the timer closed and no request out: nothing uses h. */
+static void destroy_when_idle(struct gm_hami *h)
+{
+    if (h->ctl == NULL && h->timer_closed && !h->sending && h->checks.len == 0)
+        destroy(h);
+}
+
 static void timer_closed(uv_handle_t *t)
 {
     struct gm_hami *h = t->data;
     h->timer_closed = true;
-    if (!h->sending)
-        destroy(h);
+    destroy_when_idle(h);
 }
 
 void gm_hami_free(struct gm_hami *h)
@@ -412,6 +429,94 @@ static bool node_cached(struct gm_hami *h, const char *node)
     return gm_map_get(gm_reflector_items(h->ctl->nodes), node) != NULL;
 }
 
+static bool has_managed(json_object *e)
+{
+    for (size_t k = 0; k < N_MANAGED; k++)
+        if (field(e, managed[k]))
+            return true;
+    return false;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* See hami.h. */
+int gm_hami_marks(json_object *list, const char *old,
+                  int (*mark)(void *ud, const char *node), void *ud, char **out)
+{
+    struct gm_map was, names; /* sets: values are only not NULL */
+    const char **sorted = NULL;
+    char *text = NULL;
+    int err = 0, left = 0;
+    gm_map_init(&was);
+    gm_map_init(&names);
+    *out = NULL;
+    for (const char *p = old ? old : ""; *p && !err;) {
+        size_t len = strcspn(p, ",");
+        char name[256];
+        if (len > 0 && len < sizeof(name)) {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            err = gm_map_put(&was, name, &was, NULL);
+        }
+        p += len + (p[len] == ',');
+    }
+    size_t n = gm_json_len(list);
+    for (size_t i = 0; i < n && !err; i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        const char *name = gm_hami_entry_name(e);
+        if (name == NULL || name[0] == '\0' || strchr(name, ',') ||
+            !has_managed(e))
+            continue;
+        int m = mark(ud, name);
+        if (m > 0 || (m == 0 && gm_map_get(&was, name)))
+            err = gm_map_put(&names, name, &names, NULL);
+    }
+    if (!err) {
+        sorted = malloc((names.len + 1) * sizeof(*sorted));
+        text = malloc(GM_HAMI_MARKS_MAX + 1);
+        err = sorted && text ? 0 : -ENOMEM;
+    }
+    if (!err) {
+        size_t k = 0, at = 0;
+        for (struct gm_map_entry *e = gm_map_first(&names); e;
+             e = gm_map_next(&names, e))
+            sorted[k++] = e->key;
+        qsort(sorted, k, sizeof(*sorted), by_name);
+        text[0] = '\0';
+        for (size_t i = 0; i < k; i++) {
+            size_t len = strlen(sorted[i]) + (at > 0);
+            if (at + len > GM_HAMI_MARKS_MAX) {
+                left++;
+                continue;
+            }
+            at += (size_t)snprintf(text + at, GM_HAMI_MARKS_MAX + 1 - at,
+                                   "%s%s", at > 0 ? "," : "", sorted[i]);
+        }
+        *out = text;
+        text = NULL;
+    }
+    free(text);
+    free(sorted);
+    gm_map_free(&was);
+    gm_map_free(&names);
+    return err ? err : left;
+}
+
+/* gm_hami_marks's mark: a node in the cache is gpumode's or not; one not
+ * in it is kept as marked before (it was deleted: gm_hami_sweep). */
+static int mark_node(void *ud, const char *node)
+{
+    struct gm_hami *h = ud;
+    const struct gm_node *n =
+        gm_map_get(gm_reflector_items(h->ctl->nodes), node);
+    if (n == NULL)
+        return 0;
+    return gm_ctl_node_ours(n) ? 1 : -1;
+}
+
 /* Nodes whose entry the cache shows are woken and forgotten (all of them
  * when cfg is NULL: the ConfigMap is gone, and switches go on without
  * it); the others go into list. A deleted node's want is forgotten too
@@ -474,8 +579,7 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     struct gm_hami *h = data;
     h->sending = false;
     if (h->ctl == NULL) {
-        if (h->timer_closed)
-            destroy(h);
+        destroy_when_idle(h);
         return;
     }
     uint64_t now = uv_now(h->ctl->loop);
@@ -576,10 +680,35 @@ static void flush(struct gm_hami *h)
         json_object_put(out);
         return;
     }
+    /* The marks go in the same write as the entries: neither is seen
+     * without the other. */
+    const char *was = gm_ctl_hami_marks(ctl);
+    char *marks = NULL;
+    int left = gm_hami_marks(list, was, mark_node, h, &marks);
+    if (left < 0) {
+        json_object_put(out);
+        flush_later(h, BACKOFF_MIN_MS);
+        return;
+    }
+    if (left > 0 && !h->marks_full)
+        gm_log_kv(GM_LOG_WARN, NULL, NULL,
+                  "%d node%s left out of ConfigMap %s/%s's annotation %s "
+                  "(over %d bytes): their keys are taken out of HAMi's "
+                  "config only when a controller sees the node deleted",
+                  left, left == 1 ? "" : "s", ctl->cfg->hami_cm.namespace,
+                  ctl->cfg->hami_cm.name, GM_HAMI_MARKS, GM_HAMI_MARKS_MAX);
+    h->marks_full = left > 0;
     json_object *patch = json_object_new_object();
     json_object *meta = json_object_new_object();
     json_object *data = json_object_new_object();
     json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
+    if (strcmp(was ? was : "", marks) != 0) {
+        json_object *ann = json_object_new_object();
+        json_object_object_add(ann, GM_HAMI_MARKS,
+                               marks[0] ? json_object_new_string(marks) : NULL);
+        json_object_object_add(meta, "annotations", ann);
+    }
+    free(marks);
     json_object_object_add(patch, "metadata", meta);
     json_object_object_add(
         data, ctl->cfg->hami_cm.key,
@@ -631,6 +760,7 @@ static int put_want(struct gm_hami *h, const char *node, json_object *entry,
     return 0;
 }
 
+
 int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
 {
     const char *rv = "";
@@ -655,6 +785,76 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
 int gm_hami_prune(struct gm_hami *h, const char *node)
 {
     return put_want(h, node, NULL, true);
+}
+
+/* A node name as the API server allows it (a DNS subdomain): the
+ * annotation is anyone's to edit, and only such a name goes into a path. */
+static bool node_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+/* The API server's answer for a marked node the cache does not hold: only
+ * a 404 says it is gone (the cache may lag: a new leader's watch may not
+ * have seen the node its predecessor switched); anything else leaves it
+ * for the next sweep. */
+static void check_done(void *data, const struct gm_kube_resp *resp)
+{
+    struct check *c = data;
+    struct gm_hami *h = c->h;
+    gm_map_del(&h->checks, c->node);
+    struct gm_ctl *ctl = h->ctl;
+    if (ctl && resp->code == 404 && !node_cached(h, c->node)) {
+        gm_log_kv(GM_LOG_INFO, c->node, NULL,
+                  "%sdeleted while no controller ran: %s its keys out of "
+                  "HAMi's per-node config",
+                  ctl->dry_run ? "dry run: " : "",
+                  ctl->dry_run ? "would take" : "taking");
+        /* Out of memory: it stays marked, for the next sweep. */
+        if (!ctl->dry_run)
+            put_want(h, c->node, NULL, true);
+    }
+    free(c);
+    destroy_when_idle(h);
+}
+
+void gm_hami_sweep(struct gm_hami *h)
+{
+    struct gm_ctl *ctl = h ? h->ctl : NULL;
+    if (ctl == NULL || !ctl->leading || ctl->nodes == NULL ||
+        !gm_reflector_has_synced(ctl->nodes) || ctl->hami_cm == NULL ||
+        !gm_reflector_has_synced(ctl->hami_cm))
+        return;
+    const char *marks = gm_ctl_hami_marks(ctl);
+    for (const char *p = marks ? marks : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        struct check *c = NULL;
+        if (node_name_ok(p, len) && (c = calloc(1, sizeof(*c)))) {
+            memcpy(c->node, p, len);
+            c->h = h;
+        }
+        p += len + (p[len] == ',');
+        if (c == NULL)
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/api/v1/nodes/%s", c->node);
+        /* Out of memory, or no request: it stays marked, for the next
+         * sweep. */
+        if (node_cached(h, c->node) || gm_map_get(&h->wants, c->node) ||
+            gm_map_get(&h->checks, c->node) ||
+            gm_map_put(&h->checks, c->node, c, NULL) != 0) {
+            free(c);
+        } else if (gm_kube_get(ctl->kube, path, check_done, c) != 0) {
+            gm_map_del(&h->checks, c->node);
+            free(c);
+        }
+    }
 }
 
 void gm_hami_changed(struct gm_hami *h)

@@ -13,6 +13,17 @@
 
 struct gm_hami;
 
+/* An annotation on HAMi's ConfigMap naming, comma-separated and sorted,
+ * the nodes whose entries hold keys gpumode wrote: when one of them is
+ * deleted while no controller runs, the next one to lead takes those keys
+ * out (gm_hami_sweep). No other writer's entry is touched, as none is
+ * named. Kept under GM_HAMI_MARKS_MAX bytes, a quarter of the API
+ * server's limit for all of an object's annotations; nodes past it are
+ * left unnamed (their keys are then taken out only when a controller sees
+ * the node deleted). */
+#define GM_HAMI_MARKS "gpumode.io/hami-nodes"
+#define GM_HAMI_MARKS_MAX 65536
+
 /* ctl is borrowed and must outlive the writer's use (gm_hami_free). */
 int gm_hami_new(struct gm_ctl *ctl, struct gm_hami **out);
 
@@ -32,6 +43,24 @@ int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry);
  * leading; dropped when a node of that name is in the cache by then (it
  * came back, and its switch writes the entry it needs). 0 or -ENOMEM. */
 int gm_hami_prune(struct gm_hami *h, const char *node);
+
+/* Takes gpumode's keys out of the entries of the nodes the cached
+ * ConfigMap's GM_HAMI_MARKS names that are gone: nodes deleted while no
+ * controller saw it. A named node the node cache does not hold is asked
+ * of the API server (the cache may lag behind), and only a 404 counts.
+ * Does nothing unless leading with the node and ConfigMap caches synced;
+ * a dry run only logs. */
+void gm_hami_sweep(struct gm_hami *h);
+
+/* The GM_HAMI_MARKS value for nodeconfig list, into *out (the caller
+ * frees it; "" for none): each node an entry of which holds a key
+ * gpumode sets, when mark(ud, node) says 1 (gpumode's node), or 0
+ * (unknown: a deleted node) and old names it; not when it says -1 (a node
+ * gpumode leaves alone). Names that would take the value past
+ * GM_HAMI_MARKS_MAX are left out. Returns how many were, or -ENOMEM. */
+int gm_hami_marks(json_object *list, const char *old,
+                  int (*mark)(void *ud, const char *node), void *ud,
+                  char **out);
 
 /* Drops node's queued entry, if any (its switch ended another way); not
  * a deleted node's (gm_hami_prune). An entry already sent stays sent. */

@@ -2306,9 +2306,13 @@ func hamiEntry(t *testing.T, b *Bed, node string) map[string]any {
 // TestHAMiEntryKeepsOthersKeys: a person left a GPU out of HAMi on two
 // nodes (by index on one, by uuid on the other) in the nodes' entries. A
 // vgpu switch writes its split into those entries and keeps the rest;
-// verification counts the vGPUs of the GPUs HAMi serves. A third node's
-// entry goes when the node is deleted. A later policy with HAMi's
-// defaults takes out only what gpumode wrote.
+// verification counts the vGPUs of the GPUs HAMi serves, and the
+// ConfigMap's gpumode.io/hami-nodes names the nodes whose entries hold
+// gpumode's keys. A third node's entry goes when the node is deleted. The
+// second node is deleted while no controller runs: the next one takes
+// gpumode's keys out of its entry, and leaves the entry of a node to come
+// that a person wrote. A later policy with HAMi's defaults takes out only
+// what gpumode wrote.
 func TestHAMiEntryKeepsOthersKeys(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "L40S", "--gpus-per-node", "4")
@@ -2321,10 +2325,11 @@ func TestHAMiEntryKeepsOthersKeys(t *testing.T) {
 	config, _ := json.Marshal(map[string]any{"nodeconfig": []any{
 		map[string]any{"name": "gpu-001", "migstrategy": "none", "filterdevices": map[string]any{"index": []int{1}}},
 		map[string]any{"name": "gpu-002", "filterdevices": map[string]any{"uuid": []string{uuids[3]}}},
+		map[string]any{"name": "gpu-009", "devicesplitcount": 2},
 	}})
 	patch, _ := json.Marshal(map[string]any{"data": map[string]string{"config.json": string(config)}})
 	b.MustKubectl("-n", "kube-system", "patch", "configmap", "hami-device-plugin", "--type=merge", "-p", string(patch))
-	StartController(t, b)
+	c := StartController(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
@@ -2355,6 +2360,10 @@ spec:
 		t.Errorf("gpu-003's entry after the switch: %v", e)
 	}
 
+	if got := hamiMarks(t, b); got != "gpu-001,gpu-002,gpu-003" {
+		t.Errorf("gpumode.io/hami-nodes after the switches: %q", got)
+	}
+
 	// gpu-003 is scaled away: what gpumode wrote for it goes (here its
 	// whole entry), the others' stay.
 	b.MustKubectl("delete", "node", "gpu-003")
@@ -2362,19 +2371,42 @@ spec:
 		if e := hamiEntry(t, b, "gpu-003"); e != nil {
 			return fmt.Errorf("gpu-003's entry: %v", e)
 		}
+		if got := hamiMarks(t, b); got != "gpu-001,gpu-002" {
+			return fmt.Errorf("gpumode.io/hami-nodes: %q", got)
+		}
 		return nil
 	})
 	if e := hamiEntry(t, b, "gpu-001"); e["devicesplitcount"] != float64(5) {
 		t.Errorf("gpu-001's entry after gpu-003 went: %v", e)
 	}
 
+	// gpu-002 goes while no controller runs: no watch sees it go. The
+	// next controller finds it marked and not in the cluster.
+	c.Stop()
+	b.MustKubectl("delete", "node", "gpu-002")
+	c.start()
+	Eventually(t, 60*time.Second, "gpumode's keys out of gpu-002's entry", func(ctx context.Context) error {
+		e := hamiEntry(t, b, "gpu-002")
+		if len(e) != 2 || fmt.Sprint(e["filterdevices"]) != fmt.Sprintf("map[uuid:[%s]]", uuids[3]) {
+			return fmt.Errorf("gpu-002's entry: %v", e)
+		}
+		if got := hamiMarks(t, b); got != "gpu-001" {
+			return fmt.Errorf("gpumode.io/hami-nodes: %q", got)
+		}
+		return nil
+	})
+	if e := hamiEntry(t, b, "gpu-009"); e["devicesplitcount"] != float64(2) {
+		t.Errorf("the entry a person wrote for gpu-009, a node to come: %v", e)
+	}
+	if e := hamiEntry(t, b, "gpu-001"); e["devicesplitcount"] != float64(5) {
+		t.Errorf("gpu-001's entry after gpu-002 went: %v", e)
+	}
+
 	PatchPolicy(t, b, "a", `{"spec":{"vgpu":null}}`)
 	WaitPolicy(t, b, "a", 120*time.Second, "HAMi's defaults", func(s *PolicyStatus) error {
-		for _, n := range []string{"gpu-001", "gpu-002"} {
-			node := GetNode(t, b, n)
-			if got := Allocatable(node, "nvidia.com/vgpu"); got != 30 || node.Annotations["gpumode.io/settings"] != "{}" {
-				return fmt.Errorf("%s: nvidia.com/vgpu=%d (want 30) settings %q", n, got, node.Annotations["gpumode.io/settings"])
-			}
+		node := GetNode(t, b, "gpu-001")
+		if got := Allocatable(node, "nvidia.com/vgpu"); got != 30 || node.Annotations["gpumode.io/settings"] != "{}" {
+			return fmt.Errorf("gpu-001: nvidia.com/vgpu=%d (want 30) settings %q", got, node.Annotations["gpumode.io/settings"])
 		}
 		return Converged(s)
 	})
@@ -2382,9 +2414,28 @@ spec:
 	if fmt.Sprint(e) != "map[filterdevices:map[index:[1]] migstrategy:none name:gpu-001]" {
 		t.Errorf("gpu-001's entry with HAMi's defaults: %v", e)
 	}
-	if e := hamiEntry(t, b, "gpu-002"); len(e) != 2 || e["filterdevices"] == nil {
-		t.Errorf("gpu-002's entry with HAMi's defaults: %v", e)
+	// No entry holds gpumode's keys now: the annotation goes.
+	if got, ok := hamiMarksSet(t, b); ok {
+		t.Errorf("gpumode.io/hami-nodes with no entry of gpumode's: %q", got)
 	}
+}
+
+// hamiMarks is HAMi's ConfigMap's gpumode.io/hami-nodes annotation.
+func hamiMarks(t *testing.T, b *Bed) string {
+	t.Helper()
+	v, _ := hamiMarksSet(t, b)
+	return v
+}
+
+// hamiMarksSet is the annotation, and whether it is there.
+func hamiMarksSet(t *testing.T, b *Bed) (string, bool) {
+	t.Helper()
+	cm, err := b.CS.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "hami-device-plugin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := cm.Annotations["gpumode.io/hami-nodes"]
+	return v, ok
 }
 
 // TestGPUUseWithoutRequestIsDrained: a pod that asks for no GPU resource
