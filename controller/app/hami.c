@@ -760,7 +760,6 @@ static int put_want(struct gm_hami *h, const char *node, json_object *entry,
     return 0;
 }
 
-
 int gm_hami_want(struct gm_hami *h, const char *node, json_object *entry)
 {
     const char *rv = "";
