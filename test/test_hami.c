@@ -84,7 +84,7 @@ struct fx {
     int rv;                 /* the ConfigMap's resourceVersion */
     json_object *config;    /* owned: its config.json, parsed */
     char *marks;            /* owned: its gpumode.io/hami-nodes, or NULL */
-    int asked_gone;         /* GETs of the marked nodes not in the cache */
+    int asked_gone;         /* lists of marked nodes not in the cache */
     int asked_alive;
     struct th_conn *watch; /* the ConfigMap watch, or NULL */
     struct th_conn *nodes; /* the node watch, or NULL */
@@ -256,6 +256,18 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         /* Changes since the list (version 5), as the API server sends. */
         if (f->rv != 5)
             cm_event(f);
+    } else if (strcmp(r->path, "/api/v1/nodes?fieldSelector=metadata.name%3D"
+                               "gone") == 0) {
+        f->asked_gone++;
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                   "\"40\"},\"items\":[]}");
+    } else if (strcmp(r->path, "/api/v1/nodes?fieldSelector=metadata.name%3D"
+                               "alive") == 0) {
+        f->asked_alive++;
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                   "\"40\"},\"items\":[{\"metadata\":{\"name\":\"alive\"}}]}");
     } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0 &&
                strstr(r->path, "watch=1")) {
         th_stream_start(c, 200);
@@ -272,15 +284,6 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         cm_patch(f, r, c);
     } else if (strcmp(r->method, "POST") == 0) {
         th_respond(c, 201, NULL, "{}"); /* events */
-    } else if (strcmp(r->path, "/api/v1/nodes/gone") == 0) {
-        f->asked_gone++;
-        th_respond(c, 404, NULL,
-                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
-                   "\"NotFound\",\"code\":404}");
-    } else if (strcmp(r->path, "/api/v1/nodes/alive") == 0) {
-        f->asked_alive++;
-        th_respond(c, 200, NULL,
-                   "{\"kind\":\"Node\",\"metadata\":{\"name\":\"alive\"}}");
     } else if (strstr(r->path, "/configmaps?") && f->first == LIST_FORBIDDEN) {
         th_respond(c, 403, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
@@ -613,7 +616,7 @@ static void test_deleted_node_entry_goes(void **state)
 }
 
 /* A marked node the cache does not hold, and the API server does not
- * have, was deleted while no controller ran: the controller that leads
+ * list, was deleted while no controller ran: the controller that leads
  * next takes gpumode's keys out of its entry, keeping a person's
  * (migstrategy), and its mark. One the API server has stays marked, with
  * its entry; an entry of no node that is not marked is someone else's,

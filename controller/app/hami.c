@@ -800,16 +800,19 @@ static bool node_name_ok(const char *s, size_t len)
 }
 
 /* The API server's answer for a marked node the cache does not hold: only
- * a 404 says it is gone (the cache may lag: a new leader's watch may not
- * have seen the node its predecessor switched); anything else leaves it
- * for the next sweep. */
+ * an empty list says it is gone (the cache may lag: a new leader's watch
+ * may not have seen a node its predecessor switched); anything else leaves
+ * it for the next sweep. */
 static void check_done(void *data, const struct gm_kube_resp *resp)
 {
     struct check *c = data;
     struct gm_hami *h = c->h;
     gm_map_del(&h->checks, c->node);
     struct gm_ctl *ctl = h->ctl;
-    if (ctl && resp->code == 404 && !node_cached(h, c->node)) {
+    json_object *items = gm_json_get(resp->obj, "items");
+    if (ctl && resp->code == 200 &&
+        json_object_is_type(items, json_type_array) &&
+        json_object_array_length(items) == 0 && !node_cached(h, c->node)) {
         gm_log_kv(GM_LOG_INFO, c->node, NULL,
                   "%sdeleted while no controller ran: %s its keys out of "
                   "HAMi's per-node config",
@@ -841,8 +844,11 @@ void gm_hami_sweep(struct gm_hami *h)
         p += len + (p[len] == ',');
         if (c == NULL)
             continue;
-        char path[300];
-        snprintf(path, sizeof(path), "/api/v1/nodes/%s", c->node);
+        /* A list by name, which the ClusterRole allows (no get): read
+         * from the API server, not a cache of ours. */
+        char path[320];
+        snprintf(path, sizeof(path),
+                 "/api/v1/nodes?fieldSelector=metadata.name%%3D%s", c->node);
         /* Out of memory, or no request: it stays marked, for the next
          * sweep. */
         if (node_cached(h, c->node) || gm_map_get(&h->wants, c->node) ||

@@ -46,8 +46,9 @@ int gm_hami_prune(struct gm_hami *h, const char *node);
 
 /* Takes gpumode's keys out of the entries of the nodes the cached
  * ConfigMap's GM_HAMI_MARKS names that are gone: nodes deleted while no
- * controller saw it. A named node the node cache does not hold is asked
- * of the API server (the cache may lag behind), and only a 404 counts.
+ * controller saw it. A named node the node cache does not hold is listed
+ * by name from the API server (the cache may lag behind), and only an
+ * empty list counts.
  * Does nothing unless leading with the node and ConfigMap caches synced;
  * a dry run only logs. */
 void gm_hami_sweep(struct gm_hami *h);

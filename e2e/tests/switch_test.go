@@ -2316,7 +2316,7 @@ func hamiEntry(t *testing.T, b *Bed, node string) map[string]any {
 func TestHAMiEntryKeepsOthersKeys(t *testing.T) {
 	requireE2E(t)
 	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "L40S", "--gpus-per-node", "4")
-	InstallGpumode(t, b)
+	installManifests(t, b) // their RBAC: the sweep may only list nodes
 	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002", "gpu-003")
 	uuids := strings.Fields(FakeSMI(t, b, "gpu-002", "--query-gpu=uuid", "--format=csv,noheader"))
 	if len(uuids) != 4 {
@@ -2329,7 +2329,7 @@ func TestHAMiEntryKeepsOthersKeys(t *testing.T) {
 	}})
 	patch, _ := json.Marshal(map[string]any{"data": map[string]string{"config.json": string(config)}})
 	b.MustKubectl("-n", "kube-system", "patch", "configmap", "hami-device-plugin", "--type=merge", "-p", string(patch))
-	c := StartController(t, b)
+	c := startControllerAsSA(t, b)
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
 kind: GPUModePolicy
