@@ -44,13 +44,17 @@ enum first_write {
 
 /* gone's node was deleted while no controller ran: gpumode's keys in its
  * entry go, a person's stay. alive's node is not in the cache, but the
- * API server has it (the cache lags): it stays. "other" is no node
+ * API server has it (the cache lags): it stays; so does refused's, which
+ * the API server will not list (RBAC). cleared's entry holds none of
+ * gpumode's keys any more: its node is not even asked for. "other" is no node
  * either, but not marked: its entry is someone else's and stays. */
 static const char marked_config[] =
     "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
     "\"devicesplitcount\":2},{\"name\":\"gone\",\"operatingmode\":"
     "\"hami-core\",\"devicesplitcount\":4,\"migstrategy\":\"none\"},"
-    "{\"name\":\"alive\",\"devicesplitcount\":3}]}";
+    "{\"name\":\"alive\",\"devicesplitcount\":3},"
+    "{\"name\":\"refused\",\"devicesplitcount\":5},"
+    "{\"name\":\"cleared\",\"migstrategy\":\"none\"}]}";
 
 /* gpu-001's entries by a person: a GPU left out and a MIG strategy, kept
  * (the later entry's empty ones do not replace them, for HAMi);
@@ -86,6 +90,8 @@ struct fx {
     char *marks;            /* owned: its gpumode.io/hami-nodes, or NULL */
     int asked_gone;         /* lists of marked nodes not in the cache */
     int asked_alive;
+    int asked_refused;
+    int asked_cleared;
     struct th_conn *watch; /* the ConfigMap watch, or NULL */
     struct th_conn *nodes; /* the node watch, or NULL */
     bool deleted;          /* NODE_DELETED: the DELETED event went */
@@ -268,6 +274,18 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         th_respond(c, 200, NULL,
                    "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
                    "\"40\"},\"items\":[{\"metadata\":{\"name\":\"alive\"}}]}");
+    } else if (strstr(r->path, "metadata.name%3Dcleared")) {
+        f->asked_cleared++;
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                   "\"40\"},\"items\":[]}");
+    } else if (strcmp(r->path, "/api/v1/nodes?fieldSelector=metadata.name%3D"
+                               "refused") == 0) {
+        f->asked_refused++;
+        th_respond(c, 403, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Forbidden\",\"message\":\"nodes is forbidden\","
+                   "\"code\":403}");
     } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0 &&
                strstr(r->path, "watch=1")) {
         th_stream_start(c, 200);
@@ -315,7 +333,7 @@ static void run(struct fx *f, enum first_write first)
     f->rv = 5;
     /* HAMi's chart has keys of its own, and an entry gpumode never made. */
     if (first == MARKED)
-        f->marks = strdup("alive,gone,gpu-001");
+        f->marks = strdup("alive,cleared,gone,gpu-001,refused");
     f->config = json_tokener_parse(
         first == PERSON_KEYS ? person_config
         : first == MARKED
@@ -626,12 +644,14 @@ static void test_marked_deleted_node_swept(void **state)
     struct fx f;
     (void)state;
     run(&f, MARKED);
-    assert_string_equal(f.marks,
-                        "alive,gpu-001,gpu-002,gpu-003,gpu-004,gpu-005");
+    assert_string_equal(
+        f.marks, "alive,gpu-001,gpu-002,gpu-003,gpu-004,gpu-005,refused");
     assert_int_equal(f.asked_gone, 1);
     assert_true(f.asked_alive >= 1);
+    assert_true(f.asked_refused >= 1);
+    assert_int_equal(f.asked_cleared, 0);
     json_object *list = gm_json_get(f.config, "nodeconfig");
-    int gone = 0, other = 0, alive = 0;
+    int gone = 0, other = 0, alive = 0, refused = 0;
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         json_object *e = json_object_array_get_idx(list, i);
         const char *name = gm_json_str(e, "name");
@@ -648,11 +668,16 @@ static void test_marked_deleted_node_swept(void **state)
             alive++;
             assert_int_equal(
                 json_object_get_int(gm_json_get(e, "devicesplitcount")), 3);
+        } else if (strcmp(name, "refused") == 0) {
+            refused++;
+            assert_int_equal(
+                json_object_get_int(gm_json_get(e, "devicesplitcount")), 5);
         }
     }
     assert_int_equal(gone, 1);
     assert_int_equal(other, 1);
     assert_int_equal(alive, 1);
+    assert_int_equal(refused, 1);
     fx_clear(&f);
 }
 
@@ -697,8 +722,8 @@ static void test_marks(void **state)
     free(out);
     json_object_put(list);
 
-    /* 300 names of 250 bytes: 262 fit in 65,536 bytes with their commas
-     * (262 x 251 - 1 = 65,761 does not; 261 x 251 - 1 = 65,510 does). */
+    /* 300 names of 250 bytes, with their commas: 261 fit in 65,536 bytes
+     * (261 x 251 - 1 = 65,510), 262 do not (65,761). */
     list = json_object_new_array();
     char name[251];
     for (int i = 0; i < 300; i++) {

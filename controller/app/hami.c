@@ -786,19 +786,6 @@ int gm_hami_prune(struct gm_hami *h, const char *node)
     return put_want(h, node, NULL, true);
 }
 
-/* A node name as the API server allows it (a DNS subdomain): the
- * annotation is anyone's to edit, and only such a name goes into a path. */
-static bool node_name_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-              s[i] == '-' || s[i] == '.'))
-            return false;
-    return true;
-}
-
 /* The API server's answer for a marked node the cache does not hold: only
  * an empty list says it is gone (the cache may lag: a new leader's watch
  * may not have seen a node its predecessor switched); anything else leaves
@@ -810,6 +797,13 @@ static void check_done(void *data, const struct gm_kube_resp *resp)
     gm_map_del(&h->checks, c->node);
     struct gm_ctl *ctl = h->ctl;
     json_object *items = gm_json_get(resp->obj, "items");
+    if (ctl && resp->error && resp->error->err != -ECANCELED)
+        gm_log_kv(GM_LOG_WARN, c->node, NULL,
+                  "listing the node, named in ConfigMap %s/%s's annotation "
+                  "%s and not in the cache, failed (%s: %s): its keys in "
+                  "HAMi's per-node config stay",
+                  ctl->cfg->hami_cm.namespace, ctl->cfg->hami_cm.name,
+                  GM_HAMI_MARKS, resp->error->reason, resp->error->message);
     if (ctl && resp->code == 200 &&
         json_object_is_type(items, json_type_array) &&
         json_object_array_length(items) == 0 && !node_cached(h, c->node)) {
@@ -833,17 +827,33 @@ void gm_hami_sweep(struct gm_hami *h)
         !gm_reflector_has_synced(ctl->nodes) || ctl->hami_cm == NULL ||
         !gm_reflector_has_synced(ctl->hami_cm))
         return;
-    const char *marks = gm_ctl_hami_marks(ctl);
-    for (const char *p = marks ? marks : ""; *p;) {
+    const char *marks = gm_ctl_hami_marks(ctl), *rv = "";
+    bool exists;
+    json_object *cfg = NULL;
+    char why[400];
+    if (marks == NULL ||
+        gm_hami_config_parse(gm_ctl_hami_config(ctl, &rv, &exists), &cfg, why,
+                             sizeof(why)) != 0)
+        return; /* one HAMi cannot read is not written over (flush) */
+    json_object *list = gm_hami_list(cfg);
+    for (const char *p = marks; *p;) {
         size_t len = strcspn(p, ",");
-        struct check *c = NULL;
-        if (node_name_ok(p, len) && (c = calloc(1, sizeof(*c)))) {
+        struct check *c = len < sizeof(c->node) ? calloc(1, sizeof(*c)) : NULL;
+        if (c) {
             memcpy(c->node, p, len);
             c->h = h;
         }
         p += len + (p[len] == ',');
         if (c == NULL)
             continue;
+        /* Only an object name goes into the query (anyone may edit the
+         * annotation); a mark left on an entry that holds none of
+         * gpumode's keys any more has nothing to take out. */
+        if (!gm_ctl_name_ok(c->node) ||
+            gm_hami_has_entry(list, c->node, NULL)) {
+            free(c);
+            continue;
+        }
         /* A list by name, which the ClusterRole allows (no get): read
          * from the API server, not a cache of ours. */
         char path[320];
@@ -860,6 +870,7 @@ void gm_hami_sweep(struct gm_hami *h)
             free(c);
         }
     }
+    json_object_put(cfg);
 }
 
 void gm_hami_changed(struct gm_hami *h)
