@@ -40,7 +40,28 @@ enum first_write {
     NODE_DELETED,     /* gpu-005 is deleted once every node went on */
     LIST_FORBIDDEN,   /* the ConfigMap may not even be listed (RBAC) */
     MARKED,           /* marks name a node deleted while none ran */
+    SEED,             /* every entry written before marks existed */
 };
+
+/* The five nodes' entries as their switches want them, written by a
+ * gpumode from before the marks: nothing to write but the marks. */
+static const char seed_config[] =
+    "{\"nodeconfig\":[{\"name\":\"other\",\"devicesplitcount\":2},"
+    "{\"name\":\"gpu-001\",\"operatingmode\":\"hami-core\","
+    "\"devicesplitcount\":4,\"devicememoryscaling\":1,"
+    "\"devicecorescaling\":1},"
+    "{\"name\":\"gpu-002\",\"operatingmode\":\"hami-core\","
+    "\"devicesplitcount\":4,\"devicememoryscaling\":1,"
+    "\"devicecorescaling\":1},"
+    "{\"name\":\"gpu-003\",\"operatingmode\":\"hami-core\","
+    "\"devicesplitcount\":4,\"devicememoryscaling\":1,"
+    "\"devicecorescaling\":1},"
+    "{\"name\":\"gpu-004\",\"operatingmode\":\"hami-core\","
+    "\"devicesplitcount\":4,\"devicememoryscaling\":1,"
+    "\"devicecorescaling\":1},"
+    "{\"name\":\"gpu-005\",\"operatingmode\":\"hami-core\","
+    "\"devicesplitcount\":4,\"devicememoryscaling\":1,"
+    "\"devicecorescaling\":1}]}";
 
 /* gone's node was deleted while no controller ran: gpumode's keys in its
  * entry go, a person's stay. alive's node is not in the cache, but the
@@ -92,6 +113,7 @@ struct fx {
     int asked_alive;
     int asked_refused;
     int asked_cleared;
+    int marks_only;        /* PATCHes of the marks alone */
     struct th_conn *watch; /* the ConfigMap watch, or NULL */
     struct th_conn *nodes; /* the node watch, or NULL */
     bool deleted;          /* NODE_DELETED: the DELETED event went */
@@ -160,6 +182,8 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     const char *rv =
         gm_json_str(gm_json_get(patch, "metadata"), "resourceVersion");
     const char *text = gm_json_str(gm_json_get(patch, "data"), "config.json");
+    json_object *ann =
+        gm_json_get(gm_json_get(patch, "metadata"), "annotations");
     char cur[16];
     snprintf(cur, sizeof(cur), "%d", f->rv);
     f->patches++;
@@ -181,18 +205,21 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
                    "\"Conflict\",\"message\":\"the object has been "
                    "modified\",\"code\":409}");
         intrude(f);
-    } else if (rv == NULL || strcmp(rv, cur) != 0 || text == NULL) {
+    } else if (rv == NULL || strcmp(rv, cur) != 0 ||
+               (text == NULL && ann == NULL)) {
         f->stale++;
         th_respond(c, 409, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
                    "\"Conflict\",\"code\":409}");
     } else {
-        json_object_put(f->config);
-        f->config = json_tokener_parse(text);
-        assert_non_null(f->config);
+        if (text == NULL) {
+            f->marks_only++;
+        } else {
+            json_object_put(f->config);
+            f->config = json_tokener_parse(text);
+            assert_non_null(f->config);
+        }
         /* A merge patch: null takes the annotation out. */
-        json_object *ann =
-            gm_json_get(gm_json_get(patch, "metadata"), "annotations");
         json_object *m = NULL;
         if (json_object_object_get_ex(ann, GM_HAMI_MARKS, &m)) {
             free(f->marks);
@@ -207,6 +234,8 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
             f->done = 1; /* stop before the answer is read */
         if (f->first == MARKED && f->advanced == (1u << NODES) - 1)
             f->done = f->marks && strstr(f->marks, "gone") == NULL;
+        if (f->first == SEED && f->advanced == (1u << NODES) - 1)
+            f->done = f->marks != NULL;
     }
     json_object_put(patch);
 }
@@ -238,6 +267,10 @@ static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
     if (f->first == MARKED) {
         /* The sweep's write may come after the switches'. */
         f->done = f->marks && strstr(f->marks, "gone") == NULL;
+        return;
+    }
+    if (f->first == SEED) {
+        f->done = f->marks != NULL;
         return;
     }
     if (f->first != NODE_DELETED || f->nodes == NULL) {
@@ -336,8 +369,9 @@ static void run(struct fx *f, enum first_write first)
         f->marks = strdup("alive,cleared,gone,gpu-001,refused");
     f->config = json_tokener_parse(
         first == PERSON_KEYS ? person_config
-        : first == MARKED
-            ? marked_config
+        : first == MARKED    ? marked_config
+        : first == SEED
+            ? seed_config
             : "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
               "\"devicesplitcount\":2}]}");
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
@@ -744,6 +778,23 @@ static void test_marks(void **state)
     json_object_put(list);
 }
 
+/* Entries written before there were marks (an upgrade), with nothing
+ * else to write: the leader writes the marks alone, once, and leaves the
+ * config as it is. */
+static void test_marks_seeded(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, SEED);
+    assert_string_equal(f.marks, "gpu-001,gpu-002,gpu-003,gpu-004,gpu-005");
+    assert_int_equal(f.patches, 1);
+    assert_int_equal(f.marks_only, 1);
+    json_object *want = json_tokener_parse(seed_config);
+    assert_true(json_object_equal(f.config, want));
+    json_object_put(want);
+    fx_clear(&f);
+}
+
 /* Nor is one HAMi's decoder refuses for a field's type: the switches say
  * which field. */
 static void test_config_of_wrong_types_is_not_overwritten(void **state)
@@ -817,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_deleted_node_entry_goes),
         cmocka_unit_test(test_marked_deleted_node_swept),
         cmocka_unit_test(test_marks),
+        cmocka_unit_test(test_marks_seeded),
         cmocka_unit_test(test_config_of_wrong_types_is_not_overwritten),
         cmocka_unit_test(test_newer_fields_typed),
     };

@@ -35,6 +35,9 @@ struct gm_hami {
     uint64_t backoff_ms;
     char error[600]; /* why the last write failed, or "" */
     bool marks_full; /* GM_HAMI_MARKS left nodes out (logged once) */
+    /* GM_HAMI_MARKS is to be checked, and written if it is not what the
+     * entries say, with no entry to write (gm_hami_sweep) */
+    bool remark;
     bool bad_config; /* error says the cached config does not parse */
     /* Flushes again when a wait above ends: a deleted node's want has no
      * switch of its own to ask again. */
@@ -595,6 +598,7 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
         h->backoff_ms = 0;
         h->retry_at = 0;
         h->error[0] = '\0';
+        h->remark = false;
     } else if (resp->error->code != 409) {
         /* Retried with backoff, by the timer or a switch asking again. */
         h->backoff_ms = h->backoff_ms ? h->backoff_ms * 2 : BACKOFF_MIN_MS;
@@ -620,12 +624,14 @@ static void flush(struct gm_hami *h)
 
     /* A standby keeps deleted nodes' wants until it leads; an unsynced
      * cache would read as no ConfigMap. */
-    if (h->sending || gm_map_first(&h->wants) == NULL || !ctl->leading ||
+    bool wants = gm_map_first(&h->wants) != NULL;
+    if (h->sending || !(wants || h->remark) || !ctl->leading ||
         ctl->hami_cm == NULL || !gm_reflector_has_synced(ctl->hami_cm))
         return;
     const char *cur = gm_ctl_hami_config(ctl, &rv, &exists);
     if (!exists) {
         settle(h, NULL, NULL);
+        h->remark = false;
         return;
     }
     if (strcmp(rv, h->stale_rv) == 0 && now - h->stale_since < AWAIT_MS) {
@@ -635,6 +641,10 @@ static void flush(struct gm_hami *h)
     json_object *cfg = NULL;
     char why[400];
     int perr = gm_hami_config_parse(cur, &cfg, why, sizeof(why));
+    if (perr == -EINVAL && !wants) {
+        h->remark = false; /* the first write that needs it says why */
+        return;
+    }
     if (perr == -EINVAL) {
         /* Written back, it would lose every other node's entry, or keep
          * what makes HAMi run every node with its defaults: left for a
@@ -674,8 +684,8 @@ static void flush(struct gm_hami *h)
     }
     size_t n = settle(h, cfg, list);
     json_object_put(cfg);
-    if (n == 0 || now < h->retry_at) {
-        if (n > 0)
+    if ((n == 0 && !h->remark) || now < h->retry_at) {
+        if (n > 0 || h->remark)
             flush_later(h, h->retry_at - now);
         json_object_put(out);
         return;
@@ -690,6 +700,13 @@ static void flush(struct gm_hami *h)
         flush_later(h, BACKOFF_MIN_MS);
         return;
     }
+    bool remark = strcmp(was ? was : "", marks) != 0;
+    if (n == 0 && !remark) {
+        h->remark = false;
+        free(marks);
+        json_object_put(out);
+        return;
+    }
     if (left > 0 && !h->marks_full)
         gm_log_kv(GM_LOG_WARN, NULL, NULL,
                   "%d node%s left out of ConfigMap %s/%s's annotation %s "
@@ -702,26 +719,37 @@ static void flush(struct gm_hami *h)
     json_object *meta = json_object_new_object();
     json_object *data = json_object_new_object();
     json_object_object_add(meta, "resourceVersion", json_object_new_string(rv));
-    if (strcmp(was ? was : "", marks) != 0) {
+    if (remark) {
         json_object *ann = json_object_new_object();
         json_object_object_add(ann, GM_HAMI_MARKS,
                                marks[0] ? json_object_new_string(marks) : NULL);
         json_object_object_add(meta, "annotations", ann);
     }
-    free(marks);
     json_object_object_add(patch, "metadata", meta);
-    json_object_object_add(
-        data, ctl->cfg->hami_cm.key,
-        json_object_new_string(json_object_to_json_string_ext(
-            out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
-    json_object_object_add(patch, "data", data);
+    /* No entry to write: only the marks go, the config as it is. */
+    if (n > 0) {
+        json_object_object_add(
+            data, ctl->cfg->hami_cm.key,
+            json_object_new_string(json_object_to_json_string_ext(
+                out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
+        json_object_object_add(patch, "data", data);
+    } else {
+        json_object_put(data);
+    }
     json_object_put(out);
     char path[320];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
              ctl->cfg->hami_cm.namespace, ctl->cfg->hami_cm.name);
-    gm_log_kv(GM_LOG_INFO, NULL, NULL,
-              "writing HAMi's per-node config: %zu node entr%s", n,
-              n == 1 ? "y" : "ies");
+    if (n > 0)
+        gm_log_kv(GM_LOG_INFO, NULL, NULL,
+                  "writing HAMi's per-node config: %zu node entr%s", n,
+                  n == 1 ? "y" : "ies");
+    else
+        gm_log_kv(GM_LOG_INFO, NULL, NULL,
+                  "writing ConfigMap %s/%s's annotation %s: \"%s\"",
+                  ctl->cfg->hami_cm.namespace, ctl->cfg->hami_cm.name,
+                  GM_HAMI_MARKS, marks);
+    free(marks);
     int err = gm_kube_patch(
         ctl->kube, path, GM_PATCH_MERGE,
         json_object_to_json_string_ext(patch, JSON_C_TO_STRING_PLAIN), NULL, 0,
@@ -827,6 +855,10 @@ void gm_hami_sweep(struct gm_hami *h)
         !gm_reflector_has_synced(ctl->nodes) || ctl->hami_cm == NULL ||
         !gm_reflector_has_synced(ctl->hami_cm))
         return;
+    /* The marks themselves: nodes switched before there were any (an
+     * upgrade), or since left alone, or whose entries a person cleared. */
+    h->remark = true;
+    flush(h);
     const char *marks = gm_ctl_hami_marks(ctl), *rv = "";
     bool exists;
     json_object *cfg = NULL;

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -1635,10 +1636,18 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	var names []string
 	for i := 1; i <= nodes; i++ {
-		if name := nodeName(i, nodes); !strings.Contains(cm.Data["config.json"], `"name":"`+name+`"`) {
+		name := nodeName(i, nodes)
+		names = append(names, name)
+		if !strings.Contains(cm.Data["config.json"], `"name":"`+name+`"`) {
 			t.Errorf("no HAMi entry for %s", name)
 		}
+	}
+	// Every entry is marked as gpumode's, in the same writes.
+	sort.Strings(names)
+	if got := cm.Annotations["gpumode.io/hami-nodes"]; got != strings.Join(names, ",") {
+		t.Errorf("gpumode.io/hami-nodes %q, want the %d nodes", got, nodes)
 	}
 }
 
