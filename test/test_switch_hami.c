@@ -36,7 +36,7 @@ struct fx {
     char *resources;   /* owned: the gpumode.io/resources it wrote, or NULL */
     bool gpus_removed; /* it wrote gpumode.io/gpus null (only full has it) */
     int done;
-    int cm_writes;
+    int cm_writes;        /* ConfigMap PATCHes with config.json */
     const char *node_ann; /* JSON object added to the node's annotations */
     bool refuse_cms;      /* answer ConfigMap lists 403, as RBAC would */
     bool plugin_ready;    /* HAMi's plugin pod runs, ready */
@@ -85,8 +85,13 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         return;
     }
     if (strcmp(r->method, "PATCH") == 0 && strstr(r->path, "/configmaps/")) {
-        f->cm_writes++;
-        if (f->cm_patch == NULL)
+        /* Entry writes; a leader also writes gpumode.io/hami-nodes alone
+         * when it is not what the entries say (app/hami.h). */
+        json_object *patch = json_tokener_parse(r->body);
+        bool data = gm_json_get(patch, "data") != NULL;
+        json_object_put(patch);
+        f->cm_writes += data;
+        if (f->cm_patch == NULL && data)
             f->cm_patch = strdup(r->body);
         th_respond(c, 200, NULL, "{}");
         return;
