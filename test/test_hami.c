@@ -41,6 +41,8 @@ enum first_write {
     LIST_FORBIDDEN,   /* the ConfigMap may not even be listed (RBAC) */
     MARKED,           /* marks name a node deleted while none ran */
     SEED,             /* every entry written before marks existed */
+    SEED_REFUSED,     /* ... and every ConfigMap PATCH refused (403) */
+    MARKS_INVALID,    /* any PATCH that sets the marks refused (422) */
 };
 
 /* The five nodes' entries as their switches want them, written by a
@@ -192,7 +194,7 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
         strstr(ns->message, "failed"))
         snprintf(f->message, sizeof(f->message), "%s", ns->message);
     if ((f->patches <= 2 && f->first == FIRST_FORBIDDEN) ||
-        f->first == ALWAYS_FORBIDDEN) {
+        f->first == ALWAYS_FORBIDDEN || f->first == SEED_REFUSED) {
         th_respond(c, 403, NULL,
                    "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
                    "\"Forbidden\",\"message\":\"configmaps is forbidden\","
@@ -205,6 +207,12 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
                    "\"Conflict\",\"message\":\"the object has been "
                    "modified\",\"code\":409}");
         intrude(f);
+    } else if (f->first == MARKS_INVALID && ann) {
+        /* An admission policy, or the annotations' size limit. */
+        th_respond(c, 422, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":"
+                   "\"Invalid\",\"message\":\"metadata.annotations: Too "
+                   "long\",\"code\":422}");
     } else if (rv == NULL || strcmp(rv, cur) != 0 ||
                (text == NULL && ann == NULL)) {
         f->stale++;
@@ -269,7 +277,7 @@ static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
         f->done = f->marks && strstr(f->marks, "gone") == NULL;
         return;
     }
-    if (f->first == SEED) {
+    if (f->first == SEED || f->first == SEED_REFUSED) {
         f->done = f->marks != NULL;
         return;
     }
@@ -359,7 +367,9 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 /* Runs the five switches until each has gone on to Verifying (or, with
  * FIRST_HELD, until the first write is answered). f->config ends as the
  * ConfigMap's config; the caller puts it. */
-static void run(struct fx *f, enum first_write first)
+/* Runs until done or ms have passed; whether done. */
+static bool run_for(struct fx *f, enum first_write first, bool dry_run,
+                    uint64_t ms)
 {
     memset(f, 0, sizeof(*f));
     f->first = first;
@@ -370,19 +380,26 @@ static void run(struct fx *f, enum first_write first)
     f->config = json_tokener_parse(
         first == PERSON_KEYS ? person_config
         : first == MARKED    ? marked_config
-        : first == SEED
+        : first == SEED || first == SEED_REFUSED
             ? seed_config
             : "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
               "\"devicesplitcount\":2}]}");
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = th_ctl_policy_split4;
+    f->c.ctl->dry_run = dry_run;
     if (first == ALWAYS_FORBIDDEN || first == BAD_CONFIG ||
         first == BAD_TYPES || first == LIST_FORBIDDEN)
         f->c.cfg.clients_timeout_s = 1;
-    assert_true(th_run_until(&f->c.loop, &f->done, 20000));
+    bool done = th_run_until(&f->c.loop, &f->done, ms);
     th_ctl_stop(&f->c);
     free(f->record);
+    return done;
+}
+
+static void run(struct fx *f, enum first_write first)
+{
+    assert_true(run_for(f, first, false, 20000));
 }
 
 static void fx_clear(struct fx *f)
@@ -795,6 +812,42 @@ static void test_marks_seeded(void **state)
     fx_clear(&f);
 }
 
+/* A dry run writes no marks either. */
+static void test_marks_not_written_in_dry_run(void **state)
+{
+    struct fx f;
+    (void)state;
+    assert_false(run_for(&f, SEED, true, 1500));
+    assert_int_equal(f.patches, 0);
+    assert_null(f.marks);
+    fx_clear(&f);
+}
+
+/* A refused write of the marks alone is not retried on a timer (that was
+ * a write every 30 s, for ever, on a converged fleet): the next sweep
+ * tries again. */
+static void test_refused_marks_not_retried(void **state)
+{
+    struct fx f;
+    (void)state;
+    assert_false(run_for(&f, SEED_REFUSED, false, 4000));
+    assert_int_equal(f.patches, 1);
+    fx_clear(&f);
+}
+
+/* Marks the API server refuses (an admission policy, the annotations'
+ * size limit) do not hold the switches: the entries go without them. */
+static void test_entries_written_without_refused_marks(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, MARKS_INVALID);
+    assert_int_equal(f.advanced, (1u << NODES) - 1);
+    assert_null(f.marks);
+    assert_entries(f.config, false, false);
+    fx_clear(&f);
+}
+
 /* Nor is one HAMi's decoder refuses for a field's type: the switches say
  * which field. */
 static void test_config_of_wrong_types_is_not_overwritten(void **state)
@@ -869,6 +922,9 @@ int main(void)
         cmocka_unit_test(test_marked_deleted_node_swept),
         cmocka_unit_test(test_marks),
         cmocka_unit_test(test_marks_seeded),
+        cmocka_unit_test(test_marks_not_written_in_dry_run),
+        cmocka_unit_test(test_refused_marks_not_retried),
+        cmocka_unit_test(test_entries_written_without_refused_marks),
         cmocka_unit_test(test_config_of_wrong_types_is_not_overwritten),
         cmocka_unit_test(test_newer_fields_typed),
     };

@@ -38,7 +38,14 @@ struct gm_hami {
     /* GM_HAMI_MARKS is to be checked, and written if it is not what the
      * entries say, with no entry to write (gm_hami_sweep) */
     bool remark;
-    bool bad_config; /* error says the cached config does not parse */
+    /* A write that changed GM_HAMI_MARKS was refused (not a 409): an
+     * admission policy, the annotations' size limit. Entries go without
+     * the marks, which the next sweep tries again, so vgpu switches are
+     * not held for them. */
+    bool marks_refused;
+    bool sent_entries; /* the write in flight has entries */
+    bool sent_marks;   /* ... changes GM_HAMI_MARKS */
+    bool bad_config;   /* error says the cached config does not parse */
     /* Flushes again when a wait above ends: a deleted node's want has no
      * switch of its own to ask again. */
     uv_timer_t timer;
@@ -594,11 +601,28 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
         memcpy(h->stale_rv, h->sent_rv, sizeof(h->stale_rv));
         h->stale_since = now;
     }
+    if (resp->error && resp->error->code == 409 && h->sent_marks)
+        h->remark = true; /* sent again against the newer version */
+    if (resp->error && resp->error->code != 409 && h->sent_marks &&
+        !h->marks_refused) {
+        gm_log_kv(GM_LOG_WARN, NULL, NULL,
+                  "writing ConfigMap %s/%s's annotation %s failed (%s: %s); "
+                  "%s",
+                  h->ctl->cfg->hami_cm.namespace, h->ctl->cfg->hami_cm.name,
+                  GM_HAMI_MARKS, resp->error->reason, resp->error->message,
+                  h->sent_entries ? "entries are written without it until "
+                                    "a replica starts leading or relists"
+                                  : "tried again when a replica starts "
+                                    "leading or relists");
+        h->marks_refused = true;
+    }
     if (resp->error == NULL) {
         h->backoff_ms = 0;
         h->retry_at = 0;
         h->error[0] = '\0';
-        h->remark = false;
+    } else if (resp->error->code != 409 && !h->sent_entries) {
+        /* The marks alone: not retried before the next sweep, and no
+         * switch waits for them. */
     } else if (resp->error->code != 409) {
         /* Retried with backoff, by the timer or a switch asking again. */
         h->backoff_ms = h->backoff_ms ? h->backoff_ms * 2 : BACKOFF_MIN_MS;
@@ -700,9 +724,10 @@ static void flush(struct gm_hami *h)
         flush_later(h, BACKOFF_MIN_MS);
         return;
     }
-    bool remark = strcmp(was ? was : "", marks) != 0;
+    bool remark = !h->marks_refused && strcmp(was ? was : "", marks) != 0;
+    /* The marks sent are the entries' as of now. */
+    h->remark = false;
     if (n == 0 && !remark) {
-        h->remark = false;
         free(marks);
         json_object_put(out);
         return;
@@ -764,6 +789,8 @@ static void flush(struct gm_hami *h)
     }
     snprintf(h->sent_rv, sizeof(h->sent_rv), "%s", rv);
     h->sending = true;
+    h->sent_entries = n > 0;
+    h->sent_marks = remark;
 }
 
 /* Queues node's want (entry consumed), replacing one queued before, and
@@ -856,9 +883,13 @@ void gm_hami_sweep(struct gm_hami *h)
         !gm_reflector_has_synced(ctl->hami_cm))
         return;
     /* The marks themselves: nodes switched before there were any (an
-     * upgrade), or since left alone, or whose entries a person cleared. */
-    h->remark = true;
-    flush(h);
+     * upgrade), or since left alone, or whose entries a person cleared.
+     * A dry run writes nothing. */
+    if (!ctl->dry_run) {
+        h->marks_refused = false;
+        h->remark = true;
+        flush(h);
+    }
     const char *marks = gm_ctl_hami_marks(ctl), *rv = "";
     bool exists;
     json_object *cfg = NULL;
