@@ -50,12 +50,12 @@ struct gm_hami {
      * switch of its own to ask again. */
     uv_timer_t timer;
     bool timer_closed; /* gm_hami_free closed it */
-    /* node -> struct check* (owned by its GET): marked nodes not in the
+    /* node -> struct check* (owned by its list): marked nodes not in the
      * cache, asked of the API server before their keys go (gm_hami_sweep) */
     struct gm_map checks;
 };
 
-/* A GET of a marked node in flight. */
+/* A list of a marked node, by name, in flight. */
 struct check {
     struct gm_hami *h; /* borrowed */
     char node[256];

@@ -14,13 +14,13 @@
 struct gm_hami;
 
 /* An annotation on HAMi's ConfigMap naming, comma-separated and sorted,
- * the nodes whose entries hold keys gpumode wrote: when one of them is
- * deleted while no controller runs, the next one to lead takes those keys
- * out (gm_hami_sweep). No other writer's entry is touched, as none is
- * named. Kept under GM_HAMI_MARKS_MAX bytes, a quarter of the API
- * server's limit for all of an object's annotations; nodes past it are
- * left unnamed (their keys are then taken out only when a controller sees
- * the node deleted). */
+ * the nodes gpumode manages whose entries hold keys of the kinds it sets:
+ * when one of them is deleted while no controller runs, the next one to
+ * lead takes those keys out (gm_hami_sweep). No other writer's entry is
+ * touched, as none is named. At most GM_HAMI_MARKS_MAX bytes, a quarter
+ * of the API server's limit for all of an object's annotations; nodes
+ * past it are left unnamed (their keys are then taken out only when a
+ * controller sees the node deleted). */
 #define GM_HAMI_MARKS "gpumode.io/hami-nodes"
 #define GM_HAMI_MARKS_MAX 65536
 
@@ -48,9 +48,9 @@ int gm_hami_prune(struct gm_hami *h, const char *node);
  * ConfigMap's GM_HAMI_MARKS names that are gone: nodes deleted while no
  * controller saw it. A named node the node cache does not hold is listed
  * by name from the API server (the cache may lag behind), and only an
- * empty list counts.
- * Does nothing unless leading with the node and ConfigMap caches synced;
- * a dry run only logs. */
+ * empty list counts. Also writes GM_HAMI_MARKS alone when it is not what
+ * the entries say. Does nothing unless leading with the node and
+ * ConfigMap caches synced; a dry run only logs. */
 void gm_hami_sweep(struct gm_hami *h);
 
 /* The GM_HAMI_MARKS value for nodeconfig list, into *out (the caller
