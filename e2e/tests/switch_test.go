@@ -124,10 +124,12 @@ func watchCordons(t *testing.T, b *Bed) func() int {
 
 // TestSwitchFullMigVgpuFull moves three nodes of a mixed A100/H100 fleet
 // through every mode while GPU workloads run: they are evicted and the real
-// scheduler places them on the node that stays full.
+// scheduler places them on the node that stays full. The GPU Operator runs
+// its standalone DCGM too (dcgm.enabled), which holds the GPUs: each
+// switch stops it with the other operands, and it runs again after.
 func TestSwitchFullMigVgpuFull(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "4", "--gpu-model", "mixed")
+	b := StartBed(t, nil, "--nodes", "4", "--gpu-model", "mixed", "--dcgm")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=switch", "gpu-001", "gpu-002", "gpu-003")
 	LabelNodes(t, b, "pool=stay", "gpu-004")
@@ -231,6 +233,22 @@ spec:
 	if d := dupHelpers() - dup0; d > 0 {
 		t.Errorf("%.0f pod creates answered 409 AlreadyExists (a helper pod posted twice)", d)
 	}
+	Eventually(t, 60*time.Second, "nvidia-dcgm running on every node", func(ctx context.Context) error {
+		pl, err := b.CS.CoreV1().Pods("gpu-operator").List(ctx, metav1.ListOptions{LabelSelector: "app=nvidia-dcgm"})
+		if err != nil {
+			return err
+		}
+		on := map[string]bool{}
+		for _, p := range pl.Items {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				on[p.Spec.NodeName] = true
+			}
+		}
+		if len(on) != 4 {
+			return fmt.Errorf("running on %v", on)
+		}
+		return nil
+	})
 	// No helper pod is left behind.
 	Eventually(t, 30*time.Second, "helper pods cleaned up", func(ctx context.Context) error {
 		pl, err := b.CS.CoreV1().Pods("gpumode-system").List(ctx, metav1.ListOptions{})

@@ -121,11 +121,18 @@ func ignoreExists(err error) error {
 	return err
 }
 
+// dcgmDaemonSet is the GPU Operator's standalone DCGM (nv-hostengine),
+// which it runs only with dcgm.enabled: off by default, so the benchmark
+// beds keep four operand pods per node.
+var dcgmDaemonSet = addonDS{"gpu-operator", "nvidia-dcgm", "nvcr.io/nvidia/cloud-native/dcgm:3.3.9-1-ubuntu22.04", sim.RoleDCGM,
+	"nvidia.com/gpu.deploy.dcgm", map[string]string{"app": "nvidia-dcgm"}}
+
 // installAddons creates what the GPU Operator and HAMi would: their
-// namespaces, ConfigMaps and device plugin / operand DaemonSets. The pods
-// are ordinary pods; the simulator recognises them by the annotation
-// sim.gpumode.io/role and acts as the plugin would on the node.
-func installAddons(ctx context.Context, cs kubernetes.Interface, limitCritical bool) error {
+// namespaces, ConfigMaps and device plugin / operand DaemonSets (with
+// standalone DCGM when dcgm). The pods are ordinary pods; the simulator
+// recognises them by the annotation sim.gpumode.io/role and acts as the
+// plugin would on the node.
+func installAddons(ctx context.Context, cs kubernetes.Interface, limitCritical, dcgm bool) error {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gpu-operator"}}, metav1.CreateOptions{}); ignoreExists(err) != nil {
 		return err
 	}
@@ -151,7 +158,11 @@ func installAddons(ctx context.Context, cs kubernetes.Interface, limitCritical b
 			return err
 		}
 	}
-	for _, a := range addonDaemonSets {
+	sets := addonDaemonSets
+	if dcgm {
+		sets = append(append([]addonDS{}, sets...), dcgmDaemonSet)
+	}
+	for _, a := range sets {
 		grace := int64(5)
 		ds := &appsv1.DaemonSet{
 			ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: a.name, Labels: a.labels},

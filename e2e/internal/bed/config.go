@@ -34,6 +34,8 @@ type State struct {
 	// LimitCriticalPods: the API server admits the critical priority
 	// classes only under a quota for them, as GKE does (admissionConfig).
 	LimitCriticalPods bool `json:"limitCriticalPods,omitempty"`
+	// DCGM: the GPU Operator's standalone DCGM runs too (dcgm.enabled).
+	DCGM bool `json:"dcgm,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "bed.json") }

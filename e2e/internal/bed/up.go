@@ -44,6 +44,7 @@ func Up(args []string) error {
 	nodeGrace := fs.String("node-monitor-grace-period", "", "kube-controller-manager --node-monitor-grace-period (default 60s, 120s above 1000 nodes)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (default 3m plus 150ms per node)")
 	limitCritical := fs.Bool("limit-critical-pods", false, "admit system-node-critical and system-cluster-critical pods only in namespaces with a quota for them, as GKE does")
+	dcgm := fs.Bool("dcgm", false, "also run the GPU Operator's standalone DCGM DaemonSet (nvidia-dcgm, dcgm.enabled), which holds the GPUs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,7 +103,7 @@ func Up(args []string) error {
 		Dir: d, EtcdPort: ports[0], EtcdPeerPort: ports[1], APIServerPort: ports[2], KCMPort: ports[3], SchedulerPort: ports[4],
 		Nodes: *nodes, GPUModel: *model, GPUsPerNode: *perNode, ServiceCIDR: "10.96.0.0/16", ServiceIP: "10.96.0.1",
 		NodePrefix: "gpu-", GPUOperator: *operator, GraceFactor: *grace, NodeGracePeriod: *nodeGrace,
-		LeaseInterval: leaseInterval.String(), LimitCriticalPods: *limitCritical,
+		LeaseInterval: leaseInterval.String(), LimitCriticalPods: *limitCritical, DCGM: *dcgm,
 	}
 	if err := st.save(); err != nil {
 		return err
@@ -197,7 +198,7 @@ leaderElection:
 		return fail(err)
 	}
 	if *operator {
-		if err := installAddons(ctx, cs, st.LimitCriticalPods); err != nil {
+		if err := installAddons(ctx, cs, st.LimitCriticalPods, st.DCGM); err != nil {
 			return fail(fmt.Errorf("install GPU add-ons: %w", err))
 		}
 	}

@@ -366,7 +366,7 @@ func migStrategyEnv(pod *corev1.Pod) string {
 // holdsGPUs tells whether this kind of pod keeps the GPUs open.
 func holdsGPUs(role string) bool {
 	switch role {
-	case RoleNvidiaPlugin, RoleHAMiPlugin, RoleFeatureDiscovery, RoleDCGMExporter:
+	case RoleNvidiaPlugin, RoleHAMiPlugin, RoleFeatureDiscovery, RoleDCGMExporter, RoleDCGM:
 		return true
 	}
 	return false

@@ -47,6 +47,7 @@ const (
 	RoleHAMiPlugin       = "hami-device-plugin"
 	RoleFeatureDiscovery = "gpu-feature-discovery"
 	RoleDCGMExporter     = "dcgm-exporter"
+	RoleDCGM             = "dcgm"
 	RoleMIGManager       = "mig-manager"
 	// HAMiResourceAnnotation on a HAMi plugin pod names the resource it
 	// registers: nvidia.com/vgpu as DaoCloud packages it (the default),
