@@ -43,6 +43,7 @@ enum first_write {
     SEED,             /* every entry written before marks existed */
     SEED_REFUSED,     /* ... and every ConfigMap PATCH refused (403) */
     MARKS_INVALID,    /* any PATCH that sets the marks refused (422) */
+    BAD_MARKS,        /* marks that are no node name */
 };
 
 /* The five nodes' entries as their switches want them, written by a
@@ -78,6 +79,12 @@ static const char marked_config[] =
     "{\"name\":\"alive\",\"devicesplitcount\":3},"
     "{\"name\":\"refused\",\"devicesplitcount\":5},"
     "{\"name\":\"cleared\",\"migstrategy\":\"none\"}]}";
+
+/* Marks that are no node name (anyone may edit the annotation), on
+ * entries with gpumode's keys: not asked for, and the entries stay. */
+static const char bad_marks_config[] =
+    "{\"nodeconfig\":[{\"name\":\"Bad_Name\",\"devicesplitcount\":6},"
+    "{\"name\":\"..\",\"devicesplitcount\":6}]}";
 
 /* gpu-001's entries by a person: a GPU left out and a MIG strategy, kept
  * (the later entry's empty ones do not replace them, for HAMi);
@@ -115,6 +122,7 @@ struct fx {
     int asked_alive;
     int asked_refused;
     int asked_cleared;
+    int asked_bad;         /* lists of marks that are no node name */
     int marks_only;        /* PATCHes of the marks alone */
     struct th_conn *watch; /* the ConfigMap watch, or NULL */
     struct th_conn *nodes; /* the node watch, or NULL */
@@ -244,6 +252,8 @@ static void cm_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
             f->done = f->marks && strstr(f->marks, "gone") == NULL;
         if (f->first == SEED && f->advanced == (1u << NODES) - 1)
             f->done = f->marks != NULL;
+        if (f->first == BAD_MARKS && f->advanced == (1u << NODES) - 1)
+            f->done = f->marks && strstr(f->marks, "gpu-005");
     }
     json_object_put(patch);
 }
@@ -281,6 +291,10 @@ static void node_patch(struct fx *f, const struct th_req *r, struct th_conn *c)
         f->done = f->marks != NULL;
         return;
     }
+    if (f->first == BAD_MARKS) {
+        f->done = f->marks && strstr(f->marks, "gpu-005");
+        return;
+    }
     if (f->first != NODE_DELETED || f->nodes == NULL) {
         f->done = 1;
         return;
@@ -315,6 +329,12 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         th_respond(c, 200, NULL,
                    "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
                    "\"40\"},\"items\":[{\"metadata\":{\"name\":\"alive\"}}]}");
+    } else if (strstr(r->path, "metadata.name%3DBad_Name") ||
+               strstr(r->path, "metadata.name%3D..")) {
+        f->asked_bad++;
+        th_respond(c, 200, NULL,
+                   "{\"kind\":\"NodeList\",\"metadata\":{\"resourceVersion\":"
+                   "\"40\"},\"items\":[]}");
     } else if (strstr(r->path, "metadata.name%3Dcleared")) {
         f->asked_cleared++;
         th_respond(c, 200, NULL,
@@ -377,11 +397,14 @@ static bool run_for(struct fx *f, enum first_write first, bool dry_run,
     /* HAMi's chart has keys of its own, and an entry gpumode never made. */
     if (first == MARKED)
         f->marks = strdup("alive,cleared,gone,gpu-001,refused");
+    if (first == BAD_MARKS)
+        f->marks = strdup("Bad_Name,,..");
     f->config = json_tokener_parse(
-        first == PERSON_KEYS ? person_config
-        : first == MARKED    ? marked_config
-        : first == SEED || first == SEED_REFUSED
-            ? seed_config
+        first == PERSON_KEYS                     ? person_config
+        : first == MARKED                        ? marked_config
+        : first == SEED || first == SEED_REFUSED ? seed_config
+        : first == BAD_MARKS
+            ? bad_marks_config
             : "{\"chartKey\":true,\"nodeconfig\":[{\"name\":\"other\","
               "\"devicesplitcount\":2}]}");
     f->record = th_ctl_switch_record(GM_PHASE_START_CLIENTS, NULL);
@@ -812,6 +835,27 @@ static void test_marks_seeded(void **state)
     fx_clear(&f);
 }
 
+/* Marks that are no node name are not asked for, and their entries keep
+ * gpumode's keys. */
+static void test_bad_marks_not_asked_for(void **state)
+{
+    struct fx f;
+    (void)state;
+    run(&f, BAD_MARKS);
+    assert_int_equal(f.asked_bad, 0);
+    json_object *list = gm_json_get(f.config, "nodeconfig");
+    int kept = 0;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *e = json_object_array_get_idx(list, i);
+        const char *name = gm_json_str(e, "name");
+        if (strcmp(name, "Bad_Name") == 0 || strcmp(name, "..") == 0)
+            kept +=
+                json_object_get_int(gm_json_get(e, "devicesplitcount")) == 6;
+    }
+    assert_int_equal(kept, 2);
+    fx_clear(&f);
+}
+
 /* A dry run writes no marks either. */
 static void test_marks_not_written_in_dry_run(void **state)
 {
@@ -922,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_marked_deleted_node_swept),
         cmocka_unit_test(test_marks),
         cmocka_unit_test(test_marks_seeded),
+        cmocka_unit_test(test_bad_marks_not_asked_for),
         cmocka_unit_test(test_marks_not_written_in_dry_run),
         cmocka_unit_test(test_refused_marks_not_retried),
         cmocka_unit_test(test_entries_written_without_refused_marks),

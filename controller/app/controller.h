@@ -120,8 +120,8 @@ struct gm_cm_data {
      * not known when config.json does not parse. */
     struct gm_map entries;
     bool entries_known;
-    /* owned, NULL when absent: the ConfigMap's gpumode.io/hami-nodes, the
-     * nodes whose entries hold keys gpumode wrote (app/hami.h) */
+    /* owned, NULL when absent: the ConfigMap's gpumode.io/hami-nodes
+     * (GM_HAMI_MARKS in app/hami.h) */
     char *marks;
 };
 

@@ -447,6 +447,23 @@ static bool has_managed(json_object *e)
     return false;
 }
 
+/* The next name of a GM_HAMI_MARKS value at *p into name (size bytes),
+ * moving *p past it; false at the end. An empty name, or one too long for
+ * name, comes back as "". */
+static bool next_mark(const char **p, char *name, size_t size)
+{
+    if (**p == '\0')
+        return false;
+    size_t len = strcspn(*p, ",");
+    name[0] = '\0';
+    if (len < size) {
+        memcpy(name, *p, len);
+        name[len] = '\0';
+    }
+    *p += len + ((*p)[len] == ',');
+    return true;
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -463,16 +480,11 @@ int gm_hami_marks(json_object *list, const char *old,
     gm_map_init(&was);
     gm_map_init(&names);
     *out = NULL;
-    for (const char *p = old ? old : ""; *p && !err;) {
-        size_t len = strcspn(p, ",");
-        char name[256];
-        if (len > 0 && len < sizeof(name)) {
-            memcpy(name, p, len);
-            name[len] = '\0';
-            err = gm_map_put(&was, name, &was, NULL);
-        }
-        p += len + (p[len] == ',');
-    }
+    char mark_name[256];
+    for (const char *p = old ? old : "";
+         !err && next_mark(&p, mark_name, sizeof(mark_name));)
+        if (mark_name[0])
+            err = gm_map_put(&was, mark_name, &was, NULL);
     size_t n = gm_json_len(list);
     for (size_t i = 0; i < n && !err; i++) {
         json_object *e = json_object_array_get_idx(list, i);
@@ -899,24 +911,18 @@ void gm_hami_sweep(struct gm_hami *h)
                              sizeof(why)) != 0)
         return; /* one HAMi cannot read is not written over (flush) */
     json_object *list = gm_hami_list(cfg);
-    for (const char *p = marks; *p;) {
-        size_t len = strcspn(p, ",");
-        struct check *c = len < sizeof(c->node) ? calloc(1, sizeof(*c)) : NULL;
-        if (c) {
-            memcpy(c->node, p, len);
-            c->h = h;
-        }
-        p += len + (p[len] == ',');
-        if (c == NULL)
-            continue;
+    char name[256];
+    for (const char *p = marks; next_mark(&p, name, sizeof(name));) {
         /* Only an object name goes into the query (anyone may edit the
          * annotation); a mark left on an entry that holds none of
          * gpumode's keys any more has nothing to take out. */
-        if (!gm_ctl_name_ok(c->node) ||
-            gm_hami_has_entry(list, c->node, NULL)) {
-            free(c);
+        if (!gm_ctl_name_ok(name) || gm_hami_has_entry(list, name, NULL))
             continue;
-        }
+        struct check *c = calloc(1, sizeof(*c));
+        if (c == NULL)
+            continue; /* it stays marked, for the next sweep */
+        memcpy(c->node, name, sizeof(c->node));
+        c->h = h;
         /* A list by name, which the ClusterRole allows (no get): read
          * from the API server, not a cache of ours. */
         char path[320];
