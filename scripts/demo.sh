@@ -50,9 +50,12 @@ mkdir -p "$dir"
 echo "    ready after $(($(date +%s) - start))s"
 
 step "Starting a test bed with 6 simulated GPU nodes"
+echo "    with the GPU Operator's DaemonSets (device plugin, feature discovery, DCGM,"
+echo "    dcgm-exporter, mig-manager) and HAMi's; the simulated nvidia-smi refuses"
+echo "    MIG changes while any of them holds a GPU, so gpumode stops them first."
 mkdir -p "$dir"
 "$0" --down >/dev/null 2>&1 || true
-TESTBED_NO_BUILD=1 "$root/e2e/testbed" up --dir "$bed" --nodes 6 --gpu-model mixed
+TESTBED_NO_BUILD=1 "$root/e2e/testbed" up --dir "$bed" --nodes 6 --gpu-model mixed --dcgm
 kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count
 
 step "Installing gpumode: the CRD and the controller's namespace"
