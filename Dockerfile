@@ -14,8 +14,9 @@ RUN apt-get update \
 WORKDIR /src
 COPY Makefile ./
 COPY controller ./controller
-# `make programs`, not `make`: the default target also runs scripts/deps.sh,
-# which installs test and e2e tools the image does not need.
+# `make programs`, not `make`: the default target first runs
+# scripts/deps.sh --build, which would run apt-get again for the packages
+# installed above (and scripts/ is not copied in).
 RUN make -j"$(nproc)" programs \
  && strip build/gpumode-controller build/gpumode-agent
 

@@ -333,6 +333,9 @@ static void test_helper_pod_spec(void **state)
     /* The agent sees the host's processes on the GPUs. */
     assert_non_null(strstr(js, "\"hostPID\":true"));
     assert_non_null(strstr(js, "\"automountServiceAccountToken\":false"));
+    /* An agent that leaves no result is failed with its log's tail. */
+    assert_non_null(strstr(js, "\"terminationMessagePolicy\":"
+                               "\"FallbackToLogsOnError\""));
     json_object_put(p);
 
     /* With the NVIDIA runtime class, no host path is mounted; a reboot

@@ -371,10 +371,11 @@ static void test_one_reboot_per_attempt(void **state)
 static char *reconfiguring(enum gm_mode from, bool rolling_back);
 
 /* A first switch's apply pod, made as the phase began, that ended with
- * no result of the agent's (a log's tail as the message); ran says its
- * container started. */
-static void run_stopped_apply(const char *pod_reason, bool ran,
-                              struct gm_switch_record *out)
+ * no result of the agent's (term, its log's tail, as the message); ran
+ * says its container started. */
+static void run_stopped_apply_said(const char *pod_reason, bool ran,
+                                   const char *term,
+                                   struct gm_switch_record *out)
 {
     static const char *const argv[] = {"apply", "--mode", "vgpu",
                                        "--allow-reset", ""};
@@ -382,12 +383,67 @@ static void run_stopped_apply(const char *pod_reason, bool ran,
                    .argv = argv,
                    .argc = 5,
                    .phase = "Failed",
-                   .term = "creating GPU instances on GPU 3\n",
+                   .term = term,
                    .pod_reason = pod_reason,
                    .ran = ran,
                    .created = (long long)time(NULL)};
     f.record = reconfiguring(GM_MODE_UNKNOWN, false);
     run_to_first_write(&f, NULL, out);
+}
+
+static void run_stopped_apply(const char *pod_reason, bool ran,
+                              struct gm_switch_record *out)
+{
+    run_stopped_apply_said(pod_reason, ran, "creating GPU instances on GPU 3\n",
+                           out);
+}
+
+/* An agent killed midway leaves the kubelet's tail of its log
+ * (FallbackToLogsOnError): its last lines are what the failure says,
+ * joined on one line, the start cut at a character's boundary when it
+ * is too long, before what the switch adds (a first switch is held);
+ * an empty tail says there was no result. */
+static void test_agent_log_tail_quoted(void **state)
+{
+    (void)state;
+    struct gm_switch_record rec = {0};
+    /* Lines of 3-byte characters, so that one of three cuts a byte apart
+     * falls inside one. */
+    char euros[60 * 3 + 1] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(euros, "\xe2\x82\xac");
+    for (int pad = 0; pad < 3; pad++) {
+        char tail[2048 + 1];
+        size_t at = 0;
+        for (int i = 0; at + 250 < sizeof(tail); i++)
+            at += (size_t)snprintf(tail + at, sizeof(tail) - at,
+                                   "nvidia-smi -i %d %s: exit 0\n", i, euros);
+        at += (size_t)snprintf(tail + at, sizeof(tail) - at,
+                               "nvidia-smi mig -cgi 19 -C: exit 0%.*s\r\n", pad,
+                               "...");
+        run_stopped_apply_said(NULL, true, tail, &rec);
+        assert_string_equal(rec.reason, "AgentFailed");
+        const char *m = rec.message;
+        assert_non_null(
+            strstr(m, "the agent left no result; its log ends: ..."));
+        /* The last line is there, whole, and no line break is left. */
+        const char *last = "| nvidia-smi mig -cgi 19 -C: exit 0";
+        assert_non_null(strstr(m, last));
+        assert_null(strchr(m, '\n'));
+        assert_null(strchr(m, '\r'));
+        assert_non_null(strstr(m, ": exit 0 | nvidia-smi -i "));
+        /* No character cut in two: no continuation byte after "...". */
+        const char *cut = strstr(m, "...") + 3;
+        fprintf(stderr, "CUT %d: %02x %.40s\n", pad, (unsigned char)*cut, cut);
+        assert_true(((unsigned char)*cut & 0xC0) != 0x80);
+        assert_true(strstr(m, last) - m < 768);
+        gm_record_clear(&rec);
+    }
+
+    run_stopped_apply_said(NULL, true, " \n", &rec);
+    assert_string_equal(rec.reason, "AgentFailed");
+    assert_non_null(strstr(rec.message, "the agent left no result; the mode"));
+    gm_record_clear(&rec);
 }
 
 /* The kubelet stopped the apply pod at its deadline, as happens while no
@@ -971,6 +1027,7 @@ int main(void)
         cmocka_unit_test(test_other_helpers_wait),
         cmocka_unit_test(test_one_reboot_per_attempt),
         cmocka_unit_test(test_apply_past_its_deadline),
+        cmocka_unit_test(test_agent_log_tail_quoted),
         cmocka_unit_test(test_other_pods_evicted_before_reboot),
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_untouched_refusal_is_not_held),

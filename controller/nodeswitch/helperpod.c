@@ -144,7 +144,11 @@ json_object *gm_helper_pod(const struct gm_helper_config *c,
     json_object_object_add(ctr, "env", env);
     json_object_object_add(ctr, "terminationMessagePath",
                            str("/dev/termination-log"));
-    json_object_object_add(ctr, "terminationMessagePolicy", str("File"));
+    /* The agent writes its result to the file; an agent that leaves none
+     * (killed midway, out of memory) is failed with the tail of its log,
+     * which the kubelet puts there instead. */
+    json_object_object_add(ctr, "terminationMessagePolicy",
+                           str("FallbackToLogsOnError"));
     /* Root, whatever user the image runs as (the controller's image runs
      * as 65532): changing MIG mode, resetting and creating instances need
      * it, and so does chroot. */

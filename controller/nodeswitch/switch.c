@@ -1,5 +1,6 @@
 #include "nodeswitch/switch.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -1147,6 +1148,52 @@ static int helper(struct sw *s, const char *step, const char *salt,
     return STEP_ASYNC;
 }
 
+/* What a helper said without a result of the agent's, into out (cap
+ * bytes): none when it said nothing; a JSON result as it is; else the
+ * tail of its log, which the kubelet hands out as the termination message
+ * of a container that failed without writing one (FallbackToLogsOnError:
+ * up to 80 lines). The last lines say most, so the start is what goes,
+ * at a character's boundary; lines are joined with " | ". */
+static void log_tail(const char *term, const char *none, char *out, size_t cap)
+{
+    size_t len = term ? strlen(term) : 0;
+    while (len > 0 && isspace((unsigned char)term[len - 1]))
+        len--;
+    if (len == 0) {
+        snprintf(out, cap, "%s", none);
+        return;
+    }
+    if (term[0] == '{') {
+        snprintf(out, cap, "%s", term);
+        return;
+    }
+    size_t at = (size_t)snprintf(out, cap, "%s; its log ends: ", none);
+    char *flat = malloc(len * 3 + 1); /* a line break takes 3 for 1 */
+    if (flat == NULL || at + 4 >= cap) {
+        free(flat);
+        snprintf(out, cap, "%s", none);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (term[i] == '\n') {
+            memcpy(flat + n, " | ", 3);
+            n += 3;
+        } else if (term[i] != '\r') {
+            flat[n++] = term[i];
+        }
+    }
+    flat[n] = '\0';
+    size_t from = 0, room = cap - at - 1;
+    if (n > room) {
+        from = n - (room - 3);
+        while (from < n && ((unsigned char)flat[from] & 0xC0) == 0x80)
+            from++;
+    }
+    snprintf(out + at, cap - at, "%s%s", from ? "..." : "", flat + from);
+    free(flat);
+}
+
 /* The layout a probe found, in the agent's layout form: one entry per GPU
  * so a rollback restores exactly what was there. NULL when the result
  * cannot be read. */
@@ -1220,8 +1267,9 @@ static int record_from_layout(struct sw *s)
         s->hw_untouched = true;
         if (p->deadline_exceeded)
             return fail(s, "HelperTimeout", DEADLINE_MSG, "probe", p->name);
-        return fail(s, "ProbeFailed", "could not read the GPUs: %s",
-                    p->term_message ? p->term_message : "no result");
+        char said[768];
+        log_tail(p->term_message, "no result", said, sizeof(said));
+        return fail(s, "ProbeFailed", "could not read the GPUs: %s", said);
     }
     int err = gm_set_str(&s->rec.from_layout, layout);
     free(layout);
@@ -1348,10 +1396,11 @@ static int step_reconfigure(struct sw *s)
     int ok = json_object_get_boolean(gm_json_get(res, "ok"));
     char reason_c[64], msg_c[768];
     snprintf(reason_c, sizeof(reason_c), "%s", reason ? reason : "AgentFailed");
-    snprintf(
-        msg_c, sizeof(msg_c), "%s",
-        msg ? msg
-            : (p->term_message ? p->term_message : "the agent left no result"));
+    if (msg)
+        snprintf(msg_c, sizeof(msg_c), "%s", msg);
+    else
+        log_tail(p->term_message, "the agent left no result", msg_c,
+                 sizeof(msg_c));
     /* No result of its own: the kubelet ended it at the pod's deadline
      * (while no controller watched; one that did fails it first). */
     if (reason == NULL && p->phase == GM_POD_FAILED && p->deadline_exceeded) {

@@ -3,6 +3,7 @@ package tests
 // End-to-end tests of the node switch on the real control plane (issue 5).
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -2653,6 +2655,72 @@ func TestHelperDeadlineWhileNoController(t *testing.T) {
 	if log := FakeSMI(t, b, "gpu-001", "--fake-log"); strings.Contains(log, "-cgi") {
 		t.Errorf("an instance create ran after its agent was stopped:\n%s", log)
 	}
+}
+
+// TestAgentKilledMidwayQuotesItsLog: the agent is killed (SIGKILL, as
+// the OOM killer would) while its nvidia-smi creates instances. It leaves
+// no result, so the kubelet hands out the tail of its log as the
+// container's termination message (the helper pod's
+// FallbackToLogsOnError), and the switch fails with AgentFailed quoting
+// the last nvidia-smi commands the agent ran (its log lines, on one
+// line); the node, whose GPUs may have changed, is rolled back to full.
+func TestAgentKilledMidwayQuotesItsLog(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	FakeSMI(t, b, "gpu-001", "--fake-inject", "--match", "-cgi", "--delay-ms", "60000", "--passthrough", "--times", "-1")
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	var agent int
+	Eventually(t, 90*time.Second, "the agent creating instances", func(ctx context.Context) error {
+		for _, pid := range fakeSMIRunning(b, "-cgi") {
+			if ppid := parentOf(pid); ppid > 0 && strings.Contains(cmdlineOf(ppid), "gpumode-agent") {
+				agent = ppid
+				return nil
+			}
+		}
+		return fmt.Errorf("no gpumode-agent running nvidia-smi -cgi")
+	})
+	if err := syscall.Kill(agent, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill agent %d: %v", agent, err)
+	}
+	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
+	WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || Allocatable(n, "nvidia.com/gpu") != 8 {
+			return fmt.Errorf("summary %+v unschedulable %v gpus %d", s.Summary, n.Spec.Unschedulable, Allocatable(n, "nvidia.com/gpu"))
+		}
+		return nil
+	})
+	rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
+	msg := fmt.Sprint(rec["message"])
+	if rec == nil || rec["reason"] != "AgentFailed" || !strings.Contains(msg, "the agent left no result; its log ends: ") ||
+		!strings.Contains(msg, `msg="nvidia-smi mig -lgip: exit 0"`) || strings.Contains(msg, "\n") {
+		t.Errorf("switch record %v, want AgentFailed quoting the agent's log on one line", rec)
+	}
+}
+
+// parentOf returns the parent process of pid, or 0.
+func parentOf(pid int) int {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command (field 2) may hold spaces; fields after its ')' are plain.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// cmdlineOf returns pid's arguments joined by spaces.
+func cmdlineOf(pid int) string {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(string(raw), "\x00", " ")
 }
 
 // waitDeadlineExceeded waits for the kubelet to fail helper pod name at

@@ -41,7 +41,7 @@ func Up(args []string) error {
 	perNode := fs.Int("gpus-per-node", 8, "GPUs per node")
 	operator := fs.Bool("gpu-operator", true, "install GPU Operator / HAMi style device plugin DaemonSets and wait for GPU capacity")
 	grace := fs.Float64("grace-factor", 0.05, "simulated pods take terminationGracePeriodSeconds times this to stop")
-	nodeGrace := fs.String("node-monitor-grace-period", "", "kube-controller-manager --node-monitor-grace-period (default 60s, 120s above 1000 nodes)")
+	nodeGrace := fs.String("node-monitor-grace-period", "", "kube-controller-manager --node-monitor-grace-period (default max(60s, 3 x the lease interval): 60s up to 2000 nodes)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (default 3m plus 150ms per node)")
 	limitCritical := fs.Bool("limit-critical-pods", false, "admit system-node-critical and system-cluster-critical pods only in namespaces with a quota for them, as GKE does")
 	dcgm := fs.Bool("dcgm", false, "also run the GPU Operator's standalone DCGM DaemonSet (nvidia-dcgm, dcgm.enabled), which holds the GPUs")
