@@ -691,3 +691,155 @@ func TestFrozenConnectionIsAbandoned(t *testing.T) {
 		return nil
 	})
 }
+
+// TestUninstallAsREADMESays runs README.md's "Uninstalling" commands as
+// they are written, with a switch in flight: the pause lets it finish, the
+// wait sees it end, and `kubectl delete -k manifests/` takes the
+// controller, its namespace and the CRD with every policy. The nodes are
+// left serving, uncordoned, each in the mode it was verified in, the
+// other node's labels as they were; the cleanup then leaves nothing of
+// gpumode's on nodes or on HAMi's ConfigMap.
+func TestUninstallAsREADMESays(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "A100-SXM4-80GB")
+	installManifests(t, b)
+	ctl := startControllerAsSA(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001", "gpu-002")
+	before := map[string]map[string]string{}
+	for _, n := range []string{"gpu-001", "gpu-002"} {
+		before[n] = GetNode(t, b, n).Labels
+	}
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
+  rollout: {maxUnavailable: 1}
+`)
+	var switching string
+	Eventually(t, 60*time.Second, "a node switching", func(ctx context.Context) error {
+		for _, n := range []string{"gpu-001", "gpu-002"} {
+			if GetNode(t, b, n).Labels["gpumode.io/state"] == "switching" {
+				switching = n
+				return nil
+			}
+		}
+		return fmt.Errorf("none switching yet")
+	})
+	blocks := readmeShellBlocks(t, "### Uninstalling")
+	if len(blocks) != 2 {
+		t.Fatalf("README's Uninstalling has %d sh blocks, want 2 (removal, cleanup)", len(blocks))
+	}
+	runShell(t, b, blocks[0])
+	ctl.Stop() // the Deployment's pod went with it
+
+	if out, err := b.Kubectl("get", "crd", "gpumodepolicies.gpumode.io"); err == nil {
+		t.Errorf("the CRD is still there: %s", out)
+	}
+	if out, err := b.Kubectl("get", "namespace", "gpumode-system"); err == nil {
+		t.Errorf("namespace gpumode-system is still there: %s", out)
+	}
+	for _, name := range []string{"gpu-001", "gpu-002"} {
+		n := GetNode(t, b, name)
+		if n.Spec.Unschedulable || n.Annotations["gpumode.io/switch"] != "" {
+			t.Errorf("%s: unschedulable %v, switch record %q", name, n.Spec.Unschedulable, n.Annotations["gpumode.io/switch"])
+		}
+		if name == switching {
+			if n.Labels["gpumode.io/mode"] != "mig" || Allocatable(n, "nvidia.com/mig-1g.10gb") != 56 {
+				t.Errorf("%s (switching at the pause): mode %q, %d 1g.10gb offered; want mig, 56", name,
+					n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/mig-1g.10gb"))
+			}
+			continue
+		}
+		// The pause held it: never switched, its labels as before.
+		if Allocatable(n, "nvidia.com/gpu") != 8 {
+			t.Errorf("%s (paused before it started): %d GPUs offered, want 8", name, Allocatable(n, "nvidia.com/gpu"))
+		}
+		for k, v := range before[name] {
+			if n.Labels[k] != v {
+				t.Errorf("%s: label %s=%q, was %q", name, k, n.Labels[k], v)
+			}
+		}
+	}
+
+	runShell(t, b, blocks[1])
+	for _, name := range []string{"gpu-001", "gpu-002"} {
+		n := GetNode(t, b, name)
+		for _, m := range []map[string]string{n.Labels, n.Annotations} {
+			for k := range m {
+				if strings.HasPrefix(k, "gpumode.io/") {
+					t.Errorf("%s: %s left after the cleanup", name, k)
+				}
+			}
+		}
+	}
+	cm, err := b.CS.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "hami-device-plugin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cm.Annotations["gpumode.io/hami-nodes"]; ok {
+		t.Errorf("HAMi's ConfigMap keeps gpumode.io/hami-nodes")
+	}
+}
+
+// readmeShellBlocks returns the ```sh blocks of README.md between heading
+// (a whole line) and the next heading.
+func readmeShellBlocks(t *testing.T, heading string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	in, block := false, -1
+	for _, line := range strings.Split(string(raw), "\n") {
+		switch {
+		case block < 0 && line == heading:
+			in = true
+		case in && block < 0 && strings.HasPrefix(line, "#"):
+			return blocks
+		case in && block < 0 && line == "```sh":
+			blocks = append(blocks, "")
+			block = len(blocks) - 1
+		case block >= 0 && line == "```":
+			block = -1
+		case block >= 0:
+			blocks[block] += line + "\n"
+		}
+	}
+	if !in {
+		t.Fatalf("README.md has no %q", heading)
+	}
+	return blocks
+}
+
+// runShell runs script with bash at the repository's root as a reader
+// would: kubectl (the bed's) and kubectl-gpumode on PATH, KUBECONFIG the
+// bed's. A failing command fails the test.
+func runShell(t *testing.T, b *Bed, script string) {
+	t.Helper()
+	root := repoRoot(t)
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(b.Dir, "kubeconfig"),
+		"PATH="+filepath.Join(root, "build", "e2e", "bin")+":"+filepath.Join(root, "build")+":"+os.Getenv("PATH"))
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("still running after 5 minutes:\n%s\n%s", script, out)
+	}
+	t.Logf("$ %s%s", script, out)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+}
