@@ -401,8 +401,8 @@ static void run_stopped_apply(const char *pod_reason, bool ran,
 /* An agent killed midway leaves the kubelet's tail of its log
  * (FallbackToLogsOnError): its last lines are what the failure says,
  * joined on one line, the start cut at a character's boundary when it
- * is too long, before what the switch adds (a first switch is held);
- * an empty tail says there was no result. */
+ * is too long for the node's status line, before what the switch adds (a
+ * first switch is held); an empty tail says there was no result. */
 static void test_agent_log_tail_quoted(void **state)
 {
     (void)state;
@@ -425,7 +425,7 @@ static void test_agent_log_tail_quoted(void **state)
         assert_string_equal(rec.reason, "AgentFailed");
         const char *m = rec.message;
         assert_non_null(
-            strstr(m, "the agent left no result; its log ends: ..."));
+            strstr(m, "the agent left no result; its container said: ..."));
         /* The last line is there, whole, and no line break is left. */
         const char *last = "| nvidia-smi mig -cgi 19 -C: exit 0";
         assert_non_null(strstr(m, last));
@@ -434,11 +434,18 @@ static void test_agent_log_tail_quoted(void **state)
         assert_non_null(strstr(m, ": exit 0 | nvidia-smi -i "));
         /* No character cut in two: no continuation byte after "...". */
         const char *cut = strstr(m, "...") + 3;
-        fprintf(stderr, "CUT %d: %02x %.40s\n", pad, (unsigned char)*cut, cut);
         assert_true(((unsigned char)*cut & 0xC0) != 0x80);
-        assert_true(strstr(m, last) - m < 768);
+        assert_true(strstr(m, last) - m < 440);
         gm_record_clear(&rec);
     }
+
+    /* A tail that starts inside a JSON line is no result of the agent's
+     * (no "ok"): it is put on one line too. */
+    run_stopped_apply_said(NULL, true, "{\"level\":\"info\"}\nkilled\n", &rec);
+    assert_non_null(
+        strstr(rec.message, "the agent left no result; its container said: "
+                            "{\"level\":\"info\"} | killed"));
+    gm_record_clear(&rec);
 
     run_stopped_apply_said(NULL, true, " \n", &rec);
     assert_string_equal(rec.reason, "AgentFailed");

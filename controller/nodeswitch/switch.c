@@ -1149,11 +1149,13 @@ static int helper(struct sw *s, const char *step, const char *salt,
 }
 
 /* What a helper said without a result of the agent's, into out (cap
- * bytes): none when it said nothing; a JSON result as it is; else the
- * tail of its log, which the kubelet hands out as the termination message
- * of a container that failed without writing one (FallbackToLogsOnError:
- * up to 80 lines). The last lines say most, so the start is what goes,
- * at a character's boundary; lines are joined with " | ". */
+ * bytes): none when it said nothing; a result of the agent's (an object
+ * with "ok") as it is; else what its container said, as a rule the tail
+ * of its log, which the kubelet hands out as the termination message of
+ * a container that failed without writing one (FallbackToLogsOnError: up
+ * to 80 lines; the runtime's words for one that never started). The last
+ * lines say most, so the start is what goes, at a character's boundary;
+ * lines are joined with " | ". */
 static void log_tail(const char *term, const char *none, char *out, size_t cap)
 {
     size_t len = term ? strlen(term) : 0;
@@ -1163,11 +1165,14 @@ static void log_tail(const char *term, const char *none, char *out, size_t cap)
         snprintf(out, cap, "%s", none);
         return;
     }
-    if (term[0] == '{') {
+    json_object *res = term[0] == '{' ? json_tokener_parse(term) : NULL;
+    bool result = gm_json_get(res, "ok") != NULL;
+    json_object_put(res);
+    if (result) {
         snprintf(out, cap, "%s", term);
         return;
     }
-    size_t at = (size_t)snprintf(out, cap, "%s; its log ends: ", none);
+    size_t at = (size_t)snprintf(out, cap, "%s; its container said: ", none);
     char *flat = malloc(len * 3 + 1); /* a line break takes 3 for 1 */
     if (flat == NULL || at + 4 >= cap) {
         free(flat);
@@ -1267,7 +1272,7 @@ static int record_from_layout(struct sw *s)
         s->hw_untouched = true;
         if (p->deadline_exceeded)
             return fail(s, "HelperTimeout", DEADLINE_MSG, "probe", p->name);
-        char said[768];
+        char said[440];
         log_tail(p->term_message, "no result", said, sizeof(said));
         return fail(s, "ProbeFailed", "could not read the GPUs: %s", said);
     }
@@ -1398,9 +1403,8 @@ static int step_reconfigure(struct sw *s)
     snprintf(reason_c, sizeof(reason_c), "%s", reason ? reason : "AgentFailed");
     if (msg)
         snprintf(msg_c, sizeof(msg_c), "%s", msg);
-    else
-        log_tail(p->term_message, "the agent left no result", msg_c,
-                 sizeof(msg_c));
+    else /* 440: the node's status line shows it whole (see fail) */
+        log_tail(p->term_message, "the agent left no result", msg_c, 440);
     /* No result of its own: the kubelet ended it at the pod's deadline
      * (while no controller watched; one that did fails it first). */
     if (reason == NULL && p->phase == GM_POD_FAILED && p->deadline_exceeded) {

@@ -694,21 +694,45 @@ func TestFrozenConnectionIsAbandoned(t *testing.T) {
 
 // TestUninstallAsREADMESays runs README.md's "Uninstalling" commands as
 // they are written, with a switch in flight: the pause lets it finish, the
-// wait sees it end, and `kubectl delete -k manifests/` takes the
-// controller, its namespace and the CRD with every policy. The nodes are
-// left serving, uncordoned, each in the mode it was verified in, the
-// other node's labels as they were; the cleanup then leaves nothing of
-// gpumode's on nodes or on HAMi's ConfigMap.
+// wait sees it end, the controller stops, and `kubectl delete -k
+// manifests/` takes its namespace and the CRD with every policy. The
+// nodes are left serving, uncordoned, each in the mode it was verified
+// in, the paused node's labels as they were, the vgpu node's HAMi entry
+// in place; the cleanup then leaves nothing of gpumode's on nodes or on
+// HAMi's ConfigMap.
 func TestUninstallAsREADMESays(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, nil, "--nodes", "2", "--gpu-model", "A100-SXM4-80GB")
+	b := StartBed(t, nil, "--nodes", "3", "--gpu-model", "A100-SXM4-80GB")
 	installManifests(t, b)
 	ctl := startControllerAsSA(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001", "gpu-002")
-	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001", "gpu-002")
+	LabelNodes(t, b, "pool=b", "gpu-003")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001", "gpu-002", "gpu-003")
 	before := map[string]map[string]string{}
 	for _, n := range []string{"gpu-001", "gpu-002"} {
 		before[n] = GetNode(t, b, n).Labels
+	}
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: b}
+spec:
+  nodeSelector: {matchLabels: {pool: b}}
+  mode: vgpu
+  vgpu: {splitCount: 4}
+`)
+	WaitPolicy(t, b, "b", 120*time.Second, "vgpu converged", func(s *PolicyStatus) error {
+		if s.Summary.Converged != 1 {
+			return fmt.Errorf("summary %+v", s.Summary)
+		}
+		return nil
+	})
+	// A switch in the bed takes under a second; creating the instances
+	// (the first command doing so) takes 10 s here, so the first switch is
+	// still in flight when the README's commands pause the policy, and the
+	// second one never starts.
+	for _, n := range []string{"gpu-001", "gpu-002"} {
+		FakeSMI(t, b, n, "--fake-inject", "--match", "-cgi", "--delay-ms", "10000", "--passthrough", "--times", "1")
 	}
 	Apply(t, b, `
 apiVersion: gpumode.io/v1alpha1
@@ -731,11 +755,14 @@ spec:
 		return fmt.Errorf("none switching yet")
 	})
 	blocks := readmeShellBlocks(t, "### Uninstalling")
-	if len(blocks) != 2 {
-		t.Fatalf("README's Uninstalling has %d sh blocks, want 2 (removal, cleanup)", len(blocks))
+	if len(blocks) != 3 {
+		t.Fatalf("README's Uninstalling has %d sh blocks, want 3 (pause and wait, removal, cleanup)", len(blocks))
 	}
 	runShell(t, b, blocks[0])
-	ctl.Stop() // the Deployment's pod went with it
+	// The controller here runs outside the bed as the Deployment's
+	// ServiceAccount; the Deployment scaled to 0 would stop its pod.
+	ctl.Stop()
+	runShell(t, b, blocks[1])
 
 	if out, err := b.Kubectl("get", "crd", "gpumodepolicies.gpumode.io"); err == nil {
 		t.Errorf("the CRD is still there: %s", out)
@@ -743,31 +770,39 @@ spec:
 	if out, err := b.Kubectl("get", "namespace", "gpumode-system"); err == nil {
 		t.Errorf("namespace gpumode-system is still there: %s", out)
 	}
-	for _, name := range []string{"gpu-001", "gpu-002"} {
+	for _, name := range []string{"gpu-001", "gpu-002", "gpu-003"} {
 		n := GetNode(t, b, name)
 		if n.Spec.Unschedulable || n.Annotations["gpumode.io/switch"] != "" {
 			t.Errorf("%s: unschedulable %v, switch record %q", name, n.Spec.Unschedulable, n.Annotations["gpumode.io/switch"])
 		}
-		if name == switching {
+		switch {
+		case name == "gpu-003":
+			if n.Labels["gpumode.io/mode"] != "vgpu" || Allocatable(n, "nvidia.com/vgpu") != 32 {
+				t.Errorf("%s: mode %q, %d vGPUs offered; want vgpu, 32", name, n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/vgpu"))
+			}
+		case name == switching:
 			if n.Labels["gpumode.io/mode"] != "mig" || Allocatable(n, "nvidia.com/mig-1g.10gb") != 56 {
 				t.Errorf("%s (switching at the pause): mode %q, %d 1g.10gb offered; want mig, 56", name,
 					n.Labels["gpumode.io/mode"], Allocatable(n, "nvidia.com/mig-1g.10gb"))
 			}
-			continue
-		}
-		// The pause held it: never switched, its labels as before.
-		if Allocatable(n, "nvidia.com/gpu") != 8 {
-			t.Errorf("%s (paused before it started): %d GPUs offered, want 8", name, Allocatable(n, "nvidia.com/gpu"))
-		}
-		for k, v := range before[name] {
-			if n.Labels[k] != v {
-				t.Errorf("%s: label %s=%q, was %q", name, k, n.Labels[k], v)
+		default:
+			// The pause held it: never switched, its labels as before.
+			if Allocatable(n, "nvidia.com/gpu") != 8 {
+				t.Errorf("%s (paused before it started): %d GPUs offered, want 8", name, Allocatable(n, "nvidia.com/gpu"))
+			}
+			for k, v := range before[name] {
+				if n.Labels[k] != v {
+					t.Errorf("%s: label %s=%q, was %q", name, k, n.Labels[k], v)
+				}
 			}
 		}
 	}
+	if marks := hamiMarks(t, b); marks != "gpu-003" {
+		t.Errorf("HAMi's marks before the cleanup: %q, want gpu-003", marks)
+	}
 
-	runShell(t, b, blocks[1])
-	for _, name := range []string{"gpu-001", "gpu-002"} {
+	runShell(t, b, blocks[2])
+	for _, name := range []string{"gpu-001", "gpu-002", "gpu-003"} {
 		n := GetNode(t, b, name)
 		for _, m := range []map[string]string{n.Labels, n.Annotations} {
 			for k := range m {
@@ -783,6 +818,9 @@ spec:
 	}
 	if _, ok := cm.Annotations["gpumode.io/hami-nodes"]; ok {
 		t.Errorf("HAMi's ConfigMap keeps gpumode.io/hami-nodes")
+	}
+	if !strings.Contains(cm.Data["config.json"], `"gpu-003"`) {
+		t.Errorf("gpu-003's HAMi entry is gone: %s", cm.Data["config.json"])
 	}
 }
 

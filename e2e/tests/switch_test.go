@@ -2696,7 +2696,7 @@ func TestAgentKilledMidwayQuotesItsLog(t *testing.T) {
 	})
 	rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
 	msg := fmt.Sprint(rec["message"])
-	if rec == nil || rec["reason"] != "AgentFailed" || !strings.Contains(msg, "the agent left no result; its log ends: ") ||
+	if rec == nil || rec["reason"] != "AgentFailed" || !strings.Contains(msg, "the agent left no result; its container said: ") ||
 		!strings.Contains(msg, `msg="nvidia-smi mig -lgip: exit 0"`) || strings.Contains(msg, "\n") {
 		t.Errorf("switch record %v, want AgentFailed quoting the agent's log on one line", rec)
 	}

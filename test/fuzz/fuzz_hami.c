@@ -93,16 +93,15 @@ static void check_marks(json_object *list, const char *old, const char *node,
             int c = memcmp(prev, p, prev_len < len ? prev_len : len);
             gmf_assert(c < 0 || (c == 0 && prev_len < len));
         }
-        char name[512];
-        gmf_assert(len < sizeof(name));
-        memcpy(name, p, len);
-        name[len] = '\0';
+        char *name = strndup(p, len);
+        gmf_assert(name != NULL);
         int m = mark_of(node, name);
         gmf_assert(m >= 0);
         /* An unknown node is marked only when old named it. */
         if (m == 0)
             gmf_assert(old != NULL && token_in(old, name));
         seen = seen || strcmp(name, node) == 0;
+        free(name);
         prev = p;
         prev_len = len;
         p += len + (p[len] == ',');
