@@ -442,9 +442,9 @@ static void test_agent_log_tail_quoted(void **state)
     /* A tail that starts inside a JSON line is no result of the agent's
      * (no "ok"): it is put on one line too. */
     run_stopped_apply_said(NULL, true, "{\"level\":\"info\"}\nkilled\n", &rec);
-    assert_non_null(
-        strstr(rec.message, "the agent left no result; its container said: "
-                            "{\"level\":\"info\"} | killed"));
+    assert_non_null(strstr(rec.message,
+                           "the agent left no result; its container said: "
+                           "{\"level\":\"info\"} | killed"));
     gm_record_clear(&rec);
 
     run_stopped_apply_said(NULL, true, " \n", &rec);
