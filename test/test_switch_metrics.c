@@ -15,9 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "common/log.h"
 #include "server/events.h"
 #include "server/metrics.h"
 #include "support/ctlfx.h"
@@ -146,6 +148,37 @@ static void test_phase_counted_once(void **state)
     gm_metrics_free(m);
 }
 
+/* The phase's log line, too, is written once, for the write that was
+ * taken: written before the PATCH, it came twice. */
+static void test_phase_logged_once(void **state)
+{
+    (void)state;
+    int patches;
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(log), 2);
+    gm_log_setup(GM_LOG_INFO, 0);
+    struct gm_metrics *m = run(0, &patches, NULL, 0);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    gm_log_setup(GM_LOG_ERROR, 0);
+    gm_metrics_free(m);
+    char text[16384];
+    rewind(log);
+    size_t n = fread(text, 1, sizeof(text) - 1, log);
+    text[n] = '\0';
+    fclose(log);
+    assert_int_equal(patches, 2); /* refused, then taken */
+    const char *line = "msg=\"Draining -> StoppingClients\"";
+    const char *first = strstr(text, line);
+    assert_non_null(first);
+    assert_non_null(strstr(first, "node=gpu-001"));
+    assert_null(strstr(first + 1, line));
+}
+
 /* The policy is gone while the node drains: the switch is cancelled. */
 static void test_switch_counted_once(void **state)
 {
@@ -205,6 +238,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_phase_counted_once),
+        cmocka_unit_test(test_phase_logged_once),
         cmocka_unit_test(test_switch_counted_once),
         cmocka_unit_test(test_refused_write_is_shown),
     };

@@ -58,6 +58,12 @@ struct obs {
     /* A failure tells the node and the policy, after at most one other. */
     struct obs_event ev[3];
     int n_ev;
+    /* The step's log lines (its start, two phases, its end), logged when
+     * the write that records them lands: a write that met a newer node
+     * (409) is made again, and would log them twice. */
+    char log[3][512];
+    int n_log;
+    char node[254], policy[254];
 };
 
 /* One reconcile of one node. */
@@ -125,6 +131,9 @@ struct write {
 
 static void obs_emit(struct gm_ctl *ctl, const struct obs *o)
 {
+    for (int i = 0; i < o->n_log; i++)
+        gm_log_kv(GM_LOG_INFO, o->node, o->policy[0] ? o->policy : NULL, "%s",
+                  o->log[i]);
     for (int i = 0; i < o->n_phase; i++)
         gm_obs_phase_done(ctl, o->phase[i], o->phase_s[i]);
     if (o->result)
@@ -301,6 +310,10 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
     const char *body =
         json_object_to_json_string_ext(patch, JSON_C_TO_STRING_PLAIN);
     if (s->ctl->dry_run) {
+        for (int i = 0; i < s->obs.n_log; i++)
+            gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "dry run: %s",
+                      s->obs.log[i]);
+        s->obs.n_log = 0;
         gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
                   "dry run: would patch node: %s", body);
         json_object_put(patch);
@@ -365,6 +378,27 @@ static void note_event(struct sw *s, bool on_policy, enum gm_event_type type,
     s->obs.n_ev++;
 }
 
+/* An info line logged once the next node write succeeds (struct obs); a
+ * fourth in one step, which no step makes, is logged at once. */
+static void note_log(struct sw *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note_log(struct sw *s, const char *fmt, ...)
+{
+    char line[sizeof(s->obs.log[0])];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (s->obs.n_log == 3) {
+        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s", line);
+        return;
+    }
+    snprintf(s->obs.node, sizeof(s->obs.node), "%s", node_name(s));
+    snprintf(s->obs.policy, sizeof(s->obs.policy), "%s",
+             s->rec.policy ? s->rec.policy : "");
+    memcpy(s->obs.log[s->obs.n_log++], line, sizeof(line));
+}
+
 /* The switch ends with result: counted with the next node write. */
 static void note_switch_done(struct sw *s, const char *result)
 {
@@ -400,9 +434,8 @@ static int advance(struct sw *s, enum gm_phase next, json_object *labels,
 {
     if (next != s->rec.phase)
         note_phase_done(s);
-    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s -> %s%s",
-              gm_phase_name(s->rec.phase), gm_phase_name(next),
-              s->rec.rolling_back ? " (rolling back)" : "");
+    note_log(s, "%s -> %s%s", gm_phase_name(s->rec.phase), gm_phase_name(next),
+             s->rec.rolling_back ? " (rolling back)" : "");
     s->rec.phase = next;
     s->rec.since = s->now;
     return write_record(s, labels, unschedulable);
@@ -741,9 +774,8 @@ static int stop_labels(struct sw *s, json_object *labels)
 static void enter(struct sw *s, enum gm_phase next)
 {
     note_phase_done(s);
-    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy, "%s -> %s%s",
-              gm_phase_name(s->rec.phase), gm_phase_name(next),
-              s->rec.rolling_back ? " (rolling back)" : "");
+    note_log(s, "%s -> %s%s", gm_phase_name(s->rec.phase), gm_phase_name(next),
+             s->rec.rolling_back ? " (rolling back)" : "");
     s->rec.phase = next;
     s->rec.since = s->now;
     s->entered = true;
@@ -2236,8 +2268,7 @@ static int step_finish(struct sw *s)
                  "was not found",
                  s->pol.split_count, s->ctl->cfg->hami_cm.namespace,
                  s->ctl->cfg->hami_cm.name);
-    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
-              "switch to %s complete%s", gm_mode_name(s->rec.to), defaults);
+    note_log(s, "switch to %s complete%s", gm_mode_name(s->rec.to), defaults);
     note_event(s, false, GM_EVENT_NORMAL, GM_REASON_SWITCH_COMPLETED,
                "%s is in %s mode%s", node_name(s), gm_mode_name(s->rec.to),
                defaults);
@@ -2285,9 +2316,8 @@ static int restart_failed(struct sw *s)
     json_object_object_add(labels, GM_LABEL_STATE,
                            json_object_new_string("switching"));
     s->clear_retry = true;
-    gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
-              "retry, attempt %d: -> %s", s->rec.attempt,
-              gm_mode_name(s->rec.to));
+    note_log(s, "retry, attempt %d: -> %s", s->rec.attempt,
+             gm_mode_name(s->rec.to));
     return write_record(s, labels, s->node->unschedulable ? -1 : 1);
 }
 
@@ -2582,8 +2612,8 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
     json_object_object_add(labels, GM_LABEL_STATE,
                            json_object_new_string("switching"));
     s.clear_retry = true;
-    gm_log_kv(GM_LOG_INFO, node->name, policy, "switch %s -> %s starts",
-              gm_mode_name(from), gm_mode_name(to));
+    note_log(&s, "switch %s -> %s starts", gm_mode_name(from),
+             gm_mode_name(to));
     note_event(&s, false, GM_EVENT_NORMAL, GM_REASON_SWITCH_STARTED,
                "%s: %s -> %s for policy %s", node->name, gm_mode_name(from),
                gm_mode_name(to), policy);
