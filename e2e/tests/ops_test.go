@@ -734,16 +734,7 @@ spec:
 	for _, n := range []string{"gpu-001", "gpu-002"} {
 		FakeSMI(t, b, n, "--fake-inject", "--match", "-cgi", "--delay-ms", "10000", "--passthrough", "--times", "1")
 	}
-	Apply(t, b, `
-apiVersion: gpumode.io/v1alpha1
-kind: GPUModePolicy
-metadata: {name: a}
-spec:
-  nodeSelector: {matchLabels: {pool: a}}
-  mode: mig
-  mig: {layout: [{migDevices: {"1g.10gb": 7}}]}
-  rollout: {maxUnavailable: 1}
-`)
+	Apply(t, b, policyAMig1g+"  rollout: {maxUnavailable: 1}\n")
 	var switching string
 	Eventually(t, 60*time.Second, "a node switching", func(ctx context.Context) error {
 		for _, n := range []string{"gpu-001", "gpu-002"} {
