@@ -39,8 +39,9 @@ struct fx {
     const char *phase;      /* the helper pod's phase */
     const char *term;       /* its termination message, or NULL */
     const char *pod_reason; /* the helper pod's status.reason, or NULL */
-    bool ran;      /* its container started (terminated with a startedAt) */
-    char *patched; /* owned: the first switch record the node got */
+    bool ran;         /* its container started (terminated with a startedAt) */
+    bool start_error; /* the runtime could not start it (StartError) */
+    char *patched;    /* owned: the first switch record the node got */
     int node_patches;
     int done;
     /* HAMi's ConfigMap exists and every write to it is refused (403). */
@@ -113,6 +114,13 @@ static char *helper_list(const struct fx *f)
         if (f->ran)
             json_object_object_add(
                 t, "startedAt", json_object_new_string("2026-01-01T00:00:00Z"));
+        if (f->start_error) {
+            /* As the kubelet reports it: startedAt at the Unix epoch. */
+            json_object_object_add(
+                t, "startedAt", json_object_new_string("1970-01-01T00:00:00Z"));
+            json_object_object_add(t, "reason",
+                                   json_object_new_string("StartError"));
+        }
         json_object_object_add(status, "containerStatuses", cs);
     }
     json_object *list = json_tokener_parse(
@@ -373,9 +381,9 @@ static char *reconfiguring(enum gm_mode from, bool rolling_back);
 /* A first switch's apply pod, made as the phase began, that ended with
  * no result of the agent's (term, its log's tail, as the message); ran
  * says its container started. */
-static void run_stopped_apply_said(const char *pod_reason, bool ran,
-                                   const char *term,
-                                   struct gm_switch_record *out)
+static void run_stopped_apply_as(const char *pod_reason, bool ran,
+                                 bool start_error, const char *term,
+                                 struct gm_switch_record *out)
 {
     static const char *const argv[] = {"apply", "--mode", "vgpu",
                                        "--allow-reset", ""};
@@ -386,9 +394,17 @@ static void run_stopped_apply_said(const char *pod_reason, bool ran,
                    .term = term,
                    .pod_reason = pod_reason,
                    .ran = ran,
+                   .start_error = start_error,
                    .created = (long long)time(NULL)};
     f.record = reconfiguring(GM_MODE_UNKNOWN, false);
     run_to_first_write(&f, NULL, out);
+}
+
+static void run_stopped_apply_said(const char *pod_reason, bool ran,
+                                   const char *term,
+                                   struct gm_switch_record *out)
+{
+    run_stopped_apply_as(pod_reason, ran, false, term, out);
 }
 
 static void run_stopped_apply(const char *pod_reason, bool ran,
@@ -450,6 +466,27 @@ static void test_agent_log_tail_quoted(void **state)
     run_stopped_apply_said(NULL, true, " \n", &rec);
     assert_string_equal(rec.reason, "AgentFailed");
     assert_non_null(strstr(rec.message, "the agent left no result; the mode"));
+    gm_record_clear(&rec);
+}
+
+/* The runtime could not start the apply pod's container (StartError,
+ * whose startedAt is the Unix epoch): the agent never ran, so a first
+ * switch rolls back as for a pod never started, rather than being held
+ * as one whose GPUs may have changed; the runtime's words are quoted. */
+static void test_apply_start_error_is_untouched(void **state)
+{
+    (void)state;
+    struct gm_switch_record rec = {0};
+    run_stopped_apply_as(NULL, false, true,
+                         "failed to create containerd task: exec: "
+                         "\"gpumode-agent\": executable file not found",
+                         &rec);
+    assert_string_equal(rec.reason, "AgentFailed");
+    assert_non_null(strstr(rec.message,
+                           "the agent never started; its container said: "
+                           "failed to create containerd task"));
+    assert_int_equal(rec.phase, GM_PHASE_START_CLIENTS);
+    assert_true(rec.rolling_back);
     gm_record_clear(&rec);
 }
 
@@ -1035,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_one_reboot_per_attempt),
         cmocka_unit_test(test_apply_past_its_deadline),
         cmocka_unit_test(test_agent_log_tail_quoted),
+        cmocka_unit_test(test_apply_start_error_is_untouched),
         cmocka_unit_test(test_other_pods_evicted_before_reboot),
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_untouched_refusal_is_not_held),

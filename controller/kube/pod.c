@@ -119,7 +119,12 @@ static void decode_status(struct gm_pod *p, json_object *status)
         json_object *state = get(json_object_array_get_idx(cs, i), "state");
         json_object *term = get(state, "terminated");
         const char *began = json_object_get_string(get(term, "startedAt"));
-        if (get(state, "running") || (began && began[0]))
+        const char *why = json_object_get_string(get(term, "reason"));
+        bool start_error = why && strcmp(why, "StartError") == 0;
+        p->start_error = p->start_error || start_error;
+        if (get(state, "running") ||
+            (began && began[0] && !start_error &&
+             strncmp(began, "1970-01-01T00:00:00", 19) != 0))
             p->ran = true;
     }
     for (size_t i = 0; i < n; i++) {

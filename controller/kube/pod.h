@@ -41,6 +41,10 @@ struct gm_pod {
     /* A container started: one is running, or one that ended has a
      * startedAt (a pod failed before its image was pulled has none). */
     bool ran;
+    /* A container the runtime could not start (terminated with reason
+     * StartError: no such executable, a mount that failed); its startedAt
+     * is the Unix epoch, which does not count as ran. */
+    bool start_error;
     /* First terminated container: exit code and message (helper pods). */
     int exit_code;
     char *term_message; /* owned or NULL */

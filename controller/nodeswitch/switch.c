@@ -1451,6 +1451,14 @@ static int step_reconfigure(struct sw *s)
             if (first_apply_pod(s, p))
                 s->hw_untouched = true;
         }
+    } else if (reason == NULL && p->phase == GM_POD_FAILED && p->start_error &&
+               !p->ran) {
+        /* The runtime could not start its container (an image without
+         * the agent, a mount that failed): the agent never ran, as for a
+         * pod still Pending at the timeout. */
+        log_tail(p->term_message, "the agent never started", msg_c, 440);
+        if (first_apply_pod(s, p))
+            s->hw_untouched = true;
     }
     int reboot = needs && strcmp(needs, "reboot") == 0;
     /* The agent says whether it ran any command that changes the GPUs. A

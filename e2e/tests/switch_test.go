@@ -554,6 +554,59 @@ func checkNeverStarted(t *testing.T, b *Bed, before map[string]string) {
 	}
 }
 
+// TestAgentStartErrorIsUntouched: agentImage names an image without
+// gpumode-agent (a wrong image pushed under the name). The runtime cannot
+// start the apply pod's container (StartError, startedAt at the Unix
+// epoch), so the agent never ran: the switch fails at once with the
+// runtime's words, and even a node gpumode never switched is rolled back
+// and uncordoned as untouched, not held cordoned for a person.
+func TestAgentStartErrorIsUntouched(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, []string{"SIM_IMAGE_MAP=example/not-the-agent=/bin/true"}, "--nodes", "1", "--gpu-model", "H100-80GB")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	cfgPath := filepath.Join(b.Dir, "controller.yaml")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := regexp.MustCompile(`(?m)^agentImage: .*$`).ReplaceAllString(string(raw), "agentImage: registry.example.com/example/not-the-agent:1")
+	if cfg == string(raw) {
+		t.Fatalf("no agentImage line in %s", cfgPath)
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := GetNode(t, b, "gpu-001").Labels
+	StartController(t, b)
+	Apply(t, b, policyAMig1g)
+	WaitPolicy(t, b, "a", 120*time.Second, "failed and rolled back", func(s *PolicyStatus) error {
+		n := GetNode(t, b, "gpu-001")
+		if s.Summary.Failed != 1 || n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
+			return fmt.Errorf("summary %+v unschedulable %v state %q", s.Summary, n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
+		}
+		return nil
+	})
+	n := GetNode(t, b, "gpu-001")
+	rec := SwitchAnnotation(n)
+	if rec == nil || rec["reason"] != "AgentFailed" ||
+		!strings.Contains(fmt.Sprint(rec["message"]), "the agent never started; its container said: failed to create containerd task") {
+		t.Errorf("switch record %v, want AgentFailed, the agent never started, quoting the runtime", rec)
+	}
+	if rec != nil && rec["reconfigured"] == true {
+		t.Errorf("the GPUs are recorded as changed: %v", rec)
+	}
+	for _, k := range []string{"nvidia.com/gpu.deploy.device-plugin", "nvidia.com/gpu.deploy.gpu-feature-discovery",
+		"nvidia.com/gpu.deploy.dcgm", "nvidia.com/gpu.deploy.dcgm-exporter"} {
+		if n.Labels[k] != before[k] {
+			t.Errorf("label %s %q, was %q", k, n.Labels[k], before[k])
+		}
+	}
+	if _, ok := n.Labels["gpumode.io/mode"]; ok {
+		t.Errorf("mode label %q set on a node whose switch never ran", n.Labels["gpumode.io/mode"])
+	}
+}
+
 // TestPolicyDeletedWhileDraining: deleting the policy while a drain waits
 // on a PodDisruptionBudget cancels the switch: the drain's options went
 // with the policy, so nothing more is evicted, and the node is put back

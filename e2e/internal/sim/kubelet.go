@@ -432,8 +432,14 @@ func terminatedStatus(pod *corev1.Pod, run *podRun, st *corev1.PodStatus, now me
 		if i == 0 {
 			msg = run.message
 		}
+		began := started
+		if reason == "StartError" {
+			// The runtime never started it: containerd's zero start time,
+			// which the kubelet reports as the Unix epoch.
+			began = metav1.NewTime(time.Unix(0, 0).UTC())
+		}
 		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-			ExitCode: code, Reason: reason, Message: msg, StartedAt: started, FinishedAt: metav1.NewTime(run.finished),
+			ExitCode: code, Reason: reason, Message: msg, StartedAt: began, FinishedAt: metav1.NewTime(run.finished),
 			ContainerID: cs.ContainerID,
 		}}
 		cs.Ready = false
