@@ -28,6 +28,7 @@ struct fx {
     struct th_node_fx n; /* first: the handler's ud */
     int conflicts;       /* node PATCHes still to refuse with 409 */
     int refusals;        /* node PATCHes still to refuse with 422 */
+    int drops;           /* node PATCHes still to drop: closed, no answer */
     int patches;
     int taken;     /* node PATCHes answered 200 */
     int policy_rc; /* what policy_for answers */
@@ -56,6 +57,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     if (strcmp(r->method, "PATCH") == 0 &&
         strcmp(r->path, "/api/v1/nodes/gpu-001") == 0) {
         f->patches++;
+        if (f->drops > 0) {
+            f->drops--;
+            th_close(c);
+            return;
+        }
         if (f->refusals > 0) {
             f->refusals--;
             refuse(c, 422, "Invalid", "denied by webhook");
@@ -102,10 +108,11 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
  * PATCH is taken; returns the metrics (caller frees). With reason, also
  * until the one Event the step announces is posted, and its reason there
  * (len bytes). */
-static struct gm_metrics *run(int policy_rc, int *patches, char *reason,
-                              size_t len)
+static struct gm_metrics *run_with(int drops, int policy_rc, int *patches,
+                                   char *reason, size_t len)
 {
-    struct fx f = {.conflicts = 1, .policy_rc = policy_rc};
+    struct fx f = {
+        .conflicts = drops ? 0 : 1, .drops = drops, .policy_rc = policy_rc};
     struct gm_metrics *m = NULL;
     struct gm_recorder *rec = NULL;
     struct gm_recorder_opts ro = {.identity = "test"};
@@ -134,6 +141,12 @@ static struct gm_metrics *run(int policy_rc, int *patches, char *reason,
     return m;
 }
 
+static struct gm_metrics *run(int policy_rc, int *patches, char *reason,
+                              size_t len)
+{
+    return run_with(0, policy_rc, patches, reason, len);
+}
+
 static void test_phase_counted_once(void **state)
 {
     (void)state;
@@ -148,11 +161,10 @@ static void test_phase_counted_once(void **state)
     gm_metrics_free(m);
 }
 
-/* The phase's log line, too, is written once, for the write that was
- * taken: written before the PATCH, it came twice. */
-static void test_phase_logged_once(void **state)
+/* run_with(drops, 0, ...) with the log at info level captured into text
+ * (cap bytes); returns the node PATCHes made. */
+static int run_logged(int drops, char *text, size_t cap)
 {
-    (void)state;
     int patches;
     FILE *log = tmpfile();
     assert_non_null(log);
@@ -160,23 +172,45 @@ static void test_phase_logged_once(void **state)
     int saved = dup(2);
     dup2(fileno(log), 2);
     gm_log_setup(GM_LOG_INFO, 0);
-    struct gm_metrics *m = run(0, &patches, NULL, 0);
+    struct gm_metrics *m = run_with(drops, 0, &patches, NULL, 0);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
     gm_log_setup(GM_LOG_ERROR, 0);
     gm_metrics_free(m);
-    char text[16384];
     rewind(log);
-    size_t n = fread(text, 1, sizeof(text) - 1, log);
+    size_t n = fread(text, 1, cap - 1, log);
     text[n] = '\0';
     fclose(log);
-    assert_int_equal(patches, 2); /* refused, then taken */
+    return patches;
+}
+
+/* The phase's log line, too, is written once, for the write that was
+ * taken: written before the PATCH, it came twice. */
+static void test_phase_logged_once(void **state)
+{
+    (void)state;
+    char text[16384];
+    assert_int_equal(run_logged(0, text, sizeof(text)), 2); /* 409, 200 */
     const char *line = "msg=\"Draining -> StoppingClients\"";
     const char *first = strstr(text, line);
     assert_non_null(first);
     assert_non_null(strstr(first, "node=gpu-001"));
     assert_null(strstr(first + 1, line));
+}
+
+/* A write with no answer may have landed: its line is logged all the
+ * same, said to be unconfirmed (the fixture stops once the write made
+ * again reaches the server, so that one's answer is cut off too). */
+static void test_unconfirmed_write_logged(void **state)
+{
+    (void)state;
+    char text[16384];
+    assert_true(run_logged(1, text, sizeof(text)) >= 2);
+    const char *line = strstr(text, "msg=\"Draining -> StoppingClients "
+                                    "(write unconfirmed: Empty reply");
+    assert_non_null(line);
+    assert_non_null(strstr(line, "node=gpu-001 policy=p"));
 }
 
 /* The policy is gone while the node drains: the switch is cancelled. */
@@ -239,6 +273,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_phase_counted_once),
         cmocka_unit_test(test_phase_logged_once),
+        cmocka_unit_test(test_unconfirmed_write_logged),
         cmocka_unit_test(test_switch_counted_once),
         cmocka_unit_test(test_refused_write_is_shown),
     };

@@ -245,14 +245,16 @@ static char *reboot_record(bool drained)
 
 /* Runs the node in Rebooting for up to ms; returns the reason of the first
  * record written (caller frees), or NULL when nothing was written. */
-static char *run(const char *phase, const char *term, int ms)
+static char *run_as(const char *phase, const char *term, bool start_error,
+                    int ms)
 {
     static const char *const argv[] = {"reboot", "--confirm", ""};
     struct fx f = {.step = "reboot",
                    .argv = argv,
                    .argc = 3,
                    .phase = phase,
-                   .term = term};
+                   .term = term,
+                   .start_error = start_error};
     f.record = reboot_record(true);
     th_ctl_start(&f.c, handler, &f);
     th_run_until(&f.c.loop, &f.done, ms);
@@ -270,6 +272,11 @@ static char *run(const char *phase, const char *term, int ms)
     return reason;
 }
 
+static char *run(const char *phase, const char *term, int ms)
+{
+    return run_as(phase, term, false, ms);
+}
+
 static void test_failed_reboot_fails_at_once(void **state)
 {
     (void)state;
@@ -278,6 +285,12 @@ static void test_failed_reboot_fails_at_once(void **state)
                        "\"none\",\"reason\":\"RebootFailed\",\"message\":"
                        "\"reboot: Operation not permitted\"}",
                        5000);
+    assert_non_null(reason);
+    assert_string_equal(reason, "RebootFailed");
+    free(reason);
+
+    /* Nor does one the runtime could not start: no boot is coming. */
+    reason = run_as("Failed", "failed to create containerd task", true, 5000);
     assert_non_null(reason);
     assert_string_equal(reason, "RebootFailed");
     free(reason);

@@ -174,6 +174,17 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     struct write *w = data;
     if (resp->error == NULL)
         obs_emit(w->ctl, &w->obs);
+    /* No answer (a timeout, the call cancelled at shutdown): the write may
+     * have landed, and the next look would find the switch moved on with
+     * no line saying so. The lines go out, said to be unconfirmed; the
+     * counts and events wait for a write known to land. */
+    if (resp->error && resp->code == 0)
+        for (int i = 0; i < w->obs.n_log; i++)
+            gm_log_kv(GM_LOG_INFO, w->obs.node,
+                      w->obs.policy[0] ? w->obs.policy : NULL,
+                      "%s (write unconfirmed: %s)", w->obs.log[i],
+                      resp->error->message[0] ? resp->error->message
+                                              : "no answer");
     if (resp->error == NULL && w->helper_create)
         w->ns->helper_refused = false;
     if (resp->error == NULL && w->ns->write_refused) {
@@ -1534,8 +1545,7 @@ static int step_reboot(struct sw *s)
             set_message(s, "rebooted; waiting for the node to be Ready");
             return wait_for(s, WAIT_POLL_MS);
         }
-        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
-                  "node rebooted (bootID %s)", s->node->boot_id);
+        note_log(s, "node rebooted (bootID %s)", s->node->boot_id);
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     }
     /* A reboot ends every pod on the node, not only those the drain
@@ -1570,6 +1580,13 @@ static int step_reboot(struct sw *s)
     /* An agent that could not reboot says so and exits: fail now rather
      * than wait out rebootTimeoutSeconds for a boot that is not coming.
      * One that did reboot never ends by itself, so anything else waits. */
+    /* The runtime could not start it: no reboot is coming either. */
+    if (p && p->phase == GM_POD_FAILED && p->start_error && !p->ran) {
+        char said[440];
+        log_tail(p->term_message, "never started", said, sizeof(said));
+        return fail(s, "RebootFailed", "the reboot helper %s %s", p->name,
+                    said);
+    }
     if (p && p->phase == GM_POD_FAILED && p->term_message) {
         json_object *res = json_tokener_parse(p->term_message);
         json_object *ok = gm_json_get(res, "ok");
@@ -2180,9 +2197,8 @@ static int step_finish(struct sw *s)
     if (s->rec.rolling_back && s->rec.releasing) {
         /* No policy wants the node: nothing would retry it, and a Failed
          * record would keep it state=failed for good. */
-        gm_log_kv(GM_LOG_INFO, node_name(s), s->rec.policy,
-                  "released: back in %s%s", gm_mode_name(s->rec.from),
-                  uncordon == 0 ? " and uncordoned" : "");
+        note_log(s, "released: back in %s%s", gm_mode_name(s->rec.from),
+                 uncordon == 0 ? " and uncordoned" : "");
         note_event(s, false, GM_EVENT_NORMAL, GM_REASON_ROLLED_BACK,
                    "released: back in %s, no policy selects the "
                    "node%s",
