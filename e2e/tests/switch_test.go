@@ -505,7 +505,15 @@ func TestHelperNotPulledWhileNoController(t *testing.T) {
 // after 30 s.
 func unpullableAgentBed(t *testing.T) *Bed {
 	t.Helper()
-	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "H100-80GB")
+	return agentImageBed(t, nil, "registry.example.com/private/gpumode:0.1.0", "helperTimeoutSeconds: 30\n")
+}
+
+// agentImageBed is a one-node H100 bed (simulator environment env) in
+// pool a whose controller config names agentImage image, and has extra
+// appended.
+func agentImageBed(t *testing.T, env []string, image, extra string) *Bed {
+	t.Helper()
+	b := StartBed(t, env, "--nodes", "1", "--gpu-model", "H100-80GB")
 	InstallGpumode(t, b)
 	LabelNodes(t, b, "pool=a", "gpu-001")
 	cfgPath := filepath.Join(b.Dir, "controller.yaml")
@@ -513,20 +521,28 @@ func unpullableAgentBed(t *testing.T) *Bed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := regexp.MustCompile(`(?m)^agentImage: .*$`).ReplaceAllString(string(raw), "agentImage: registry.example.com/private/gpumode:0.1.0")
+	cfg := regexp.MustCompile(`(?m)^agentImage: .*$`).ReplaceAllString(string(raw), "agentImage: "+image)
 	if cfg == string(raw) {
 		t.Fatalf("no agentImage line in %s", cfgPath)
 	}
-	if err := os.WriteFile(cfgPath, []byte(cfg+"helperTimeoutSeconds: 30\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg+extra), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
 // checkNeverStarted waits for gpu-001's switch to fail with HelperTimeout,
-// never started, and to be rolled back: uncordoned, the GPUs recorded as
-// untouched, every operand label as before, and no mode label.
+// never started, and to be rolled back (checkNeverRan).
 func checkNeverStarted(t *testing.T, b *Bed, before map[string]string) {
+	t.Helper()
+	checkNeverRan(t, b, before, "HelperTimeout", "never started")
+}
+
+// checkNeverRan waits for gpu-001's switch to fail with reason, its
+// message holding msg, and to be rolled back as one whose agent never
+// ran: uncordoned, the GPUs recorded as untouched, every operand label as
+// before, and no mode label.
+func checkNeverRan(t *testing.T, b *Bed, before map[string]string, reason, msg string) {
 	t.Helper()
 	WaitPolicy(t, b, "a", 120*time.Second, "failed and rolled back", func(s *PolicyStatus) error {
 		n := GetNode(t, b, "gpu-001")
@@ -537,8 +553,8 @@ func checkNeverStarted(t *testing.T, b *Bed, before map[string]string) {
 	})
 	n := GetNode(t, b, "gpu-001")
 	rec := SwitchAnnotation(n)
-	if rec == nil || rec["reason"] != "HelperTimeout" || !strings.Contains(fmt.Sprint(rec["message"]), "never started") {
-		t.Errorf("switch record %v, want HelperTimeout, never started", rec)
+	if rec == nil || rec["reason"] != reason || !strings.Contains(fmt.Sprint(rec["message"]), msg) {
+		t.Errorf("switch record %v, want %s, %q", rec, reason, msg)
 	}
 	if rec != nil && rec["reconfigured"] == true {
 		t.Errorf("the GPUs are recorded as changed: %v", rec)
@@ -562,49 +578,11 @@ func checkNeverStarted(t *testing.T, b *Bed, before map[string]string) {
 // and uncordoned as untouched, not held cordoned for a person.
 func TestAgentStartErrorIsUntouched(t *testing.T) {
 	requireE2E(t)
-	b := StartBed(t, []string{"SIM_IMAGE_MAP=example/not-the-agent=/bin/true"}, "--nodes", "1", "--gpu-model", "H100-80GB")
-	InstallGpumode(t, b)
-	LabelNodes(t, b, "pool=a", "gpu-001")
-	cfgPath := filepath.Join(b.Dir, "controller.yaml")
-	raw, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := regexp.MustCompile(`(?m)^agentImage: .*$`).ReplaceAllString(string(raw), "agentImage: registry.example.com/example/not-the-agent:1")
-	if cfg == string(raw) {
-		t.Fatalf("no agentImage line in %s", cfgPath)
-	}
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b := agentImageBed(t, []string{"SIM_IMAGE_MAP=example/not-the-agent=/bin/true"}, "registry.example.com/example/not-the-agent:1", "")
 	before := GetNode(t, b, "gpu-001").Labels
 	StartController(t, b)
 	Apply(t, b, policyAMig1g)
-	WaitPolicy(t, b, "a", 120*time.Second, "failed and rolled back", func(s *PolicyStatus) error {
-		n := GetNode(t, b, "gpu-001")
-		if s.Summary.Failed != 1 || n.Spec.Unschedulable || n.Labels["gpumode.io/state"] != "failed" {
-			return fmt.Errorf("summary %+v unschedulable %v state %q", s.Summary, n.Spec.Unschedulable, n.Labels["gpumode.io/state"])
-		}
-		return nil
-	})
-	n := GetNode(t, b, "gpu-001")
-	rec := SwitchAnnotation(n)
-	if rec == nil || rec["reason"] != "AgentFailed" ||
-		!strings.Contains(fmt.Sprint(rec["message"]), "the agent never started; its container said: failed to create containerd task") {
-		t.Errorf("switch record %v, want AgentFailed, the agent never started, quoting the runtime", rec)
-	}
-	if rec != nil && rec["reconfigured"] == true {
-		t.Errorf("the GPUs are recorded as changed: %v", rec)
-	}
-	for _, k := range []string{"nvidia.com/gpu.deploy.device-plugin", "nvidia.com/gpu.deploy.gpu-feature-discovery",
-		"nvidia.com/gpu.deploy.dcgm", "nvidia.com/gpu.deploy.dcgm-exporter"} {
-		if n.Labels[k] != before[k] {
-			t.Errorf("label %s %q, was %q", k, n.Labels[k], before[k])
-		}
-	}
-	if _, ok := n.Labels["gpumode.io/mode"]; ok {
-		t.Errorf("mode label %q set on a node whose switch never ran", n.Labels["gpumode.io/mode"])
-	}
+	checkNeverRan(t, b, before, "AgentFailed", "the agent never started; its container said: failed to create containerd task")
 }
 
 // TestPolicyDeletedWhileDraining: deleting the policy while a drain waits
@@ -2694,13 +2672,7 @@ func TestHelperDeadlineWhileNoController(t *testing.T) {
 	}
 	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
 	ctl.Restart()
-	WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
-		n := GetNode(t, b, "gpu-001")
-		if s.Summary.Failed != 1 || n.Spec.Unschedulable || Allocatable(n, "nvidia.com/gpu") != 8 {
-			return fmt.Errorf("summary %+v unschedulable %v gpus %d", s.Summary, n.Spec.Unschedulable, Allocatable(n, "nvidia.com/gpu"))
-		}
-		return nil
-	})
+	waitRolledBackToFull(t, b)
 	rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
 	if rec == nil || rec["reason"] != "HelperTimeout" || !strings.Contains(fmt.Sprint(rec["message"]), "activeDeadlineSeconds") {
 		t.Errorf("switch record %v, want HelperTimeout naming activeDeadlineSeconds", rec)
@@ -2740,6 +2712,19 @@ func TestAgentKilledMidwayQuotesItsLog(t *testing.T) {
 		t.Fatalf("kill agent %d: %v", agent, err)
 	}
 	FakeSMI(t, b, "gpu-001", "--fake-clear-faults")
+	waitRolledBackToFull(t, b)
+	rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
+	msg := fmt.Sprint(rec["message"])
+	if rec == nil || rec["reason"] != "AgentFailed" || !strings.Contains(msg, "the agent left no result; its container said: ") ||
+		!strings.Contains(msg, `msg="nvidia-smi mig -lgip: exit 0"`) || strings.Contains(msg, "\n") {
+		t.Errorf("switch record %v, want AgentFailed quoting the agent's log on one line", rec)
+	}
+}
+
+// waitRolledBackToFull waits for policy a to count gpu-001 failed, the
+// node rolled back to full: uncordoned, its 8 GPUs offered.
+func waitRolledBackToFull(t *testing.T, b *Bed) {
+	t.Helper()
 	WaitPolicy(t, b, "a", 120*time.Second, "failure and rollback", func(s *PolicyStatus) error {
 		n := GetNode(t, b, "gpu-001")
 		if s.Summary.Failed != 1 || n.Spec.Unschedulable || Allocatable(n, "nvidia.com/gpu") != 8 {
@@ -2747,12 +2732,6 @@ func TestAgentKilledMidwayQuotesItsLog(t *testing.T) {
 		}
 		return nil
 	})
-	rec := SwitchAnnotation(GetNode(t, b, "gpu-001"))
-	msg := fmt.Sprint(rec["message"])
-	if rec == nil || rec["reason"] != "AgentFailed" || !strings.Contains(msg, "the agent left no result; its container said: ") ||
-		!strings.Contains(msg, `msg="nvidia-smi mig -lgip: exit 0"`) || strings.Contains(msg, "\n") {
-		t.Errorf("switch record %v, want AgentFailed quoting the agent's log on one line", rec)
-	}
 }
 
 // parentOf returns the parent process of pid, or 0.
