@@ -575,14 +575,37 @@ func checkNeverRan(t *testing.T, b *Bed, before map[string]string, reason, msg s
 // start the apply pod's container (StartError, startedAt at the Unix
 // epoch), so the agent never ran: the switch fails at once with the
 // runtime's words, and even a node gpumode never switched is rolled back
-// and uncordoned as untouched, not held cordoned for a person.
+// and uncordoned as untouched, not held cordoned for a person. As from a
+// kubelet, no helper pod is ever seen Running.
 func TestAgentStartErrorIsUntouched(t *testing.T) {
 	requireE2E(t)
 	b := agentImageBed(t, []string{"SIM_IMAGE_MAP=example/not-the-agent=/bin/true"}, "registry.example.com/example/not-the-agent:1", "")
 	before := GetNode(t, b, "gpu-001").Labels
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := b.CS.CoreV1().Pods("gpumode-system").Watch(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=gpumode-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var running []string
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && p.Status.Phase == corev1.PodRunning {
+				mu.Lock()
+				running = append(running, p.Name)
+				mu.Unlock()
+			}
+		}
+	}()
 	StartController(t, b)
 	Apply(t, b, policyAMig1g)
 	checkNeverRan(t, b, before, "AgentFailed", "the agent never started; its container said: failed to create containerd task")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(running) > 0 {
+		t.Errorf("helper pods seen Running though their container never started: %v", running)
+	}
 }
 
 // TestPolicyDeletedWhileDraining: deleting the policy while a drain waits

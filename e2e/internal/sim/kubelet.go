@@ -311,6 +311,14 @@ func (s *Sim) startPod(ctx context.Context, pod *corev1.Pod, run *podRun) error 
 	if run.role != "" {
 		s.applyPluginHealth(pod, run, st)
 	}
+	// A container the runtime could not start is never shown running: the
+	// kubelet's first status after the failure has it terminated, and with
+	// restartPolicy Never the pod Failed.
+	startFailed := run.reason == "StartError" && pod.Spec.RestartPolicy == corev1.RestartPolicyNever
+	if startFailed {
+		terminatedStatus(pod, run, st, now)
+		st.Phase = corev1.PodFailed
+	}
 	np := pod.DeepCopy()
 	np.Status = *st
 	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, np, metav1.UpdateOptions{}); err != nil {
@@ -319,8 +327,12 @@ func (s *Sim) startPod(ctx context.Context, pod *corev1.Pod, run *podRun) error 
 			run.proc = nil
 		}
 		run.startedAt = time.Time{}
-		run.exited = false
+		run.exited, run.reason, run.message = false, "", ""
 		return err
+	}
+	if startFailed {
+		run.terminal = true
+		return nil
 	}
 	if run.role != "" {
 		s.startPlugin(np, run)
