@@ -19,6 +19,7 @@
 #include "kube/client.h"
 #include "server/events.h"
 #include "support/httpd.h"
+#include "support/testutil.h"
 
 struct fx {
     uv_loop_t loop;
@@ -442,12 +443,8 @@ static void test_drops_are_logged(void **state)
     (void)state;
     struct gm_recorder_opts o = {.series_interval_ms = 200, .object_burst = 1};
     struct fx *f = fx_new(&o);
-    FILE *log = tmpfile();
-    assert_non_null(log);
-    fflush(stderr);
-    int saved = dup(2);
-    dup2(fileno(log), 2);
-    gm_log_setup(GM_LOG_WARN, 0);
+    struct tu_log log;
+    tu_log_begin(&log, GM_LOG_WARN);
 
     assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
                               GM_REASON_ROLLED_BACK, "Switch", "a"),
@@ -456,19 +453,11 @@ static void test_drops_are_logged(void **state)
         assert_int_equal(gm_event(f->r, &node, GM_EVENT_WARNING,
                                   GM_REASON_ROLLED_BACK, "Switch", "b%d", i),
                          -EAGAIN);
-    fflush(stderr);
-    long first = ftell(log);
+    long first = tu_log_pos(&log);
     run_for(f, 1100);
 
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    gm_log_setup(GM_LOG_ERROR, 0);
     char text[4096];
-    rewind(log);
-    size_t n = fread(text, 1, sizeof(text) - 1, log);
-    text[n] = '\0';
-    fclose(log);
+    tu_log_end(&log, text, sizeof(text));
     const char *one = strstr(text, "event dropped: Node gpu-07: Warning "
                                    "RolledBack: \\\"b0\\\" (rate limit per "
                                    "object)");

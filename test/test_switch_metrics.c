@@ -23,6 +23,7 @@
 #include "server/events.h"
 #include "server/metrics.h"
 #include "support/ctlfx.h"
+#include "support/testutil.h"
 
 struct fx {
     struct th_node_fx n; /* first: the handler's ud */
@@ -166,22 +167,11 @@ static void test_phase_counted_once(void **state)
 static int run_logged(int drops, char *text, size_t cap)
 {
     int patches;
-    FILE *log = tmpfile();
-    assert_non_null(log);
-    fflush(stderr);
-    int saved = dup(2);
-    dup2(fileno(log), 2);
-    gm_log_setup(GM_LOG_INFO, 0);
+    struct tu_log log;
+    tu_log_begin(&log, GM_LOG_INFO);
     struct gm_metrics *m = run_with(drops, 0, &patches, NULL, 0);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    gm_log_setup(GM_LOG_ERROR, 0);
+    tu_log_end(&log, text, cap);
     gm_metrics_free(m);
-    rewind(log);
-    size_t n = fread(text, 1, cap - 1, log);
-    text[n] = '\0';
-    fclose(log);
     return patches;
 }
 

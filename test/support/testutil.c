@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "common/log.h"
+
 char *tu_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -63,4 +65,34 @@ void tu_kubeconfig_remove(const char *path)
         *slash = '\0';
         rmdir(dir);
     }
+}
+
+void tu_log_begin(struct tu_log *c, int level)
+{
+    c->file = tmpfile();
+    assert_non_null(c->file);
+    fflush(stderr);
+    c->saved = dup(2);
+    assert_true(c->saved >= 0);
+    assert_int_equal(dup2(fileno(c->file), 2), 2);
+    gm_log_setup(level, 0);
+}
+
+long tu_log_pos(struct tu_log *c)
+{
+    fflush(stderr);
+    return ftell(c->file);
+}
+
+void tu_log_end(struct tu_log *c, char *text, size_t cap)
+{
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    gm_log_setup(GM_LOG_ERROR, 0);
+    rewind(c->file);
+    size_t n = fread(text, 1, cap - 1, c->file);
+    text[n] = '\0';
+    fclose(c->file);
+    c->file = NULL;
 }
