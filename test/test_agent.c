@@ -765,6 +765,35 @@ static void test_held_gpu_is_in_use(void **state)
     }
 }
 
+/* An earlier run set MIG mode on an H100 while something held it, so the
+ * mode was left pending; the holder has gone since. Hopper applies a mode
+ * without a reset: this run sets it again, and neither resets (which a VM
+ * may not support: that was GPUInUse, "held", with nothing holding it) nor
+ * asks for one. Both ways. */
+static void test_h100_pending_set_again(void **state)
+{
+    for (int on = 1; on >= 0; on--) {
+        for (int allow_reset = 0; allow_reset <= 1; allow_reset++) {
+            struct apply_case c = {.f = fake_new(1, 1, 0)};
+            c.f->g[0].cur = !on;
+            c.f->g[0].pend = on;
+            run_apply(&c, on ? GM_AGENT_MIG : GM_AGENT_FULL,
+                      on ? "[{\"migDevices\":{\"1g.10gb\":7}}]" : NULL,
+                      allow_reset);
+            dump_log(c.f);
+            assert_int_equal(c.rc, 0);
+            assert_true(c.res->ok);
+            assert_true(logged(c.f, on ? "-i 0 -mig 1" : "-i 0 -mig 0", 0) >=
+                        0);
+            assert_int_equal(logged(c.f, "-i 0 -r", 0), -1);
+            assert_int_equal(c.res->snap.gpus[0].mig_current,
+                             on ? GM_MIG_ENABLED : GM_MIG_DISABLED);
+            assert_int_equal(instances_of(c.res, 0, "1g.10gb"), on ? 7 : 0);
+            case_free(&c);
+        }
+    }
+}
+
 /* Which names keep a pending mode across a reboot: the Ampere MIG GPUs,
  * matched as words ("RTX A3000" is not an A30). */
 static void test_held_gpu_reboot_by_name(void **state)
@@ -1426,6 +1455,7 @@ int main(void)
         cmocka_unit_test(test_gpu_in_use_waits_for_exit),
         cmocka_unit_test(test_gpu_in_use_after_wait),
         cmocka_unit_test(test_held_gpu_is_in_use),
+        cmocka_unit_test(test_h100_pending_set_again),
         cmocka_unit_test(test_held_gpu_reboot_by_name),
         cmocka_unit_test(test_profiles_read_again_after_enabling),
         cmocka_unit_test(test_profiles_read_again_after_reset),

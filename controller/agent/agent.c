@@ -941,8 +941,17 @@ static int set_modes(struct run *c)
 
     for (size_t i = 0; i < s->ngpus; i++) {
         const struct target *t = &c->tgt[i];
+        const struct gm_smi_gpu *g = &s->gpus[i];
         enum gm_mig_mode want = t->mig ? GM_MIG_ENABLED : GM_MIG_DISABLED;
-        if (!t->change || s->gpus[i].mig_pending == want)
+        /* A mode already pending is left to the reset on Ampere. Hopper
+         * applies a mode without one: a pending mode there is one an
+         * earlier run set while the GPU was held, and setting it again
+         * once it is free applies it (a reset would be needless, and may
+         * be unsupported). */
+        bool pending_ok =
+            g->mig_pending == want &&
+            (g->mig_current == want || pending_survives_reboot(g));
+        if (!t->change || pending_ok)
             continue;
         err = set_mode(c, i);
         if (err)
