@@ -36,8 +36,10 @@ static json_object *load(const char *path)
 }
 
 /* The fleet: nodes a..e in pool a (full), x elsewhere. switching names a
- * node that carries a switch annotation, or NULL. */
-static void fleet_load(struct fleet *f, const char *switching)
+ * node that carries the switch record rec (gpumode.io/switch), cordoned,
+ * or NULL. */
+static void fleet_load_rec(struct fleet *f, const char *switching,
+                           const char *rec)
 {
     json_object *nodes = load("test/fixtures/cli/fleet.json");
     json_object *pods = load("test/fixtures/cli/pods.json");
@@ -50,12 +52,8 @@ static void fleet_load(struct fleet *f, const char *switching)
             json_object_get_string(json_object_object_get(md, "name"));
         if (switching && strcmp(name, switching) == 0) {
             json_object *ann = json_object_new_object();
-            json_object_object_add(
-                ann, "gpumode.io/switch",
-                json_object_new_string("{\"policy\":\"shared\",\"from\":"
-                                       "\"full\",\"to\":\"vgpu\",\"phase\":"
-                                       "\"Draining\",\"attempt\":1,"
-                                       "\"cordoned\":true}"));
+            json_object_object_add(ann, "gpumode.io/switch",
+                                   json_object_new_string(rec));
             json_object_object_add(md, "annotations", ann);
             /* Draining: gpumode cordoned it. */
             json_object *spec = json_object_new_object();
@@ -72,6 +70,15 @@ static void fleet_load(struct fleet *f, const char *switching)
     f->pdbs = load("test/fixtures/cli/pdbs.json");
     json_object_put(nodes);
     json_object_put(pods);
+}
+
+/* fleet_load_rec with a switch of policy shared to vgpu, draining. */
+static void fleet_load(struct fleet *f, const char *switching)
+{
+    fleet_load_rec(f, switching,
+                   "{\"policy\":\"shared\",\"from\":\"full\",\"to\":"
+                   "\"vgpu\",\"phase\":\"Draining\",\"attempt\":1,"
+                   "\"cordoned\":true}");
 }
 
 static void fleet_free(struct fleet *f)
@@ -113,14 +120,15 @@ static struct gm_policy *policy_json(const char *name, const char *spec)
 /* What run_plan says of HAMi's ConfigMap: NULL present, else its name. */
 static const char *hami_absent;
 
-static void run_plan(struct fleet *f, const struct gm_policy *p,
-                     const struct gm_policy *other, struct gm_dry_run *out)
+/* Plans p against the policies in the cluster, existing[0..n). */
+static void run_plan_among(struct fleet *f, const struct gm_policy *p,
+                           const struct gm_policy *const *existing, size_t n,
+                           struct gm_dry_run *out)
 {
-    const struct gm_policy *existing[1] = {other};
     struct gm_dry_input in = {
         .policy = p,
         .existing = existing,
-        .n_existing = other ? 1 : 0,
+        .n_existing = n,
         .nodes = (const struct gm_node *const *)f->nodes,
         .n_nodes = f->n,
         .layouts_source = "ConfigMap gpu-operator/default-mig-parted-config",
@@ -130,6 +138,13 @@ static void run_plan(struct fleet *f, const struct gm_policy *p,
         .now = NOW,
     };
     assert_int_equal(gm_dry_run_plan(&in, out), 0);
+}
+
+static void run_plan(struct fleet *f, const struct gm_policy *p,
+                     const struct gm_policy *other, struct gm_dry_run *out)
+{
+    const struct gm_policy *existing[1] = {other};
+    run_plan_among(f, p, existing, other ? 1 : 0, out);
 }
 
 /* "a,b|c,d|e": the batches, as the text output lists them. */
@@ -515,6 +530,101 @@ static void test_conflicts_and_priority(void **state)
     fleet_free(&f);
 }
 
+/* Two policies of a higher priority tie over pool a: none of them acts
+ * there, and neither may the file's. Each node says so; none is shown
+ * as converged. */
+static void test_tie_above_is_said(void **state)
+{
+    struct fleet f;
+    struct gm_dry_run r;
+    (void)state;
+
+    fleet_load(&f, NULL);
+    struct gm_policy *p = policy_file("test/fixtures/cli/policy-vgpu.yaml", 0);
+    const char *spec = "{\"mode\":\"full\",\"priority\":5,\"nodeSelector\":"
+                       "{\"matchLabels\":{\"pool\":\"a\"}}}";
+    struct gm_policy *t1 = policy_json("t1", spec);
+    struct gm_policy *t2 = policy_json("t2", spec);
+    const struct gm_policy *existing[] = {t1, t2};
+    run_plan_among(&f, p, existing, 2, &r);
+    assert_int_equal(r.n_nodes, 0);
+    assert_int_equal(r.n_batches, 0);
+    assert_int_equal(r.n_elsewhere, 5);
+    int found = 0;
+    for (size_t i = 0; i < r.n_elsewhere; i++)
+        found += strcmp(r.elsewhere[i],
+                        "e: policies t1 and t2 tie on it at priority 5, so "
+                        "none of them acts on it, nor does this one "
+                        "(priority 0)") == 0;
+    assert_int_equal(found, 1);
+    gm_dry_run_free(&r);
+    gm_policy_free(t1);
+    gm_policy_free(t2);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
+/* The policy's selector was narrowed mid-rollout: x, no longer selected,
+ * is still switching for it and holds the one slot. The switch ends, as
+ * in the cluster, and the rollout goes on after it. */
+static void test_in_flight_outside_selector_ends(void **state)
+{
+    struct fleet f;
+    struct gm_dry_run r;
+    char b[128];
+    (void)state;
+
+    fleet_load_rec(&f, "x",
+                   "{\"policy\":\"shared\",\"from\":\"full\",\"to\":"
+                   "\"vgpu\",\"phase\":\"Reconfiguring\",\"attempt\":1,"
+                   "\"cordoned\":true}");
+    struct gm_policy *p =
+        policy_json("shared", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
+                              "\"matchLabels\":{\"pool\":\"a\"}},\"rollout\":{"
+                              "\"maxUnavailable\":1}}");
+    run_plan(&f, p, NULL, &r);
+    batches(&r, b, sizeof(b));
+    assert_string_equal(b, "a|b|c|d|e");
+    assert_int_equal(r.n_errors, 0);
+    assert_int_equal(r.n_notes, 1);
+    assert_non_null(strstr(r.notes[0], "x is no longer governed by this "
+                                       "policy, but its switch for it is in "
+                                       "flight"));
+    gm_dry_run_free(&r);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
+/* a is rolling back: it ends failed, which reaches maxFailures (1 by
+ * default) and stops the rollout. That is a problem the plan must report
+ * (and exit 1 on), though it comes only after the first round. */
+static void test_stall_after_in_flight_is_reported(void **state)
+{
+    struct fleet f;
+    struct gm_dry_run r;
+    (void)state;
+
+    fleet_load_rec(&f, "a",
+                   "{\"policy\":\"shared\",\"from\":\"full\",\"to\":"
+                   "\"vgpu\",\"phase\":\"Reconfiguring\",\"attempt\":1,"
+                   "\"cordoned\":true,\"rollingBack\":true,"
+                   "\"reconfigured\":true}");
+    struct gm_policy *p =
+        policy_json("shared", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
+                              "\"matchLabels\":{\"pool\":\"a\"}},\"rollout\":{"
+                              "\"maxUnavailable\":1}}");
+    run_plan(&f, p, NULL, &r);
+    assert_int_equal(r.n_batches, 0);
+    assert_int_equal(r.n_errors, 1);
+    assert_non_null(strstr(r.errors[0], "MaxFailuresReached once the "
+                                        "switches in flight end: "));
+    assert_string_equal(node(&r, "a")->note,
+                        "switch in flight now, rolling back: it ends failed");
+    gm_dry_run_free(&r);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 static void test_invalid_layout(void **state)
 {
     struct fleet f;
@@ -638,6 +748,9 @@ int main(void)
         cmocka_unit_test(test_cpu_node_listed_not_planned),
         cmocka_unit_test(test_pdb_selectors),
         cmocka_unit_test(test_conflicts_and_priority),
+        cmocka_unit_test(test_tie_above_is_said),
+        cmocka_unit_test(test_in_flight_outside_selector_ends),
+        cmocka_unit_test(test_stall_after_in_flight_is_reported),
         cmocka_unit_test(test_invalid_layout),
         cmocka_unit_test(test_missing_plugin_config),
         cmocka_unit_test(test_file_errors_name_the_field),

@@ -202,18 +202,63 @@ static int sim_converge(struct sim *s, const struct gm_node *which,
 }
 
 /* Where the switch in flight on n ends: *to its target, or its mode
- * before with *back set when it rolls back. Left as they are without a
- * record that parses. */
-static void in_flight_end(const struct gm_node *n, enum gm_mode *to, bool *back)
+ * before when it rolls back, with *failed set unless the rollback only
+ * releases the node (no policy selects it: it goes back into service).
+ * Left as they are without a record that parses. */
+static void in_flight_end(const struct gm_node *n, enum gm_mode *to,
+                          bool *failed)
 {
     struct gm_switch_record rec = {0};
     char why[128];
     if (n->ann_switch == NULL ||
         gm_record_parse(n->ann_switch, &rec, why, sizeof(why)) != 0)
         return;
-    *back = rec.rolling_back;
+    *failed = rec.rolling_back && !rec.releasing;
     *to = rec.rolling_back ? rec.from : rec.to;
     gm_record_clear(&rec);
+}
+
+/* n carries a switch of the policy named that has not failed. Like the
+ * planner, which counts such a switch against the policy's budget even
+ * on a node the policy no longer governs (its selector changed, or a
+ * policy of higher priority took the node): the switch goes on. */
+static bool in_flight_for(const struct gm_node *n, const char *policy)
+{
+    struct gm_switch_record rec = {0};
+    char why[128];
+    if (n->ann_switch == NULL ||
+        gm_record_parse(n->ann_switch, &rec, why, sizeof(why)) != 0)
+        return false;
+    bool yes = rec.policy && strcmp(rec.policy, policy) == 0 &&
+               rec.phase != GM_PHASE_FAILED;
+    gm_record_clear(&rec);
+    return yes;
+}
+
+static bool in_plan(const struct gm_plan *pl, const char *name)
+{
+    for (size_t i = 0; i < pl->n_nodes; i++)
+        if (strcmp(pl->nodes[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* "a, b and 2 more": the tied policies' names, for a conflict this
+ * policy is not part of. */
+static void tied_names(const struct gm_assignment *a, char *buf, size_t cap)
+{
+    size_t shown =
+        a->n_tied < GM_ASSIGN_MAX_TIED ? a->n_tied : GM_ASSIGN_MAX_TIED;
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < shown && off < cap; i++)
+        off += (size_t)snprintf(buf + off, cap - off, "%s%s",
+                                i == 0               ? ""
+                                : i + 1 == a->n_tied ? " and "
+                                                     : ", ",
+                                a->tied[i]->name);
+    if (a->n_tied > shown && off < cap)
+        snprintf(buf + off, cap - off, " and %zu more", a->n_tied - shown);
 }
 
 /* ---- the plan ---- */
@@ -251,6 +296,20 @@ static int first_view(struct gm_dry_run *r, const struct gm_dry_input *in,
                        a.owner->name, a.owner->spec.priority);
             continue;
         }
+        /* Policies of a higher priority than this one tie on the node:
+         * none of them acts on it, and this one may not either. (A tie
+         * this policy is part of is in the plan, as a conflict.) */
+        if (a.kind == GM_ASSIGN_CONFLICT &&
+            a.tied[0]->spec.priority != sim_pol->spec.priority) {
+            char names[400];
+            tied_names(&a, names, sizeof(names));
+            err = push(&r->elsewhere, &r->n_elsewhere,
+                       "%s: policies %s tie on it at priority %d, so none "
+                       "of them acts on it, nor does this one (priority %d)",
+                       n->name, names, a.tied[0]->spec.priority,
+                       sim_pol->spec.priority);
+            continue;
+        }
         const struct gm_plan_node *pn = NULL;
         for (size_t j = 0; j < pl->n_nodes; j++)
             if (strcmp(pl->nodes[j].name, n->name) == 0)
@@ -264,9 +323,27 @@ static int first_view(struct gm_dry_run *r, const struct gm_dry_input *in,
         enum gm_node_state st = pn->state;
         if (st == GM_NODE_SWITCHING && strcmp(pn->phase, "Starting") == 0)
             st = GM_NODE_PENDING;
+        enum gm_mode to = GM_MODE_UNKNOWN;
+        bool failed = false;
+        if (st == GM_NODE_SWITCHING)
+            in_flight_end(n, &to, &failed);
         err = add_node(r, n->name, mode ? mode : "unknown", st,
-                       st == GM_NODE_SWITCHING ? "switch in flight now"
-                                               : pn->message);
+                       st != GM_NODE_SWITCHING ? pn->message
+                       : failed ? "switch in flight now, rolling back: "
+                                  "it ends failed"
+                                : "switch in flight now");
+    }
+    /* Switches of this policy in flight on nodes it no longer governs:
+     * each holds a slot of the budget until it ends. */
+    for (size_t i = 0; i < in->n_nodes && !err; i++) {
+        const struct gm_node *n = in->nodes[i];
+        if (!gm_node_skipped(n) && in_flight_for(n, sim_pol->name) &&
+            !in_plan(pl, n->name))
+            err = push(&r->notes, &r->n_notes,
+                       "%s is no longer governed by this policy, but its "
+                       "switch for it is in flight: it holds a slot of the "
+                       "rollout budget until it ends",
+                       n->name);
     }
     if (!err && r->n_nodes > 1)
         qsort(r->nodes, r->n_nodes, sizeof(*r->nodes), cmp_node);
@@ -297,6 +374,10 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
      * would be a planner bug, not a reason to hang. */
     size_t max_rounds = 2 * s.n + 2, round;
     bool moved = false;
+    /* The last stall reported: one that comes in a later round (the
+     * switches in flight end failed, and maxFailures is reached) stops
+     * the rollout as surely as one now. */
+    char stall[64] = "";
     for (round = 0; round <= max_rounds && !err; round++) {
         struct gm_plan pl;
         struct gm_plan_input pi = {
@@ -360,6 +441,17 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
             if (!err && pl.drift_notice != NULL)
                 err = push(&r->notes, &r->n_notes, "%s", pl.drift_notice);
         }
+        if (!err && pl.stall_reason != NULL &&
+            strcmp(pl.stall_reason, stall) != 0) {
+            if (round > 0 && r->n_batches == 0)
+                err = push(&r->errors, &r->n_errors,
+                           "%s once the switches in flight end: %s",
+                           pl.stall_reason, pl.stall_message);
+            else if (round > 0)
+                err = push(&r->errors, &r->n_errors, "%s after batch %d: %s",
+                           pl.stall_reason, r->n_batches, pl.stall_message);
+            snprintf(stall, sizeof(stall), "%s", pl.stall_reason);
+        }
         moved = false;
         /* Nodes in flight finish first: they hold budget in round 1. */
         for (size_t i = 0; i < pl.n_nodes && !err; i++) {
@@ -376,11 +468,24 @@ static int simulate(struct gm_dry_run *r, const struct gm_dry_input *in,
                      * switches to (another than the file's, after an
                      * edit, needs a second switch), or back, failed. */
                     enum gm_mode to = sim_pol->spec.mode;
-                    bool back = false;
-                    in_flight_end(s.nodes[j], &to, &back);
-                    err = sim_converge(&s, s.nodes[j], to, back);
+                    bool failed = false;
+                    in_flight_end(s.nodes[j], &to, &failed);
+                    err = sim_converge(&s, s.nodes[j], to, failed);
                     moved = true;
                 }
+        }
+        /* The budget's slots held by switches of this policy on nodes it
+         * no longer governs are freed when those end, as in the cluster. */
+        for (size_t j = 0; j < s.n && !err; j++) {
+            const struct gm_node *n = s.nodes[j];
+            if (gm_node_skipped(n) || !in_flight_for(n, sim_pol->name) ||
+                in_plan(&pl, n->name))
+                continue;
+            enum gm_mode to = GM_MODE_UNKNOWN;
+            bool failed = false;
+            in_flight_end(n, &to, &failed);
+            err = sim_converge(&s, n, to, failed);
+            moved = true;
         }
         for (size_t i = 0; i < pl.n_starts && !err; i++) {
             struct gm_dry_node *dn = find(r, pl.starts[i].node->name);
