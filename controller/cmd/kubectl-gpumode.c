@@ -18,6 +18,7 @@
 #include "cli/args.h"
 #include "cli/conn.h"
 #include "cli/dryrun.h"
+#include "cli/retry.h"
 #include "cli/status.h"
 #include "cli/watch.h"
 #include "common/buf.h"
@@ -301,30 +302,10 @@ static int cmd_retry(const struct gm_cli_args *a)
         fail("%s", msg);
         goto out;
     }
-    json_object *md = gm_json_get(node, "metadata");
-    const char *sw = json_object_get_string(
-        gm_json_get(gm_json_get(md, "annotations"), GM_ANN_SWITCH));
-    const char *state = json_object_get_string(
-        gm_json_get(gm_json_get(md, "labels"), GM_LABEL_STATE));
-    const char *phase = NULL;
-    json_object *rec = sw ? json_tokener_parse(sw) : NULL;
-    if (rec)
-        phase = json_object_get_string(gm_json_get(rec, "phase"));
-    bool failed = (phase && strcmp(phase, "Failed") == 0) ||
-                  (sw == NULL && state && strcmp(state, "failed") == 0);
-    if (!failed) {
-        if (sw)
-            fail("node %s is not failed: its switch is in phase %s; retry "
-                 "is only for a failed switch",
-                 a->name, phase ? phase : "?");
-        else
-            fail("node %s is not failed (gpumode.io/state=%s); retry is only "
-                 "for a failed switch",
-                 a->name, state ? state : "unset");
-        json_object_put(rec);
+    if (gm_cli_retry_check(node, msg, sizeof(msg))) {
+        fail("%s", msg);
         goto out;
     }
-    json_object_put(rec);
     char ts[32], body[256];
     time_t now = time(NULL);
     struct tm tm;
