@@ -90,10 +90,16 @@ static struct gm_strsel *wait_work;
 /* When set, the answer to every eviction: an admission webhook's 403. */
 static bool evict_refused;
 
+/* When set, the node's pods may not be listed (403), and the drain and
+ * the GPU clients time out after 1 s. */
+static bool pods_refused;
+
 static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 {
     (void)data;
     (void)name;
+    if (pods_refused)
+        o->drain.timeout_s = 1;
     if (wait_work) {
         o->drain.gpu_pods_only = false;
         o->drain.wait_selector = wait_work;
@@ -105,6 +111,14 @@ static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
     struct fx *f = ud;
+    if (pods_refused && strstr(r->path, "fieldSelector=spec.nodeName")) {
+        th_respond(c, 403, NULL,
+                   "{\"kind\":\"Status\",\"status\":\"Failure\","
+                   "\"reason\":\"Forbidden\",\"code\":403,\"message\":"
+                   "\"pods is forbidden: User \\\"gpumode\\\" cannot list "
+                   "resource \\\"pods\\\"\"}");
+        return;
+    }
     if (strstr(r->path, "fieldSelector=spec.nodeName") &&
         strstr(r->path, "watch=1")) {
         th_stream_start(c, 200); /* open, quiet until the pod goes */
@@ -314,6 +328,50 @@ static void test_first_drain_failure_rolls_back(void **state)
     assert_string_equal(o.rec.reason, "DrainBlocked");
     assert_null(strstr(o.rec.message, "not laid back"));
     outcome_free(&o);
+}
+
+/* The node's pods cannot be listed (RBAC narrowed: 403). The drain
+ * cannot tell whether a pod is left, so it says why in the status line
+ * and, past drain.timeoutSeconds, fails (DrainTimeout, quoting the API
+ * server) and rolls back, rather than hold the node cordoned for ever
+ * with no word. So do the phases that wait for the GPU clients. */
+static void test_unlistable_pods_fail_at_the_timeout(void **state)
+{
+    (void)state;
+    struct outcome drain, clients;
+    pods_refused = true;
+    run(&drain, false, false, NO_POD);
+
+    /* Past clientsTimeoutSeconds (1 s here), stopping the clients fails
+     * the same way. */
+    struct fx f;
+    memset(&f, 0, sizeof(f));
+    f.n.record =
+        th_ctl_switch_record_retry(GM_PHASE_STOP_CLIENTS, false, false);
+    f.n.labels = "{\"nvidia.com/gpu.deploy.device-plugin\":\"false\","
+                 "\"nvidia.com/vgpu.deploy.device-plugin\":\"false\","
+                 "\"nvidia.com/gpu.deploy.gpu-feature-discovery\":\"false\","
+                 "\"nvidia.com/gpu.deploy.dcgm-exporter\":\"false\","
+                 "\"nvidia.com/gpu.deploy.dcgm\":\"false\","
+                 "\"nvidia.com/gpu.deploy.mig-manager\":\"false\"}";
+    th_ctl_start(&f.n.c, handler, &f);
+    f.n.c.ctl->policy_for = policy_for;
+    f.n.c.cfg.clients_timeout_s = 1;
+    th_run_until(&f.n.c.loop, &f.n.done, 5000);
+    finish(&f, &clients);
+    pods_refused = false;
+
+    assert_non_null(drain.p);
+    assert_true(drain.rec.rolling_back);
+    assert_string_equal(drain.rec.reason, "DrainTimeout");
+    assert_non_null(strstr(drain.rec.message, "the node's pods could not be "
+                                              "listed in 1s: "));
+    assert_non_null(strstr(drain.rec.message, "cannot list resource"));
+    assert_non_null(clients.p);
+    assert_string_equal(clients.rec.reason, "ClientsStuck");
+    assert_non_null(strstr(clients.rec.message, "cannot list resource"));
+    outcome_free(&drain);
+    outcome_free(&clients);
 }
 
 /* The rollback of changed hardware evicts the GPU pod it finds before
@@ -608,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_first_drain_failure_rolls_back),
         cmocka_unit_test(test_blocked_pod_fails_before_any_eviction),
         cmocka_unit_test(test_refused_eviction_fails_the_drain),
+        cmocka_unit_test(test_unlistable_pods_fail_at_the_timeout),
         cmocka_unit_test(test_rollback_evicts_first),
         cmocka_unit_test(test_rollback_drained_stops_clients),
         cmocka_unit_test(test_rollback_drain_failure_holds),

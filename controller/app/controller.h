@@ -39,6 +39,8 @@ struct gm_node_rt {
      * have run, so a later refused create of it does not prove the
      * hardware untouched. */
     char seen_helper[64];
+    /* Loop ms since which the list of pods has failed, or 0. */
+    uint64_t pods_failing_ms;
     int inflight; /* API calls whose callbacks use this */
     bool doomed;  /* free once inflight drops to 0 */
 };

@@ -641,7 +641,49 @@ static const struct gm_map *node_pods(struct sw *s)
     struct gm_reflector *r = gm_ctl_node_pods(s->ctl, s->ns);
     if (r == NULL || !gm_reflector_has_synced(r))
         return NULL;
+    s->ns->pods_failing_ms = 0;
     return gm_reflector_items(r);
+}
+
+/* How long the node's pod list must have failed before a phase past its
+ * timeout fails on it: a list refused (401, 403) fails at once, as
+ * retrying does not fix it; anything else (a timeout, a 5xx) may be a
+ * moment's trouble, as just after a restart. */
+#define PODS_FAILING_MS 30000
+
+/* The node's pods are not cached (node_pods gave NULL). While their list
+ * is first in flight this only waits; once it fails the status line says
+ * why, and a phase past timeout_s (> 0) fails with reason: a switch that
+ * cannot see the node's pods must not hold it cordoned for ever. A drain
+ * passes left_matters as drain_pass does: pods may be there. */
+static int pods_unlisted(struct sw *s, const char *reason, long timeout_s,
+                         bool left_matters)
+{
+    struct gm_reflector *r = gm_ctl_node_pods(s->ctl, s->ns);
+    struct gm_reflector_stats st = {0};
+    uint64_t now_ms = uv_now(s->ctl->loop);
+
+    if (r)
+        gm_reflector_get_stats(r, &st);
+    const char *why = r == NULL    ? "the watch could not be started"
+                      : st.failing ? st.last_error
+                                   : NULL;
+    if (why == NULL) {
+        s->ns->pods_failing_ms = 0;
+        return wait_for(s, 500);
+    }
+    if (s->ns->pods_failing_ms == 0)
+        s->ns->pods_failing_ms = now_ms;
+    set_message(s, "the node's pods cannot be listed: %s", why);
+    if (timeout_s > 0 && elapsed(s) > timeout_s &&
+        (st.list_refused != 0 ||
+         now_ms - s->ns->pods_failing_ms >= PODS_FAILING_MS)) {
+        s->pods_left = left_matters;
+        return fail(s, reason,
+                    "the node's pods could not be listed in %lds: %s",
+                    timeout_s, why);
+    }
+    return wait_for(s, 1000);
 }
 
 static int pod_matches(const struct gm_pod *p, const struct gm_plugin_ref *ref)
@@ -832,7 +874,7 @@ static int drain_pass(struct sw *s, const struct gm_drain_opts *opts,
 
     *drained = false;
     if (pods == NULL)
-        return wait_for(s, 500);
+        return pods_unlisted(s, "DrainTimeout", opts->timeout_s, left_matters);
     /* As kubectl drain does, every pod is looked at before any is evicted:
      * a drain that cannot finish disrupts no workload on the way. */
     for (struct gm_map_entry *it = gm_map_first(pods); it;
@@ -969,7 +1011,8 @@ static int step_stop_clients(struct sw *s)
 
     const struct gm_map *pods = node_pods(s);
     if (pods == NULL)
-        return wait_for(s, 500);
+        return pods_unlisted(s, "ClientsStuck", s->ctl->cfg->clients_timeout_s,
+                             false);
     int left = 0;
     for (struct gm_map_entry *it = gm_map_first(pods); it;
          it = gm_map_next(pods, it)) {
@@ -2099,7 +2142,8 @@ static int step_verify(struct sw *s)
     }
     const struct gm_map *pods = node_pods(s);
     if (pods == NULL)
-        return wait_for(s, 500);
+        return pods_unlisted(s, "PluginNotReady",
+                             s->ctl->cfg->clients_timeout_s, false);
     const struct gm_mode_profile *mp = &prof->modes[mode];
     for (size_t i = 0; i < mp->n_plugins; i++) {
         int ready = 0;
