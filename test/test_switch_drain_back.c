@@ -94,12 +94,20 @@ static bool evict_refused;
  * the GPU clients time out after 1 s. */
 static bool pods_refused;
 
+/* When set, the policy's drain.gracePeriodSeconds is grace; the last
+ * eviction's body is kept in evicted_body (owned). */
+static bool set_grace;
+static long grace;
+static char *evicted_body;
+
 static int policy_for(void *data, const char *name, struct gm_switch_policy *o)
 {
     (void)data;
     (void)name;
     if (pods_refused)
         o->drain.timeout_s = 1;
+    if (set_grace)
+        o->drain.grace_s = grace;
     if (wait_work) {
         o->drain.gpu_pods_only = false;
         o->drain.wait_selector = wait_work;
@@ -146,6 +154,8 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
     if (strcmp(r->method, "POST") == 0 && strstr(r->path, "/eviction")) {
         f->evictions++;
+        free(evicted_body);
+        evicted_body = r->body ? strdup(r->body) : NULL;
         if (evict_refused) {
             th_respond(c, 403, NULL,
                        "{\"kind\":\"Status\",\"status\":\"Failure\","
@@ -372,6 +382,41 @@ static void test_unlistable_pods_fail_at_the_timeout(void **state)
     assert_non_null(strstr(clients.rec.message, "cannot list resource"));
     outcome_free(&drain);
     outcome_free(&clients);
+}
+
+/* drain.gracePeriodSeconds 0 is asked as 1: with 0 the API server
+ * removes the pod at once, while its containers may still hold a GPU.
+ * Other values, and -1 (the pod's own: none sent), are asked as they
+ * are. */
+static void test_grace_zero_is_asked_as_one(void **state)
+{
+    (void)state;
+    static const struct {
+        long grace;
+        const char *want; /* in the eviction's body; NULL: no grace */
+    } cases[] = {
+        {0, "\"gracePeriodSeconds\":1"},
+        {30, "\"gracePeriodSeconds\":30"},
+        {-1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct outcome o;
+        struct fx f;
+        set_grace = true;
+        grace = cases[i].grace;
+        start(&f, false, false, OWNED_POD);
+        th_run_until(&f.n.c.loop, &f.evicted, 5000);
+        finish(&f, &o);
+        set_grace = false;
+        assert_non_null(evicted_body);
+        if (cases[i].want)
+            assert_non_null(strstr(evicted_body, cases[i].want));
+        else
+            assert_null(strstr(evicted_body, "gracePeriodSeconds"));
+        free(evicted_body);
+        evicted_body = NULL;
+        outcome_free(&o);
+    }
 }
 
 /* The rollback of changed hardware evicts the GPU pod it finds before
@@ -667,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_blocked_pod_fails_before_any_eviction),
         cmocka_unit_test(test_refused_eviction_fails_the_drain),
         cmocka_unit_test(test_unlistable_pods_fail_at_the_timeout),
+        cmocka_unit_test(test_grace_zero_is_asked_as_one),
         cmocka_unit_test(test_rollback_evicts_first),
         cmocka_unit_test(test_rollback_drained_stops_clients),
         cmocka_unit_test(test_rollback_drain_failure_holds),

@@ -786,10 +786,14 @@ static int send_eviction(struct sw *s, const struct gm_pod *p,
     c->ctl = s->ctl;
     c->ns = s->ns;
     c->uid = strdup(p->uid);
-    int err = c->uid
-                  ? gm_kube_evict(s->ctl->kube, p->namespace, p->name, p->uid,
-                                  s->pol.drain.grace_s, evict_done, c)
-                  : -ENOMEM;
+    /* A grace period of 0 removes the pod from the API at once ("zero
+     * means delete immediately"), before its containers have stopped:
+     * the drain would take it as gone while it may still hold a GPU. As
+     * kubectl delete does without --force, 0 is sent as 1. */
+    long grace = s->pol.drain.grace_s == 0 ? 1 : s->pol.drain.grace_s;
+    int err = c->uid ? gm_kube_evict(s->ctl->kube, p->namespace, p->name,
+                                     p->uid, grace, evict_done, c)
+                     : -ENOMEM;
     if (err) {
         free(c->uid);
         free(c);
