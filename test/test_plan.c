@@ -496,6 +496,7 @@ static void test_switch_elsewhere_keeps_its_slot(void **state)
         assert_int_equal(pl.summary.matched, 1);
         assert_int_equal(pl.budget.used, 1);
         assert_int_equal(pl.n_starts, 0);
+        assert_int_equal(pl.in_flight_elsewhere, 1);
         gm_plan_free(&pl);
         /* A failed switch keeps no slot here: the node is not p's. */
         gmt_set(&a->ann_switch, "{\"policy\":\"p\",\"from\":\"vgpu\","
@@ -504,6 +505,7 @@ static void test_switch_elsewhere_keeps_its_slot(void **state)
         plan(p, q, &f, NULL, &pl);
         assert_int_equal(pl.budget.used, 0);
         assert_int_equal(pl.n_starts, 1);
+        assert_int_equal(pl.in_flight_elsewhere, 0);
         gm_plan_free(&pl);
         fleet_free(&f);
     }

@@ -224,6 +224,31 @@ static void test_notice_in_messages(void **state)
     gm_policy_free(p);
 }
 
+/* The policy's switch runs on a node it no longer governs (relabelled, or
+ * taken by a policy of higher priority): every node it governs has
+ * converged, but the policy is not Ready until that switch ends, or
+ * kubectl wait and GitOps tools would call it done mid-switch. */
+static void test_switch_elsewhere_is_not_done(void **state)
+{
+    struct gm_policy *p = policy_with(NULL, 1);
+    struct gm_plan pl = converged_plan(1);
+    json_object *st = NULL;
+    (void)state;
+
+    pl.in_flight_elsewhere = 1;
+    assert_int_equal(gm_status_build(p, &pl, T0, &st), 0);
+    assert_string_equal(cs(st, "Ready", "status"), "False");
+    assert_string_equal(cs(st, "Ready", "reason"), "Progressing");
+    assert_string_equal(cs(st, "Reconciling", "status"), "True");
+    assert_string_equal(cs(st, "Reconciling", "reason"), "Switching");
+    assert_string_equal(cs(st, "Reconciling", "message"),
+                        "1/1 nodes in mig; 1 still switching on nodes the "
+                        "policy no longer governs");
+    assert_string_equal(cs(st, "Stalled", "status"), "False");
+    json_object_put(st);
+    gm_policy_free(p);
+}
+
 static void test_waiting_reasons(void **state)
 {
     struct gm_policy *p = policy_with(NULL, 1);
@@ -335,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_stalled),
         cmocka_unit_test(test_failed_nodes_left_stall),
         cmocka_unit_test(test_notice_in_messages),
+        cmocka_unit_test(test_switch_elsewhere_is_not_done),
         cmocka_unit_test(test_waiting_reasons),
         cmocka_unit_test(test_nodes_capped_and_sorted),
         cmocka_unit_test(test_invalid_spec_status),

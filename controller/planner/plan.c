@@ -1127,6 +1127,7 @@ int gm_plan_policy(const struct gm_plan_input *in, struct gm_plan *out)
         if (a.kind == GM_ASSIGN_CONFLICT && tied(&c, in->nodes[i], &a))
             err = add_conflict(&c, in->nodes[i], &a);
     }
+    out->in_flight_elsewhere = c.elsewhere_in_flight;
     if (!err && c.layout_errors > 0) {
         char msg[1100];
         snprintf(msg, sizeof(msg), "%s%s", c.first_layout_error,
@@ -1281,6 +1282,8 @@ int gm_plan_progress(const struct gm_plan *p, enum gm_mode mode, char *buf,
         {s->pending, "pending"},
         {s->failed, "failed"},
         {s->conflicted, "in conflict"},
+        {p->in_flight_elsewhere,
+         "still switching on nodes the policy no longer governs"},
     };
     const char *sep = "; ";
 

@@ -136,6 +136,11 @@ struct gm_plan_input {
 
 struct gm_plan {
     struct gm_summary summary;
+    /* This policy's switches still running on nodes it no longer governs
+     * (its selector changed, or a policy of higher priority took them):
+     * not in summary or nodes, but they hold budget and the policy is not
+     * done until they end. */
+    int in_flight_elsewhere;
     struct gm_budget budget;
     struct gm_plan_start *starts; /* owned, in name order */
     size_t n_starts;

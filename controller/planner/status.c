@@ -192,8 +192,11 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
     const struct gm_summary *s = &plan->summary;
     char progress[4096]; /* the progress line and the notices */
     bool stalled = plan->stall_reason != NULL;
-    bool done = s->converged == s->matched && !stalled;
-    bool working = s->switching > 0 || (s->pending > 0 && !stalled);
+    /* A switch of the policy on a node it no longer governs runs on: the
+     * policy is not done (nor Ready) until it ends. */
+    int switching = s->switching + plan->in_flight_elsewhere;
+    bool done = s->converged == s->matched && !stalled && switching == 0;
+    bool working = switching > 0 || (s->pending > 0 && !stalled);
     const char *stall_reason = plan->stall_reason;
     const char *stall_message = plan->stall_message;
     char failed_msg[512];
@@ -233,9 +236,9 @@ int gm_status_build(const struct gm_policy *p, const struct gm_plan *plan,
                    : "Progressing",
          progress},
         {"Reconciling", working,
-         !working           ? (stalled ? "Stalled" : "Converged")
-         : s->switching > 0 ? "Switching"
-                            : waiting_reason(plan),
+         !working        ? (stalled ? "Stalled" : "Converged")
+         : switching > 0 ? "Switching"
+                         : waiting_reason(plan),
          working ? progress : ""},
         {"Stalled", stalled, stalled ? stall_reason : "AsExpected",
          stalled ? stall_message : ""},
