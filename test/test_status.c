@@ -312,6 +312,62 @@ static void test_nodes_capped_and_sorted(void **state)
     gm_policy_free(p);
 }
 
+/* A node's since is written only when the API server's date-time check
+ * (Go's RFC 3339) would take it: one it refuses fails the whole status
+ * write, every time. */
+static void test_since_is_rfc3339(void **state)
+{
+    static const struct {
+        const char *since;
+        bool kept;
+    } cases[] = {
+        {"2024-05-06T22:30:00Z", true},
+        {"2024-05-06T22:30:00.123Z", true},
+        {"2024-05-06T22:30:00+02:00", true},
+        {"2024-02-29T00:00:00Z", true},
+        {"2024-13-45T99:99:99Z", false},
+        {"2023-02-29T00:00:00Z", false},
+        {"2024-04-31T00:00:00Z", false},
+        {"2024-05-06T24:00:00Z", false},
+        {"2024-05-06T22:30:60Z", false},
+        {"2024-05-06T22:30:00Zjunk", false},
+        {" 2024-05-06T22:30:00Z", false},
+        {"2024-05-06T22:30:00+", false},
+        {"2024-05-06T22:30:00+2:00", false},
+        {"2024-05-06T22:30:00.Z", false},
+        {"2024-05-06 22:30:00Z", false},
+        {"2024-5-06T22:30:00Z", false},
+        {"2024-05-06T22:30:00", false},
+        {"", false},
+    };
+    struct gm_policy *p = policy_with(NULL, 1);
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gm_plan pl = converged_plan(1);
+        json_object *st = NULL;
+        pl.summary.converged = 0;
+        pl.summary.switching = 1;
+        pl.n_nodes = 1;
+        pl.nodes = calloc(1, sizeof(*pl.nodes));
+        pl.nodes[0].name = strdup("gpu-1");
+        pl.nodes[0].phase = strdup("Draining");
+        pl.nodes[0].from = strdup("full");
+        pl.nodes[0].to = strdup("mig");
+        pl.nodes[0].message = strdup("");
+        pl.nodes[0].since = strdup(cases[i].since);
+        assert_int_equal(gm_status_build(p, &pl, T0, &st), 0);
+        json_object *n =
+            json_object_array_get_idx(json_object_object_get(st, "nodes"), 0);
+        json_object *since = json_object_object_get(n, "since");
+        if (cases[i].kept != (since != NULL))
+            fail_msg("since \"%s\": %s", cases[i].since,
+                     since ? "kept" : "dropped");
+        json_object_put(st);
+        gm_plan_free(&pl);
+    }
+    gm_policy_free(p);
+}
+
 static void test_invalid_spec_status(void **state)
 {
     struct gm_policy *p = gmt_policy(
@@ -363,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_switch_elsewhere_is_not_done),
         cmocka_unit_test(test_waiting_reasons),
         cmocka_unit_test(test_nodes_capped_and_sorted),
+        cmocka_unit_test(test_since_is_rfc3339),
         cmocka_unit_test(test_invalid_spec_status),
         cmocka_unit_test(test_reasons),
     };

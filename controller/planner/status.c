@@ -1,7 +1,9 @@
 #include "planner/status.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/json.h"
@@ -100,18 +102,42 @@ static int add_conditions(json_object *st, const struct gm_policy *p,
     return err;
 }
 
-/* RFC 3339 as the CRD's date-time format wants it; anything else from a
- * hand-edited annotation is dropped rather than failing the status write. */
+static bool two_digits(const char *s, int max)
+{
+    return isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+           (s[0] - '0') * 10 + (s[1] - '0') <= max;
+}
+
+/* RFC 3339 as the CRD's date-time format checks it (Go's time.Parse):
+ * "YYYY-MM-DDTHH:MM:SS", a fraction, then Z or an offset, every field in
+ * its range and the day in its month. Anything else, from a hand-edited
+ * annotation, is dropped: the API server refuses a status with it whole,
+ * so every later status write of the policy would fail. */
 static bool looks_like_time(const char *s)
 {
-    int y, mo, d, h, mi, sec;
-    char tail[16] = "";
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%15s", &y, &mo, &d, &h, &mi, &sec,
-               tail) < 7)
+    for (size_t i = 0; i < sizeof(shape) - 1; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
+            return false;
+    int y = atoi(s), mo = atoi(s + 5), d = atoi(s + 8);
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > days[mo - 1] ||
+        (mo == 2 && d == 29 && !leap) || !two_digits(s + 11, 23) ||
+        !two_digits(s + 14, 59) || !two_digits(s + 17, 59))
         return false;
-    return strlen(s) >= 20 && (tail[0] == 'Z' || tail[0] == '+' ||
-                               tail[0] == '-' || tail[0] == '.');
+    const char *t = s + 19;
+    if (*t == '.') {
+        if (!isdigit((unsigned char)*++t))
+            return false;
+        while (isdigit((unsigned char)*t))
+            t++;
+    }
+    if (*t == 'Z')
+        return t[1] == '\0';
+    return (*t == '+' || *t == '-') && two_digits(t + 1, 23) && t[3] == ':' &&
+           two_digits(t + 4, 59) && t[6] == '\0';
 }
 
 static int add_nodes(json_object *st, const struct gm_plan *plan)
