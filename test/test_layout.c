@@ -468,6 +468,46 @@ static void test_alias_expansion_capped(void **state)
     free(yaml);
 }
 
+/* What strategy single serves: every GPU a layout covers with MIG on,
+ * one profile across the node. */
+static void test_check_single(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *err; /* NULL: fine */
+    } cases[] = {
+        {"[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+         "{\"1g.10gb\":7}}]",
+         NULL},
+        {"[{\"devices\":[0,1],\"migEnabled\":true,\"migDevices\":"
+         "{\"3g.40gb\":2}},{\"devices\":\"all\",\"migEnabled\":true,"
+         "\"migDevices\":{\"3g.40gb\":1}}]",
+         NULL},
+        {"[{\"devices\":[0,1],\"migEnabled\":true,\"migDevices\":"
+         "{\"3g.40gb\":2}},{\"devices\":\"all\",\"migEnabled\":false}]",
+         "layout \"x\": leaves MIG off on some GPUs, which strategy single "
+         "does not serve (every GPU must have MIG on with one profile); use "
+         "strategy mixed"},
+        {"[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
+         "{\"1g.10gb\":1,\"1g.10gb+me\":1}}]",
+         "layout \"x\": has 1g.10gb and 1g.10gb+me on one node, which "
+         "strategy single does not serve (the device plugin takes one MIG "
+         "profile a node); use strategy mixed"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[512] = "";
+        int rc = gm_layout_check_single(cases[i].json, "layout \"x\"", err,
+                                        sizeof(err));
+        if (cases[i].err == NULL) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, -EINVAL);
+            assert_string_equal(err, cases[i].err);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_invalid_config_kept_apart),
         cmocka_unit_test(test_unknown_model_agent_rules),
         cmocka_unit_test(test_alias_expansion_capped),
+        cmocka_unit_test(test_check_single),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

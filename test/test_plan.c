@@ -610,6 +610,61 @@ static void test_unknown_model_capable_not_shared(void **state)
     gm_policy_free(p);
 }
 
+/* Strategy single serves every MIG instance as nvidia.com/gpu, and the
+ * device plugin refuses a node whose GPUs are not uniform: two profiles
+ * (a GPU left without MIG: test_layout). Such a policy stalls
+ * (InvalidLayout) before
+ * any node is drained, rather than crash-loop the plugin after it. One
+ * profile everywhere starts; so does the same mix under mixed. */
+static void test_single_strategy_needs_one_profile(void **state)
+{
+    static const struct {
+        const char *mig;
+        const char *stall; /* in the stall message; NULL: starts */
+    } cases[] = {
+        {"{\"strategy\":\"single\",\"layout\":[{\"migDevices\":"
+         "{\"1g.10gb\":2,\"2g.20gb\":1,\"3g.40gb\":1}}]}",
+         "has 1g.10gb and 2g.20gb on one node, which strategy single does "
+         "not serve"},
+        {"{\"strategy\":\"single\",\"layout\":[{\"devices\":[0,1,2,3],"
+         "\"migDevices\":{\"1g.10gb\":7}},{\"devices\":[4,5,6,7],"
+         "\"migDevices\":{\"3g.40gb\":2}}]}",
+         "has 1g.10gb and 3g.40gb on one node"},
+        {"{\"strategy\":\"single\",\"layout\":[{\"migDevices\":"
+         "{\"1g.10gb\":7}}]}",
+         NULL},
+        {"{\"strategy\":\"mixed\",\"layout\":[{\"migDevices\":"
+         "{\"1g.10gb\":2,\"2g.20gb\":1,\"3g.40gb\":1}}]}",
+         NULL},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char extra[512];
+        snprintf(extra, sizeof(extra), ",\"mig\":%s", cases[i].mig);
+        struct gm_policy *p = policy("p", "mig", extra);
+        struct fleet f = {0};
+        struct gm_plan pl;
+        add(&f,
+            gmt_node("a", "pool=a",
+                     "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
+                     "nvidia.com/gpu.count=8", "gpumode.io/mode=full", NULL));
+        plan(p, NULL, &f, NULL, &pl);
+        if (cases[i].stall) {
+            assert_int_equal(pl.n_starts, 0);
+            assert_non_null(pl.stall_reason);
+            assert_string_equal(pl.stall_reason, "InvalidLayout");
+            if (strstr(pl.stall_message, cases[i].stall) == NULL)
+                fail_msg("case %zu: %s", i, pl.stall_message);
+        } else {
+            assert_null(pl.stall_reason);
+            assert_int_equal(pl.n_starts, 1);
+        }
+        gm_plan_free(&pl);
+        fleet_free(&f);
+        gm_policy_free(p);
+    }
+}
+
 static const char layouts_yaml[] =
     "version: v1\nmig-configs:\n  all-3g.40gb:\n    - devices: all\n"
     "      mig-enabled: true\n      mig-devices: {\"3g.40gb\": 2}\n";
@@ -1486,6 +1541,7 @@ int main(void)
         cmocka_unit_test(test_paused_and_window),
         cmocka_unit_test(test_conflict_reported),
         cmocka_unit_test(test_conflict_mid_switch_keeps_its_slot),
+        cmocka_unit_test(test_single_strategy_needs_one_profile),
         cmocka_unit_test(test_switch_elsewhere_keeps_its_slot),
         cmocka_unit_test(test_skipped_mid_switch_holds_no_slot),
         cmocka_unit_test(test_nine_tied_all_report),

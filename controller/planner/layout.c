@@ -813,3 +813,34 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
     }
     return 0;
 }
+
+int gm_layout_check_single(const char *json, const char *what, char *err,
+                           size_t errlen)
+{
+    struct gm_layout l;
+    const char *first = NULL;
+    char why[256];
+
+    if (gm_layout_parse(json, &l, why, sizeof(why)) != 0)
+        return rfail(err, errlen, what, "%s", why);
+    for (int i = 0; i < l.nentries; i++) {
+        const struct gm_layout_entry *e = &l.entries[i];
+        if (!e->mig_enabled)
+            return rfail(err, errlen, what,
+                         "leaves MIG off on some GPUs, which strategy single "
+                         "does not serve (every GPU must have MIG on with "
+                         "one profile); use strategy mixed");
+        for (int j = 0; j < e->nprofiles; j++) {
+            if (first == NULL)
+                first = e->profiles[j].name;
+            else if (strcmp(first, e->profiles[j].name) != 0)
+                return rfail(err, errlen, what,
+                             "has %s and %s on one node, which strategy "
+                             "single does not serve (the device plugin "
+                             "takes one MIG profile a node); use strategy "
+                             "mixed",
+                             first, e->profiles[j].name);
+        }
+    }
+    return 0;
+}

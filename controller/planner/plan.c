@@ -227,9 +227,16 @@ static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
         snprintf(msg, len, "%s", c->layout_msg);
         return -EINVAL;
     }
-    return gm_layout_resolve(c->layout, c->layout_what,
-                             gm_node_label(n, GM_LABEL_PRODUCT), mig_capable(n),
-                             gpu_count(n), json, msg, len);
+    int rc = gm_layout_resolve(c->layout, c->layout_what,
+                               gm_node_label(n, GM_LABEL_PRODUCT),
+                               mig_capable(n), gpu_count(n), json, msg, len);
+    if (rc == 0 && c->p->spec.mig_strategy == GM_MIG_SINGLE)
+        rc = gm_layout_check_single(*json, c->layout_what, msg, len);
+    if (rc) {
+        free(*json);
+        *json = NULL;
+    }
+    return rc;
 }
 
 /* The settings the node should carry, borrowed from the memo; NULL with
