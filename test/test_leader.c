@@ -36,6 +36,10 @@ struct fx {
     int put_conflict; /* every PUT answers 409 */
     int put_busy;     /* every PUT answers 429, Retry-After: 1 */
     int get_refused;  /* every GET answers 403 */
+    /* The next PUT finds the Lease edited (a new resourceVersion, the
+     * holder unchanged: a label added) and, before its answer, the
+     * controller is told to stop (gm_leader_release). */
+    int edit_and_release_on_put;
     /* what was seen */
     int gets, posts, puts, conflicts;
     char last_put[4096];
@@ -76,6 +80,8 @@ static const char *rv_of(json_object *obj)
         return "";
     return json_object_get_string(rv);
 }
+
+static void on_released(void *data, int err);
 
 static void handler(void *ud, const struct th_req *r, struct th_conn *c)
 {
@@ -131,6 +137,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                        "{\"kind\":\"Status\",\"reason\":\"NotFound\","
                        "\"code\":404}");
             return;
+        }
+        if (f->edit_and_release_on_put) {
+            f->edit_and_release_on_put = 0;
+            store(f, f->lease);
+            assert_int_equal(gm_leader_release(f->l, on_released, f), 0);
         }
         json_object *obj = json_tokener_parse(r->body);
         if (f->put_conflict || strcmp(rv_of(obj), rv_of(f->lease)) != 0) {
@@ -467,6 +478,36 @@ static void test_release_on_stop(void **state)
     fx_free(f);
 }
 
+/* A 409 on a renewal need not mean the Lease is someone else's: an edit
+ * of its metadata alone changes its resourceVersion. A release after such
+ * a 409 (no Lease cached), or while the renewal that meets it is out,
+ * reads the Lease again and gives it back when it is still ours, so the
+ * next replica need not wait out leaseDurationSeconds. */
+static void test_release_after_conflict_reads_again(void **state)
+{
+    (void)state;
+    for (int in_flight = 0; in_flight <= 1; in_flight++) {
+        struct fx *f = fx_new();
+        assert_int_equal(gm_leader_start(f->l), 0);
+        assert_true(th_run_until(&f->loop, &f->started, 2000));
+        run_for(f, 120);
+        if (in_flight) {
+            f->edit_and_release_on_put = 1;
+        } else {
+            int conflicts = f->conflicts;
+            store(f, f->lease); /* edited: the holder is still us */
+            for (int i = 0; i < 40 && f->conflicts == conflicts; i++)
+                run_for(f, 25);
+            assert_true(f->conflicts > conflicts);
+            assert_int_equal(gm_leader_release(f->l, on_released, f), 0);
+        }
+        assert_true(th_run_until(&f->loop, &f->released, 2000));
+        assert_int_equal(f->release_err, 0);
+        assert_string_equal(spec_field(lease_text(f), "holderIdentity"), "");
+        fx_free(f);
+    }
+}
+
 static void test_options_and_identity(void **state)
 {
     (void)state;
@@ -608,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_taken_over_is_lost_at_once),
         cmocka_unit_test(test_deleted_lease_is_created_again),
         cmocka_unit_test(test_release_on_stop),
+        cmocka_unit_test(test_release_after_conflict_reads_again),
         cmocka_unit_test(test_options_and_identity),
         cmocka_unit_test(test_late_acquire_renews_before_leading),
         cmocka_unit_test(test_release_while_acquiring),

@@ -1,6 +1,7 @@
 #include "server/leader.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct gm_leader {
     uint64_t last_renew; /* our last successful write */
     void (*release_done)(void *data, int err);
     void *release_data;
+    bool release_reread; /* a 409 while releasing made us read it again */
 };
 
 static void schedule(struct gm_leader *l, uint64_t ms);
@@ -283,11 +285,31 @@ static int send_call(struct gm_leader *l, enum verb verb)
     return 0;
 }
 
+/* Gives the Lease back: written from the Lease as the server last said
+ * it, or, with none cached (a 409 dropped it), read first (handle() then
+ * releases it if it is still ours). */
 static void start_release(struct gm_leader *l)
 {
-    int err = send_call(l, V_RELEASE);
+    int err = send_call(l, l->lease ? V_RELEASE : V_GET);
     if (err)
         release_finished(l, err);
+}
+
+/* A write of ours answered 409 while releasing. Someone else wrote the
+ * Lease, which need not mean it is theirs now: an edit of its labels or
+ * annotations alone changes its resourceVersion. Read it again, once,
+ * and release it if it is still ours, so the next replica need not wait
+ * out leaseDurationSeconds. */
+static void release_after_conflict(struct gm_leader *l)
+{
+    if (l->release_reread) {
+        release_finished(l, -ENOTCONN);
+        return;
+    }
+    l->release_reread = true;
+    json_object_put(l->lease);
+    l->lease = NULL;
+    start_release(l);
 }
 
 static void handle(struct gm_leader *l, enum verb verb, uint64_t sent_at,
@@ -296,6 +318,10 @@ static void handle(struct gm_leader *l, enum verb verb, uint64_t sent_at,
     long code = resp->code;
     const char *why = resp->error ? resp->error->message : "";
 
+    if (verb == V_RELEASE && code == 409) {
+        release_after_conflict(l);
+        return;
+    }
     if (verb == V_RELEASE) {
         release_finished(
             l, resp->error ? (resp->error->err ? resp->error->err : -EIO) : 0);
@@ -304,11 +330,14 @@ static void handle(struct gm_leader *l, enum verb verb, uint64_t sent_at,
     if (l->st == ST_RELEASING) {
         /* Whatever this was, our record is whatever the server holds now;
          * refresh it if needed and give it up. */
+        if ((verb == V_UPDATE || verb == V_CREATE) && code == 409) {
+            release_after_conflict(l);
+            return;
+        }
         if (resp->obj && code / 100 == 2)
             observe(l, resp->obj);
         if (l->lease &&
-            strcmp(spec_str(l->lease, "holderIdentity"), l->identity) == 0 &&
-            !(verb == V_UPDATE && code == 409))
+            strcmp(spec_str(l->lease, "holderIdentity"), l->identity) == 0)
             start_release(l);
         else
             release_finished(l, -ENOTCONN);
