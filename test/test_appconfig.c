@@ -90,6 +90,18 @@ static void test_config_from_text(void **state)
          "hamiDefaultSplitCount: 0 is out of range [1, 1000]"},
         {"hamiDefaultSplitCount: 2.5\n",
          "hamiDefaultSplitCount: 2.5 is not a whole number"},
+        /* Counts and seconds are whole: not cut without a word. */
+        {"burst: 1.5\n", "burst: 1.5 is not a whole number"},
+        {"clientsTimeoutSeconds: 10.9\n",
+         "clientsTimeoutSeconds: 10.9 is not a whole number"},
+        {"helperTimeoutSeconds: 30.5\n",
+         "helperTimeoutSeconds: 30.5 is not a whole number"},
+        {"rebootTimeoutSeconds: 600.25\n",
+         "rebootTimeoutSeconds: 600.25 is not a whole number"},
+        {"resourcesGraceSeconds: 0.5\n",
+         "resourcesGraceSeconds: 0.5 is not a whole number"},
+        {"watchIdleSeconds: 70.99\n",
+         "watchIdleSeconds: 70.99 is not a whole number"},
         {"watchIdleSeconds: 5\n",
          "ConfigMap gpumode-system/x: watchIdleSeconds: 5 is out of range "
          "[10, 3600]"},

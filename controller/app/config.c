@@ -193,6 +193,22 @@ static int read_num(json_object *o, const char *k, double min, double max,
     return 0;
 }
 
+/* read_num for a count or a number of seconds: 1.5 is refused rather
+ * than cut to 1 without a word. */
+static int read_whole(json_object *o, const char *k, double min, double max,
+                      double *dst, const char *path, char *err, size_t err_len)
+{
+    double d = *dst;
+    int rc = read_num(o, k, min, max, &d, path, err, err_len);
+    if (!rc && d != (double)(long)d) {
+        snprintf(err, err_len, "%s: %s: %g is not a whole number", path, k, d);
+        return -EINVAL;
+    }
+    if (!rc)
+        *dst = d;
+    return rc;
+}
+
 static int read_cm(json_object *o, const char *k, struct gm_cm_ref *ref,
                    const char *path, char *err, size_t err_len)
 {
@@ -302,33 +318,27 @@ static int load(struct gm_ctl_config *c, json_object *o, const char *path,
         rc = read_cm(o, "devicePluginConfigMap", &c->plugin_cm, path, err,
                      err_len);
     if (!rc)
-        rc = read_num(o, "hamiDefaultSplitCount", 1, 1000, &split, path, err,
-                      err_len);
-    if (!rc && split != (double)(int)split) {
-        snprintf(err, err_len,
-                 "%s: hamiDefaultSplitCount: %g is not a whole "
-                 "number",
-                 path, split);
-        rc = -EINVAL;
-    }
+        rc = read_whole(o, "hamiDefaultSplitCount", 1, 1000, &split, path, err,
+                        err_len);
     if (!rc)
         rc = read_num(o, "qps", 1, 10000, &qps, path, err, err_len);
     if (!rc)
-        rc = read_num(o, "burst", 1, 10000, &burst, path, err, err_len);
+        rc = read_whole(o, "burst", 1, 10000, &burst, path, err, err_len);
     if (!rc)
-        rc = read_num(o, "clientsTimeoutSeconds", 10, 86400, &ct, path, err,
-                      err_len);
+        rc = read_whole(o, "clientsTimeoutSeconds", 10, 86400, &ct, path, err,
+                        err_len);
     if (!rc)
-        rc = read_num(o, "helperTimeoutSeconds", 30, 86400, &ht, path, err,
-                      err_len);
+        rc = read_whole(o, "helperTimeoutSeconds", 30, 86400, &ht, path, err,
+                        err_len);
     if (!rc)
-        rc = read_num(o, "rebootTimeoutSeconds", 60, 86400, &rt, path, err,
-                      err_len);
+        rc = read_whole(o, "rebootTimeoutSeconds", 60, 86400, &rt, path, err,
+                        err_len);
     if (!rc)
-        rc = read_num(o, "resourcesGraceSeconds", 0, 86400, &rg, path, err,
-                      err_len);
+        rc = read_whole(o, "resourcesGraceSeconds", 0, 86400, &rg, path, err,
+                        err_len);
     if (!rc)
-        rc = read_num(o, "watchIdleSeconds", 10, 3600, &wi, path, err, err_len);
+        rc = read_whole(o, "watchIdleSeconds", 10, 3600, &wi, path, err,
+                        err_len);
     bool plugin_cm_set = get(o, "devicePluginConfigMap") != NULL;
     json_object_put(o);
     /* Re-pointed at once: the namespaces it borrowed may have been
