@@ -925,6 +925,9 @@ static void test_newer_fields_typed(void **state)
         {"{\"nodeconfig\":[{\"name\":\"n\","
          "\"enablegetpreferredallocation\":\"true\"}]}",
          -EINVAL},
+        {"{\"nodeconfig\":[{\"name\":\"n\",\"enablenumatopology\":false}]}", 0},
+        {"{\"nodeconfig\":[{\"name\":\"n\",\"enablenumatopology\":\"yes\"}]}",
+         -EINVAL},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -159,6 +159,9 @@ static char last_entries[5][200];
 /* Runs the switch from phase, planned with settings planned, until it
  * writes the node; returns the settings it wrote to gpumode.io/settings
  * (Finish) or else in its record (caller's). */
+/* When set, the controller's hamiDefaultSplitCount for run. */
+static int default_split;
+
 static char *run(enum gm_phase phase, const char *planned, const char *cms,
                  int *cm_writes)
 {
@@ -170,6 +173,8 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
 
     th_ctl_start(&f.c, handler, &f);
     f.c.ctl->policy_for = th_ctl_policy_split4;
+    if (default_split)
+        f.c.cfg.hami_default_split = default_split;
     assert_true(th_run_until(&f.c.loop, &f.done, 30000));
     const struct gm_map *entries = gm_ctl_hami_entries(f.c.ctl);
     for (size_t i = 0; i < 5; i++) {
@@ -278,6 +283,21 @@ static void test_entries_as_the_planner_reads_them(void **state)
         last_entries[3],
         "{\"splitCount\":5,\"memoryScaling\":2,\"coreScaling\":0.5}");
     assert_string_equal(last_entries[4], "none");
+
+    /* An entry with a scaling and no split runs with HAMi's default
+     * split, which the controller's config says. */
+    default_split = 4;
+    s = run(GM_PHASE_FINISH, SPLIT4,
+            "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
+            "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{"
+            "\"config.json\":\"{\\\"nodeconfig\\\":[{\\\"name\\\":\\\"x\\\","
+            "\\\"devicememoryscaling\\\":1.5}]}\"}}",
+            &writes);
+    default_split = 0;
+    free(s);
+    assert_string_equal(last_entries[1],
+                        "{\"splitCount\":4,\"memoryScaling\":1.5,"
+                        "\"coreScaling\":1}");
 
     s = run(GM_PHASE_FINISH, SPLIT4,
             "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"

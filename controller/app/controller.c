@@ -463,7 +463,7 @@ static void cm_free(void *ud, void *obj)
  * of them is HAMi's defaults, {}. Sets entries_known: a config HAMi
  * cannot read, or no memory, leaves the entries unknown rather than empty,
  * which would name every node. */
-static void cm_entries(struct gm_cm_data *d)
+static void cm_entries(struct gm_cm_data *d, int default_split)
 {
     json_object *cfg = NULL;
     char why[400];
@@ -497,7 +497,7 @@ static void cm_entries(struct gm_cm_data *d)
         struct gm_hami_view *v = it->value;
         char text[160];
         gm_plan_vgpu_settings(v->split || v->memory > 0 || v->core > 0,
-                              v->split ? v->split : 10,
+                              v->split ? v->split : default_split,
                               v->memory > 0 ? v->memory : 1.0,
                               v->core > 0 ? v->core : 1.0, text, sizeof(text));
         char *copy = err ? NULL : strdup(text);
@@ -539,7 +539,10 @@ static void *cm_decode(void *ud, json_object *obj)
         cm_free(ud, d);
         return NULL;
     }
-    cm_entries(d);
+    /* An entry without a split runs with HAMi's own deviceSplitCount,
+     * which the config says (hamiDefaultSplitCount), as the switch
+     * verifies with. */
+    cm_entries(d, ctl->cfg->hami_default_split);
     return d;
 }
 

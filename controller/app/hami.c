@@ -158,10 +158,11 @@ static bool typed(const char *key, json_object *v)
         strcasecmp(key, "migstrategy") == 0 ||
         strcasecmp(key, "libcudaloglevel") == 0)
         return json_object_is_type(v, json_type_string);
-    /* Newer HAMi's: an int64 and a bool. */
+    /* Newer HAMi's: an int64 and two bools. */
     if (strcasecmp(key, "preconfigureddevicememory") == 0)
         return json_object_is_type(v, json_type_int);
-    if (strcasecmp(key, "enablegetpreferredallocation") == 0)
+    if (strcasecmp(key, "enablegetpreferredallocation") == 0 ||
+        strcasecmp(key, "enablenumatopology") == 0)
         return json_object_is_type(v, json_type_boolean);
     if (strcasecmp(key, "devicememoryscaling") == 0 ||
         strcasecmp(key, "devicecorescaling") == 0)
