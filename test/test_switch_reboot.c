@@ -238,6 +238,7 @@ static char *reboot_record(bool drained)
     assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
     free(text);
     rec.reboot_drained = drained;
+    rec.reconfigured = true; /* as the switch records it on the way in */
     text = gm_record_format(&rec);
     gm_record_clear(&rec);
     return text;
@@ -701,6 +702,10 @@ static void test_hami_wait_is_recorded(void **state)
  * left, the record says so (the phase starting again, so the reboot's
  * timeout counts from there); from then on the reboot goes, and nothing
  * is drained again. */
+/* run_reboot_drain's policy: allow_reboot, unless set. */
+static int (*reboot_policy)(void *data, const char *name,
+                            struct gm_switch_policy *o);
+
 static void run_reboot_drain(bool other, bool drained, struct fx *f)
 {
     static const char *const argv[] = {"reboot", "--confirm", ""};
@@ -713,7 +718,7 @@ static void run_reboot_drain(bool other, bool drained, struct fx *f)
     f->other_pod = other;
     f->record = reboot_record(drained);
     th_ctl_start(&f->c, handler, f);
-    f->c.ctl->policy_for = allow_reboot;
+    f->c.ctl->policy_for = reboot_policy ? reboot_policy : allow_reboot;
     /* Until the step acts (an eviction, a helper, a record), then a while
      * longer for anything it should not do: past the drain's next look,
      * a second later, where a mistake of timing would first show. */
@@ -755,6 +760,61 @@ static void test_other_pods_evicted_before_reboot(void **state)
     run_reboot_drain(true, true, &f);
     assert_int_equal(f.evictions, 0);
     assert_true(f.helper_posts >= 1);
+    free(f.patched);
+    free(f.record);
+}
+
+static int policy_gone(void *data, const char *name, struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    (void)o;
+    return -ENOENT;
+}
+
+static int reboot_not_allowed(void *data, const char *name,
+                              struct gm_switch_policy *o)
+{
+    (void)data;
+    (void)name;
+    o->allow_reboot = false;
+    return 0;
+}
+
+/* The drain before a reboot is a drain: the policy deleted meanwhile
+ * evicts nothing more (its drain options went with it), and
+ * allowReboot turned off before the reboot stops it. Either fails the
+ * switch, with a pod still on the node, rather than go on. */
+static void test_reboot_drain_follows_the_policy(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct gm_switch_record rec = {0};
+    char err[256];
+
+    reboot_policy = policy_gone;
+    run_reboot_drain(true, false, &f);
+    reboot_policy = NULL;
+    assert_int_equal(f.evictions, 0);
+    assert_int_equal(f.helper_posts, 0);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, &rec, err, sizeof(err)), 0);
+    assert_string_equal(rec.reason, "PolicyGone");
+    assert_true(rec.rolling_back);
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+
+    reboot_policy = reboot_not_allowed;
+    run_reboot_drain(true, false, &f);
+    reboot_policy = NULL;
+    assert_int_equal(f.evictions, 0);
+    assert_int_equal(f.helper_posts, 0);
+    assert_non_null(f.patched);
+    assert_int_equal(gm_record_parse(f.patched, &rec, err, sizeof(err)), 0);
+    assert_string_equal(rec.reason, "RebootRequired");
+    assert_non_null(strstr(rec.message, "allowReboot was turned off"));
+    gm_record_clear(&rec);
     free(f.patched);
     free(f.record);
 }
@@ -1087,6 +1147,7 @@ int main(void)
         cmocka_unit_test(test_agent_log_tail_quoted),
         cmocka_unit_test(test_apply_start_error_is_untouched),
         cmocka_unit_test(test_other_pods_evicted_before_reboot),
+        cmocka_unit_test(test_reboot_drain_follows_the_policy),
         cmocka_unit_test(test_hami_wait_is_recorded),
         cmocka_unit_test(test_untouched_refusal_is_not_held),
         cmocka_unit_test(test_refused_helper_fails_in_time),

@@ -1605,6 +1605,10 @@ static int step_reboot(struct sw *s)
      * one behind the rebooting node's dead kubelet is not waited for). The
      * pods left use no GPU the drain knew of: a failure here rolls back
      * rather than holds. */
+    if (!s->rec.reboot_drained && !s->pol.allow_reboot)
+        return fail(s, "RebootRequired",
+                    "spec.rollout.allowReboot was turned off before the "
+                    "node rebooted");
     if (!s->rec.reboot_drained) {
         struct gm_drain_opts all = s->pol.drain;
         all.gpu_pods_only = false;
@@ -2586,9 +2590,11 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
     }
     /* Past the drain the defaults are safe enough to finish with (the
      * workloads are gone; a failure rolls back); in it they are not, nor
-     * is a policy whose pod selectors are missing. */
-    bool draining =
-        s.rec.phase == GM_PHASE_CORDON || s.rec.phase == GM_PHASE_DRAIN;
+     * is a policy whose pod selectors are missing. The drain before a
+     * reboot is a drain too. */
+    bool draining = s.rec.phase == GM_PHASE_CORDON ||
+                    s.rec.phase == GM_PHASE_DRAIN ||
+                    (s.rec.phase == GM_PHASE_REBOOT && !s.rec.reboot_drained);
     int have_policy = prc == 0 || (prc == -EBADMSG && !draining);
     if (s.rec.phase != GM_PHASE_RECONFIGURE && s.rec.phase != GM_PHASE_REBOOT)
         collect_helpers(&s, NULL);
