@@ -46,15 +46,18 @@ struct fx {
     int done;
     /* HAMi's ConfigMap exists and every write to it is refused (403). */
     bool hami_forbidden;
-    const char *boot_id;   /* the node's bootID, or NULL */
-    int helper_posts;      /* helper pods created */
-    long long created;     /* the helper's creationTimestamp; 0: none */
-    bool keep_posted;      /* keep the first helper pod created: */
-    char *posted;          /* owned; that pod, or NULL */
-    int deletes;           /* helper pod DELETEs; the first answers 500 */
-    bool grace_zero;       /* one of them asked for gracePeriodSeconds 0 */
-    bool no_helper;        /* the helper cache is empty */
-    bool other_pod;        /* a pod of no GPU, by a ReplicaSet, on the node */
+    const char *boot_id; /* the node's bootID, or NULL */
+    int helper_posts;    /* helper pods created */
+    long long created;   /* the helper's creationTimestamp; 0: none */
+    bool keep_posted;    /* keep the first helper pod created: */
+    char *posted;        /* owned; that pod, or NULL */
+    int deletes;         /* helper pod DELETEs; the first answers 500 */
+    bool grace_zero;     /* one of them asked for gracePeriodSeconds 0 */
+    bool no_helper;      /* the helper cache is empty */
+    bool other_pod;      /* a pod of no GPU, by a ReplicaSet, on the node */
+    /* The GPU Operator's driver pod is on the node: "ready" or "building"
+     * (Running, not Ready), or NULL: none. */
+    const char *driver_pod;
     bool pods_forbidden;   /* every helper pod create answers 403 */
     bool pods_unavailable; /* every helper pod create answers 503 */
     bool webhook_down;     /* every helper pod create answers 500 */
@@ -72,6 +75,16 @@ static const char node_pods[] =
     "true}]},\"spec\":{\"nodeName\":\"gpu-001\",\"containers\":[{"
     "\"name\":\"c\",\"image\":\"x\"}]},\"status\":{\"phase\":"
     "\"Running\"}}]}";
+
+/* The GPU Operator's driver pod on the node, Running; %s: its Ready. */
+static const char driver_pod_fmt[] =
+    "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},"
+    "\"items\":[{\"metadata\":{\"name\":\"nvidia-driver-daemonset-x\","
+    "\"namespace\":\"gpu-operator\",\"uid\":\"d1\",\"resourceVersion\":"
+    "\"7\",\"labels\":{\"app\":\"nvidia-driver-daemonset\"}},\"spec\":{"
+    "\"nodeName\":\"gpu-001\",\"containers\":[{\"name\":\"nvidia-driver-"
+    "ctr\",\"image\":\"x\"}]},\"status\":{\"phase\":\"Running\","
+    "\"conditions\":[{\"type\":\"Ready\",\"status\":\"%s\"}]}}]}";
 
 static char *helper_list(const struct fx *f)
 {
@@ -187,6 +200,13 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                        "\"code\":403}");
         else
             th_respond(c, 201, NULL, "{}");
+    } else if (f->driver_pod && strcmp(r->method, "GET") == 0 &&
+               strncmp(r->path, "/api/v1/pods?", 13) == 0 &&
+               !strstr(r->path, "watch=1")) {
+        char body[1024];
+        snprintf(body, sizeof(body), driver_pod_fmt,
+                 strcmp(f->driver_pod, "ready") == 0 ? "True" : "False");
+        th_respond(c, 200, NULL, body);
     } else if (f->other_pod && strcmp(r->method, "GET") == 0 &&
                strncmp(r->path, "/api/v1/pods?", 13) == 0 &&
                !strstr(r->path, "watch=1")) {
@@ -1115,6 +1135,70 @@ static void run_posting(struct fx *f, long timeout_s)
     assert_non_null(f->posted);
 }
 
+/* After a reboot the node is Ready well before the GPU Operator's driver
+ * container has built and loaded the driver, which the agent's
+ * nvidia-smi needs: no helper starts while the node's driver pod is not
+ * Ready, and the wait says why; once it is Ready the agent goes. */
+static void test_agent_waits_for_the_driver_pod(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"apply", "--mode", "vgpu",
+                                       "--allow-reset", ""};
+    const char *states[] = {"building", "ready"};
+    for (size_t i = 0; i < 2; i++) {
+        struct fx f = {.step = "apply",
+                       .argv = argv,
+                       .argc = 5,
+                       .phase = "Running",
+                       .no_helper = true,
+                       .driver_pod = states[i]};
+        f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+        th_ctl_start(&f.c, handler, &f);
+        f.c.ctl->policy_for = th_ctl_policy_split4;
+        th_run_until(&f.c.loop, &f.helper_posts, 2500);
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s",
+                 gm_ctl_node_state(f.c.ctl, "gpu-001")->message);
+        th_ctl_stop(&f.c);
+        if (i == 0) {
+            assert_int_equal(f.helper_posts, 0);
+            assert_string_equal(msg, "waiting for the GPU driver pod "
+                                     "gpu-operator/nvidia-driver-daemonset-x "
+                                     "to be Ready");
+        } else {
+            assert_true(f.helper_posts >= 1);
+        }
+        free(f.patched);
+        free(f.record);
+    }
+
+    /* A driver that never comes: the switch fails at rebootTimeoutSeconds
+     * (0 here), naming the pod, rather than wait for ever. */
+    struct fx f = {.step = "apply",
+                   .argv = argv,
+                   .argc = 5,
+                   .phase = "Running",
+                   .no_helper = true,
+                   .driver_pod = "building"};
+    struct gm_switch_record rec = {0};
+    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.ctl->policy_for = th_ctl_policy_split4;
+    f.c.cfg.reboot_timeout_s = 0;
+    th_run_until(&f.c.loop, &f.done, 4000);
+    th_ctl_stop(&f.c);
+    assert_int_equal(f.helper_posts, 0);
+    patched_record(&f, &rec);
+    assert_string_equal(rec.reason, "DriverNotReady");
+    assert_non_null(strstr(rec.message,
+                           "the GPU driver pod "
+                           "gpu-operator/nvidia-driver-daemonset-x "
+                           "is not Ready after 0s"));
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
+}
+
 /* The agent waits up to 60 s for compute processes to exit before it
  * answers GPUInUse. Under a short helperTimeoutSeconds it gets a third of
  * it, so the answer (GPUs untouched) comes before the deadline rather than
@@ -1160,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_probe_result_restarts_the_helper_timeout),
         cmocka_unit_test(test_rollback_to_no_instances_holds),
         cmocka_unit_test(test_short_helper_timeout_shortens_the_in_use_wait),
+        cmocka_unit_test(test_agent_waits_for_the_driver_pod),
         cmocka_unit_test(test_never_started_helper_is_untouched),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

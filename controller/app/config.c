@@ -41,6 +41,8 @@ static int use_profile(struct gm_ctl_config *c)
             place(c, &c->profile_copy.modes[m].plugins[i]);
     for (size_t i = 0; i < c->profile_copy.n_clients; i++)
         place(c, &c->profile_copy.clients[i]);
+    for (size_t i = 0; i < c->profile_copy.n_drivers; i++)
+        place(c, &c->profile_copy.drivers[i]);
     c->profile = &c->profile_copy;
     return 0;
 }

@@ -9,6 +9,14 @@
 #define DCGME "nvidia.com/gpu.deploy.dcgm-exporter"
 #define DCGM "nvidia.com/gpu.deploy.dcgm"
 #define MIGM "nvidia.com/gpu.deploy.mig-manager"
+/* The GPU Operator's driver DaemonSet pods: app=nvidia-driver-daemonset
+ * (the ClusterPolicy's), app.kubernetes.io/component=nvidia-driver (also
+ * the NVIDIADriver resource's). */
+#define DRIVERS                                                                \
+    {                                                                          \
+        {"gpu-operator", "app=nvidia-driver-daemonset"},                       \
+            {"gpu-operator", "app.kubernetes.io/component=nvidia-driver"},     \
+    }
 
 /* The NVIDIA GPU Operator plus HAMi as DaoCloud ships them: the operator's
  * operand labels switch each DaemonSet on and off per node, and HAMi's
@@ -67,6 +75,8 @@ static const struct gm_profile preset_operator =
                 {"gpu-operator", "app=nvidia-mig-manager"},
             },
         .n_clients = 6,
+        .drivers = DRIVERS,
+        .n_drivers = 2,
         .mig_config_label = "nvidia.com/device-plugin.config",
         .vgpu_resource = "nvidia.com/vgpu",
 };
@@ -126,6 +136,8 @@ static const struct gm_profile preset_hami =
                 {"gpu-operator", "app=nvidia-mig-manager"},
             },
         .n_clients = 6,
+        .drivers = DRIVERS,
+        .n_drivers = 2,
         .mig_config_label = "nvidia.com/device-plugin.config",
         .vgpu_resource = "nvidia.com/gpu",
 };

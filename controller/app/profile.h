@@ -42,6 +42,13 @@ struct gm_profile {
     /* Where GPU client pods live, to wait for them to go. */
     struct gm_plugin_ref clients[8];
     size_t n_clients;
+    /* The GPU driver's pods (the GPU Operator's driver container), when
+     * the driver runs in one: the agent's nvidia-smi needs the driver, so
+     * no helper starts while such a pod on the node is not Ready (after a
+     * reboot the node is Ready long before the driver is built and
+     * loaded). A driver installed on the host has none. */
+    struct gm_plugin_ref drivers[2];
+    size_t n_drivers;
     /* The label whose value selects the device plugin's config; the
      * strategy (single|mixed) is written to it in mig mode, and outside
      * mig it carries the node's own value (say a time-slicing config).

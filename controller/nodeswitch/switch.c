@@ -1407,6 +1407,52 @@ static int note_gpu_uuids(struct sw *s, json_object *gpus)
     return gm_set_str(&s->rec.gpu_uuids, known ? text : NULL);
 }
 
+/* The agent's nvidia-smi needs the GPU driver. Where the GPU Operator
+ * runs it in a pod on the node, the node is Ready after a reboot well
+ * before that pod has built and loaded the driver: no helper starts
+ * until the pod is Ready, within rebootTimeoutSeconds of the phase's
+ * start. Sets *go when the agent may run (no such pod: a driver on the
+ * host); otherwise returns the step's result. */
+static int driver_wait(struct sw *s, bool *go)
+{
+    const struct gm_profile *prof = s->ctl->cfg->profile;
+    const struct gm_map *pods;
+    const struct gm_pod *waiting = NULL;
+
+    *go = false;
+    if (prof->n_drivers == 0) {
+        *go = true;
+        return 0;
+    }
+    pods = node_pods(s);
+    if (pods == NULL)
+        return pods_unlisted(s, "DriverNotReady", s->ctl->cfg->reboot_timeout_s,
+                             false);
+    for (struct gm_map_entry *it = gm_map_first(pods); it && !waiting;
+         it = gm_map_next(pods, it)) {
+        const struct gm_pod *p = it->value;
+        if (p->phase == GM_POD_SUCCEEDED || p->phase == GM_POD_FAILED)
+            continue;
+        for (size_t i = 0; i < prof->n_drivers && !waiting; i++)
+            if (pod_matches(p, &prof->drivers[i]) &&
+                !(p->phase == GM_POD_RUNNING && p->ready && !p->deleting))
+                waiting = p;
+    }
+    if (waiting == NULL) {
+        *go = true;
+        return 0;
+    }
+    if (elapsed(s) > s->ctl->cfg->reboot_timeout_s)
+        return fail(s, "DriverNotReady",
+                    "the GPU driver pod %s/%s is not Ready after %lds: the "
+                    "agent needs the driver (see that pod's logs)",
+                    waiting->namespace, waiting->name,
+                    s->ctl->cfg->reboot_timeout_s);
+    set_message(s, "waiting for the GPU driver pod %s/%s to be Ready",
+                waiting->namespace, waiting->name);
+    return wait_for(s, WAIT_POLL_MS);
+}
+
 static int step_reconfigure(struct sw *s)
 {
     enum gm_mode mode = target_mode(s);
@@ -1433,6 +1479,10 @@ static int step_reconfigure(struct sw *s)
                     "layout to put back, so the node stays cordoned as it is "
                     "(while a policy selects it, annotate gpumode.io/retry "
                     "to try the switch again)");
+    bool go;
+    int drc = driver_wait(s, &go);
+    if (!go)
+        return drc;
     int prc = record_from_layout(s);
     if (prc == STEP_PENDING)
         return STEP_WAIT; /* when to look again is set */
