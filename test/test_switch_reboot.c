@@ -808,35 +808,32 @@ static int reboot_not_allowed(void *data, const char *name,
 static void test_reboot_drain_follows_the_policy(void **state)
 {
     (void)state;
-    struct fx f;
-    struct gm_switch_record rec = {0};
-    char err[256];
-
-    reboot_policy = policy_gone;
-    run_reboot_drain(true, false, &f);
-    reboot_policy = NULL;
-    assert_int_equal(f.evictions, 0);
-    assert_int_equal(f.helper_posts, 0);
-    assert_non_null(f.patched);
-    assert_int_equal(gm_record_parse(f.patched, &rec, err, sizeof(err)), 0);
-    assert_string_equal(rec.reason, "PolicyGone");
-    assert_true(rec.rolling_back);
-    gm_record_clear(&rec);
-    free(f.patched);
-    free(f.record);
-
-    reboot_policy = reboot_not_allowed;
-    run_reboot_drain(true, false, &f);
-    reboot_policy = NULL;
-    assert_int_equal(f.evictions, 0);
-    assert_int_equal(f.helper_posts, 0);
-    assert_non_null(f.patched);
-    assert_int_equal(gm_record_parse(f.patched, &rec, err, sizeof(err)), 0);
-    assert_string_equal(rec.reason, "RebootRequired");
-    assert_non_null(strstr(rec.message, "allowReboot was turned off"));
-    gm_record_clear(&rec);
-    free(f.patched);
-    free(f.record);
+    static const struct {
+        int (*policy)(void *, const char *, struct gm_switch_policy *);
+        const char *reason;
+        const char *message; /* in the record's message */
+    } cases[] = {
+        {policy_gone, "PolicyGone", "is gone or invalid"},
+        {reboot_not_allowed, "RebootRequired", "allowReboot was turned off"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fx f;
+        struct gm_switch_record rec = {0};
+        char err[256];
+        reboot_policy = cases[i].policy;
+        run_reboot_drain(true, false, &f);
+        reboot_policy = NULL;
+        assert_int_equal(f.evictions, 0);
+        assert_int_equal(f.helper_posts, 0);
+        assert_non_null(f.patched);
+        assert_int_equal(gm_record_parse(f.patched, &rec, err, sizeof(err)), 0);
+        assert_string_equal(rec.reason, cases[i].reason);
+        assert_non_null(strstr(rec.message, cases[i].message));
+        assert_true(rec.rolling_back);
+        gm_record_clear(&rec);
+        free(f.patched);
+        free(f.record);
+    }
 }
 
 /* Parses the first record the node got (caller clears). */
