@@ -35,6 +35,9 @@ static json_object *load(const char *path)
     return o;
 }
 
+/* When set, fleet_load_rec's switching node also has this label, =x. */
+static const char *switching_label;
+
 /* The fleet: nodes a..e in pool a (full), x elsewhere. switching names a
  * node that carries the switch record rec (gpumode.io/switch), cordoned,
  * or NULL. */
@@ -51,6 +54,10 @@ static void fleet_load_rec(struct fleet *f, const char *switching,
         const char *name =
             json_object_get_string(json_object_object_get(md, "name"));
         if (switching && strcmp(name, switching) == 0) {
+            if (switching_label)
+                json_object_object_add(json_object_object_get(md, "labels"),
+                                       switching_label,
+                                       json_object_new_string("x"));
             json_object *ann = json_object_new_object();
             json_object_object_add(ann, "gpumode.io/switch",
                                    json_object_new_string(rec));
@@ -595,6 +602,39 @@ static void test_in_flight_outside_selector_ends(void **state)
     fleet_free(&f);
 }
 
+/* Another policy of the same priority now selects a too: a tie, so
+ * neither acts there, but the switch of this policy in flight on it goes
+ * on and holds the one slot until it ends; then the rollout goes on. */
+static void test_in_flight_on_a_tie_ends(void **state)
+{
+    struct fleet f;
+    struct gm_dry_run r;
+    char b[128];
+    (void)state;
+
+    switching_label = "slot";
+    fleet_load_rec(&f, "a",
+                   "{\"policy\":\"shared\",\"from\":\"full\",\"to\":"
+                   "\"vgpu\",\"phase\":\"Reconfiguring\",\"attempt\":1,"
+                   "\"cordoned\":true}");
+    switching_label = NULL;
+    struct gm_policy *p =
+        policy_json("shared", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
+                              "\"matchLabels\":{\"pool\":\"a\"}},\"rollout\":{"
+                              "\"maxUnavailable\":1}}");
+    struct gm_policy *tie =
+        policy_json("other", "{\"mode\":\"full\",\"nodeSelector\":{"
+                             "\"matchLabels\":{\"slot\":\"x\"}}}");
+    run_plan(&f, p, tie, &r);
+    batches(&r, b, sizeof(b));
+    assert_string_equal(b, "b|c|d|e");
+    assert_int_equal(node(&r, "a")->state, GM_NODE_CONFLICT);
+    gm_dry_run_free(&r);
+    gm_policy_free(tie);
+    gm_policy_free(p);
+    fleet_free(&f);
+}
+
 /* a is rolling back: it ends failed, which reaches maxFailures (1 by
  * default) and stops the rollout. That is a problem the plan must report
  * (and exit 1 on), though it comes only after the first round. */
@@ -751,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_tie_above_is_said),
         cmocka_unit_test(test_in_flight_outside_selector_ends),
         cmocka_unit_test(test_stall_after_in_flight_is_reported),
+        cmocka_unit_test(test_in_flight_on_a_tie_ends),
         cmocka_unit_test(test_invalid_layout),
         cmocka_unit_test(test_missing_plugin_config),
         cmocka_unit_test(test_file_errors_name_the_field),

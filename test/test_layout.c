@@ -474,31 +474,45 @@ static void test_check_single(void **state)
 {
     static const struct {
         const char *json;
+        int gpus;        /* on the node; 0: unknown */
         const char *err; /* NULL: fine */
     } cases[] = {
         {"[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
          "{\"1g.10gb\":7}}]",
-         NULL},
+         8, NULL},
         {"[{\"devices\":[0,1],\"migEnabled\":true,\"migDevices\":"
          "{\"3g.40gb\":2}},{\"devices\":\"all\",\"migEnabled\":true,"
          "\"migDevices\":{\"3g.40gb\":1}}]",
-         NULL},
+         8, NULL},
         {"[{\"devices\":[0,1],\"migEnabled\":true,\"migDevices\":"
          "{\"3g.40gb\":2}},{\"devices\":\"all\",\"migEnabled\":false}]",
+         8,
          "layout \"x\": leaves MIG off on some GPUs, which strategy single "
          "does not serve (every GPU must have MIG on with one profile); use "
          "strategy mixed"},
         {"[{\"devices\":\"all\",\"migEnabled\":true,\"migDevices\":"
          "{\"1g.10gb\":1,\"1g.10gb+me\":1}}]",
+         8,
          "layout \"x\": has 1g.10gb and 1g.10gb+me on one node, which "
          "strategy single does not serve (the device plugin takes one MIG "
          "profile a node); use strategy mixed"},
+        /* GPUs 2..7 in no entry: left as they are, MIG off. */
+        {"[{\"devices\":[0,1],\"migEnabled\":true,\"migDevices\":"
+         "{\"3g.40gb\":2}}]",
+         8,
+         "layout \"x\": has no entry for GPU 2 of 8, which keeps MIG as "
+         "it is: strategy single needs every GPU with MIG on and one "
+         "profile; use strategy mixed"},
+        /* The GPU count unknown: only the entries are checked. */
+        {"[{\"devices\":[0,1],\"migEnabled\":true,\"migDevices\":"
+         "{\"3g.40gb\":2}}]",
+         0, NULL},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char err[512] = "";
-        int rc = gm_layout_check_single(cases[i].json, "layout \"x\"", err,
-                                        sizeof(err));
+        int rc = gm_layout_check_single(cases[i].json, cases[i].gpus,
+                                        "layout \"x\"", err, sizeof(err));
         if (cases[i].err == NULL) {
             assert_int_equal(rc, 0);
         } else {

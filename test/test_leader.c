@@ -506,6 +506,21 @@ static void test_release_after_conflict_reads_again(void **state)
         assert_string_equal(spec_field(lease_text(f), "holderIdentity"), "");
         fx_free(f);
     }
+
+    /* The Lease cannot be read again (403): an error, not "not ours". */
+    struct fx *f = fx_new();
+    assert_int_equal(gm_leader_start(f->l), 0);
+    assert_true(th_run_until(&f->loop, &f->started, 2000));
+    run_for(f, 120);
+    int conflicts = f->conflicts;
+    store(f, f->lease);
+    for (int i = 0; i < 40 && f->conflicts == conflicts; i++)
+        run_for(f, 25);
+    f->get_refused = 1;
+    assert_int_equal(gm_leader_release(f->l, on_released, f), 0);
+    assert_true(th_run_until(&f->loop, &f->released, 2000));
+    assert_true(f->release_err != 0 && f->release_err != -ENOTCONN);
+    fx_free(f);
 }
 
 static void test_options_and_identity(void **state)

@@ -175,6 +175,7 @@ static char *run(enum gm_phase phase, const char *planned, const char *cms,
     f.c.ctl->policy_for = th_ctl_policy_split4;
     if (default_split)
         f.c.cfg.hami_default_split = default_split;
+    default_split = 0; /* for this run only, whatever happens next */
     assert_true(th_run_until(&f.c.loop, &f.done, 30000));
     const struct gm_map *entries = gm_ctl_hami_entries(f.c.ctl);
     for (size_t i = 0; i < 5; i++) {
@@ -286,14 +287,13 @@ static void test_entries_as_the_planner_reads_them(void **state)
 
     /* An entry with a scaling and no split runs with HAMi's default
      * split, which the controller's config says. */
-    default_split = 4;
+    default_split = 4; /* run() takes it back */
     s = run(GM_PHASE_FINISH, SPLIT4,
             "{\"metadata\":{\"name\":\"hami-device-plugin\",\"namespace\":"
             "\"kube-system\",\"resourceVersion\":\"5\"},\"data\":{"
             "\"config.json\":\"{\\\"nodeconfig\\\":[{\\\"name\\\":\\\"x\\\","
             "\\\"devicememoryscaling\\\":1.5}]}\"}}",
             &writes);
-    default_split = 0;
     free(s);
     assert_string_equal(last_entries[1],
                         "{\"splitCount\":4,\"memoryScaling\":1.5,"

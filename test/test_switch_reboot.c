@@ -58,11 +58,12 @@ struct fx {
     /* The GPU Operator's driver pod is on the node: "ready" or "building"
      * (Running, not Ready), or NULL: none. */
     const char *driver_pod;
-    bool pods_forbidden;   /* every helper pod create answers 403 */
-    bool pods_unavailable; /* every helper pod create answers 503 */
-    bool webhook_down;     /* every helper pod create answers 500 */
-    int evictions;         /* its evictions asked for */
-    int acted;             /* an eviction or a helper pod was asked for */
+    struct th_conn *pod_watch; /* the node's pod watch, when driver_pod */
+    bool pods_forbidden;       /* every helper pod create answers 403 */
+    bool pods_unavailable;     /* every helper pod create answers 503 */
+    bool webhook_down;         /* every helper pod create answers 500 */
+    int evictions;             /* its evictions asked for */
+    int acted;                 /* an eviction or a helper pod was asked for */
 };
 
 /* The node's pods: default/web-1, of a ReplicaSet, requesting no GPU. */
@@ -200,6 +201,11 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                        "\"code\":403}");
         else
             th_respond(c, 201, NULL, "{}");
+    } else if (f->driver_pod && strcmp(r->method, "GET") == 0 &&
+               strncmp(r->path, "/api/v1/pods?", 13) == 0 &&
+               strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200); /* open, quiet until the test speaks */
+        f->pod_watch = c;
     } else if (f->driver_pod && strcmp(r->method, "GET") == 0 &&
                strncmp(r->path, "/api/v1/pods?", 13) == 0 &&
                !strstr(r->path, "watch=1")) {
@@ -813,7 +819,8 @@ static void test_reboot_drain_follows_the_policy(void **state)
         const char *reason;
         const char *message; /* in the record's message */
     } cases[] = {
-        {policy_gone, "PolicyGone", "is gone or invalid"},
+        {policy_gone, "PolicyGone",
+         "is gone or invalid while the node drains before its reboot"},
         {reboot_not_allowed, "RebootRequired", "allowReboot was turned off"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1167,6 +1174,46 @@ static void test_agent_waits_for_the_driver_pod(void **state)
         }
         free(f.patched);
         free(f.record);
+    }
+
+    /* The driver pod becomes Ready after a wait: the phase's clock starts
+     * again (a record written before the agent goes), so the wait is not
+     * taken from the agent's helperTimeoutSeconds. */
+    {
+        struct fx g = {.step = "apply",
+                       .argv = argv,
+                       .argc = 5,
+                       .phase = "Running",
+                       .no_helper = true,
+                       .driver_pod = "building"};
+        struct gm_switch_record before = {0}, after = {0};
+        char err[256];
+        g.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+        assert_int_equal(gm_record_parse(g.record, &before, err, sizeof(err)),
+                         0);
+        th_ctl_start(&g.c, handler, &g);
+        g.c.ctl->policy_for = th_ctl_policy_split4;
+        int never = 0;
+        th_run_until(&g.c.loop, &never, 2200); /* waits past a second */
+        assert_int_equal(g.helper_posts, 0);
+        assert_non_null(g.pod_watch);
+        char ev[1024], obj[900];
+        snprintf(obj, sizeof(obj), driver_pod_fmt, "True");
+        /* The list's one item, as a MODIFIED event. */
+        const char *item = strstr(obj, "{\"metadata\"");
+        snprintf(ev, sizeof(ev), "{\"type\":\"MODIFIED\",\"object\":%.*s}\n",
+                 (int)(strlen(item) - 2), item);
+        th_stream_write(g.pod_watch, ev, strlen(ev));
+        th_run_until(&g.c.loop, &g.done, 4000);
+        th_ctl_stop(&g.c);
+        assert_int_equal(g.helper_posts, 0);
+        patched_record(&g, &after);
+        assert_int_equal(after.phase, GM_PHASE_RECONFIGURE);
+        assert_true(after.since > before.since);
+        gm_record_clear(&before);
+        gm_record_clear(&after);
+        free(g.patched);
+        free(g.record);
     }
 
     /* A driver that never comes: the switch fails at rebootTimeoutSeconds

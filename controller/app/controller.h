@@ -41,6 +41,8 @@ struct gm_node_rt {
     char seen_helper[64];
     /* Loop ms since which the list of pods has failed, or 0. */
     uint64_t pods_failing_ms;
+    /* A helper waited for the node's GPU driver pod to be Ready. */
+    bool driver_waited;
     int inflight; /* API calls whose callbacks use this */
     bool doomed;  /* free once inflight drops to 0 */
 };

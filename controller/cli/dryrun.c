@@ -235,11 +235,15 @@ static bool in_flight_for(const struct gm_node *n, const char *policy)
     return yes;
 }
 
+/* Whether the plan shows node name as one of its own to act on: a
+ * switch of this policy there that the plan does not list, or lists as
+ * in conflict (a tie: the switch goes on), is one the planner counts
+ * against the budget without ending it. */
 static bool in_plan(const struct gm_plan *pl, const char *name)
 {
     for (size_t i = 0; i < pl->n_nodes; i++)
         if (strcmp(pl->nodes[i].name, name) == 0)
-            return true;
+            return pl->nodes[i].state != GM_NODE_CONFLICT;
     return false;
 }
 

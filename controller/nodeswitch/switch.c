@@ -1438,10 +1438,18 @@ static int driver_wait(struct sw *s, bool *go)
                 !(p->phase == GM_POD_RUNNING && p->ready && !p->deleting))
                 waiting = p;
     }
+    if (waiting == NULL && s->ns->driver_waited) {
+        /* The agent gets the whole helperTimeoutSeconds from here, as
+         * after the probe: the wait is not its time. */
+        s->ns->driver_waited = false;
+        s->rec.since = s->now;
+        return write_record(s, NULL, -1);
+    }
     if (waiting == NULL) {
         *go = true;
         return 0;
     }
+    s->ns->driver_waited = true;
     if (elapsed(s) > s->ctl->cfg->reboot_timeout_s)
         return fail(s, "DriverNotReady",
                     "the GPU driver pod %s/%s is not Ready after %lds: the "
@@ -2657,10 +2665,11 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
          * the way of a failure (roll back the hardware, or hold), and once
          * back it is released as a cancelled drain is. */
         s.rec.releasing = true;
-        rc = fail(&s, "PolicyGone",
-                  "policy %s is gone or invalid while a retry drains the "
-                  "node",
-                  s.rec.policy);
+        rc = fail(&s, "PolicyGone", "policy %s is gone or invalid while %s",
+                  s.rec.policy,
+                  s.rec.phase == GM_PHASE_REBOOT
+                      ? "the node drains before its reboot"
+                      : "a retry drains the node");
     } else
         rc = steps[s.rec.phase](&s);
     if (rc == STEP_WAIT)

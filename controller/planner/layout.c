@@ -814,8 +814,8 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
     return 0;
 }
 
-int gm_layout_check_single(const char *json, const char *what, char *err,
-                           size_t errlen)
+int gm_layout_check_single(const char *json, int gpu_count, const char *what,
+                           char *err, size_t errlen)
 {
     struct gm_layout l;
     const char *first = NULL;
@@ -823,6 +823,13 @@ int gm_layout_check_single(const char *json, const char *what, char *err,
 
     if (gm_layout_parse(json, &l, why, sizeof(why)) != 0)
         return rfail(err, errlen, what, "%s", why);
+    for (int g = 0; g < gpu_count; g++)
+        if (gm_layout_for_gpu(&l, g, NULL) == NULL)
+            return rfail(err, errlen, what,
+                         "has no entry for GPU %d of %d, which keeps MIG "
+                         "as it is: strategy single needs every GPU with MIG "
+                         "on and one profile; use strategy mixed",
+                         g, gpu_count);
     for (int i = 0; i < l.nentries; i++) {
         const struct gm_layout_entry *e = &l.entries[i];
         if (!e->mig_enabled)

@@ -105,10 +105,12 @@ int gm_layout_resolve(const struct gm_mig_layout *l, const char *what,
 /* Whether json, a layout gm_layout_resolve gave, suits the device
  * plugin's single MIG strategy, which serves every instance as
  * nvidia.com/gpu and refuses a node whose GPUs are not uniform: one GPU
- * with MIG off, or two MIG device types, and the plugin does not start
- * ("More than one MIG device type present on node"). 0, or -EINVAL with
- * a message for the user (naming what) in err. */
-int gm_layout_check_single(const char *json, const char *what, char *err,
-                           size_t errlen);
+ * with MIG off (an entry says so, or, of gpu_count GPUs when it is
+ * known, one no entry covers: the agent leaves it as it is), or two MIG
+ * device types, and the plugin does not start ("More than one MIG device
+ * type present on node"). 0, or -EINVAL with a message for the user
+ * (naming what) in err. */
+int gm_layout_check_single(const char *json, int gpu_count, const char *what,
+                           char *err, size_t errlen);
 
 #endif

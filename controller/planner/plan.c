@@ -231,7 +231,8 @@ static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
                                gm_node_label(n, GM_LABEL_PRODUCT),
                                mig_capable(n), gpu_count(n), json, msg, len);
     if (rc == 0 && c->p->spec.mig_strategy == GM_MIG_SINGLE)
-        rc = gm_layout_check_single(*json, c->layout_what, msg, len);
+        rc = gm_layout_check_single(*json, gpu_count(n), c->layout_what, msg,
+                                    len);
     if (rc) {
         free(*json);
         *json = NULL;

@@ -334,6 +334,15 @@ static void handle(struct gm_leader *l, enum verb verb, uint64_t sent_at,
             release_after_conflict(l);
             return;
         }
+        /* The Lease could not be read again (not a 404: it is there):
+         * say why, rather than call it not ours. */
+        if (verb == V_GET && l->lease == NULL && code != 404 &&
+            code / 100 != 2) {
+            gm_warn("leader election: get lease to release it: %s", why);
+            release_finished(
+                l, resp->error && resp->error->err ? resp->error->err : -EIO);
+            return;
+        }
         if (resp->obj && code / 100 == 2)
             observe(l, resp->obj);
         if (l->lease &&
