@@ -663,6 +663,28 @@ static void test_single_strategy_needs_one_profile(void **state)
         fleet_free(&f);
         gm_policy_free(p);
     }
+
+    /* A node in MIG under single already: feature discovery counts its
+     * 56 MIG devices in gpu.count; its GPUs are the 8 gpumode verified,
+     * all of which the layout covers. */
+    struct gm_policy *p = policy(
+        "p", "mig",
+        ",\"mig\":{\"strategy\":\"single\",\"layout\":[{\"devices\":"
+        "[0,1,2,3],\"migDevices\":{\"1g.10gb\":7}},{\"devices\":[4,5,6,7],"
+        "\"migDevices\":{\"1g.10gb\":7}}]}");
+    struct fleet f = {0};
+    struct gm_plan pl;
+    struct gm_node *n = add(
+        &f, gmt_node("a", "pool=a",
+                     "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3-MIG-1g.10gb",
+                     "nvidia.com/gpu.count=56", "gpumode.io/mode=full", NULL));
+    n->ann_gpus = 8;
+    plan(p, NULL, &f, NULL, &pl);
+    assert_null(pl.stall_reason);
+    assert_int_equal(pl.n_starts, 1);
+    gm_plan_free(&pl);
+    fleet_free(&f);
+    gm_policy_free(p);
 }
 
 static const char layouts_yaml[] =

@@ -230,9 +230,13 @@ static int resolve_layout(struct ctx *c, const struct gm_node *n, char **json,
     int rc = gm_layout_resolve(c->layout, c->layout_what,
                                gm_node_label(n, GM_LABEL_PRODUCT),
                                mig_capable(n), gpu_count(n), json, msg, len);
+    /* Under single, feature discovery counts MIG devices in gpu.count
+     * (and gpu.product gains -MIG-<profile>): the GPUs are then the count
+     * gpumode verified, or unknown. */
+    const char *product = gm_node_label(n, GM_LABEL_PRODUCT);
+    int gpus = product && strstr(product, "-MIG-") ? n->ann_gpus : gpu_count(n);
     if (rc == 0 && c->p->spec.mig_strategy == GM_MIG_SINGLE)
-        rc = gm_layout_check_single(*json, gpu_count(n), c->layout_what, msg,
-                                    len);
+        rc = gm_layout_check_single(*json, gpus, c->layout_what, msg, len);
     if (rc) {
         free(*json);
         *json = NULL;
