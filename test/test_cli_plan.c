@@ -571,6 +571,14 @@ static void test_tie_above_is_said(void **state)
     fleet_free(&f);
 }
 
+/* Policy shared: vgpu on pool a, one node at a time. */
+static struct gm_policy *shared_vgpu_one_at_a_time(void)
+{
+    return policy_json("shared", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
+                                 "\"matchLabels\":{\"pool\":\"a\"}},"
+                                 "\"rollout\":{\"maxUnavailable\":1}}");
+}
+
 /* The policy's selector was narrowed mid-rollout: x, no longer selected,
  * is still switching for it and holds the one slot. The switch ends, as
  * in the cluster, and the rollout goes on after it. */
@@ -585,10 +593,7 @@ static void test_in_flight_outside_selector_ends(void **state)
                    "{\"policy\":\"shared\",\"from\":\"full\",\"to\":"
                    "\"vgpu\",\"phase\":\"Reconfiguring\",\"attempt\":1,"
                    "\"cordoned\":true}");
-    struct gm_policy *p =
-        policy_json("shared", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
-                              "\"matchLabels\":{\"pool\":\"a\"}},\"rollout\":{"
-                              "\"maxUnavailable\":1}}");
+    struct gm_policy *p = shared_vgpu_one_at_a_time();
     run_plan(&f, p, NULL, &r);
     batches(&r, b, sizeof(b));
     assert_string_equal(b, "a|b|c|d|e");
@@ -618,10 +623,7 @@ static void test_in_flight_on_a_tie_ends(void **state)
                    "\"vgpu\",\"phase\":\"Reconfiguring\",\"attempt\":1,"
                    "\"cordoned\":true}");
     switching_label = NULL;
-    struct gm_policy *p =
-        policy_json("shared", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
-                              "\"matchLabels\":{\"pool\":\"a\"}},\"rollout\":{"
-                              "\"maxUnavailable\":1}}");
+    struct gm_policy *p = shared_vgpu_one_at_a_time();
     struct gm_policy *tie =
         policy_json("other", "{\"mode\":\"full\",\"nodeSelector\":{"
                              "\"matchLabels\":{\"slot\":\"x\"}}}");
@@ -649,10 +651,7 @@ static void test_stall_after_in_flight_is_reported(void **state)
                    "\"vgpu\",\"phase\":\"Reconfiguring\",\"attempt\":1,"
                    "\"cordoned\":true,\"rollingBack\":true,"
                    "\"reconfigured\":true}");
-    struct gm_policy *p =
-        policy_json("shared", "{\"mode\":\"vgpu\",\"nodeSelector\":{"
-                              "\"matchLabels\":{\"pool\":\"a\"}},\"rollout\":{"
-                              "\"maxUnavailable\":1}}");
+    struct gm_policy *p = shared_vgpu_one_at_a_time();
     run_plan(&f, p, NULL, &r);
     assert_int_equal(r.n_batches, 0);
     assert_int_equal(r.n_errors, 1);

@@ -1118,22 +1118,33 @@ static void test_rollback_to_no_instances_holds(void **state)
     gm_record_clear(&rec);
 }
 
-/* Creates the apply helper of f's switch (Reconfiguring, the cache empty)
- * under helperTimeoutSeconds timeout_s; f->posted is its pod. */
-static void run_posting(struct fx *f, long timeout_s)
+/* Starts the switch of a node in Reconfiguring (the apply step, the
+ * helper cache empty), with the GPU Operator's driver pod on it in state
+ * driver ("ready" or "building") or none (NULL); the loop has not run
+ * yet. */
+static void start_apply(struct fx *f, const char *driver)
 {
     static const char *const argv[] = {"apply", "--mode", "vgpu",
                                        "--allow-reset", ""};
+    memset(f, 0, sizeof(*f));
     f->step = "apply";
     f->argv = argv;
     f->argc = 5;
     f->phase = "Running";
     f->no_helper = true;
-    f->keep_posted = true;
+    f->driver_pod = driver;
     f->record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
     th_ctl_start(&f->c, handler, f);
-    f->c.cfg.helper_timeout_s = timeout_s;
     f->c.ctl->policy_for = th_ctl_policy_split4;
+}
+
+/* Creates the apply helper of f's switch (start_apply, no driver pod)
+ * under helperTimeoutSeconds timeout_s; f->posted is its pod. */
+static void run_posting(struct fx *f, long timeout_s)
+{
+    start_apply(f, NULL);
+    f->keep_posted = true;
+    f->c.cfg.helper_timeout_s = timeout_s;
     th_run_until(&f->c.loop, &f->helper_posts, 3000);
     th_ctl_stop(&f->c);
     assert_non_null(f->posted);
@@ -1146,19 +1157,10 @@ static void run_posting(struct fx *f, long timeout_s)
 static void test_agent_waits_for_the_driver_pod(void **state)
 {
     (void)state;
-    static const char *const argv[] = {"apply", "--mode", "vgpu",
-                                       "--allow-reset", ""};
     const char *states[] = {"building", "ready"};
     for (size_t i = 0; i < 2; i++) {
-        struct fx f = {.step = "apply",
-                       .argv = argv,
-                       .argc = 5,
-                       .phase = "Running",
-                       .no_helper = true,
-                       .driver_pod = states[i]};
-        f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
-        th_ctl_start(&f.c, handler, &f);
-        f.c.ctl->policy_for = th_ctl_policy_split4;
+        struct fx f;
+        start_apply(&f, states[i]);
         th_run_until(&f.c.loop, &f.helper_posts, 2500);
         char msg[512];
         snprintf(msg, sizeof(msg), "%s",
@@ -1180,19 +1182,12 @@ static void test_agent_waits_for_the_driver_pod(void **state)
      * again (a record written before the agent goes), so the wait is not
      * taken from the agent's helperTimeoutSeconds. */
     {
-        struct fx g = {.step = "apply",
-                       .argv = argv,
-                       .argc = 5,
-                       .phase = "Running",
-                       .no_helper = true,
-                       .driver_pod = "building"};
+        struct fx g;
         struct gm_switch_record before = {0}, after = {0};
         char err[256];
-        g.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
+        start_apply(&g, "building");
         assert_int_equal(gm_record_parse(g.record, &before, err, sizeof(err)),
                          0);
-        th_ctl_start(&g.c, handler, &g);
-        g.c.ctl->policy_for = th_ctl_policy_split4;
         int never = 0;
         th_run_until(&g.c.loop, &never, 2200); /* waits past a second */
         assert_int_equal(g.helper_posts, 0);
@@ -1218,16 +1213,9 @@ static void test_agent_waits_for_the_driver_pod(void **state)
 
     /* A driver that never comes: the switch fails at rebootTimeoutSeconds
      * (0 here), naming the pod, rather than wait for ever. */
-    struct fx f = {.step = "apply",
-                   .argv = argv,
-                   .argc = 5,
-                   .phase = "Running",
-                   .no_helper = true,
-                   .driver_pod = "building"};
+    struct fx f;
     struct gm_switch_record rec = {0};
-    f.record = th_ctl_switch_record(GM_PHASE_RECONFIGURE, NULL);
-    th_ctl_start(&f.c, handler, &f);
-    f.c.ctl->policy_for = th_ctl_policy_split4;
+    start_apply(&f, "building");
     f.c.cfg.reboot_timeout_s = 0;
     th_run_until(&f.c.loop, &f.done, 4000);
     th_ctl_stop(&f.c);
