@@ -1126,6 +1126,25 @@ static void test_layout_rules(void **state)
     assert_null(gm_layout_for_gpu(&l, 1, NULL));
 }
 
+static int fake_reboot_calls;
+
+static int fake_reboot(void)
+{
+    fake_reboot_calls++;
+    return -EPERM;
+}
+
+/* The node's boot ID as the fake kernel reports it; NULL: unreadable. */
+static const char *fake_boot = "7f0c9a6e-0d2b-4bd1-a3c2-5e1f00000001";
+
+static int fake_boot_id(char *buf, size_t cap)
+{
+    if (fake_boot == NULL)
+        return -ENOENT;
+    snprintf(buf, cap, "%s", fake_boot);
+    return 0;
+}
+
 /* Runs gm_agent_main in-process with the fake and returns the exit code;
  * the result lands in *json (caller frees). */
 static int run_main(struct fake *f, const char *const *argv_in, char **json)
@@ -1145,7 +1164,8 @@ static int run_main(struct fake *f, const char *const *argv_in, char **json)
     argv[argc++] = (char *)(uintptr_t) "--log-level=error";
     argv[argc] = NULL;
     struct gm_smi_runner r = {.run = fake_run, .ctx = f};
-    struct gm_agent_hooks h = {.runner = &r};
+    struct gm_agent_hooks h = {
+        .runner = &r, .reboot = fake_reboot, .boot_id = fake_boot_id};
     int rc = gm_agent_main(argc, argv, &h);
     FILE *fp = fopen(tl, "r");
     assert_non_null(fp);
@@ -1228,14 +1248,6 @@ static void test_cli_validation(void **state)
     free(f);
 }
 
-static int fake_reboot_calls;
-
-static int fake_reboot(void)
-{
-    fake_reboot_calls++;
-    return -EPERM;
-}
-
 static void test_cli_reboot(void **state)
 {
     struct gm_agent_hooks h = {.reboot = fake_reboot};
@@ -1243,8 +1255,56 @@ static void test_cli_reboot(void **state)
         (char *)(uintptr_t) "gpumode-agent", (char *)(uintptr_t) "reboot",
         (char *)(uintptr_t) "--confirm",
         (char *)(uintptr_t) "--termination-log=/nonexistent/x", NULL};
+    fake_reboot_calls = 0;
     assert_int_equal(gm_agent_main(4, argv, &h), 1);
     assert_int_equal(fake_reboot_calls, 1);
+}
+
+/* A reboot helper carries the boot it is meant to end: started again on
+ * the next boot (restartPolicy Never is at least once), it must not
+ * reboot the node a second time. */
+static void test_cli_reboot_once_per_boot(void **state)
+{
+    struct fake *f = fake_new(1, 0, 1);
+    char *js;
+    const char *const same[] = {"reboot", "--confirm", "--boot-id",
+                                "7f0c9a6e-0d2b-4bd1-a3c2-5e1f00000001", NULL};
+    const char *const older[] = {"reboot", "--confirm", "--boot-id",
+                                 "7f0c9a6e-0d2b-4bd1-a3c2-5e1f00000000", NULL};
+
+    fake_reboot_calls = 0;
+    assert_int_equal(run_main(f, same, &js), 1);
+    assert_int_equal(fake_reboot_calls, 1);
+    assert_non_null(strstr(js, "\"reason\":\"RebootFailed\""));
+    free(js);
+
+    assert_int_equal(run_main(f, older, &js), 0);
+    assert_int_equal(fake_reboot_calls, 1);
+    assert_non_null(strstr(js, "\"ok\":true"));
+    assert_non_null(strstr(js, "rebooted since"));
+    assert_non_null(strstr(js, "5e1f00000000"));
+    free(js);
+
+    /* Unable to tell the boots apart, it does not reboot at all. */
+    fake_boot = NULL;
+    assert_int_equal(run_main(f, same, &js), 1);
+    fake_boot = "7f0c9a6e-0d2b-4bd1-a3c2-5e1f00000001";
+    assert_int_equal(fake_reboot_calls, 1);
+    assert_non_null(strstr(js, "cannot read the node's boot ID"));
+    free(js);
+
+    const char *const bad[] = {"reboot", "--confirm", "--boot-id", "x;reboot",
+                               NULL};
+    expect_usage(f, bad);
+    const char *const probe[] = {"probe", "--boot-id", "abc", NULL};
+    expect_usage(f, probe);
+    assert_int_equal(fake_reboot_calls, 1);
+
+    /* The real source is the kernel's, one UUID. */
+    char real[128];
+    assert_int_equal(gm_agent_read_boot_id(real, sizeof(real)), 0);
+    assert_int_equal(strlen(real), 36);
+    free(f);
 }
 
 /* ---- the real runner and the built binary ---- */
@@ -1471,6 +1531,7 @@ int main(void)
         cmocka_unit_test(test_layout_rules),
         cmocka_unit_test(test_cli_validation),
         cmocka_unit_test(test_cli_reboot),
+        cmocka_unit_test(test_cli_reboot_once_per_boot),
         cmocka_unit_test(test_exec_runner),
         cmocka_unit_test(test_exec_runner_chroot),
         cmocka_unit_test(test_exec_runner_chroot_symlink),

@@ -254,8 +254,8 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
 }
 
-/* A record in Rebooting (caller frees), the rest of the node drained
- * already when drained. */
+/* A record in Rebooting on boot-0 (caller frees), the rest of the node
+ * drained already when drained. */
 static char *reboot_record(bool drained)
 {
     struct gm_switch_record rec = {0};
@@ -265,6 +265,7 @@ static char *reboot_record(bool drained)
     free(text);
     rec.reboot_drained = drained;
     rec.reconfigured = true; /* as the switch records it on the way in */
+    assert_int_equal(gm_set_str(&rec.boot_id, "boot-0"), 0);
     text = gm_record_format(&rec);
     gm_record_clear(&rec);
     return text;
@@ -275,10 +276,11 @@ static char *reboot_record(bool drained)
 static char *run_as(const char *phase, const char *term, bool start_error,
                     int ms)
 {
-    static const char *const argv[] = {"reboot", "--confirm", ""};
+    static const char *const argv[] = {"reboot", "--confirm", "--boot-id",
+                                       "boot-0", ""};
     struct fx f = {.step = "reboot",
                    .argv = argv,
-                   .argc = 3,
+                   .argc = 5,
                    .phase = phase,
                    .term = term,
                    .start_error = start_error};
@@ -365,6 +367,33 @@ static void run_to_first_write(struct fx *f,
     free(f->record);
 }
 
+/* A record in Rebooting that names no boot (written by hand, or for a
+ * node that reported none): the reboot could never be seen, so no helper
+ * starts and the switch fails at once rather than at rebootTimeout. */
+static void test_reboot_needs_the_boot_it_ends(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"reboot", "--confirm", ""};
+    struct fx f = {.step = "reboot",
+                   .argv = argv,
+                   .argc = 3,
+                   .phase = "Running",
+                   .no_helper = true};
+    struct gm_switch_record rec = {0};
+    char err[256];
+    char *text = reboot_record(true);
+    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
+    free(text);
+    assert_int_equal(gm_set_str(&rec.boot_id, NULL), 0);
+    f.record = gm_record_format(&rec);
+    gm_record_clear(&rec);
+    run_to_first_write(&f, allow_reboot, &rec);
+    assert_string_equal(rec.reason, "RebootRequired");
+    assert_non_null(strstr(rec.message, "names no boot"));
+    assert_int_equal(f.helper_posts, 0);
+    gm_record_clear(&rec);
+}
+
 /* A full -> vgpu switch in Reconfiguring whose apply helper failed asking
  * for a reboot, under a policy that allows one: the apply pod is the same
  * as without allowReboot (its arguments, which name it, leave it out), so
@@ -372,13 +401,15 @@ static void run_to_first_write(struct fx *f,
  * the record's bootID (set once this
  * attempt rebooted the node) or NULL. Fills *out with the first record
  * written. */
-static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
+static void run_apply_on(const char *rebooted_from, const char *boot_id,
+                         struct gm_switch_record *out)
 {
-    static const char *const argv[] = {"apply", "--mode", "vgpu",
-                                       "--allow-reset", ""};
+    const char *const argv[] = {"apply", "--mode", "vgpu", "--allow-reset",
+                                boot_id ? boot_id : ""};
     struct fx f = {.step = "apply",
                    .argv = argv,
                    .argc = 5,
+                   .boot_id = boot_id,
                    .phase = "Failed",
                    .term = "{\"ok\":false,\"command\":\"apply\",\"needs\":"
                            "\"reboot\",\"reason\":\"RebootRequired\","
@@ -396,12 +427,19 @@ static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
     run_to_first_write(&f, allow_reboot, out);
 }
 
+/* The node on boot-0 unless it has rebooted for this attempt. */
+static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
+{
+    run_apply_on(rebooted_from, rebooted_from ? "boot-1" : "boot-0", out);
+}
+
 static void test_one_reboot_per_attempt(void **state)
 {
     (void)state;
     struct gm_switch_record rec = {0};
     run_apply(NULL, &rec);
     assert_int_equal(rec.phase, GM_PHASE_REBOOT);
+    assert_string_equal(rec.boot_id, "boot-0");
     assert_null(rec.reason);
     /* The GPUs the agent listed, their uuids in index order (HAMi's
      * filterdevices may name them). */
@@ -413,6 +451,13 @@ static void test_one_reboot_per_attempt(void **state)
     assert_int_not_equal(rec.phase, GM_PHASE_REBOOT);
     assert_string_equal(rec.reason, "RebootRequired");
     assert_non_null(strstr(rec.message, "after the node rebooted"));
+    gm_record_clear(&rec);
+
+    /* A node that reports no bootID could reboot unseen: none starts. */
+    run_apply_on(NULL, NULL, &rec);
+    assert_int_not_equal(rec.phase, GM_PHASE_REBOOT);
+    assert_string_equal(rec.reason, "RebootRequired");
+    assert_non_null(strstr(rec.message, "no status.nodeInfo.bootID"));
     gm_record_clear(&rec);
 }
 
@@ -734,11 +779,12 @@ static int (*reboot_policy)(void *data, const char *name,
 
 static void run_reboot_drain(bool other, bool drained, struct fx *f)
 {
-    static const char *const argv[] = {"reboot", "--confirm", ""};
+    static const char *const argv[] = {"reboot", "--confirm", "--boot-id",
+                                       "boot-0", ""};
     memset(f, 0, sizeof(*f));
     f->step = "reboot";
     f->argv = argv;
-    f->argc = 3;
+    f->argc = 5;
     f->phase = "Running";
     f->no_helper = true;
     f->other_pod = other;
@@ -965,20 +1011,15 @@ static void test_rollback_refusal_keeps_it_changed(void **state)
 static void test_rebooted_node_never_ready_times_out(void **state)
 {
     (void)state;
-    static const char *const argv[] = {"reboot", "--confirm", "boot-0"};
+    static const char *const argv[] = {"reboot", "--confirm", "--boot-id",
+                                       "boot-0", ""};
     struct fx f = {.step = "reboot",
                    .argv = argv,
-                   .argc = 3,
+                   .argc = 5,
                    .phase = "Running",
                    .boot_id = "boot-1"};
     struct gm_switch_record rec = {0};
-    char err[256];
-    char *text = reboot_record(true);
-    assert_int_equal(gm_record_parse(text, &rec, err, sizeof(err)), 0);
-    free(text);
-    assert_int_equal(gm_set_str(&rec.boot_id, "boot-0"), 0);
-    f.record = gm_record_format(&rec);
-    gm_record_clear(&rec);
+    f.record = reboot_record(true);
     th_ctl_start(&f.c, handler, &f);
     f.c.cfg.reboot_timeout_s = 1;
     th_run_until(&f.c.loop, &f.done, 6000);
@@ -1259,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_failed_reboot_fails_at_once),
         cmocka_unit_test(test_other_helpers_wait),
         cmocka_unit_test(test_one_reboot_per_attempt),
+        cmocka_unit_test(test_reboot_needs_the_boot_it_ends),
         cmocka_unit_test(test_apply_past_its_deadline),
         cmocka_unit_test(test_agent_log_tail_quoted),
         cmocka_unit_test(test_apply_start_error_is_untouched),

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@ static const char usage_text[] =
     "usage: gpumode-agent probe [options]\n"
     "       gpumode-agent apply --mode full|vgpu|mig [--layout JSON]\n"
     "                           [--allow-reset] [--allow-reboot] [options]\n"
-    "       gpumode-agent reboot --confirm [options]\n"
+    "       gpumode-agent reboot --confirm [--boot-id ID] [options]\n"
     "       gpumode-agent version\n"
     "options:\n"
     "  --nvidia-smi PATH       nvidia-smi to run (env NVIDIA_SMI; else PATH,\n"
@@ -37,6 +38,9 @@ static const char usage_text[] =
     "                          on the GPUs to change to exit before\n"
     "                          GPUInUse (0..3600, default 60: a pod deleted\n"
     "                          with --force still stops its containers)\n"
+    "  --boot-id ID            reboot: only while this is the node's boot ID\n"
+    "                          (/proc/sys/kernel/random/boot_id); on a later\n"
+    "                          boot say so and exit 0 (a pod can run twice)\n"
     "  --log-level LEVEL       debug|info|warn|error (stderr; default info)\n"
     "  --log-format FORMAT     text|json\n";
 
@@ -47,6 +51,7 @@ struct opts {
     const char *smi;
     const char *driver_root;
     const char *term_log;
+    const char *boot_id; /* reboot: the boot it is meant to end */
     int timeout_s;
     int in_use_wait_s;
     int in_use_wait_set;
@@ -145,14 +150,21 @@ static void usage_note(char *why, size_t cap, int *err, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A boot ID as the kernel writes it: a UUID, so hex digits and dashes. */
+static bool boot_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    return n > 0 && n <= 64 && strspn(id, "0123456789abcdefABCDEF-") == n;
+}
+
 /* Fills o from argv; on a usage error writes why into why. */
 static int parse_args(int argc, char **argv, struct opts *o, char *why,
                       size_t cap)
 {
     static const char *const value_opts[] = {
-        "--mode",        "--layout",          "--nvidia-smi",
-        "--driver-root", "--timeout",         "--log-level",
-        "--log-format",  "--termination-log", "--in-use-wait"};
+        "--mode",        "--layout",    "--nvidia-smi", "--driver-root",
+        "--timeout",     "--log-level", "--log-format", "--termination-log",
+        "--in-use-wait", "--boot-id"};
     enum { NVALS = sizeof(value_opts) / sizeof(value_opts[0]) };
     const char *vals[NVALS] = {NULL};
     int err = 0;
@@ -199,6 +211,9 @@ static int parse_args(int argc, char **argv, struct opts *o, char *why,
     o->in_use_wait_set = vals[8] != NULL;
     if (vals[8] && parse_seconds(vals[8], 0, 3600, &o->in_use_wait_s) != 0)
         usage_note(why, cap, &err, "--in-use-wait: want 0..3600 seconds");
+    o->boot_id = vals[9];
+    if (vals[9] && !boot_id_ok(vals[9]))
+        usage_note(why, cap, &err, "--boot-id: want a boot ID (hex and -)");
     if (vals[5] && gm_log_parse_level(vals[5], &o->level) != 0)
         usage_note(why, cap, &err, "--log-level: want debug|info|warn|error");
     if (vals[6]) {
@@ -225,8 +240,8 @@ static int check_command(const struct opts *o, char *why, size_t cap)
                  "--mode, --layout, --allow-* and --in-use-wait are for apply");
         return -EINVAL;
     }
-    if (o->confirm && strcmp(o->command, "reboot") != 0) {
-        snprintf(why, cap, "--confirm is for reboot");
+    if ((o->confirm || o->boot_id) && strcmp(o->command, "reboot") != 0) {
+        snprintf(why, cap, "--confirm and --boot-id are for reboot");
         return -EINVAL;
     }
     if (!apply)
@@ -236,6 +251,17 @@ static int check_command(const struct opts *o, char *why, size_t cap)
         return -EINVAL;
     }
     return 0;
+}
+
+int gm_agent_read_boot_id(char *buf, size_t cap)
+{
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (f == NULL)
+        return -errno;
+    int err = fgets(buf, (int)cap, f) ? 0 : -EIO;
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+    return err;
 }
 
 static void usage_error(struct gm_agent_result *res, const char *why)
@@ -272,6 +298,28 @@ static int run_reboot(const struct opts *o, const struct gm_agent_hooks *h,
         usage_error(res, "reboot restarts the node at once; it needs "
                          "--confirm");
         return 2;
+    }
+    /* restartPolicy Never is at least once: a kubelet that lost the pod's
+     * state in the reboot may start its container again on the new boot,
+     * which must not reboot the node a second time. */
+    if (o->boot_id) {
+        char now[128] = "";
+        int err = h && h->boot_id ? h->boot_id(now, sizeof(now))
+                                  : gm_agent_read_boot_id(now, sizeof(now));
+        if (err) {
+            gm_agent_fail(res, "RebootFailed", GM_NEEDS_REBOOT,
+                          "cannot read the node's boot ID (%s), so this "
+                          "boot cannot be told from the next; not rebooting",
+                          strerror(-err));
+            return 1;
+        }
+        if (strcmp(now, o->boot_id) != 0) {
+            snprintf(res->message, sizeof(res->message),
+                     "the node has rebooted since (boot ID %.64s, not "
+                     "%.64s); not rebooting again",
+                     now, o->boot_id);
+            return 0;
+        }
     }
     char buf[GM_AGENT_RESULT_MAX];
     snprintf(res->message, sizeof(res->message), "rebooting the node");

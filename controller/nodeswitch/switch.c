@@ -1407,6 +1407,12 @@ static int note_gpu_uuids(struct sw *s, json_object *gpus)
     return gm_set_str(&s->rec.gpu_uuids, known ? text : NULL);
 }
 
+/* A reboot is only told by a new bootID: without one, none may start. */
+static bool has_boot_id(const char *id)
+{
+    return id != NULL && id[0] != '\0';
+}
+
 /* The agent's nvidia-smi needs the GPU driver. Where the GPU Operator
  * runs it in a pod on the node, the node is Ready after a reboot well
  * before that pod has built and loaded the driver: no helper starts
@@ -1613,6 +1619,13 @@ static int step_reconfigure(struct sw *s)
     /* One reboot per attempt: a GPU that still needs one after the node
      * rebooted would otherwise reboot it for ever. */
     if (reboot && s->pol.allow_reboot && !s->rec.rolling_back &&
+        s->rec.boot_id == NULL && !has_boot_id(s->node->boot_id))
+        return fail(s, "RebootRequired",
+                    "%s (the node reports no status.nodeInfo.bootID, so "
+                    "gpumode could not tell when it has rebooted; reboot it "
+                    "by hand, then retry)",
+                    msg_c);
+    if (reboot && s->pol.allow_reboot && !s->rec.rolling_back &&
         s->rec.boot_id == NULL) {
         if (gm_set_str(&s->rec.boot_id, s->node->boot_id))
             return -ENOMEM;
@@ -1637,7 +1650,15 @@ static int step_reconfigure(struct sw *s)
 static int step_reboot(struct sw *s)
 {
     const struct gm_pod *p;
-    const char *argv[] = {"reboot", "--confirm"};
+    /* The agent reboots only while the node is on this boot: restartPolicy
+     * Never is at least once, and a kubelet that lost the pod's state in
+     * the reboot may run it again on the next boot. */
+    const char *argv[] = {"reboot", "--confirm", "--boot-id", s->rec.boot_id};
+
+    if (!has_boot_id(s->rec.boot_id))
+        return fail(s, "RebootRequired",
+                    "the switch record names no boot to end (bootID), so "
+                    "gpumode could not tell when the node has rebooted");
 
     if (s->node->boot_id && s->rec.boot_id &&
         strcmp(s->node->boot_id, s->rec.boot_id) != 0) {
@@ -1683,7 +1704,7 @@ static int step_reboot(struct sw *s)
         return fail(s, "RebootTimeout", "node did not come back in %lds",
                     s->ctl->cfg->reboot_timeout_s);
     set_message(s, "rebooting");
-    int rc = helper(s, "reboot", s->rec.boot_id, argv, 2, &p);
+    int rc = helper(s, "reboot", NULL, argv, 4, &p);
     if (rc != STEP_WAIT)
         return rc;
     /* An agent that could not reboot says so and exits: fail now rather

@@ -113,6 +113,19 @@ func fieldValue(pod *corev1.Pod, node *Node, path string) string {
 	return ""
 }
 
+// flagValue is the value of a --name VALUE or --name=VALUE argument, or "".
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // startHelper runs the helper pod's first container as a local process: the
 // image's binary with the container's arguments, with env NVIDIA_SMI and
 // FAKE_NVIDIA_SMI_STATE pointing at the fake nvidia-smi and this node's
@@ -131,8 +144,17 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	// A helper that asks for a reboot must never reach this machine (the
 	// agent would write to /proc/sysrq-trigger as root): the simulator
 	// reboots the simulated node instead and the container "succeeds".
+	// Like the agent, it leaves a node alone whose boot is no longer the
+	// one --boot-id names.
 	rebootAsked := len(argv) > 1 && argv[1] == "reboot"
+	laterBoot := ""
 	if rebootAsked {
+		run.node.mu.Lock()
+		now := run.node.bootID
+		run.node.mu.Unlock()
+		if asked := flagValue(argv[2:], "--boot-id"); asked != "" && asked != now {
+			laterBoot = fmt.Sprintf("the node has rebooted since (boot ID %s, not %s); not rebooting again", now, asked)
+		}
 		argv = []string{"/bin/true"}
 	}
 	podDir := filepath.Join(s.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
@@ -142,7 +164,10 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	hp := &helperProc{done: make(chan struct{}), msgPath: filepath.Join(podDir, "termination-log"),
 		logPath: filepath.Join(podDir, c.Name+".log"), policy: c.TerminationMessagePolicy}
 	msg := []byte(nil)
-	if rebootAsked {
+	switch {
+	case rebootAsked && laterBoot != "":
+		msg = []byte(`{"ok":true,"command":"reboot","gpus":[],"needs":"none","message":"` + laterBoot + `"}`)
+	case rebootAsked:
 		msg = []byte(`{"ok":true,"command":"reboot","needs":"none","message":"rebooting (simulated)"}`)
 		go s.reboot(run.node, 3*time.Second, pod.UID)
 	}

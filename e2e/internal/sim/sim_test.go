@@ -26,6 +26,19 @@ func TestBinaryFor(t *testing.T) {
 	}
 }
 
+func TestFlagValue(t *testing.T) {
+	args := []string{"--confirm", "--boot-id", "b-0", "--log-level=info"}
+	if v := flagValue(args, "--boot-id"); v != "b-0" {
+		t.Errorf("--boot-id = %q", v)
+	}
+	if v := flagValue(args, "--log-level"); v != "info" {
+		t.Errorf("--log-level = %q", v)
+	}
+	if v := flagValue([]string{"--confirm", "--boot-id"}, "--boot-id"); v != "" {
+		t.Errorf("a flag without its value = %q", v)
+	}
+}
+
 func TestRunDuration(t *testing.T) {
 	s := &Sim{opts: Options{JobSeconds: 5}}
 	yes := true
