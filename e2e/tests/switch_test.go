@@ -1979,6 +1979,44 @@ spec:
 	}
 }
 
+// TestRebootWaitsForTheDriver: where the GPU Operator runs the driver in a
+// container, a node is Ready after a reboot before its driver pod has
+// loaded the driver, and nvidia-smi fails until then. The switch waits for
+// that pod to be Ready, then lays the GPUs; an agent started at once would
+// have failed on the missing driver and held the node.
+func TestRebootWaitsForTheDriver(t *testing.T) {
+	requireE2E(t)
+	b := StartBed(t, nil, "--nodes", "1", "--gpu-model", "A100-SXM4-40GB", "--gpus-per-node", "2", "--driver-container")
+	InstallGpumode(t, b)
+	LabelNodes(t, b, "pool=a", "gpu-001")
+	LabelNodes(t, b, "gpumode.io/mode=full", "gpu-001")
+	FakeSMI(t, b, "gpu-001", "--fake-reset-unsupported", "all", "true")
+	boot := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID
+	StartController(t, b)
+	Apply(t, b, `
+apiVersion: gpumode.io/v1alpha1
+kind: GPUModePolicy
+metadata: {name: a}
+spec:
+  nodeSelector: {matchLabels: {pool: a}}
+  mode: mig
+  mig: {layout: [{migDevices: {"3g.20gb": 2}}]}
+  rollout: {allowReboot: true}
+`)
+	WaitPolicy(t, b, "a", 120*time.Second, "the wait for the driver pod", func(s *PolicyStatus) error {
+		for _, n := range s.Nodes {
+			if strings.Contains(n.Message, "waiting for the GPU driver pod gpu-operator/nvidia-driver-daemonset-") {
+				return nil
+			}
+		}
+		return fmt.Errorf("nodes %+v", s.Nodes)
+	})
+	if got := GetNode(t, b, "gpu-001").Status.NodeInfo.BootID; got == boot {
+		t.Errorf("waiting for the driver pod before the node rebooted")
+	}
+	WaitPolicy(t, b, "a", 120*time.Second, "converged after the driver loaded", ConvergedOffering(t, b, "gpu-001", "nvidia.com/mig-3g.20gb", 4))
+}
+
 // TestRebootRelaysOutsideWindow: a mig node that reboots loses its layout
 // (Hopper even its MIG mode: the plugin offers whole GPUs again). gpumode
 // re-lays it at once, although the policy's window is closed: the reboot,

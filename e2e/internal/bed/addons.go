@@ -127,12 +127,18 @@ func ignoreExists(err error) error {
 var dcgmDaemonSet = addonDS{"gpu-operator", "nvidia-dcgm", "nvcr.io/nvidia/cloud-native/dcgm:3.3.9-1-ubuntu22.04", sim.RoleDCGM,
 	"nvidia.com/gpu.deploy.dcgm", map[string]string{"app": "nvidia-dcgm"}}
 
+// driverDaemonSet is the GPU Operator's driver container, deployed where
+// no driver is pre-installed (nvidia.com/gpu.deploy.driver=true).
+var driverDaemonSet = addonDS{"gpu-operator", "nvidia-driver-daemonset", "nvcr.io/nvidia/driver:550.127.08-ubuntu22.04", sim.RoleNvidiaDriver,
+	"nvidia.com/gpu.deploy.driver", map[string]string{"app": "nvidia-driver-daemonset"}}
+
 // installAddons creates what the GPU Operator and HAMi would: their
 // namespaces, ConfigMaps and device plugin / operand DaemonSets (with
-// standalone DCGM when dcgm). The pods are ordinary pods; the simulator
+// standalone DCGM and the driver container as st asks). The pods are ordinary pods; the simulator
 // recognises them by the annotation sim.gpumode.io/role and acts as the
 // plugin would on the node.
-func installAddons(ctx context.Context, cs kubernetes.Interface, limitCritical, dcgm bool) error {
+func installAddons(ctx context.Context, cs kubernetes.Interface, st *State) error {
+	limitCritical := st.LimitCriticalPods
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gpu-operator"}}, metav1.CreateOptions{}); ignoreExists(err) != nil {
 		return err
 	}
@@ -159,8 +165,11 @@ func installAddons(ctx context.Context, cs kubernetes.Interface, limitCritical, 
 		}
 	}
 	sets := addonDaemonSets
-	if dcgm {
+	if st.DCGM {
 		sets = append(append([]addonDS{}, sets...), dcgmDaemonSet)
+	}
+	if st.DriverContainer {
+		sets = append(append([]addonDS{}, sets...), driverDaemonSet)
 	}
 	for _, a := range sets {
 		grace := int64(5)

@@ -144,7 +144,7 @@ func schedulerArgs(st *State) []string {
 }
 
 func simArgs(st *State) []string {
-	return []string{
+	args := []string{
 		"--kubeconfig=" + filepath.Join(st.Dir, "sim.kubeconfig"),
 		"--dir=" + st.Dir,
 		"--nodes=" + strconv.Itoa(st.Nodes),
@@ -154,6 +154,10 @@ func simArgs(st *State) []string {
 		"--grace-factor=" + strconv.FormatFloat(st.GraceFactor, 'g', -1, 64),
 		"--lease-interval=" + st.LeaseInterval,
 	}
+	if st.DriverContainer {
+		args = append(args, "--driver-container")
+	}
+	return args
 }
 
 // Etcd implements the `etcd` subcommand: an embedded single-member etcd on

@@ -36,6 +36,9 @@ type State struct {
 	LimitCriticalPods bool `json:"limitCriticalPods,omitempty"`
 	// DCGM: the GPU Operator's standalone DCGM runs too (dcgm.enabled).
 	DCGM bool `json:"dcgm,omitempty"`
+	// DriverContainer: the GPU Operator runs the driver in a container
+	// (nvidia-driver-daemonset) rather than finding one on the host.
+	DriverContainer bool `json:"driverContainer,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "bed.json") }

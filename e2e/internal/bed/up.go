@@ -45,6 +45,7 @@ func Up(args []string) error {
 	timeout := fs.Duration("timeout", 0, "give up after this long (default 3m plus 150ms per node)")
 	limitCritical := fs.Bool("limit-critical-pods", false, "admit system-node-critical and system-cluster-critical pods only in namespaces with a quota for them, as GKE does")
 	dcgm := fs.Bool("dcgm", false, "also run the GPU Operator's standalone DCGM DaemonSet (nvidia-dcgm, dcgm.enabled), which holds the GPUs")
+	driver := fs.Bool("driver-container", false, "the GPU Operator runs the driver in a container (nvidia-driver-daemonset, Ready some seconds after each boot) instead of a driver on the host")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,6 +105,7 @@ func Up(args []string) error {
 		Nodes: *nodes, GPUModel: *model, GPUsPerNode: *perNode, ServiceCIDR: "10.96.0.0/16", ServiceIP: "10.96.0.1",
 		NodePrefix: "gpu-", GPUOperator: *operator, GraceFactor: *grace, NodeGracePeriod: *nodeGrace,
 		LeaseInterval: leaseInterval.String(), LimitCriticalPods: *limitCritical, DCGM: *dcgm,
+		DriverContainer: *driver,
 	}
 	if err := st.save(); err != nil {
 		return err
@@ -198,7 +200,7 @@ leaderElection:
 		return fail(err)
 	}
 	if *operator {
-		if err := installAddons(ctx, cs, st.LimitCriticalPods, st.DCGM); err != nil {
+		if err := installAddons(ctx, cs, st); err != nil {
 			return fail(fmt.Errorf("install GPU add-ons: %w", err))
 		}
 	}

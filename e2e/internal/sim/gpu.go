@@ -374,6 +374,8 @@ type pluginRun struct {
 	// discovery's flags come from their environment before the config
 	// file, so it outranks the file's flags.migStrategy.
 	strategyEnv string
+	// A driver container: when it has loaded the driver (and is Ready).
+	loadAt time.Time
 }
 
 // migStrategyEnv is the MIG_STRATEGY a pod's containers set, or "".
@@ -406,6 +408,10 @@ func (s *Sim) snapshot(pod *corev1.Pod, n *Node) *pluginRun {
 	role := pod.Annotations[RoleAnnotation]
 	pr := &pluginRun{role: role, uid: string(pod.UID), healthy: true, checked: time.Now(),
 		holder: fmt.Sprintf("%s (%s/%s)", role, pod.Namespace, pod.Name), strategyEnv: migStrategyEnv(pod)}
+	if role == RoleNvidiaDriver {
+		pr.healthy, pr.loadAt = false, time.Now().Add(s.opts.DriverLoad)
+		return pr
+	}
 	if role != RoleNvidiaPlugin && role != RoleHAMiPlugin && role != RoleFeatureDiscovery {
 		return pr
 	}
@@ -617,9 +623,23 @@ func (s *Sim) applyPluginHealth(pod *corev1.Pod, run *podRun, st *corev1.PodStat
 		n.pending(run.uidString(), pr)
 		n.mu.Unlock()
 	}
-	if !pr.healthy {
+	switch {
+	case pr.role == RoleNvidiaDriver && !pr.healthy:
+		loadingStatus(st, metav1.Now())
+	case !pr.healthy:
 		crashLoopStatus(st, pr.problem, metav1.Now())
 	}
+}
+
+// loadingStatus shows a driver container still building and loading the
+// driver: running, its startup probe not yet passed.
+func loadingStatus(st *corev1.PodStatus, now metav1.Time) {
+	for i := range st.ContainerStatuses {
+		f := false
+		st.ContainerStatuses[i].Ready, st.ContainerStatuses[i].Started = false, &f
+	}
+	setCondition(st, corev1.ContainersReady, corev1.ConditionFalse, "ContainersNotReady", now)
+	setCondition(st, corev1.PodReady, corev1.ConditionFalse, "ContainersNotReady", now)
 }
 
 // crashLoopStatus shows a plugin's containers failing with problem and
@@ -658,7 +678,14 @@ func (s *Sim) startPlugin(pod *corev1.Pod, run *podRun) {
 	n.mu.Lock()
 	if cur := n.plugins[run.role]; cur != nil && cur.uid == uid {
 		crashing := !cur.healthy && time.Since(cur.checked) >= 10*time.Second
+		loaded := cur.role == RoleNvidiaDriver && !cur.healthy && !time.Now().Before(cur.loadAt)
 		n.mu.Unlock()
+		if cur.role == RoleNvidiaDriver {
+			if loaded {
+				s.loadDriver(pod, run, cur)
+			}
+			return
+		}
 		if crashing {
 			s.retryPlugin(pod, run)
 		}
@@ -674,6 +701,17 @@ func (s *Sim) startPlugin(pod *corev1.Pod, run *podRun) {
 	old := n.plugins[run.role]
 	n.plugins[run.role] = pr
 	n.mu.Unlock()
+	if pr.role == RoleNvidiaDriver {
+		// It starts by unloading the driver there is, to load its own.
+		if err := fakesmi.Update(n.StatePath, func(st *fakesmi.State) error {
+			st.DriverUnloaded = true
+			return nil
+		}); err != nil {
+			klog.Warningf("node %s: unload the driver: %v", n.Name, err)
+		}
+		s.podQ.AddAfter(run.key, time.Until(pr.loadAt))
+		return
+	}
 	if old != nil && old.holder != pr.holder && holdsGPUs(old.role) {
 		_ = fakesmi.RemoveHolderFile(n.StatePath, fakesmi.AllGPUs, old.holder)
 	}
@@ -686,6 +724,40 @@ func (s *Sim) startPlugin(pod *corev1.Pod, run *podRun) {
 	if !pr.healthy {
 		s.podQ.AddAfter(run.key, 10*time.Second)
 	}
+}
+
+// loadDriver ends a driver container's loading: the driver is loaded (the
+// GPUs as after a reset) and the pod Ready; the plugins find it at their
+// next restart.
+func (s *Sim) loadDriver(pod *corev1.Pod, run *podRun, pr *pluginRun) {
+	n := run.node
+	if err := fakesmi.Update(n.StatePath, func(st *fakesmi.State) error {
+		if st.DriverUnloaded {
+			st.ReloadDriver()
+		}
+		st.DriverUnloaded = false
+		return nil
+	}); err != nil {
+		klog.Warningf("node %s: load the driver: %v", n.Name, err)
+		s.podQ.AddAfter(run.key, time.Second)
+		return
+	}
+	np := pod.DeepCopy()
+	now := metav1.Now()
+	t := true
+	for i := range np.Status.ContainerStatuses {
+		np.Status.ContainerStatuses[i].Ready, np.Status.ContainerStatuses[i].Started = true, &t
+	}
+	setCondition(&np.Status, corev1.ContainersReady, corev1.ConditionTrue, "", now)
+	setCondition(&np.Status, corev1.PodReady, corev1.ConditionTrue, "", now)
+	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(context.Background(), np, metav1.UpdateOptions{}); err != nil {
+		s.podQ.AddAfter(run.key, time.Second)
+		return
+	}
+	n.mu.Lock()
+	pr.healthy = true
+	n.mu.Unlock()
+	klog.Infof("node %s: driver loaded by %s/%s", n.Name, pod.Namespace, pod.Name)
 }
 
 // retryPlugin restarts a crash-looping plugin: it looks at the GPUs again.

@@ -94,7 +94,15 @@ func (s *Sim) reboot(n *Node, down time.Duration, except types.UID) {
 		}
 	}
 	s.mu.Unlock()
-	if err := fakesmi.RebootFile(n.StatePath); err != nil {
+	if err := fakesmi.Update(n.StatePath, func(st *fakesmi.State) error {
+		st.Reboot()
+		// With a driver container nothing loads one at boot: its pod
+		// does, once it has started again.
+		if n.driverContainer {
+			st.DriverUnloaded = true
+		}
+		return nil
+	}); err != nil {
 		klog.Warningf("node %s: reboot GPUs: %v", n.Name, err)
 	}
 	time.AfterFunc(down, func() {

@@ -49,6 +49,11 @@ const (
 	RoleDCGMExporter     = "dcgm-exporter"
 	RoleDCGM             = "dcgm"
 	RoleMIGManager       = "mig-manager"
+	// RoleNvidiaDriver is the GPU Operator's driver container: it unloads
+	// what driver there is when it starts, and is Ready once it has built
+	// and loaded its own (--driver-load later). Until then every
+	// nvidia-smi fails as with no driver.
+	RoleNvidiaDriver = "nvidia-driver"
 	// HAMiResourceAnnotation on a HAMi plugin pod names the resource it
 	// registers: nvidia.com/vgpu as DaoCloud packages it (the default),
 	// nvidia.com/gpu as the upstream chart does.
@@ -76,8 +81,14 @@ type Options struct {
 	LeaseInterval time.Duration
 	StatusReport  time.Duration
 	BootNotReady  time.Duration
-	Workers       int
-	QPS           float64
+	// DriverContainer: the GPU Operator runs the driver in a container
+	// (nodes labelled nvidia.com/gpu.deploy.driver=true, not
+	// pre-installed); DriverLoad is how long that container takes to
+	// load it after it starts.
+	DriverContainer bool
+	DriverLoad      time.Duration
+	Workers         int
+	QPS             float64
 	// ImageMap maps an image (without tag) to a local binary: helper pods
 	// with that image run the binary.
 	ImageMap  map[string]string
@@ -92,6 +103,9 @@ type Node struct {
 	GPUs      int
 	IP        string
 	StatePath string // fake nvidia-smi state file
+	// driverContainer: the driver is loaded by a pod of RoleNvidiaDriver,
+	// so none is loaded when the node boots.
+	driverContainer bool
 
 	mu             sync.Mutex
 	bootID         string
@@ -136,6 +150,8 @@ func Main(args []string) error {
 	fs.DurationVar(&o.LeaseInterval, "lease-interval", 10*time.Second, "node Lease renewal interval")
 	fs.DurationVar(&o.StatusReport, "status-report", 5*time.Minute, "full node status heartbeat interval")
 	fs.DurationVar(&o.BootNotReady, "boot-not-ready", 2*time.Second, "after a reboot, how long the kubelet posts Ready=False (runtime starting)")
+	fs.BoolVar(&o.DriverContainer, "driver-container", false, "the driver runs in a container (a pod of role "+RoleNvidiaDriver+"), not on the host")
+	fs.DurationVar(&o.DriverLoad, "driver-load", 10*time.Second, "how long a driver container takes to load the driver after it starts")
 	fs.IntVar(&o.Workers, "workers", 8, "pod workers")
 	fs.Float64Var(&o.QPS, "qps", 1000, "client QPS")
 	agent := fs.String("agent-bin", os.Getenv("GPUMODE_AGENT_BIN"), "binary for image gpumode/agent (default $GPUMODE_AGENT_BIN or build/gpumode-agent)")
@@ -196,9 +212,10 @@ func New(o Options) (*Sim, error) {
 		name := fmt.Sprintf("%s%0*d", o.NodePrefix, width, i+1)
 		n := &Node{
 			Name: name, Index: i, Model: m, GPUs: o.GPUsPerNode,
-			IP:        fmt.Sprintf("127.1.%d.%d", (i+1)/256, (i+1)%256),
-			StatePath: filepath.Join(o.Dir, "nodes", name, "nvidia-smi.json"),
-			plugins:   map[string]*pluginRun{},
+			IP:              fmt.Sprintf("127.1.%d.%d", (i+1)/256, (i+1)%256),
+			StatePath:       filepath.Join(o.Dir, "nodes", name, "nvidia-smi.json"),
+			plugins:         map[string]*pluginRun{},
+			driverContainer: o.DriverContainer,
 		}
 		s.nodes[name] = n
 		s.ordered = append(s.ordered, n)
@@ -315,7 +332,7 @@ func (n *Node) labels() map[string]string {
 		"nvidia.com/cuda.driver.rev":                  "08",
 		"nvidia.com/cuda.runtime.major":               "12",
 		"nvidia.com/cuda.runtime.minor":               "4",
-		"nvidia.com/gpu.deploy.driver":                "pre-installed",
+		"nvidia.com/gpu.deploy.driver":                "pre-installed", // "true" below with a driver container
 		"nvidia.com/gpu.deploy.container-toolkit":     "true",
 		"nvidia.com/gpu.deploy.operator-validator":    "true",
 		"nvidia.com/gpu.deploy.device-plugin":         "true",
@@ -325,6 +342,9 @@ func (n *Node) labels() map[string]string {
 		"nvidia.com/gpu.deploy.mig-manager":           "true",
 		"nvidia.com/gpu.deploy.node-status-exporter":  "true",
 		"nvidia.com/vgpu.deploy.device-plugin":        "false",
+	}
+	if n.driverContainer {
+		l["nvidia.com/gpu.deploy.driver"] = "true"
 	}
 	// Without MIG the operator deploys no mig-manager and GFD says so.
 	if !m.MIGCapable() {
@@ -417,6 +437,7 @@ func (s *Sim) registerNode(ctx context.Context, n *Node) error {
 		if err != nil {
 			return err
 		}
+		st.DriverUnloaded = n.driverContainer // until its pod loads it
 		if err := fakesmi.Save(n.StatePath, st); err != nil {
 			return err
 		}
