@@ -254,7 +254,7 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
     }
 }
 
-/* A record in Rebooting on boot-0 (caller frees), the rest of the node
+/* A record in Rebooting on b007-0 (caller frees), the rest of the node
  * drained already when drained. */
 static char *reboot_record(bool drained)
 {
@@ -265,7 +265,7 @@ static char *reboot_record(bool drained)
     free(text);
     rec.reboot_drained = drained;
     rec.reconfigured = true; /* as the switch records it on the way in */
-    assert_int_equal(gm_set_str(&rec.boot_id, "boot-0"), 0);
+    assert_int_equal(gm_set_str(&rec.boot_id, "b007-0"), 0);
     text = gm_record_format(&rec);
     gm_record_clear(&rec);
     return text;
@@ -276,11 +276,10 @@ static char *reboot_record(bool drained)
 static char *run_as(const char *phase, const char *term, bool start_error,
                     int ms)
 {
-    static const char *const argv[] = {"reboot", "--confirm", "--boot-id",
-                                       "boot-0", ""};
+    static const char *const argv[] = {"reboot", "--confirm", "b007-0"};
     struct fx f = {.step = "reboot",
                    .argv = argv,
-                   .argc = 5,
+                   .argc = 3,
                    .phase = phase,
                    .term = term,
                    .start_error = start_error};
@@ -427,10 +426,10 @@ static void run_apply_on(const char *rebooted_from, const char *boot_id,
     run_to_first_write(&f, allow_reboot, out);
 }
 
-/* The node on boot-0 unless it has rebooted for this attempt. */
+/* The node on b007-0 unless it has rebooted for this attempt. */
 static void run_apply(const char *rebooted_from, struct gm_switch_record *out)
 {
-    run_apply_on(rebooted_from, rebooted_from ? "boot-1" : "boot-0", out);
+    run_apply_on(rebooted_from, rebooted_from ? "b007-1" : "b007-0", out);
 }
 
 static void test_one_reboot_per_attempt(void **state)
@@ -439,7 +438,7 @@ static void test_one_reboot_per_attempt(void **state)
     struct gm_switch_record rec = {0};
     run_apply(NULL, &rec);
     assert_int_equal(rec.phase, GM_PHASE_REBOOT);
-    assert_string_equal(rec.boot_id, "boot-0");
+    assert_string_equal(rec.boot_id, "b007-0");
     assert_null(rec.reason);
     /* The GPUs the agent listed, their uuids in index order (HAMi's
      * filterdevices may name them). */
@@ -447,7 +446,7 @@ static void test_one_reboot_per_attempt(void **state)
     assert_string_equal(rec.gpu_uuids, "GPU-a,GPU-b");
     gm_record_clear(&rec);
 
-    run_apply("boot-0", &rec);
+    run_apply("b007-0", &rec);
     assert_int_not_equal(rec.phase, GM_PHASE_REBOOT);
     assert_string_equal(rec.reason, "RebootRequired");
     assert_non_null(strstr(rec.message, "after the node rebooted"));
@@ -458,6 +457,13 @@ static void test_one_reboot_per_attempt(void **state)
     assert_int_not_equal(rec.phase, GM_PHASE_REBOOT);
     assert_string_equal(rec.reason, "RebootRequired");
     assert_non_null(strstr(rec.message, "no status.nodeInfo.bootID"));
+    gm_record_clear(&rec);
+
+    /* Nor one whose bootID the agent could never match (not the kernel's
+     * UUID form): it would drain the whole node, then fail. */
+    run_apply_on(NULL, "vk node 1", &rec);
+    assert_int_not_equal(rec.phase, GM_PHASE_REBOOT);
+    assert_string_equal(rec.reason, "RebootRequired");
     gm_record_clear(&rec);
 }
 
@@ -779,15 +785,15 @@ static int (*reboot_policy)(void *data, const char *name,
 
 static void run_reboot_drain(bool other, bool drained, struct fx *f)
 {
-    static const char *const argv[] = {"reboot", "--confirm", "--boot-id",
-                                       "boot-0", ""};
+    static const char *const argv[] = {"reboot", "--confirm", "b007-0"};
     memset(f, 0, sizeof(*f));
     f->step = "reboot";
     f->argv = argv;
-    f->argc = 5;
+    f->argc = 3;
     f->phase = "Running";
     f->no_helper = true;
     f->other_pod = other;
+    f->keep_posted = true;
     f->record = reboot_record(drained);
     th_ctl_start(&f->c, handler, f);
     f->c.ctl->policy_for = reboot_policy ? reboot_policy : allow_reboot;
@@ -828,10 +834,16 @@ static void test_other_pods_evicted_before_reboot(void **state)
     free(f.patched);
     free(f.record);
 
-    /* Drained already: the reboot goes, a pod come since is left to it. */
+    /* Drained already: the reboot goes, a pod come since is left to it.
+     * Its agent is told the boot to end (a second run on the next boot
+     * leaves the node alone); its name is as before that was passed. */
     run_reboot_drain(true, true, &f);
     assert_int_equal(f.evictions, 0);
     assert_true(f.helper_posts >= 1);
+    assert_non_null(f.posted);
+    assert_non_null(strstr(f.posted, "\"reboot\",\"--confirm\",\"--boot-id\","
+                                     "\"b007-0\""));
+    free(f.posted);
     free(f.patched);
     free(f.record);
 }
@@ -1011,13 +1023,12 @@ static void test_rollback_refusal_keeps_it_changed(void **state)
 static void test_rebooted_node_never_ready_times_out(void **state)
 {
     (void)state;
-    static const char *const argv[] = {"reboot", "--confirm", "--boot-id",
-                                       "boot-0", ""};
+    static const char *const argv[] = {"reboot", "--confirm", "b007-0"};
     struct fx f = {.step = "reboot",
                    .argv = argv,
-                   .argc = 5,
+                   .argc = 3,
                    .phase = "Running",
-                   .boot_id = "boot-1"};
+                   .boot_id = "b007-1"};
     struct gm_switch_record rec = {0};
     f.record = reboot_record(true);
     th_ctl_start(&f.c, handler, &f);
@@ -1026,7 +1037,7 @@ static void test_rebooted_node_never_ready_times_out(void **state)
     th_ctl_stop(&f.c);
     patched_record(&f, &rec);
     assert_string_equal(rec.reason, "RebootTimeout");
-    assert_non_null(strstr(rec.message, "bootID boot-1"));
+    assert_non_null(strstr(rec.message, "bootID b007-1"));
     assert_non_null(strstr(rec.message, "not Ready"));
     gm_record_clear(&rec);
     free(f.patched);

@@ -150,10 +150,9 @@ static void usage_note(char *why, size_t cap, int *err, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A boot ID as the kernel writes it: a UUID, so hex digits and dashes. */
-static bool boot_id_ok(const char *id)
+bool gm_agent_boot_id_valid(const char *id)
 {
-    size_t n = strlen(id);
+    size_t n = id ? strlen(id) : 0;
     return n > 0 && n <= 64 && strspn(id, "0123456789abcdefABCDEF-") == n;
 }
 
@@ -212,7 +211,7 @@ static int parse_args(int argc, char **argv, struct opts *o, char *why,
     if (vals[8] && parse_seconds(vals[8], 0, 3600, &o->in_use_wait_s) != 0)
         usage_note(why, cap, &err, "--in-use-wait: want 0..3600 seconds");
     o->boot_id = vals[9];
-    if (vals[9] && !boot_id_ok(vals[9]))
+    if (vals[9] && !gm_agent_boot_id_valid(vals[9]))
         usage_note(why, cap, &err, "--boot-id: want a boot ID (hex and -)");
     if (vals[5] && gm_log_parse_level(vals[5], &o->level) != 0)
         usage_note(why, cap, &err, "--log-level: want debug|info|warn|error");
@@ -255,13 +254,23 @@ static int check_command(const struct opts *o, char *why, size_t cap)
 
 int gm_agent_read_boot_id(char *buf, size_t cap)
 {
+    if (cap == 0)
+        return -EINVAL;
+    buf[0] = '\0';
     FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
     if (f == NULL)
         return -errno;
-    int err = fgets(buf, (int)cap, f) ? 0 : -EIO;
+    bool got = fgets(buf, (int)cap, f) != NULL;
     fclose(f);
-    buf[strcspn(buf, "\n")] = '\0';
-    return err;
+    size_t n = got ? strlen(buf) : 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    /* Anything else could never match the node's: refuse, not reboot. */
+    if (!gm_agent_boot_id_valid(buf)) {
+        buf[0] = '\0';
+        return -EIO;
+    }
+    return 0;
 }
 
 static void usage_error(struct gm_agent_result *res, const char *why)

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/cli.h"
 #include "app/budgets.h"
 #include "app/controller.h"
 #include "app/hami.h"
@@ -1145,16 +1146,18 @@ static const struct gm_pod *running_helper(struct sw *s, const char *keep)
  * before we post it again (it may have been deleted before we saw it). */
 #define HELPER_SEEN_MS 10000
 
-/* Creates the helper pod if it is not there; returns it when it is. */
+/* Creates the helper pod if it is not there; returns it when it is. Its
+ * name hashes the first named of its argc arguments and salt, so a
+ * restarted (or upgraded) controller finds the pod again. */
 static int helper(struct sw *s, const char *step, const char *salt,
-                  const char *const *argv, size_t argc,
+                  const char *const *argv, size_t argc, size_t named,
                   const struct gm_pod **out)
 {
     const char *hash_argv[16];
     char name[64], key[320];
     size_t n = 0;
 
-    for (size_t i = 0; i < argc && n < 15; i++)
+    for (size_t i = 0; i < named && i < argc && n < 15; i++)
         hash_argv[n++] = argv[i];
     hash_argv[n++] = salt ? salt : "";
     struct gm_helper_step st = {.node = node_name(s),
@@ -1341,7 +1344,7 @@ static int record_from_layout(struct sw *s)
     if (s->rec.rolling_back || s->rec.from != GM_MODE_MIG ||
         (s->rec.from_layout && s->rec.from_layout[0]))
         return 0;
-    int rc = helper(s, "probe", s->node->boot_id, argv, 1, &p);
+    int rc = helper(s, "probe", s->node->boot_id, argv, 1, 1, &p);
     if (rc != STEP_WAIT)
         return rc;
     if (p == NULL)
@@ -1407,10 +1410,11 @@ static int note_gpu_uuids(struct sw *s, json_object *gpus)
     return gm_set_str(&s->rec.gpu_uuids, known ? text : NULL);
 }
 
-/* A reboot is only told by a new bootID: without one, none may start. */
+/* A reboot is only told by a new bootID, and the agent reboots only on
+ * the boot it is given: without one it takes, none may start. */
 static bool has_boot_id(const char *id)
 {
-    return id != NULL && id[0] != '\0';
+    return gm_agent_boot_id_valid(id);
 }
 
 /* The agent's nvidia-smi needs the GPU driver. Where the GPU Operator
@@ -1525,7 +1529,7 @@ static int step_reconfigure(struct sw *s)
      * pod's name hashes its arguments, so an edit of allowReboot while
      * the agent ran deleted it midway to start it anew. */
     int rc = helper(s, s->rec.rolling_back ? "rollback" : "apply",
-                    s->node->boot_id, argv, argc, &p);
+                    s->node->boot_id, argv, argc, argc, &p);
     if (rc != STEP_WAIT || p == NULL)
         return rc;
     if (p->phase != GM_POD_SUCCEEDED && p->phase != GM_POD_FAILED) {
@@ -1621,9 +1625,9 @@ static int step_reconfigure(struct sw *s)
     if (reboot && s->pol.allow_reboot && !s->rec.rolling_back &&
         s->rec.boot_id == NULL && !has_boot_id(s->node->boot_id))
         return fail(s, "RebootRequired",
-                    "%s (the node reports no status.nodeInfo.bootID, so "
-                    "gpumode could not tell when it has rebooted; reboot it "
-                    "by hand, then retry)",
+                    "%s (the node reports no status.nodeInfo.bootID in the "
+                    "kernel's form, so gpumode could not tell when it has "
+                    "rebooted; reboot it by hand, then retry)",
                     msg_c);
     if (reboot && s->pol.allow_reboot && !s->rec.rolling_back &&
         s->rec.boot_id == NULL) {
@@ -1704,7 +1708,9 @@ static int step_reboot(struct sw *s)
         return fail(s, "RebootTimeout", "node did not come back in %lds",
                     s->ctl->cfg->reboot_timeout_s);
     set_message(s, "rebooting");
-    int rc = helper(s, "reboot", NULL, argv, 4, &p);
+    /* Named as before --boot-id was passed (the boot is the salt), so a
+     * controller upgraded while a node reboots finds the pod it made. */
+    int rc = helper(s, "reboot", s->rec.boot_id, argv, 4, 2, &p);
     if (rc != STEP_WAIT)
         return rc;
     /* An agent that could not reboot says so and exits: fail now rather

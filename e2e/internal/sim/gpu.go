@@ -166,7 +166,7 @@ func (s *Sim) startHelper(pod *corev1.Pod, run *podRun, bin string) (*helperProc
 	msg := []byte(nil)
 	switch {
 	case rebootAsked && laterBoot != "":
-		msg = []byte(`{"ok":true,"command":"reboot","gpus":[],"needs":"none","message":"` + laterBoot + `"}`)
+		msg, _ = json.Marshal(map[string]any{"ok": true, "command": "reboot", "gpus": []any{}, "needs": "none", "message": laterBoot})
 	case rebootAsked:
 		msg = []byte(`{"ok":true,"command":"reboot","needs":"none","message":"rebooting (simulated)"}`)
 		go s.reboot(run.node, 3*time.Second, pod.UID)
