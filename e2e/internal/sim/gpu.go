@@ -701,6 +701,13 @@ func (s *Sim) startPlugin(pod *corev1.Pod, run *podRun) {
 	old := n.plugins[run.role]
 	n.plugins[run.role] = pr
 	n.mu.Unlock()
+	if pr.role == RoleNvidiaDriver && run.adopted && podReady(pod) {
+		// It ran before this simulator: the driver is loaded.
+		n.mu.Lock()
+		pr.healthy = true
+		n.mu.Unlock()
+		return
+	}
 	if pr.role == RoleNvidiaDriver {
 		// It starts by unloading the driver there is, to load its own.
 		if err := fakesmi.Update(n.StatePath, func(st *fakesmi.State) error {

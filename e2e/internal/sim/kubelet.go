@@ -40,6 +40,8 @@ type podRun struct {
 	// stopAt is set when spec.activeDeadlineSeconds ran out: the
 	// containers have until then to stop before they are killed.
 	stopAt time.Time
+	// adopted: found running by a restarted simulator.
+	adopted bool
 }
 
 func (s *Sim) podWorker(ctx context.Context) {
@@ -131,6 +133,7 @@ func (s *Sim) syncPod(ctx context.Context, key string) error {
 		run = &podRun{uid: pod.UID, key: key, node: n, role: pod.Annotations[RoleAnnotation], boot: n.curBoot()}
 		if pod.Status.Phase == corev1.PodRunning {
 			// Adopted after a simulator restart.
+			run.adopted = true
 			run.startedAt = time.Now()
 			if pod.Status.StartTime != nil {
 				run.startedAt = pod.Status.StartTime.Time

@@ -127,7 +127,8 @@ func (s *Sim) reboot(n *Node, down time.Duration, except types.UID) {
 // restartAfterBoot handles a running pod whose node rebooted: helper
 // processes are gone (the pod fails), other containers start again.
 func (s *Sim) restartAfterBoot(ctx context.Context, pod *corev1.Pod, run *podRun) error {
-	run.gpuPIDs = nil // the reboot ended them
+	run.gpuPIDs = nil   // the reboot ended them
+	run.adopted = false // its containers start again on this boot
 	if s.isHelper(pod) {
 		if run.proc != nil {
 			run.proc.kill() // no-op when it already exited
