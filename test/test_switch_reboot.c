@@ -324,6 +324,12 @@ static void test_failed_reboot_fails_at_once(void **state)
     free(reason);
 }
 
+/* What the agent answers when it runs on another boot than it was given. */
+#define REBOOTED_SINCE                                                         \
+    "{\"ok\":true,\"command\":\"reboot\",\"gpus\":[],\"needs\":\"none\","      \
+    "\"message\":\"the node has rebooted since (boot ID 0f00, not b007-0); "   \
+    "not rebooting again\"}"
+
 /* Running (the node goes down under it) or gone without a failed result:
  * the boot may still come, so nothing is written. */
 static void test_other_helpers_wait(void **state)
@@ -335,6 +341,41 @@ static void test_other_helpers_wait(void **state)
     assert_null(reason);
     reason = run("Failed", "{\"ok\":true,\"command\":\"reboot\"}", 1500);
     assert_null(reason);
+    /* Ended well: the node may have rebooted and not said so yet. */
+    reason = run("Succeeded", REBOOTED_SINCE, 1500);
+    assert_null(reason);
+}
+
+/* A reboot helper that ended well did not reboot (its agent read another
+ * boot ID than the node reports): once the node has had its time to
+ * report a new boot and has not, no reboot is coming, and the switch
+ * fails at once with the agent's words rather than at rebootTimeout. */
+static void patched_record(const struct fx *f, struct gm_switch_record *out);
+
+static void test_reboot_that_did_not_happen_fails(void **state)
+{
+    (void)state;
+    static const char *const argv[] = {"reboot", "--confirm", "b007-0"};
+    struct fx f = {.step = "reboot",
+                   .argv = argv,
+                   .argc = 3,
+                   .phase = "Succeeded",
+                   .term = REBOOTED_SINCE,
+                   .boot_id = "b007-0"};
+    struct gm_switch_record rec = {0};
+    f.record = reboot_record(true);
+    th_ctl_start(&f.c, handler, &f);
+    f.c.cfg.reboot_unseen_s = 1;
+    th_run_until(&f.c.loop, &f.done, 6000);
+    th_ctl_stop(&f.c);
+    patched_record(&f, &rec);
+    assert_string_equal(rec.reason, "RebootFailed");
+    assert_non_null(strstr(rec.message, "ended without rebooting the node"));
+    assert_non_null(strstr(rec.message, "bootID b007-0"));
+    assert_non_null(strstr(rec.message, "not rebooting again"));
+    gm_record_clear(&rec);
+    free(f.patched);
+    free(f.record);
 }
 
 static int allow_reboot(void *data, const char *name,
@@ -1310,6 +1351,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed_reboot_fails_at_once),
         cmocka_unit_test(test_other_helpers_wait),
+        cmocka_unit_test(test_reboot_that_did_not_happen_fails),
         cmocka_unit_test(test_one_reboot_per_attempt),
         cmocka_unit_test(test_reboot_needs_the_boot_it_ends),
         cmocka_unit_test(test_apply_past_its_deadline),

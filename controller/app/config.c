@@ -150,6 +150,7 @@ int gm_ctl_config_defaults(struct gm_ctl_config *c)
     c->reboot_timeout_s = 1200;
     c->resources_grace_s = 600;
     c->watch_idle_s = 120;
+    c->reboot_unseen_s = 60;
     return err ? -ENOMEM : 0;
 }
 

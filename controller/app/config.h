@@ -71,6 +71,10 @@ struct gm_ctl_config {
     /* The API server bookmarks each watch about once a minute, so a
      * silence of 120 s means a dead connection, not a quiet cluster. */
     long watch_idle_s;
+    /* How long a reboot helper that ended well (it did not reboot) may
+     * wait for the node to report another boot before the switch fails:
+     * the kubelet reports a new bootID well within it. Not in the file. */
+    long reboot_unseen_s;
 };
 
 /* Defaults for every field. */

@@ -43,6 +43,9 @@ struct gm_node_rt {
     uint64_t pods_failing_ms;
     /* A helper waited for the node's GPU driver pod to be Ready. */
     bool driver_waited;
+    /* Loop ms since which the reboot helper has ended well on the boot it
+     * was to end, or 0. */
+    uint64_t reboot_ended_ms;
     int inflight; /* API calls whose callbacks use this */
     bool doomed;  /* free once inflight drops to 0 */
 };

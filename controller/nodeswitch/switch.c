@@ -1676,6 +1676,7 @@ static int step_reboot(struct sw *s)
             return wait_for(s, WAIT_POLL_MS);
         }
         note_log(s, "node rebooted (bootID %s)", s->node->boot_id);
+        s->ns->reboot_ended_ms = 0;
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     }
     /* A reboot ends every pod on the node, not only those the drain
@@ -1740,7 +1741,28 @@ static int step_reboot(struct sw *s)
         }
         json_object_put(res);
     }
-    return wait_for(s, WAIT_POLL_MS);
+    /* A reboot that happens never lets its agent end. One that ended
+     * well did not reboot: it read another boot ID than the node reports.
+     * Past the kubelet's delay in reporting a boot it ran the pod again
+     * on, that is a boot ID the agent reads differently (a sandboxed
+     * runtime's own kernel), and no reboot is coming. */
+    if (p == NULL || p->phase != GM_POD_SUCCEEDED) {
+        s->ns->reboot_ended_ms = 0;
+        return wait_for(s, WAIT_POLL_MS);
+    }
+    uint64_t now_ms = uv_now(s->ctl->loop);
+    if (s->ns->reboot_ended_ms == 0)
+        s->ns->reboot_ended_ms = now_ms;
+    if (now_ms - s->ns->reboot_ended_ms <
+        (uint64_t)s->ctl->cfg->reboot_unseen_s * 1000)
+        return wait_for(s, 1000);
+    s->ns->reboot_ended_ms = 0;
+    char said[440];
+    log_tail(p->term_message, "no result", said, sizeof(said));
+    return fail(s, "RebootFailed",
+                "the reboot helper %s ended without rebooting the node, which "
+                "still reports bootID %s: %s",
+                p->name, s->rec.boot_id, said);
 }
 
 /* What HAMi gives this node, from its entries in the ConfigMap rather
