@@ -268,6 +268,18 @@ static void test_max_failures_stalls(void **state)
     assert_string_equal(entry(&pl, "b")->message,
                         "rollout stopped: maxFailures reached");
     gm_plan_free(&pl);
+
+    /* A retry mark on a node that never failed is no retry: it waits
+     * like any new switch (kubectl annotate, not kubectl gpumode retry,
+     * can put one there). */
+    gmt_set(&f.n[1]->ann_retry, "1");
+    plan(p, NULL, &f, NULL, &pl);
+    assert_string_equal(pl.stall_reason, "MaxFailuresReached");
+    assert_int_equal(pl.n_starts, 1);
+    assert_string_equal(pl.starts[0].node->name, "a");
+    assert_string_equal(entry(&pl, "b")->message,
+                        "rollout stopped: maxFailures reached");
+    gm_plan_free(&pl);
     gm_policy_free(p);
     fleet_free(&f);
 }

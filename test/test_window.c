@@ -76,6 +76,39 @@ static void test_next_open_across_dst(void **state)
     assert_int_equal(t, 1710133200);
 }
 
+/* An opening inside the spring-forward gap opens at the jump: 02:30 local
+ * does not exist on Sun 2024-03-10 in New York, and 03:00 EDT (07:00Z),
+ * the first minute after it, is already inside 02:30-03:15. */
+static void test_next_open_in_dst_gap(void **state)
+{
+    struct gm_window w = win(0x7f, 2, 30, 3, 15, "America/New_York");
+    time_t t = 0;
+
+    /* From Sun 05:00Z (00:00 EST). */
+    assert_int_equal(gm_window_next_open(&w, 1710046800, &t), 0);
+    assert_int_equal(t, 1710054000);
+    assert_int_equal(gm_window_open(&w, t), 1);
+    assert_int_equal(gm_window_open(&w, t - 1), 0);
+    /* On an ordinary day it is 02:30 itself: from Mon 08:00Z (04:00 EDT),
+     * Tue 06:30Z (02:30 EDT). */
+    assert_int_equal(gm_window_next_open(&w, 1710144000, &t), 0);
+    assert_int_equal(t, 1710225000);
+}
+
+/* A same-day window closes at its end minute; a Saturday-night window runs
+ * into Sunday morning (the day before Sunday is Saturday, wday 6). */
+static void test_end_minute_and_week_wrap(void **state)
+{
+    struct gm_window day = win(WEEKDAYS, 9, 0, 17, 0, "UTC");
+    struct gm_window sat = win(SAT, 22, 0, 6, 0, "UTC");
+
+    assert_int_equal(gm_window_open(&day, 1715360340), 1); /* Fri 16:59 */
+    assert_int_equal(gm_window_open(&day, 1715360400), 0); /* Fri 17:00 */
+    assert_int_equal(gm_window_open(&sat, 1715475600), 1); /* Sun 01:00 */
+    assert_int_equal(gm_window_open(&sat, 1715497200), 0); /* Sun 07:00 */
+    assert_int_equal(gm_window_open(&sat, 1715994000), 0); /* Sat 01:00 */
+}
+
 static void test_kolkata_half_hour_offset(void **state)
 {
     struct gm_window w = win(MON, 22, 0, 6, 0, "Asia/Kolkata");
@@ -143,6 +176,8 @@ int main(void)
         cmocka_unit_test(test_friday_night_runs_into_saturday),
         cmocka_unit_test(test_new_york_across_dst),
         cmocka_unit_test(test_next_open_across_dst),
+        cmocka_unit_test(test_next_open_in_dst_gap),
+        cmocka_unit_test(test_end_minute_and_week_wrap),
         cmocka_unit_test(test_kolkata_half_hour_offset),
         cmocka_unit_test(test_start_equals_end_is_all_day),
         cmocka_unit_test(test_next_open),

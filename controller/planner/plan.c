@@ -575,6 +575,20 @@ static int check_plugin_config(struct ctx *c, const struct gm_node *n,
                                   msg, len);
 }
 
+/* A retry mark counts only on a node whose switch failed: on any other
+ * node it is no retry a person asked for, and maxFailures holds it back
+ * like every new switch. */
+static bool failed_before(const struct gm_node *n)
+{
+    if (streq(gm_node_label(n, GM_LABEL_STATE), "failed"))
+        return true;
+    if (n->ann_switch == NULL)
+        return false;
+    struct sw s;
+    parse_switch(n->ann_switch, &s);
+    return strcmp(s.phase, "Failed") == 0;
+}
+
 static int classify_pending(struct ctx *c, const struct gm_node *n)
 {
     enum gm_mode from = node_mode(n);
@@ -628,7 +642,7 @@ static int classify_pending(struct ctx *c, const struct gm_node *n)
     c->cands[c->n_cands].settings = settings;
     c->cands[c->n_cands].repair = c->p->spec.mode == GM_MODE_MIG &&
                                   n->ann_switch == NULL && layout_lost(n);
-    c->cands[c->n_cands].retry = n->ann_retry != NULL;
+    c->cands[c->n_cands].retry = n->ann_retry != NULL && failed_before(n);
     c->cands[c->n_cands].entry = c->out->n_nodes;
     c->n_cands++;
     /* The message is filled in once the budget is known. */

@@ -104,9 +104,21 @@ int gm_window_open(const struct gm_window *w, time_t now)
     return open ? 1 : 0;
 }
 
-/* Candidates are each listed day's opening time over the next eight days;
- * mktime resolves them in the zone, DST gaps included (an opening inside a
- * spring-forward gap moves to the first minute that exists). */
+/* Candidates are each listed day's opening time over the next eight days,
+ * resolved in the zone by mktime. An opening inside a spring-forward gap
+ * does not exist: mktime moves it on by the gap's length (02:30 to 03:30
+ * EDT), past the jump (03:00 EDT) where the window already opens, maybe
+ * past its end. So on such a day the window opens at the first minute of
+ * the three hours before that which is open (none: not that day). */
+static time_t gap_open(const struct gm_window *w, time_t t, time_t now)
+{
+    struct tm tm;
+    for (time_t b = t - 3 * 3600; b <= t; b += 60)
+        if (b > now && localtime_r(&b, &tm) && open_at(w, &tm))
+            return b;
+    return (time_t)-1;
+}
+
 static int next_open_locked(const struct gm_window *w, time_t now, time_t *out)
 {
     struct tm today;
@@ -129,6 +141,8 @@ static int next_open_locked(const struct gm_window *w, time_t now, time_t *out)
         if (!day_listed(w, wday))
             continue;
         time_t t = mktime(&c);
+        if (t != (time_t)-1 && c.tm_hour * 60 + c.tm_min != start)
+            t = gap_open(w, t, now);
         if (t == (time_t)-1 || t <= now)
             continue;
         *out = t;
