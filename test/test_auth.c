@@ -227,7 +227,7 @@ static void test_static_token(void **state)
     assert_string_equal(cred.token, "static");
     assert_null(cred.cert_pem);
     uint64_t gen = cred.generation;
-    gm_auth_invalidate(f->a);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(gm_auth_current(f->a, &cred, on_done, NULL), 0);
     assert_int_equal(cred.generation, gen);
 }
@@ -252,7 +252,7 @@ static void test_token_file_invalidate(void **state)
     assert_int_equal(cred.generation, gen);
 
     /* ...unless a 401 said the token is bad. */
-    gm_auth_invalidate(f->a);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_string_equal(cred.token, "token-two");
     assert_true(cred.generation > gen);
@@ -303,7 +303,18 @@ static void test_token_file_missing(void **state)
     f->clock += 120 * 1000;
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_string_equal(cred.token, "kept");
-    gm_auth_invalidate(f->a);
+    /* Not read again at every request (each would warn), but soon. */
+    write_token(f, "back\n");
+    f->clock += 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "kept");
+    f->clock += 5000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    assert_string_equal(cred.token, "back");
+    unlink(f->token_path);
+    f->clock += 120 * 1000;
+    assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), -ENOENT);
 }
 
@@ -590,11 +601,44 @@ static void test_exec_invalidate_reruns(void **state)
     use_exec(f, "token", NULL);
     assert_int_equal(refresh(f, &cred, &r), 0);
     uint64_t gen = cred.generation;
-    gm_auth_invalidate(f->a);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(refresh(f, &cred, &r), 0);
     assert_int_equal(count_runs(f), 2);
     assert_string_equal(cred.token, "exec-token-2-arg1");
     assert_int_equal(cred.generation, gen + 1);
+}
+
+/* Requests in flight when the token was revoked all come back 401, some
+ * while the plugin runs for the first and some after: they answer the
+ * credential already being replaced, so the plugin runs once more, not
+ * once per 401. */
+static void test_exec_stale_401s_run_once(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "token", NULL);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    uint64_t old = cred.generation;
+    gm_auth_invalidate(f->a, old);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
+                     GM_AUTH_PENDING);
+    gm_auth_invalidate(f->a, old); /* during the run */
+    wait_for(f, &r.called, 1);
+    assert_int_equal(r.err, 0);
+    gm_auth_invalidate(f->a, old); /* after it */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_int_equal(count_runs(f), 2);
+    assert_string_equal(cred.token, "exec-token-2-arg1");
+    assert_int_equal(cred.generation, old + 1);
+
+    /* A 401 to the new credential runs it again. */
+    gm_auth_invalidate(f->a, cred.generation);
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    assert_int_equal(count_runs(f), 3);
 }
 
 static void test_exec_concurrent_waiters(void **state)
@@ -759,7 +803,7 @@ static void test_cert_files_reloaded(void **state)
 
     write_pair(f, "three", one);
     f->clock += 1000;
-    gm_auth_invalidate(f->a);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_true(holds_file(cred.cert_pem, cred.cert_len, f->cert_path));
     assert_int_equal(cred.generation, gen + 2);
@@ -909,7 +953,7 @@ static void test_token_or_cert_outranks_exec(void **state)
     use_exec(f, "fail", NULL);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_string_equal(cred.token, "static");
-    gm_auth_invalidate(f->a);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_string_equal(cred.token, "static");
     gm_auth_free(f->a);
@@ -941,7 +985,7 @@ static void test_token_file_falls_back_to_token(void **state)
     assert_string_equal(cred.token, "static");
     /* Once the file is there, it wins. */
     write_token(f, "from-file\n");
-    gm_auth_invalidate(f->a);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(gm_auth_current(f->a, &cred, NULL, NULL), 0);
     assert_string_equal(cred.token, "from-file");
 }
@@ -990,7 +1034,7 @@ static void test_exec_provide_cluster_info(void **state)
     memset(deep + 65, ']', 65);
     deep[130] = '\0';
     f->cfg.exec_extension = deep;
-    gm_auth_invalidate(f->a);
+    gm_auth_invalidate(f->a, 0);
     assert_int_equal(refresh(f, &cred, &r), 0);
     char text[4096] = {0};
     FILE *in = fopen(f->info_path, "r");
@@ -1166,6 +1210,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exec_expired_answer, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exec_invalidate_reruns, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exec_stale_401s_run_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exec_concurrent_waiters, setup,
                                         teardown),

@@ -489,6 +489,7 @@ static void test_rate_limit_and_reuse(void **state)
 struct cred_src {
     int generation;
     int invalidations;
+    uint64_t refused; /* the generation the last 401 was told of */
     char token[32];
 };
 
@@ -499,12 +500,14 @@ static int fake_cred(void *src, struct gm_cred *cred, gm_auth_cb cb, void *data)
     (void)data;
     snprintf(s->token, sizeof(s->token), "token-%d", s->generation);
     cred->token = s->token;
+    cred->generation = 100 + (uint64_t)s->generation;
     return 0;
 }
 
-static void fake_invalidate(void *src)
+static void fake_invalidate(void *src, uint64_t generation)
 {
     struct cred_src *s = src;
+    s->refused = generation;
     s->invalidations++;
     s->generation++;
 }
@@ -546,6 +549,8 @@ static void test_401_refreshes_once(void **state)
     assert_true(th_run_until(&f->loop, &http_done, 5000));
     assert_int_equal(http_status, 200);
     assert_int_equal(src.invalidations, 1);
+    /* The 401 names the credential that was refused, token-0's. */
+    assert_int_equal(src.refused, 100);
     assert_string_equal(f->last.authorization, "Bearer token-1");
 
     /* A credential that stays wrong: one refresh, then the 401 comes out. */
@@ -656,9 +661,9 @@ static int auth_cred(void *src, struct gm_cred *cred, gm_auth_cb cb, void *data)
     return gm_auth_current(src, cred, cb, data);
 }
 
-static void auth_invalidate(void *src)
+static void auth_invalidate(void *src, uint64_t generation)
 {
-    gm_auth_invalidate(src);
+    gm_auth_invalidate(src, generation);
 }
 
 static int64_t test_clock(void *data)
@@ -1236,13 +1241,15 @@ static void test_watch_stopped_from_another_watch_event(void **state)
                                    on_end, &other, &other_w),
                      0);
     assert_true(th_run_until(&f->loop, &other.opened, 5000));
-    /* Both streams speak in the same turn of the loop: the other one's
-     * bytes may already be in libcurl when it is stopped. */
-    th_stream_write(streams[1], three_events, strlen(three_events));
+    /* Both streams speak in the same turn of the loop, the stopper
+     * first: the other one's bytes are already in libcurl when it is
+     * stopped, and none of them may be told. */
     th_stream_write(streams[0], three_events, strlen(three_events));
+    th_stream_write(streams[1], three_events, strlen(three_events));
     run_a_while(f, 300);
     assert_int_equal(s.w.events, 3);
     assert_null(other_w);
+    assert_true(s.victim_events < 3); /* stopped with events to come */
     assert_int_equal(other.events, s.victim_events); /* none after it */
     assert_int_equal(other.ended, 0);
     assert_int_equal(gm_kube_get(f->k, "/api/v1/nodes/n1", on_resp, f), 0);

@@ -48,6 +48,7 @@ struct fx {
     /* A handler frees the reflector when it logs this op ('+', '~', '-',
      * 'S'; '*' any of the first three), the free_after'th time. */
     char free_on;
+    const char *refuse; /* decode leaves this node out, or NULL */
     int free_after;
 };
 
@@ -163,9 +164,13 @@ static void set_node(struct fx *f, int i, const char *name, const char *rv)
 
 static void *decode(void *ud, json_object *obj)
 {
-    (void)ud;
+    struct fx *f = ud;
     struct gm_node *n = NULL;
     gm_node_from_json(obj, &n);
+    if (n && f->refuse && strcmp(n->name, f->refuse) == 0) {
+        gm_node_free(n);
+        return NULL;
+    }
     return n;
 }
 
@@ -354,6 +359,25 @@ static void test_events_bookmark_and_resume(void **state)
     struct gm_reflector_stats st;
     gm_reflector_get_stats(f->r, &st);
     assert_int_equal(st.bookmarks, 1);
+    fx_free(f);
+}
+
+/* An object the decoder now leaves out is gone from the cache, told as
+ * a delete, as a relist would find it: not kept as it was before. */
+static void test_left_out_on_watch_is_deleted(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    start(f);
+    run_until_watches(f, 1);
+    f->log[0] = '\0';
+    f->refuse = "n2";
+    send_event(f, "MODIFIED", "n2", "120");
+    send_event(f, "MODIFIED", "n3", "121");
+    run_until_log(f, "~n3 ");
+    assert_string_equal(f->log, "-n2 ^n3 ~n3 ");
+    assert_null(gm_reflector_get(f->r, "n2"));
+    assert_int_equal(f->api.lists, 2); /* no relist needed */
     fx_free(f);
 }
 
@@ -605,6 +629,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_in_pages_then_watch),
         cmocka_unit_test(test_events_bookmark_and_resume),
+        cmocka_unit_test(test_left_out_on_watch_is_deleted),
         cmocka_unit_test(test_410_in_stream_relists_with_diff),
         cmocka_unit_test(test_410_response_relists),
         cmocka_unit_test(test_error_backs_off_and_resumes),

@@ -42,6 +42,7 @@
 /* kubelet rotates projected tokens well before they expire; client-go
  * re-reads the file once a minute, and so do we. */
 #define TOKEN_FILE_TTL_MS 60000
+#define TOKEN_RETRY_MS 5000 /* after the file could not be read */
 #define TOKEN_FILE_MAX (1u << 20)
 /* A client certificate file may hold a chain; a MiB is far more. */
 #define CERT_FILE_MAX (1u << 20)
@@ -274,8 +275,17 @@ const char *gm_auth_last_error(const struct gm_auth *a)
     return a->last_error;
 }
 
-void gm_auth_invalidate(struct gm_auth *a)
+void gm_auth_invalidate(struct gm_auth *a, uint64_t generation)
 {
+    /* A 401 is about the credentials its request was sent with: once
+     * they have been replaced, or while a plugin run that will replace
+     * them goes on, it asks for nothing more (client-go compares the
+     * credentials the same way). Without this, 401s of requests sent
+     * before a refresh ran the plugin again and again. */
+    if (generation != 0 && generation != a->generation)
+        return;
+    if (a->kind == AUTH_EXEC && a->run != NULL)
+        return;
     /* A static token cannot get better by asking again. */
     if (a->kind == AUTH_TOKEN_FILE || a->kind == AUTH_EXEC)
         a->invalid = 1;
@@ -400,8 +410,11 @@ static int current_token_file(struct gm_auth *a, struct gm_cred *cred)
         return err;
     if (err) {
         /* kubelet swaps the file atomically, so this is rare; the old token
-         * is likely still valid for a while, as client-go also assumes. */
+         * is likely still valid for a while, as client-go also assumes.
+         * The file is tried again in TOKEN_RETRY_MS, not at every request
+         * (each would warn). */
         gm_warn("%s; keeping the previous token", a->last_error);
+        a->fetched_ms = now_ms(a) - TOKEN_FILE_TTL_MS + TOKEN_RETRY_MS;
     }
     fill(a, cred);
     return 0;

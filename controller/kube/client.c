@@ -28,9 +28,9 @@ static int cred_adapter(void *src, struct gm_cred *cred, gm_auth_cb cb,
     return gm_auth_current(src, cred, cb, data);
 }
 
-static void cred_invalidate_adapter(void *src)
+static void cred_invalidate_adapter(void *src, uint64_t generation)
 {
-    gm_auth_invalidate(src);
+    gm_auth_invalidate(src, generation);
 }
 
 static const char *cred_error_adapter(void *src)

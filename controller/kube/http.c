@@ -84,6 +84,7 @@ struct gm_http_call {
     int retry;
     int attempts;
     int tried_401;
+    uint64_t cred_gen;  /* generation of the credentials last sent */
     int body_err;       /* -E2BIG when the body passed the cap */
     int aborted;        /* on_data asked to stop */
     long retry_after_s; /* from the last response's Retry-After, or -1 */
@@ -665,6 +666,7 @@ static void call_activate(struct gm_http_call *c)
             return;
         }
         credp = &cred;
+        c->cred_gen = cred.generation;
     }
 
     gm_buf_reset(&c->body);
@@ -786,7 +788,7 @@ static void on_easy_done(struct gm_http *h, CURL *e, CURLcode rc)
         c->tried_401 = 1;
         call_release_easy(c);
         h->stats.auth_refreshes++;
-        h->opts.cred_invalidate(h->opts.cred_src);
+        h->opts.cred_invalidate(h->opts.cred_src, c->cred_gen);
         call_schedule(c, 0);
         return;
     }

@@ -19,7 +19,8 @@ struct gm_http_call;
  * these shapes; tests pass their own. */
 typedef int (*gm_cred_fn)(void *src, struct gm_cred *cred, gm_auth_cb cb,
                           void *data);
-typedef void (*gm_cred_invalidate_fn)(void *src);
+/* generation: that of the credentials the refused request carried. */
+typedef void (*gm_cred_invalidate_fn)(void *src, uint64_t generation);
 /* Why the last gm_cred_fn call failed (borrowed text), or NULL. */
 typedef const char *(*gm_cred_error_fn)(void *src);
 
