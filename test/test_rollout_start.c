@@ -29,13 +29,15 @@ struct fx {
     bool hold_hami;    /* the first HAMi list waits for the test to answer */
     int hami_refusals; /* refuse so many HAMi lists, then answer them */
     int hami_500s;     /* after the refusals, fail so many with 500 */
-    struct th_conn *hami_list; /* that list's connection, when held */
-    char *m_status;            /* the last status patch of policy m (owned) */
-    char *v_status;            /* of policy v (owned) */
-    int v_patches;             /* PATCHes of gpu-003, v's node */
-    int conflicts;             /* node PATCHes still to refuse with 409 */
-    int patches;               /* node PATCHes seen */
-    int taken;                 /* node PATCHes answered 200 */
+    struct th_conn *hami_list;  /* that list's connection, when held */
+    char *m_status;             /* the last status patch of policy m (owned) */
+    char *v_status;             /* of policy v (owned) */
+    int v_patches;              /* PATCHes of gpu-003, v's node */
+    int conflicts;              /* node PATCHes still to refuse with 409 */
+    int patches;                /* node PATCHes seen */
+    int taken;                  /* node PATCHes answered 200 */
+    struct th_conn *node_watch; /* the nodes watch, when kept */
+    int gpu000_patches;         /* PATCHes of gpu-000 */
 };
 
 static const char policies[] =
@@ -116,6 +118,10 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
                    "{\"kind\":\"Status\",\"status\":\"Failure\","
                    "\"reason\":\"Forbidden\",\"code\":403,\"message\":"
                    "\"configmaps is forbidden\"}");
+    } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0 &&
+               strstr(r->path, "watch=1")) {
+        th_stream_start(c, 200);
+        f->node_watch = c;
     } else if (strstr(r->path, "watch=1")) {
         th_ctl_respond_default(r, c);
     } else if (strncmp(r->path, "/api/v1/nodes?", 14) == 0) {
@@ -144,6 +150,10 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         f->v_status = strdup(r->body);
         th_respond(c, 200, NULL, "{}");
     } else if (strcmp(r->method, "PATCH") == 0 &&
+               strcmp(r->path, "/api/v1/nodes/gpu-000") == 0) {
+        f->gpu000_patches++;
+        th_respond(c, 200, NULL, "{}");
+    } else if (strcmp(r->method, "PATCH") == 0 &&
                strcmp(r->path, "/api/v1/nodes/gpu-003") == 0) {
         f->v_patches++;
         th_respond(c, 200, NULL, "{}");
@@ -164,6 +174,37 @@ static void test_start_refused_with_409_is_retried(void **state)
     /* No watch event ever comes: only the requeue can try again. */
     th_run_until(&f.c.loop, &f.taken, 6000);
     assert_int_equal(f.patches, 2);
+    assert_int_equal(f.taken, 1);
+    gm_rollout_free(r);
+    th_ctl_stop(&f.c);
+    free(f.m_status);
+    free(f.v_status);
+}
+
+/* A start not yet back through the watch leaves its node looking
+ * pending: a node that sorts before it, arriving meanwhile, must not take
+ * a second slot of policy a's budget (maxUnavailable 1). */
+static void test_unseen_start_holds_its_slot(void **state)
+{
+    (void)state;
+    struct fx f = {0};
+    struct gm_rollout *r = NULL;
+    th_ctl_start(&f.c, handler, &f);
+    assert_int_equal(gm_rollout_start(f.c.ctl, &r), 0);
+    th_run_until(&f.c.loop, &f.taken, 6000);
+    assert_int_equal(f.taken, 1);
+    assert_non_null(f.node_watch);
+    static const char added[] =
+        "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
+        "\"gpu-000\",\"uid\":\"n0\",\"resourceVersion\":\"11\","
+        "\"labels\":{\"pool\":\"a\",\"gpumode.io/mode\":\"vgpu\","
+        "\"nvidia.com/gpu.count\":\"8\"}},\"spec\":{},\"status\":{"
+        "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}],"
+        "\"allocatable\":{\"nvidia.com/vgpu\":\"32\"}}}}\n";
+    th_stream_write(f.node_watch, added, strlen(added));
+    int never = 0;
+    th_run_until(&f.c.loop, &never, 1500);
+    assert_int_equal(f.gpu000_patches, 0);
     assert_int_equal(f.taken, 1);
     gm_rollout_free(r);
     th_ctl_stop(&f.c);
@@ -341,6 +382,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_refused_with_409_is_retried),
+        cmocka_unit_test(test_unseen_start_holds_its_slot),
         cmocka_unit_test(test_unparsable_selector_is_told),
         cmocka_unit_test(test_unreadable_layouts_stop_only_mig),
         cmocka_unit_test(test_unreadable_hami_config_stops_only_vgpu),

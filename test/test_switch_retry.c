@@ -176,6 +176,22 @@ static void test_ungoverned_node_is_rolled_back(void **state)
     stop(&f);
 }
 
+/* A patch the API server took without a change (the node's
+ * resourceVersion is what it was) brings no watch event: the node is
+ * looked at again at once rather than left waiting for one. Here the
+ * cache still holds the old record, so the same patch goes again. */
+static void test_unchanged_patch_is_not_waited_for(void **state)
+{
+    (void)state;
+    struct fx f;
+    start_hw(&f, 0, true, false);
+    f.n.patch_answer = "{\"metadata\":{\"resourceVersion\":\"9\"}}";
+    int never = 0;
+    th_run_until(&f.n.c.loop, &never, 1500);
+    assert_true(f.n.patches >= 2);
+    stop(&f);
+}
+
 /* A person uncordoned the held node: its release cordons it again before
  * the GPUs are laid again, and records the cordon as its own so the end
  * of the rollback uncordons it. */
@@ -375,6 +391,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_governed_node_waits_for_its_plan),
         cmocka_unit_test(test_ungoverned_node_is_rolled_back),
+        cmocka_unit_test(test_unchanged_patch_is_not_waited_for),
         cmocka_unit_test(test_ungoverned_node_untouched_is_put_back),
         cmocka_unit_test(test_unknown_mode_release_is_not_taken),
         cmocka_unit_test(test_release_ends_with_no_record),

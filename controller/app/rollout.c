@@ -546,7 +546,18 @@ static int reconcile(void *data, const char *name, gm_switch_done_cb done,
     publish_differ(r, name, plan.drifted);
     const char *strategy =
         e->p->spec.mig_strategy == GM_MIG_SINGLE ? "single" : "mixed";
-    for (size_t i = 0; i < plan.n_starts && !r->ctl->stopping; i++) {
+    /* As a ReplicaSet controller keeps expectations: while a start of
+     * ours on one of the policy's nodes has yet to come back through the
+     * watch, that node still looks pending, and starts now could take a
+     * second slot of the budget (the candidates' order can change in
+     * between). Its watch event plans again; the timer covers a watch
+     * that is down. */
+    bool unseen = false;
+    for (size_t i = 0; i < plan.n_nodes && plan.n_starts && !unseen; i++)
+        unseen = gm_switch_start_unseen(r->ctl, plan.nodes[i].name);
+    if (unseen && (pass->requeue_ms < 0 || pass->requeue_ms > 500))
+        pass->requeue_ms = 500;
+    for (size_t i = 0; i < plan.n_starts && !unseen && !r->ctl->stopping; i++) {
         const struct gm_plan_start *st = &plan.starts[i];
         int err = gm_switch_start(r->ctl, st->node, name, st->to, st->layout,
                                   strategy, st->settings, start_done, pass);

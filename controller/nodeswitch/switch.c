@@ -196,6 +196,19 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     long requeue = -1;
     int failed = 0;
 
+    /* A patch that changed nothing keeps the node's resourceVersion, and
+     * no watch event comes: the cache is not stale after all. */
+    const char *rv =
+        resp->error == NULL && !w->helper_create
+            ? json_object_get_string(gm_json_get(
+                  gm_json_get(resp->obj, "metadata"), "resourceVersion"))
+            : NULL;
+    if (rv && strcmp(rv, w->from_rv) == 0 &&
+        strcmp(w->ns->written_from_rv, w->from_rv) == 0) {
+        w->ns->written_from_rv[0] = '\0';
+        requeue = 0;
+    }
+
     if (resp->error) {
         /* Nothing was written: unless a later write started meanwhile, the
          * cached node is not stale after all. */
@@ -340,6 +353,7 @@ static int patch_node(struct sw *s, json_object *labels, json_object *ann,
     memset(&s->obs, 0, sizeof(s->obs));
     snprintf(s->ns->written_from_rv, sizeof(s->ns->written_from_rv), "%s",
              s->node->resource_version ? s->node->resource_version : "");
+    s->ns->start_written = s->clear_retry;
     memcpy(w->from_rv, s->ns->written_from_rv, sizeof(w->from_rv));
     return STEP_ASYNC;
 }
@@ -2812,4 +2826,15 @@ const char *gm_switch_message(struct gm_ctl *ctl, const char *node)
 {
     struct gm_node_rt *ns = gm_map_get(&ctl->node_states, node);
     return ns ? ns->message : "";
+}
+
+bool gm_switch_start_unseen(struct gm_ctl *ctl, const char *node)
+{
+    const struct gm_node_rt *ns = gm_map_get(&ctl->node_states, node);
+    if (ns == NULL || !ns->start_written || ns->written_from_rv[0] == '\0')
+        return false;
+    const struct gm_node *n =
+        ctl->nodes ? gm_reflector_get(ctl->nodes, node) : NULL;
+    return n && n->resource_version &&
+           strcmp(n->resource_version, ns->written_from_rv) == 0;
 }

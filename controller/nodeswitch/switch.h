@@ -75,4 +75,8 @@ void gm_switch_strategy_hint(const struct gm_node *n, const char *strategy,
 /* The status line of a node in flight, kept in memory (not persisted). */
 const char *gm_switch_message(struct gm_ctl *ctl, const char *node);
 
+/* Whether we started a switch on node that the node cache does not show
+ * yet: until it does, the node looks as if it had not started. */
+bool gm_switch_start_unseen(struct gm_ctl *ctl, const char *node);
+
 #endif

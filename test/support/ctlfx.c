@@ -197,7 +197,8 @@ void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c)
         if (f->patch == NULL)
             f->patch = strdup(r->body);
         f->done = 1;
-        th_respond(c, 200, NULL, "{}");
+        f->patches++;
+        th_respond(c, 200, NULL, f->patch_answer ? f->patch_answer : "{}");
     } else {
         th_ctl_respond_default(r, c);
     }

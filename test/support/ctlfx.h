@@ -63,10 +63,12 @@ struct th_node_fx {
     bool uncordoned;     /* listed schedulable: a person uncordoned it */
     const char *boot_id; /* borrowed: listed status.nodeInfo.bootID, or NULL */
     const char *labels;  /* borrowed JSON object added to the labels */
-    const char *annotations; /* borrowed JSON object added to annotations */
-    const char *allocatable; /* borrowed JSON object merged into allocatable */
-    char *patch;             /* owned: the first node patch's body, or NULL */
-    int done;                /* set once a node patch came */
+    const char *annotations;  /* borrowed JSON object added to annotations */
+    const char *allocatable;  /* borrowed JSON object merged into allocatable */
+    char *patch;              /* owned: the first node patch's body, or NULL */
+    int done;                 /* set once a node patch came */
+    int patches;              /* node patches that came */
+    const char *patch_answer; /* borrowed body they are answered; NULL: {} */
 };
 void th_node_fx_handler(void *ud, const struct th_req *r, struct th_conn *c);
 /* Stops the controller and frees record and patch. */
