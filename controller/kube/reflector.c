@@ -355,22 +355,16 @@ static int handle_event(struct gm_reflector *r, enum gm_watch_type type,
                 ops->on_update(r->ud, key, old, obj_c);
             if (old)
                 ops->free_obj(r->ud, old);
-        } else if (obj_c) {
-            /* Not stored (no memory): the copy cached before is stale,
-             * and a relist puts the cache right. */
-            ops->free_obj(r->ud, obj_c);
+        } else if (obj_c || gm_map_get(&r->cache, key)) {
+            /* Not stored, or not decoded (both out of memory today): the
+             * copy cached before is stale. A relist puts the cache right
+             * rather than a delete told now, which a lack of memory
+             * would make up. */
+            if (obj_c)
+                ops->free_obj(r->ud, obj_c);
             free(key);
             r->need_relist = 1;
             return 1;
-        } else {
-            /* Left out now: gone from the cache, as a relist would find
-             * it, not kept as it was before. */
-            void *gone = gm_map_del(&r->cache, key);
-            if (gone) {
-                if (ops->on_delete)
-                    ops->on_delete(r->ud, key, gone);
-                ops->free_obj(r->ud, gone);
-            }
         }
     }
     set_rv(r, object_rv(obj));
