@@ -25,6 +25,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libcurl4 libuv1 libjson-c5 libyaml-0-2 libssl3 ca-certificates \
+      tzdata \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /src/build/gpumode-controller /usr/local/bin/gpumode-controller
 COPY --from=builder /src/build/gpumode-agent /usr/local/bin/gpumode-agent

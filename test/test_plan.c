@@ -231,6 +231,17 @@ static void test_wait_names_a_converged_node_out_of_service(void **state)
                         "unavailable (a and 1 other converged nodes are "
                         "cordoned or not Ready)");
     gm_plan_free(&pl);
+
+    /* Named by name, not by where the node cache has it. */
+    add(&f, gmt_node("0a", "pool=a", "gpumode.io/mode=full",
+                     "gpumode.io/state=ready", NULL))
+        ->unschedulable = true;
+    plan(p, NULL, &f, NULL, &pl);
+    assert_string_equal(entry(&pl, "b")->message,
+                        "waiting for rollout budget: 3 of 1 nodes "
+                        "unavailable (0a and 2 other converged nodes are "
+                        "cordoned or not Ready)");
+    gm_plan_free(&pl);
     gm_policy_free(p);
     fleet_free(&f);
 }

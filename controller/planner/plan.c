@@ -114,6 +114,7 @@ struct ctx {
     char first_idle_unavailable[254];
     int layout_errors;
     char first_layout_error[1024];
+    char first_layout_node[254]; /* whose error that is */
     int config_errors; /* pending nodes whose plugin config cannot load */
     char first_config_error[1100];
     /* The named layout, resolved once: NULL with layout_msg when missing
@@ -202,13 +203,16 @@ static int gpu_count(const struct gm_node *n)
     return (int)v;
 }
 
-/* The policy stalls with the first layout error it meets (msg may be ""
- * for the later ones). */
-static void count_layout_error(struct ctx *c, const char *msg)
+/* The policy stalls with the layout error of the first node by name, so
+ * its message does not change with the node cache's order. */
+static void count_layout_error(struct ctx *c, const char *node, const char *msg)
 {
-    if (c->layout_errors++ == 0)
+    if (c->layout_errors++ == 0 || strcmp(node, c->first_layout_node) < 0) {
         snprintf(c->first_layout_error, sizeof(c->first_layout_error), "%s",
                  msg);
+        snprintf(c->first_layout_node, sizeof(c->first_layout_node), "%s",
+                 node);
+    }
 }
 
 static bool mig_capable(const struct gm_node *n)
@@ -476,7 +480,7 @@ static int settings_converged(struct ctx *c, const struct gm_node *n)
          * or does not fit the node as labelled now). The node stays as it
          * was verified and counts as converged; the policy is Stalled
          * with the reason, so nothing changes until a person fixes it. */
-        count_layout_error(c, msg);
+        count_layout_error(c, n->name, msg);
         return 1;
     }
     if (strcmp(want, n->ann_settings) != 0)
@@ -546,7 +550,7 @@ static void find_layout(struct ctx *c)
 static int note_layout_error(struct ctx *c, const struct gm_node *n,
                              enum gm_mode from, const char *msg)
 {
-    count_layout_error(c, msg);
+    count_layout_error(c, n->name, msg);
     return add_node(c->out, n->name, GM_NODE_PENDING, "Pending",
                     gm_mode_name(from), gm_mode_name(c->p->spec.mode), "%s",
                     msg);
@@ -722,7 +726,8 @@ static int classify(struct ctx *c, const struct gm_node *n)
         return conv;
     if (conv) {
         out->summary.converged++;
-        if (unavailable(n) && c->idle_unavailable++ == 0)
+        if (unavailable(n) && (c->idle_unavailable++ == 0 ||
+                               strcmp(n->name, c->first_idle_unavailable) < 0))
             snprintf(c->first_idle_unavailable,
                      sizeof(c->first_idle_unavailable), "%s", n->name);
         return 0;

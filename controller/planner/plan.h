@@ -33,8 +33,10 @@
  * against maxUnavailable, as do switches in flight. A pending node that is
  * already cordoned (and Ready) starts without spending budget: it is
  * unavailable either way. NotReady nodes never start (no helper pod could
- * run). Candidates are taken in name order. Nothing starts while the policy
- * is paused, stalled, or outside its window. */
+ * run). Candidates are taken in name order, repairs first. Nothing starts
+ * while the policy is paused or outside its window (repairs excepted), nor
+ * past maxFailures but the retries asked for; the other stalls
+ * (InvalidLayout, PolicyConflict...) hold only the nodes they are about. */
 #ifndef GM_PLANNER_PLAN_H
 #define GM_PLANNER_PLAN_H
 
