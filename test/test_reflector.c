@@ -28,6 +28,7 @@ struct apiserver {
     char watch_paths[16][2048];
     struct th_conn *watch; /* the open watch stream, if any */
     int watch_answer;      /* 0: stream; else answer with this status */
+    bool always_gone;      /* answer every watch 410 */
     int list_answers[4];   /* the next lists' statuses, 0: served */
     int n_list_answers;
 };
@@ -115,6 +116,8 @@ static void handler(void *ud, const struct th_req *r, struct th_conn *c)
         return;
     }
     memcpy(f->api.watch_paths[f->api.watches++ % 16], r->path, sizeof(r->path));
+    if (f->api.always_gone)
+        f->api.watch_answer = 410;
     if (f->api.watch_answer) {
         char body[256];
         snprintf(body, sizeof(body),
@@ -275,16 +278,21 @@ static void fx_free(struct fx *f)
     free(f);
 }
 
-static void start(struct fx *f)
+static void start_backoff(struct fx *f, long min_ms, long max_ms)
 {
     struct gm_reflector_opts o = {
         .path = "/api/v1/nodes",
         .label_selector = "pool=a",
         .page_size = 2,
-        .backoff_min_ms = 50,
-        .backoff_max_ms = 200,
+        .backoff_min_ms = min_ms,
+        .backoff_max_ms = max_ms,
     };
     assert_int_equal(gm_reflector_start(f->k, &f->loop, &o, &ops, f, &f->r), 0);
+}
+
+static void start(struct fx *f)
+{
+    start_backoff(f, 50, 200);
 }
 
 static void run_until_watches(struct fx *f, int n)
@@ -429,6 +437,27 @@ static void test_410_response_relists(void **state)
     assert_int_equal(st.gone, 1);
     assert_int_equal(st.lists, 2);
     assert_int_equal(f->synced, 2);
+    fx_free(f);
+}
+
+/* A server that answers every watch 410 Gone, straight after each list:
+ * the relists back off as errors do, not a tight loop of full lists. */
+static void test_gone_again_backs_off(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    start_backoff(f, 400, 1600);
+    run_until_watches(f, 1);
+    f->api.always_gone = true;
+    th_stream_end(f->api.watch);
+    f->api.watch = NULL;
+    int never = 0;
+    th_run_until(&f->loop, &never, 1500);
+    struct gm_reflector_stats st;
+    gm_reflector_get_stats(f->r, &st);
+    assert_true(st.gone >= 2);  /* it kept trying */
+    assert_true(st.lists <= 4); /* after 400 ms, then 800 ms: 3 */
+    f->api.always_gone = false;
     fx_free(f);
 }
 
@@ -632,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_undecoded_on_watch_relists),
         cmocka_unit_test(test_410_in_stream_relists_with_diff),
         cmocka_unit_test(test_410_response_relists),
+        cmocka_unit_test(test_gone_again_backs_off),
         cmocka_unit_test(test_error_backs_off_and_resumes),
         cmocka_unit_test(test_error_event_resumes),
         cmocka_unit_test(test_refused_list_is_told_apart),

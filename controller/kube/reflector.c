@@ -28,6 +28,7 @@ struct gm_reflector {
     int error_event; /* another ERROR inside the stream, told and counted */
     long backoff_ms;
     uint64_t watch_started_ms;  /* loop time the current watch was sent */
+    uint64_t listed_ms;         /* loop time the last list completed */
     unsigned long watch_events; /* events it delivered, bookmarks too */
     struct gm_reflector_stats stats;
     char last_error[700]; /* stats.last_error points here */
@@ -36,6 +37,9 @@ struct gm_reflector {
 /* A watch that ends normally sooner than this with no event is treated
  * as failed (client-go's "very short watch"). */
 #define VERY_SHORT_WATCH_MS 1000
+/* A watch Gone this soon after its list did not lose history to etcd's
+ * compaction: the relist backs off. */
+#define RELIST_AGAIN_MS 1000
 
 static void start_list(struct gm_reflector *r);
 static void start_watch(struct gm_reflector *r);
@@ -238,6 +242,7 @@ static void list_end(struct gm_reflector *r, const struct gm_kube_resp *resp)
         json_object_object_get_ex(meta, "resourceVersion", &rv))
         set_rv(r, json_object_get_string(rv));
     r->need_relist = 0;
+    r->listed_ms = uv_now(r->loop);
     healthy(r);
     apply_relist(r);
     r->synced = 1;
@@ -435,7 +440,13 @@ static void watch_end(void *data, const struct gm_kube_error *err)
         r->need_relist = 1;
         gm_info("watch %s: resourceVersion %s is gone, relisting", r->opts.path,
                 r->rv ? r->rv : "");
-        start_list(r);
+        /* Gone straight after a list: a server (or proxy) that keeps
+         * saying so is relisted with the errors' back-off, as client-go
+         * does, not in a tight loop of full lists. */
+        if (uv_now(r->loop) - r->listed_ms < RELIST_AGAIN_MS)
+            retry_later(r);
+        else
+            start_list(r);
         return;
     }
     failed(r, err->code, err->reason, err->message);
