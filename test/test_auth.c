@@ -641,6 +641,33 @@ static void test_exec_stale_401s_run_once(void **state)
     assert_int_equal(count_runs(f), 3);
 }
 
+/* A 401 while a background refresh runs (the token was still usable):
+ * callers wait for the run rather than get the refused token again, and
+ * its success answers the 401 (no third run). */
+static void test_exec_401_during_background_refresh(void **state)
+{
+    struct fixture *f = *state;
+    struct gm_cred cred;
+    struct result r;
+
+    use_exec(f, "token", "2030-01-01T00:00:00Z");
+    assert_int_equal(refresh(f, &cred, &r), 0);
+    uint64_t old = cred.generation;
+    f->clock = EXPIRY_MS - 5 * 60 * 1000;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-1-arg1"); /* run started */
+    gm_auth_invalidate(f->a, old);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r),
+                     GM_AUTH_PENDING);
+    wait_for(f, &r.called, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(gm_auth_current(f->a, &cred, on_done, &r), 0);
+    assert_string_equal(cred.token, "exec-token-2-arg1");
+    assert_int_equal(count_runs(f), 2);
+}
+
 static void test_exec_concurrent_waiters(void **state)
 {
     struct fixture *f = *state;
@@ -1213,6 +1240,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exec_stale_401s_run_once, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_exec_401_during_background_refresh,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_concurrent_waiters, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),

@@ -95,6 +95,20 @@ static void test_next_open_in_dst_gap(void **state)
     assert_int_equal(t, 1710225000);
 }
 
+/* Dublin's tzdata has winter as the DST (negative offset), and mktime
+ * moves a time in its spring gap back, not on: 01:30 on Sun 2027-03-28
+ * does not exist (00:59 GMT is followed by 02:00 IST), and a 01:30-02:30
+ * window opens at 02:00 IST (01:00Z) that day, not on Monday. */
+static void test_next_open_in_dublin_gap(void **state)
+{
+    struct gm_window w = win(0x7f, 1, 30, 2, 30, "Europe/Dublin");
+    time_t t = 0;
+
+    assert_int_equal(gm_window_next_open(&w, 1806192000, &t), 0);
+    assert_int_equal(t, 1806195600);
+    assert_int_equal(gm_window_open(&w, t), 1);
+}
+
 /* A same-day window closes at its end minute; a Saturday-night window runs
  * into Sunday morning (the day before Sunday is Saturday, wday 6). */
 static void test_end_minute_and_week_wrap(void **state)
@@ -177,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_new_york_across_dst),
         cmocka_unit_test(test_next_open_across_dst),
         cmocka_unit_test(test_next_open_in_dst_gap),
+        cmocka_unit_test(test_next_open_in_dublin_gap),
         cmocka_unit_test(test_end_minute_and_week_wrap),
         cmocka_unit_test(test_kolkata_half_hour_offset),
         cmocka_unit_test(test_start_equals_end_is_all_day),

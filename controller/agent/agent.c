@@ -66,6 +66,12 @@ void gm_agent_result_init(struct gm_agent_result *res, const char *command)
     res->ok = 1;
 }
 
+bool gm_agent_boot_id_valid(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    return n > 0 && n <= 64 && strspn(id, "0123456789abcdefABCDEF-") == n;
+}
+
 static void printable(char *s)
 {
     for (; *s; s++) {

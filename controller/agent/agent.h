@@ -29,6 +29,7 @@
 #ifndef GM_AGENT_AGENT_H
 #define GM_AGENT_AGENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "agent/layout.h"
@@ -113,6 +114,11 @@ struct gm_agent_result {
 
 /* Sets command and clears the rest. */
 void gm_agent_result_init(struct gm_agent_result *res, const char *command);
+
+/* Whether id looks like a boot ID as the kernel writes it (hex digits and
+ * dashes, at most 64): what `reboot --boot-id` accepts, so the controller
+ * reboots no node whose status.nodeInfo.bootID is not one. */
+bool gm_agent_boot_id_valid(const char *id);
 
 /* Marks the result failed. The message is formatted like printf, folded to
  * printable ASCII and cut to GM_AGENT_MESSAGE_MAX. Returns -EIO so callers

@@ -150,12 +150,6 @@ static void usage_note(char *why, size_t cap, int *err, const char *fmt, ...)
     va_end(ap);
 }
 
-bool gm_agent_boot_id_valid(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    return n > 0 && n <= 64 && strspn(id, "0123456789abcdefABCDEF-") == n;
-}
-
 /* Fills o from argv; on a usage error writes why into why. */
 static int parse_args(int argc, char **argv, struct opts *o, char *why,
                       size_t cap)

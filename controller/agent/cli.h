@@ -4,8 +4,6 @@
 #ifndef GM_AGENT_CLI_H
 #define GM_AGENT_CLI_H
 
-#include <stdbool.h>
-
 #include "agent/smi_run.h"
 
 /* Replaceable edges of the program; any NULL member means the real one. */
@@ -25,10 +23,6 @@ int gm_agent_main(int argc, char **argv, const struct gm_agent_hooks *hooks);
 /* The real reboot: sync(2), then "b" to /proc/sysrq-trigger, then
  * reboot(RB_AUTOBOOT) if the write failed. */
 int gm_agent_reboot_node(void);
-
-/* Whether id looks like a boot ID as the kernel writes it (a UUID: hex
- * digits and dashes, at most 64): what --boot-id accepts. */
-bool gm_agent_boot_id_valid(const char *id);
 
 /* The real boot ID: /proc/sys/kernel/random/boot_id, the kubelet's source
  * of status.nodeInfo.bootID (not namespaced, so a pod reads the host's). */

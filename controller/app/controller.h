@@ -27,7 +27,7 @@ struct gm_node_rt {
     /* The node resourceVersion when we last patched it: while the cache
      * still shows it, our write has not come back through the watch. */
     char written_from_rv[32];
-    /* That write started a switch (or a retry). */
+    /* That write started a switch or used up a retry mark. */
     bool start_written;
     /* The helper pod we last asked to delete, so each is asked once. */
     char deleted_helper[64];

@@ -278,13 +278,12 @@ const char *gm_auth_last_error(const struct gm_auth *a)
 void gm_auth_invalidate(struct gm_auth *a, uint64_t generation)
 {
     /* A 401 is about the credentials its request was sent with: once
-     * they have been replaced, or while a plugin run that will replace
-     * them goes on, it asks for nothing more (client-go compares the
-     * credentials the same way). Without this, 401s of requests sent
-     * before a refresh ran the plugin again and again. */
+     * they have been replaced it asks for nothing more (client-go
+     * compares the credentials the same way). Without this, 401s of
+     * requests sent before a refresh ran the plugin again and again. One
+     * that comes while a run goes on marks the credential bad, so callers
+     * wait for the run, whose success answers it. */
     if (generation != 0 && generation != a->generation)
-        return;
-    if (a->kind == AUTH_EXEC && a->run != NULL)
         return;
     /* A static token cannot get better by asking again. */
     if (a->kind == AUTH_TOKEN_FILE || a->kind == AUTH_EXEC)
@@ -1169,6 +1168,7 @@ static void exec_complete(struct gm_auth *a, struct exec_run *r)
                                              : "");
     } else {
         set_error(a, 0, NULL);
+        a->invalid = 0; /* the 401s seen during the run were about the old */
     }
     dispatch(a, err, a->last_error);
 }

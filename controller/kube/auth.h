@@ -50,8 +50,7 @@ int gm_auth_current(struct gm_auth *a, struct gm_cred *cred, gm_auth_cb cb,
 /* After a 401 to a request sent with credentials of this generation (0:
  * not known): the next gm_auth_current re-reads the token file and the
  * certificate files, or re-runs the exec plugin. A 401 to credentials
- * already replaced, or that a running plugin is replacing, changes
- * nothing. */
+ * already replaced changes nothing. */
 void gm_auth_invalidate(struct gm_auth *a, uint64_t generation);
 
 /* Whether cfg names client certificate and key files, which gm_auth then

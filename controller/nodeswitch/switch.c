@@ -10,7 +10,6 @@
 #include <time.h>
 
 #include "agent/agent.h"
-#include "agent/cli.h"
 #include "app/budgets.h"
 #include "app/controller.h"
 #include "app/hami.h"
@@ -170,10 +169,28 @@ static void refused_event(const struct write *w, const struct gm_kube_error *e)
                  note);
 }
 
+/* Our last write to the node has not come back through the watch: the
+ * cache still shows the node as it was before it. */
+static bool write_unseen(const struct gm_node_rt *ns,
+                         const struct gm_node *node)
+{
+    return ns->written_from_rv[0] != '\0' && node && node->resource_version &&
+           strcmp(node->resource_version, ns->written_from_rv) == 0;
+}
+
 static void write_done(void *data, const struct gm_kube_resp *resp)
 {
     struct write *w = data;
-    if (resp->error == NULL)
+    /* A patch that changed nothing keeps the node's resourceVersion: what
+     * it says was there already (its lines and events went out then), and
+     * no watch event comes. */
+    const char *rv =
+        resp->error == NULL && !w->helper_create
+            ? json_object_get_string(gm_json_get(
+                  gm_json_get(resp->obj, "metadata"), "resourceVersion"))
+            : NULL;
+    bool unchanged = rv && strcmp(rv, w->from_rv) == 0;
+    if (resp->error == NULL && !unchanged)
         obs_emit(w->ctl, &w->obs);
     /* No answer (a timeout, the call cancelled at shutdown): the write may
      * have landed, and the next look would find the switch moved on with
@@ -196,17 +213,11 @@ static void write_done(void *data, const struct gm_kube_resp *resp)
     long requeue = -1;
     int failed = 0;
 
-    /* A patch that changed nothing keeps the node's resourceVersion, and
-     * no watch event comes: the cache is not stale after all. */
-    const char *rv =
-        resp->error == NULL && !w->helper_create
-            ? json_object_get_string(gm_json_get(
-                  gm_json_get(resp->obj, "metadata"), "resourceVersion"))
-            : NULL;
-    if (rv && strcmp(rv, w->from_rv) == 0 &&
-        strcmp(w->ns->written_from_rv, w->from_rv) == 0) {
+    /* Unchanged, the cache is not stale after all; the node is looked at
+     * again (not at once: the same patch would go again and again). */
+    if (unchanged && strcmp(w->ns->written_from_rv, w->from_rv) == 0) {
         w->ns->written_from_rv[0] = '\0';
-        requeue = 0;
+        requeue = 2000;
     }
 
     if (resp->error) {
@@ -1424,13 +1435,6 @@ static int note_gpu_uuids(struct sw *s, json_object *gpus)
     return gm_set_str(&s->rec.gpu_uuids, known ? text : NULL);
 }
 
-/* A reboot is only told by a new bootID, and the agent reboots only on
- * the boot it is given: without one it takes, none may start. */
-static bool has_boot_id(const char *id)
-{
-    return gm_agent_boot_id_valid(id);
-}
-
 /* The agent's nvidia-smi needs the GPU driver. Where the GPU Operator
  * runs it in a pod on the node, the node is Ready after a reboot well
  * before that pod has built and loaded the driver: no helper starts
@@ -1637,7 +1641,7 @@ static int step_reconfigure(struct sw *s)
     /* One reboot per attempt: a GPU that still needs one after the node
      * rebooted would otherwise reboot it for ever. */
     if (reboot && s->pol.allow_reboot && !s->rec.rolling_back &&
-        s->rec.boot_id == NULL && !has_boot_id(s->node->boot_id))
+        s->rec.boot_id == NULL && !gm_agent_boot_id_valid(s->node->boot_id))
         return fail(s, "RebootRequired",
                     "%s (the node reports no status.nodeInfo.bootID in the "
                     "kernel's form, so gpumode could not tell when it has "
@@ -1673,11 +1677,6 @@ static int step_reboot(struct sw *s)
      * the reboot may run it again on the next boot. */
     const char *argv[] = {"reboot", "--confirm", "--boot-id", s->rec.boot_id};
 
-    if (!has_boot_id(s->rec.boot_id))
-        return fail(s, "RebootRequired",
-                    "the switch record names no boot to end (bootID), so "
-                    "gpumode could not tell when the node has rebooted");
-
     if (s->node->boot_id && s->rec.boot_id &&
         strcmp(s->node->boot_id, s->rec.boot_id) != 0) {
         if (!s->node->ready && elapsed(s) > s->ctl->cfg->reboot_timeout_s)
@@ -1693,6 +1692,11 @@ static int step_reboot(struct sw *s)
         s->ns->reboot_ended_ms = 0;
         return advance(s, GM_PHASE_RECONFIGURE, NULL, -1);
     }
+    /* Not rebooted yet: without a boot the agent takes, none may start. */
+    if (!gm_agent_boot_id_valid(s->rec.boot_id))
+        return fail(s, "RebootRequired",
+                    "the switch record names no boot to end (bootID), so "
+                    "gpumode could not tell when the node has rebooted");
     /* A reboot ends every pod on the node, not only those the drain
      * moved (gpuPodsOnly, podSelector): the others are evicted first,
      * under their PodDisruptionBudgets and by kubectl drain's rules, and
@@ -2690,8 +2694,7 @@ int gm_switch_reconcile(struct gm_ctl *ctl, const struct gm_node *node,
         gm_record_clear(&s.rec);
         return -ENOMEM;
     }
-    if (node->resource_version &&
-        strcmp(node->resource_version, s.ns->written_from_rv) == 0) {
+    if (write_unseen(s.ns, node)) {
         /* Our last write has not reached the cache yet; its watch event
          * will requeue the node. Acting now would repeat the step. */
         gm_record_clear(&s.rec);
@@ -2761,8 +2764,7 @@ int gm_switch_start(struct gm_ctl *ctl, const struct gm_node *node,
         json_object_put(labels);
         return -ENOMEM;
     }
-    if (node->resource_version &&
-        strcmp(node->resource_version, s.ns->written_from_rv) == 0) {
+    if (write_unseen(s.ns, node)) {
         /* We wrote to this node and the cache has not caught up: the start
          * (or a step) is already on its way. */
         json_object_put(labels);
@@ -2831,10 +2833,6 @@ const char *gm_switch_message(struct gm_ctl *ctl, const char *node)
 bool gm_switch_start_unseen(struct gm_ctl *ctl, const char *node)
 {
     const struct gm_node_rt *ns = gm_map_get(&ctl->node_states, node);
-    if (ns == NULL || !ns->start_written || ns->written_from_rv[0] == '\0')
-        return false;
-    const struct gm_node *n =
-        ctl->nodes ? gm_reflector_get(ctl->nodes, node) : NULL;
-    return n && n->resource_version &&
-           strcmp(n->resource_version, ns->written_from_rv) == 0;
+    return ns && ns->start_written && ctl->nodes &&
+           write_unseen(ns, gm_reflector_get(ctl->nodes, node));
 }

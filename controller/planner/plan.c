@@ -581,16 +581,12 @@ static int check_plugin_config(struct ctx *c, const struct gm_node *n,
 
 /* A retry mark counts only on a node whose switch failed: on any other
  * node it is no retry a person asked for, and maxFailures holds it back
- * like every new switch. */
+ * like every new switch. A node with a record comes to classify_pending
+ * only when the record is Failed. */
 static bool failed_before(const struct gm_node *n)
 {
-    if (streq(gm_node_label(n, GM_LABEL_STATE), "failed"))
-        return true;
-    if (n->ann_switch == NULL)
-        return false;
-    struct sw s;
-    parse_switch(n->ann_switch, &s);
-    return strcmp(s.phase, "Failed") == 0;
+    return n->ann_switch != NULL ||
+           streq(gm_node_label(n, GM_LABEL_STATE), "failed");
 }
 
 static int classify_pending(struct ctx *c, const struct gm_node *n)

@@ -106,14 +106,15 @@ int gm_window_open(const struct gm_window *w, time_t now)
 
 /* Candidates are each listed day's opening time over the next eight days,
  * resolved in the zone by mktime. An opening inside a spring-forward gap
- * does not exist: mktime moves it on by the gap's length (02:30 to 03:30
- * EDT), past the jump (03:00 EDT) where the window already opens, maybe
- * past its end. So on such a day the window opens at the first minute of
- * the three hours before that which is open (none: not that day). */
+ * does not exist: mktime moves it by the gap's length, on (02:30 to 03:30
+ * EDT, past the jump at 03:00 where the window already opens, maybe past
+ * its end) or, in a zone whose tzdata marks winter as the DST (Dublin),
+ * back. So on such a day the window opens at the first open minute within
+ * three hours either side (none: not that day). */
 static time_t gap_open(const struct gm_window *w, time_t t, time_t now)
 {
     struct tm tm;
-    for (time_t b = t - 3 * 3600; b <= t; b += 60)
+    for (time_t b = t - 3 * 3600; b <= t + 3 * 3600; b += 60)
         if (b > now && localtime_r(&b, &tm) && open_at(w, &tm))
             return b;
     return (time_t)-1;
