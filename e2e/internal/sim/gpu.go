@@ -631,6 +631,22 @@ func (s *Sim) applyPluginHealth(pod *corev1.Pod, run *podRun, st *corev1.PodStat
 	}
 }
 
+// readyStatus shows a pod's containers running and Ready; restarted: they
+// started again just now (a plugin out of its crash loop).
+func readyStatus(st *corev1.PodStatus, restarted bool, now metav1.Time) {
+	t := true
+	for i := range st.ContainerStatuses {
+		cs := &st.ContainerStatuses[i]
+		cs.Ready, cs.Started = true, &t
+		if restarted {
+			cs.RestartCount++
+			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
+		}
+	}
+	setCondition(st, corev1.ContainersReady, corev1.ConditionTrue, "", now)
+	setCondition(st, corev1.PodReady, corev1.ConditionTrue, "", now)
+}
+
 // loadingStatus shows a driver container still building and loading the
 // driver: running, its startup probe not yet passed.
 func loadingStatus(st *corev1.PodStatus, now metav1.Time) {
@@ -750,13 +766,7 @@ func (s *Sim) loadDriver(pod *corev1.Pod, run *podRun, pr *pluginRun) {
 		return
 	}
 	np := pod.DeepCopy()
-	now := metav1.Now()
-	t := true
-	for i := range np.Status.ContainerStatuses {
-		np.Status.ContainerStatuses[i].Ready, np.Status.ContainerStatuses[i].Started = true, &t
-	}
-	setCondition(&np.Status, corev1.ContainersReady, corev1.ConditionTrue, "", now)
-	setCondition(&np.Status, corev1.PodReady, corev1.ConditionTrue, "", now)
+	readyStatus(&np.Status, false, metav1.Now())
 	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(context.Background(), np, metav1.UpdateOptions{}); err != nil {
 		s.podQ.AddAfter(run.key, time.Second)
 		return
@@ -786,16 +796,7 @@ func (s *Sim) retryPlugin(pod *corev1.Pod, run *podRun) {
 		return
 	}
 	np := pod.DeepCopy()
-	now := metav1.Now()
-	t := true
-	for i := range np.Status.ContainerStatuses {
-		cs := &np.Status.ContainerStatuses[i]
-		cs.Ready, cs.Started = true, &t
-		cs.RestartCount++
-		cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
-	}
-	setCondition(&np.Status, corev1.ContainersReady, corev1.ConditionTrue, "", now)
-	setCondition(&np.Status, corev1.PodReady, corev1.ConditionTrue, "", now)
+	readyStatus(&np.Status, true, metav1.Now())
 	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(context.Background(), np, metav1.UpdateOptions{}); err != nil {
 		s.podQ.AddAfter(run.key, time.Second)
 		return
